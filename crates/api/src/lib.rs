@@ -1,1 +1,56 @@
-//! placeholder
+//! rvsd's control API: HTTP/1.1 + JSON on a root-only Unix socket.
+//!
+//! - `GET /v1/services` → [`Listing`]
+//! - `POST /v1/commands` with a [`Command`] → `200 {"ok":true}` or
+//!   `4xx {"error":"..."}` with a message for the operator.
+//!
+//! The socket path is [`DEFAULT_SOCKET`], overridable with the environment
+//! variable [`SOCKET_ENV`] (and rvsadm's `--socket`); see [`socket_path`].
+//! [`Client`] is the blocking client rvsadm uses; [`server`] is the side rvsd
+//! runs.
+
+mod client;
+pub mod server;
+mod types;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use client::{Client, ClientError};
+pub use server::{bind, serve, ControlHandler};
+pub use types::{
+    Command, DestSpec, DestStatus, ForwardMethod, Listing, Protocol, ServiceKey, ServiceSpec,
+    ServiceStatus, Stats,
+};
+
+/// Where rvsd listens unless told otherwise.
+pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+
+/// Environment variable that overrides [`DEFAULT_SOCKET`] for rvsd and rvsadm.
+pub const SOCKET_ENV: &str = "RVSD_SOCKET";
+
+/// Path of the listing endpoint.
+pub const SERVICES_PATH: &str = "/v1/services";
+
+/// Path of the command endpoint.
+pub const COMMANDS_PATH: &str = "/v1/commands";
+
+/// The socket to use: an explicit flag wins, then `$RVSD_SOCKET` (if set and
+/// non-empty), then [`DEFAULT_SOCKET`]. One rule for daemon and CLI.
+pub fn socket_path(flag: Option<&Path>) -> PathBuf {
+    if let Some(p) = flag {
+        return p.to_path_buf();
+    }
+    match std::env::var_os(SOCKET_ENV) {
+        Some(v) if !v.is_empty() => PathBuf::from(v),
+        _ => PathBuf::from(DEFAULT_SOCKET),
+    }
+}
+
+/// Body of every non-2xx reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// One line for the operator.
+    pub error: String,
+}
