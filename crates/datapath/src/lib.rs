@@ -23,7 +23,12 @@
 mod error;
 mod filter;
 mod iface;
+mod xsk;
 
 pub use error::DatapathError;
 pub use filter::{XdpAttachMode, XdpFilter, XdpModePolicy, XdpStats};
 pub use iface::{ifindex_by_name, name_by_ifindex};
+pub use xsk::{
+    BindMode, BindPolicy, FrameMut, RxFrame, XskConfig, XskGroup, XskSocketStats, XskStats,
+    FRAME_SIZE,
+};

@@ -1,0 +1,606 @@
+//! [`XskGroup`]: one UMEM shared by one AF_XDP socket per interface, all on
+//! the same queue id, owned by one worker thread.
+//!
+//! Frame ownership is tracked per frame (one byte each), so a wrong address
+//! from the caller — double release, sending a frame the kernel owns — is
+//! refused instead of corrupting the rings.
+
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use super::socket::{Bind, XskSocket};
+use super::umem::Umem;
+use super::{
+    BindMode, BindPolicy, RxFrame, XskConfig, XskSocketStats, XskStats, FRAME_SIZE, KERNEL_HEADROOM,
+};
+use crate::iface::name_by_ifindex;
+use crate::DatapathError;
+
+/// Most interfaces (sockets) one group can hold; matches the poll array on the stack.
+const MAX_SLOTS: usize = 64;
+const CHUNK_MASK: u64 = !(FRAME_SIZE as u64 - 1);
+
+/// Who may touch a frame right now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Owner {
+    /// In the group's free pool.
+    Free,
+    /// On a FILL ring or being received into by the kernel.
+    Kernel,
+    /// Handed to the caller by `recv` / `alloc_frame`.
+    User,
+    /// On a TX ring until the COMPLETION ring returns it.
+    Tx,
+}
+
+#[derive(Debug)]
+struct Slot {
+    sock: XskSocket,
+    /// Frames given to the kernel through this FILL ring and not yet received.
+    in_fill: u32,
+    /// Frames queued on TX and not yet completed.
+    tx_outstanding: u32,
+    rx_packets: u64,
+    tx_packets: u64,
+    tx_ring_full: u64,
+}
+
+/// One UMEM plus one AF_XDP socket per interface, all for the same queue id.
+///
+/// Call order in a worker: [`recv`](Self::recv) a batch; per frame
+/// [`frame_mut`](Self::frame_mut) to rewrite it, then [`send`](Self::send)
+/// (on any slot) or [`release`](Self::release); then [`flush`](Self::flush)
+/// once per batch; [`poll`](Self::poll) when `recv` returned nothing.
+/// Every frame handed out by `recv` must come back through `send` or
+/// `release`, or it is lost to the pool.
+#[derive(Debug)]
+pub struct XskGroup {
+    // Sockets first: they are closed before the UMEM is unmapped.
+    slots: Vec<Slot>,
+    umem: Umem,
+    free: Vec<u64>,
+    owner: Vec<Owner>,
+    fill_target: u32,
+    next_rx: usize,
+    queue_id: u32,
+    alloc_offset: u32,
+    kick_always: bool,
+}
+
+// SAFETY: the raw pointers inside point into mappings owned by this value
+// (rings, UMEM); nothing else aliases them in user space, so moving the group
+// to another thread (the worker) is sound. It is not Sync: all use takes &mut.
+unsafe impl Send for XskGroup {}
+
+fn check_pow2(name: &str, v: u32) -> Result<(), DatapathError> {
+    if v == 0 || !v.is_power_of_two() {
+        return Err(DatapathError::InvalidArgument(format!(
+            "{name} = {v}: must be a power of two"
+        )));
+    }
+    Ok(())
+}
+
+impl XskGroup {
+    /// Create the UMEM and one socket per interface on `queue_id`.
+    ///
+    /// Slot `i` of the group is `ifindexes[i]`. With [`BindPolicy::Auto`] it
+    /// tries zero-copy for all interfaces, then copy mode for all (a shared
+    /// UMEM has one mode).
+    pub fn new(ifindexes: &[u32], queue_id: u32, cfg: &XskConfig) -> Result<Self, DatapathError> {
+        if ifindexes.is_empty() || ifindexes.len() > MAX_SLOTS {
+            return Err(DatapathError::InvalidArgument(format!(
+                "an XskGroup needs 1..={MAX_SLOTS} interfaces, got {}",
+                ifindexes.len()
+            )));
+        }
+        for &i in ifindexes {
+            if name_by_ifindex(i).is_none() {
+                return Err(DatapathError::InterfaceIndexNotFound(i));
+            }
+        }
+        check_pow2("rx_size", cfg.rx_size)?;
+        check_pow2("tx_size", cfg.tx_size)?;
+        check_pow2("fill_size", cfg.fill_size)?;
+        check_pow2("comp_size", cfg.comp_size)?;
+        if cfg.frame_count < 2 * ifindexes.len() as u32 || cfg.frame_count > (1 << 22) {
+            return Err(DatapathError::InvalidArgument(format!(
+                "frame_count = {}: need at least 2 per interface and at most 4194304",
+                cfg.frame_count
+            )));
+        }
+        if cfg.headroom > FRAME_SIZE / 2 {
+            return Err(DatapathError::InvalidArgument(format!(
+                "headroom = {}: at most {} (frames are {FRAME_SIZE} bytes)",
+                cfg.headroom,
+                FRAME_SIZE / 2
+            )));
+        }
+
+        let modes: &[BindMode] = match cfg.bind {
+            BindPolicy::Auto => &[BindMode::ZeroCopy, BindMode::Copy],
+            BindPolicy::ZeroCopy => &[BindMode::ZeroCopy],
+            BindPolicy::Copy => &[BindMode::Copy],
+        };
+        let umem = Umem::new(cfg.frame_count, cfg.headroom)?;
+        let mut last_err = None;
+        for &mode in modes {
+            match Self::bind_all(&umem, ifindexes, queue_id, cfg, mode) {
+                Ok(socks) => return Ok(Self::assemble(socks, umem, queue_id, cfg)),
+                Err(e @ DatapathError::PermissionDenied { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(?mode, error = %e, "AF_XDP bind mode unavailable");
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err
+            .unwrap_or_else(|| DatapathError::InvalidArgument("no bind mode to try".into())))
+    }
+
+    fn bind_all(
+        umem: &Umem,
+        ifindexes: &[u32],
+        queue_id: u32,
+        cfg: &XskConfig,
+        mode: BindMode,
+    ) -> Result<Vec<XskSocket>, DatapathError> {
+        let mut socks: Vec<XskSocket> = Vec::with_capacity(ifindexes.len());
+        for &ifindex in ifindexes {
+            let bind = match socks.first() {
+                None => Bind::Owner(mode),
+                Some(owner) => Bind::Shared(owner.raw_fd()),
+            };
+            socks.push(XskSocket::new(umem, ifindex, queue_id, cfg, bind)?);
+        }
+        Ok(socks)
+    }
+
+    fn assemble(socks: Vec<XskSocket>, umem: Umem, queue_id: u32, cfg: &XskConfig) -> Self {
+        let n = socks.len() as u32;
+        let frames = umem.frame_count();
+        // Leave as many frames for in-flight TX as one interface's FILL share.
+        let fill_target = cfg.fill_size.min(frames / (n + 1)).max(1);
+        let free: Vec<u64> = (0..u64::from(frames))
+            .rev()
+            .map(|i| i * u64::from(FRAME_SIZE))
+            .collect();
+        let kick_always = !cfg.need_wakeup;
+        let mut g = Self {
+            slots: socks
+                .into_iter()
+                .map(|sock| Slot {
+                    sock,
+                    in_fill: 0,
+                    tx_outstanding: 0,
+                    rx_packets: 0,
+                    tx_packets: 0,
+                    tx_ring_full: 0,
+                })
+                .collect(),
+            umem,
+            free,
+            owner: vec![Owner::Free; frames as usize],
+            fill_target,
+            next_rx: 0,
+            queue_id,
+            alloc_offset: cfg.headroom + KERNEL_HEADROOM,
+            kick_always,
+        };
+        for i in 0..g.slots.len() {
+            g.refill(i);
+        }
+        g
+    }
+
+    /// Number of interface slots.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Always false: a group has at least one interface (for clippy's `len` convention).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Queue id all sockets are bound to.
+    pub fn queue_id(&self) -> u32 {
+        self.queue_id
+    }
+
+    /// Interface index of a slot (None if out of range).
+    pub fn ifindex(&self, iface_slot: usize) -> Option<u32> {
+        self.slots.get(iface_slot).map(|s| s.sock.ifindex)
+    }
+
+    /// Zero-copy or copy, per slot (all slots share the UMEM's mode).
+    pub fn mode(&self, iface_slot: usize) -> Option<BindMode> {
+        self.slots.get(iface_slot).map(|s| s.sock.mode)
+    }
+
+    /// The socket to register in that interface's [`crate::XdpFilter`]; -1 for an unknown slot.
+    pub fn socket_fd(&self, iface_slot: usize) -> RawFd {
+        self.slots.get(iface_slot).map_or(-1, |s| s.sock.raw_fd())
+    }
+
+    /// Frames in the free pool (neither with the kernel nor with the caller).
+    pub fn free_frames(&self) -> u32 {
+        self.free.len() as u32
+    }
+
+    fn frame_index(&self, addr: u64) -> Option<usize> {
+        let idx = usize::try_from(addr / u64::from(FRAME_SIZE)).ok()?;
+        (idx < self.owner.len()).then_some(idx)
+    }
+
+    /// Chunk base of `addr` if the caller currently owns that frame.
+    fn user_chunk(&self, addr: u64) -> Option<u64> {
+        let idx = self.frame_index(addr)?;
+        (self.owner[idx] == Owner::User).then_some(addr & CHUNK_MASK)
+    }
+
+    fn return_to_pool(&mut self, base: u64) {
+        if let Some(idx) = self.frame_index(base) {
+            if self.owner[idx] != Owner::Free {
+                self.owner[idx] = Owner::Free;
+                // Capacity is frame_count and each frame is in the pool at most once: no allocation.
+                self.free.push(base);
+            }
+        }
+    }
+
+    /// Receive up to `out.len()` frames from all sockets, starting with a
+    /// different socket each call and giving each an equal share first.
+    pub fn recv(&mut self, out: &mut [RxFrame]) -> usize {
+        let n = self.slots.len();
+        if out.is_empty() || n == 0 {
+            return 0;
+        }
+        let share = (out.len() / n).max(1);
+        let mut got = 0;
+        for pass in 0..2 {
+            for k in 0..n {
+                if got == out.len() {
+                    break;
+                }
+                let i = (self.next_rx + k) % n;
+                let room = out.len() - got;
+                let max = if pass == 0 { share.min(room) } else { room };
+                got += self.recv_slot(i, &mut out[got..got + max]);
+            }
+        }
+        self.next_rx = (self.next_rx + 1) % n;
+        got
+    }
+
+    fn recv_slot(&mut self, i: usize, out: &mut [RxFrame]) -> usize {
+        let max = u32::try_from(out.len()).unwrap_or(u32::MAX);
+        let slot = &mut self.slots[i];
+        let n = slot.sock.rx.available(max);
+        for (j, o) in out.iter_mut().enumerate().take(n as usize) {
+            let d = slot.sock.rx.read(j as u32);
+            *o = RxFrame {
+                iface: i,
+                addr: d.addr,
+                len: d.len,
+            };
+            let idx = d.addr / u64::from(FRAME_SIZE);
+            if let Some(own) = usize::try_from(idx)
+                .ok()
+                .and_then(|x| self.owner.get_mut(x))
+            {
+                *own = Owner::User;
+            }
+        }
+        slot.sock.rx.release(n);
+        slot.in_fill = slot.in_fill.saturating_sub(n);
+        slot.rx_packets += u64::from(n);
+        n as usize
+    }
+
+    /// The frame at `addr` (as given by `recv` or `alloc_frame`) for reading
+    /// and rewriting. A frame the caller does not own yields an empty view.
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> FrameMut<'_> {
+        let Some(base) = self.user_chunk(addr) else {
+            return FrameMut::empty();
+        };
+        let offset = (addr - base) as usize;
+        let len = (len as usize).min(FRAME_SIZE as usize - offset);
+        // SAFETY: the frame is marked User: it is on no ring, so the kernel does
+        // not touch it, and `&mut self` makes this the only live view into the UMEM.
+        let chunk = unsafe { self.umem.chunk_mut(base) };
+        FrameMut {
+            chunk,
+            base,
+            offset,
+            len,
+        }
+    }
+
+    /// Take a frame from the free pool to build a packet from scratch; its
+    /// data starts after the same headroom as received frames.
+    pub fn alloc_frame(&mut self) -> Option<u64> {
+        let base = self.free.pop()?;
+        if let Some(idx) = self.frame_index(base) {
+            self.owner[idx] = Owner::User;
+        }
+        Some(base + u64::from(self.alloc_offset))
+    }
+
+    /// Queue the frame at `addr` (data `len` bytes) for transmission on
+    /// `iface_slot`. The frame may have arrived on any slot. Returns false if
+    /// it could not be queued (TX ring full, bad slot or length); the frame is
+    /// then back in the pool. Nothing leaves before [`flush`](Self::flush).
+    pub fn send(&mut self, iface_slot: usize, addr: u64, len: u32) -> bool {
+        let Some(base) = self.user_chunk(addr) else {
+            return false;
+        };
+        let offset = addr - base;
+        if iface_slot >= self.slots.len()
+            || len == 0
+            || offset + u64::from(len) > u64::from(FRAME_SIZE)
+        {
+            self.return_to_pool(base);
+            return false;
+        }
+        let desc = libc::xdp_desc {
+            addr,
+            len,
+            options: 0,
+        };
+        let slot = &mut self.slots[iface_slot];
+        if !slot.sock.tx.push(desc) {
+            // Full: hand what we queued to the kernel, reap, try once more.
+            slot.sock.tx.submit();
+            slot.sock.kick_tx();
+            self.reap(iface_slot);
+            let slot = &mut self.slots[iface_slot];
+            if !slot.sock.tx.push(desc) {
+                slot.tx_ring_full += 1;
+                self.return_to_pool(base);
+                return false;
+            }
+        }
+        self.slots[iface_slot].tx_outstanding += 1;
+        if let Some(idx) = self.frame_index(base) {
+            self.owner[idx] = Owner::Tx;
+        }
+        true
+    }
+
+    /// Give a frame back without sending it (dropped). Unknown or not-owned
+    /// addresses are ignored.
+    pub fn release(&mut self, addr: u64) {
+        if let Some(base) = self.user_chunk(addr) {
+            self.return_to_pool(base);
+        }
+    }
+
+    /// Publish queued TX and kick the kernel where needed, reap COMPLETION
+    /// rings into the free pool, refill every FILL ring. Once per batch.
+    pub fn flush(&mut self) {
+        for i in 0..self.slots.len() {
+            let slot = &mut self.slots[i];
+            if slot.sock.tx.unsubmitted() > 0 {
+                slot.sock.tx.submit();
+            }
+            if slot.sock.tx.in_kernel() > 0
+                && (self.kick_always
+                    || slot.sock.mode == BindMode::Copy
+                    || slot.sock.tx.needs_wakeup())
+            {
+                slot.sock.kick_tx();
+            }
+            self.reap(i);
+        }
+        for i in 0..self.slots.len() {
+            self.refill(i);
+        }
+    }
+
+    fn reap(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let n = slot.sock.comp.available(u32::MAX);
+        for j in 0..n {
+            let addr = self.slots[i].sock.comp.read(j);
+            let base = addr & CHUNK_MASK;
+            if let Some(idx) = self.frame_index(base) {
+                if self.owner[idx] == Owner::Tx {
+                    self.owner[idx] = Owner::Free;
+                    self.free.push(base);
+                }
+            }
+        }
+        let slot = &mut self.slots[i];
+        slot.sock.comp.release(n);
+        slot.tx_outstanding = slot.tx_outstanding.saturating_sub(n);
+        slot.tx_packets += u64::from(n);
+    }
+
+    fn refill(&mut self, i: usize) {
+        let slot = &mut self.slots[i];
+        let want = self
+            .fill_target
+            .saturating_sub(slot.in_fill)
+            .min(self.free.len() as u32);
+        let n = want.min(slot.sock.fill.free(want));
+        for _ in 0..n {
+            let Some(base) = self.free.pop() else { break };
+            if let Some(idx) = usize::try_from(base / u64::from(FRAME_SIZE))
+                .ok()
+                .filter(|&x| x < self.owner.len())
+            {
+                self.owner[idx] = Owner::Kernel;
+            }
+            // Cannot fail: `n` slots were free.
+            let _ = slot.sock.fill.push(base);
+            slot.in_fill += 1;
+        }
+        if n > 0 {
+            slot.sock.fill.submit();
+        }
+        if slot.sock.mode == BindMode::ZeroCopy
+            && (self.kick_always || slot.sock.fill.needs_wakeup())
+        {
+            slot.sock.kick_rx();
+        }
+    }
+
+    /// Wait up to `timeout` until any socket has frames to receive.
+    pub fn poll(&mut self, timeout: Duration) -> bool {
+        if self.slots.iter_mut().any(|s| !s.sock.rx.is_empty()) {
+            return true;
+        }
+        let mut fds = [libc::pollfd {
+            fd: -1,
+            events: 0,
+            revents: 0,
+        }; MAX_SLOTS];
+        for (p, s) in fds.iter_mut().zip(&self.slots) {
+            *p = libc::pollfd {
+                fd: s.sock.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+        }
+        let ms = i32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
+        // SAFETY: `fds` holds `slots.len()` (<= MAX_SLOTS) initialised pollfds of our own sockets.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), self.slots.len() as libc::nfds_t, ms) };
+        r > 0
+            && fds
+                .iter()
+                .take(self.slots.len())
+                .any(|p| p.revents & libc::POLLIN != 0)
+    }
+
+    /// Counters per socket (ours and the kernel's XDP_STATISTICS).
+    pub fn stats(&self) -> XskStats {
+        XskStats {
+            sockets: self
+                .slots
+                .iter()
+                .map(|s| {
+                    let k = s.sock.kernel_stats();
+                    XskSocketStats {
+                        ifindex: s.sock.ifindex,
+                        mode: Some(s.sock.mode),
+                        rx_packets: s.rx_packets,
+                        tx_packets: s.tx_packets,
+                        tx_ring_full: s.tx_ring_full,
+                        rx_dropped: k.rx_dropped,
+                        rx_ring_full: k.rx_ring_full,
+                        fill_ring_empty: k.rx_fill_ring_empty_descs,
+                        tx_invalid: k.tx_invalid_descs,
+                    }
+                })
+                .collect(),
+            free_frames: self.free.len() as u32,
+        }
+    }
+}
+
+/// A frame the caller owns: the whole UMEM chunk, with the packet at
+/// `offset..offset + len` inside it. Grow into the headroom (encapsulation)
+/// with [`grow_front`](Self::grow_front); then send [`addr`](Self::addr) and
+/// [`len`](Self::len).
+#[derive(Debug)]
+pub struct FrameMut<'a> {
+    chunk: &'a mut [u8],
+    base: u64,
+    offset: usize,
+    len: usize,
+}
+
+impl FrameMut<'_> {
+    fn empty() -> Self {
+        FrameMut {
+            chunk: &mut [],
+            base: 0,
+            offset: 0,
+            len: 0,
+        }
+    }
+
+    /// The whole chunk, headroom and tailroom included.
+    pub fn chunk(&self) -> &[u8] {
+        self.chunk
+    }
+
+    /// The whole chunk, writable.
+    pub fn chunk_mut(&mut self) -> &mut [u8] {
+        self.chunk
+    }
+
+    /// Where the packet starts inside the chunk (= headroom available).
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+
+    /// Packet length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for an empty packet (or a frame the caller did not own).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes after the packet up to the end of the chunk.
+    pub fn tailroom(&self) -> usize {
+        self.chunk.len() - self.offset - self.len
+    }
+
+    /// The packet bytes.
+    pub fn data(&self) -> &[u8] {
+        self.chunk
+            .get(self.offset..self.offset + self.len)
+            .unwrap_or_default()
+    }
+
+    /// The packet bytes, writable.
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        self.chunk
+            .get_mut(self.offset..self.offset + self.len)
+            .unwrap_or_default()
+    }
+
+    /// Start the packet `n` bytes earlier (prepend a header). False if the headroom is too small.
+    pub fn grow_front(&mut self, n: usize) -> bool {
+        if n > self.offset {
+            return false;
+        }
+        self.offset -= n;
+        self.len += n;
+        true
+    }
+
+    /// Drop `n` bytes from the front (strip a header). False if the packet is shorter.
+    pub fn shrink_front(&mut self, n: usize) -> bool {
+        if n > self.len {
+            return false;
+        }
+        self.offset += n;
+        self.len -= n;
+        true
+    }
+
+    /// Set the packet length (trim, or extend into the tailroom). False if it does not fit.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        if self.offset + len > self.chunk.len() {
+            return false;
+        }
+        self.len = len;
+        true
+    }
+
+    /// UMEM address of the first packet byte: what to pass to [`XskGroup::send`].
+    pub fn addr(&self) -> u64 {
+        self.base + self.offset as u64
+    }
+
+    /// Packet length as the descriptor wants it.
+    pub fn len_u32(&self) -> u32 {
+        self.len as u32
+    }
+}

@@ -1,0 +1,253 @@
+//! Network-namespace lab for the datapath tests.
+//!
+//! Each test builds its own namespaces named `rvsdp<pid><tag>-<name>` and a
+//! [`Lab`] guard deletes exactly those on drop (also when the test panics).
+//! On SIGINT/SIGTERM a handler removes them too (umount + unlink of
+//! `/run/netns/<name>`, which is what `ip netns del` does) before exiting.
+//!
+//! AF_XDP sockets, XDP attachment and `if_nametoindex` act on the network
+//! namespace of the calling *thread*, so the datapath side of a test runs in
+//! a thread that has `setns()` into the director namespace: [`in_netns`].
+
+#![allow(dead_code)] // reason: each test binary uses a different subset of the helpers.
+#![allow(unreachable_pub)] // reason: test-only module, `pub` for the test files.
+
+use std::ffi::{c_char, CString};
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::process::{Command, Output};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Once;
+use std::thread::JoinHandle;
+
+const SLOTS: usize = 64;
+static CLEANUP: [AtomicPtr<c_char>; SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; SLOTS];
+static HANDLER: Once = Once::new();
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    for slot in &CLEANUP {
+        let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
+        if !p.is_null() {
+            // SAFETY: `p` is a leaked NUL-terminated path; umount2 and unlink are
+            // async-signal-safe.
+            unsafe {
+                libc::umount2(p, libc::MNT_DETACH);
+                libc::unlink(p);
+            }
+        }
+    }
+    // SAFETY: _exit is async-signal-safe.
+    unsafe { libc::_exit(130) };
+}
+
+fn install_handler() {
+    HANDLER.call_once(|| {
+        for sig in [libc::SIGINT, libc::SIGTERM] {
+            // SAFETY: installs a handler that only calls async-signal-safe functions.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                libc::sigemptyset(&mut sa.sa_mask);
+                libc::sigaction(sig, &sa, ptr::null_mut());
+            }
+        }
+    });
+}
+
+fn register(path: &str) -> usize {
+    let raw = CString::new(path).expect("path").into_raw();
+    for (i, slot) in CLEANUP.iter().enumerate() {
+        if slot
+            .compare_exchange(ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return i;
+        }
+    }
+    panic!("too many namespaces for the cleanup table");
+}
+
+fn unregister(i: usize) {
+    let p = CLEANUP[i].swap(ptr::null_mut(), Ordering::SeqCst);
+    if !p.is_null() {
+        // SAFETY: `p` came from CString::into_raw in `register`.
+        drop(unsafe { CString::from_raw(p) });
+    }
+}
+
+/// Run a command, panic with its output if it fails.
+pub fn run(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Namespaces owned by one test; deleted on drop.
+pub struct Lab {
+    prefix: String,
+    netns: Vec<(String, usize)>,
+}
+
+impl Lab {
+    /// `tag` must be unique per test (a few letters).
+    pub fn new(tag: &str) -> Self {
+        install_handler();
+        Self {
+            prefix: format!("rvsdp{}{tag}", std::process::id()),
+            netns: Vec::new(),
+        }
+    }
+
+    /// Create namespace `<prefix>-<name>` with `lo` up; returns its full name.
+    pub fn netns(&mut self, name: &str) -> String {
+        let full = format!("{}-{name}", self.prefix);
+        run(&["ip", "netns", "add", &full]);
+        let slot = register(&format!("/run/netns/{full}"));
+        self.netns.push((full.clone(), slot));
+        run(&["ip", "-n", &full, "link", "set", "lo", "up"]);
+        full
+    }
+
+    /// A veth pair `a_dev`@`a` — `b_dev`@`b`, created inside the namespaces, with fixed MACs,
+    /// one queue each, addresses (CIDR) and up; TX checksum offload off so
+    /// frames carry complete checksums.
+    #[allow(clippy::too_many_arguments)] // reason: a flat description of both ends reads best in tests.
+    pub fn veth(
+        &self,
+        a: &str,
+        a_dev: &str,
+        a_mac: &str,
+        a_ip: &str,
+        b: &str,
+        b_dev: &str,
+        b_mac: &str,
+        b_ip: &str,
+    ) {
+        run(&[
+            "ip",
+            "-n",
+            a,
+            "link",
+            "add",
+            a_dev,
+            "address",
+            a_mac,
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+            "type",
+            "veth",
+            "peer",
+            "name",
+            b_dev,
+            "address",
+            b_mac,
+            "numtxqueues",
+            "1",
+            "numrxqueues",
+            "1",
+            "netns",
+            b,
+        ]);
+        for (ns, dev, ip) in [(a, a_dev, a_ip), (b, b_dev, b_ip)] {
+            run(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
+            run(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]);
+            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+    }
+
+    /// `ip -n <ns> <args...>`.
+    pub fn ip(&self, ns: &str, args: &[&str]) {
+        let mut v = vec!["ip", "-n", ns];
+        v.extend_from_slice(args);
+        run(&v);
+    }
+
+    /// Run a command inside a namespace, returning its output whatever the status.
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{args:?} in {ns}: {e}"))
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for (ns, slot) in self.netns.drain(..).rev() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            unregister(slot);
+        }
+    }
+}
+
+/// Enter namespace `ns` on the current thread (only call from a thread you spawned).
+pub fn enter_netns(ns: &str) {
+    let f =
+        File::open(format!("/run/netns/{ns}")).unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
+    // SAFETY: setns on a valid namespace fd affects only this thread's network namespace.
+    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+    assert_eq!(r, 0, "setns({ns}): {}", std::io::Error::last_os_error());
+}
+
+/// Run `f` on a new thread inside network namespace `ns`.
+pub fn in_netns<T: Send + 'static>(
+    ns: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let ns = ns.to_string();
+    std::thread::spawn(move || {
+        enter_netns(&ns);
+        f()
+    })
+}
+
+/// Parse a MAC "02:00:00:00:00:01".
+pub fn mac(s: &str) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    for (o, p) in m.iter_mut().zip(s.split(':')) {
+        *o = u8::from_str_radix(p, 16).expect("mac");
+    }
+    m
+}
+
+/// Offsets into an untagged Ethernet + IPv4 (no options) + UDP frame.
+pub mod off {
+    /// IPv4 header start.
+    pub const IP: usize = 14;
+    /// UDP header start.
+    pub const UDP: usize = 34;
+    /// UDP payload start.
+    pub const PAYLOAD: usize = 42;
+}
+
+/// UDP destination port of an Ethernet/IPv4 frame.
+pub fn udp_dport(f: &[u8]) -> Option<u16> {
+    (f.len() >= off::PAYLOAD && f[12..14] == [8, 0] && f[off::IP + 9] == 17)
+        .then(|| u16::from_be_bytes([f[off::UDP + 2], f[off::UDP + 3]]))
+}
+
+/// RFC 1071 checksum.
+pub fn csum(data: &[u8]) -> u16 {
+    let mut sum = 0u32;
+    for c in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+pub mod director;
