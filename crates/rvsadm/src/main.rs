@@ -1,2 +1,165 @@
-//! placeholder
-fn main() {}
+//! rvsadm: ipvsadm-compatible command line for rvsd.
+//!
+//! Same options, defaults and listing format as ipvsadm 1.31, talking to rvsd
+//! over its control socket instead of to the kernel. `parse` turns argv into
+//! a request, `format` turns a listing into text; this file wires them to the
+//! client and the system resolver.
+
+mod format;
+mod parse;
+mod resolve;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use rvs_api::{Client, ClientError};
+
+use crate::parse::{Action, ParseError};
+
+const VERSION_LINE: &str = concat!(
+    "rvsadm ",
+    env!("CARGO_PKG_VERSION"),
+    " (ipvsadm 1.31 compatible, IPVS v1.2.1 interface via rvsd)"
+);
+
+fn usage(program: &str) -> String {
+    let p = program;
+    format!(
+        "{VERSION_LINE}
+Usage:
+  {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  {p} -D virtual-service
+  {p} -C
+  {p} -a|e virtual-service -r server-address [options]
+  {p} -d virtual-service -r server-address
+  {p} -L|l [virtual-service] [options]
+  {p} -Z [virtual-service]
+  {p} --set tcp tcpfin udp
+  {p} -h
+
+Commands:
+Either long or short options are allowed.
+  --add-service     -A        add virtual service with options
+  --edit-service    -E        edit virtual service with options
+  --delete-service  -D        delete virtual service
+  --clear           -C        clear the whole table
+  --add-server      -a        add real server with options
+  --edit-server     -e        edit real server with options
+  --delete-server   -d        delete real server
+  --list            -L|-l     list the table
+  --zero            -Z        zero counters in a service or all services
+  --set tcp tcpfin udp        set connection timeout values
+  --help            -h        display this help message
+  --version         -v        display the version
+
+virtual-service:
+  --tcp-service|-t  service-address   service-address is host[:port]
+  --udp-service|-u  service-address   service-address is host[:port]
+
+Options:
+  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos
+                                      (as rvsd supports them), the default scheduler is {sched}.
+  --persistent   -p [timeout]         persistent service (default timeout {pers} s)
+  --netmask      -M netmask           persistent granularity mask
+  --real-server  -r server-address    server-address is host (and port)
+  --gatewaying   -g                   gatewaying (direct routing) (default)
+  --ipip         -i                   ipip encapsulation (tunneling)
+  --masquerading -m                   masquerading (NAT)
+  --weight       -w weight            capacity of real server
+  --u-threshold  -x uthreshold        upper threshold of connections
+  --l-threshold  -y lthreshold        lower threshold of connections
+  --stats                             output of statistics information
+  --exact                             expand numbers (display exact values)
+  --thresholds                        output of thresholds information
+  --nosort                            disable sorting output of service/server entries
+  --sort                              does nothing, for backwards compatibility
+  --numeric      -n                   numeric output of addresses and ports
+  --sched-flags  -b flags             scheduler flags (comma-separated)
+  --socket PATH                       rvsd control socket (default ${env}, else {sock})
+",
+        sched = parse::DEFAULT_SCHEDULER,
+        pers = parse::DEFAULT_PERSISTENCE,
+        env = rvs_api::SOCKET_ENV,
+        sock = rvs_api::DEFAULT_SOCKET,
+    )
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_else(|| "rvsadm".into());
+    let args: Vec<String> = args.collect();
+
+    let inv = if args.is_empty() {
+        parse::Invocation {
+            action: Action::List(parse::ListRequest::default()),
+            socket: None,
+        }
+    } else {
+        match parse::parse(&args, &resolve::System) {
+            Ok(inv) => inv,
+            Err(ParseError::Message(m)) => {
+                eprintln!("{m}");
+                return ExitCode::from(2);
+            }
+            Err(ParseError::TryHelp) => {
+                eprintln!("Try `{program} -h' or '{program} --help' for more information.");
+                return ExitCode::from(2);
+            }
+        }
+    };
+
+    match run(&program, inv) {
+        Ok(code) => code,
+        Err(e) => {
+            // ClientError messages are already one operator-ready line.
+            match e.downcast_ref::<ClientError>() {
+                Some(ce) => eprintln!("{ce}"),
+                None => eprintln!("{e:#}"),
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
+    let client = Client::new(rvs_api::socket_path(inv.socket.as_deref()));
+    match inv.action {
+        Action::Help => {
+            // Like ipvsadm, a closed pipe (`| head`) is not an error.
+            let _ = std::io::stdout()
+                .lock()
+                .write_all(usage(program).as_bytes());
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Version => {
+            println!("{VERSION_LINE}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::Command(cmd) => {
+            client.command(&cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Action::List(req) => {
+            let listing = client.listing()?;
+            let names: &dyn format::Names = if req.numeric {
+                &format::Numeric
+            } else {
+                &resolve::System
+            };
+            match format::listing(&listing, &req, names) {
+                Ok(text) => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(text.as_bytes())
+                        .and_then(|()| out.flush())
+                        .context("writing the listing")?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(format::NoSuchService) => {
+                    eprintln!("No such service");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,795 @@
+//! argv → request, with ipvsadm 1.31's syntax, defaults and error wording.
+//!
+//! Pure: name resolution goes through [`Lookup`], so tests run without DNS.
+//! Hand-written rather than clap because ipvsadm's popt syntax needs things
+//! clap does not do the same way: `-p` with an *optional* value that is taken
+//! from the next word unless it starts with `-`, clusters such as `-Ln` or
+//! `-At` whose last letter takes the next word, the rule that the first option
+//! must be a command, and ipvsadm's own messages and option-check order.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+
+use rvs_api::{Command, DestSpec, ForwardMethod, Protocol, ServiceKey, ServiceSpec};
+
+/// ipvsadm's default scheduler.
+pub(crate) const DEFAULT_SCHEDULER: &str = "wlc";
+/// ipvsadm's default persistence timeout (`-p` without a value).
+pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
+/// ipvsadm's upper bound for any timeout: 31 days.
+const MAX_TIMEOUT: u32 = 86400 * 31;
+/// Weights and thresholds are C ints in ipvsadm.
+const INT_MAX: u32 = i32::MAX as u32;
+
+/// Name resolution used while parsing, so the parser stays pure.
+pub(crate) trait Lookup {
+    /// Address of a host name (ipvsadm takes the first, IPv4 preferred).
+    fn host(&self, name: &str) -> Option<IpAddr>;
+    /// Port of a service name such as `http` for the protocol.
+    fn service(&self, name: &str, proto: Protocol) -> Option<u16>;
+}
+
+/// What `-L` should print.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct ListRequest {
+    /// `-n`: no name resolution.
+    pub(crate) numeric: bool,
+    /// `-t/-u`: only this service (and no version title line).
+    pub(crate) service: Option<ServiceKey>,
+    /// `--stats`: counters instead of connections.
+    pub(crate) stats: bool,
+    /// `--thresholds`: thresholds instead of weights.
+    pub(crate) thresholds: bool,
+    /// `--exact`: counters unabbreviated.
+    pub(crate) exact: bool,
+    /// `--nosort`: rvsd's order instead of ipvsadm's sort.
+    pub(crate) nosort: bool,
+}
+
+/// One invocation's intent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// Send a change to rvsd.
+    Command(Command),
+    /// Fetch and print the table.
+    List(ListRequest),
+    /// `-h`: usage on stdout, exit 0.
+    Help,
+    /// `-v`: version on stdout, exit 0.
+    Version,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Invocation {
+    /// What to do.
+    pub(crate) action: Action,
+    /// `--socket PATH`, our addition; `None` means env or default.
+    pub(crate) socket: Option<PathBuf>,
+}
+
+/// Why the command line was refused; both exit with status 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ParseError {
+    /// ipvsadm's `fail(2, ...)`: print the message alone.
+    Message(String),
+    /// ipvsadm's `tryhelp_exit`: print the "Try ... -h" hint.
+    TryHelp,
+}
+
+fn fail<T>(msg: impl Into<String>) -> Result<T, ParseError> {
+    Err(ParseError::Message(msg.into()))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cmd {
+    Add,
+    Edit,
+    Del,
+    Flush,
+    List,
+    AddDest,
+    DelDest,
+    EditDest,
+    Timeout,
+    Zero,
+}
+
+impl Cmd {
+    /// ipvsadm's `cmdnames`, used in its messages.
+    fn name(self) -> &'static str {
+        match self {
+            Cmd::Add => "add-service",
+            Cmd::Edit => "edit-service",
+            Cmd::Del => "delete-service",
+            Cmd::Flush => "flush",
+            Cmd::List => "list",
+            Cmd::AddDest => "add-server",
+            Cmd::DelDest => "delete-server",
+            Cmd::EditDest => "edit-server",
+            Cmd::Timeout => "set",
+            Cmd::Zero => "zero",
+        }
+    }
+}
+
+/// Options in ipvsadm's `optnames` order (the order its checks report in),
+/// restricted to the ones rvsadm implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Opt {
+    Numeric,
+    Service,
+    Scheduler,
+    Persistent,
+    Netmask,
+    Server,
+    Forward,
+    Weight,
+    UThreshold,
+    LThreshold,
+    Stats,
+    Thresholds,
+    NoSort,
+    Exact,
+    SchedFlags,
+}
+
+const OPTS: [Opt; 15] = [
+    Opt::Numeric,
+    Opt::Service,
+    Opt::Scheduler,
+    Opt::Persistent,
+    Opt::Netmask,
+    Opt::Server,
+    Opt::Forward,
+    Opt::Weight,
+    Opt::UThreshold,
+    Opt::LThreshold,
+    Opt::Stats,
+    Opt::Thresholds,
+    Opt::NoSort,
+    Opt::Exact,
+    Opt::SchedFlags,
+];
+
+impl Opt {
+    fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Opt::Numeric => "numeric",
+            Opt::Service => "service-address",
+            Opt::Scheduler => "scheduler",
+            Opt::Persistent => "persistent",
+            Opt::Netmask => "netmask",
+            Opt::Server => "real-server",
+            Opt::Forward => "forwarding-method",
+            Opt::Weight => "weight",
+            Opt::UThreshold => "u-threshold",
+            Opt::LThreshold => "l-threshold",
+            Opt::Stats => "stats",
+            Opt::Thresholds => "thresholds",
+            Opt::NoSort => "nosort",
+            Opt::Exact => "exact",
+            Opt::SchedFlags => "sched-flags",
+        }
+    }
+
+    /// ipvsadm's `commands_v_options` cell: '+' required, 'x' illegal,
+    /// ' ' optional.
+    fn rule(self, cmd: Cmd) -> char {
+        use Opt::*;
+        match cmd {
+            Cmd::Add | Cmd::Edit => match self {
+                Service => '+',
+                Scheduler | Persistent | Netmask | SchedFlags => ' ',
+                _ => 'x',
+            },
+            Cmd::Del => match self {
+                Service => '+',
+                _ => 'x',
+            },
+            Cmd::Flush | Cmd::Timeout => 'x',
+            Cmd::List => match self {
+                Numeric | Service | Stats | Thresholds | NoSort | Exact => ' ',
+                _ => 'x',
+            },
+            Cmd::AddDest | Cmd::EditDest => match self {
+                Service | Server => '+',
+                Forward | Weight | UThreshold | LThreshold => ' ',
+                _ => 'x',
+            },
+            Cmd::DelDest => match self {
+                Service | Server => '+',
+                _ => 'x',
+            },
+            Cmd::Zero => match self {
+                Service => ' ',
+                _ => 'x',
+            },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arg {
+    None,
+    Required,
+    Optional,
+}
+
+/// (long name, short letter, argument). Entries for ipvsadm options rvsadm
+/// does not implement yet are listed so they get a precise error instead of
+/// "unknown option".
+const TABLE: &[(&str, Option<char>, Arg)] = &[
+    ("add-service", Some('A'), Arg::None),
+    ("edit-service", Some('E'), Arg::None),
+    ("delete-service", Some('D'), Arg::None),
+    ("clear", Some('C'), Arg::None),
+    ("list", Some('L'), Arg::None),
+    ("list", Some('l'), Arg::None),
+    ("zero", Some('Z'), Arg::None),
+    ("add-server", Some('a'), Arg::None),
+    ("edit-server", Some('e'), Arg::None),
+    ("delete-server", Some('d'), Arg::None),
+    ("set", None, Arg::None),
+    ("help", Some('h'), Arg::None),
+    ("version", Some('v'), Arg::None),
+    ("restore", Some('R'), Arg::None),
+    ("save", Some('S'), Arg::None),
+    ("start-daemon", None, Arg::Required),
+    ("stop-daemon", None, Arg::Required),
+    ("tcp-service", Some('t'), Arg::Required),
+    ("udp-service", Some('u'), Arg::Required),
+    ("sctp-service", Some('q'), Arg::Required),
+    ("fwmark-service", Some('f'), Arg::Required),
+    ("scheduler", Some('s'), Arg::Required),
+    ("persistent", Some('p'), Arg::Optional),
+    ("netmask", Some('M'), Arg::Required),
+    ("real-server", Some('r'), Arg::Required),
+    ("masquerading", Some('m'), Arg::None),
+    ("ipip", Some('i'), Arg::None),
+    ("gatewaying", Some('g'), Arg::None),
+    ("weight", Some('w'), Arg::Required),
+    ("u-threshold", Some('x'), Arg::Required),
+    ("l-threshold", Some('y'), Arg::Required),
+    ("numeric", Some('n'), Arg::None),
+    ("connection", Some('c'), Arg::None),
+    ("mcast-interface", None, Arg::Required),
+    ("syncid", None, Arg::Required),
+    ("timeout", None, Arg::None),
+    ("daemon", None, Arg::None),
+    ("stats", None, Arg::None),
+    ("rate", None, Arg::None),
+    ("thresholds", None, Arg::None),
+    ("persistent-conn", None, Arg::None),
+    ("nosort", None, Arg::None),
+    ("sort", None, Arg::None),
+    ("exact", Some('X'), Arg::None),
+    ("ipv6", Some('6'), Arg::None),
+    ("ops", Some('o'), Arg::None),
+    ("pe", None, Arg::Required),
+    ("sched-flags", Some('b'), Arg::Required),
+    ("tun-type", None, Arg::Required),
+    ("tun-port", None, Arg::Required),
+    ("tun-nocsum", None, Arg::None),
+    ("tun-csum", None, Arg::None),
+    ("tun-remcsum", None, Arg::None),
+    ("socket", None, Arg::Required),
+];
+
+/// One option occurrence after popt-style tokenizing.
+#[derive(Debug)]
+struct Token {
+    /// Long name from [`TABLE`].
+    name: &'static str,
+    /// As the user wrote it, for messages (`-w`, `--weight`).
+    spelled: String,
+    value: Option<String>,
+}
+
+/// Splits argv into options and positional words the way popt does:
+/// `--long`, `--long=value`, `--long value`, short clusters, `--` ends options.
+fn tokenize(args: &[String]) -> Result<(Vec<Token>, Vec<String>), ParseError> {
+    let mut tokens = Vec::new();
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            positional.extend(args[i..].iter().cloned());
+            break;
+        }
+        if let Some(long) = arg.strip_prefix("--") {
+            let (name, inline) = match long.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (long, None),
+            };
+            let Some(&(lname, _, kind)) = TABLE.iter().find(|(n, _, _)| *n == name) else {
+                return fail(format!("{arg}: unknown option"));
+            };
+            let value = match kind {
+                Arg::None => {
+                    if inline.is_some() {
+                        return fail(format!("--{name}: option does not take an argument"));
+                    }
+                    None
+                }
+                Arg::Required => match inline {
+                    Some(v) => Some(v),
+                    None if i < args.len() => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    None => return fail(format!("--{name}: missing argument")),
+                },
+                Arg::Optional => match inline {
+                    Some(v) => Some(v),
+                    None if i < args.len() && !args[i].starts_with('-') => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    None => None,
+                },
+            };
+            tokens.push(Token {
+                name: lname,
+                spelled: format!("--{name}"),
+                value,
+            });
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            let letters: Vec<char> = arg[1..].chars().collect();
+            let mut j = 0;
+            while j < letters.len() {
+                let c = letters[j];
+                j += 1;
+                let Some(&(lname, _, kind)) = TABLE.iter().find(|(_, s, _)| *s == Some(c)) else {
+                    return fail(format!("-{c}: unknown option"));
+                };
+                let rest: String = letters[j..].iter().collect();
+                let value = match kind {
+                    Arg::None => None,
+                    Arg::Required | Arg::Optional if !rest.is_empty() => {
+                        j = letters.len();
+                        Some(rest)
+                    }
+                    Arg::Required if i < args.len() => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    Arg::Required => return fail(format!("-{c}: missing argument")),
+                    Arg::Optional if i < args.len() && !args[i].starts_with('-') => {
+                        i += 1;
+                        Some(args[i - 1].clone())
+                    }
+                    Arg::Optional => None,
+                };
+                tokens.push(Token {
+                    name: lname,
+                    spelled: format!("-{c}"),
+                    value,
+                });
+            }
+        } else {
+            positional.push(arg.clone());
+        }
+    }
+    Ok((tokens, positional))
+}
+
+/// ipvsadm's `string_to_number`: all digits (strtol syntax), within bounds.
+fn number(s: &str, min: u32, max: u32) -> Option<u32> {
+    let t = s.strip_prefix('+').unwrap_or(s);
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = t.parse().ok()?;
+    (u64::from(min)..=u64::from(max))
+        .contains(&n)
+        .then_some(n as u32)
+}
+
+fn timeout(s: &str, min: u32) -> Result<u32, ParseError> {
+    number(s, min, MAX_TIMEOUT).map_or_else(
+        || fail(format!("invalid timeout value `{s}' specified")),
+        Ok,
+    )
+}
+
+/// ipvsadm's `parse_service`: `host[:port]`, `[v6]:port` or a bare IPv6
+/// address. Returns the address and the port if one was given.
+fn parse_addr_port(s: &str, proto: Protocol, lookup: &dyn Lookup) -> Option<(IpAddr, Option<u16>)> {
+    if s.bytes().all(|b| b.is_ascii_digit()) {
+        return None; // also rejects ""
+    }
+    let (host, port) = if let Some(inner) = s.strip_prefix('[') {
+        let (addr, after) = inner.split_once(']')?;
+        let port = after.strip_prefix(':')?;
+        (addr, Some(port))
+    } else if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        (s, None)
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let addr = if let Ok(a) = host.parse::<IpAddr>() {
+        a
+    } else if host.contains(':') {
+        return None;
+    } else {
+        lookup.host(host)?
+    };
+    let port = match port {
+        None => None,
+        Some(p) => Some(match number(p, 0, 65535) {
+            Some(n) => n as u16,
+            None => lookup.service(p, proto)?,
+        }),
+    };
+    Some((addr, port))
+}
+
+/// `-M`: dotted mask for IPv4 (must be contiguous here), prefix for IPv6.
+/// Full masks (/32, /128) are normalized to `None`.
+fn parse_netmask(s: &str, v6: bool, lookup: &dyn Lookup) -> Result<Option<u8>, ParseError> {
+    if v6 {
+        // ipvsadm uses atoi(): leading digits count, the rest is ignored.
+        let digits: String = s
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        let n: u32 = digits.parse().unwrap_or(0);
+        if !(1..=128).contains(&n) {
+            return fail("illegal ipv6 netmask specified");
+        }
+        return Ok((n != 128).then_some(n as u8));
+    }
+    let mask = match s.parse::<Ipv4Addr>() {
+        Ok(m) => m,
+        Err(_) => match lookup.host(s) {
+            Some(IpAddr::V4(m)) => m,
+            _ => return fail("illegal virtual server persistent mask specified"),
+        },
+    };
+    let bits = u32::from(mask);
+    let prefix = bits.leading_ones();
+    if bits.checked_shl(prefix).unwrap_or(0) != 0 {
+        return fail(format!(
+            "netmask {mask} is not contiguous: rvsd takes prefix masks only"
+        ));
+    }
+    Ok((prefix != 32).then_some(prefix as u8))
+}
+
+/// Scheduler flag names, as `-b` takes them; index+1 is the flag number.
+const SCHED_FLAGS: [(&str, u8); 7] = [
+    ("flag-1", 1),
+    ("flag-2", 2),
+    ("flag-3", 3),
+    ("sh-fallback", 1),
+    ("sh-port", 2),
+    ("mh-fallback", 1),
+    ("mh-port", 2),
+];
+
+fn parse_sched_flags(s: &str) -> Result<Vec<String>, ParseError> {
+    let mut out: Vec<String> = Vec::new();
+    for f in s.split(',') {
+        if !SCHED_FLAGS.iter().any(|(n, _)| *n == f) {
+            return fail(format!("invalid scheduler flag `{f}' specified"));
+        }
+        if !out.iter().any(|o| o == f) {
+            out.push(f.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Number (1..=3) of a scheduler flag name, for the listing.
+pub(crate) fn sched_flag_number(name: &str) -> Option<u8> {
+    SCHED_FLAGS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, b)| *b)
+}
+
+/// Parses the arguments after the program name.
+pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, ParseError> {
+    let (tokens, positional) = tokenize(args)?;
+
+    let mut socket = None;
+    let mut cmd: Option<Cmd> = None;
+    let mut options = 0u32;
+    let mut first = true;
+
+    let mut protocol = Protocol::Tcp;
+    let mut service: Option<(IpAddr, Option<u16>)> = None;
+    let mut scheduler: Option<String> = None;
+    let mut persistence: Option<u32> = None;
+    let mut netmask_raw: Option<String> = None;
+    let mut flags: Vec<String> = Vec::new();
+    let mut server: Option<(IpAddr, Option<u16>)> = None;
+    let mut method = ForwardMethod::Route;
+    let mut weight = 1u32;
+    let mut upper = 0u32;
+    let mut lower = 0u32;
+    let mut list = ListRequest::default();
+
+    let set_option = |options: &mut u32, opt: Opt| -> Result<(), ParseError> {
+        if *options & opt.bit() != 0 {
+            return fail(format!("multiple '{}' options specified", opt.name()));
+        }
+        *options |= opt.bit();
+        Ok(())
+    };
+
+    for tok in tokens {
+        let value = tok.value.clone().unwrap_or_default();
+        if tok.name == "socket" {
+            socket = Some(PathBuf::from(value));
+            continue;
+        }
+        let command = match tok.name {
+            "add-service" => Some(Cmd::Add),
+            "edit-service" => Some(Cmd::Edit),
+            "delete-service" => Some(Cmd::Del),
+            "clear" => Some(Cmd::Flush),
+            "list" => Some(Cmd::List),
+            "zero" => Some(Cmd::Zero),
+            "add-server" => Some(Cmd::AddDest),
+            "edit-server" => Some(Cmd::EditDest),
+            "delete-server" => Some(Cmd::DelDest),
+            "set" => Some(Cmd::Timeout),
+            _ => None,
+        };
+        if first {
+            first = false;
+            match tok.name {
+                "help" => {
+                    return Ok(Invocation {
+                        action: Action::Help,
+                        socket,
+                    })
+                }
+                "version" => {
+                    return Ok(Invocation {
+                        action: Action::Version,
+                        socket,
+                    })
+                }
+                "restore" | "save" | "start-daemon" | "stop-daemon" => {
+                    return fail(format!("{}: not supported by rvsadm yet", tok.spelled))
+                }
+                _ if command.is_none() => return Err(ParseError::TryHelp),
+                _ => {}
+            }
+        }
+        if let Some(c) = command {
+            if cmd.is_some() {
+                return fail("multiple commands specified");
+            }
+            cmd = Some(c);
+            continue;
+        }
+        match tok.name {
+            "tcp-service" | "udp-service" => {
+                set_option(&mut options, Opt::Service)?;
+                protocol = if tok.name == "tcp-service" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                };
+                service = Some(parse_addr_port(&value, protocol, lookup).map_or_else(
+                    || fail("illegal virtual server address[:port] specified"),
+                    Ok,
+                )?);
+            }
+            "scheduler" => {
+                set_option(&mut options, Opt::Scheduler)?;
+                scheduler = Some(value);
+            }
+            "persistent" => {
+                set_option(&mut options, Opt::Persistent)?;
+                persistence = Some(match &tok.value {
+                    None => DEFAULT_PERSISTENCE,
+                    Some(v) => timeout(v, 1)?,
+                });
+            }
+            "netmask" => {
+                set_option(&mut options, Opt::Netmask)?;
+                netmask_raw = Some(value);
+            }
+            "sched-flags" => {
+                set_option(&mut options, Opt::SchedFlags)?;
+                flags = parse_sched_flags(&value)?;
+            }
+            "real-server" => {
+                set_option(&mut options, Opt::Server)?;
+                server = Some(
+                    parse_addr_port(&value, protocol, lookup)
+                        .map_or_else(|| fail("illegal real server address[:port] specified"), Ok)?,
+                );
+            }
+            "gatewaying" | "masquerading" | "ipip" => {
+                set_option(&mut options, Opt::Forward)?;
+                method = match tok.name {
+                    "gatewaying" => ForwardMethod::Route,
+                    "masquerading" => ForwardMethod::Masq,
+                    _ => ForwardMethod::Tunnel,
+                };
+            }
+            "weight" => {
+                set_option(&mut options, Opt::Weight)?;
+                weight = number(&value, 0, INT_MAX)
+                    .map_or_else(|| fail("illegal weight specified"), Ok)?;
+            }
+            "u-threshold" => {
+                set_option(&mut options, Opt::UThreshold)?;
+                upper = number(&value, 0, INT_MAX)
+                    .map_or_else(|| fail("illegal u_threshold specified"), Ok)?;
+            }
+            "l-threshold" => {
+                set_option(&mut options, Opt::LThreshold)?;
+                lower = number(&value, 0, INT_MAX)
+                    .map_or_else(|| fail("illegal l_threshold specified"), Ok)?;
+            }
+            "numeric" => {
+                set_option(&mut options, Opt::Numeric)?;
+                list.numeric = true;
+            }
+            "stats" => {
+                set_option(&mut options, Opt::Stats)?;
+                list.stats = true;
+            }
+            "thresholds" => {
+                set_option(&mut options, Opt::Thresholds)?;
+                list.thresholds = true;
+            }
+            "nosort" => {
+                set_option(&mut options, Opt::NoSort)?;
+                list.nosort = true;
+            }
+            "exact" => {
+                set_option(&mut options, Opt::Exact)?;
+                list.exact = true;
+            }
+            "sort" => {} // ipvsadm: a no-op kept for compatibility
+            "help" | "version" => {
+                // ipvsadm only honours these as the first option.
+                return fail(format!("invalid option `{}'", tok.spelled));
+            }
+            _ => return fail(format!("{}: not supported by rvsadm yet", tok.spelled)),
+        }
+    }
+
+    let Some(cmd) = cmd else {
+        // Only `--socket` was given: like no arguments at all, list.
+        if first && positional.is_empty() {
+            return Ok(Invocation {
+                action: Action::List(ListRequest::default()),
+                socket,
+            });
+        }
+        return Err(ParseError::TryHelp);
+    };
+
+    // ipvsadm's generic_opt_check, in its option order.
+    for opt in OPTS {
+        let given = options & opt.bit() != 0;
+        match (opt.rule(cmd), given) {
+            ('+', false) => {
+                return fail(format!(
+                    "You need to supply the '{}' option for the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            ('x', true) => {
+                return fail(format!(
+                    "Illegal '{}' option with the '{}' command",
+                    opt.name(),
+                    cmd.name()
+                ))
+            }
+            _ => {}
+        }
+    }
+
+    let mut positional = positional.into_iter();
+    let timeouts = if cmd == Cmd::Timeout {
+        match (positional.next(), positional.next(), positional.next()) {
+            (Some(a), Some(b), Some(c)) => {
+                Some((timeout(&a, 0)?, timeout(&b, 0)?, timeout(&c, 0)?))
+            }
+            _ => return fail("--set option requires 3 timeout values"),
+        }
+    } else {
+        None
+    };
+    if let Some(extra) = positional.next() {
+        return fail(format!("unexpected argument {extra}"));
+    }
+
+    let key = service.map(|(addr, port)| ServiceKey {
+        protocol,
+        addr,
+        port: port.unwrap_or(0),
+    });
+
+    let action = match cmd {
+        Cmd::Add | Cmd::Edit => {
+            let key = key.expect("checked: service is required");
+            if key.port == 0 && persistence.is_none() {
+                return fail("Zero port specified for non-persistent service");
+            }
+            let netmask = match &netmask_raw {
+                Some(m) => parse_netmask(m, key.addr.is_ipv6(), lookup)?,
+                None => None,
+            };
+            let spec = ServiceSpec {
+                key,
+                scheduler: scheduler.unwrap_or_else(|| DEFAULT_SCHEDULER.to_string()),
+                persistence_timeout: persistence,
+                netmask,
+                flags,
+            };
+            Action::Command(if cmd == Cmd::Add {
+                Command::AddService(spec)
+            } else {
+                Command::EditService(spec)
+            })
+        }
+        Cmd::Del => Action::Command(Command::DeleteService(key.expect("checked"))),
+        Cmd::Flush => Action::Command(Command::Clear),
+        Cmd::Zero => Action::Command(Command::ZeroCounters(key)),
+        Cmd::Timeout => {
+            let (tcp, tcpfin, udp) = timeouts.expect("parsed above");
+            Action::Command(Command::SetTimeouts { tcp, tcpfin, udp })
+        }
+        Cmd::List => {
+            list.service = key;
+            Action::List(list)
+        }
+        Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
+            let service = key.expect("checked: service is required");
+            let (addr, port) = server.expect("checked: real server is required");
+            // Without a port on -r, the service port; for DR and TUN always
+            // the service port (the packet keeps its destination port).
+            let mut port = port.unwrap_or(service.port);
+            if cmd != Cmd::DelDest && method != ForwardMethod::Masq {
+                port = service.port;
+            }
+            if cmd == Cmd::DelDest {
+                Action::Command(Command::DeleteDest {
+                    service,
+                    addr,
+                    port,
+                })
+            } else {
+                let dest = DestSpec {
+                    addr,
+                    port,
+                    weight,
+                    method,
+                    upper_threshold: upper,
+                    lower_threshold: lower,
+                };
+                Action::Command(if cmd == Cmd::AddDest {
+                    Command::AddDest { service, dest }
+                } else {
+                    Command::EditDest { service, dest }
+                })
+            }
+        }
+    };
+    Ok(Invocation { action, socket })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,64 @@
+//! The system resolver (NSS: /etc/hosts, DNS, /etc/services), as ipvsadm
+//! uses it: names accepted on input, reverse lookups in listings without
+//! `-n`, falling back to numbers whenever a lookup fails.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+
+use dns_lookup::{getaddrinfo, getnameinfo, AddrInfoHints};
+use rvs_api::Protocol;
+
+use crate::format::Names;
+use crate::parse::Lookup;
+
+/// Resolution through libc's resolver.
+pub(crate) struct System;
+
+fn socktype(proto: Protocol) -> i32 {
+    match proto {
+        Protocol::Tcp => libc::SOCK_STREAM,
+        Protocol::Udp => libc::SOCK_DGRAM,
+    }
+}
+
+impl Lookup for System {
+    fn host(&self, name: &str) -> Option<IpAddr> {
+        let addrs: Vec<IpAddr> = (name, 0).to_socket_addrs().ok()?.map(|a| a.ip()).collect();
+        // ipvsadm resolves with gethostbyname (IPv4); prefer IPv4 likewise.
+        addrs
+            .iter()
+            .find(|a| a.is_ipv4())
+            .or_else(|| addrs.first())
+            .copied()
+    }
+
+    fn service(&self, name: &str, proto: Protocol) -> Option<u16> {
+        let hints = AddrInfoHints {
+            flags: libc::AI_NUMERICHOST,
+            address: libc::AF_INET,
+            socktype: socktype(proto),
+            protocol: 0,
+        };
+        let mut it = getaddrinfo(Some("0.0.0.0"), Some(name), Some(hints)).ok()?;
+        it.next()?.ok().map(|ai| ai.sockaddr.port())
+    }
+}
+
+impl Names for System {
+    fn host(&self, addr: IpAddr) -> Option<String> {
+        let sa = SocketAddr::new(addr, 0);
+        getnameinfo(&sa, libc::NI_NAMEREQD | libc::NI_NUMERICSERV)
+            .ok()
+            .map(|(h, _)| h)
+    }
+
+    fn service(&self, port: u16, proto: Protocol) -> Option<String> {
+        let sa = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port);
+        let mut flags = libc::NI_NUMERICHOST;
+        if proto == Protocol::Udp {
+            flags |= libc::NI_DGRAM;
+        }
+        let (_, serv) = getnameinfo(&sa, flags).ok()?;
+        // getnameinfo falls back to the number itself; treat that as "none".
+        (serv != port.to_string()).then_some(serv)
+    }
+}
