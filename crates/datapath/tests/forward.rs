@@ -1,0 +1,298 @@
+//! Frames received on one interface and sent out of another through the
+//! shared UMEM, without copies: plain MAC rewrite (DR-like) and a frame grown
+//! by 20 bytes into the headroom (IPIP, TUN-like). Needs root.
+//!
+//! Topology (each `ns` created by the test):
+//! `A eth0 10.201.1.1` — `D ethA 10.201.1.2 (+VIP)` | `D ethB 10.201.2.2` — `B eth0 10.201.2.1 (VIP on lo)`
+
+mod common;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::director::Director;
+use common::{csum, in_netns, mac, off, udp_dport, Lab};
+use rvs_datapath::{BindMode, RxFrame, XskStats};
+
+const UDP: u8 = 17;
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 100);
+const D_B_MAC: &str = "02:00:00:00:b2:02";
+const B_MAC: &str = "02:00:00:00:b2:01";
+const N: usize = 30;
+
+struct Topo {
+    lab: Lab,
+    a: String,
+    d: String,
+    b: String,
+}
+
+fn topo(tag: &str) -> Topo {
+    let mut lab = Lab::new(tag);
+    let a = lab.netns("a");
+    let d = lab.netns("d");
+    let b = lab.netns("b");
+    lab.veth(
+        &a,
+        "eth0",
+        "02:00:00:00:b1:01",
+        "10.201.1.1/24",
+        &d,
+        "ethA",
+        "02:00:00:00:b1:02",
+        "10.201.1.2/24",
+    );
+    lab.veth(
+        &d,
+        "ethB",
+        D_B_MAC,
+        "10.201.2.2/24",
+        &b,
+        "eth0",
+        B_MAC,
+        "10.201.2.1/24",
+    );
+    lab.ip(&d, &["addr", "add", "10.201.1.100/32", "dev", "ethA"]);
+    // B is a DR-style real server: VIP on lo, replies routed back through D.
+    lab.ip(&b, &["addr", "add", "10.201.1.100/32", "dev", "lo"]);
+    lab.ip(&b, &["route", "add", "default", "via", "10.201.2.2"]);
+    for k in [
+        "net.ipv4.conf.all.rp_filter=0",
+        "net.ipv4.conf.eth0.rp_filter=0",
+    ] {
+        let o = lab.exec(&b, &["sysctl", "-qw", k]);
+        assert!(
+            o.status.success(),
+            "sysctl {k}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    Topo { lab, a, d, b }
+}
+
+/// Runs the director in D: every frame to VIP:5000 arriving on ethA (slot 0)
+/// goes through `rewrite` and out of ethB (slot 1). Returns the original IP
+/// packets seen, and the group's stats.
+fn run_director(
+    d: &str,
+    rewrite: fn(&mut rvs_datapath::FrameMut<'_>) -> bool,
+) -> (
+    mpsc::Receiver<BindMode>,
+    std::thread::JoinHandle<(Vec<Vec<u8>>, XskStats)>,
+) {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let h = in_netns(d, move || {
+        let mut dir = Director::start(&["ethA", "ethB"]);
+        for f in &mut dir.filters {
+            f.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
+        }
+        ready_tx.send(dir.group.mode(0).unwrap()).unwrap();
+        let mut seen = Vec::new();
+        let mut batch = [RxFrame::default(); 32];
+        let mut sent = 0;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Run until all frames were forwarded and completed (or time is up).
+        while Instant::now() < deadline {
+            let n = dir.group.recv(&mut batch);
+            for rx in &batch[..n] {
+                assert_eq!(rx.iface, 0, "service frames arrive on ethA");
+                let mut f = dir.group.frame_mut(rx.addr, rx.len);
+                assert_eq!(udp_dport(f.data()), Some(5000));
+                seen.push(f.data()[off::IP..].to_vec());
+                if rewrite(&mut f) {
+                    let (addr, len) = (f.addr(), f.len_u32());
+                    assert!(dir.group.send(1, addr, len), "TX ring accepts the frame");
+                    sent += 1;
+                } else {
+                    dir.group.release(rx.addr);
+                }
+            }
+            dir.group.flush();
+            let st = dir.group.stats();
+            if sent == N && st.sockets[1].tx_packets == N as u64 {
+                break;
+            }
+            if n == 0 {
+                dir.group.poll(Duration::from_millis(10));
+            }
+        }
+        (seen, dir.group.stats())
+    });
+    (ready_rx, h)
+}
+
+fn set_macs(f: &mut rvs_datapath::FrameMut<'_>) {
+    let d = f.data_mut();
+    d[0..6].copy_from_slice(&mac(B_MAC));
+    d[6..12].copy_from_slice(&mac(D_B_MAC));
+}
+
+fn send_from_a(t: &Topo, prefix: &'static str) {
+    let s = in_netns(&t.a, move || {
+        let s = UdpSocket::bind("10.201.1.1:0").unwrap();
+        for i in 0..N {
+            s.send_to(
+                format!("{prefix}-{i}").as_bytes(),
+                SocketAddr::from((VIP, 5000)),
+            )
+            .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+    s.join().expect("sender in A");
+}
+
+#[test]
+fn frames_cross_interfaces_through_the_shared_umem() {
+    let t = topo("b");
+    // B listens on the VIP like a DR real server.
+    let (bready_tx, bready_rx) = mpsc::channel();
+    let receiver = in_netns(&t.b, move || {
+        let s = UdpSocket::bind((VIP, 5000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        bready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        while got.len() < N {
+            match s.recv_from(&mut buf) {
+                Ok((len, from)) => got.push((buf[..len].to_vec(), from)),
+                Err(_) => break,
+            }
+        }
+        got
+    });
+    bready_rx.recv().unwrap();
+    let (ready, director) = run_director(&t.d, |f| {
+        set_macs(f);
+        true
+    });
+    let mode = ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    assert_eq!(mode, BindMode::Copy, "veth has no AF_XDP zero-copy");
+    // Resolve the VIP's MAC first so no datagram waits on ARP.
+    let ping = t
+        .lab
+        .exec(&t.a, &["ping", "-c", "1", "-W", "2", "10.201.1.100"]);
+    assert!(ping.status.success(), "ARP/ping to the VIP");
+    send_from_a(&t, "fwd");
+
+    let got = receiver.join().expect("receiver in B");
+    let (seen, stats) = director.join().expect("director");
+    assert_eq!(seen.len(), N);
+    let want: Vec<(Vec<u8>, SocketAddr)> = (0..N)
+        .map(|i| {
+            (
+                format!("fwd-{i}").into_bytes(),
+                SocketAddr::from(([10, 201, 1, 1], 0)),
+            )
+        })
+        .collect();
+    assert_eq!(got.len(), N, "all forwarded datagrams reach B");
+    for ((data, from), (wdata, wfrom)) in got.iter().zip(&want) {
+        assert_eq!(data, wdata);
+        assert_eq!(from.ip(), wfrom.ip(), "client address preserved");
+    }
+    assert_eq!(stats.sockets[0].rx_packets, N as u64, "{stats:?}");
+    assert_eq!(stats.sockets[1].tx_packets, N as u64, "{stats:?}");
+    assert_eq!(stats.sockets[1].tx_invalid, 0, "{stats:?}");
+    drop(t);
+}
+
+/// Prepend an outer IPv4 header (IPIP, D → B) in the headroom: the Ethernet
+/// header moves 20 bytes to the front, the inner packet stays where it is.
+fn encap_ipip(f: &mut rvs_datapath::FrameMut<'_>) -> bool {
+    let inner_len = f.len() - 14;
+    if !f.grow_front(20) {
+        return false;
+    }
+    let d = f.data_mut();
+    d.copy_within(20..34, 0);
+    let total = (inner_len + 20) as u16;
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&total.to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 4; // IPPROTO_IPIP
+    ip[12..16].copy_from_slice(&[10, 201, 2, 2]);
+    ip[16..20].copy_from_slice(&[10, 201, 2, 1]);
+    let c = csum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    d[14..34].copy_from_slice(&ip);
+    set_macs(f);
+    true
+}
+
+#[test]
+fn frame_grown_into_headroom_is_sent_intact() {
+    let t = topo("c");
+    // B has no ipip module: a raw IPPROTO_IPIP socket sees the whole packet.
+    let (bready_tx, bready_rx) = mpsc::channel();
+    let receiver = in_netns(&t.b, move || {
+        // SAFETY: plain socket(2) in this thread's namespace; checked below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IPIP) };
+        assert!(
+            fd >= 0,
+            "raw IPIP socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let tv = libc::timeval {
+            tv_sec: 5,
+            tv_usec: 0,
+        };
+        // SAFETY: valid fd and a timeval of the right size.
+        unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&tv as *const libc::timeval).cast(),
+                std::mem::size_of::<libc::timeval>() as u32,
+            )
+        };
+        bready_tx.send(()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while got.len() < N {
+            // SAFETY: `buf` is writable for its length.
+            let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            if n <= 0 {
+                break;
+            }
+            got.push(buf[..n as usize].to_vec());
+        }
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(fd) };
+        got
+    });
+    bready_rx.recv().unwrap();
+    let (ready, director) = run_director(&t.d, encap_ipip);
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    let ping = t
+        .lab
+        .exec(&t.a, &["ping", "-c", "1", "-W", "2", "10.201.1.100"]);
+    assert!(ping.status.success(), "ARP/ping to the VIP");
+    send_from_a(&t, "tun");
+
+    let got = receiver.join().expect("receiver in B");
+    let (seen, stats) = director.join().expect("director");
+    assert_eq!(seen.len(), N);
+    assert_eq!(got.len(), N, "all encapsulated packets reach B; {stats:?}");
+    for (i, (outer, inner)) in got.iter().zip(&seen).enumerate() {
+        assert_eq!(outer[0], 0x45);
+        assert_eq!(outer[9], 4, "outer protocol IPIP");
+        assert_eq!(&outer[12..16], &[10, 201, 2, 2]);
+        assert_eq!(&outer[16..20], &[10, 201, 2, 1]);
+        assert_eq!(
+            usize::from(u16::from_be_bytes([outer[2], outer[3]])),
+            inner.len() + 20
+        );
+        assert_eq!(&outer[20..], &inner[..], "inner packet {i} unchanged");
+        assert_eq!(&inner[28..], format!("tun-{i}").as_bytes());
+    }
+    assert_eq!(stats.sockets[1].tx_packets, N as u64, "{stats:?}");
+    drop(t);
+}
