@@ -71,16 +71,16 @@ fn topo(tag: &str) -> Topo {
     Topo { lab, a, d, b }
 }
 
+/// What the director thread returns: original IP packets seen, and the group's stats.
+type DirectorResult = std::thread::JoinHandle<(Vec<Vec<u8>>, XskStats)>;
+
 /// Runs the director in D: every frame to VIP:5000 arriving on ethA (slot 0)
 /// goes through `rewrite` and out of ethB (slot 1). Returns the original IP
 /// packets seen, and the group's stats.
 fn run_director(
     d: &str,
     rewrite: fn(&mut rvs_datapath::FrameMut<'_>) -> bool,
-) -> (
-    mpsc::Receiver<BindMode>,
-    std::thread::JoinHandle<(Vec<Vec<u8>>, XskStats)>,
-) {
+) -> (mpsc::Receiver<BindMode>, DirectorResult) {
     let (ready_tx, ready_rx) = mpsc::channel();
     let h = in_netns(d, move || {
         let mut dir = Director::start(&["ethA", "ethB"]);
