@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::director::Director;
-use common::{in_netns, off, udp_dport, Lab};
+use common::{in_netns, ipv4_frame, mac, off, udp, udp_dport, Injector, Lab};
 use rvs_datapath::{RxFrame, XdpAttachMode, XdpStats, XskStats};
 
 const UDP: u8 = 17;
@@ -125,4 +125,265 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
     // 3 echo requests + 5 datagrams + ARP (at least one request or reply).
     assert!(stats.passed > 3 + N_KERN as u64, "{stats:?}");
     assert_eq!(xsk.sockets[0].rx_packets, N_SVC as u64, "{xsk:?}");
+}
+
+/// Collect frames from the group until `want` arrived or `timeout` passed; release them all.
+fn collect(d: &mut Director, want: usize, timeout: Duration) -> Vec<(usize, Vec<u8>)> {
+    let mut got = Vec::new();
+    let mut batch = [RxFrame::default(); 64];
+    let deadline = Instant::now() + timeout;
+    while got.len() < want && Instant::now() < deadline {
+        let n = d.group.recv(&mut batch);
+        for rx in &batch[..n] {
+            got.push((rx.iface, d.group.frame_mut(rx.addr, rx.len).data().to_vec()));
+            d.group.release(rx.addr);
+        }
+        d.group.flush();
+        if n == 0 {
+            d.group.poll(Duration::from_millis(20));
+        }
+    }
+    got
+}
+
+#[test]
+fn malformed_packets_to_a_vip_are_redirected_and_counted() {
+    let mut lab = Lab::new("d");
+    let cli = lab.netns("cli");
+    let dir = lab.netns("dir");
+    let (cli_mac, dir_mac) = ("02:00:00:00:0d:01", "02:00:00:00:0d:02");
+    lab.veth(
+        &cli,
+        "eth0",
+        cli_mac,
+        "10.200.0.1/24",
+        &dir,
+        "eth0",
+        dir_mac,
+        "10.200.0.2/24",
+    );
+    let (dst, src) = (mac(dir_mac), mac(cli_mac));
+    let (c, v, own) = ([10, 200, 0, 1], VIP.octets(), [10, 200, 0, 2]);
+    let svc = udp(40000, 5000, b"ok");
+
+    // (frame, expected in user space, is a parse error)
+    let cases: Vec<(&str, Vec<u8>, bool, bool)> = vec![
+        (
+            "UDP header cut to 4 bytes, to VIP",
+            ipv4_frame(dst, src, &[], 5, 0, UDP, c, v, &svc[..4], None),
+            true,
+            true,
+        ),
+        (
+            "non-first fragment to VIP",
+            ipv4_frame(dst, src, &[], 5, 185, UDP, c, v, &[0u8; 8], None),
+            true,
+            false,
+        ),
+        (
+            "IHL 4 to VIP",
+            ipv4_frame(dst, src, &[], 4, 0, UDP, c, v, &svc, None),
+            true,
+            true,
+        ),
+        (
+            "TCP header cut to 10 bytes, to VIP",
+            ipv4_frame(dst, src, &[], 5, 0, 6, c, v, &[0u8; 10], None),
+            true,
+            true,
+        ),
+        (
+            "UDP header cut, to the director's own address",
+            ipv4_frame(dst, src, &[], 5, 0, UDP, c, own, &svc[..4], None),
+            false,
+            true,
+        ),
+        (
+            "802.1Q-tagged service packet",
+            ipv4_frame(dst, src, &[(0x8100, 10)], 5, 0, UDP, c, v, &svc, None),
+            true,
+            false,
+        ),
+        (
+            "QinQ-tagged service packet",
+            ipv4_frame(
+                dst,
+                src,
+                &[(0x88A8, 20), (0x8100, 10)],
+                5,
+                0,
+                UDP,
+                c,
+                v,
+                &svc,
+                None,
+            ),
+            true,
+            false,
+        ),
+        (
+            "well-formed UDP to VIP, non-service port",
+            ipv4_frame(
+                dst,
+                src,
+                &[],
+                5,
+                0,
+                UDP,
+                c,
+                v,
+                &udp(40000, 5001, b"no"),
+                None,
+            ),
+            false,
+            false,
+        ),
+    ];
+    let frames: Vec<Vec<u8>> = cases.iter().map(|c| c.1.clone()).collect();
+    let want: Vec<Vec<u8>> = cases.iter().filter(|c| c.2).map(|c| c.1.clone()).collect();
+    let want_errors = cases.iter().filter(|c| c.3).count() as u64;
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (sent_tx, sent_rx) = mpsc::channel::<()>();
+    let n_want = want.len();
+    let director = in_netns(&dir, move || {
+        let mut d = Director::start(&["eth0"]);
+        d.filters[0]
+            .add_service(IpAddr::V4(VIP), UDP, 5000)
+            .unwrap();
+        d.filters[0].add_vip(IpAddr::V4(VIP)).unwrap();
+        let before = d.filters[0].stats().unwrap();
+        ready_tx.send(()).unwrap();
+        let mut got = collect(&mut d, n_want, Duration::from_secs(10));
+        // Anything extra that should not have come up?
+        sent_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("injector done");
+        got.extend(collect(&mut d, usize::MAX, Duration::from_millis(200)));
+        (got, before, d.filters[0].stats().unwrap())
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    in_netns(&cli, move || {
+        let inj = Injector::new("eth0");
+        for f in &frames {
+            inj.send(f);
+        }
+    })
+    .join()
+    .expect("injector");
+    sent_tx.send(()).unwrap();
+    let (got, before, after) = director.join().expect("director");
+
+    let got: Vec<Vec<u8>> = got
+        .into_iter()
+        .map(|(slot, f)| {
+            assert_eq!(slot, 0);
+            f
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "exactly the malformed-to-VIP and service frames, byte for byte"
+    );
+    assert_eq!(before, XdpStats::default(), "fresh filter starts at zero");
+    assert_eq!(after.parse_errors, want_errors, "{after:?}");
+    assert_eq!(after.redirected, want.len() as u64, "{after:?}");
+    assert_eq!(after.redirect_failed, 0, "{after:?}");
+    assert!(
+        after.passed >= 2,
+        "non-VIP error and non-service port passed: {after:?}"
+    );
+}
+
+#[test]
+fn nat_return_matches_the_real_server_source() {
+    let mut lab = Lab::new("e");
+    let rs = lab.netns("rs");
+    let dir = lab.netns("dir");
+    lab.veth(
+        &rs,
+        "eth0",
+        "02:00:00:00:0e:01",
+        "10.202.0.1/24",
+        &dir,
+        "eth0",
+        "02:00:00:00:0e:02",
+        "10.202.0.2/24",
+    );
+    const N_NAT: usize = 10;
+    const N_OWN: usize = 4;
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let director = in_netns(&dir, move || {
+        let mut d = Director::start(&["eth0"]);
+        let rip = IpAddr::V4(Ipv4Addr::new(10, 202, 0, 1));
+        d.filters[0].add_nat_return(rip, UDP, 8080).unwrap();
+        // A service on the same address/port must not match by source.
+        d.filters[0]
+            .add_service(IpAddr::V4(Ipv4Addr::new(10, 202, 0, 9)), UDP, 8081)
+            .unwrap();
+        let kern = UdpSocket::bind("10.202.0.2:7000").unwrap();
+        kern.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ready_tx.send(()).unwrap();
+        let nat = collect(&mut d, N_NAT, Duration::from_secs(10));
+        let mut own = Vec::new();
+        let mut buf = [0u8; 256];
+        while own.len() < N_OWN {
+            match kern.recv_from(&mut buf) {
+                Ok((n, from)) => own.push((buf[..n].to_vec(), from.port())),
+                Err(_) => break,
+            }
+        }
+        // Removing the entry sends the next replies to the kernel.
+        d.filters[0].remove_nat_return(rip, UDP, 8080).unwrap();
+        d.filters[0]
+            .remove_nat_return(rip, UDP, 8080)
+            .expect("removing twice is fine");
+        (nat, own, kern, d)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    let sender = |sport: u16, prefix: &'static str, n: usize| {
+        in_netns(&rs, move || {
+            let s = UdpSocket::bind(("10.202.0.1", sport)).unwrap();
+            for i in 0..n {
+                s.send_to(format!("{prefix}-{i}").as_bytes(), "10.202.0.2:7000")
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+        .join()
+        .expect("sender");
+    };
+    sender(8080, "nat", N_NAT);
+    sender(8081, "own", N_OWN);
+    let (nat, own, kern, d) = director.join().expect("director");
+
+    let nat_payloads: Vec<Vec<u8>> = nat
+        .iter()
+        .map(|(_, f)| f[off::PAYLOAD..].to_vec())
+        .collect();
+    let want: Vec<Vec<u8>> = (0..N_NAT)
+        .map(|i| format!("nat-{i}").into_bytes())
+        .collect();
+    assert_eq!(nat_payloads, want, "replies from RIP:8080 go to user space");
+    let want_own: Vec<(Vec<u8>, u16)> = (0..N_OWN)
+        .map(|i| (format!("own-{i}").into_bytes(), 8081))
+        .collect();
+    assert_eq!(own, want_own, "other source ports reach the kernel");
+
+    // After removal, port 8080 traffic is the kernel's.
+    sender(8080, "late", 1);
+    let mut buf = [0u8; 64];
+    let (n, from) = kern
+        .recv_from(&mut buf)
+        .expect("kernel gets RIP:8080 after removal");
+    assert_eq!((&buf[..n], from.port()), (&b"late-0"[..], 8080));
+    let stats = d.filters[0].stats().unwrap();
+    assert_eq!(stats.redirected, N_NAT as u64, "{stats:?}");
+    // The director thread is gone; drop its datapath objects in the lab's lifetime.
+    drop(d);
 }
