@@ -1,2 +1,104 @@
-//! placeholder
-fn main() {}
+//! `rvs-lab`: bring the LVS namespaces lab up by hand.
+//!
+//! `rvs-lab up --mode dr --kind none` builds the lab, prints the namespace
+//! names and keeps it until Ctrl-C/SIGTERM, then removes everything.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+use rvs_lab::{unique_prefix, DirectorKind, Lab, LabSpec, Mode};
+
+/// Command line of the lab tool.
+#[derive(Parser, Debug)]
+#[command(version, about = "RVS network-namespace lab")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Build the lab and keep it until Ctrl-C.
+    Up {
+        /// How the real servers are wired.
+        #[arg(long, value_enum, default_value_t = ModeArg::Dr)]
+        mode: ModeArg,
+        /// Director the lab runs itself (none: attach your own to dir's front/back).
+        #[arg(long, value_enum, default_value_t = KindArg::None)]
+        kind: KindArg,
+        /// Number of real servers.
+        #[arg(long, default_value_t = 3)]
+        servers: usize,
+        /// Namespace name prefix (default: unique per process).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// rvs-decap binary for --mode tun (default: next to this program).
+        #[arg(long)]
+        decap: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ModeArg {
+    Dr,
+    Nat,
+    Tun,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum KindArg {
+    None,
+    Route,
+    Nft,
+    Haproxy,
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Cmd::Up {
+            mode,
+            kind,
+            servers,
+            prefix,
+            decap,
+        } => {
+            let spec = LabSpec {
+                prefix: prefix.unwrap_or_else(unique_prefix),
+                mode: match mode {
+                    ModeArg::Dr => Mode::Dr,
+                    ModeArg::Nat => Mode::Nat,
+                    ModeArg::Tun => Mode::Tun,
+                },
+                servers,
+                director: match kind {
+                    KindArg::None => DirectorKind::None,
+                    KindArg::Route => DirectorKind::KernelRoute,
+                    KindArg::Nft => DirectorKind::NftDnat,
+                    KindArg::Haproxy => DirectorKind::Haproxy,
+                },
+                decap_bin: decap,
+            };
+            // Install before building so a Ctrl-C during setup also cleans up.
+            rvs_lab::install_signal_handler();
+            let lab = Lab::build(spec)?;
+            println!("lab {} is up ({:?}, {:?}):", lab.prefix(), mode, kind);
+            for role in lab.roles() {
+                println!("  {:<7} {}", role, lab.ns(&role));
+            }
+            println!(
+                "try: ip netns exec {} curl -s http://{}/",
+                lab.ns("client"),
+                rvs_lab::VIP
+            );
+            println!("Ctrl-C tears it down.");
+            // The signal handler tears the lab down and exits.
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+}

@@ -1,0 +1,984 @@
+//! A Linux Virtual Server test bed in network namespaces.
+//!
+//! [`Lab::build`] wires a client, a router, a director and N real servers
+//! (nginx) the way an LVS site is wired, inside namespaces named after a
+//! unique prefix, and [`Drop`] removes exactly those namespaces again (also
+//! on panic, and on SIGINT/SIGTERM through [`install_signal_handler`]).
+//! Demos, benchmarks and end-to-end tests share this one topology so their
+//! numbers and results are comparable.
+//!
+//! ```text
+//!  client 10.0.1.2 ── 10.0.1.1 router 10.0.3.1 ── 10.0.3.2 (front) dir
+//!                               br0 10.0.2.1                  (back) 10.0.2.10
+//!                                │ server LAN (bridge in router) │
+//!                      rs1 10.0.2.11, rs2 10.0.2.12, ... ────────┘
+//!  VIP 10.0.100.1/32 is routed by the router to the director (front).
+//! ```
+//!
+//! TX checksum offload is off on every veth (`ethtool -K dev tx off`): a
+//! veth hands the peer a packet with a *partial* checksum that the kernel
+//! would complete on a real NIC; a user-space director that receives the
+//! frame through AF_XDP and rewrites it would forward that partial checksum
+//! and the receiver would drop the segment.
+
+mod cmd;
+mod conf;
+mod error;
+mod pcap;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub use conf::BIG_PAGE_BYTES;
+pub use error::LabError;
+pub use pcap::{read_pcap, Pcap, LINKTYPE_ETHERNET};
+
+/// The virtual service address clients connect to.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 0, 100, 1);
+/// The client's address (`client` eth0).
+pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 2);
+/// The router's address toward the client (the client's gateway).
+pub const ROUTER_CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 1, 1);
+/// The router's address toward the director's front leg.
+pub const ROUTER_DIR_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 1);
+/// The router's address on the server LAN (`br0`).
+pub const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
+/// The director's client-side address (`dir` front); the VIP is routed here.
+pub const DIR_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
+/// The director's server-side address (`dir` back), the DIP.
+pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
+/// Most real servers a lab can have (10.0.2.11 ..= 10.0.2.99).
+pub const MAX_SERVERS: usize = 89;
+
+/// Address of real server `n` (1-based): 10.0.2.(10+n).
+pub fn rs_ip(n: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 2, 10 + n.clamp(1, MAX_SERVERS) as u8)
+}
+
+/// How the real servers are wired, after the LVS forwarding method the
+/// director will use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Direct routing: VIP on each server's `lo` with arp_ignore=1 /
+    /// arp_announce=2; servers reply through the router.
+    Dr,
+    /// NAT: servers' default gateway is the director's back leg.
+    Nat,
+    /// IPIP tunnel: each server runs `rvs-decap --vip VIP` and replies
+    /// through the router.
+    Tun,
+}
+
+/// What, if anything, the lab itself runs as the director, so benchmarks can
+/// compare RVS with kernel baselines on the same hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirectorKind {
+    /// Nothing: the caller attaches its director (XDP) to `front`/`back`.
+    None,
+    /// No balancing: the router routes the VIP to rs1, which holds the VIP on
+    /// `lo` (plain kernel forwarding through the same hop).
+    KernelRoute,
+    /// nftables DNAT on the director (`numgen inc` over the servers), servers
+    /// wired with the director as gateway.
+    NftDnat,
+    /// HAProxy `mode tcp` round robin on the director, which holds the VIP on
+    /// `lo`; servers answer HAProxy's address directly.
+    Haproxy,
+}
+
+/// Everything [`Lab::build`] needs to know.
+///
+/// `LabSpec { prefix, mode, servers, director, ..Default::default() }`
+/// leaves `decap_bin` to be found next to the running executable.
+#[derive(Debug, Clone)]
+pub struct LabSpec {
+    /// Namespace name prefix; must be unique on the machine (see
+    /// [`unique_prefix`]). Lowercase letters and digits, at most 20.
+    pub prefix: String,
+    /// How the real servers are wired.
+    pub mode: Mode,
+    /// Number of real servers, 1..=[`MAX_SERVERS`].
+    pub servers: usize,
+    /// Which director, if any, the lab runs itself.
+    pub director: DirectorKind,
+    /// The `rvs-decap` binary for [`Mode::Tun`]. `None`: `$RVS_DECAP`, then
+    /// `rvs-decap` beside the current executable or in its parent directory
+    /// (where cargo puts it relative to test binaries), then PATH.
+    pub decap_bin: Option<PathBuf>,
+}
+
+impl Default for LabSpec {
+    fn default() -> LabSpec {
+        LabSpec {
+            prefix: unique_prefix(),
+            mode: Mode::Dr,
+            servers: 3,
+            director: DirectorKind::None,
+            decap_bin: None,
+        }
+    }
+}
+
+/// A prefix no other process (and no other lab of this one) uses:
+/// `rvs<pid % 100000><letters>`, e.g. `rvs4242a`, `rvs4242b`. The pid and the
+/// counter are separated by switching from digits to letters, so two
+/// processes can never produce the same prefix.
+pub fn unique_prefix() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let mut n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'a' + (n % 26) as u8);
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    letters.reverse();
+    format!(
+        "rvs{}{}",
+        std::process::id() % 100_000,
+        String::from_utf8_lossy(&letters)
+    )
+}
+
+/// Bound for [`Lab::exec`]; a lab command that takes longer is stuck.
+const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
+/// Bound for one setup command.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a spawned process gets to exit on SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Live state shared by a [`Lab`], its [`Spawned`] guards and the signal
+/// handler; torn down exactly once.
+#[derive(Debug)]
+struct State {
+    namespaces: Vec<String>,
+    children: HashMap<u64, Child>,
+    next_child: u64,
+    tmp: PathBuf,
+    torn_down: bool,
+}
+
+type Shared = Arc<Mutex<State>>;
+
+/// Labs not torn down yet, for the SIGINT/SIGTERM handler.
+static LIVE: Mutex<Vec<Shared>> = Mutex::new(Vec::new());
+
+fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
+    s.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Installs (once per process) a SIGINT/SIGTERM handler that tears down
+/// every live lab and exits with status 130. [`Lab::build`] calls it; a
+/// program with its own handler keeps it (the lab then relies on `Drop`)
+/// and should call [`teardown_all`] from it.
+pub fn install_signal_handler() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let r = ctrlc::set_handler(|| {
+            eprintln!("rvs-lab: signal received, tearing down labs");
+            teardown_all();
+            std::process::exit(130);
+        });
+        if let Err(e) = r {
+            tracing::warn!(
+                "rvs-lab: not installing a signal handler ({e}); labs are removed on drop only"
+            );
+        }
+    });
+}
+
+/// Tears down every lab of this process that is still alive.
+pub fn teardown_all() {
+    let labs: Vec<Shared> = LIVE.lock().map(|v| v.clone()).unwrap_or_default();
+    for s in labs {
+        teardown(&s);
+    }
+}
+
+fn teardown(shared: &Shared) {
+    let (namespaces, tmp) = {
+        let mut st = lock(shared);
+        if st.torn_down {
+            return;
+        }
+        st.torn_down = true;
+        for child in st.children.values() {
+            cmd::signal(child.id(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + STOP_GRACE;
+        for child in st.children.values_mut() {
+            if !matches!(cmd::wait_until(child, deadline), Ok(Some(_))) {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        st.children.clear();
+        (std::mem::take(&mut st.namespaces), st.tmp.clone())
+    };
+    for ns in &namespaces {
+        // Anything still inside (nginx workers, a capture) goes with it.
+        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
+            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+                if let Ok(pid) = pid.parse() {
+                    cmd::signal(pid, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    for ns in &namespaces {
+        match Command::new("ip").args(["netns", "del", ns]).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => tracing::warn!(
+                "ip netns del {ns}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => tracing::warn!("ip netns del {ns}: {e}"),
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&tmp) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("removing {}: {e}", tmp.display());
+        }
+    }
+    if let Ok(mut live) = LIVE.lock() {
+        live.retain(|s| !Arc::ptr_eq(s, shared));
+    }
+}
+
+/// A built lab. Dropping it kills what it spawned and deletes its
+/// namespaces and temp dir.
+#[derive(Debug)]
+pub struct Lab {
+    spec: LabSpec,
+    tmp: PathBuf,
+    shared: Shared,
+}
+
+impl Lab {
+    /// Checks the machine, then builds the topology for `spec`, starts nginx
+    /// on every server and the baseline director if one was asked for. On
+    /// any error everything created so far is removed again.
+    pub fn build(spec: LabSpec) -> Result<Lab, LabError> {
+        preflight(&spec)?;
+        let decap = match spec.mode {
+            Mode::Tun => Some(find_decap(spec.decap_bin.as_deref())?),
+            _ => None,
+        };
+        install_signal_handler();
+        let tmp = std::env::temp_dir().join(format!("rvs-lab-{}", spec.prefix));
+        std::fs::create_dir(&tmp).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                LabError::PrefixInUse {
+                    prefix: spec.prefix.clone(),
+                    existing: format!("directory {}", tmp.display()),
+                }
+            } else {
+                LabError::io(format!("creating {}", tmp.display()))(e)
+            }
+        })?;
+        let shared = Arc::new(Mutex::new(State {
+            namespaces: Vec::new(),
+            children: HashMap::new(),
+            next_child: 0,
+            tmp: tmp.clone(),
+            torn_down: false,
+        }));
+        if let Ok(mut live) = LIVE.lock() {
+            live.push(Arc::clone(&shared));
+        }
+        // From here on, `lab` owns everything: an early return drops it.
+        let lab = Lab { spec, tmp, shared };
+        let started = Instant::now();
+        lab.wire()?;
+        lab.start_servers(decap.as_deref())?;
+        lab.start_director()?;
+        tracing::info!(
+            prefix = %lab.spec.prefix,
+            "lab up in {:?}",
+            started.elapsed()
+        );
+        Ok(lab)
+    }
+
+    /// The prefix every namespace name starts with.
+    pub fn prefix(&self) -> &str {
+        &self.spec.prefix
+    }
+
+    /// The spec the lab was built from.
+    pub fn spec(&self) -> &LabSpec {
+        &self.spec
+    }
+
+    /// The lab's temp dir (configs, logs, captures); removed on teardown.
+    pub fn dir(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Roles of this lab in creation order: client, router, dir, rs1..rsN.
+    pub fn roles(&self) -> Vec<String> {
+        let mut r: Vec<String> = ["client", "router", "dir"].map(String::from).to_vec();
+        r.extend((1..=self.spec.servers).map(|i| format!("rs{i}")));
+        r
+    }
+
+    /// Full namespace name of `role` (`client`, `router`, `dir`, `rsN`), for
+    /// `ip netns exec` and for callers that attach programs themselves. A
+    /// full name of one of this lab's namespaces is returned unchanged.
+    pub fn ns(&self, role: &str) -> String {
+        match role.strip_prefix(&format!("{}-", self.spec.prefix)) {
+            Some(_) => role.to_owned(),
+            None => format!("{}-{role}", self.spec.prefix),
+        }
+    }
+
+    fn checked_ns(&self, role: &str) -> Result<String, LabError> {
+        let ns = self.ns(role);
+        let bare = &ns[self.spec.prefix.len() + 1..];
+        if self.roles().iter().any(|r| r == bare) {
+            Ok(ns)
+        } else {
+            Err(LabError::UnknownRole {
+                role: role.to_owned(),
+                prefix: self.spec.prefix.clone(),
+                servers: self.spec.servers,
+            })
+        }
+    }
+
+    fn ns_command(&self, role: &str, args: &[&str]) -> Result<Command, LabError> {
+        let ns = self.checked_ns(role)?;
+        let Some((prog, rest)) = args.split_first() else {
+            return Err(LabError::InvalidSpec("empty command".into()));
+        };
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &ns, prog]).args(rest);
+        Ok(c)
+    }
+
+    /// Runs `args` inside `role`'s namespace, waits (at most 120 s) and
+    /// returns its stdout; a non-zero exit is an error with its stderr.
+    pub fn exec(&self, role: &str, args: &[&str]) -> Result<String, LabError> {
+        self.exec_timeout(role, args, EXEC_TIMEOUT)
+    }
+
+    /// [`Lab::exec`] with an explicit bound.
+    pub fn exec_timeout(
+        &self,
+        role: &str,
+        args: &[&str],
+        timeout: Duration,
+    ) -> Result<String, LabError> {
+        let mut c = self.ns_command(role, args)?;
+        Ok(cmd::run(&mut c, timeout)?.stdout)
+    }
+
+    /// Starts a long-running `args` inside `role`'s namespace, stdout and
+    /// stderr to a log file in the lab dir. It runs until [`Spawned::stop`]
+    /// or the lab's teardown; dropping the guard does *not* stop it.
+    pub fn spawn(&self, role: &str, args: &[&str]) -> Result<Spawned, LabError> {
+        let mut c = self.ns_command(role, args)?;
+        let line = cmd::describe(&c);
+        let mut st = lock(&self.shared);
+        let id = st.next_child;
+        st.next_child += 1;
+        let base = Path::new(args[0])
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let log = self
+            .tmp
+            .join(format!("{}-{base}-{id}.log", self.bare(role)));
+        let file = std::fs::File::create(&log)
+            .map_err(LabError::io(format!("creating {}", log.display())))?;
+        let err = file
+            .try_clone()
+            .map_err(LabError::io("duplicating a log file handle"))?;
+        tracing::debug!("spawn: {line}");
+        let child = c
+            .stdin(Stdio::null())
+            .stdout(file)
+            .stderr(err)
+            .spawn()
+            .map_err(LabError::io(format!("starting `{line}`")))?;
+        let pid = child.id();
+        st.children.insert(id, child);
+        Ok(Spawned {
+            id,
+            pid,
+            log,
+            command: line,
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    fn bare(&self, role: &str) -> String {
+        let ns = self.ns(role);
+        ns[self.spec.prefix.len() + 1..].to_owned()
+    }
+
+    /// Polls `url` with curl from inside `role` until it answers 2xx or
+    /// `timeout` passes; returns the body.
+    pub fn wait_http(&self, role: &str, url: &str, timeout: Duration) -> Result<String, LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let r = self.exec_timeout(
+                role,
+                &["curl", "-sf", "-m", "1", url],
+                Duration::from_secs(3),
+            );
+            match r {
+                Ok(body) => return Ok(body),
+                Err(e) if Instant::now() >= deadline => {
+                    return Err(LabError::Timeout {
+                        what: format!("HTTP {url} from {} (last error: {e})", self.ns(role)),
+                        after: timeout,
+                    })
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    /// Starts tcpdump on `dev` in `role` with a BPF `filter` (may be empty),
+    /// writing a pcap in the lab dir. It stops after `count` packets or when
+    /// `timeout` has passed since the start; [`Capture::finish`] waits for
+    /// that and returns the file. Returns once tcpdump is listening.
+    pub fn capture(
+        &self,
+        role: &str,
+        dev: &str,
+        filter: &str,
+        count: usize,
+        timeout: Duration,
+    ) -> Result<Capture, LabError> {
+        cmd::require("tcpdump", "tcpdump")?;
+        let ns = self.checked_ns(role)?;
+        let id = lock(&self.shared).next_child;
+        lock(&self.shared).next_child += 1;
+        let path = self
+            .tmp
+            .join(format!("{}-{dev}-{id}.pcap", self.bare(role)));
+        let mut c = Command::new("ip");
+        c.args([
+            "netns", "exec", &ns, "tcpdump", "-i", dev, "-n", "-U", "-Z", "root",
+        ])
+        .args(["-c", &count.to_string(), "-w"])
+        .arg(&path);
+        c.args(filter.split_whitespace());
+        let line = cmd::describe(&c);
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(LabError::io(format!("starting `{line}`")))?;
+        let started = Instant::now();
+        let stderr = child.stderr.take();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let Some(stderr) = stderr else { return };
+            let mut seen = String::new();
+            for l in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if l.contains("listening on") {
+                    let _ = tx.send(Ok(()));
+                } else {
+                    seen.push_str(&l);
+                    seen.push('\n');
+                }
+            }
+            let _ = tx.send(Err(seen));
+        });
+        let mut cap = Capture {
+            child: Some(child),
+            path,
+            deadline: started + timeout,
+            command: line.clone(),
+        };
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(())) => Ok(cap),
+            Ok(Err(stderr)) => {
+                cap.kill();
+                Err(LabError::Command {
+                    cmd: line,
+                    status: "exited before listening".into(),
+                    stderr: stderr.trim().to_owned(),
+                })
+            }
+            Err(_) => {
+                cap.kill();
+                Err(LabError::Timeout {
+                    what: line,
+                    after: Duration::from_secs(10),
+                })
+            }
+        }
+    }
+
+    /// Sets sysctl `key` (dotted, e.g. `net.ipv4.ip_forward`) in `role`.
+    pub fn set_sysctl(&self, role: &str, key: &str, value: &str) -> Result<(), LabError> {
+        self.exec_timeout(
+            role,
+            &["sysctl", "-qw", &format!("{key}={value}")],
+            SETUP_TIMEOUT,
+        )?;
+        Ok(())
+    }
+
+    /// Tears the lab down now (same as dropping it).
+    pub fn teardown(self) {}
+
+    fn ip(&self, role: &str, args: &[&str]) -> Result<(), LabError> {
+        let ns = self.ns(role);
+        cmd::run(
+            Command::new("ip").args(["-n", &ns]).args(args),
+            SETUP_TIMEOUT,
+        )?;
+        Ok(())
+    }
+
+    fn veth(&self, a: &str, a_dev: &str, b: &str, b_dev: &str) -> Result<(), LabError> {
+        let b_ns = self.ns(b);
+        self.ip(
+            a,
+            &[
+                "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b_ns,
+            ],
+        )?;
+        for (role, dev) in [(a, a_dev), (b, b_dev)] {
+            // See the crate doc: rewritten frames must carry full checksums.
+            self.exec_timeout(role, &["ethtool", "-K", dev, "tx", "off"], SETUP_TIMEOUT)?;
+        }
+        Ok(())
+    }
+
+    fn addr_up(&self, role: &str, dev: &str, cidr: &str) -> Result<(), LabError> {
+        self.ip(role, &["addr", "add", cidr, "dev", dev])?;
+        self.ip(role, &["link", "set", dev, "up"])
+    }
+
+    fn wire(&self) -> Result<(), LabError> {
+        let n = self.spec.servers;
+        for role in self.roles() {
+            let ns = self.ns(&role);
+            cmd::run(
+                Command::new("ip").args(["netns", "add", &ns]),
+                SETUP_TIMEOUT,
+            )?;
+            lock(&self.shared).namespaces.push(ns);
+            self.ip(&role, &["link", "set", "lo", "up"])?;
+            // Before any device exists, so every device inherits `default`:
+            // replies in DR/TUN come back on another leg than the VIP route
+            // (router), and IPv6 chatter would only clutter captures.
+            for (k, v) in [
+                ("net.ipv4.conf.all.rp_filter", "0"),
+                ("net.ipv4.conf.default.rp_filter", "0"),
+                ("net.ipv6.conf.all.disable_ipv6", "1"),
+                ("net.ipv6.conf.default.disable_ipv6", "1"),
+            ] {
+                self.set_sysctl(&role, k, v)?;
+            }
+        }
+
+        self.veth("client", "eth0", "router", "rt-client")?;
+        self.veth("dir", "front", "router", "rt-dir")?;
+        self.ip("router", &["link", "add", "br0", "type", "bridge"])?;
+        self.addr_up("router", "br0", &format!("{ROUTER_LAN_IP}/24"))?;
+        self.veth("dir", "back", "router", "p-dir")?;
+        for i in 1..=n {
+            self.veth(&format!("rs{i}"), "eth0", "router", &format!("p-rs{i}"))?;
+        }
+        let ports = std::iter::once("p-dir".to_owned()).chain((1..=n).map(|i| format!("p-rs{i}")));
+        for p in ports {
+            self.ip("router", &["link", "set", &p, "master", "br0", "up"])?;
+        }
+
+        self.addr_up("client", "eth0", &format!("{CLIENT_IP}/24"))?;
+        self.ip(
+            "client",
+            &[
+                "route",
+                "add",
+                "default",
+                "via",
+                &ROUTER_CLIENT_IP.to_string(),
+            ],
+        )?;
+
+        self.addr_up("router", "rt-client", &format!("{ROUTER_CLIENT_IP}/24"))?;
+        self.addr_up("router", "rt-dir", &format!("{ROUTER_DIR_IP}/24"))?;
+        self.set_sysctl("router", "net.ipv4.ip_forward", "1")?;
+        let vip_via = match self.spec.director {
+            DirectorKind::KernelRoute => rs_ip(1),
+            _ => DIR_FRONT_IP,
+        };
+        self.ip(
+            "router",
+            &[
+                "route",
+                "add",
+                &format!("{VIP}/32"),
+                "via",
+                &vip_via.to_string(),
+            ],
+        )?;
+
+        self.addr_up("dir", "front", &format!("{DIR_FRONT_IP}/24"))?;
+        self.addr_up("dir", "back", &format!("{DIR_BACK_IP}/24"))?;
+        self.ip(
+            "dir",
+            &["route", "add", "default", "via", &ROUTER_DIR_IP.to_string()],
+        )?;
+        self.set_sysctl("dir", "net.ipv4.ip_forward", "1")?;
+
+        let gateway = match (self.spec.director, self.spec.mode) {
+            (DirectorKind::NftDnat, _) | (DirectorKind::None, Mode::Nat) => DIR_BACK_IP,
+            _ => ROUTER_LAN_IP,
+        };
+        for i in 1..=n {
+            let rs = format!("rs{i}");
+            self.addr_up(&rs, "eth0", &format!("{}/24", rs_ip(i)))?;
+            self.ip(
+                &rs,
+                &["route", "add", "default", "via", &gateway.to_string()],
+            )?;
+            let vip_on_lo = self.spec.mode == Mode::Dr
+                || (i == 1 && self.spec.director == DirectorKind::KernelRoute);
+            if vip_on_lo {
+                self.ip(&rs, &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+                for dev in ["all", "eth0"] {
+                    self.set_sysctl(&rs, &format!("net.ipv4.conf.{dev}.arp_ignore"), "1")?;
+                    self.set_sysctl(&rs, &format!("net.ipv4.conf.{dev}.arp_announce"), "2")?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn start_servers(&self, decap: Option<&Path>) -> Result<(), LabError> {
+        let nginx = cmd::require("nginx", "nginx-light")?;
+        let optional = nginx_optional_temp_paths(&nginx);
+        let optional: Vec<&str> = optional.iter().map(String::as_str).collect();
+        for i in 1..=self.spec.servers {
+            let rs = format!("rs{i}");
+            let d = self.tmp.join(&rs);
+            for sub in ["html", "tmp"] {
+                std::fs::create_dir_all(d.join(sub))
+                    .map_err(LabError::io(format!("creating {}", d.display())))?;
+            }
+            let big = vec![b'x'; BIG_PAGE_BYTES];
+            std::fs::write(d.join("html/big"), big)
+                .map_err(LabError::io("writing the /big page"))?;
+            let conf = d.join("nginx.conf");
+            std::fs::write(&conf, conf::nginx(&d, &rs, &optional))
+                .map_err(LabError::io(format!("writing {}", conf.display())))?;
+            let (prefix, conf_s, err_log) = (
+                format!("{}/", d.display()),
+                conf.display().to_string(),
+                d.join("error.log").display().to_string(),
+            );
+            let nginx_s = nginx.display().to_string();
+            self.spawn(
+                &rs,
+                &[&nginx_s, "-p", &prefix, "-e", &err_log, "-c", &conf_s],
+            )?;
+            if let Some(bin) = decap {
+                let bin = bin.display().to_string();
+                self.spawn(&rs, &[&bin, "--vip", &VIP.to_string()])?;
+            }
+        }
+        for i in 1..=self.spec.servers {
+            let rs = format!("rs{i}");
+            let body = self.wait_http(&rs, "http://127.0.0.1/", Duration::from_secs(10))?;
+            if body != format!("{rs}\n") {
+                return Err(LabError::Command {
+                    cmd: format!("nginx in {}", self.ns(&rs)),
+                    status: "wrong page".into(),
+                    stderr: format!("served {body:?}"),
+                });
+            }
+        }
+        if decap.is_some() {
+            for i in 1..=self.spec.servers {
+                self.wait_vip(&format!("rs{i}"), Duration::from_secs(10))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits until rvs-decap has put the VIP on its device in `role`.
+    fn wait_vip(&self, role: &str, timeout: Duration) -> Result<(), LabError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out =
+                self.exec_timeout(role, &["ip", "-o", "-4", "addr", "show"], SETUP_TIMEOUT)?;
+            if out.contains(&format!("{VIP}/32")) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: format!("rvs-decap putting {VIP} on its device in {}", self.ns(role)),
+                    after: timeout,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn servers(&self) -> Vec<Ipv4Addr> {
+        (1..=self.spec.servers).map(rs_ip).collect()
+    }
+
+    fn start_director(&self) -> Result<(), LabError> {
+        match self.spec.director {
+            DirectorKind::None | DirectorKind::KernelRoute => Ok(()),
+            DirectorKind::NftDnat => {
+                let file = self.tmp.join("dnat.nft");
+                std::fs::write(&file, conf::nft_dnat(VIP, &self.servers()))
+                    .map_err(LabError::io(format!("writing {}", file.display())))?;
+                let file = file.display().to_string();
+                self.exec_timeout("dir", &["nft", "-f", &file], SETUP_TIMEOUT)?;
+                Ok(())
+            }
+            DirectorKind::Haproxy => {
+                self.ip("dir", &["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+                let file = self.tmp.join("haproxy.cfg");
+                std::fs::write(&file, conf::haproxy(VIP, &self.servers()))
+                    .map_err(LabError::io(format!("writing {}", file.display())))?;
+                let file = file.display().to_string();
+                self.spawn("dir", &["haproxy", "-db", "-f", &file])?;
+                self.wait_http("dir", &format!("http://{VIP}/"), Duration::from_secs(10))?;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        teardown(&self.shared);
+    }
+}
+
+/// A process started by [`Lab::spawn`]. It is stopped by [`Spawned::stop`]
+/// or by the lab's teardown, not by dropping this guard.
+#[derive(Debug)]
+pub struct Spawned {
+    id: u64,
+    pid: u32,
+    log: PathBuf,
+    command: String,
+    shared: Shared,
+}
+
+impl Spawned {
+    /// Process id (of the program itself: `ip netns exec` execs it).
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// File that receives its stdout and stderr.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// What it has printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it is still running.
+    pub fn is_running(&self) -> bool {
+        let mut st = lock(&self.shared);
+        match st.children.get_mut(&self.id) {
+            Some(c) => matches!(c.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; returns how it exited and its
+    /// output.
+    pub fn stop(self, grace: Duration) -> Result<(ExitStatus, String), LabError> {
+        let child = lock(&self.shared).children.remove(&self.id);
+        let Some(mut child) = child else {
+            return Err(LabError::InvalidSpec(format!(
+                "`{}` was already stopped by the lab's teardown",
+                self.command
+            )));
+        };
+        cmd::signal(child.id(), libc::SIGTERM);
+        let status = match cmd::wait_until(&mut child, Instant::now() + grace)
+            .map_err(LabError::io(format!("waiting for `{}`", self.command)))?
+        {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                child
+                    .wait()
+                    .map_err(LabError::io(format!("waiting for `{}`", self.command)))?
+            }
+        };
+        Ok((status, self.log()))
+    }
+}
+
+/// A running tcpdump started by [`Lab::capture`].
+#[derive(Debug)]
+pub struct Capture {
+    child: Option<Child>,
+    path: PathBuf,
+    deadline: Instant,
+    command: String,
+}
+
+impl Capture {
+    /// Where the pcap is written (inside the lab dir).
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits until tcpdump has its packet count or the capture's timeout
+    /// passes, stops it (flushing the file) and returns the pcap path.
+    pub fn finish(mut self) -> Result<PathBuf, LabError> {
+        if let Some(mut child) = self.child.take() {
+            let done = cmd::wait_until(&mut child, self.deadline)
+                .map_err(LabError::io(format!("waiting for `{}`", self.command)))?;
+            if done.is_none() {
+                cmd::signal(child.id(), libc::SIGINT);
+                if !matches!(
+                    cmd::wait_until(&mut child, Instant::now() + STOP_GRACE),
+                    Ok(Some(_))
+                ) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+        }
+        Ok(self.path.clone())
+    }
+
+    /// Waits like [`Capture::finish`] and parses the file.
+    pub fn packets(self) -> Result<Pcap, LabError> {
+        let p = self.finish()?;
+        read_pcap(&p)
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn preflight(spec: &LabSpec) -> Result<(), LabError> {
+    let p = &spec.prefix;
+    if p.is_empty()
+        || p.len() > 20
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    {
+        return Err(LabError::InvalidSpec(format!(
+            "prefix {p:?} must be 1..=20 lowercase letters or digits"
+        )));
+    }
+    if spec.servers == 0 || spec.servers > MAX_SERVERS {
+        return Err(LabError::InvalidSpec(format!(
+            "servers = {} but must be 1..={MAX_SERVERS}",
+            spec.servers
+        )));
+    }
+    if !is_root() {
+        return Err(LabError::NotRoot);
+    }
+    cmd::require("ip", "iproute2")?;
+    cmd::require("nginx", "nginx-light")?;
+    cmd::require("curl", "curl")?;
+    cmd::require("ethtool", "ethtool")?;
+    cmd::require("sysctl", "procps")?;
+    match spec.director {
+        DirectorKind::NftDnat => {
+            cmd::require("nft", "nftables")?;
+        }
+        DirectorKind::Haproxy => {
+            cmd::require("haproxy", "haproxy")?;
+        }
+        DirectorKind::None | DirectorKind::KernelRoute => {}
+    }
+    let list = cmd::run(Command::new("ip").args(["netns", "list"]), SETUP_TIMEOUT)?.stdout;
+    let taken: Vec<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{p}-")))
+        .collect();
+    if !taken.is_empty() {
+        return Err(LabError::PrefixInUse {
+            prefix: p.clone(),
+            existing: format!("namespaces {}", taken.join(", ")),
+        });
+    }
+    Ok(())
+}
+
+fn find_decap(explicit: Option<&Path>) -> Result<PathBuf, LabError> {
+    let mut searched = Vec::new();
+    if let Some(p) = explicit {
+        if cmd::is_executable(p) {
+            return Ok(p.to_owned());
+        }
+        return Err(LabError::DecapNotFound {
+            searched: vec![p.to_owned()],
+        });
+    }
+    if let Some(p) = std::env::var_os("RVS_DECAP") {
+        searched.push(PathBuf::from(p));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for dir in exe.ancestors().skip(1).take(2) {
+            searched.push(dir.join("rvs-decap"));
+        }
+    }
+    if let Some(p) = searched.iter().find(|p| cmd::is_executable(p)) {
+        return Ok(p.clone());
+    }
+    if let Some(p) = cmd::find_tool("rvs-decap") {
+        return Ok(p);
+    }
+    searched.push(PathBuf::from("$PATH/rvs-decap"));
+    Err(LabError::DecapNotFound { searched })
+}
+
+/// `*_temp_path` directives whose module this nginx has (nginx-light lacks
+/// some; naming them would be a configuration error).
+fn nginx_optional_temp_paths(nginx: &Path) -> Vec<String> {
+    let v = Command::new(nginx)
+        .arg("-V")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default();
+    ["proxy", "fastcgi", "uwsgi", "scgi"]
+        .into_iter()
+        .filter(|m| !v.contains(&format!("--without-http_{m}_module")))
+        .map(String::from)
+        .collect()
+}
