@@ -1,1 +1,41 @@
-//! placeholder
+//! The sans-I/O core of RVS: services, schedulers, the connection table and
+//! the forwarding methods (DR, NAT, TUN) of a Linux Virtual Server director.
+//!
+//! The engine does no I/O and reads no clock: frames come in as byte slices
+//! with the time, decisions come out as [`Verdict`] values with the frame
+//! rewritten in place. That makes every behaviour testable without root,
+//! replayable from a capture, fuzzable and benchmarkable. See [`Engine`] for
+//! the call order.
+//!
+//! Layout follows the kernel's `net/netfilter/ipvs/`: one file per scheduler
+//! (`sched/`), per protocol state machine (`proto/`) and per forwarding
+//! method (`fwd/`).
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+mod conn;
+mod engine;
+mod fwd;
+mod neighbor;
+mod packet;
+pub mod proto;
+mod reply;
+pub mod sched;
+mod stats;
+mod status;
+mod time;
+mod verdict;
+
+pub use config::{
+    Config, ConfigError, Dest, ForwardMethod, Interface, Protocol, Route, Service, ServiceKey,
+    Snapshot,
+};
+pub use engine::Engine;
+pub use neighbor::NeighborTable;
+pub use packet::PacketBuf;
+pub use proto::Timeouts;
+pub use stats::{Counters, Stats};
+pub use status::{ConnInfo, DestStatus, ServiceStatus};
+pub use time::Time;
+pub use verdict::{DropReason, IfIndex, Verdict};

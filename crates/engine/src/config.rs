@@ -1,0 +1,615 @@
+//! Configuration snapshots: what the control plane hands the engine.
+//!
+//! A [`Config`] is plain data the control plane fills (from a file, rvsadm or
+//! the kernel's interfaces and routes). [`Snapshot::new`] validates all of it
+//! and precomputes what the hot path needs (service index, routes to real
+//! servers); a config with any error is refused whole. The engine only ever
+//! sees validated snapshots, shared as `Arc<Snapshot>`, swapped between
+//! batches without stopping packet processing.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use rvs_wire::{ip_proto, EthernetAddress};
+use thiserror::Error;
+
+use crate::proto::Timeouts;
+use crate::sched;
+use crate::verdict::IfIndex;
+
+/// Transport protocol of a virtual service.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    /// TCP (`-t`).
+    Tcp,
+    /// UDP (`-u`).
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => ip_proto::TCP,
+            Protocol::Udp => ip_proto::UDP,
+        }
+    }
+
+    /// From an IP protocol number, for the protocols services can use.
+    pub const fn from_number(n: u8) -> Option<Self> {
+        match n {
+            ip_proto::TCP => Some(Protocol::Tcp),
+            ip_proto::UDP => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
+    /// ipvsadm's spelling in listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+}
+
+/// A virtual service: (protocol, VIP, port).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Virtual IP.
+    pub addr: IpAddr,
+    /// Virtual port.
+    pub port: u16,
+}
+
+impl fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.addr {
+            IpAddr::V4(a) => write!(f, "{} {}:{}", self.protocol.name(), a, self.port),
+            IpAddr::V6(a) => write!(f, "{} [{}]:{}", self.protocol.name(), a, self.port),
+        }
+    }
+}
+
+/// How packets reach a real server (IPVS "forwarding method").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ForwardMethod {
+    /// Direct routing (`-g`): only the MAC changes; the server holds the VIP.
+    Route,
+    /// NAT (`-m`): destination rewritten to the server, replies come back.
+    Masq,
+    /// IPIP tunnel (`-i`): wrapped in an outer IPv4 header to the server.
+    Tunnel,
+}
+
+impl ForwardMethod {
+    /// ipvsadm's name in listings.
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "Route",
+            ForwardMethod::Masq => "Masq",
+            ForwardMethod::Tunnel => "Tunnel",
+        }
+    }
+}
+
+/// A real server of a service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dest {
+    /// Real server address (RIP).
+    pub addr: IpAddr,
+    /// Real server port; equal to the service port for DR and TUN.
+    pub port: u16,
+    /// Relative weight; 0 = quiescent (no new connections).
+    pub weight: u32,
+    /// Forwarding method.
+    pub method: ForwardMethod,
+    /// Upper connection threshold (`-x`), 0 = none.
+    pub upper_threshold: u32,
+    /// Lower connection threshold (`-y`), 0 = none.
+    pub lower_threshold: u32,
+}
+
+impl Dest {
+    /// A destination with ipvsadm's defaults (weight 1, no thresholds).
+    pub fn new(addr: IpAddr, port: u16, method: ForwardMethod) -> Self {
+        Dest {
+            addr,
+            port,
+            weight: 1,
+            method,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    /// Builder-style weight.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+}
+
+/// A virtual service and its real servers, in the order they were added.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Service {
+    /// (protocol, VIP, port).
+    pub key: ServiceKey,
+    /// Scheduler name as ipvsadm spells it (`rr`, `wrr`, …).
+    pub scheduler: String,
+    /// Real servers in the order they were added (as with `ipvsadm -a`).
+    pub dests: Vec<Dest>,
+}
+
+/// An interface the director uses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interface {
+    /// Kernel ifindex.
+    pub index: IfIndex,
+    /// Name, for messages.
+    pub name: String,
+    /// Its MAC: the source MAC of everything sent out of it (DMAC).
+    pub mac: EthernetAddress,
+    /// Addresses with prefix lengths: the directly connected networks, and
+    /// the DIP used as the outer source of tunnelled packets.
+    pub addrs: Vec<(IpAddr, u8)>,
+    /// MTU of the link.
+    pub mtu: u16,
+}
+
+/// A route (from the kernel's table) the director uses to reach real servers
+/// and, for NAT replies, clients.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// Destination network.
+    pub dst: IpAddr,
+    /// Prefix length of `dst`.
+    pub prefix_len: u8,
+    /// Interface to send on.
+    pub egress: IfIndex,
+    /// Next-hop router, or `None` when the destination is on the link.
+    pub gateway: Option<IpAddr>,
+}
+
+/// Everything the engine is configured with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Interfaces used for receiving and sending.
+    pub interfaces: Vec<Interface>,
+    /// Routes beyond the interfaces' connected networks (e.g. the default).
+    pub routes: Vec<Route>,
+    /// Virtual services.
+    pub services: Vec<Service>,
+    /// Per-state timeouts (`ipvsadm --set`).
+    pub timeouts: Timeouts,
+    /// Maximum tracked connections; new flows beyond it are dropped.
+    pub max_connections: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            interfaces: Vec::new(),
+            routes: Vec::new(),
+            services: Vec::new(),
+            timeouts: Timeouts::default(),
+            max_connections: 1 << 20,
+        }
+    }
+}
+
+/// Why a configuration was refused. Nothing of it was applied.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// Two services with the same key.
+    #[error("service {0} is defined twice; merge the two definitions")]
+    DuplicateService(ServiceKey),
+    /// Two real servers with the same address and port in one service.
+    #[error("service {service}: real server {addr} port {port} is listed twice")]
+    DuplicateDest {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// Server port.
+        port: u16,
+    },
+    /// The scheduler is not (yet) implemented.
+    #[error("service {service}: scheduler '{name}' is not available; use one of: {available}")]
+    UnknownScheduler {
+        /// The service.
+        service: ServiceKey,
+        /// Requested name.
+        name: String,
+        /// Names that exist.
+        available: String,
+    },
+    /// Port 0 needs persistence, which this version does not have.
+    #[error("service {0}: port 0 is only valid for persistent services; give a port")]
+    ZeroPort(ServiceKey),
+    /// Weight outside IPVS's range.
+    #[error("service {service}: weight {weight} of {addr} is out of range 0..=2147483647")]
+    WeightRange {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// Given weight.
+        weight: u32,
+    },
+    /// Lower threshold above the upper one.
+    #[error("service {service}: real server {addr} has lower threshold {lower} above upper threshold {upper}")]
+    ThresholdOrder {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// `-y`.
+        lower: u32,
+        /// `-x`.
+        upper: u32,
+    },
+    /// DR and TUN cannot change the port.
+    #[error("service {service}: real server {addr} uses port {port}, but {method} forwarding keeps the service port {service_port}; drop the port or use NAT (-m)")]
+    PortMapping {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// Port given for the server.
+        port: u16,
+        /// The service's port.
+        service_port: u16,
+        /// Method name.
+        method: &'static str,
+    },
+    /// Service and real server of different families (only same-family is supported).
+    #[error("service {service}: real server {addr} is of another address family than the VIP")]
+    FamilyMismatch {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+    },
+    /// IPIP tunnels carry IPv4 only.
+    #[error("service {service}: tunnel (-i) forwarding to {addr} needs IPv4")]
+    TunnelFamily {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+    },
+    /// No interface or route reaches a real server.
+    #[error("service {service}: no route to real server {addr}; add an interface on its network or a route")]
+    NoRoute {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+    },
+    /// DR needs the server on a directly connected network.
+    #[error("service {service}: real server {addr} is reached through a gateway, but direct routing (-g) needs it on a directly connected network")]
+    NotOnLink {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+    },
+    /// The tunnel needs an IPv4 source address on the egress interface.
+    #[error("service {service}: tunnel to {addr} leaves through {iface}, which has no IPv4 address to use as the outer source")]
+    NoTunnelSource {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// Interface name.
+        iface: String,
+    },
+    /// Route through an interface that is not configured.
+    #[error(
+        "route to {dst}/{prefix_len} uses ifindex {egress}, which is not a configured interface"
+    )]
+    UnknownInterface {
+        /// Route destination.
+        dst: IpAddr,
+        /// Route prefix length.
+        prefix_len: u8,
+        /// Missing ifindex.
+        egress: u32,
+    },
+    /// Two interfaces with the same index.
+    #[error("interface {0} is listed twice")]
+    DuplicateInterface(String),
+    /// Prefix length beyond the address size.
+    #[error("prefix length /{prefix_len} is too long for {addr}")]
+    PrefixLength {
+        /// Address.
+        addr: IpAddr,
+        /// Given length.
+        prefix_len: u8,
+    },
+    /// MTU too small for IP.
+    #[error("interface {name} has MTU {mtu}; IPv4 needs at least 576 (IPv6: 1280)")]
+    Mtu {
+        /// Interface name.
+        name: String,
+        /// Given MTU.
+        mtu: u16,
+    },
+    /// A connection limit of zero would drop everything.
+    #[error("max_connections must be at least 1")]
+    ZeroConnections,
+}
+
+/// Where packets for one real server leave, worked out once per snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Egress {
+    pub(crate) iface: IfIndex,
+    pub(crate) mac: EthernetAddress,
+    pub(crate) mtu: u16,
+    /// Address whose MAC goes into the frame (the server, or a gateway).
+    pub(crate) next_hop: IpAddr,
+    /// IPv4 DIP on that interface (outer source for tunnels).
+    pub(crate) source_v4: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug)]
+struct RouteEntry {
+    net: u128,
+    mask: u128,
+    v6: bool,
+    iface_pos: usize,
+    gateway: Option<IpAddr>,
+}
+
+/// A validated, immutable configuration, ready for the engine.
+#[derive(Debug)]
+pub struct Snapshot {
+    config: Config,
+    service_index: HashMap<ServiceKey, usize>,
+    routes: Vec<RouteEntry>,
+    /// `dest_egress[s][d]` for service `s`, destination `d`.
+    dest_egress: Vec<Vec<Egress>>,
+}
+
+fn addr_bits(a: IpAddr) -> (u128, bool) {
+    match a {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), false),
+        IpAddr::V6(v6) => (u128::from(v6), true),
+    }
+}
+
+fn mask_for(prefix_len: u8, v6: bool) -> u128 {
+    let width = if v6 { 128 } else { 32 };
+    if prefix_len == 0 {
+        0
+    } else {
+        let ones = (!0u128) << (128 - u32::from(prefix_len));
+        ones >> (128 - width)
+    }
+}
+
+impl Snapshot {
+    /// Validates `config` and prepares it for the engine; any error refuses
+    /// the whole configuration.
+    pub fn new(config: Config) -> Result<Arc<Snapshot>, ConfigError> {
+        if config.max_connections == 0 {
+            return Err(ConfigError::ZeroConnections);
+        }
+        let mut seen_if = HashMap::new();
+        for (pos, iface) in config.interfaces.iter().enumerate() {
+            if seen_if.insert(iface.index, pos).is_some() {
+                return Err(ConfigError::DuplicateInterface(iface.name.clone()));
+            }
+            if iface.mtu < 576 {
+                return Err(ConfigError::Mtu {
+                    name: iface.name.clone(),
+                    mtu: iface.mtu,
+                });
+            }
+        }
+        let mut routes = Vec::new();
+        for (pos, iface) in config.interfaces.iter().enumerate() {
+            for &(addr, prefix_len) in &iface.addrs {
+                let (bits, v6) = addr_bits(addr);
+                if prefix_len > if v6 { 128 } else { 32 } {
+                    return Err(ConfigError::PrefixLength { addr, prefix_len });
+                }
+                let mask = mask_for(prefix_len, v6);
+                routes.push((
+                    prefix_len,
+                    RouteEntry {
+                        net: bits & mask,
+                        mask,
+                        v6,
+                        iface_pos: pos,
+                        gateway: None,
+                    },
+                ));
+            }
+        }
+        for r in &config.routes {
+            let (bits, v6) = addr_bits(r.dst);
+            if r.prefix_len > if v6 { 128 } else { 32 } {
+                return Err(ConfigError::PrefixLength {
+                    addr: r.dst,
+                    prefix_len: r.prefix_len,
+                });
+            }
+            let Some(&pos) = seen_if.get(&r.egress) else {
+                return Err(ConfigError::UnknownInterface {
+                    dst: r.dst,
+                    prefix_len: r.prefix_len,
+                    egress: r.egress.0,
+                });
+            };
+            let mask = mask_for(r.prefix_len, v6);
+            routes.push((
+                r.prefix_len,
+                RouteEntry {
+                    net: bits & mask,
+                    mask,
+                    v6,
+                    iface_pos: pos,
+                    gateway: r.gateway,
+                },
+            ));
+        }
+        // Longest prefix first; stable, so connected routes win ties.
+        routes.sort_by(|a, b| b.0.cmp(&a.0));
+        let routes: Vec<RouteEntry> = routes.into_iter().map(|(_, r)| r).collect();
+
+        let mut snapshot = Snapshot {
+            config,
+            service_index: HashMap::new(),
+            routes,
+            dest_egress: Vec::new(),
+        };
+        let mut dest_egress = Vec::with_capacity(snapshot.config.services.len());
+        for (si, svc) in snapshot.config.services.iter().enumerate() {
+            snapshot.validate_service(svc)?;
+            if snapshot.service_index.insert(svc.key, si).is_some() {
+                return Err(ConfigError::DuplicateService(svc.key));
+            }
+            let mut egress = Vec::with_capacity(svc.dests.len());
+            for d in &svc.dests {
+                egress.push(snapshot.dest_route(svc.key, d)?);
+            }
+            dest_egress.push(egress);
+        }
+        snapshot.dest_egress = dest_egress;
+        Ok(Arc::new(snapshot))
+    }
+
+    fn validate_service(&self, svc: &Service) -> Result<(), ConfigError> {
+        let key = svc.key;
+        if key.port == 0 {
+            return Err(ConfigError::ZeroPort(key));
+        }
+        if sched::create(&svc.scheduler).is_none() {
+            return Err(ConfigError::UnknownScheduler {
+                service: key,
+                name: svc.scheduler.clone(),
+                available: sched::NAMES.join(", "),
+            });
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &svc.dests {
+            if !seen.insert((d.addr, d.port)) {
+                return Err(ConfigError::DuplicateDest {
+                    service: key,
+                    addr: d.addr,
+                    port: d.port,
+                });
+            }
+            if d.weight > i32::MAX as u32 {
+                return Err(ConfigError::WeightRange {
+                    service: key,
+                    addr: d.addr,
+                    weight: d.weight,
+                });
+            }
+            if d.upper_threshold != 0 && d.lower_threshold > d.upper_threshold {
+                return Err(ConfigError::ThresholdOrder {
+                    service: key,
+                    addr: d.addr,
+                    lower: d.lower_threshold,
+                    upper: d.upper_threshold,
+                });
+            }
+            if d.addr.is_ipv4() != key.addr.is_ipv4() {
+                return Err(ConfigError::FamilyMismatch {
+                    service: key,
+                    addr: d.addr,
+                });
+            }
+            if d.method != ForwardMethod::Masq && d.port != key.port {
+                return Err(ConfigError::PortMapping {
+                    service: key,
+                    addr: d.addr,
+                    port: d.port,
+                    service_port: key.port,
+                    method: d.method.name(),
+                });
+            }
+            if d.method == ForwardMethod::Tunnel && !d.addr.is_ipv4() {
+                return Err(ConfigError::TunnelFamily {
+                    service: key,
+                    addr: d.addr,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn dest_route(&self, service: ServiceKey, d: &Dest) -> Result<Egress, ConfigError> {
+        let Some(egress) = self.route(d.addr) else {
+            return Err(ConfigError::NoRoute {
+                service,
+                addr: d.addr,
+            });
+        };
+        if d.method == ForwardMethod::Route && egress.next_hop != d.addr {
+            return Err(ConfigError::NotOnLink {
+                service,
+                addr: d.addr,
+            });
+        }
+        if d.method == ForwardMethod::Tunnel && egress.source_v4.is_none() {
+            let name = self
+                .interface(egress.iface)
+                .map(|i| i.name.clone())
+                .unwrap_or_default();
+            return Err(ConfigError::NoTunnelSource {
+                service,
+                addr: d.addr,
+                iface: name,
+            });
+        }
+        Ok(egress)
+    }
+
+    /// The configuration this snapshot was built from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Index of a service in `config().services`.
+    pub fn service_position(&self, key: &ServiceKey) -> Option<usize> {
+        self.service_index.get(key).copied()
+    }
+
+    pub(crate) fn dest_egress(&self, service: usize, dest: usize) -> Option<Egress> {
+        self.dest_egress.get(service)?.get(dest).copied()
+    }
+
+    /// An interface by index.
+    pub fn interface(&self, index: IfIndex) -> Option<&Interface> {
+        self.config.interfaces.iter().find(|i| i.index == index)
+    }
+
+    /// Longest-prefix-match route lookup (allocation-free, used per NAT reply).
+    pub(crate) fn route(&self, addr: IpAddr) -> Option<Egress> {
+        let (bits, v6) = addr_bits(addr);
+        let entry = self
+            .routes
+            .iter()
+            .find(|r| r.v6 == v6 && bits & r.mask == r.net)?;
+        let iface = self.config.interfaces.get(entry.iface_pos)?;
+        let source_v4 = iface.addrs.iter().find_map(|(a, _)| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        });
+        Some(Egress {
+            iface: iface.index,
+            mac: iface.mac,
+            mtu: iface.mtu,
+            next_hop: entry.gateway.unwrap_or(addr),
+            source_v4,
+        })
+    }
+}

@@ -1,0 +1,79 @@
+//! ICMP errors the director sends back to a client, built in place over the
+//! frame that caused them (no allocation): "fragmentation needed" for TUN
+//! path MTU discovery and "port unreachable" when no real server is available
+//! (what `ip_vs_leave` does in the kernel).
+
+use rvs_wire::{checksum, icmpv4, ip_proto, ipv4, EthernetAddress};
+
+use crate::packet::PacketBuf;
+use crate::verdict::DropReason;
+
+/// An IPv4 header plus an ICMP header.
+const GROWTH: usize = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
+/// RFC 1812 §4.3.2.3: an ICMP error is at most 576 bytes of IP.
+const MAX_REPLY_IP: usize = 576;
+
+/// Replaces the IPv4 frame in `pkt` (L2 header of `l2_len` bytes, kept, with
+/// MACs swapped and `our_mac` as source) by an ICMP error quoting it. The
+/// reply comes from the packet's destination (the VIP), like the kernel's
+/// reply for a locally addressed packet.
+pub(crate) fn icmpv4_error(
+    pkt: &mut PacketBuf<'_>,
+    l2_len: usize,
+    our_mac: EthernetAddress,
+    msg_type: u8,
+    code: u8,
+    mtu: u16,
+    ident: u16,
+) -> Result<(), DropReason> {
+    let (client_mac, orig_src, orig_dst, orig_len) = {
+        let data = pkt.data();
+        if data.len() < 12 {
+            return Err(DropReason::Malformed);
+        }
+        let mac = EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]);
+        let ip = ipv4::Packet::new_checked(data.get(l2_len..).ok_or(DropReason::Malformed)?)
+            .map_err(|_| DropReason::Malformed)?;
+        (
+            mac,
+            ip.src_addr(),
+            ip.dst_addr(),
+            usize::from(ip.total_len()),
+        )
+    };
+    let quoted = orig_len.min(MAX_REPLY_IP - GROWTH);
+    if !pkt.push_front(GROWTH) {
+        return Err(DropReason::NoHeadroom);
+    }
+    let data = pkt.data_mut();
+    // L2 header to the new front; the original IP packet is now exactly where
+    // the quoted part belongs (after the new IP and ICMP headers).
+    data.copy_within(GROWTH..GROWTH + l2_len, 0);
+    super::fwd::set_macs(data, our_mac, client_mac);
+    ipv4::emit_header(
+        &mut data[l2_len..],
+        &ipv4::HeaderFields {
+            src: orig_dst,
+            dst: orig_src,
+            protocol: ip_proto::ICMP,
+            payload_len: (icmpv4::HEADER_LEN + quoted) as u16,
+            ttl: 64,
+            // IPTOS_PREC_INTERNETCONTROL, as the kernel's icmp_send uses.
+            tos: 0xc0,
+            ident,
+            dont_frag: false,
+        },
+    )
+    .map_err(|_| DropReason::Malformed)?;
+    let icmp_start = l2_len + ipv4::HEADER_LEN;
+    let icmp_end = icmp_start + icmpv4::HEADER_LEN + quoted;
+    let icmp = &mut data[icmp_start..icmp_end];
+    icmp[..icmpv4::HEADER_LEN].fill(0);
+    icmp[0] = msg_type;
+    icmp[1] = code;
+    icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
+    let sum = checksum::compute(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    pkt.truncate(icmp_end);
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Counters. Each engine shard counts on its own (no atomics, no sharing);
+//! the control plane sums shards when it reads.
+
+use crate::verdict::DropReason;
+
+/// Per-service and per-real-server traffic counters, as IPVS keeps them
+/// (`ipvsadm -L --stats`). Bytes are IP bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections scheduled.
+    pub conns: u64,
+    /// Packets client → server.
+    pub in_packets: u64,
+    /// Packets server → client (NAT only; DR/TUN replies bypass us).
+    pub out_packets: u64,
+    /// Bytes client → server.
+    pub in_bytes: u64,
+    /// Bytes server → client.
+    pub out_bytes: u64,
+}
+
+impl Stats {
+    /// Adds another shard's counters.
+    pub fn add(&mut self, o: &Stats) {
+        self.conns += o.conns;
+        self.in_packets += o.in_packets;
+        self.out_packets += o.out_packets;
+        self.in_bytes += o.in_bytes;
+        self.out_bytes += o.out_bytes;
+    }
+}
+
+/// Engine-wide counters: every frame lands in exactly one of forwarded,
+/// replies, unresolved, passed or a drop reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Frames handed to `process`.
+    pub rx_packets: u64,
+    /// Frames forwarded to a real server or client.
+    pub forwarded: u64,
+    /// ICMP replies sent back.
+    pub replies: u64,
+    /// Frames whose next-hop MAC was unknown.
+    pub unresolved: u64,
+    /// Frames that were not for a virtual service.
+    pub passed: u64,
+    /// Drops by [`DropReason::index`].
+    pub drops: [u64; DropReason::COUNT],
+    /// Connections created.
+    pub conns_created: u64,
+    /// Connections expired.
+    pub conns_expired: u64,
+}
+
+impl Counters {
+    /// Drops for one reason.
+    pub fn dropped(&self, reason: DropReason) -> u64 {
+        self.drops[reason.index()]
+    }
+
+    /// All drops.
+    pub fn total_drops(&self) -> u64 {
+        self.drops.iter().sum()
+    }
+
+    /// Adds another shard's counters.
+    pub fn add(&mut self, o: &Counters) {
+        self.rx_packets += o.rx_packets;
+        self.forwarded += o.forwarded;
+        self.replies += o.replies;
+        self.unresolved += o.unresolved;
+        self.passed += o.passed;
+        for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
+            *a += b;
+        }
+        self.conns_created += o.conns_created;
+        self.conns_expired += o.conns_expired;
+    }
+}

@@ -1,0 +1,91 @@
+//! What the engine decided about one frame.
+
+use std::net::IpAddr;
+
+/// Identifies an interface the director sends and receives on (the kernel's
+/// ifindex, so the datapath needs no translation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfIndex(pub u32);
+
+/// The engine's decision for one frame. The frame has been rewritten in place
+/// for `Forward`, `Reply` and `Resolve`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transmit the rewritten frame out of `egress`; both MACs are set.
+    Forward {
+        /// Interface to transmit on.
+        egress: IfIndex,
+    },
+    /// The frame was replaced by a reply to its sender (ICMP); transmit out of
+    /// `egress`, the interface it came in on.
+    Reply {
+        /// Interface to transmit on.
+        egress: IfIndex,
+    },
+    /// The frame is rewritten but the next hop's MAC is unknown: the caller
+    /// drops it (counted) and asks the kernel to resolve `next_hop`.
+    Resolve {
+        /// Interface the next hop is on.
+        egress: IfIndex,
+        /// Address whose MAC is missing.
+        next_hop: IpAddr,
+    },
+    /// Not traffic for a virtual service: the kernel's business.
+    Pass,
+    /// Dropped; counted under the reason.
+    Drop(DropReason),
+}
+
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $name:ident => $label:literal,)*) => {
+        /// Why a frame was dropped. Every reason has its own counter.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $name,)*
+        }
+
+        impl DropReason {
+            /// Every reason, in counter order.
+            pub const ALL: &'static [DropReason] = &[$(DropReason::$name,)*];
+            /// Number of reasons (size of a counter array).
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// Stable snake_case name for logs and metrics labels.
+            pub const fn label(self) -> &'static str {
+                match self { $(DropReason::$name => $label,)* }
+            }
+
+            /// Index into a counter array.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// A header was truncated or inconsistent.
+    Malformed => "malformed",
+    /// The IPv4 header checksum was wrong.
+    BadIpChecksum => "bad_ip_checksum",
+    /// IP fragments are not reassembled by this version.
+    Fragment => "fragment",
+    /// A TCP segment without SYN for a flow the director does not track.
+    NoConnection => "no_connection",
+    /// The scheduler found no available real server.
+    NoDestination => "no_destination",
+    /// The connection table is at its configured maximum.
+    ConnTableFull => "conn_table_full",
+    /// The frame had no room to grow (headroom) for encapsulation or a reply.
+    NoHeadroom => "no_headroom",
+    /// A TUN packet too big for the egress MTU without DF; fragmenting the
+    /// outer packet is not supported.
+    TooBig => "too_big",
+    /// TTL ran out on a routed (NAT reply) packet.
+    TtlExceeded => "ttl_exceeded",
+    /// No route to the address (no configured interface or route covers it).
+    NoRoute => "no_route",
+    /// The forwarding method cannot carry this address family (e.g. IPIP with IPv6).
+    UnsupportedFamily => "unsupported_family",
+}

@@ -1,0 +1,320 @@
+//! Shared fixtures: a two-legged director (front = client side, back =
+//! server side) like the lab's, frames built and checked with etherparse (an
+//! independent parser), and a virtual clock.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+use rvs_engine::{
+    Config, Dest, Engine, ForwardMethod, IfIndex, Interface, NeighborTable, PacketBuf, Protocol,
+    Route, Service, ServiceKey, Snapshot, Time, Verdict,
+};
+use rvs_wire::EthernetAddress;
+
+pub const FRONT: IfIndex = IfIndex(2);
+pub const BACK: IfIndex = IfIndex(3);
+pub const HEADROOM: usize = 128;
+
+pub fn mac(n: u8) -> EthernetAddress {
+    EthernetAddress([0x02, 0, 0, 0, 0, n])
+}
+pub const ROUTER_MAC: u8 = 1;
+pub const FRONT_MAC: u8 = 0xf0;
+pub const BACK_MAC: u8 = 0xb0;
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+pub fn v4(s: &str) -> [u8; 4] {
+    s.parse::<Ipv4Addr>().unwrap().octets()
+}
+
+pub const VIP: &str = "10.0.100.1";
+pub const CLIENT: &str = "10.0.1.2";
+pub const RS: [&str; 3] = ["10.0.2.11", "10.0.2.12", "10.0.2.13"];
+
+pub fn vip_key(protocol: Protocol) -> ServiceKey {
+    ServiceKey {
+        protocol,
+        addr: ip(VIP),
+        port: 80,
+    }
+}
+
+pub fn interfaces() -> Vec<Interface> {
+    vec![
+        Interface {
+            index: FRONT,
+            name: "front".into(),
+            mac: mac(FRONT_MAC),
+            addrs: vec![(ip("10.0.3.2"), 24)],
+            mtu: 1500,
+        },
+        Interface {
+            index: BACK,
+            name: "back".into(),
+            mac: mac(BACK_MAC),
+            addrs: vec![(ip("10.0.2.10"), 24)],
+            mtu: 1500,
+        },
+    ]
+}
+
+/// A config with one service (TCP and UDP variants) on the VIP.
+pub fn config(
+    protocol: Protocol,
+    scheduler: &str,
+    method: ForwardMethod,
+    weights: &[u32],
+) -> Config {
+    let port = if method == ForwardMethod::Masq {
+        8080
+    } else {
+        80
+    };
+    Config {
+        interfaces: interfaces(),
+        routes: vec![Route {
+            dst: ip("0.0.0.0"),
+            prefix_len: 0,
+            egress: FRONT,
+            gateway: Some(ip("10.0.3.1")),
+        }],
+        services: vec![Service {
+            key: vip_key(protocol),
+            scheduler: scheduler.into(),
+            dests: weights
+                .iter()
+                .enumerate()
+                .map(|(i, &w)| Dest::new(ip(RS[i]), port, method).weight(w))
+                .collect(),
+        }],
+        ..Config::default()
+    }
+}
+
+pub fn neighbors() -> Arc<NeighborTable> {
+    Arc::new(NeighborTable::new(
+        [
+            (ip("10.0.3.1"), mac(ROUTER_MAC)),
+            (ip(RS[0]), mac(11)),
+            (ip(RS[1]), mac(12)),
+            (ip(RS[2]), mac(13)),
+        ],
+        1,
+    ))
+}
+
+/// Which real server a MAC belongs to (1-based), for counting picks.
+pub fn server_of(mac: [u8; 6]) -> usize {
+    match mac[5] {
+        11 => 1,
+        12 => 2,
+        13 => 3,
+        other => panic!("frame sent to unknown MAC ..:{other:02x}"),
+    }
+}
+
+pub struct Director {
+    pub engine: Engine,
+    pub now: Time,
+}
+
+impl Director {
+    pub fn new(cfg: Config) -> Self {
+        let snap = Snapshot::new(cfg).expect("valid config");
+        let mut engine = Engine::new(snap, [1, 2, 3, 4]);
+        engine.set_neighbors(neighbors());
+        Director {
+            engine,
+            now: Time::from_secs(1000),
+        }
+    }
+
+    pub fn reconfigure(&mut self, cfg: Config) {
+        self.engine
+            .set_config(Snapshot::new(cfg).expect("valid config"));
+    }
+
+    pub fn advance(&mut self, secs: u64) {
+        self.now = Time::from_nanos(self.now.as_nanos() + secs * 1_000_000_000);
+        self.engine.handle_timeout(self.now);
+    }
+
+    /// Processes `frame` as received on `ingress`; returns the verdict and
+    /// the resulting frame bytes.
+    pub fn run(&mut self, frame: &[u8], ingress: IfIndex) -> (Verdict, Vec<u8>) {
+        let mut buf = vec![0u8; HEADROOM + frame.len() + 64];
+        buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
+        let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap();
+        let v = self.engine.process(self.now, &mut pkt, ingress);
+        (v, pkt.data().to_vec())
+    }
+}
+
+#[derive(Clone, Copy, Default)]
+pub struct Flags {
+    pub syn: bool,
+    pub ack: bool,
+    pub fin: bool,
+    pub rst: bool,
+}
+pub const SYN: Flags = Flags {
+    syn: true,
+    ack: false,
+    fin: false,
+    rst: false,
+};
+pub const ACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+pub const SYNACK: Flags = Flags {
+    syn: true,
+    ack: true,
+    fin: false,
+    rst: false,
+};
+pub const FINACK: Flags = Flags {
+    syn: false,
+    ack: true,
+    fin: true,
+    rst: false,
+};
+pub const RST: Flags = Flags {
+    syn: false,
+    ack: false,
+    fin: false,
+    rst: true,
+};
+
+/// A TCP/IPv4 frame `src → dst` with the given flags and payload.
+pub fn tcp_frame(
+    src_mac: u8,
+    dst_mac: u8,
+    src: (&str, u16),
+    dst: (&str, u16),
+    flags: Flags,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut b = PacketBuilder::ethernet2(mac(src_mac).0, mac(dst_mac).0)
+        .ipv4(v4(src.0), v4(dst.0), 64)
+        .tcp(src.1, dst.1, 1000, 64000);
+    if flags.syn {
+        b = b.syn();
+    }
+    if flags.ack {
+        b = b.ack(5000);
+    }
+    if flags.fin {
+        b = b.fin();
+    }
+    if flags.rst {
+        b = b.rst();
+    }
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// A client → VIP:80 TCP frame arriving on the front leg.
+pub fn from_client(port: u16, flags: Flags, payload: &[u8]) -> Vec<u8> {
+    tcp_frame(
+        ROUTER_MAC,
+        FRONT_MAC,
+        (CLIENT, port),
+        (VIP, 80),
+        flags,
+        payload,
+    )
+}
+
+pub fn udp_frame(src: (&str, u16), dst: (&str, u16), payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2(mac(ROUTER_MAC).0, mac(FRONT_MAC).0)
+        .ipv4(v4(src.0), v4(dst.0), 64)
+        .udp(src.1, dst.1);
+    let mut out = Vec::with_capacity(b.size(payload.len()));
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+/// Parsed view of an output frame, with every checksum checked by etherparse.
+#[derive(Debug)]
+pub struct Seen {
+    pub dst_mac: [u8; 6],
+    pub src_mac: [u8; 6],
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    pub ttl: u8,
+    /// For IPIP: the inner packet's view.
+    pub inner: Option<Box<Seen>>,
+    pub ports: Option<(u16, u16)>,
+    pub ip_bytes: Vec<u8>,
+}
+
+/// Parses a frame with etherparse and asserts that the IPv4 header, TCP, UDP
+/// and ICMP checksums are all correct (recomputed in full by etherparse).
+pub fn check(frame: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ethernet(frame).expect("etherparse parses the frame");
+    let eth = match p.link {
+        Some(etherparse::LinkSlice::Ethernet2(e)) => e,
+        other => panic!("not ethernet: {other:?}"),
+    };
+    let mut seen = check_ip(&frame[14..]);
+    seen.dst_mac = eth.destination();
+    seen.src_mac = eth.source();
+    seen
+}
+
+pub fn check_ip(ip: &[u8]) -> Seen {
+    let p = SlicedPacket::from_ip(ip).expect("etherparse parses the IP packet");
+    let Some(NetSlice::Ipv4(v4s)) = &p.net else {
+        panic!("not IPv4")
+    };
+    let h = v4s.header().to_header();
+    assert_eq!(
+        h.header_checksum,
+        h.calc_header_checksum(),
+        "IPv4 header checksum"
+    );
+    let total = usize::from(h.total_len);
+    let mut seen = Seen {
+        dst_mac: [0; 6],
+        src_mac: [0; 6],
+        src: IpAddr::from(h.source),
+        dst: IpAddr::from(h.destination),
+        protocol: h.protocol.0,
+        ttl: h.time_to_live,
+        inner: None,
+        ports: None,
+        ip_bytes: ip[..total].to_vec(),
+    };
+    let payload = v4s.payload().payload;
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let want = t.to_header().calc_checksum_ipv4(&h, t.payload()).unwrap();
+            assert_eq!(t.checksum(), want, "TCP checksum");
+            seen.ports = Some((t.source_port(), t.destination_port()));
+        }
+        Some(TransportSlice::Udp(u)) => {
+            if u.checksum() != 0 {
+                let want = u.to_header().calc_checksum_ipv4(&h, u.payload()).unwrap();
+                assert_eq!(u.checksum(), want, "UDP checksum");
+            }
+            seen.ports = Some((u.source_port(), u.destination_port()));
+        }
+        Some(TransportSlice::Icmpv4(_)) => {
+            assert_eq!(rvs_wire::checksum::compute(payload), 0, "ICMP checksum");
+        }
+        _ if h.protocol.0 == 4 => {
+            seen.inner = Some(Box::new(check_ip(payload)));
+        }
+        other => panic!("unexpected transport {other:?}"),
+    }
+    seen
+}
