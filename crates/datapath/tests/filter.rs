@@ -387,3 +387,87 @@ fn nat_return_matches_the_real_server_source() {
     // The director thread is gone; drop its datapath objects in the lab's lifetime.
     drop(d);
 }
+
+#[test]
+fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
+    use std::net::Ipv6Addr;
+    let mut lab = Lab::new("f");
+    let cli = lab.netns("cli");
+    let dir = lab.netns("dir");
+    // IPv6 needs an address family the rules do not cover with 10.x: ULA
+    // addresses, only inside these namespaces; nodad so they work at once.
+    lab.veth(
+        &cli,
+        "eth0",
+        "02:00:00:00:0f:01",
+        "10.203.0.1/24",
+        &dir,
+        "eth0",
+        "02:00:00:00:0f:02",
+        "10.203.0.2/24",
+    );
+    lab.ip(
+        &cli,
+        &["addr", "add", "fd00:203::1/64", "dev", "eth0", "nodad"],
+    );
+    lab.ip(
+        &dir,
+        &["addr", "add", "fd00:203::2/64", "dev", "eth0", "nodad"],
+    );
+    lab.ip(
+        &dir,
+        &["addr", "add", "fd00:203::100/128", "dev", "eth0", "nodad"],
+    );
+    let vip6: Ipv6Addr = "fd00:203::100".parse().unwrap();
+    const N6: usize = 8;
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let director = in_netns(&dir, move || {
+        let mut d = Director::start(&["eth0"]);
+        d.filters[0]
+            .add_service(IpAddr::V6(vip6), UDP, 5000)
+            .unwrap();
+        d.filters[0].add_vip(IpAddr::V6(vip6)).unwrap();
+        let kern = UdpSocket::bind((vip6, 6000)).unwrap();
+        kern.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        ready_tx.send(()).unwrap();
+        let got = collect(&mut d, N6, Duration::from_secs(10));
+        let mut buf = [0u8; 64];
+        let kernel = kern.recv(&mut buf).map(|n| buf[..n].to_vec());
+        (got, kernel, d.filters[0].stats().unwrap())
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    in_netns(&cli, move || {
+        let s = UdpSocket::bind("[fd00:203::1]:0").unwrap();
+        for i in 0..N6 {
+            s.send_to(format!("v6-{i}").as_bytes(), SocketAddr::from((vip6, 5000)))
+                .unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        s.send_to(b"v6-kernel", SocketAddr::from((vip6, 6000)))
+            .unwrap();
+    })
+    .join()
+    .expect("sender");
+    let (got, kernel, stats) = director.join().expect("director");
+
+    // Ethernet 14 + IPv6 40 + UDP 8.
+    let payloads: Vec<Vec<u8>> = got
+        .iter()
+        .map(|(_, f)| {
+            assert_eq!(&f[12..14], &[0x86, 0xdd]);
+            f[62..].to_vec()
+        })
+        .collect();
+    let want: Vec<Vec<u8>> = (0..N6).map(|i| format!("v6-{i}").into_bytes()).collect();
+    assert_eq!(payloads, want, "IPv6 service datagrams in user space");
+    assert_eq!(
+        kernel.expect("kernel socket"),
+        b"v6-kernel".to_vec(),
+        "non-service port stays in the kernel"
+    );
+    assert_eq!(stats.redirected, N6 as u64, "{stats:?}");
+    assert_eq!(stats.parse_errors, 0, "{stats:?}");
+}
