@@ -221,8 +221,11 @@ int rvs_xdp(struct xdp_md *ctx)
 		__u8 saddr[16] = {}, daddr[16] = {};
 		__u32 ihl, tot_len;
 
-		if ((void *)(ip + 1) > data_end)
-			return pass(); /* not even an IP header: nothing to match */
+		if ((void *)(ip + 1) > data_end) {
+			/* Not even an IP header: nothing to match. */
+			count(STAT_PARSE_ERRORS);
+			return pass();
+		}
 		__builtin_memcpy(saddr, &ip->saddr, 4);
 		__builtin_memcpy(daddr, &ip->daddr, 4);
 		ihl = ip->ihl * 4;
@@ -254,8 +257,10 @@ bad4:
 		struct ipv6hdr *ip6 = cur;
 		__u8 nexthdr;
 
-		if ((void *)(ip6 + 1) > data_end)
+		if ((void *)(ip6 + 1) > data_end) {
+			count(STAT_PARSE_ERRORS);
 			return pass();
+		}
 		nexthdr = ip6->nexthdr;
 		if (nexthdr == NEXTHDR_FRAGMENT_) {
 			if (is_vip(6, &ip6->daddr, 16))

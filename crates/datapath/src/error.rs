@@ -16,7 +16,7 @@ pub enum DatapathError {
     InterfaceIndexNotFound(u32),
 
     /// The kernel said EPERM/EACCES.
-    #[error("{what} needs CAP_NET_ADMIN/CAP_BPF (run rvsd as root): {source}")]
+    #[error("{what} needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF (run rvsd as root): {source}")]
     PermissionDenied {
         /// What we were doing.
         what: &'static str,

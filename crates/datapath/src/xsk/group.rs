@@ -384,12 +384,15 @@ impl XskGroup {
             if slot.sock.tx.unsubmitted() > 0 {
                 slot.sock.tx.submit();
             }
-            if slot.sock.tx.in_kernel() > 0
-                && (self.kick_always
-                    || slot.sock.mode == BindMode::Copy
-                    || slot.sock.tx.needs_wakeup())
-            {
+            let must_kick = self.kick_always || slot.sock.mode == BindMode::Copy;
+            // Bounded: kick, reap the completions that made room, repeat while TX remains.
+            for _ in 0..8 {
+                let slot = &self.slots[i];
+                if slot.sock.tx.in_kernel() == 0 || !(must_kick || slot.sock.tx.needs_wakeup()) {
+                    break;
+                }
                 slot.sock.kick_tx();
+                self.reap(i);
             }
             self.reap(i);
         }
@@ -602,5 +605,45 @@ impl FrameMut<'_> {
     /// Packet length as the descriptor wants it.
     pub fn len_u32(&self) -> u32 {
         self.len as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_view_grows_and_shrinks_within_the_chunk() {
+        let mut buf = vec![0u8; FRAME_SIZE as usize];
+        let mut f = FrameMut {
+            chunk: &mut buf,
+            base: 8192,
+            offset: 256,
+            len: 100,
+        };
+        assert_eq!(f.addr(), 8192 + 256);
+        assert_eq!(f.tailroom(), FRAME_SIZE as usize - 356);
+        assert!(f.grow_front(20));
+        assert_eq!((f.offset(), f.len(), f.addr()), (236, 120, 8192 + 236));
+        f.data_mut()[0] = 0xab;
+        assert_eq!(f.chunk()[236], 0xab);
+        assert!(!f.grow_front(237), "cannot grow past the chunk start");
+        assert!(f.shrink_front(20));
+        assert!(!f.shrink_front(101));
+        assert!(f.set_len(FRAME_SIZE as usize - 256));
+        assert!(
+            !f.set_len(FRAME_SIZE as usize - 255),
+            "cannot grow past the chunk end"
+        );
+        assert_eq!(f.tailroom(), 0);
+    }
+
+    #[test]
+    fn empty_view_is_harmless() {
+        let mut f = FrameMut::empty();
+        assert!(f.is_empty());
+        assert!(f.data_mut().is_empty());
+        assert!(!f.grow_front(1));
+        assert!(!f.set_len(1));
     }
 }

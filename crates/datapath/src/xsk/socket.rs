@@ -164,9 +164,11 @@ impl XskSocket {
     }
 
     /// Ask the kernel to process the TX ring. Copy mode sends at most a small
-    /// batch per call and answers EAGAIN when more remain, hence the bounded loop.
+    /// batch per call and answers EAGAIN when more remain, hence the bounded
+    /// loop; EAGAIN also means a full COMPLETION ring, so the caller reaps
+    /// and kicks again.
     pub(crate) fn kick_tx(&self) {
-        for _ in 0..64 {
+        for _ in 0..16 {
             // SAFETY: a zero-length sendto with no buffer and no address is the
             // documented AF_XDP TX wakeup; the fd is ours.
             let r = unsafe {

@@ -1,0 +1,121 @@
+//! Operator-facing errors and the group's frame-ownership rules.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{in_netns, Lab};
+use rvs_datapath::{DatapathError, XdpFilter, XskConfig, XskGroup, FRAME_SIZE};
+
+#[test]
+fn unknown_interfaces_are_named_in_the_error() {
+    let e = XdpFilter::attach("rvsdp-nosuch0").unwrap_err();
+    assert!(matches!(e, DatapathError::InterfaceNotFound(_)), "{e:?}");
+    assert!(
+        e.to_string().contains("interface rvsdp-nosuch0 not found"),
+        "{e}"
+    );
+
+    let e = XskGroup::new(&[u32::MAX - 7], 0, &XskConfig::default()).unwrap_err();
+    assert!(
+        matches!(e, DatapathError::InterfaceIndexNotFound(_)),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn bad_ring_sizes_are_refused_before_touching_the_kernel() {
+    let cfg = XskConfig {
+        rx_size: 1000,
+        ..XskConfig::default()
+    };
+    // ifindex 1 is `lo` in every namespace; validation fails first.
+    let e = XskGroup::new(&[1], 0, &cfg).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("rx_size = 1000: must be a power of two"),
+        "{e}"
+    );
+    let e = XskGroup::new(&[], 0, &XskConfig::default()).unwrap_err();
+    assert!(matches!(e, DatapathError::InvalidArgument(_)), "{e:?}");
+}
+
+#[test]
+fn frames_are_owned_once_and_wrong_addresses_are_refused() {
+    let mut lab = Lab::new("o");
+    let ns = lab.netns("one");
+    lab.veth(
+        &ns,
+        "x0",
+        "02:00:00:00:10:01",
+        "10.204.0.1/24",
+        &ns,
+        "x1",
+        "02:00:00:00:10:02",
+        "10.204.0.2/24",
+    );
+    in_netns(&ns, || {
+        let ifx = rvs_datapath::ifindex_by_name("x0").unwrap();
+        let cfg = XskConfig {
+            frame_count: 64,
+            ..XskConfig::default()
+        };
+        let mut g = XskGroup::new(&[ifx], 0, &cfg).unwrap();
+        let free0 = g.free_frames();
+        assert!(
+            free0 > 0 && free0 < 64,
+            "some frames went to the FILL ring: {free0}"
+        );
+
+        let a = g.alloc_frame().expect("a free frame");
+        assert_eq!(g.free_frames(), free0 - 1);
+        assert_eq!(
+            a % u64::from(FRAME_SIZE),
+            256,
+            "data after the kernel headroom"
+        );
+        g.release(a);
+        g.release(a); // double release: ignored
+        assert_eq!(g.free_frames(), free0);
+        assert!(
+            g.frame_mut(a, 60).is_empty(),
+            "a released frame cannot be written"
+        );
+        assert!(!g.send(0, a, 60), "a released frame cannot be sent");
+        assert!(
+            !g.send(0, u64::MAX, 60),
+            "an address outside the UMEM is refused"
+        );
+
+        // Too long for the chunk: refused and back in the pool.
+        let b = g.alloc_frame().unwrap();
+        assert!(!g.send(0, b, FRAME_SIZE));
+        assert_eq!(g.free_frames(), free0);
+        // Unknown slot: same.
+        let b = g.alloc_frame().unwrap();
+        assert!(!g.send(5, b, 60));
+        assert_eq!(g.free_frames(), free0);
+
+        // A frame built from scratch goes out and comes back through COMPLETION.
+        let c = g.alloc_frame().unwrap();
+        {
+            let mut f = g.frame_mut(c, 0);
+            assert!(f.set_len(60));
+            let d = f.data_mut();
+            d[..6].copy_from_slice(&[0xff; 6]);
+            d[6..12].copy_from_slice(&[2, 0, 0, 0, 0x10, 1]);
+            d[12..14].copy_from_slice(&[0x88, 0xb5]); // local experimental ethertype
+        }
+        assert!(g.send(0, c, 60));
+        assert!(!g.send(0, c, 60), "queued once only");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while g.stats().sockets[0].tx_packets < 1 && Instant::now() < deadline {
+            g.flush();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(g.stats().sockets[0].tx_packets, 1);
+        assert_eq!(g.free_frames(), free0, "completed frame back in the pool");
+    })
+    .join()
+    .expect("datapath thread");
+}
