@@ -19,6 +19,7 @@ pub(crate) fn nginx(dir: &Path, name: &str, optional_temp: &[&str]) -> String {
         "daemon off;
 master_process on;
 worker_processes 1;
+worker_rlimit_nofile 16384;
 user root root;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
@@ -51,8 +52,9 @@ http {{
 /// HAProxy `mode tcp` round robin from the VIP to the servers.
 pub(crate) fn haproxy(vip: Ipv4Addr, servers: &[Ipv4Addr]) -> String {
     let mut s = format!(
+        // No global maxconn: HAProxy then derives it from the file limit
+        // it may raise to, instead of failing where the hard limit is low.
         "global
-    maxconn 50000
 defaults
     mode tcp
     timeout connect 5s

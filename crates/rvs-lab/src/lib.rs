@@ -697,7 +697,16 @@ impl Lab {
         }
         for i in 1..=self.spec.servers {
             let rs = format!("rs{i}");
-            let body = self.wait_http(&rs, "http://127.0.0.1/", Duration::from_secs(10))?;
+            let body = self
+                .wait_http(&rs, "http://127.0.0.1/", Duration::from_secs(10))
+                .map_err(|e| LabError::Command {
+                    cmd: format!("nginx in {}", self.ns(&rs)),
+                    status: format!("not serving ({e})"),
+                    stderr: std::fs::read_to_string(self.tmp.join(&rs).join("error.log"))
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned(),
+                })?;
             if body != format!("{rs}\n") {
                 return Err(LabError::Command {
                     cmd: format!("nginx in {}", self.ns(&rs)),
@@ -754,8 +763,13 @@ impl Lab {
                 std::fs::write(&file, conf::haproxy(VIP, &self.servers()))
                     .map_err(LabError::io(format!("writing {}", file.display())))?;
                 let file = file.display().to_string();
-                self.spawn("dir", &["haproxy", "-db", "-f", &file])?;
-                self.wait_http("dir", &format!("http://{VIP}/"), Duration::from_secs(10))?;
+                let haproxy = self.spawn("dir", &["haproxy", "-db", "-f", &file])?;
+                self.wait_http("dir", &format!("http://{VIP}/"), Duration::from_secs(10))
+                    .map_err(|e| LabError::Command {
+                        cmd: format!("haproxy -f {file} in {}", self.ns("dir")),
+                        status: format!("not serving the VIP ({e})"),
+                        stderr: haproxy.log().trim().to_owned(),
+                    })?;
                 Ok(())
             }
         }

@@ -1,0 +1,245 @@
+//! The lab builds each baseline, traffic flows the documented way, and
+//! nothing with the lab's prefix survives the drop. Needs root.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::Duration;
+
+use rvs_lab::{
+    unique_prefix, DirectorKind, Lab, LabError, LabSpec, Mode, BIG_PAGE_BYTES, LINKTYPE_ETHERNET,
+    VIP,
+};
+
+fn spec(mode: Mode, servers: usize, director: DirectorKind) -> LabSpec {
+    LabSpec {
+        prefix: unique_prefix(),
+        mode,
+        servers,
+        director,
+        decap_bin: None,
+    }
+}
+
+fn namespaces_with(prefix: &str) -> Vec<String> {
+    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| n.starts_with(&format!("{prefix}-")))
+        .map(String::from)
+        .collect()
+}
+
+/// Drops the lab and checks that its namespaces and temp dir are gone.
+fn drop_and_check(lab: Lab) {
+    let prefix = lab.prefix().to_owned();
+    let dir = lab.dir().to_owned();
+    assert_eq!(namespaces_with(&prefix).len(), lab.roles().len());
+    drop(lab);
+    assert_eq!(
+        namespaces_with(&prefix),
+        Vec::<String>::new(),
+        "namespaces left behind"
+    );
+    assert!(!dir.exists(), "{} left behind", dir.display());
+}
+
+fn vip_url() -> String {
+    format!("http://{VIP}/")
+}
+
+/// `n` new connections from the client to the VIP; which server answered
+/// how often.
+fn spread(lab: &Lab, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let body = lab
+            .exec("client", &["curl", "-s", "-m", "5", &vip_url()])
+            .unwrap();
+        *seen.entry(body.trim().to_owned()).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn even(servers: usize, each: usize) -> BTreeMap<String, usize> {
+    (1..=servers).map(|i| (format!("rs{i}"), each)).collect()
+}
+
+#[test]
+fn kernel_route_reaches_rs1_through_the_router() {
+    let lab = Lab::build(spec(Mode::Dr, 3, DirectorKind::KernelRoute)).unwrap();
+
+    let route = lab
+        .exec("router", &["ip", "route", "get", &VIP.to_string()])
+        .unwrap();
+    assert!(route.contains("via 10.0.2.11"), "{route}");
+
+    // Watch the client leg while fetching: the reply comes from the VIP.
+    let cap = lab
+        .capture(
+            "client",
+            "eth0",
+            "tcp and src host 10.0.100.1",
+            3,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(
+        lab.exec("client", &["curl", "-s", "-m", "5", &vip_url()])
+            .unwrap(),
+        "rs1\n"
+    );
+    let pcap = cap.packets().unwrap();
+    assert_eq!(pcap.linktype, LINKTYPE_ETHERNET);
+    assert!(!pcap.frames.is_empty(), "no packet from the VIP captured");
+    for f in &pcap.frames {
+        assert_eq!(&f[12..14], &[0x08, 0x00], "IPv4 frame");
+        assert_eq!(&f[26..30], &VIP.octets(), "source is the VIP");
+    }
+
+    let size = lab
+        .exec(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-m",
+                "10",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{size_download}",
+                &format!("{}big", vip_url()),
+            ],
+        )
+        .unwrap();
+    assert_eq!(size, BIG_PAGE_BYTES.to_string());
+
+    // The same prefix cannot be built twice.
+    let again = LabSpec {
+        prefix: lab.prefix().to_owned(),
+        ..spec(Mode::Dr, 1, DirectorKind::None)
+    };
+    match Lab::build(again) {
+        Err(LabError::PrefixInUse { .. }) => {}
+        other => panic!("second lab with the same prefix: {other:?}"),
+    }
+    drop_and_check(lab);
+}
+
+#[test]
+fn nft_dnat_rotates_over_all_servers() {
+    let lab = Lab::build(spec(Mode::Nat, 3, DirectorKind::NftDnat)).unwrap();
+    let gw = lab
+        .exec("rs2", &["ip", "route", "show", "default"])
+        .unwrap();
+    assert!(
+        gw.contains("via 10.0.2.10"),
+        "NAT servers route via the director: {gw}"
+    );
+    assert_eq!(spread(&lab, 30), even(3, 10));
+    drop_and_check(lab);
+}
+
+#[test]
+fn haproxy_round_robins_over_all_servers() {
+    let lab = Lab::build(spec(Mode::Dr, 3, DirectorKind::Haproxy)).unwrap();
+    assert_eq!(spread(&lab, 30), even(3, 10));
+    drop_and_check(lab);
+}
+
+#[test]
+fn dr_wiring_without_director() {
+    let lab = Lab::build(spec(Mode::Dr, 2, DirectorKind::None)).unwrap();
+    for rs in ["rs1", "rs2"] {
+        let lo = lab
+            .exec(rs, &["ip", "-o", "-4", "addr", "show", "dev", "lo"])
+            .unwrap();
+        assert!(lo.contains("10.0.100.1/32"), "{rs} lo: {lo}");
+        for dev in ["all", "eth0"] {
+            let ign = lab
+                .exec(
+                    rs,
+                    &["sysctl", "-n", &format!("net.ipv4.conf.{dev}.arp_ignore")],
+                )
+                .unwrap();
+            let ann = lab
+                .exec(
+                    rs,
+                    &["sysctl", "-n", &format!("net.ipv4.conf.{dev}.arp_announce")],
+                )
+                .unwrap();
+            assert_eq!((ign.trim(), ann.trim()), ("1", "2"), "{rs} {dev}");
+        }
+        let gw = lab.exec(rs, &["ip", "route", "show", "default"]).unwrap();
+        assert!(gw.contains("via 10.0.2.1 "), "{rs}: {gw}");
+    }
+    let route = lab
+        .exec("router", &["ip", "route", "get", &VIP.to_string()])
+        .unwrap();
+    assert!(route.contains("via 10.0.3.2 dev rt-dir"), "{route}");
+    for dev in ["front", "back"] {
+        let k = lab.exec("dir", &["ethtool", "-k", dev]).unwrap();
+        assert!(k.contains("tx-checksumming: off"), "{dev}: {k}");
+    }
+    // Servers are reachable by their own address through the router.
+    assert_eq!(
+        lab.exec("client", &["curl", "-s", "-m", "5", "http://10.0.2.12/"])
+            .unwrap(),
+        "rs2\n"
+    );
+    // Without a director nothing answers for the VIP.
+    assert!(lab
+        .exec_timeout(
+            "client",
+            &["curl", "-s", "-m", "1", &vip_url()],
+            Duration::from_secs(5)
+        )
+        .is_err());
+
+    let sleeper = lab.spawn("dir", &["sleep", "600"]).unwrap();
+    assert!(sleeper.is_running());
+    lab.set_sysctl("dir", "net.ipv4.conf.front.accept_local", "1")
+        .unwrap();
+    assert_eq!(
+        lab.exec("dir", &["sysctl", "-n", "net.ipv4.conf.front.accept_local"])
+            .unwrap()
+            .trim(),
+        "1"
+    );
+    let pid = sleeper.pid();
+    drop(sleeper); // dropping the guard leaves it to the teardown
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists());
+    drop_and_check(lab);
+    let gone =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z "));
+    assert!(gone, "spawned process survived teardown");
+}
+
+#[test]
+fn bad_specs_are_refused_before_anything_is_created() {
+    let e = Lab::build(spec(Mode::Dr, 0, DirectorKind::None)).unwrap_err();
+    assert!(matches!(e, LabError::InvalidSpec(_)), "{e}");
+    let e = Lab::build(LabSpec {
+        prefix: "Bad-Prefix".into(),
+        ..spec(Mode::Dr, 1, DirectorKind::None)
+    })
+    .unwrap_err();
+    assert!(matches!(e, LabError::InvalidSpec(_)), "{e}");
+    let e = Lab::build(LabSpec {
+        decap_bin: Some("/nonexistent/rvs-decap".into()),
+        ..spec(Mode::Tun, 1, DirectorKind::None)
+    })
+    .unwrap_err();
+    assert!(matches!(e, LabError::DecapNotFound { .. }), "{e}");
+    assert!(e.to_string().contains("cargo build -p rvs-decap"), "{e}");
+}
+
+#[test]
+fn unique_prefixes_differ_and_stay_short() {
+    let a = unique_prefix();
+    let b = unique_prefix();
+    assert_ne!(a, b);
+    assert!(a.len() <= 10, "{a}");
+    assert!(format!("{a}-client").len() <= 17);
+}
