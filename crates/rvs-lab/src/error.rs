@@ -62,6 +62,12 @@ pub enum LabError {
         /// Paths that were tried.
         searched: Vec<PathBuf>,
     },
+    /// The lab was torn down (by a signal) while it was being used.
+    #[error("lab {prefix} was torn down (SIGINT/SIGTERM) while in use")]
+    TornDown {
+        /// The lab's prefix.
+        prefix: String,
+    },
     /// An operating-system call failed.
     #[error("{what}: {source}")]
     Io {

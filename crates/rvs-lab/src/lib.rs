@@ -163,6 +163,8 @@ struct State {
     children: HashMap<u64, Child>,
     next_child: u64,
     tmp: PathBuf,
+    /// Only a temp dir this lab created is removed again.
+    tmp_created: bool,
     torn_down: bool,
 }
 
@@ -221,7 +223,8 @@ fn teardown(shared: &Shared) {
             }
         }
         st.children.clear();
-        (std::mem::take(&mut st.namespaces), st.tmp.clone())
+        let tmp = st.tmp_created.then(|| st.tmp.clone());
+        (std::mem::take(&mut st.namespaces), tmp)
     };
     for ns in &namespaces {
         // Anything still inside (nginx workers, a capture) goes with it.
@@ -243,9 +246,11 @@ fn teardown(shared: &Shared) {
             Err(e) => tracing::warn!("ip netns del {ns}: {e}"),
         }
     }
-    if let Err(e) = std::fs::remove_dir_all(&tmp) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("removing {}: {e}", tmp.display());
+    if let Some(tmp) = tmp {
+        if let Err(e) = std::fs::remove_dir_all(&tmp) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("removing {}: {e}", tmp.display());
+            }
         }
     }
     if let Ok(mut live) = LIVE.lock() {
@@ -274,21 +279,13 @@ impl Lab {
         };
         install_signal_handler();
         let tmp = std::env::temp_dir().join(format!("rvs-lab-{}", spec.prefix));
-        std::fs::create_dir(&tmp).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                LabError::PrefixInUse {
-                    prefix: spec.prefix.clone(),
-                    existing: format!("directory {}", tmp.display()),
-                }
-            } else {
-                LabError::io(format!("creating {}", tmp.display()))(e)
-            }
-        })?;
+
         let shared = Arc::new(Mutex::new(State {
             namespaces: Vec::new(),
             children: HashMap::new(),
             next_child: 0,
             tmp: tmp.clone(),
+            tmp_created: false,
             torn_down: false,
         }));
         if let Ok(mut live) = LIVE.lock() {
@@ -296,6 +293,22 @@ impl Lab {
         }
         // From here on, `lab` owns everything: an early return drops it.
         let lab = Lab { spec, tmp, shared };
+        // Everything that creates something does so through `guarded`, so a
+        // signal-triggered teardown racing the build cannot miss it.
+        lab.guarded(|st| {
+            std::fs::create_dir(&st.tmp).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    LabError::PrefixInUse {
+                        prefix: lab.spec.prefix.clone(),
+                        existing: format!("directory {}", st.tmp.display()),
+                    }
+                } else {
+                    LabError::io(format!("creating {}", st.tmp.display()))(e)
+                }
+            })?;
+            st.tmp_created = true;
+            Ok(())
+        })?;
         let started = Instant::now();
         lab.wire()?;
         lab.start_servers(decap.as_deref())?;
@@ -306,6 +319,17 @@ impl Lab {
             started.elapsed()
         );
         Ok(lab)
+    }
+
+    /// Runs `f` under the state lock unless the lab was torn down.
+    fn guarded<T>(&self, f: impl FnOnce(&mut State) -> Result<T, LabError>) -> Result<T, LabError> {
+        let mut st = lock(&self.shared);
+        if st.torn_down {
+            return Err(LabError::TornDown {
+                prefix: self.spec.prefix.clone(),
+            });
+        }
+        f(&mut st)
     }
 
     /// The prefix every namespace name starts with.
@@ -385,9 +409,19 @@ impl Lab {
     /// stderr to a log file in the lab dir. It runs until [`Spawned::stop`]
     /// or the lab's teardown; dropping the guard does *not* stop it.
     pub fn spawn(&self, role: &str, args: &[&str]) -> Result<Spawned, LabError> {
-        let mut c = self.ns_command(role, args)?;
+        let c = self.ns_command(role, args)?;
         let line = cmd::describe(&c);
-        let mut st = lock(&self.shared);
+        self.guarded(|st| self.spawn_locked(st, role, args, c, line))
+    }
+
+    fn spawn_locked(
+        &self,
+        st: &mut State,
+        role: &str,
+        args: &[&str],
+        mut c: Command,
+        line: String,
+    ) -> Result<Spawned, LabError> {
         let id = st.next_child;
         st.next_child += 1;
         let base = Path::new(args[0])
@@ -462,8 +496,10 @@ impl Lab {
     ) -> Result<Capture, LabError> {
         cmd::require("tcpdump", "tcpdump")?;
         let ns = self.checked_ns(role)?;
-        let id = lock(&self.shared).next_child;
-        lock(&self.shared).next_child += 1;
+        let id = self.guarded(|st| {
+            st.next_child += 1;
+            Ok(st.next_child)
+        })?;
         let path = self
             .tmp
             .join(format!("{}-{dev}-{id}.pcap", self.bare(role)));
@@ -475,12 +511,13 @@ impl Lab {
         .arg(&path);
         c.args(filter.split_whitespace());
         let line = cmd::describe(&c);
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(LabError::io(format!("starting `{line}`")))?;
+        let mut child = self.guarded(|_| {
+            c.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .map_err(LabError::io(format!("starting `{line}`")))
+        })?;
         let started = Instant::now();
         let stderr = child.stderr.take();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -569,11 +606,14 @@ impl Lab {
         let n = self.spec.servers;
         for role in self.roles() {
             let ns = self.ns(&role);
-            cmd::run(
-                Command::new("ip").args(["netns", "add", &ns]),
-                SETUP_TIMEOUT,
-            )?;
-            lock(&self.shared).namespaces.push(ns);
+            self.guarded(|st| {
+                cmd::run(
+                    Command::new("ip").args(["netns", "add", &ns]),
+                    SETUP_TIMEOUT,
+                )?;
+                st.namespaces.push(ns);
+                Ok(())
+            })?;
             self.ip(&role, &["link", "set", "lo", "up"])?;
             // Before any device exists, so every device inherits `default`:
             // replies in DR/TUN come back on another leg than the VIP route
@@ -670,9 +710,10 @@ impl Lab {
         for i in 1..=self.spec.servers {
             let rs = format!("rs{i}");
             let d = self.tmp.join(&rs);
-            for sub in ["html", "tmp"] {
-                std::fs::create_dir_all(d.join(sub))
-                    .map_err(LabError::io(format!("creating {}", d.display())))?;
+            // create_dir, not create_dir_all: never recreate a removed lab dir.
+            for sub in [d.clone(), d.join("html"), d.join("tmp")] {
+                std::fs::create_dir(&sub)
+                    .map_err(LabError::io(format!("creating {}", sub.display())))?;
             }
             let big = vec![b'x'; BIG_PAGE_BYTES];
             std::fs::write(d.join("html/big"), big)
