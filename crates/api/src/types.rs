@@ -209,6 +209,10 @@ pub struct Listing {
     pub conn_table_size: u32,
     /// All services.
     pub services: Vec<ServiceStatus>,
+    /// Datapath counters summed over workers (frames received, forwarded,
+    /// dropped per reason as `drop_<reason>`, …); empty from older daemons.
+    #[serde(default)]
+    pub counters: std::collections::BTreeMap<String, u64>,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ fn key() -> ServiceKey {
 fn sample() -> Listing {
     Listing {
         conn_table_size: 4096,
+        counters: Default::default(),
         services: vec![ServiceStatus {
             spec: ServiceSpec {
                 key: key(),

@@ -301,6 +301,14 @@ impl Engine {
         self.neighbors = neighbors;
     }
 
+    /// Installs `neighbors` if its generation differs from the current one
+    /// (cheap to call once per batch).
+    pub fn set_neighbors_if_newer(&mut self, neighbors: &Arc<NeighborTable>) {
+        if neighbors.generation() != self.neighbors.generation() {
+            self.neighbors = Arc::clone(neighbors);
+        }
+    }
+
     /// The configuration in force.
     pub fn snapshot(&self) -> &Arc<Snapshot> {
         &self.snapshot
@@ -785,6 +793,17 @@ impl Engine {
             });
         });
         out
+    }
+
+    /// Zeroes the traffic counters of every service and real server
+    /// (`ipvsadm -Z`); connection counts are state, not counters, and stay.
+    pub fn zero_stats(&mut self) {
+        for s in &mut self.services {
+            s.stats = Stats::default();
+        }
+        for d in &mut self.dests {
+            d.stats = Stats::default();
+        }
     }
 
     /// Drops every tracked connection (e.g. `ipvsadm -C` semantics).

@@ -19,6 +19,7 @@ impl ControlHandler for Fake {
     fn listing(&self) -> Listing {
         Listing {
             conn_table_size: 4096,
+            counters: Default::default(),
             services: vec![ServiceStatus {
                 spec: ServiceSpec {
                     key: ServiceKey {

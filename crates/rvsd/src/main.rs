@@ -1,2 +1,212 @@
-//! placeholder
-fn main() {}
+//! rvsd: the RVS director daemon. See docs/rvsd.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use arc_swap::ArcSwap;
+use clap::Parser;
+use rvs_datapath::{XdpFilter, XdpModePolicy, XskConfig, XskGroup};
+use rvs_engine::{Config, Engine, NeighborTable, Snapshot};
+
+mod config;
+mod director;
+mod kernel;
+mod worker;
+
+use config::FileConfig;
+use director::{Director, Handler};
+use worker::{Report, Shared, Worker};
+
+/// The RVS director daemon: XDP + AF_XDP load balancing with ipvsadm semantics.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML; see docs/rvsd.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Control socket path (default /run/rvsd.sock or $RVSD_SOCKET).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// XDP attach mode: auto (native, else generic), native or generic.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+    xdp_mode: String,
+}
+
+fn random_seeds() -> [u64; 4] {
+    let mut b = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = f.read_exact(&mut b);
+    }
+    let mut s = [0u64; 4];
+    for (i, c) in b.chunks_exact(8).enumerate() {
+        s[i] = u64::from_ne_bytes(c.try_into().unwrap_or([0; 8]));
+    }
+    s
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("rvsd=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("rvsd: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => FileConfig::default(),
+    };
+    if file.interfaces.is_empty() {
+        bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
+    }
+    let ifaces = file
+        .interfaces
+        .iter()
+        .map(|n| kernel::interface(n))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let config = Config {
+        routes: kernel::routes(&ifaces)?,
+        interfaces: ifaces.clone(),
+        services: file.engine_services(),
+        timeouts: file.timeouts(),
+        max_connections: file.max_connections.unwrap_or(1 << 20),
+    };
+    let where_ = args
+        .config
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    let snapshot = Snapshot::new(config.clone()).map_err(|e| anyhow!("{where_}: {e}"))?;
+
+    let mut neigh_gen = 1u64;
+    let mut neigh_now = kernel::neighbors()?;
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::new(Arc::clone(&snapshot)),
+        neighbors: ArcSwap::from_pointee(NeighborTable::new(neigh_now.clone(), neigh_gen)),
+        stop: AtomicBool::new(false),
+        zero_epoch: AtomicU64::new(0),
+        started: Instant::now(),
+    });
+
+    let policy = match args.xdp_mode.as_str() {
+        "native" => XdpModePolicy::Native,
+        "generic" => XdpModePolicy::Generic,
+        _ => XdpModePolicy::Auto,
+    };
+    let mut filters = Vec::new();
+    for i in &ifaces {
+        let f = XdpFilter::attach_with(i.index.0, policy)?;
+        tracing::info!(interface = %i.name, mode = ?f.mode(), "XDP filter attached");
+        filters.push(f);
+    }
+    let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
+    let queues = ifaces
+        .iter()
+        .map(|i| kernel::rx_queues(&i.name))
+        .min()
+        .unwrap_or(1);
+    let (resolve_tx, resolve_rx) = mpsc::sync_channel(1024);
+    let mut workers = Vec::new();
+    let mut reports = Vec::new();
+    for q in 0..queues {
+        let group = XskGroup::new(&ifindexes, q, &XskConfig::default())
+            .with_context(|| format!("setting up AF_XDP on queue {q}"))?;
+        for (slot, f) in filters.iter_mut().enumerate() {
+            f.register_socket(q, group.socket_fd(slot))?;
+            tracing::info!(interface = f.ifname(), queue = q, bind = ?group.mode(slot), "AF_XDP socket bound");
+        }
+        let report = Arc::new(Mutex::new(Report::default()));
+        reports.push(Arc::clone(&report));
+        let w = Worker {
+            group,
+            engine: Engine::new(Arc::clone(&snapshot), random_seeds()),
+            slot_ifindex: ifindexes.clone(),
+            shared: Arc::clone(&shared),
+            report,
+            resolve: resolve_tx.clone(),
+        };
+        workers.push(
+            std::thread::Builder::new()
+                .name(format!("rvs-worker-{q}"))
+                .spawn(move || w.run())?,
+        );
+    }
+
+    // Neighbours: poll the kernel's table, publish changes, and trigger
+    // resolution of next hops the workers asked for (at most once a second each).
+    let neigh_shared = Arc::clone(&shared);
+    let neighbour_thread =
+        std::thread::Builder::new()
+            .name("rvs-neigh".into())
+            .spawn(move || {
+                let mut asked: HashMap<std::net::IpAddr, Instant> = HashMap::new();
+                while !neigh_shared.stop.load(Ordering::Relaxed) {
+                    while let Ok(addr) = resolve_rx.try_recv() {
+                        let due = asked
+                            .get(&addr)
+                            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
+                        if due {
+                            kernel::trigger_resolution(addr);
+                            asked.insert(addr, Instant::now());
+                        }
+                    }
+                    match kernel::neighbors() {
+                        Ok(n) if n != neigh_now => {
+                            neigh_gen += 1;
+                            neigh_shared
+                                .neighbors
+                                .store(Arc::new(NeighborTable::new(n.clone(), neigh_gen)));
+                            tracing::debug!(entries = n.len(), "neighbour table updated");
+                            neigh_now = n;
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "reading the neighbour table"),
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                let _: BTreeMap<(), ()> = BTreeMap::new();
+            })?;
+
+    let director = Director::new(config, filters, Arc::clone(&shared), reports)?;
+    let handler = Arc::new(Handler(Mutex::new(director)));
+    let socket = rvs_api::socket_path(args.socket.as_deref());
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let served = rt.block_on(async {
+        let listener = rvs_api::bind(&socket)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        tracing::info!(socket = %socket.display(), queues, "rvsd: ready");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = rvs_api::serve(listener, Arc::clone(&handler)) => r.context("control API"),
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
+        }
+    });
+
+    shared.stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        let _ = w.join();
+    }
+    let _ = neighbour_thread.join();
+    // Dropping the director detaches XDP from every interface.
+    drop(handler);
+    let _ = std::fs::remove_file(&socket);
+    tracing::info!("rvsd stopped; XDP detached, socket removed");
+    served
+}

@@ -56,6 +56,7 @@ fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
     listing(
         &Listing {
             conn_table_size: 4096,
+            counters: Default::default(),
             services,
         },
         req,
@@ -160,6 +161,7 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
     let out = listing(
         &Listing {
             conn_table_size: 4096,
+            counters: Default::default(),
             services: vec![s],
         },
         &ListRequest::default(),
@@ -189,6 +191,7 @@ fn names_are_used_without_numeric() {
     let out = listing(
         &Listing {
             conn_table_size: 4096,
+            counters: Default::default(),
             services: vec![s],
         },
         &ListRequest::default(),
@@ -213,6 +216,7 @@ fn one_service_has_no_version_line() {
     };
     let l = Listing {
         conn_table_size: 4096,
+        counters: Default::default(),
         services: vec![a, b],
     };
     assert_eq!(

@@ -1,0 +1,145 @@
+//! One AF_XDP worker per RX queue: receive a batch, run each frame through
+//! its engine shard, transmit on the right interface, repeat. No allocation,
+//! lock or panic per packet; configuration arrives as snapshots picked up
+//! with one atomic load per batch.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rvs_datapath::{RxFrame, XskGroup};
+use rvs_engine::{
+    Counters, Engine, IfIndex, NeighborTable, PacketBuf, ServiceStatus, Snapshot, Time, Verdict,
+};
+
+/// Frames handled per batch.
+const BATCH: usize = 64;
+/// How often a worker publishes its counters.
+const REPORT_EVERY: Duration = Duration::from_millis(200);
+
+/// What the control plane shares with every worker.
+pub(crate) struct Shared {
+    pub(crate) snapshot: ArcSwap<Snapshot>,
+    pub(crate) neighbors: ArcSwap<NeighborTable>,
+    pub(crate) stop: AtomicBool,
+    /// Bumped by `ipvsadm -Z`; workers zero their counters when it moves.
+    pub(crate) zero_epoch: AtomicU64,
+    pub(crate) started: Instant,
+}
+
+impl Shared {
+    pub(crate) fn now(&self) -> Time {
+        Time::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A worker's last published counters.
+#[derive(Default, Clone)]
+pub(crate) struct Report {
+    pub(crate) services: Vec<ServiceStatus>,
+    pub(crate) counters: Counters,
+    pub(crate) tx_failed: u64,
+    pub(crate) connections: u32,
+}
+
+pub(crate) struct Worker {
+    pub(crate) group: XskGroup,
+    pub(crate) engine: Engine,
+    /// ifindex of each group slot.
+    pub(crate) slot_ifindex: Vec<u32>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) report: Arc<Mutex<Report>>,
+    pub(crate) resolve: SyncSender<IpAddr>,
+}
+
+impl Worker {
+    fn slot_of(&self, egress: IfIndex) -> Option<usize> {
+        self.slot_ifindex.iter().position(|&i| i == egress.0)
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut rx = [RxFrame::default(); BATCH];
+        let mut last_report = Instant::now();
+        let mut last_timer = Instant::now();
+        let mut zero_seen = self.shared.zero_epoch.load(Ordering::Relaxed);
+        let mut tx_failed = 0u64;
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let snap = self.shared.snapshot.load();
+            if !Arc::ptr_eq(&snap, self.engine.snapshot()) {
+                self.engine.set_config(Arc::clone(&snap));
+            }
+            let neigh = self.shared.neighbors.load();
+            self.engine.set_neighbors_if_newer(&neigh);
+            let zero = self.shared.zero_epoch.load(Ordering::Relaxed);
+            if zero != zero_seen {
+                zero_seen = zero;
+                self.engine.zero_stats();
+            }
+
+            let n = self.group.recv(&mut rx);
+            let now = self.shared.now();
+            for f in &rx[..n] {
+                let ingress = IfIndex(self.slot_ifindex.get(f.iface).copied().unwrap_or(0));
+                let (verdict, addr, len) = {
+                    let mut fm = self.group.frame_mut(f.addr, f.len);
+                    let (offset, flen, base) =
+                        (fm.offset(), fm.len(), fm.addr() - fm.offset() as u64);
+                    let Some(mut pkt) = PacketBuf::new(fm.chunk_mut(), offset, flen) else {
+                        self.group.release(f.addr);
+                        continue;
+                    };
+                    let v = self.engine.process(now, &mut pkt, ingress);
+                    (v, base + pkt.start() as u64, pkt.len() as u32)
+                };
+                match verdict {
+                    Verdict::Forward { egress } | Verdict::Reply { egress } => {
+                        match self.slot_of(egress) {
+                            Some(slot) => {
+                                if !self.group.send(slot, addr, len) {
+                                    tx_failed += 1;
+                                }
+                            }
+                            None => {
+                                tx_failed += 1;
+                                self.group.release(f.addr);
+                            }
+                        }
+                    }
+                    Verdict::Resolve { next_hop, .. } => {
+                        self.group.release(f.addr);
+                        let _ = self.resolve.try_send(next_hop);
+                    }
+                    Verdict::Pass | Verdict::Drop(_) => self.group.release(f.addr),
+                }
+            }
+            self.group.flush();
+            if n == 0 {
+                self.group.poll(Duration::from_millis(20));
+            }
+            if last_timer.elapsed() >= Duration::from_millis(100) {
+                self.engine.handle_timeout(self.shared.now());
+                last_timer = Instant::now();
+            }
+            if last_report.elapsed() >= REPORT_EVERY {
+                self.publish(tx_failed);
+                last_report = Instant::now();
+            }
+        }
+        self.publish(tx_failed);
+    }
+
+    fn publish(&self, tx_failed: u64) {
+        let r = Report {
+            services: self.engine.status(),
+            counters: self.engine.counters().clone(),
+            tx_failed,
+            connections: self.engine.connection_count(),
+        };
+        if let Ok(mut g) = self.report.lock() {
+            *g = r;
+        }
+    }
+}
