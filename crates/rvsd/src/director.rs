@@ -62,6 +62,7 @@ impl Director {
             shared,
             reports,
         };
+        prime_neighbors(&d.config);
         d.sync_xdp()?;
         Ok(d)
     }
@@ -69,6 +70,7 @@ impl Director {
     /// Validates `config`, publishes it, and mirrors it into the XDP maps.
     fn apply(&mut self, config: Config) -> Result<(), String> {
         let snapshot = Snapshot::new(config.clone()).map_err(|e| e.to_string())?;
+        prime_neighbors(&config);
         self.shared.snapshot.store(snapshot);
         self.config = config;
         self.sync_xdp().map_err(|e| {
@@ -257,6 +259,19 @@ impl Director {
             conn_table_size: self.config.max_connections,
             services,
             counters: c,
+        }
+    }
+}
+
+/// Asks the kernel to resolve every real server now, so the first SYN to a
+/// new server does not wait for ARP (it would be dropped and retransmitted).
+pub(crate) fn prime_neighbors(config: &Config) {
+    for gw in config.routes.iter().filter_map(|r| r.gateway) {
+        crate::kernel::trigger_resolution(gw);
+    }
+    for svc in &config.services {
+        for d in &svc.dests {
+            crate::kernel::trigger_resolution(d.addr);
         }
     }
 }
