@@ -460,7 +460,7 @@ impl Snapshot {
             ));
         }
         // Longest prefix first; stable, so connected routes win ties.
-        routes.sort_by(|a, b| b.0.cmp(&a.0));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.0));
         let routes: Vec<RouteEntry> = routes.into_iter().map(|(_, r)| r).collect();
 
         let mut snapshot = Snapshot {

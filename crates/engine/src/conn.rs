@@ -367,7 +367,7 @@ impl ConnTable {
         self.slab
             .iter()
             .filter(|c| c.flags & flag::LIVE != 0)
-            .for_each(|c| f(c));
+            .for_each(&mut f);
     }
 
     /// Removes every connection, handing each to `on_remove`.

@@ -64,7 +64,6 @@ impl Scheduler for WeightedRoundRobin {
         if self.mw <= 0 || dests.is_empty() {
             return None;
         }
-        let n = dests.len();
         let last = self.cl;
         let mut cur = self.cl;
         let mut stop: Option<usize> = None;
@@ -73,8 +72,7 @@ impl Scheduler for WeightedRoundRobin {
         loop {
             // Continue the walk after `cur` to the end of the list.
             let from = cur.map_or(0, |i| i + 1);
-            for i in from..n {
-                let d = &dests[i];
+            for (i, d) in dests.iter().enumerate().skip(from) {
                 if !d.overloaded && i64::from(d.weight) >= self.cw {
                     self.cl = Some(i);
                     return Some(i);
