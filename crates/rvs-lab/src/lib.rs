@@ -26,6 +26,8 @@ mod conf;
 mod error;
 mod pcap;
 
+pub mod demo;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;

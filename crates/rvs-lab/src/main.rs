@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
-use rvs_lab::{unique_prefix, DirectorKind, Lab, LabSpec, Mode};
+use rvs_lab::{demo, unique_prefix, DirectorKind, Lab, LabSpec, Mode};
 
 /// Command line of the lab tool.
 #[derive(Parser, Debug)]
@@ -37,6 +37,27 @@ enum Cmd {
         #[arg(long)]
         decap: Option<PathBuf>,
     },
+    /// Build a lab, run rvsd in it, configure it with rvsadm and send
+    /// requests; prints who answered. Needs root and the workspace binaries
+    /// (`cargo build -p rvsd -p rvsadm -p rvs-decap`, same profile).
+    Demo {
+        /// Forwarding method (and how the real servers are wired).
+        #[arg(long, value_enum, default_value_t = ModeArg::Dr)]
+        mode: ModeArg,
+        /// Scheduler of the virtual service.
+        #[arg(long, value_enum, default_value_t = SchedArg::Rr)]
+        scheduler: SchedArg,
+        /// Number of sequential requests from the client.
+        #[arg(long, default_value_t = 12)]
+        requests: usize,
+        /// One weight per real server, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "1,1,1")]
+        weights: Vec<u32>,
+        /// Namespace name prefix (default: unique per process).
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    // `bench` (src/bench.rs) is added by its own change.
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -44,6 +65,22 @@ enum ModeArg {
     Dr,
     Nat,
     Tun,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum SchedArg {
+    Rr,
+    Wrr,
+}
+
+impl From<ModeArg> for Mode {
+    fn from(m: ModeArg) -> Mode {
+        match m {
+            ModeArg::Dr => Mode::Dr,
+            ModeArg::Nat => Mode::Nat,
+            ModeArg::Tun => Mode::Tun,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -99,6 +136,29 @@ fn main() -> Result<()> {
             loop {
                 std::thread::park();
             }
+        }
+        Cmd::Demo {
+            mode,
+            scheduler,
+            requests,
+            weights,
+            prefix,
+        } => {
+            let opts = demo::DemoOptions {
+                mode: mode.into(),
+                scheduler: match scheduler {
+                    SchedArg::Rr => demo::Scheduler::Rr,
+                    SchedArg::Wrr => demo::Scheduler::Wrr,
+                },
+                requests,
+                weights,
+                prefix,
+            };
+            let spread = demo::run(&opts)?;
+            if spread.contains_key(demo::NO_ANSWER) {
+                anyhow::bail!("some requests got no answer (see above)");
+            }
+            Ok(())
         }
     }
 }
