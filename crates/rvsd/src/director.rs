@@ -245,10 +245,9 @@ impl Director {
         for r in rvs_engine::DropReason::ALL {
             c.insert(format!("drop_{}", r.label()), counters.dropped(*r));
         }
-        for (i, f) in self.filters.iter().enumerate() {
+        for f in &self.filters {
             if let Ok(s) = f.stats() {
-                let name = f.ifname().to_string();
-                let _ = i;
+                let name = f.ifname();
                 c.insert(format!("xdp_{name}_redirected"), s.redirected);
                 c.insert(format!("xdp_{name}_passed"), s.passed);
                 c.insert(format!("xdp_{name}_redirect_failed"), s.redirect_failed);

@@ -46,7 +46,7 @@ struct AddrInfo {
 struct Link {
     ifindex: u32,
     ifname: String,
-    mtu: u16,
+    mtu: u32,
     address: Option<String>,
     #[serde(default)]
     addr_info: Vec<AddrInfo>,
@@ -76,7 +76,8 @@ pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
             .filter(|a| (a.family == "inet" || a.family == "inet6") && a.scope != "link")
             .map(|a| (a.local, a.prefixlen))
             .collect(),
-        mtu: l.mtu,
+        // Loopback reports 65536; an IP packet cannot exceed 65535 anyway.
+        mtu: u16::try_from(l.mtu).unwrap_or(u16::MAX),
     })
 }
 

@@ -1,6 +1,6 @@
 //! rvsd: the RVS director daemon. See docs/rvsd.md.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -176,7 +176,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
-                let _: BTreeMap<(), ()> = BTreeMap::new();
             })?;
 
     let director = Director::new(config, filters, Arc::clone(&shared), reports)?;

@@ -1,0 +1,80 @@
+//! rvsd refuses bad input with one clear message and a non-zero exit,
+//! before touching any interface.
+
+use std::process::Command;
+
+fn rvsd(config: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+        .arg("--config")
+        .arg(&path)
+        .arg("--socket")
+        .arg(dir.path().join("s.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let (code, err) = rvsd("interfaces = [\"lo\"]\n\nmax_conections = 5\n");
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("max_conections") && err.contains("line 3"),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_interfaces_says_what_to_write() {
+    let (code, err) = rvsd("");
+    assert_eq!(code, 1);
+    assert!(err.contains("interfaces = [\"eth0\"]"), "{err}");
+}
+
+#[test]
+fn missing_interface_is_named() {
+    let (code, err) = rvsd("interfaces = [\"rvsnosuch0\"]\n");
+    assert_eq!(code, 1);
+    assert!(err.contains("rvsnosuch0 not found"), "{err}");
+}
+
+#[test]
+fn invalid_service_is_refused_whole() {
+    // `lo` exists everywhere; the real server is unreachable from it.
+    let (code, err) = rvsd(
+        r#"interfaces = ["lo"]
+[[service]]
+protocol = "tcp"
+address = "10.0.100.1"
+port = 80
+scheduler = "rr"
+  [[service.real_server]]
+  address = "10.99.0.1"
+"#,
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("no route to real server 10.99.0.1"), "{err}");
+}
+
+#[test]
+fn unavailable_scheduler_lists_what_exists() {
+    let (code, err) = rvsd(
+        r#"interfaces = ["lo"]
+[[service]]
+protocol = "udp"
+address = "10.0.100.1"
+port = 53
+"#,
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("scheduler 'wlc' is not available; use one of: rr, wrr"),
+        "{err}"
+    );
+}
