@@ -21,6 +21,7 @@
 //! frame through AF_XDP and rewrites it would forward that partial checksum
 //! and the receiver would drop the segment.
 
+pub mod bench;
 mod cmd;
 mod conf;
 mod error;
