@@ -78,8 +78,29 @@ impl Director {
         })
     }
 
-    fn sync_xdp(&mut self) -> anyhow::Result<()> {
-        let want = XdpSets::of(&self.config);
+    /// Mirrors the configuration into the XDP maps. Replies of NAT servers
+    /// removed from the configuration keep being redirected while any worker
+    /// still tracks their connections (they drain, see the engine), so this
+    /// also runs periodically to let go once they are gone.
+    pub(crate) fn sync_xdp(&mut self) -> anyhow::Result<()> {
+        let mut want = XdpSets::of(&self.config);
+        for r in &self.reports {
+            let Ok(r) = r.lock() else { continue };
+            for s in &r.services {
+                let proto = s.key.protocol.number();
+                // Any NAT server a worker still tracks connections for, whether
+                // the report already marks it draining or predates the removal.
+                let tracked = |d: &&rvs_engine::DestStatus| d.active + d.inactive > 0;
+                for d in s
+                    .dests
+                    .iter()
+                    .filter(tracked)
+                    .filter(|d| d.method == ForwardMethod::Masq)
+                {
+                    want.nat_return.insert((d.addr, proto, d.port));
+                }
+            }
+        }
         let have = std::mem::take(&mut self.installed);
         for f in &mut self.filters {
             for &(a, p, port) in want.services.difference(&have.services) {
@@ -349,6 +370,17 @@ fn api_stats(s: &Stats) -> rvs_api::Stats {
 
 /// The API handler: one lock around the director (commands are rare).
 pub(crate) struct Handler(pub(crate) Mutex<Director>);
+
+impl Handler {
+    /// Periodic XDP map resync (drained NAT servers).
+    pub(crate) fn resync_xdp(&self) {
+        if let Ok(mut d) = self.0.lock() {
+            if let Err(e) = d.sync_xdp() {
+                tracing::warn!(error = %e, "updating the XDP maps");
+            }
+        }
+    }
+}
 
 impl ControlHandler for Handler {
     fn listing(&self) -> Listing {

@@ -191,6 +191,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), queues, "rvsd: ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // Let go of XDP entries of drained NAT servers (see Director::sync_xdp).
+        let resync = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                let h = Arc::clone(&resync);
+                let _ = tokio::task::spawn_blocking(move || h.resync_xdp()).await;
+            }
+        });
         tokio::select! {
             r = rvs_api::serve(listener, Arc::clone(&handler)) => r.context("control API"),
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
