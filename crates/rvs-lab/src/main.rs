@@ -57,7 +57,20 @@ enum Cmd {
         #[arg(long)]
         prefix: Option<String>,
     },
-    // `bench` (src/bench.rs) is added by its own change.
+    /// Measure RVS in each mode against kernel routing, nftables DNAT and
+    /// HAProxy on the same lab, and print one table (median and spread).
+    Bench {
+        /// Repetitions of every load.
+        #[arg(long, default_value_t = 3)]
+        repetitions: u32,
+        /// Seconds per load.
+        #[arg(long, default_value_t = 5)]
+        duration: u32,
+        /// Only these setups (comma-separated): kernel-route, nft-dnat,
+        /// haproxy, rvs-dr, rvs-nat, rvs-tun.
+        #[arg(long, value_delimiter = ',')]
+        only: Option<Vec<String>>,
+    },
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -137,6 +150,15 @@ fn main() -> Result<()> {
                 std::thread::park();
             }
         }
+        Cmd::Bench {
+            repetitions,
+            duration,
+            only,
+        } => rvs_lab::bench::run(&rvs_lab::bench::BenchOptions {
+            repetitions,
+            duration_secs: duration,
+            only,
+        }),
         Cmd::Demo {
             mode,
             scheduler,
