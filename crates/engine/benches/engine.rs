@@ -68,6 +68,7 @@ fn engine(method: ForwardMethod, max: u32) -> Engine {
                 port: 80,
             },
             scheduler: "rr".into(),
+            sched_flags: 0,
             dests: (11..14)
                 .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
                 .collect(),

@@ -141,6 +141,8 @@ pub struct Service {
     pub key: ServiceKey,
     /// Scheduler name as ipvsadm spells it (`rr`, `wrr`, …).
     pub scheduler: String,
+    /// Scheduler flags (`-b`, see [`crate::sched::flags`]).
+    pub sched_flags: u32,
     /// Real servers in the order they were added (as with `ipvsadm -a`).
     pub dests: Vec<Dest>,
 }
@@ -490,7 +492,7 @@ impl Snapshot {
         if key.port == 0 {
             return Err(ConfigError::ZeroPort(key));
         }
-        if sched::create(&svc.scheduler).is_none() {
+        if sched::create(&svc.scheduler, sched::SchedParams::default()).is_none() {
             return Err(ConfigError::UnknownScheduler {
                 service: key,
                 name: svc.scheduler.clone(),

@@ -83,6 +83,7 @@ impl DestRt {
 struct ServiceRt {
     key: ServiceKey,
     scheduler_name: String,
+    sched_flags: u32,
     sched: Box<dyn Scheduler>,
     /// Destinations in the kernel's list order (newest first).
     list: Vec<DestInfo>,
@@ -124,6 +125,7 @@ pub struct Engine {
     counters: Counters,
     ident: u16,
     clock_started: bool,
+    sched_seed: u64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -156,6 +158,7 @@ impl Engine {
             counters: Counters::default(),
             ident: 1,
             clock_started: false,
+            sched_seed: hash_seeds[0] ^ hash_seeds[3].rotate_left(32),
         };
         e.set_config(snapshot);
         e
@@ -175,14 +178,23 @@ impl Engine {
         let mut services = Vec::with_capacity(snapshot.config().services.len());
         for (si, svc) in snapshot.config().services.iter().enumerate() {
             let mut rt = match old.remove(&svc.key) {
-                Some(rt) if rt.scheduler_name == svc.scheduler => rt,
+                Some(rt)
+                    if rt.scheduler_name == svc.scheduler && rt.sched_flags == svc.sched_flags =>
+                {
+                    rt
+                }
                 previous => {
                     // New service, or a new scheduler: fresh scheduler state.
                     let stats = previous.map(|p| p.stats).unwrap_or_default();
+                    let params = sched::SchedParams {
+                        flags: svc.sched_flags,
+                        seed: self.sched_seed ^ (si as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                    };
                     ServiceRt {
                         key: svc.key,
                         scheduler_name: svc.scheduler.clone(),
-                        sched: sched::create(&svc.scheduler)
+                        sched_flags: svc.sched_flags,
+                        sched: sched::create(&svc.scheduler, params)
                             .unwrap_or_else(|| Box::new(sched::RoundRobin::default())),
                         list: Vec::new(),
                         stats,
@@ -394,6 +406,7 @@ impl Engine {
             info.overloaded = d.overloaded;
         }
         let flow = FlowInfo {
+            now: crate::time::Time::from_secs(u64::from(now_s)),
             src: p.src,
             src_port: p.key.sport,
             dst: p.dst,

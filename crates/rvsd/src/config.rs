@@ -119,6 +119,7 @@ impl FileConfig {
                 Service {
                     key,
                     scheduler: s.scheduler.clone(),
+                    sched_flags: 0,
                     dests: s
                         .real_servers
                         .iter()

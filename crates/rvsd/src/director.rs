@@ -143,6 +143,7 @@ impl Director {
                 next.services.push(Service {
                     key: engine_key(&spec.key),
                     scheduler: spec.scheduler,
+                    sched_flags: 0,
                     dests: Vec::new(),
                 });
             }

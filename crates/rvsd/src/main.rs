@@ -69,7 +69,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         None => FileConfig::default(),
     };
     if file.interfaces.is_empty() {
-        bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
+        if args.config.is_some() {
+            bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
+        }
+        tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
     }
     let ifaces = file
         .interfaces

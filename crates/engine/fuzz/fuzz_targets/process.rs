@@ -41,6 +41,7 @@ fuzz_target!(|input: Input| {
         services: vec![Service {
             key: ServiceKey { protocol: if input.udp { Protocol::Udp } else { Protocol::Tcp }, addr: Ipv4Addr::new(10, 0, 100, 1).into(), port: 80 },
             scheduler: if input.wrr { "wrr" } else { "rr" }.into(),
+            sched_flags: 0,
             dests: input.weights.iter().enumerate().map(|(i, &w)| Dest::new(Ipv4Addr::new(10, 0, 2, 11 + i as u8).into(), port, method).weight(u32::from(w % 4))).collect(),
         }],
         max_connections: u32::from(input.max_conns % 16) + 1,

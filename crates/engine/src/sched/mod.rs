@@ -47,9 +47,32 @@ impl DestInfo {
     }
 }
 
+/// Scheduler flags (`ipvsadm -b`), with the kernel's values.
+pub mod flags {
+    /// sh: if the hashed server is unavailable, walk on to the next one.
+    pub const SH_FALLBACK: u32 = 0x08;
+    /// sh: hash the source port too.
+    pub const SH_PORT: u32 = 0x10;
+    /// mh: if the looked-up server is unavailable, walk on to the next one.
+    pub const MH_FALLBACK: u32 = 0x08;
+    /// mh: hash the source port too.
+    pub const MH_PORT: u32 = 0x10;
+}
+
+/// What a scheduler is created with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedParams {
+    /// `-b` flags (see [`flags`]).
+    pub flags: u32,
+    /// Seed for schedulers that draw random numbers (twos); fixed in tests.
+    pub seed: u64,
+}
+
 /// The packet fields hashing schedulers look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowInfo {
+    /// Engine time, for schedulers with expiring state (lblc, lblcr).
+    pub now: crate::time::Time,
     /// Client address.
     pub src: IpAddr,
     /// Client port.
@@ -81,7 +104,7 @@ pub trait Scheduler: Send + fmt::Debug {
 pub const NAMES: &[&str] = &["rr", "wrr"];
 
 /// A fresh scheduler by ipvsadm name.
-pub fn create(name: &str) -> Option<Box<dyn Scheduler>> {
+pub fn create(name: &str, _params: SchedParams) -> Option<Box<dyn Scheduler>> {
     match name {
         "rr" => Some(Box::new(RoundRobin::default())),
         "wrr" => Some(Box::new(WeightedRoundRobin::default())),
@@ -121,6 +144,7 @@ pub(crate) mod testutil {
 
     pub(crate) fn flow() -> FlowInfo {
         FlowInfo {
+            now: crate::time::Time::from_secs(100),
             src: IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2)),
             src_port: 40000,
             dst: IpAddr::V4(Ipv4Addr::new(10, 0, 100, 1)),

@@ -85,6 +85,7 @@ pub fn config(
         services: vec![Service {
             key: vip_key(protocol),
             scheduler: scheduler.into(),
+            sched_flags: 0,
             dests: weights
                 .iter()
                 .enumerate()
