@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::types::{Command, Listing};
-use crate::{ErrorBody, COMMANDS_PATH, SERVICES_PATH};
+use crate::types::{Command, ConnectionEntry, Listing};
+use crate::{ErrorBody, COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
 
 /// Largest reply accepted; a listing of 100k services fits comfortably.
 const MAX_REPLY: usize = 256 * 1024 * 1024;
@@ -79,6 +79,12 @@ impl Client {
     /// Fetches every service with its real servers, counters and state.
     pub fn listing(&self) -> Result<Listing, ClientError> {
         let (status, body) = self.request("GET", SERVICES_PATH, None)?;
+        self.decode_ok(status, &body)
+    }
+
+    /// Fetches the connection table (`ipvsadm -Lc`).
+    pub fn connections(&self) -> Result<Vec<ConnectionEntry>, ClientError> {
+        let (status, body) = self.request("GET", CONNECTIONS_PATH, None)?;
         self.decode_ok(status, &body)
     }
 

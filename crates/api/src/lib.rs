@@ -1,8 +1,11 @@
 //! rvsd's control API: HTTP/1.1 + JSON on a root-only Unix socket.
 //!
 //! - `GET /v1/services` → [`Listing`]
+//! - `GET /v1/connections` → `[`[`ConnectionEntry`]`, …]` (what `ipvsadm -Lc`
+//!   shows)
 //! - `POST /v1/commands` with a [`Command`] → `200 {"ok":true}` or
-//!   `4xx {"error":"..."}` with a message for the operator.
+//!   `4xx {"error":"..."}` with a message for the operator. A refused
+//!   [`Command::Restore`] names the failing command (see [`RestoreError`]).
 //!
 //! The socket path is [`DEFAULT_SOCKET`], overridable with the environment
 //! variable [`SOCKET_ENV`] (and rvsadm's `--socket`); see [`socket_path`].
@@ -20,8 +23,8 @@ use serde::{Deserialize, Serialize};
 pub use client::{Client, ClientError};
 pub use server::{bind, serve, ControlHandler};
 pub use types::{
-    Command, DestSpec, DestStatus, ForwardMethod, Listing, Protocol, ServiceKey, ServiceSpec,
-    ServiceStatus, Stats,
+    Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, Listing, Protocol,
+    RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.
@@ -32,6 +35,9 @@ pub const SOCKET_ENV: &str = "RVSD_SOCKET";
 
 /// Path of the listing endpoint.
 pub const SERVICES_PATH: &str = "/v1/services";
+
+/// Path of the connection listing endpoint.
+pub const CONNECTIONS_PATH: &str = "/v1/connections";
 
 /// Path of the command endpoint.
 pub const COMMANDS_PATH: &str = "/v1/commands";

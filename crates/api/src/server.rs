@@ -19,11 +19,12 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::UnixListener;
 
-use crate::types::{Command, Listing};
-use crate::{ErrorBody, COMMANDS_PATH, SERVICES_PATH};
+use crate::types::{Command, ConnectionEntry, Listing};
+use crate::{ErrorBody, COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
 
-/// Largest command body accepted; commands are a few hundred bytes.
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest command body accepted: a command is a few hundred bytes, but a
+/// `Restore` carries a whole rule file (100k real servers ≈ 25 MB).
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// What rvsd provides to answer the API; called once per request.
 ///
@@ -32,8 +33,13 @@ const MAX_BODY: usize = 1024 * 1024;
 pub trait ControlHandler: Send + Sync + 'static {
     /// The current table, for `GET /v1/services`.
     fn listing(&self) -> Listing;
+    /// The connection table (connections and persistence templates), for
+    /// `GET /v1/connections`, in any order (rvsadm prints it as given).
+    fn connections(&self) -> Vec<ConnectionEntry>;
     /// Applies one command; `Err` carries a one-line message for the operator
     /// (e.g. "Service not defined"), sent back as `400 {"error": ...}`.
+    /// [`Command::Restore`] must be applied whole or not at all; its `Err`
+    /// should be a [`crate::RestoreError`]'s text naming the failing index.
     fn command(&self, cmd: Command) -> Result<(), String>;
 }
 
@@ -95,8 +101,14 @@ async fn route<H: ControlHandler>(
                 Err(e) => internal(e),
             }
         }
+        (&Method::GET, CONNECTIONS_PATH) => {
+            match tokio::task::spawn_blocking(move || handler.connections()).await {
+                Ok(conns) => json(StatusCode::OK, &conns),
+                Err(e) => internal(e),
+            }
+        }
         (&Method::POST, COMMANDS_PATH) => command(handler, req).await,
-        (_, SERVICES_PATH) | (_, COMMANDS_PATH) => error(
+        (_, SERVICES_PATH) | (_, CONNECTIONS_PATH) | (_, COMMANDS_PATH) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {} not allowed on {path}", req.method()),
         ),
@@ -114,7 +126,11 @@ async fn command<H: ControlHandler>(handler: Arc<H>, req: Request<Incoming>) -> 
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed command: {e}")),
     };
-    tracing::info!(?cmd, "control command");
+    match &cmd {
+        // One line per restore, not the whole rule file.
+        Command::Restore(cmds) => tracing::info!(commands = cmds.len(), "control restore"),
+        _ => tracing::info!(?cmd, "control command"),
+    }
     match tokio::task::spawn_blocking(move || handler.command(cmd)).await {
         Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({ "ok": true })),
         Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, msg),

@@ -29,24 +29,118 @@ impl Protocol {
     }
 }
 
-/// Identifies one virtual service, like the kernel's (protocol, VIP, port).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Address family of a firewall-mark service (`-6` after `-f`); the family
+/// of an address-keyed service follows from its address.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
-pub struct ServiceKey {
-    /// TCP or UDP.
-    pub protocol: Protocol,
-    /// The virtual IP (IPv4 or IPv6).
-    pub addr: IpAddr,
-    /// The virtual port; 0 only for persistent "all ports" services.
-    pub port: u16,
+pub enum Family {
+    /// IPv4 (`AF_INET`), ipvsadm's default.
+    #[default]
+    Ipv4,
+    /// IPv6 (`AF_INET6`).
+    Ipv6,
+}
+
+/// Identifies one virtual service, like the kernel's (protocol, VIP, port)
+/// or (firewall mark, family).
+///
+/// JSON is untagged, so address keys keep their original shape
+/// `{"protocol":"tcp","addr":"10.0.0.1","port":80}` and mark keys read
+/// `{"fwmark":1,"af":"ipv4"}` (`af` may be omitted: IPv4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ServiceKey {
+    /// `-t`/`-u host:port`: packets to this protocol, address and port.
+    Addr {
+        /// TCP or UDP.
+        protocol: Protocol,
+        /// The virtual IP (IPv4 or IPv6).
+        addr: IpAddr,
+        /// The virtual port; 0 only for persistent "all ports" services.
+        port: u16,
+    },
+    /// `-f MARK [-6]`: packets the classifier gave this firewall mark, of
+    /// any protocol, address and port.
+    Fwmark {
+        /// The mark, 1..=u32::MAX.
+        #[serde(rename = "fwmark")]
+        mark: u32,
+        /// Family of the packets it matches.
+        #[serde(default)]
+        af: Family,
+    },
+}
+
+impl ServiceKey {
+    /// Shorthand for an address-keyed service, mostly for tests and tools.
+    pub fn addr(protocol: Protocol, addr: IpAddr, port: u16) -> Self {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        }
+    }
+
+    /// The firewall mark, if this is a mark service.
+    pub fn fwmark(&self) -> Option<u32> {
+        match self {
+            ServiceKey::Fwmark { mark, .. } => Some(*mark),
+            ServiceKey::Addr { .. } => None,
+        }
+    }
+
+    /// Address family of the service (and, except for tunnels, its servers).
+    pub fn family(&self) -> Family {
+        match self {
+            ServiceKey::Addr { addr, .. } if addr.is_ipv6() => Family::Ipv6,
+            ServiceKey::Addr { .. } => Family::Ipv4,
+            ServiceKey::Fwmark { af, .. } => *af,
+        }
+    }
+
+    /// Protocol used to name ports: a mark service counts as TCP, as
+    /// ipvsadm sets it.
+    pub fn protocol(&self) -> Protocol {
+        match self {
+            ServiceKey::Addr { protocol, .. } => *protocol,
+            ServiceKey::Fwmark { .. } => Protocol::Tcp,
+        }
+    }
+
+    /// The virtual port; 0 for mark services (they match every port).
+    pub fn port(&self) -> u16 {
+        match self {
+            ServiceKey::Addr { port, .. } => *port,
+            ServiceKey::Fwmark { .. } => 0,
+        }
+    }
 }
 
 impl fmt::Display for ServiceKey {
-    /// `TCP 10.0.0.1:80` / `UDP [2001:db8::1]:53`, for operator messages.
+    /// `TCP 10.0.0.1:80` / `UDP [2001:db8::1]:53` / `FWM 1` / `FWM 1 IPv6`,
+    /// for operator messages.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.addr {
-            IpAddr::V4(a) => write!(f, "{} {}:{}", self.protocol.name(), a, self.port),
-            IpAddr::V6(a) => write!(f, "{} [{}]:{}", self.protocol.name(), a, self.port),
+        match self {
+            ServiceKey::Addr {
+                protocol,
+                addr: IpAddr::V4(a),
+                port,
+            } => write!(f, "{} {}:{}", protocol.name(), a, port),
+            ServiceKey::Addr {
+                protocol,
+                addr: IpAddr::V6(a),
+                port,
+            } => write!(f, "{} [{}]:{}", protocol.name(), a, port),
+            ServiceKey::Fwmark {
+                mark,
+                af: Family::Ipv4,
+            } => write!(f, "FWM {mark}"),
+            ServiceKey::Fwmark {
+                mark,
+                af: Family::Ipv6,
+            } => write!(f, "FWM {mark} IPv6"),
         }
     }
 }
@@ -88,9 +182,16 @@ pub struct ServiceSpec {
     /// Persistence granularity (`-M`) as a prefix length: 0..=32 for IPv4,
     /// 0..=128 for IPv6. `None` means a single client address (/32, /128).
     pub netmask: Option<u8>,
-    /// Scheduler flags (`-b`), e.g. `sh-port`, `mh-fallback`, in given order.
+    /// Scheduler flags (`-b`), e.g. `sh-port`, `mh-fallback`. rvsadm sends
+    /// them in bit order (flag 1, 2, 3) under the scheduler's own names
+    /// (`sh-fallback`, not `flag-1`, for `sh`).
     #[serde(default)]
     pub flags: Vec<String>,
+    /// One-packet scheduling (`-o`, IPVS's ONEPACKET flag, UDP and mark
+    /// services only): every datagram is scheduled on its own and no
+    /// connection entry is kept.
+    #[serde(default)]
+    pub one_packet: bool,
 }
 
 /// Configuration of one real server ("destination"), as given with `-a/-e`.
@@ -157,9 +258,58 @@ pub enum Command {
         /// UDP timeout.
         udp: u32,
     },
+    /// `-R`: apply these commands in order as one transaction, all or none,
+    /// so a bad line in a rule file cannot leave half a table. A refusal
+    /// names the failing command with [`RestoreError`]; a `Restore` inside
+    /// a `Restore` is refused.
+    Restore(Vec<Command>),
 }
 
-/// Packet and byte counters, summed over all workers since the last zero.
+/// Why rvsd refused a [`Command::Restore`]: which command (0-based index
+/// into the list) and why. Travels as the error message
+/// `command N of the restore: MESSAGE`, so plain HTTP clients read it and
+/// rvsadm can map `N` back to its input line with [`RestoreError::parse`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreError {
+    /// Index of the refused command in the `Restore` list.
+    pub index: usize,
+    /// The refusal, as for the command on its own.
+    pub message: String,
+}
+
+const RESTORE_ERROR_PREFIX: &str = "command ";
+const RESTORE_ERROR_INFIX: &str = " of the restore: ";
+
+impl RestoreError {
+    /// Reads back a message made by this type's `Display`; `None` for any
+    /// other message (e.g. a refusal of the restore as a whole).
+    pub fn parse(message: &str) -> Option<RestoreError> {
+        let rest = message.strip_prefix(RESTORE_ERROR_PREFIX)?;
+        let (index, message) = rest.split_once(RESTORE_ERROR_INFIX)?;
+        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(RestoreError {
+            index: index.parse().ok()?,
+            message: message.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for RestoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{RESTORE_ERROR_PREFIX}{}{RESTORE_ERROR_INFIX}{}",
+            self.index, self.message
+        )
+    }
+}
+
+impl std::error::Error for RestoreError {}
+
+/// Packet and byte counters, summed over all workers since the last zero,
+/// and their current rates (IPVS's 2-second estimator; see IPVS-NOTES).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub struct Stats {
@@ -173,6 +323,21 @@ pub struct Stats {
     pub in_bytes: u64,
     /// Bytes server → client (seen only for NAT).
     pub out_bytes: u64,
+    /// Connections per second (`--rate` CPS); 0 from older daemons.
+    #[serde(default)]
+    pub cps: u64,
+    /// Packets per second client → server (InPPS).
+    #[serde(default)]
+    pub in_pps: u64,
+    /// Packets per second server → client (OutPPS).
+    #[serde(default)]
+    pub out_pps: u64,
+    /// Bytes (not bits) per second client → server: ipvsadm's "InBPS".
+    #[serde(default)]
+    pub in_bps: u64,
+    /// Bytes per second server → client: ipvsadm's "OutBPS".
+    #[serde(default)]
+    pub out_bps: u64,
 }
 
 /// A real server with its live state, as listed by `ipvsadm -L`.
@@ -185,6 +350,10 @@ pub struct DestStatus {
     pub active_conns: u32,
     /// All other tracked connections.
     pub inactive_conns: u32,
+    /// Persistence templates pointing at it (`--persistent-conn`'s
+    /// PersistConn column); 0 from older daemons.
+    #[serde(default)]
+    pub persistent_conns: u32,
     /// Its counters.
     pub stats: Stats,
 }
@@ -213,6 +382,63 @@ pub struct Listing {
     /// dropped per reason as `drop_<reason>`, …); empty from older daemons.
     #[serde(default)]
     pub counters: std::collections::BTreeMap<String, u64>,
+    /// Current connection timeouts (`-L --timeout`); older daemons send
+    /// none and the IPVS defaults are assumed.
+    #[serde(default)]
+    pub timeouts: Timeouts,
+}
+
+/// The timeouts `--set` changes, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct Timeouts {
+    /// TCP ESTABLISHED.
+    pub tcp: u32,
+    /// TCP FIN_WAIT.
+    pub tcpfin: u32,
+    /// UDP.
+    pub udp: u32,
+}
+
+impl Default for Timeouts {
+    /// The IPVS defaults: 900 s, 120 s, 300 s.
+    fn default() -> Self {
+        Timeouts {
+            tcp: 900,
+            tcpfin: 120,
+            udp: 300,
+        }
+    }
+}
+
+/// One tracked connection or persistence template, as `ipvsadm -Lc` shows
+/// the kernel's connection table (`GET /v1/connections`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct ConnectionEntry {
+    /// Protocol of the connection (of the service, for a template).
+    pub protocol: Protocol,
+    /// Client address and port; for a template the (masked) client network
+    /// and port 0 unless the service is per-port.
+    pub client: (IpAddr, u16),
+    /// Virtual address and port the client used. For a template of a mark
+    /// service the kernel has no address: rvsadm then prints protocol `IP`
+    /// and the mark as the address, as the kernel does, ignoring this.
+    #[serde(rename = "virtual")]
+    pub virtual_: (IpAddr, u16),
+    /// Real server address and port.
+    pub dest: (IpAddr, u16),
+    /// State as the kernel names it: `ESTABLISHED`, `SYN_RECV`,
+    /// `FIN_WAIT`, `TIME_WAIT`, `CLOSE`, … for TCP, `UDP` for UDP flows,
+    /// `NONE` for templates.
+    pub state: String,
+    /// Seconds until it expires.
+    pub expires_secs: u32,
+    /// A persistence template (client → real server affinity), not traffic.
+    pub template: bool,
+    /// The service's firewall mark, if the connection belongs to one.
+    #[serde(default)]
+    pub fwmark: Option<u32>,
 }
 
 #[cfg(test)]
@@ -221,11 +447,7 @@ mod tests {
 
     #[test]
     fn command_json_shape_is_snake_case_and_externally_tagged() {
-        let key = ServiceKey {
-            protocol: Protocol::Tcp,
-            addr: "10.0.0.1".parse().unwrap(),
-            port: 80,
-        };
+        let key = ServiceKey::addr(Protocol::Tcp, "10.0.0.1".parse().unwrap(), 80);
         let j = serde_json::to_string(&Command::DeleteService(key)).unwrap();
         assert_eq!(
             j,
@@ -257,5 +479,105 @@ mod tests {
         .unwrap();
         assert!(s.flags.is_empty());
         assert_eq!(s.key.to_string(), "UDP [::1]:53");
+    }
+
+    #[test]
+    fn fwmark_keys_are_untagged_and_family_defaults_to_ipv4() {
+        let k = ServiceKey::Fwmark {
+            mark: 7,
+            af: Family::Ipv6,
+        };
+        let j = serde_json::to_string(&k).unwrap();
+        assert_eq!(j, r#"{"fwmark":7,"af":"ipv6"}"#);
+        assert_eq!(serde_json::from_str::<ServiceKey>(&j).unwrap(), k);
+        let v4: ServiceKey = serde_json::from_str(r#"{"fwmark":1}"#).unwrap();
+        assert_eq!(
+            v4,
+            ServiceKey::Fwmark {
+                mark: 1,
+                af: Family::Ipv4
+            }
+        );
+        assert_eq!(v4.to_string(), "FWM 1");
+        assert_eq!(k.to_string(), "FWM 7 IPv6");
+        assert_eq!(
+            (k.fwmark(), k.family(), k.port()),
+            (Some(7), Family::Ipv6, 0)
+        );
+        // Old address keys read as before.
+        let a: ServiceKey =
+            serde_json::from_str(r#"{"protocol":"udp","addr":"10.0.0.1","port":53}"#).unwrap();
+        assert_eq!(
+            a,
+            ServiceKey::addr(Protocol::Udp, "10.0.0.1".parse().unwrap(), 53)
+        );
+        assert_eq!(a.fwmark(), None);
+        assert!(serde_json::from_str::<ServiceKey>(r#"{"port":53}"#).is_err());
+    }
+
+    #[test]
+    fn new_fields_default_for_old_documents() {
+        let l: Listing = serde_json::from_str(
+            r#"{"conn_table_size":4096,"services":[{"spec":{
+                "key":{"protocol":"tcp","addr":"10.0.0.1","port":80},"scheduler":"rr",
+                "persistence_timeout":null,"netmask":null},
+                "dests":[{"spec":{"addr":"10.0.0.2","port":80,"weight":1,"method":"route",
+                  "upper_threshold":0,"lower_threshold":0},"active_conns":1,"inactive_conns":2,
+                  "stats":{"conns":1,"in_packets":2,"out_packets":3,"in_bytes":4,"out_bytes":5}}],
+                "stats":{"conns":0,"in_packets":0,"out_packets":0,"in_bytes":0,"out_bytes":0}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.timeouts, Timeouts::default());
+        assert_eq!(
+            (l.timeouts.tcp, l.timeouts.tcpfin, l.timeouts.udp),
+            (900, 120, 300)
+        );
+        let svc = &l.services[0];
+        assert!(!svc.spec.one_packet);
+        assert_eq!(svc.dests[0].persistent_conns, 0);
+        assert_eq!(svc.dests[0].stats.in_bytes, 4);
+        assert_eq!(svc.dests[0].stats.cps, 0);
+    }
+
+    #[test]
+    fn restore_and_connection_json() {
+        let r = Command::Restore(vec![Command::Clear]);
+        let j = serde_json::to_string(&r).unwrap();
+        assert_eq!(j, r#"{"restore":["clear"]}"#);
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), r);
+
+        let c = ConnectionEntry {
+            protocol: Protocol::Tcp,
+            client: ("10.0.0.9".parse().unwrap(), 40000),
+            virtual_: ("10.0.0.1".parse().unwrap(), 80),
+            dest: ("10.0.0.2".parse().unwrap(), 80),
+            state: "ESTABLISHED".into(),
+            expires_secs: 899,
+            template: false,
+            fwmark: None,
+        };
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            j,
+            r#"{"protocol":"tcp","client":["10.0.0.9",40000],"virtual":["10.0.0.1",80],"dest":["10.0.0.2",80],"state":"ESTABLISHED","expires_secs":899,"template":false,"fwmark":null}"#
+        );
+        assert_eq!(serde_json::from_str::<ConnectionEntry>(&j).unwrap(), c);
+    }
+
+    #[test]
+    fn restore_error_round_trips_through_its_message() {
+        let e = RestoreError {
+            index: 12,
+            message: "Service not defined: TCP 10.0.0.1:80".into(),
+        };
+        let m = e.to_string();
+        assert_eq!(
+            m,
+            "command 12 of the restore: Service not defined: TCP 10.0.0.1:80"
+        );
+        assert_eq!(RestoreError::parse(&m), Some(e));
+        assert_eq!(RestoreError::parse("Service not defined"), None);
+        assert_eq!(RestoreError::parse("command x of the restore: y"), None);
+        assert_eq!(RestoreError::parse("command  of the restore: y"), None);
     }
 }

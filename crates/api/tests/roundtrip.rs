@@ -7,8 +7,9 @@ use std::os::unix::net::UnixStream;
 use std::sync::{Arc, Mutex};
 
 use rvs_api::{
-    Client, ClientError, Command, ControlHandler, DestSpec, DestStatus, ForwardMethod, Listing,
-    Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    Client, ClientError, Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family,
+    ForwardMethod, Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    Timeouts,
 };
 
 #[derive(Default)]
@@ -17,46 +18,84 @@ struct Fake {
 }
 
 fn key() -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: "10.10.0.100".parse().unwrap(),
-        port: 80,
-    }
+    ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80)
+}
+
+fn conns() -> Vec<ConnectionEntry> {
+    vec![ConnectionEntry {
+        protocol: Protocol::Udp,
+        client: ("10.10.0.9".parse().unwrap(), 0),
+        virtual_: ("0.0.0.0".parse().unwrap(), 0),
+        dest: ("10.10.0.11".parse().unwrap(), 53),
+        state: "NONE".into(),
+        expires_secs: 299,
+        template: true,
+        fwmark: Some(5),
+    }]
 }
 
 fn sample() -> Listing {
     Listing {
         conn_table_size: 4096,
         counters: Default::default(),
-        services: vec![ServiceStatus {
-            spec: ServiceSpec {
-                key: key(),
-                scheduler: "rr".into(),
-                persistence_timeout: Some(300),
-                netmask: Some(24),
-                flags: vec!["sh-port".into()],
+        timeouts: Timeouts {
+            tcp: 1,
+            tcpfin: 2,
+            udp: 3,
+        },
+        services: vec![
+            ServiceStatus {
+                spec: ServiceSpec {
+                    key: key(),
+                    scheduler: "rr".into(),
+                    persistence_timeout: Some(300),
+                    netmask: Some(24),
+                    flags: vec!["sh-port".into()],
+                    one_packet: false,
+                },
+                dests: vec![DestStatus {
+                    spec: DestSpec {
+                        addr: "10.10.0.11".parse().unwrap(),
+                        port: 80,
+                        weight: 2_147_483_647,
+                        method: ForwardMethod::Tunnel,
+                        upper_threshold: 10,
+                        lower_threshold: 5,
+                    },
+                    active_conns: 1,
+                    inactive_conns: 20,
+                    persistent_conns: 3,
+                    stats: Stats {
+                        conns: u64::MAX,
+                        in_packets: 1,
+                        out_packets: 2,
+                        in_bytes: 3,
+                        out_bytes: 4,
+                        cps: 5,
+                        in_pps: 6,
+                        out_pps: 7,
+                        in_bps: 8,
+                        out_bps: 9,
+                    },
+                }],
+                stats: Stats::default(),
             },
-            dests: vec![DestStatus {
-                spec: DestSpec {
-                    addr: "10.10.0.11".parse().unwrap(),
-                    port: 80,
-                    weight: 2_147_483_647,
-                    method: ForwardMethod::Tunnel,
-                    upper_threshold: 10,
-                    lower_threshold: 5,
+            ServiceStatus {
+                spec: ServiceSpec {
+                    key: ServiceKey::Fwmark {
+                        mark: 5,
+                        af: Family::Ipv6,
+                    },
+                    scheduler: "wlc".into(),
+                    persistence_timeout: None,
+                    netmask: None,
+                    flags: vec![],
+                    one_packet: true,
                 },
-                active_conns: 1,
-                inactive_conns: 20,
-                stats: Stats {
-                    conns: u64::MAX,
-                    in_packets: 1,
-                    out_packets: 2,
-                    in_bytes: 3,
-                    out_bytes: 4,
-                },
-            }],
-            stats: Stats::default(),
-        }],
+                dests: vec![],
+                stats: Stats::default(),
+            },
+        ],
     }
 }
 
@@ -64,14 +103,24 @@ impl ControlHandler for Fake {
     fn listing(&self) -> Listing {
         sample()
     }
+    fn connections(&self) -> Vec<ConnectionEntry> {
+        conns()
+    }
     fn command(&self, cmd: Command) -> Result<(), String> {
-        let reject = matches!(cmd, Command::DeleteService(_));
+        let result = match &cmd {
+            Command::DeleteService(_) => Err("No such service".into()),
+            Command::Restore(cmds) => match cmds.iter().position(|c| *c == Command::Clear) {
+                Some(index) => Err(RestoreError {
+                    index,
+                    message: "no clearing here".into(),
+                }
+                .to_string()),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        };
         self.seen.lock().unwrap().push(cmd);
-        if reject {
-            Err("No such service".into())
-        } else {
-            Ok(())
-        }
+        result
     }
 }
 
@@ -104,6 +153,7 @@ fn client_and_server_agree() {
 
     let client = Client::new(&path);
     assert_eq!(client.listing().unwrap(), sample());
+    assert_eq!(client.connections().unwrap(), conns());
 
     client.command(&Command::Clear).unwrap();
     client
@@ -122,6 +172,18 @@ fn client_and_server_agree() {
         other => panic!("unexpected {other:?}"),
     }
     assert_eq!(err.to_string(), "No such service");
+    let restore = Command::Restore(vec![Command::ZeroCounters(None), Command::Clear]);
+    let err = client.command(&restore).unwrap_err();
+    let ClientError::Rejected { message, .. } = &err else {
+        panic!("unexpected {err:?}")
+    };
+    assert_eq!(
+        RestoreError::parse(message),
+        Some(RestoreError {
+            index: 1,
+            message: "no clearing here".into()
+        })
+    );
     assert_eq!(
         *fake.seen.lock().unwrap(),
         vec![
@@ -132,6 +194,7 @@ fn client_and_server_agree() {
                 udp: 300
             },
             Command::DeleteService(key()),
+            restore,
         ]
     );
 
@@ -150,9 +213,14 @@ fn client_and_server_agree() {
         b"DELETE /v1/services HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     );
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    let reply = raw(
+        &path,
+        b"POST /v1/connections HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
     assert_eq!(
         fake.seen.lock().unwrap().len(),
-        3,
+        4,
         "bad requests reach no handler"
     );
 
