@@ -66,9 +66,12 @@ fn engine(method: ForwardMethod, max: u32) -> Engine {
                 protocol: Protocol::Tcp,
                 addr: "10.0.100.1".parse().unwrap(),
                 port: 80,
+                fwmark: 0,
             },
             scheduler: "rr".into(),
             sched_flags: 0,
+            persistence: None,
+            one_packet: false,
             dests: (11..14)
                 .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
                 .collect(),

@@ -55,19 +55,57 @@ impl Protocol {
     }
 }
 
-/// A virtual service: (protocol, VIP, port).
+/// A virtual service: (protocol, VIP, port), or a firewall mark (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ServiceKey {
-    /// Transport protocol.
+    /// Transport protocol (ignored for firewall-mark services, which take
+    /// TCP and UDP alike).
     pub protocol: Protocol,
-    /// Virtual IP.
+    /// Virtual IP (the unspecified address of the family for fwmark services).
     pub addr: IpAddr,
-    /// Virtual port.
+    /// Virtual port; 0 = every port (persistent services only).
     pub port: u16,
+    /// Firewall mark; 0 for address-based services.
+    pub fwmark: u32,
+}
+
+impl ServiceKey {
+    /// An address-based service.
+    pub const fn new(protocol: Protocol, addr: IpAddr, port: u16) -> Self {
+        ServiceKey {
+            protocol,
+            addr,
+            port,
+            fwmark: 0,
+        }
+    }
+
+    /// A firewall-mark service of an address family.
+    pub fn fwmark(mark: u32, v6: bool) -> Self {
+        let addr = if v6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+        };
+        ServiceKey {
+            protocol: Protocol::Tcp,
+            addr,
+            port: 0,
+            fwmark: mark,
+        }
+    }
+
+    /// Whether this is a firewall-mark service.
+    pub const fn is_fwmark(&self) -> bool {
+        self.fwmark != 0
+    }
 }
 
 impl fmt::Display for ServiceKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_fwmark() {
+            return write!(f, "FWM {}", self.fwmark);
+        }
         match self.addr {
             IpAddr::V4(a) => write!(f, "{} {}:{}", self.protocol.name(), a, self.port),
             IpAddr::V6(a) => write!(f, "{} [{}]:{}", self.protocol.name(), a, self.port),
@@ -134,6 +172,35 @@ impl Dest {
     }
 }
 
+/// Client persistence (`-p timeout -M netmask`): connections from one client
+/// network go to the same real server while a template lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Persistence {
+    /// Seconds a template outlives the last connection it scheduled.
+    pub timeout: u32,
+    /// Client addresses are grouped by this prefix length (`-M`; /32 or /128 = per address).
+    pub prefix_len: u8,
+}
+
+/// A rule of RVS's own firewall-mark classifier. XDP sees no skb mark, so
+/// instead of iptables/nft `MARK` rules the director marks packets itself:
+/// a packet to `addr/prefix_len` on one of `ports` (any if empty) of
+/// `protocol` (any if `None`) gets `mark`, and is scheduled by the service
+/// with that firewall mark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FwmarkRule {
+    /// Mark assigned (non-zero).
+    pub mark: u32,
+    /// Protocol matched; `None` = TCP and UDP.
+    pub protocol: Option<Protocol>,
+    /// Destination network.
+    pub addr: IpAddr,
+    /// Prefix length of `addr`.
+    pub prefix_len: u8,
+    /// Destination ports; empty = all.
+    pub ports: Vec<u16>,
+}
+
 /// A virtual service and its real servers, in the order they were added.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Service {
@@ -145,6 +212,24 @@ pub struct Service {
     pub sched_flags: u32,
     /// Real servers in the order they were added (as with `ipvsadm -a`).
     pub dests: Vec<Dest>,
+    /// `-p` / `-M`; `None` = not persistent.
+    pub persistence: Option<Persistence>,
+    /// `-o`: schedule every UDP datagram on its own, tracking no connection.
+    pub one_packet: bool,
+}
+
+impl Service {
+    /// A service with no real servers, not persistent.
+    pub fn new(key: ServiceKey, scheduler: &str) -> Self {
+        Service {
+            key,
+            scheduler: scheduler.into(),
+            sched_flags: 0,
+            dests: Vec::new(),
+            persistence: None,
+            one_packet: false,
+        }
+    }
 }
 
 /// An interface the director uses.
@@ -186,6 +271,8 @@ pub struct Config {
     pub routes: Vec<Route>,
     /// Virtual services.
     pub services: Vec<Service>,
+    /// Firewall-mark classifier rules, first match wins.
+    pub fwmarks: Vec<FwmarkRule>,
     /// Per-state timeouts (`ipvsadm --set`).
     pub timeouts: Timeouts,
     /// Maximum tracked connections; new flows beyond it are dropped.
@@ -198,6 +285,7 @@ impl Default for Config {
             interfaces: Vec::new(),
             routes: Vec::new(),
             services: Vec::new(),
+            fwmarks: Vec::new(),
             timeouts: Timeouts::default(),
             max_connections: 1 << 20,
         }
@@ -230,9 +318,30 @@ pub enum ConfigError {
         /// Names that exist.
         available: String,
     },
-    /// Port 0 needs persistence, which this version does not have.
-    #[error("service {0}: port 0 is only valid for persistent services; give a port")]
+    /// Port 0 needs persistence.
+    #[error(
+        "service {0}: port 0 (all ports) is only valid for persistent services; give a port or -p"
+    )]
     ZeroPort(ServiceKey),
+    /// Persistence parameters out of range.
+    #[error("service {service}: {what}")]
+    Persistence {
+        /// The service.
+        service: ServiceKey,
+        /// What is wrong.
+        what: String,
+    },
+    /// One-packet scheduling on a TCP service.
+    #[error("service {0}: one-packet scheduling (-o) applies to UDP only")]
+    OnePacketTcp(ServiceKey),
+    /// A classifier rule that cannot match.
+    #[error("firewall-mark rule for mark {mark}: {what}")]
+    FwmarkRule {
+        /// The rule's mark.
+        mark: u32,
+        /// What is wrong.
+        what: String,
+    },
     /// Weight outside IPVS's range.
     #[error("service {service}: weight {weight} of {addr} is out of range 0..=2147483647")]
     WeightRange {
@@ -376,6 +485,17 @@ pub struct Snapshot {
     routes: Vec<RouteEntry>,
     /// `dest_egress[s][d]` for service `s`, destination `d`.
     dest_egress: Vec<Vec<Egress>>,
+    fwmark_rules: Vec<FwmarkMatch>,
+}
+
+#[derive(Clone, Debug)]
+struct FwmarkMatch {
+    net: u128,
+    mask: u128,
+    v6: bool,
+    protocol: Option<u8>,
+    ports: Vec<u16>,
+    mark: u32,
 }
 
 fn addr_bits(a: IpAddr) -> (u128, bool) {
@@ -470,6 +590,7 @@ impl Snapshot {
             service_index: HashMap::new(),
             routes,
             dest_egress: Vec::new(),
+            fwmark_rules: Vec::new(),
         };
         let mut dest_egress = Vec::with_capacity(snapshot.config.services.len());
         for (si, svc) in snapshot.config.services.iter().enumerate() {
@@ -484,13 +605,58 @@ impl Snapshot {
             dest_egress.push(egress);
         }
         snapshot.dest_egress = dest_egress;
+        for r in &snapshot.config.fwmarks {
+            let (bits, v6) = addr_bits(r.addr);
+            if r.mark == 0 {
+                return Err(ConfigError::FwmarkRule {
+                    mark: 0,
+                    what: "mark 0 means unmarked; use 1 or more".into(),
+                });
+            }
+            if r.prefix_len > if v6 { 128 } else { 32 } {
+                return Err(ConfigError::FwmarkRule {
+                    mark: r.mark,
+                    what: format!("prefix /{} is too long for {}", r.prefix_len, r.addr),
+                });
+            }
+            let mask = mask_for(r.prefix_len, v6);
+            snapshot.fwmark_rules.push(FwmarkMatch {
+                net: bits & mask,
+                mask,
+                v6,
+                protocol: r.protocol.map(Protocol::number),
+                ports: r.ports.clone(),
+                mark: r.mark,
+            });
+        }
         Ok(Arc::new(snapshot))
     }
 
     fn validate_service(&self, svc: &Service) -> Result<(), ConfigError> {
         let key = svc.key;
-        if key.port == 0 {
+        if key.port == 0 && !key.is_fwmark() && svc.persistence.is_none() {
             return Err(ConfigError::ZeroPort(key));
+        }
+        if let Some(p) = svc.persistence {
+            let max = if key.addr.is_ipv4() { 32 } else { 128 };
+            if p.timeout == 0 {
+                return Err(ConfigError::Persistence {
+                    service: key,
+                    what: "persistence timeout must be at least 1 second".into(),
+                });
+            }
+            if p.prefix_len > max {
+                return Err(ConfigError::Persistence {
+                    service: key,
+                    what: format!(
+                        "persistence netmask /{} is longer than the address",
+                        p.prefix_len
+                    ),
+                });
+            }
+        }
+        if svc.one_packet && !key.is_fwmark() && key.protocol == Protocol::Tcp {
+            return Err(ConfigError::OnePacketTcp(key));
         }
         if sched::create(&svc.scheduler, sched::SchedParams::default()).is_none() {
             return Err(ConfigError::UnknownScheduler {
@@ -578,6 +744,23 @@ impl Snapshot {
     /// The configuration this snapshot was built from.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The firewall mark RVS's classifier gives a packet (0 = none).
+    pub fn classify(&self, protocol: u8, dst: IpAddr, dport: u16) -> u32 {
+        if self.fwmark_rules.is_empty() {
+            return 0;
+        }
+        let (bits, v6) = addr_bits(dst);
+        self.fwmark_rules
+            .iter()
+            .find(|r| {
+                r.v6 == v6
+                    && bits & r.mask == r.net
+                    && r.protocol.is_none_or(|p| p == protocol)
+                    && (r.ports.is_empty() || r.ports.contains(&dport))
+            })
+            .map_or(0, |r| r.mark)
     }
 
     /// Index of a service in `config().services`.

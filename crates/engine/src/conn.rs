@@ -65,9 +65,13 @@ pub(crate) mod flag {
     /// Forwarding method, two bits.
     pub(crate) const METHOD_SHIFT: u8 = 5;
     pub(crate) const METHOD_MASK: u8 = 0b11 << METHOD_SHIFT;
+    /// A persistence template (IPVS `IP_VS_CONN_F_TEMPLATE`): client network
+    /// → real server, with client port 0; `control` counts the connections
+    /// it scheduled.
+    pub(crate) const TEMPLATE: u8 = 1 << 7;
 }
 
-/// One tracked connection. 80 bytes.
+/// One tracked connection (or persistence template). 84 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn {
     pub(crate) caddr: AddrBytes,
@@ -80,7 +84,7 @@ pub(crate) struct Conn {
     /// Protocol state (TcpState for TCP; 0 for UDP).
     pub(crate) state: u8,
     pub(crate) flags: u8,
-    _pad: [u8; 3],
+    _pad: u8,
     /// Engine destination slot.
     pub(crate) dest: u32,
     /// Expiry, in whole seconds of engine time.
@@ -89,6 +93,9 @@ pub(crate) struct Conn {
     queued: u32,
     next: u32,
     prev: u32,
+    /// For a connection: its template's index (or NIL). For a template: how
+    /// many live connections it controls (it does not expire before 0).
+    pub(crate) control: u32,
 }
 
 impl Conn {
@@ -104,8 +111,36 @@ impl Conn {
         }
     }
 
+    pub(crate) fn is_template(&self) -> bool {
+        self.flags & flag::TEMPLATE != 0
+    }
+
+    /// A connection value that is never stored: one-packet scheduling
+    /// forwards with it and forgets it.
+    pub(crate) fn ephemeral(n: &NewConn) -> Conn {
+        Conn {
+            caddr: n.key.saddr,
+            vaddr: n.key.daddr,
+            daddr: n.daddr,
+            cport: n.key.sport,
+            vport: n.key.dport,
+            dport: n.dport,
+            proto: n.key.proto,
+            state: n.state,
+            flags: method_bits(n.method) | if n.key.v6 { flag::V6 } else { 0 },
+            _pad: 0,
+            dest: n.dest,
+            expires: n.expires,
+            queued: 0,
+            next: NIL,
+            prev: NIL,
+            control: NIL,
+        }
+    }
+
     fn matches_in(&self, k: &FlowKey) -> bool {
-        self.proto == k.proto
+        self.is_template() == k.template
+            && self.proto == k.proto
             && self.cport == k.sport
             && self.vport == k.dport
             && self.caddr == k.saddr
@@ -123,9 +158,19 @@ impl Conn {
     }
 }
 
-/// A packet's 5-tuple as it appears on the wire.
+fn method_bits(m: ForwardMethod) -> u8 {
+    (match m {
+        ForwardMethod::Route => 0u8,
+        ForwardMethod::Masq => 1,
+        ForwardMethod::Tunnel => 2,
+    }) << flag::METHOD_SHIFT
+}
+
+/// A packet's 5-tuple as it appears on the wire (or a template's key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FlowKey {
+    /// Looking for a persistence template rather than a connection.
+    pub(crate) template: bool,
     pub(crate) proto: u8,
     pub(crate) v6: bool,
     pub(crate) saddr: AddrBytes,
@@ -144,6 +189,8 @@ pub(crate) struct NewConn {
     pub(crate) dest: u32,
     pub(crate) state: u8,
     pub(crate) expires: u32,
+    /// Template index for a connection (NIL if none); ignored for templates.
+    pub(crate) control: u32,
 }
 
 /// The table. See the module doc for the layout.
@@ -238,19 +285,16 @@ impl ConnTable {
         if self.len >= self.max {
             return None;
         }
-        let method_bits = match n.method {
-            ForwardMethod::Route => 0u8,
-            ForwardMethod::Masq => 1,
-            ForwardMethod::Tunnel => 2,
-        } << flag::METHOD_SHIFT;
-        let mut flags = flag::LIVE | flag::INACTIVE | method_bits;
+        let mut flags = flag::LIVE | method_bits(n.method);
         if n.key.v6 {
             flags |= flag::V6;
         }
-        if n.method != ForwardMethod::Masq {
-            flags |= flag::NO_OUTPUT;
+        if n.key.template {
+            flags |= flag::TEMPLATE;
+        } else if n.method != ForwardMethod::Masq {
+            flags |= flag::INACTIVE | flag::NO_OUTPUT;
         } else {
-            flags |= flag::OUT_INDEXED;
+            flags |= flag::INACTIVE | flag::OUT_INDEXED;
         }
         let conn = Conn {
             caddr: n.key.saddr,
@@ -262,12 +306,13 @@ impl ConnTable {
             proto: n.key.proto,
             state: n.state,
             flags,
-            _pad: [0; 3],
+            _pad: 0,
             dest: n.dest,
             expires: n.expires,
             queued: 0,
             next: NIL,
             prev: NIL,
+            control: if n.key.template { 0 } else { n.control },
         };
         let idx = if self.free != NIL {
             let idx = self.free;
@@ -328,10 +373,16 @@ impl ConnTable {
         self.unindex(idx)
     }
 
-    /// Expires every connection due at `now_secs`, handing each to `on_expire`.
-    /// Work is proportional to the seconds elapsed (at most one wheel turn)
-    /// plus the entries in the visited slots.
-    pub(crate) fn expire(&mut self, now_secs: u32, mut on_expire: impl FnMut(&Conn)) -> usize {
+    /// Expires every connection due at `now_secs`, handing each to
+    /// `on_expire`; an entry for which `keep` returns a new expiry lives on
+    /// (a template that still controls connections). Work is proportional to
+    /// the seconds elapsed (at most one wheel turn) plus the visited entries.
+    pub(crate) fn expire(
+        &mut self,
+        now_secs: u32,
+        mut keep: impl FnMut(&Conn) -> Option<u32>,
+        mut on_expire: impl FnMut(&Conn),
+    ) -> usize {
         let mut expired = 0;
         if now_secs <= self.wheel_now {
             return 0;
@@ -344,9 +395,15 @@ impl ConnTable {
                 let next = self.slab[idx as usize].next;
                 let expires = self.slab[idx as usize].expires;
                 if expires <= now_secs {
-                    let conn = self.unindex(idx);
-                    on_expire(&conn);
-                    expired += 1;
+                    if let Some(later) = keep(&self.slab[idx as usize]) {
+                        let later = later.max(now_secs + 1);
+                        self.slab[idx as usize].expires = later;
+                        self.link(idx, later);
+                    } else {
+                        let conn = self.unindex(idx);
+                        on_expire(&conn);
+                        expired += 1;
+                    }
                 } else {
                     self.link(idx, expires);
                 }
@@ -470,6 +527,7 @@ mod tests {
 
     fn key(client_port: u16) -> FlowKey {
         FlowKey {
+            template: false,
             proto: 6,
             v6: false,
             saddr: addr_bytes(IpAddr::V4(Ipv4Addr::new(10, 0, 1, 2))),
@@ -488,12 +546,13 @@ mod tests {
             dest: 7,
             state: 0,
             expires,
+            control: NIL,
         }
     }
 
     #[test]
-    fn conn_entry_is_80_bytes() {
-        assert_eq!(std::mem::size_of::<Conn>(), 80);
+    fn conn_entry_is_84_bytes() {
+        assert_eq!(std::mem::size_of::<Conn>(), 84);
     }
 
     #[test]
@@ -503,6 +562,7 @@ mod tests {
         assert_eq!(t.find_in(&key(1000)), Some(i));
         assert_eq!(t.find_in(&key(1001)), None);
         let reply = FlowKey {
+            template: false,
             proto: 6,
             v6: false,
             saddr: addr_bytes("10.0.2.11".parse().unwrap()),
@@ -550,15 +610,15 @@ mod tests {
         t.set_expiry(a, 200); // refreshed: stays queued at 110, relinked lazily
         t.set_expiry(c, 105); // shortened: relinked now
         let mut gone = Vec::new();
-        assert_eq!(t.expire(104, |x| gone.push(x.cport)), 0);
-        assert_eq!(t.expire(105, |x| gone.push(x.cport)), 1);
-        assert_eq!(t.expire(150, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(104, |_| None, |x| gone.push(x.cport)), 0);
+        assert_eq!(t.expire(105, |_| None, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(150, |_| None, |x| gone.push(x.cport)), 1);
         assert_eq!(gone, vec![3, 2]);
         assert_eq!(t.find_in(&key(1)), Some(a));
         assert_eq!(t.find_in(&key(2)), None);
         let _ = b;
-        assert_eq!(t.expire(199, |x| gone.push(x.cport)), 0);
-        assert_eq!(t.expire(200, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(199, |_| None, |x| gone.push(x.cport)), 0);
+        assert_eq!(t.expire(200, |_| None, |x| gone.push(x.cport)), 1);
         assert_eq!(t.len(), 0);
     }
 
@@ -570,12 +630,41 @@ mod tests {
         t.insert(new_conn(1, ForwardMethod::Route, 10_000)).unwrap();
         t.insert(new_conn(2, ForwardMethod::Route, 20)).unwrap();
         let mut n = 0;
-        n += t.expire(5000, |_| {});
+        n += t.expire(5000, |_| None, |_| {});
         assert_eq!(n, 1);
-        n += t.expire(9_999, |_| {});
+        n += t.expire(9_999, |_| None, |_| {});
         assert_eq!(n, 1);
-        n += t.expire(1_000_000, |_| {});
+        n += t.expire(1_000_000, |_| None, |_| {});
         assert_eq!(n, 2);
+    }
+
+    #[test]
+    fn templates_are_separate_keys_and_can_be_kept_alive() {
+        let mut t = ConnTable::new(8, [0; 4]);
+        t.start_clock(0);
+        let mut tk = key(0);
+        tk.template = true;
+        let tpl = t
+            .insert(NewConn {
+                key: tk,
+                ..new_conn(0, ForwardMethod::Route, 10)
+            })
+            .unwrap();
+        // A connection with client port 0 is not the template.
+        assert_eq!(t.find_in(&key(0)), None);
+        assert_eq!(t.find_in(&tk), Some(tpl));
+        assert!(t.get(tpl).is_template());
+        let mut kept = 0;
+        let n = t.expire(
+            10,
+            |c| {
+                kept += 1;
+                (kept == 1 && c.is_template()).then_some(20)
+            },
+            |_| {},
+        );
+        assert_eq!((n, t.len()), (0, 1), "kept alive once");
+        assert_eq!(t.expire(20, |_| None, |_| {}), 1);
     }
 
     #[test]
@@ -587,6 +676,6 @@ mod tests {
         let mut n = 0;
         t.clear(|_| n += 1);
         assert_eq!((n, t.len()), (5, 0));
-        assert_eq!(t.expire(100, |_| panic!("already removed")), 0);
+        assert_eq!(t.expire(100, |_| None, |_| panic!("already removed")), 0);
     }
 }

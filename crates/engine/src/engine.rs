@@ -7,7 +7,7 @@ use std::sync::Arc;
 use rvs_wire::{ethernet, icmpv4, ip_proto, ipv4, ipv6, tcp, udp, EthernetAddress};
 
 use crate::config::{Egress, ForwardMethod, ServiceKey, Snapshot};
-use crate::conn::{addr_bytes, bytes_addr, flag, ConnTable, FlowKey, NewConn, NIL};
+use crate::conn::{addr_bytes, bytes_addr, flag, Conn, ConnTable, FlowKey, NewConn, NIL};
 use crate::fwd::{self, nat, tun};
 use crate::neighbor::NeighborTable;
 use crate::packet::PacketBuf;
@@ -37,7 +37,9 @@ struct DestRt {
     overloaded: bool,
     active: u32,
     inactive: u32,
-    /// Connections bound to it.
+    /// Persistence templates pointing at it.
+    persistent: u32,
+    /// Connections and templates bound to it.
     refs: u32,
     egress: Egress,
     /// Cached next-hop MAC and the neighbour generation it came from.
@@ -49,8 +51,9 @@ struct DestRt {
 }
 
 impl DestRt {
+    /// IPVS `ip_vs_dest_totalconns`: active + inactive + persistent.
     fn total_conns(&self) -> u32 {
-        self.active + self.inactive
+        self.active + self.inactive + self.persistent
     }
 
     /// IPVS `ip_vs_bind_dest` overload rule.
@@ -126,6 +129,8 @@ pub struct Engine {
     ident: u16,
     clock_started: bool,
     sched_seed: u64,
+    /// Reused by handle_timeout (control path; grows to the largest burst).
+    expired: Vec<Conn>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -159,6 +164,7 @@ impl Engine {
             ident: 1,
             clock_started: false,
             sched_seed: hash_seeds[0] ^ hash_seeds[3].rotate_left(32),
+            expired: Vec::new(),
         };
         e.set_config(snapshot);
         e
@@ -248,6 +254,7 @@ impl Engine {
                     overloaded: false,
                     active: 0,
                     inactive: 0,
+                    persistent: 0,
                     refs: 0,
                     egress,
                     mac: None,
@@ -364,23 +371,146 @@ impl Engine {
             // A new connection on a tuple in TIME_WAIT/CLOSE: the old entry
             // goes now and the SYN is scheduled afresh (conn_reuse_mode 1).
             let old = self.conns.remove(idx);
-            self.unbind(old.dest, old.flags);
+            self.unbind(&old);
         }
         if let Some(idx) = self.conns.find_out(&parsed.key) {
             return self.forward_out(now_s, pkt, idx, &parsed);
         }
-        let Some(proto) = crate::config::Protocol::from_number(parsed.key.proto) else {
-            return Verdict::Pass;
-        };
-        let service_key = ServiceKey {
-            protocol: proto,
-            addr: parsed.dst,
-            port: parsed.key.dport,
-        };
-        let Some(pos) = self.snapshot.service_position(&service_key) else {
+        let Some(pos) = self.classify(&parsed) else {
             return Verdict::Pass;
         };
         self.new_connection(now_s, pkt, pos, &parsed)
+    }
+
+    /// Which service a packet without a connection belongs to: RVS's
+    /// firewall-mark classifier first (as an iptables MARK rule would run
+    /// before IPVS), then (protocol, VIP, port), then a persistent port-0
+    /// service on the VIP.
+    fn classify(&self, p: &Parsed) -> Option<usize> {
+        let proto = crate::config::Protocol::from_number(p.key.proto)?;
+        let mark = self.snapshot.classify(p.key.proto, p.dst, p.key.dport);
+        if mark != 0 {
+            if let Some(pos) = self
+                .snapshot
+                .service_position(&ServiceKey::fwmark(mark, p.v6))
+            {
+                return Some(pos);
+            }
+        }
+        self.snapshot
+            .service_position(&ServiceKey::new(proto, p.dst, p.key.dport))
+            .or_else(|| {
+                self.snapshot
+                    .service_position(&ServiceKey::new(proto, p.dst, 0))
+            })
+    }
+
+    /// Runs the service's scheduler; `None` when no server is available.
+    fn schedule(&mut self, now_s: u32, pos: usize, p: &Parsed) -> Option<u32> {
+        let svc = self.services.get_mut(pos)?;
+        // Refresh the counts the scheduler sees (O(servers), like the kernel's scans).
+        for info in svc.list.iter_mut() {
+            let d = &self.dests[info.id as usize];
+            info.active = d.active;
+            info.inactive = d.inactive;
+            info.overloaded = d.overloaded;
+        }
+        let flow = FlowInfo {
+            now: Time::from_secs(u64::from(now_s)),
+            src: p.src,
+            src_port: p.key.sport,
+            dst: p.dst,
+            dst_port: p.key.dport,
+        };
+        let pick = svc.sched.schedule(&svc.list, &flow)?;
+        Some(svc.list[pick].id)
+    }
+
+    /// The persistence template for this client, creating it (and scheduling
+    /// its server) if needed, as `ip_vs_sched_persist` does. Returns the
+    /// template index and its server.
+    fn persistent_dest(
+        &mut self,
+        now_s: u32,
+        pos: usize,
+        p: &Parsed,
+        pers: crate::config::Persistence,
+    ) -> Result<(u32, u32), Option<DropReason>> {
+        let key = self.snapshot.config().services[pos].key;
+        let mut tkey = FlowKey {
+            template: true,
+            proto: if key.is_fwmark() { 0 } else { p.key.proto },
+            v6: p.v6,
+            saddr: masked(p.key.saddr, p.v6, pers.prefix_len),
+            sport: 0,
+            daddr: p.key.daddr,
+            dport: if key.port == 0 { 0 } else { p.key.dport },
+        };
+        if key.is_fwmark() {
+            tkey.daddr = [0; 16];
+            tkey.daddr[..4].copy_from_slice(&key.fwmark.to_be_bytes());
+        }
+        let expires = now_s.saturating_add(pers.timeout);
+        if let Some(t) = self.conns.find_in(&tkey) {
+            let dest = self.conns.get(t).dest;
+            // ip_vs_check_template: a server still configured keeps its
+            // clients, even at weight 0 (expire_quiescent_template = 0).
+            if self.dests[dest as usize].in_config {
+                self.conns.set_expiry(t, expires);
+                return Ok((t, dest));
+            }
+            // Its server is gone: re-point the template at a new pick.
+            let new = self.schedule(now_s, pos, p).ok_or(None)?;
+            let old = *self.conns.get(t);
+            self.unbind(&old);
+            let (daddr, dport) = {
+                let d = &self.dests[new as usize];
+                (addr_bytes(d.addr), d.port)
+            };
+            let c = self.conns.get_mut(t);
+            c.dest = new;
+            c.daddr = daddr;
+            c.dport = dport;
+            self.bind(new, true);
+            self.conns.set_expiry(t, expires);
+            return Ok((t, new));
+        }
+        let dest = self.schedule(now_s, pos, p).ok_or(None)?;
+        let (daddr, dport, method) = {
+            let d = &self.dests[dest as usize];
+            (addr_bytes(d.addr), d.port, d.method)
+        };
+        let t = self
+            .conns
+            .insert(NewConn {
+                key: tkey,
+                daddr,
+                dport,
+                method,
+                dest,
+                state: 0,
+                expires,
+                control: NIL,
+            })
+            .ok_or(Some(DropReason::ConnTableFull))?;
+        self.bind(dest, true);
+        Ok((t, dest))
+    }
+
+    /// Counts a new connection (or template) on its server.
+    fn bind(&mut self, dest: u32, template: bool) {
+        let d = &mut self.dests[dest as usize];
+        d.refs += 1;
+        if template {
+            d.persistent += 1;
+        } else {
+            d.inactive += 1;
+            d.stats.conns += 1;
+            if let Some(s) = svc_stats(&mut self.services, d.service_pos) {
+                s.conns += 1;
+            }
+        }
+        d.check_overload_on_bind();
     }
 
     fn new_connection(
@@ -395,56 +525,61 @@ impl Engine {
                 return Verdict::Drop(DropReason::NoConnection);
             }
         }
-        let Some(svc) = self.services.get_mut(pos) else {
-            return Verdict::Pass;
+        let (persistence, one_packet) = {
+            let svc = &self.snapshot.config().services[pos];
+            (svc.persistence, svc.one_packet && p.tcp_flags.is_none())
         };
-        // Refresh the counts the scheduler sees (O(servers), like the kernel's scans).
-        for info in svc.list.iter_mut() {
-            let d = &self.dests[info.id as usize];
-            info.active = d.active;
-            info.inactive = d.inactive;
-            info.overloaded = d.overloaded;
-        }
-        let flow = FlowInfo {
-            now: crate::time::Time::from_secs(u64::from(now_s)),
-            src: p.src,
-            src_port: p.key.sport,
-            dst: p.dst,
-            dst_port: p.key.dport,
+        let (template, dest_id) = match persistence {
+            Some(pers) => match self.persistent_dest(now_s, pos, p, pers) {
+                Ok((t, d)) => (t, d),
+                Err(Some(reason)) => return Verdict::Drop(reason),
+                Err(None) => return self.no_destination(pkt, p),
+            },
+            None => match self.schedule(now_s, pos, p) {
+                Some(d) => (NIL, d),
+                None => return self.no_destination(pkt, p),
+            },
         };
-        let Some(pick) = svc.sched.schedule(&svc.list, &flow) else {
-            return self.no_destination(pkt, p);
-        };
-        let dest_id = svc.list[pick].id;
         let (daddr, dport, method) = {
             let d = &self.dests[dest_id as usize];
-            (d.addr, d.port, d.method)
+            // Port-0 and firewall-mark services keep the packet's port when
+            // the server has none.
+            let port = if d.port == 0 { p.key.dport } else { d.port };
+            (d.addr, port, d.method)
         };
-        let initial = if p.tcp_flags.is_some() {
-            TcpState::None as u8
-        } else {
-            0
-        };
-        let Some(idx) = self.conns.insert(NewConn {
+        let new = NewConn {
             key: p.key,
             daddr: addr_bytes(daddr),
             dport,
             method,
             dest: dest_id,
-            state: initial,
+            state: if p.tcp_flags.is_some() {
+                TcpState::None as u8
+            } else {
+                0
+            },
             expires: now_s.saturating_add(self.snapshot.config().timeouts.tcp[0]),
-        }) else {
+            control: template,
+        };
+        if one_packet {
+            // -o: schedule this datagram alone; nothing is tracked.
+            let d = &mut self.dests[dest_id as usize];
+            d.stats.conns += 1;
+            if let Some(s) = svc_stats(&mut self.services, d.service_pos) {
+                s.conns += 1;
+            }
+            self.counters.conns_created += 1;
+            self.count_in(dest_id, p);
+            return self.transmit_in(pkt, &Conn::ephemeral(&new), p);
+        }
+        let Some(idx) = self.conns.insert(new) else {
             return Verdict::Drop(DropReason::ConnTableFull);
         };
-        self.counters.conns_created += 1;
-        let d = &mut self.dests[dest_id as usize];
-        d.refs += 1;
-        d.inactive += 1;
-        d.stats.conns += 1;
-        d.check_overload_on_bind();
-        if let Some(s) = svc_stats(&mut self.services, d.service_pos) {
-            s.conns += 1;
+        if template != NIL {
+            self.conns.get_mut(template).control += 1;
         }
+        self.counters.conns_created += 1;
+        self.bind(dest_id, false);
         self.forward_in(now_s, pkt, idx, p)
     }
 
@@ -526,17 +661,26 @@ impl Engine {
         let timeout = self.transition(idx, Direction::Input, p);
         self.conns.set_expiry(idx, now_s.saturating_add(timeout));
         let c = *self.conns.get(idx);
+        self.count_in(c.dest, p);
+        self.transmit_in(pkt, &c, p)
+    }
+
+    fn count_in(&mut self, dest: u32, p: &Parsed) {
         let bytes = p.ip_len as u64;
-        let d = &mut self.dests[c.dest as usize];
+        let d = &mut self.dests[dest as usize];
         d.stats.in_packets += 1;
         d.stats.in_bytes += bytes;
         if let Some(s) = svc_stats(&mut self.services, d.service_pos) {
             s.in_packets += 1;
             s.in_bytes += bytes;
         }
-        let egress = d.egress;
+    }
+
+    /// Rewrites an input packet for connection `c` and picks the next hop.
+    fn transmit_in(&mut self, pkt: &mut PacketBuf<'_>, c: &Conn, p: &Parsed) -> Verdict {
+        let egress = self.dests[c.dest as usize].egress;
         let mac = self.dest_mac(c.dest);
-        match self.rewrite_in(pkt, &c, p, &egress) {
+        match self.rewrite_in(pkt, c, p, &egress) {
             Ok(()) => {}
             Err(InError::Drop(r)) => return Verdict::Drop(r),
             Err(InError::FragNeeded(mtu)) => {
@@ -569,7 +713,7 @@ impl Engine {
     fn rewrite_in(
         &mut self,
         pkt: &mut PacketBuf<'_>,
-        c: &crate::conn::Conn,
+        c: &Conn,
         p: &Parsed,
         egress: &Egress,
     ) -> Result<(), InError> {
@@ -665,9 +809,18 @@ impl Engine {
         self.ident
     }
 
-    fn unbind(&mut self, dest: u32, conn_flags: u8) {
-        let d = &mut self.dests[dest as usize];
-        if conn_flags & flag::INACTIVE != 0 {
+    /// Uncounts a connection or template that left the table.
+    fn unbind(&mut self, c: &Conn) {
+        if !c.is_template() && c.control != NIL {
+            let t = self.conns.get_mut(c.control);
+            if t.is_template() && t.flags & flag::LIVE != 0 {
+                t.control = t.control.saturating_sub(1);
+            }
+        }
+        let d = &mut self.dests[c.dest as usize];
+        if c.is_template() {
+            d.persistent = d.persistent.saturating_sub(1);
+        } else if c.flags & flag::INACTIVE != 0 {
             d.inactive = d.inactive.saturating_sub(1);
         } else {
             d.active = d.active.saturating_sub(1);
@@ -675,41 +828,44 @@ impl Engine {
         d.refs = d.refs.saturating_sub(1);
         d.check_overload_on_unbind();
         if d.refs == 0 && !d.in_config {
-            self.free_dest(dest);
+            self.free_dest(c.dest);
         }
     }
 
-    /// Expires connections due at `now`. Call between batches.
+    /// Expires connections due at `now`. Call between batches. A template
+    /// that still controls connections lives on for its persistence timeout
+    /// (IPVS re-arms it the same way).
     pub fn handle_timeout(&mut self, now: Time) {
+        let now_s = secs(now);
         if !self.clock_started {
-            self.conns.start_clock(secs(now));
+            self.conns.start_clock(now_s);
             self.clock_started = true;
             return;
         }
-        let mut gone: [(u32, u8); 64] = [(0, 0); 64];
-        // Expire in chunks so unbinding (which needs &mut self) can follow.
-        loop {
-            let mut n = 0;
-            let mut more = false;
-            let now_s = secs(now);
-            // Collect up to 64 expired entries per pass.
-            let expired = self.conns.expire(now_s, |c| {
-                if n < gone.len() {
-                    gone[n] = (c.dest, c.flags);
-                    n += 1;
-                } else {
-                    more = true;
-                }
-            });
-            let _ = expired;
-            for &(dest, flags) in &gone[..n] {
-                self.unbind(dest, flags);
-            }
-            self.counters.conns_expired += n as u64;
-            if !more {
-                break;
+        let mut gone = std::mem::take(&mut self.expired);
+        gone.clear();
+        let (snapshot, dests) = (&self.snapshot, &self.dests);
+        self.conns.expire(
+            now_s,
+            |c| {
+                (c.is_template() && c.control > 0).then(|| {
+                    let timeout = dests
+                        .get(c.dest as usize)
+                        .and_then(|d| snapshot.config().services.get(d.service_pos as usize))
+                        .and_then(|s| s.persistence)
+                        .map_or(300, |p| p.timeout);
+                    now_s.saturating_add(timeout)
+                })
+            },
+            |c| gone.push(*c),
+        );
+        for c in &gone {
+            self.unbind(c);
+            if !c.is_template() {
+                self.counters.conns_expired += 1;
             }
         }
+        self.expired = gone;
     }
 
     /// When [`Engine::handle_timeout`] next has work, if any.
@@ -778,6 +934,7 @@ impl Engine {
             method: d.method,
             active: d.active,
             inactive: d.inactive,
+            persistent: d.persistent,
             overloaded: d.overloaded,
             draining: !d.in_config,
             stats: d.stats,
@@ -791,12 +948,14 @@ impl Engine {
         self.conns.for_each(|c| {
             let v6 = c.v6();
             out.push(ConnInfo {
-                protocol: crate::config::Protocol::from_number(c.proto)
-                    .unwrap_or(crate::config::Protocol::Tcp),
+                protocol: c.proto,
+                template: c.is_template(),
                 client: (bytes_addr(&c.caddr, v6), c.cport),
                 virtual_: (bytes_addr(&c.vaddr, v6), c.vport),
                 dest: (bytes_addr(&c.daddr, v6), c.dport),
-                state: if c.proto == ip_proto::TCP {
+                state: if c.is_template() {
+                    "NONE"
+                } else if c.proto == ip_proto::TCP {
                     TcpState::from_u8(c.state).unwrap_or(TcpState::None).name()
                 } else {
                     crate::proto::udp::STATE_NAME
@@ -821,10 +980,10 @@ impl Engine {
 
     /// Drops every tracked connection (e.g. `ipvsadm -C` semantics).
     pub fn clear_connections(&mut self) {
-        let mut bound: Vec<(u32, u8)> = Vec::with_capacity(self.conns.len() as usize);
-        self.conns.clear(|c| bound.push((c.dest, c.flags)));
-        for (dest, flags) in bound {
-            self.unbind(dest, flags);
+        let mut bound: Vec<Conn> = Vec::with_capacity(self.conns.len() as usize);
+        self.conns.clear(|c| bound.push(*c));
+        for c in &bound {
+            self.unbind(c);
         }
     }
 }
@@ -833,6 +992,24 @@ impl Engine {
 enum InError {
     Drop(DropReason),
     FragNeeded(u16),
+}
+
+/// `addr` with only its first `prefix_len` bits kept (the `-M` netmask).
+fn masked(addr: [u8; 16], v6: bool, prefix_len: u8) -> [u8; 16] {
+    let width = if v6 { 128 } else { 32 };
+    let keep = u32::from(prefix_len.min(width));
+    let mut out = [0u8; 16];
+    for (i, b) in addr.iter().enumerate().take(width as usize / 8) {
+        let bits_before = i as u32 * 8;
+        out[i] = if bits_before + 8 <= keep {
+            *b
+        } else if bits_before >= keep {
+            0
+        } else {
+            b & (0xffu8 << (8 - (keep - bits_before)))
+        };
+    }
+    out
 }
 
 /// The stats of the service at `pos`; `None` for a draining server whose
@@ -942,6 +1119,7 @@ fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, DropReason> {
         v6,
         ip_len,
         key: FlowKey {
+            template: false,
             proto,
             v6,
             saddr: addr_bytes(src),

@@ -28,8 +28,8 @@ mod time;
 mod verdict;
 
 pub use config::{
-    Config, ConfigError, Dest, ForwardMethod, Interface, Protocol, Route, Service, ServiceKey,
-    Snapshot,
+    Config, ConfigError, Dest, ForwardMethod, FwmarkRule, Interface, Persistence, Protocol, Route,
+    Service, ServiceKey, Snapshot,
 };
 pub use engine::Engine;
 pub use neighbor::NeighborTable;

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::config::{ForwardMethod, Protocol, ServiceKey};
+use crate::config::{ForwardMethod, ServiceKey};
 use crate::stats::Stats;
 
 /// One service as `ipvsadm -L` shows it.
@@ -34,6 +34,8 @@ pub struct DestStatus {
     pub active: u32,
     /// Other connections.
     pub inactive: u32,
+    /// Persistence templates pointing at it.
+    pub persistent: u32,
     /// Above its upper threshold.
     pub overloaded: bool,
     /// Removed from the configuration, kept while connections remain.
@@ -42,11 +44,13 @@ pub struct DestStatus {
     pub stats: Stats,
 }
 
-/// One tracked connection (`ipvsadm -Lc`).
+/// One tracked connection or persistence template (`ipvsadm -Lc`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ConnInfo {
-    /// Protocol.
-    pub protocol: Protocol,
+    /// IP protocol number (0 for a firewall-mark service's template).
+    pub protocol: u8,
+    /// A persistence template (client port 0, `--persistent-conn`).
+    pub template: bool,
     /// Client address and port.
     pub client: (IpAddr, u16),
     /// Virtual address and port.

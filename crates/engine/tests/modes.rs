@@ -554,3 +554,29 @@ fn ipv6_nat_and_dr() {
         t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap()
     );
 }
+
+#[test]
+fn a_mass_expiry_returns_every_count() {
+    // More connections expiring at once than any internal batch size.
+    let mut d = Director::new(config(
+        Protocol::Tcp,
+        "rr",
+        ForwardMethod::Route,
+        &[1, 1, 1],
+    ));
+    for port in 0..500u16 {
+        d.run(&from_client(20000 + port, SYN, b""), FRONT);
+    }
+    let total = |d: &Director| -> u32 {
+        d.engine.status()[0]
+            .dests
+            .iter()
+            .map(|x| x.inactive + x.active)
+            .sum()
+    };
+    assert_eq!(total(&d), 500);
+    d.advance(61); // SYN_RECV: 60 s
+    assert_eq!(d.engine.connection_count(), 0);
+    assert_eq!(total(&d), 0, "every expired connection uncounted");
+    assert_eq!(d.engine.counters().conns_expired, 500);
+}

@@ -39,9 +39,11 @@ fuzz_target!(|input: Input| {
         ],
         routes: vec![Route { dst: Ipv4Addr::UNSPECIFIED.into(), prefix_len: 0, egress: IfIndex(2), gateway: Some(Ipv4Addr::new(10, 0, 3, 1).into()) }],
         services: vec![Service {
-            key: ServiceKey { protocol: if input.udp { Protocol::Udp } else { Protocol::Tcp }, addr: Ipv4Addr::new(10, 0, 100, 1).into(), port: 80 },
+            key: ServiceKey { protocol: if input.udp { Protocol::Udp } else { Protocol::Tcp }, addr: Ipv4Addr::new(10, 0, 100, 1).into(), port: 80, fwmark: 0 },
             scheduler: if input.wrr { "wrr" } else { "rr" }.into(),
             sched_flags: 0,
+            persistence: None,
+            one_packet: false,
             dests: input.weights.iter().enumerate().map(|(i, &w)| Dest::new(Ipv4Addr::new(10, 0, 2, 11 + i as u8).into(), port, method).weight(u32::from(w % 4))).collect(),
         }],
         max_connections: u32::from(input.max_conns % 16) + 1,

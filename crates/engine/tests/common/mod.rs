@@ -40,6 +40,7 @@ pub fn vip_key(protocol: Protocol) -> ServiceKey {
         protocol,
         addr: ip(VIP),
         port: 80,
+        fwmark: 0,
     }
 }
 
@@ -86,6 +87,8 @@ pub fn config(
             key: vip_key(protocol),
             scheduler: scheduler.into(),
             sched_flags: 0,
+            persistence: None,
+            one_packet: false,
             dests: weights
                 .iter()
                 .enumerate()
