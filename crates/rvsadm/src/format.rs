@@ -1,4 +1,6 @@
-//! `Listing` → text, byte for byte as ipvsadm 1.31 prints `-L`.
+//! `Listing` → text, byte for byte as ipvsadm 1.31 prints `-L` (with
+//! `--stats`, `--rate`, `--thresholds`, `--persistent-conn`, `--exact`),
+//! `-L -c`, `-L --timeout` and `-S`.
 //!
 //! Pure: reverse lookups go through [`Names`]; `-n` uses [`Numeric`].
 //! Column widths follow ipvsadm's printf formats (`%-33s` for the stats
@@ -9,9 +11,12 @@ use std::cmp::Ordering;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
-use rvs_api::{DestStatus, Listing, Protocol, ServiceKey, ServiceStatus};
+use rvs_api::{
+    ConnectionEntry, DestStatus, Family, ForwardMethod, Listing, Protocol, ServiceKey,
+    ServiceStatus, Stats, Timeouts,
+};
 
-use crate::parse::{sched_flag_number, ListRequest};
+use crate::parse::{sched_flag_name, sched_flag_number, ListRequest};
 
 /// The IPVS version ipvsadm reports; rvsd implements that interface.
 pub(crate) const IPVS_VERSION: &str = "1.2.1";
@@ -80,14 +85,21 @@ fn largenum(out: &mut String, n: u64, exact: bool) {
     };
 }
 
-/// libipvs's sort order: family, protocol, address, port.
+/// libipvs's `ipvs_cmp_services`: mark (address services count as 0),
+/// family, protocol, address, port.
+fn sort_key(k: &ServiceKey) -> (u32, Family, Protocol, Option<IpAddr>, u16) {
+    match *k {
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => (0, k.family(), protocol, Some(addr), port),
+        ServiceKey::Fwmark { mark, af } => (mark, af, Protocol::Tcp, None, 0),
+    }
+}
+
 fn cmp_keys(a: &ServiceKey, b: &ServiceKey) -> Ordering {
-    (a.addr.is_ipv6(), a.protocol, a.addr, a.port).cmp(&(
-        b.addr.is_ipv6(),
-        b.protocol,
-        b.addr,
-        b.port,
-    ))
+    sort_key(a).cmp(&sort_key(b))
 }
 
 fn cmp_dests(a: &DestStatus, b: &DestStatus) -> Ordering {
@@ -99,17 +111,28 @@ fn cmp_dests(a: &DestStatus, b: &DestStatus) -> Ordering {
 }
 
 fn title(out: &mut String, req: &ListRequest) {
-    if req.stats {
+    let counters = |out: &mut String, cols: [&str; 5]| {
         let _ = writeln!(
             out,
             "{:<33} {:>8} {:>8} {:>8} {:>8} {:>8}\n  -> RemoteAddress:Port",
-            "Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"
+            "Prot LocalAddress:Port", cols[0], cols[1], cols[2], cols[3], cols[4]
         );
+    };
+    if req.stats {
+        counters(out, ["Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"]);
+    } else if req.rate {
+        counters(out, ["CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"]);
     } else if req.thresholds {
         let _ = writeln!(
             out,
             "{:<33} {:<10} {:<10} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn"
+        );
+    } else if req.persistent_conn {
+        let _ = writeln!(
+            out,
+            "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
+            "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
     } else {
         out.push_str(
@@ -118,7 +141,8 @@ fn title(out: &mut String, req: &ListRequest) {
     }
 }
 
-/// `(sh-fallback,sh-port)` style flag names for the service's scheduler.
+/// ipvsadm's `print_sched_flags`: the set flags under the scheduler's
+/// names, in bit order, comma-separated; `None` when no flag is set.
 fn sched_flags(sched: &str, flags: &[String]) -> Option<String> {
     let mut bits = [false; 3];
     for f in flags {
@@ -126,40 +150,96 @@ fn sched_flags(sched: &str, flags: &[String]) -> Option<String> {
             bits[usize::from(n - 1)] = true;
         }
     }
-    let names: Vec<String> = bits
-        .iter()
-        .enumerate()
-        .filter(|(_, on)| **on)
-        .map(|(i, _)| match (sched, i) {
-            ("sh" | "mh", 0) => format!("{sched}-fallback"),
-            ("sh" | "mh", 1) => format!("{sched}-port"),
-            _ => format!("flag-{}", i + 1),
-        })
+    let names: Vec<String> = (1u8..=3)
+        .filter(|n| bits[usize::from(n - 1)])
+        .map(|n| sched_flag_name(sched, n))
         .collect();
     (!names.is_empty()).then(|| names.join(","))
 }
 
+/// ` mask 255.255.255.0` / ` -M 64` style persistence mask text, or `None`
+/// for a single address (/32, /128).
+fn mask_text(family: Family, netmask: Option<u8>) -> Option<String> {
+    match (family, netmask) {
+        (Family::Ipv4, Some(p)) if p < 32 => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
+            Some(Ipv4Addr::from(mask).to_string())
+        }
+        (Family::Ipv6, Some(p)) if p < 128 => Some(p.to_string()),
+        _ => None,
+    }
+}
+
+/// The service column: `TCP  host:port` (IPv4 cut at 33 bytes), `FWM  1`,
+/// `FWM  1 IPv6`; or for rules `-t host:port`, `-f 1`, `-f 1 -6`.
+fn service_name(key: &ServiceKey, rule: bool, names: &dyn Names) -> String {
+    match *key {
+        ServiceKey::Fwmark { mark, af } => match (rule, af) {
+            (true, Family::Ipv4) => format!("-f {mark}"),
+            (true, Family::Ipv6) => format!("-f {mark} -6"),
+            (false, Family::Ipv4) => format!("FWM  {mark}"),
+            (false, Family::Ipv6) => format!("FWM  {mark} IPv6"),
+        },
+        ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => {
+            let vname = addrport(addr, port, protocol, names);
+            if rule {
+                let opt = match protocol {
+                    Protocol::Tcp => "-t",
+                    Protocol::Udp => "-u",
+                };
+                format!("{opt} {vname}")
+            } else {
+                let name = format!("{:<4} {vname}", protocol.name());
+                if addr.is_ipv6() {
+                    name
+                } else {
+                    truncate(name, 33)
+                }
+            }
+        }
+    }
+}
+
+fn counters(out: &mut String, s: &Stats, exact: bool) {
+    for n in [
+        s.conns,
+        s.in_packets,
+        s.out_packets,
+        s.in_bytes,
+        s.out_bytes,
+    ] {
+        largenum(out, n, exact);
+    }
+}
+
+fn rates(out: &mut String, s: &Stats, exact: bool) {
+    for n in [s.cps, s.in_pps, s.out_pps, s.in_bps, s.out_bps] {
+        largenum(out, n, exact);
+    }
+}
+
+fn sorted_dests(svc: &ServiceStatus, nosort: bool) -> Vec<&DestStatus> {
+    let mut dests: Vec<&DestStatus> = svc.dests.iter().collect();
+    if !nosort {
+        dests.sort_by(|a, b| cmp_dests(a, b));
+    }
+    dests
+}
+
 fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names: &dyn Names) {
     let key = &svc.spec.key;
-    let v6 = key.addr.is_ipv6();
-    let vname = addrport(key.addr, key.port, key.protocol, names);
-    let mut svc_name = format!("{}  {}", key.protocol.name(), vname);
-    if !v6 {
-        svc_name = truncate(svc_name, 33);
-    }
+    let svc_name = service_name(key, false, names);
 
     if req.stats {
         let _ = write!(out, "{svc_name:<33}");
-        let s = &svc.stats;
-        for n in [
-            s.conns,
-            s.in_packets,
-            s.out_packets,
-            s.in_bytes,
-            s.out_bytes,
-        ] {
-            largenum(out, n, req.exact);
-        }
+        counters(out, &svc.stats, req.exact);
+    } else if req.rate {
+        let _ = write!(out, "{svc_name:<33}");
+        rates(out, &svc.stats, req.exact);
     } else {
         let spec = &svc.spec;
         let _ = write!(out, "{svc_name} {}", spec.scheduler);
@@ -168,47 +248,46 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
         }
         if let Some(t) = spec.persistence_timeout {
             let _ = write!(out, " persistent {t}");
-            match (key.addr, spec.netmask) {
-                (IpAddr::V4(_), Some(p)) if p < 32 => {
-                    let mask = u32::MAX.checked_shl(32 - u32::from(p)).unwrap_or(0);
-                    let _ = write!(out, " mask {}", Ipv4Addr::from(mask));
-                }
-                (IpAddr::V6(_), Some(p)) if p < 128 => {
-                    let _ = write!(out, " mask {p}");
-                }
-                _ => {}
+            if let Some(m) = mask_text(key.family(), spec.netmask) {
+                let _ = write!(out, " mask {m}");
             }
+        }
+        if spec.one_packet {
+            out.push_str(" ops");
         }
     }
     out.push('\n');
 
-    let mut dests: Vec<&DestStatus> = svc.dests.iter().collect();
-    if !req.nosort {
-        dests.sort_by(|a, b| cmp_dests(a, b));
-    }
-    for d in dests {
-        let mut dname = addrport(d.spec.addr, d.spec.port, key.protocol, names);
+    for d in sorted_dests(svc, req.nosort) {
+        let mut dname = addrport(d.spec.addr, d.spec.port, key.protocol(), names);
         if !d.spec.addr.is_ipv6() {
             dname = truncate(dname, 28);
         }
         if req.stats {
             let _ = write!(out, "  -> {dname:<28}");
+            counters(out, &d.stats, req.exact);
+            out.push('\n');
+        } else if req.rate {
             let s = &d.stats;
-            for n in [
-                s.conns,
-                s.in_packets,
-                s.out_packets,
-                s.in_bytes,
-                s.out_bytes,
-            ] {
-                largenum(out, n, req.exact);
-            }
+            let _ = write!(
+                out,
+                "  -> {dname:<28} {:>8} {:>8} {:>8}",
+                s.cps, s.in_pps, s.out_pps
+            );
+            largenum(out, s.in_bps, req.exact);
+            largenum(out, s.out_bps, req.exact);
             out.push('\n');
         } else if req.thresholds {
             let _ = writeln!(
                 out,
                 "  -> {dname:<28} {:<10} {:<10} {:<10} {:<10}",
                 d.spec.upper_threshold, d.spec.lower_threshold, d.active_conns, d.inactive_conns
+            );
+        } else if req.persistent_conn {
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
+                d.spec.weight, d.persistent_conns, d.active_conns, d.inactive_conns
             );
         } else {
             let _ = writeln!(
@@ -223,12 +302,21 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
     }
 }
 
+fn sorted_services(listing: &Listing, nosort: bool) -> Vec<&ServiceStatus> {
+    let mut services: Vec<&ServiceStatus> = listing.services.iter().collect();
+    if !nosort {
+        services.sort_by(|a, b| cmp_keys(&a.spec.key, &b.spec.key));
+    }
+    services
+}
+
 /// Why a single-service listing printed nothing.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct NoSuchService;
 
 /// The text of `ipvsadm -L` for `req`: the whole table, or with
 /// `req.service` that one service without the version line, as ipvsadm does.
+/// (`-c` and `--timeout` are [`connections`] and [`timeouts`].)
 pub(crate) fn listing(
     listing: &Listing,
     req: &ListRequest,
@@ -251,14 +339,152 @@ pub(crate) fn listing(
         listing.conn_table_size
     );
     title(&mut out, req);
-    let mut services: Vec<&ServiceStatus> = listing.services.iter().collect();
-    if !req.nosort {
-        services.sort_by(|a, b| cmp_keys(&a.spec.key, &b.spec.key));
-    }
-    for svc in services {
+    for svc in sorted_services(listing, req.nosort) {
         service_entry(&mut out, svc, req, names);
     }
     Ok(out)
+}
+
+/// ipvsadm's `fwd_switch`.
+fn method_switch(m: ForwardMethod) -> &'static str {
+    match m {
+        ForwardMethod::Route => "-g",
+        ForwardMethod::Masq => "-m",
+        ForwardMethod::Tunnel => "-i",
+    }
+}
+
+/// `ipvsadm -S`: the table as the commands that rebuild it, sorted like
+/// `-L`. One addition to ipvsadm 1.31's format: real servers with
+/// thresholds get ` -x N` / ` -y N` (only when non-zero, so tables without
+/// thresholds save byte-identically, and ipvsadm itself reads these lines),
+/// because ipvsadm's save silently drops them and a restore then loses them.
+pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
+    let mut out = String::new();
+    for svc in sorted_services(listing, false) {
+        let spec = &svc.spec;
+        let key = &spec.key;
+        let svc_name = service_name(key, true, names);
+        let _ = write!(out, "-A {svc_name} -s {}", spec.scheduler);
+        if let Some(t) = spec.persistence_timeout {
+            let _ = write!(out, " -p {t}");
+            if let Some(m) = mask_text(key.family(), spec.netmask) {
+                let _ = write!(out, " -M {m}");
+            }
+        }
+        if spec.one_packet {
+            out.push_str(" -o");
+        }
+        if let Some(f) = sched_flags(&spec.scheduler, &spec.flags) {
+            let _ = write!(out, " -b {f}");
+        }
+        out.push('\n');
+        for d in sorted_dests(svc, false) {
+            let dname = addrport(d.spec.addr, d.spec.port, key.protocol(), names);
+            let _ = write!(
+                out,
+                "-a {svc_name} -r {dname} {} -w {}",
+                method_switch(d.spec.method),
+                d.spec.weight
+            );
+            if d.spec.method == ForwardMethod::Tunnel {
+                out.push_str(" --tun-type ipip");
+            }
+            if d.spec.upper_threshold != 0 {
+                let _ = write!(out, " -x {}", d.spec.upper_threshold);
+            }
+            if d.spec.lower_threshold != 0 {
+                let _ = write!(out, " -y {}", d.spec.lower_threshold);
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// `ipvsadm -L --timeout`.
+pub(crate) fn timeouts(t: &Timeouts) -> String {
+    format!(
+        "Timeout (tcp tcpfin udp): {} {} {}\n",
+        t.tcp, t.tcpfin, t.udp
+    )
+}
+
+/// The address the kernel shows as "virtual" for a mark service's
+/// template: the mark itself in the first 32 bits, port 0.
+fn fwmark_addr(mark: u32, v6: bool) -> IpAddr {
+    if v6 {
+        let mut b = [0u8; 16];
+        b[..4].copy_from_slice(&mark.to_be_bytes());
+        IpAddr::from(b)
+    } else {
+        IpAddr::from(Ipv4Addr::from(mark))
+    }
+}
+
+/// `ipvsadm -L -c`: the connection table in rvsd's order, as ipvsadm
+/// prints /proc/net/ip_vs_conn (templates included, as the kernel lists
+/// them; `--persistent-conn` only adds the persistence-engine columns,
+/// which stay empty because rvsd has no persistence engines).
+pub(crate) fn connections(
+    conns: &[ConnectionEntry],
+    persistent_conn: bool,
+    names: &dyn Names,
+) -> String {
+    let mut out = String::from("IPVS connection entries\n");
+    if persistent_conn {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} {:<18} {:<16} pe_data",
+            "state", "source", "virtual", "destination", "pe name"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "pro expire {:<11} {:<18} {:<18} destination",
+            "state", "source", "virtual"
+        );
+    }
+    for c in conns {
+        // A mark template has protocol IPPROTO_IP: "IP", no service names.
+        let (proto, vaddr, vport, named) = match c.fwmark {
+            Some(mark) if c.template => {
+                let v = fwmark_addr(mark, c.client.0.is_ipv6());
+                ("IP", v, 0, false)
+            }
+            _ => (c.protocol.name(), c.virtual_.0, c.virtual_.1, true),
+        };
+        let name = |addr: IpAddr, port: u16| {
+            if named {
+                addrport(addr, port, c.protocol, names)
+            } else {
+                addrport(addr, port, c.protocol, &HostsOnly(names))
+            }
+        };
+        let expire = format!("{:02}:{:02}", c.expires_secs / 60, c.expires_secs % 60);
+        let _ = writeln!(
+            out,
+            "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
+            c.state,
+            name(c.client.0, c.client.1),
+            name(vaddr, vport),
+            name(c.dest.0, c.dest.1),
+        );
+    }
+    out
+}
+
+/// Host names from the inner resolver, ports always numeric (ipvsadm finds
+/// no service name for protocol `IP`).
+struct HostsOnly<'a>(&'a dyn Names);
+
+impl Names for HostsOnly<'_> {
+    fn host(&self, addr: IpAddr) -> Option<String> {
+        self.0.host(addr)
+    }
+    fn service(&self, _: u16, _: Protocol) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(test)]

@@ -13,9 +13,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rvs_api::{Client, ClientError};
+use rvs_api::{Client, ClientError, Command, RestoreError};
 
-use crate::parse::{Action, ParseError};
+use crate::parse::{Action, LineError, ParseError};
 
 const VERSION_LINE: &str = concat!(
     "rvsadm ",
@@ -28,9 +28,11 @@ fn usage(program: &str) -> String {
     format!(
         "{VERSION_LINE}
 Usage:
-  {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags]
+  {p} -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [-b sched-flags] [-o]
   {p} -D virtual-service
   {p} -C
+  {p} -R
+  {p} -S [-n]
   {p} -a|e virtual-service -r server-address [options]
   {p} -d virtual-service -r server-address
   {p} -L|l [virtual-service] [options]
@@ -44,6 +46,8 @@ Either long or short options are allowed.
   --edit-service    -E        edit virtual service with options
   --delete-service  -D        delete virtual service
   --clear           -C        clear the whole table
+  --restore         -R        restore rules from stdin (all or nothing)
+  --save            -S        save rules to stdout
   --add-server      -a        add real server with options
   --edit-server     -e        edit real server with options
   --delete-server   -d        delete real server
@@ -56,8 +60,10 @@ Either long or short options are allowed.
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
   --udp-service|-u  service-address   service-address is host[:port]
+  --fwmark-service|-f fwmark          fwmark is an integer greater than zero
 
 Options:
+  --ipv6         -6                   fwmark entry uses IPv6
   --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos
                                       (as rvsd supports them), the default scheduler is {sched}.
   --persistent   -p [timeout]         persistent service (default timeout {pers} s)
@@ -66,14 +72,20 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --tun-type      type                ipip only (what -i means)
   --weight       -w weight            capacity of real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
+  --connection   -c                   output of current IPVS connections
+  --timeout                           output of timeout (tcp tcpfin udp)
   --stats                             output of statistics information
+  --rate                              output of rate information
   --exact                             expand numbers (display exact values)
   --thresholds                        output of thresholds information
+  --persistent-conn                   output of persistent connection info
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
+  --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
   --socket PATH                       rvsd control socket (default ${env}, else {sock})
@@ -83,6 +95,19 @@ Options:
         env = rvs_api::SOCKET_ENV,
         sock = rvs_api::DEFAULT_SOCKET,
     )
+}
+
+/// Writes a listing to stdout.
+fn print(text: &str) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .context("writing the listing")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn try_help(program: &str) -> String {
+    format!("Try `{program} -h' or '{program} --help' for more information.")
 }
 
 fn main() -> ExitCode {
@@ -103,7 +128,7 @@ fn main() -> ExitCode {
                 return ExitCode::from(2);
             }
             Err(ParseError::TryHelp) => {
-                eprintln!("Try `{program} -h' or '{program} --help' for more information.");
+                eprintln!("{}", try_help(&program));
                 return ExitCode::from(2);
             }
         }
@@ -141,25 +166,73 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Action::List(req) => {
-            let listing = client.listing()?;
             let names: &dyn format::Names = if req.numeric {
                 &format::Numeric
             } else {
                 &resolve::System
             };
+            if req.connections {
+                let conns = client.connections()?;
+                return print(&format::connections(&conns, req.persistent_conn, names));
+            }
+            let listing = client.listing()?;
+            if req.timeouts {
+                return print(&format::timeouts(&listing.timeouts));
+            }
             match format::listing(&listing, &req, names) {
-                Ok(text) => {
-                    let mut out = std::io::stdout().lock();
-                    out.write_all(text.as_bytes())
-                        .and_then(|()| out.flush())
-                        .context("writing the listing")?;
-                    Ok(ExitCode::SUCCESS)
-                }
+                Ok(text) => print(&text),
                 Err(format::NoSuchService) => {
                     eprintln!("No such service");
                     Ok(ExitCode::from(1))
                 }
             }
         }
+        Action::Save { numeric } => {
+            let names: &dyn format::Names = if numeric {
+                &format::Numeric
+            } else {
+                &resolve::System
+            };
+            print(&format::save(&client.listing()?, names))
+        }
+        Action::Restore => restore(program, &client),
+    }
+}
+
+/// `-R`: parse all of stdin first (a bad line: its number and the reason,
+/// exit 2, nothing sent), then send one `Restore` that rvsd applies whole;
+/// a refusal is reported against the input line it came from.
+fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input)
+        .context("reading rules from stdin")?;
+    let lines = match parse::parse_restore(&input, &resolve::System) {
+        Ok(l) => l,
+        Err(LineError { line, error }) => {
+            match error {
+                ParseError::Message(m) => eprintln!("line {line}: {m}"),
+                ParseError::TryHelp => eprintln!("line {line}: {}", try_help(program)),
+            }
+            eprintln!("nothing restored");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if lines.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (numbers, cmds): (Vec<usize>, Vec<Command>) = lines.into_iter().unzip();
+    match client.command(&Command::Restore(cmds)) {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(ClientError::Rejected { message, .. }) => {
+            match RestoreError::parse(&message) {
+                Some(e) if e.index < numbers.len() => {
+                    eprintln!("line {}: {}", numbers[e.index], e.message)
+                }
+                _ => eprintln!("{message}"),
+            }
+            eprintln!("nothing restored");
+            Ok(ExitCode::from(1))
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use rvs_api::{Command, DestSpec, ForwardMethod, Protocol, ServiceKey, ServiceSpec};
+use rvs_api::{Command, DestSpec, Family, ForwardMethod, Protocol, ServiceKey, ServiceSpec};
 
 /// ipvsadm's default scheduler.
 pub(crate) const DEFAULT_SCHEDULER: &str = "wlc";
@@ -34,12 +34,21 @@ pub(crate) trait Lookup {
 pub(crate) struct ListRequest {
     /// `-n`: no name resolution.
     pub(crate) numeric: bool,
-    /// `-t/-u`: only this service (and no version title line).
+    /// `-t/-u/-f`: only this service (and no version title line).
     pub(crate) service: Option<ServiceKey>,
+    /// `-c`: the connection table instead of the services.
+    pub(crate) connections: bool,
+    /// `--timeout`: the `--set` timeouts instead of the services.
+    pub(crate) timeouts: bool,
     /// `--stats`: counters instead of connections.
     pub(crate) stats: bool,
+    /// `--rate`: per-second rates instead of connections.
+    pub(crate) rate: bool,
     /// `--thresholds`: thresholds instead of weights.
     pub(crate) thresholds: bool,
+    /// `--persistent-conn`: persistence templates per real server (and the
+    /// persistence-engine columns with `-c`).
+    pub(crate) persistent_conn: bool,
     /// `--exact`: counters unabbreviated.
     pub(crate) exact: bool,
     /// `--nosort`: rvsd's order instead of ipvsadm's sort.
@@ -53,6 +62,13 @@ pub(crate) enum Action {
     Command(Command),
     /// Fetch and print the table.
     List(ListRequest),
+    /// `-S`: print the table as ipvsadm rules; `-n` for numeric output.
+    Save {
+        /// `-n`: no name resolution.
+        numeric: bool,
+    },
+    /// `-R`: read rules from stdin and apply them as one transaction.
+    Restore,
     /// `-h`: usage on stdout, exit 0.
     Help,
     /// `-v`: version on stdout, exit 0.
@@ -92,6 +108,8 @@ enum Cmd {
     DelDest,
     EditDest,
     Timeout,
+    Restore,
+    Save,
     Zero,
 }
 
@@ -108,16 +126,20 @@ impl Cmd {
             Cmd::DelDest => "delete-server",
             Cmd::EditDest => "edit-server",
             Cmd::Timeout => "set",
+            Cmd::Restore => "restore",
+            Cmd::Save => "save",
             Cmd::Zero => "zero",
         }
     }
 }
 
 /// Options in ipvsadm's `optnames` order (the order its checks report in),
-/// restricted to the ones rvsadm implements.
+/// leaving out the sync-daemon, persistence-engine and tunnel options
+/// rvsadm refuses before any check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
     Numeric,
+    Connection,
     Service,
     Scheduler,
     Persistent,
@@ -127,15 +149,21 @@ enum Opt {
     Weight,
     UThreshold,
     LThreshold,
+    Timeout,
     Stats,
+    Rate,
     Thresholds,
+    PersistentConn,
     NoSort,
     Exact,
+    OnePacket,
     SchedFlags,
+    TunType,
 }
 
-const OPTS: [Opt; 15] = [
+const OPTS: [Opt; 21] = [
     Opt::Numeric,
+    Opt::Connection,
     Opt::Service,
     Opt::Scheduler,
     Opt::Persistent,
@@ -145,11 +173,16 @@ const OPTS: [Opt; 15] = [
     Opt::Weight,
     Opt::UThreshold,
     Opt::LThreshold,
+    Opt::Timeout,
     Opt::Stats,
+    Opt::Rate,
     Opt::Thresholds,
+    Opt::PersistentConn,
     Opt::NoSort,
     Opt::Exact,
+    Opt::OnePacket,
     Opt::SchedFlags,
+    Opt::TunType,
 ];
 
 impl Opt {
@@ -160,6 +193,7 @@ impl Opt {
     fn name(self) -> &'static str {
         match self {
             Opt::Numeric => "numeric",
+            Opt::Connection => "connection",
             Opt::Service => "service-address",
             Opt::Scheduler => "scheduler",
             Opt::Persistent => "persistent",
@@ -169,40 +203,50 @@ impl Opt {
             Opt::Weight => "weight",
             Opt::UThreshold => "u-threshold",
             Opt::LThreshold => "l-threshold",
+            Opt::Timeout => "timeout",
             Opt::Stats => "stats",
+            Opt::Rate => "rate",
             Opt::Thresholds => "thresholds",
+            Opt::PersistentConn => "persistent-conn",
             Opt::NoSort => "nosort",
             Opt::Exact => "exact",
+            Opt::OnePacket => "ops",
             Opt::SchedFlags => "sched-flags",
+            Opt::TunType => "tun-type",
         }
     }
 
     /// ipvsadm's `commands_v_options` cell: '+' required, 'x' illegal,
-    /// ' ' optional.
+    /// '1' at most one of these, ' ' optional.
     fn rule(self, cmd: Cmd) -> char {
         use Opt::*;
         match cmd {
             Cmd::Add | Cmd::Edit => match self {
                 Service => '+',
-                Scheduler | Persistent | Netmask | SchedFlags => ' ',
+                Scheduler | Persistent | Netmask | OnePacket | SchedFlags => ' ',
                 _ => 'x',
             },
             Cmd::Del => match self {
                 Service => '+',
                 _ => 'x',
             },
-            Cmd::Flush | Cmd::Timeout => 'x',
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore => 'x',
             Cmd::List => match self {
-                Numeric | Service | Stats | Thresholds | NoSort | Exact => ' ',
+                Connection | Service | Timeout => '1',
+                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact => ' ',
                 _ => 'x',
             },
             Cmd::AddDest | Cmd::EditDest => match self {
                 Service | Server => '+',
-                Forward | Weight | UThreshold | LThreshold => ' ',
+                Forward | Weight | UThreshold | LThreshold | TunType => ' ',
                 _ => 'x',
             },
             Cmd::DelDest => match self {
                 Service | Server => '+',
+                _ => 'x',
+            },
+            Cmd::Save => match self {
+                Numeric => ' ',
                 _ => 'x',
             },
             Cmd::Zero => match self {
@@ -221,8 +265,9 @@ enum Arg {
 }
 
 /// (long name, short letter, argument). Entries for ipvsadm options rvsadm
-/// does not implement yet are listed so they get a precise error instead of
-/// "unknown option".
+/// does not implement (sync daemon, SCTP, persistence engines, GUE/GRE
+/// tunnels) are listed so they get a precise error instead of "unknown
+/// option".
 const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("add-service", Some('A'), Arg::None),
     ("edit-service", Some('E'), Arg::None),
@@ -243,7 +288,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("stop-daemon", None, Arg::Required),
     ("tcp-service", Some('t'), Arg::Required),
     ("udp-service", Some('u'), Arg::Required),
-    ("sctp-service", Some('q'), Arg::Required),
+    ("sctp-service", None, Arg::Required),
     ("fwmark-service", Some('f'), Arg::Required),
     ("scheduler", Some('s'), Arg::Required),
     ("persistent", Some('p'), Arg::Optional),
@@ -467,36 +512,72 @@ fn parse_netmask(s: &str, v6: bool, lookup: &dyn Lookup) -> Result<Option<u8>, P
     Ok((prefix != 32).then_some(prefix as u8))
 }
 
-/// Scheduler flag names, as `-b` takes them; index+1 is the flag number.
-const SCHED_FLAGS: [(&str, u8); 7] = [
-    ("flag-1", 1),
-    ("flag-2", 2),
-    ("flag-3", 3),
-    ("sh-fallback", 1),
-    ("sh-port", 2),
-    ("mh-fallback", 1),
-    ("mh-port", 2),
+/// Scheduler flag names, as `-b` takes them, with their flag number and
+/// the scheduler they belong to (`None`: any).
+const SCHED_FLAGS: [(&str, u8, Option<&str>); 7] = [
+    ("flag-1", 1, None),
+    ("flag-2", 2, None),
+    ("flag-3", 3, None),
+    ("sh-fallback", 1, Some("sh")),
+    ("sh-port", 2, Some("sh")),
+    ("mh-fallback", 1, Some("mh")),
+    ("mh-port", 2, Some("mh")),
 ];
 
-fn parse_sched_flags(s: &str) -> Result<Vec<String>, ParseError> {
-    let mut out: Vec<String> = Vec::new();
-    for f in s.split(',') {
-        if !SCHED_FLAGS.iter().any(|(n, _)| *n == f) {
-            return fail(format!("invalid scheduler flag `{f}' specified"));
-        }
-        if !out.iter().any(|o| o == f) {
-            out.push(f.to_string());
-        }
+/// The name flag `n` (1..=3) goes by under `sched`, as ipvsadm prints it.
+pub(crate) fn sched_flag_name(sched: &str, n: u8) -> String {
+    match (sched, n) {
+        ("sh" | "mh", 1) => format!("{sched}-fallback"),
+        ("sh" | "mh", 2) => format!("{sched}-port"),
+        _ => format!("flag-{n}"),
     }
-    Ok(out)
+}
+
+/// ipvsadm's `parse_sched_flags`: comma-separated names, each known and
+/// matching the scheduler (default wlc). ipvsadm keeps bits, so the result
+/// is in bit order under the scheduler's own names: what `-L` and `-S`
+/// print back.
+fn parse_sched_flags(sched: &str, s: &str) -> Result<Vec<String>, ParseError> {
+    let mut bits = [false; 3];
+    // strtok: empty pieces between commas are skipped.
+    for f in s.split(',').filter(|f| !f.is_empty()) {
+        let Some((_, n, owner)) = SCHED_FLAGS.iter().find(|(name, _, _)| *name == f) else {
+            return fail(format!("invalid scheduler flag `{f}'"));
+        };
+        if owner.is_some_and(|o| o != sched) {
+            return fail(format!("incompatible scheduler flag `{f}'"));
+        }
+        bits[usize::from(*n - 1)] = true;
+    }
+    Ok((1u8..=3)
+        .filter(|n| bits[usize::from(n - 1)])
+        .map(|n| sched_flag_name(sched, n))
+        .collect())
 }
 
 /// Number (1..=3) of a scheduler flag name, for the listing.
 pub(crate) fn sched_flag_number(name: &str) -> Option<u8> {
     SCHED_FLAGS
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, b, _)| *b)
+}
+
+/// ipvsadm's `parse_fwmark`: a decimal number 1..=4294967295.
+fn parse_fwmark(s: &str) -> Result<u32, ParseError> {
+    let t = s.trim_start();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    match t.parse::<u32>() {
+        Ok(n) if n > 0 && t.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        _ => fail(format!("invalid fwmark value `{s}' specified")),
+    }
+}
+
+/// The virtual service as given on the command line.
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    Addr(Protocol, IpAddr, Option<u16>),
+    Fwmark(u32, Family),
 }
 
 /// Parses the arguments after the program name.
@@ -508,12 +589,12 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
     let mut options = 0u32;
     let mut first = true;
 
-    let mut protocol = Protocol::Tcp;
-    let mut service: Option<(IpAddr, Option<u16>)> = None;
+    let mut service: Option<Service> = None;
     let mut scheduler: Option<String> = None;
     let mut persistence: Option<u32> = None;
     let mut netmask_raw: Option<String> = None;
-    let mut flags: Vec<String> = Vec::new();
+    let mut flags_raw: Option<String> = None;
+    let mut one_packet = false;
     let mut server: Option<(IpAddr, Option<u16>)> = None;
     let mut method = ForwardMethod::Route;
     let mut weight = 1u32;
@@ -527,6 +608,11 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         }
         *options |= opt.bit();
         Ok(())
+    };
+    // ipvsadm names ports by the service's protocol; a mark service is TCP.
+    let protocol = |service: &Option<Service>| match service {
+        Some(Service::Addr(p, _, _)) => *p,
+        _ => Protocol::Tcp,
     };
 
     for tok in tokens {
@@ -546,6 +632,8 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             "edit-server" => Some(Cmd::EditDest),
             "delete-server" => Some(Cmd::DelDest),
             "set" => Some(Cmd::Timeout),
+            "restore" => Some(Cmd::Restore),
+            "save" => Some(Cmd::Save),
             _ => None,
         };
         if first {
@@ -563,7 +651,7 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                         socket,
                     })
                 }
-                "restore" | "save" | "start-daemon" | "stop-daemon" => {
+                "start-daemon" | "stop-daemon" => {
                     return fail(format!("{}: not supported by rvsadm yet", tok.spelled))
                 }
                 _ if command.is_none() => return Err(ParseError::TryHelp),
@@ -580,16 +668,27 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         match tok.name {
             "tcp-service" | "udp-service" => {
                 set_option(&mut options, Opt::Service)?;
-                protocol = if tok.name == "tcp-service" {
+                let proto = if tok.name == "tcp-service" {
                     Protocol::Tcp
                 } else {
                     Protocol::Udp
                 };
-                service = Some(parse_addr_port(&value, protocol, lookup).map_or_else(
+                let (addr, port) = parse_addr_port(&value, proto, lookup).map_or_else(
                     || fail("illegal virtual server address[:port] specified"),
                     Ok,
-                )?);
+                )?;
+                service = Some(Service::Addr(proto, addr, port));
             }
+            "fwmark-service" => {
+                set_option(&mut options, Opt::Service)?;
+                service = Some(Service::Fwmark(parse_fwmark(&value)?, Family::Ipv4));
+            }
+            "ipv6" => match &mut service {
+                // Not an option in ipvsadm's table: no checks, any command.
+                Some(Service::Fwmark(_, af)) => *af = Family::Ipv6,
+                // ipvsadm's message, newline included.
+                _ => return fail("-6 used before -f\n"),
+            },
             "scheduler" => {
                 set_option(&mut options, Opt::Scheduler)?;
                 scheduler = Some(value);
@@ -607,12 +706,16 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             }
             "sched-flags" => {
                 set_option(&mut options, Opt::SchedFlags)?;
-                flags = parse_sched_flags(&value)?;
+                flags_raw = Some(value);
+            }
+            "ops" => {
+                set_option(&mut options, Opt::OnePacket)?;
+                one_packet = true;
             }
             "real-server" => {
                 set_option(&mut options, Opt::Server)?;
                 server = Some(
-                    parse_addr_port(&value, protocol, lookup)
+                    parse_addr_port(&value, protocol(&service), lookup)
                         .map_or_else(|| fail("illegal real server address[:port] specified"), Ok)?,
                 );
             }
@@ -623,6 +726,17 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                     "masquerading" => ForwardMethod::Masq,
                     _ => ForwardMethod::Tunnel,
                 };
+            }
+            "tun-type" => {
+                set_option(&mut options, Opt::TunType)?;
+                match value.as_str() {
+                    // IPIP is what -i means; accepted because -S writes it.
+                    "ipip" => {}
+                    "gue" | "gre" => {
+                        return fail(format!("tunnel type `{value}' is not supported by rvsd"))
+                    }
+                    _ => return fail("illegal tunnel type specified"),
+                }
             }
             "weight" => {
                 set_option(&mut options, Opt::Weight)?;
@@ -643,13 +757,29 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                 set_option(&mut options, Opt::Numeric)?;
                 list.numeric = true;
             }
+            "connection" => {
+                set_option(&mut options, Opt::Connection)?;
+                list.connections = true;
+            }
+            "timeout" => {
+                set_option(&mut options, Opt::Timeout)?;
+                list.timeouts = true;
+            }
             "stats" => {
                 set_option(&mut options, Opt::Stats)?;
                 list.stats = true;
             }
+            "rate" => {
+                set_option(&mut options, Opt::Rate)?;
+                list.rate = true;
+            }
             "thresholds" => {
                 set_option(&mut options, Opt::Thresholds)?;
                 list.thresholds = true;
+            }
+            "persistent-conn" => {
+                set_option(&mut options, Opt::PersistentConn)?;
+                list.persistent_conn = true;
             }
             "nosort" => {
                 set_option(&mut options, Opt::NoSort)?;
@@ -679,7 +809,29 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         return Err(ParseError::TryHelp);
     };
 
+    // The end of ipvsadm's parse_options: --set values, leftovers, -b.
+    let mut positional = positional.into_iter();
+    let timeouts = if cmd == Cmd::Timeout {
+        match (positional.next(), positional.next(), positional.next()) {
+            (Some(a), Some(b), Some(c)) => {
+                Some((timeout(&a, 0)?, timeout(&b, 0)?, timeout(&c, 0)?))
+            }
+            _ => return fail("--set option requires 3 timeout values"),
+        }
+    } else {
+        None
+    };
+    if let Some(extra) = positional.next() {
+        return fail(format!("unexpected argument {extra}"));
+    }
+    let scheduler = scheduler.unwrap_or_else(|| DEFAULT_SCHEDULER.to_string());
+    let flags = match &flags_raw {
+        Some(f) => parse_sched_flags(&scheduler, f)?,
+        None => Vec::new(),
+    };
+
     // ipvsadm's generic_opt_check, in its option order.
+    let mut exclusive: Option<Opt> = None;
     for opt in OPTS {
         let given = options & opt.bit() != 0;
         match (opt.rule(cmd), given) {
@@ -697,47 +849,52 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                     cmd.name()
                 ))
             }
+            ('1', true) => match exclusive {
+                None => exclusive = Some(opt),
+                Some(last) => {
+                    return fail(format!(
+                        "The option '{}' conflicts with the '{}' option in the '{}' command",
+                        opt.name(),
+                        last.name(),
+                        cmd.name()
+                    ))
+                }
+            },
             _ => {}
         }
     }
 
-    let mut positional = positional.into_iter();
-    let timeouts = if cmd == Cmd::Timeout {
-        match (positional.next(), positional.next(), positional.next()) {
-            (Some(a), Some(b), Some(c)) => {
-                Some((timeout(&a, 0)?, timeout(&b, 0)?, timeout(&c, 0)?))
-            }
-            _ => return fail("--set option requires 3 timeout values"),
-        }
-    } else {
-        None
-    };
-    if let Some(extra) = positional.next() {
-        return fail(format!("unexpected argument {extra}"));
-    }
-
-    let key = service.map(|(addr, port)| ServiceKey {
-        protocol,
-        addr,
-        port: port.unwrap_or(0),
+    let key = service.map(|s| match s {
+        Service::Addr(protocol, addr, port) => ServiceKey::Addr {
+            protocol,
+            addr,
+            port: port.unwrap_or(0),
+        },
+        Service::Fwmark(mark, af) => ServiceKey::Fwmark { mark, af },
     });
 
     let action = match cmd {
         Cmd::Add | Cmd::Edit => {
             let key = key.expect("checked: service is required");
-            if key.port == 0 && persistence.is_none() {
+            if matches!(key, ServiceKey::Addr { port: 0, .. }) && persistence.is_none() {
                 return fail("Zero port specified for non-persistent service");
             }
+            if one_packet
+                && matches!(key, ServiceKey::Addr { protocol, .. } if protocol != Protocol::Udp)
+            {
+                return fail("One-Packet Scheduling is only for UDP virtual services");
+            }
             let netmask = match &netmask_raw {
-                Some(m) => parse_netmask(m, key.addr.is_ipv6(), lookup)?,
+                Some(m) => parse_netmask(m, key.family() == Family::Ipv6, lookup)?,
                 None => None,
             };
             let spec = ServiceSpec {
                 key,
-                scheduler: scheduler.unwrap_or_else(|| DEFAULT_SCHEDULER.to_string()),
+                scheduler,
                 persistence_timeout: persistence,
                 netmask,
                 flags,
+                one_packet,
             };
             Action::Command(if cmd == Cmd::Add {
                 Command::AddService(spec)
@@ -753,17 +910,41 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             Action::Command(Command::SetTimeouts { tcp, tcpfin, udp })
         }
         Cmd::List => {
+            let output = list.stats || list.rate || list.thresholds;
+            if ((list.connections || list.timeouts) && output)
+                || (list.timeouts && list.persistent_conn)
+            {
+                return fail("options conflicts in the list command");
+            }
             list.service = key;
             Action::List(list)
         }
+        Cmd::Save => Action::Save {
+            numeric: list.numeric,
+        },
+        Cmd::Restore => Action::Restore,
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             let (addr, port) = server.expect("checked: real server is required");
             // Without a port on -r, the service port; for DR and TUN always
-            // the service port (the packet keeps its destination port).
-            let mut port = port.unwrap_or(service.port);
-            if cmd != Cmd::DelDest && method != ForwardMethod::Masq {
-                port = service.port;
+            // the service port (the packet keeps its destination port),
+            // except for mark services, which have no port.
+            let mut port = port.unwrap_or(service.port());
+            if cmd != Cmd::DelDest {
+                if service.fwmark().is_none() && method != ForwardMethod::Masq {
+                    port = service.port();
+                }
+                let dest_family = if addr.is_ipv6() {
+                    Family::Ipv6
+                } else {
+                    Family::Ipv4
+                };
+                if dest_family != service.family() && method != ForwardMethod::Tunnel {
+                    return fail("Different address family is allowed only for tunneling servers");
+                }
+                if options & Opt::TunType.bit() != 0 && method != ForwardMethod::Tunnel {
+                    return fail("Tunnel options conflict with forward method");
+                }
             }
             if cmd == Cmd::DelDest {
                 Action::Command(Command::DeleteDest {
@@ -789,6 +970,53 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         }
     };
     Ok(Invocation { action, socket })
+}
+
+/// A restore input line rvsadm refused, before anything was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LineError {
+    /// 1-based line number in the input.
+    pub(crate) line: usize,
+    /// Why, as for the same words on the command line.
+    pub(crate) error: ParseError,
+}
+
+/// `-R`: every line of `input` parsed like a command line (ipvsadm's
+/// config_stream: words split on blanks, a word `ipvsadm` dropped, blank
+/// lines skipped; rvsadm also skips `#` comments). Only changes are
+/// allowed. Returns each command with its 1-based line number, or the
+/// first bad line; nothing is sent until the whole input parsed.
+pub(crate) fn parse_restore(
+    input: &str,
+    lookup: &dyn Lookup,
+) -> Result<Vec<(usize, Command)>, LineError> {
+    let mut out = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line_no = i + 1;
+        let words: Vec<String> = line
+            .split([' ', '\t', '\r'])
+            .filter(|w| !w.is_empty() && *w != "ipvsadm")
+            .take_while(|w| !w.starts_with('#'))
+            .map(String::from)
+            .collect();
+        if words.is_empty() {
+            continue;
+        }
+        let err = |error| LineError {
+            line: line_no,
+            error,
+        };
+        match parse(&words, lookup).map_err(err)?.action {
+            Action::Command(c) => out.push((line_no, c)),
+            Action::Restore => return Err(err(ParseError::TryHelp)),
+            Action::List(_) | Action::Save { .. } | Action::Help | Action::Version => {
+                return Err(err(ParseError::Message(format!(
+                    "`{line}': only -A -E -D -a -e -d -C -Z and --set can be restored"
+                ))))
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -1,13 +1,14 @@
 //! The rvsadm binary end to end against rvs-api's real server with a fake
 //! handler: what reaches rvsd, what the operator sees, and exit codes.
 
+use std::io::Write;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use rvs_api::{
-    Command, ControlHandler, DestSpec, DestStatus, ForwardMethod, Listing, Protocol, ServiceKey,
-    ServiceSpec, ServiceStatus, Stats,
+    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, ForwardMethod, Listing,
+    Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
 };
 
 #[derive(Default)]
@@ -20,17 +21,19 @@ impl ControlHandler for Fake {
         Listing {
             conn_table_size: 4096,
             counters: Default::default(),
+            timeouts: Timeouts {
+                tcp: 7200,
+                tcpfin: 60,
+                udp: 30,
+            },
             services: vec![ServiceStatus {
                 spec: ServiceSpec {
-                    key: ServiceKey {
-                        protocol: Protocol::Tcp,
-                        addr: "10.10.0.100".parse().unwrap(),
-                        port: 80,
-                    },
+                    key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
                     scheduler: "rr".into(),
                     persistence_timeout: None,
                     netmask: None,
                     flags: vec![],
+                    one_packet: false,
                 },
                 dests: vec![DestStatus {
                     spec: DestSpec {
@@ -43,6 +46,7 @@ impl ControlHandler for Fake {
                     },
                     active_conns: 0,
                     inactive_conns: 20,
+                    persistent_conns: 0,
                     stats: Stats::default(),
                 }],
                 stats: Stats::default(),
@@ -50,15 +54,61 @@ impl ControlHandler for Fake {
         }
     }
 
-    fn command(&self, cmd: Command) -> Result<(), String> {
-        let reject = matches!(&cmd, Command::AddService(s) if s.scheduler == "nosuch");
-        self.seen.lock().unwrap().push(cmd);
-        if reject {
-            Err("Scheduler not found: nosuch".into())
-        } else {
-            Ok(())
-        }
+    fn connections(&self) -> Vec<ConnectionEntry> {
+        vec![ConnectionEntry {
+            protocol: Protocol::Tcp,
+            client: ("10.10.0.9".parse().unwrap(), 51000),
+            virtual_: ("10.10.0.100".parse().unwrap(), 80),
+            dest: ("10.10.0.11".parse().unwrap(), 80),
+            state: "ESTABLISHED".into(),
+            expires_secs: 899,
+            template: false,
+            fwmark: None,
+        }]
     }
+
+    fn command(&self, cmd: Command) -> Result<(), String> {
+        let result = match &cmd {
+            Command::AddService(s) if s.scheduler == "nosuch" => {
+                Err("Scheduler not found: nosuch".into())
+            }
+            // Refuses a restore at its first delete, like a missing service.
+            Command::Restore(cmds) => {
+                match cmds
+                    .iter()
+                    .position(|c| matches!(c, Command::DeleteService(_)))
+                {
+                    Some(index) => Err(RestoreError {
+                        index,
+                        message: "No such service".into(),
+                    }
+                    .to_string()),
+                    None => Ok(()),
+                }
+            }
+            _ => Ok(()),
+        };
+        self.seen.lock().unwrap().push(cmd);
+        result
+    }
+}
+
+fn rvsadm_stdin(socket: &Path, args: &[&str], stdin: &str) -> Output {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .args(args)
+        .env("RVSD_SOCKET", socket)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn rvsadm(socket: &Path, args: &[&str]) -> Output {
@@ -117,6 +167,84 @@ fn rvsadm_against_a_served_socket() {
         "Illegal 'real-server' option with the 'add-service' command\n"
     );
     assert_eq!(fake.seen.lock().unwrap().len(), before);
+
+    // -S -n prints rules; fed to -R they come back as one Restore.
+    let out = rvsadm(&path, &["-S", "-n"]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        rules,
+        "-A -t 10.10.0.100:80 -s rr\n-a -t 10.10.0.100:80 -r 10.10.0.11:80 -g -w 1\n"
+    );
+    let out = rvsadm_stdin(&path, &["-R"], &rules);
+    assert!(out.status.success(), "{out:?}");
+    let service = ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80);
+    assert_eq!(
+        fake.seen.lock().unwrap().last(),
+        Some(&Command::Restore(vec![
+            Command::AddService(ServiceSpec {
+                key: service,
+                scheduler: "rr".into(),
+                persistence_timeout: None,
+                netmask: None,
+                flags: vec![],
+                one_packet: false,
+            }),
+            Command::AddDest {
+                service,
+                dest: DestSpec {
+                    addr: "10.10.0.11".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    method: ForwardMethod::Route,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            },
+        ]))
+    );
+
+    // A malformed line: named, exit 2, nothing sent.
+    let before = fake.seen.lock().unwrap().len();
+    let out = rvsadm_stdin(
+        &path,
+        &["-R"],
+        "-C\n\n# comment\n-a -t 10.10.0.100:80 -r 10.10.0.12 -w lots\n",
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "line 4: illegal weight specified\nnothing restored\n"
+    );
+    assert_eq!(fake.seen.lock().unwrap().len(), before);
+
+    // rvsd's refusal of command 2 is reported against input line 5.
+    let out = rvsadm_stdin(
+        &path,
+        &["-R"],
+        "-C\n\nipvsadm -A -t 10.10.0.100:80\n# next fails\n-D -t 10.10.0.100:81\n-Z\n",
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "line 5: No such service\nnothing restored\n"
+    );
+
+    // Connections and timeouts come from their own data.
+    let out = rvsadm(&path, &["-Lcn"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "IPVS connection entries\n\
+         pro expire state       source             virtual            destination\n\
+         TCP 14:59  ESTABLISHED 10.10.0.9:51000    10.10.0.100:80     10.10.0.11:80\n"
+    );
+    let out = rvsadm(&path, &["-L", "--timeout"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "Timeout (tcp tcpfin udp): 7200 60 30\n"
+    );
 
     // --socket beats the environment.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm"))

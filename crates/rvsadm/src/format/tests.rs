@@ -7,15 +7,12 @@ use rvs_api::{DestSpec, ForwardMethod, ServiceSpec, Stats};
 fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
     ServiceStatus {
         spec: ServiceSpec {
-            key: ServiceKey {
-                protocol: proto,
-                addr: addr.parse().unwrap(),
-                port,
-            },
+            key: ServiceKey::addr(proto, addr.parse().unwrap(), port),
             scheduler: sched.into(),
             persistence_timeout: None,
             netmask: None,
             flags: vec![],
+            one_packet: false,
         },
         dests: vec![],
         stats: Stats::default(),
@@ -41,6 +38,7 @@ fn dst(
         },
         active_conns: act,
         inactive_conns: inact,
+        persistent_conns: 0,
         stats: Stats::default(),
     }
 }
@@ -57,6 +55,7 @@ fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
         &Listing {
             conn_table_size: 4096,
             counters: Default::default(),
+            timeouts: Default::default(),
             services,
         },
         req,
@@ -162,6 +161,7 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
         &Listing {
             conn_table_size: 4096,
             counters: Default::default(),
+            timeouts: Default::default(),
             services: vec![s],
         },
         &ListRequest::default(),
@@ -192,6 +192,7 @@ fn names_are_used_without_numeric() {
         &Listing {
             conn_table_size: 4096,
             counters: Default::default(),
+            timeouts: Default::default(),
             services: vec![s],
         },
         &ListRequest::default(),
@@ -217,6 +218,7 @@ fn one_service_has_no_version_line() {
     let l = Listing {
         conn_table_size: 4096,
         counters: Default::default(),
+        timeouts: Default::default(),
         services: vec![a, b],
     };
     assert_eq!(
@@ -225,11 +227,11 @@ fn one_service_has_no_version_line() {
 TCP  10.0.0.2:80 wrr\n"
     );
     let missing = ListRequest {
-        service: Some(ServiceKey {
-            protocol: Protocol::Udp,
-            addr: "10.0.0.2".parse().unwrap(),
-            port: 80,
-        }),
+        service: Some(ServiceKey::addr(
+            Protocol::Udp,
+            "10.0.0.2".parse().unwrap(),
+            80,
+        )),
         ..Default::default()
     };
     assert_eq!(listing(&l, &missing, &Numeric), Err(NoSuchService));
@@ -244,6 +246,7 @@ fn stats_with_large_counters() {
         out_packets: 1_000_000_000,
         in_bytes: 100_000_000_000,
         out_bytes: u64::MAX,
+        ..Default::default()
     };
     let mut d = dst("10.0.0.2", 80, ForwardMethod::Route, 1, 0, 0);
     d.stats = Stats {
@@ -252,6 +255,7 @@ fn stats_with_large_counters() {
         out_packets: 12345,
         in_bytes: 999_999_999,
         out_bytes: 100_000_000_000_000,
+        ..Default::default()
     };
     s.dests = vec![d];
     let req = ListRequest {

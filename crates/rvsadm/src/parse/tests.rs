@@ -55,17 +55,17 @@ fn list(line: &str) -> ListRequest {
 }
 
 fn tcp(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Tcp,
-        addr: addr.parse().unwrap(),
-        port,
-    }
+    ServiceKey::addr(Protocol::Tcp, addr.parse().unwrap(), port)
 }
 
 fn udp(addr: &str, port: u16) -> ServiceKey {
-    ServiceKey {
-        protocol: Protocol::Udp,
-        ..tcp(addr, port)
+    ServiceKey::addr(Protocol::Udp, addr.parse().unwrap(), port)
+}
+
+fn fwm(mark: u32) -> ServiceKey {
+    ServiceKey::Fwmark {
+        mark,
+        af: Family::Ipv4,
     }
 }
 
@@ -76,6 +76,7 @@ fn spec(key: ServiceKey, sched: &str) -> ServiceSpec {
         persistence_timeout: None,
         netmask: None,
         flags: vec![],
+        one_packet: false,
     }
 }
 
@@ -203,18 +204,45 @@ fn netmask_and_port_zero() {
 
 #[test]
 fn sched_flags() {
+    // ipvsadm keeps bits: sent in bit order under the scheduler's names.
     let mut s = spec(tcp("10.0.0.1", 80), "sh");
-    s.flags = vec!["sh-port".into(), "sh-fallback".into()];
+    s.flags = vec!["sh-fallback".into(), "sh-port".into()];
     assert_eq!(
         cmd("-A -t 10.0.0.1:80 -s sh -b sh-port,sh-fallback"),
+        Command::AddService(s.clone())
+    );
+    assert_eq!(
+        cmd("-A -t 10.0.0.1:80 -s sh -b flag-2,,flag-1,sh-port"),
         Command::AddService(s)
+    );
+    let mut m = spec(tcp("10.0.0.1", 80), "mh");
+    m.flags = vec!["mh-port".into(), "flag-3".into()];
+    assert_eq!(
+        cmd("-A -t 10.0.0.1:80 -b flag-3,mh-port -s mh"),
+        Command::AddService(m)
+    );
+    let mut r = spec(tcp("10.0.0.1", 80), "rr");
+    r.flags = vec!["flag-1".into()];
+    assert_eq!(
+        cmd("-A -t 10.0.0.1:80 -s rr -b flag-1"),
+        Command::AddService(r)
     );
     assert_eq!(
         err("-A -t 10.0.0.1:80 -s sh -b sh-nope"),
-        "invalid scheduler flag `sh-nope' specified"
+        "invalid scheduler flag `sh-nope'"
     );
     assert_eq!(
+        err("-A -t 10.0.0.1:80 -s rr -b sh-port"),
+        "incompatible scheduler flag `sh-port'"
+    );
+    // Without -s the scheduler is wlc, and ipvsadm checks flags before the
+    // option table.
+    assert_eq!(
         err("-a -t 10.0.0.1:80 -r 10.0.0.2 -b sh-port"),
+        "incompatible scheduler flag `sh-port'"
+    );
+    assert_eq!(
+        err("-a -t 10.0.0.1:80 -r 10.0.0.2 -b flag-1"),
         "Illegal 'sched-flags' option with the 'add-server' command"
     );
 }
@@ -529,11 +557,235 @@ fn malformed_options() {
         err("-C --clear=1"),
         "--clear: option does not take an argument"
     );
-    assert_eq!(err("-S"), "-S: not supported by rvsadm yet");
-    assert_eq!(err("-L -c"), "-c: not supported by rvsadm yet");
-    assert_eq!(err("-A -f 1"), "-f: not supported by rvsadm yet");
+    assert_eq!(err("-L --daemon"), "--daemon: not supported by rvsadm yet");
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --pe sip"),
+        "--pe: not supported by rvsadm yet"
+    );
     assert_eq!(
         err("--start-daemon master"),
         "--start-daemon: not supported by rvsadm yet"
+    );
+}
+
+#[test]
+fn fwmark_services_and_ipv6() {
+    let mut s = spec(fwm(1), "rr");
+    assert_eq!(cmd("-A -f 1 -s rr"), Command::AddService(s.clone()));
+    // A mark service needs no port, even without persistence.
+    s.key = ServiceKey::Fwmark {
+        mark: 4294967295,
+        af: Family::Ipv6,
+    };
+    s.persistence_timeout = Some(300);
+    s.netmask = Some(64);
+    assert_eq!(
+        cmd("-A --fwmark-service 4294967295 -6 -s rr -p -M 64"),
+        Command::AddService(s)
+    );
+    for bad in ["0", "+0", "4294967296", "x", "1x"] {
+        assert_eq!(
+            err(&format!("-A -f {bad} -s rr")),
+            format!("invalid fwmark value `{bad}' specified"),
+            "{bad}"
+        );
+    }
+    assert_eq!(err("-A -t 10.0.0.1:80 -6"), "-6 used before -f\n");
+    assert_eq!(err("-A -6 -f 1"), "-6 used before -f\n");
+    assert_eq!(
+        err("-A -f 1 -t 10.0.0.1:80"),
+        "multiple 'service-address' options specified"
+    );
+    // Real servers of a mark service keep their own port (0 if none given),
+    // whatever the method, and must share its family unless tunnelled.
+    assert_eq!(
+        cmd("-a -f 1 -r 10.0.0.2"),
+        Command::AddDest {
+            service: fwm(1),
+            dest: dest("10.0.0.2", 0, ForwardMethod::Route, 1),
+        }
+    );
+    assert_eq!(
+        cmd("-a -f 1 -r 10.0.0.2:http -i"),
+        Command::AddDest {
+            service: fwm(1),
+            dest: dest("10.0.0.2", 80, ForwardMethod::Tunnel, 1),
+        }
+    );
+    assert_eq!(
+        err("-a -f 1 -r [2001:db8::2]:80"),
+        "Different address family is allowed only for tunneling servers"
+    );
+    assert_eq!(
+        cmd("-a -f 1 -r [2001:db8::2]:80 -i --tun-type ipip"),
+        Command::AddDest {
+            service: fwm(1),
+            dest: dest("2001:db8::2", 80, ForwardMethod::Tunnel, 1),
+        }
+    );
+    assert_eq!(
+        err("-a -f 1 -r 10.0.0.2 --tun-type ipip"),
+        "Tunnel options conflict with forward method"
+    );
+    assert_eq!(
+        err("-a -f 1 -r 10.0.0.2 -i --tun-type gue"),
+        "tunnel type `gue' is not supported by rvsd"
+    );
+    assert_eq!(
+        err("-a -f 1 -r 10.0.0.2 -i --tun-type x"),
+        "illegal tunnel type specified"
+    );
+    assert_eq!(
+        cmd("-d -f 2 -r 10.0.0.2"),
+        Command::DeleteDest {
+            service: fwm(2),
+            addr: "10.0.0.2".parse().unwrap(),
+            port: 0
+        }
+    );
+    assert_eq!(cmd("-Z -f 3"), Command::ZeroCounters(Some(fwm(3))));
+    assert_eq!(cmd("-D -f 3"), Command::DeleteService(fwm(3)));
+}
+
+#[test]
+fn one_packet_is_udp_or_fwmark_only() {
+    let mut s = spec(udp("10.0.0.1", 53), "rr");
+    s.one_packet = true;
+    assert_eq!(cmd("-A -u 10.0.0.1:53 -s rr -o"), Command::AddService(s));
+    let mut f = spec(fwm(9), "wlc");
+    f.one_packet = true;
+    assert_eq!(cmd("-E -f 9 --ops"), Command::EditService(f));
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 -o"),
+        "One-Packet Scheduling is only for UDP virtual services"
+    );
+    assert_eq!(
+        err("-a -u 10.0.0.1:53 -r 10.0.0.2 -o"),
+        "Illegal 'ops' option with the 'add-server' command"
+    );
+}
+
+#[test]
+fn list_views_and_their_conflicts() {
+    let l = list("-L -c -n");
+    assert!(l.connections && l.numeric && !l.persistent_conn);
+    assert!(list("-Lc --persistent-conn").persistent_conn);
+    assert!(list("-L --timeout").timeouts);
+    let l = list("-L --rate --exact -f 5");
+    assert!(l.rate && l.exact);
+    assert_eq!(l.service, Some(fwm(5)));
+    assert!(list("-L --persistent-conn").persistent_conn);
+    assert_eq!(
+        err("-L -c -t 10.0.0.1:80"),
+        "The option 'service-address' conflicts with the 'connection' option in the 'list' command"
+    );
+    assert_eq!(
+        err("-L --timeout -c"),
+        "The option 'timeout' conflicts with the 'connection' option in the 'list' command"
+    );
+    assert_eq!(
+        err("-L -c --stats"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        err("-L --timeout --rate"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        err("-L --timeout --persistent-conn"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(err("-L -o"), "Illegal 'ops' option with the 'list' command");
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 -c"),
+        "Illegal 'connection' option with the 'add-service' command"
+    );
+}
+
+#[test]
+fn save_and_restore_commands() {
+    assert_eq!(p("-S").unwrap().action, Action::Save { numeric: false });
+    assert_eq!(
+        p("--save -n").unwrap().action,
+        Action::Save { numeric: true }
+    );
+    assert_eq!(p("-Sn").unwrap().action, Action::Save { numeric: true });
+    assert_eq!(p("-R").unwrap().action, Action::Restore);
+    assert_eq!(
+        err("-S --stats"),
+        "Illegal 'stats' option with the 'save' command"
+    );
+    assert_eq!(
+        err("-R -n"),
+        "Illegal 'numeric' option with the 'restore' command"
+    );
+}
+
+#[test]
+fn restore_input_is_parsed_whole_first() {
+    let input = "\
+# saved by rvsadm
+-A -t 10.0.0.1:80 -s rr
+
+ipvsadm -a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1   # trailing comment
+\t-C\r
+--set 0 0 30
+";
+    assert_eq!(
+        parse_restore(input, &FakeLookup).unwrap(),
+        vec![
+            (2, Command::AddService(spec(tcp("10.0.0.1", 80), "rr"))),
+            (
+                4,
+                Command::AddDest {
+                    service: tcp("10.0.0.1", 80),
+                    dest: dest("10.0.0.2", 80, ForwardMethod::Route, 1),
+                }
+            ),
+            (5, Command::Clear),
+            (
+                6,
+                Command::SetTimeouts {
+                    tcp: 0,
+                    tcpfin: 0,
+                    udp: 30
+                }
+            ),
+        ]
+    );
+    assert_eq!(
+        parse_restore("\n  \n# only\n", &FakeLookup).unwrap(),
+        vec![]
+    );
+    let bad = |input: &str| parse_restore(input, &FakeLookup).unwrap_err();
+    assert_eq!(
+        bad("-C\n-A -t nohost:80\n"),
+        LineError {
+            line: 2,
+            error: ParseError::Message("illegal virtual server address[:port] specified".into())
+        }
+    );
+    assert_eq!(
+        bad("-C\n-n -L\n"),
+        LineError {
+            line: 2,
+            error: ParseError::TryHelp
+        }
+    );
+    assert_eq!(
+        bad("-R\n"),
+        LineError {
+            line: 1,
+            error: ParseError::TryHelp
+        }
+    );
+    assert_eq!(
+        bad("-C\n-C\n-L -n\n"),
+        LineError {
+            line: 3,
+            error: ParseError::Message(
+                "`-L -n': only -A -E -D -a -e -d -C -Z and --set can be restored".into()
+            )
+        }
     );
 }
