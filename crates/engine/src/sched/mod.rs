@@ -10,10 +10,24 @@
 use std::fmt;
 use std::net::IpAddr;
 
+mod fo;
+mod lc;
+mod nq;
+mod ovf;
 mod rr;
+mod sed;
+mod twos;
+mod wlc;
 mod wrr;
 
+pub use fo::WeightedFailover;
+pub use lc::LeastConnection;
+pub use nq::NeverQueue;
+pub use ovf::Overflow;
 pub use rr::RoundRobin;
+pub use sed::ShortestExpectedDelay;
+pub use twos::TwoChoices;
+pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
 
 /// The scheduler-visible state of one real server.
@@ -100,21 +114,91 @@ pub trait Scheduler: Send + fmt::Debug {
     fn schedule(&mut self, dests: &[DestInfo], flow: &FlowInfo) -> Option<usize>;
 }
 
-/// Names of the schedulers this build has.
-pub const NAMES: &[&str] = &["rr", "wrr"];
+/// Names of the schedulers this build has, in ipvsadm's order.
+pub const NAMES: &[&str] = &["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "twos"];
+
+/// ipvsadm's scheduler when `-s` is not given.
+pub const DEFAULT: &str = "wlc";
 
 /// A fresh scheduler by ipvsadm name.
-pub fn create(name: &str, _params: SchedParams) -> Option<Box<dyn Scheduler>> {
-    match name {
-        "rr" => Some(Box::new(RoundRobin::default())),
-        "wrr" => Some(Box::new(WeightedRoundRobin::default())),
-        _ => None,
-    }
+pub fn create(name: &str, params: SchedParams) -> Option<Box<dyn Scheduler>> {
+    Some(match name {
+        "rr" => Box::new(RoundRobin::default()),
+        "wrr" => Box::new(WeightedRoundRobin::default()),
+        "lc" => Box::new(LeastConnection),
+        "wlc" => Box::new(WeightedLeastConnection),
+        "sed" => Box::new(ShortestExpectedDelay),
+        "nq" => Box::new(NeverQueue),
+        "fo" => Box::new(WeightedFailover),
+        "ovf" => Box::new(Overflow),
+        "twos" => Box::new(TwoChoices::new(params.seed)),
+        _ => return None,
+    })
 }
 
 /// Position of the dest with `id` in `list`.
 fn position(list: &[DestInfo], id: u32) -> Option<usize> {
     list.iter().position(|d| d.id == id)
+}
+
+/// Whether `ids` is exactly the id sequence of `list`: hashing schedulers keep
+/// tables of list positions and rebuild them if the list moved under them.
+fn same_ids(ids: &[u32], list: &[DestInfo]) -> bool {
+    ids.len() == list.len() && ids.iter().zip(list).all(|(a, d)| *a == d.id)
+}
+
+/// The kernel's address fold for its hash tables (`addr_fold` in ip_vs_sh.c,
+/// ip_vs_dh.c, ip_vs_lblc*.c, ip_vs_mh.c), in host order: IPv4 as is, IPv6
+/// as the XOR of its four 32-bit words.
+fn addr_fold(addr: &IpAddr) -> u32 {
+    match addr {
+        IpAddr::V4(a) => u32::from(*a),
+        IpAddr::V6(a) => a
+            .segments()
+            .chunks_exact(2)
+            .fold(0, |acc, w| acc ^ (u32::from(w[0]) << 16 | u32::from(w[1]))),
+    }
+}
+
+/// The kernel's `hash_32(val, bits)` (include/linux/hash.h, generic version
+/// used on x86_64): multiply by GOLDEN_RATIO_32, keep the top `bits`.
+fn hash_32(val: u32, bits: u32) -> u32 {
+    val.wrapping_mul(0x61C8_8647) >> (32 - bits)
+}
+
+/// Weighted least-connection pick shared by wlc, lblc and lblcr
+/// (`ip_vs_wlc_schedule`, `__ip_vs_lblc_schedule`, `__ip_vs_lblcr_schedule`):
+/// the first available server in list order, then any later one that is not
+/// overloaded and strictly less loaded per weight (`loh * dw > doh * lw`).
+fn weighted_least(dests: &[DestInfo], overhead: impl Fn(&DestInfo) -> u64) -> Option<usize> {
+    let first = dests.iter().position(DestInfo::available)?;
+    let mut least = first;
+    let mut loh = overhead(&dests[first]);
+    for (i, d) in dests.iter().enumerate().skip(first + 1) {
+        if d.overloaded {
+            continue;
+        }
+        let doh = overhead(d);
+        // 128-bit products: the kernel's are 64-bit of 32-bit operands; ours
+        // are 64-bit overheads times 32-bit weights. A weight-0 server never
+        // wins (0 > x is false), as in the kernel.
+        if u128::from(loh) * u128::from(d.weight)
+            > u128::from(doh) * u128::from(dests[least].weight)
+        {
+            least = i;
+            loh = doh;
+        }
+    }
+    Some(least)
+}
+
+/// lblc/lblcr's `is_overloaded`: more active connections than its weight
+/// while some server (any in the list) is below half of its own.
+fn locality_overloaded(dest: &DestInfo, dests: &[DestInfo]) -> bool {
+    dest.active > dest.weight
+        && dests
+            .iter()
+            .any(|d| u64::from(d.active) * 2 < u64::from(d.weight))
 }
 
 #[cfg(test)]
