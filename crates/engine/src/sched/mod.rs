@@ -10,22 +10,29 @@
 use std::fmt;
 use std::net::IpAddr;
 
+mod dh;
 mod fo;
+mod hsiphash;
 mod lc;
+mod mh;
 mod nq;
 mod ovf;
 mod rr;
 mod sed;
+mod sh;
 mod twos;
 mod wlc;
 mod wrr;
 
+pub use dh::DestinationHashing;
 pub use fo::WeightedFailover;
 pub use lc::LeastConnection;
+pub use mh::MaglevHashing;
 pub use nq::NeverQueue;
 pub use ovf::Overflow;
 pub use rr::RoundRobin;
 pub use sed::ShortestExpectedDelay;
+pub use sh::SourceHashing;
 pub use twos::TwoChoices;
 pub use wlc::WeightedLeastConnection;
 pub use wrr::WeightedRoundRobin;
@@ -115,7 +122,9 @@ pub trait Scheduler: Send + fmt::Debug {
 }
 
 /// Names of the schedulers this build has, in ipvsadm's order.
-pub const NAMES: &[&str] = &["rr", "wrr", "lc", "wlc", "sed", "nq", "fo", "ovf", "twos"];
+pub const NAMES: &[&str] = &[
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "dh", "sh", "mh", "fo", "ovf", "twos",
+];
 
 /// ipvsadm's scheduler when `-s` is not given.
 pub const DEFAULT: &str = "wlc";
@@ -129,6 +138,9 @@ pub fn create(name: &str, params: SchedParams) -> Option<Box<dyn Scheduler>> {
         "wlc" => Box::new(WeightedLeastConnection),
         "sed" => Box::new(ShortestExpectedDelay),
         "nq" => Box::new(NeverQueue),
+        "dh" => Box::new(DestinationHashing::default()),
+        "sh" => Box::new(SourceHashing::new(params.flags)),
+        "mh" => Box::new(MaglevHashing::new(params.flags)),
         "fo" => Box::new(WeightedFailover),
         "ovf" => Box::new(Overflow),
         "twos" => Box::new(TwoChoices::new(params.seed)),
