@@ -13,7 +13,10 @@ use std::net::IpAddr;
 mod dh;
 mod fo;
 mod hsiphash;
+mod lblc;
+mod lblcr;
 mod lc;
+mod locality;
 mod mh;
 mod nq;
 mod ovf;
@@ -26,6 +29,8 @@ mod wrr;
 
 pub use dh::DestinationHashing;
 pub use fo::WeightedFailover;
+pub use lblc::LocalityLeastConnection;
+pub use lblcr::LocalityLeastConnectionReplication;
 pub use lc::LeastConnection;
 pub use mh::MaglevHashing;
 pub use nq::NeverQueue;
@@ -123,7 +128,7 @@ pub trait Scheduler: Send + fmt::Debug {
 
 /// Names of the schedulers this build has, in ipvsadm's order.
 pub const NAMES: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "dh", "sh", "mh", "fo", "ovf", "twos",
+    "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos",
 ];
 
 /// ipvsadm's scheduler when `-s` is not given.
@@ -138,6 +143,8 @@ pub fn create(name: &str, params: SchedParams) -> Option<Box<dyn Scheduler>> {
         "wlc" => Box::new(WeightedLeastConnection),
         "sed" => Box::new(ShortestExpectedDelay),
         "nq" => Box::new(NeverQueue),
+        "lblc" => Box::new(LocalityLeastConnection::default()),
+        "lblcr" => Box::new(LocalityLeastConnectionReplication::default()),
         "dh" => Box::new(DestinationHashing::default()),
         "sh" => Box::new(SourceHashing::new(params.flags)),
         "mh" => Box::new(MaglevHashing::new(params.flags)),
