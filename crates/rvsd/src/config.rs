@@ -3,7 +3,9 @@
 use std::net::IpAddr;
 use std::path::Path;
 
-use rvs_engine::{Dest, ForwardMethod, Protocol, Service, ServiceKey, Timeouts};
+use rvs_engine::{
+    Dest, ForwardMethod, FwmarkRule, Persistence, Protocol, Service, ServiceKey, Timeouts,
+};
 use serde::Deserialize;
 
 /// The file as written by the operator.
@@ -19,6 +21,19 @@ pub(crate) struct FileConfig {
     pub(crate) timeouts: Option<FileTimeouts>,
     #[serde(default, rename = "service")]
     pub(crate) services: Vec<FileService>,
+    #[serde(default, rename = "fwmark")]
+    fwmarks: Vec<FileFwmark>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileFwmark {
+    mark: u32,
+    protocol: Option<FileProtocol>,
+    /// An address or a prefix ("10.0.100.0/24").
+    address: String,
+    #[serde(default)]
+    ports: Vec<u16>,
 }
 
 #[derive(Debug, Deserialize, Default, Clone, Copy)]
@@ -51,11 +66,20 @@ enum FileMethod {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileService {
-    protocol: FileProtocol,
-    address: IpAddr,
-    port: u16,
+    protocol: Option<FileProtocol>,
+    address: Option<IpAddr>,
+    port: Option<u16>,
+    fwmark: Option<u32>,
+    /// For fwmark services: "ipv4" (default) or "ipv6".
+    family: Option<String>,
     #[serde(default = "default_scheduler")]
     scheduler: String,
+    #[serde(default)]
+    scheduler_flags: Vec<String>,
+    persistence_timeout: Option<u32>,
+    persistence_netmask: Option<String>,
+    #[serde(default)]
+    one_packet: bool,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<FileRealServer>,
 }
@@ -104,41 +128,129 @@ impl FileConfig {
     }
 
     /// The services in engine terms (the engine validates them further).
-    pub(crate) fn engine_services(&self) -> Vec<Service> {
+    pub(crate) fn engine_services(&self) -> anyhow::Result<Vec<Service>> {
         self.services
             .iter()
-            .map(|s| {
-                let key = ServiceKey {
-                    protocol: match s.protocol {
-                        FileProtocol::Tcp => Protocol::Tcp,
-                        FileProtocol::Udp => Protocol::Udp,
-                    },
-                    addr: s.address,
-                    port: s.port,
-                };
-                Service {
-                    key,
-                    scheduler: s.scheduler.clone(),
-                    sched_flags: 0,
-                    dests: s
-                        .real_servers
-                        .iter()
-                        .map(|r| Dest {
-                            addr: r.address,
-                            port: r.port.unwrap_or(s.port),
-                            weight: r.weight,
-                            method: match r.method {
-                                FileMethod::Dr => ForwardMethod::Route,
-                                FileMethod::Nat => ForwardMethod::Masq,
-                                FileMethod::Tun => ForwardMethod::Tunnel,
-                            },
-                            upper_threshold: r.upper_threshold,
-                            lower_threshold: r.lower_threshold,
-                        })
-                        .collect(),
-                }
+            .enumerate()
+            .map(|(i, s)| s.to_engine(i))
+            .collect()
+    }
+
+    /// The firewall-mark classifier rules.
+    pub(crate) fn engine_fwmarks(&self) -> anyhow::Result<Vec<FwmarkRule>> {
+        self.fwmarks
+            .iter()
+            .map(|r| {
+                let (addr, prefix_len) = parse_prefix(&r.address).ok_or_else(|| {
+                    anyhow::anyhow!("[[fwmark]] mark {}: address '{}' is not an address or prefix like 10.0.100.0/24", r.mark, r.address)
+                })?;
+                Ok(FwmarkRule {
+                    mark: r.mark,
+                    protocol: r.protocol.map(FileProtocol::engine),
+                    addr,
+                    prefix_len,
+                    ports: r.ports.clone(),
+                })
             })
             .collect()
+    }
+}
+
+fn parse_prefix(s: &str) -> Option<(IpAddr, u8)> {
+    match s.split_once('/') {
+        Some((a, l)) => Some((a.parse().ok()?, l.parse().ok()?)),
+        None => {
+            let a: IpAddr = s.parse().ok()?;
+            Some((a, if a.is_ipv4() { 32 } else { 128 }))
+        }
+    }
+}
+
+/// `-M`: a dotted IPv4 netmask (contiguous) or a prefix length.
+fn parse_netmask(s: &str) -> Option<u8> {
+    if let Ok(m) = s.parse::<std::net::Ipv4Addr>() {
+        let bits = u32::from(m);
+        let ones = bits.leading_ones();
+        return (bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8);
+    }
+    s.trim_start_matches('/').parse().ok()
+}
+
+impl FileProtocol {
+    fn engine(self) -> Protocol {
+        match self {
+            FileProtocol::Tcp => Protocol::Tcp,
+            FileProtocol::Udp => Protocol::Udp,
+        }
+    }
+}
+
+impl FileService {
+    fn to_engine(&self, index: usize) -> anyhow::Result<Service> {
+        let which = || format!("[[service]] #{}", index + 1);
+        let key = match (self.fwmark, self.protocol, self.address, self.port) {
+            (Some(mark), None, None, None) => {
+                let v6 = match self.family.as_deref() {
+                    None | Some("ipv4") => false,
+                    Some("ipv6") => true,
+                    Some(other) => {
+                        anyhow::bail!("{}: family '{other}' must be ipv4 or ipv6", which())
+                    }
+                };
+                ServiceKey::fwmark(mark, v6)
+            }
+            (None, Some(p), Some(a), Some(port)) => ServiceKey::new(p.engine(), a, port),
+            _ => anyhow::bail!(
+                "{}: give either protocol, address and port, or fwmark (not both)",
+                which()
+            ),
+        };
+        let full = if key.addr.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match &self.persistence_netmask {
+            None => full,
+            Some(m) => parse_netmask(m).ok_or_else(|| {
+                anyhow::anyhow!("{}: persistence_netmask '{m}' must be a contiguous netmask like 255.255.255.0 or a prefix length", which())
+            })?,
+        };
+        if self.persistence_netmask.is_some() && self.persistence_timeout.is_none() {
+            anyhow::bail!("{}: persistence_netmask needs persistence_timeout", which());
+        }
+        let mut flags = 0u32;
+        for f in &self.scheduler_flags {
+            flags |= match f.as_str() {
+                "sh-fallback" | "mh-fallback" | "flag-1" => 0x08,
+                "sh-port" | "mh-port" | "flag-2" => 0x10,
+                "flag-3" => 0x20,
+                other => anyhow::bail!("{}: unknown scheduler flag '{other}'; use sh-fallback, sh-port, mh-fallback or mh-port", which()),
+            };
+        }
+        let svc_port = key.port;
+        Ok(Service {
+            key,
+            scheduler: self.scheduler.clone(),
+            sched_flags: flags,
+            persistence: self.persistence_timeout.map(|timeout| Persistence {
+                timeout,
+                prefix_len,
+            }),
+            one_packet: self.one_packet,
+            dests: self
+                .real_servers
+                .iter()
+                .map(|r| Dest {
+                    addr: r.address,
+                    port: r.port.unwrap_or(svc_port),
+                    weight: r.weight,
+                    method: match r.method {
+                        FileMethod::Dr => ForwardMethod::Route,
+                        FileMethod::Nat => ForwardMethod::Masq,
+                        FileMethod::Tun => ForwardMethod::Tunnel,
+                    },
+                    upper_threshold: r.upper_threshold,
+                    lower_threshold: r.lower_threshold,
+                })
+                .collect(),
+        })
     }
 }
 
@@ -171,11 +283,69 @@ scheduler = "rr"
         .unwrap();
         assert_eq!(c.interfaces, vec!["front", "back"]);
         assert_eq!(c.timeouts().tcp[1], 600);
-        let s = c.engine_services();
+        let s = c.engine_services().unwrap();
         assert_eq!(s[0].dests[0].method, ForwardMethod::Masq);
         assert_eq!((s[0].dests[0].port, s[0].dests[0].weight), (8080, 3));
         assert_eq!((s[0].dests[1].port, s[0].dests[1].weight), (80, 1));
         assert_eq!(s[0].dests[1].method, ForwardMethod::Route);
+    }
+
+    #[test]
+    fn persistence_fwmark_and_flags() {
+        let c = FileConfig::parse(
+            r#"
+interfaces = ["eth0"]
+[[fwmark]]
+mark = 3
+protocol = "tcp"
+address = "10.0.100.1"
+ports = [80, 443]
+[[service]]
+fwmark = 3
+scheduler = "sh"
+scheduler_flags = ["sh-port", "sh-fallback"]
+persistence_timeout = 600
+persistence_netmask = "255.255.255.0"
+[[service]]
+protocol = "udp"
+address = "10.0.100.1"
+port = 53
+scheduler = "rr"
+one_packet = true
+"#,
+        )
+        .unwrap();
+        let s = c.engine_services().unwrap();
+        assert_eq!(s[0].key, ServiceKey::fwmark(3, false));
+        assert_eq!(s[0].sched_flags, 0x18);
+        assert_eq!(
+            s[0].persistence,
+            Some(Persistence {
+                timeout: 600,
+                prefix_len: 24
+            })
+        );
+        assert!(s[1].one_packet);
+        let f = c.engine_fwmarks().unwrap();
+        assert_eq!(
+            (f[0].mark, f[0].prefix_len, f[0].ports.clone()),
+            (3, 32, vec![80, 443])
+        );
+        let bad = FileConfig::parse("[[service]]\nfwmark = 1\nport = 80\n").unwrap();
+        let e = bad.engine_services().unwrap_err().to_string();
+        assert!(
+            e.contains("either protocol, address and port, or fwmark"),
+            "{e}"
+        );
+        let bad = FileConfig::parse(
+            "[[service]]\nfwmark = 1\npersistence_timeout = 5\npersistence_netmask = \"255.0.255.0\"\n",
+        )
+        .unwrap();
+        assert!(bad
+            .engine_services()
+            .unwrap_err()
+            .to_string()
+            .contains("contiguous"));
     }
 
     #[test]

@@ -7,12 +7,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use rvs_api::{Command, ControlHandler, DestSpec, DestStatus, Listing, ServiceSpec, ServiceStatus};
+use rvs_api::{
+    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family, Listing, RestoreError,
+    ServiceSpec, ServiceStatus,
+};
 use rvs_datapath::XdpFilter;
 use rvs_engine::{
-    Config, Counters, Dest, ForwardMethod, Protocol, Service, ServiceKey, Snapshot, Stats,
+    Config, Counters, Dest, ForwardMethod, Persistence, Protocol, Service, ServiceKey, Snapshot,
+    Stats,
 };
 
+use crate::estimator::{Estimator, Rates};
 use crate::worker::{Report, Shared};
 
 type XdpKey = (IpAddr, u8, u16);
@@ -29,12 +34,23 @@ impl XdpSets {
     fn of(cfg: &Config) -> Self {
         let mut s = XdpSets::default();
         for svc in &cfg.services {
+            let protos: &[u8] = if svc.key.is_fwmark() {
+                &[6, 17]
+            } else {
+                std::slice::from_ref(&0)
+            };
+            for &p in protos {
+                let proto = if p == 0 { svc.key.protocol.number() } else { p };
+                for d in svc.dests.iter().filter(|d| d.method == ForwardMethod::Masq) {
+                    s.nat_return.insert((d.addr, proto, d.port));
+                }
+            }
+            if svc.key.is_fwmark() {
+                continue; // its addresses come from the classifier rules
+            }
             let proto = svc.key.protocol.number();
             s.services.insert((svc.key.addr, proto, svc.key.port));
             s.vips.insert(svc.key.addr);
-            for d in svc.dests.iter().filter(|d| d.method == ForwardMethod::Masq) {
-                s.nat_return.insert((d.addr, proto, d.port));
-            }
         }
         s
     }
@@ -46,6 +62,8 @@ pub(crate) struct Director {
     installed: XdpSets,
     shared: Arc<Shared>,
     reports: Vec<Arc<Mutex<Report>>>,
+    service_rates: Estimator<ServiceKey>,
+    dest_rates: Estimator<(ServiceKey, IpAddr, u16)>,
 }
 
 impl Director {
@@ -61,6 +79,8 @@ impl Director {
             installed: XdpSets::default(),
             shared,
             reports,
+            service_rates: Estimator::default(),
+            dest_rates: Estimator::default(),
         };
         prime_neighbors(&d.config);
         d.sync_xdp()?;
@@ -126,85 +146,175 @@ impl Director {
         Ok(())
     }
 
-    fn position(&self, key: &rvs_api::ServiceKey) -> Option<usize> {
-        let k = engine_key(key);
-        self.config.services.iter().position(|s| s.key == k)
-    }
-
     /// Applies one rvsadm command; the whole change or nothing.
     pub(crate) fn command(&mut self, cmd: Command) -> Result<(), String> {
-        let mut next = self.config.clone();
-        match cmd {
-            Command::AddService(spec) => {
-                refuse_unsupported(&spec)?;
-                if self.position(&spec.key).is_some() {
-                    return Err("Service already exists".into());
-                }
-                next.services.push(Service {
-                    key: engine_key(&spec.key),
-                    scheduler: spec.scheduler,
-                    sched_flags: 0,
-                    dests: Vec::new(),
-                });
-            }
-            Command::EditService(spec) => {
-                refuse_unsupported(&spec)?;
-                let pos = self.position(&spec.key).ok_or("No such service")?;
-                next.services[pos].scheduler = spec.scheduler;
-            }
-            Command::DeleteService(key) => {
-                let pos = self.position(&key).ok_or("No such service")?;
-                next.services.remove(pos);
-            }
-            Command::AddDest { service, dest } => {
-                let pos = self.position(&service).ok_or("Service not defined")?;
-                let dests = &mut next.services[pos].dests;
-                if dests
-                    .iter()
-                    .any(|d| d.addr == dest.addr && d.port == dest.port)
-                {
-                    return Err("Destination already exists".into());
-                }
-                dests.push(engine_dest(&dest));
-            }
-            Command::EditDest { service, dest } => {
-                let pos = self.position(&service).ok_or("Service not defined")?;
-                let d = next.services[pos]
-                    .dests
-                    .iter_mut()
-                    .find(|d| d.addr == dest.addr && d.port == dest.port)
-                    .ok_or("No such destination")?;
-                *d = engine_dest(&dest);
-            }
-            Command::DeleteDest {
-                service,
-                addr,
-                port,
-            } => {
-                let pos = self.position(&service).ok_or("Service not defined")?;
-                let dests = &mut next.services[pos].dests;
-                let i = dests
-                    .iter()
-                    .position(|d| d.addr == addr && d.port == port)
-                    .ok_or("No such destination")?;
-                dests.remove(i);
-            }
-            Command::Clear => next.services.clear(),
-            Command::ZeroCounters(_) => {
-                self.shared
-                    .zero_epoch
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                return Ok(());
-            }
-            Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
+        if let Command::ZeroCounters(_) = cmd {
+            self.shared
+                .zero_epoch
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.service_rates.clear();
+            self.dest_rates.clear();
+            return Ok(());
         }
+        let mut next = self.config.clone();
+        if let Command::Restore(cmds) = cmd {
+            // ipvsadm -R: every command against a scratch copy, validated as
+            // one configuration at the end; the first failure names its index.
+            for (i, c) in cmds.into_iter().enumerate() {
+                if matches!(c, Command::Restore(_)) {
+                    return Err(RestoreError {
+                        index: i,
+                        message: "nested restore".into(),
+                    }
+                    .to_string());
+                }
+                edit(&mut next, c)
+                    .map_err(|message| RestoreError { index: i, message }.to_string())?;
+                Snapshot::new(next.clone()).map_err(|e| {
+                    RestoreError {
+                        index: i,
+                        message: e.to_string(),
+                    }
+                    .to_string()
+                })?;
+            }
+            return self.apply(next);
+        }
+        edit(&mut next, cmd)?;
         self.apply(next)
     }
 
+    /// One 2-second estimator step over the workers' counters.
+    pub(crate) fn tick_rates(&mut self) {
+        let (svc, dests) = self.merged();
+        self.service_rates.tick(svc.iter().map(|(k, s)| (*k, s)));
+        self.dest_rates.tick(dests.iter().map(|(k, v)| (*k, &v.2)));
+    }
+
+    /// Counters summed over workers: per service, and per real server
+    /// (active, inactive, persistent, stats).
+    #[allow(clippy::type_complexity)] // two plain maps, named at the call sites
+    fn merged(
+        &self,
+    ) -> (
+        BTreeMap<ServiceKey, Stats>,
+        BTreeMap<(ServiceKey, IpAddr, u16), (u32, u32, Stats, u32)>,
+    ) {
+        let mut dests: BTreeMap<(ServiceKey, IpAddr, u16), (u32, u32, Stats, u32)> =
+            BTreeMap::new();
+        let mut svc_stats: BTreeMap<ServiceKey, Stats> = BTreeMap::new();
+        for r in &self.reports {
+            let Ok(r) = r.lock() else { continue };
+            for s in &r.services {
+                svc_stats.entry(s.key).or_default().add(&s.stats);
+                for d in &s.dests {
+                    let e = dests.entry((s.key, d.addr, d.port)).or_default();
+                    e.0 += d.active;
+                    e.1 += d.inactive;
+                    e.2.add(&d.stats);
+                    e.3 += d.persistent;
+                }
+            }
+        }
+        (svc_stats, dests)
+    }
+
+    /// Every worker's connections and templates (`ipvsadm -Lc`).
+    pub(crate) fn connections(&self) -> Vec<ConnectionEntry> {
+        let mut out = Vec::new();
+        for c in crate::worker::dump_connections(&self.shared, &self.reports) {
+            let fwmark = (c.template && c.protocol == 0).then(|| match c.virtual_.0 {
+                IpAddr::V4(a) => u32::from(a),
+                IpAddr::V6(_) => 0,
+            });
+            out.push(ConnectionEntry {
+                protocol: if c.protocol == 17 {
+                    rvs_api::Protocol::Udp
+                } else {
+                    rvs_api::Protocol::Tcp
+                },
+                client: c.client,
+                virtual_: c.virtual_,
+                dest: c.dest,
+                state: c.state.to_string(),
+                expires_secs: c.expires_in_secs,
+                template: c.template,
+                fwmark,
+            });
+        }
+        out
+    }
+}
+
+/// Applies one command to `next` (not yet validated as a whole).
+fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
+    let position = |cfg: &Config, key: &rvs_api::ServiceKey| {
+        let k = engine_key(key);
+        cfg.services.iter().position(|s| s.key == k)
+    };
+    match cmd {
+        Command::AddService(spec) => {
+            if position(next, &spec.key).is_some() {
+                return Err("Service already exists".into());
+            }
+            let mut svc = Service::new(engine_key(&spec.key), &spec.scheduler);
+            apply_spec(&mut svc, &spec)?;
+            next.services.push(svc);
+        }
+        Command::EditService(spec) => {
+            let pos = position(next, &spec.key).ok_or("No such service")?;
+            apply_spec(&mut next.services[pos], &spec)?;
+        }
+        Command::DeleteService(key) => {
+            let pos = position(next, &key).ok_or("No such service")?;
+            next.services.remove(pos);
+        }
+        Command::AddDest { service, dest } => {
+            let pos = position(next, &service).ok_or("Service not defined")?;
+            let dests = &mut next.services[pos].dests;
+            if dests
+                .iter()
+                .any(|d| d.addr == dest.addr && d.port == dest.port)
+            {
+                return Err("Destination already exists".into());
+            }
+            dests.push(engine_dest(&dest));
+        }
+        Command::EditDest { service, dest } => {
+            let pos = position(next, &service).ok_or("Service not defined")?;
+            let d = next.services[pos]
+                .dests
+                .iter_mut()
+                .find(|d| d.addr == dest.addr && d.port == dest.port)
+                .ok_or("No such destination")?;
+            *d = engine_dest(&dest);
+        }
+        Command::DeleteDest {
+            service,
+            addr,
+            port,
+        } => {
+            let pos = position(next, &service).ok_or("Service not defined")?;
+            let dests = &mut next.services[pos].dests;
+            let i = dests
+                .iter()
+                .position(|d| d.addr == addr && d.port == port)
+                .ok_or("No such destination")?;
+            dests.remove(i);
+        }
+        Command::Clear => next.services.clear(),
+        Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
+        Command::ZeroCounters(_) | Command::Restore(_) => {
+            return Err("not valid inside a restore".into())
+        }
+    }
+    Ok(())
+}
+
+impl Director {
     /// The merged view of configuration and worker counters.
     pub(crate) fn listing(&self) -> Listing {
-        let mut merged: BTreeMap<(ServiceKey, IpAddr, u16), (u32, u32, Stats)> = BTreeMap::new();
-        let mut svc_stats: BTreeMap<ServiceKey, Stats> = BTreeMap::new();
+        let (svc_stats, merged) = self.merged();
         let mut counters = Counters::default();
         let mut tx_failed = 0;
         let mut connections = 0u64;
@@ -213,45 +323,33 @@ impl Director {
             counters.add(&r.counters);
             tx_failed += r.tx_failed;
             connections += u64::from(r.connections);
-            for s in &r.services {
-                svc_stats.entry(s.key).or_default().add(&s.stats);
-                for d in &s.dests {
-                    let e = merged.entry((s.key, d.addr, d.port)).or_default();
-                    e.0 += d.active;
-                    e.1 += d.inactive;
-                    e.2.add(&d.stats);
-                }
-            }
         }
         let services = self
             .config
             .services
             .iter()
             .map(|s| ServiceStatus {
-                spec: ServiceSpec {
-                    key: api_key(&s.key),
-                    scheduler: s.scheduler.clone(),
-                    persistence_timeout: None,
-                    netmask: None,
-                    flags: Vec::new(),
-                },
+                spec: api_spec(s),
                 dests: s
                     .dests
                     .iter()
                     .map(|d| {
-                        let (active, inactive, stats) = merged
-                            .get(&(s.key, d.addr, d.port))
-                            .copied()
-                            .unwrap_or_default();
+                        let key = (s.key, d.addr, d.port);
+                        let (active, inactive, stats, persistent) =
+                            merged.get(&key).copied().unwrap_or_default();
                         DestStatus {
                             spec: api_dest(d),
                             active_conns: active,
                             inactive_conns: inactive,
-                            stats: api_stats(&stats),
+                            persistent_conns: persistent,
+                            stats: api_stats(&stats, self.dest_rates.rates(&key)),
                         }
                     })
                     .collect(),
-                stats: api_stats(&svc_stats.get(&s.key).copied().unwrap_or_default()),
+                stats: api_stats(
+                    &svc_stats.get(&s.key).copied().unwrap_or_default(),
+                    self.service_rates.rates(&s.key),
+                ),
             })
             .collect();
         let mut c = BTreeMap::new();
@@ -276,10 +374,16 @@ impl Director {
                 c.insert(format!("xdp_{name}_parse_errors"), s.parse_errors);
             }
         }
+        let t = &self.config.timeouts;
         Listing {
             conn_table_size: self.config.max_connections,
             services,
             counters: c,
+            timeouts: rvs_api::Timeouts {
+                tcp: t.tcp[rvs_engine::proto::TcpState::Established as usize],
+                tcpfin: t.tcp[rvs_engine::proto::TcpState::FinWait as usize],
+                udp: t.udp,
+            },
         }
     }
 }
@@ -297,36 +401,117 @@ pub(crate) fn prime_neighbors(config: &Config) {
     }
 }
 
-fn refuse_unsupported(spec: &ServiceSpec) -> Result<(), String> {
-    if spec.persistence_timeout.is_some() || spec.netmask.is_some() {
-        return Err("persistence (-p/-M) is not available in this version of rvsd".into());
-    }
-    if !spec.flags.is_empty() {
-        return Err("scheduler flags (-b) are not available in this version of rvsd".into());
-    }
+/// Scheduler flags by ipvsadm name (`-b`), with the kernel's values.
+fn sched_flags(names: &[String]) -> Result<u32, String> {
+    use rvs_engine::sched::flags;
+    names.iter().try_fold(0u32, |acc, n| {
+        let bit = match n.as_str() {
+            "sh-fallback" => flags::SH_FALLBACK,
+            "sh-port" => flags::SH_PORT,
+            "mh-fallback" => flags::MH_FALLBACK,
+            "mh-port" => flags::MH_PORT,
+            "flag-1" => 0x08,
+            "flag-2" => 0x10,
+            "flag-3" => 0x20,
+            other => return Err(format!(
+                "unknown scheduler flag '{other}'; use sh-fallback, sh-port, mh-fallback, mh-port"
+            )),
+        };
+        Ok(acc | bit)
+    })
+}
+
+fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), String> {
+    svc.scheduler = spec.scheduler.clone();
+    svc.sched_flags = sched_flags(&spec.flags)?;
+    svc.one_packet = spec.one_packet;
+    let full = if svc.key.addr.is_ipv4() { 32 } else { 128 };
+    svc.persistence = spec.persistence_timeout.map(|timeout| Persistence {
+        timeout,
+        prefix_len: spec.netmask.unwrap_or(full),
+    });
     Ok(())
 }
 
+fn flag_names(bits: u32) -> Vec<String> {
+    let mut v = Vec::new();
+    if bits & 0x08 != 0 {
+        v.push("flag-1".to_string());
+    }
+    if bits & 0x10 != 0 {
+        v.push("flag-2".to_string());
+    }
+    if bits & 0x20 != 0 {
+        v.push("flag-3".to_string());
+    }
+    v
+}
+
+fn api_spec(s: &Service) -> ServiceSpec {
+    let full = if s.key.addr.is_ipv4() { 32 } else { 128 };
+    // sh/mh flags are shown under their scheduler's names, as ipvsadm does.
+    let flags = match s.scheduler.as_str() {
+        "sh" | "mh" => {
+            let mut v = Vec::new();
+            if s.sched_flags & 0x08 != 0 {
+                v.push(format!("{}-fallback", s.scheduler));
+            }
+            if s.sched_flags & 0x10 != 0 {
+                v.push(format!("{}-port", s.scheduler));
+            }
+            v
+        }
+        _ => flag_names(s.sched_flags),
+    };
+    ServiceSpec {
+        key: api_key(&s.key),
+        scheduler: s.scheduler.clone(),
+        persistence_timeout: s.persistence.map(|p| p.timeout),
+        netmask: s
+            .persistence
+            .and_then(|p| (p.prefix_len != full).then_some(p.prefix_len)),
+        flags,
+        one_packet: s.one_packet,
+    }
+}
+
 fn engine_key(k: &rvs_api::ServiceKey) -> ServiceKey {
-    ServiceKey {
-        protocol: match k.protocol {
-            rvs_api::Protocol::Tcp => Protocol::Tcp,
-            rvs_api::Protocol::Udp => Protocol::Udp,
-        },
-        addr: k.addr,
-        port: k.port,
+    match *k {
+        rvs_api::ServiceKey::Addr {
+            protocol,
+            addr,
+            port,
+        } => ServiceKey::new(
+            match protocol {
+                rvs_api::Protocol::Tcp => Protocol::Tcp,
+                rvs_api::Protocol::Udp => Protocol::Udp,
+            },
+            addr,
+            port,
+        ),
+        rvs_api::ServiceKey::Fwmark { mark, af } => ServiceKey::fwmark(mark, af == Family::Ipv6),
     }
 }
 
 fn api_key(k: &ServiceKey) -> rvs_api::ServiceKey {
-    rvs_api::ServiceKey {
-        protocol: match k.protocol {
+    if k.is_fwmark() {
+        return rvs_api::ServiceKey::Fwmark {
+            mark: k.fwmark,
+            af: if k.addr.is_ipv6() {
+                Family::Ipv6
+            } else {
+                Family::Ipv4
+            },
+        };
+    }
+    rvs_api::ServiceKey::addr(
+        match k.protocol {
             Protocol::Tcp => rvs_api::Protocol::Tcp,
             Protocol::Udp => rvs_api::Protocol::Udp,
         },
-        addr: k.addr,
-        port: k.port,
-    }
+        k.addr,
+        k.port,
+    )
 }
 
 fn engine_dest(d: &DestSpec) -> Dest {
@@ -359,13 +544,18 @@ fn api_dest(d: &Dest) -> DestSpec {
     }
 }
 
-fn api_stats(s: &Stats) -> rvs_api::Stats {
+fn api_stats(s: &Stats, r: Rates) -> rvs_api::Stats {
     rvs_api::Stats {
         conns: s.conns,
         in_packets: s.in_packets,
         out_packets: s.out_packets,
         in_bytes: s.in_bytes,
         out_bytes: s.out_bytes,
+        cps: r.cps,
+        in_pps: r.in_pps,
+        out_pps: r.out_pps,
+        in_bps: r.in_bps,
+        out_bps: r.out_bps,
     }
 }
 
@@ -373,6 +563,13 @@ fn api_stats(s: &Stats) -> rvs_api::Stats {
 pub(crate) struct Handler(pub(crate) Mutex<Director>);
 
 impl Handler {
+    /// Periodic estimator step (every 2 s).
+    pub(crate) fn tick_rates(&self) {
+        if let Ok(mut d) = self.0.lock() {
+            d.tick_rates();
+        }
+    }
+
     /// Periodic XDP map resync (drained NAT servers).
     pub(crate) fn resync_xdp(&self) {
         if let Ok(mut d) = self.0.lock() {
@@ -388,6 +585,13 @@ impl ControlHandler for Handler {
         match self.0.lock() {
             Ok(d) => d.listing(),
             Err(p) => p.into_inner().listing(),
+        }
+    }
+
+    fn connections(&self) -> Vec<ConnectionEntry> {
+        match self.0.lock() {
+            Ok(d) => d.connections(),
+            Err(p) => p.into_inner().connections(),
         }
     }
 

@@ -15,6 +15,7 @@ use rvs_engine::{Config, Engine, NeighborTable, Snapshot};
 
 mod config;
 mod director;
+mod estimator;
 mod kernel;
 mod worker;
 
@@ -82,7 +83,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config {
         routes: kernel::routes(&ifaces)?,
         interfaces: ifaces.clone(),
-        services: file.engine_services(),
+        services: file.engine_services()?,
+        fwmarks: file.engine_fwmarks()?,
         timeouts: file.timeouts(),
         max_connections: file.max_connections.unwrap_or(1 << 20),
     };
@@ -100,6 +102,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         neighbors: ArcSwap::from_pointee(NeighborTable::new(neigh_now.clone(), neigh_gen)),
         stop: AtomicBool::new(false),
         zero_epoch: AtomicU64::new(0),
+        dump_epoch: AtomicU64::new(0),
         started: Instant::now(),
     });
 
@@ -194,6 +197,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), queues, "rvsd: ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // IPVS's rate estimator runs every 2 s.
+        let rates = Arc::clone(&handler);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(estimator::TICK);
+            loop {
+                tick.tick().await;
+                let h = Arc::clone(&rates);
+                let _ = tokio::task::spawn_blocking(move || h.tick_rates()).await;
+            }
+        });
         // Let go of XDP entries of drained NAT servers (see Director::sync_xdp).
         let resync = Arc::clone(&handler);
         tokio::spawn(async move {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rvs_datapath::{RxFrame, XskGroup};
 use rvs_engine::{
-    Counters, Engine, IfIndex, NeighborTable, PacketBuf, ServiceStatus, Snapshot, Time, Verdict,
+    ConnInfo, Counters, Engine, IfIndex, NeighborTable, PacketBuf, ServiceStatus, Snapshot, Time,
+    Verdict,
 };
 
 /// Frames handled per batch.
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Bumped by `ipvsadm -Z`; workers zero their counters when it moves.
     pub(crate) zero_epoch: AtomicU64,
+    /// Bumped to ask every worker for its connection table (`-Lc`).
+    pub(crate) dump_epoch: AtomicU64,
     pub(crate) started: Instant,
 }
 
@@ -43,6 +46,32 @@ pub(crate) struct Report {
     pub(crate) counters: Counters,
     pub(crate) tx_failed: u64,
     pub(crate) connections: u32,
+    /// The last connection dump and the request it answered.
+    pub(crate) dump: Vec<ConnInfo>,
+    pub(crate) dump_epoch: u64,
+}
+
+/// Asks every worker for its connections and waits (bounded) for them.
+pub(crate) fn dump_connections(shared: &Shared, reports: &[Arc<Mutex<Report>>]) -> Vec<ConnInfo> {
+    let epoch = shared.dump_epoch.fetch_add(1, Ordering::Relaxed) + 1;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut out = Vec::new();
+    for r in reports {
+        loop {
+            if let Ok(mut g) = r.lock() {
+                if g.dump_epoch >= epoch {
+                    out.append(&mut g.dump);
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                tracing::warn!("a worker did not answer the connection dump in time");
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    out
 }
 
 pub(crate) struct Worker {
@@ -65,6 +94,7 @@ impl Worker {
         let mut last_report = Instant::now();
         let mut last_timer = Instant::now();
         let mut zero_seen = self.shared.zero_epoch.load(Ordering::Relaxed);
+        let mut dump_seen = self.shared.dump_epoch.load(Ordering::Relaxed);
         let mut tx_failed = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let snap = self.shared.snapshot.load();
@@ -77,6 +107,15 @@ impl Worker {
             if zero != zero_seen {
                 zero_seen = zero;
                 self.engine.zero_stats();
+            }
+            let dump = self.shared.dump_epoch.load(Ordering::Relaxed);
+            if dump != dump_seen {
+                dump_seen = dump;
+                let conns = self.engine.connections(self.shared.now());
+                if let Ok(mut g) = self.report.lock() {
+                    g.dump = conns;
+                    g.dump_epoch = dump;
+                }
             }
 
             let n = self.group.recv(&mut rx);
@@ -132,14 +171,12 @@ impl Worker {
     }
 
     fn publish(&self, tx_failed: u64) {
-        let r = Report {
-            services: self.engine.status(),
-            counters: self.engine.counters().clone(),
-            tx_failed,
-            connections: self.engine.connection_count(),
-        };
+        let services = self.engine.status();
         if let Ok(mut g) = self.report.lock() {
-            *g = r;
+            g.services = services;
+            g.counters = self.engine.counters().clone();
+            g.tx_failed = tx_failed;
+            g.connections = self.engine.connection_count();
         }
     }
 }

@@ -1,0 +1,949 @@
+//! The LVS part of a keepalived configuration, as keepalived states it:
+//! every `virtual_server` (address, `fwmark` or `group`) with its options,
+//! real servers and checkers, and the `virtual_server_group`s.
+//!
+//! Values are kept as written (`None` = not set) so the conversion can apply
+//! keepalived's defaults and inheritance (virtual server → real server →
+//! checker) in one place. Everything this stage does not understand becomes a
+//! [`Note`].
+
+use std::net::IpAddr;
+
+use crate::parse::{Loc, Node, Note, ParseError};
+
+/// A keepalived forwarding method (`lvs_method` / legacy `lb_kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// Masquerading, keepalived's default.
+    Nat,
+    /// Direct routing.
+    Dr,
+    /// IP-in-IP tunnelling.
+    Tun,
+}
+
+/// What a `virtual_server` line names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VsAddr {
+    /// `virtual_server IP [PORT]`; no port = persistent port-less service.
+    Ip(IpAddr, Option<u16>),
+    /// `virtual_server fwmark N`.
+    Fwmark(u32),
+    /// `virtual_server group NAME`.
+    Group(String),
+}
+
+/// Checker timing options, settable on the virtual server, the real server
+/// and the checker (each level the default for the next).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckOpts {
+    /// `connect_timeout` (seconds, may be fractional).
+    pub connect_timeout: Option<f64>,
+    /// `retry` or legacy `nb_get_retry`.
+    pub retry: Option<u32>,
+    /// `delay_before_retry` (seconds).
+    pub delay_before_retry: Option<f64>,
+    /// `warmup` (seconds).
+    pub warmup: Option<f64>,
+    /// `delay_loop` (seconds).
+    pub delay_loop: Option<f64>,
+}
+
+/// A checker type keepalived knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckKind {
+    /// TCP_CHECK.
+    Tcp,
+    /// HTTP_GET.
+    Http,
+    /// SSL_GET.
+    Ssl,
+    /// MISC_CHECK.
+    Misc,
+    /// UDP_CHECK.
+    Udp,
+    /// PING_CHECK.
+    Ping,
+    /// DNS_CHECK.
+    Dns,
+    /// SMTP_CHECK.
+    Smtp,
+    /// BFD_CHECK.
+    Bfd,
+    /// FILE_CHECK.
+    File,
+}
+
+impl CheckKind {
+    fn from_keyword(k: &str) -> Option<Self> {
+        Some(match k {
+            "TCP_CHECK" => Self::Tcp,
+            "HTTP_GET" => Self::Http,
+            "SSL_GET" => Self::Ssl,
+            "MISC_CHECK" => Self::Misc,
+            "UDP_CHECK" => Self::Udp,
+            "PING_CHECK" => Self::Ping,
+            "DNS_CHECK" => Self::Dns,
+            "SMTP_CHECK" => Self::Smtp,
+            "BFD_CHECK" => Self::Bfd,
+            "FILE_CHECK" => Self::File,
+            _ => return None,
+        })
+    }
+
+    /// The keepalived keyword, for notes.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Self::Tcp => "TCP_CHECK",
+            Self::Http => "HTTP_GET",
+            Self::Ssl => "SSL_GET",
+            Self::Misc => "MISC_CHECK",
+            Self::Udp => "UDP_CHECK",
+            Self::Ping => "PING_CHECK",
+            Self::Dns => "DNS_CHECK",
+            Self::Smtp => "SMTP_CHECK",
+            Self::Bfd => "BFD_CHECK",
+            Self::File => "FILE_CHECK",
+        }
+    }
+}
+
+/// One `url { }` of HTTP_GET / SSL_GET.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Url {
+    /// Where the block is.
+    pub loc: Loc,
+    /// `path`.
+    pub path: Option<String>,
+    /// `digest` (MD5 hex).
+    pub digest: Option<String>,
+    /// `status_code` values and ranges, inclusive.
+    pub status_codes: Vec<(u16, u16)>,
+}
+
+/// One checker block of a real server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checker {
+    /// Where the block is.
+    pub loc: Loc,
+    /// Which checker.
+    pub kind: CheckKind,
+    /// `connect_ip`.
+    pub connect_ip: Option<IpAddr>,
+    /// `connect_port`.
+    pub connect_port: Option<u16>,
+    /// Timing options set in the checker itself.
+    pub opts: CheckOpts,
+    /// HTTP_GET / SSL_GET urls.
+    pub urls: Vec<Url>,
+    /// MISC_CHECK `misc_path`.
+    pub misc_path: Option<String>,
+    /// MISC_CHECK `misc_timeout`.
+    pub misc_timeout: Option<f64>,
+    /// MISC_CHECK `misc_dynamic`.
+    pub misc_dynamic: bool,
+    /// UDP_CHECK `payload` (hex as written).
+    pub payload: Option<String>,
+    /// UDP_CHECK `require_reply`, with its optional hex pattern.
+    pub require_reply: Option<Option<String>>,
+    /// DNS_CHECK `type`.
+    pub dns_type: Option<String>,
+    /// DNS_CHECK `name`.
+    pub dns_name: Option<String>,
+}
+
+/// One `real_server` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealServer {
+    /// Where the block is.
+    pub loc: Loc,
+    /// Address.
+    pub address: IpAddr,
+    /// Port; `None` = the virtual server's.
+    pub port: Option<u16>,
+    /// `weight` (default 1).
+    pub weight: Option<u32>,
+    /// Per-server `lvs_method`.
+    pub method: Option<Method>,
+    /// `inhibit_on_failure` set on the real server.
+    pub inhibit_on_failure: Option<bool>,
+    /// `uthreshold`.
+    pub uthreshold: Option<u32>,
+    /// `lthreshold`.
+    pub lthreshold: Option<u32>,
+    /// Checker defaults set on the real server.
+    pub opts: CheckOpts,
+    /// Checkers, in order.
+    pub checkers: Vec<Checker>,
+}
+
+/// One `virtual_server` block.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VirtualServer {
+    /// Where the block is.
+    pub loc: Loc,
+    /// What it names.
+    pub addr: VsAddr,
+    /// `lvs_sched` / `lb_algo`.
+    pub sched: Option<String>,
+    /// `sh-port`, `flag-1` … as written.
+    pub sched_flags: Vec<(String, Loc)>,
+    /// `lvs_method` / `lb_kind`.
+    pub method: Option<Method>,
+    /// `persistence_timeout` (value given or keepalived's 360 without one).
+    pub persistence_timeout: Option<u32>,
+    /// `persistence_granularity`.
+    pub persistence_granularity: Option<String>,
+    /// `protocol` upper-cased (TCP, UDP, SCTP).
+    pub protocol: Option<(String, Loc)>,
+    /// `quorum`.
+    pub quorum: Option<u32>,
+    /// `hysteresis`.
+    pub hysteresis: Option<u32>,
+    /// `inhibit_on_failure`.
+    pub inhibit_on_failure: bool,
+    /// `alpha`.
+    pub alpha: bool,
+    /// `omega`.
+    pub omega: bool,
+    /// `quorum_up` command.
+    pub quorum_up: Option<String>,
+    /// `quorum_down` command.
+    pub quorum_down: Option<String>,
+    /// `sorry_server IP [PORT]`.
+    pub sorry_server: Option<(IpAddr, Option<u16>)>,
+    /// `sorry_server_inhibit`.
+    pub sorry_server_inhibit: bool,
+    /// `sorry_server_lvs_method`.
+    pub sorry_server_method: Option<Method>,
+    /// `ops`.
+    pub ops: bool,
+    /// Checker defaults set on the virtual server.
+    pub opts: CheckOpts,
+    /// Real servers, in order.
+    pub real_servers: Vec<RealServer>,
+}
+
+/// An entry of a `virtual_server_group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEntry {
+    /// Addresses (a range expanded) with an optional port.
+    Addrs(Vec<IpAddr>, Option<u16>, Loc),
+    /// `fwmark N`.
+    Fwmark(u32, Loc),
+}
+
+/// A `virtual_server_group` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    /// Its name.
+    pub name: String,
+    /// Where the block is.
+    pub loc: Loc,
+    /// Its entries, in order.
+    pub entries: Vec<GroupEntry>,
+}
+
+/// Everything of a keepalived configuration that matters to RVS.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Keepalived {
+    /// `virtual_server` blocks in file order.
+    pub virtual_servers: Vec<VirtualServer>,
+    /// `virtual_server_group` blocks.
+    pub groups: Vec<Group>,
+    /// `lvs_timeouts` from `global_defs`: tcp, tcpfin, udp.
+    pub lvs_timeouts: (Option<u32>, Option<u32>, Option<u32>),
+    /// Interfaces named by `vrrp_instance … { interface X }`, first use first.
+    pub vrrp_interfaces: Vec<(String, Loc)>,
+}
+
+/// Largest address range a `virtual_server_group` entry may expand to.
+pub const MAX_RANGE: u32 = 256;
+
+fn err(loc: &Loc, msg: impl Into<String>) -> ParseError {
+    ParseError::Syntax {
+        loc: loc.clone(),
+        msg: msg.into(),
+    }
+}
+
+fn note(notes: &mut Vec<Note>, loc: &Loc, msg: impl Into<String>) {
+    notes.push(Note {
+        loc: loc.clone(),
+        msg: msg.into(),
+    });
+}
+
+fn arg<'a>(n: &'a Node, i: usize, what: &str) -> Result<&'a str, ParseError> {
+    n.args
+        .get(i)
+        .map(String::as_str)
+        .ok_or_else(|| err(&n.loc, format!("{} needs {what}", n.key)))
+}
+
+fn num<T: std::str::FromStr>(n: &Node, what: &str) -> Result<T, ParseError> {
+    let s = arg(n, 0, what)?;
+    s.parse()
+        .map_err(|_| err(&n.loc, format!("{}: '{s}' is not {what}", n.key)))
+}
+
+/// A keepalived <TIMER>; RVS takes whole seconds, so a fraction is rounded
+/// up (a check never runs more often or times out sooner than configured).
+fn timer(n: &Node, notes: &mut Vec<Note>) -> Result<f64, ParseError> {
+    let s = arg(n, 0, "a time in seconds")?;
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => {
+            let whole = v.ceil();
+            if whole != v {
+                note(
+                    notes,
+                    &n.loc,
+                    format!(
+                        "{} {s} rounded up to {whole} s: RVS takes whole seconds",
+                        n.key
+                    ),
+                );
+            }
+            Ok(whole)
+        }
+        _ => Err(err(
+            &n.loc,
+            format!("{}: '{s}' is not a time in seconds", n.key),
+        )),
+    }
+}
+
+fn boolean(n: &Node) -> Result<bool, ParseError> {
+    match n.args.first().map(|s| s.to_ascii_lowercase()).as_deref() {
+        None | Some("on" | "true" | "yes") => Ok(true),
+        Some("off" | "false" | "no") => Ok(false),
+        Some(o) => Err(err(
+            &n.loc,
+            format!("{}: '{o}' is not one of on|off|true|false|yes|no", n.key),
+        )),
+    }
+}
+
+fn ip(n: &Node, s: &str) -> Result<IpAddr, ParseError> {
+    s.parse()
+        .map_err(|_| err(&n.loc, format!("{}: '{s}' is not an IP address", n.key)))
+}
+
+fn port(n: &Node, s: &str) -> Result<u16, ParseError> {
+    s.parse()
+        .map_err(|_| err(&n.loc, format!("{}: '{s}' is not a port (0..65535)", n.key)))
+}
+
+fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Method, ParseError> {
+    let s = arg(n, 0, "NAT, DR or TUN")?;
+    let m = match s.to_ascii_uppercase().as_str() {
+        "NAT" => Method::Nat,
+        "DR" => Method::Dr,
+        "TUN" => Method::Tun,
+        _ => {
+            return Err(err(
+                &n.loc,
+                format!("{}: '{s}' is not NAT, DR or TUN", n.key),
+            ))
+        }
+    };
+    if n.args.len() > 1 {
+        note(
+            notes,
+            &n.loc,
+            format!(
+                "{} {}: tunnel options '{}' are not supported; RVS tunnels with ipip",
+                n.key,
+                s,
+                n.args[1..].join(" ")
+            ),
+        );
+    }
+    if n.key.starts_with("lb_kind") {
+        note(
+            notes,
+            &n.loc,
+            "legacy lb_kind read as lvs_method".to_string(),
+        );
+    }
+    Ok(m)
+}
+
+fn addr_port(n: &Node) -> Result<(IpAddr, Option<u16>), ParseError> {
+    let a = ip(n, arg(n, 0, "an IP address")?)?;
+    let p = match n.args.get(1) {
+        Some(p) => Some(port(n, p)?),
+        None => None,
+    };
+    Ok((a, p))
+}
+
+fn script(n: &Node, notes: &mut Vec<Note>) -> Result<String, ParseError> {
+    let s = arg(n, 0, "a command")?.to_string();
+    if n.args.len() > 1 {
+        note(
+            notes,
+            &n.loc,
+            format!(
+                "{}: running as user '{}' is not supported; rvsd runs it as its own user",
+                n.key,
+                n.args[1..].join(" ")
+            ),
+        );
+    }
+    Ok(s)
+}
+
+/// Returns true when `n` was one of the shared timing options.
+fn check_opt(n: &Node, o: &mut CheckOpts, notes: &mut Vec<Note>) -> Result<bool, ParseError> {
+    match n.key.as_str() {
+        "connect_timeout" => o.connect_timeout = Some(timer(n, notes)?),
+        "retry" | "nb_get_retry" => o.retry = Some(num(n, "a retry count")?),
+        "delay_before_retry" => o.delay_before_retry = Some(timer(n, notes)?),
+        "warmup" => o.warmup = Some(timer(n, notes)?),
+        "delay_loop" => o.delay_loop = Some(timer(n, notes)?),
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// Extracts the LVS configuration from a parsed keepalived file.
+///
+/// Top-level blocks RVS has no equivalent for (VRRP, BFD, static routes …)
+/// become notes; a value keepalived itself would refuse is an error.
+pub fn extract(tree: &[Node], notes: &mut Vec<Note>) -> Result<Keepalived, ParseError> {
+    let mut k = Keepalived::default();
+    for n in tree {
+        match n.key.as_str() {
+            "virtual_server" => k.virtual_servers.push(virtual_server(n, notes)?),
+            "virtual_server_group" => k.groups.push(group(n, notes)?),
+            "global_defs" => global_defs(n, &mut k, notes)?,
+            "vrrp_instance" => {
+                for c in n.children() {
+                    if c.key == "interface" {
+                        if let Some(i) = c.args.first() {
+                            if !k.vrrp_interfaces.iter().any(|(x, _)| x == i) {
+                                k.vrrp_interfaces.push((i.clone(), c.loc.clone()));
+                            }
+                        }
+                    }
+                }
+                note(
+                    notes,
+                    &n.loc,
+                    format!(
+                        "vrrp_instance {} is ignored: RVS has no VRRP yet; keep the \
+                         virtual addresses on the director some other way",
+                        n.args.join(" ")
+                    ),
+                );
+            }
+            k2 if k2.starts_with("vrrp_") || k2 == "track_file" => note(
+                notes,
+                &n.loc,
+                format!("{k2} blocks are ignored: RVS has no VRRP yet"),
+            ),
+            "SSL" => note(
+                notes,
+                &n.loc,
+                "SSL block ignored: RVS has no SSL_GET checker yet",
+            ),
+            other => note(
+                notes,
+                &n.loc,
+                format!("{other} is ignored: it has no RVS equivalent"),
+            ),
+        }
+    }
+    Ok(k)
+}
+
+fn global_defs(n: &Node, k: &mut Keepalived, notes: &mut Vec<Note>) -> Result<(), ParseError> {
+    let mut ignored = false;
+    for c in n.children() {
+        match c.key.as_str() {
+            "lvs_timeouts" => {
+                let mut it = c.args.iter();
+                while let Some(key) = it.next() {
+                    let v = it
+                        .next()
+                        .ok_or_else(|| err(&c.loc, format!("lvs_timeouts: {key} needs SECS")))?;
+                    let v: u32 = v.parse().map_err(|_| {
+                        err(
+                            &c.loc,
+                            format!("lvs_timeouts: '{v}' is not a number of seconds"),
+                        )
+                    })?;
+                    match key.as_str() {
+                        "tcp" => k.lvs_timeouts.0 = Some(v),
+                        "tcpfin" => k.lvs_timeouts.1 = Some(v),
+                        "udp" => k.lvs_timeouts.2 = Some(v),
+                        o => {
+                            return Err(err(
+                                &c.loc,
+                                format!("lvs_timeouts: '{o}' is not tcp, tcpfin or udp"),
+                            ))
+                        }
+                    }
+                }
+            }
+            "lvs_sync_daemon" => note(
+                notes,
+                &c.loc,
+                "lvs_sync_daemon is ignored: RVS has no connection sync daemon yet",
+            ),
+            _ => ignored = true,
+        }
+    }
+    if ignored {
+        note(
+            notes,
+            &n.loc,
+            "global_defs is ignored (notification e-mail, router_id, … have no RVS \
+             equivalent) except lvs_timeouts",
+        );
+    }
+    Ok(())
+}
+
+fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, ParseError> {
+    let addr = match n.args.first().map(String::as_str) {
+        Some("fwmark") => VsAddr::Fwmark(
+            arg(n, 1, "a mark")?
+                .parse()
+                .map_err(|_| err(&n.loc, "virtual_server fwmark: the mark is not a number"))?,
+        ),
+        Some("group") => VsAddr::Group(arg(n, 1, "a group name")?.to_string()),
+        Some(_) => {
+            let (a, p) = addr_port(n)?;
+            VsAddr::Ip(a, p)
+        }
+        None => {
+            return Err(err(
+                &n.loc,
+                "virtual_server needs IP [PORT], fwmark N or group NAME",
+            ))
+        }
+    };
+    if n.block.is_none() {
+        return Err(err(&n.loc, "virtual_server needs a { } block"));
+    }
+    let mut vs = VirtualServer {
+        loc: n.loc.clone(),
+        addr,
+        sched: None,
+        sched_flags: Vec::new(),
+        method: None,
+        persistence_timeout: None,
+        persistence_granularity: None,
+        protocol: None,
+        quorum: None,
+        hysteresis: None,
+        inhibit_on_failure: false,
+        alpha: false,
+        omega: false,
+        quorum_up: None,
+        quorum_down: None,
+        sorry_server: None,
+        sorry_server_inhibit: false,
+        sorry_server_method: None,
+        ops: false,
+        opts: CheckOpts::default(),
+        real_servers: Vec::new(),
+    };
+    for c in n.children() {
+        if check_opt(c, &mut vs.opts, notes)? {
+            continue;
+        }
+        match c.key.as_str() {
+            "lvs_sched" | "lb_algo" => {
+                vs.sched = Some(arg(c, 0, "a scheduler")?.to_string());
+                if c.key == "lb_algo" {
+                    note(notes, &c.loc, "legacy lb_algo read as lvs_sched");
+                }
+            }
+            "lvs_method" | "lb_kind" => vs.method = Some(method(c, notes)?),
+            "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" | "flag-1" | "flag-2"
+            | "flag-3" => vs.sched_flags.push((c.key.clone(), c.loc.clone())),
+            "persistence_timeout" => {
+                vs.persistence_timeout = Some(if c.args.is_empty() {
+                    360
+                } else {
+                    num(c, "a number of seconds")?
+                })
+            }
+            "persistence_granularity" => {
+                vs.persistence_granularity = Some(arg(c, 0, "a netmask")?.to_string())
+            }
+            "protocol" => {
+                vs.protocol = Some((
+                    arg(c, 0, "TCP, UDP or SCTP")?.to_ascii_uppercase(),
+                    c.loc.clone(),
+                ))
+            }
+            "quorum" => vs.quorum = Some(num(c, "a weight")?),
+            "hysteresis" => vs.hysteresis = Some(num(c, "a weight")?),
+            "inhibit_on_failure" => vs.inhibit_on_failure = boolean(c)?,
+            "alpha" => vs.alpha = boolean(c)?,
+            "omega" => vs.omega = boolean(c)?,
+            "quorum_up" => vs.quorum_up = Some(script(c, notes)?),
+            "quorum_down" => vs.quorum_down = Some(script(c, notes)?),
+            "sorry_server" => vs.sorry_server = Some(addr_port(c)?),
+            "sorry_server_inhibit" => {
+                vs.sorry_server_inhibit = boolean(c)?;
+                if vs.sorry_server_inhibit {
+                    note(
+                        notes,
+                        &c.loc,
+                        "sorry_server_inhibit is not supported: the sorry server is \
+                         removed, not set to weight 0, when quorum returns",
+                    );
+                }
+            }
+            "sorry_server_lvs_method" => vs.sorry_server_method = Some(method(c, notes)?),
+            "ops" => vs.ops = true,
+            "real_server" => vs.real_servers.push(real_server(c, notes)?),
+            "virtualhost" => note(
+                notes,
+                &c.loc,
+                "virtualhost is not supported: RVS HTTP checks send no Host header of \
+                 your choosing",
+            ),
+            "persistence_engine" => note(
+                notes,
+                &c.loc,
+                "persistence_engine is not supported by RVS; persistence is by client \
+                 address only",
+            ),
+            "ha_suspend" | "smtp_alert" | "snmp_name" | "ip_family" | "net_mask"
+            | "retry_delay" => note(
+                notes,
+                &c.loc,
+                format!("{} is ignored: it has no RVS equivalent", c.key),
+            ),
+            other => note(
+                notes,
+                &c.loc,
+                format!("unknown virtual_server keyword '{other}' ignored"),
+            ),
+        }
+    }
+    Ok(vs)
+}
+
+fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError> {
+    let (address, port) = addr_port(n)?;
+    let mut rs = RealServer {
+        loc: n.loc.clone(),
+        address,
+        port,
+        weight: None,
+        method: None,
+        inhibit_on_failure: None,
+        uthreshold: None,
+        lthreshold: None,
+        opts: CheckOpts::default(),
+        checkers: Vec::new(),
+    };
+    for c in n.children() {
+        if check_opt(c, &mut rs.opts, notes)? {
+            continue;
+        }
+        if let Some(kind) = CheckKind::from_keyword(&c.key) {
+            rs.checkers.push(checker(c, kind, notes)?);
+            continue;
+        }
+        match c.key.as_str() {
+            "weight" => {
+                let w: i64 = num(c, "a weight")?;
+                rs.weight = Some(
+                    u32::try_from(w)
+                        .ok()
+                        .filter(|w| *w <= i32::MAX as u32)
+                        .ok_or_else(|| {
+                            err(&c.loc, format!("weight {w} is out of range 0..2147483647"))
+                        })?,
+                )
+            }
+            "lvs_method" => rs.method = Some(method(c, notes)?),
+            "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),
+            "uthreshold" => rs.uthreshold = Some(num(c, "a connection count")?),
+            "lthreshold" => rs.lthreshold = Some(num(c, "a connection count")?),
+            "notify_up" | "notify_down" => note(
+                notes,
+                &c.loc,
+                format!(
+                    "{} is not supported: RVS runs no per-server notify scripts yet",
+                    c.key
+                ),
+            ),
+            "alpha" => note(
+                notes,
+                &c.loc,
+                "per-real-server alpha is not supported: the virtual server's alpha applies",
+            ),
+            "smtp_alert" | "snmp_name" | "virtualhost" => note(
+                notes,
+                &c.loc,
+                format!("{} is ignored: it has no RVS equivalent", c.key),
+            ),
+            other => note(
+                notes,
+                &c.loc,
+                format!("unknown real_server keyword '{other}' ignored"),
+            ),
+        }
+    }
+    Ok(rs)
+}
+
+fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, ParseError> {
+    let mut ck = Checker {
+        loc: n.loc.clone(),
+        kind,
+        connect_ip: None,
+        connect_port: None,
+        opts: CheckOpts::default(),
+        urls: Vec::new(),
+        misc_path: None,
+        misc_timeout: None,
+        misc_dynamic: false,
+        payload: None,
+        require_reply: None,
+        dns_type: None,
+        dns_name: None,
+    };
+    let kw = kind.keyword();
+    for c in n.children() {
+        if check_opt(c, &mut ck.opts, notes)? {
+            continue;
+        }
+        match (kind, c.key.as_str()) {
+            (_, "connect_ip") => ck.connect_ip = Some(ip(c, arg(c, 0, "an IP address")?)?),
+            (_, "connect_port") => ck.connect_port = Some(port(c, arg(c, 0, "a port")?)?),
+            (CheckKind::Http | CheckKind::Ssl, "url") => ck.urls.push(url(c, notes)?),
+            (CheckKind::Misc, "misc_path") => ck.misc_path = Some(script(c, notes)?),
+            (CheckKind::Misc, "misc_timeout") => ck.misc_timeout = Some(timer(c, notes)?),
+            (CheckKind::Misc, "misc_dynamic") => ck.misc_dynamic = boolean(c)?,
+            (CheckKind::Udp, "payload") => ck.payload = Some(c.args.join(" ")),
+            (CheckKind::Udp, "require_reply") => {
+                ck.require_reply = Some(if c.args.is_empty() {
+                    None
+                } else {
+                    Some(c.args.join(" "))
+                })
+            }
+            (CheckKind::Dns, "type") => ck.dns_type = Some(arg(c, 0, "a query type")?.to_string()),
+            (CheckKind::Dns, "name") => ck.dns_name = Some(arg(c, 0, "a domain name")?.to_string()),
+            (CheckKind::Smtp, "host") => note(
+                notes,
+                &c.loc,
+                "SMTP_CHECK host blocks are not carried over (SMTP_CHECK itself is not \
+                 supported)",
+            ),
+            _ => note(
+                notes,
+                &c.loc,
+                format!(
+                    "{kw} option '{}' is not supported by RVS and was dropped",
+                    c.key
+                ),
+            ),
+        }
+    }
+    Ok(ck)
+}
+
+fn url(n: &Node, notes: &mut Vec<Note>) -> Result<Url, ParseError> {
+    let mut u = Url {
+        loc: n.loc.clone(),
+        path: None,
+        digest: None,
+        status_codes: Vec::new(),
+    };
+    for c in n.children() {
+        match c.key.as_str() {
+            "path" => u.path = Some(arg(c, 0, "a path")?.to_string()),
+            "digest" => {
+                let d = arg(c, 0, "an MD5 digest")?;
+                if d.len() != 32 || !d.chars().all(|x| x.is_ascii_hexdigit()) {
+                    return Err(err(
+                        &c.loc,
+                        format!("digest '{d}' is not an MD5 digest (32 hex digits)"),
+                    ));
+                }
+                u.digest = Some(d.to_ascii_lowercase());
+            }
+            "status_code" => {
+                if c.args.is_empty() {
+                    return Err(err(&c.loc, "status_code needs a code or range"));
+                }
+                for a in &c.args {
+                    let bad = || err(&c.loc, format!("status_code: '{a}' is not a code or range"));
+                    let (lo, hi) = match a.split_once('-') {
+                        Some((l, h)) => {
+                            (l.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?)
+                        }
+                        None => {
+                            let v = a.parse().map_err(|_| bad())?;
+                            (v, v)
+                        }
+                    };
+                    if lo > hi || !(100..=599).contains(&lo) || !(100..=599).contains(&hi) {
+                        return Err(bad());
+                    }
+                    u.status_codes.push((lo, hi));
+                }
+            }
+            other => note(
+                notes,
+                &c.loc,
+                format!("url option '{other}' is not supported by RVS and was dropped"),
+            ),
+        }
+    }
+    Ok(u)
+}
+
+fn group(n: &Node, notes: &mut Vec<Note>) -> Result<Group, ParseError> {
+    let name = arg(n, 0, "a name")?.to_string();
+    let mut g = Group {
+        name,
+        loc: n.loc.clone(),
+        entries: Vec::new(),
+    };
+    for c in n.children() {
+        if c.key == "fwmark" {
+            let m = arg(c, 0, "a mark")?
+                .parse()
+                .map_err(|_| err(&c.loc, "fwmark: the mark is not a number"))?;
+            g.entries.push(GroupEntry::Fwmark(m, c.loc.clone()));
+            continue;
+        }
+        let p = match c.args.first() {
+            Some(p) => Some(port(c, p)?),
+            None => None,
+        };
+        match expand_range(&c.key) {
+            Ok(addrs) => g.entries.push(GroupEntry::Addrs(addrs, p, c.loc.clone())),
+            Err(RangeError::TooBig(count)) => note(
+                notes,
+                &c.loc,
+                format!(
+                    "virtual_server_group {}: range {} has {count} addresses (more than {MAX_RANGE}); \
+                     skipped: describe it with a [[fwmark]] rule whose address is the prefix",
+                    g.name, c.key
+                ),
+            ),
+            Err(RangeError::Invalid) => {
+                return Err(err(
+                    &c.loc,
+                    format!(
+                        "virtual_server_group {}: '{}' is not an address, range or fwmark",
+                        g.name, c.key
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(g)
+}
+
+enum RangeError {
+    Invalid,
+    TooBig(u128),
+}
+
+/// `A`, `A-B` (B a full address or the last IPv4 octet / IPv6 group) or
+/// `A/len`.
+fn expand_range(s: &str) -> Result<Vec<IpAddr>, RangeError> {
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(vec![a]);
+    }
+    let (first, last): (IpAddr, IpAddr) = if let Some((a, len)) = s.split_once('/') {
+        let a: IpAddr = a.parse().map_err(|_| RangeError::Invalid)?;
+        let len: u32 = len.parse().map_err(|_| RangeError::Invalid)?;
+        match a {
+            IpAddr::V4(v) if len <= 32 => {
+                let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                let lo = u32::from(v) & mask;
+                (IpAddr::V4(lo.into()), IpAddr::V4((lo | !mask).into()))
+            }
+            IpAddr::V6(v) if len <= 128 => {
+                let mask = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - len)
+                };
+                let lo = u128::from(v) & mask;
+                (IpAddr::V6(lo.into()), IpAddr::V6((lo | !mask).into()))
+            }
+            _ => return Err(RangeError::Invalid),
+        }
+    } else if let Some((a, b)) = s.rsplit_once('-') {
+        let a: IpAddr = a.parse().map_err(|_| RangeError::Invalid)?;
+        let b = match (a, b.parse::<IpAddr>()) {
+            (_, Ok(b)) => b,
+            (IpAddr::V4(v), Err(_)) => {
+                let last: u8 = b.parse().map_err(|_| RangeError::Invalid)?;
+                let o = v.octets();
+                IpAddr::V4([o[0], o[1], o[2], last].into())
+            }
+            (IpAddr::V6(v), Err(_)) => {
+                let last = u16::from_str_radix(b, 16).map_err(|_| RangeError::Invalid)?;
+                let mut seg = v.segments();
+                seg[7] = last;
+                IpAddr::V6(seg.into())
+            }
+        };
+        (a, b)
+    } else {
+        return Err(RangeError::Invalid);
+    };
+    let (lo, hi) = match (first, last) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => (u128::from(u32::from(a)), u128::from(u32::from(b))),
+        (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b)),
+        _ => return Err(RangeError::Invalid),
+    };
+    if lo > hi {
+        return Err(RangeError::Invalid);
+    }
+    let count = hi - lo + 1;
+    if count > u128::from(MAX_RANGE) {
+        return Err(RangeError::TooBig(count));
+    }
+    Ok((lo..=hi)
+        .map(|x| match first {
+            IpAddr::V4(_) => IpAddr::V4((x as u32).into()),
+            IpAddr::V6(_) => IpAddr::V6(x.into()),
+        })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addrs(s: &str) -> Vec<String> {
+        match expand_range(s) {
+            Ok(v) => v.iter().map(ToString::to_string).collect(),
+            Err(_) => vec!["ERR".into()],
+        }
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(addrs("10.0.0.1-3"), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(addrs("10.0.0.254-10.0.1.1").len(), 4);
+        assert_eq!(
+            addrs("10.0.0.8/30"),
+            ["10.0.0.8", "10.0.0.9", "10.0.0.10", "10.0.0.11"]
+        );
+        assert_eq!(addrs("2001:db8::1-3").len(), 3);
+        assert_eq!(addrs("10.0.0.5-1"), ["ERR"]);
+        assert!(matches!(
+            expand_range("10.0.0.0/16"),
+            Err(RangeError::TooBig(65536))
+        ));
+    }
+}

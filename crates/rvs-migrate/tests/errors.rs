@@ -1,0 +1,152 @@
+//! Syntax and value errors name the line and refuse the whole migration; the
+//! binary then writes nothing.
+
+use std::process::Command;
+
+use rvs_migrate::{migrate_str, Options};
+
+fn error_of(text: &str) -> String {
+    migrate_str(text, &Options::default())
+        .map(|m| panic!("expected an error, got:\n{}", m.toml))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn unclosed_block() {
+    let e =
+        error_of("virtual_server 10.0.0.1 80 {\n  lvs_sched rr\n  real_server 10.0.0.2 80 {\n}\n");
+    assert_eq!(e, "line 1: this '{' is never closed: add the missing '}'");
+}
+
+#[test]
+fn stray_close() {
+    let e = error_of("global_defs {\n}\n}\n");
+    assert!(e.starts_with("line 3: '}' without a matching '{'"), "{e}");
+}
+
+#[test]
+fn unterminated_quote() {
+    let e = error_of("virtual_server 10.0.0.1 80 {\n quorum_up \"/bin/up\n}\n");
+    assert!(e.starts_with("line 2: unterminated quoted string"), "{e}");
+}
+
+#[test]
+fn bad_values() {
+    let cases = [
+        ("virtual_server 10.0.0.300 80 {\n}\n", "line 1: virtual_server: '10.0.0.300' is not an IP address"),
+        ("virtual_server 10.0.0.1 80 {\n lvs_method FOO\n}\n", "line 2: lvs_method: 'FOO' is not NAT, DR or TUN"),
+        (
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  weight -1\n }\n}\n",
+            "line 3: weight -1 is out of range 0..2147483647",
+        ),
+        ("virtual_server 10.0.0.1 80 {\n delay_loop soon\n}\n", "line 2: delay_loop: 'soon' is not a time in seconds"),
+        ("virtual_server group NOPE {\n}\n", "line 1: virtual_server group NOPE: no virtual_server_group NOPE is defined"),
+        ("virtual_server 10.0.0.1 99999 {\n}\n", "line 1: virtual_server: '99999' is not a port (0..65535)"),
+        (
+            "virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  HTTP_GET {\n   url {\n    digest xyz\n   }\n  }\n }\n}\n",
+            "line 5: digest 'xyz' is not an MD5 digest (32 hex digits)",
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(error_of(text), want);
+    }
+}
+
+#[test]
+fn error_in_included_file_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("main.conf"), "include sub/*.conf\n").unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    std::fs::write(
+        dir.path().join("sub/a.conf"),
+        "# a\nvirtual_server 10.0.0.1 80 {\n",
+    )
+    .unwrap();
+    let e = rvs_migrate::migrate_file(&dir.path().join("main.conf"), &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "sub/a.conf line 2: this '{' is never closed: add the missing '}'"
+    );
+}
+
+#[test]
+fn include_loop_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.conf"), "include a.conf\n").unwrap();
+    let e = rvs_migrate::migrate_file(&dir.path().join("a.conf"), &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("includes nested too deeply"), "{e}");
+}
+
+#[test]
+fn binary_writes_nothing_on_error_and_the_file_on_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(&bad, "virtual_server 10.0.0.1 80 {\n  lvs_sched rr\n").unwrap();
+    let out = dir.path().join("rvsd.toml");
+    let r = Command::new(env!("CARGO_BIN_EXE_rvs-migrate"))
+        .args([
+            "keepalived",
+            bad.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("bad.conf") || stderr.contains("line 1"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 1: this '{' is never closed"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "no partial file on error");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+
+    let good = dir.path().join("good.conf");
+    std::fs::write(
+        &good,
+        "vrrp_instance V {\n interface eth9\n}\nvirtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n  SSL_GET {\n  }\n }\n}\n",
+    )
+    .unwrap();
+    let r = Command::new(env!("CARGO_BIN_EXE_rvs-migrate"))
+        .args([
+            "keepalived",
+            good.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--interfaces",
+            "eth0,eth1",
+        ])
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("line 1: vrrp_instance V is ignored: RVS has no VRRP yet"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "line 6: SSL_GET is not supported by RVS yet; the server is checked with TCP_CHECK"
+        ),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("interfaces = [\"eth0\", \"eth1\"]\n"),
+        "{text}"
+    );
+    assert!(text.contains("method = \"nat\""), "{text}");
+}

@@ -1,0 +1,74 @@
+//! Golden-file tests: each keepalived.conf under tests/data migrates to
+//! exactly the .toml and .notes next to it. `UPDATE_GOLDEN=1 cargo test`
+//! rewrites them (review the diff before committing).
+
+use std::path::{Path, PathBuf};
+
+use rvs_migrate::{migrate_file, Options};
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn golden(case: &str, interfaces: Option<&[&str]>) {
+    let opts = Options {
+        interfaces: interfaces.map(|i| i.iter().map(|s| s.to_string()).collect()),
+        source_name: format!("{case}.conf"),
+    };
+    let m = migrate_file(&data(&format!("{case}.conf")), &opts)
+        .unwrap_or_else(|e| panic!("{case}: {e}"));
+    let notes: String = m.notes.iter().map(|n| format!("{n}\n")).collect();
+    let toml_path = data(&format!("{case}.toml"));
+    let notes_path = data(&format!("{case}.notes"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::write(&toml_path, &m.toml).unwrap();
+        std::fs::write(&notes_path, &notes).unwrap();
+    }
+    let want_toml = std::fs::read_to_string(&toml_path).unwrap();
+    let want_notes = std::fs::read_to_string(&notes_path).unwrap();
+    assert_eq!(
+        m.toml,
+        want_toml,
+        "{case}: TOML differs from {}",
+        toml_path.display()
+    );
+    assert_eq!(
+        notes,
+        want_notes,
+        "{case}: notes differ from {}",
+        notes_path.display()
+    );
+}
+
+#[test]
+fn dr_web_farm_with_http_get() {
+    golden("dr_web", Some(&["eth0"]));
+}
+
+#[test]
+fn nat_tcp_check_sorry_server_quorum() {
+    golden("nat_sorry", Some(&["front", "back"]));
+}
+
+#[test]
+fn fwmark_service_with_persistence() {
+    golden("fwmark_persist", Some(&["eth0"]));
+}
+
+#[test]
+fn misc_check_dynamic_and_udp_checks() {
+    golden("misc_udp", Some(&["eth0"]));
+}
+
+#[test]
+fn includes_with_wildcards_and_braces() {
+    golden("include_main", Some(&["eth0"]));
+}
+
+#[test]
+fn vrrp_and_global_defs_ignored_group_expanded() {
+    // No --interfaces: taken from the vrrp_instance.
+    golden("vrrp_group", None);
+}
