@@ -2,7 +2,7 @@
 //! output captured from real ipvsadm 1.31 (trailing blanks included).
 
 use super::*;
-use rvs_api::{DestSpec, ForwardMethod, ServiceSpec, Stats};
+use rvs_api::{ConnectionEntry, DestSpec, Family, ForwardMethod, ServiceSpec, Stats, Timeouts};
 
 fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
     ServiceStatus {
@@ -313,5 +313,380 @@ fn nosort_keeps_rvsd_order() {
     assert_eq!(
         show(vec![a, b], &req),
         format!("{HEAD}UDP  10.0.0.1:53 rr\nTCP  10.0.0.1:80 rr\n")
+    );
+}
+
+fn fwm_svc(mark: u32, af: Family, sched: &str) -> ServiceStatus {
+    let mut s = svc(Protocol::Tcp, "10.0.0.1", 80, sched);
+    s.spec.key = ServiceKey::Fwmark { mark, af };
+    s
+}
+
+fn conn(
+    proto: Protocol,
+    client: (&str, u16),
+    virt: (&str, u16),
+    dest: (&str, u16),
+    state: &str,
+    expires_secs: u32,
+) -> ConnectionEntry {
+    ConnectionEntry {
+        protocol: proto,
+        client: (client.0.parse().unwrap(), client.1),
+        virtual_: (virt.0.parse().unwrap(), virt.1),
+        dest: (dest.0.parse().unwrap(), dest.1),
+        state: state.into(),
+        expires_secs,
+        template: false,
+        fwmark: None,
+    }
+}
+
+#[test]
+fn rate_view_and_exact() {
+    // Expected text made with C printf formats (%-33s, %8llu, print_largenum).
+    let mut s = svc(Protocol::Tcp, "10.0.0.1", 80, "rr");
+    s.stats = Stats {
+        cps: 12,
+        in_pps: 345,
+        in_bps: 123_456_789,
+        conns: 999_999_999_999,
+        ..Default::default()
+    };
+    let mut d = dst("10.0.0.2", 80, ForwardMethod::Route, 1, 0, 0);
+    d.stats = Stats {
+        cps: 1,
+        in_pps: 100_000_000,
+        out_pps: 2,
+        in_bps: 999,
+        out_bps: 100_000_000_000,
+        ..Default::default()
+    };
+    s.dests = vec![d];
+    let req = ListRequest {
+        numeric: true,
+        rate: true,
+        ..Default::default()
+    };
+    let services = vec![fwm_svc(7, Family::Ipv4, "rr"), s];
+    assert_eq!(
+        show(services.clone(), &req),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n\
+TCP  10.0.0.1:80                        12      345        0  123456K        0\n\
+\x20 -> 10.0.0.2:80                         1 100000000        2      999     100G\n\
+FWM  7                                   0        0        0        0        0\n"
+    );
+    let exact = ListRequest { exact: true, ..req };
+    assert_eq!(
+        show(services, &exact),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port                 CPS    InPPS   OutPPS    InBPS   OutBPS\n  -> RemoteAddress:Port\n\
+TCP  10.0.0.1:80                        12      345        0 123456789        0\n\
+\x20 -> 10.0.0.2:80                         1 100000000        2      999 100000000000\n\
+FWM  7                                   0        0        0        0        0\n"
+    );
+}
+
+#[test]
+fn persistent_conn_view() {
+    let mut s = svc(Protocol::Tcp, "10.0.0.1", 80, "wlc");
+    s.spec.persistence_timeout = Some(300);
+    s.spec.netmask = Some(16);
+    let mut d = dst("10.0.0.2", 80, ForwardMethod::Route, 3, 4, 5);
+    d.persistent_conns = 17;
+    s.dests = vec![d];
+    let req = ListRequest {
+        numeric: true,
+        persistent_conn: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        show(vec![s], &req),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port            Weight    PersistConn ActiveConn InActConn \n  -> RemoteAddress:Port\n\
+TCP  10.0.0.1:80 wlc persistent 300 mask 255.255.0.0\n\
+\x20 -> 10.0.0.2:80                  3         17          4          5         \n"
+    );
+}
+
+#[test]
+fn fwmark_ops_and_flags_in_the_flags_column() {
+    let mut u = svc(Protocol::Udp, "10.0.0.1", 53, "rr");
+    u.spec.one_packet = true;
+    let mut f1 = fwm_svc(1, Family::Ipv4, "sh");
+    f1.spec.persistence_timeout = Some(60);
+    f1.spec.flags = vec!["sh-port".into(), "flag-1".into()];
+    f1.spec.one_packet = true;
+    f1.dests = vec![dst("10.0.0.5", 0, ForwardMethod::Route, 1, 0, 0)];
+    let mut f2 = fwm_svc(2, Family::Ipv6, "mh");
+    f2.spec.persistence_timeout = Some(300);
+    f2.spec.netmask = Some(64);
+    f2.dests = vec![dst("2001:db8::5", 0, ForwardMethod::Masq, 1, 0, 0)];
+    // Marks sort after address services (which count as mark 0), by mark.
+    assert_eq!(
+        show(vec![f2, f1, u], &numeric()),
+        format!(
+            "{HEAD}UDP  10.0.0.1:53 rr ops\n\
+FWM  1 sh (sh-fallback,sh-port) persistent 60 ops\n\
+\x20 -> 10.0.0.5:0                   Route   1      0          0         \n\
+FWM  2 IPv6 mh persistent 300 mask 64\n\
+\x20 -> [2001:db8::5]:0              Masq    1      0          0         \n"
+        )
+    );
+    // One mark service: found by mark and family.
+    let l = Listing {
+        conn_table_size: 4096,
+        counters: Default::default(),
+        timeouts: Default::default(),
+        services: vec![fwm_svc(3, Family::Ipv4, "rr")],
+    };
+    let one = |af| ListRequest {
+        numeric: true,
+        service: Some(ServiceKey::Fwmark { mark: 3, af }),
+        ..Default::default()
+    };
+    assert_eq!(
+        listing(&l, &one(Family::Ipv4), &Numeric).unwrap(),
+        "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\nFWM  3 rr\n"
+    );
+    assert_eq!(
+        listing(&l, &one(Family::Ipv6), &Numeric),
+        Err(NoSuchService)
+    );
+}
+
+fn save_sample() -> Listing {
+    let mut web = svc(Protocol::Tcp, "10.0.100.1", 80, "rr");
+    web.dests = vec![
+        dst("10.0.2.12", 80, ForwardMethod::Tunnel, 2, 0, 0),
+        dst("10.0.2.11", 80, ForwardMethod::Route, 1, 0, 0),
+    ];
+    let mut nat = svc(Protocol::Tcp, "10.0.100.1", 443, "sh");
+    nat.spec.persistence_timeout = Some(600);
+    nat.spec.netmask = Some(24);
+    nat.spec.flags = vec!["sh-fallback".into(), "sh-port".into()];
+    let mut d = dst("10.0.2.11", 8443, ForwardMethod::Masq, 0, 0, 0);
+    d.spec.upper_threshold = 100;
+    d.spec.lower_threshold = 50;
+    nat.dests = vec![d];
+    let mut dns = svc(Protocol::Udp, "10.0.100.1", 53, "wlc");
+    dns.spec.one_packet = true;
+    dns.dests = vec![dst("10.0.2.13", 53, ForwardMethod::Route, 65535, 0, 0)];
+    let mut v6 = svc(Protocol::Tcp, "2001:db8::1", 0, "wlc");
+    v6.spec.persistence_timeout = Some(300);
+    v6.spec.netmask = Some(64);
+    v6.dests = vec![dst("2001:db8::11", 0, ForwardMethod::Route, 1, 0, 0)];
+    let mut f = fwm_svc(1, Family::Ipv4, "rr");
+    f.spec.persistence_timeout = Some(300);
+    f.dests = vec![dst("10.0.2.11", 0, ForwardMethod::Route, 1, 0, 0)];
+    let mut f6 = fwm_svc(2, Family::Ipv6, "mh");
+    f6.spec.flags = vec!["mh-port".into()];
+    f6.dests = vec![dst("2001:db8::12", 8080, ForwardMethod::Masq, 3, 0, 0)];
+    Listing {
+        conn_table_size: 4096,
+        counters: Default::default(),
+        timeouts: Default::default(),
+        services: vec![f6, f, v6, dns, nat, web],
+    }
+}
+
+const SAVED: &str = "\
+-A -t 10.0.100.1:80 -s rr
+-a -t 10.0.100.1:80 -r 10.0.2.11:80 -g -w 1
+-a -t 10.0.100.1:80 -r 10.0.2.12:80 -i -w 2 --tun-type ipip
+-A -t 10.0.100.1:443 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port
+-a -t 10.0.100.1:443 -r 10.0.2.11:8443 -m -w 0 -x 100 -y 50
+-A -u 10.0.100.1:53 -s wlc -o
+-a -u 10.0.100.1:53 -r 10.0.2.13:53 -g -w 65535
+-A -t [2001:db8::1]:0 -s wlc -p 300 -M 64
+-a -t [2001:db8::1]:0 -r [2001:db8::11]:0 -g -w 1
+-A -f 1 -s rr -p 300
+-a -f 1 -r 10.0.2.11:0 -g -w 1
+-A -f 2 -6 -s mh -b mh-port
+-a -f 2 -6 -r [2001:db8::12]:8080 -m -w 3
+";
+
+#[test]
+fn save_format() {
+    assert_eq!(save(&save_sample(), &Numeric), SAVED);
+    // Without -n names are used, uncut, as ipvsadm does.
+    struct Long;
+    impl Names for Long {
+        fn host(&self, a: IpAddr) -> Option<String> {
+            (a.to_string() == "10.0.0.1")
+                .then(|| "a-very-long-virtual-host-name.example.internal".into())
+        }
+        fn service(&self, port: u16, _: Protocol) -> Option<String> {
+            (port == 80).then(|| "http".into())
+        }
+    }
+    let mut s = svc(Protocol::Tcp, "10.0.0.1", 80, "rr");
+    s.dests = vec![dst("10.0.0.2", 80, ForwardMethod::Route, 1, 0, 0)];
+    let l = Listing {
+        conn_table_size: 4096,
+        counters: Default::default(),
+        timeouts: Default::default(),
+        services: vec![s],
+    };
+    assert_eq!(
+        save(&l, &Long),
+        "-A -t a-very-long-virtual-host-name.example.internal:http -s rr\n\
+-a -t a-very-long-virtual-host-name.example.internal:http -r 10.0.0.2:http -g -w 1\n"
+    );
+}
+
+#[test]
+fn save_then_restore_gives_the_same_table() {
+    struct NoLookup;
+    impl crate::parse::Lookup for NoLookup {
+        fn host(&self, _: &str) -> Option<IpAddr> {
+            None
+        }
+        fn service(&self, _: &str, _: Protocol) -> Option<u16> {
+            None
+        }
+    }
+    let table = save_sample();
+    let cmds: Vec<rvs_api::Command> =
+        crate::parse::parse_restore(&save(&table, &Numeric), &NoLookup)
+            .unwrap()
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect();
+    // What each service and real server of the table is, as commands, in
+    // the saved (sorted) order.
+    let mut want = Vec::new();
+    let mut services: Vec<&ServiceStatus> = table.services.iter().collect();
+    services.sort_by(|a, b| cmp_keys(&a.spec.key, &b.spec.key));
+    for s in services {
+        want.push(rvs_api::Command::AddService(s.spec.clone()));
+        let mut dests: Vec<&DestStatus> = s.dests.iter().collect();
+        dests.sort_by(|a, b| cmp_dests(a, b));
+        for d in dests {
+            want.push(rvs_api::Command::AddDest {
+                service: s.spec.key,
+                dest: d.spec.clone(),
+            });
+        }
+    }
+    assert_eq!(want.len(), 13);
+    assert_eq!(cmds, want);
+}
+
+#[test]
+fn connection_listing() {
+    let mut tmpl = conn(
+        Protocol::Tcp,
+        ("10.0.0.0", 0),
+        ("10.0.0.1", 80),
+        ("10.0.0.2", 80),
+        "NONE",
+        6000,
+    );
+    tmpl.template = true;
+    let mut ftmpl = conn(
+        Protocol::Tcp,
+        ("10.0.0.9", 0),
+        ("0.0.0.0", 0),
+        ("10.0.0.5", 0),
+        "NONE",
+        59,
+    );
+    ftmpl.template = true;
+    ftmpl.fwmark = Some(7);
+    let mut ftmpl6 = conn(
+        Protocol::Udp,
+        ("2001:db8::9", 0),
+        ("::", 0),
+        ("2001:db8::5", 0),
+        "NONE",
+        0,
+    );
+    ftmpl6.template = true;
+    ftmpl6.fwmark = Some(7);
+    // A mark service's real connection shows its real protocol and address.
+    let mut fconn = conn(
+        Protocol::Tcp,
+        ("2001:db8::9", 40000),
+        ("2001:db8::1", 443),
+        ("2001:db8::2", 443),
+        "SYN_RECV",
+        61,
+    );
+    fconn.fwmark = Some(7);
+    let conns = vec![
+        conn(
+            Protocol::Tcp,
+            ("10.0.0.9", 40000),
+            ("10.0.0.1", 80),
+            ("10.0.0.2", 80),
+            "ESTABLISHED",
+            899,
+        ),
+        conn(
+            Protocol::Udp,
+            ("10.0.0.9", 5353),
+            ("10.0.0.1", 53),
+            ("10.0.0.3", 53),
+            "UDP",
+            5,
+        ),
+        tmpl,
+        ftmpl,
+        ftmpl6,
+        fconn,
+    ];
+    assert_eq!(
+        connections(&conns, false, &Numeric),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination\n\
+TCP 14:59  ESTABLISHED 10.0.0.9:40000     10.0.0.1:80        10.0.0.2:80\n\
+UDP 00:05  UDP         10.0.0.9:5353      10.0.0.1:53        10.0.0.3:53\n\
+TCP 100:00 NONE        10.0.0.0:0         10.0.0.1:80        10.0.0.2:80\n\
+IP  00:59  NONE        10.0.0.9:0         0.0.0.7:0          10.0.0.5:0\n\
+IP  00:00  NONE        [2001:db8::9]:0    [0:7::]:0          [2001:db8::5]:0\n\
+TCP 01:01  SYN_RECV    [2001:db8::9]:40000 [2001:db8::1]:443  [2001:db8::2]:443\n"
+    );
+    assert_eq!(
+        connections(&conns[..1], true, &Numeric),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination        pe name          pe_data\n\
+TCP 14:59  ESTABLISHED 10.0.0.9:40000     10.0.0.1:80        10.0.0.2:80\n"
+    );
+    assert_eq!(
+        connections(&[], false, &Numeric),
+        "IPVS connection entries\npro expire state       source             virtual            destination\n"
+    );
+    // Names without -n; a mark template's port 0 stays a number.
+    struct Fake;
+    impl Names for Fake {
+        fn host(&self, a: IpAddr) -> Option<String> {
+            (a.to_string() == "10.0.0.9").then(|| "client".into())
+        }
+        fn service(&self, port: u16, _: Protocol) -> Option<String> {
+            (port == 0 || port == 80).then(|| format!("svc{port}"))
+        }
+    }
+    assert_eq!(
+        connections(&conns[3..4], false, &Fake),
+        "IPVS connection entries\npro expire state       source             virtual            destination\n\
+IP  00:59  NONE        client:0           0.0.0.7:0          10.0.0.5:0\n"
+    );
+}
+
+#[test]
+fn timeout_line() {
+    assert_eq!(
+        timeouts(&Timeouts::default()),
+        "Timeout (tcp tcpfin udp): 900 120 300\n"
+    );
+    assert_eq!(
+        timeouts(&Timeouts {
+            tcp: 0,
+            tcpfin: 1,
+            udp: 2678400
+        }),
+        "Timeout (tcp tcpfin udp): 0 1 2678400\n"
     );
 }
