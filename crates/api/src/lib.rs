@@ -1,8 +1,8 @@
 //! rvsd's control API: HTTP/1.1 + JSON on a root-only Unix socket.
 //!
 //! - `GET /v1/services` → [`Listing`]
-//! - `GET /v1/connections` → `[`[`ConnectionEntry`]`, …]` (what `ipvsadm -Lc`
-//!   shows)
+//! - `GET /v1/connections` → a JSON array of [`ConnectionEntry`] (what
+//!   `ipvsadm -Lc` shows)
 //! - `POST /v1/commands` with a [`Command`] → `200 {"ok":true}` or
 //!   `4xx {"error":"..."}` with a message for the operator. A refused
 //!   [`Command::Restore`] names the failing command (see [`RestoreError`]).
