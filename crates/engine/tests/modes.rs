@@ -419,10 +419,15 @@ fn not_ours_passes_and_malformed_is_counted() {
 fn config_errors_name_the_fix_and_apply_nothing() {
     let base = || config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1, 1]);
     let mut c = base();
-    c.services[0].scheduler = "wlc".into();
+    c.services[0].scheduler = "xyz".into();
     let e = Snapshot::new(c).unwrap_err();
     assert!(matches!(e, ConfigError::UnknownScheduler { .. }));
-    assert!(e.to_string().contains("use one of: rr, wrr"), "{e}");
+    assert!(
+        e.to_string().contains(
+            "use one of: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos"
+        ),
+        "{e}"
+    );
 
     let mut c = base();
     c.services.push(c.services[0].clone());

@@ -63,18 +63,22 @@ scheduler = "rr"
 }
 
 #[test]
-fn unavailable_scheduler_lists_what_exists() {
+fn unknown_scheduler_lists_what_exists() {
+    // Refused during validation, before any interface is touched.
     let (code, err) = rvsd(
         r#"interfaces = ["lo"]
 [[service]]
 protocol = "udp"
 address = "10.0.100.1"
 port = 53
+scheduler = "xyz"
 "#,
     );
     assert_eq!(code, 1);
     assert!(
-        err.contains("scheduler 'wlc' is not available; use one of: rr, wrr"),
+        err.contains(
+            "scheduler 'xyz' is not available; use one of: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo, ovf, twos"
+        ),
         "{err}"
     );
 }
