@@ -413,9 +413,11 @@ fn sched_flags(names: &[String]) -> Result<u32, String> {
             "flag-1" => 0x08,
             "flag-2" => 0x10,
             "flag-3" => 0x20,
-            other => return Err(format!(
+            other => {
+                return Err(format!(
                 "unknown scheduler flag '{other}'; use sh-fallback, sh-port, mh-fallback, mh-port"
-            )),
+            ))
+            }
         };
         Ok(acc | bit)
     })

@@ -44,7 +44,11 @@ impl Est {
         let d = |a: u64, b: u64| a.saturating_sub(b);
         fold(&mut self.cps, d(now.conns, self.last.conns), 9);
         fold(&mut self.inpps, d(now.in_packets, self.last.in_packets), 9);
-        fold(&mut self.outpps, d(now.out_packets, self.last.out_packets), 9);
+        fold(
+            &mut self.outpps,
+            d(now.out_packets, self.last.out_packets),
+            9,
+        );
         fold(&mut self.inbps, d(now.in_bytes, self.last.in_bytes), 4);
         fold(&mut self.outbps, d(now.out_bytes, self.last.out_bytes), 4);
         self.last = *now;
