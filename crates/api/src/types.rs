@@ -263,6 +263,10 @@ pub enum Command {
     /// names the failing command with [`RestoreError`]; a `Restore` inside
     /// a `Restore` is refused.
     Restore(Vec<Command>),
+    /// Re-read rvsd's configuration file and apply it whole (as SIGHUP
+    /// does); a file with any error changes nothing and the error is the
+    /// reply. Runtime changes made since are replaced by the file.
+    Reload,
 }
 
 /// Why rvsd refused a [`Command::Restore`]: which command (0-based index
@@ -386,6 +390,32 @@ pub struct Listing {
     /// none and the IPVS defaults are assumed.
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Health-check state of every checked real server.
+    #[serde(default)]
+    pub health: Vec<HealthStatus>,
+    /// The configuration file rvsd runs from, if any.
+    #[serde(default)]
+    pub config_file: Option<String>,
+    /// rvsadm changed the running configuration since the file was loaded:
+    /// those changes are lost at the next reload or restart.
+    #[serde(default)]
+    pub config_diverged: bool,
+}
+
+/// A checked real server's last health-check result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct HealthStatus {
+    /// Its service.
+    pub service: ServiceKey,
+    /// Its address.
+    pub addr: IpAddr,
+    /// Its port.
+    pub port: u16,
+    /// Whether its checks pass.
+    pub up: bool,
+    /// Why (the last check's message).
+    pub reason: String,
 }
 
 /// The timeouts `--set` changes, in seconds.

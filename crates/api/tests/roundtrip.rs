@@ -43,6 +43,9 @@ fn sample() -> Listing {
             tcpfin: 2,
             udp: 3,
         },
+        health: Vec::new(),
+        config_file: None,
+        config_diverged: false,
         services: vec![
             ServiceStatus {
                 spec: ServiceSpec {

@@ -26,6 +26,9 @@ impl ControlHandler for Fake {
                 tcpfin: 60,
                 udp: 30,
             },
+            health: Vec::new(),
+            config_file: None,
+            config_diverged: false,
             services: vec![ServiceStatus {
                 spec: ServiceSpec {
                     key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),

@@ -6,6 +6,9 @@ use std::path::Path;
 use rvs_engine::{
     Dest, ForwardMethod, FwmarkRule, Persistence, Protocol, Service, ServiceKey, Timeouts,
 };
+use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
+
+use crate::health::{HealthPlan, ServiceHealth};
 use serde::Deserialize;
 
 /// The file as written by the operator.
@@ -20,9 +23,12 @@ pub(crate) struct FileConfig {
     #[serde(default)]
     pub(crate) timeouts: Option<FileTimeouts>,
     #[serde(default, rename = "service")]
-    pub(crate) services: Vec<FileService>,
+    pub(crate) services: Vec<toml::Spanned<FileService>>,
     #[serde(default, rename = "fwmark")]
     fwmarks: Vec<FileFwmark>,
+    /// Prometheus endpoint address ("127.0.0.1:9813").
+    #[serde(default)]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +86,17 @@ pub(crate) struct FileService {
     persistence_netmask: Option<String>,
     #[serde(default)]
     one_packet: bool,
+    // Health-check policy (keepalived's virtual_server keys), validated by
+    // rvs_health::spec::ServiceHealthSpec.
+    delay_loop: Option<toml::Value>,
+    quorum: Option<toml::Value>,
+    hysteresis: Option<toml::Value>,
+    inhibit_on_failure: Option<toml::Value>,
+    alpha: Option<toml::Value>,
+    omega: Option<toml::Value>,
+    quorum_up: Option<toml::Value>,
+    quorum_down: Option<toml::Value>,
+    sorry_server: Option<toml::Value>,
     #[serde(default, rename = "real_server")]
     real_servers: Vec<FileRealServer>,
 }
@@ -105,14 +122,26 @@ struct FileRealServer {
     upper_threshold: u32,
     #[serde(default)]
     lower_threshold: u32,
+    inhibit_on_failure: Option<bool>,
+    #[serde(default)]
+    check: Vec<toml::Value>,
 }
 
 impl FileConfig {
-    /// Reads and parses `path`; errors name the file and the TOML location.
-    pub(crate) fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Reads and parses `path` (returning its text too, for line numbers);
+    /// errors name the file and the TOML location.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<(Self, String)> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        let file = Self::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok((file, text))
+    }
+
+    /// The line of the `i`th `[[service]]` in `text`.
+    pub(crate) fn service_line(&self, text: &str, i: usize) -> usize {
+        self.services.get(i).map_or(0, |s| {
+            text[..s.span().start.min(text.len())].matches('\n').count() + 1
+        })
     }
 
     pub(crate) fn parse(text: &str) -> Result<Self, toml::de::Error> {
@@ -128,12 +157,47 @@ impl FileConfig {
     }
 
     /// The services in engine terms (the engine validates them further).
+    #[cfg(test)]
     pub(crate) fn engine_services(&self) -> anyhow::Result<Vec<Service>> {
         self.services
             .iter()
             .enumerate()
-            .map(|(i, s)| s.to_engine(i))
+            .map(|(i, s)| s.get_ref().to_engine(i))
             .collect()
+    }
+
+    /// Every service and its health plan, or every error found, each
+    /// prefixed with the line of its `[[service]]` in `text`.
+    pub(crate) fn build(&self, text: &str) -> Result<(Vec<Service>, HealthPlan), Vec<String>> {
+        let mut errors = Vec::new();
+        let mut services = Vec::new();
+        let mut plan = HealthPlan::new();
+        for (i, s) in self.services.iter().enumerate() {
+            let line = self.service_line(text, i);
+            let at = |e: String| format!("line {line}: {e}");
+            let svc = match s.get_ref().to_engine(i) {
+                Ok(svc) => svc,
+                Err(e) => {
+                    errors.push(at(e.to_string()));
+                    continue;
+                }
+            };
+            match s.get_ref().health(&svc) {
+                Ok(h) => {
+                    plan.insert(svc.key, h);
+                }
+                Err(e) => errors.push(at(format!("[[service]] {}: {e}", svc.key))),
+            }
+            services.push(svc);
+        }
+        if let Err(e) = self.engine_fwmarks() {
+            errors.push(e.to_string());
+        }
+        if errors.is_empty() {
+            Ok((services, plan))
+        } else {
+            Err(errors)
+        }
     }
 
     /// The firewall-mark classifier rules.
@@ -186,6 +250,59 @@ impl FileProtocol {
 }
 
 impl FileService {
+    /// The health configuration of this service.
+    fn health(&self, svc: &Service) -> Result<ServiceHealth, String> {
+        let mut t = toml::Table::new();
+        for (k, v) in [
+            ("delay_loop", &self.delay_loop),
+            ("quorum", &self.quorum),
+            ("hysteresis", &self.hysteresis),
+            ("inhibit_on_failure", &self.inhibit_on_failure),
+            ("alpha", &self.alpha),
+            ("omega", &self.omega),
+            ("quorum_up", &self.quorum_up),
+            ("quorum_down", &self.quorum_down),
+            ("sorry_server", &self.sorry_server),
+        ] {
+            if let Some(v) = v {
+                t.insert(k.into(), v.clone());
+            }
+        }
+        let spec: ServiceHealthSpec = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| e.message().to_string())?;
+        let mut servers = std::collections::HashMap::new();
+        for (r, d) in self.real_servers.iter().zip(&svc.dests) {
+            let mut t = toml::Table::new();
+            if let Some(i) = r.inhibit_on_failure {
+                t.insert("inhibit_on_failure".into(), toml::Value::Boolean(i));
+            }
+            // Each check on its own first, so an error names which one.
+            for (n, c) in r.check.iter().enumerate() {
+                let one: Result<rvs_health::CheckSpec, _> = c.clone().try_into();
+                if let Err(e) = one {
+                    let kind = c.get("type").and_then(|t| t.as_str()).unwrap_or("?");
+                    return Err(format!(
+                        "real server {}, check #{} ({kind}): {}",
+                        r.address,
+                        n + 1,
+                        e.message()
+                    ));
+                }
+            }
+            t.insert("check".into(), toml::Value::Array(r.check.clone()));
+            let rs: RealServerHealthSpec =
+                toml::Value::Table(t)
+                    .try_into()
+                    .map_err(|e: toml::de::Error| {
+                        format!("real server {}: {}", r.address, e.message())
+                    })?;
+            let port = if d.port == 0 { svc.key.port } else { d.port };
+            servers.insert(std::net::SocketAddr::new(d.addr, port), rs);
+        }
+        Ok(ServiceHealth { spec, servers })
+    }
+
     fn to_engine(&self, index: usize) -> anyhow::Result<Service> {
         let which = || format!("[[service]] #{}", index + 1);
         let key = match (self.fwmark, self.protocol, self.address, self.port) {

@@ -18,7 +18,9 @@ use rvs_engine::{
 };
 
 use crate::estimator::{Estimator, Rates};
+use crate::health::{self, Health};
 use crate::worker::{Report, Shared};
+use std::path::PathBuf;
 
 type XdpKey = (IpAddr, u8, u16);
 
@@ -57,7 +59,15 @@ impl XdpSets {
 }
 
 pub(crate) struct Director {
+    /// The operator's configuration: the file plus rvsadm changes.
     config: Config,
+    /// What the engine runs: `config` as health checks allow.
+    effective: Config,
+    health: Health,
+    /// The configuration file, for reloads.
+    file: Option<PathBuf>,
+    /// rvsadm changed the configuration since the file was (re)loaded.
+    diverged: bool,
     filters: Vec<XdpFilter>,
     installed: XdpSets,
     shared: Arc<Shared>,
@@ -69,12 +79,18 @@ pub(crate) struct Director {
 impl Director {
     pub(crate) fn new(
         config: Config,
+        health: Health,
+        file: Option<PathBuf>,
         filters: Vec<XdpFilter>,
         shared: Arc<Shared>,
         reports: Vec<Arc<Mutex<Report>>>,
     ) -> anyhow::Result<Self> {
         let mut d = Director {
-            config,
+            effective: config.clone(),
+            config: Config::default(),
+            health,
+            file,
+            diverged: false,
             filters,
             installed: XdpSets::default(),
             shared,
@@ -82,20 +98,90 @@ impl Director {
             service_rates: Estimator::default(),
             dest_rates: Estimator::default(),
         };
-        prime_neighbors(&d.config);
-        d.sync_xdp()?;
+        d.apply(config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(d)
     }
 
-    /// Validates `config`, publishes it, and mirrors it into the XDP maps.
+    /// Validates the base configuration `config` (with every sorry server
+    /// it may fall back to), derives the effective one from health, publishes
+    /// it and mirrors it into the XDP maps. A refusal changes nothing.
     fn apply(&mut self, config: Config) -> Result<(), String> {
-        let snapshot = Snapshot::new(config.clone()).map_err(|e| e.to_string())?;
-        prime_neighbors(&config);
-        self.shared.snapshot.store(snapshot);
+        Snapshot::new(self.health.with_sorry_servers(&config)).map_err(|e| e.to_string())?;
+        let commands = self.health.reconcile(&config);
         self.config = config;
+        health::run_commands(commands);
+        self.publish_effective()
+    }
+
+    fn publish_effective(&mut self) -> Result<(), String> {
+        let effective = self.health.effective(&self.config);
+        let snapshot = Snapshot::new(effective.clone()).map_err(|e| e.to_string())?;
+        prime_neighbors(&effective);
+        self.shared.snapshot.store(snapshot);
+        self.effective = effective;
         self.sync_xdp().map_err(|e| {
             format!("configuration applied, but the XDP filter could not be updated: {e}")
         })
+    }
+
+    /// A health check changed state.
+    pub(crate) fn on_health(&mut self, ev: &rvs_health::HealthEvent) {
+        let (changed, commands) = self.health.on_event(ev);
+        health::run_commands(commands);
+        if changed {
+            if let Err(e) = self.publish_effective() {
+                tracing::error!(error = %e, "applying a health change");
+            }
+        }
+    }
+
+    /// Re-reads the configuration file and applies it whole; any error
+    /// changes nothing. Counters of unchanged services and established
+    /// connections are kept (the engine drains removed servers).
+    pub(crate) fn reload(&mut self) -> Result<String, String> {
+        let path = self
+            .file
+            .clone()
+            .ok_or("rvsd was started without --config: there is no file to reload")?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let file = crate::config::FileConfig::parse(&text)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        let (services, plan) = file
+            .build(&text)
+            .map_err(|errs| format!("{}: {}", path.display(), errs.join("; ")))?;
+        let names: Vec<&String> = self.config.interfaces.iter().map(|i| &i.name).collect();
+        if file.interfaces.iter().collect::<Vec<_>>() != names {
+            return Err(format!("{}: interfaces changed; restart rvsd to attach to other interfaces (nothing was applied)", path.display()));
+        }
+        if let Some(m) = file.max_connections {
+            if m != self.config.max_connections {
+                return Err(format!("{}: max_connections changed; restart rvsd to resize the connection table (nothing was applied)", path.display()));
+            }
+        }
+        let mut next = self.config.clone();
+        next.services = services;
+        next.fwmarks = file.engine_fwmarks().map_err(|e| e.to_string())?;
+        next.timeouts = file.timeouts();
+        next.routes = crate::kernel::routes(&next.interfaces).map_err(|e| e.to_string())?;
+        let previous_plan = self.health.replace_plan(plan);
+        if let Err(e) = self.apply(next) {
+            self.health.replace_plan(previous_plan);
+            return Err(format!("{}: {e} (nothing was applied)", path.display()));
+        }
+        self.diverged = false;
+        let msg = format!(
+            "reloaded {}: {} services",
+            path.display(),
+            self.config.services.len()
+        );
+        tracing::info!("{msg}");
+        Ok(msg)
+    }
+
+    /// quorum_down commands for omega services, to run at shutdown.
+    pub(crate) fn shutdown(&mut self) -> Vec<rvs_health::policy::QuorumCommand> {
+        self.health.shutdown()
     }
 
     /// Mirrors the configuration into the XDP maps. Replies of NAT servers
@@ -103,7 +189,7 @@ impl Director {
     /// still tracks their connections (they drain, see the engine), so this
     /// also runs periodically to let go once they are gone.
     pub(crate) fn sync_xdp(&mut self) -> anyhow::Result<()> {
-        let mut want = XdpSets::of(&self.config);
+        let mut want = XdpSets::of(&self.effective);
         for r in &self.reports {
             let Ok(r) = r.lock() else { continue };
             for s in &r.services {
@@ -148,6 +234,23 @@ impl Director {
 
     /// Applies one rvsadm command; the whole change or nothing.
     pub(crate) fn command(&mut self, cmd: Command) -> Result<(), String> {
+        if let Command::Reload = cmd {
+            return self.reload().map(|_| ());
+        }
+        let changes = !matches!(cmd, Command::ZeroCounters(_));
+        let r = self.command_inner(cmd);
+        if r.is_ok() && changes {
+            if let Some(f) = &self.file {
+                if !self.diverged {
+                    tracing::warn!(file = %f.display(), "runtime change with rvsadm: the running configuration now differs from the file; it is lost at the next reload or restart unless written to the file");
+                }
+                self.diverged = true;
+            }
+        }
+        r
+    }
+
+    fn command_inner(&mut self, cmd: Command) -> Result<(), String> {
         if let Command::ZeroCounters(_) = cmd {
             self.shared
                 .zero_epoch
@@ -217,6 +320,16 @@ impl Director {
             }
         }
         (svc_stats, dests)
+    }
+
+    /// The Prometheus exposition of the current state.
+    pub(crate) fn metrics_text(&self) -> String {
+        let workers: Vec<Report> = self
+            .reports
+            .iter()
+            .filter_map(|r| r.lock().ok().map(|g| g.clone()))
+            .collect();
+        crate::metrics::render(&self.listing(), &workers)
     }
 
     /// Every worker's connections and templates (`ipvsadm -Lc`).
@@ -304,7 +417,7 @@ fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
         }
         Command::Clear => next.services.clear(),
         Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
-        Command::ZeroCounters(_) | Command::Restore(_) => {
+        Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
             return Err("not valid inside a restore".into())
         }
     }
@@ -325,7 +438,7 @@ impl Director {
             connections += u64::from(r.connections);
         }
         let services = self
-            .config
+            .effective
             .services
             .iter()
             .map(|s| ServiceStatus {
@@ -374,8 +487,23 @@ impl Director {
                 c.insert(format!("xdp_{name}_parse_errors"), s.parse_errors);
             }
         }
+        c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
         Listing {
+            health: self
+                .health
+                .statuses()
+                .into_iter()
+                .map(|h| rvs_api::HealthStatus {
+                    service: api_key(&h.service),
+                    addr: h.server.ip(),
+                    port: h.server.port(),
+                    up: h.up,
+                    reason: h.reason,
+                })
+                .collect(),
+            config_file: self.file.as_ref().map(|f| f.display().to_string()),
+            config_diverged: self.diverged,
             conn_table_size: self.config.max_connections,
             services,
             counters: c,
@@ -565,6 +693,25 @@ fn api_stats(s: &Stats, r: Rates) -> rvs_api::Stats {
 pub(crate) struct Handler(pub(crate) Mutex<Director>);
 
 impl Handler {
+    /// A health event from the monitor.
+    pub(crate) fn on_health(&self, ev: &rvs_health::HealthEvent) {
+        if let Ok(mut d) = self.0.lock() {
+            d.on_health(ev);
+        }
+    }
+
+    /// SIGHUP.
+    pub(crate) fn reload(&self) {
+        match self.0.lock() {
+            Ok(mut d) => {
+                if let Err(e) = d.reload() {
+                    tracing::error!(error = %e, "reload refused");
+                }
+            }
+            Err(_) => tracing::error!("reload: state lock poisoned"),
+        }
+    }
+
     /// Periodic estimator step (every 2 s).
     pub(crate) fn tick_rates(&self) {
         if let Ok(mut d) = self.0.lock() {

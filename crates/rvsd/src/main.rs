@@ -16,7 +16,9 @@ use rvs_engine::{Config, Engine, NeighborTable, Snapshot};
 mod config;
 mod director;
 mod estimator;
+mod health;
 mod kernel;
+mod metrics;
 mod worker;
 
 use config::FileConfig;
@@ -36,6 +38,9 @@ struct Args {
     /// XDP attach mode: auto (native, else generic), native or generic.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     xdp_mode: String,
+    /// Validate FILE and report every error with its line; apply nothing.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
 }
 
 fn random_seeds() -> [u64; 4] {
@@ -58,17 +63,110 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    if let Err(e) = run(Args::parse()) {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        std::process::exit(check_config(path));
+    }
+    if let Err(e) = run(args) {
         eprintln!("rvsd: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn run(args: Args) -> anyhow::Result<()> {
-    let file = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => FileConfig::default(),
+/// `--check-config`: every error of the file, each with its line and what
+/// to write instead; exit 0 only for a file rvsd would run with.
+fn check_config(path: &std::path::Path) -> i32 {
+    let shown = path.display();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{shown}: cannot read: {e}");
+            return 1;
+        }
     };
+    let file = match FileConfig::parse(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{shown}: {e}");
+            return 1;
+        }
+    };
+    let mut errors = Vec::new();
+    let (services, plan) = match file.build(&text) {
+        Ok(x) => x,
+        Err(errs) => {
+            errors.extend(errs);
+            (Vec::new(), Default::default())
+        }
+    };
+    if file.interfaces.is_empty() {
+        errors.push("no interfaces: add interfaces = [\"eth0\"] (the interfaces rvsd receives and sends on)".into());
+    }
+    let mut ifaces = Vec::new();
+    for n in &file.interfaces {
+        match kernel::interface(n) {
+            Ok(i) => ifaces.push(i),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    if errors.is_empty() {
+        let routes = kernel::routes(&ifaces).unwrap_or_default();
+        let base = Config {
+            routes,
+            interfaces: ifaces,
+            services: Vec::new(),
+            fwmarks: file.engine_fwmarks().unwrap_or_default(),
+            timeouts: file.timeouts(),
+            max_connections: file.max_connections.unwrap_or(1 << 20),
+        };
+        let mut health = health::Health::new(None);
+        health.replace_plan(plan);
+        // Each service on its own, so every faulty one is reported.
+        for (i, svc) in services.iter().enumerate() {
+            let mut one = base.clone();
+            one.services = vec![svc.clone()];
+            if let Err(e) = Snapshot::new(health.with_sorry_servers(&one)) {
+                let line = file.service_line(&text, i);
+                errors.push(format!("line {line}: {e}"));
+            }
+        }
+        let mut all = base.clone();
+        all.services = services.clone();
+        if errors.is_empty() {
+            if let Err(e) = Snapshot::new(health.with_sorry_servers(&all)) {
+                errors.push(e.to_string());
+            }
+        }
+    }
+    if errors.is_empty() {
+        let servers: usize = services.iter().map(|s| s.dests.len()).sum();
+        println!(
+            "{shown}: OK ({} services, {servers} real servers)",
+            services.len()
+        );
+        0
+    } else {
+        for e in &errors {
+            eprintln!("{shown}: {e}");
+        }
+        eprintln!("{shown}: {} error(s); nothing was applied", errors.len());
+        1
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let (file, text) = match &args.config {
+        Some(p) => FileConfig::load(p)?,
+        None => (FileConfig::default(), String::new()),
+    };
+    let (services, plan) = file.build(&text).map_err(|errs| {
+        let shown = args
+            .config
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        anyhow!("{shown}: {}", errs.join(&format!("\n{shown}: ")))
+    })?;
     if file.interfaces.is_empty() {
         if args.config.is_some() {
             bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
@@ -83,7 +181,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let config = Config {
         routes: kernel::routes(&ifaces)?,
         interfaces: ifaces.clone(),
-        services: file.engine_services()?,
+        services,
         fwmarks: file.engine_fwmarks()?,
         timeouts: file.timeouts(),
         max_connections: file.max_connections.unwrap_or(1 << 20),
@@ -184,15 +282,55 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
             })?;
 
-    let director = Director::new(config, filters, Arc::clone(&shared), reports)?;
-    let handler = Arc::new(Handler(Mutex::new(director)));
-    let socket = rvs_api::socket_path(args.socket.as_deref());
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()?;
+    let _in_runtime = rt.enter();
+    let (health_tx, mut health_rx) = tokio::sync::mpsc::channel(256);
+    let monitor = rvs_health::HealthMonitor::new(health_tx)?;
+    let mut health = health::Health::new(Some(monitor));
+    health.replace_plan(plan);
+    let director = Director::new(
+        config,
+        health,
+        args.config.clone(),
+        filters,
+        Arc::clone(&shared),
+        reports,
+    )?;
+    let handler = Arc::new(Handler(Mutex::new(director)));
+    let socket = rvs_api::socket_path(args.socket.as_deref());
+
     let served = rt.block_on(async {
+        // Health events change the effective pool.
+        let events = Arc::clone(&handler);
+        tokio::spawn(async move {
+            while let Some(ev) = health_rx.recv().await {
+                let h = Arc::clone(&events);
+                let _ = tokio::task::spawn_blocking(move || h.on_health(&ev)).await;
+            }
+        });
+        if let Some(addr) = file.metrics_listen {
+            let m = Arc::clone(&handler);
+            let state: Arc<dyn Fn() -> String + Send + Sync> =
+                Arc::new(move || m.0.lock().map(|d| d.metrics_text()).unwrap_or_default());
+            tokio::spawn(async move {
+                if let Err(e) = metrics::serve(addr, state).await {
+                    tracing::error!(%addr, error = %e, "metrics endpoint failed");
+                }
+            });
+        }
+        // SIGHUP reloads the configuration file.
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let reload = Arc::clone(&handler);
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                tracing::info!("SIGHUP: reloading the configuration");
+                let h = Arc::clone(&reload);
+                let _ = tokio::task::spawn_blocking(move || h.reload()).await;
+            }
+        });
         let listener = rvs_api::bind(&socket)
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), queues, "rvsd: ready");
@@ -224,6 +362,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
+    // omega: quorum_down for services that ask for it, before stopping.
+    let last = handler
+        .0
+        .lock()
+        .map(|mut d| d.shutdown())
+        .unwrap_or_default();
+    rt.block_on(async {
+        for c in last {
+            tracing::info!(command = %c.command, "running quorum_down (omega)");
+            let _ = rvs_health::run_command(&c.command, Duration::from_secs(10)).await;
+        }
+    });
     shared.stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.join();

@@ -46,6 +46,8 @@ pub(crate) struct Report {
     pub(crate) counters: Counters,
     pub(crate) tx_failed: u64,
     pub(crate) connections: u32,
+    /// Receive batches with at least one frame.
+    pub(crate) batches: u64,
     /// The last connection dump and the request it answered.
     pub(crate) dump: Vec<ConnInfo>,
     pub(crate) dump_epoch: u64,
@@ -96,6 +98,7 @@ impl Worker {
         let mut zero_seen = self.shared.zero_epoch.load(Ordering::Relaxed);
         let mut dump_seen = self.shared.dump_epoch.load(Ordering::Relaxed);
         let mut tx_failed = 0u64;
+        let mut batches = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let snap = self.shared.snapshot.load();
             if !Arc::ptr_eq(&snap, self.engine.snapshot()) {
@@ -119,6 +122,7 @@ impl Worker {
             }
 
             let n = self.group.recv(&mut rx);
+            batches += u64::from(n > 0);
             let now = self.shared.now();
             for f in &rx[..n] {
                 let ingress = IfIndex(self.slot_ifindex.get(f.iface).copied().unwrap_or(0));
@@ -163,19 +167,20 @@ impl Worker {
                 last_timer = Instant::now();
             }
             if last_report.elapsed() >= REPORT_EVERY {
-                self.publish(tx_failed);
+                self.publish(tx_failed, batches);
                 last_report = Instant::now();
             }
         }
-        self.publish(tx_failed);
+        self.publish(tx_failed, batches);
     }
 
-    fn publish(&self, tx_failed: u64) {
+    fn publish(&self, tx_failed: u64, batches: u64) {
         let services = self.engine.status();
         if let Ok(mut g) = self.report.lock() {
             g.services = services;
             g.counters = self.engine.counters().clone();
             g.tx_failed = tx_failed;
+            g.batches = batches;
             g.connections = self.engine.connection_count();
         }
     }

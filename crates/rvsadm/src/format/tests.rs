@@ -56,6 +56,9 @@ fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
             conn_table_size: 4096,
             counters: Default::default(),
             timeouts: Default::default(),
+            health: Vec::new(),
+            config_file: None,
+            config_diverged: false,
             services,
         },
         req,
@@ -162,6 +165,9 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
             conn_table_size: 4096,
             counters: Default::default(),
             timeouts: Default::default(),
+            health: Vec::new(),
+            config_file: None,
+            config_diverged: false,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -193,6 +199,9 @@ fn names_are_used_without_numeric() {
             conn_table_size: 4096,
             counters: Default::default(),
             timeouts: Default::default(),
+            health: Vec::new(),
+            config_file: None,
+            config_diverged: false,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -219,6 +228,9 @@ fn one_service_has_no_version_line() {
         conn_table_size: 4096,
         counters: Default::default(),
         timeouts: Default::default(),
+        health: Vec::new(),
+        config_file: None,
+        config_diverged: false,
         services: vec![a, b],
     };
     assert_eq!(
@@ -439,6 +451,9 @@ FWM  2 IPv6 mh persistent 300 mask 64\n\
         conn_table_size: 4096,
         counters: Default::default(),
         timeouts: Default::default(),
+        health: Vec::new(),
+        config_file: None,
+        config_diverged: false,
         services: vec![fwm_svc(3, Family::Ipv4, "rr")],
     };
     let one = |af| ListRequest {
@@ -487,6 +502,9 @@ fn save_sample() -> Listing {
         conn_table_size: 4096,
         counters: Default::default(),
         timeouts: Default::default(),
+        health: Vec::new(),
+        config_file: None,
+        config_diverged: false,
         services: vec![f6, f, v6, dns, nat, web],
     }
 }
@@ -527,6 +545,9 @@ fn save_format() {
         conn_table_size: 4096,
         counters: Default::default(),
         timeouts: Default::default(),
+        health: Vec::new(),
+        config_file: None,
+        config_diverged: false,
         services: vec![s],
     };
     assert_eq!(

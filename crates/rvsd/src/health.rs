@@ -1,0 +1,297 @@
+//! Health checks in the director: keepalived's semantics, built in.
+//!
+//! The operator's configuration (file + rvsadm changes) is the *base*; the
+//! health state turns it into the *effective* configuration the engine runs:
+//! failed real servers leave the pool (or drop to weight 0 with
+//! inhibit_on_failure), misc_dynamic sets weights, and while a service's
+//! quorum is lost its sorry server replaces the pool. Checks run in
+//! `rvs_health::HealthMonitor` tasks, off the data path.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use rvs_engine::{Config, Dest, ForwardMethod, ServiceKey};
+use rvs_health::policy::{
+    Evaluation, PolicyConfig, PolicyServer, QuorumCommand, ServicePolicy, SorryServer,
+};
+use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec, SorryMethod};
+use rvs_health::{HealthEvent, HealthMonitor, ServerChecks};
+
+/// Health configuration of one service, from the file.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ServiceHealth {
+    pub(crate) spec: ServiceHealthSpec,
+    /// Per real server (address, port) its checks and override.
+    pub(crate) servers: HashMap<SocketAddr, RealServerHealthSpec>,
+}
+
+/// All services' health configuration.
+pub(crate) type HealthPlan = HashMap<ServiceKey, ServiceHealth>;
+
+/// The current health state of a real server, for the API.
+#[derive(Clone, Debug)]
+pub(crate) struct ServerHealth {
+    pub(crate) service: ServiceKey,
+    pub(crate) server: SocketAddr,
+    pub(crate) up: bool,
+    pub(crate) reason: String,
+}
+
+pub(crate) struct Health {
+    monitor: Option<HealthMonitor>,
+    plan: HealthPlan,
+    policies: HashMap<ServiceKey, (ServicePolicy, Evaluation)>,
+    names: HashMap<String, ServiceKey>,
+    status: HashMap<(ServiceKey, SocketAddr), (bool, String)>,
+}
+
+fn server_addr(key: &ServiceKey, d: &Dest) -> SocketAddr {
+    let port = if d.port == 0 { key.port } else { d.port };
+    SocketAddr::new(d.addr, port)
+}
+
+impl Health {
+    /// `monitor` is `None` when checks cannot run (no runtime, in tests).
+    pub(crate) fn new(monitor: Option<HealthMonitor>) -> Self {
+        Health {
+            monitor,
+            plan: HashMap::new(),
+            policies: HashMap::new(),
+            names: HashMap::new(),
+            status: HashMap::new(),
+        }
+    }
+
+    /// Replaces the plan (file reload), returning the previous one.
+    pub(crate) fn replace_plan(&mut self, plan: HealthPlan) -> HealthPlan {
+        std::mem::replace(&mut self.plan, plan)
+    }
+
+    /// `base` with every configured sorry server added to its service, so a
+    /// configuration is validated against every pool health may produce.
+    pub(crate) fn with_sorry_servers(&self, base: &Config) -> Config {
+        let mut cfg = base.clone();
+        for svc in &mut cfg.services {
+            let Some(s) = self
+                .plan
+                .get(&svc.key)
+                .and_then(|h| h.spec.sorry_server.as_ref())
+            else {
+                continue;
+            };
+            let port = s.port.unwrap_or(svc.key.port);
+            if !svc
+                .dests
+                .iter()
+                .any(|d| d.addr == s.address && d.port == port)
+            {
+                svc.dests.push(sorry_dest(s, port));
+            }
+        }
+        cfg
+    }
+
+    /// Re-derives policies and running checks from the base configuration
+    /// (after a reload or an rvsadm change). Servers that stay keep their
+    /// health and their running checks.
+    pub(crate) fn reconcile(&mut self, base: &Config) -> Vec<QuorumCommand> {
+        let mut commands = Vec::new();
+        let mut checks = Vec::new();
+        let mut policies = HashMap::new();
+        self.names.clear();
+        for svc in &base.services {
+            let sh = self.plan.get(&svc.key).cloned().unwrap_or_default();
+            let name = svc.key.to_string();
+            self.names.insert(name.clone(), svc.key);
+            let mut servers = Vec::new();
+            for d in &svc.dests {
+                let addr = server_addr(&svc.key, d);
+                let rs = sh.servers.get(&addr).cloned().unwrap_or_default();
+                servers.push(PolicyServer {
+                    addr,
+                    weight: d.weight,
+                    inhibit_on_failure: rs.inhibit_on_failure(&sh.spec),
+                    checked: !rs.check.is_empty(),
+                });
+                if !rs.check.is_empty() {
+                    checks.push(ServerChecks {
+                        service: name.clone(),
+                        server: addr,
+                        alpha: sh.spec.alpha,
+                        checks: rs
+                            .check
+                            .iter()
+                            .map(|c| c.resolve(addr, sh.spec.delay_loop))
+                            .collect(),
+                    });
+                }
+            }
+            let cfg = policy_config(&svc.key, &sh.spec);
+            let (policy, eval) = match self.policies.remove(&svc.key) {
+                Some((mut p, _)) => {
+                    let e = p.reconfigure(cfg, servers);
+                    (p, e)
+                }
+                None => {
+                    let mut p = ServicePolicy::new(cfg, servers);
+                    let e = p.evaluate();
+                    (p, e)
+                }
+            };
+            commands.extend(eval.commands.iter().cloned());
+            policies.insert(svc.key, (policy, eval));
+        }
+        self.policies = policies;
+        self.status.retain(|(k, a), _| {
+            base.services
+                .iter()
+                .any(|s| s.key == *k && s.dests.iter().any(|d| server_addr(k, d) == *a))
+        });
+        if let Some(m) = &mut self.monitor {
+            let s = m.update(checks);
+            tracing::info!(
+                started = s.started,
+                restarted = s.restarted,
+                stopped = s.stopped,
+                unchanged = s.unchanged,
+                "health checks reconciled"
+            );
+        }
+        commands
+    }
+
+    /// Applies a check result; true when the effective pool may have changed.
+    pub(crate) fn on_event(&mut self, ev: &HealthEvent) -> (bool, Vec<QuorumCommand>) {
+        let Some(&key) = self.names.get(&ev.service) else {
+            return (false, Vec::new());
+        };
+        if ev.up {
+            tracing::info!(service = %key, server = %ev.server, weight = ?ev.weight, reason = %ev.reason, "real server UP");
+        } else {
+            tracing::warn!(service = %key, server = %ev.server, reason = %ev.reason, "real server DOWN");
+        }
+        self.status
+            .insert((key, ev.server), (ev.up, ev.reason.clone()));
+        let Some((policy, last)) = self.policies.get_mut(&key) else {
+            return (false, Vec::new());
+        };
+        let e = policy.on_health(ev.server, ev.up, ev.weight);
+        if let Some(t) = e.transition {
+            tracing::warn!(service = %key, transition = ?t, live_weight = e.live_weight, sorry = e.sorry_active, "quorum changed");
+        }
+        let changed = e.pool != last.pool;
+        let cmds = e.commands.clone();
+        *last = e;
+        (changed, cmds)
+    }
+
+    /// The base configuration with every service's pool as health allows.
+    pub(crate) fn effective(&self, base: &Config) -> Config {
+        let mut cfg = base.clone();
+        for svc in &mut cfg.services {
+            let Some((_, e)) = self.policies.get(&svc.key) else {
+                continue;
+            };
+            let spec = self
+                .plan
+                .get(&svc.key)
+                .map(|h| h.spec.clone())
+                .unwrap_or_default();
+            let mut dests = Vec::with_capacity(e.pool.len());
+            for entry in &e.pool {
+                if entry.sorry {
+                    let Some(s) = &spec.sorry_server else {
+                        continue;
+                    };
+                    let mut d = sorry_dest(s, s.port.unwrap_or(svc.key.port));
+                    d.weight = entry.weight.max(1);
+                    dests.push(d);
+                } else if let Some(d) = svc
+                    .dests
+                    .iter()
+                    .find(|d| server_addr(&svc.key, d) == entry.addr)
+                {
+                    let mut d = d.clone();
+                    d.weight = entry.weight;
+                    dests.push(d);
+                }
+            }
+            svc.dests = dests;
+        }
+        cfg
+    }
+
+    /// Commands to run when rvsd stops (omega).
+    pub(crate) fn shutdown(&mut self) -> Vec<QuorumCommand> {
+        if let Some(m) = &mut self.monitor {
+            m.shutdown();
+        }
+        self.policies
+            .values()
+            .flat_map(|(p, _)| p.shutdown())
+            .collect()
+    }
+
+    /// Every checked server's last known state.
+    pub(crate) fn statuses(&self) -> Vec<ServerHealth> {
+        let mut v: Vec<ServerHealth> = self
+            .status
+            .iter()
+            .map(|((k, a), (up, reason))| ServerHealth {
+                service: *k,
+                server: *a,
+                up: *up,
+                reason: reason.clone(),
+            })
+            .collect();
+        v.sort_by_key(|h| (h.service, h.server));
+        v
+    }
+}
+
+fn sorry_dest(s: &rvs_health::spec::SorryServerSpec, port: u16) -> Dest {
+    Dest {
+        addr: s.address,
+        port,
+        weight: 1,
+        method: match s.method {
+            SorryMethod::Dr => ForwardMethod::Route,
+            SorryMethod::Nat => ForwardMethod::Masq,
+            SorryMethod::Tun => ForwardMethod::Tunnel,
+        },
+        upper_threshold: 0,
+        lower_threshold: 0,
+    }
+}
+
+fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
+    PolicyConfig {
+        quorum: spec.quorum,
+        hysteresis: spec.hysteresis,
+        alpha: spec.alpha,
+        omega: spec.omega,
+        quorum_up: spec.quorum_up.clone(),
+        quorum_down: spec.quorum_down.clone(),
+        sorry_server: spec.sorry_server.as_ref().map(|s| SorryServer {
+            addr: SocketAddr::new(s.address, s.port.unwrap_or(key.port)),
+            weight: 1,
+        }),
+    }
+}
+
+/// Runs quorum_up / quorum_down commands in the background.
+pub(crate) fn run_commands(cmds: Vec<QuorumCommand>) {
+    for c in cmds {
+        tokio::spawn(async move {
+            tracing::info!(command = %c.command, transition = ?c.transition, "running quorum command");
+            match rvs_health::run_command(&c.command, Duration::from_secs(30)).await {
+                Ok(0) => {}
+                Ok(code) => tracing::warn!(command = %c.command, code, "quorum command failed"),
+                Err(e) => {
+                    tracing::warn!(command = %c.command, error = %e, "quorum command could not run")
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,422 @@
+//! The Prometheus endpoint: per service and real server (connections,
+//! packets and bytes in/out, active/inactive, rates, weight, health), per
+//! worker (packets by verdict, batches, drops by reason, table occupancy),
+//! and configuration state. Rendered fresh on each scrape from the same data
+//! `rvsadm -L` reads, so the two never disagree.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use rvs_api::Listing;
+
+use crate::worker::Report;
+
+type Labels = Vec<(String, String)>;
+
+fn counter(r: &mut Registry, name: &str, help: &str) -> Family<Labels, Counter> {
+    let f = Family::<Labels, Counter>::default();
+    r.register(name, help, f.clone());
+    f
+}
+
+fn gauge(r: &mut Registry, name: &str, help: &str) -> Family<Labels, Gauge> {
+    let f = Family::<Labels, Gauge>::default();
+    r.register(name, help, f.clone());
+    f
+}
+
+fn l(pairs: &[(&str, String)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+fn g(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The exposition text for the current state.
+pub(crate) fn render(listing: &Listing, workers: &[Report]) -> String {
+    let mut r = Registry::default();
+    let svc_conns = counter(
+        &mut r,
+        "rvs_service_connections",
+        "Connections scheduled by the virtual service.",
+    );
+    let svc_packets = counter(
+        &mut r,
+        "rvs_service_packets",
+        "Packets of the virtual service by direction (in: client to server).",
+    );
+    let svc_bytes = counter(
+        &mut r,
+        "rvs_service_bytes",
+        "IP bytes of the virtual service by direction.",
+    );
+    let svc_cps = gauge(
+        &mut r,
+        "rvs_service_connections_per_second",
+        "Connection rate (IPVS estimator, 2 s EWMA).",
+    );
+    let svc_pps = gauge(
+        &mut r,
+        "rvs_service_packets_per_second",
+        "Packet rate by direction (IPVS estimator).",
+    );
+    let svc_bps = gauge(
+        &mut r,
+        "rvs_service_bytes_per_second",
+        "Byte rate by direction (IPVS estimator).",
+    );
+    let rs_conns = counter(
+        &mut r,
+        "rvs_real_server_connections",
+        "Connections scheduled to the real server.",
+    );
+    let rs_packets = counter(
+        &mut r,
+        "rvs_real_server_packets",
+        "Packets to/from the real server by direction.",
+    );
+    let rs_bytes = counter(
+        &mut r,
+        "rvs_real_server_bytes",
+        "IP bytes to/from the real server by direction.",
+    );
+    let rs_active = gauge(
+        &mut r,
+        "rvs_real_server_active_connections",
+        "ESTABLISHED connections (ipvsadm ActiveConn).",
+    );
+    let rs_inactive = gauge(
+        &mut r,
+        "rvs_real_server_inactive_connections",
+        "Other tracked connections (ipvsadm InActConn).",
+    );
+    let rs_persistent = gauge(
+        &mut r,
+        "rvs_real_server_persistent_connections",
+        "Persistence templates pointing at the real server.",
+    );
+    let rs_weight = gauge(
+        &mut r,
+        "rvs_real_server_weight",
+        "Effective weight (0 = quiescent).",
+    );
+    let rs_cps = gauge(
+        &mut r,
+        "rvs_real_server_connections_per_second",
+        "Connection rate (IPVS estimator).",
+    );
+    let rs_up = gauge(
+        &mut r,
+        "rvs_real_server_up",
+        "1 when the real server's health checks pass, 0 when they fail.",
+    );
+    let w_packets = counter(
+        &mut r,
+        "rvs_worker_packets",
+        "Frames handled by the worker, by verdict.",
+    );
+    let w_drops = counter(
+        &mut r,
+        "rvs_worker_drops",
+        "Frames dropped by the worker, by reason.",
+    );
+    let w_batches = counter(
+        &mut r,
+        "rvs_worker_batches",
+        "Receive batches processed by the worker.",
+    );
+    let w_tx_failed = counter(
+        &mut r,
+        "rvs_worker_tx_failed",
+        "Frames the worker could not queue for transmission.",
+    );
+    let w_conns = gauge(
+        &mut r,
+        "rvs_worker_connections",
+        "Connections tracked in the worker's table.",
+    );
+    let w_capacity = gauge(
+        &mut r,
+        "rvs_worker_connection_capacity",
+        "Size of the worker's connection table.",
+    );
+    let diverged = gauge(
+        &mut r,
+        "rvs_config_diverged",
+        "1 when rvsadm changed the running configuration since the file was loaded.",
+    );
+
+    for s in &listing.services {
+        let svc = s.spec.key.to_string();
+        svc_conns
+            .get_or_create(&l(&[("service", svc.clone())]))
+            .inc_by(s.stats.conns);
+        for (dir, p, b, pps, bps) in [
+            (
+                "in",
+                s.stats.in_packets,
+                s.stats.in_bytes,
+                s.stats.in_pps,
+                s.stats.in_bps,
+            ),
+            (
+                "out",
+                s.stats.out_packets,
+                s.stats.out_bytes,
+                s.stats.out_pps,
+                s.stats.out_bps,
+            ),
+        ] {
+            let lab = l(&[("service", svc.clone()), ("direction", dir.into())]);
+            svc_packets.get_or_create(&lab).inc_by(p);
+            svc_bytes.get_or_create(&lab).inc_by(b);
+            svc_pps.get_or_create(&lab).set(g(pps));
+            svc_bps.get_or_create(&lab).set(g(bps));
+        }
+        svc_cps
+            .get_or_create(&l(&[("service", svc.clone())]))
+            .set(g(s.stats.cps));
+        for d in &s.dests {
+            let server = SocketAddr::new(d.spec.addr, d.spec.port).to_string();
+            let lab = l(&[("service", svc.clone()), ("server", server.clone())]);
+            rs_conns.get_or_create(&lab).inc_by(d.stats.conns);
+            rs_active.get_or_create(&lab).set(i64::from(d.active_conns));
+            rs_inactive
+                .get_or_create(&lab)
+                .set(i64::from(d.inactive_conns));
+            rs_persistent
+                .get_or_create(&lab)
+                .set(i64::from(d.persistent_conns));
+            rs_weight.get_or_create(&lab).set(i64::from(d.spec.weight));
+            rs_cps.get_or_create(&lab).set(g(d.stats.cps));
+            for (dir, p, b) in [
+                ("in", d.stats.in_packets, d.stats.in_bytes),
+                ("out", d.stats.out_packets, d.stats.out_bytes),
+            ] {
+                let lab = l(&[
+                    ("service", svc.clone()),
+                    ("server", server.clone()),
+                    ("direction", dir.into()),
+                ]);
+                rs_packets.get_or_create(&lab).inc_by(p);
+                rs_bytes.get_or_create(&lab).inc_by(b);
+            }
+        }
+    }
+    for h in &listing.health {
+        let lab = l(&[
+            ("service", h.service.to_string()),
+            ("server", SocketAddr::new(h.addr, h.port).to_string()),
+        ]);
+        rs_up.get_or_create(&lab).set(i64::from(h.up));
+    }
+    for (i, w) in workers.iter().enumerate() {
+        let worker = i.to_string();
+        let c = &w.counters;
+        for (verdict, n) in [
+            ("forwarded", c.forwarded),
+            ("replied", c.replies),
+            ("unresolved", c.unresolved),
+            ("passed", c.passed),
+            ("dropped", c.total_drops()),
+        ] {
+            w_packets
+                .get_or_create(&l(&[
+                    ("worker", worker.clone()),
+                    ("verdict", verdict.into()),
+                ]))
+                .inc_by(n);
+        }
+        for reason in rvs_engine::DropReason::ALL {
+            w_drops
+                .get_or_create(&l(&[
+                    ("worker", worker.clone()),
+                    ("reason", reason.label().into()),
+                ]))
+                .inc_by(c.dropped(*reason));
+        }
+        let lab = l(&[("worker", worker.clone())]);
+        w_batches.get_or_create(&lab).inc_by(w.batches);
+        w_tx_failed.get_or_create(&lab).inc_by(w.tx_failed);
+        w_conns.get_or_create(&lab).set(i64::from(w.connections));
+        w_capacity
+            .get_or_create(&lab)
+            .set(i64::from(listing.conn_table_size));
+    }
+    diverged
+        .get_or_create(&Vec::new())
+        .set(i64::from(listing.config_diverged));
+    let mut out = String::new();
+    if encode(&mut out, &r).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Serves `GET /metrics` on `addr` until the runtime stops.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    state: Arc<dyn Fn() -> String + Send + Sync>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics endpoint listening (GET /metrics)");
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let state = Arc::clone(&state);
+                async move {
+                    let resp = if req.uri().path() == "/metrics" {
+                        let body = tokio::task::spawn_blocking(move || state())
+                            .await
+                            .unwrap_or_default();
+                        Response::builder()
+                            .header(
+                                "content-type",
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                            )
+                            .body(Full::new(Bytes::from(body)))
+                    } else {
+                        Response::builder()
+                            .status(404)
+                            .body(Full::new(Bytes::from_static(b"only /metrics here\n")))
+                    };
+                    Ok::<_, hyper::http::Error>(resp.unwrap_or_default())
+                }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, svc)
+                .await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_api::{
+        DestSpec, DestStatus, ForwardMethod, Protocol, ServiceKey, ServiceSpec, ServiceStatus,
+        Stats,
+    };
+
+    #[test]
+    fn exposition_parses_with_a_real_parser() {
+        let key = ServiceKey::addr(Protocol::Tcp, "10.0.100.1".parse().unwrap(), 80);
+        let listing = Listing {
+            conn_table_size: 1024,
+            services: vec![ServiceStatus {
+                spec: ServiceSpec {
+                    key,
+                    scheduler: "rr".into(),
+                    persistence_timeout: None,
+                    netmask: None,
+                    flags: vec![],
+                    one_packet: false,
+                },
+                dests: vec![DestStatus {
+                    spec: DestSpec {
+                        addr: "10.0.2.11".parse().unwrap(),
+                        port: 80,
+                        weight: 3,
+                        method: ForwardMethod::Route,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                    },
+                    active_conns: 7,
+                    inactive_conns: 2,
+                    persistent_conns: 0,
+                    stats: Stats {
+                        conns: 9,
+                        in_packets: 100,
+                        in_bytes: 6400,
+                        ..Stats::default()
+                    },
+                }],
+                stats: Stats {
+                    conns: 9,
+                    in_packets: 100,
+                    in_bytes: 6400,
+                    cps: 4,
+                    ..Stats::default()
+                },
+            }],
+            counters: Default::default(),
+            timeouts: Default::default(),
+            health: vec![rvs_api::HealthStatus {
+                service: key,
+                addr: "10.0.2.11".parse().unwrap(),
+                port: 80,
+                up: true,
+                reason: "ok".into(),
+            }],
+            config_file: None,
+            config_diverged: true,
+        };
+        let mut w = Report::default();
+        w.counters.rx_packets = 5;
+        w.counters.forwarded = 4;
+        w.counters.drops[rvs_engine::DropReason::Malformed.index()] = 1;
+        w.connections = 9;
+        w.batches = 3;
+        let text = render(&listing, &[w]);
+        let lines = text.lines().map(|s| Ok(s.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
+        let find = |name: &str, label: &str, value: &str| {
+            scrape
+                .samples
+                .iter()
+                .find(|s| s.metric == name && s.labels.get(label) == Some(value))
+                .map(|s| match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    _ => f64::NAN,
+                })
+        };
+        assert_eq!(
+            find(
+                "rvs_service_connections_total",
+                "service",
+                "TCP 10.0.100.1:80"
+            ),
+            Some(9.0)
+        );
+        assert_eq!(
+            find(
+                "rvs_real_server_active_connections",
+                "server",
+                "10.0.2.11:80"
+            ),
+            Some(7.0)
+        );
+        assert_eq!(
+            find("rvs_real_server_weight", "server", "10.0.2.11:80"),
+            Some(3.0)
+        );
+        assert_eq!(
+            find("rvs_real_server_up", "server", "10.0.2.11:80"),
+            Some(1.0)
+        );
+        assert_eq!(
+            find("rvs_worker_drops_total", "reason", "malformed"),
+            Some(1.0)
+        );
+        assert_eq!(find("rvs_worker_connections", "worker", "0"), Some(9.0));
+        assert_eq!(find("rvs_worker_batches_total", "worker", "0"), Some(3.0));
+        assert!(text.contains("rvs_config_diverged 1"), "{text}");
+    }
+}
