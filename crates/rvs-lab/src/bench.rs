@@ -562,6 +562,12 @@ fn bench_setup(
         }
     };
     let result = run_loads(&lab, setup, opts, &director, samples, report);
+    if let Some(d) = &rvsd {
+        match d.scrape(&lab) {
+            Ok(summary) => eprintln!("bench: {}: /metrics scrape: {summary}", setup.name()),
+            Err(e) => eprintln!("bench: {}: /metrics scrape failed: {e:#}", setup.name()),
+        }
+    }
     if let Some(d) = rvsd {
         let log = d.stop();
         if result.is_err() {

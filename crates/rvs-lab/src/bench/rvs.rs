@@ -44,6 +44,10 @@ fn is_executable(p: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// Where the bench's rvsd serves metrics: the director's front address,
+/// reachable from the router like a monitoring system on the client side.
+const METRICS: &str = "10.0.3.2:9813";
+
 /// A running rvsd in the lab's `dir` namespace.
 #[derive(Debug)]
 pub(super) struct Rvsd {
@@ -59,8 +63,11 @@ impl Rvsd {
         let rvsd = find_bin("rvsd", "RVSD")?;
         let rvsadm = find_bin("rvsadm", "RVSADM")?;
         let config = lab.dir().join("rvsd.toml");
-        std::fs::write(&config, "interfaces = [\"front\", \"back\"]\n")
-            .with_context(|| format!("writing {}", config.display()))?;
+        std::fs::write(
+            &config,
+            format!("interfaces = [\"front\", \"back\"]\nmetrics_listen = \"{METRICS}\"\n"),
+        )
+        .with_context(|| format!("writing {}", config.display()))?;
         let socket = lab.dir().join("rvsd.sock");
         let proc = lab.spawn(
             "dir",
@@ -132,6 +139,49 @@ impl Rvsd {
             }
         }
         Ok(())
+    }
+
+    /// Scrapes rvsd's Prometheus endpoint from the router (as a monitoring
+    /// system would) and sums the worker verdict counters.
+    pub(super) fn scrape(&self, lab: &Lab) -> Result<String> {
+        let url = format!("http://{METRICS}/metrics");
+        let text = lab
+            .exec_timeout(
+                "router",
+                &["curl", "-s", "--max-time", "5", &url],
+                Duration::from_secs(10),
+            )
+            .with_context(|| format!("scraping {url}"))?;
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let forwarded = sum("rvs_worker_packets_total{verdict=\"forwarded\"");
+        let forwarded = if forwarded > 0.0 {
+            forwarded
+        } else {
+            text.lines()
+                .filter(|l| {
+                    l.starts_with("rvs_worker_packets_total") && l.contains("verdict=\"forwarded\"")
+                })
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        let dropped: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("rvs_worker_drops_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        let conns = sum("rvs_service_connections_total");
+        if text.lines().filter(|l| l.starts_with("rvs_")).count() == 0 {
+            bail!("{url} answered without rvs_ metrics");
+        }
+        Ok(format!(
+            "{} metric samples; forwarded {forwarded}, dropped {dropped}, connections scheduled {conns}",
+            text.lines().filter(|l| !l.starts_with('#')).count()
+        ))
     }
 
     /// Stops rvsd (SIGTERM) and returns what it printed.
