@@ -297,22 +297,9 @@ impl ConnTable {
             flags |= flag::INACTIVE | flag::OUT_INDEXED;
         }
         let conn = Conn {
-            caddr: n.key.saddr,
-            vaddr: n.key.daddr,
-            daddr: n.daddr,
-            cport: n.key.sport,
-            vport: n.key.dport,
-            dport: n.dport,
-            proto: n.key.proto,
-            state: n.state,
             flags,
-            _pad: 0,
-            dest: n.dest,
-            expires: n.expires,
-            queued: 0,
-            next: NIL,
-            prev: NIL,
             control: if n.key.template { 0 } else { n.control },
+            ..Conn::ephemeral(&n)
         };
         let idx = if self.free != NIL {
             let idx = self.free;
