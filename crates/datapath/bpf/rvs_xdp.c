@@ -172,11 +172,20 @@ static __always_inline int classify_l4(struct xdp_md *ctx, void *l4, void *data_
 		__builtin_memset(&k.addr[4], 0, 12);
 	if (bpf_map_lookup_elem(&services, &k))
 		return redirect(ctx);
+	/* Port 0: every port of the address (persistent port-0 services,
+	 * firewall-mark rules without ports). */
+	k.port = 0;
+	if (bpf_map_lookup_elem(&services, &k))
+		return redirect(ctx);
 
 	k.port = sport;
 	__builtin_memcpy(k.addr, saddr, 16);
 	if (alen == 4)
 		__builtin_memset(&k.addr[4], 0, 12);
+	if (bpf_map_lookup_elem(&nat_return, &k))
+		return redirect(ctx);
+	/* NAT real servers without a port (they keep the client's port). */
+	k.port = 0;
 	if (bpf_map_lookup_elem(&nat_return, &k))
 		return redirect(ctx);
 	return pass();

@@ -488,6 +488,9 @@ pub struct Snapshot {
     fwmark_rules: Vec<FwmarkMatch>,
 }
 
+/// A firewall-mark rule covers at most 2^12 addresses (a /20 in IPv4).
+pub const MAX_FWMARK_HOST_BITS: u32 = 12;
+
 #[derive(Clone, Debug)]
 struct FwmarkMatch {
     net: u128,
@@ -617,6 +620,20 @@ impl Snapshot {
                 return Err(ConfigError::FwmarkRule {
                     mark: r.mark,
                     what: format!("prefix /{} is too long for {}", r.prefix_len, r.addr),
+                });
+            }
+            // The XDP filter lists a rule's addresses one by one.
+            let host_bits = u32::from(if v6 { 128 } else { 32 } - r.prefix_len);
+            if host_bits > MAX_FWMARK_HOST_BITS {
+                return Err(ConfigError::FwmarkRule {
+                    mark: r.mark,
+                    what: format!(
+                        "prefix {}/{} has more than {} addresses; the XDP filter lists them one by one, so use /{} or longer",
+                        r.addr,
+                        r.prefix_len,
+                        1u32 << MAX_FWMARK_HOST_BITS,
+                        if v6 { 128 } else { 32 } - MAX_FWMARK_HOST_BITS as u8
+                    ),
                 });
             }
             let mask = mask_for(r.prefix_len, v6);

@@ -54,7 +54,50 @@ impl XdpSets {
             s.services.insert((svc.key.addr, proto, svc.key.port));
             s.vips.insert(svc.key.addr);
         }
+        for r in &cfg.fwmarks {
+            // Only rules some service uses; every address of the prefix
+            // (bounded by the engine's validation), each port or all (0).
+            if !cfg.services.iter().any(|svc| svc.key.fwmark == r.mark) {
+                continue;
+            }
+            let protos: Vec<u8> = r.protocol.map_or(vec![6, 17], |p| vec![p.number()]);
+            let ports: Vec<u16> = if r.ports.is_empty() {
+                vec![0]
+            } else {
+                r.ports.clone()
+            };
+            for addr in prefix_addrs(r.addr, r.prefix_len) {
+                for &p in &protos {
+                    for &port in &ports {
+                        s.services.insert((addr, p, port));
+                    }
+                }
+                s.vips.insert(addr);
+            }
+        }
         s
+    }
+}
+
+/// Every address of `addr/prefix_len` (the engine caps the count).
+fn prefix_addrs(addr: IpAddr, prefix_len: u8) -> Vec<IpAddr> {
+    let width: u8 = if addr.is_ipv4() { 32 } else { 128 };
+    let host_bits =
+        u32::from(width - prefix_len.min(width)).min(rvs_engine::config::MAX_FWMARK_HOST_BITS);
+    let count = 1u128 << host_bits;
+    match addr {
+        IpAddr::V4(a) => {
+            let base = u128::from(u32::from(a)) & !(count - 1);
+            (0..count)
+                .map(|i| IpAddr::from(std::net::Ipv4Addr::from((base + i) as u32)))
+                .collect()
+        }
+        IpAddr::V6(a) => {
+            let base = u128::from(a) & !(count - 1);
+            (0..count)
+                .map(|i| IpAddr::from(std::net::Ipv6Addr::from(base + i)))
+                .collect()
+        }
     }
 }
 
@@ -755,5 +798,56 @@ impl ControlHandler for Handler {
             tracing::warn!(error = %e, "command refused");
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_engine::{FwmarkRule, Persistence};
+
+    #[test]
+    fn xdp_sets_cover_port_zero_services_and_fwmark_prefixes() {
+        let mut cfg = Config::default();
+        let mut port0 = Service::new(
+            ServiceKey::new(Protocol::Tcp, "10.0.100.1".parse().unwrap(), 0),
+            "rr",
+        );
+        port0.persistence = Some(Persistence {
+            timeout: 60,
+            prefix_len: 32,
+        });
+        cfg.services.push(port0);
+        cfg.services
+            .push(Service::new(ServiceKey::fwmark(7, false), "dh"));
+        cfg.fwmarks.push(FwmarkRule {
+            mark: 7,
+            protocol: Some(Protocol::Tcp),
+            addr: "10.0.100.32".parse().unwrap(),
+            prefix_len: 30,
+            ports: vec![80],
+        });
+        // A rule no service uses installs nothing.
+        cfg.fwmarks.push(FwmarkRule {
+            mark: 9,
+            protocol: None,
+            addr: "10.0.200.0".parse().unwrap(),
+            prefix_len: 24,
+            ports: vec![],
+        });
+        let s = XdpSets::of(&cfg);
+        let a = |x: &str| -> IpAddr { x.parse().unwrap() };
+        assert!(
+            s.services.contains(&(a("10.0.100.1"), 6, 0)),
+            "port 0 = every port"
+        );
+        for host in 32..36 {
+            assert!(s
+                .services
+                .contains(&(a(&format!("10.0.100.{host}")), 6, 80)));
+        }
+        assert_eq!(s.services.len(), 1 + 4);
+        assert_eq!(prefix_addrs(a("10.0.100.33"), 30).len(), 4);
+        assert_eq!(prefix_addrs(a("10.0.0.0"), 8).len(), 4096, "capped");
     }
 }
