@@ -833,3 +833,69 @@ fn save_clear_restore_round_trips() {
         }
     });
 }
+
+/// A firewall-mark service groups addresses (and ports) into one service:
+/// RVS's classifier marks TCP to 10.0.100.32/30 port 80, and with
+/// persistence one client stays on one server across all four addresses,
+/// while another client is scheduled afresh.
+#[test]
+fn firewall_mark_service_is_one_sticky_service_across_addresses() {
+    let extra =
+        "[[fwmark]]\nmark = 7\nprotocol = \"tcp\"\naddress = \"10.0.100.32/30\"\nports = [80]\n";
+    with_lab("fwmark", extra, |lab, d| {
+        let route = format!(
+            "ip route add 10.0.100.32/30 via {}\n",
+            rvs_lab::DIR_FRONT_IP
+        );
+        lab.exec("router", &["sh", "-c", &route])
+            .expect("routing the marked addresses to the director");
+        let on_lo: String = (32..36)
+            .map(|h| format!("ip addr add 10.0.100.{h}/32 dev lo\n"))
+            .collect();
+        for n in 1..=3 {
+            lab.exec(&rs(n), &["sh", "-c", &on_lo])
+                .expect("marked addresses on the servers' lo");
+        }
+        d.rvsadm(&["-A", "-f", "7", "-s", "rr", "-p", "60"]);
+        for n in 1..=3 {
+            d.rvsadm(&[
+                "-a",
+                "-f",
+                "7",
+                "-r",
+                &rs_ip(n).to_string(),
+                "-g",
+                "-w",
+                "1",
+            ]);
+        }
+        let list = d.rvsadm(&["-Ln"]);
+        assert!(list.contains("FWM  7 rr persistent 60"), "{list}");
+        let mut answers = Vec::new();
+        for _round in 0..2 {
+            for h in 32..36 {
+                answers.push(who(lab, &format!("http://10.0.100.{h}/"), &[Vec::new()]).remove(0));
+            }
+        }
+        assert!(
+            answers.iter().all(|a| *a == answers[0]),
+            "one client, one server across the marked addresses: {answers:?}"
+        );
+        let other = client_addrs(lab, 1).remove(0);
+        let theirs = who(
+            lab,
+            "http://10.0.100.33/",
+            &[vec!["--interface".to_owned(), other]],
+        )
+        .remove(0);
+        assert_ne!(
+            theirs, answers[0],
+            "another client is scheduled afresh by rr"
+        );
+        let conns = d.rvsadm(&["-Lnc"]);
+        assert!(
+            conns.contains("0.0.0.7:0"),
+            "the fwmark template as ipvsadm shows it:\n{conns}"
+        );
+    });
+}
