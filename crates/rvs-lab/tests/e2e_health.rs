@@ -928,13 +928,9 @@ fn value(s: &prometheus_parse::Sample) -> f64 {
 fn metrics_endpoint_reports_services_servers_and_workers() {
     with_lab("health-metrics", 3, |lab| {
         let mut cfg = format!("metrics_listen = \"{DIR_FRONT_IP}:9813\"\n");
-        // alpha: servers start down, so each one's first passing check is a
-        // transition rvsd records. Without alpha rvsd has no health entry
-        // (listing `health`, rvs_real_server_up) for a checked server until
-        // its state first changes, although both are documented per
-        // checked server (a product bug, reported; not worked around here
-        // beyond choosing alpha).
-        cfg.push_str(&service(80, "rr", "alpha = true\n"));
+        // No alpha: every checked server must have a health entry from the
+        // start, not only after its state first changes.
+        cfg.push_str(&service(80, "rr", ""));
         for n in 1..=3 {
             cfg.push_str(&real_server(n, 1, true));
         }

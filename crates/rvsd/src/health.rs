@@ -115,6 +115,15 @@ impl Health {
                     checked: !rs.check.is_empty(),
                 });
                 if !rs.check.is_empty() {
+                    // Known from the start: up, or down with alpha, until
+                    // a check says otherwise (the monitor reports changes only).
+                    self.status.entry((svc.key, addr)).or_insert_with(|| {
+                        if sh.spec.alpha {
+                            (false, "alpha: down until a check passes".to_string())
+                        } else {
+                            (true, "no check has failed yet".to_string())
+                        }
+                    });
                     checks.push(ServerChecks {
                         service: name.clone(),
                         server: addr,
@@ -144,9 +153,15 @@ impl Health {
         }
         self.policies = policies;
         self.status.retain(|(k, a), _| {
-            base.services
-                .iter()
-                .any(|s| s.key == *k && s.dests.iter().any(|d| server_addr(k, d) == *a))
+            base.services.iter().any(|s| {
+                s.key == *k
+                    && s.dests.iter().any(|d| server_addr(k, d) == *a)
+                    && self
+                        .plan
+                        .get(k)
+                        .and_then(|h| h.servers.get(a))
+                        .is_some_and(|rs| !rs.check.is_empty())
+            })
         });
         if let Some(m) = &mut self.monitor {
             let s = m.update(checks);
