@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 pub use client::{Client, ClientError};
 pub use server::{bind, serve, ControlHandler};
 pub use types::{
-    Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, HealthStatus, Listing,
-    Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
+    Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
+    HealthStatus, Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.

@@ -267,6 +267,34 @@ pub enum Command {
     /// does); a file with any error changes nothing and the error is the
     /// reply. Runtime changes made since are replaced by the file.
     Reload,
+    /// Add a rule to RVS's firewall-mark classifier (what an iptables
+    /// `MARK` rule does for kernel IPVS).
+    AddFwmarkRule(FwmarkRuleSpec),
+    /// Remove every classifier rule of a mark.
+    DeleteFwmarkRule {
+        /// The mark.
+        mark: u32,
+    },
+}
+
+/// A rule of RVS's firewall-mark classifier: packets to `addr/prefix_len`
+/// of `protocol` (TCP and UDP when `None`) on one of `ports` (all when
+/// empty) get `mark`, and are scheduled by the service `-f mark`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct FwmarkRuleSpec {
+    /// Mark assigned (1 or more).
+    pub mark: u32,
+    /// Protocol matched; `None` = TCP and UDP.
+    #[serde(default)]
+    pub protocol: Option<Protocol>,
+    /// Destination network.
+    pub addr: IpAddr,
+    /// Prefix length of `addr` (32 / 128 = one address).
+    pub prefix_len: u8,
+    /// Destination ports; empty = all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
 }
 
 /// Why rvsd refused a [`Command::Restore`]: which command (0-based index
@@ -393,6 +421,9 @@ pub struct Listing {
     /// Health-check state of every checked real server.
     #[serde(default)]
     pub health: Vec<HealthStatus>,
+    /// RVS's firewall-mark classifier rules, in match order.
+    #[serde(default)]
+    pub fwmark_rules: Vec<FwmarkRuleSpec>,
     /// The configuration file rvsd runs from, if any.
     #[serde(default)]
     pub config_file: Option<String>,

@@ -44,6 +44,7 @@ fn sample() -> Listing {
             udp: 3,
         },
         health: Vec::new(),
+        fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
         services: vec![

@@ -27,6 +27,7 @@ impl ControlHandler for Fake {
                 udp: 30,
             },
             health: Vec::new(),
+            fwmark_rules: Vec::new(),
             config_file: None,
             config_diverged: false,
             services: vec![ServiceStatus {

@@ -459,6 +459,23 @@ fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
             dests.remove(i);
         }
         Command::Clear => next.services.clear(),
+        Command::AddFwmarkRule(r) => next.fwmarks.push(rvs_engine::FwmarkRule {
+            mark: r.mark,
+            protocol: r.protocol.map(|p| match p {
+                rvs_api::Protocol::Tcp => Protocol::Tcp,
+                rvs_api::Protocol::Udp => Protocol::Udp,
+            }),
+            addr: r.addr,
+            prefix_len: r.prefix_len,
+            ports: r.ports,
+        }),
+        Command::DeleteFwmarkRule { mark } => {
+            let before = next.fwmarks.len();
+            next.fwmarks.retain(|r| r.mark != mark);
+            if next.fwmarks.len() == before {
+                return Err(format!("no firewall-mark rule with mark {mark}"));
+            }
+        }
         Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
         Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
             return Err("not valid inside a restore".into())
@@ -543,6 +560,21 @@ impl Director {
                     port: h.server.port(),
                     up: h.up,
                     reason: h.reason,
+                })
+                .collect(),
+            fwmark_rules: self
+                .config
+                .fwmarks
+                .iter()
+                .map(|r| rvs_api::FwmarkRuleSpec {
+                    mark: r.mark,
+                    protocol: r.protocol.map(|p| match p {
+                        Protocol::Tcp => rvs_api::Protocol::Tcp,
+                        Protocol::Udp => rvs_api::Protocol::Udp,
+                    }),
+                    addr: r.addr,
+                    prefix_len: r.prefix_len,
+                    ports: r.ports.clone(),
                 })
                 .collect(),
             config_file: self.file.as_ref().map(|f| f.display().to_string()),

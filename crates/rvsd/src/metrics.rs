@@ -365,6 +365,7 @@ mod tests {
             }],
             config_file: None,
             config_diverged: true,
+            fwmark_rules: Vec::new(),
         };
         let mut w = Report::default();
         w.counters.rx_packets = 5;
