@@ -11,12 +11,18 @@ impl Netns {
     fn new() -> Self {
         let name = format!("rvsex{}", std::process::id());
         let ip = |args: &[&str]| {
-            let ok = Command::new("ip").args(args).status().map(|s| s.success()).unwrap_or(false);
+            let ok = Command::new("ip")
+                .args(args)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
             assert!(ok, "ip {}", args.join(" "));
         };
         ip(&["netns", "add", &name]);
         let ns = Netns(name.clone());
-        ip(&["-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1"]);
+        ip(&[
+            "-n", &name, "link", "add", "eth0", "type", "veth", "peer", "name", "eth1",
+        ]);
         ip(&["-n", &name, "addr", "add", "10.1.0.1/24", "dev", "eth0"]);
         ip(&["-n", &name, "addr", "add", "10.2.0.1/24", "dev", "eth1"]);
         ip(&["-n", &name, "link", "set", "eth0", "up"]);
@@ -42,7 +48,13 @@ fn every_example_passes_check_config() {
             continue;
         }
         let out = Command::new("ip")
-            .args(["netns", "exec", &ns.0, env!("CARGO_BIN_EXE_rvsd"), "--check-config"])
+            .args([
+                "netns",
+                "exec",
+                &ns.0,
+                env!("CARGO_BIN_EXE_rvsd"),
+                "--check-config",
+            ])
             .arg(&path)
             .output()
             .unwrap();
