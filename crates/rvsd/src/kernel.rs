@@ -1,125 +1,350 @@
 //! What the director learns from the kernel: its interfaces (index, MAC,
 //! addresses, MTU), routes and the neighbour table.
 //!
-//! Read through iproute2's JSON output (`ip -j`), which is stable and
-//! documented; moving this to rtnetlink is a planned follow-up (it would also
-//! let us subscribe to changes instead of polling).
+//! Read over rtnetlink (DESIGN.md: next-hop MACs come from the kernel's
+//! neighbour table, never from a hard-coded map), with a plain blocking
+//! `NETLINK_ROUTE` socket: every function here is called from ordinary
+//! threads, so a request/response exchange is simpler than an async runtime.
+//! A netlink socket belongs to the network namespace of the thread that
+//! creates it, so each call opens its own socket: callers (and tests) that
+//! `setns()` a thread get the facts of that namespace.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
-use std::process::Command;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, bail, Context};
+use netlink_packet_core::{
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK,
+    NLM_F_CREATE, NLM_F_DUMP, NLM_F_DUMP_INTR, NLM_F_REPLACE, NLM_F_REQUEST,
+};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::neighbour::{
+    NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
+};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteType,
+};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use rvs_engine::{IfIndex, Interface, Route};
 use rvs_wire::EthernetAddress;
-use serde::Deserialize;
 
-fn ip_json(args: &[&str]) -> anyhow::Result<serde_json::Value> {
-    let out = Command::new("ip")
-        .arg("-j")
-        .args(args)
-        .output()
-        .context("running `ip` (install iproute2)")?;
-    if !out.status.success() {
-        bail!(
-            "`ip -j {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    if out.stdout.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(serde_json::Value::Array(Vec::new()));
-    }
-    serde_json::from_slice(&out.stdout).context("parsing `ip -j` output")
+/// Size of the fixed netlink message header (`struct nlmsghdr`).
+const NLMSG_HDRLEN: usize = 16;
+
+/// Neighbour states (`NUD_*`, a bit mask in the kernel) whose link-layer
+/// address can be used: REACHABLE, STALE, DELAY, PROBE, NOARP, PERMANENT.
+const NUD_USABLE: u16 = 0x02 | 0x04 | 0x08 | 0x10 | 0x40 | 0x80;
+/// NUD_INCOMPLETE | NUD_FAILED: resolution pending or given up.
+const NUD_UNRESOLVED: u16 = 0x01 | 0x20;
+
+/// How often a dump interrupted by a concurrent change (NLM_F_DUMP_INTR) is
+/// retried before its (possibly inconsistent) result is used anyway.
+const DUMP_ATTEMPTS: usize = 3;
+
+/// One rtnetlink conversation with the kernel of the calling thread's
+/// network namespace.
+struct Rtnl {
+    socket: Socket,
+    seq: u32,
+    buf: Vec<u8>,
 }
 
-#[derive(Deserialize)]
-struct AddrInfo {
-    family: String,
-    local: IpAddr,
-    prefixlen: u8,
-    #[serde(default)]
-    scope: String,
+/// The kernel refused a request: keeps the errno so callers can tell
+/// "no such device" from other failures.
+#[derive(Debug, thiserror::Error)]
+#[error("the kernel refused {what}: {source}")]
+struct Refused {
+    what: &'static str,
+    source: io::Error,
 }
 
-#[derive(Deserialize)]
-struct Link {
-    ifindex: u32,
-    ifname: String,
-    mtu: u32,
-    address: Option<String>,
-    #[serde(default)]
-    addr_info: Vec<AddrInfo>,
+impl Rtnl {
+    fn open() -> anyhow::Result<Self> {
+        let mut socket = Socket::new(NETLINK_ROUTE).context("opening an rtnetlink socket")?;
+        socket.bind_auto().context("binding an rtnetlink socket")?;
+        socket
+            .connect(&SocketAddr::new(0, 0))
+            .context("connecting an rtnetlink socket to the kernel")?;
+        Ok(Rtnl {
+            socket,
+            seq: 0,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Everything the kernel has of one kind (NLM_F_DUMP). A dump the kernel
+    /// marks as interrupted by a concurrent change is taken again.
+    fn dump(
+        &mut self,
+        what: &'static str,
+        request: RouteNetlinkMessage,
+    ) -> anyhow::Result<Vec<RouteNetlinkMessage>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (msgs, interrupted) = self.exchange(what, request.clone(), NLM_F_DUMP)?;
+            if !interrupted || attempt >= DUMP_ATTEMPTS {
+                return Ok(msgs);
+            }
+        }
+    }
+
+    /// A single request, acknowledged (NLM_F_ACK): the answers it produced,
+    /// or the kernel's error.
+    fn ask(
+        &mut self,
+        what: &'static str,
+        request: RouteNetlinkMessage,
+        flags: u16,
+    ) -> anyhow::Result<Vec<RouteNetlinkMessage>> {
+        Ok(self.exchange(what, request, NLM_F_ACK | flags)?.0)
+    }
+
+    /// Sends `request` and collects the answers up to NLMSG_DONE (dumps) or
+    /// the acknowledgement. Returns whether the dump was interrupted.
+    fn exchange(
+        &mut self,
+        what: &'static str,
+        request: RouteNetlinkMessage,
+        flags: u16,
+    ) -> anyhow::Result<(Vec<RouteNetlinkMessage>, bool)> {
+        self.seq = self.seq.wrapping_add(1);
+        let mut header = NetlinkHeader::default();
+        header.flags = NLM_F_REQUEST | flags;
+        header.sequence_number = self.seq;
+        let mut msg = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(request));
+        msg.finalize();
+        let mut out = vec![0u8; msg.buffer_len()];
+        msg.serialize(&mut out);
+        self.socket
+            .send(&out, 0)
+            .with_context(|| format!("sending a netlink request for {what}"))?;
+
+        let mut answers = Vec::new();
+        let mut interrupted = false;
+        loop {
+            self.receive()
+                .with_context(|| format!("reading the kernel's answer about {what}"))?;
+            let mut off = 0;
+            while self.buf.len() - off >= NLMSG_HDRLEN {
+                let raw = &self.buf[off..];
+                let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+                if len < NLMSG_HDRLEN || len > raw.len() {
+                    bail!("malformed netlink message from the kernel about {what}");
+                }
+                let raw = &raw[..len];
+                off += len.next_multiple_of(4).min(self.buf.len() - off);
+                let kind = u16::from_ne_bytes([raw[4], raw[5]]);
+                let mflags = u16::from_ne_bytes([raw[6], raw[7]]);
+                let seq = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]);
+                if seq != self.seq {
+                    // A late answer to an earlier request on this socket.
+                    continue;
+                }
+                interrupted |= mflags & NLM_F_DUMP_INTR != 0;
+                let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw);
+                match parsed.map(|m| m.payload) {
+                    Ok(NetlinkPayload::InnerMessage(m)) => answers.push(m),
+                    Ok(NetlinkPayload::Done(d)) if d.code == 0 => {
+                        return Ok((answers, interrupted))
+                    }
+                    Ok(NetlinkPayload::Done(d)) => {
+                        return Err(Refused {
+                            what,
+                            source: io::Error::from_raw_os_error(d.code.saturating_abs()),
+                        }
+                        .into())
+                    }
+                    Ok(NetlinkPayload::Error(e)) => {
+                        return match e.code {
+                            None => Ok((answers, interrupted)),
+                            Some(_) => Err(Refused {
+                                what,
+                                source: e.to_io(),
+                            }
+                            .into()),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if kind == NLMSG_DONE || kind == NLMSG_ERROR => {
+                        bail!("undecodable end of the kernel's answer about {what}: {e}")
+                    }
+                    // One entry this library version cannot decode (a newer
+                    // kernel attribute, say) must not hide all the others.
+                    Err(e) => tracing::debug!(what, error = %e, "skipping a netlink message"),
+                }
+            }
+        }
+    }
+
+    /// Reads one datagram into `self.buf`, whatever its size (peeked first:
+    /// a dump part can exceed any fixed buffer).
+    fn receive(&mut self) -> io::Result<()> {
+        loop {
+            self.buf.clear();
+            let peeked = self
+                .socket
+                .recv_from(&mut self.buf, libc::MSG_PEEK | libc::MSG_TRUNC);
+            let len = match peeked {
+                Ok((len, _)) => len,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            self.buf.clear();
+            self.buf.reserve(len);
+            match self.socket.recv_from(&mut self.buf, 0) {
+                Ok((got, _)) if got > self.buf.len() => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "netlink datagram truncated",
+                    ))
+                }
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+fn is_errno(e: &anyhow::Error, errno: i32) -> bool {
+    e.downcast_ref::<Refused>()
+        .and_then(|r| r.source.raw_os_error())
+        == Some(errno)
 }
 
 /// The interface `name` as the engine needs it.
 pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
-    let v = ip_json(&["addr", "show", "dev", name])
-        .with_context(|| format!("interface {name} not found: check `interfaces` in the config"))?;
-    let links: Vec<Link> = serde_json::from_value(v).context("unexpected `ip -j addr` output")?;
-    let Some(l) = links.into_iter().next() else {
-        bail!("interface {name} not found: check `interfaces` in the config");
+    let not_found = || format!("interface {name} not found: check `interfaces` in the config");
+    let mut nl = Rtnl::open()?;
+    let mut req = LinkMessage::default();
+    req.attributes.push(LinkAttribute::IfName(name.to_owned()));
+    let answer = nl.ask("the interface", RouteNetlinkMessage::GetLink(req), 0);
+    let link = match answer {
+        Ok(msgs) => msgs.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        }),
+        Err(e) if is_errno(&e, libc::ENODEV) => None,
+        // An over-long name, say: still the operator's to fix in the config.
+        Err(e) => return Err(e).with_context(not_found),
     };
-    let mac: EthernetAddress = l
-        .address
-        .as_deref()
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| anyhow::anyhow!("interface {name} has no Ethernet address"))?;
+    let Some(link) = link else {
+        bail!(not_found());
+    };
+    let index = link.header.index;
+    let mut mac = None;
+    let mut mtu = None;
+    let mut ifname = name.to_owned();
+    for a in link.attributes {
+        match a {
+            LinkAttribute::Address(bytes) => mac = <[u8; 6]>::try_from(bytes.as_slice()).ok(),
+            LinkAttribute::Mtu(m) => mtu = Some(m),
+            LinkAttribute::IfName(n) => ifname = n,
+            _ => {}
+        }
+    }
+    let mac = mac.ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))?;
+    let mtu = mtu.ok_or_else(|| anyhow!("the kernel did not report the MTU of {name}"))?;
+
+    let mut addrs = Vec::new();
+    let dump = nl.dump(
+        "addresses",
+        RouteNetlinkMessage::GetAddress(AddressMessage::default()),
+    )?;
+    for m in dump {
+        let RouteNetlinkMessage::NewAddress(a) = m else {
+            continue;
+        };
+        if a.header.index != index
+            || !matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6)
+            || a.header.scope == AddressScope::Link
+        {
+            continue;
+        }
+        // IFA_LOCAL is the interface's own address (differs from IFA_ADDRESS
+        // on point-to-point links); IPv6 usually only has IFA_ADDRESS.
+        let mut local = None;
+        let mut address = None;
+        for attr in a.attributes {
+            match attr {
+                AddressAttribute::Local(ip) => local = Some(ip),
+                AddressAttribute::Address(ip) => address = Some(ip),
+                _ => {}
+            }
+        }
+        if let Some(ip) = local.or(address) {
+            addrs.push((ip, a.header.prefix_len));
+        }
+    }
+
     Ok(Interface {
-        index: IfIndex(l.ifindex),
-        name: l.ifname,
-        mac,
-        addrs: l
-            .addr_info
-            .into_iter()
-            .filter(|a| (a.family == "inet" || a.family == "inet6") && a.scope != "link")
-            .map(|a| (a.local, a.prefixlen))
-            .collect(),
+        index: IfIndex(index),
+        name: ifname,
+        mac: EthernetAddress(mac),
+        addrs,
         // Loopback reports 65536; an IP packet cannot exceed 65535 anyway.
-        mtu: u16::try_from(l.mtu).unwrap_or(u16::MAX),
+        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
     })
 }
 
-#[derive(Deserialize)]
-struct RouteJson {
-    dst: String,
-    gateway: Option<IpAddr>,
-    dev: Option<String>,
+fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteAddress::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
 }
 
 /// Routes of the main table that leave through one of `ifaces`, beyond their
 /// connected networks (which the engine derives from the addresses).
 pub(crate) fn routes(ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
+    let mut nl = Rtnl::open()?;
     let mut out = Vec::new();
-    for family in ["-4", "-6"] {
-        let v = ip_json(&[family, "route", "show", "table", "main"])?;
-        let routes: Vec<RouteJson> =
-            serde_json::from_value(v).context("unexpected `ip -j route` output")?;
-        for r in routes {
-            let Some(gateway) = r.gateway else { continue };
-            let Some(iface) = ifaces.iter().find(|i| Some(&i.name) == r.dev.as_ref()) else {
+    for (family, any) in [
+        (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
+    ] {
+        let mut req = RouteMessage::default();
+        req.header.address_family = family;
+        for m in nl.dump("routes", RouteNetlinkMessage::GetRoute(req))? {
+            let RouteNetlinkMessage::NewRoute(r) = m else {
                 continue;
             };
-            let (dst, prefix_len) = if r.dst == "default" {
-                let any: IpAddr = if family == "-4" {
-                    "0.0.0.0".parse()?
-                } else {
-                    "::".parse()?
-                };
-                (any, 0)
-            } else {
-                match r.dst.split_once('/') {
-                    Some((a, l)) => (a.parse()?, l.parse()?),
-                    None => {
-                        let a: IpAddr = r.dst.parse()?;
-                        (a, if a.is_ipv4() { 32 } else { 128 })
-                    }
+            if r.header.address_family != family
+                || r.header.kind != RouteType::Unicast
+                || r.header.flags.contains(RouteFlags::Cloned)
+            {
+                continue;
+            }
+            let mut table = u32::from(r.header.table);
+            let mut dst = any;
+            let mut gateway = None;
+            let mut oif = None;
+            for a in &r.attributes {
+                match a {
+                    RouteAttribute::Table(t) => table = *t,
+                    RouteAttribute::Destination(d) => dst = route_ip(d).unwrap_or(any),
+                    RouteAttribute::Gateway(g) => gateway = route_ip(g),
+                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    _ => {}
                 }
+            }
+            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+                continue;
+            }
+            // On-link routes are the connected networks; multipath routes
+            // (no single gateway) are not used, as before.
+            let Some(gateway) = gateway else { continue };
+            let Some(iface) = ifaces.iter().find(|i| Some(i.index.0) == oif) else {
+                continue;
             };
             out.push(Route {
                 dst,
-                prefix_len,
+                prefix_len: r.header.destination_prefix_length,
                 egress: iface.index,
                 gateway: Some(gateway),
             });
@@ -128,30 +353,144 @@ pub(crate) fn routes(ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
     Ok(out)
 }
 
-#[derive(Deserialize)]
-struct NeighJson {
-    dst: IpAddr,
-    lladdr: Option<String>,
-    #[serde(default)]
-    state: Vec<String>,
+/// Whether a neighbour entry in `state` has a link-layer address to use.
+/// The kernel only reports NDA_LLADDR for valid states anyway; this keeps
+/// the rule explicit rather than relying on that.
+pub(crate) fn usable(state: NeighbourState) -> bool {
+    let bits = u16::from(state);
+    bits & NUD_USABLE != 0 && bits & NUD_UNRESOLVED == 0
 }
 
 /// Resolved neighbours (address → MAC), sorted for cheap comparison.
 pub(crate) fn neighbors() -> anyhow::Result<BTreeMap<IpAddr, EthernetAddress>> {
-    let v = ip_json(&["neigh", "show"])?;
-    let list: Vec<NeighJson> =
-        serde_json::from_value(v).context("unexpected `ip -j neigh` output")?;
-    Ok(list
-        .into_iter()
-        .filter(|n| !n.state.iter().any(|s| s == "FAILED" || s == "INCOMPLETE"))
-        .filter_map(|n| Some((n.dst, n.lladdr?.parse().ok()?)))
-        .collect())
+    let mut nl = Rtnl::open()?;
+    let dump = nl.dump(
+        "the neighbour table",
+        RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
+    )?;
+    let mut out = BTreeMap::new();
+    for m in dump {
+        let RouteNetlinkMessage::NewNeighbour(n) = m else {
+            continue;
+        };
+        if !usable(n.header.state) {
+            continue;
+        }
+        let mut dst = None;
+        let mut mac = None;
+        for a in n.attributes {
+            match a {
+                NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                    dst = Some(IpAddr::V4(v4))
+                }
+                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                    dst = Some(IpAddr::V6(v6))
+                }
+                NeighbourAttribute::LinkLayerAddress(ll) => {
+                    mac = <[u8; 6]>::try_from(ll.as_slice()).ok()
+                }
+                _ => {}
+            }
+        }
+        if let (Some(dst), Some(mac)) = (dst, mac) {
+            out.insert(dst, EthernetAddress(mac));
+        }
+    }
+    Ok(out)
 }
 
-/// Asks the kernel to resolve `addr` by sending it an empty datagram to the
-/// discard port: the kernel ARPs / solicits for the next hop as it would for
-/// any traffic, and the neighbour poller picks the answer up.
+/// Asks the kernel to resolve `addr` (its next hop, really), so the
+/// neighbour poller soon finds its MAC.
+///
+/// First choice: look the route up (RTM_GETROUTE) and send RTM_NEWNEIGH with
+/// NTF_USE for the next hop on the route's interface, as
+/// `ip neigh replace ADDR dev DEV use` does. The kernel (neigh_add) then
+/// creates the entry if needed and runs `neigh_event_send()` on it, exactly
+/// what outgoing traffic would do: an ARP request / neighbour solicitation
+/// for an unresolved entry, a reachability probe for a stale one, nothing
+/// for a valid one. It leaves the entry's state alone (NTF_USE skips the
+/// update) and we ask for NUD_NONE, so the entry is not made permanent and
+/// stays subject to garbage collection.
+///
+/// Fallback, when netlink refuses (an old kernel without NTF_USE in
+/// neigh_add, or no permission — it needs CAP_NET_ADMIN): send an empty
+/// datagram to the discard port, which makes the kernel resolve the next
+/// hop on the way out, like any traffic.
 pub(crate) fn trigger_resolution(addr: IpAddr) {
+    match ask_resolution(addr) {
+        Ok(()) => {}
+        Err(e) => {
+            tracing::debug!(%addr, error = %format!("{e:#}"), "NTF_USE refused, sending a datagram instead");
+            poke(addr);
+        }
+    }
+}
+
+pub(crate) fn ask_resolution(addr: IpAddr) -> anyhow::Result<()> {
+    let (family, len) = match addr {
+        IpAddr::V4(_) => (AddressFamily::Inet, 32),
+        IpAddr::V6(_) => (AddressFamily::Inet6, 128),
+    };
+    let dst = match addr {
+        IpAddr::V4(v4) => RouteAddress::Inet(v4),
+        IpAddr::V6(v6) => RouteAddress::Inet6(v6),
+    };
+    let mut nl = Rtnl::open()?;
+    let mut req = RouteMessage::default();
+    req.header.address_family = family;
+    req.header.destination_prefix_length = len;
+    req.attributes.push(RouteAttribute::Destination(dst));
+    let answer = nl.ask("a route lookup", RouteNetlinkMessage::GetRoute(req), 0);
+    let route = match answer {
+        Ok(msgs) => msgs.into_iter().find_map(|m| match m {
+            RouteNetlinkMessage::NewRoute(r) => Some(r),
+            _ => None,
+        }),
+        // No route (unreachable, prohibited): nothing to resolve, and a
+        // datagram would not leave either.
+        Err(_) => return Ok(()),
+    };
+    let Some(route) = route else { return Ok(()) };
+    if route.header.kind != RouteType::Unicast {
+        // Local, broadcast, blackhole…: no neighbour involved.
+        return Ok(());
+    }
+    let mut next_hop = addr;
+    let mut oif = None;
+    for a in &route.attributes {
+        match a {
+            RouteAttribute::Gateway(g) => next_hop = route_ip(g).unwrap_or(addr),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            _ => {}
+        }
+    }
+    let Some(oif) = oif else { return Ok(()) };
+
+    let mut neigh = NeighbourMessage::default();
+    neigh.header.family = match next_hop {
+        IpAddr::V4(_) => AddressFamily::Inet,
+        IpAddr::V6(_) => AddressFamily::Inet6,
+    };
+    neigh.header.ifindex = oif;
+    neigh.header.state = NeighbourState::None;
+    neigh.header.flags = NeighbourFlags::Use;
+    neigh
+        .attributes
+        .push(NeighbourAttribute::Destination(match next_hop {
+            IpAddr::V4(v4) => NeighbourAddress::Inet(v4),
+            IpAddr::V6(v6) => NeighbourAddress::Inet6(v6),
+        }));
+    nl.ask(
+        "a neighbour resolution",
+        RouteNetlinkMessage::NewNeighbour(neigh),
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
+    Ok(())
+}
+
+/// The pre-netlink way: traffic to the discard port makes the kernel ARP /
+/// solicit for the next hop.
+fn poke(addr: IpAddr) {
     let bind = if addr.is_ipv4() {
         "0.0.0.0:0"
     } else {
@@ -163,6 +502,10 @@ pub(crate) fn trigger_resolution(addr: IpAddr) {
 }
 
 /// RX queues of an interface (one AF_XDP worker per queue).
+///
+/// Read from sysfs, not netlink: IFLA_NUM_RX_QUEUES is the number of queues
+/// allocated, while AF_XDP binds only below the number in use, which is what
+/// `queues/rx-*` lists.
 pub(crate) fn rx_queues(name: &str) -> u32 {
     std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
         .map(|d| {
