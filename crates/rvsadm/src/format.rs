@@ -1,6 +1,7 @@
 //! `Listing` → text, byte for byte as ipvsadm 1.31 prints `-L` (with
 //! `--stats`, `--rate`, `--thresholds`, `--persistent-conn`, `--exact`),
-//! `-L -c`, `-L --timeout` and `-S`.
+//! `-L -c`, `-L --timeout` and `-S`; and RVS's firewall-mark rules
+//! (`--list-mark-rules`, `-L --mark-rules`, the rule lines of `-S`).
 //!
 //! Pure: reverse lookups go through [`Names`]; `-n` uses [`Numeric`].
 //! Column widths follow ipvsadm's printf formats (`%-33s` for the stats
@@ -12,8 +13,8 @@ use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_api::{
-    ConnectionEntry, DestStatus, Family, ForwardMethod, Listing, Protocol, ServiceKey,
-    ServiceStatus, Stats, Timeouts,
+    ConnectionEntry, DestStatus, Family, ForwardMethod, FwmarkRuleSpec, Listing, Protocol,
+    ServiceKey, ServiceStatus, Stats, Timeouts,
 };
 
 use crate::parse::{sched_flag_name, sched_flag_number, ListRequest};
@@ -316,7 +317,9 @@ pub(crate) struct NoSuchService;
 
 /// The text of `ipvsadm -L` for `req`: the whole table, or with
 /// `req.service` that one service without the version line, as ipvsadm does.
-/// (`-c` and `--timeout` are [`connections`] and [`timeouts`].)
+/// (`-c` and `--timeout` are [`connections`] and [`timeouts`].) With
+/// `--mark-rules` (RVS only) the firewall-mark rules follow; without it the
+/// text is ipvsadm's, byte for byte.
 pub(crate) fn listing(
     listing: &Listing,
     req: &ListRequest,
@@ -331,6 +334,9 @@ pub(crate) fn listing(
             .ok_or(NoSuchService)?;
         title(&mut out, req);
         service_entry(&mut out, svc, req, names);
+        if req.mark_rules {
+            out.push_str(&mark_rules(&listing.fwmark_rules));
+        }
         return Ok(out);
     }
     let _ = writeln!(
@@ -342,7 +348,51 @@ pub(crate) fn listing(
     for svc in sorted_services(listing, req.nosort) {
         service_entry(&mut out, svc, req, names);
     }
+    if req.mark_rules {
+        out.push_str(&mark_rules(&listing.fwmark_rules));
+    }
     Ok(out)
+}
+
+/// `tcp`, `udp`, or `any` for a rule matching both (its option is `--any`).
+fn rule_protocol(p: Option<Protocol>) -> &'static str {
+    match p {
+        Some(Protocol::Tcp) => "tcp",
+        Some(Protocol::Udp) => "udp",
+        None => "any",
+    }
+}
+
+/// `addr/prefix`, always with the prefix so `/32` is visibly one address.
+fn rule_net(r: &FwmarkRuleSpec) -> String {
+    format!("{}/{}", r.addr, r.prefix_len)
+}
+
+fn port_list(ports: &[u16]) -> String {
+    let ports: Vec<String> = ports.iter().map(u16::to_string).collect();
+    ports.join(",")
+}
+
+/// `--list-mark-rules`: one line per rule in rvsd's (match) order, never
+/// sorted because the first matching rule wins:
+/// `MARK 7 tcp 10.0.100.32/30 ports 80,443`; no `ports` part when a rule
+/// matches every port. Numeric always: rules are addresses, not names.
+pub(crate) fn mark_rules(rules: &[FwmarkRuleSpec]) -> String {
+    let mut out = String::new();
+    for r in rules {
+        let _ = write!(
+            out,
+            "MARK {} {} {}",
+            r.mark,
+            rule_protocol(r.protocol),
+            rule_net(r)
+        );
+        if !r.ports.is_empty() {
+            let _ = write!(out, " ports {}", port_list(&r.ports));
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// ipvsadm's `fwd_switch`.
@@ -359,8 +409,25 @@ fn method_switch(m: ForwardMethod) -> &'static str {
 /// thresholds get ` -x N` / ` -y N` (only when non-zero, so tables without
 /// thresholds save byte-identically, and ipvsadm itself reads these lines),
 /// because ipvsadm's save silently drops them and a restore then loses them.
+///
+/// RVS's firewall-mark rules come first, in match order, as
+/// `--add-mark-rule 7 -t 10.0.100.32/30 --ports 80,443` lines (`--any` for
+/// both protocols), so `-R` brings them back; a table without rules saves
+/// exactly as before.
 pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
     let mut out = String::new();
+    for r in &listing.fwmark_rules {
+        let opt = match r.protocol {
+            Some(Protocol::Tcp) => "-t",
+            Some(Protocol::Udp) => "-u",
+            None => "--any",
+        };
+        let _ = write!(out, "--add-mark-rule {} {opt} {}", r.mark, rule_net(r));
+        if !r.ports.is_empty() {
+            let _ = write!(out, " --ports {}", port_list(&r.ports));
+        }
+        out.push('\n');
+    }
     for svc in sorted_services(listing, false) {
         let spec = &svc.spec;
         let key = &spec.key;

@@ -38,6 +38,9 @@ Usage:
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --add-mark-rule mark -t|-u|--any address[/prefix] [--ports port[,port...]]
+  {p} --delete-mark-rule mark
+  {p} --list-mark-rules
   {p} -h
 
 Commands:
@@ -56,6 +59,10 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set connection timeout values
   --help            -h        display this help message
   --version         -v        display the version
+RVS firewall-mark classifier (XDP sees no iptables/nft marks; no ipvsadm equivalent):
+  --add-mark-rule mark        mark packets to address[/prefix] (first matching rule wins)
+  --delete-mark-rule mark     delete every rule of the mark
+  --list-mark-rules           list the rules in match order
 
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
@@ -88,6 +95,9 @@ Options:
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
+  --any          address[/prefix]     mark rule for TCP and UDP (-t/-u: only one)
+  --ports        port[,port...]       mark rule's destination ports (default all)
+  --mark-rules                        -L also lists the firewall-mark rules
   --socket PATH                       rvsd control socket (default ${env}, else {sock})
 ",
         sched = parse::DEFAULT_SCHEDULER,
@@ -196,12 +206,15 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             print(&format::save(&client.listing()?, names))
         }
         Action::Restore => restore(program, &client),
+        Action::ListMarkRules => print(&format::mark_rules(&client.listing()?.fwmark_rules)),
     }
 }
 
 /// `-R`: parse all of stdin first (a bad line: its number and the reason,
 /// exit 2, nothing sent), then send one `Restore` that rvsd applies whole;
-/// a refusal is reported against the input line it came from.
+/// a refusal is reported against the input line it came from. Mark rules
+/// the input adds replace that mark's current rules (`-C` keeps rules), so
+/// `-S` → `-C` → `-R` is idempotent: see [`parse::replace_mark_rules`].
 fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
     let mut input = String::new();
     std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut input)
@@ -220,6 +233,11 @@ fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
     if lines.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
+    let lines = if parse::adds_mark_rules(&lines) {
+        parse::replace_mark_rules(lines, &client.listing()?.fwmark_rules)
+    } else {
+        lines
+    };
     let (numbers, cmds): (Vec<usize>, Vec<Command>) = lines.into_iter().unzip();
     match client.command(&Command::Restore(cmds)) {
         Ok(()) => Ok(ExitCode::SUCCESS),

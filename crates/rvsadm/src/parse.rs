@@ -10,7 +10,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
-use rvs_api::{Command, DestSpec, Family, ForwardMethod, Protocol, ServiceKey, ServiceSpec};
+use rvs_api::{
+    Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
+};
 
 /// ipvsadm's default scheduler.
 pub(crate) const DEFAULT_SCHEDULER: &str = "wlc";
@@ -53,6 +55,8 @@ pub(crate) struct ListRequest {
     pub(crate) exact: bool,
     /// `--nosort`: rvsd's order instead of ipvsadm's sort.
     pub(crate) nosort: bool,
+    /// `--mark-rules` (RVS): the firewall-mark rules after the services.
+    pub(crate) mark_rules: bool,
 }
 
 /// One invocation's intent.
@@ -69,6 +73,8 @@ pub(crate) enum Action {
     },
     /// `-R`: read rules from stdin and apply them as one transaction.
     Restore,
+    /// `--list-mark-rules` (RVS): the firewall-mark classifier rules.
+    ListMarkRules,
     /// `-h`: usage on stdout, exit 0.
     Help,
     /// `-v`: version on stdout, exit 0.
@@ -111,6 +117,9 @@ enum Cmd {
     Restore,
     Save,
     Zero,
+    AddMarkRule,
+    DelMarkRule,
+    ListMarkRules,
 }
 
 impl Cmd {
@@ -129,13 +138,16 @@ impl Cmd {
             Cmd::Restore => "restore",
             Cmd::Save => "save",
             Cmd::Zero => "zero",
+            Cmd::AddMarkRule => "add-mark-rule",
+            Cmd::DelMarkRule => "delete-mark-rule",
+            Cmd::ListMarkRules => "list-mark-rules",
         }
     }
 }
 
 /// Options in ipvsadm's `optnames` order (the order its checks report in),
 /// leaving out the sync-daemon, persistence-engine and tunnel options
-/// rvsadm refuses before any check.
+/// rvsadm refuses before any check; RVS's own options come last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
     Numeric,
@@ -159,9 +171,11 @@ enum Opt {
     OnePacket,
     SchedFlags,
     TunType,
+    Ports,
+    MarkRules,
 }
 
-const OPTS: [Opt; 21] = [
+const OPTS: [Opt; 23] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -183,6 +197,8 @@ const OPTS: [Opt; 21] = [
     Opt::OnePacket,
     Opt::SchedFlags,
     Opt::TunType,
+    Opt::Ports,
+    Opt::MarkRules,
 ];
 
 impl Opt {
@@ -213,6 +229,8 @@ impl Opt {
             Opt::OnePacket => "ops",
             Opt::SchedFlags => "sched-flags",
             Opt::TunType => "tun-type",
+            Opt::Ports => "ports",
+            Opt::MarkRules => "mark-rules",
         }
     }
 
@@ -231,9 +249,22 @@ impl Opt {
                 _ => 'x',
             },
             Cmd::Flush | Cmd::Timeout | Cmd::Restore => 'x',
+            Cmd::DelMarkRule => 'x',
+            // Rules are always numeric; -n is accepted out of habit.
+            Cmd::ListMarkRules => match self {
+                Numeric => ' ',
+                _ => 'x',
+            },
+            // The rule's -t/-u/--any is required too, checked first with
+            // its own message.
+            Cmd::AddMarkRule => match self {
+                Service | Ports => ' ',
+                _ => 'x',
+            },
             Cmd::List => match self {
                 Connection | Service | Timeout => '1',
-                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact => ' ',
+                Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact
+                | MarkRules => ' ',
                 _ => 'x',
             },
             Cmd::AddDest | Cmd::EditDest => match self {
@@ -323,6 +354,13 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("tun-csum", None, Arg::None),
     ("tun-remcsum", None, Arg::None),
     ("socket", None, Arg::Required),
+    // RVS's firewall-mark classifier; ipvsadm has no equivalent.
+    ("add-mark-rule", None, Arg::Required),
+    ("delete-mark-rule", None, Arg::Required),
+    ("list-mark-rules", None, Arg::None),
+    ("any", None, Arg::Required),
+    ("ports", None, Arg::Required),
+    ("mark-rules", None, Arg::None),
 ];
 
 /// One option occurrence after popt-style tokenizing.
@@ -573,6 +611,99 @@ fn parse_fwmark(s: &str) -> Result<u32, ParseError> {
     }
 }
 
+/// The message for `--add-mark-rule` without `-t`, `-u` or `--any`.
+const MISSING_RULE_PROTOCOL: &str =
+    "You need to supply -t, -u or --any with the rule's address[/prefix] for the 'add-mark-rule' command";
+
+/// A mark rule's `ADDR[/PREFIX]`: IPv4, IPv6 bare or in brackets, numeric
+/// (a classifier rule should not depend on DNS), no port (ports go in
+/// `--ports`), no host bits beyond the prefix. No prefix: one address.
+fn parse_rule_net(s: &str) -> Result<(IpAddr, u8), ParseError> {
+    let (host, prefix) = match s.rsplit_once('/') {
+        Some((h, p)) => (h, Some(p)),
+        None => (s, None),
+    };
+    let addr = match host.strip_prefix('[') {
+        Some(inner) => inner
+            .strip_suffix(']')
+            .and_then(|a| a.parse::<std::net::Ipv6Addr>().ok())
+            .map(IpAddr::V6),
+        None => host.parse::<IpAddr>().ok(),
+    };
+    let Some(addr) = addr else {
+        // `10.0.0.1:80` or `[2001:db8::1]:80`: a port where none belongs.
+        let with_port = host
+            .rsplit_once(':')
+            .is_some_and(|(h, _)| h.parse::<Ipv4Addr>().is_ok() || h.ends_with(']'));
+        return fail(if with_port {
+            format!("illegal mark rule address `{s}' specified: no port here, use --ports")
+        } else {
+            format!("illegal mark rule address `{s}' specified: want a numeric address[/prefix]")
+        });
+    };
+    let max = if addr.is_ipv6() { 128 } else { 32 };
+    let prefix_len = match prefix {
+        None => max as u8,
+        Some(p) => match number(p, 0, max) {
+            Some(n) => n as u8,
+            None => return fail(format!("illegal prefix length `/{p}' specified (0-{max})")),
+        },
+    };
+    let bits = match addr {
+        IpAddr::V4(a) => u128::from(u32::from(a)) << 96,
+        IpAddr::V6(a) => u128::from(a),
+    };
+    // IPv4 sits in the top 32 bits, so one mask shape serves both.
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(prefix_len))
+        .unwrap_or(0);
+    if bits & !mask != 0 {
+        let net = bits & mask;
+        let net = match addr {
+            IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::from((net >> 96) as u32)),
+            IpAddr::V6(_) => IpAddr::V6(net.into()),
+        };
+        return fail(format!(
+            "mark rule address {addr}/{prefix_len} has host bits set: did you mean {net}/{prefix_len}?"
+        ));
+    }
+    Ok((addr, prefix_len))
+}
+
+/// `--ports`: comma-separated ports 1..65535 (or service names, as `-t`
+/// takes them), each once, in the given order; empty means all ports.
+fn parse_ports(
+    s: &str,
+    proto: Option<Protocol>,
+    lookup: &dyn Lookup,
+) -> Result<Vec<u16>, ParseError> {
+    let mut ports = Vec::new();
+    if s.is_empty() {
+        return Ok(ports);
+    }
+    for p in s.split(',') {
+        let port = match number(p, 1, 65535) {
+            Some(n) => n as u16,
+            None => match (
+                p.is_empty(),
+                lookup.service(p, proto.unwrap_or(Protocol::Tcp)),
+            ) {
+                (false, Some(n)) if n != 0 => n,
+                _ => {
+                    return fail(format!(
+                        "illegal port `{p}' in port list `{s}' specified (1-65535, comma-separated)"
+                    ))
+                }
+            },
+        };
+        if ports.contains(&port) {
+            return fail(format!("port {port} given twice in port list `{s}'"));
+        }
+        ports.push(port);
+    }
+    Ok(ports)
+}
+
 /// The virtual service as given on the command line.
 #[derive(Debug, Clone, Copy)]
 enum Service {
@@ -601,6 +732,10 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
     let mut upper = 0u32;
     let mut lower = 0u32;
     let mut list = ListRequest::default();
+    // RVS mark rules: the mark, `-t/-u/--any` with its raw address, ports.
+    let mut rule_mark = 0u32;
+    let mut rule_target: Option<(Option<Protocol>, String)> = None;
+    let mut ports_raw: Option<String> = None;
 
     let set_option = |options: &mut u32, opt: Opt| -> Result<(), ParseError> {
         if *options & opt.bit() != 0 {
@@ -634,6 +769,9 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             "set" => Some(Cmd::Timeout),
             "restore" => Some(Cmd::Restore),
             "save" => Some(Cmd::Save),
+            "add-mark-rule" => Some(Cmd::AddMarkRule),
+            "delete-mark-rule" => Some(Cmd::DelMarkRule),
+            "list-mark-rules" => Some(Cmd::ListMarkRules),
             _ => None,
         };
         if first {
@@ -663,6 +801,9 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                 return fail("multiple commands specified");
             }
             cmd = Some(c);
+            if matches!(c, Cmd::AddMarkRule | Cmd::DelMarkRule) {
+                rule_mark = parse_fwmark(&value)?;
+            }
             continue;
         }
         match tok.name {
@@ -673,13 +814,41 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
                 } else {
                     Protocol::Udp
                 };
+                if cmd == Some(Cmd::AddMarkRule) {
+                    // A prefix, parsed once the command line is checked.
+                    rule_target = Some((Some(proto), value));
+                    continue;
+                }
                 let (addr, port) = parse_addr_port(&value, proto, lookup).map_or_else(
                     || fail("illegal virtual server address[:port] specified"),
                     Ok,
                 )?;
                 service = Some(Service::Addr(proto, addr, port));
             }
+            "any" => {
+                if cmd != Some(Cmd::AddMarkRule) {
+                    return fail(format!(
+                        "Illegal 'any' option with the '{}' command",
+                        cmd.map_or("", Cmd::name)
+                    ));
+                }
+                set_option(&mut options, Opt::Service)?;
+                rule_target = Some((None, value));
+            }
+            "ports" => {
+                set_option(&mut options, Opt::Ports)?;
+                ports_raw = Some(value);
+            }
+            "mark-rules" => {
+                set_option(&mut options, Opt::MarkRules)?;
+                list.mark_rules = true;
+            }
             "fwmark-service" => {
+                if cmd == Some(Cmd::AddMarkRule) {
+                    return fail(
+                        "-f: a mark rule's mark is the --add-mark-rule value; match with -t, -u or --any",
+                    );
+                }
                 set_option(&mut options, Opt::Service)?;
                 service = Some(Service::Fwmark(parse_fwmark(&value)?, Family::Ipv4));
             }
@@ -808,6 +977,9 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         }
         return Err(ParseError::TryHelp);
     };
+    if cmd == Cmd::AddMarkRule && rule_target.is_none() {
+        return fail(MISSING_RULE_PROTOCOL);
+    }
 
     // The end of ipvsadm's parse_options: --set values, leftovers, -b.
     let mut positional = positional.into_iter();
@@ -910,7 +1082,7 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             Action::Command(Command::SetTimeouts { tcp, tcpfin, udp })
         }
         Cmd::List => {
-            let output = list.stats || list.rate || list.thresholds;
+            let output = list.stats || list.rate || list.thresholds || list.mark_rules;
             if ((list.connections || list.timeouts) && output)
                 || (list.timeouts && list.persistent_conn)
             {
@@ -923,6 +1095,23 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             numeric: list.numeric,
         },
         Cmd::Restore => Action::Restore,
+        Cmd::AddMarkRule => {
+            let (protocol, raw) = rule_target.expect("checked above");
+            let (addr, prefix_len) = parse_rule_net(&raw)?;
+            let ports = match &ports_raw {
+                Some(p) => parse_ports(p, protocol, lookup)?,
+                None => Vec::new(),
+            };
+            Action::Command(Command::AddFwmarkRule(FwmarkRuleSpec {
+                mark: rule_mark,
+                protocol,
+                addr,
+                prefix_len,
+                ports,
+            }))
+        }
+        Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: rule_mark }),
+        Cmd::ListMarkRules => Action::ListMarkRules,
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             let (addr, port) = server.expect("checked: real server is required");
@@ -1009,14 +1198,57 @@ pub(crate) fn parse_restore(
         match parse(&words, lookup).map_err(err)?.action {
             Action::Command(c) => out.push((line_no, c)),
             Action::Restore => return Err(err(ParseError::TryHelp)),
-            Action::List(_) | Action::Save { .. } | Action::Help | Action::Version => {
+            Action::List(_)
+            | Action::ListMarkRules
+            | Action::Save { .. }
+            | Action::Help
+            | Action::Version => {
                 return Err(err(ParseError::Message(format!(
-                    "`{line}': only -A -E -D -a -e -d -C -Z and --set can be restored"
+                    "`{line}': only -A -E -D -a -e -d -C -Z --set --add-mark-rule and --delete-mark-rule can be restored"
                 ))))
             }
         }
     }
     Ok(out)
+}
+
+/// Whether restoring `lines` touches mark rules, so [`replace_mark_rules`]
+/// needs the current rules.
+pub(crate) fn adds_mark_rules(lines: &[(usize, Command)]) -> bool {
+    lines
+        .iter()
+        .any(|(_, c)| matches!(c, Command::AddFwmarkRule(_)))
+}
+
+/// Makes `-S` → `-R` idempotent for mark rules, which `-C` keeps: a mark
+/// whose first rule line in the input adds a rule, and which rvsd has rules
+/// for now (`existing`), gets a `DeleteFwmarkRule` just before that line
+/// (under its line number), so the input's rules replace that mark's rules
+/// instead of piling up behind them. A mark the input first deletes itself
+/// is left to the input.
+pub(crate) fn replace_mark_rules(
+    lines: Vec<(usize, Command)>,
+    existing: &[FwmarkRuleSpec],
+) -> Vec<(usize, Command)> {
+    let mut seen: Vec<u32> = Vec::new();
+    let mut out = Vec::with_capacity(lines.len());
+    for (line, c) in lines {
+        let mark = match &c {
+            Command::AddFwmarkRule(r) => Some((r.mark, true)),
+            Command::DeleteFwmarkRule { mark } => Some((*mark, false)),
+            _ => None,
+        };
+        if let Some((mark, adds)) = mark {
+            if !seen.contains(&mark) {
+                seen.push(mark);
+                if adds && existing.iter().any(|r| r.mark == mark) {
+                    out.push((line, Command::DeleteFwmarkRule { mark }));
+                }
+            }
+        }
+        out.push((line, c));
+    }
+    out
 }
 
 #[cfg(test)]

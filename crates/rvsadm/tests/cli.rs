@@ -7,13 +7,33 @@ use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
 
 use rvs_api::{
-    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, ForwardMethod, Listing,
-    Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
+    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, ForwardMethod, FwmarkRuleSpec,
+    Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
 };
 
 #[derive(Default)]
 struct Fake {
     seen: Mutex<Vec<Command>>,
+    /// Mark rules as rvsd keeps them: appended, deleted per mark, kept by
+    /// `-C`.
+    rules: Mutex<Vec<FwmarkRuleSpec>>,
+}
+
+/// rvsd's handling of the mark-rule commands (a delete of an absent mark
+/// is refused); other commands leave the rules alone.
+fn apply_rule(rules: &mut Vec<FwmarkRuleSpec>, cmd: &Command) -> Result<(), String> {
+    match cmd {
+        Command::AddFwmarkRule(r) => rules.push(r.clone()),
+        Command::DeleteFwmarkRule { mark } => {
+            let before = rules.len();
+            rules.retain(|r| r.mark != *mark);
+            if rules.len() == before {
+                return Err(format!("no firewall-mark rule with mark {mark}"));
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 impl ControlHandler for Fake {
@@ -27,7 +47,7 @@ impl ControlHandler for Fake {
                 udp: 30,
             },
             health: Vec::new(),
-            fwmark_rules: Vec::new(),
+            fwmark_rules: self.rules.lock().unwrap().clone(),
             config_file: None,
             config_diverged: false,
             services: vec![ServiceStatus {
@@ -87,10 +107,20 @@ impl ControlHandler for Fake {
                         message: "No such service".into(),
                     }
                     .to_string()),
-                    None => Ok(()),
+                    // All or nothing, like rvsd.
+                    None => {
+                        let mut rules = self.rules.lock().unwrap().clone();
+                        cmds.iter()
+                            .enumerate()
+                            .try_for_each(|(index, c)| {
+                                apply_rule(&mut rules, c)
+                                    .map_err(|message| RestoreError { index, message }.to_string())
+                            })
+                            .map(|()| *self.rules.lock().unwrap() = rules)
+                    }
                 }
             }
-            _ => Ok(()),
+            c => apply_rule(&mut self.rules.lock().unwrap(), c),
         };
         self.seen.lock().unwrap().push(cmd);
         result
@@ -273,4 +303,188 @@ fn rvsadm_against_a_served_socket() {
             gone.display()
         )
     );
+}
+
+#[test]
+fn mark_rules_add_list_save_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let fake = Arc::new(Fake::default());
+    let listener = {
+        let _g = rt.enter();
+        rvs_api::bind(&path).unwrap()
+    };
+    let server = rt.spawn(rvs_api::serve(listener, Arc::clone(&fake)));
+    let last = || fake.seen.lock().unwrap().last().cloned();
+    let r7 = FwmarkRuleSpec {
+        mark: 7,
+        protocol: Some(Protocol::Tcp),
+        addr: "10.10.0.32".parse().unwrap(),
+        prefix_len: 30,
+        ports: vec![80, 443],
+    };
+    let r8 = FwmarkRuleSpec {
+        mark: 8,
+        protocol: None,
+        addr: "2001:db8::".parse().unwrap(),
+        prefix_len: 64,
+        ports: vec![],
+    };
+
+    // No rules yet: nothing listed, -S as ipvsadm's.
+    let out = rvsadm(&path, &["--list-mark-rules"]);
+    assert!(out.status.success() && out.stdout.is_empty(), "{out:?}");
+
+    let out = rvsadm(
+        &path,
+        &[
+            "--add-mark-rule",
+            "7",
+            "-t",
+            "10.10.0.32/30",
+            "--ports",
+            "80,443",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(last(), Some(Command::AddFwmarkRule(r7.clone())));
+    let out = rvsadm(&path, &["--add-mark-rule", "8", "--any", "[2001:db8::]/64"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(last(), Some(Command::AddFwmarkRule(r8.clone())));
+
+    let listed = "MARK 7 tcp 10.10.0.32/30 ports 80,443\nMARK 8 any 2001:db8::/64\n";
+    let out = rvsadm(&path, &["--list-mark-rules"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), listed);
+
+    // -L is ipvsadm's byte for byte; --mark-rules appends the rules.
+    let table = "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  10.10.0.100:80 rr\n\
+         \x20 -> 10.10.0.11:80                Route   1      0          20        \n";
+    let out = rvsadm(&path, &["-Ln"]);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), table);
+    let out = rvsadm(&path, &["-Ln", "--mark-rules"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{table}{listed}")
+    );
+
+    // Malformed: ipvsadm-style message, exit 2, nothing sent.
+    let before = fake.seen.lock().unwrap().len();
+    for (args, msg) in [
+        (
+            &["--add-mark-rule", "0", "-t", "10.10.0.1"][..],
+            "invalid fwmark value `0' specified\n",
+        ),
+        (
+            &["--add-mark-rule", "7", "10.10.0.1"][..],
+            "You need to supply -t, -u or --any with the rule's address[/prefix] for the 'add-mark-rule' command\n",
+        ),
+        (
+            &["--add-mark-rule", "7", "-u", "10.10.0.1/40"][..],
+            "illegal prefix length `/40' specified (0-32)\n",
+        ),
+        (
+            &["--add-mark-rule", "7", "-t", "10.10.0.1", "--ports", "80,x"][..],
+            "illegal port `x' in port list `80,x' specified (1-65535, comma-separated)\n",
+        ),
+        (
+            &["--delete-mark-rule", "seven"][..],
+            "invalid fwmark value `seven' specified\n",
+        ),
+    ] {
+        let out = rvsadm(&path, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        assert_eq!(String::from_utf8(out.stderr).unwrap(), msg, "{args:?}");
+    }
+    assert_eq!(fake.seen.lock().unwrap().len(), before);
+
+    // -S puts the rules first; -C keeps them; -R replaces them (a delete
+    // for each mark that exists, under the line of its first rule), so the
+    // round trip leaves the same rules, not duplicates.
+    let out = rvsadm(&path, &["-S", "-n"]);
+    assert!(out.status.success(), "{out:?}");
+    let saved = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        saved,
+        "--add-mark-rule 7 -t 10.10.0.32/30 --ports 80,443\n\
+         --add-mark-rule 8 --any 2001:db8::/64\n\
+         -A -t 10.10.0.100:80 -s rr\n\
+         -a -t 10.10.0.100:80 -r 10.10.0.11:80 -g -w 1\n"
+    );
+    let out = rvsadm(&path, &["-C"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = rvsadm_stdin(&path, &["-R"], &saved);
+    assert!(out.status.success(), "{out:?}");
+    let service = ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80);
+    assert_eq!(
+        last(),
+        Some(Command::Restore(vec![
+            Command::DeleteFwmarkRule { mark: 7 },
+            Command::AddFwmarkRule(r7.clone()),
+            Command::DeleteFwmarkRule { mark: 8 },
+            Command::AddFwmarkRule(r8.clone()),
+            Command::AddService(ServiceSpec {
+                key: service,
+                scheduler: "rr".into(),
+                persistence_timeout: None,
+                netmask: None,
+                flags: vec![],
+                one_packet: false,
+            }),
+            Command::AddDest {
+                service,
+                dest: DestSpec {
+                    addr: "10.10.0.11".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    method: ForwardMethod::Route,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
+                },
+            },
+        ]))
+    );
+    assert_eq!(*fake.rules.lock().unwrap(), vec![r7.clone(), r8.clone()]);
+    // Restored twice more: still the same rules.
+    let out = rvsadm_stdin(&path, &["-R"], &saved);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(*fake.rules.lock().unwrap(), vec![r7.clone(), r8.clone()]);
+
+    // Delete: gone from the listing; deleting it again is rvsd's refusal.
+    let out = rvsadm(&path, &["--delete-mark-rule", "8"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(last(), Some(Command::DeleteFwmarkRule { mark: 8 }));
+    let out = rvsadm(&path, &["--list-mark-rules"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "MARK 7 tcp 10.10.0.32/30 ports 80,443\n"
+    );
+    let out = rvsadm(&path, &["--delete-mark-rule", "8"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "no firewall-mark rule with mark 8\n"
+    );
+
+    // A restore whose own delete fails is reported against its line.
+    let out = rvsadm_stdin(&path, &["-R"], "-C\n--delete-mark-rule 9\n");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        "line 2: no firewall-mark rule with mark 9\nnothing restored\n"
+    );
+    assert_eq!(*fake.rules.lock().unwrap(), vec![r7]);
+
+    server.abort();
+    rt.shutdown_background();
 }

@@ -2,7 +2,9 @@
 //! output captured from real ipvsadm 1.31 (trailing blanks included).
 
 use super::*;
-use rvs_api::{ConnectionEntry, DestSpec, Family, ForwardMethod, ServiceSpec, Stats, Timeouts};
+use rvs_api::{
+    ConnectionEntry, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, ServiceSpec, Stats, Timeouts,
+};
 
 fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
     ServiceStatus {
@@ -717,4 +719,111 @@ fn timeout_line() {
         }),
         "Timeout (tcp tcpfin udp): 0 1 2678400\n"
     );
+}
+
+fn mark_rule(
+    mark: u32,
+    protocol: Option<Protocol>,
+    net: &str,
+    len: u8,
+    ports: &[u16],
+) -> FwmarkRuleSpec {
+    FwmarkRuleSpec {
+        mark,
+        protocol,
+        addr: net.parse().unwrap(),
+        prefix_len: len,
+        ports: ports.to_vec(),
+    }
+}
+
+/// In rvsd's (match) order, deliberately not sorted.
+fn sample_rules() -> Vec<FwmarkRuleSpec> {
+    vec![
+        mark_rule(7, Some(Protocol::Tcp), "10.0.100.32", 30, &[80, 443]),
+        mark_rule(2, None, "2001:db8::", 64, &[]),
+        mark_rule(7, Some(Protocol::Udp), "10.0.100.1", 32, &[53]),
+    ]
+}
+
+#[test]
+fn mark_rule_listing() {
+    assert_eq!(mark_rules(&[]), "");
+    assert_eq!(
+        mark_rules(&sample_rules()),
+        "MARK 7 tcp 10.0.100.32/30 ports 80,443\n\
+         MARK 2 any 2001:db8::/64\n\
+         MARK 7 udp 10.0.100.1/32 ports 53\n"
+    );
+    // -L stays ipvsadm's text unless --mark-rules asks for the rules.
+    let mut l = save_sample();
+    l.fwmark_rules = sample_rules();
+    let plain = listing(&l, &numeric(), &Numeric).unwrap();
+    l.fwmark_rules.clear();
+    assert_eq!(plain, listing(&l, &numeric(), &Numeric).unwrap());
+    assert!(!plain.contains("MARK"));
+    l.fwmark_rules = sample_rules();
+    let req = ListRequest {
+        mark_rules: true,
+        ..numeric()
+    };
+    assert_eq!(
+        listing(&l, &req, &Numeric).unwrap(),
+        format!("{plain}{}", mark_rules(&sample_rules()))
+    );
+    // Also after a single service.
+    let one = ListRequest {
+        service: Some(ServiceKey::Fwmark {
+            mark: 1,
+            af: Family::Ipv4,
+        }),
+        ..req
+    };
+    assert_eq!(
+        listing(&l, &one, &Numeric).unwrap(),
+        "Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+FWM  1 rr persistent 300\n\
+\x20 -> 10.0.2.11:0                  Route   1      0          0         \n\
+MARK 7 tcp 10.0.100.32/30 ports 80,443\n\
+MARK 2 any 2001:db8::/64\n\
+MARK 7 udp 10.0.100.1/32 ports 53\n"
+    );
+}
+
+#[test]
+fn save_writes_mark_rules_first_in_match_order() {
+    let mut l = save_sample();
+    l.fwmark_rules = sample_rules();
+    assert_eq!(
+        save(&l, &Numeric),
+        format!(
+            "--add-mark-rule 7 -t 10.0.100.32/30 --ports 80,443\n\
+             --add-mark-rule 2 --any 2001:db8::/64\n\
+             --add-mark-rule 7 -u 10.0.100.1/32 --ports 53\n\
+             {SAVED}"
+        )
+    );
+    // And -R reads them back as the same rules, before the services.
+    struct NoLookup;
+    impl crate::parse::Lookup for NoLookup {
+        fn host(&self, _: &str) -> Option<IpAddr> {
+            None
+        }
+        fn service(&self, _: &str, _: Protocol) -> Option<u16> {
+            None
+        }
+    }
+    let cmds: Vec<rvs_api::Command> = crate::parse::parse_restore(&save(&l, &Numeric), &NoLookup)
+        .unwrap()
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let rules: Vec<rvs_api::Command> = sample_rules()
+        .into_iter()
+        .map(rvs_api::Command::AddFwmarkRule)
+        .collect();
+    assert_eq!(cmds.len(), 16);
+    assert_eq!(cmds[..3], rules[..]);
+    assert!(matches!(cmds[3], rvs_api::Command::AddService(_)));
 }

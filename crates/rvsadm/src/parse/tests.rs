@@ -784,7 +784,314 @@ ipvsadm -a -t 10.0.0.1:80 -r 10.0.0.2:80 -g -w 1   # trailing comment
         LineError {
             line: 3,
             error: ParseError::Message(
-                "`-L -n': only -A -E -D -a -e -d -C -Z and --set can be restored".into()
+                "`-L -n': only -A -E -D -a -e -d -C -Z --set --add-mark-rule and --delete-mark-rule can be restored".into()
+            )
+        }
+    );
+}
+
+fn rule(
+    mark: u32,
+    protocol: Option<Protocol>,
+    net: &str,
+    prefix_len: u8,
+    ports: &[u16],
+) -> Command {
+    Command::AddFwmarkRule(FwmarkRuleSpec {
+        mark,
+        protocol,
+        addr: net.parse().unwrap(),
+        prefix_len,
+        ports: ports.to_vec(),
+    })
+}
+
+#[test]
+fn add_mark_rule_forms() {
+    assert_eq!(
+        cmd("--add-mark-rule 7 -t 10.0.100.32/30 --ports 80,443"),
+        rule(7, Some(Protocol::Tcp), "10.0.100.32", 30, &[80, 443])
+    );
+    // No prefix: one address; no --ports: every port.
+    assert_eq!(
+        cmd("--add-mark-rule 7 -u 10.0.100.1"),
+        rule(7, Some(Protocol::Udp), "10.0.100.1", 32, &[])
+    );
+    assert_eq!(
+        cmd("--add-mark-rule=8 --any 0.0.0.0/0"),
+        rule(8, None, "0.0.0.0", 0, &[])
+    );
+    // IPv6 bare or in brackets; ports keep their order; names resolve.
+    assert_eq!(
+        cmd("--add-mark-rule 9 --any [2001:db8::]/64 --ports 443,http"),
+        rule(9, None, "2001:db8::", 64, &[443, 80])
+    );
+    assert_eq!(
+        cmd("--add-mark-rule 9 --ports syslog -u 2001:db8::1"),
+        rule(9, Some(Protocol::Udp), "2001:db8::1", 128, &[514])
+    );
+    assert_eq!(
+        cmd("--add-mark-rule 9 -t [2001:db8::1]"),
+        rule(9, Some(Protocol::Tcp), "2001:db8::1", 128, &[])
+    );
+    // Clusters and `=` as everywhere else; an empty list means all ports.
+    assert_eq!(
+        cmd("--add-mark-rule 1 -t10.0.0.1 --ports="),
+        rule(1, Some(Protocol::Tcp), "10.0.0.1", 32, &[])
+    );
+    assert_eq!(
+        cmd("--add-mark-rule 4294967295 --tcp-service 10.0.0.0/24"),
+        rule(u32::MAX, Some(Protocol::Tcp), "10.0.0.0", 24, &[])
+    );
+}
+
+#[test]
+fn add_mark_rule_errors() {
+    assert_eq!(
+        err("--add-mark-rule 0 -t 10.0.0.1"),
+        "invalid fwmark value `0' specified"
+    );
+    assert_eq!(
+        err("--add-mark-rule x -t 10.0.0.1"),
+        "invalid fwmark value `x' specified"
+    );
+    assert_eq!(
+        err("--add-mark-rule 4294967296 -t 10.0.0.1"),
+        "invalid fwmark value `4294967296' specified"
+    );
+    assert_eq!(err("--add-mark-rule"), "--add-mark-rule: missing argument");
+    let missing = "You need to supply -t, -u or --any with the rule's address[/prefix] for the 'add-mark-rule' command";
+    assert_eq!(err("--add-mark-rule 7"), missing);
+    assert_eq!(err("--add-mark-rule 7 10.0.0.1"), missing);
+    assert_eq!(err("--add-mark-rule 7 --ports 80"), missing);
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1/33"),
+        "illegal prefix length `/33' specified (0-32)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 2001:db8::/129"),
+        "illegal prefix length `/129' specified (0-128)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.0/"),
+        "illegal prefix length `/' specified (0-32)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.0/x"),
+        "illegal prefix length `/x' specified (0-32)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.100.33/30"),
+        "mark rule address 10.0.100.33/30 has host bits set: did you mean 10.0.100.32/30?"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 --any 2001:db8::1/64"),
+        "mark rule address 2001:db8::1/64 has host bits set: did you mean 2001:db8::/64?"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1:80"),
+        "illegal mark rule address `10.0.0.1:80' specified: no port here, use --ports"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t [2001:db8::1]:80"),
+        "illegal mark rule address `[2001:db8::1]:80' specified: no port here, use --ports"
+    );
+    // Numeric only: a classifier rule does not follow DNS.
+    assert_eq!(
+        err("--add-mark-rule 7 -t web1"),
+        "illegal mark rule address `web1' specified: want a numeric address[/prefix]"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t [10.0.0.1]"),
+        "illegal mark rule address `[10.0.0.1]' specified: want a numeric address[/prefix]"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 80,,443"),
+        "illegal port `' in port list `80,,443' specified (1-65535, comma-separated)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 0"),
+        "illegal port `0' in port list `0' specified (1-65535, comma-separated)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 65536"),
+        "illegal port `65536' in port list `65536' specified (1-65535, comma-separated)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 80,"),
+        "illegal port `' in port list `80,' specified (1-65535, comma-separated)"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 80,http"),
+        "port 80 given twice in port list `80,http'"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --ports 80 --ports 443"),
+        "multiple 'ports' options specified"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 --any 10.0.0.1"),
+        "multiple 'service-address' options specified"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -f 3"),
+        "-f: a mark rule's mark is the --add-mark-rule value; match with -t, -u or --any"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 -s rr"),
+        "Illegal 'scheduler' option with the 'add-mark-rule' command"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -t 10.0.0.1 extra"),
+        "unexpected argument extra"
+    );
+    assert_eq!(
+        err("--add-mark-rule 7 -A -t 10.0.0.1"),
+        "multiple commands specified"
+    );
+    // The new options belong to the new commands only.
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --any 10.0.0.1"),
+        "Illegal 'any' option with the 'add-service' command"
+    );
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --ports 80"),
+        "Illegal 'ports' option with the 'add-service' command"
+    );
+    assert_eq!(
+        err("-S --mark-rules"),
+        "Illegal 'mark-rules' option with the 'save' command"
+    );
+    assert_eq!(p("--ports 80 --add-mark-rule 7"), Err(ParseError::TryHelp));
+}
+
+#[test]
+fn delete_and_list_mark_rules() {
+    assert_eq!(
+        cmd("--delete-mark-rule 7"),
+        Command::DeleteFwmarkRule { mark: 7 }
+    );
+    assert_eq!(
+        err("--delete-mark-rule 0"),
+        "invalid fwmark value `0' specified"
+    );
+    assert_eq!(
+        err("--delete-mark-rule"),
+        "--delete-mark-rule: missing argument"
+    );
+    assert_eq!(
+        err("--delete-mark-rule 7 -t 10.0.0.1"),
+        "Illegal 'service-address' option with the 'delete-mark-rule' command"
+    );
+    assert_eq!(
+        err("--delete-mark-rule 7 --ports 80"),
+        "Illegal 'ports' option with the 'delete-mark-rule' command"
+    );
+    assert_eq!(
+        p("--list-mark-rules").unwrap().action,
+        Action::ListMarkRules
+    );
+    assert_eq!(
+        p("--list-mark-rules -n").unwrap().action,
+        Action::ListMarkRules
+    );
+    assert_eq!(
+        err("--list-mark-rules --stats"),
+        "Illegal 'stats' option with the 'list-mark-rules' command"
+    );
+    assert_eq!(err("--list-mark-rules 7"), "unexpected argument 7");
+    // -L only shows them when asked, and not with -c or --timeout.
+    assert!(!list("-Ln").mark_rules);
+    let l = list("-Ln --mark-rules");
+    assert!(l.mark_rules && l.numeric);
+    assert!(list("-L --stats --mark-rules").stats);
+    assert_eq!(
+        err("-L -c --mark-rules"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        err("-L --timeout --mark-rules"),
+        "options conflicts in the list command"
+    );
+}
+
+#[test]
+fn restore_accepts_mark_rules_and_replaces_existing_marks() {
+    let input = "\
+--add-mark-rule 7 -t 10.0.100.32/30 --ports 80,443
+--add-mark-rule 8 --any 2001:db8::/64
+-A -f 7 -s rr
+--add-mark-rule 7 -u 10.0.100.40/30
+--delete-mark-rule 9
+--add-mark-rule 9 -t 10.0.0.9
+";
+    let lines = parse_restore(input, &FakeLookup).unwrap();
+    let r7 = rule(7, Some(Protocol::Tcp), "10.0.100.32", 30, &[80, 443]);
+    let r8 = rule(8, None, "2001:db8::", 64, &[]);
+    let svc = Command::AddService(spec(fwm(7), "rr"));
+    let r7u = rule(7, Some(Protocol::Udp), "10.0.100.40", 30, &[]);
+    let d9 = Command::DeleteFwmarkRule { mark: 9 };
+    let r9 = rule(9, Some(Protocol::Tcp), "10.0.0.9", 32, &[]);
+    assert_eq!(
+        lines,
+        vec![
+            (1, r7.clone()),
+            (2, r8.clone()),
+            (3, svc.clone()),
+            (4, r7u.clone()),
+            (5, d9.clone()),
+            (6, r9.clone()),
+        ]
+    );
+    assert!(adds_mark_rules(&lines));
+    assert!(!adds_mark_rules(
+        &parse_restore("-C\n--delete-mark-rule 7\n", &FakeLookup).unwrap()
+    ));
+
+    // Nothing exists: nothing to replace.
+    assert_eq!(replace_mark_rules(lines.clone(), &[]), lines);
+    // Marks 7, 9 and 5 exist. 7 is replaced once, before its first rule;
+    // 8 is new; 9 the input deletes itself; 5 is not in the input.
+    let existing: Vec<FwmarkRuleSpec> = [7, 9, 5, 7]
+        .iter()
+        .map(|&m| FwmarkRuleSpec {
+            mark: m,
+            protocol: None,
+            addr: "10.9.9.9".parse().unwrap(),
+            prefix_len: 32,
+            ports: vec![],
+        })
+        .collect();
+    assert_eq!(
+        replace_mark_rules(lines, &existing),
+        vec![
+            (1, Command::DeleteFwmarkRule { mark: 7 }),
+            (1, r7),
+            (2, r8),
+            (3, svc),
+            (4, r7u),
+            (5, d9),
+            (6, r9),
+        ]
+    );
+
+    let bad = |input: &str| parse_restore(input, &FakeLookup).unwrap_err();
+    assert_eq!(
+        bad("-C\n--add-mark-rule 7 -t 10.0.0.1:80\n"),
+        LineError {
+            line: 2,
+            error: ParseError::Message(
+                "illegal mark rule address `10.0.0.1:80' specified: no port here, use --ports"
+                    .into()
+            )
+        }
+    );
+    assert_eq!(
+        bad("--list-mark-rules\n"),
+        LineError {
+            line: 1,
+            error: ParseError::Message(
+                "`--list-mark-rules': only -A -E -D -a -e -d -C -Z --set --add-mark-rule and --delete-mark-rule can be restored".into()
             )
         }
     );
