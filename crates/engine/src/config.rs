@@ -475,6 +475,12 @@ struct RouteEntry {
     v6: bool,
     iface_pos: usize,
     gateway: Option<IpAddr>,
+    /// The interface's facts, worked out once per snapshot (the lookup runs
+    /// per NAT reply packet).
+    iface: IfIndex,
+    mac: EthernetAddress,
+    mtu: u16,
+    source_v4: Option<Ipv4Addr>,
 }
 
 /// A validated, immutable configuration, ready for the engine.
@@ -553,6 +559,10 @@ impl Snapshot {
                         v6,
                         iface_pos: pos,
                         gateway: None,
+                        iface: iface.index,
+                        mac: iface.mac,
+                        mtu: iface.mtu,
+                        source_v4: None,
                     },
                 ));
             }
@@ -581,12 +591,29 @@ impl Snapshot {
                     v6,
                     iface_pos: pos,
                     gateway: r.gateway,
+                    iface: r.egress,
+                    mac: EthernetAddress([0; 6]),
+                    mtu: 0,
+                    source_v4: None,
                 },
             ));
         }
         // Longest prefix first; stable, so connected routes win ties.
         routes.sort_by_key(|r| std::cmp::Reverse(r.0));
-        let routes: Vec<RouteEntry> = routes.into_iter().map(|(_, r)| r).collect();
+        let routes: Vec<RouteEntry> = routes
+            .into_iter()
+            .map(|(_, mut r)| {
+                let i = &config.interfaces[r.iface_pos];
+                r.iface = i.index;
+                r.mac = i.mac;
+                r.mtu = i.mtu;
+                r.source_v4 = i.addrs.iter().find_map(|(a, _)| match a {
+                    IpAddr::V4(v4) => Some(*v4),
+                    IpAddr::V6(_) => None,
+                });
+                r
+            })
+            .collect();
 
         let mut snapshot = Snapshot {
             config,
@@ -801,17 +828,12 @@ impl Snapshot {
             .routes
             .iter()
             .find(|r| r.v6 == v6 && bits & r.mask == r.net)?;
-        let iface = self.config.interfaces.get(entry.iface_pos)?;
-        let source_v4 = iface.addrs.iter().find_map(|(a, _)| match a {
-            IpAddr::V4(v4) => Some(*v4),
-            IpAddr::V6(_) => None,
-        });
         Some(Egress {
-            iface: iface.index,
-            mac: iface.mac,
-            mtu: iface.mtu,
+            iface: entry.iface,
+            mac: entry.mac,
+            mtu: entry.mtu,
             next_hop: entry.gateway.unwrap_or(addr),
-            source_v4,
+            source_v4: entry.source_v4,
         })
     }
 }

@@ -4,14 +4,23 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use ahash::RandomState;
+
 use rvs_wire::EthernetAddress;
 
 /// An immutable neighbour snapshot. `generation` changes with every new
 /// snapshot so per-destination MAC caches know when to look again.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct NeighborTable {
-    entries: HashMap<IpAddr, EthernetAddress>,
+    /// ahash: looked up per NAT reply packet; SipHash cost more than the rewrite.
+    entries: HashMap<IpAddr, EthernetAddress, RandomState>,
     generation: u64,
+}
+
+impl Default for NeighborTable {
+    fn default() -> Self {
+        NeighborTable::new([], 0)
+    }
 }
 
 impl NeighborTable {
@@ -21,8 +30,10 @@ impl NeighborTable {
         entries: impl IntoIterator<Item = (IpAddr, EthernetAddress)>,
         generation: u64,
     ) -> Self {
+        let mut map = HashMap::with_hasher(RandomState::with_seeds(1, 2, 3, 4));
+        map.extend(entries);
         NeighborTable {
-            entries: entries.into_iter().collect(),
+            entries: map,
             generation,
         }
     }

@@ -64,9 +64,15 @@ pub(crate) fn rewrite(
     if old_addr.is_ipv4() != new_addr.is_ipv4() {
         return Err(rvs_wire::Error);
     }
-    let old_bytes = addr_octets(old_addr);
-    let new_bytes = addr_octets(new_addr);
+    // One incremental update for address and port together: the bytes
+    // [address, port] before and after (RFC 1624 works on any even run).
     let alen = if new_addr.is_ipv4() { 4 } else { 16 };
+    let mut old_bytes = [0u8; 18];
+    let mut new_bytes = [0u8; 18];
+    old_bytes[..16].copy_from_slice(&addr_octets(old_addr));
+    new_bytes[..16].copy_from_slice(&addr_octets(new_addr));
+    // Addresses sit in the first `alen` bytes; the ports follow them.
+    new_bytes[alen..alen + 2].copy_from_slice(&new_port.to_be_bytes());
     match proto {
         ip_proto::TCP => {
             let mut t = tcp::Packet::new_checked(l4)?;
@@ -78,8 +84,8 @@ pub(crate) fn rewrite(
                 Side::Dst => t.set_dst_port(new_port),
                 Side::Src => t.set_src_port(new_port),
             }
-            t.update_checksum(&old_bytes[..alen], &new_bytes[..alen]);
-            t.update_checksum(&old_port.to_be_bytes(), &new_port.to_be_bytes());
+            old_bytes[alen..alen + 2].copy_from_slice(&old_port.to_be_bytes());
+            t.update_checksum(&old_bytes[..alen + 2], &new_bytes[..alen + 2]);
         }
         ip_proto::UDP => {
             let mut u = udp::Packet::new_checked(l4)?;
@@ -91,8 +97,8 @@ pub(crate) fn rewrite(
                 Side::Dst => u.set_dst_port(new_port),
                 Side::Src => u.set_src_port(new_port),
             }
-            u.update_checksum(&old_bytes[..alen], &new_bytes[..alen]);
-            u.update_checksum(&old_port.to_be_bytes(), &new_port.to_be_bytes());
+            old_bytes[alen..alen + 2].copy_from_slice(&old_port.to_be_bytes());
+            u.update_checksum(&old_bytes[..alen + 2], &new_bytes[..alen + 2]);
         }
         _ => return Err(rvs_wire::Error),
     }
