@@ -967,13 +967,15 @@ impl Engine {
         out
     }
 
-    /// Zeroes the traffic counters of every service and real server
-    /// (`ipvsadm -Z`); connection counts are state, not counters, and stay.
-    pub fn zero_stats(&mut self) {
-        for s in &mut self.services {
+    /// Zeroes the traffic counters of one service and its real servers, or
+    /// of all (`ipvsadm -Z [service]`); connection counts are state, not
+    /// counters, and stay.
+    pub fn zero_stats(&mut self, only: Option<ServiceKey>) {
+        let hit = |k: &ServiceKey| only.is_none_or(|o| o == *k);
+        for s in self.services.iter_mut().filter(|s| hit(&s.key)) {
             s.stats = Stats::default();
         }
-        for d in &mut self.dests {
+        for d in self.dests.iter_mut().filter(|d| hit(&d.service)) {
             d.stats = Stats::default();
         }
     }

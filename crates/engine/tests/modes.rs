@@ -585,3 +585,29 @@ fn a_mass_expiry_returns_every_count() {
     assert_eq!(total(&d), 0, "every expired connection uncounted");
     assert_eq!(d.engine.counters().conns_expired, 500);
 }
+
+#[test]
+fn zeroing_one_service_leaves_the_others() {
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
+    let mut other = cfg.services[0].clone();
+    other.key.port = 81;
+    other.dests[0].port = 81; // DR keeps the service port
+    cfg.services.push(other);
+    let mut d = Director::new(cfg);
+    d.run(&from_client(1000, SYN, b""), FRONT);
+    d.run(
+        &tcp_frame(ROUTER_MAC, FRONT_MAC, (CLIENT, 1001), (VIP, 81), SYN, b""),
+        FRONT,
+    );
+    let key80 = d.engine.status()[0].key;
+    d.engine.zero_stats(Some(key80));
+    let st = d.engine.status();
+    assert_eq!((st[0].stats.conns, st[0].dests[0].stats.in_packets), (0, 0));
+    assert_eq!((st[1].stats.conns, st[1].dests[0].stats.in_packets), (1, 1));
+    assert_eq!(
+        st[0].dests[0].inactive, 1,
+        "connections are state, not counters"
+    );
+    d.engine.zero_stats(None);
+    assert_eq!(d.engine.status()[1].stats.conns, 0);
+}

@@ -294,12 +294,22 @@ impl Director {
     }
 
     fn command_inner(&mut self, cmd: Command) -> Result<(), String> {
-        if let Command::ZeroCounters(_) = cmd {
+        if let Command::ZeroCounters(key) = cmd {
+            let only = key.as_ref().map(engine_key);
+            if let Some(k) = only {
+                if !self.config.services.iter().any(|s| s.key == k) {
+                    return Err("No such service".into());
+                }
+            }
+            if let Ok(mut t) = self.shared.zero_target.lock() {
+                *t = only;
+            }
             self.shared
                 .zero_epoch
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.service_rates.clear();
-            self.dest_rates.clear();
+            self.service_rates.retain(|k| only.is_some_and(|o| o != *k));
+            self.dest_rates
+                .retain(|(k, _, _)| only.is_some_and(|o| o != *k));
             return Ok(());
         }
         let mut next = self.config.clone();

@@ -99,8 +99,14 @@ impl<K: Eq + Hash + Clone> Estimator<K> {
     }
 
     /// `ipvsadm -Z`: rates restart from zero (ip_vs_zero_estimator).
+    #[cfg(test)]
     pub(crate) fn clear(&mut self) {
         self.ests.clear();
+    }
+
+    /// `ipvsadm -Z [service]`: keeps only the estimators `keep` accepts.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(&K) -> bool) {
+        self.ests.retain(|k, _| keep(k));
     }
 }
 

@@ -200,6 +200,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         neighbors: ArcSwap::from_pointee(NeighborTable::new(neigh_now.clone(), neigh_gen)),
         stop: AtomicBool::new(false),
         zero_epoch: AtomicU64::new(0),
+        zero_target: Mutex::new(None),
         dump_epoch: AtomicU64::new(0),
         started: Instant::now(),
     });

@@ -28,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Bumped by `ipvsadm -Z`; workers zero their counters when it moves.
     pub(crate) zero_epoch: AtomicU64,
+    /// Which service the last `-Z` named (`None` = all).
+    pub(crate) zero_target: Mutex<Option<rvs_engine::ServiceKey>>,
     /// Bumped to ask every worker for its connection table (`-Lc`).
     pub(crate) dump_epoch: AtomicU64,
     pub(crate) started: Instant,
@@ -109,7 +111,8 @@ impl Worker {
             let zero = self.shared.zero_epoch.load(Ordering::Relaxed);
             if zero != zero_seen {
                 zero_seen = zero;
-                self.engine.zero_stats();
+                let only = self.shared.zero_target.lock().map(|g| *g).unwrap_or(None);
+                self.engine.zero_stats(only);
             }
             let dump = self.shared.dump_epoch.load(Ordering::Relaxed);
             if dump != dump_seen {
