@@ -485,6 +485,11 @@ fn servers_of(m: &BTreeMap<String, String>) -> BTreeSet<&str> {
 #[test]
 fn hashing_schedulers_map_sources_to_fixed_servers() {
     with_lab("hashing", "", |lab, d| {
+        // The sh checks below pick source ports 41000..42020 themselves:
+        // keep the client's ephemeral ports away from them, or an earlier
+        // connection's TIME_WAIT on the same 4-tuple refuses one (a flake).
+        lab.set_sysctl("client", "net.ipv4.ip_local_reserved_ports", "41000-42019")
+            .expect("reserving the test's source ports");
         let clients = client_addrs(lab, 20);
         let dests = dh_destinations();
         let mut script = format!(
