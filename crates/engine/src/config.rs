@@ -277,6 +277,10 @@ pub struct Config {
     pub timeouts: Timeouts,
     /// Maximum tracked connections; new flows beyond it are dropped.
     pub max_connections: u32,
+    /// Forward established flows inside the XDP program (see
+    /// [`crate::fastpath`]); when false every frame of a tracked connection
+    /// goes through the engine.
+    pub fast_path: bool,
 }
 
 impl Default for Config {
@@ -288,6 +292,7 @@ impl Default for Config {
             fwmarks: Vec::new(),
             timeouts: Timeouts::default(),
             max_connections: 1 << 20,
+            fast_path: true,
         }
     }
 }

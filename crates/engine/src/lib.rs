@@ -16,6 +16,7 @@
 pub mod config;
 mod conn;
 mod engine;
+pub mod fastpath;
 mod fwd;
 mod neighbor;
 mod packet;
@@ -32,6 +33,10 @@ pub use config::{
     Service, ServiceKey, Snapshot,
 };
 pub use engine::Engine;
+pub use fastpath::{
+    DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
+    Rewrite,
+};
 pub use neighbor::NeighborTable;
 pub use packet::PacketBuf;
 pub use proto::Timeouts;

@@ -20,6 +20,9 @@ pub(crate) struct FileConfig {
     pub(crate) interfaces: Vec<String>,
     #[serde(default)]
     pub(crate) max_connections: Option<u32>,
+    /// Forward established flows in the XDP program (default true).
+    #[serde(default)]
+    pub(crate) fast_path: Option<bool>,
     #[serde(default)]
     pub(crate) timeouts: Option<FileTimeouts>,
     #[serde(default, rename = "service")]

@@ -206,6 +206,7 @@ impl Director {
         next.services = services;
         next.fwmarks = file.engine_fwmarks().map_err(|e| e.to_string())?;
         next.timeouts = file.timeouts();
+        next.fast_path = file.fast_path.unwrap_or(true);
         next.routes = crate::kernel::routes(&next.interfaces).map_err(|e| e.to_string())?;
         let previous_plan = self.health.replace_plan(plan);
         if let Err(e) = self.apply(next) {
