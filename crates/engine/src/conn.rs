@@ -2,7 +2,7 @@
 //! side, expired by a timing wheel driven by the caller's clock.
 //!
 //! Memory layout, chosen for the bytes-per-connection budget:
-//! - a slab of fixed-size [`Conn`] entries (80 bytes), preallocated to the
+//! - a slab of fixed-size [`Conn`] entries (88 bytes), preallocated to the
 //!   configured maximum, with a free list threaded through `next`;
 //! - two `HashTable<u32>` indexes holding only slab indices (4 bytes + 1
 //!   control byte per bucket): `by_in` keyed by (proto, client, virtual), and
@@ -71,7 +71,15 @@ pub(crate) mod flag {
     pub(crate) const TEMPLATE: u8 = 1 << 7;
 }
 
-/// One tracked connection (or persistence template). 84 bytes.
+/// Bits of [`Conn::fast`]: what the XDP program's connection map holds for it.
+pub(crate) mod fast {
+    /// Its directions are in the map (to the engine or forwarding).
+    pub(crate) const MAPPED: u8 = 1 << 0;
+    /// Its entries forward in XDP.
+    pub(crate) const FORWARD: u8 = 1 << 1;
+}
+
+/// One tracked connection (or persistence template). 88 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn {
     pub(crate) caddr: AddrBytes,
@@ -84,7 +92,8 @@ pub(crate) struct Conn {
     /// Protocol state (TcpState for TCP; 0 for UDP).
     pub(crate) state: u8,
     pub(crate) flags: u8,
-    _pad: u8,
+    /// [`fast`] bits.
+    pub(crate) fast: u8,
     /// Engine destination slot.
     pub(crate) dest: u32,
     /// Expiry, in whole seconds of engine time.
@@ -96,6 +105,8 @@ pub(crate) struct Conn {
     /// For a connection: its template's index (or NIL). For a template: how
     /// many live connections it controls (it does not expire before 0).
     pub(crate) control: u32,
+    /// Next hop of the NAT reply direction's fast-path entry, or NIL.
+    pub(crate) out_hop: u32,
 }
 
 impl Conn {
@@ -128,13 +139,14 @@ impl Conn {
             proto: n.key.proto,
             state: n.state,
             flags: method_bits(n.method) | if n.key.v6 { flag::V6 } else { 0 },
-            _pad: 0,
+            fast: 0,
             dest: n.dest,
             expires: n.expires,
             queued: 0,
             next: NIL,
             prev: NIL,
             control: NIL,
+            out_hop: NIL,
         }
     }
 
@@ -367,7 +379,7 @@ impl ConnTable {
     pub(crate) fn expire(
         &mut self,
         now_secs: u32,
-        mut keep: impl FnMut(&Conn) -> Option<u32>,
+        mut keep: impl FnMut(u32, &Conn) -> Option<u32>,
         mut on_expire: impl FnMut(&Conn),
     ) -> usize {
         let mut expired = 0;
@@ -382,7 +394,7 @@ impl ConnTable {
                 let next = self.slab[idx as usize].next;
                 let expires = self.slab[idx as usize].expires;
                 if expires <= now_secs {
-                    if let Some(later) = keep(&self.slab[idx as usize]) {
+                    if let Some(later) = keep(idx, &self.slab[idx as usize]) {
                         let later = later.max(now_secs + 1);
                         self.slab[idx as usize].expires = later;
                         self.link(idx, later);
@@ -412,6 +424,15 @@ impl ConnTable {
             .iter()
             .filter(|c| c.flags & flag::LIVE != 0)
             .for_each(&mut f);
+    }
+
+    /// Calls `f` with the index of every live connection (control path).
+    pub(crate) fn for_each_index(&self, mut f: impl FnMut(u32)) {
+        for (idx, c) in self.slab.iter().enumerate() {
+            if c.flags & flag::LIVE != 0 {
+                f(idx as u32);
+            }
+        }
     }
 
     /// Removes every connection, handing each to `on_remove`.
@@ -538,8 +559,8 @@ mod tests {
     }
 
     #[test]
-    fn conn_entry_is_84_bytes() {
-        assert_eq!(std::mem::size_of::<Conn>(), 84);
+    fn conn_entry_is_88_bytes() {
+        assert_eq!(std::mem::size_of::<Conn>(), 88);
     }
 
     #[test]
@@ -597,15 +618,15 @@ mod tests {
         t.set_expiry(a, 200); // refreshed: stays queued at 110, relinked lazily
         t.set_expiry(c, 105); // shortened: relinked now
         let mut gone = Vec::new();
-        assert_eq!(t.expire(104, |_| None, |x| gone.push(x.cport)), 0);
-        assert_eq!(t.expire(105, |_| None, |x| gone.push(x.cport)), 1);
-        assert_eq!(t.expire(150, |_| None, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(104, |_, _| None, |x| gone.push(x.cport)), 0);
+        assert_eq!(t.expire(105, |_, _| None, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(150, |_, _| None, |x| gone.push(x.cport)), 1);
         assert_eq!(gone, vec![3, 2]);
         assert_eq!(t.find_in(&key(1)), Some(a));
         assert_eq!(t.find_in(&key(2)), None);
         let _ = b;
-        assert_eq!(t.expire(199, |_| None, |x| gone.push(x.cport)), 0);
-        assert_eq!(t.expire(200, |_| None, |x| gone.push(x.cport)), 1);
+        assert_eq!(t.expire(199, |_, _| None, |x| gone.push(x.cport)), 0);
+        assert_eq!(t.expire(200, |_, _| None, |x| gone.push(x.cport)), 1);
         assert_eq!(t.len(), 0);
     }
 
@@ -617,11 +638,11 @@ mod tests {
         t.insert(new_conn(1, ForwardMethod::Route, 10_000)).unwrap();
         t.insert(new_conn(2, ForwardMethod::Route, 20)).unwrap();
         let mut n = 0;
-        n += t.expire(5000, |_| None, |_| {});
+        n += t.expire(5000, |_, _| None, |_| {});
         assert_eq!(n, 1);
-        n += t.expire(9_999, |_| None, |_| {});
+        n += t.expire(9_999, |_, _| None, |_| {});
         assert_eq!(n, 1);
-        n += t.expire(1_000_000, |_| None, |_| {});
+        n += t.expire(1_000_000, |_, _| None, |_| {});
         assert_eq!(n, 2);
     }
 
@@ -644,14 +665,14 @@ mod tests {
         let mut kept = 0;
         let n = t.expire(
             10,
-            |c| {
+            |_, c| {
                 kept += 1;
                 (kept == 1 && c.is_template()).then_some(20)
             },
             |_| {},
         );
         assert_eq!((n, t.len()), (0, 1), "kept alive once");
-        assert_eq!(t.expire(20, |_| None, |_| {}), 1);
+        assert_eq!(t.expire(20, |_, _| None, |_| {}), 1);
     }
 
     #[test]
@@ -663,6 +684,6 @@ mod tests {
         let mut n = 0;
         t.clear(|_| n += 1);
         assert_eq!((n, t.len()), (5, 0));
-        assert_eq!(t.expire(100, |_| None, |_| panic!("already removed")), 0);
+        assert_eq!(t.expire(100, |_, _| None, |_| panic!("already removed")), 0);
     }
 }

@@ -19,7 +19,7 @@ mod engine;
 pub mod fastpath;
 mod fwd;
 mod neighbor;
-mod packet;
+mod parse;
 pub mod proto;
 mod reply;
 pub mod sched;
@@ -38,8 +38,8 @@ pub use fastpath::{
     Rewrite,
 };
 pub use neighbor::NeighborTable;
-pub use packet::PacketBuf;
 pub use proto::Timeouts;
+pub use rvs_wire::PacketBuf;
 pub use stats::{Counters, Stats};
 pub use status::{ConnInfo, DestStatus, ServiceStatus};
 pub use time::Time;

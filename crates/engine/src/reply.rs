@@ -5,8 +5,8 @@
 
 use rvs_wire::{checksum, icmpv4, ip_proto, ipv4, EthernetAddress};
 
-use crate::packet::PacketBuf;
 use crate::verdict::DropReason;
+use rvs_wire::PacketBuf;
 
 /// An IPv4 header plus an ICMP header.
 const GROWTH: usize = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;

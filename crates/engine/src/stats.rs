@@ -30,20 +30,24 @@ impl Stats {
     }
 }
 
-/// Engine-wide counters: every frame lands in exactly one of forwarded,
-/// replies, unresolved, passed or a drop reason.
+/// Engine-wide counters: every frame lands in exactly one of `forwarded`,
+/// `unresolved`, `untracked` or a drop reason (`replies` counts the ICMP
+/// errors sent in place of some dropped frames, a subset of the drops).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Counters {
     /// Frames handed to `process`.
     pub rx_packets: u64,
     /// Frames forwarded to a real server or client.
     pub forwarded: u64,
-    /// ICMP replies sent back.
+    /// ICMP errors sent back in place of a dropped frame (already counted
+    /// under its drop reason).
     pub replies: u64,
     /// Frames whose next-hop MAC was unknown.
     pub unresolved: u64,
-    /// Frames that were not for a virtual service.
-    pub passed: u64,
+    /// Frames that were neither part of a tracked connection nor a new flow
+    /// of a virtual service (a connection that ended while its frame was on
+    /// the way; the XDP program sends no others).
+    pub untracked: u64,
     /// Drops by [`DropReason::index`].
     pub drops: [u64; DropReason::COUNT],
     /// Connections created.
@@ -63,13 +67,18 @@ impl Counters {
         self.drops.iter().sum()
     }
 
+    /// Frames accounted for: equals `rx_packets`, each frame counted once.
+    pub fn accounted(&self) -> u64 {
+        self.forwarded + self.unresolved + self.untracked + self.total_drops()
+    }
+
     /// Adds another shard's counters.
     pub fn add(&mut self, o: &Counters) {
         self.rx_packets += o.rx_packets;
         self.forwarded += o.forwarded;
         self.replies += o.replies;
         self.unresolved += o.unresolved;
-        self.passed += o.passed;
+        self.untracked += o.untracked;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {
             *a += b;
         }

@@ -16,11 +16,14 @@ pub enum Verdict {
         /// Interface to transmit on.
         egress: IfIndex,
     },
-    /// The frame was replaced by a reply to its sender (ICMP); transmit out of
-    /// `egress`, the interface it came in on.
+    /// The frame was refused for `cause` and replaced by an ICMP error to its
+    /// sender; transmit out of `egress`, the interface it came in on. The
+    /// frame is counted once, under `cause`.
     Reply {
         /// Interface to transmit on.
         egress: IfIndex,
+        /// Why the frame itself was not forwarded.
+        cause: DropReason,
     },
     /// The frame is rewritten but the next hop's MAC is unknown: the caller
     /// drops it (counted) and asks the kernel to resolve `next_hop`.
@@ -30,7 +33,9 @@ pub enum Verdict {
         /// Address whose MAC is missing.
         next_hop: IpAddr,
     },
-    /// Not traffic for a virtual service: the kernel's business.
+    /// Neither a tracked connection nor a new flow of a virtual service: the
+    /// kernel's business (the XDP program keeps such frames in the kernel;
+    /// one reaching the engine is counted as `untracked`).
     Pass,
     /// Dropped; counted under the reason.
     Drop(DropReason),
@@ -73,7 +78,8 @@ drop_reasons! {
     Fragment => "fragment",
     /// A TCP segment without SYN for a flow the director does not track.
     NoConnection => "no_connection",
-    /// The scheduler found no available real server.
+    /// The scheduler found no available real server (IPv4: answered with
+    /// ICMP port unreachable).
     NoDestination => "no_destination",
     /// The connection table is at its configured maximum.
     ConnTableFull => "conn_table_full",
@@ -82,6 +88,9 @@ drop_reasons! {
     /// A TUN packet too big for the egress MTU without DF; fragmenting the
     /// outer packet is not supported.
     TooBig => "too_big",
+    /// A TUN packet too big for the egress MTU with DF set: answered with
+    /// ICMP fragmentation needed.
+    FragNeeded => "frag_needed",
     /// TTL ran out on a routed (NAT reply) packet.
     TtlExceeded => "ttl_exceeded",
     /// No route to the address (no configured interface or route covers it).

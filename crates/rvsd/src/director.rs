@@ -541,7 +541,7 @@ impl Director {
         c.insert("forwarded".into(), counters.forwarded);
         c.insert("replies".into(), counters.replies);
         c.insert("unresolved".into(), counters.unresolved);
-        c.insert("passed".into(), counters.passed);
+        c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
         c.insert("conns_expired".into(), counters.conns_expired);
         c.insert("connections".into(), connections);

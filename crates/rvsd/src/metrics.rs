@@ -227,9 +227,8 @@ pub(crate) fn render(listing: &Listing, workers: &[Report]) -> String {
         let c = &w.counters;
         for (verdict, n) in [
             ("forwarded", c.forwarded),
-            ("replied", c.replies),
             ("unresolved", c.unresolved),
-            ("passed", c.passed),
+            ("untracked", c.untracked),
             ("dropped", c.total_drops()),
         ] {
             w_packets

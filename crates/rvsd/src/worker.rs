@@ -141,7 +141,7 @@ impl Worker {
                     (v, base + pkt.start() as u64, pkt.len() as u32)
                 };
                 match verdict {
-                    Verdict::Forward { egress } | Verdict::Reply { egress } => {
+                    Verdict::Forward { egress } | Verdict::Reply { egress, .. } => {
                         match self.slot_of(egress) {
                             Some(slot) => {
                                 if !self.group.send(slot, addr, len) {
@@ -161,12 +161,26 @@ impl Worker {
                     Verdict::Pass | Verdict::Drop(_) => self.group.release(f.addr),
                 }
             }
+            // Until rvsd programs the XDP fast path, nothing forwards there:
+            // every connection's activity is what the engine saw itself.
+            while let Some(op) = self.engine.poll_fast_path() {
+                if let rvs_engine::FastPathOp::ReadActivity { key, .. } = op {
+                    self.engine
+                        .fast_path_activity(self.shared.now(), &key, None);
+                }
+            }
             self.group.flush();
             if n == 0 {
                 self.group.poll(Duration::from_millis(20));
             }
             if last_timer.elapsed() >= Duration::from_millis(100) {
                 self.engine.handle_timeout(self.shared.now());
+                while let Some(op) = self.engine.poll_fast_path() {
+                    if let rvs_engine::FastPathOp::ReadActivity { key, .. } = op {
+                        self.engine
+                            .fast_path_activity(self.shared.now(), &key, None);
+                    }
+                }
                 last_timer = Instant::now();
             }
             if last_report.elapsed() >= REPORT_EVERY {

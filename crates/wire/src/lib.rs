@@ -7,7 +7,9 @@
 //! parses and rewrites frames in place without allocating.
 //!
 //! * `new_unchecked` wraps any buffer; accessors may then panic on a buffer
-//!   that is too short, so use it only on bytes this crate just wrote.
+//!   that is too short, so use it only on bytes this crate just wrote, or on
+//!   a buffer an earlier `new_checked` validated and whose length has not
+//!   changed since (the engine parses each frame once and keeps the offsets).
 //! * `new_checked` validates every length field against the buffer. **Once it
 //!   has returned `Ok`, no getter, setter or checksum method of that packet can
 //!   panic**, whatever the bytes contain. Untrusted input must go through it.
@@ -27,6 +29,7 @@ pub mod icmpv6;
 pub mod ipip;
 pub mod ipv4;
 pub mod ipv6;
+mod packet;
 pub mod tcp;
 pub mod udp;
 
@@ -38,6 +41,8 @@ pub struct Error;
 
 /// Result of parsing or emitting a header.
 pub type Result<T> = core::result::Result<T, Error>;
+
+pub use packet::PacketBuf;
 
 /// IP protocol numbers (IANA "Assigned Internet Protocol Numbers") that the
 /// director dispatches on.

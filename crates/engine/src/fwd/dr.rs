@@ -1,15 +1,22 @@
-//! Direct routing (`-g`, IPVS "Route"): the IP packet leaves untouched; only
-//! the destination MAC becomes the real server's and the source MAC the
-//! director's. The real server holds the VIP on a non-ARPing interface and
-//! answers the client directly.
+//! Direct routing (`-g`, IPVS "Route", `ip_vs_dr_xmit`): the IP packet
+//! leaves untouched; only the destination MAC becomes the real server's and
+//! the source MAC the director's. The real server holds the VIP on a
+//! non-ARPing interface and answers the client directly, so the director
+//! sees one direction only. DR needs the server on a directly connected
+//! network (checked when the configuration is validated).
 
-use rvs_wire::EthernetAddress;
+use rvs_wire::PacketBuf;
 
-/// Rewrites the frame for the real server at `server_mac`.
-pub(crate) fn transmit(
-    frame: &mut [u8],
-    director_mac: EthernetAddress,
-    server_mac: EthernetAddress,
-) {
-    super::set_macs(frame, director_mac, server_mac);
+use super::ToServer;
+use crate::fastpath::Rewrite;
+use crate::verdict::Verdict;
+
+/// Sends the frame to the real server: MACs only.
+pub(crate) fn transmit(pkt: &mut PacketBuf<'_>, to: &ToServer) -> Verdict {
+    super::send(pkt, &to.egress, to.mac)
+}
+
+/// The XDP program does the same: MACs from the server's next hop.
+pub(crate) fn fast_rewrite() -> Rewrite {
+    Rewrite::Route
 }

@@ -1,134 +1,166 @@
-//! NAT (`-m`, IPVS "Masq"): on the way in the destination VIP:vport becomes
-//! RIP:rport; on the way back the source RIP:rport becomes VIP:vport. The
+//! NAT (`-m`, IPVS "Masq", `ip_vs_nat_xmit` and the reply path of
+//! `ip_vs_out`): on the way in the destination VIP:vport becomes RIP:rport;
+//! on the way back the source RIP:rport becomes VIP:vport and the packet is
+//! routed to the client (TTL decremented: the director is its router). The
 //! client address is preserved both ways. Checksums are updated
 //! incrementally (RFC 1624), never recomputed over the payload.
 
-use std::net::IpAddr;
+use std::net::Ipv4Addr;
 
-use rvs_wire::{ip_proto, ipv4, ipv6, tcp, udp};
+use rvs_wire::{ip_proto, ipv4, ipv6, tcp, udp, PacketBuf};
+
+use super::ToServer;
+use crate::config::Snapshot;
+use crate::conn::{bytes_addr, AddrBytes, Conn};
+use crate::fastpath::Rewrite;
+use crate::neighbor::NeighborTable;
+use crate::parse::Parsed;
+use crate::verdict::{DropReason, Verdict};
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Side {
+enum Side {
     /// Destination (input direction: VIP → RIP).
     Dst,
     /// Source (output direction: RIP → VIP).
     Src,
 }
 
-/// Rewrites the address and port on `side` of the IP packet `ip` (starting at
-/// the IP header). `Err` if a header is malformed or the families differ.
-pub(crate) fn rewrite(
-    ip: &mut [u8],
-    side: Side,
-    new_addr: IpAddr,
-    new_port: u16,
-) -> Result<(), rvs_wire::Error> {
-    let (l4_start, l4_end, proto, old_addr): (usize, usize, u8, IpAddr) = match new_addr {
-        IpAddr::V4(new) => {
-            let mut p = ipv4::Packet::new_checked(&mut *ip)?;
-            let old = match side {
-                Side::Dst => p.dst_addr(),
-                Side::Src => p.src_addr(),
-            };
-            match side {
-                Side::Dst => p.set_dst_addr_incremental(new),
-                Side::Src => p.set_src_addr_incremental(new),
-            }
-            (
-                p.header_len(),
-                usize::from(p.total_len()),
-                p.protocol(),
-                IpAddr::V4(old),
-            )
-        }
-        IpAddr::V6(new) => {
-            let mut p = ipv6::Packet::new_checked(&mut *ip)?;
-            let old = match side {
-                Side::Dst => p.dst_addr(),
-                Side::Src => p.src_addr(),
-            };
-            match side {
-                Side::Dst => p.set_dst_addr(new),
-                Side::Src => p.set_src_addr(new),
-            }
-            (
-                ipv6::HEADER_LEN,
-                ipv6::HEADER_LEN + usize::from(p.payload_len()),
-                p.next_header(),
-                IpAddr::V6(old),
-            )
-        }
-    };
-    let l4 = ip.get_mut(l4_start..l4_end).ok_or(rvs_wire::Error)?;
-    if old_addr.is_ipv4() != new_addr.is_ipv4() {
-        return Err(rvs_wire::Error);
+/// Client → real server: destination becomes the server.
+pub(crate) fn transmit_in(pkt: &mut PacketBuf<'_>, p: &Parsed, c: &Conn, to: &ToServer) -> Verdict {
+    if rewrite(pkt.data_mut(), p, Side::Dst, &c.daddr, c.dport).is_none() {
+        return Verdict::Drop(DropReason::Malformed);
     }
-    // One incremental update for address and port together: the bytes
-    // [address, port] before and after (RFC 1624 works on any even run).
-    let alen = if new_addr.is_ipv4() { 4 } else { 16 };
-    let mut old_bytes = [0u8; 18];
-    let mut new_bytes = [0u8; 18];
-    old_bytes[..16].copy_from_slice(&addr_octets(old_addr));
-    new_bytes[..16].copy_from_slice(&addr_octets(new_addr));
-    // Addresses sit in the first `alen` bytes; the ports follow them.
-    new_bytes[alen..alen + 2].copy_from_slice(&new_port.to_be_bytes());
-    match proto {
+    super::send(pkt, &to.egress, to.mac)
+}
+
+/// Real server → client: TTL down, source becomes the virtual service, then
+/// routed to the client like any forwarded packet.
+pub(crate) fn transmit_out(
+    pkt: &mut PacketBuf<'_>,
+    p: &Parsed,
+    c: &Conn,
+    snapshot: &Snapshot,
+    neighbors: &NeighborTable,
+) -> Verdict {
+    let Some(ip) = p.ip(pkt.data_mut()) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    if !decrement_ttl(ip, p.v6) {
+        return Verdict::Drop(DropReason::TtlExceeded);
+    }
+    if rewrite(pkt.data_mut(), p, Side::Src, &c.vaddr, c.vport).is_none() {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    let Some(route) = snapshot.route(p.dst) else {
+        return Verdict::Drop(DropReason::NoRoute);
+    };
+    super::send(pkt, &route, neighbors.lookup(route.next_hop))
+}
+
+/// The XDP program's client → server rewrite.
+pub(crate) fn fast_rewrite_in(c: &Conn) -> Rewrite {
+    Rewrite::MasqIn {
+        addr: bytes_addr(&c.daddr, c.v6()),
+        port: c.dport,
+    }
+}
+
+/// The XDP program's server → client rewrite.
+pub(crate) fn fast_rewrite_out(c: &Conn) -> Rewrite {
+    Rewrite::MasqOut {
+        addr: bytes_addr(&c.vaddr, c.v6()),
+        port: c.vport,
+    }
+}
+
+/// Rewrites the address and port on `side` of the parsed packet in `frame`,
+/// with one incremental update of the TCP/UDP checksum for both (RFC 1624
+/// works on any even run: the bytes [address, port]) and one of the IPv4
+/// header checksum for the address. `None` only if the frame no longer
+/// matches what was parsed.
+fn rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: &AddrBytes, port: u16) -> Option<()> {
+    let (header, l4) = p.ip_and_l4(frame)?;
+    let alen = if p.v6 { 16 } else { 4 };
+    let mut old = [0u8; 18];
+    let mut new = [0u8; 18];
+    new[..alen].copy_from_slice(&addr[..alen]);
+    new[alen..alen + 2].copy_from_slice(&port.to_be_bytes());
+    if p.v6 {
+        let mut ip = ipv6::Packet::new_unchecked(header);
+        let new_addr = std::net::Ipv6Addr::from(*addr);
+        match side {
+            Side::Dst => {
+                old[..16].copy_from_slice(&ip.dst_addr().octets());
+                ip.set_dst_addr(new_addr);
+            }
+            Side::Src => {
+                old[..16].copy_from_slice(&ip.src_addr().octets());
+                ip.set_src_addr(new_addr);
+            }
+        }
+    } else {
+        let mut ip = ipv4::Packet::new_unchecked(header);
+        let new_addr = Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
+        match side {
+            Side::Dst => {
+                old[..4].copy_from_slice(&ip.dst_addr().octets());
+                ip.set_dst_addr_incremental(new_addr);
+            }
+            Side::Src => {
+                old[..4].copy_from_slice(&ip.src_addr().octets());
+                ip.set_src_addr_incremental(new_addr);
+            }
+        }
+    }
+    let (old, new) = (&mut old[..alen + 2], &new[..alen + 2]);
+    match p.key.proto {
         ip_proto::TCP => {
-            let mut t = tcp::Packet::new_checked(l4)?;
+            let mut t = tcp::Packet::new_unchecked(l4);
             let old_port = match side {
                 Side::Dst => t.dst_port(),
                 Side::Src => t.src_port(),
             };
+            old[alen..].copy_from_slice(&old_port.to_be_bytes());
             match side {
-                Side::Dst => t.set_dst_port(new_port),
-                Side::Src => t.set_src_port(new_port),
+                Side::Dst => t.set_dst_port(port),
+                Side::Src => t.set_src_port(port),
             }
-            old_bytes[alen..alen + 2].copy_from_slice(&old_port.to_be_bytes());
-            t.update_checksum(&old_bytes[..alen + 2], &new_bytes[..alen + 2]);
+            t.update_checksum(old, new);
         }
         ip_proto::UDP => {
-            let mut u = udp::Packet::new_checked(l4)?;
+            let mut u = udp::Packet::new_unchecked(l4);
             let old_port = match side {
                 Side::Dst => u.dst_port(),
                 Side::Src => u.src_port(),
             };
+            old[alen..].copy_from_slice(&old_port.to_be_bytes());
             match side {
-                Side::Dst => u.set_dst_port(new_port),
-                Side::Src => u.set_src_port(new_port),
+                Side::Dst => u.set_dst_port(port),
+                Side::Src => u.set_src_port(port),
             }
-            old_bytes[alen..alen + 2].copy_from_slice(&old_port.to_be_bytes());
-            u.update_checksum(&old_bytes[..alen + 2], &new_bytes[..alen + 2]);
+            u.update_checksum(old, new);
         }
-        _ => return Err(rvs_wire::Error),
+        _ => return None,
     }
-    Ok(())
-}
-
-fn addr_octets(a: IpAddr) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    match a {
-        IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
-        IpAddr::V6(v6) => b = v6.octets(),
-    }
-    b
+    Some(())
 }
 
 /// Decrements TTL / hop limit for a routed reply; `false` when it ran out.
-pub(crate) fn decrement_ttl(ip: &mut [u8], v6: bool) -> Result<bool, rvs_wire::Error> {
+fn decrement_ttl(ip: &mut [u8], v6: bool) -> bool {
     if v6 {
-        let mut p = ipv6::Packet::new_checked(ip)?;
+        let mut p = ipv6::Packet::new_unchecked(ip);
         let h = p.hop_limit();
         if h <= 1 {
-            return Ok(false);
+            return false;
         }
         p.set_hop_limit(h - 1);
     } else {
-        let mut p = ipv4::Packet::new_checked(ip)?;
+        let mut p = ipv4::Packet::new_unchecked(ip);
         if p.ttl() <= 1 {
-            return Ok(false);
+            return false;
         }
         p.decrement_ttl_incremental();
     }
-    Ok(true)
+    true
 }

@@ -3,13 +3,15 @@
 //! independent parser), and a virtual clock.
 #![allow(dead_code, unreachable_pub)]
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use rvs_engine::{
-    Config, Dest, Engine, ForwardMethod, IfIndex, Interface, NeighborTable, PacketBuf, Protocol,
-    Route, Service, ServiceKey, Snapshot, Time, Verdict,
+    Config, Dest, DestSlot, Engine, FastAction, FastKey, FastPathOp, ForwardMethod, IfIndex,
+    Interface, NeighborTable, NextHop, NextHopId, PacketBuf, Protocol, Route, Service, ServiceKey,
+    Snapshot, Time, Verdict,
 };
 use rvs_wire::EthernetAddress;
 
@@ -121,9 +123,23 @@ pub fn server_of(mac: [u8; 6]) -> usize {
     }
 }
 
+/// What the XDP program's maps would hold, kept from the engine's ops the
+/// way the datapath applies them; `last_seen` is what a test says the XDP
+/// program forwarded (activity checks are answered from it).
+#[derive(Debug, Default)]
+pub struct FastMaps {
+    pub entries: HashMap<FastKey, FastAction>,
+    pub next_hops: HashMap<NextHopId, Option<NextHop>>,
+    pub resets: Vec<DestSlot>,
+    pub last_seen: HashMap<FastKey, Time>,
+    /// Every op in order, for tests that check what was written when.
+    pub log: Vec<FastPathOp>,
+}
+
 pub struct Director {
     pub engine: Engine,
     pub now: Time,
+    pub maps: FastMaps,
 }
 
 impl Director {
@@ -131,20 +147,55 @@ impl Director {
         let snap = Snapshot::new(cfg).expect("valid config");
         let mut engine = Engine::new(snap, [1, 2, 3, 4]);
         engine.set_neighbors(neighbors());
-        Director {
+        let mut d = Director {
             engine,
             now: Time::from_secs(1000),
+            maps: FastMaps::default(),
+        };
+        d.drain();
+        d
+    }
+
+    /// Applies the engine's fast-path ops to the model maps, answering
+    /// activity checks from `maps.last_seen`, as the datapath worker does.
+    pub fn drain(&mut self) {
+        while let Some(op) = self.engine.poll_fast_path() {
+            self.maps.log.push(op);
+            match op {
+                FastPathOp::Upsert { key, action } => {
+                    self.maps.entries.insert(key, action);
+                }
+                FastPathOp::Remove { key } => {
+                    self.maps.entries.remove(&key);
+                    self.maps.last_seen.remove(&key);
+                }
+                FastPathOp::SetNextHop { id, hop } => {
+                    self.maps.next_hops.insert(id, hop);
+                }
+                FastPathOp::ResetDest { slot } => self.maps.resets.push(slot),
+                FastPathOp::ReadActivity { key, reply } => {
+                    let seen = [Some(key), reply]
+                        .into_iter()
+                        .flatten()
+                        .filter(|k| self.maps.entries.contains_key(k))
+                        .filter_map(|k| self.maps.last_seen.get(&k).copied())
+                        .max();
+                    self.engine.fast_path_activity(self.now, &key, seen);
+                }
+            }
         }
     }
 
     pub fn reconfigure(&mut self, cfg: Config) {
         self.engine
             .set_config(Snapshot::new(cfg).expect("valid config"));
+        self.drain();
     }
 
     pub fn advance(&mut self, secs: u64) {
         self.now = Time::from_nanos(self.now.as_nanos() + secs * 1_000_000_000);
         self.engine.handle_timeout(self.now);
+        self.drain();
     }
 
     /// Processes `frame` as received on `ingress`; returns the verdict and
@@ -154,7 +205,9 @@ impl Director {
         buf[HEADROOM..HEADROOM + frame.len()].copy_from_slice(frame);
         let mut pkt = PacketBuf::new(&mut buf, HEADROOM, frame.len()).unwrap();
         let v = self.engine.process(self.now, &mut pkt, ingress);
-        (v, pkt.data().to_vec())
+        let out = pkt.data().to_vec();
+        self.drain();
+        (v, out)
     }
 }
 

@@ -1,4 +1,5 @@
-//! A frame inside a larger buffer, with room in front of it.
+//! A frame inside a larger buffer, with room in front of it: the one frame
+//! type the engine rewrites and the datapath sends.
 //!
 //! TUN forwarding prepends a header and ICMP replies grow the frame, so the
 //! engine needs to move the frame's start backwards without copying the

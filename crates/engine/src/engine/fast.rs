@@ -1,0 +1,486 @@
+//! The engine's side of the XDP fast path (see [`crate::fastpath`]): which
+//! map entries each connection has, the next-hop table, activity checks
+//! before expiry, and folding the program's counters back in.
+//!
+//! Per connection two bits ([`crate::conn::fast`]) say what the maps hold:
+//! `MAPPED` (every direction has an entry) and `FORWARD` (the entries
+//! forward in XDP). [`Engine::fast_sync`] compares them with what the
+//! connection's state calls for after every packet the engine sees, and
+//! emits ops only when they differ, so an established flow costs no map
+//! write per packet.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+use rvs_wire::EthernetAddress;
+
+use super::{secs, Engine};
+use crate::config::{ForwardMethod, Snapshot};
+use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
+use crate::fastpath::{
+    DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
+    MAX_DEST_SLOTS, MAX_NEXT_HOPS,
+};
+use crate::fwd::{self, nat};
+use crate::proto::TcpState;
+use crate::time::Time;
+use crate::verdict::IfIndex;
+
+/// A connection due to expire while the XDP program forwards it is kept
+/// this long while the caller reads its last-seen time.
+pub(super) const ACTIVITY_GRACE_SECS: u32 = 2;
+
+/// Room reserved for ops between two drains (a batch creates a few per
+/// frame; expiry may need more, and then the queue grows off the hot path).
+const OPS_CAPACITY: usize = 4096;
+/// Routes to clients expected at most, reserved up front.
+const ROUTE_HOPS_RESERVED: usize = 1024;
+
+/// Fast-path state of one real server.
+#[derive(Clone, Copy, Debug, Default)]
+pub(in crate::engine) struct DestFast {
+    /// The next hop last sent for its slot (`None`: never sent).
+    hop_sent: Option<Option<NextHop>>,
+    /// The program's counter totals at the last fold.
+    base: DestCounters,
+}
+
+#[derive(Debug)]
+struct RouteHop {
+    key: (IfIndex, IpAddr),
+    src_mac: EthernetAddress,
+    refs: u32,
+    sent: Option<NextHop>,
+}
+
+/// Next hops of NAT replies (routes to clients), shared by the connections
+/// behind one gateway and freed when the last one goes.
+#[derive(Debug, Default)]
+struct RouteHops {
+    index: HashMap<(IfIndex, IpAddr), u32>,
+    /// Slot `i` is next hop `MAX_DEST_SLOTS + i`; `None` = free.
+    slots: Vec<Option<RouteHop>>,
+    free: Vec<u32>,
+}
+
+/// The engine's fast-path bookkeeping.
+#[derive(Debug)]
+pub(super) struct FastState {
+    enabled: bool,
+    ops: VecDeque<FastPathOp>,
+    route_hops: RouteHops,
+    /// Connections whose activity to ask about (reused between calls).
+    activity: Vec<u32>,
+}
+
+impl FastState {
+    pub(super) fn new(enabled: bool) -> Self {
+        FastState {
+            enabled,
+            ops: VecDeque::with_capacity(OPS_CAPACITY),
+            route_hops: RouteHops {
+                index: HashMap::with_capacity(ROUTE_HOPS_RESERVED),
+                slots: Vec::with_capacity(ROUTE_HOPS_RESERVED),
+                free: Vec::new(),
+            },
+            activity: Vec::new(),
+        }
+    }
+
+    pub(super) fn take_activity_list(&mut self) -> Vec<u32> {
+        let mut v = std::mem::take(&mut self.activity);
+        v.clear();
+        v
+    }
+}
+
+/// Whether expiry must first ask the XDP program when it last saw `c`.
+pub(super) fn due_for_activity_check(c: &Conn) -> bool {
+    c.fast & fast::FORWARD != 0
+}
+
+/// The client → virtual direction of `c`.
+fn in_key(c: &Conn) -> FastKey {
+    let v6 = c.v6();
+    FastKey {
+        proto: c.proto,
+        saddr: bytes_addr(&c.caddr, v6),
+        sport: c.cport,
+        daddr: bytes_addr(&c.vaddr, v6),
+        dport: c.vport,
+    }
+}
+
+/// The real server → client direction of a NAT connection.
+fn out_key(c: &Conn) -> Option<FastKey> {
+    let v6 = c.v6();
+    (c.method() == ForwardMethod::Masq).then(|| FastKey {
+        proto: c.proto,
+        saddr: bytes_addr(&c.daddr, v6),
+        sport: c.dport,
+        daddr: bytes_addr(&c.caddr, v6),
+        dport: c.cport,
+    })
+}
+
+/// States in which the slow path changes nothing but timers and counters.
+fn forwardable_state(c: &Conn) -> bool {
+    match c.proto {
+        rvs_wire::ip_proto::TCP => c.state == TcpState::Established as u8,
+        _ => true,
+    }
+}
+
+impl Engine {
+    /// The next change to make to the XDP program's maps, in order. Drain
+    /// after each batch, before transmitting it.
+    pub fn poll_fast_path(&mut self) -> Option<FastPathOp> {
+        self.fast.ops.pop_front()
+    }
+
+    /// Brings the map entries of connection `idx` in line with its state.
+    pub(super) fn fast_sync(&mut self, idx: u32) {
+        self.fast_sync_with(idx, false);
+    }
+
+    /// As [`Engine::fast_sync`]; `force` rewrites the entries even if their
+    /// kind did not change (routes, interfaces or the switch changed).
+    fn fast_sync_with(&mut self, idx: u32, force: bool) {
+        let c = *self.conns.get(idx);
+        if c.is_template() {
+            return;
+        }
+        let out = out_key(&c);
+        let mut actions = (FastAction::ToEngine, FastAction::ToEngine);
+        let mut out_hop = NIL;
+        if self.fast.enabled && forwardable_state(&c) && c.dest < MAX_DEST_SLOTS {
+            if let Some(forward) = self.forward_actions(&c, out.is_some()) {
+                (actions, out_hop) = forward;
+            }
+        }
+        let bits = fast::MAPPED
+            | if matches!(actions.0, FastAction::Forward(_)) {
+                fast::FORWARD
+            } else {
+                0
+            };
+        if c.fast == bits && c.out_hop == out_hop && !force {
+            if out_hop != NIL {
+                self.release_route_hop(out_hop); // forward_actions took a second reference
+            }
+            return;
+        }
+        self.fast.ops.push_back(FastPathOp::Upsert {
+            key: in_key(&c),
+            action: actions.0,
+        });
+        if let Some(key) = out {
+            self.fast.ops.push_back(FastPathOp::Upsert {
+                key,
+                action: actions.1,
+            });
+        }
+        if c.out_hop != NIL {
+            self.release_route_hop(c.out_hop);
+        }
+        let c = self.conns.get_mut(idx);
+        c.fast = bits;
+        c.out_hop = out_hop;
+    }
+
+    /// The Forward actions of both directions of `c` and the route hop the
+    /// reply direction holds a reference on; `None` if some part cannot be
+    /// forwarded in XDP (the connection then stays with the engine).
+    fn forward_actions(&mut self, c: &Conn, nat: bool) -> Option<((FastAction, FastAction), u32)> {
+        let to = self.way_to_server(c.dest);
+        let rewrite = fwd::fast_rewrite(c, &to)?;
+        self.send_dest_hop(c.dest);
+        let slot = DestSlot(c.dest);
+        let in_action = FastAction::Forward(FastForward {
+            rewrite,
+            next_hop: NextHopId(c.dest),
+            dest: slot,
+        });
+        if !nat {
+            return Some(((in_action, FastAction::ToEngine), NIL));
+        }
+        let hop = self.take_route_hop(bytes_addr(&c.caddr, c.v6()))?;
+        let out_action = FastAction::Forward(FastForward {
+            rewrite: nat::fast_rewrite_out(c),
+            next_hop: NextHopId(hop),
+            dest: slot,
+        });
+        Some(((in_action, out_action), hop))
+    }
+
+    /// Takes a connection's entries out of the maps (it left the table).
+    pub(super) fn fast_remove(&mut self, c: &Conn) {
+        if c.is_template() || c.fast & fast::MAPPED == 0 {
+            return;
+        }
+        self.fast
+            .ops
+            .push_back(FastPathOp::Remove { key: in_key(c) });
+        if let Some(key) = out_key(c) {
+            self.fast.ops.push_back(FastPathOp::Remove { key });
+        }
+        if c.out_hop != NIL {
+            self.release_route_hop(c.out_hop);
+        }
+    }
+
+    /// Sends the next hop of real server `id` if it is not what was last sent.
+    fn send_dest_hop(&mut self, id: u32) {
+        if id >= MAX_DEST_SLOTS {
+            return;
+        }
+        let to = self.way_to_server(id);
+        let hop = to.mac.map(|mac| NextHop {
+            iface: to.egress.iface,
+            src_mac: to.egress.mac,
+            dst_mac: mac,
+        });
+        let d = &mut self.dests[id as usize];
+        if d.fast.hop_sent != Some(hop) {
+            d.fast.hop_sent = Some(hop);
+            self.fast.ops.push_back(FastPathOp::SetNextHop {
+                id: NextHopId(id),
+                hop,
+            });
+        }
+    }
+
+    /// A reference on the next hop of the route to `client`, created (and
+    /// sent) if needed; `None` without a route or with the table full.
+    fn take_route_hop(&mut self, client: IpAddr) -> Option<u32> {
+        let route = self.snapshot.route(client)?;
+        let key = (route.iface, route.next_hop);
+        let hops = &mut self.fast.route_hops;
+        if let Some(&id) = hops.index.get(&key) {
+            if let Some(Some(h)) = hops.slots.get_mut((id - MAX_DEST_SLOTS) as usize) {
+                h.refs += 1;
+                return Some(id);
+            }
+        }
+        let slot = match hops.free.pop() {
+            Some(s) => s,
+            None => {
+                let s = hops.slots.len() as u32;
+                if MAX_DEST_SLOTS + s >= MAX_NEXT_HOPS {
+                    return None;
+                }
+                hops.slots.push(None);
+                s
+            }
+        };
+        let id = MAX_DEST_SLOTS + slot;
+        let hop = self.neighbors.lookup(route.next_hop).map(|mac| NextHop {
+            iface: route.iface,
+            src_mac: route.mac,
+            dst_mac: mac,
+        });
+        let hops = &mut self.fast.route_hops;
+        hops.slots[slot as usize] = Some(RouteHop {
+            key,
+            src_mac: route.mac,
+            refs: 1,
+            sent: hop,
+        });
+        hops.index.insert(key, id);
+        self.fast.ops.push_back(FastPathOp::SetNextHop {
+            id: NextHopId(id),
+            hop,
+        });
+        Some(id)
+    }
+
+    fn release_route_hop(&mut self, id: u32) {
+        let hops = &mut self.fast.route_hops;
+        let Some(slot) = id.checked_sub(MAX_DEST_SLOTS) else {
+            return;
+        };
+        let Some(entry) = hops.slots.get_mut(slot as usize) else {
+            return;
+        };
+        let Some(h) = entry else { return };
+        h.refs = h.refs.saturating_sub(1);
+        if h.refs == 0 {
+            hops.index.remove(&h.key);
+            *entry = None;
+            hops.free.push(slot);
+        }
+    }
+
+    /// A new real server took slot `id`: its counters start from zero.
+    pub(super) fn fast_dest_created(&mut self, id: u32) {
+        self.dests[id as usize].fast = DestFast::default();
+        if id < MAX_DEST_SLOTS {
+            self.fast
+                .ops
+                .push_back(FastPathOp::ResetDest { slot: DestSlot(id) });
+        }
+    }
+
+    /// The neighbour table changed: resend next hops whose MAC changed.
+    pub(super) fn fast_neighbors_changed(&mut self) {
+        for id in 0..self.dests.len() as u32 {
+            let d = &self.dests[id as usize];
+            if d.live && d.fast.hop_sent.is_some() {
+                self.send_dest_hop(id);
+            }
+        }
+        let neighbors = std::sync::Arc::clone(&self.neighbors);
+        let hops = &mut self.fast.route_hops;
+        for (slot, entry) in hops.slots.iter_mut().enumerate() {
+            let Some(h) = entry else { continue };
+            let hop = neighbors.lookup(h.key.1).map(|mac| NextHop {
+                iface: h.key.0,
+                src_mac: h.src_mac,
+                dst_mac: mac,
+            });
+            if hop != h.sent {
+                h.sent = hop;
+                self.fast.ops.push_back(FastPathOp::SetNextHop {
+                    id: NextHopId(MAX_DEST_SLOTS + slot as u32),
+                    hop,
+                });
+            }
+        }
+    }
+
+    /// A new configuration is in force (`self.snapshot`); `previous` was.
+    /// When the switch, the interfaces or the routes changed every entry is
+    /// rewritten (its rewrite or next hop may differ); otherwise only the
+    /// next hops of servers are checked.
+    pub(super) fn fast_config_changed(&mut self, previous: &Snapshot) {
+        let (old, new) = (previous.config(), self.snapshot.config());
+        let enabled = new.fast_path;
+        let resync = enabled != self.fast.enabled
+            || old.routes != new.routes
+            || old.interfaces != new.interfaces;
+        self.fast.enabled = enabled;
+        if resync {
+            let mut live = Vec::with_capacity(self.conns.len() as usize);
+            self.conns.for_each_index(|idx| live.push(idx));
+            for idx in live {
+                self.fast_sync_with(idx, true);
+            }
+        }
+        for id in 0..self.dests.len() as u32 {
+            let d = &self.dests[id as usize];
+            if d.live && d.fast.hop_sent.is_some() {
+                self.send_dest_hop(id);
+            }
+        }
+    }
+
+    /// Asks for the activity of connections due to expire while forwarded
+    /// in XDP (from [`Engine::handle_timeout`]).
+    pub(super) fn ask_activity(&mut self, list: Vec<u32>) {
+        for &idx in &list {
+            let c = self.conns.get(idx);
+            if due_for_activity_check(c) {
+                self.fast.ops.push_back(FastPathOp::ReadActivity {
+                    key: in_key(c),
+                    reply: out_key(c),
+                });
+            }
+        }
+        self.fast.activity = list;
+    }
+
+    /// Asks for the activity of every connection the XDP program forwards,
+    /// so that [`Engine::connections`] shows fresh expiry times.
+    pub fn refresh_fast_path_activity(&mut self) {
+        let mut live = Vec::new();
+        self.conns.for_each_index(|idx| live.push(idx));
+        self.ask_activity(live);
+    }
+
+    /// The answer to a [`FastPathOp::ReadActivity`]: `last_seen` is when the
+    /// XDP program last forwarded a frame of the connection (the later of
+    /// its entries; `None` if they are gone). The connection lives on for
+    /// its state's timeout after that, or expires now.
+    pub fn fast_path_activity(&mut self, now: Time, key: &FastKey, last_seen: Option<Time>) {
+        let Some(idx) = self.conns.find_in(&flow_key(key)) else {
+            return;
+        };
+        let c = *self.conns.get(idx);
+        if !due_for_activity_check(&c) {
+            return; // the engine saw a state change since: its timers rule
+        }
+        let timeouts = &self.snapshot.config().timeouts;
+        let timeout = match c.proto {
+            rvs_wire::ip_proto::TCP => {
+                timeouts.tcp[usize::from(c.state).min(timeouts.tcp.len() - 1)]
+            }
+            _ => timeouts.udp,
+        };
+        let until = last_seen.map_or(0, |t| secs(t).saturating_add(timeout));
+        let now_s = secs(now);
+        if until > now_s {
+            self.conns.set_expiry(idx, until);
+            return;
+        }
+        let gone = self.conns.remove(idx);
+        self.forget(&gone);
+        self.counters.conns_expired += 1;
+    }
+
+    /// Adds what the XDP program forwarded for `slot` since the last fold
+    /// (`totals` = its counters, summed over CPUs) to the server's and its
+    /// service's statistics.
+    pub fn fold_fast_path_counters(&mut self, slot: DestSlot, totals: DestCounters) {
+        let Some(d) = self.dests.get_mut(slot.0 as usize) else {
+            return;
+        };
+        if !d.live {
+            return;
+        }
+        let base = d.fast.base;
+        let delta = if totals.in_packets >= base.in_packets
+            && totals.in_bytes >= base.in_bytes
+            && totals.out_packets >= base.out_packets
+            && totals.out_bytes >= base.out_bytes
+        {
+            DestCounters {
+                in_packets: totals.in_packets - base.in_packets,
+                in_bytes: totals.in_bytes - base.in_bytes,
+                out_packets: totals.out_packets - base.out_packets,
+                out_bytes: totals.out_bytes - base.out_bytes,
+            }
+        } else {
+            totals // the slot was reset since
+        };
+        d.fast.base = totals;
+        self.add_traffic(
+            slot.0,
+            delta.in_packets,
+            delta.in_bytes,
+            delta.out_packets,
+            delta.out_bytes,
+        );
+    }
+
+    /// The destination slots whose counters to fold.
+    pub fn fast_path_dest_slots(&self) -> impl Iterator<Item = DestSlot> + '_ {
+        self.dests
+            .iter()
+            .enumerate()
+            .take(MAX_DEST_SLOTS as usize)
+            .filter(|(_, d)| d.live)
+            .map(|(i, _)| DestSlot(i as u32))
+    }
+}
+
+fn flow_key(k: &FastKey) -> FlowKey {
+    FlowKey {
+        template: false,
+        proto: k.proto,
+        v6: k.saddr.is_ipv6(),
+        saddr: addr_bytes(k.saddr),
+        sport: k.sport,
+        daddr: addr_bytes(k.daddr),
+        dport: k.dport,
+    }
+}

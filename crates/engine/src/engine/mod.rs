@@ -1,0 +1,420 @@
+//! The engine: the director's services, connections and counters, driven by
+//! the datapath. This file is the per-packet path; the rest of the engine
+//! lives beside it, one concern per file:
+//!
+//! - `dests.rs`: services and real servers at run time, reconciling a new
+//!   configuration, scheduling, counting connections on their server;
+//! - `persist.rs`: persistence templates (`-p`, `-M`);
+//! - `fast.rs`: the fast path's maps as values (entries, next hops,
+//!   activity, counters), see [`crate::fastpath`];
+//! - `view.rs`: read-outs for the control plane.
+//!
+//! A packet's walk: [`Engine::process`] parses the frame once
+//! ([`crate::parse`]), finds its connection (or classifies and schedules a
+//! new one), applies the protocol state machine, and hands the frame to the
+//! one transmitter of the connection's forwarding method ([`crate::fwd`]).
+
+mod dests;
+mod fast;
+mod persist;
+mod view;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use rvs_wire::{icmpv4, PacketBuf};
+
+use crate::config::{ServiceKey, Snapshot};
+use crate::conn::{addr_bytes, flag, Conn, ConnTable, NewConn, NIL};
+use crate::fwd::{self, nat};
+use crate::neighbor::NeighborTable;
+use crate::parse::{parse, Parsed};
+use crate::proto::{tcp as tcp_state, Direction, TcpState};
+use crate::reply;
+use crate::stats::Counters;
+use crate::time::Time;
+use crate::verdict::{DropReason, IfIndex, Verdict};
+
+use dests::{DestRt, ServiceRt};
+use fast::FastState;
+
+/// The director's state: services, schedulers, connection table and
+/// counters, with no I/O and no clock. One engine serves every RX queue of
+/// every interface (the datapath polls them all), so persistence,
+/// thresholds, connection counts and scheduler positions are one table.
+///
+/// Call order:
+/// 1. [`Engine::new`] with a validated [`Snapshot`];
+/// 2. for each received frame, [`Engine::process`] — act on the [`Verdict`];
+/// 3. after each batch, drain [`Engine::poll_fast_path`] and apply the ops
+///    to the XDP program's maps before transmitting the batch (answer
+///    `ReadActivity` with [`Engine::fast_path_activity`]);
+/// 4. between batches, [`Engine::handle_timeout`] with the current time (at
+///    least once a second; [`Engine::poll_timeout`] says when next), and now
+///    and then [`Engine::fold_fast_path_counters`] for each
+///    [`Engine::fast_path_dest_slots`];
+/// 5. when the control plane publishes, [`Engine::set_config`] /
+///    [`Engine::set_neighbors`] — in-flight connections keep flowing.
+pub struct Engine {
+    snapshot: Arc<Snapshot>,
+    neighbors: Arc<NeighborTable>,
+    services: Vec<ServiceRt>,
+    dests: Vec<DestRt>,
+    dest_free: Vec<u32>,
+    dest_index: HashMap<(ServiceKey, IpAddr, u16), u32>,
+    conns: ConnTable,
+    counters: Counters,
+    ident: u16,
+    clock_started: bool,
+    sched_seed: u64,
+    /// Reused by handle_timeout (control path; grows to the largest burst).
+    expired: Vec<Conn>,
+    fast: FastState,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("services", &self.services.len())
+            .field("connections", &self.conns.len())
+            .finish()
+    }
+}
+
+fn secs(now: Time) -> u32 {
+    u32::try_from(now.as_secs()).unwrap_or(u32::MAX)
+}
+
+impl Engine {
+    /// An engine for `snapshot`, with a connection table sized by its
+    /// `max_connections` (all memory reserved now) and hash seeds from the
+    /// caller (random in production, fixed in tests).
+    pub fn new(snapshot: Arc<Snapshot>, hash_seeds: [u64; 4]) -> Self {
+        let max = snapshot.config().max_connections;
+        let mut e = Engine {
+            snapshot: Arc::clone(&snapshot),
+            neighbors: Arc::new(NeighborTable::default()),
+            services: Vec::new(),
+            dests: Vec::new(),
+            dest_free: Vec::new(),
+            dest_index: HashMap::new(),
+            conns: ConnTable::new(max, hash_seeds),
+            counters: Counters::default(),
+            ident: 1,
+            clock_started: false,
+            sched_seed: hash_seeds[0] ^ hash_seeds[3].rotate_left(32),
+            expired: Vec::new(),
+            fast: FastState::new(snapshot.config().fast_path),
+        };
+        e.set_config(snapshot);
+        e
+    }
+
+    /// The configuration in force.
+    pub fn snapshot(&self) -> &Arc<Snapshot> {
+        &self.snapshot
+    }
+
+    /// Decides what to do with one frame received on `ingress`, rewriting it
+    /// in place. Never panics and never allocates.
+    pub fn process(&mut self, now: Time, pkt: &mut PacketBuf<'_>, ingress: IfIndex) -> Verdict {
+        self.counters.rx_packets += 1;
+        let verdict = self.decide(now, pkt, ingress);
+        match verdict {
+            Verdict::Forward { .. } => self.counters.forwarded += 1,
+            Verdict::Reply { cause, .. } => {
+                self.counters.replies += 1;
+                self.counters.drops[cause.index()] += 1;
+            }
+            Verdict::Resolve { .. } => self.counters.unresolved += 1,
+            Verdict::Pass => self.counters.untracked += 1,
+            Verdict::Drop(r) => self.counters.drops[r.index()] += 1,
+        }
+        verdict
+    }
+
+    fn decide(&mut self, now: Time, pkt: &mut PacketBuf<'_>, ingress: IfIndex) -> Verdict {
+        if !self.clock_started {
+            self.conns.start_clock(secs(now));
+            self.clock_started = true;
+        }
+        let p = match parse(pkt.data(), ingress) {
+            Ok(Some(p)) => p,
+            Ok(None) => return Verdict::Pass,
+            Err(reason) => return Verdict::Drop(reason),
+        };
+        let now_s = secs(now);
+        if let Some(idx) = self.conns.find_in(&p.key) {
+            let reuse = {
+                let c = self.conns.get(idx);
+                p.tcp_flags.is_some_and(|f| f.syn)
+                    && TcpState::from_u8(c.state).is_some_and(tcp_state::syn_reuses)
+            };
+            if !reuse {
+                return self.forward_in(now_s, pkt, idx, &p);
+            }
+            // A new connection on a tuple in TIME_WAIT/CLOSE: the old entry
+            // goes now and the SYN is scheduled afresh (conn_reuse_mode 1).
+            let old = self.conns.remove(idx);
+            self.forget(&old);
+        }
+        if let Some(idx) = self.conns.find_out(&p.key) {
+            return self.forward_out(now_s, pkt, idx, &p);
+        }
+        let Some(pos) = self.classify(&p) else {
+            return Verdict::Pass;
+        };
+        self.new_connection(now_s, pkt, pos, &p)
+    }
+
+    /// Which service a packet without a connection belongs to: RVS's
+    /// firewall-mark classifier first (as an iptables MARK rule would run
+    /// before IPVS), then (protocol, VIP, port), then a persistent port-0
+    /// service on the VIP.
+    fn classify(&self, p: &Parsed) -> Option<usize> {
+        let proto = crate::config::Protocol::from_number(p.key.proto)?;
+        let mark = self.snapshot.classify(p.key.proto, p.dst, p.key.dport);
+        if mark != 0 {
+            if let Some(pos) = self
+                .snapshot
+                .service_position(&ServiceKey::fwmark(mark, p.v6))
+            {
+                return Some(pos);
+            }
+        }
+        self.snapshot
+            .service_position(&ServiceKey::new(proto, p.dst, p.key.dport))
+            .or_else(|| {
+                self.snapshot
+                    .service_position(&ServiceKey::new(proto, p.dst, 0))
+            })
+    }
+
+    fn new_connection(
+        &mut self,
+        now_s: u32,
+        pkt: &mut PacketBuf<'_>,
+        pos: usize,
+        p: &Parsed,
+    ) -> Verdict {
+        if let Some(f) = p.tcp_flags {
+            if !f.syn || f.rst {
+                return Verdict::Drop(DropReason::NoConnection);
+            }
+        }
+        let (persistence, one_packet) = {
+            let svc = &self.snapshot.config().services[pos];
+            (svc.persistence, svc.one_packet && p.tcp_flags.is_none())
+        };
+        let (template, dest_id) = match persistence {
+            Some(pers) => match self.persistent_dest(now_s, pos, p, pers) {
+                Ok((t, d)) => (t, d),
+                Err(Some(reason)) => return Verdict::Drop(reason),
+                Err(None) => return self.no_destination(pkt, p),
+            },
+            None => match self.schedule(now_s, pos, p) {
+                Some(d) => (NIL, d),
+                None => return self.no_destination(pkt, p),
+            },
+        };
+        let (daddr, dport, method) = {
+            let d = &self.dests[dest_id as usize];
+            // Port-0 and firewall-mark services keep the packet's port when
+            // the server has none.
+            let port = if d.port == 0 { p.key.dport } else { d.port };
+            (d.addr, port, d.method)
+        };
+        let new = NewConn {
+            key: p.key,
+            daddr: addr_bytes(daddr),
+            dport,
+            method,
+            dest: dest_id,
+            state: if p.tcp_flags.is_some() {
+                TcpState::None as u8
+            } else {
+                0
+            },
+            expires: now_s.saturating_add(self.snapshot.config().timeouts.tcp[0]),
+            control: template,
+        };
+        if one_packet {
+            // -o: schedule this datagram alone; nothing is tracked.
+            self.count_scheduled(dest_id);
+            self.counters.conns_created += 1;
+            self.count_in(dest_id, p);
+            return self.transmit_in(pkt, &Conn::ephemeral(&new), p);
+        }
+        let Some(idx) = self.conns.insert(new) else {
+            return Verdict::Drop(DropReason::ConnTableFull);
+        };
+        if template != NIL {
+            self.conns.get_mut(template).control += 1;
+        }
+        self.counters.conns_created += 1;
+        self.bind(dest_id, false);
+        self.forward_in(now_s, pkt, idx, p)
+    }
+
+    /// No real server available: like `ip_vs_leave`, tell the client with
+    /// ICMP port unreachable (IPv4) so it fails fast; counted once, as a
+    /// `no_destination` drop.
+    fn no_destination(&mut self, pkt: &mut PacketBuf<'_>, p: &Parsed) -> Verdict {
+        let cause = DropReason::NoDestination;
+        if p.v6 {
+            return Verdict::Drop(cause);
+        }
+        let Some(mac) = self.snapshot.interface(p.ingress).map(|i| i.mac) else {
+            return Verdict::Drop(cause);
+        };
+        self.ident = self.ident.wrapping_add(1);
+        match reply::icmpv4_error(
+            pkt,
+            p.l2_len,
+            mac,
+            icmpv4::DEST_UNREACHABLE,
+            icmpv4::CODE_PORT_UNREACHABLE,
+            0,
+            self.ident,
+        ) {
+            Ok(()) => Verdict::Reply {
+                egress: p.ingress,
+                cause,
+            },
+            Err(r) => Verdict::Drop(r),
+        }
+    }
+
+    /// Applies the TCP state machine and counts active/inactive as IPVS
+    /// does; returns the timeout of the state the connection is now in.
+    fn transition(&mut self, idx: u32, dir: Direction, p: &Parsed) -> u32 {
+        let timeouts = self.snapshot.config().timeouts;
+        let Some(flags) = p.tcp_flags else {
+            return timeouts.udp;
+        };
+        let c = self.conns.get_mut(idx);
+        let dir = if c.flags & flag::NO_OUTPUT != 0 {
+            if dir == Direction::Output {
+                c.flags &= !flag::NO_OUTPUT;
+                Direction::Output
+            } else {
+                Direction::InputOnly
+            }
+        } else {
+            dir
+        };
+        let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
+        let new = tcp_state::next_state(old, dir, flags);
+        if new != old {
+            let d = &mut self.dests[c.dest as usize];
+            let inactive = c.flags & flag::INACTIVE != 0;
+            if !inactive && new != TcpState::Established {
+                d.active -= 1;
+                d.inactive += 1;
+                c.flags |= flag::INACTIVE;
+            } else if inactive && new == TcpState::Established {
+                d.active += 1;
+                d.inactive -= 1;
+                c.flags &= !flag::INACTIVE;
+            }
+            c.state = new as u8;
+        }
+        timeouts.tcp[new as usize]
+    }
+
+    fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {
+        let timeout = self.transition(idx, Direction::Input, p);
+        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.fast_sync(idx);
+        let c = *self.conns.get(idx);
+        self.count_in(c.dest, p);
+        self.transmit_in(pkt, &c, p)
+    }
+
+    /// Sends a client → server packet with the transmitter of the
+    /// connection's method.
+    fn transmit_in(&mut self, pkt: &mut PacketBuf<'_>, c: &Conn, p: &Parsed) -> Verdict {
+        let to = self.way_to_server(c.dest);
+        let mut ctx = fwd::Ctx {
+            snapshot: &self.snapshot,
+            ident: &mut self.ident,
+        };
+        fwd::transmit(pkt, p, c, &to, &mut ctx)
+    }
+
+    fn forward_out(
+        &mut self,
+        now_s: u32,
+        pkt: &mut PacketBuf<'_>,
+        idx: u32,
+        p: &Parsed,
+    ) -> Verdict {
+        let timeout = self.transition(idx, Direction::Output, p);
+        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.fast_sync(idx);
+        let c = *self.conns.get(idx);
+        self.count_out(c.dest, p);
+        nat::transmit_out(pkt, p, &c, &self.snapshot, &self.neighbors)
+    }
+
+    /// Expires connections due at `now`. Call between batches. A template
+    /// that still controls connections lives on for its persistence timeout
+    /// (IPVS re-arms it the same way); a connection the XDP program forwards
+    /// is only expired once its last-seen time says so (see
+    /// [`crate::fastpath::FastPathOp::ReadActivity`]).
+    pub fn handle_timeout(&mut self, now: Time) {
+        let now_s = secs(now);
+        if !self.clock_started {
+            self.conns.start_clock(now_s);
+            self.clock_started = true;
+            return;
+        }
+        let mut gone = std::mem::take(&mut self.expired);
+        gone.clear();
+        let mut ask = self.fast.take_activity_list();
+        let (snapshot, dests) = (&self.snapshot, &self.dests);
+        self.conns.expire(
+            now_s,
+            |idx, c| {
+                if c.is_template() {
+                    return (c.control > 0).then(|| {
+                        let timeout = dests
+                            .get(c.dest as usize)
+                            .and_then(|d| snapshot.config().services.get(d.service_pos as usize))
+                            .and_then(|s| s.persistence)
+                            .map_or(300, |p| p.timeout);
+                        now_s.saturating_add(timeout)
+                    });
+                }
+                fast::due_for_activity_check(c).then(|| {
+                    ask.push(idx);
+                    now_s.saturating_add(fast::ACTIVITY_GRACE_SECS)
+                })
+            },
+            |c| gone.push(*c),
+        );
+        for c in &gone {
+            self.forget(c);
+            if !c.is_template() {
+                self.counters.conns_expired += 1;
+            }
+        }
+        self.expired = gone;
+        self.ask_activity(ask);
+    }
+
+    /// When [`Engine::handle_timeout`] next has work, if any.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        self.conns
+            .next_tick()
+            .map(|s| Time::from_secs(u64::from(s)))
+    }
+
+    /// A connection or template left the table: uncount it on its server
+    /// and take its fast-path entries out of the maps.
+    fn forget(&mut self, c: &Conn) {
+        self.fast_remove(c);
+        self.unbind(c);
+    }
+}

@@ -1,0 +1,137 @@
+//! Parsing a frame once: every header the engine needs is validated here and
+//! its offset kept in [`Parsed`], so the transmitters rewrite in place
+//! without validating a header a second time.
+
+use std::net::IpAddr;
+
+use rvs_wire::{ethernet, ip_proto, ipv4, ipv6, tcp, udp};
+
+use crate::conn::{addr_bytes, FlowKey};
+use crate::proto::tcp as tcp_state;
+use crate::verdict::{DropReason, IfIndex};
+
+/// What the engine knows about the frame being processed. The offsets stay
+/// valid as long as the frame's headers are rewritten in place (a
+/// transmitter that grows the frame is the last to use them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Parsed {
+    /// Length of the L2 header (Ethernet and VLAN tags): where IP starts.
+    pub(crate) l2_len: usize,
+    /// Where the TCP/UDP header starts, from the frame's start.
+    pub(crate) l4_start: usize,
+    /// IP packet length (IPv4 total length / IPv6 40 + payload length); the
+    /// frame may be longer (Ethernet padding).
+    pub(crate) ip_len: usize,
+    pub(crate) v6: bool,
+    pub(crate) key: FlowKey,
+    pub(crate) src: IpAddr,
+    pub(crate) dst: IpAddr,
+    pub(crate) tcp_flags: Option<tcp_state::Flags>,
+    pub(crate) ingress: IfIndex,
+    /// IPv4 TOS, DF and identification (an outer tunnel header copies them).
+    pub(crate) tos: u8,
+    pub(crate) dont_frag: bool,
+    pub(crate) ident: u16,
+}
+
+impl Parsed {
+    /// The IP packet (header and payload, no padding).
+    pub(crate) fn ip<'a>(&self, frame: &'a mut [u8]) -> Option<&'a mut [u8]> {
+        frame.get_mut(self.l2_len..self.l2_len + self.ip_len)
+    }
+
+    /// The IP header and the L4 segment, split, both validated by [`parse`].
+    pub(crate) fn ip_and_l4<'a>(
+        &self,
+        frame: &'a mut [u8],
+    ) -> Option<(&'a mut [u8], &'a mut [u8])> {
+        let ip = self.ip(frame)?;
+        let (header, l4) = ip.split_at_mut(self.l4_start - self.l2_len);
+        Some((header, l4))
+    }
+}
+
+/// Parses the headers the engine needs. `Ok(None)`: not IP/TCP/UDP, so not
+/// ours. Errors are drop reasons.
+pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, DropReason> {
+    let eth = ethernet::Frame::new_checked(data).map_err(|_| DropReason::Malformed)?;
+    let l2_len = eth.header_len();
+    let l3 = data.get(l2_len..).ok_or(DropReason::Malformed)?;
+    let (v6, ip_len, l3_header, proto, src, dst) = match eth.ethertype() {
+        ethernet::ethertype::IPV4 => {
+            let ip = ipv4::Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
+            if !ip.verify_checksum() {
+                return Err(DropReason::BadIpChecksum);
+            }
+            if ip.is_fragment() {
+                return Err(DropReason::Fragment);
+            }
+            (
+                false,
+                usize::from(ip.total_len()),
+                ip.header_len(),
+                ip.protocol(),
+                IpAddr::V4(ip.src_addr()),
+                IpAddr::V4(ip.dst_addr()),
+            )
+        }
+        ethernet::ethertype::IPV6 => {
+            let ip = ipv6::Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
+            (
+                true,
+                ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+                ipv6::HEADER_LEN,
+                ip.next_header(),
+                IpAddr::V6(ip.src_addr()),
+                IpAddr::V6(ip.dst_addr()),
+            )
+        }
+        _ => return Ok(None),
+    };
+    let l4 = l3.get(l3_header..ip_len).ok_or(DropReason::Malformed)?;
+    let (sport, dport, tcp_flags) = match proto {
+        ip_proto::TCP => {
+            let t = tcp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?;
+            let flags = tcp_state::Flags {
+                syn: t.syn(),
+                fin: t.fin(),
+                ack: t.ack(),
+                rst: t.rst(),
+            };
+            (t.src_port(), t.dst_port(), Some(flags))
+        }
+        ip_proto::UDP => {
+            let u = udp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?;
+            (u.src_port(), u.dst_port(), None)
+        }
+        _ => return Ok(None),
+    };
+    let (tos, dont_frag, ident) = if v6 {
+        (0, false, 0)
+    } else {
+        let ip = ipv4::Packet::new_unchecked(l3);
+        (ip.tos(), ip.dont_frag(), ip.ident())
+    };
+    Ok(Some(Parsed {
+        l2_len,
+        l4_start: l2_len + l3_header,
+        ip_len,
+        v6,
+        key: FlowKey {
+            template: false,
+            proto,
+            v6,
+            saddr: addr_bytes(src),
+            sport,
+            daddr: addr_bytes(dst),
+            dport,
+        },
+        src,
+        dst,
+        tcp_flags,
+        ingress,
+        tos,
+        dont_frag,
+        ident,
+    }))
+}
