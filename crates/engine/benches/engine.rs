@@ -2,8 +2,11 @@
 //!
 //! Run: `cargo bench -p rvs-engine --bench engine`
 //! - `established/{dr,nat_in,nat_out,tun}`: lookup + state + rewrite of a
-//!   packet on one of 100k established flows;
-//! - `new_flow/rr`: SYN → schedule → insert → rewrite (table grows to 1M);
+//!   packet on one of 100k established flows, fast path off (with it on,
+//!   these packets never reach the engine: this is the slow path's cost);
+//! - `new_flow/rr` and `new_flow/rr_fast`: SYN → schedule → insert →
+//!   rewrite (table grows to 1M), fast path off / on (on: including the
+//!   map ops the SYN emits, drained as the worker does);
 //! - `table_1m/{insert,expire}`: per-entry cost when filling to and expiring
 //!   1 M connections;
 //! - a table of bytes per connection at 1 M and 10 M (reserved, and measured
@@ -32,7 +35,7 @@ fn mac(n: u8) -> EthernetAddress {
     EthernetAddress([2, 0, 0, 0, 0, n])
 }
 
-fn engine(method: ForwardMethod, max: u32) -> Engine {
+fn engine(method: ForwardMethod, max: u32, fast_path: bool) -> Engine {
     let port = if method == ForwardMethod::Masq {
         8080
     } else {
@@ -77,6 +80,7 @@ fn engine(method: ForwardMethod, max: u32) -> Engine {
                 .collect(),
         }],
         max_connections: max,
+        fast_path,
         ..Config::default()
     };
     let mut e = Engine::new(Snapshot::new(cfg).unwrap(), [7, 7, 7, 7]);
@@ -110,7 +114,16 @@ fn frame(n: u32, syn: bool, reply_from: Option<u8>) -> Vec<u8> {
 fn run(e: &mut Engine, now: Time, template: &[u8], buf: &mut [u8], ingress: IfIndex) -> Verdict {
     buf[HEADROOM..HEADROOM + template.len()].copy_from_slice(template);
     let mut pkt = PacketBuf::new(buf, HEADROOM, template.len()).unwrap();
-    e.process(now, &mut pkt, ingress)
+    let v = e.process(now, &mut pkt, ingress);
+    drain(e);
+    v
+}
+
+/// Takes the fast-path ops as the worker would (here: discards them).
+fn drain(e: &mut Engine) {
+    while let Some(op) = e.poll_fast_path() {
+        black_box(op);
+    }
 }
 
 const FLOWS: u32 = 100_000;
@@ -124,7 +137,7 @@ fn established(c: &mut Criterion) {
         ("nat_out", ForwardMethod::Masq, true),
         ("tun", ForwardMethod::Tunnel, false),
     ] {
-        let mut e = engine(method, FLOWS * 2);
+        let mut e = engine(method, FLOWS * 2, false);
         let now = Time::from_secs(10);
         let mut buf = vec![0u8; 2048];
         for n in 0..FLOWS {
@@ -161,32 +174,35 @@ fn new_flows(c: &mut Criterion) {
         .take(4096)
         .map(|n| frame(n, true, None))
         .collect();
-    g.bench_function("rr", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut left = iters;
-            let mut buf = vec![0u8; 2048];
-            while left > 0 {
-                let chunk = left.min(u64::from(MAX));
-                let mut e = engine(ForwardMethod::Route, MAX);
-                let now = Time::from_secs(10);
-                let start = Instant::now();
-                for k in 0..chunk {
-                    // Distinct tuples: vary the client address per template round.
-                    let t = &templates[(k % 4096) as usize];
-                    buf[HEADROOM..HEADROOM + t.len()].copy_from_slice(t);
-                    let round = (k / 4096) as u16;
-                    buf[HEADROOM + 34..HEADROOM + 36]
-                        .copy_from_slice(&(1024 + round).to_be_bytes());
-                    let mut pkt = PacketBuf::new(&mut buf, HEADROOM, t.len()).unwrap();
-                    black_box(e.process(now, &mut pkt, FRONT));
+    for (name, fast_path) in [("rr", false), ("rr_fast", true)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                let mut left = iters;
+                let mut buf = vec![0u8; 2048];
+                while left > 0 {
+                    let chunk = left.min(u64::from(MAX));
+                    let mut e = engine(ForwardMethod::Route, MAX, fast_path);
+                    let now = Time::from_secs(10);
+                    let start = Instant::now();
+                    for k in 0..chunk {
+                        // Distinct tuples: vary the client address per template round.
+                        let t = &templates[(k % 4096) as usize];
+                        buf[HEADROOM..HEADROOM + t.len()].copy_from_slice(t);
+                        let round = (k / 4096) as u16;
+                        buf[HEADROOM + 34..HEADROOM + 36]
+                            .copy_from_slice(&(1024 + round).to_be_bytes());
+                        let mut pkt = PacketBuf::new(&mut buf, HEADROOM, t.len()).unwrap();
+                        black_box(e.process(now, &mut pkt, FRONT));
+                        drain(&mut e);
+                    }
+                    total += start.elapsed();
+                    left -= chunk;
                 }
-                total += start.elapsed();
-                left -= chunk;
-            }
-            total
-        })
-    });
+                total
+            })
+        });
+    }
     g.finish();
 }
 
@@ -200,7 +216,7 @@ fn table_1m(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             let mut buf = vec![0u8; 2048];
             for _ in 0..iters {
-                let mut e = engine(ForwardMethod::Route, 1 << 20);
+                let mut e = engine(ForwardMethod::Route, 1 << 20, false);
                 let now = Time::from_secs(10);
                 let start = Instant::now();
                 for s in &syns {
@@ -217,7 +233,7 @@ fn table_1m(c: &mut Criterion) {
             let mut total = Duration::ZERO;
             let mut buf = vec![0u8; 2048];
             for _ in 0..iters {
-                let mut e = engine(ForwardMethod::Route, 1 << 20);
+                let mut e = engine(ForwardMethod::Route, 1 << 20, false);
                 let now = Time::from_secs(10);
                 for s in &syns {
                     run(&mut e, now, s, &mut buf, FRONT);
@@ -251,7 +267,7 @@ fn memory_table(_c: &mut Criterion) {
     );
     for n in [1_000_000u32, 10_000_000] {
         let before = rss_bytes();
-        let mut e = engine(ForwardMethod::Masq, n);
+        let mut e = engine(ForwardMethod::Masq, n, false);
         let mut buf = vec![0u8; 2048];
         let now = Time::from_secs(10);
         for k in 0..n {
