@@ -117,6 +117,7 @@ impl Setup {
             servers: 3,
             director,
             decap_bin: None,
+            queues: 1,
         }
     }
 
