@@ -2,7 +2,7 @@
 //!
 //! `rvs-lab up --mode dr --kind none [--queues N]` builds the lab, prints the
 //! namespace names and keeps it until Ctrl-C/SIGTERM, then removes
-//! everything; `demo` builds its own lab (also `--queues N`).
+//! everything; `demo` and `bench` build their own labs (also `--queues N`).
 
 use std::path::PathBuf;
 
@@ -74,9 +74,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         duration: u32,
         /// Only these setups (comma-separated): kernel-route, nft-dnat,
-        /// haproxy, rvs-dr, rvs-nat, rvs-tun.
+        /// haproxy, rvs-dr, rvs-dr-slow, rvs-nat, rvs-nat-slow, rvs-tun,
+        /// rvs-tun-slow (`-slow`: rvsd with `fast_path = false`).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// TX and RX queues of every veth.
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
     },
 }
 
@@ -163,10 +167,12 @@ fn main() -> Result<()> {
             repetitions,
             duration,
             only,
+            queues,
         } => rvs_lab::bench::run(&rvs_lab::bench::BenchOptions {
             repetitions,
             duration_secs: duration,
             only,
+            queues,
         }),
         Cmd::Demo {
             mode,
