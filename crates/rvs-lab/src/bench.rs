@@ -108,11 +108,13 @@ const WARMUP_MAX: Duration = Duration::from_secs(15);
 /// A run that delivered at least this share of what was sent did not
 /// saturate the director.
 const SATURATED_BELOW: f64 = 0.98;
-/// Frames the director's `back` may drop toward the sink (its ring full),
-/// as a share of those delivered, before the run is flagged: the sink runs
-/// ahead of the generator, so this stays near zero unless something else
-/// holds the sink's CPU.
-const SINK_DROPS_WARN: f64 = 0.001;
+/// Frames the director's `back` may drop toward the sink (the sink's ring
+/// full), as a share of those delivered, before the run is flagged. Such
+/// frames cost the director but are not counted as delivered, so they
+/// inflate its µs/packet by that share. The sink's threads are SCHED_FIFO,
+/// but the generator holds its CPU in short non-preemptible stretches, so a
+/// few tenths of a percent are normal.
+const SINK_DROPS_WARN: f64 = 0.01;
 /// The CPU the director (its NAPI threads, rvsd, HAProxy) runs on.
 const DIRECTOR_CPU: usize = 1;
 /// The CPU everything else runs on.
@@ -839,8 +841,8 @@ fn run_loads(
                         let delivered = r.delivered_pps * f64::from(opts.duration_secs);
                         if r.back_drops as f64 > SINK_DROPS_WARN * delivered {
                             report.warnings.push(format!(
-                                "{tag}: udp {load}: the director's back leg dropped {} frames toward the \
-                                 sink ({:.2}% of those delivered): the sink did not keep up",
+                                "{tag}: udp {load}: the sink's ring overflowed: {} frames the director sent \
+                                 ({:.2}% of those delivered) were not counted, so its µs/packet is that much high",
                                 r.back_drops,
                                 r.back_drops as f64 * 100.0 / delivered.max(1.0)
                             ));
