@@ -22,6 +22,7 @@ fn tun_lab_real_server_answers_tunnelled_syn_directly() {
         servers: 2,
         director: DirectorKind::None,
         decap_bin: Some(env!("CARGO_BIN_EXE_rvs-decap").into()),
+        queues: 1,
     })
     .unwrap();
     let prefix = lab.prefix().to_owned();

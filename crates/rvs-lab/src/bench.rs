@@ -1,29 +1,50 @@
-//! `rvs-lab bench`: RVS against the kernel baselines, side by side.
+//! `rvs-lab bench`: RVS against the kernel baselines, side by side, on the
+//! director's CPU alone.
 //!
-//! Every setup (kernel routing to one server, nftables DNAT, HAProxy
-//! `mode tcp`, RVS in DR, NAT and TUN mode) gets a fresh [`Lab`] of the same
-//! topology and the same loads, each bounded in time and count:
+//! Every setup — kernel routing through the director, nftables DNAT,
+//! HAProxy `mode tcp`, RVS in DR, NAT and TUN mode each with its XDP fast
+//! path on and off (`-slow`) — gets a fresh [`Lab`] of the same topology and
+//! the same loads, each bounded in time and count:
 //!
-//! - 64-byte UDP frames to VIP:9 from the client, over 256 flows and over
-//!   one flow, sent by [`udp`] (a thread in the client's namespace); what
-//!   reaches the UDP layer of the servers (`/proc/net/snmp`) is counted;
-//! - HTTP keep-alive requests with `wrk -t2 -c50`;
-//! - new TCP connections with the same wrk and `Connection: close`;
-//! - the director's CPU time per packet / request where it belongs to one
-//!   process (rvsd, haproxy), and the machine's softirq time per UDP packet
-//!   (the whole path: kernel forwarding, and nftables' NAT, happen there).
+//! - **UDP 64-byte frames** to VIP:9 from the client's address, over
+//!   [`MANY_FLOWS`] source ports (distinct flows to one service, so each is
+//!   a connection of its own) and over one. They are made by an XDP
+//!   generator run with `BPF_PROG_TEST_RUN` in live-frames mode on the
+//!   router's `rt-dir` ([`xdp`]), so they go straight into the director's
+//!   `front` RX ring as a NIC would deliver them, at several Mpps from one
+//!   CPU — more than any director here forwards, so the director is the
+//!   bottleneck and the figure is its own. An XDP sink on the router's
+//!   `p-dir` (the director's `back` leg) counts and drops what the director
+//!   delivers; every setup leaves through `back`, so delivery is counted the
+//!   same way for all. Before each run the flows are sent twice, paced, so
+//!   the connections exist (a warm-up that is not measured).
+//! - **HTTP keep-alive requests** with `wrk -t2 -c50`, and **new TCP
+//!   connections** with the same wrk and `Connection: close`.
+//!
+//! **The director runs alone on CPU 1.** Its NAPI instances (`front`,
+//! `back`) run in kernel threads of their own ([`Lab::thread_napi`]) pinned
+//! to CPU 1, with rvsd or HAProxy; everything else — the generator, the
+//! sink, the router's NAPI threads, nginx, wrk — is pinned to CPU 0. The
+//! director's CPU per packet is then what its NAPI threads and its
+//! processes spent on the CPU (`/proc/PID/schedstat`) over the load,
+//! divided by what it delivered: the same threads do the whole director
+//! hop in every setup (XDP, GRO, routing, nftables and transmission in the
+//! NAPI threads; AF_XDP and the engine in rvsd; sockets in HAProxy), so
+//! the figure compares like with like, also while other work shares the
+//! machine.
 //!
 //! Each load runs `repetitions` times; the table shows the median and the
 //! spread (min–max), and a second table the ratio of medians to nft-dnat.
-//! Benchmarks print tables, they assert nothing about speed.
+//! A UDP run in which the director delivered (nearly) everything sent did
+//! not saturate it: its pps is a floor, and the table says so. Benchmarks
+//! print tables, they assert nothing about speed.
 
 mod proc;
 mod rvs;
-mod udp;
+mod xdp;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -39,6 +60,8 @@ pub struct BenchOptions {
     pub duration_secs: u32,
     /// Setups to run (names as in [`SETUPS`]); `None` runs all of them.
     pub only: Option<Vec<String>>,
+    /// TX and RX queues of every veth ([`LabSpec::queues`]).
+    pub queues: u32,
 }
 
 impl Default for BenchOptions {
@@ -47,49 +70,77 @@ impl Default for BenchOptions {
             repetitions: 3,
             duration_secs: 5,
             only: None,
+            queues: 1,
         }
     }
 }
 
-/// Names of the setups, in table order, for `--only`.
-pub const SETUPS: [&str; 6] = [
+/// Names of the setups, in table order, for `--only`. `-slow`: rvsd with
+/// `fast_path = false` (every packet through AF_XDP and the engine).
+pub const SETUPS: [&str; 9] = [
     "kernel-route",
     "nft-dnat",
     "haproxy",
     "rvs-dr",
+    "rvs-dr-slow",
     "rvs-nat",
+    "rvs-nat-slow",
     "rvs-tun",
+    "rvs-tun-slow",
 ];
 
 /// The setup whose medians the ratio table divides by.
 const REFERENCE: &str = "nft-dnat";
-/// UDP flows (source ports) of the "many flows" load.
-const MANY_FLOWS: usize = 256;
+/// Distinct UDP flows (source ports 1024…) of the "many flows" load.
+pub const MANY_FLOWS: u32 = 64_000;
 /// Count bound of one UDP run, per second of duration.
-const MAX_PPS: u64 = 5_000_000;
+const MAX_PPS: u64 = 20_000_000;
 /// UDP port of the datagram service (discard).
 const UDP_PORT: u16 = 9;
 /// Pause between loads, so queues drain and one load's tail is not the
 /// next one's head.
 const SETTLE: Duration = Duration::from_millis(500);
+/// Warm-up pace: one frame per 20 µs (50 k frames/s), slow enough for the
+/// slowest director to take every new flow.
+const WARMUP_INTERVAL: Duration = Duration::from_micros(20);
+/// Warm-up bound in time.
+const WARMUP_MAX: Duration = Duration::from_secs(15);
+/// A run that delivered at least this share of what was sent did not
+/// saturate the director.
+const SATURATED_BELOW: f64 = 0.98;
+/// Frames the director's `back` may drop toward the sink (the sink's ring
+/// full), as a share of those delivered, before the run is flagged. Such
+/// frames cost the director but are not counted as delivered, so they
+/// inflate its µs/packet by that share. The sink's threads are SCHED_FIFO,
+/// but the generator holds its CPU in short non-preemptible stretches, so a
+/// few tenths of a percent are normal.
+const SINK_DROPS_WARN: f64 = 0.01;
+/// The CPU the director (its NAPI threads, rvsd, HAProxy) runs on.
+const DIRECTOR_CPU: usize = 1;
+/// The CPU everything else runs on.
+const LOAD_CPU: usize = 0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Setup {
     KernelRoute,
     NftDnat,
     Haproxy,
-    Rvs(Mode),
+    /// RVS in this mode, with the fast path on (`true`) or off.
+    Rvs(Mode, bool),
 }
 
 impl Setup {
-    fn all() -> [Setup; 6] {
+    fn all() -> [Setup; 9] {
         [
             Setup::KernelRoute,
             Setup::NftDnat,
             Setup::Haproxy,
-            Setup::Rvs(Mode::Dr),
-            Setup::Rvs(Mode::Nat),
-            Setup::Rvs(Mode::Tun),
+            Setup::Rvs(Mode::Dr, true),
+            Setup::Rvs(Mode::Dr, false),
+            Setup::Rvs(Mode::Nat, true),
+            Setup::Rvs(Mode::Nat, false),
+            Setup::Rvs(Mode::Tun, true),
+            Setup::Rvs(Mode::Tun, false),
         ]
     }
 
@@ -98,18 +149,21 @@ impl Setup {
             Setup::KernelRoute => "kernel-route",
             Setup::NftDnat => "nft-dnat",
             Setup::Haproxy => "haproxy",
-            Setup::Rvs(Mode::Dr) => "rvs-dr",
-            Setup::Rvs(Mode::Nat) => "rvs-nat",
-            Setup::Rvs(Mode::Tun) => "rvs-tun",
+            Setup::Rvs(Mode::Dr, true) => "rvs-dr",
+            Setup::Rvs(Mode::Dr, false) => "rvs-dr-slow",
+            Setup::Rvs(Mode::Nat, true) => "rvs-nat",
+            Setup::Rvs(Mode::Nat, false) => "rvs-nat-slow",
+            Setup::Rvs(Mode::Tun, true) => "rvs-tun",
+            Setup::Rvs(Mode::Tun, false) => "rvs-tun-slow",
         }
     }
 
-    fn spec(self) -> LabSpec {
+    fn spec(self, queues: u32) -> LabSpec {
         let (mode, director) = match self {
             Setup::KernelRoute => (Mode::Dr, DirectorKind::KernelRoute),
             Setup::NftDnat => (Mode::Nat, DirectorKind::NftDnat),
             Setup::Haproxy => (Mode::Dr, DirectorKind::Haproxy),
-            Setup::Rvs(mode) => (mode, DirectorKind::None),
+            Setup::Rvs(mode, _) => (mode, DirectorKind::None),
         };
         LabSpec {
             prefix: unique_prefix(),
@@ -117,6 +171,7 @@ impl Setup {
             servers: 3,
             director,
             decap_bin: None,
+            queues,
         }
     }
 
@@ -129,65 +184,79 @@ impl Setup {
 /// One row of the table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Metric {
-    /// UDP datagrams per second delivered to the servers, 256 flows.
+    /// Frames per second the generator sent, many flows.
+    UdpManySent,
+    /// Frames per second the sink counted, many flows.
     UdpManyPps,
-    /// UDP datagrams per second delivered to the servers, one flow.
-    UdpOnePps,
-    /// Share of the sent datagrams that arrived, 256 flows.
+    /// Delivered / sent, many flows.
     UdpManyDelivered,
+    /// Director CPU per delivered frame, many flows.
+    UdpManyUs,
+    /// Frames per second the generator sent, one flow.
+    UdpOneSent,
+    /// Frames per second the sink counted, one flow.
+    UdpOnePps,
+    /// Delivered / sent, one flow.
+    UdpOneDelivered,
+    /// Director CPU per delivered frame, one flow.
+    UdpOneUs,
     /// HTTP requests per second on kept-alive connections.
     HttpKeepAlive,
+    /// Director CPU per keep-alive request.
+    HttpKeepAliveUs,
     /// HTTP requests per second, one connection each.
     HttpNewConn,
-    /// Director process CPU per delivered datagram (256 flows).
-    DirectorUsPerPacket,
-    /// Director process CPU per keep-alive request.
-    DirectorUsPerRequest,
-    /// Director process CPU per new connection.
-    DirectorUsPerConn,
-    /// Machine softirq time per delivered datagram (256 flows).
-    SoftirqUsPerPacket,
+    /// Director CPU per new connection.
+    HttpNewConnUs,
 }
 
 impl Metric {
-    const ALL: [Metric; 9] = [
+    const ALL: [Metric; 12] = [
+        Metric::UdpManySent,
         Metric::UdpManyPps,
-        Metric::UdpOnePps,
         Metric::UdpManyDelivered,
+        Metric::UdpManyUs,
+        Metric::UdpOneSent,
+        Metric::UdpOnePps,
+        Metric::UdpOneDelivered,
+        Metric::UdpOneUs,
         Metric::HttpKeepAlive,
+        Metric::HttpKeepAliveUs,
         Metric::HttpNewConn,
-        Metric::DirectorUsPerPacket,
-        Metric::DirectorUsPerRequest,
-        Metric::DirectorUsPerConn,
-        Metric::SoftirqUsPerPacket,
+        Metric::HttpNewConnUs,
     ];
 
     /// The row label.
     pub fn label(self) -> &'static str {
         match self {
-            Metric::UdpManyPps => "udp 64B pps, many flows",
-            Metric::UdpOnePps => "udp 64B pps, one flow",
-            Metric::UdpManyDelivered => "udp delivered/sent, many",
+            Metric::UdpManySent => "udp many flows: sent pps",
+            Metric::UdpManyPps => "udp many flows: delivered pps",
+            Metric::UdpManyDelivered => "udp many flows: delivered/sent",
+            Metric::UdpManyUs => "udp many flows: director µs/pkt",
+            Metric::UdpOneSent => "udp one flow: sent pps",
+            Metric::UdpOnePps => "udp one flow: delivered pps",
+            Metric::UdpOneDelivered => "udp one flow: delivered/sent",
+            Metric::UdpOneUs => "udp one flow: director µs/pkt",
             Metric::HttpKeepAlive => "http keep-alive req/s",
+            Metric::HttpKeepAliveUs => "http keep-alive: director µs/req",
             Metric::HttpNewConn => "http new conn/s",
-            Metric::DirectorUsPerPacket => "director µs/packet (udp)",
-            Metric::DirectorUsPerRequest => "director µs/req (keep-alive)",
-            Metric::DirectorUsPerConn => "director µs/conn (new conn)",
-            Metric::SoftirqUsPerPacket => "machine softirq µs/packet",
+            Metric::HttpNewConnUs => "http new conn: director µs/conn",
         }
     }
 
     fn format(self, v: f64) -> String {
         match self {
-            Metric::UdpManyPps
+            Metric::UdpManySent
+            | Metric::UdpManyPps
+            | Metric::UdpOneSent
             | Metric::UdpOnePps
             | Metric::HttpKeepAlive
             | Metric::HttpNewConn => si(v),
-            Metric::UdpManyDelivered => format!("{:.1}%", v * 100.0),
-            Metric::DirectorUsPerPacket
-            | Metric::DirectorUsPerRequest
-            | Metric::DirectorUsPerConn
-            | Metric::SoftirqUsPerPacket => {
+            Metric::UdpManyDelivered | Metric::UdpOneDelivered => format!("{:.1}%", v * 100.0),
+            Metric::UdpManyUs
+            | Metric::UdpOneUs
+            | Metric::HttpKeepAliveUs
+            | Metric::HttpNewConnUs => {
                 if v >= 10.0 {
                     format!("{v:.1}")
                 } else {
@@ -195,6 +264,18 @@ impl Metric {
                 }
             }
         }
+    }
+
+    /// Whether a ratio to the reference means something (not for what the
+    /// generator sent or the delivered share).
+    fn in_ratio_table(self) -> bool {
+        !matches!(
+            self,
+            Metric::UdpManySent
+                | Metric::UdpOneSent
+                | Metric::UdpManyDelivered
+                | Metric::UdpOneDelivered
+        )
     }
 }
 
@@ -273,6 +354,9 @@ pub struct Report {
     pub setups: Vec<String>,
     /// Per setup, per metric.
     pub cells: BTreeMap<(String, Metric), Cell>,
+    /// UDP runs that did not saturate the director (delivered ≥ 98 % of
+    /// what was sent): their pps is a floor, not the director's limit.
+    pub unsaturated: Vec<String>,
     /// Load failures and setups that could not be built, in order.
     pub errors: Vec<String>,
     /// Warnings worth reading next to the numbers (e.g. HTTP errors).
@@ -281,10 +365,14 @@ pub struct Report {
     pub repetitions: u32,
     /// Seconds per load run.
     pub duration_secs: u32,
+    /// Queues per veth.
+    pub queues: u32,
+    /// Whether the director was pinned alone on its CPU (needs 2 CPUs).
+    pub pinned: bool,
     /// Wall time of the whole run.
     pub elapsed: Duration,
     /// 1-minute load average of the machine at the start and the end (other
-    /// work on the machine makes the numbers noisy).
+    /// work on the machine makes the rates noisy; the µs figures much less).
     pub loadavg: (String, String),
 }
 
@@ -294,17 +382,35 @@ impl Report {
         self.cells.get(&(setup.to_owned(), metric))
     }
 
+    /// Whether a UDP run of `setup` for the load of `metric` did not
+    /// saturate the director.
+    fn unsaturated(&self, setup: &str, metric: Metric) -> bool {
+        let load = match metric {
+            Metric::UdpManyPps => "many",
+            Metric::UdpOnePps => "one",
+            _ => return false,
+        };
+        let key = format!("{setup} udp {load}");
+        self.unsaturated.iter().any(|u| u.starts_with(&key))
+    }
+
     /// The main table, the ratio table and the notes, ready to print.
     pub fn table(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
             "rvs-lab bench: {} repetition(s) × {} s per load, median (min–max); {} setups in {:.0} s; \
-             load average {} at start, {} at end",
+             {} queue(s) per veth; director {}; load average {} at start, {} at end",
             self.repetitions,
             self.duration_secs,
             self.setups.len(),
             self.elapsed.as_secs_f64(),
+            self.queues,
+            if self.pinned {
+                "alone on CPU 1"
+            } else {
+                "NOT pinned (fewer than 2 CPUs)"
+            },
             self.loadavg.0,
             self.loadavg.1
         );
@@ -315,9 +421,14 @@ impl Report {
                     .setups
                     .iter()
                     .map(|s| {
-                        self.cell(s, m)
+                        let mut c = self
+                            .cell(s, m)
                             .map(|c| c.render(m))
-                            .unwrap_or_else(|| "-".into())
+                            .unwrap_or_else(|| "-".into());
+                        if self.unsaturated(s, m) {
+                            c.push_str(" !");
+                        }
+                        c
                     })
                     .collect();
                 (m.label().to_owned(), cells)
@@ -332,6 +443,7 @@ impl Report {
             );
             let rows: Vec<(String, Vec<String>)> = Metric::ALL
                 .iter()
+                .filter(|m| m.in_ratio_table())
                 .filter(|&&m| self.cell(REFERENCE, m).and_then(Cell::median).is_some())
                 .map(|&m| {
                     let base = self.cell(REFERENCE, m).and_then(Cell::median);
@@ -354,22 +466,26 @@ impl Report {
         let _ = writeln!(
             out,
             "\nnotes:\n\
-             - udp: {} B frames (UDP payload {} B) to {VIP}:{UDP_PORT} from one sender thread in the client \
-             namespace, {MANY_FLOWS} source ports or one; pps = datagrams that reached the servers' UDP layer \
-             (/proc/net/snmp InDatagrams+NoPorts+InErrors) per second sent.\n\
-             - http: wrk -t2 -c50 against http://{VIP}/ (nginx, 3 servers; kernel-route: rs1 only, no balancing).\n\
-             - director µs: user+system CPU of the rvsd / haproxy processes over the load, per delivered \
-             packet or completed request; n/a where the director's work is kernel softirq (nft-dnat), there \
-             is no director (kernel-route) or the load does not apply (haproxy is TCP only). rvsd's figure \
-             excludes the XDP redirect done in softirq before its sockets see a frame.\n\
-             - machine softirq µs/packet: all CPUs' softirq time over the udp many-flows load per delivered \
-             packet: the whole path (client, router, director, servers), so compare columns, not absolutes; \
-             the difference to kernel-route is roughly the director hop.\n\
-             - the ratio table leaves out rows {REFERENCE} has no value for (its director work is softirq).\n\
-             - all setups share one 2-core machine with the load generators; other work on it adds noise.",
-            64,
-            udp::PAYLOAD
+             - udp: 64 B frames (UDP payload {} B, checksum 0) from {} to {VIP}:{UDP_PORT}, written by an XDP \
+             generator (BPF_PROG_TEST_RUN, live frames) on the router's rt-dir straight into the director's \
+             front; {MANY_FLOWS} source ports (each a connection, created by a paced warm-up before the run) \
+             or one. delivered = frames an XDP sink on the router's p-dir (the director's back leg) counted.\n\
+             - ! = the director delivered ≥ {:.0}% of what was sent: it was not saturated, so that pps is a \
+             floor, not its limit.\n\
+             - director µs: CPU time of the director's NAPI threads (front, back) and of rvsd / haproxy \
+             (/proc/PID/schedstat) over the load, per delivered packet or completed request. With the \
+             director alone on CPU 1 this is its whole cost in every setup: kernel forwarding and nftables \
+             run in the NAPI threads, RVS's XDP there too and its engine in rvsd.\n\
+             - http: wrk -t2 -c50 against http://{VIP}/ (nginx, 3 servers; kernel-route: rs1 only, no \
+             balancing); wrk, nginx and the router share CPU 0, so req/s is bounded there — compare the µs.\n\
+             - -slow: rvsd with fast_path = false (every packet through AF_XDP and the engine).",
+            xdp::PAYLOAD,
+            crate::CLIENT_IP,
+            SATURATED_BELOW * 100.0
         );
+        for u in &self.unsaturated {
+            let _ = writeln!(out, "not saturated: {u}");
+        }
         for w in &self.warnings {
             let _ = writeln!(out, "warning: {w}");
         }
@@ -463,16 +579,23 @@ pub fn measure(opts: &BenchOptions) -> Result<Report> {
     if opts.duration_secs > 600 || opts.repetitions > 100 {
         bail!("refusing an unbounded run: duration at most 600 s, repetitions at most 100");
     }
+    if opts.queues == 0 || opts.queues > crate::MAX_QUEUES {
+        bail!("queues must be 1..={}", crate::MAX_QUEUES);
+    }
     let setups = selected(opts)?;
     crate::install_signal_handler();
+    let pinned = std::thread::available_parallelism().map_or(1, |n| n.get()) > DIRECTOR_CPU;
     let started = Instant::now();
     let mut report = Report {
         setups: setups.iter().map(|s| s.name().to_owned()).collect(),
         cells: BTreeMap::new(),
+        unsaturated: Vec::new(),
         errors: Vec::new(),
         warnings: Vec::new(),
         repetitions: opts.repetitions,
         duration_secs: opts.duration_secs,
+        queues: opts.queues,
+        pinned,
         elapsed: Duration::ZERO,
         loadavg: (loadavg(), String::new()),
     };
@@ -480,7 +603,7 @@ pub fn measure(opts: &BenchOptions) -> Result<Report> {
         let t = Instant::now();
         eprintln!("bench: {} — building the lab", setup.name());
         let mut samples: BTreeMap<Metric, Cell> = BTreeMap::new();
-        if let Err(e) = bench_setup(setup, opts, &mut samples, &mut report) {
+        if let Err(e) = bench_setup(setup, opts, pinned, &mut samples, &mut report) {
             report.errors.push(format!("{}: {e:#}", setup.name()));
         }
         for m in Metric::ALL {
@@ -506,19 +629,43 @@ fn loadavg() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-/// Where the director's CPU time can be read, if anywhere.
-enum Director {
-    /// No director process (kernel-route, nft-dnat).
-    Kernel(&'static str),
-    /// These processes are the director.
-    Processes(Vec<u32>),
+/// The threads whose CPU time is the director's.
+#[derive(Debug, Default)]
+struct Director {
+    /// NAPI kernel threads of the director's `front` and `back`.
+    napi: Vec<u32>,
+    /// Director processes (rvsd, haproxy), all their threads.
+    processes: Vec<u32>,
 }
 
 impl Director {
-    fn cpu_secs(&self) -> Option<f64> {
-        match self {
-            Director::Kernel(_) => None,
-            Director::Processes(p) => Some(proc::processes_cpu_secs(p)),
+    fn cpu_secs(&self) -> f64 {
+        let napi: f64 = self
+            .napi
+            .iter()
+            .filter_map(|&p| proc::task_cpu_secs(p))
+            .sum();
+        let procs: f64 = self
+            .processes
+            .iter()
+            .map(|&p| proc::threads_cpu_secs(p))
+            .sum();
+        napi + procs
+    }
+}
+
+/// CPU time of the director and, as a cross-check, of its whole CPU.
+#[derive(Debug, Clone, Copy)]
+struct CpuMark {
+    director: f64,
+    cpu: Option<f64>,
+}
+
+impl CpuMark {
+    fn now(d: &Director) -> CpuMark {
+        CpuMark {
+            director: d.cpu_secs(),
+            cpu: proc::cpu_busy_secs(DIRECTOR_CPU),
         }
     }
 }
@@ -533,35 +680,47 @@ fn push(samples: &mut BTreeMap<Metric, Cell>, m: Metric, v: f64) {
 fn bench_setup(
     setup: Setup,
     opts: &BenchOptions,
+    pinned: bool,
     samples: &mut BTreeMap<Metric, Cell>,
     report: &mut Report,
 ) -> Result<()> {
-    let lab = Lab::build(setup.spec())?;
+    let lab = Lab::build(setup.spec(opts.queues))?;
     // Same client-side limits for every setup: new connections need ports.
     for role in ["client", "dir"] {
         lab.set_sysctl(role, "net.ipv4.ip_local_port_range", "1024 65000")?;
         lab.set_sysctl(role, "net.ipv4.tcp_tw_reuse", "1")?;
     }
+    let cpu = |c: usize| pinned.then_some(c);
     let mut rvsd = None;
-    let director = match setup {
-        Setup::KernelRoute => Director::Kernel("no director"),
-        Setup::NftDnat => Director::Kernel("kernel softirq"),
+    let mut director = Director::default();
+    match setup {
+        Setup::KernelRoute | Setup::NftDnat => {}
         Setup::Haproxy => {
-            let pids = proc::pids_named(&lab, "dir", "haproxy")?;
-            if pids.is_empty() {
+            director.processes = proc::pids_named(&lab, "dir", "haproxy")?;
+            if director.processes.is_empty() {
                 bail!("no haproxy process in {}", lab.ns("dir"));
             }
-            Director::Processes(pids)
         }
-        Setup::Rvs(mode) => {
-            let d = rvs::Rvsd::start(&lab)?;
+        Setup::Rvs(mode, fast_path) => {
+            let d = rvs::Rvsd::start(&lab, fast_path, cpu(DIRECTOR_CPU))?;
             d.configure(&lab, mode)?;
-            let pid = d.pid();
+            director.processes = vec![d.pid()];
             rvsd = Some(d);
-            Director::Processes(vec![pid])
         }
-    };
-    let result = run_loads(&lab, setup, opts, &director, samples, report);
+    }
+    let mut rig = xdp::Rig::attach(&lab, UDP_PORT)?;
+    for dev in ["front", "back"] {
+        director.napi.extend(lab.thread_napi("dir", dev)?);
+    }
+    let mut router_napi = Vec::new();
+    for dev in ["rt-dir", "p-dir"] {
+        router_napi.extend(lab.thread_napi("router", dev)?);
+    }
+    if pinned {
+        pin_everything(&lab, &director, &router_napi)?;
+    }
+    let result = run_loads(&lab, &mut rig, setup, opts, &director, samples, report);
+    drop(rig);
     if let Some(d) = &rvsd {
         match d.scrape(&lab) {
             Ok(summary) => eprintln!("bench: {}: /metrics scrape: {summary}", setup.name()),
@@ -577,8 +736,35 @@ fn bench_setup(
     result
 }
 
+/// The director's NAPI threads and processes on [`DIRECTOR_CPU`];
+/// everything else of the lab (router NAPI threads, nginx, rvs-decap) on
+/// [`LOAD_CPU`], where the generator and wrk also run. The sink's NAPI
+/// threads (`router`'s `p-dir` and `rt-dir`) are SCHED_FIFO, so they take
+/// every frame the director delivers however hard the generator pushes on
+/// the same CPU, and the delivered count is never the sink's limit.
+fn pin_everything(lab: &Lab, director: &Director, router_napi: &[u32]) -> Result<()> {
+    for &p in &director.napi {
+        proc::pin(p, DIRECTOR_CPU, false)?;
+    }
+    for p in proc::pids_in(lab, "dir")? {
+        proc::pin(p, DIRECTOR_CPU, true)?;
+    }
+    for &p in router_napi {
+        proc::pin(p, LOAD_CPU, false)?;
+        proc::realtime(p)?;
+    }
+    let roles = lab.roles();
+    for role in roles.iter().filter(|r| r.as_str() != "dir") {
+        for p in proc::pids_in(lab, role)? {
+            proc::pin(p, LOAD_CPU, true)?;
+        }
+    }
+    Ok(())
+}
+
 fn run_loads(
     lab: &Lab,
+    rig: &mut xdp::Rig,
     setup: Setup,
     opts: &BenchOptions,
     director: &Director,
@@ -592,54 +778,87 @@ fn run_loads(
     let name = setup.name();
 
     if !setup.carries_udp() {
-        for m in [
-            Metric::UdpManyPps,
-            Metric::UdpOnePps,
-            Metric::UdpManyDelivered,
-            Metric::DirectorUsPerPacket,
-            Metric::SoftirqUsPerPacket,
-        ] {
-            samples.insert(m, Cell::NotApplicable("TCP only"));
+        for m in Metric::ALL.iter().filter(|m| m.label().starts_with("udp")) {
+            samples.insert(*m, Cell::NotApplicable("TCP only"));
         }
     }
-    if let Director::Kernel(why) = director {
-        for m in [
-            Metric::DirectorUsPerPacket,
-            Metric::DirectorUsPerRequest,
-            Metric::DirectorUsPerConn,
-        ] {
-            samples.insert(m, Cell::NotApplicable(why));
-        }
-    }
-
+    let loads = [
+        (
+            MANY_FLOWS,
+            "many",
+            [
+                Metric::UdpManySent,
+                Metric::UdpManyPps,
+                Metric::UdpManyDelivered,
+                Metric::UdpManyUs,
+            ],
+        ),
+        (
+            1,
+            "one",
+            [
+                Metric::UdpOneSent,
+                Metric::UdpOnePps,
+                Metric::UdpOneDelivered,
+                Metric::UdpOneUs,
+            ],
+        ),
+    ];
     for rep in 1..=opts.repetitions {
         let tag = format!("{name} {rep}/{}", opts.repetitions);
         if setup.carries_udp() {
-            for (flows, pps_metric) in [(MANY_FLOWS, Metric::UdpManyPps), (1, Metric::UdpOnePps)] {
-                match udp_load(lab, flows, duration, director) {
+            for (flows, load, [sent_m, pps_m, share_m, us_m]) in loads {
+                match udp_load(lab, rig, flows, duration, director) {
                     Ok(r) => {
                         eprintln!(
-                            "bench: {tag}: udp {flows} flow(s): sent {} pps, delivered {} pps{}",
+                            "bench: {tag}: udp {load} ({flows} flow(s)): sent {} pps (generator {:.0}% of CPU \
+                             {LOAD_CPU}), delivered {} pps ({:.1}%), director {:.3} µs/packet (CPU {DIRECTOR_CPU} \
+                             busy {}){}",
                             si(r.sent_pps),
+                            r.generator_share * 100.0,
                             si(r.delivered_pps),
-                            r.director_us
-                                .map(|u| format!(", director {u:.2} µs/packet"))
-                                .unwrap_or_default()
-                        );
-                        push(samples, pps_metric, r.delivered_pps);
-                        if flows == MANY_FLOWS {
-                            push(samples, Metric::UdpManyDelivered, r.delivered_share);
-                            push(samples, Metric::SoftirqUsPerPacket, r.softirq_us);
-                            if let Some(u) = r.director_us {
-                                push(samples, Metric::DirectorUsPerPacket, u);
+                            r.delivered_share * 100.0,
+                            r.director_us,
+                            r.cpu_us
+                                .map(|u| format!("{u:.3} µs/packet"))
+                                .unwrap_or_else(|| "?".into()),
+                            if r.warmup_delivered < r.warmup_sent {
+                                format!(
+                                    "; warm-up delivered {} of {}",
+                                    r.warmup_delivered, r.warmup_sent
+                                )
+                            } else {
+                                String::new()
                             }
+                        );
+                        if r.delivered_share >= SATURATED_BELOW {
+                            report.unsaturated.push(format!(
+                                "{name} udp {load} flow(s) rep {rep}: sent {} pps, delivered {:.1}%",
+                                si(r.sent_pps),
+                                r.delivered_share * 100.0
+                            ));
                         }
+                        let delivered = r.delivered_pps * f64::from(opts.duration_secs);
+                        if r.back_drops as f64 > SINK_DROPS_WARN * delivered {
+                            report.warnings.push(format!(
+                                "{tag}: udp {load}: the sink's ring overflowed: {} frames the director sent \
+                                 ({:.2}% of those delivered) were not counted, so its µs/packet is that much high",
+                                r.back_drops,
+                                r.back_drops as f64 * 100.0 / delivered.max(1.0)
+                            ));
+                        }
+                        push(samples, sent_m, r.sent_pps);
+                        push(samples, pps_m, r.delivered_pps);
+                        push(samples, share_m, r.delivered_share);
+                        push(samples, us_m, r.director_us);
                     }
                     Err(e) => {
-                        samples.insert(pps_metric, Cell::Failed);
+                        for m in [sent_m, pps_m, share_m, us_m] {
+                            samples.insert(m, Cell::Failed);
+                        }
                         report
                             .errors
-                            .push(format!("{tag}: udp {flows} flow(s): {e:#}"));
+                            .push(format!("{tag}: udp {load} ({flows} flows): {e:#}"));
                     }
                 }
                 std::thread::sleep(SETTLE);
@@ -649,26 +868,19 @@ fn run_loads(
             (
                 false,
                 Metric::HttpKeepAlive,
-                Metric::DirectorUsPerRequest,
+                Metric::HttpKeepAliveUs,
                 "keep-alive",
             ),
-            (
-                true,
-                Metric::HttpNewConn,
-                Metric::DirectorUsPerConn,
-                "new conn",
-            ),
+            (true, Metric::HttpNewConn, Metric::HttpNewConnUs, "new conn"),
         ] {
             match http_load(lab, &url, opts.duration_secs, close, director) {
                 Ok(r) => {
                     eprintln!(
-                        "bench: {tag}: http {what}: {} req/s ({} requests, {} errors){}",
+                        "bench: {tag}: http {what}: {} req/s ({} requests, {} errors), director {:.2} µs/req",
                         si(r.rps),
                         r.requests,
                         r.errors,
                         r.director_us
-                            .map(|u| format!(", director {u:.2} µs/req"))
-                            .unwrap_or_default()
                     );
                     if r.errors > 0 {
                         report.warnings.push(format!(
@@ -677,12 +889,11 @@ fn run_loads(
                         ));
                     }
                     push(samples, rate_metric, r.rps);
-                    if let Some(u) = r.director_us {
-                        push(samples, cpu_metric, u);
-                    }
+                    push(samples, cpu_metric, r.director_us);
                 }
                 Err(e) => {
                     samples.insert(rate_metric, Cell::Failed);
+                    samples.insert(cpu_metric, Cell::Failed);
                     report.errors.push(format!("{tag}: http {what}: {e:#}"));
                 }
             }
@@ -694,45 +905,71 @@ fn run_loads(
 
 struct UdpResult {
     sent_pps: f64,
+    generator_share: f64,
     delivered_pps: f64,
     delivered_share: f64,
-    softirq_us: f64,
-    director_us: Option<f64>,
+    director_us: f64,
+    cpu_us: Option<f64>,
+    back_drops: u64,
+    warmup_sent: u64,
+    warmup_delivered: u64,
 }
 
-fn udp_arrived_all(lab: &Lab) -> Result<u64> {
-    (1..=lab.spec().servers)
-        .map(|i| proc::udp_arrived(lab, &format!("rs{i}")))
-        .sum()
+/// Frames the director's `back` could not hand to the sink's ring.
+fn back_tx_dropped(lab: &Lab) -> Result<u64> {
+    let s = lab.exec("dir", &["cat", "/sys/class/net/back/statistics/tx_dropped"])?;
+    s.trim()
+        .parse()
+        .with_context(|| format!("tx_dropped of back: {s:?}"))
 }
 
-fn udp_load(lab: &Lab, flows: usize, duration: Duration, director: &Director) -> Result<UdpResult> {
-    let dst = SocketAddrV4::new(VIP, UDP_PORT);
-    let before = udp_arrived_all(lab)?;
-    let cpu0 = proc::MachineCpu::now()?;
-    let dir0 = director.cpu_secs();
+fn udp_load(
+    lab: &Lab,
+    rig: &mut xdp::Rig,
+    flows: u32,
+    duration: Duration,
+    director: &Director,
+) -> Result<UdpResult> {
+    // Warm-up: every flow twice, paced, so the connections exist (and ARP
+    // is resolved) before the measured run.
+    rig.configure(flows, Some(WARMUP_INTERVAL))?;
+    let w0 = rig.delivered()?;
+    let warm = rig.blast(LOAD_CPU, WARMUP_MAX, u64::from(flows.max(128)) * 2)?;
+    std::thread::sleep(SETTLE);
+    let warmup_delivered = rig.delivered()?.saturating_sub(w0);
+
+    let d0 = rig.delivered()?;
+    let drops0 = back_tx_dropped(lab)?;
+    let c0 = CpuMark::now(director);
     let max = MAX_PPS.saturating_mul(duration.as_secs().max(1));
-    let blast = udp::blast(&lab.ns("client"), dst, flows, duration, max)?;
+    rig.configure(flows, None)?;
+    let blast = rig.blast(LOAD_CPU, duration, max)?;
     // Let what is still queued on the path arrive before counting.
     std::thread::sleep(Duration::from_millis(200));
-    let dir1 = director.cpu_secs();
-    let cpu1 = proc::MachineCpu::now()?;
-    let after = udp_arrived_all(lab)?;
-    let delivered = after.saturating_sub(before);
-    let secs = blast.elapsed.as_secs_f64().max(1e-3);
+    let c1 = CpuMark::now(director);
+    let delivered = rig.delivered()?.saturating_sub(d0);
+    let back_drops = back_tx_dropped(lab)?.saturating_sub(drops0);
     if blast.sent == 0 {
-        bail!("the sender could not send a single datagram to {dst}");
+        bail!("the generator sent nothing");
     }
-    let per_packet = |secs: f64| secs * 1e6 / delivered.max(1) as f64;
+    if delivered == 0 {
+        bail!(
+            "the director delivered none of {} frames to the sink",
+            blast.sent
+        );
+    }
+    let secs = blast.elapsed.as_secs_f64().max(1e-3);
+    let per_packet = |s: f64| s * 1e6 / delivered as f64;
     Ok(UdpResult {
         sent_pps: blast.sent as f64 / secs,
+        generator_share: blast.cpu.as_secs_f64() / secs,
         delivered_pps: delivered as f64 / secs,
         delivered_share: delivered as f64 / blast.sent as f64,
-        softirq_us: per_packet(cpu1.softirq_since(&cpu0)),
-        director_us: match (dir0, dir1) {
-            (Some(a), Some(b)) if delivered > 0 => Some(per_packet(b - a)),
-            _ => None,
-        },
+        director_us: per_packet(c1.director - c0.director),
+        cpu_us: c0.cpu.zip(c1.cpu).map(|(a, b)| per_packet(b - a)),
+        back_drops,
+        warmup_sent: warm.sent,
+        warmup_delivered,
     })
 }
 
@@ -740,7 +977,7 @@ struct HttpResult {
     rps: f64,
     requests: u64,
     errors: u64,
-    director_us: Option<f64>,
+    director_us: f64,
 }
 
 fn http_load(
@@ -751,14 +988,26 @@ fn http_load(
     director: &Director,
 ) -> Result<HttpResult> {
     let d = format!("{secs}s");
-    let mut args = vec!["wrk", "-t2", "-c50", "-d", &d, "--timeout", "2s"];
+    let cpu = LOAD_CPU.to_string();
+    let mut args = vec![
+        "taskset",
+        "-c",
+        &cpu,
+        "wrk",
+        "-t2",
+        "-c50",
+        "-d",
+        &d,
+        "--timeout",
+        "2s",
+    ];
     if close {
         args.extend_from_slice(&["-H", "Connection: close"]);
     }
     args.push(url);
-    let dir0 = director.cpu_secs();
+    let c0 = director.cpu_secs();
     let out = lab.exec_timeout("client", &args, Duration::from_secs(u64::from(secs) + 30))?;
-    let dir1 = director.cpu_secs();
+    let c1 = director.cpu_secs();
     let w = parse_wrk(&out).with_context(|| format!("unreadable wrk output:\n{out}"))?;
     if w.requests == 0 {
         bail!("wrk completed no request:\n{}", out.trim());
@@ -767,10 +1016,7 @@ fn http_load(
         rps: w.rps,
         requests: w.requests,
         errors: w.errors,
-        director_us: match (dir0, dir1) {
-            (Some(a), Some(b)) => Some((b - a) * 1e6 / w.requests as f64),
-            _ => None,
-        },
+        director_us: (c1 - c0) * 1e6 / w.requests as f64,
     })
 }
 
@@ -842,7 +1088,7 @@ Transfer/sec:      4.19MB
         assert_eq!(c.render(Metric::UdpManyPps), "200k (100k–300k)");
         let c = Cell::Samples(vec![1.5, 2.5]);
         assert_eq!(c.median(), Some(2.0));
-        assert_eq!(c.render(Metric::DirectorUsPerPacket), "2.00 (1.50–2.50)");
+        assert_eq!(c.render(Metric::UdpManyUs), "2.00 (1.50–2.50)");
         assert_eq!(
             Cell::Samples(vec![1_234_567.0]).render(Metric::UdpOnePps),
             "1.23M"
@@ -857,8 +1103,15 @@ Transfer/sec:      4.19MB
             only: Some(only.iter().map(|s| s.to_string()).collect()),
             ..BenchOptions::default()
         };
-        let s = selected(&opts(&["rvs-dr", "kernel-route"])).unwrap();
-        assert_eq!(s, vec![Setup::KernelRoute, Setup::Rvs(Mode::Dr)]);
+        let s = selected(&opts(&["rvs-dr-slow", "rvs-dr", "kernel-route"])).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                Setup::KernelRoute,
+                Setup::Rvs(Mode::Dr, true),
+                Setup::Rvs(Mode::Dr, false)
+            ]
+        );
         assert!(selected(&opts(&["ipvs"])).is_err());
         assert_eq!(
             selected(&BenchOptions::default()).unwrap().len(),
@@ -879,18 +1132,32 @@ Transfer/sec:      4.19MB
         let r = Report {
             setups: vec!["nft-dnat".into(), "rvs-dr".into()],
             cells,
+            unsaturated: vec!["rvs-dr udp many flow(s) rep 1: sent 1M pps, delivered 99.0%".into()],
             errors: vec![],
             warnings: vec![],
             repetitions: 1,
             duration_secs: 1,
+            queues: 1,
+            pinned: true,
             elapsed: Duration::from_secs(3),
             loadavg: ("0.10".into(), "1.00".into()),
         };
         let t = r.table();
         for m in Metric::ALL {
             let rows = t.lines().filter(|l| l.starts_with(m.label())).count();
-            assert_eq!(rows, 2, "{m:?} in\n{t}");
+            let want = if m.in_ratio_table() { 2 } else { 1 };
+            assert_eq!(rows, want, "{m:?} in\n{t}");
         }
         assert!(t.contains("1.50×"), "{t}");
+        let many = t
+            .lines()
+            .find(|l| l.starts_with(Metric::UdpManyPps.label()))
+            .unwrap();
+        assert!(many.ends_with("150 !"), "unsaturated run flagged: {many}");
+        let one = t
+            .lines()
+            .find(|l| l.starts_with(Metric::UdpOnePps.label()))
+            .unwrap();
+        assert!(!one.contains('!'), "{one}");
     }
 }

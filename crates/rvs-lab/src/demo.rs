@@ -297,6 +297,8 @@ pub struct DemoOptions {
     pub weights: Vec<u32>,
     /// Namespace prefix (default: unique).
     pub prefix: Option<String>,
+    /// Queues of every veth ([`LabSpec::queues`]).
+    pub queues: u32,
 }
 
 /// Which server answered how often (`"rs1"` → n), plus failed requests
@@ -338,11 +340,12 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
     let rvsadm_bin = find_binary("rvsadm")?;
     let weights: Vec<String> = opts.weights.iter().map(u32::to_string).collect();
     println!(
-        "rvs-lab demo: {:?} mode, scheduler {}, weights {}, {} requests",
+        "rvs-lab demo: {:?} mode, scheduler {}, weights {}, {} requests, {} queue(s) per veth",
         opts.mode,
         opts.scheduler.name(),
         weights.join(","),
-        opts.requests
+        opts.requests,
+        opts.queues
     );
     let spec = LabSpec {
         prefix: opts.prefix.clone().unwrap_or_else(crate::unique_prefix),
@@ -350,6 +353,7 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         servers: opts.weights.len(),
         director: DirectorKind::None,
         decap_bin: None,
+        queues: opts.queues,
     };
     let lab = Lab::build(spec)?;
     println!(

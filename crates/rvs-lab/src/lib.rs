@@ -15,11 +15,27 @@
 //!  VIP 10.0.100.1/32 is routed by the router to the director (front).
 //! ```
 //!
-//! TX checksum offload is off on every veth (`ethtool -K dev tx off`): a
-//! veth hands the peer a packet with a *partial* checksum that the kernel
-//! would complete on a real NIC; a user-space director that receives the
-//! frame through AF_XDP and rewrites it would forward that partial checksum
-//! and the receiver would drop the segment.
+//! Every veth is made to behave like a NIC for XDP and multi-queue work:
+//!
+//! - **Queues**: each pair is created with `numtxqueues N numrxqueues N` on
+//!   both ends ([`LabSpec::queues`], default 1). A veth puts a packet sent
+//!   on TX queue *i* into the peer's RX queue *i*, and the kernel picks the TX
+//!   queue by flow hash, so many flows spread over the peer's RX queues as
+//!   RSS spreads them on a NIC (`ethtool -S dev` shows per-queue counters).
+//! - **GRO on** (`ethtool -K dev gro on`): a veth runs NAPI on its RX queues
+//!   only when an XDP program is attached or GRO is on, and a frame that is
+//!   `XDP_REDIRECT`ed (or `XDP_TX`ed) into a veth is taken only when the
+//!   receiving peer runs NAPI; otherwise it is dropped. A NIC always takes
+//!   them, so every veth end runs NAPI from the start. It also makes every
+//!   RX queue a NAPI instance that can run in its own kernel thread
+//!   ([`Lab::thread_napi`]).
+//! - **TX checksum offload off** (`ethtool -K dev tx off`): a veth hands the
+//!   peer a packet with a *partial* checksum that the kernel would complete
+//!   on a real NIC; a user-space director that receives the frame through
+//!   AF_XDP and rewrites it would forward that partial checksum and the
+//!   receiver would drop the segment. (This also turns TSO off, so every
+//!   packet a veth sends goes through the peer's NAPI, none through the
+//!   backlog of the sending CPU.)
 
 pub mod bench;
 mod cmd;
@@ -58,6 +74,8 @@ pub const DIR_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
 pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
 /// Most real servers a lab can have (10.0.2.11 ..= 10.0.2.99).
 pub const MAX_SERVERS: usize = 89;
+/// Most queues a lab's veths can have (the RVS XDP filter serves 64).
+pub const MAX_QUEUES: u32 = 64;
 
 /// Address of real server `n` (1-based): 10.0.2.(10+n).
 pub fn rs_ip(n: usize) -> Ipv4Addr {
@@ -84,8 +102,9 @@ pub enum Mode {
 pub enum DirectorKind {
     /// Nothing: the caller attaches its director (XDP) to `front`/`back`.
     None,
-    /// No balancing: the router routes the VIP to rs1, which holds the VIP on
-    /// `lo` (plain kernel forwarding through the same hop).
+    /// No balancing: the director's namespace routes the VIP to rs1 over
+    /// `back` (rs1 holds the VIP on `lo`): plain kernel forwarding through the
+    /// same hop, the same legs and the same veths RVS uses.
     KernelRoute,
     /// nftables DNAT on the director (`numgen inc` over the servers), servers
     /// wired with the director as gateway.
@@ -114,6 +133,8 @@ pub struct LabSpec {
     /// `rvs-decap` beside the current executable or in its parent directory
     /// (where cargo puts it relative to test binaries), then PATH.
     pub decap_bin: Option<PathBuf>,
+    /// TX and RX queues of every veth (both ends), 1..=[`MAX_QUEUES`].
+    pub queues: u32,
 }
 
 impl Default for LabSpec {
@@ -124,6 +145,7 @@ impl Default for LabSpec {
             servers: 3,
             director: DirectorKind::None,
             decap_bin: None,
+            queues: 1,
         }
     }
 }
@@ -169,6 +191,8 @@ struct State {
     /// Only a temp dir this lab created is removed again.
     tmp_created: bool,
     torn_down: bool,
+    /// NAPI kernel threads per (namespace, device), see [`Lab::thread_napi`].
+    napi_threads: HashMap<(String, String), Vec<u32>>,
 }
 
 type Shared = Arc<Mutex<State>>;
@@ -290,6 +314,7 @@ impl Lab {
             tmp: tmp.clone(),
             tmp_created: false,
             torn_down: false,
+            napi_threads: HashMap::new(),
         }));
         if let Ok(mut live) = LIVE.lock() {
             live.push(Arc::clone(&shared));
@@ -587,17 +612,91 @@ impl Lab {
 
     fn veth(&self, a: &str, a_dev: &str, b: &str, b_dev: &str) -> Result<(), LabError> {
         let b_ns = self.ns(b);
+        let q = self.spec.queues.to_string();
         self.ip(
             a,
             &[
-                "link", "add", a_dev, "type", "veth", "peer", "name", b_dev, "netns", &b_ns,
+                "link",
+                "add",
+                a_dev,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                b_dev,
+                "numtxqueues",
+                &q,
+                "numrxqueues",
+                &q,
+                "netns",
+                &b_ns,
             ],
         )?;
         for (role, dev) in [(a, a_dev), (b, b_dev)] {
-            // See the crate doc: rewritten frames must carry full checksums.
-            self.exec_timeout(role, &["ethtool", "-K", dev, "tx", "off"], SETUP_TIMEOUT)?;
+            // See the crate doc: rewritten frames must carry full checksums,
+            // and frames redirected into a veth need NAPI on its peer.
+            self.exec_timeout(
+                role,
+                &["ethtool", "-K", dev, "tx", "off", "gro", "on"],
+                SETUP_TIMEOUT,
+            )?;
         }
         Ok(())
+    }
+
+    /// Runs the NAPI instances of `dev` in `role` in kernel threads of their
+    /// own (`/sys/class/net/DEV/threaded`), one `napi/DEV-ID` thread per RX
+    /// queue, and returns their pids so they can be pinned (`taskset`) and
+    /// their CPU time read (`/proc/PID/schedstat`). Their work — XDP, GRO,
+    /// forwarding, nftables — is then the threads' CPU time instead of
+    /// softirq time on whatever CPU raised it. Calling it again returns the
+    /// same threads.
+    ///
+    /// Kernel threads live in no namespace, so they are told apart by name
+    /// and by which ones appeared when threading was switched on; another
+    /// lab switching on a device of the same name at the same instant could
+    /// be mixed in (the names then carry both labs' NAPI ids).
+    pub fn thread_napi(&self, role: &str, dev: &str) -> Result<Vec<u32>, LabError> {
+        let file = format!("/sys/class/net/{dev}/threaded");
+        let key = (self.ns(role), dev.to_owned());
+        let mut st = lock(&self.shared);
+        if st.torn_down {
+            return Err(LabError::TornDown {
+                prefix: self.spec.prefix.clone(),
+            });
+        }
+        if let Some(pids) = st.napi_threads.get(&key) {
+            return Ok(pids.clone());
+        }
+        let name = format!("napi/{dev}-");
+        let before = kthreads_named(&name);
+        self.exec_timeout(
+            role,
+            &["sh", "-c", &format!("echo 1 > {file}")],
+            SETUP_TIMEOUT,
+        )?;
+        let mut pids: Vec<u32> = kthreads_named(&name)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        pids.sort_unstable();
+        let want = self.spec.queues as usize;
+        if pids.len() != want {
+            return Err(LabError::Command {
+                cmd: format!("echo 1 > {file} in {}", self.ns(role)),
+                status: format!(
+                    "{} new `{name}*` kernel threads, expected one per RX queue ({want})",
+                    pids.len()
+                ),
+                stderr: "is GRO on (`ethtool -k DEV`) and the device up?".into(),
+            });
+        }
+        st.napi_threads.insert(key, pids.clone());
+        Ok(pids)
     }
 
     fn addr_up(&self, role: &str, dev: &str, cidr: &str) -> Result<(), LabError> {
@@ -659,10 +758,6 @@ impl Lab {
         self.addr_up("router", "rt-client", &format!("{ROUTER_CLIENT_IP}/24"))?;
         self.addr_up("router", "rt-dir", &format!("{ROUTER_DIR_IP}/24"))?;
         self.set_sysctl("router", "net.ipv4.ip_forward", "1")?;
-        let vip_via = match self.spec.director {
-            DirectorKind::KernelRoute => rs_ip(1),
-            _ => DIR_FRONT_IP,
-        };
         self.ip(
             "router",
             &[
@@ -670,7 +765,7 @@ impl Lab {
                 "add",
                 &format!("{VIP}/32"),
                 "via",
-                &vip_via.to_string(),
+                &DIR_FRONT_IP.to_string(),
             ],
         )?;
 
@@ -681,6 +776,20 @@ impl Lab {
             &["route", "add", "default", "via", &ROUTER_DIR_IP.to_string()],
         )?;
         self.set_sysctl("dir", "net.ipv4.ip_forward", "1")?;
+        if self.spec.director == DirectorKind::KernelRoute {
+            self.ip(
+                "dir",
+                &[
+                    "route",
+                    "add",
+                    &format!("{VIP}/32"),
+                    "via",
+                    &rs_ip(1).to_string(),
+                    "dev",
+                    "back",
+                ],
+            )?;
+        }
 
         let gateway = match (self.spec.director, self.spec.mode) {
             (DirectorKind::NftDnat, _) | (DirectorKind::None, Mode::Nat) => DIR_BACK_IP,
@@ -966,6 +1075,12 @@ fn preflight(spec: &LabSpec) -> Result<(), LabError> {
             spec.servers
         )));
     }
+    if spec.queues == 0 || spec.queues > MAX_QUEUES {
+        return Err(LabError::InvalidSpec(format!(
+            "queues = {} but must be 1..={MAX_QUEUES}",
+            spec.queues
+        )));
+    }
     if !is_root() {
         return Err(LabError::NotRoot);
     }
@@ -1038,5 +1153,25 @@ fn nginx_optional_temp_paths(nginx: &Path) -> Vec<String> {
         .into_iter()
         .filter(|m| !v.contains(&format!("--without-http_{m}_module")))
         .map(String::from)
+        .collect()
+}
+
+/// Pids of kernel threads whose name starts with `prefix` (kernel threads
+/// are children of `kthreadd`, pid 2).
+fn kthreads_named(prefix: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                return false;
+            };
+            let ppid = stat[close + 1..].split_whitespace().nth(1);
+            stat[open + 1..close].starts_with(prefix) && ppid == Some("2")
+        })
         .collect()
 }

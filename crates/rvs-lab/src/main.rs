@@ -1,7 +1,8 @@
 //! `rvs-lab`: bring the LVS namespaces lab up by hand.
 //!
-//! `rvs-lab up --mode dr --kind none` builds the lab, prints the namespace
-//! names and keeps it until Ctrl-C/SIGTERM, then removes everything.
+//! `rvs-lab up --mode dr --kind none [--queues N]` builds the lab, prints the
+//! namespace names and keeps it until Ctrl-C/SIGTERM, then removes
+//! everything; `demo` and `bench` build their own labs (also `--queues N`).
 
 use std::path::PathBuf;
 
@@ -36,6 +37,9 @@ enum Cmd {
         /// rvs-decap binary for --mode tun (default: next to this program).
         #[arg(long)]
         decap: Option<PathBuf>,
+        /// TX and RX queues of every veth.
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
     },
     /// Build a lab, run rvsd in it, configure it with rvsadm and send
     /// requests; prints who answered. Needs root and the workspace binaries
@@ -56,6 +60,9 @@ enum Cmd {
         /// Namespace name prefix (default: unique per process).
         #[arg(long)]
         prefix: Option<String>,
+        /// TX and RX queues of every veth (rvsd serves each RX queue).
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
     },
     /// Measure RVS in each mode against kernel routing, nftables DNAT and
     /// HAProxy on the same lab, and print one table (median and spread).
@@ -67,9 +74,13 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         duration: u32,
         /// Only these setups (comma-separated): kernel-route, nft-dnat,
-        /// haproxy, rvs-dr, rvs-nat, rvs-tun.
+        /// haproxy, rvs-dr, rvs-dr-slow, rvs-nat, rvs-nat-slow, rvs-tun,
+        /// rvs-tun-slow (`-slow`: rvsd with `fast_path = false`).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
+        /// TX and RX queues of every veth.
+        #[arg(long, default_value_t = 1)]
+        queues: u32,
     },
 }
 
@@ -115,6 +126,7 @@ fn main() -> Result<()> {
             servers,
             prefix,
             decap,
+            queues,
         } => {
             let spec = LabSpec {
                 prefix: prefix.unwrap_or_else(unique_prefix),
@@ -131,6 +143,7 @@ fn main() -> Result<()> {
                     KindArg::Haproxy => DirectorKind::Haproxy,
                 },
                 decap_bin: decap,
+                queues,
             };
             // Install before building so a Ctrl-C during setup also cleans up.
             rvs_lab::install_signal_handler();
@@ -154,10 +167,12 @@ fn main() -> Result<()> {
             repetitions,
             duration,
             only,
+            queues,
         } => rvs_lab::bench::run(&rvs_lab::bench::BenchOptions {
             repetitions,
             duration_secs: duration,
             only,
+            queues,
         }),
         Cmd::Demo {
             mode,
@@ -165,6 +180,7 @@ fn main() -> Result<()> {
             requests,
             weights,
             prefix,
+            queues,
         } => {
             let opts = demo::DemoOptions {
                 mode: mode.into(),
@@ -175,6 +191,7 @@ fn main() -> Result<()> {
                 requests,
                 weights,
                 prefix,
+                queues,
             };
             let spread = demo::run(&opts)?;
             if spread.contains_key(demo::NO_ANSWER) {

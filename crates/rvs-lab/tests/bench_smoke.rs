@@ -1,7 +1,8 @@
 //! `rvs-lab bench` end to end, shortened: one repetition of 1 s loads on
 //! kernel-route and rvs-dr must produce a table with a real, non-zero
-//! measurement in every cell that applies. Needs root and the workspace
-//! binaries in the same profile (`cargo build -p rvsd -p rvsadm`).
+//! measurement in every cell. Needs root, clang-built XDP programs (the
+//! crate's build script) and the workspace binaries in the same profile
+//! (`cargo build -p rvsd -p rvsadm`).
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ fn bench_measures_kernel_route_and_rvs_dr() {
         repetitions: 1,
         duration_secs: 1,
         only: Some(vec!["kernel-route".into(), "rvs-dr".into()]),
+        queues: 2,
     };
     let report = measure(&opts).expect("valid options");
     let table = report.table();
@@ -21,16 +23,24 @@ fn bench_measures_kernel_route_and_rvs_dr() {
     assert!(report.errors.is_empty(), "errors:\n{table}");
     assert_eq!(report.setups, ["kernel-route", "rvs-dr"]);
 
-    let rates = [
+    let all = [
+        Metric::UdpManySent,
         Metric::UdpManyPps,
-        Metric::UdpOnePps,
         Metric::UdpManyDelivered,
+        Metric::UdpManyUs,
+        Metric::UdpOneSent,
+        Metric::UdpOnePps,
+        Metric::UdpOneDelivered,
+        Metric::UdpOneUs,
         Metric::HttpKeepAlive,
+        Metric::HttpKeepAliveUs,
         Metric::HttpNewConn,
-        Metric::SoftirqUsPerPacket,
+        Metric::HttpNewConnUs,
     ];
     for setup in ["kernel-route", "rvs-dr"] {
-        for m in rates {
+        // Every cell holds a measurement: the director's CPU is attributable
+        // for the kernel's forwarding (its NAPI threads) as for rvsd.
+        for m in all {
             let v = report.cell(setup, m).and_then(Cell::median);
             assert!(
                 v.is_some_and(|v| v > 0.0),
@@ -39,42 +49,29 @@ fn bench_measures_kernel_route_and_rvs_dr() {
             );
         }
         // Every row is in the printed table, with a value per setup.
-        for m in rates {
+        for m in all {
             let row = table
                 .lines()
                 .find(|l| l.starts_with(m.label()))
                 .unwrap_or_else(|| panic!("no row {:?} in\n{table}", m.label()));
-            assert_eq!(
-                row[m.label().len()..].split_whitespace().count(),
-                2,
+            assert!(
+                row[m.label().len()..].split_whitespace().count() >= 2,
                 "{row}"
             );
         }
-    }
-    // rvsd is a process: its CPU per request is attributable and non-zero.
-    for m in [Metric::DirectorUsPerRequest, Metric::DirectorUsPerConn] {
-        let v = report.cell("rvs-dr", m).and_then(Cell::median);
+        // The generator offered more than was delivered or the table says
+        // it did not saturate; either way delivery is a share of it.
+        let share = report
+            .cell(setup, Metric::UdpManyDelivered)
+            .and_then(Cell::median)
+            .unwrap_or(0.0);
         assert!(
-            v.is_some_and(|v| v > 0.0),
-            "rvs-dr {}: {v:?}\n{table}",
-            m.label()
+            share > 0.01 && share <= 1.0 + 1e-9,
+            "{setup} delivered {share} of the frames\n{table}"
         );
-        assert!(matches!(
-            report.cell("kernel-route", m),
-            Some(Cell::NotApplicable(_))
-        ));
     }
-    // Balancing happened at all: UDP went to the servers, not just sent.
-    let share = report
-        .cell("rvs-dr", Metric::UdpManyDelivered)
-        .and_then(Cell::median)
-        .unwrap_or(0.0);
     assert!(
-        share > 0.01,
-        "rvs-dr delivered {share} of the datagrams\n{table}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
+        started.elapsed() < Duration::from_secs(180),
         "the short run took {:?}",
         started.elapsed()
     );

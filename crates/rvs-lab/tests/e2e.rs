@@ -33,6 +33,7 @@ fn suite(mode: Mode, name: &str) {
         servers: 3,
         director: DirectorKind::None,
         decap_bin: None,
+        queues: 1,
     })
     .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
     let rvsd = Rvsd::start(&lab, &bins.rvsd, &bins.rvsadm)

@@ -383,6 +383,7 @@ fn with_lab(name: &str, servers: usize, body: impl FnOnce(&Lab)) {
         servers,
         director: DirectorKind::None,
         decap_bin: None,
+        queues: 1,
     })
     .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
     eprintln!("{name}: lab {} up", lab.prefix());

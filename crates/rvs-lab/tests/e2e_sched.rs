@@ -221,6 +221,7 @@ fn with_lab(name: &str, extra_config: &str, body: impl FnOnce(&Lab, &mut Daemon<
         servers: 3,
         director: DirectorKind::None,
         decap_bin: None,
+        queues: 1,
     })
     .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
     let mut d = Daemon::start(&lab, extra_config);

@@ -17,6 +17,7 @@ fn spec(mode: Mode, servers: usize, director: DirectorKind) -> LabSpec {
         servers,
         director,
         decap_bin: None,
+        queues: 1,
     }
 }
 
@@ -66,13 +67,21 @@ fn even(servers: usize, each: usize) -> BTreeMap<String, usize> {
 }
 
 #[test]
-fn kernel_route_reaches_rs1_through_the_router() {
+fn kernel_route_reaches_rs1_through_the_director() {
     let lab = Lab::build(spec(Mode::Dr, 3, DirectorKind::KernelRoute)).unwrap();
 
+    // The same hop RVS takes: router -> director (front) -> rs1 (back).
     let route = lab
         .exec("router", &["ip", "route", "get", &VIP.to_string()])
         .unwrap();
-    assert!(route.contains("via 10.0.2.11"), "{route}");
+    assert!(route.contains("via 10.0.3.2"), "{route}");
+    let route = lab
+        .exec("dir", &["ip", "route", "get", &VIP.to_string()])
+        .unwrap();
+    assert!(
+        route.contains("via 10.0.2.11") && route.contains("dev back"),
+        "{route}"
+    );
 
     // Watch the client leg while fetching: the reply comes from the VIP.
     let cap = lab
@@ -220,6 +229,14 @@ fn dr_wiring_without_director() {
 fn bad_specs_are_refused_before_anything_is_created() {
     let e = Lab::build(spec(Mode::Dr, 0, DirectorKind::None)).unwrap_err();
     assert!(matches!(e, LabError::InvalidSpec(_)), "{e}");
+    for queues in [0, 65] {
+        let e = Lab::build(LabSpec {
+            queues,
+            ..spec(Mode::Dr, 1, DirectorKind::None)
+        })
+        .unwrap_err();
+        assert!(matches!(e, LabError::InvalidSpec(_)), "{queues}: {e}");
+    }
     let e = Lab::build(LabSpec {
         prefix: "Bad-Prefix".into(),
         ..spec(Mode::Dr, 1, DirectorKind::None)
@@ -242,4 +259,99 @@ fn unique_prefixes_differ_and_stay_short() {
     assert_ne!(a, b);
     assert!(a.len() <= 10, "{a}");
     assert!(format!("{a}-client").len() <= 17);
+}
+
+/// Per-RX-queue packet counters of a veth (`ethtool -S`:
+/// `rx_queue_N_xdp_packets`, counted by its NAPI poll).
+fn rx_queue_packets(lab: &Lab, role: &str, dev: &str) -> Vec<u64> {
+    let out = lab.exec(role, &["ethtool", "-S", dev]).unwrap();
+    let mut v = Vec::new();
+    for line in out.lines().map(str::trim) {
+        let Some(rest) = line.strip_prefix("rx_queue_") else {
+            continue;
+        };
+        let Some((q, n)) = rest.split_once("_xdp_packets:") else {
+            continue;
+        };
+        let q: usize = q.parse().unwrap();
+        if v.len() <= q {
+            v.resize(q + 1, 0);
+        }
+        v[q] = n.trim().parse().unwrap();
+    }
+    v
+}
+
+#[test]
+fn multi_queue_lab_spreads_flows_over_rx_queues() {
+    let lab = Lab::build(LabSpec {
+        queues: 4,
+        ..spec(Mode::Dr, 1, DirectorKind::KernelRoute)
+    })
+    .unwrap();
+    for dev in ["front", "back"] {
+        let queues = lab
+            .exec("dir", &["ls", &format!("/sys/class/net/{dev}/queues")])
+            .unwrap();
+        let rx: Vec<&str> = queues
+            .split_whitespace()
+            .filter(|q| q.starts_with("rx-"))
+            .collect();
+        assert_eq!(rx, ["rx-0", "rx-1", "rx-2", "rx-3"], "{dev}: {queues}");
+        let k = lab.exec("dir", &["ethtool", "-k", dev]).unwrap();
+        assert!(k.contains("generic-receive-offload: on"), "{dev}: {k}");
+        assert!(k.contains("tx-checksumming: off"), "{dev}: {k}");
+    }
+
+    // 200 UDP flows (one socket, so one source port, each) from the client,
+    // forwarded by the router into the director's front leg.
+    let before = rx_queue_packets(&lab, "dir", "front");
+    assert_eq!(before.len(), 4, "{before:?}");
+    lab.exec(
+        "client",
+        &[
+            "python3",
+            "-c",
+            "import socket\n\
+             for _ in range(200):\n\
+             \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             \x20   s.sendto(b'x' * 18, ('10.0.3.2', 9))\n\
+             \x20   s.close()\n",
+        ],
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let after = rx_queue_packets(&lab, "dir", "front");
+    let per_queue: Vec<u64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    assert!(
+        per_queue.iter().sum::<u64>() >= 200,
+        "the datagrams did not all arrive: {per_queue:?}"
+    );
+    let busy = per_queue.iter().filter(|&&n| n >= 10).count();
+    assert!(
+        busy >= 2,
+        "200 flows landed on fewer than 2 of 4 RX queues: {per_queue:?}"
+    );
+
+    // Each RX queue is a NAPI instance that can get a thread of its own.
+    let threads = lab.thread_napi("dir", "front").unwrap();
+    assert_eq!(threads.len(), 4, "{threads:?}");
+    for pid in &threads {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+        assert!(comm.starts_with("napi/front-"), "{pid}: {comm}");
+    }
+    assert_eq!(lab.thread_napi("dir", "front").unwrap(), threads);
+    drop_and_check(lab);
+    // The kernel dismantles a deleted namespace's devices asynchronously.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let alive = || {
+        threads
+            .iter()
+            .filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+            .count()
+    };
+    while alive() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(alive(), 0, "NAPI threads {threads:?} outlived their device");
 }

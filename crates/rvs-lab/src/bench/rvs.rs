@@ -57,28 +57,36 @@ pub(super) struct Rvsd {
 }
 
 impl Rvsd {
-    /// Starts rvsd on `front` and `back` with no services and waits until it
-    /// says it is ready.
-    pub(super) fn start(lab: &Lab) -> Result<Rvsd> {
+    /// Starts rvsd on `front` and `back` with no services, the XDP fast
+    /// path on or off (`fast_path` in its config), all its threads on `cpu`
+    /// if given (it runs under `taskset -c CPU`), and waits until it says it
+    /// is ready.
+    pub(super) fn start(lab: &Lab, fast_path: bool, cpu: Option<usize>) -> Result<Rvsd> {
         let rvsd = find_bin("rvsd", "RVSD")?;
         let rvsadm = find_bin("rvsadm", "RVSADM")?;
         let config = lab.dir().join("rvsd.toml");
         std::fs::write(
             &config,
-            format!("interfaces = [\"front\", \"back\"]\nmetrics_listen = \"{METRICS}\"\n"),
+            format!(
+                "interfaces = [\"front\", \"back\"]\nmetrics_listen = \"{METRICS}\"\n\
+                 fast_path = {fast_path}\n"
+            ),
         )
         .with_context(|| format!("writing {}", config.display()))?;
         let socket = lab.dir().join("rvsd.sock");
-        let proc = lab.spawn(
-            "dir",
-            &[
-                &rvsd.display().to_string(),
-                "--config",
-                &config.display().to_string(),
-                "--socket",
-                &socket.display().to_string(),
-            ],
-        )?;
+        let (rvsd, config, socket_s) = (
+            rvsd.display().to_string(),
+            config.display().to_string(),
+            socket.display().to_string(),
+        );
+        let cpu = cpu.map(|c| c.to_string());
+        let mut argv: Vec<&str> = Vec::new();
+        if let Some(c) = &cpu {
+            // taskset execs rvsd: same pid, and every thread inherits the CPU.
+            argv.extend_from_slice(&["taskset", "-c", c]);
+        }
+        argv.extend_from_slice(&[&rvsd, "--config", &config, "--socket", &socket_s]);
+        let proc = lab.spawn("dir", &argv)?;
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let log = proc.log();
