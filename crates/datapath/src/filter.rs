@@ -18,8 +18,8 @@ use aya::{Ebpf, EbpfLoader, Pod};
 use crate::iface::ifindex_by_name;
 use crate::DatapathError;
 
-/// The object file built by build.rs from `bpf/rvs_xdp.c`.
-static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+/// The object file built by build.rs from `bpf/rvs_filter.c`.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_filter.o"));
 
 const PROGRAM: &str = "rvs_xdp";
 /// Size of the `xsks` map: the highest RX queue index the filter can redirect is one less.

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * RVS XDP filter: the only job of this program is to decide which frames go
+ * RVS per-interface XDP filter (XdpFilter, src/filter.rs), kept until rvsd
+ * uses XdpDatapath and bpf/rvs_xdp.c. Its only job is to decide which frames go
  * to the user-space workers (AF_XDP) and which stay with the kernel.
  *
  *   - destination (addr, proto, port) is a service          -> xsks[rx queue]
