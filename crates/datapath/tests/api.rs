@@ -38,6 +38,16 @@ fn bad_ring_sizes_are_refused_before_touching_the_kernel() {
     );
     let e = XskGroup::new(&[], 0, &XskConfig::default()).unwrap_err();
     assert!(matches!(e, DatapathError::InvalidArgument(_)), "{e:?}");
+    // One socket per queue: a pair listed twice cannot be bound.
+    let e = XskGroup::with_queues(&[(1, 0), (1, 1), (1, 0)], &XskConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("queue 0 is listed twice"), "{e}");
+    // Explicit UMEM sizes still need two frames per socket.
+    let cfg = XskConfig {
+        frame_count: 3,
+        ..XskConfig::default()
+    };
+    let e = XskGroup::with_queues(&[(1, 0), (1, 1)], &cfg).unwrap_err();
+    assert!(e.to_string().contains("need at least 2 per socket"), "{e}");
 }
 
 #[test]
