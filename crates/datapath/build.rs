@@ -10,7 +10,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
-const SOURCES: &[&str] = &["bpf/rvs_filter.c"];
+const SOURCES: &[&str] = &["bpf/rvs_xdp.c", "bpf/rvs_filter.c"];
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
 const ARCH_INCLUDE: &str = "/usr/include/x86_64-linux-gnu";
 

@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{in_netns, Lab};
-use rvs_datapath::{DatapathError, XdpFilter, XskConfig, XskGroup, FRAME_SIZE};
+use rvs_datapath::{
+    DatapathError, XdpDatapath, XdpFilter, XdpModePolicy, XskConfig, XskGroup, FRAME_SIZE,
+};
 
 #[test]
 fn unknown_interfaces_are_named_in_the_error() {
@@ -15,6 +17,18 @@ fn unknown_interfaces_are_named_in_the_error() {
         e.to_string().contains("interface rvsdp-nosuch0 not found"),
         "{e}"
     );
+
+    // Refused before anything is loaded or attached.
+    let e = XdpDatapath::load(&[u32::MAX - 7], XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(
+        matches!(e, DatapathError::InterfaceIndexNotFound(_)),
+        "{e:?}"
+    );
+    let e = XdpDatapath::load(&[1, 1], XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let many: Vec<u32> = (1..=33).collect();
+    let e = XdpDatapath::load(&many, XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(e.to_string().contains("at most 32"), "{e}");
 
     let e = XskGroup::new(&[u32::MAX - 7], 0, &XskConfig::default()).unwrap_err();
     assert!(

@@ -292,7 +292,7 @@ impl XskGroup {
     }
 
     /// The socket to register for that slot's interface and queue
-    /// ([`crate::XdpFilter::register_socket`]); -1 for an unknown slot.
+    /// ([`crate::XdpDatapath::register_socket`]); -1 for an unknown slot.
     pub fn socket_fd(&self, iface_slot: usize) -> RawFd {
         self.slots.get(iface_slot).map_or(-1, |s| s.sock.raw_fd())
     }
