@@ -271,6 +271,7 @@ pub fn csum(data: &[u8]) -> u16 {
 }
 
 pub mod director;
+pub mod frames;
 
 /// An AF_PACKET socket bound to one interface, to inject hand-made frames
 /// (truncated, fragmented, VLAN-tagged) that no normal socket would send.
