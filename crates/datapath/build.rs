@@ -1,4 +1,7 @@
-//! Compiles `bpf/rvs_xdp.c` into `$OUT_DIR/rvs_xdp.o`, embedded by `src/filter.rs`.
+//! Compiles the XDP programs in `bpf/` into `$OUT_DIR/<name>.o`, embedded by
+//! the crate: `rvs_xdp.c` (the shared-map program with the fast path,
+//! `src/program.rs`) and `rvs_filter.c` (the per-interface filter that
+//! `XdpFilter` loads until rvsd has moved to `XdpDatapath`).
 //!
 //! The BPF side is C because this toolchain has no `rust-src` (aya-ebpf
 //! cannot be built); clang and libbpf-dev's headers are the only needs.
@@ -7,7 +10,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
-const SOURCE: &str = "bpf/rvs_xdp.c";
+const SOURCES: &[&str] = &["bpf/rvs_xdp.c", "bpf/rvs_filter.c"];
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
 const ARCH_INCLUDE: &str = "/usr/include/x86_64-linux-gnu";
 
@@ -18,7 +21,9 @@ fn fail(msg: &str) -> ! {
 }
 
 fn main() {
-    println!("cargo::rerun-if-changed={SOURCE}");
+    for source in SOURCES {
+        println!("cargo::rerun-if-changed={source}");
+    }
     println!("cargo::rerun-if-env-changed=CLANG");
 
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
@@ -37,17 +42,27 @@ fn main() {
     }
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap_or_else(|| fail("OUT_DIR not set")));
-    let object = out_dir.join("rvs_xdp.o");
-    let mut cmd = Command::new(&clang);
+    for source in SOURCES {
+        compile(&clang, source, &out_dir);
+    }
+}
+
+fn compile(clang: &str, source: &str, out_dir: &Path) {
+    let stem = Path::new(source)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_else(|| fail(&format!("bad source name {source}")));
+    let object = out_dir.join(format!("{stem}.o"));
+    let mut cmd = Command::new(clang);
     cmd.args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"]);
     if Path::new(ARCH_INCLUDE).exists() {
         cmd.arg(format!("-I{ARCH_INCLUDE}"));
     }
-    cmd.arg("-c").arg(SOURCE).arg("-o").arg(&object);
+    cmd.arg("-c").arg(source).arg("-o").arg(&object);
     match cmd.status() {
         Ok(status) if status.success() => {}
         Ok(status) => fail(&format!(
-            "clang failed ({status}) compiling {SOURCE}; if it cannot find asm/types.h, \
+            "clang failed ({status}) compiling {source}; if it cannot find asm/types.h, \
              install the architecture headers (`apt-get install -y libc6-dev linux-libc-dev`)"
         )),
         Err(e) => fail(&format!("could not run {clang}: {e}")),

@@ -1,20 +1,35 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * RVS XDP filter: the only job of this program is to decide which frames go
- * to the user-space workers (AF_XDP) and which stay with the kernel.
+ * RVS XDP program: one program, attached to every interface of the
+ * director, all maps shared (docs/fastpath.md is the contract).
  *
- *   - destination (addr, proto, port) is a service          -> xsks[rx queue]
- *   - source (addr, proto, port) is a NAT real server        -> xsks[rx queue]
- *   - destination is a VIP but the L4 header is truncated,
- *     malformed, or the packet is a non-first IPv4 fragment
- *     (or an IPv6 fragment)                                 -> xsks[rx queue]
- *     (user space counts and drops these; the kernel must not answer them)
- *   - everything else (ARP, ping to a VIP, ssh to the director,
- *     the director's own traffic)                            -> XDP_PASS
+ *   conns[5-tuple] hit, Forward entry, frame fully understood
+ *       -> rewrite (DR / NAT in / NAT out / IPIP), count, last_seen,
+ *          XDP_TX (egress == ingress) or redirect through tx_ports
+ *   conns hit, anything else (ToEngine entry, SYN/FIN/RST, IPv4 options,
+ *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
+ *       invalid next hop, egress without a tx port, malformed L4)
+ *       -> AF_XDP (the engine decides, exactly as without a fast path)
+ *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
+ *   miss, malformed or fragment, destination is a VIP        -> AF_XDP
+ *       (the engine counts and drops; the kernel must not answer for a VIP)
+ *   everything else (ARP, ping, ssh, the director's own traffic, replies
+ *       from a real server that belong to no tracked connection, e.g. the
+ *       director's health checks)                            -> XDP_PASS
  *
- * A service packet whose queue has no socket registered is dropped and
- * counted as redirect_failed: passing it would let the kernel answer for the
- * VIP with RST / port unreachable.
+ * "AF_XDP" is xsks[iface slot * 256 + rx queue]; with no socket there the
+ * frame is dropped and counted as to_user_failed (passing it would let the
+ * kernel answer for a VIP with RST / port unreachable).
+ *
+ * Every frame lands in exactly one verdict counter of its ingress interface
+ * (passed, to_user, to_user_failed, fast_tx, fast_redirect); parse_errors
+ * counts unparseable IP/L4 headers on top.
+ *
+ * The checks before forwarding are those the engine makes when it parses a
+ * frame (crates/wire check_len, crates/engine parse): a frame the engine
+ * would drop or treat differently never takes the fast path. All checks
+ * run before the first byte is rewritten, so "to user space" always hands
+ * over the frame as it arrived.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -26,23 +41,111 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_QUEUES 64
+#define MAX_IFACES 32
+#define QUEUES_PER_IFACE 256
+/* Counters of frames arriving on an interface missing from `ifaces`. */
+#define SPARE_SLOT MAX_IFACES
 #define MAX_SERVICES 4096
 #define MAX_VIPS 1024
-#define MAX_NAT_RETURN 65536
+#define MAX_NEXT_HOPS 65536
+#define MAX_DEST_SLOTS 65536
+/* Placeholder: the loader sets 2 x the engine's connection capacity. */
+#define DEFAULT_CONNS 65536
 
 #define ETH_P_8021Q_ 0x8100
 #define ETH_P_8021AD_ 0x88A8
+#define IP_DF_ 0x4000
 #define IP_MF_ 0x2000
 #define IP_OFFSET_ 0x1FFF
 #define NEXTHDR_FRAGMENT_ 44
+#define IPPROTO_IPIP_ 4
+#define TCP_FIN_ 0x01
+#define TCP_SYN_ 0x02
+#define TCP_RST_ 0x04
+/* Outer TTL of IPIP, as the engine's fwd/tun.rs (the kernel default). */
+#define TUNNEL_TTL 64
+/*
+ * last_seen is stored only when the stored value is older than this, so
+ * that a busy flow does not bounce the entry's cache line between CPUs on
+ * every frame; expiry works in seconds, 100 ms of slack is invisible.
+ */
+#define LAST_SEEN_SLACK_NS 100000000ULL
 
-/* Key of `services` (destination) and `nat_return` (source). */
-struct l4_key {
+enum conn_action {
+	ACT_TO_ENGINE = 0,
+	ACT_ROUTE = 1,
+	ACT_MASQ_IN = 2,
+	ACT_MASQ_OUT = 3,
+	ACT_TUNNEL = 4,
+};
+
+/* One direction of a tracked connection: the frame's own 5-tuple. */
+struct conn_key {
 	__u8 family; /* 4 or 6 */
 	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
-	__be16 port; /* network order */
-	__u8 addr[16]; /* IPv4 in the first 4 bytes, rest zero */
+	__be16 sport;
+	__be16 dport;
+	__u16 pad;
+	__u8 saddr[16]; /* IPv4 in the first 4 bytes, rest zero */
+	__u8 daddr[16];
+};
+
+struct conn_entry {
+	/* bpf_ktime_get_ns() of the last forwarded frame (CLOCK_MONOTONIC). */
+	__u64 last_seen;
+	__u32 next_hop; /* index into next_hops */
+	__u32 dest;     /* index into dest_stats */
+	__u8 action;    /* enum conn_action */
+	__u8 pad;
+	__be16 port; /* NAT: the new port */
+	/*
+	 * RFC 1624 deltas D = fold(sum ~old words + sum new words), host
+	 * order, for the IPv4 header checksum (address) and the TCP/UDP
+	 * checksum (pseudo-header address + port): check' = ~fold(~check + D).
+	 * Constant per entry: the old address and port are the key's.
+	 */
+	__u16 ip_delta;
+	__u16 l4_delta;
+	union {
+		__u8 addr[16]; /* NAT: the new address (IPv4 in the first 4) */
+		struct {
+			__be32 src; /* outer source: the director */
+			__be32 dst; /* outer destination: the real server */
+			__u16 mtu;  /* egress MTU, host order */
+			__u8 pad[6];
+		} tun;
+	};
+};
+
+struct next_hop {
+	__u32 ifindex;
+	__u8 src_mac[6];
+	__u8 dst_mac[6];
+	__u32 valid; /* 0: MAC unknown, frames go to the engine */
+};
+
+struct dest_counters {
+	__u64 in_pkts;
+	__u64 in_bytes;
+	__u64 out_pkts;
+	__u64 out_bytes;
+};
+
+struct if_counters {
+	__u64 passed;
+	__u64 to_user;
+	__u64 to_user_failed;
+	__u64 fast_tx;
+	__u64 fast_redirect;
+	__u64 parse_errors;
+};
+
+/* Key of `services` (destination address, protocol, port). */
+struct l4_key {
+	__u8 family;
+	__u8 proto;
+	__be16 port;
+	__u8 addr[16];
 };
 
 /* Key of `vip_addrs`. */
@@ -52,20 +155,27 @@ struct addr_key {
 	__u8 addr[16];
 };
 
-enum stat_index {
-	STAT_REDIRECTED = 0,
-	STAT_PASSED = 1,
-	STAT_REDIRECT_FAILED = 2,
-	STAT_PARSE_ERRORS = 3,
-	STAT_MAX = 4,
-};
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DEFAULT_CONNS);
+	__type(key, struct conn_key);
+	__type(value, struct conn_entry);
+} conns SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_NEXT_HOPS);
 	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
+	__type(value, struct next_hop);
+} next_hops SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_DEST_SLOTS);
+	__type(key, __u32);
+	__type(value, struct dest_counters);
+} dest_stats SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -81,120 +191,363 @@ struct {
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
 
+/* ifindex -> interface slot (0..MAX_IFACES-1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MAX_NAT_RETURN);
-	__type(key, struct l4_key);
+	__uint(max_entries, MAX_IFACES);
+	__type(key, __u32);
 	__type(value, __u32);
-} nat_return SEC(".maps");
+} ifaces SEC(".maps");
 
+/* ifindex -> ifindex: the interfaces the fast path may redirect to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(max_entries, MAX_IFACES);
+	__type(key, __u32);
+	__type(value, struct bpf_devmap_val);
+} tx_ports SEC(".maps");
+
+/* slot * 256 + rx queue -> AF_XDP socket. */
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_IFACES * QUEUES_PER_IFACE);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+/* Per interface slot, plus SPARE_SLOT. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, STAT_MAX);
+	__uint(max_entries, MAX_IFACES + 1);
 	__type(key, __u32);
-	__type(value, __u64);
-} stats SEC(".maps");
+	__type(value, struct if_counters);
+} if_stats SEC(".maps");
 
-static __always_inline void count(__u32 idx)
+static __always_inline int pass(struct if_counters *cnt)
 {
-	__u64 *v = bpf_map_lookup_elem(&stats, &idx);
-
-	if (v)
-		*v += 1;
-}
-
-static __always_inline int pass(void)
-{
-	count(STAT_PASSED);
+	cnt->passed += 1;
 	return XDP_PASS;
 }
 
-static __always_inline int redirect(struct xdp_md *ctx)
+static __always_inline int to_user(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot)
 {
-	/* Fallback action XDP_DROP when no socket is registered for the queue. */
-	long ret = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP);
+	__u32 queue = ctx->rx_queue_index;
+	__u32 key;
 
-	if (ret == XDP_REDIRECT) {
-		count(STAT_REDIRECTED);
+	/* An unknown interface or a queue beyond the map has no socket. */
+	if (slot >= MAX_IFACES || queue >= QUEUES_PER_IFACE)
+		goto failed;
+	key = slot * QUEUES_PER_IFACE + queue;
+	/* Fallback action XDP_DROP when no socket is registered there. */
+	if (bpf_redirect_map(&xsks, key, XDP_DROP) == XDP_REDIRECT) {
+		cnt->to_user += 1;
 		return XDP_REDIRECT;
 	}
-	count(STAT_REDIRECT_FAILED);
+failed:
+	cnt->to_user_failed += 1;
 	return XDP_DROP;
 }
 
-static __always_inline int is_vip(__u8 family, const void *addr, __u32 len)
+static __always_inline int is_vip(__u8 family, const __u8 *addr16)
 {
 	struct addr_key k = {};
 
 	k.family = family;
-	__builtin_memcpy(k.addr, addr, 16);
-	if (len == 4)
-		__builtin_memset(&k.addr[4], 0, 12);
+	__builtin_memcpy(k.addr, addr16, 16);
 	return bpf_map_lookup_elem(&vip_addrs, &k) != NULL;
 }
 
-/*
- * Classify the L4 part. `l4` points at the TCP/UDP header, `l4_len` is the
- * length the IP header claims for it. Returns an XDP action.
- */
-static __always_inline int classify_l4(struct xdp_md *ctx, void *l4, void *data_end,
-				       __u32 l4_len, __u8 family, __u8 proto,
-				       const void *saddr, const void *daddr, __u32 alen)
+/* Malformed or a fragment: the engine's if it is for a VIP, else the kernel's. */
+static __always_inline int vip_or_pass(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
+				       const struct conn_key *key)
 {
-	struct l4_key k = {};
-	__be16 sport, dport;
+	if (is_vip(key->family, key->daddr))
+		return to_user(ctx, cnt, slot);
+	return pass(cnt);
+}
+
+static __always_inline __u16 fold(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* RFC 1624 eqn. 3 with a precomputed delta: ~fold(~check + D). Host order. */
+static __always_inline __u16 csum_add_delta(__u16 check, __u16 delta)
+{
+	return (__u16)~fold((__u32)(__u16)~check + delta);
+}
+
+/* RFC 1624 eqn. 3 for one 16-bit word (the TTL/protocol word). */
+static __always_inline __u16 csum_replace16(__u16 check, __u16 old, __u16 new)
+{
+	return (__u16)~fold((__u32)(__u16)~check + (__u16)~old + new);
+}
+
+/* The 20-byte header sums to -0 when its checksum is right. */
+static __always_inline int ipv4_csum_ok(const struct iphdr *ip)
+{
+	const __u16 *w = (const __u16 *)ip;
+	__u32 s = 0;
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 10; i++)
+		s += w[i];
+	return fold(s) == 0xffff;
+}
+
+/* Rewrite the TCP/UDP checksum at `check` (network order in the packet). */
+static __always_inline void l4_csum_update(__u8 proto, __be16 *check, __u16 delta)
+{
+	__u16 c = bpf_ntohs(*check);
 
 	if (proto == IPPROTO_UDP) {
-		struct udphdr *udp = l4;
-
-		if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
-			goto malformed;
-		sport = udp->source;
-		dport = udp->dest;
+		/* No checksum stays no checksum; a computed 0 is sent as 0xffff. */
+		if (c == 0)
+			return;
+		c = csum_add_delta(c, delta);
+		if (c == 0)
+			c = 0xffff;
 	} else {
-		struct tcphdr *tcp = l4;
-		__u32 doff;
+		c = csum_add_delta(c, delta);
+	}
+	*check = bpf_htons(c);
+}
 
-		if ((void *)(tcp + 1) > data_end || l4_len < sizeof(*tcp))
-			goto malformed;
-		doff = tcp->doff * 4;
-		if (doff < sizeof(*tcp) || doff > l4_len)
-			goto malformed;
-		sport = tcp->source;
-		dport = tcp->dest;
+/*
+ * IPIP: trim Ethernet padding, grow the head by 20 bytes, move the L2
+ * header to the front and write the outer IPv4 header after it. Returns 0
+ * on success; on failure the frame is as it arrived (padding aside, which
+ * the engine ignores).
+ */
+static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+				       const struct conn_entry *e)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *inner = data + l2_len;
+	struct iphdr *outer;
+	__u16 df, id;
+	__u8 tos;
+	__u32 s;
+	int pad;
+
+	if ((void *)(inner + 1) > data_end)
+		return -1;
+	tos = inner->tos;
+	df = bpf_ntohs(inner->frag_off) & IP_DF_;
+	/* As the kernel's ip_select_ident: 0 when DF is set. */
+	id = df ? 0 : bpf_ntohs(inner->id);
+	pad = (int)((long)data_end - (long)inner) - (int)ip_len;
+	if (pad > 0 && bpf_xdp_adjust_tail(ctx, -pad))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -20))
+		return -1;
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	/* Room for the largest L2 header (two tags) plus the outer header. */
+	if (data + 22 + 20 + 20 > data_end) {
+		bpf_xdp_adjust_head(ctx, 20);
+		return -1;
+	}
+	/* Copies run front to back and never overlap what they still read. */
+	if (l2_len == 14) {
+		__builtin_memcpy(data, data + 20, 14);
+	} else if (l2_len == 18) {
+		__builtin_memcpy(data, data + 20, 18);
+	} else {
+		__builtin_memcpy(data, data + 20, 20);
+		__builtin_memcpy(data + 20, data + 40, 2);
+	}
+	outer = data + l2_len;
+	if ((void *)(outer + 1) > data_end)
+		return -1; /* cannot happen: checked above */
+	outer->version = 4;
+	outer->ihl = 5;
+	outer->tos = tos;
+	outer->tot_len = bpf_htons(ip_len + 20);
+	outer->id = bpf_htons(id);
+	outer->frag_off = bpf_htons(df);
+	outer->ttl = TUNNEL_TTL;
+	outer->protocol = IPPROTO_IPIP_;
+	outer->check = 0;
+	outer->saddr = e->tun.src;
+	outer->daddr = e->tun.dst;
+	{
+		const __u16 *w = (const __u16 *)outer;
+		int i;
+
+		s = 0;
+#pragma unroll
+		for (i = 0; i < 10; i++)
+			s += w[i];
+	}
+	outer->check = (__u16)~fold(s);
+	return 0;
+}
+
+/*
+ * A conns hit on a well-formed frame: forward it or hand it to the engine.
+ * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
+ */
+static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
+				   struct conn_entry *e, __u32 l2_len, __u8 family, __u8 proto,
+				   __u32 ip_len)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u8 action = e->action;
+	struct next_hop *hop;
+	struct dest_counters *dc;
+	struct ethhdr *eth;
+	__u32 hop_id, egress, dest;
+	__u64 now, last;
+	void *l3, *l4;
+	int tx;
+
+	if (action == ACT_TO_ENGINE || action > ACT_TUNNEL)
+		return to_user(ctx, cnt, slot);
+	if (l2_len > 22)
+		return to_user(ctx, cnt, slot);
+	l3 = data + l2_len;
+	if (family == 4) {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return to_user(ctx, cnt, slot);
+		/* Options and bad checksums are the engine's. */
+		if (ip->ihl != 5 || !ipv4_csum_ok(ip))
+			return to_user(ctx, cnt, slot);
+		if (action == ACT_MASQ_OUT && ip->ttl <= 1)
+			return to_user(ctx, cnt, slot);
+		if (action == ACT_TUNNEL && ip_len + 20 > e->tun.mtu)
+			return to_user(ctx, cnt, slot);
+		l4 = l3 + sizeof(struct iphdr);
+	} else {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return to_user(ctx, cnt, slot);
+		if (action == ACT_MASQ_OUT && ip6->hop_limit <= 1)
+			return to_user(ctx, cnt, slot);
+		/* IPIP carries IPv4 only; the engine refuses the rest. */
+		if (action == ACT_TUNNEL)
+			return to_user(ctx, cnt, slot);
+		l4 = l3 + sizeof(struct ipv6hdr);
+	}
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		if ((void *)(tcp + 1) > data_end)
+			return to_user(ctx, cnt, slot);
+		/* Every TCP state change is made by the engine. */
+		if (((__u8 *)tcp)[13] & (TCP_SYN_ | TCP_FIN_ | TCP_RST_))
+			return to_user(ctx, cnt, slot);
+	} else {
+		if (l4 + sizeof(struct udphdr) > data_end)
+			return to_user(ctx, cnt, slot);
 	}
 
-	k.family = family;
-	k.proto = proto;
-	k.port = dport;
-	__builtin_memcpy(k.addr, daddr, 16);
-	if (alen == 4)
-		__builtin_memset(&k.addr[4], 0, 12);
-	if (bpf_map_lookup_elem(&services, &k))
-		return redirect(ctx);
-	/* Port 0: every port of the address (persistent port-0 services,
-	 * firewall-mark rules without ports). */
-	k.port = 0;
-	if (bpf_map_lookup_elem(&services, &k))
-		return redirect(ctx);
+	hop_id = e->next_hop;
+	hop = bpf_map_lookup_elem(&next_hops, &hop_id);
+	if (!hop || !hop->valid)
+		return to_user(ctx, cnt, slot);
+	egress = hop->ifindex;
+	tx = egress == ctx->ingress_ifindex;
+	/* Sets the redirect target now; a later to_user() overrides it. */
+	if (!tx && bpf_redirect_map(&tx_ports, egress, 0) != XDP_REDIRECT)
+		return to_user(ctx, cnt, slot);
 
-	k.port = sport;
-	__builtin_memcpy(k.addr, saddr, 16);
-	if (alen == 4)
-		__builtin_memset(&k.addr[4], 0, 12);
-	if (bpf_map_lookup_elem(&nat_return, &k))
-		return redirect(ctx);
-	/* NAT real servers without a port (they keep the client's port). */
-	k.port = 0;
-	if (bpf_map_lookup_elem(&nat_return, &k))
-		return redirect(ctx);
-	return pass();
+	/* Every check passed: from here on the frame is rewritten. */
+	if (action == ACT_MASQ_IN || action == ACT_MASQ_OUT) {
+		__be16 *port, *check;
 
-malformed:
-	count(STAT_PARSE_ERRORS);
-	if (is_vip(family, daddr, alen))
-		return redirect(ctx);
-	return pass();
+		if (proto == IPPROTO_TCP) {
+			struct tcphdr *tcp = l4;
+
+			if ((void *)(tcp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &tcp->check;
+			port = action == ACT_MASQ_IN ? &tcp->dest : &tcp->source;
+		} else {
+			struct udphdr *udp = l4;
+
+			if ((void *)(udp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &udp->check;
+			port = action == ACT_MASQ_IN ? &udp->dest : &udp->source;
+		}
+		if (family == 4) {
+			struct iphdr *ip = l3;
+			__u16 c;
+
+			if ((void *)(ip + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			c = bpf_ntohs(ip->check);
+			if (action == ACT_MASQ_OUT) {
+				/* Routed reply: TTL first, as the engine does. */
+				__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+
+				ip->ttl -= 1;
+				c = csum_replace16(c, old, old - 0x0100);
+				__builtin_memcpy(&ip->saddr, e->addr, 4);
+			} else {
+				__builtin_memcpy(&ip->daddr, e->addr, 4);
+			}
+			ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
+		} else {
+			struct ipv6hdr *ip6 = l3;
+
+			if ((void *)(ip6 + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			if (action == ACT_MASQ_OUT) {
+				ip6->hop_limit -= 1;
+				__builtin_memcpy(&ip6->saddr, e->addr, 16);
+			} else {
+				__builtin_memcpy(&ip6->daddr, e->addr, 16);
+			}
+		}
+		*port = e->port;
+		l4_csum_update(proto, check, e->l4_delta);
+	} else if (action == ACT_TUNNEL) {
+		if (encapsulate(ctx, l2_len, ip_len, e))
+			return to_user(ctx, cnt, slot);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+	}
+
+	eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return to_user(ctx, cnt, slot); /* cannot happen: checked above */
+	__builtin_memcpy(eth->h_dest, hop->dst_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, hop->src_mac, ETH_ALEN);
+
+	/* IP bytes before encapsulation, as the engine counts them. */
+	dest = e->dest;
+	dc = bpf_map_lookup_elem(&dest_stats, &dest);
+	if (dc) {
+		if (action == ACT_MASQ_OUT) {
+			dc->out_pkts += 1;
+			dc->out_bytes += ip_len;
+		} else {
+			dc->in_pkts += 1;
+			dc->in_bytes += ip_len;
+		}
+	}
+	now = bpf_ktime_get_ns();
+	last = *(volatile __u64 *)&e->last_seen;
+	if (now > last + LAST_SEEN_SLACK_NS)
+		*(volatile __u64 *)&e->last_seen = now;
+
+	if (tx) {
+		cnt->fast_tx += 1;
+		return XDP_TX;
+	}
+	cnt->fast_redirect += 1;
+	return XDP_REDIRECT;
 }
 
 SEC("xdp")
@@ -203,15 +556,31 @@ int rvs_xdp(struct xdp_md *ctx)
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
 	struct ethhdr *eth = data;
-	void *cur;
+	struct conn_key key = {};
+	struct l4_key svc = {};
+	struct if_counters *cnt;
+	struct conn_entry *e;
+	__u32 ifindex = ctx->ingress_ifindex;
+	__u32 slot = SPARE_SLOT, l2_len, ip_len, l4_len;
+	__u32 *slotp;
 	__u16 h_proto;
+	__u8 proto;
+	int frag = 0, first_frag = 0, ports_ok, valid;
+	void *cur, *l4;
 	int i;
 
+	slotp = bpf_map_lookup_elem(&ifaces, &ifindex);
+	if (slotp && *slotp < MAX_IFACES)
+		slot = *slotp;
+	cnt = bpf_map_lookup_elem(&if_stats, &slot);
+	if (!cnt)
+		return XDP_PASS; /* cannot happen: slot <= SPARE_SLOT */
+
 	if ((void *)(eth + 1) > data_end)
-		return pass();
+		return pass(cnt);
 	h_proto = eth->h_proto;
 	cur = eth + 1;
-
+	l2_len = sizeof(*eth);
 #pragma unroll
 	for (i = 0; i < 2; i++) {
 		struct vlan { __be16 tci; __be16 proto; } *vh = cur;
@@ -219,70 +588,134 @@ int rvs_xdp(struct xdp_md *ctx)
 		if (h_proto != bpf_htons(ETH_P_8021Q_) && h_proto != bpf_htons(ETH_P_8021AD_))
 			break;
 		if ((void *)(vh + 1) > data_end)
-			return pass();
+			return pass(cnt);
 		h_proto = vh->proto;
 		cur = vh + 1;
+		l2_len += sizeof(*vh);
 	}
 
 	if (h_proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = cur;
-		/* Addresses copied into 16-byte buffers: the key layout wants them. */
-		__u8 saddr[16] = {}, daddr[16] = {};
-		__u32 ihl, tot_len;
+		__u32 ihl, avail;
+		__u16 frag_off;
 
 		if ((void *)(ip + 1) > data_end) {
 			/* Not even an IP header: nothing to match. */
-			count(STAT_PARSE_ERRORS);
-			return pass();
+			cnt->parse_errors += 1;
+			return pass(cnt);
 		}
-		__builtin_memcpy(saddr, &ip->saddr, 4);
-		__builtin_memcpy(daddr, &ip->daddr, 4);
+		key.family = 4;
+		__builtin_memcpy(key.saddr, &ip->saddr, 4);
+		__builtin_memcpy(key.daddr, &ip->daddr, 4);
 		ihl = ip->ihl * 4;
-		tot_len = bpf_ntohs(ip->tot_len);
-		if (ip->version != 4 || ihl < sizeof(*ip) || tot_len < ihl)
-			goto bad4;
-		if (ip->frag_off & bpf_htons(IP_OFFSET_)) {
-			/* Non-first fragment: no L4 header to match. */
-			if (is_vip(4, daddr, 4))
-				return redirect(ctx);
-			return pass();
+		ip_len = bpf_ntohs(ip->tot_len);
+		avail = (__u32)((long)data_end - (long)ip);
+		/* The engine's ipv4 check_len. */
+		if (ip->version != 4 || ihl < sizeof(*ip) || ip_len < ihl || ip_len > avail) {
+			cnt->parse_errors += 1;
+			return vip_or_pass(ctx, cnt, slot, &key);
 		}
-		if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
-			return pass();
-		if (ihl > 60)
-			goto bad4;
-		if ((void *)ip + ihl > data_end)
-			goto bad4;
-		return classify_l4(ctx, (void *)ip + ihl, data_end, tot_len - ihl, 4,
-				   ip->protocol, saddr, daddr, 4);
-bad4:
-		count(STAT_PARSE_ERRORS);
-		if (is_vip(4, daddr, 4))
-			return redirect(ctx);
-		return pass();
-	}
-
-	if (h_proto == bpf_htons(ETH_P_IPV6)) {
+		proto = ip->protocol;
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			return pass(cnt);
+		frag_off = bpf_ntohs(ip->frag_off);
+		if (frag_off & IP_OFFSET_)
+			/* Non-first fragment: no ports to match. */
+			return vip_or_pass(ctx, cnt, slot, &key);
+		if (frag_off & IP_MF_)
+			frag = first_frag = 1;
+		l4 = (void *)ip + ihl;
+		l4_len = ip_len - ihl;
+	} else if (h_proto == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = cur;
-		__u8 nexthdr;
+		__u32 avail;
 
 		if ((void *)(ip6 + 1) > data_end) {
-			count(STAT_PARSE_ERRORS);
-			return pass();
+			cnt->parse_errors += 1;
+			return pass(cnt);
 		}
-		nexthdr = ip6->nexthdr;
-		if (nexthdr == NEXTHDR_FRAGMENT_) {
-			if (is_vip(6, &ip6->daddr, 16))
-				return redirect(ctx);
-			return pass();
+		key.family = 6;
+		__builtin_memcpy(key.saddr, &ip6->saddr, 16);
+		__builtin_memcpy(key.daddr, &ip6->daddr, 16);
+		l4_len = bpf_ntohs(ip6->payload_len);
+		ip_len = sizeof(*ip6) + l4_len;
+		avail = (__u32)((long)data_end - (long)ip6);
+		/* The engine's ipv6 check_len. */
+		if (ip6->version != 6 || ip_len > avail) {
+			cnt->parse_errors += 1;
+			return vip_or_pass(ctx, cnt, slot, &key);
 		}
-		if (nexthdr != IPPROTO_TCP && nexthdr != IPPROTO_UDP)
-			return pass();
-		return classify_l4(ctx, ip6 + 1, data_end, bpf_ntohs(ip6->payload_len), 6,
-				   nexthdr, &ip6->saddr, &ip6->daddr, 16);
+		proto = ip6->nexthdr;
+		if (proto == NEXTHDR_FRAGMENT_)
+			return vip_or_pass(ctx, cnt, slot, &key);
+		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			return pass(cnt);
+		l4 = ip6 + 1;
+	} else {
+		return pass(cnt);
+	}
+	key.proto = proto;
+
+	/* Ports, and the engine's tcp / udp check_len within the IP length. */
+	ports_ok = l4 + 4 <= data_end && l4_len >= 4;
+	valid = 0;
+	if (ports_ok) {
+		__be16 *ports = l4;
+
+		key.sport = ports[0];
+		key.dport = ports[1];
+		if (proto == IPPROTO_UDP) {
+			struct udphdr *udp = l4;
+
+			if ((void *)(udp + 1) <= data_end && l4_len >= sizeof(*udp)) {
+				__u32 ulen = bpf_ntohs(udp->len);
+
+				valid = ulen >= sizeof(*udp) && ulen <= l4_len;
+			}
+		} else {
+			struct tcphdr *tcp = l4;
+
+			if ((void *)(tcp + 1) <= data_end && l4_len >= sizeof(*tcp)) {
+				__u32 doff = tcp->doff * 4;
+
+				valid = doff >= sizeof(*tcp) && doff <= l4_len;
+			}
+		}
 	}
 
-	return pass();
+	if (frag) {
+		/* The engine drops fragments: never forwarded here. */
+		if (first_frag && ports_ok && bpf_map_lookup_elem(&conns, &key))
+			return to_user(ctx, cnt, slot);
+		return vip_or_pass(ctx, cnt, slot, &key);
+	}
+	if (!valid)
+		cnt->parse_errors += 1;
+	if (!ports_ok)
+		return vip_or_pass(ctx, cnt, slot, &key);
+
+	e = bpf_map_lookup_elem(&conns, &key);
+	if (e) {
+		if (!valid)
+			return to_user(ctx, cnt, slot);
+		return forward(ctx, cnt, slot, e, l2_len, key.family, proto, ip_len);
+	}
+	if (!valid)
+		return vip_or_pass(ctx, cnt, slot, &key);
+
+	/* No connection: a first packet to a service goes to the engine. */
+	svc.family = key.family;
+	svc.proto = proto;
+	svc.port = key.dport;
+	__builtin_memcpy(svc.addr, key.daddr, 16);
+	if (bpf_map_lookup_elem(&services, &svc))
+		return to_user(ctx, cnt, slot);
+	/* Port 0: every port of the address (persistent port-0 services,
+	 * firewall-mark rules without ports). */
+	svc.port = 0;
+	if (bpf_map_lookup_elem(&services, &svc))
+		return to_user(ctx, cnt, slot);
+	return pass(cnt);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

@@ -1,33 +1,46 @@
-//! I/O plumbing of the RVS director: the XDP filter that decides which frames
-//! leave the kernel, and AF_XDP sockets that carry them to and from the
-//! worker threads.
+//! I/O plumbing of the RVS director: the XDP program that forwards
+//! established flows itself and decides which other frames leave the kernel,
+//! and AF_XDP sockets that carry those to and from the engine's thread.
 //!
 //! Everything `unsafe` in RVS lives here (bpf, mmap'd rings, socket options),
-//! wrapped in safe types; the engine above sees only byte slices.
+//! wrapped in safe types; the engine above sees only byte slices and values.
 //!
-//! Building blocks, in the order a worker uses them:
-//! 1. [`XdpFilter::attach`] on every interface carrying VIP or NAT-return
-//!    traffic, then `add_service` / `add_vip` / `add_nat_return` mirrored into
-//!    each filter.
-//! 2. One [`XskGroup`] per worker (queue id): one UMEM shared by one AF_XDP
-//!    socket per interface, so a frame received on one interface can be sent
-//!    out of another without a copy. Register [`XskGroup::socket_fd`] in the
-//!    matching filter with [`XdpFilter::register_socket`].
+//! Building blocks, in the order the director uses them:
+//! 1. [`XdpDatapath::load`] once, on every interface: one program, one set of
+//!    maps shared by every interface, queue and CPU; then `add_service` /
+//!    `add_vip`.
+//! 2. One [`XskGroup`] over every (interface, queue) pair
+//!    ([`XskGroup::with_queues`]): one UMEM, so one thread receives from every
+//!    queue and sends any frame out of any interface without a copy. Register
+//!    each socket with [`XdpDatapath::register_socket`].
 //! 3. The loop: [`XskGroup::recv`] → [`XskGroup::frame_mut`] (engine rewrites)
-//!    → [`XskGroup::send`] or [`XskGroup::release`] → [`XskGroup::flush`];
-//!    [`XskGroup::poll`] when idle.
+//!    → apply the engine's fast-path ops with [`XdpDatapath::apply`] → then
+//!    [`XskGroup::send`] (on [`XskGroup::tx_slot`]) or [`XskGroup::release`]
+//!    → [`XskGroup::flush`]; [`XskGroup::poll`] when idle.
+//!
+//! [`XdpFilter`] (one program and map set per interface, no fast path) is the
+//! previous design, kept until rvsd moves to [`XdpDatapath`].
 //!
 //! AF_XDP sockets and XDP attachments act on the network namespace of the
 //! calling *thread*: create them in the thread that has the right namespace.
 
 mod error;
+mod fastpath;
 mod filter;
 mod iface;
+mod maps;
+mod program;
+mod test_run;
 mod xsk;
 
 pub use error::DatapathError;
-pub use filter::{XdpAttachMode, XdpFilter, XdpModePolicy, XdpStats};
+pub use filter::{XdpFilter, XdpFilterStats};
 pub use iface::{ifindex_by_name, name_by_ifindex};
+pub use program::{
+    monotonic_ns, AttachedInterface, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,
+    MAX_INTERFACES, MAX_QUEUES_PER_INTERFACE,
+};
+pub use test_run::{TestRun, XdpAction};
 pub use xsk::{
     BindMode, BindPolicy, FrameMut, RxFrame, XskConfig, XskGroup, XskSocketStats, XskStats,
     FRAME_SIZE,

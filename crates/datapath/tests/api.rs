@@ -5,7 +5,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{in_netns, Lab};
-use rvs_datapath::{DatapathError, XdpFilter, XskConfig, XskGroup, FRAME_SIZE};
+use rvs_datapath::{
+    DatapathError, XdpDatapath, XdpFilter, XdpModePolicy, XskConfig, XskGroup, FRAME_SIZE,
+};
 
 #[test]
 fn unknown_interfaces_are_named_in_the_error() {
@@ -15,6 +17,18 @@ fn unknown_interfaces_are_named_in_the_error() {
         e.to_string().contains("interface rvsdp-nosuch0 not found"),
         "{e}"
     );
+
+    // Refused before anything is loaded or attached.
+    let e = XdpDatapath::load(&[u32::MAX - 7], XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(
+        matches!(e, DatapathError::InterfaceIndexNotFound(_)),
+        "{e:?}"
+    );
+    let e = XdpDatapath::load(&[1, 1], XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(e.to_string().contains("listed twice"), "{e}");
+    let many: Vec<u32> = (1..=33).collect();
+    let e = XdpDatapath::load(&many, XdpModePolicy::Auto, 1000).unwrap_err();
+    assert!(e.to_string().contains("at most 32"), "{e}");
 
     let e = XskGroup::new(&[u32::MAX - 7], 0, &XskConfig::default()).unwrap_err();
     assert!(
@@ -38,6 +52,16 @@ fn bad_ring_sizes_are_refused_before_touching_the_kernel() {
     );
     let e = XskGroup::new(&[], 0, &XskConfig::default()).unwrap_err();
     assert!(matches!(e, DatapathError::InvalidArgument(_)), "{e:?}");
+    // One socket per queue: a pair listed twice cannot be bound.
+    let e = XskGroup::with_queues(&[(1, 0), (1, 1), (1, 0)], &XskConfig::default()).unwrap_err();
+    assert!(e.to_string().contains("queue 0 is listed twice"), "{e}");
+    // Explicit UMEM sizes still need two frames per socket.
+    let cfg = XskConfig {
+        frame_count: 3,
+        ..XskConfig::default()
+    };
+    let e = XskGroup::with_queues(&[(1, 0), (1, 1)], &cfg).unwrap_err();
+    assert!(e.to_string().contains("need at least 2 per socket"), "{e}");
 }
 
 #[test]

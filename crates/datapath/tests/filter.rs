@@ -1,4 +1,4 @@
-//! The XDP filter in front of the AF_XDP sockets, with real packets in
+//! The XDP program in front of the AF_XDP sockets, with real packets in
 //! network namespaces: what goes to user space and what stays with the kernel.
 //! Needs root (CAP_NET_ADMIN, CAP_BPF).
 
@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::director::Director;
 use common::{in_netns, ipv4_frame, mac, off, udp, udp_dport, Injector, Lab};
 use rvs_datapath::{RxFrame, XdpAttachMode, XdpStats, XskStats};
+use rvs_engine::{FastAction, FastKey, FastPathOp};
 
 const UDP: u8 = 17;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
@@ -37,12 +38,11 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let director = in_netns(&dir, move || {
         let mut d = Director::start(&["eth0"]);
-        let f = &mut d.filters[0];
-        f.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
-        f.add_vip(IpAddr::V4(VIP)).unwrap();
+        d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
+        d.dp.add_vip(IpAddr::V4(VIP)).unwrap();
         let kern = UdpSocket::bind((VIP, 6000)).unwrap();
         kern.set_nonblocking(true).unwrap();
-        ready_tx.send(f.mode()).unwrap();
+        ready_tx.send(d.dp.interfaces()[0].mode).unwrap();
 
         let mut svc: Vec<Vec<u8>> = Vec::new();
         let mut unexpected = 0;
@@ -69,7 +69,7 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
                 d.group.poll(Duration::from_millis(20));
             }
         }
-        let stats: XdpStats = d.filters[0].stats().unwrap();
+        let stats: XdpStats = d.dp.iface_stats(d.ifindex(0)).unwrap();
         let xsk: XskStats = d.group.stats();
         (svc, kernel, unexpected, stats, xsk)
     });
@@ -120,8 +120,9 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
         "datagrams to a non-service port reach the kernel socket"
     );
     assert_eq!(unexpected, 0, "nothing but service traffic is redirected");
-    assert_eq!(stats.redirected, N_SVC as u64, "{stats:?}");
-    assert_eq!(stats.redirect_failed, 0, "{stats:?}");
+    assert_eq!(stats.to_user, N_SVC as u64, "{stats:?}");
+    assert_eq!(stats.to_user_failed, 0, "{stats:?}");
+    assert_eq!(stats.fast_tx + stats.fast_redirect, 0, "{stats:?}");
     // 3 echo requests + 5 datagrams + ARP (at least one request or reply).
     assert!(stats.passed > 3 + N_KERN as u64, "{stats:?}");
     assert_eq!(xsk.sockets[0].rx_packets, N_SVC as u64, "{xsk:?}");
@@ -248,11 +249,9 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
     let n_want = want.len();
     let director = in_netns(&dir, move || {
         let mut d = Director::start(&["eth0"]);
-        d.filters[0]
-            .add_service(IpAddr::V4(VIP), UDP, 5000)
-            .unwrap();
-        d.filters[0].add_vip(IpAddr::V4(VIP)).unwrap();
-        let before = d.filters[0].stats().unwrap();
+        d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
+        d.dp.add_vip(IpAddr::V4(VIP)).unwrap();
+        let before = d.dp.iface_stats(d.ifindex(0)).unwrap();
         ready_tx.send(()).unwrap();
         let mut got = collect(&mut d, n_want, Duration::from_secs(10));
         // Anything extra that should not have come up?
@@ -260,7 +259,8 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
             .recv_timeout(Duration::from_secs(10))
             .expect("injector done");
         got.extend(collect(&mut d, usize::MAX, Duration::from_millis(200)));
-        (got, before, d.filters[0].stats().unwrap())
+        let after = d.dp.iface_stats(d.ifindex(0)).unwrap();
+        (got, before, after)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(20))
@@ -296,19 +296,23 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
         "{before:?} -> {after:?}"
     );
     assert_eq!(
-        delta(|s| s.redirected),
+        delta(|s| s.to_user),
         want.len() as u64,
         "{before:?} -> {after:?}"
     );
-    assert_eq!(after.redirect_failed, 0, "{after:?}");
+    assert_eq!(after.to_user_failed, 0, "{after:?}");
     assert!(
         delta(|s| s.passed) >= 2,
         "non-VIP error and non-service port passed: {before:?} -> {after:?}"
     );
 }
 
+/// The bug the shared `conns` map fixes: replies from a NAT real server's
+/// service port used to be matched by source alone, which swallowed the
+/// director's own traffic with that server (health checks). Now only
+/// directions the engine tracks reach user space.
 #[test]
-fn nat_return_matches_the_real_server_source() {
+fn tracked_reply_goes_to_user_space_untracked_reply_from_the_same_port_passes() {
     let mut lab = Lab::new("e");
     let rs = lab.netns("rs");
     let dir = lab.netns("dir");
@@ -324,43 +328,57 @@ fn nat_return_matches_the_real_server_source() {
     );
     const N_NAT: usize = 10;
     const N_OWN: usize = 4;
+    let rip = IpAddr::V4(Ipv4Addr::new(10, 202, 0, 1));
+    // The reply direction of a NAT connection the engine tracks:
+    // RIP:8080 -> client 10.202.0.2:7000 (the director stands in for the client).
+    let tracked = FastKey {
+        proto: UDP,
+        saddr: rip,
+        sport: 8080,
+        daddr: IpAddr::V4(Ipv4Addr::new(10, 202, 0, 2)),
+        dport: 7000,
+    };
 
     let (ready_tx, ready_rx) = mpsc::channel();
     let director = in_netns(&dir, move || {
         let mut d = Director::start(&["eth0"]);
-        let rip = IpAddr::V4(Ipv4Addr::new(10, 202, 0, 1));
-        d.filters[0].add_nat_return(rip, UDP, 8080).unwrap();
-        // A service on the same address/port must not match by source.
-        d.filters[0]
-            .add_service(IpAddr::V4(Ipv4Addr::new(10, 202, 0, 9)), UDP, 8081)
-            .unwrap();
+        d.dp.apply(&FastPathOp::Upsert {
+            key: tracked,
+            action: FastAction::ToEngine,
+        })
+        .unwrap();
+        // A service on the real server's port must not match by source.
+        d.dp.add_service(rip, UDP, 8080).unwrap();
         let kern = UdpSocket::bind("10.202.0.2:7000").unwrap();
         kern.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let health = UdpSocket::bind("10.202.0.2:7001").unwrap();
+        health
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         ready_tx.send(()).unwrap();
         let nat = collect(&mut d, N_NAT, Duration::from_secs(10));
         let mut own = Vec::new();
         let mut buf = [0u8; 256];
         while own.len() < N_OWN {
-            match kern.recv_from(&mut buf) {
+            match health.recv_from(&mut buf) {
                 Ok((n, from)) => own.push((buf[..n].to_vec(), from.port())),
                 Err(_) => break,
             }
         }
         // Removing the entry sends the next replies to the kernel.
-        d.filters[0].remove_nat_return(rip, UDP, 8080).unwrap();
-        d.filters[0]
-            .remove_nat_return(rip, UDP, 8080)
+        d.dp.apply(&FastPathOp::Remove { key: tracked }).unwrap();
+        d.dp.apply(&FastPathOp::Remove { key: tracked })
             .expect("removing twice is fine");
         (nat, own, kern, d)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("director ready");
-    let sender = |sport: u16, prefix: &'static str, n: usize| {
+    let sender = |dport: u16, prefix: &'static str, n: usize| {
         in_netns(&rs, move || {
-            let s = UdpSocket::bind(("10.202.0.1", sport)).unwrap();
+            let s = UdpSocket::bind(("10.202.0.1", 8080)).unwrap();
             for i in 0..n {
-                s.send_to(format!("{prefix}-{i}").as_bytes(), "10.202.0.2:7000")
+                s.send_to(format!("{prefix}-{i}").as_bytes(), ("10.202.0.2", dport))
                     .unwrap();
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -368,8 +386,8 @@ fn nat_return_matches_the_real_server_source() {
         .join()
         .expect("sender");
     };
-    sender(8080, "nat", N_NAT);
-    sender(8081, "own", N_OWN);
+    sender(7000, "nat", N_NAT);
+    sender(7001, "own", N_OWN);
     let (nat, own, kern, d) = director.join().expect("director");
 
     let nat_payloads: Vec<Vec<u8>> = nat
@@ -379,21 +397,24 @@ fn nat_return_matches_the_real_server_source() {
     let want: Vec<Vec<u8>> = (0..N_NAT)
         .map(|i| format!("nat-{i}").into_bytes())
         .collect();
-    assert_eq!(nat_payloads, want, "replies from RIP:8080 go to user space");
+    assert_eq!(nat_payloads, want, "the tracked reply goes to user space");
     let want_own: Vec<(Vec<u8>, u16)> = (0..N_OWN)
-        .map(|i| (format!("own-{i}").into_bytes(), 8081))
+        .map(|i| (format!("own-{i}").into_bytes(), 8080))
         .collect();
-    assert_eq!(own, want_own, "other source ports reach the kernel");
+    assert_eq!(
+        own, want_own,
+        "the same server port to another (untracked) port reaches the kernel"
+    );
 
-    // After removal, port 8080 traffic is the kernel's.
-    sender(8080, "late", 1);
+    // After removal, the formerly tracked direction is the kernel's.
+    sender(7000, "late", 1);
     let mut buf = [0u8; 64];
     let (n, from) = kern
         .recv_from(&mut buf)
         .expect("kernel gets RIP:8080 after removal");
     assert_eq!((&buf[..n], from.port()), (&b"late-0"[..], 8080));
-    let stats = d.filters[0].stats().unwrap();
-    assert_eq!(stats.redirected, N_NAT as u64, "{stats:?}");
+    let stats = d.dp.iface_stats(d.ifindex(0)).unwrap();
+    assert_eq!(stats.to_user, N_NAT as u64, "{stats:?}");
     // The director thread is gone; drop its datapath objects in the lab's lifetime.
     drop(d);
 }
@@ -434,17 +455,16 @@ fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let director = in_netns(&dir, move || {
         let mut d = Director::start(&["eth0"]);
-        d.filters[0]
-            .add_service(IpAddr::V6(vip6), UDP, 5000)
-            .unwrap();
-        d.filters[0].add_vip(IpAddr::V6(vip6)).unwrap();
+        d.dp.add_service(IpAddr::V6(vip6), UDP, 5000).unwrap();
+        d.dp.add_vip(IpAddr::V6(vip6)).unwrap();
         let kern = UdpSocket::bind((vip6, 6000)).unwrap();
         kern.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         ready_tx.send(()).unwrap();
         let got = collect(&mut d, N6, Duration::from_secs(10));
         let mut buf = [0u8; 64];
         let kernel = kern.recv(&mut buf).map(|n| buf[..n].to_vec());
-        (got, kernel, d.filters[0].stats().unwrap())
+        let stats = d.dp.iface_stats(d.ifindex(0)).unwrap();
+        (got, kernel, stats)
     });
     ready_rx
         .recv_timeout(Duration::from_secs(20))
@@ -478,6 +498,6 @@ fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
         b"v6-kernel".to_vec(),
         "non-service port stays in the kernel"
     );
-    assert_eq!(stats.redirected, N6 as u64, "{stats:?}");
+    assert_eq!(stats.to_user, N6 as u64, "{stats:?}");
     assert_eq!(stats.parse_errors, 0, "{stats:?}");
 }

@@ -1,6 +1,7 @@
 //! Frames received on one interface and sent out of another through the
 //! shared UMEM, without copies: plain MAC rewrite (DR-like) and a frame grown
-//! by 20 bytes into the headroom (IPIP, TUN-like). Needs root.
+//! by 20 bytes into the headroom (IPIP, TUN-like); and a NAT flow forwarded
+//! both ways by the XDP program alone, in native and generic mode. Needs root.
 //!
 //! Topology (each `ns` created by the test):
 //! `A eth0 10.201.1.1` — `D ethA 10.201.1.2 (+VIP)` | `D ethB 10.201.2.2` — `B eth0 10.201.2.1 (VIP on lo)`
@@ -13,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::director::Director;
 use common::{csum, in_netns, mac, off, udp_dport, Lab};
-use rvs_datapath::{BindMode, RxFrame, XskStats};
+use rvs_datapath::{BindMode, RxFrame, XdpAttachMode, XdpModePolicy, XskStats};
+use rvs_engine::{
+    DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop, NextHopId, Rewrite,
+};
+use rvs_wire::EthernetAddress;
 
 const UDP: u8 = 17;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 201, 1, 100);
@@ -84,9 +89,8 @@ fn run_director(
     let (ready_tx, ready_rx) = mpsc::channel();
     let h = in_netns(d, move || {
         let mut dir = Director::start(&["ethA", "ethB"]);
-        for f in &mut dir.filters {
-            f.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
-        }
+        dir.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
+        let eth_b = dir.group.tx_slot(dir.ifindex(1)).expect("a socket on ethB");
         ready_tx.send(dir.group.mode(0).unwrap()).unwrap();
         let mut seen = Vec::new();
         let mut batch = [RxFrame::default(); 32];
@@ -102,7 +106,10 @@ fn run_director(
                 seen.push(f.data()[off::IP..].to_vec());
                 if rewrite(&mut f) {
                     let (addr, len) = (f.addr(), f.len_u32());
-                    assert!(dir.group.send(1, addr, len), "TX ring accepts the frame");
+                    assert!(
+                        dir.group.send(eth_b, addr, len),
+                        "TX ring accepts the frame"
+                    );
                     sent += 1;
                 } else {
                     dir.group.release(rx.addr);
@@ -295,4 +302,170 @@ fn frame_grown_into_headroom_is_sent_intact() {
     }
     assert_eq!(stats.sockets[1].tx_packets, N as u64, "{stats:?}");
     drop(t);
+}
+
+/// An established NAT flow, both directions forwarded by the XDP program
+/// alone: A's datagrams to VIP:5000 go to B's 10.201.2.1:6000 (MasqIn, out
+/// of ethB), B's answers come back to A from VIP:5000 (MasqOut, out of
+/// ethA), and not one frame reaches user space.
+fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
+    const CPORT: u16 = 41234;
+    const ROUNDS: usize = 20;
+    let t = topo(tag);
+    // A veth receiving XDP-redirected frames needs NAPI on: GRO does it.
+    for ns in [&t.a, &t.b] {
+        t.lab
+            .exec(ns, &["ethtool", "-K", "eth0", "gro", "on"])
+            .status
+            .success()
+            .then_some(())
+            .expect("ethtool gro on");
+    }
+    let echo = in_netns(&t.b, || {
+        let s = UdpSocket::bind("10.201.2.1:6000").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 512];
+        let mut n = 0;
+        while n < ROUNDS {
+            let Ok((len, from)) = s.recv_from(&mut buf) else {
+                break;
+            };
+            assert_eq!(
+                from,
+                SocketAddr::from(([10, 201, 1, 1], CPORT)),
+                "client kept"
+            );
+            s.send_to(&buf[..len], from).unwrap();
+            n += 1;
+        }
+        n
+    });
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let director = in_netns(&t.d, move || {
+        let mut dir = Director::start_with(&["ethA", "ethB"], 1, policy);
+        let (eth_a, eth_b) = (dir.ifindex(0), dir.ifindex(1));
+        let hop = |id, iface, src: &str, dst: &str| FastPathOp::SetNextHop {
+            id: NextHopId(id),
+            hop: Some(NextHop {
+                iface: IfIndex(iface),
+                src_mac: EthernetAddress(mac(src)),
+                dst_mac: EthernetAddress(mac(dst)),
+            }),
+        };
+        let client = IpAddr::V4(Ipv4Addr::new(10, 201, 1, 1));
+        let rip = IpAddr::V4(Ipv4Addr::new(10, 201, 2, 1));
+        let upsert = |key: FastKey, rewrite, hop| FastPathOp::Upsert {
+            key,
+            action: FastAction::Forward(FastForward {
+                rewrite,
+                next_hop: NextHopId(hop),
+                dest: DestSlot(3),
+            }),
+        };
+        for op in [
+            hop(1, eth_b, D_B_MAC, B_MAC),
+            hop(2, eth_a, "02:00:00:00:b1:02", "02:00:00:00:b1:01"),
+            upsert(
+                FastKey {
+                    proto: UDP,
+                    saddr: client,
+                    sport: CPORT,
+                    daddr: IpAddr::V4(VIP),
+                    dport: 5000,
+                },
+                Rewrite::MasqIn {
+                    addr: rip,
+                    port: 6000,
+                },
+                1,
+            ),
+            upsert(
+                FastKey {
+                    proto: UDP,
+                    saddr: rip,
+                    sport: 6000,
+                    daddr: client,
+                    dport: CPORT,
+                },
+                Rewrite::MasqOut {
+                    addr: IpAddr::V4(VIP),
+                    port: 5000,
+                },
+                2,
+            ),
+        ] {
+            dir.dp.apply(&op).unwrap();
+        }
+        ready_tx.send(dir.dp.interfaces()[0].mode).unwrap();
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("client done");
+        let stats = (
+            dir.dp.iface_stats(eth_a).unwrap(),
+            dir.dp.iface_stats(eth_b).unwrap(),
+            dir.dp.dest_counters(DestSlot(3)).unwrap(),
+        );
+        (stats, dir.group.stats())
+    });
+    let mode = ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    assert_eq!(
+        mode,
+        match policy {
+            XdpModePolicy::Generic => XdpAttachMode::Generic,
+            _ => XdpAttachMode::Native,
+        }
+    );
+    let ping = t
+        .lab
+        .exec(&t.a, &["ping", "-c", "1", "-W", "2", "10.201.1.100"]);
+    assert!(ping.status.success(), "ARP/ping to the VIP");
+    let answers = in_netns(&t.a, || {
+        let s = UdpSocket::bind(("10.201.1.1", CPORT)).unwrap();
+        s.connect((VIP, 5000)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 512];
+        for i in 0..ROUNDS {
+            s.send(format!("nat-{i}").as_bytes()).unwrap();
+            match s.recv(&mut buf) {
+                Ok(n) => got.push(buf[..n].to_vec()),
+                Err(e) => panic!("no answer to nat-{i} from VIP:5000: {e}"),
+            }
+        }
+        got
+    })
+    .join()
+    .expect("client in A");
+    done_tx.send(()).unwrap();
+    let ((a, b, dest), xsk) = director.join().expect("director");
+    assert_eq!(echo.join().expect("echo server in B"), ROUNDS);
+    let want: Vec<Vec<u8>> = (0..ROUNDS)
+        .map(|i| format!("nat-{i}").into_bytes())
+        .collect();
+    assert_eq!(answers, want, "every datagram answered through the VIP");
+    assert_eq!(a.fast_redirect, ROUNDS as u64, "ethA: {a:?}");
+    assert_eq!(b.fast_redirect, ROUNDS as u64, "ethB: {b:?}");
+    assert_eq!((a.to_user, b.to_user), (0, 0), "{a:?} {b:?}");
+    assert_eq!(
+        (dest.in_packets, dest.out_packets),
+        (ROUNDS as u64, ROUNDS as u64)
+    );
+    assert!(
+        xsk.sockets.iter().all(|s| s.rx_packets == 0),
+        "nothing reached user space: {xsk:?}"
+    );
+    drop(t);
+}
+
+#[test]
+fn nat_flow_is_forwarded_both_ways_by_xdp_native() {
+    nat_round_trip_in_xdp("g", XdpModePolicy::Native);
+}
+
+#[test]
+fn nat_flow_is_forwarded_both_ways_by_xdp_generic() {
+    nat_round_trip_in_xdp("h", XdpModePolicy::Generic);
 }

@@ -1,5 +1,8 @@
-//! [`XskGroup`]: one UMEM shared by one AF_XDP socket per interface, all on
-//! the same queue id, owned by one worker thread.
+//! [`XskGroup`]: one UMEM shared by AF_XDP sockets on any set of
+//! (interface, queue) pairs, owned by one worker thread, so that thread can
+//! receive from every queue of every interface and send any frame out of any
+//! interface without a copy (XDP_SHARED_UMEM with a FILL and COMPLETION ring
+//! per socket, Linux >= 5.10).
 //!
 //! Frame ownership is tracked per frame (one byte each), so a wrong address
 //! from the caller — double release, sending a frame the kernel owns — is
@@ -16,8 +19,16 @@ use super::{
 use crate::iface::name_by_ifindex;
 use crate::DatapathError;
 
-/// Most interfaces (sockets) one group can hold; matches the poll array on the stack.
-const MAX_SLOTS: usize = 64;
+/// Most sockets one group can hold: every queue (256) of every interface
+/// (32) the XDP program can redirect to.
+const MAX_SLOTS: usize = 32 * 256;
+/// Frames each socket's FILL ring gets when `XskConfig::frame_count` is 0.
+const AUTO_FRAMES_PER_SOCKET: u32 = 1024;
+/// Frames on top of those, for frames in flight on TX and with the caller.
+const AUTO_FRAMES_SPARE: u32 = 2048;
+/// Bounds of the automatic UMEM size (16 MiB .. 1 GiB of 4 KiB frames).
+const AUTO_FRAMES_MIN: u32 = 4096;
+const AUTO_FRAMES_MAX: u32 = 1 << 18;
 const CHUNK_MASK: u64 = !(FRAME_SIZE as u64 - 1);
 
 /// Who may touch a frame right now.
@@ -45,7 +56,12 @@ struct Slot {
     tx_ring_full: u64,
 }
 
-/// One UMEM plus one AF_XDP socket per interface, all for the same queue id.
+/// One UMEM plus one AF_XDP socket per (interface, queue) pair.
+///
+/// Sockets are numbered in the order given to [`with_queues`](Self::with_queues)
+/// (the *slot*): [`RxFrame::iface`] is the slot a frame arrived on, and
+/// [`send`](Self::send) takes the slot to transmit on; [`tx_slot`](Self::tx_slot)
+/// finds one for an egress interface.
 ///
 /// Call order in a worker: [`recv`](Self::recv) a batch; per frame
 /// [`frame_mut`](Self::frame_mut) to rewrite it, then [`send`](Self::send)
@@ -62,7 +78,10 @@ pub struct XskGroup {
     owner: Vec<Owner>,
     fill_target: u32,
     next_rx: usize,
-    queue_id: u32,
+    /// One per slot, reused by every `poll`.
+    pollfds: Vec<libc::pollfd>,
+    /// (ifindex, first slot on it), in slot order: where to transmit.
+    tx_slots: Vec<(u32, usize)>,
     alloc_offset: u32,
     kick_always: bool,
 }
@@ -82,31 +101,54 @@ fn check_pow2(name: &str, v: u32) -> Result<(), DatapathError> {
 }
 
 impl XskGroup {
-    /// Create the UMEM and one socket per interface on `queue_id`.
-    ///
-    /// Slot `i` of the group is `ifindexes[i]`. With [`BindPolicy::Auto`] it
-    /// tries zero-copy for all interfaces, then copy mode for all (a shared
-    /// UMEM has one mode).
+    /// Create the UMEM and one socket per interface, all on `queue_id`
+    /// (slot `i` is `ifindexes[i]`): [`with_queues`](Self::with_queues) with
+    /// `(ifindexes[i], queue_id)`.
     pub fn new(ifindexes: &[u32], queue_id: u32, cfg: &XskConfig) -> Result<Self, DatapathError> {
-        if ifindexes.is_empty() || ifindexes.len() > MAX_SLOTS {
+        let pairs: Vec<(u32, u32)> = ifindexes.iter().map(|&i| (i, queue_id)).collect();
+        Self::with_queues(&pairs, cfg)
+    }
+
+    /// Create the UMEM and one socket per `(ifindex, queue)` pair; slot `i`
+    /// is `sockets[i]`. Pairs must be distinct.
+    ///
+    /// With [`BindPolicy::Auto`] it tries zero-copy for all sockets, then
+    /// copy mode for all (a shared UMEM has one mode). With
+    /// `cfg.frame_count == 0` the UMEM holds 1024 frames per socket plus 2048
+    /// (at least 4096, at most 262144 frames of 4 KiB).
+    pub fn with_queues(sockets: &[(u32, u32)], cfg: &XskConfig) -> Result<Self, DatapathError> {
+        if sockets.is_empty() || sockets.len() > MAX_SLOTS {
             return Err(DatapathError::InvalidArgument(format!(
-                "an XskGroup needs 1..={MAX_SLOTS} interfaces, got {}",
-                ifindexes.len()
+                "an XskGroup needs 1..={MAX_SLOTS} sockets, got {}",
+                sockets.len()
             )));
         }
-        for &i in ifindexes {
-            if name_by_ifindex(i).is_none() {
-                return Err(DatapathError::InterfaceIndexNotFound(i));
+        for (i, &(ifindex, queue)) in sockets.iter().enumerate() {
+            if sockets[..i].contains(&(ifindex, queue)) {
+                return Err(DatapathError::InvalidArgument(format!(
+                    "{} queue {queue} is listed twice: one socket per queue",
+                    crate::iface::describe(ifindex)
+                )));
+            }
+            if !sockets[..i].iter().any(|&(x, _)| x == ifindex)
+                && name_by_ifindex(ifindex).is_none()
+            {
+                return Err(DatapathError::InterfaceIndexNotFound(ifindex));
             }
         }
         check_pow2("rx_size", cfg.rx_size)?;
         check_pow2("tx_size", cfg.tx_size)?;
         check_pow2("fill_size", cfg.fill_size)?;
         check_pow2("comp_size", cfg.comp_size)?;
-        if cfg.frame_count < 2 * ifindexes.len() as u32 || cfg.frame_count > (1 << 22) {
+        let n = sockets.len() as u32;
+        let frame_count = if cfg.frame_count == 0 {
+            (n * AUTO_FRAMES_PER_SOCKET + AUTO_FRAMES_SPARE).clamp(AUTO_FRAMES_MIN, AUTO_FRAMES_MAX)
+        } else {
+            cfg.frame_count
+        };
+        if frame_count < 2 * n || frame_count > (1 << 22) {
             return Err(DatapathError::InvalidArgument(format!(
-                "frame_count = {}: need at least 2 per interface and at most 4194304",
-                cfg.frame_count
+                "frame_count = {frame_count}: need at least 2 per socket ({n} sockets) and at most 4194304"
             )));
         }
         if cfg.headroom > FRAME_SIZE / 2 {
@@ -122,11 +164,11 @@ impl XskGroup {
             BindPolicy::ZeroCopy => &[BindMode::ZeroCopy],
             BindPolicy::Copy => &[BindMode::Copy],
         };
-        let umem = Umem::new(cfg.frame_count, cfg.headroom)?;
+        let umem = Umem::new(frame_count, cfg.headroom)?;
         let mut last_err = None;
         for &mode in modes {
-            match Self::bind_all(&umem, ifindexes, queue_id, cfg, mode) {
-                Ok(socks) => return Ok(Self::assemble(socks, umem, queue_id, cfg)),
+            match Self::bind_all(&umem, sockets, cfg, mode) {
+                Ok(socks) => return Ok(Self::assemble(socks, umem, cfg)),
                 Err(e @ DatapathError::PermissionDenied { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(?mode, error = %e, "AF_XDP bind mode unavailable");
@@ -140,13 +182,12 @@ impl XskGroup {
 
     fn bind_all(
         umem: &Umem,
-        ifindexes: &[u32],
-        queue_id: u32,
+        sockets: &[(u32, u32)],
         cfg: &XskConfig,
         mode: BindMode,
     ) -> Result<Vec<XskSocket>, DatapathError> {
-        let mut socks: Vec<XskSocket> = Vec::with_capacity(ifindexes.len());
-        for &ifindex in ifindexes {
+        let mut socks: Vec<XskSocket> = Vec::with_capacity(sockets.len());
+        for &(ifindex, queue_id) in sockets {
             let bind = match socks.first() {
                 None => Bind::Owner(mode),
                 Some(owner) => Bind::Shared(owner.raw_fd()),
@@ -156,10 +197,24 @@ impl XskGroup {
         Ok(socks)
     }
 
-    fn assemble(socks: Vec<XskSocket>, umem: Umem, queue_id: u32, cfg: &XskConfig) -> Self {
+    fn assemble(socks: Vec<XskSocket>, umem: Umem, cfg: &XskConfig) -> Self {
         let n = socks.len() as u32;
         let frames = umem.frame_count();
-        // Leave as many frames for in-flight TX as one interface's FILL share.
+        let pollfds = socks
+            .iter()
+            .map(|s| libc::pollfd {
+                fd: s.raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            })
+            .collect();
+        let mut tx_slots: Vec<(u32, usize)> = Vec::new();
+        for (i, s) in socks.iter().enumerate() {
+            if !tx_slots.iter().any(|&(x, _)| x == s.ifindex) {
+                tx_slots.push((s.ifindex, i));
+            }
+        }
+        // Leave as many frames for in-flight TX as one socket's FILL share.
         let fill_target = cfg.fill_size.min(frames / (n + 1)).max(1);
         let free: Vec<u64> = (0..u64::from(frames))
             .rev()
@@ -183,7 +238,8 @@ impl XskGroup {
             owner: vec![Owner::Free; frames as usize],
             fill_target,
             next_rx: 0,
-            queue_id,
+            pollfds,
+            tx_slots,
             alloc_offset: cfg.headroom + KERNEL_HEADROOM,
             kick_always,
         };
@@ -193,19 +249,20 @@ impl XskGroup {
         g
     }
 
-    /// Number of interface slots.
+    /// Number of sockets (slots).
     pub fn len(&self) -> usize {
         self.slots.len()
     }
 
-    /// Always false: a group has at least one interface (for clippy's `len` convention).
+    /// Always false: a group has at least one socket (for clippy's `len` convention).
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
     }
 
-    /// Queue id all sockets are bound to.
+    /// Queue id of slot 0; for groups made by [`new`](Self::new), the queue
+    /// of every socket.
     pub fn queue_id(&self) -> u32 {
-        self.queue_id
+        self.slots.first().map_or(0, |s| s.sock.queue)
     }
 
     /// Interface index of a slot (None if out of range).
@@ -213,12 +270,29 @@ impl XskGroup {
         self.slots.get(iface_slot).map(|s| s.sock.ifindex)
     }
 
+    /// RX queue of a slot (None if out of range).
+    pub fn queue(&self, slot: usize) -> Option<u32> {
+        self.slots.get(slot).map(|s| s.sock.queue)
+    }
+
+    /// The slot to [`send`](Self::send) on to transmit out of interface
+    /// `ifindex`: its first socket in slot order (None if the group has no
+    /// socket on it). Any socket of an interface can transmit any frame of
+    /// the UMEM.
+    pub fn tx_slot(&self, ifindex: u32) -> Option<usize> {
+        self.tx_slots
+            .iter()
+            .find(|&&(x, _)| x == ifindex)
+            .map(|&(_, slot)| slot)
+    }
+
     /// Zero-copy or copy, per slot (all slots share the UMEM's mode).
     pub fn mode(&self, iface_slot: usize) -> Option<BindMode> {
         self.slots.get(iface_slot).map(|s| s.sock.mode)
     }
 
-    /// The socket to register in that interface's [`crate::XdpFilter`]; -1 for an unknown slot.
+    /// The socket to register for that slot's interface and queue
+    /// ([`crate::XdpDatapath::register_socket`]); -1 for an unknown slot.
     pub fn socket_fd(&self, iface_slot: usize) -> RawFd {
         self.slots.get(iface_slot).map_or(-1, |s| s.sock.raw_fd())
     }
@@ -454,26 +528,20 @@ impl XskGroup {
         if self.slots.iter_mut().any(|s| !s.sock.rx.is_empty()) {
             return true;
         }
-        let mut fds = [libc::pollfd {
-            fd: -1,
-            events: 0,
-            revents: 0,
-        }; MAX_SLOTS];
-        for (p, s) in fds.iter_mut().zip(&self.slots) {
-            *p = libc::pollfd {
-                fd: s.sock.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            };
+        for p in &mut self.pollfds {
+            p.revents = 0;
         }
         let ms = i32::try_from(timeout.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX);
-        // SAFETY: `fds` holds `slots.len()` (<= MAX_SLOTS) initialised pollfds of our own sockets.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), self.slots.len() as libc::nfds_t, ms) };
-        r > 0
-            && fds
-                .iter()
-                .take(self.slots.len())
-                .any(|p| p.revents & libc::POLLIN != 0)
+        // SAFETY: `pollfds` holds `pollfds.len()` initialised pollfds of our own
+        // sockets and stays borrowed mutably for the duration of the call.
+        let r = unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                ms,
+            )
+        };
+        r > 0 && self.pollfds.iter().any(|p| p.revents & libc::POLLIN != 0)
     }
 
     /// Counters per socket (ours and the kernel's XDP_STATISTICS).
@@ -486,6 +554,7 @@ impl XskGroup {
                     let k = s.sock.kernel_stats();
                     XskSocketStats {
                         ifindex: s.sock.ifindex,
+                        queue: s.sock.queue,
                         mode: Some(s.sock.mode),
                         rx_packets: s.rx_packets,
                         tx_packets: s.tx_packets,

@@ -1,5 +1,5 @@
 //! AF_XDP: UMEM, sockets and rings, wrapped in [`XskGroup`] — the one type a
-//! worker thread uses.
+//! worker thread uses, with a socket on every (interface, queue) it serves.
 
 mod group;
 mod ring;
@@ -40,7 +40,9 @@ pub enum BindPolicy {
 /// Sizes and modes of one [`XskGroup`]. Ring sizes must be powers of two.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XskConfig {
-    /// Frames in the shared UMEM (each [`FRAME_SIZE`] bytes).
+    /// Frames in the shared UMEM (each [`FRAME_SIZE`] bytes); 0 (the
+    /// default) sizes it from the socket count: 1024 per socket plus 2048,
+    /// at least 4096 (16 MiB) and at most 262144 (1 GiB).
     pub frame_count: u32,
     /// Extra headroom before packet data, on top of the kernel's 256 bytes,
     /// so encapsulation (IPIP: 20 bytes) can be prepended in place.
@@ -62,7 +64,7 @@ pub struct XskConfig {
 impl Default for XskConfig {
     fn default() -> Self {
         Self {
-            frame_count: 4096,
+            frame_count: 0,
             headroom: 0,
             rx_size: 2048,
             tx_size: 2048,
@@ -77,7 +79,9 @@ impl Default for XskConfig {
 /// One received frame: which socket (slot) it came in on and where it lies in the UMEM.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RxFrame {
-    /// Index into the `ifindexes` given to [`XskGroup::new`].
+    /// The socket's slot: an index into the pairs given to
+    /// [`XskGroup::with_queues`] (into the `ifindexes` of [`XskGroup::new`]);
+    /// [`XskGroup::ifindex`] and [`XskGroup::queue`] name it.
     pub iface: usize,
     /// UMEM address of the first data byte (past the headroom).
     pub addr: u64,
@@ -90,6 +94,8 @@ pub struct RxFrame {
 pub struct XskSocketStats {
     /// Interface index of the socket.
     pub ifindex: u32,
+    /// RX queue the socket is bound to.
+    pub queue: u32,
     /// Zero-copy or copy.
     pub mode: Option<BindMode>,
     /// Frames taken from the RX ring.
@@ -111,7 +117,7 @@ pub struct XskSocketStats {
 /// Counters of every socket of a group, in slot order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct XskStats {
-    /// One entry per interface slot.
+    /// One entry per socket, in slot order.
     pub sockets: Vec<XskSocketStats>,
     /// Frames currently in the group's free pool.
     pub free_frames: u32,

@@ -21,6 +21,7 @@ pub(crate) struct XskSocket {
     pub(crate) comp: ConsRing<u64>,
     pub(crate) mode: BindMode,
     pub(crate) ifindex: u32,
+    pub(crate) queue: u32,
     // Last: closed after the rings are unmapped.
     fd: OwnedFd,
 }
@@ -155,6 +156,7 @@ impl XskSocket {
             comp,
             mode,
             ifindex,
+            queue,
             fd,
         })
     }

@@ -1,29 +1,50 @@
-//! The director side of a test: filters and one XskGroup in the current thread's namespace.
+//! The director side of a test: the XDP program on every interface and one
+//! XskGroup with a socket on every (interface, queue), registered in the
+//! program's socket map — in the current thread's namespace.
 
-use rvs_datapath::{XdpFilter, XskConfig, XskGroup};
+use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
 
-/// XDP filters on every interface plus one group (queue 0) with one socket per interface.
+/// The program plus one group.
 pub struct Director {
-    /// Filters, in slot order.
-    pub filters: Vec<XdpFilter>,
-    /// The group.
+    /// The program, attached to every interface.
+    pub dp: XdpDatapath,
+    /// Sockets on queues `0..queues` of every interface, interface-major.
     pub group: XskGroup,
 }
 
 impl Director {
-    /// Attach to `ifaces` (names in the current thread's namespace) and register the sockets.
+    /// Attach to `ifaces` (names in the current thread's namespace), one socket each on queue 0.
     pub fn start(ifaces: &[&str]) -> Self {
-        let mut filters: Vec<XdpFilter> = ifaces
+        Self::start_with(ifaces, 1, XdpModePolicy::Auto)
+    }
+
+    /// Attach to `ifaces` with `policy`, sockets on queues `0..queues` of each.
+    pub fn start_with(ifaces: &[&str], queues: u32, policy: XdpModePolicy) -> Self {
+        let idx: Vec<u32> = ifaces
             .iter()
-            .map(|i| XdpFilter::attach(i).unwrap_or_else(|e| panic!("attach {i}: {e}")))
+            .map(|i| rvs_datapath::ifindex_by_name(i).unwrap_or_else(|e| panic!("{i}: {e}")))
             .collect();
-        let idx: Vec<u32> = filters.iter().map(|f| f.ifindex()).collect();
-        let group = XskGroup::new(&idx, 0, &XskConfig::default())
+        let mut dp =
+            XdpDatapath::load(&idx, policy, 4096).unwrap_or_else(|e| panic!("load XDP: {e}"));
+        let pairs: Vec<(u32, u32)> = idx
+            .iter()
+            .flat_map(|&i| (0..queues).map(move |q| (i, q)))
+            .collect();
+        let group = XskGroup::with_queues(&pairs, &XskConfig::default())
             .unwrap_or_else(|e| panic!("XskGroup: {e}"));
-        for (slot, f) in filters.iter_mut().enumerate() {
-            f.register_socket(0, group.socket_fd(slot))
-                .expect("register socket");
+        for slot in 0..group.len() {
+            dp.register_socket(
+                group.ifindex(slot).unwrap(),
+                group.queue(slot).unwrap(),
+                group.socket_fd(slot),
+            )
+            .expect("register socket");
         }
-        Self { filters, group }
+        Self { dp, group }
+    }
+
+    /// The ifindex of interface slot `i` (the order given to `start`).
+    pub fn ifindex(&self, i: usize) -> u32 {
+        self.dp.interfaces()[i].ifindex
     }
 }

@@ -132,6 +132,26 @@ impl Lab {
         b_mac: &str,
         b_ip: &str,
     ) {
+        self.veth_queues(a, a_dev, a_mac, a_ip, b, b_dev, b_mac, b_ip, 1);
+    }
+
+    /// [`veth`](Self::veth) with `queues` TX and RX queues on both ends: a
+    /// sender's flows are spread over its TX queues by hash, and each lands
+    /// on the peer's RX queue of the same number.
+    #[allow(clippy::too_many_arguments)] // reason: as `veth`.
+    pub fn veth_queues(
+        &self,
+        a: &str,
+        a_dev: &str,
+        a_mac: &str,
+        a_ip: &str,
+        b: &str,
+        b_dev: &str,
+        b_mac: &str,
+        b_ip: &str,
+        queues: u32,
+    ) {
+        let q = queues.to_string();
         run(&[
             "ip",
             "-n",
@@ -142,9 +162,9 @@ impl Lab {
             "address",
             a_mac,
             "numtxqueues",
-            "1",
+            &q,
             "numrxqueues",
-            "1",
+            &q,
             "type",
             "veth",
             "peer",
@@ -153,9 +173,9 @@ impl Lab {
             "address",
             b_mac,
             "numtxqueues",
-            "1",
+            &q,
             "numrxqueues",
-            "1",
+            &q,
             "netns",
             b,
         ]);
@@ -251,6 +271,7 @@ pub fn csum(data: &[u8]) -> u16 {
 }
 
 pub mod director;
+pub mod frames;
 
 /// An AF_PACKET socket bound to one interface, to inject hand-made frames
 /// (truncated, fragmented, VLAN-tagged) that no normal socket would send.

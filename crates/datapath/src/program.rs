@@ -1,0 +1,588 @@
+//! [`XdpDatapath`]: the RVS XDP program (`bpf/rvs_xdp.c`) loaded once,
+//! attached to every interface of the director, with one set of maps that
+//! every interface, queue and CPU shares (docs/fastpath.md is the contract).
+//!
+//! The program forwards established flows itself from the `conns` map,
+//! which the engine fills through [`XdpDatapath::apply`]; it hands to the
+//! AF_XDP sockets ([`XdpDatapath::register_socket`]) first packets to a
+//! service, frames of connections the engine must see and malformed frames
+//! to a VIP; everything else — including replies from a real server that
+//! belong to no tracked connection, such as the director's own health
+//! checks — goes to the kernel.
+//!
+//! Call order: [`load`](XdpDatapath::load) on every interface; services and
+//! VIPs; an [`XskGroup`](crate::XskGroup) over every (interface, queue) and
+//! `register_socket` for each socket; then per batch of frames the engine
+//! processed, [`apply`](XdpDatapath::apply) its fast-path ops before the
+//! batch is transmitted. Counters: [`dest_counters`](XdpDatapath::dest_counters)
+//! and [`iface_stats`](XdpDatapath::iface_stats).
+
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use aya::maps::{
+    Array, DevMapHash, HashMap, IterableMap, MapData, PerCpuArray, PerCpuValues, XskMap,
+};
+use aya::programs::{Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
+
+use crate::fastpath::{check_dest, ConnEntry, ConnKey, DestValue, IfCounters, NextHopValue};
+use crate::iface::name_by_ifindex;
+use crate::maps::{chain, is_not_found, load_err, map_err, remove, take, AddrKey, L4Key};
+use crate::test_run::{self, TestRun};
+use crate::DatapathError;
+
+/// The object file built by build.rs from `bpf/rvs_xdp.c`.
+static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
+
+const PROGRAM: &str = "rvs_xdp";
+
+/// Interfaces one program serves (`ifaces`, `tx_ports`; MAX_IFACES in C).
+pub const MAX_INTERFACES: usize = 32;
+
+/// RX queues per interface the program can hand to AF_XDP sockets
+/// (`xsks` holds slot × 256 + queue; QUEUES_PER_IFACE in C).
+pub const MAX_QUEUES_PER_INTERFACE: u32 = 256;
+
+/// Smallest `conns` map, whatever the connection capacity.
+const MIN_CONN_ENTRIES: u32 = 1024;
+
+/// How the program ended up attached; generic mode works everywhere but is slower.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum XdpAttachMode {
+    /// In the driver (XDP_FLAGS_DRV_MODE): the fast path.
+    Native,
+    /// In the generic network stack (XDP_FLAGS_SKB_MODE): works on any device.
+    Generic,
+}
+
+/// Which attach modes to try, so operators can force one when a driver misbehaves.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum XdpModePolicy {
+    /// Native first, generic if the driver refuses.
+    #[default]
+    Auto,
+    /// Native only.
+    Native,
+    /// Generic only.
+    Generic,
+}
+
+/// The attach flags to try in order under `policy`.
+pub(crate) fn attach_modes(policy: XdpModePolicy) -> &'static [(XdpMode, XdpAttachMode)] {
+    match policy {
+        XdpModePolicy::Auto => &[
+            (XdpMode::Driver, XdpAttachMode::Native),
+            (XdpMode::Skb, XdpAttachMode::Generic),
+        ],
+        XdpModePolicy::Native => &[(XdpMode::Driver, XdpAttachMode::Native)],
+        XdpModePolicy::Generic => &[(XdpMode::Skb, XdpAttachMode::Generic)],
+    }
+}
+
+/// Attach `prog` to one interface, trying the modes of `policy` in order.
+fn attach(
+    prog: &mut Xdp,
+    ifindex: u32,
+    ifname: &str,
+    policy: XdpModePolicy,
+) -> Result<XdpAttachMode, DatapathError> {
+    let mut detail = String::new();
+    for &(flags, mode) in attach_modes(policy) {
+        match prog.attach_to_if_index(ifindex, flags) {
+            Ok(_) => return Ok(mode),
+            Err(e) => {
+                let text = chain(&e);
+                let hint = if text.contains("Device or resource busy") {
+                    " (another XDP program is attached: `ip link set dev IFACE xdp off`)"
+                } else {
+                    ""
+                };
+                let _ = write!(
+                    detail,
+                    "{}{mode:?} mode: {text}{hint}",
+                    if detail.is_empty() { "" } else { "; " }
+                );
+            }
+        }
+    }
+    Err(DatapathError::XdpAttach {
+        iface: ifname.to_string(),
+        detail,
+    })
+}
+
+/// Per-interface verdict counters of the program, summed over CPUs.
+///
+/// `passed + to_user + to_user_failed + fast_tx + fast_redirect` is every
+/// frame the program saw on the interface; `parse_errors` counts frames
+/// with unparseable IP/L4 headers among them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Frames left to the kernel.
+    pub passed: u64,
+    /// Frames handed to an AF_XDP socket (first packets, connections the
+    /// engine must see, malformed frames to a VIP).
+    pub to_user: u64,
+    /// Frames meant for user space with no socket on their queue (dropped,
+    /// so the kernel never answers for a VIP).
+    pub to_user_failed: u64,
+    /// Frames forwarded out of the interface they came in on (XDP_TX).
+    pub fast_tx: u64,
+    /// Frames forwarded out of another interface (redirect through `tx_ports`).
+    pub fast_redirect: u64,
+    /// Frames whose IP/L4 headers were truncated or malformed.
+    pub parse_errors: u64,
+}
+
+impl XdpStats {
+    /// Every frame the program saw: the sum of the five verdicts.
+    pub fn frames(&self) -> u64 {
+        self.passed
+            .wrapping_add(self.to_user)
+            .wrapping_add(self.to_user_failed)
+            .wrapping_add(self.fast_tx)
+            .wrapping_add(self.fast_redirect)
+    }
+}
+
+/// One interface the program is attached to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttachedInterface {
+    /// Its index.
+    pub ifindex: u32,
+    /// Its name at attach time.
+    pub name: String,
+    /// Native or generic.
+    pub mode: XdpAttachMode,
+}
+
+/// The current CLOCK_MONOTONIC time in nanoseconds: the clock of
+/// `bpf_ktime_get_ns()`, so comparable with [`XdpDatapath::last_seen`].
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    debug_assert_eq!(r, 0, "CLOCK_MONOTONIC always exists");
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// The RVS XDP program attached to every interface, with its shared maps.
+///
+/// Dropping it detaches the program from every interface (do it in the
+/// network namespace it was loaded in).
+pub struct XdpDatapath {
+    conns: HashMap<MapData, ConnKey, ConnEntry>,
+    next_hops: Array<MapData, NextHopValue>,
+    dest_stats: PerCpuArray<MapData, DestValue>,
+    services: HashMap<MapData, L4Key, u32>,
+    vips: HashMap<MapData, AddrKey, u32>,
+    xsks: XskMap<MapData>,
+    if_stats: PerCpuArray<MapData, IfCounters>,
+    interfaces: Vec<AttachedInterface>,
+    conn_entries: u32,
+    // Last: owns the program and its links; dropping it detaches.
+    ebpf: Ebpf,
+}
+
+impl std::fmt::Debug for XdpDatapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpDatapath")
+            .field("interfaces", &self.interfaces)
+            .field("conn_entries", &self.conn_entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl XdpDatapath {
+    /// Load the program once and attach it to every interface in
+    /// `ifindexes` (native, else generic, as `policy` allows; see
+    /// [`interfaces`](Self::interfaces) for the outcome). Interface slot `i`
+    /// (for the AF_XDP socket map and the counters) is `ifindexes[i]`; every
+    /// interface can be a redirect target of the fast path.
+    ///
+    /// `conn_capacity` is the engine's connection table size: the `conns`
+    /// map holds twice as many entries (a NAT connection has two), at least
+    /// 1024. An empty `ifindexes` loads the program without attaching it
+    /// (for [`test_run`](Self::test_run)).
+    pub fn load(
+        ifindexes: &[u32],
+        policy: XdpModePolicy,
+        conn_capacity: u32,
+    ) -> Result<Self, DatapathError> {
+        if ifindexes.len() > MAX_INTERFACES {
+            return Err(DatapathError::InvalidArgument(format!(
+                "{} interfaces: the XDP program serves at most {MAX_INTERFACES}",
+                ifindexes.len()
+            )));
+        }
+        let mut names = Vec::with_capacity(ifindexes.len());
+        for (i, &ifindex) in ifindexes.iter().enumerate() {
+            if ifindexes[..i].contains(&ifindex) {
+                return Err(DatapathError::InvalidArgument(format!(
+                    "{} is listed twice",
+                    crate::iface::describe(ifindex)
+                )));
+            }
+            names.push(
+                name_by_ifindex(ifindex).ok_or(DatapathError::InterfaceIndexNotFound(ifindex))?,
+            );
+        }
+        let conn_entries = conn_capacity.saturating_mul(2).max(MIN_CONN_ENTRIES);
+
+        let mut ebpf = EbpfLoader::new()
+            .map_max_entries("conns", conn_entries)
+            .load(XDP_OBJECT)
+            .map_err(load_err)?;
+        program_mut(&mut ebpf)?
+            .load()
+            .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
+
+        // Interfaces are known to the maps before the program sees a frame.
+        {
+            let mut ifaces: HashMap<&mut MapData, u32, u32> =
+                HashMap::try_from(map_mut(&mut ebpf, "ifaces")?)
+                    .map_err(|e| map_err("ifaces", "open", e))?;
+            for (slot, &ifindex) in ifindexes.iter().enumerate() {
+                ifaces
+                    .insert(ifindex, slot as u32, 0)
+                    .map_err(|e| map_err("ifaces", "insert", e))?;
+            }
+        }
+        {
+            let mut tx_ports: DevMapHash<&mut MapData> =
+                DevMapHash::try_from(map_mut(&mut ebpf, "tx_ports")?)
+                    .map_err(|e| map_err("tx_ports", "open", e))?;
+            for &ifindex in ifindexes {
+                tx_ports
+                    .insert(ifindex, ifindex, None, 0)
+                    .map_err(|e| DatapathError::Map {
+                        map: "tx_ports",
+                        op: "insert",
+                        detail: chain(&e),
+                    })?;
+            }
+        }
+
+        let mut interfaces = Vec::with_capacity(ifindexes.len());
+        for (&ifindex, name) in ifindexes.iter().zip(names) {
+            let mode = attach(program_mut(&mut ebpf)?, ifindex, &name, policy)?;
+            tracing::info!(iface = %name, ?mode, "RVS XDP program attached");
+            interfaces.push(AttachedInterface {
+                ifindex,
+                name,
+                mode,
+            });
+        }
+
+        Ok(Self {
+            conns: take(&mut ebpf, "conns")?,
+            next_hops: take(&mut ebpf, "next_hops")?,
+            dest_stats: take(&mut ebpf, "dest_stats")?,
+            services: take(&mut ebpf, "services")?,
+            vips: take(&mut ebpf, "vip_addrs")?,
+            xsks: take(&mut ebpf, "xsks")?,
+            if_stats: take(&mut ebpf, "if_stats")?,
+            interfaces,
+            conn_entries,
+            ebpf,
+        })
+    }
+
+    /// The interfaces the program is attached to, in slot order, with their mode.
+    pub fn interfaces(&self) -> &[AttachedInterface] {
+        &self.interfaces
+    }
+
+    /// How the program is attached to `ifindex` (None: not one of ours).
+    pub fn mode(&self, ifindex: u32) -> Option<XdpAttachMode> {
+        self.iface(ifindex).map(|(_, i)| i.mode)
+    }
+
+    /// Size of the `conns` map (entries, two per NAT connection).
+    pub fn conn_map_capacity(&self) -> u32 {
+        self.conn_entries
+    }
+
+    fn iface(&self, ifindex: u32) -> Option<(u32, &AttachedInterface)> {
+        self.interfaces
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.ifindex == ifindex)
+            .map(|(slot, i)| (slot as u32, i))
+    }
+
+    fn xsk_index(&self, ifindex: u32, queue: u32) -> Result<u32, DatapathError> {
+        let (slot, i) = self.iface(ifindex).ok_or_else(|| {
+            DatapathError::InvalidArgument(format!(
+                "{} is not an interface the XDP program was loaded on",
+                crate::iface::describe(ifindex)
+            ))
+        })?;
+        if queue >= MAX_QUEUES_PER_INTERFACE {
+            return Err(DatapathError::InvalidArgument(format!(
+                "queue {queue} on {}: the XDP program hands queues 0..{MAX_QUEUES_PER_INTERFACE} \
+                 to user space (lower the interface's queue count with `ethtool -L`)",
+                i.name
+            )));
+        }
+        Ok(slot * MAX_QUEUES_PER_INTERFACE + queue)
+    }
+
+    /// Deliver frames meant for user space that arrive on `ifindex` queue
+    /// `queue` to the AF_XDP socket `fd` (e.g. [`crate::XskGroup::socket_fd`]).
+    pub fn register_socket(
+        &mut self,
+        ifindex: u32,
+        queue: u32,
+        fd: RawFd,
+    ) -> Result<(), DatapathError> {
+        let index = self.xsk_index(ifindex, queue)?;
+        self.xsks
+            .set(index, fd, 0)
+            .map_err(|e| map_err("xsks", "insert", e))
+    }
+
+    /// Stop delivering that queue to user space (its frames for user space
+    /// are then dropped and counted as `to_user_failed`).
+    pub fn unregister_socket(&mut self, ifindex: u32, queue: u32) -> Result<(), DatapathError> {
+        let index = self.xsk_index(ifindex, queue)?;
+        match self.xsks.unset(index) {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            Err(e) => Err(map_err("xsks", "remove", e)),
+        }
+    }
+
+    /// Send first packets to (addr, proto, port) to user space; port 0
+    /// covers every port of the address.
+    pub fn add_service(&mut self, addr: IpAddr, proto: u8, port: u16) -> Result<(), DatapathError> {
+        self.services
+            .insert(L4Key::new(addr, proto, port), 0, 0)
+            .map_err(|e| map_err("services", "insert", e))
+    }
+
+    /// Stop sending a service to user space (absent entries are fine).
+    pub fn remove_service(
+        &mut self,
+        addr: IpAddr,
+        proto: u8,
+        port: u16,
+    ) -> Result<(), DatapathError> {
+        remove(
+            &mut self.services,
+            &L4Key::new(addr, proto, port),
+            "services",
+        )
+    }
+
+    /// Mark `addr` as a VIP: malformed packets and fragments to it go to
+    /// user space (to be counted and dropped) instead of the kernel.
+    pub fn add_vip(&mut self, addr: IpAddr) -> Result<(), DatapathError> {
+        self.vips
+            .insert(AddrKey::new(addr), 0, 0)
+            .map_err(|e| map_err("vip_addrs", "insert", e))
+    }
+
+    /// Forget a VIP (absent entries are fine).
+    pub fn remove_vip(&mut self, addr: IpAddr) -> Result<(), DatapathError> {
+        remove(&mut self.vips, &AddrKey::new(addr), "vip_addrs")
+    }
+
+    /// Apply one of the engine's fast-path ops to the maps, in the order the
+    /// engine emitted them.
+    ///
+    /// Returns `Ok(None)` for every op but [`FastPathOp::ReadActivity`], for
+    /// which it returns the latest `last_seen` (CLOCK_MONOTONIC ns, see
+    /// [`monotonic_ns`]) of `key` and `reply`, or `None` if neither entry
+    /// exists — what the caller hands to the engine. An `Upsert` stamps the
+    /// entry with the current time, so a fresh entry never looks idle.
+    pub fn apply(&mut self, op: &FastPathOp) -> Result<Option<u64>, DatapathError> {
+        match op {
+            FastPathOp::Upsert { key, action } => {
+                let k = ConnKey::new(key)?;
+                let e = ConnEntry::new(&k, action, monotonic_ns())?;
+                self.conns
+                    .insert(k, e, 0)
+                    .map_err(|e| map_err("conns", "insert", e))?;
+            }
+            FastPathOp::Remove { key } => {
+                remove(&mut self.conns, &ConnKey::new(key)?, "conns")?;
+            }
+            FastPathOp::SetNextHop { id, hop } => {
+                let v = NextHopValue::new(*id, hop.as_ref())?;
+                self.next_hops
+                    .set(id.0, v, 0)
+                    .map_err(|e| map_err("next_hops", "update", e))?;
+            }
+            FastPathOp::ResetDest { slot } => self.reset_dest(*slot)?,
+            FastPathOp::ReadActivity { key, reply } => {
+                let a = self.last_seen(key)?;
+                let b = match reply {
+                    Some(r) => self.last_seen(r)?,
+                    None => None,
+                };
+                return Ok(a.max(b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// When the program last forwarded a frame of `key` (or the entry was
+    /// written): CLOCK_MONOTONIC ns; `None` if there is no entry. The
+    /// program refreshes it at most every 100 ms per entry.
+    pub fn last_seen(&self, key: &FastKey) -> Result<Option<u64>, DatapathError> {
+        match self.conns.get(&ConnKey::new(key)?, 0) {
+            Ok(e) => Ok(Some(e.last_seen)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err("conns", "read", e)),
+        }
+    }
+
+    fn reset_dest(&mut self, slot: DestSlot) -> Result<(), DatapathError> {
+        check_dest(slot)?;
+        let cpus = aya::util::nr_cpus().map_err(|(what, e)| DatapathError::Syscall {
+            call: what,
+            source: e,
+        })?;
+        let zero = PerCpuValues::try_from(vec![DestValue::default(); cpus]).map_err(|e| {
+            DatapathError::Map {
+                map: "dest_stats",
+                op: "reset",
+                detail: e.to_string(),
+            }
+        })?;
+        self.dest_stats
+            .set(slot.0, zero, 0)
+            .map_err(|e| map_err("dest_stats", "reset", e))
+    }
+
+    /// Traffic the program forwarded for a destination slot since it was
+    /// last reset, summed over CPUs.
+    pub fn dest_counters(&self, slot: DestSlot) -> Result<DestCounters, DatapathError> {
+        check_dest(slot)?;
+        let per_cpu = self
+            .dest_stats
+            .get(&slot.0, 0)
+            .map_err(|e| map_err("dest_stats", "read", e))?;
+        Ok(per_cpu
+            .iter()
+            .fold(DestCounters::default(), |a, v| DestCounters {
+                in_packets: a.in_packets.wrapping_add(v.in_pkts),
+                in_bytes: a.in_bytes.wrapping_add(v.in_bytes),
+                out_packets: a.out_packets.wrapping_add(v.out_pkts),
+                out_bytes: a.out_bytes.wrapping_add(v.out_bytes),
+            }))
+    }
+
+    /// The program's counters for frames arriving on `ifindex`, summed over CPUs.
+    pub fn iface_stats(&self, ifindex: u32) -> Result<XdpStats, DatapathError> {
+        let (slot, _) = self.iface(ifindex).ok_or_else(|| {
+            DatapathError::InvalidArgument(format!(
+                "{} is not an interface the XDP program was loaded on",
+                crate::iface::describe(ifindex)
+            ))
+        })?;
+        self.stats_slot(slot)
+    }
+
+    /// Counters of frames from interfaces the program does not know (only
+    /// [`test_run`](Self::test_run) with another ifindex puts any there).
+    pub fn unknown_iface_stats(&self) -> Result<XdpStats, DatapathError> {
+        self.stats_slot(MAX_INTERFACES as u32)
+    }
+
+    fn stats_slot(&self, slot: u32) -> Result<XdpStats, DatapathError> {
+        let per_cpu = self
+            .if_stats
+            .get(&slot, 0)
+            .map_err(|e| map_err("if_stats", "read", e))?;
+        Ok(per_cpu.iter().fold(XdpStats::default(), |a, v| XdpStats {
+            passed: a.passed.wrapping_add(v.passed),
+            to_user: a.to_user.wrapping_add(v.to_user),
+            to_user_failed: a.to_user_failed.wrapping_add(v.to_user_failed),
+            fast_tx: a.fast_tx.wrapping_add(v.fast_tx),
+            fast_redirect: a.fast_redirect.wrapping_add(v.fast_redirect),
+            parse_errors: a.parse_errors.wrapping_add(v.parse_errors),
+        }))
+    }
+
+    /// Entries in `conns`, by walking the map: O(entries) system calls, for
+    /// diagnostics and tests, not for a hot loop.
+    pub fn conn_entry_count(&self) -> Result<usize, DatapathError> {
+        let mut n = 0;
+        for k in self.conns.keys() {
+            match k {
+                Ok(_) => n += 1,
+                // An entry deleted while walking.
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(map_err("conns", "walk", e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Kernel memory charged to the `conns` map, as its fdinfo reports it
+    /// (`memlock`): the bucket array plus, per entry, the element and its
+    /// allocator header (a NAT connection has two entries). See the README
+    /// for measured figures.
+    pub fn conn_map_memlock(&self) -> Result<u64, DatapathError> {
+        let fd = self.conns.map().fd().as_fd().as_raw_fd();
+        let path = format!("/proc/self/fdinfo/{fd}");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| DatapathError::syscall("reading the conns map's fdinfo", e))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| DatapathError::Syscall {
+                call: "reading the conns map's fdinfo",
+                source: std::io::Error::other(format!("no memlock line in {path}")),
+            })
+    }
+
+    /// Run the program once on `frame` with `BPF_PROG_TEST_RUN`, as if it
+    /// arrived on `ingress_ifindex` queue `rx_queue` (both must exist in the
+    /// calling thread's network namespace), against the live maps and
+    /// counters. Returns the action and the frame as the program left it;
+    /// nothing is sent.
+    pub fn test_run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        rx_queue: u32,
+    ) -> Result<TestRun, DatapathError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))?;
+        let fd = prog
+            .fd()
+            .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
+        test_run::run(fd.as_fd(), frame, ingress_ifindex, rx_queue)
+    }
+}
+
+fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
+    ebpf.program_mut(PROGRAM)
+        .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))
+}
+
+fn map_mut<'a>(
+    ebpf: &'a mut Ebpf,
+    name: &'static str,
+) -> Result<&'a mut aya::maps::Map, DatapathError> {
+    ebpf.map_mut(name).ok_or_else(|| {
+        DatapathError::BpfLoad(format!("map `{name}` missing from the object (build bug)").into())
+    })
+}

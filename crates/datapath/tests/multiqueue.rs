@@ -1,0 +1,140 @@
+//! One XskGroup over every RX queue of an interface: a veth with 4 queues,
+//! many client flows spread over them by the sender's TX hash, and one
+//! thread receiving every first packet from whichever queue it arrived on —
+//! and sending a frame back out without a copy. Needs root.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::director::Director;
+use common::{in_netns, off, udp_dport, Lab};
+use rvs_datapath::{RxFrame, XdpModePolicy};
+
+const UDP: u8 = 17;
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 205, 0, 100);
+const QUEUES: u32 = 4;
+const FLOWS: u16 = 64;
+
+#[test]
+fn one_group_receives_from_every_queue() {
+    let mut lab = Lab::new("q");
+    let cli = lab.netns("cli");
+    let dir = lab.netns("dir");
+    lab.veth_queues(
+        &cli,
+        "eth0",
+        "02:00:00:00:05:01",
+        "10.205.0.1/24",
+        &dir,
+        "eth0",
+        "02:00:00:00:05:02",
+        "10.205.0.2/24",
+        QUEUES,
+    );
+    lab.ip(&dir, &["addr", "add", "10.205.0.100/32", "dev", "eth0"]);
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let director = in_netns(&dir, move || {
+        let mut d = Director::start_with(&["eth0"], QUEUES, XdpModePolicy::Auto);
+        assert_eq!(d.group.len(), QUEUES as usize, "one socket per queue");
+        d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
+        d.dp.add_vip(IpAddr::V4(VIP)).unwrap();
+        ready_tx.send(()).unwrap();
+        // source port -> queue it arrived on
+        let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
+        let mut batch = [RxFrame::default(); 16];
+        let mut echoed = false;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.len() < usize::from(FLOWS) && Instant::now() < deadline {
+            let n = d.group.recv(&mut batch);
+            for rx in &batch[..n] {
+                let queue = d.group.queue(rx.iface).unwrap();
+                let mut f = d.group.frame_mut(rx.addr, rx.len);
+                assert_eq!(udp_dport(f.data()), Some(5000));
+                let data = f.data();
+                let sport = u16::from_be_bytes([data[off::UDP], data[off::UDP + 1]]);
+                assert!(seen.insert(sport, queue).is_none(), "flow {sport} twice");
+                if !echoed {
+                    // Bounce the first frame back to the client, unchanged
+                    // but for the MACs, out of the interface's TX socket.
+                    echoed = true;
+                    let d2 = f.data_mut();
+                    let (dst, src) = (d2[6..12].to_vec(), d2[0..6].to_vec());
+                    d2[0..6].copy_from_slice(&dst);
+                    d2[6..12].copy_from_slice(&src);
+                    let (addr, len) = (f.addr(), f.len_u32());
+                    let slot = d.group.tx_slot(d.ifindex(0)).unwrap();
+                    assert!(d.group.send(slot, addr, len));
+                } else {
+                    d.group.release(rx.addr);
+                }
+            }
+            d.group.flush();
+            if n == 0 {
+                d.group.poll(Duration::from_millis(20));
+            }
+        }
+        // Reap the bounced frame's completion.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while d
+            .group
+            .stats()
+            .sockets
+            .iter()
+            .map(|s| s.tx_packets)
+            .sum::<u64>()
+            < 1
+            && Instant::now() < deadline
+        {
+            d.group.flush();
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let stats = d.dp.iface_stats(d.ifindex(0)).unwrap();
+        let xsk = d.group.stats();
+        (seen, stats, xsk)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    let ping = lab.exec(&cli, &["ping", "-c", "1", "-W", "2", "10.205.0.100"]);
+    assert!(ping.status.success(), "ARP/ping to the VIP");
+    // One socket per flow: each picks its TX queue by its own hash.
+    in_netns(&cli, || {
+        for i in 0..FLOWS {
+            let s = UdpSocket::bind(("10.205.0.1", 42000 + i)).unwrap();
+            s.send_to(b"first", SocketAddr::from((VIP, 5000))).unwrap();
+        }
+    })
+    .join()
+    .expect("client");
+    let (seen, stats, xsk) = director.join().expect("director");
+
+    let want: BTreeSet<u16> = (0..FLOWS).map(|i| 42000 + i).collect();
+    assert_eq!(
+        seen.keys().copied().collect::<BTreeSet<_>>(),
+        want,
+        "every flow's first packet reached the one group"
+    );
+    let queues: BTreeSet<u32> = seen.values().copied().collect();
+    assert!(
+        queues.len() >= 2,
+        "flows arrived on several queues: {queues:?}"
+    );
+    for s in &xsk.sockets {
+        let from_queue = seen.values().filter(|&&q| q == s.queue).count() as u64;
+        assert_eq!(
+            s.rx_packets, from_queue,
+            "socket on queue {}: {s:?}",
+            s.queue
+        );
+    }
+    assert_eq!(stats.to_user, u64::from(FLOWS), "{stats:?}");
+    assert_eq!(stats.to_user_failed, 0, "{stats:?}");
+    let tx: u64 = xsk.sockets.iter().map(|s| s.tx_packets).sum();
+    assert_eq!(tx, 1, "the bounced frame completed: {xsk:?}");
+    drop(lab);
+}
