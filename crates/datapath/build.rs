@@ -1,7 +1,6 @@
-//! Compiles the XDP programs in `bpf/` into `$OUT_DIR/<name>.o`, embedded by
+//! Compiles the XDP program in `bpf/` into `$OUT_DIR/<name>.o`, embedded by
 //! the crate: `rvs_xdp.c` (the shared-map program with the fast path,
-//! `src/program.rs`) and `rvs_filter.c` (the per-interface filter that
-//! `XdpFilter` loads until rvsd has moved to `XdpDatapath`).
+//! `src/program.rs`).
 //!
 //! The BPF side is C because this toolchain has no `rust-src` (aya-ebpf
 //! cannot be built); clang and libbpf-dev's headers are the only needs.
@@ -10,7 +9,7 @@ use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
-const SOURCES: &[&str] = &["bpf/rvs_xdp.c", "bpf/rvs_filter.c"];
+const SOURCES: &[&str] = &["bpf/rvs_xdp.c"];
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
 const ARCH_INCLUDE: &str = "/usr/include/x86_64-linux-gnu";
 

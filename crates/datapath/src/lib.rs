@@ -15,18 +15,14 @@
 //!    each socket with [`XdpDatapath::register_socket`].
 //! 3. The loop: [`XskGroup::recv`] → [`XskGroup::frame_mut`] (engine rewrites)
 //!    → apply the engine's fast-path ops with [`XdpDatapath::apply`] → then
-//!    [`XskGroup::send`] (on [`XskGroup::tx_slot`]) or [`XskGroup::release`]
+//!    [`XskGroup::send_at`] (on [`XskGroup::tx_slot`]) or [`XskGroup::release`]
 //!    → [`XskGroup::flush`]; [`XskGroup::poll`] when idle.
-//!
-//! [`XdpFilter`] (one program and map set per interface, no fast path) is the
-//! previous design, kept until rvsd moves to [`XdpDatapath`].
 //!
 //! AF_XDP sockets and XDP attachments act on the network namespace of the
 //! calling *thread*: create them in the thread that has the right namespace.
 
 mod error;
 mod fastpath;
-mod filter;
 mod iface;
 mod maps;
 mod program;
@@ -34,14 +30,13 @@ mod test_run;
 mod xsk;
 
 pub use error::DatapathError;
-pub use filter::{XdpFilter, XdpFilterStats};
 pub use iface::{ifindex_by_name, name_by_ifindex};
 pub use program::{
     monotonic_ns, AttachedInterface, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,
     MAX_INTERFACES, MAX_QUEUES_PER_INTERFACE,
 };
+pub use rvs_wire::PacketBuf;
 pub use test_run::{TestRun, XdpAction};
 pub use xsk::{
-    BindMode, BindPolicy, FrameMut, RxFrame, XskConfig, XskGroup, XskSocketStats, XskStats,
-    FRAME_SIZE,
+    BindMode, BindPolicy, RxFrame, XskConfig, XskGroup, XskSocketStats, XskStats, FRAME_SIZE,
 };

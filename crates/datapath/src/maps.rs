@@ -12,7 +12,7 @@ use aya::{Ebpf, Pod};
 use crate::fastpath::family_addr;
 use crate::DatapathError;
 
-/// Key of `services` (and of the old filter's `nat_return`): `struct l4_key`.
+/// Key of `services`: `struct l4_key`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct L4Key {

@@ -52,7 +52,12 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
         while Instant::now() < deadline && (svc.len() < N_SVC || kernel.len() < N_KERN) {
             let n = d.group.recv(&mut batch);
             for rx in &batch[..n] {
-                let data = d.group.frame_mut(rx.addr, rx.len).data().to_vec();
+                let data = d
+                    .group
+                    .frame_mut(rx.addr, rx.len)
+                    .expect("received frame")
+                    .data()
+                    .to_vec();
                 if udp_dport(&data) == Some(5000) {
                     svc.push(data[off::PAYLOAD..].to_vec());
                 } else {
@@ -136,7 +141,14 @@ fn collect(d: &mut Director, want: usize, timeout: Duration) -> Vec<(usize, Vec<
     while got.len() < want && Instant::now() < deadline {
         let n = d.group.recv(&mut batch);
         for rx in &batch[..n] {
-            got.push((rx.iface, d.group.frame_mut(rx.addr, rx.len).data().to_vec()));
+            got.push((
+                rx.iface,
+                d.group
+                    .frame_mut(rx.addr, rx.len)
+                    .expect("received frame")
+                    .data()
+                    .to_vec(),
+            ));
             d.group.release(rx.addr);
         }
         d.group.flush();

@@ -84,7 +84,7 @@ type DirectorResult = std::thread::JoinHandle<(Vec<Vec<u8>>, XskStats)>;
 /// packets seen, and the group's stats.
 fn run_director(
     d: &str,
-    rewrite: fn(&mut rvs_datapath::FrameMut<'_>) -> bool,
+    rewrite: fn(&mut rvs_datapath::PacketBuf<'_>) -> bool,
 ) -> (mpsc::Receiver<BindMode>, DirectorResult) {
     let (ready_tx, ready_rx) = mpsc::channel();
     let h = in_netns(d, move || {
@@ -101,13 +101,16 @@ fn run_director(
             let n = dir.group.recv(&mut batch);
             for rx in &batch[..n] {
                 assert_eq!(rx.iface, 0, "service frames arrive on ethA");
-                let mut f = dir.group.frame_mut(rx.addr, rx.len);
+                let mut f = dir
+                    .group
+                    .frame_mut(rx.addr, rx.len)
+                    .expect("received frame");
                 assert_eq!(udp_dport(f.data()), Some(5000));
                 seen.push(f.data()[off::IP..].to_vec());
                 if rewrite(&mut f) {
-                    let (addr, len) = (f.addr(), f.len_u32());
+                    let (start, len) = (f.start(), f.len());
                     assert!(
-                        dir.group.send(eth_b, addr, len),
+                        dir.group.send_at(eth_b, rx.addr, start, len),
                         "TX ring accepts the frame"
                     );
                     sent += 1;
@@ -129,7 +132,7 @@ fn run_director(
     (ready_rx, h)
 }
 
-fn set_macs(f: &mut rvs_datapath::FrameMut<'_>) {
+fn set_macs(f: &mut rvs_datapath::PacketBuf<'_>) {
     let d = f.data_mut();
     d[0..6].copy_from_slice(&mac(B_MAC));
     d[6..12].copy_from_slice(&mac(D_B_MAC));
@@ -209,9 +212,9 @@ fn frames_cross_interfaces_through_the_shared_umem() {
 
 /// Prepend an outer IPv4 header (IPIP, D → B) in the headroom: the Ethernet
 /// header moves 20 bytes to the front, the inner packet stays where it is.
-fn encap_ipip(f: &mut rvs_datapath::FrameMut<'_>) -> bool {
+fn encap_ipip(f: &mut rvs_datapath::PacketBuf<'_>) -> bool {
     let inner_len = f.len() - 14;
-    if !f.grow_front(20) {
+    if !f.push_front(20) {
         return false;
     }
     let d = f.data_mut();

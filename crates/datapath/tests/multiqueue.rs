@@ -53,7 +53,7 @@ fn one_group_receives_from_every_queue() {
             let n = d.group.recv(&mut batch);
             for rx in &batch[..n] {
                 let queue = d.group.queue(rx.iface).unwrap();
-                let mut f = d.group.frame_mut(rx.addr, rx.len);
+                let mut f = d.group.frame_mut(rx.addr, rx.len).expect("received frame");
                 assert_eq!(udp_dport(f.data()), Some(5000));
                 let data = f.data();
                 let sport = u16::from_be_bytes([data[off::UDP], data[off::UDP + 1]]);
@@ -66,9 +66,9 @@ fn one_group_receives_from_every_queue() {
                     let (dst, src) = (d2[6..12].to_vec(), d2[0..6].to_vec());
                     d2[0..6].copy_from_slice(&dst);
                     d2[6..12].copy_from_slice(&src);
-                    let (addr, len) = (f.addr(), f.len_u32());
+                    let (start, len) = (f.start(), f.len());
                     let slot = d.group.tx_slot(d.ifindex(0)).unwrap();
-                    assert!(d.group.send(slot, addr, len));
+                    assert!(d.group.send_at(slot, rx.addr, start, len));
                 } else {
                     d.group.release(rx.addr);
                 }

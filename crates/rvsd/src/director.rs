@@ -1,7 +1,7 @@
-//! The control plane's state: the configuration in force, the XDP filters
-//! that must mirror it, and the workers' reports. Every change builds a new
+//! The control plane's state: the configuration in force, the XDP maps
+//! that must mirror it, and the worker's reports. Every change builds a new
 //! engine configuration, validates it whole (a refused change alters
-//! nothing), publishes it to the workers and then updates the XDP maps.
+//! nothing), publishes it to the worker and then updates the XDP maps.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -11,42 +11,32 @@ use rvs_api::{
     Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family, Listing, RestoreError,
     ServiceSpec, ServiceStatus,
 };
-use rvs_datapath::XdpFilter;
 use rvs_engine::{
-    Config, Counters, Dest, ForwardMethod, Persistence, Protocol, Service, ServiceKey, Snapshot,
-    Stats,
+    Config, Dest, ForwardMethod, Persistence, Protocol, Service, ServiceKey, Snapshot, Stats,
 };
 
 use crate::estimator::{Estimator, Rates};
 use crate::health::{self, Health};
-use crate::worker::{Report, Shared};
+use crate::worker::{Plane, Report, Shared, WorkerCommand};
 use std::path::PathBuf;
 
 type XdpKey = (IpAddr, u8, u16);
 
-/// What the XDP maps must hold for a configuration.
+/// What the XDP maps must hold for a configuration: the first packets of
+/// which services go to the engine, and which addresses are VIPs (malformed
+/// frames to them are the engine's to count). Frames of tracked connections
+/// (NAT replies included) are found through the connection map the engine
+/// writes itself.
 #[derive(Default, PartialEq, Eq)]
 struct XdpSets {
     services: BTreeSet<XdpKey>,
     vips: BTreeSet<IpAddr>,
-    nat_return: BTreeSet<XdpKey>,
 }
 
 impl XdpSets {
     fn of(cfg: &Config) -> Self {
         let mut s = XdpSets::default();
         for svc in &cfg.services {
-            let protos: &[u8] = if svc.key.is_fwmark() {
-                &[6, 17]
-            } else {
-                std::slice::from_ref(&0)
-            };
-            for &p in protos {
-                let proto = if p == 0 { svc.key.protocol.number() } else { p };
-                for d in svc.dests.iter().filter(|d| d.method == ForwardMethod::Masq) {
-                    s.nat_return.insert((d.addr, proto, d.port));
-                }
-            }
             if svc.key.is_fwmark() {
                 continue; // its addresses come from the classifier rules
             }
@@ -111,10 +101,10 @@ pub(crate) struct Director {
     file: Option<PathBuf>,
     /// rvsadm changed the configuration since the file was (re)loaded.
     diverged: bool,
-    filters: Vec<XdpFilter>,
+    /// The datapath, if rvsd runs on interfaces.
+    plane: Option<Plane>,
     installed: XdpSets,
     shared: Arc<Shared>,
-    reports: Vec<Arc<Mutex<Report>>>,
     service_rates: Estimator<ServiceKey>,
     dest_rates: Estimator<(ServiceKey, IpAddr, u16)>,
 }
@@ -124,9 +114,8 @@ impl Director {
         config: Config,
         health: Health,
         file: Option<PathBuf>,
-        filters: Vec<XdpFilter>,
+        plane: Option<Plane>,
         shared: Arc<Shared>,
-        reports: Vec<Arc<Mutex<Report>>>,
     ) -> anyhow::Result<Self> {
         let mut d = Director {
             effective: config.clone(),
@@ -134,10 +123,9 @@ impl Director {
             health,
             file,
             diverged: false,
-            filters,
+            plane,
             installed: XdpSets::default(),
             shared,
-            reports,
             service_rates: Estimator::default(),
             dest_rates: Estimator::default(),
         };
@@ -228,50 +216,32 @@ impl Director {
         self.health.shutdown()
     }
 
-    /// Mirrors the configuration into the XDP maps. Replies of NAT servers
-    /// removed from the configuration keep being redirected while any worker
-    /// still tracks their connections (they drain, see the engine), so this
-    /// also runs periodically to let go once they are gone.
+    /// Mirrors the configuration into the XDP maps (services and VIPs; the
+    /// engine keeps the connection map itself).
     pub(crate) fn sync_xdp(&mut self) -> anyhow::Result<()> {
-        let mut want = XdpSets::of(&self.effective);
-        for r in &self.reports {
-            let Ok(r) = r.lock() else { continue };
-            for s in &r.services {
-                let proto = s.key.protocol.number();
-                // Any NAT server a worker still tracks connections for, whether
-                // the report already marks it draining or predates the removal.
-                let tracked = |d: &&rvs_engine::DestStatus| d.active + d.inactive > 0;
-                for d in s
-                    .dests
-                    .iter()
-                    .filter(tracked)
-                    .filter(|d| d.method == ForwardMethod::Masq)
-                {
-                    want.nat_return.insert((d.addr, proto, d.port));
-                }
-            }
+        let want = XdpSets::of(&self.effective);
+        let Some(plane) = &self.plane else {
+            self.installed = want;
+            return Ok(());
+        };
+        let mut dp = plane
+            .datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
+        let have = &self.installed;
+        for &(a, p, port) in want.services.difference(&have.services) {
+            dp.add_service(a, p, port)?;
         }
-        let have = std::mem::take(&mut self.installed);
-        for f in &mut self.filters {
-            for &(a, p, port) in want.services.difference(&have.services) {
-                f.add_service(a, p, port)?;
-            }
-            for &a in want.vips.difference(&have.vips) {
-                f.add_vip(a)?;
-            }
-            for &(a, p, port) in want.nat_return.difference(&have.nat_return) {
-                f.add_nat_return(a, p, port)?;
-            }
-            for &(a, p, port) in have.services.difference(&want.services) {
-                f.remove_service(a, p, port)?;
-            }
-            for &a in have.vips.difference(&want.vips) {
-                f.remove_vip(a)?;
-            }
-            for &(a, p, port) in have.nat_return.difference(&want.nat_return) {
-                f.remove_nat_return(a, p, port)?;
-            }
+        for &a in want.vips.difference(&have.vips) {
+            dp.add_vip(a)?;
         }
+        for &(a, p, port) in have.services.difference(&want.services) {
+            dp.remove_service(a, p, port)?;
+        }
+        for &a in have.vips.difference(&want.vips) {
+            dp.remove_vip(a)?;
+        }
+        drop(dp);
         self.installed = want;
         Ok(())
     }
@@ -302,12 +272,12 @@ impl Director {
                     return Err("No such service".into());
                 }
             }
-            if let Ok(mut t) = self.shared.zero_target.lock() {
-                *t = only;
+            if let Some(plane) = &self.plane {
+                plane
+                    .commands
+                    .send(WorkerCommand::Zero(only))
+                    .map_err(|_| "rvsd internal error: the worker has stopped".to_string())?;
             }
-            self.shared
-                .zero_epoch
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.service_rates.retain(|k| only.is_some_and(|o| o != *k));
             self.dest_rates
                 .retain(|(k, _, _)| only.is_some_and(|o| o != *k));
@@ -348,7 +318,7 @@ impl Director {
         self.dest_rates.tick(dests.iter().map(|(k, v)| (*k, &v.2)));
     }
 
-    /// Counters summed over workers: per service, and per real server
+    /// The worker's counters: per service, and per real server
     /// (active, inactive, persistent, stats).
     #[allow(clippy::type_complexity)] // two plain maps, named at the call sites
     fn merged(
@@ -360,8 +330,8 @@ impl Director {
         let mut dests: BTreeMap<(ServiceKey, IpAddr, u16), (u32, u32, Stats, u32)> =
             BTreeMap::new();
         let mut svc_stats: BTreeMap<ServiceKey, Stats> = BTreeMap::new();
-        for r in &self.reports {
-            let Ok(r) = r.lock() else { continue };
+        let r = self.report();
+        {
             for s in &r.services {
                 svc_stats.entry(s.key).or_default().add(&s.stats);
                 for d in &s.dests {
@@ -376,20 +346,80 @@ impl Director {
         (svc_stats, dests)
     }
 
-    /// The Prometheus exposition of the current state.
-    pub(crate) fn metrics_text(&self) -> String {
-        let workers: Vec<Report> = self
-            .reports
-            .iter()
-            .filter_map(|r| r.lock().ok().map(|g| g.clone()))
-            .collect();
-        crate::metrics::render(&self.listing(), &workers)
+    /// The worker's last report (empty without a datapath).
+    fn report(&self) -> Report {
+        self.plane
+            .as_ref()
+            .and_then(|p| p.report.lock().ok().map(|g| g.clone()))
+            .unwrap_or_default()
     }
 
-    /// Every worker's connections and templates (`ipvsadm -Lc`).
-    pub(crate) fn connections(&self) -> Vec<ConnectionEntry> {
-        let mut out = Vec::new();
-        for c in crate::worker::dump_connections(&self.shared, &self.reports) {
+    /// Per interface: the XDP program's verdicts and the AF_XDP sockets'
+    /// counters, to see where frames go and where they are lost.
+    fn interfaces_view(&self, report: &Report) -> Vec<crate::metrics::InterfaceView> {
+        let Some(plane) = &self.plane else {
+            return Vec::new();
+        };
+        let Ok(dp) = plane.datapath.lock() else {
+            return Vec::new();
+        };
+        dp.interfaces()
+            .iter()
+            .map(|i| {
+                let mut v = crate::metrics::InterfaceView {
+                    name: i.name.clone(),
+                    xdp: dp.iface_stats(i.ifindex).unwrap_or_default(),
+                    ..Default::default()
+                };
+                for s in report.xsk.sockets.iter().filter(|s| s.ifindex == i.ifindex) {
+                    v.xsk.add(s);
+                }
+                v
+            })
+            .collect()
+    }
+
+    /// Entries in the XDP connection map (both directions of NAT count).
+    fn fast_path_entries(&self) -> u64 {
+        self.plane
+            .as_ref()
+            .and_then(|p| p.datapath.lock().ok())
+            .and_then(|dp| dp.conn_entry_count().ok())
+            .map_or(0, |n| n as u64)
+    }
+
+    /// The Prometheus exposition of the current state.
+    pub(crate) fn metrics_text(&self) -> String {
+        let report = self.report();
+        let interfaces = self.interfaces_view(&report);
+        crate::metrics::render(&self.listing(), &[report], &interfaces)
+    }
+
+    /// The worker's command channel, to wait on it without the state lock.
+    pub(crate) fn commands(&self) -> Option<std::sync::mpsc::Sender<WorkerCommand>> {
+        self.plane.as_ref().map(|p| p.commands.clone())
+    }
+}
+
+/// Every connection and template (`ipvsadm -Lc`), asked of the worker over
+/// `commands` and waited for (bounded) without holding the state lock.
+pub(crate) fn connections(
+    commands: Option<std::sync::mpsc::Sender<WorkerCommand>>,
+) -> Vec<ConnectionEntry> {
+    let Some(commands) = commands else {
+        return Vec::new();
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    if commands.send(WorkerCommand::Dump(tx)).is_err() {
+        return Vec::new();
+    }
+    let Ok(conns) = rx.recv_timeout(std::time::Duration::from_secs(5)) else {
+        tracing::warn!("the worker did not answer the connection dump in time");
+        return Vec::new();
+    };
+    {
+        let mut out = Vec::with_capacity(conns.len());
+        for c in conns {
             let fwmark = (c.template && c.protocol == 0).then(|| match c.virtual_.0 {
                 IpAddr::V4(a) => u32::from(a),
                 IpAddr::V6(_) => 0,
@@ -499,15 +529,8 @@ impl Director {
     /// The merged view of configuration and worker counters.
     pub(crate) fn listing(&self) -> Listing {
         let (svc_stats, merged) = self.merged();
-        let mut counters = Counters::default();
-        let mut tx_failed = 0;
-        let mut connections = 0u64;
-        for r in &self.reports {
-            let Ok(r) = r.lock() else { continue };
-            counters.add(&r.counters);
-            tx_failed += r.tx_failed;
-            connections += u64::from(r.connections);
-        }
+        let report = self.report();
+        let counters = &report.counters;
         let services = self
             .effective
             .services
@@ -544,19 +567,16 @@ impl Director {
         c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
         c.insert("conns_expired".into(), counters.conns_expired);
-        c.insert("connections".into(), connections);
-        c.insert("tx_failed".into(), tx_failed);
+        c.insert("connections".into(), u64::from(report.connections));
+        c.insert("tx_failed".into(), report.tx_failed);
+        c.insert("fast_path_ops".into(), report.fast_ops);
+        c.insert("fast_path_op_errors".into(), report.fast_op_errors);
+        c.insert("fast_path_entries".into(), self.fast_path_entries());
         for r in rvs_engine::DropReason::ALL {
             c.insert(format!("drop_{}", r.label()), counters.dropped(*r));
         }
-        for f in &self.filters {
-            if let Ok(s) = f.stats() {
-                let name = f.ifname();
-                c.insert(format!("xdp_{name}_redirected"), s.redirected);
-                c.insert(format!("xdp_{name}_passed"), s.passed);
-                c.insert(format!("xdp_{name}_redirect_failed"), s.redirect_failed);
-                c.insert(format!("xdp_{name}_parse_errors"), s.parse_errors);
-            }
+        for v in self.interfaces_view(&report) {
+            v.insert_counters(&mut c);
         }
         c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
@@ -804,15 +824,6 @@ impl Handler {
             d.tick_rates();
         }
     }
-
-    /// Periodic XDP map resync (drained NAT servers).
-    pub(crate) fn resync_xdp(&self) {
-        if let Ok(mut d) = self.0.lock() {
-            if let Err(e) = d.sync_xdp() {
-                tracing::warn!(error = %e, "updating the XDP maps");
-            }
-        }
-    }
 }
 
 impl ControlHandler for Handler {
@@ -824,10 +835,11 @@ impl ControlHandler for Handler {
     }
 
     fn connections(&self) -> Vec<ConnectionEntry> {
-        match self.0.lock() {
-            Ok(d) => d.connections(),
-            Err(p) => p.into_inner().connections(),
-        }
+        let commands = match self.0.lock() {
+            Ok(d) => d.commands(),
+            Err(p) => p.into_inner().commands(),
+        };
+        connections(commands)
     }
 
     fn command(&self, cmd: Command) -> Result<(), String> {

@@ -3,14 +3,13 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use arc_swap::ArcSwap;
 use clap::Parser;
-use rvs_datapath::{XdpFilter, XdpModePolicy, XskConfig, XskGroup};
+use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
 use rvs_engine::{Config, Engine, NeighborTable, Snapshot};
 
 mod config;
@@ -23,7 +22,7 @@ mod worker;
 
 use config::FileConfig;
 use director::{Director, Handler};
-use worker::{Report, Shared, Worker};
+use worker::{Plane, Report, Shared, Worker};
 
 /// The RVS director daemon: XDP + AF_XDP load balancing with ipvsadm semantics.
 #[derive(Parser, Debug)]
@@ -197,59 +196,63 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     let mut neigh_gen = 1u64;
     let mut neigh_now = kernel::neighbors()?;
-    let shared = Arc::new(Shared {
-        snapshot: ArcSwap::new(Arc::clone(&snapshot)),
-        neighbors: ArcSwap::from_pointee(NeighborTable::new(neigh_now.clone(), neigh_gen)),
-        stop: AtomicBool::new(false),
-        zero_epoch: AtomicU64::new(0),
-        zero_target: Mutex::new(None),
-        dump_epoch: AtomicU64::new(0),
-        started: Instant::now(),
-    });
+    let shared = Arc::new(Shared::new(
+        Arc::clone(&snapshot),
+        NeighborTable::new(neigh_now.clone(), neigh_gen),
+    ));
 
     let policy = match args.xdp_mode.as_str() {
         "native" => XdpModePolicy::Native,
         "generic" => XdpModePolicy::Generic,
         _ => XdpModePolicy::Auto,
     };
-    let mut filters = Vec::new();
-    for i in &ifaces {
-        let f = XdpFilter::attach_with(i.index.0, policy)?;
-        tracing::info!(interface = %i.name, mode = ?f.mode(), "XDP filter attached");
-        filters.push(f);
-    }
-    let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
-    let queues = ifaces
-        .iter()
-        .map(|i| kernel::rx_queues(&i.name))
-        .min()
-        .unwrap_or(1);
     let (resolve_tx, resolve_rx) = mpsc::sync_channel(1024);
-    let mut workers = Vec::new();
-    let mut reports = Vec::new();
-    for q in 0..queues {
-        let group = XskGroup::new(&ifindexes, q, &XskConfig::default())
-            .with_context(|| format!("setting up AF_XDP on queue {q}"))?;
-        for (slot, f) in filters.iter_mut().enumerate() {
-            f.register_socket(q, group.socket_fd(slot))?;
-            tracing::info!(interface = f.ifname(), queue = q, bind = ?group.mode(slot), "AF_XDP socket bound");
+    let mut worker_thread = None;
+    let plane = if ifaces.is_empty() {
+        None
+    } else {
+        // One XDP program on every interface, its maps shared by all of them.
+        let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
+        let mut datapath = XdpDatapath::load(&ifindexes, policy, config.max_connections)?;
+        for a in datapath.interfaces() {
+            tracing::info!(interface = %a.name, mode = ?a.mode, "XDP program attached");
         }
+        // A socket on every RX queue of every interface, one UMEM, one thread.
+        let mut sockets = Vec::new();
+        for i in &ifaces {
+            for q in 0..kernel::rx_queues(&i.name) {
+                sockets.push((i.index.0, q));
+            }
+        }
+        let group = XskGroup::with_queues(&sockets, &XskConfig::default())
+            .context("setting up AF_XDP sockets")?;
+        for (slot, &(ifindex, queue)) in sockets.iter().enumerate() {
+            datapath.register_socket(ifindex, queue, group.socket_fd(slot))?;
+        }
+        tracing::info!(sockets = sockets.len(), bind = ?group.mode(0), "AF_XDP sockets bound on every queue");
+        let datapath = Arc::new(Mutex::new(datapath));
         let report = Arc::new(Mutex::new(Report::default()));
-        reports.push(Arc::clone(&report));
+        let (commands, command_rx) = mpsc::channel();
         let w = Worker {
             group,
             engine: Engine::new(Arc::clone(&snapshot), random_seeds()),
-            slot_ifindex: ifindexes.clone(),
+            datapath: Arc::clone(&datapath),
             shared: Arc::clone(&shared),
-            report,
+            report: Arc::clone(&report),
             resolve: resolve_tx.clone(),
+            commands: command_rx,
         };
-        workers.push(
+        worker_thread = Some(
             std::thread::Builder::new()
-                .name(format!("rvs-worker-{q}"))
+                .name("rvs-worker".into())
                 .spawn(move || w.run())?,
         );
-    }
+        Some(Plane {
+            datapath,
+            report,
+            commands,
+        })
+    };
 
     // Neighbours: poll the kernel's table, publish changes, and trigger
     // resolution of next hops the workers asked for (at most once a second each).
@@ -298,9 +301,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         config,
         health,
         args.config.clone(),
-        filters,
+        plane,
         Arc::clone(&shared),
-        reports,
     )?;
     let handler = Arc::new(Handler(Mutex::new(director)));
     let socket = rvs_api::socket_path(args.socket.as_deref());
@@ -336,7 +338,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         });
         let listener = rvs_api::bind(&socket)
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
-        tracing::info!(socket = %socket.display(), queues, "rvsd: ready");
+        tracing::info!(socket = %socket.display(), "rvsd: ready");
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // IPVS's rate estimator runs every 2 s.
         let rates = Arc::clone(&handler);
@@ -346,16 +348,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 tick.tick().await;
                 let h = Arc::clone(&rates);
                 let _ = tokio::task::spawn_blocking(move || h.tick_rates()).await;
-            }
-        });
-        // Let go of XDP entries of drained NAT servers (see Director::sync_xdp).
-        let resync = Arc::clone(&handler);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
-            loop {
-                tick.tick().await;
-                let h = Arc::clone(&resync);
-                let _ = tokio::task::spawn_blocking(move || h.resync_xdp()).await;
             }
         });
         tokio::select! {
@@ -378,7 +370,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     });
     shared.stop.store(true, Ordering::Relaxed);
-    for w in workers {
+    if let Some(w) = worker_thread {
         let _ = w.join();
     }
     let _ = neighbour_thread.join();

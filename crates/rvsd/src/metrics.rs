@@ -1,7 +1,8 @@
 //! The Prometheus endpoint: per service and real server (connections,
 //! packets and bytes in/out, active/inactive, rates, weight, health), per
 //! worker (packets by verdict, batches, drops by reason, table occupancy),
-//! and configuration state. Rendered fresh on each scrape from the same data
+//! per interface (the XDP program's verdicts, AF_XDP socket losses), the
+//! fast path (entries, map updates) and configuration state. Rendered fresh on each scrape from the same data
 //! `rvsadm -L` reads, so the two never disagree.
 
 use std::net::SocketAddr;
@@ -17,7 +18,81 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use rvs_api::Listing;
 
+use rvs_datapath::{XdpStats, XskSocketStats};
+
 use crate::worker::Report;
+
+/// AF_XDP socket counters of one interface, summed over its queues.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct XskTotals {
+    pub(crate) rx_packets: u64,
+    pub(crate) tx_packets: u64,
+    pub(crate) rx_dropped: u64,
+    pub(crate) rx_ring_full: u64,
+    pub(crate) fill_ring_empty: u64,
+    pub(crate) tx_invalid: u64,
+    pub(crate) tx_ring_full: u64,
+}
+
+impl XskTotals {
+    pub(crate) fn add(&mut self, s: &XskSocketStats) {
+        self.rx_packets += s.rx_packets;
+        self.tx_packets += s.tx_packets;
+        self.rx_dropped += s.rx_dropped;
+        self.rx_ring_full += s.rx_ring_full;
+        self.fill_ring_empty += s.fill_ring_empty;
+        self.tx_invalid += s.tx_invalid;
+        self.tx_ring_full += s.tx_ring_full;
+    }
+
+    /// Where frames were lost, by name (the `reason` label and listing key).
+    fn losses(&self) -> [(&'static str, u64); 5] {
+        [
+            ("rx_dropped", self.rx_dropped),
+            ("rx_ring_full", self.rx_ring_full),
+            ("fill_ring_empty", self.fill_ring_empty),
+            ("tx_invalid", self.tx_invalid),
+            ("tx_ring_full", self.tx_ring_full),
+        ]
+    }
+}
+
+/// One interface: what the XDP program did with its frames and what its
+/// AF_XDP sockets lost.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct InterfaceView {
+    pub(crate) name: String,
+    pub(crate) xdp: XdpStats,
+    pub(crate) xsk: XskTotals,
+}
+
+impl InterfaceView {
+    /// The XDP program's verdicts, which partition the interface's frames.
+    fn verdicts(&self) -> [(&'static str, u64); 5] {
+        let x = &self.xdp;
+        [
+            ("passed", x.passed),
+            ("to_user", x.to_user),
+            ("to_user_failed", x.to_user_failed),
+            ("fast_tx", x.fast_tx),
+            ("fast_redirect", x.fast_redirect),
+        ]
+    }
+
+    /// The same numbers as listing counters (`xdp_IF_*`, `xsk_IF_*`).
+    pub(crate) fn insert_counters(&self, c: &mut std::collections::BTreeMap<String, u64>) {
+        let name = &self.name;
+        for (k, v) in self.verdicts() {
+            c.insert(format!("xdp_{name}_{k}"), v);
+        }
+        c.insert(format!("xdp_{name}_parse_errors"), self.xdp.parse_errors);
+        c.insert(format!("xsk_{name}_rx_packets"), self.xsk.rx_packets);
+        c.insert(format!("xsk_{name}_tx_packets"), self.xsk.tx_packets);
+        for (k, v) in self.xsk.losses() {
+            c.insert(format!("xsk_{name}_{k}"), v);
+        }
+    }
+}
 
 type Labels = Vec<(String, String)>;
 
@@ -45,7 +120,11 @@ fn g(v: u64) -> i64 {
 }
 
 /// The exposition text for the current state.
-pub(crate) fn render(listing: &Listing, workers: &[Report]) -> String {
+pub(crate) fn render(
+    listing: &Listing,
+    workers: &[Report],
+    interfaces: &[InterfaceView],
+) -> String {
     let mut r = Registry::default();
     let svc_conns = counter(
         &mut r,
@@ -152,6 +231,36 @@ pub(crate) fn render(listing: &Listing, workers: &[Report]) -> String {
         "rvs_worker_connection_capacity",
         "Size of the worker's connection table.",
     );
+    let xdp_packets = counter(
+        &mut r,
+        "rvs_xdp_packets",
+        "Frames the XDP program saw, by interface and verdict (passed: to the kernel; to_user: to rvsd over AF_XDP; to_user_failed: no socket, dropped; fast_tx / fast_redirect: forwarded in XDP out of the same / another interface).",
+    );
+    let xdp_parse_errors = counter(
+        &mut r,
+        "rvs_xdp_parse_errors",
+        "Frames with unparseable IP/L4 headers (among the verdicts above).",
+    );
+    let xsk_losses = counter(
+        &mut r,
+        "rvs_xsk_drops",
+        "Frames lost at the AF_XDP sockets, by interface and reason (kernel XDP_STATISTICS and our TX ring).",
+    );
+    let fast_entries = gauge(
+        &mut r,
+        "rvs_fast_path_entries",
+        "Entries in the XDP connection map (a NAT connection has two).",
+    );
+    let fast_ops = counter(
+        &mut r,
+        "rvs_fast_path_map_updates",
+        "Fast-path map updates the worker applied.",
+    );
+    let fast_op_errors = counter(
+        &mut r,
+        "rvs_fast_path_map_update_errors",
+        "Fast-path map updates the kernel refused.",
+    );
     let diverged = gauge(
         &mut r,
         "rvs_config_diverged",
@@ -254,6 +363,38 @@ pub(crate) fn render(listing: &Listing, workers: &[Report]) -> String {
             .get_or_create(&lab)
             .set(i64::from(listing.conn_table_size));
     }
+    for v in interfaces {
+        for (verdict, n) in v.verdicts() {
+            xdp_packets
+                .get_or_create(&l(&[
+                    ("interface", v.name.clone()),
+                    ("verdict", verdict.into()),
+                ]))
+                .inc_by(n);
+        }
+        xdp_parse_errors
+            .get_or_create(&l(&[("interface", v.name.clone())]))
+            .inc_by(v.xdp.parse_errors);
+        for (reason, n) in v.xsk.losses() {
+            xsk_losses
+                .get_or_create(&l(&[
+                    ("interface", v.name.clone()),
+                    ("reason", reason.into()),
+                ]))
+                .inc_by(n);
+        }
+    }
+    for w in workers {
+        fast_ops.get_or_create(&Vec::new()).inc_by(w.fast_ops);
+        fast_op_errors
+            .get_or_create(&Vec::new())
+            .inc_by(w.fast_op_errors);
+    }
+    fast_entries.get_or_create(&Vec::new()).set(g(listing
+        .counters
+        .get("fast_path_entries")
+        .copied()
+        .unwrap_or(0)));
     diverged
         .get_or_create(&Vec::new())
         .set(i64::from(listing.config_diverged));
@@ -372,7 +513,20 @@ mod tests {
         w.counters.drops[rvs_engine::DropReason::Malformed.index()] = 1;
         w.connections = 9;
         w.batches = 3;
-        let text = render(&listing, &[w]);
+        let iface = InterfaceView {
+            name: "front".into(),
+            xdp: XdpStats {
+                passed: 4,
+                to_user: 3,
+                fast_redirect: 20,
+                ..XdpStats::default()
+            },
+            xsk: XskTotals {
+                rx_ring_full: 2,
+                ..XskTotals::default()
+            },
+        };
+        let text = render(&listing, &[w], &[iface]);
         let lines = text.lines().map(|s| Ok(s.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
         let find = |name: &str, label: &str, value: &str| {
@@ -417,6 +571,14 @@ mod tests {
         );
         assert_eq!(find("rvs_worker_connections", "worker", "0"), Some(9.0));
         assert_eq!(find("rvs_worker_batches_total", "worker", "0"), Some(3.0));
+        assert_eq!(
+            find("rvs_xdp_packets_total", "verdict", "fast_redirect"),
+            Some(20.0)
+        );
+        assert_eq!(
+            find("rvs_xsk_drops_total", "reason", "rx_ring_full"),
+            Some(2.0)
+        );
         assert!(text.contains("rvs_config_diverged 1"), "{text}");
     }
 }

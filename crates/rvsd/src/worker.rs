@@ -1,106 +1,123 @@
-//! One AF_XDP worker per RX queue: receive a batch, run each frame through
-//! its engine shard, transmit on the right interface, repeat. No allocation,
-//! lock or panic per packet; configuration arrives as snapshots picked up
-//! with one atomic load per batch.
+//! The slow-path worker: one thread, one engine, every RX queue of every
+//! interface. It receives a batch from all AF_XDP sockets, runs each frame
+//! through the engine, applies the engine's fast-path ops to the XDP maps,
+//! then transmits the batch — so an entry (a NAT reply's, say) is always in
+//! the maps before the packet that created it leaves. Established flows
+//! never get here: the XDP program forwards them (docs/fastpath.md).
+//!
+//! No allocation, lock or panic per packet: configuration arrives as
+//! snapshots picked up with one atomic load per batch; the datapath's map
+//! handles are locked once per batch, only when there are ops to apply.
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rvs_datapath::{RxFrame, XskGroup};
+use rvs_datapath::{monotonic_ns, RxFrame, XdpDatapath, XskGroup, XskStats};
 use rvs_engine::{
-    ConnInfo, Counters, Engine, IfIndex, NeighborTable, PacketBuf, ServiceStatus, Snapshot, Time,
-    Verdict,
+    ConnInfo, Counters, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey, ServiceStatus,
+    Snapshot, Time, Verdict,
 };
 
 /// Frames handled per batch.
 const BATCH: usize = 64;
-/// How often a worker publishes its counters.
+/// How often the worker folds fast-path counters and publishes its report.
 const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// How often expiry runs.
+const TIMER_EVERY: Duration = Duration::from_millis(100);
 
-/// What the control plane shares with every worker.
+/// What the control plane shares with the worker.
 pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) neighbors: ArcSwap<NeighborTable>,
     pub(crate) stop: AtomicBool,
-    /// Bumped by `ipvsadm -Z`; workers zero their counters when it moves.
-    pub(crate) zero_epoch: AtomicU64,
-    /// Which service the last `-Z` named (`None` = all).
-    pub(crate) zero_target: Mutex<Option<rvs_engine::ServiceKey>>,
-    /// Bumped to ask every worker for its connection table (`-Lc`).
-    pub(crate) dump_epoch: AtomicU64,
-    pub(crate) started: Instant,
+    /// CLOCK_MONOTONIC at start: engine time 0. The XDP program stamps
+    /// entries with the same clock.
+    epoch_ns: u64,
 }
 
 impl Shared {
+    pub(crate) fn new(snapshot: Arc<Snapshot>, neighbors: NeighborTable) -> Shared {
+        Shared {
+            snapshot: ArcSwap::new(snapshot),
+            neighbors: ArcSwap::from_pointee(neighbors),
+            stop: AtomicBool::new(false),
+            epoch_ns: monotonic_ns(),
+        }
+    }
+
+    /// Engine time now.
     pub(crate) fn now(&self) -> Time {
-        Time::from_nanos(u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        self.time_of(monotonic_ns())
+    }
+
+    /// Engine time of a CLOCK_MONOTONIC reading.
+    fn time_of(&self, monotonic: u64) -> Time {
+        Time::from_nanos(monotonic.saturating_sub(self.epoch_ns))
     }
 }
 
-/// A worker's last published counters.
+/// What the control plane asks of the worker.
+pub(crate) enum WorkerCommand {
+    /// `ipvsadm -Z [service]`.
+    Zero(Option<ServiceKey>),
+    /// `ipvsadm -Lc`: every connection, with fresh fast-path activity.
+    Dump(Sender<Vec<ConnInfo>>),
+}
+
+/// The running datapath as the control plane holds it: the XDP maps (for
+/// services, VIPs and counters), the worker's report and its commands.
+pub(crate) struct Plane {
+    pub(crate) datapath: Arc<Mutex<XdpDatapath>>,
+    pub(crate) report: Arc<Mutex<Report>>,
+    pub(crate) commands: Sender<WorkerCommand>,
+}
+
+/// The worker's last published state.
 #[derive(Default, Clone)]
 pub(crate) struct Report {
     pub(crate) services: Vec<ServiceStatus>,
     pub(crate) counters: Counters,
+    /// Frames the engine meant to send that could not be queued.
     pub(crate) tx_failed: u64,
     pub(crate) connections: u32,
     /// Receive batches with at least one frame.
     pub(crate) batches: u64,
-    /// The last connection dump and the request it answered.
-    pub(crate) dump: Vec<ConnInfo>,
-    pub(crate) dump_epoch: u64,
-}
-
-/// Asks every worker for its connections and waits (bounded) for them.
-pub(crate) fn dump_connections(shared: &Shared, reports: &[Arc<Mutex<Report>>]) -> Vec<ConnInfo> {
-    let epoch = shared.dump_epoch.fetch_add(1, Ordering::Relaxed) + 1;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut out = Vec::new();
-    for r in reports {
-        loop {
-            if let Ok(mut g) = r.lock() {
-                if g.dump_epoch >= epoch {
-                    out.append(&mut g.dump);
-                    break;
-                }
-            }
-            if Instant::now() > deadline {
-                tracing::warn!("a worker did not answer the connection dump in time");
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-    out
+    /// Fast-path ops applied, and those the kernel refused (logged).
+    pub(crate) fast_ops: u64,
+    pub(crate) fast_op_errors: u64,
+    /// The AF_XDP sockets' counters (ours and the kernel's).
+    pub(crate) xsk: XskStats,
 }
 
 pub(crate) struct Worker {
     pub(crate) group: XskGroup,
     pub(crate) engine: Engine,
-    /// ifindex of each group slot.
-    pub(crate) slot_ifindex: Vec<u32>,
+    pub(crate) datapath: Arc<Mutex<XdpDatapath>>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) report: Arc<Mutex<Report>>,
     pub(crate) resolve: SyncSender<IpAddr>,
+    pub(crate) commands: Receiver<WorkerCommand>,
+}
+
+/// Counters the loop keeps besides the engine's.
+#[derive(Default)]
+struct Tally {
+    tx_failed: u64,
+    batches: u64,
+    fast_ops: u64,
+    fast_op_errors: u64,
 }
 
 impl Worker {
-    fn slot_of(&self, egress: IfIndex) -> Option<usize> {
-        self.slot_ifindex.iter().position(|&i| i == egress.0)
-    }
-
     pub(crate) fn run(mut self) {
         let mut rx = [RxFrame::default(); BATCH];
+        let mut tally = Tally::default();
         let mut last_report = Instant::now();
         let mut last_timer = Instant::now();
-        let mut zero_seen = self.shared.zero_epoch.load(Ordering::Relaxed);
-        let mut dump_seen = self.shared.dump_epoch.load(Ordering::Relaxed);
-        let mut tx_failed = 0u64;
-        let mut batches = 0u64;
         while !self.shared.stop.load(Ordering::Relaxed) {
             let snap = self.shared.snapshot.load();
             if !Arc::ptr_eq(&snap, self.engine.snapshot()) {
@@ -108,97 +125,144 @@ impl Worker {
             }
             let neigh = self.shared.neighbors.load();
             self.engine.set_neighbors_if_newer(&neigh);
-            let zero = self.shared.zero_epoch.load(Ordering::Relaxed);
-            if zero != zero_seen {
-                zero_seen = zero;
-                let only = self.shared.zero_target.lock().map(|g| *g).unwrap_or(None);
-                self.engine.zero_stats(only);
-            }
-            let dump = self.shared.dump_epoch.load(Ordering::Relaxed);
-            if dump != dump_seen {
-                dump_seen = dump;
-                let conns = self.engine.connections(self.shared.now());
-                if let Ok(mut g) = self.report.lock() {
-                    g.dump = conns;
-                    g.dump_epoch = dump;
-                }
+            while let Ok(cmd) = self.commands.try_recv() {
+                self.command(cmd, &mut tally);
             }
 
             let n = self.group.recv(&mut rx);
-            batches += u64::from(n > 0);
+            tally.batches += u64::from(n > 0);
             let now = self.shared.now();
             for f in &rx[..n] {
-                let ingress = IfIndex(self.slot_ifindex.get(f.iface).copied().unwrap_or(0));
-                let (verdict, addr, len) = {
-                    let mut fm = self.group.frame_mut(f.addr, f.len);
-                    let (offset, flen, base) =
-                        (fm.offset(), fm.len(), fm.addr() - fm.offset() as u64);
-                    let Some(mut pkt) = PacketBuf::new(fm.chunk_mut(), offset, flen) else {
-                        self.group.release(f.addr);
-                        continue;
-                    };
-                    let v = self.engine.process(now, &mut pkt, ingress);
-                    (v, base + pkt.start() as u64, pkt.len() as u32)
-                };
-                match verdict {
-                    Verdict::Forward { egress } | Verdict::Reply { egress, .. } => {
-                        match self.slot_of(egress) {
-                            Some(slot) => {
-                                if !self.group.send(slot, addr, len) {
-                                    tx_failed += 1;
-                                }
-                            }
-                            None => {
-                                tx_failed += 1;
-                                self.group.release(f.addr);
-                            }
-                        }
-                    }
-                    Verdict::Resolve { next_hop, .. } => {
-                        self.group.release(f.addr);
-                        let _ = self.resolve.try_send(next_hop);
-                    }
-                    Verdict::Pass | Verdict::Drop(_) => self.group.release(f.addr),
-                }
+                self.frame(now, f, &mut tally);
             }
-            // Until rvsd programs the XDP fast path, nothing forwards there:
-            // every connection's activity is what the engine saw itself.
-            while let Some(op) = self.engine.poll_fast_path() {
-                if let rvs_engine::FastPathOp::ReadActivity { key, .. } = op {
-                    self.engine
-                        .fast_path_activity(self.shared.now(), &key, None);
-                }
-            }
+            // Before the batch leaves: see the module doc.
+            self.apply_fast_path(&mut tally);
             self.group.flush();
             if n == 0 {
                 self.group.poll(Duration::from_millis(20));
             }
-            if last_timer.elapsed() >= Duration::from_millis(100) {
+            if last_timer.elapsed() >= TIMER_EVERY {
                 self.engine.handle_timeout(self.shared.now());
-                while let Some(op) = self.engine.poll_fast_path() {
-                    if let rvs_engine::FastPathOp::ReadActivity { key, .. } = op {
+                self.apply_fast_path(&mut tally);
+                last_timer = Instant::now();
+            }
+            if last_report.elapsed() >= REPORT_EVERY {
+                self.fold_fast_path_counters();
+                self.publish(&tally);
+                last_report = Instant::now();
+            }
+        }
+        self.fold_fast_path_counters();
+        self.publish(&tally);
+    }
+
+    /// One received frame: through the engine, then out or back to the pool.
+    fn frame(&mut self, now: Time, f: &RxFrame, tally: &mut Tally) {
+        let ingress = IfIndex(self.group.ifindex(f.iface).unwrap_or(0));
+        let (verdict, start, len) = {
+            let Some(mut pkt) = self.group.frame_mut(f.addr, f.len) else {
+                return; // not ours to touch (cannot happen for a frame recv gave)
+            };
+            let v = self.engine.process(now, &mut pkt, ingress);
+            (v, pkt.start(), pkt.len())
+        };
+        match verdict {
+            Verdict::Forward { egress } | Verdict::Reply { egress, .. } => {
+                match self.group.tx_slot(egress.0) {
+                    Some(slot) => {
+                        if !self.group.send_at(slot, f.addr, start, len) {
+                            tally.tx_failed += 1;
+                        }
+                    }
+                    None => {
+                        tally.tx_failed += 1;
+                        self.group.release(f.addr);
+                    }
+                }
+            }
+            Verdict::Resolve { next_hop, .. } => {
+                self.group.release(f.addr);
+                let _ = self.resolve.try_send(next_hop);
+            }
+            Verdict::Pass | Verdict::Drop(_) => self.group.release(f.addr),
+        }
+    }
+
+    /// Applies the engine's ops to the XDP maps and answers its activity
+    /// reads. One lock per call, and only if there is something to do.
+    fn apply_fast_path(&mut self, tally: &mut Tally) {
+        let Some(first) = self.engine.poll_fast_path() else {
+            return;
+        };
+        let Ok(mut dp) = self.datapath.lock() else {
+            tracing::error!("datapath lock poisoned: fast-path ops dropped");
+            while self.engine.poll_fast_path().is_some() {}
+            return;
+        };
+        let mut next = Some(first);
+        while let Some(op) = next {
+            tally.fast_ops += 1;
+            match dp.apply(&op) {
+                Ok(seen) => {
+                    if let FastPathOp::ReadActivity { key, .. } = op {
+                        let now = self.shared.now();
+                        let seen = seen.map(|ns| self.shared.time_of(ns));
+                        self.engine.fast_path_activity(now, &key, seen);
+                    }
+                }
+                Err(e) => {
+                    tally.fast_op_errors += 1;
+                    // The first and then every 1024th: a full map would
+                    // otherwise log once per connection.
+                    if tally.fast_op_errors % 1024 == 1 {
+                        tracing::warn!(error = %e, ?op, errors = tally.fast_op_errors, "a fast-path map update failed; the connection's frames may miss the fast path");
+                    }
+                    if let FastPathOp::ReadActivity { key, .. } = op {
+                        // Unknown activity: let the engine's own timers decide.
                         self.engine
                             .fast_path_activity(self.shared.now(), &key, None);
                     }
                 }
-                last_timer = Instant::now();
             }
-            if last_report.elapsed() >= REPORT_EVERY {
-                self.publish(tx_failed, batches);
-                last_report = Instant::now();
-            }
+            next = self.engine.poll_fast_path();
         }
-        self.publish(tx_failed, batches);
     }
 
-    fn publish(&self, tx_failed: u64, batches: u64) {
+    fn command(&mut self, cmd: WorkerCommand, tally: &mut Tally) {
+        match cmd {
+            WorkerCommand::Zero(only) => self.engine.zero_stats(only),
+            WorkerCommand::Dump(reply) => {
+                self.engine.refresh_fast_path_activity();
+                self.apply_fast_path(tally);
+                let _ = reply.send(self.engine.connections(self.shared.now()));
+            }
+        }
+    }
+
+    /// Adds what the XDP program forwarded to the engine's statistics.
+    fn fold_fast_path_counters(&mut self) {
+        let Ok(dp) = self.datapath.lock() else { return };
+        let slots: Vec<_> = self.engine.fast_path_dest_slots().collect();
+        for slot in slots {
+            match dp.dest_counters(slot) {
+                Ok(totals) => self.engine.fold_fast_path_counters(slot, totals),
+                Err(e) => tracing::debug!(error = %e, ?slot, "reading fast-path counters"),
+            }
+        }
+    }
+
+    fn publish(&self, tally: &Tally) {
         let services = self.engine.status();
+        let xsk = self.group.stats();
         if let Ok(mut g) = self.report.lock() {
             g.services = services;
             g.counters = self.engine.counters().clone();
-            g.tx_failed = tx_failed;
-            g.batches = batches;
+            g.tx_failed = tally.tx_failed;
+            g.batches = tally.batches;
+            g.fast_ops = tally.fast_ops;
+            g.fast_op_errors = tally.fast_op_errors;
             g.connections = self.engine.connection_count();
+            g.xsk = xsk;
         }
     }
 }

@@ -73,6 +73,19 @@ impl<'a> PacketBuf<'a> {
         true
     }
 
+    /// Sets the frame's length to `len`, trimming it or extending it into
+    /// the tailroom (to build a frame from scratch); false (and unchanged)
+    /// if it does not fit.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        match self.start.checked_add(len) {
+            Some(end) if end <= self.buf.len() => {
+                self.end = end;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Shrinks the frame to `len` bytes; false (and unchanged) if longer.
     pub fn truncate(&mut self, len: usize) -> bool {
         if len > self.len() {
@@ -80,5 +93,30 @@ impl<'a> PacketBuf<'a> {
         }
         self.end = self.start + len;
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_grows_into_headroom_and_tailroom_but_never_past_the_buffer() {
+        let mut buf = vec![0u8; 4096];
+        {
+            let mut f = PacketBuf::new(&mut buf, 256, 100).unwrap();
+            assert_eq!((f.headroom(), f.tailroom()), (256, 4096 - 356));
+            assert!(f.push_front(20));
+            assert_eq!((f.start(), f.len()), (236, 120));
+            f.data_mut()[0] = 0xab;
+            assert!(!f.push_front(237), "cannot grow past the buffer's start");
+            assert!(f.truncate(60));
+            assert!(!f.truncate(61), "truncate only shrinks");
+            assert!(f.set_len(4096 - 236));
+            assert!(!f.set_len(4096 - 235), "cannot grow past the buffer's end");
+            assert_eq!(f.tailroom(), 0);
+        }
+        assert_eq!(buf[236], 0xab);
+        assert!(PacketBuf::new(&mut buf, 4000, 97).is_none());
     }
 }

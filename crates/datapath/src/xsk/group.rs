@@ -11,6 +11,8 @@
 use std::os::fd::RawFd;
 use std::time::Duration;
 
+use rvs_wire::PacketBuf;
+
 use super::socket::{Bind, XskSocket};
 use super::umem::Umem;
 use super::{
@@ -64,7 +66,7 @@ struct Slot {
 /// finds one for an egress interface.
 ///
 /// Call order in a worker: [`recv`](Self::recv) a batch; per frame
-/// [`frame_mut`](Self::frame_mut) to rewrite it, then [`send`](Self::send)
+/// [`frame_mut`](Self::frame_mut) to rewrite it, then [`send_at`](Self::send_at)
 /// (on any slot) or [`release`](Self::release); then [`flush`](Self::flush)
 /// once per batch; [`poll`](Self::poll) when `recv` returned nothing.
 /// Every frame handed out by `recv` must come back through `send` or
@@ -373,22 +375,30 @@ impl XskGroup {
     }
 
     /// The frame at `addr` (as given by `recv` or `alloc_frame`) for reading
-    /// and rewriting. A frame the caller does not own yields an empty view.
-    pub fn frame_mut(&mut self, addr: u64, len: u32) -> FrameMut<'_> {
-        let Some(base) = self.user_chunk(addr) else {
-            return FrameMut::empty();
-        };
+    /// and rewriting: its whole UMEM chunk as a [`PacketBuf`], the packet
+    /// after its headroom (room to prepend an encapsulation header). `None`
+    /// for a frame the caller does not own. Send the result with
+    /// [`send_at`](Self::send_at).
+    pub fn frame_mut(&mut self, addr: u64, len: u32) -> Option<PacketBuf<'_>> {
+        let base = self.user_chunk(addr)?;
         let offset = (addr - base) as usize;
         let len = (len as usize).min(FRAME_SIZE as usize - offset);
         // SAFETY: the frame is marked User: it is on no ring, so the kernel does
         // not touch it, and `&mut self` makes this the only live view into the UMEM.
         let chunk = unsafe { self.umem.chunk_mut(base) };
-        FrameMut {
-            chunk,
-            base,
-            offset,
-            len,
-        }
+        PacketBuf::new(chunk, offset, len)
+    }
+
+    /// [`send`](Self::send) for a frame rewritten through
+    /// [`frame_mut`](Self::frame_mut): `addr` is any address in its chunk
+    /// (the one `recv` gave), `start` and `len` the packet's place in the
+    /// chunk afterwards ([`PacketBuf::start`], [`PacketBuf::len`]).
+    pub fn send_at(&mut self, iface_slot: usize, addr: u64, start: usize, len: usize) -> bool {
+        let (Ok(start), Ok(len)) = (u64::try_from(start), u32::try_from(len)) else {
+            self.release(addr);
+            return false;
+        };
+        self.send(iface_slot, (addr & CHUNK_MASK) + start, len)
     }
 
     /// Take a frame from the free pool to build a packet from scratch; its
@@ -568,151 +578,5 @@ impl XskGroup {
                 .collect(),
             free_frames: self.free.len() as u32,
         }
-    }
-}
-
-/// A frame the caller owns: the whole UMEM chunk, with the packet at
-/// `offset..offset + len` inside it. Grow into the headroom (encapsulation)
-/// with [`grow_front`](Self::grow_front); then send [`addr`](Self::addr) and
-/// [`len`](Self::len).
-#[derive(Debug)]
-pub struct FrameMut<'a> {
-    chunk: &'a mut [u8],
-    base: u64,
-    offset: usize,
-    len: usize,
-}
-
-impl FrameMut<'_> {
-    fn empty() -> Self {
-        FrameMut {
-            chunk: &mut [],
-            base: 0,
-            offset: 0,
-            len: 0,
-        }
-    }
-
-    /// The whole chunk, headroom and tailroom included.
-    pub fn chunk(&self) -> &[u8] {
-        self.chunk
-    }
-
-    /// The whole chunk, writable.
-    pub fn chunk_mut(&mut self) -> &mut [u8] {
-        self.chunk
-    }
-
-    /// Where the packet starts inside the chunk (= headroom available).
-    pub fn offset(&self) -> usize {
-        self.offset
-    }
-
-    /// Packet length.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// True for an empty packet (or a frame the caller did not own).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes after the packet up to the end of the chunk.
-    pub fn tailroom(&self) -> usize {
-        self.chunk.len() - self.offset - self.len
-    }
-
-    /// The packet bytes.
-    pub fn data(&self) -> &[u8] {
-        self.chunk
-            .get(self.offset..self.offset + self.len)
-            .unwrap_or_default()
-    }
-
-    /// The packet bytes, writable.
-    pub fn data_mut(&mut self) -> &mut [u8] {
-        self.chunk
-            .get_mut(self.offset..self.offset + self.len)
-            .unwrap_or_default()
-    }
-
-    /// Start the packet `n` bytes earlier (prepend a header). False if the headroom is too small.
-    pub fn grow_front(&mut self, n: usize) -> bool {
-        if n > self.offset {
-            return false;
-        }
-        self.offset -= n;
-        self.len += n;
-        true
-    }
-
-    /// Drop `n` bytes from the front (strip a header). False if the packet is shorter.
-    pub fn shrink_front(&mut self, n: usize) -> bool {
-        if n > self.len {
-            return false;
-        }
-        self.offset += n;
-        self.len -= n;
-        true
-    }
-
-    /// Set the packet length (trim, or extend into the tailroom). False if it does not fit.
-    pub fn set_len(&mut self, len: usize) -> bool {
-        if self.offset + len > self.chunk.len() {
-            return false;
-        }
-        self.len = len;
-        true
-    }
-
-    /// UMEM address of the first packet byte: what to pass to [`XskGroup::send`].
-    pub fn addr(&self) -> u64 {
-        self.base + self.offset as u64
-    }
-
-    /// Packet length as the descriptor wants it.
-    pub fn len_u32(&self) -> u32 {
-        self.len as u32
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frame_view_grows_and_shrinks_within_the_chunk() {
-        let mut buf = vec![0u8; FRAME_SIZE as usize];
-        let mut f = FrameMut {
-            chunk: &mut buf,
-            base: 8192,
-            offset: 256,
-            len: 100,
-        };
-        assert_eq!(f.addr(), 8192 + 256);
-        assert_eq!(f.tailroom(), FRAME_SIZE as usize - 356);
-        assert!(f.grow_front(20));
-        assert_eq!((f.offset(), f.len(), f.addr()), (236, 120, 8192 + 236));
-        f.data_mut()[0] = 0xab;
-        assert_eq!(f.chunk()[236], 0xab);
-        assert!(!f.grow_front(237), "cannot grow past the chunk start");
-        assert!(f.shrink_front(20));
-        assert!(!f.shrink_front(101));
-        assert!(f.set_len(FRAME_SIZE as usize - 256));
-        assert!(
-            !f.set_len(FRAME_SIZE as usize - 255),
-            "cannot grow past the chunk end"
-        );
-        assert_eq!(f.tailroom(), 0);
-    }
-
-    #[test]
-    fn empty_view_is_harmless() {
-        let mut f = FrameMut::empty();
-        assert!(f.is_empty());
-        assert!(f.data_mut().is_empty());
-        assert!(!f.grow_front(1));
-        assert!(!f.set_len(1));
     }
 }

@@ -7,7 +7,7 @@ mod socket;
 mod sys;
 mod umem;
 
-pub use group::{FrameMut, XskGroup};
+pub use group::XskGroup;
 
 /// Size of one UMEM frame: one page, the kernel's aligned-chunk mode.
 pub const FRAME_SIZE: u32 = 4096;
