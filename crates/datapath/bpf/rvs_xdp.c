@@ -3,7 +3,7 @@
  * RVS XDP program: one program, attached to every interface of the
  * director, all maps shared (docs/fastpath.md is the contract).
  *
- *   conns[5-tuple] hit, Forward entry, frame fully understood
+ *   conns4/conns6[5-tuple] hit, Forward entry, frame fully understood
  *       -> rewrite (DR / NAT in / NAT out / IPIP), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, SYN/FIN/RST, IPv4 options,
@@ -47,9 +47,12 @@
 #define SPARE_SLOT MAX_IFACES
 #define MAX_SERVICES 4096
 #define MAX_VIPS 1024
+/*
+ * Placeholders: the loader sets the engine's sizes (MAX_NEXT_HOPS and
+ * MAX_DEST_SLOTS of rvs_engine::fastpath, 2 x the connection capacity).
+ */
 #define MAX_NEXT_HOPS 65536
-#define MAX_DEST_SLOTS 65536
-/* Placeholder: the loader sets 2 x the engine's connection capacity. */
+#define MAX_DEST_SLOTS 16384
 #define DEFAULT_CONNS 65536
 
 #define ETH_P_8021Q_ 0x8100
@@ -66,10 +69,11 @@
 #define TUNNEL_TTL 64
 /*
  * last_seen is stored only when the stored value is older than this, so
- * that a busy flow does not bounce the entry's cache line between CPUs on
- * every frame; expiry works in seconds, 100 ms of slack is invisible.
+ * that a busy flow does not dirty (and bounce between CPUs) the entry's
+ * cache line on every frame; expiry works in whole seconds over timeouts
+ * of 10 s and more, so one second of slack is invisible.
  */
-#define LAST_SEEN_SLACK_NS 100000000ULL
+#define LAST_SEEN_SLACK_NS 1000000000ULL
 
 enum conn_action {
 	ACT_TO_ENGINE = 0,
@@ -79,7 +83,24 @@ enum conn_action {
 	ACT_TUNNEL = 4,
 };
 
-/* One direction of a tracked connection: the frame's own 5-tuple. */
+/*
+ * One direction of a tracked IPv4 connection: the frame's own 5-tuple, in
+ * 16 bytes (hashing and comparing 40 bytes per frame, and the larger
+ * element, cost measurably more at 64 k flows).
+ */
+struct conn_key4 {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+/*
+ * Parsing state of any frame; for IPv6 also the key of `conns6` (the
+ * frame's own 5-tuple).
+ */
 struct conn_key {
 	__u8 family; /* 4 or 6 */
 	__u8 proto;  /* IPPROTO_TCP / IPPROTO_UDP */
@@ -91,7 +112,11 @@ struct conn_key {
 };
 
 struct conn_entry {
-	/* bpf_ktime_get_ns() of the last forwarded frame (CLOCK_MONOTONIC). */
+	/*
+	 * bpf_ktime_get_coarse_ns() of the last forwarded frame
+	 * (CLOCK_MONOTONIC at tick resolution: reading the TSC per frame cost
+	 * more than the rest of the bookkeeping).
+	 */
 	__u64 last_seen;
 	__u32 next_hop; /* index into next_hops */
 	__u32 dest;     /* index into dest_stats */
@@ -121,7 +146,11 @@ struct next_hop {
 	__u32 ifindex;
 	__u8 src_mac[6];
 	__u8 dst_mac[6];
-	__u32 valid; /* 0: MAC unknown, frames go to the engine */
+	/*
+	 * 1 + the egress interface's slot in tx_ports; 0: not usable (MAC
+	 * unknown, or not an interface of ours): frames go to the engine.
+	 */
+	__u32 tx_port;
 };
 
 struct dest_counters {
@@ -159,9 +188,17 @@ struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, DEFAULT_CONNS);
+	__type(key, struct conn_key4);
+	__type(value, struct conn_entry);
+} conns4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, DEFAULT_CONNS);
 	__type(key, struct conn_key);
 	__type(value, struct conn_entry);
-} conns SEC(".maps");
+} conns6 SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -199,9 +236,25 @@ struct {
 	__type(value, __u32);
 } ifaces SEC(".maps");
 
-/* ifindex -> ifindex: the interfaces the fast path may redirect to. */
+/*
+ * The same for ifindex < SMALL_IFINDEX, as slot + 1 (0: not ours): an
+ * array lookup, which the verifier inlines, on every frame instead of a
+ * hash lookup; larger ifindexes fall back to `ifaces`.
+ */
+#define SMALL_IFINDEX 1024
 struct {
-	__uint(type, BPF_MAP_TYPE_DEVMAP_HASH);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SMALL_IFINDEX);
+	__type(key, __u32);
+	__type(value, __u32);
+} ifslots SEC(".maps");
+
+/*
+ * Interface slot -> ifindex: the interfaces the fast path may redirect to
+ * (an array, so the redirect costs no hash lookup).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_DEVMAP);
 	__uint(max_entries, MAX_IFACES);
 	__type(key, __u32);
 	__type(value, struct bpf_devmap_val);
@@ -389,6 +442,21 @@ static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 i
 	return 0;
 }
 
+/* The connection entry of the frame whose 5-tuple is in `key`, if any. */
+static __always_inline struct conn_entry *lookup_conn(const struct conn_key *key)
+{
+	struct conn_key4 k4 = {};
+
+	if (key->family == 6)
+		return bpf_map_lookup_elem(&conns6, key);
+	__builtin_memcpy(&k4.saddr, key->saddr, 4);
+	__builtin_memcpy(&k4.daddr, key->daddr, 4);
+	k4.sport = key->sport;
+	k4.dport = key->dport;
+	k4.proto = key->proto;
+	return bpf_map_lookup_elem(&conns4, &k4);
+}
+
 /*
  * A conns hit on a well-formed frame: forward it or hand it to the engine.
  * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
@@ -453,12 +521,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 
 	hop_id = e->next_hop;
 	hop = bpf_map_lookup_elem(&next_hops, &hop_id);
-	if (!hop || !hop->valid)
+	if (!hop || !hop->tx_port)
 		return to_user(ctx, cnt, slot);
 	egress = hop->ifindex;
 	tx = egress == ctx->ingress_ifindex;
 	/* Sets the redirect target now; a later to_user() overrides it. */
-	if (!tx && bpf_redirect_map(&tx_ports, egress, 0) != XDP_REDIRECT)
+	if (!tx && bpf_redirect_map(&tx_ports, hop->tx_port - 1, 0) != XDP_REDIRECT)
 		return to_user(ctx, cnt, slot);
 
 	/* Every check passed: from here on the frame is rewritten. */
@@ -537,7 +605,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			dc->in_bytes += ip_len;
 		}
 	}
-	now = bpf_ktime_get_ns();
+	now = bpf_ktime_get_coarse_ns();
 	last = *(volatile __u64 *)&e->last_seen;
 	if (now > last + LAST_SEEN_SLACK_NS)
 		*(volatile __u64 *)&e->last_seen = now;
@@ -569,9 +637,15 @@ int rvs_xdp(struct xdp_md *ctx)
 	void *cur, *l4;
 	int i;
 
-	slotp = bpf_map_lookup_elem(&ifaces, &ifindex);
-	if (slotp && *slotp < MAX_IFACES)
-		slot = *slotp;
+	if (ifindex < SMALL_IFINDEX) {
+		slotp = bpf_map_lookup_elem(&ifslots, &ifindex);
+		if (slotp && *slotp && *slotp <= MAX_IFACES)
+			slot = *slotp - 1;
+	} else {
+		slotp = bpf_map_lookup_elem(&ifaces, &ifindex);
+		if (slotp && *slotp < MAX_IFACES)
+			slot = *slotp;
+	}
 	cnt = bpf_map_lookup_elem(&if_stats, &slot);
 	if (!cnt)
 		return XDP_PASS; /* cannot happen: slot <= SPARE_SLOT */
@@ -685,7 +759,7 @@ int rvs_xdp(struct xdp_md *ctx)
 
 	if (frag) {
 		/* The engine drops fragments: never forwarded here. */
-		if (first_frag && ports_ok && bpf_map_lookup_elem(&conns, &key))
+		if (first_frag && ports_ok && lookup_conn(&key))
 			return to_user(ctx, cnt, slot);
 		return vip_or_pass(ctx, cnt, slot, &key);
 	}
@@ -694,7 +768,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (!ports_ok)
 		return vip_or_pass(ctx, cnt, slot, &key);
 
-	e = bpf_map_lookup_elem(&conns, &key);
+	e = lookup_conn(&key);
 	if (e) {
 		if (!valid)
 			return to_user(ctx, cnt, slot);

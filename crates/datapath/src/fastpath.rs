@@ -31,7 +31,23 @@ pub(crate) mod action {
     pub(crate) const TUNNEL: u8 = 4;
 }
 
-/// `struct conn_key`: one direction of a connection, the frame's own tuple.
+/// `struct conn_key4`: the key of `conns4`, an IPv4 connection direction.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ConnKey4 {
+    pub(crate) saddr: [u8; 4],
+    pub(crate) daddr: [u8; 4],
+    pub(crate) sport: [u8; 2],
+    pub(crate) dport: [u8; 2],
+    pub(crate) proto: u8,
+    pub(crate) pad: [u8; 3],
+}
+
+// SAFETY: repr(C), only byte fields, no padding: every bit pattern is valid.
+unsafe impl Pod for ConnKey4 {}
+
+/// `struct conn_key`: one direction of a connection, the frame's own tuple
+/// (the key of `conns6`; IPv4 keys are stored as [`ConnKey4`]).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ConnKey {
@@ -75,7 +91,8 @@ pub(crate) struct NextHopValue {
     pub(crate) ifindex: u32,
     pub(crate) src_mac: [u8; 6],
     pub(crate) dst_mac: [u8; 6],
-    pub(crate) valid: u32,
+    /// 1 + the egress interface's slot in `tx_ports`; 0: not usable.
+    pub(crate) tx_port: u32,
 }
 
 // SAFETY: repr(C), 4 + 6 + 6 + 4 = 20 bytes, no padding; any bits are valid.
@@ -130,6 +147,18 @@ fn addr_len(family: u8) -> usize {
 }
 
 impl ConnKey {
+    /// The compact key of `conns4`, for an IPv4 key.
+    pub(crate) fn v4(&self) -> Option<ConnKey4> {
+        (self.family == 4).then(|| ConnKey4 {
+            saddr: [self.saddr[0], self.saddr[1], self.saddr[2], self.saddr[3]],
+            daddr: [self.daddr[0], self.daddr[1], self.daddr[2], self.daddr[3]],
+            sport: self.sport,
+            dport: self.dport,
+            proto: self.proto,
+            pad: [0; 3],
+        })
+    }
+
     pub(crate) fn new(k: &FastKey) -> Result<Self, DatapathError> {
         let (family, saddr) = family_addr(k.saddr);
         let (dfamily, daddr) = family_addr(k.daddr);
@@ -264,14 +293,21 @@ pub(crate) fn check_dest(slot: DestSlot) -> Result<(), DatapathError> {
 }
 
 impl NextHopValue {
-    pub(crate) fn new(id: NextHopId, hop: Option<&NextHop>) -> Result<Self, DatapathError> {
+    /// `slot_of` gives an interface's slot in `tx_ports`; a next hop out of
+    /// an interface that has none is stored unusable (frames of its entries
+    /// go to the engine).
+    pub(crate) fn new(
+        id: NextHopId,
+        hop: Option<&NextHop>,
+        slot_of: impl Fn(u32) -> Option<u32>,
+    ) -> Result<Self, DatapathError> {
         check_next_hop(id)?;
-        Ok(match hop {
-            Some(h) => Self {
+        Ok(match hop.and_then(|h| Some((h, slot_of(h.iface.0)?))) {
+            Some((h, slot)) => Self {
                 ifindex: h.iface.0,
                 src_mac: h.src_mac.0,
                 dst_mac: h.dst_mac.0,
-                valid: 1,
+                tx_port: slot + 1,
             },
             None => Self::default(),
         })
@@ -329,7 +365,7 @@ mod tests {
         assert_eq!(offset_of!(ConnEntry, l4_delta), 22);
         assert_eq!(offset_of!(ConnEntry, addr), 24);
         assert_eq!(size_of::<NextHopValue>(), 20);
-        assert_eq!(offset_of!(NextHopValue, valid), 16);
+        assert_eq!(offset_of!(NextHopValue, tx_port), 16);
         assert_eq!(size_of::<DestValue>(), 32);
         assert_eq!(size_of::<IfCounters>(), 48);
     }

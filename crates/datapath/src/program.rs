@@ -21,14 +21,15 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use aya::maps::{
-    Array, DevMapHash, HashMap, IterableMap, MapData, PerCpuArray, PerCpuValues, XskMap,
-};
+use aya::maps::{Array, DevMap, HashMap, IterableMap, MapData, PerCpuArray, PerCpuValues, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
+use rvs_engine::fastpath::{MAX_DEST_SLOTS, MAX_NEXT_HOPS};
 use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 
-use crate::fastpath::{check_dest, ConnEntry, ConnKey, DestValue, IfCounters, NextHopValue};
+use crate::fastpath::{
+    check_dest, ConnEntry, ConnKey, ConnKey4, DestValue, IfCounters, NextHopValue,
+};
 use crate::iface::name_by_ifindex;
 use crate::maps::{chain, is_not_found, load_err, map_err, remove, take, AddrKey, L4Key};
 use crate::test_run::{self, TestRun};
@@ -48,6 +49,9 @@ pub const MAX_QUEUES_PER_INTERFACE: u32 = 256;
 
 /// Smallest `conns` map, whatever the connection capacity.
 const MIN_CONN_ENTRIES: u32 = 1024;
+/// Interfaces with an ifindex below this find their slot by array
+/// (`ifslots`, SMALL_IFINDEX in C); the others by hash (`ifaces`).
+const SMALL_IFINDEX: u32 = 1024;
 
 /// How the program ended up attached; generic mode works everywhere but is slower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,16 +163,18 @@ pub struct AttachedInterface {
     pub mode: XdpAttachMode,
 }
 
-/// The current CLOCK_MONOTONIC time in nanoseconds: the clock of
-/// `bpf_ktime_get_ns()`, so comparable with [`XdpDatapath::last_seen`].
+/// The current CLOCK_MONOTONIC_COARSE time in nanoseconds: the clock the
+/// XDP program stamps entries with (`bpf_ktime_get_coarse_ns()`), so
+/// comparable with [`XdpDatapath::last_seen`]; it advances once per kernel
+/// tick (a few ms), ample for timeouts counted in seconds.
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
     };
     // SAFETY: clock_gettime writes one timespec into `ts`, which outlives the call.
-    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    debug_assert_eq!(r, 0, "CLOCK_MONOTONIC always exists");
+    let r = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    debug_assert_eq!(r, 0, "CLOCK_MONOTONIC_COARSE always exists");
     (ts.tv_sec as u64)
         .wrapping_mul(1_000_000_000)
         .wrapping_add(ts.tv_nsec as u64)
@@ -179,7 +185,7 @@ pub fn monotonic_ns() -> u64 {
 /// Dropping it detaches the program from every interface (do it in the
 /// network namespace it was loaded in).
 pub struct XdpDatapath {
-    conns: HashMap<MapData, ConnKey, ConnEntry>,
+    conns: ConnMaps,
     next_hops: Array<MapData, NextHopValue>,
     dest_stats: PerCpuArray<MapData, DestValue>,
     services: HashMap<MapData, L4Key, u32>,
@@ -237,8 +243,12 @@ impl XdpDatapath {
         }
         let conn_entries = conn_capacity.saturating_mul(2).max(MIN_CONN_ENTRIES);
 
+        // The engine's sizes, whatever placeholders the object carries.
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries("conns", conn_entries)
+            .map_max_entries("conns4", conn_entries)
+            .map_max_entries("conns6", conn_entries)
+            .map_max_entries("next_hops", MAX_NEXT_HOPS)
+            .map_max_entries("dest_stats", MAX_DEST_SLOTS)
             .load(XDP_OBJECT)
             .map_err(load_err)?;
         program_mut(&mut ebpf)?
@@ -255,14 +265,25 @@ impl XdpDatapath {
                     .insert(ifindex, slot as u32, 0)
                     .map_err(|e| map_err("ifaces", "insert", e))?;
             }
+            // Small ifindexes (all of them, usually) also by array: slot + 1.
+            let mut ifslots: Array<&mut MapData, u32> =
+                Array::try_from(map_mut(&mut ebpf, "ifslots")?)
+                    .map_err(|e| map_err("ifslots", "open", e))?;
+            for (slot, &ifindex) in ifindexes.iter().enumerate() {
+                if ifindex < SMALL_IFINDEX {
+                    ifslots
+                        .set(ifindex, slot as u32 + 1, 0)
+                        .map_err(|e| map_err("ifslots", "update", e))?;
+                }
+            }
         }
         {
-            let mut tx_ports: DevMapHash<&mut MapData> =
-                DevMapHash::try_from(map_mut(&mut ebpf, "tx_ports")?)
+            let mut tx_ports: DevMap<&mut MapData> =
+                DevMap::try_from(map_mut(&mut ebpf, "tx_ports")?)
                     .map_err(|e| map_err("tx_ports", "open", e))?;
-            for &ifindex in ifindexes {
+            for (slot, &ifindex) in ifindexes.iter().enumerate() {
                 tx_ports
-                    .insert(ifindex, ifindex, None, 0)
+                    .set(slot as u32, ifindex, None, 0)
                     .map_err(|e| DatapathError::Map {
                         map: "tx_ports",
                         op: "insert",
@@ -283,7 +304,10 @@ impl XdpDatapath {
         }
 
         Ok(Self {
-            conns: take(&mut ebpf, "conns")?,
+            conns: ConnMaps {
+                v4: take(&mut ebpf, "conns4")?,
+                v6: take(&mut ebpf, "conns6")?,
+            },
             next_hops: take(&mut ebpf, "next_hops")?,
             dest_stats: take(&mut ebpf, "dest_stats")?,
             services: take(&mut ebpf, "services")?,
@@ -400,7 +424,7 @@ impl XdpDatapath {
     /// engine emitted them.
     ///
     /// Returns `Ok(None)` for every op but [`FastPathOp::ReadActivity`], for
-    /// which it returns the latest `last_seen` (CLOCK_MONOTONIC ns, see
+    /// which it returns the latest `last_seen` (CLOCK_MONOTONIC_COARSE ns, see
     /// [`monotonic_ns`]) of `key` and `reply`, or `None` if neither entry
     /// exists — what the caller hands to the engine. An `Upsert` stamps the
     /// entry with the current time, so a fresh entry never looks idle.
@@ -409,15 +433,13 @@ impl XdpDatapath {
             FastPathOp::Upsert { key, action } => {
                 let k = ConnKey::new(key)?;
                 let e = ConnEntry::new(&k, action, monotonic_ns())?;
-                self.conns
-                    .insert(k, e, 0)
-                    .map_err(|e| map_err("conns", "insert", e))?;
+                self.conns.insert(&k, e)?;
             }
-            FastPathOp::Remove { key } => {
-                remove(&mut self.conns, &ConnKey::new(key)?, "conns")?;
-            }
+            FastPathOp::Remove { key } => self.conns.remove(&ConnKey::new(key)?)?,
             FastPathOp::SetNextHop { id, hop } => {
-                let v = NextHopValue::new(*id, hop.as_ref())?;
+                let v = NextHopValue::new(*id, hop.as_ref(), |ifindex| {
+                    self.iface(ifindex).map(|(slot, _)| slot)
+                })?;
                 self.next_hops
                     .set(id.0, v, 0)
                     .map_err(|e| map_err("next_hops", "update", e))?;
@@ -436,14 +458,10 @@ impl XdpDatapath {
     }
 
     /// When the program last forwarded a frame of `key` (or the entry was
-    /// written): CLOCK_MONOTONIC ns; `None` if there is no entry. The
-    /// program refreshes it at most every 100 ms per entry.
+    /// written): CLOCK_MONOTONIC_COARSE ns; `None` if there is no entry. The
+    /// program refreshes it at most once a second per entry.
     pub fn last_seen(&self, key: &FastKey) -> Result<Option<u64>, DatapathError> {
-        match self.conns.get(&ConnKey::new(key)?, 0) {
-            Ok(e) => Ok(Some(e.last_seen)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(map_err("conns", "read", e)),
-        }
+        Ok(self.conns.get(&ConnKey::new(key)?)?.map(|e| e.last_seen))
     }
 
     fn reset_dest(&mut self, slot: DestSlot) -> Result<(), DatapathError> {
@@ -517,16 +535,7 @@ impl XdpDatapath {
     /// Entries in `conns`, by walking the map: O(entries) system calls, for
     /// diagnostics and tests, not for a hot loop.
     pub fn conn_entry_count(&self) -> Result<usize, DatapathError> {
-        let mut n = 0;
-        for k in self.conns.keys() {
-            match k {
-                Ok(_) => n += 1,
-                // An entry deleted while walking.
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(map_err("conns", "walk", e)),
-            }
-        }
-        Ok(n)
+        Ok(count(self.conns.v4.keys(), "conns4")? + count(self.conns.v6.keys(), "conns6")?)
     }
 
     /// Kernel memory charged to the `conns` map, as its fdinfo reports it
@@ -534,17 +543,7 @@ impl XdpDatapath {
     /// allocator header (a NAT connection has two entries). See the README
     /// for measured figures.
     pub fn conn_map_memlock(&self) -> Result<u64, DatapathError> {
-        let fd = self.conns.map().fd().as_fd().as_raw_fd();
-        let path = format!("/proc/self/fdinfo/{fd}");
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| DatapathError::syscall("reading the conns map's fdinfo", e))?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| DatapathError::Syscall {
-                call: "reading the conns map's fdinfo",
-                source: std::io::Error::other(format!("no memlock line in {path}")),
-            })
+        Ok(memlock(self.conns.v4.map())? + memlock(self.conns.v6.map())?)
     }
 
     /// Run the program once on `frame` with `BPF_PROG_TEST_RUN`, as if it
@@ -568,6 +567,77 @@ impl XdpDatapath {
             .fd()
             .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
         test_run::run(fd.as_fd(), frame, ingress_ifindex, rx_queue)
+    }
+}
+
+/// The connection maps: IPv4 keys in 16 bytes (`conns4`), IPv6 in 40
+/// (`conns6`); one is picked by the key's family.
+struct ConnMaps {
+    v4: HashMap<MapData, ConnKey4, ConnEntry>,
+    v6: HashMap<MapData, ConnKey, ConnEntry>,
+}
+
+impl ConnMaps {
+    fn insert(&mut self, k: &ConnKey, e: ConnEntry) -> Result<(), DatapathError> {
+        match k.v4() {
+            Some(k4) => self.v4.insert(k4, e, 0),
+            None => self.v6.insert(k, e, 0),
+        }
+        .map_err(|e| map_err(if k.family == 4 { "conns4" } else { "conns6" }, "insert", e))
+    }
+
+    /// Absent is fine.
+    fn remove(&mut self, k: &ConnKey) -> Result<(), DatapathError> {
+        match k.v4() {
+            Some(k4) => remove(&mut self.v4, &k4, "conns4"),
+            None => remove(&mut self.v6, k, "conns6"),
+        }
+    }
+
+    fn get(&self, k: &ConnKey) -> Result<Option<ConnEntry>, DatapathError> {
+        let (got, name) = match k.v4() {
+            Some(k4) => (self.v4.get(&k4, 0), "conns4"),
+            None => (self.v6.get(k, 0), "conns6"),
+        };
+        match got {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(name, "read", e)),
+        }
+    }
+}
+
+/// Entries of a map, walking its keys (one system call each).
+fn count<K>(
+    keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
+    name: &'static str,
+) -> Result<usize, DatapathError> {
+    let mut n = 0;
+    for k in keys {
+        match k {
+            Ok(_) => n += 1,
+            // An entry deleted while walking.
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(map_err(name, "walk", e)),
+        }
+    }
+    Ok(n)
+}
+
+/// Kernel memory charged to a map (`memlock` in its fdinfo).
+fn memlock(map: &MapData) -> Result<u64, DatapathError> {
+    {
+        let fd = map.fd().as_fd().as_raw_fd();
+        let path = format!("/proc/self/fdinfo/{fd}");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| DatapathError::syscall("reading the conns map's fdinfo", e))?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| DatapathError::Syscall {
+                call: "reading the conns map's fdinfo",
+                source: std::io::Error::other(format!("no memlock line in {path}")),
+            })
     }
 }
 

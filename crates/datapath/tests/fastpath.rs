@@ -845,10 +845,10 @@ fn ops_write_and_read_back_the_maps() {
         };
         assert_eq!(env.apply(read), Some(seen), "the reply has no entry yet");
 
-        // A forwarded frame within 100 ms of the stamp leaves it; later ones move it.
+        // A forwarded frame within a second of the stamp leaves it; later ones move it.
         env.run(&inbound.frame());
         assert_eq!(env.dp().last_seen(&key(&inbound)).unwrap(), Some(seen));
-        std::thread::sleep(Duration::from_millis(120));
+        std::thread::sleep(Duration::from_millis(1100));
         env.forward(
             &reply,
             Rewrite::MasqOut {
@@ -859,7 +859,7 @@ fn ops_write_and_read_back_the_maps() {
             2,
         );
         let reply_seen = env.dp().last_seen(&key(&reply)).unwrap().unwrap();
-        std::thread::sleep(Duration::from_millis(120));
+        std::thread::sleep(Duration::from_millis(1100));
         let before = monotonic_ns();
         assert_eq!(env.run(&inbound.frame()).0, Verdict::FastRedirect);
         let fwd_seen = env.dp().last_seen(&key(&inbound)).unwrap().unwrap();

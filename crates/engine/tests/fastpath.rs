@@ -69,9 +69,11 @@ fn tcp_dr_entry_forwards_only_while_established() {
     d.run(&from_client(40000, FINACK, b""), FRONT);
     assert_eq!(d.maps.entries.get(&k), Some(&FastAction::ToEngine));
     // Expiry removes it.
+    assert_eq!(d.engine.fast_path_entries(), 1);
     d.advance(200);
     assert_eq!(d.engine.connection_count(), 0);
     assert!(d.maps.entries.is_empty(), "{:?}", d.maps.entries);
+    assert_eq!(d.engine.fast_path_entries(), 0);
 }
 
 #[test]
@@ -114,6 +116,7 @@ fn nat_has_both_directions_from_the_syn_and_forwards_both_when_established() {
         "replies go to the client's gateway"
     );
     assert_ne!(fout.next_hop, fin.next_hop);
+    assert_eq!(d.engine.fast_path_entries(), d.maps.entries.len() as u64);
 }
 
 #[test]

@@ -20,9 +20,9 @@ pub(crate) struct FileConfig {
     pub(crate) interfaces: Vec<String>,
     #[serde(default)]
     pub(crate) max_connections: Option<u32>,
-    /// Forward established flows in the XDP program (default true).
+    /// Forward established flows in the XDP program (see `fast_path()`).
     #[serde(default)]
-    pub(crate) fast_path: Option<bool>,
+    fast_path: Option<bool>,
     #[serde(default)]
     pub(crate) timeouts: Option<FileTimeouts>,
     #[serde(default, rename = "service")]
@@ -149,6 +149,12 @@ impl FileConfig {
 
     pub(crate) fn parse(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// `fast_path`, or the engine's default (on).
+    pub(crate) fn fast_path(&self) -> bool {
+        self.fast_path
+            .unwrap_or_else(|| rvs_engine::Config::default().fast_path)
     }
 
     pub(crate) fn timeouts(&self) -> Timeouts {
@@ -408,6 +414,16 @@ scheduler = "rr"
         assert_eq!((s[0].dests[0].port, s[0].dests[0].weight), (8080, 3));
         assert_eq!((s[0].dests[1].port, s[0].dests[1].weight), (80, 1));
         assert_eq!(s[0].dests[1].method, ForwardMethod::Route);
+    }
+
+    #[test]
+    fn fast_path_switch_defaults_on_and_takes_only_a_boolean() {
+        let base = "interfaces = [\"eth0\"]\n";
+        assert!(FileConfig::parse(base).unwrap().fast_path());
+        let off = FileConfig::parse(&format!("{base}fast_path = false\n")).unwrap();
+        assert!(!off.fast_path());
+        let e = FileConfig::parse(&format!("{base}fast_path = \"off\"\n")).unwrap_err();
+        assert!(e.to_string().contains("fast_path"), "{e}");
     }
 
     #[test]

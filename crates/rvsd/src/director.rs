@@ -194,7 +194,7 @@ impl Director {
         next.services = services;
         next.fwmarks = file.engine_fwmarks().map_err(|e| e.to_string())?;
         next.timeouts = file.timeouts();
-        next.fast_path = file.fast_path.unwrap_or(true);
+        next.fast_path = file.fast_path();
         next.routes = crate::kernel::routes(&next.interfaces).map_err(|e| e.to_string())?;
         let previous_plan = self.health.replace_plan(plan);
         if let Err(e) = self.apply(next) {
@@ -377,15 +377,6 @@ impl Director {
                 v
             })
             .collect()
-    }
-
-    /// Entries in the XDP connection map (both directions of NAT count).
-    fn fast_path_entries(&self) -> u64 {
-        self.plane
-            .as_ref()
-            .and_then(|p| p.datapath.lock().ok())
-            .and_then(|dp| dp.conn_entry_count().ok())
-            .map_or(0, |n| n as u64)
     }
 
     /// The Prometheus exposition of the current state.
@@ -571,7 +562,7 @@ impl Director {
         c.insert("tx_failed".into(), report.tx_failed);
         c.insert("fast_path_ops".into(), report.fast_ops);
         c.insert("fast_path_op_errors".into(), report.fast_op_errors);
-        c.insert("fast_path_entries".into(), self.fast_path_entries());
+        c.insert("fast_path_entries".into(), report.fast_entries);
         for r in rvs_engine::DropReason::ALL {
             c.insert(format!("drop_{}", r.label()), counters.dropped(*r));
         }

@@ -117,7 +117,7 @@ fn check_config(path: &std::path::Path) -> i32 {
             fwmarks: file.engine_fwmarks().unwrap_or_default(),
             timeouts: file.timeouts(),
             max_connections: file.max_connections.unwrap_or(1 << 20),
-            fast_path: file.fast_path.unwrap_or(true),
+            fast_path: file.fast_path(),
         };
         let mut health = health::Health::new(None);
         health.replace_plan(plan);
@@ -185,7 +185,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         fwmarks: file.engine_fwmarks()?,
         timeouts: file.timeouts(),
         max_connections: file.max_connections.unwrap_or(1 << 20),
-        fast_path: file.fast_path.unwrap_or(true),
+        fast_path: file.fast_path(),
     };
     let where_ = args
         .config

@@ -389,12 +389,10 @@ pub(crate) fn render(
         fast_op_errors
             .get_or_create(&Vec::new())
             .inc_by(w.fast_op_errors);
+        fast_entries
+            .get_or_create(&Vec::new())
+            .set(g(w.fast_entries));
     }
-    fast_entries.get_or_create(&Vec::new()).set(g(listing
-        .counters
-        .get("fast_path_entries")
-        .copied()
-        .unwrap_or(0)));
     diverged
         .get_or_create(&Vec::new())
         .set(i64::from(listing.config_diverged));
@@ -513,6 +511,7 @@ mod tests {
         w.counters.drops[rvs_engine::DropReason::Malformed.index()] = 1;
         w.connections = 9;
         w.batches = 3;
+        w.fast_entries = 14;
         let iface = InterfaceView {
             name: "front".into(),
             xdp: XdpStats {
@@ -579,6 +578,7 @@ mod tests {
             find("rvs_xsk_drops_total", "reason", "rx_ring_full"),
             Some(2.0)
         );
+        assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
         assert!(text.contains("rvs_config_diverged 1"), "{text}");
     }
 }

@@ -34,7 +34,7 @@ pub(crate) struct Shared {
     pub(crate) snapshot: ArcSwap<Snapshot>,
     pub(crate) neighbors: ArcSwap<NeighborTable>,
     pub(crate) stop: AtomicBool,
-    /// CLOCK_MONOTONIC at start: engine time 0. The XDP program stamps
+    /// CLOCK_MONOTONIC_COARSE at start: engine time 0. The XDP program stamps
     /// entries with the same clock.
     epoch_ns: u64,
 }
@@ -54,7 +54,7 @@ impl Shared {
         self.time_of(monotonic_ns())
     }
 
-    /// Engine time of a CLOCK_MONOTONIC reading.
+    /// Engine time of a CLOCK_MONOTONIC_COARSE reading.
     fn time_of(&self, monotonic: u64) -> Time {
         Time::from_nanos(monotonic.saturating_sub(self.epoch_ns))
     }
@@ -89,6 +89,8 @@ pub(crate) struct Report {
     /// Fast-path ops applied, and those the kernel refused (logged).
     pub(crate) fast_ops: u64,
     pub(crate) fast_op_errors: u64,
+    /// Entries in the XDP connection map.
+    pub(crate) fast_entries: u64,
     /// The AF_XDP sockets' counters (ours and the kernel's).
     pub(crate) xsk: XskStats,
 }
@@ -261,6 +263,7 @@ impl Worker {
             g.batches = tally.batches;
             g.fast_ops = tally.fast_ops;
             g.fast_op_errors = tally.fast_op_errors;
+            g.fast_entries = self.engine.fast_path_entries();
             g.connections = self.engine.connection_count();
             g.xsk = xsk;
         }

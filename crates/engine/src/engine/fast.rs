@@ -71,6 +71,8 @@ pub(super) struct FastState {
     route_hops: RouteHops,
     /// Connections whose activity to ask about (reused between calls).
     activity: Vec<u32>,
+    /// Entries the connection map holds (a NAT connection has two).
+    entries: u64,
 }
 
 impl FastState {
@@ -84,6 +86,7 @@ impl FastState {
                 free: Vec::new(),
             },
             activity: Vec::new(),
+            entries: 0,
         }
     }
 
@@ -183,6 +186,9 @@ impl Engine {
         if c.out_hop != NIL {
             self.release_route_hop(c.out_hop);
         }
+        if c.fast & fast::MAPPED == 0 {
+            self.fast.entries += 1 + u64::from(out.is_some());
+        }
         let c = self.conns.get_mut(idx);
         c.fast = bits;
         c.out_hop = out_hop;
@@ -221,12 +227,20 @@ impl Engine {
         self.fast
             .ops
             .push_back(FastPathOp::Remove { key: in_key(c) });
-        if let Some(key) = out_key(c) {
+        let out = out_key(c);
+        if let Some(key) = out {
             self.fast.ops.push_back(FastPathOp::Remove { key });
         }
+        self.fast.entries -= 1 + u64::from(out.is_some());
         if c.out_hop != NIL {
             self.release_route_hop(c.out_hop);
         }
+    }
+
+    /// Entries the XDP program's connection map holds (a NAT connection
+    /// has two), once the ops drained so far are applied.
+    pub fn fast_path_entries(&self) -> u64 {
+        self.fast.entries
     }
 
     /// Sends the next hop of real server `id` if it is not what was last sent.
