@@ -7,6 +7,8 @@
 //! and all of a mode's checks run and report even when one fails. The three
 //! modes run one after another (2 cores).
 
+// Only some of the shared helpers are used here.
+#[allow(dead_code)]
 mod common;
 
 use std::net::Ipv4Addr;

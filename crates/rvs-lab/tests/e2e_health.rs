@@ -19,15 +19,14 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rvs_lab::{rs_ip, unique_prefix, DirectorKind, Lab, LabSpec, Mode, Spawned};
+use rvs_lab::{rs_ip, unique_prefix, DirectorKind, Lab, LabSpec, Mode};
 use rvs_lab::{DIR_FRONT_IP, VIP};
 
-use common::{counts, estab_resets, parse_wrk, spread, wrk_args};
+use common::{counts, estab_resets, health_of, parse_wrk, spread, wrk_args, Daemon, Nginx};
 
 /// The checks' timing: down after `retry + 1` failures `delay_before_retry`
 /// apart, attempts `delay_loop` apart, each bounded by `connect_timeout`.
@@ -74,109 +73,8 @@ fn service(port: u16, scheduler: &str, keys: &str) -> String {
     )
 }
 
-/// rvsd in the lab's director namespace, started on a configuration file
-/// of ours, and the rvsadm that drives it.
-struct Daemon<'a> {
-    lab: &'a Lab,
-    process: Option<Spawned>,
-    rvsadm: PathBuf,
-    config: PathBuf,
-    socket: PathBuf,
-}
-
-impl<'a> Daemon<'a> {
-    /// Writes `interfaces = [front, back]` plus `rest` to the lab dir and
-    /// starts rvsd on it; returns once it says it is ready and answers.
-    fn start(lab: &'a Lab, rest: &str) -> Daemon<'a> {
-        let bins = common::binaries();
-        let config = lab.dir().join("rvsd-health.toml");
-        let d = Daemon {
-            lab,
-            process: None,
-            rvsadm: bins.rvsadm.clone(),
-            config,
-            socket: lab.dir().join("rvsd-health.sock"),
-        };
-        d.write_config(rest);
-        let (rvsd, config, socket) = (
-            bins.rvsd.display().to_string(),
-            d.config.display().to_string(),
-            d.socket.display().to_string(),
-        );
-        let p = lab
-            .spawn("dir", &[&rvsd, "--config", &config, "--socket", &socket])
-            .expect("starting rvsd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(p.is_running(), "rvsd exited while starting:\n{}", p.log());
-            if p.log().contains("rvsd: ready") && d.try_rvsadm(&["-Ln"]).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rvsd not ready within 30 s:\n{}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Daemon {
-            process: Some(p),
-            ..d
-        }
-    }
-
-    /// Replaces the configuration file (rvsd reads it on reload only).
-    fn write_config(&self, rest: &str) {
-        std::fs::write(
-            &self.config,
-            format!("interfaces = [\"front\", \"back\"]\n{rest}"),
-        )
-        .unwrap_or_else(|e| panic!("writing {}: {e}", self.config.display()));
-    }
-
-    fn process(&self) -> &Spawned {
-        self.process.as_ref().expect("rvsd was started")
-    }
-
-    fn log(&self) -> String {
-        self.process.as_ref().map(Spawned::log).unwrap_or_default()
-    }
-
-    fn try_rvsadm(&self, args: &[&str]) -> Result<String, rvs_lab::LabError> {
-        let env = format!("RVSD_SOCKET={}", self.socket.display());
-        let bin = self.rvsadm.display().to_string();
-        let mut argv: Vec<&str> = vec!["env", &env, &bin];
-        argv.extend_from_slice(args);
-        self.lab.exec_timeout("dir", &argv, Duration::from_secs(10))
-    }
-
-    fn rvsadm(&self, args: &[&str]) -> String {
-        self.try_rvsadm(args)
-            .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")))
-    }
-
-    /// `GET /v1/services` with curl on the control socket, as JSON.
-    fn listing(&self) -> serde_json::Value {
-        let sock = self.socket.display().to_string();
-        let body = self
-            .lab
-            .exec_timeout(
-                "dir",
-                &[
-                    "curl",
-                    "-sf",
-                    "-m",
-                    "5",
-                    "--unix-socket",
-                    &sock,
-                    "http://rvsd/v1/services",
-                ],
-                Duration::from_secs(10),
-            )
-            .expect("GET /v1/services on rvsd's socket");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("listing is not JSON ({e}): {body}"))
-    }
-
+// What only these tests ask of rvsd; the rest is `common::Daemon`.
+impl Daemon<'_> {
     /// `POST /v1/commands` with the body `"reload"`: HTTP status and body.
     fn reload_api(&self) -> (u16, String) {
         let sock = self.socket.display().to_string();
@@ -218,17 +116,6 @@ impl<'a> Daemon<'a> {
         self.lab
             .exec("dir", &["kill", "-HUP", &pid])
             .expect("kill -HUP rvsd");
-    }
-
-    /// SIGTERM; rvsd must exit cleanly.
-    fn stop(mut self) {
-        if let Some(p) = self.process.take() {
-            let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
-            assert!(
-                status.success(),
-                "rvsd exited with {status} on SIGTERM:\n{log}"
-            );
-        }
     }
 }
 
@@ -285,137 +172,22 @@ fn wait_pool(d: &Daemon<'_>, want: &BTreeMap<Ipv4Addr, u32>, within: Duration) -
     }
 }
 
-/// The `health` entry of real server rs`n` of VIP:80: (up, reason).
-fn health_of(listing: &serde_json::Value, n: usize) -> Option<(bool, String)> {
-    let ip = rs_ip(n).to_string();
-    listing["health"].as_array()?.iter().find_map(|h| {
-        (h["addr"] == ip.as_str() && h["port"] == 80 && h["service"]["port"] == 80).then(|| {
-            (
-                h["up"].as_bool().unwrap_or(false),
-                h["reason"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-    })
-}
-
-/// The nginx of a real server as the lab started it: its command line (read
-/// from /proc through the pid file the lab's config names), to stop it with
-/// `-s stop` and start it again the same way.
-struct Nginx {
-    role: String,
-    argv: Vec<String>,
-}
-
-impl Nginx {
-    fn of(lab: &Lab, n: usize) -> Nginx {
-        let role = format!("rs{n}");
-        let pid_file = lab.dir().join(&role).join("nginx.pid");
-        let pid = std::fs::read_to_string(&pid_file)
-            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
-        let pid = pid.trim();
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
-            .unwrap_or_else(|e| panic!("command line of {role}'s nginx (pid {pid}): {e}"));
-        let mut argv: Vec<String> = cmdline
-            .split(|b| *b == 0)
-            .filter(|a| !a.is_empty())
-            .map(|a| String::from_utf8_lossy(a).into_owned())
-            .collect();
-        // nginx retitles its master as `nginx: master process ARGV...`
-        // (one string; the lab's paths hold no spaces).
-        if let [title] = &argv[..] {
-            if let Some(rest) = title.strip_prefix("nginx: master process ") {
-                argv = rest.split_whitespace().map(String::from).collect();
-            }
-        }
-        assert!(
-            argv.first().is_some_and(|a| a.ends_with("nginx")),
-            "pid {pid} of {role} is not nginx: {argv:?}"
-        );
-        Nginx { role, argv }
-    }
-
-    /// `nginx -s stop` with the lab's options; returns once port 80 refuses.
-    fn stop(&self, lab: &Lab) {
-        let mut argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
-        argv.extend(["-s", "stop"]);
-        lab.exec(&self.role, &argv)
-            .unwrap_or_else(|e| panic!("stopping nginx in {}: {e}", self.role));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while lab
-            .exec_timeout(
-                &self.role,
-                &["curl", "-sf", "-m", "1", "http://127.0.0.1/"],
-                Duration::from_secs(3),
-            )
-            .is_ok()
-        {
-            assert!(
-                Instant::now() < deadline,
-                "nginx of {} still serving 5 s after -s stop",
-                self.role
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Starts it again as the lab did; returns once it serves its page.
-    fn start(&self, lab: &Lab) {
-        let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
-        lab.spawn(&self.role, &argv)
-            .unwrap_or_else(|e| panic!("starting nginx in {}: {e}", self.role));
-        let body = lab
-            .wait_http(&self.role, "http://127.0.0.1/", Duration::from_secs(10))
-            .unwrap_or_else(|e| panic!("restarted nginx of {}: {e}", self.role));
-        assert_eq!(body.trim(), self.role, "restarted nginx serves its page");
-    }
-}
-
 /// Runs one test: a fresh DR lab of `servers`, then `body`; on failure the
 /// last lines of rvsd's output (if `body` started it) are printed, and the
 /// lab is torn down either way.
 fn with_lab(name: &str, servers: usize, body: impl FnOnce(&Lab)) {
-    let _one_at_a_time = common::serial();
-    common::binaries();
-    let started = Instant::now();
-    let lab = Lab::build(LabSpec {
-        prefix: unique_prefix(),
-        mode: Mode::Dr,
-        servers,
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: 1,
-    })
-    .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
-    eprintln!("{name}: lab {} up", lab.prefix());
-    let r = catch_unwind(AssertUnwindSafe(|| body(&lab)));
-    if r.is_err() {
-        let logs: Vec<PathBuf> = std::fs::read_dir(lab.dir())
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("dir-rvsd"))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        for l in logs {
-            let text = std::fs::read_to_string(&l).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
-            eprintln!(
-                "{name}: last lines of {}:\n{}",
-                l.display(),
-                tail.join("\n")
-            );
-        }
-    }
-    drop(lab);
-    eprintln!("{name}: done in {:.1?}", started.elapsed());
-    if let Err(p) = r {
-        resume_unwind(p);
-    }
+    common::with_lab(
+        name,
+        LabSpec {
+            prefix: unique_prefix(),
+            mode: Mode::Dr,
+            servers,
+            director: DirectorKind::None,
+            decap_bin: None,
+            queues: 1,
+        },
+        body,
+    );
 }
 
 /// A stopped nginx leaves the pool within keepalived's bound, takes no new

@@ -5,9 +5,9 @@
 //! rvsd/rvsadm/rvs-decap itself if needed.
 //!
 //! Every test builds its own lab (own prefix) and runs its own rvsd, started
-//! here rather than with `demo::Rvsd` because the hashing test restarts the
-//! same daemon on the same config file (which may carry more than the
-//! interfaces, e.g. `[[fwmark]]` rules).
+//! as [`common::Daemon`] rather than `demo::Rvsd` because the hashing test
+//! restarts the same daemon on the same config file (which may carry more
+//! than the interfaces, e.g. `[[fwmark]]` rules).
 //! Loads are a few dozen requests and at most 30 held connections; closed
 //! connections are made to expire in seconds with `--set 0 2 0`.
 
@@ -17,103 +17,20 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rvs_lab::{rs_ip, unique_prefix, DirectorKind, Lab, LabError, LabSpec, Mode, Spawned};
 use rvs_lab::{CLIENT_IP, VIP};
+
+use common::{dest_columns, Daemon};
 
 /// `-t` argument of the lab's service.
 fn svc() -> String {
     format!("{VIP}:80")
 }
 
-/// rvsd in the lab's director namespace with a config file of ours, and the
-/// rvsadm that drives it.
-struct Daemon<'a> {
-    lab: &'a Lab,
-    process: Option<Spawned>,
-    rvsd: PathBuf,
-    rvsadm: PathBuf,
-    config: PathBuf,
-    socket: PathBuf,
-}
-
-impl<'a> Daemon<'a> {
-    /// Writes `extra` (TOML appended after the interfaces) to the lab dir and
-    /// starts rvsd on it.
-    fn start(lab: &'a Lab, extra: &str) -> Daemon<'a> {
-        let bins = common::binaries();
-        let config = lab.dir().join("rvsd-sched.toml");
-        std::fs::write(
-            &config,
-            format!("interfaces = [\"front\", \"back\"]\n{extra}"),
-        )
-        .expect("writing rvsd's config");
-        let mut d = Daemon {
-            lab,
-            process: None,
-            rvsd: bins.rvsd.clone(),
-            rvsadm: bins.rvsadm.clone(),
-            config,
-            socket: lab.dir().join("rvsd-sched.sock"),
-        };
-        d.spawn();
-        d
-    }
-
-    fn spawn(&mut self) {
-        let (rvsd, config, socket) = (
-            self.rvsd.display().to_string(),
-            self.config.display().to_string(),
-            self.socket.display().to_string(),
-        );
-        let p = self
-            .lab
-            .spawn("dir", &[&rvsd, "--config", &config, "--socket", &socket])
-            .expect("starting rvsd");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            assert!(p.is_running(), "rvsd exited while starting:\n{}", p.log());
-            if p.log().contains("rvsd: ready") && self.try_rvsadm(&["-Ln"]).is_ok() {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "rvsd not ready within 30 s:\n{}",
-                p.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.process = Some(p);
-    }
-
-    /// SIGTERM and wait (rvsd detaches XDP and removes its socket), then the
-    /// same binary on the same config again: an empty table.
-    fn restart(&mut self) {
-        let p = self.process.take().expect("rvsd runs");
-        let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
-        assert!(status.success(), "rvsd exited with {status}:\n{log}");
-        self.spawn();
-    }
-
-    fn log(&self) -> String {
-        self.process.as_ref().map(Spawned::log).unwrap_or_default()
-    }
-
-    fn try_rvsadm(&self, args: &[&str]) -> Result<String, LabError> {
-        let env = format!("RVSD_SOCKET={}", self.socket.display());
-        let bin = self.rvsadm.display().to_string();
-        let mut argv: Vec<&str> = vec!["env", &env, &bin];
-        argv.extend_from_slice(args);
-        self.lab.exec_timeout("dir", &argv, Duration::from_secs(10))
-    }
-
-    fn rvsadm(&self, args: &[&str]) -> String {
-        self.try_rvsadm(args)
-            .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")))
-    }
-
+// What only these tests ask of rvsd; the rest is `common::Daemon`.
+impl Daemon<'_> {
     /// `rvsadm -R` with `input` on stdin (through a file in the lab dir).
     fn restore(&self, input: &str) -> Result<String, LabError> {
         let file = self.lab.dir().join("restore.txt");
@@ -189,16 +106,6 @@ impl<'a> Daemon<'a> {
             std::thread::sleep(Duration::from_millis(250));
         }
     }
-}
-
-/// The numeric columns (Weight, ActiveConn, InActConn, or whatever the
-/// listing prints) of real server `n`, with the method word dropped.
-fn dest_columns(list: &str, n: usize) -> Option<Vec<u64>> {
-    let want = format!("{}:80", rs_ip(n));
-    list.lines().find_map(|l| {
-        let mut w = l.split_whitespace();
-        (w.next()? == "->" && w.next()? == want).then(|| w.filter_map(|x| x.parse().ok()).collect())
-    })
 }
 
 /// Entries of `-Lnc` (without the two title lines).

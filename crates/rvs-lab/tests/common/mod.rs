@@ -1,16 +1,18 @@
 //! Shared pieces of the end-to-end tests: the workspace binaries, one test
-//! at a time, named checks that all run and report together, and readers
-//! for curl spreads, wrk output, captures and rvsd's counters.
+//! at a time, named checks that all run and report together, rvsd run from
+//! a configuration file ([`Daemon`]), the lab's nginx stopped and started
+//! again ([`Nginx`]), and readers for curl spreads, wrk output, captures,
+//! rvsd's counters and health entries.
 
 use std::collections::BTreeMap;
-use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rvs_lab::demo::{self, Rvsd, Scheduler};
-use rvs_lab::Lab;
+use rvs_lab::{rs_ip, Lab, LabError, LabSpec, Spawned};
 
 /// The binaries the tests run, built for the profile the tests run in.
 pub(crate) struct Bins {
@@ -104,7 +106,7 @@ impl Checks {
         }
     }
 
-    pub(crate) fn finish(self, rvsd: &Rvsd<'_>) {
+    pub(crate) fn finish(self, rvsd: &impl Running) {
         if self.failures.is_empty() {
             return;
         }
@@ -119,6 +121,30 @@ impl Checks {
             rvsd.is_running(),
             tail.join("\n")
         );
+    }
+}
+
+/// What [`Checks::finish`] shows of the rvsd under test.
+pub(crate) trait Running {
+    fn is_running(&self) -> bool;
+    fn log(&self) -> String;
+}
+
+impl Running for Rvsd<'_> {
+    fn is_running(&self) -> bool {
+        Rvsd::is_running(self)
+    }
+    fn log(&self) -> String {
+        Rvsd::log(self)
+    }
+}
+
+impl Running for Daemon<'_> {
+    fn is_running(&self) -> bool {
+        self.process.as_ref().is_some_and(Spawned::is_running)
+    }
+    fn log(&self) -> String {
+        Daemon::log(self)
     }
 }
 
@@ -239,8 +265,13 @@ pub(crate) fn rvsd_counters(lab: &Lab, rvsd: &Rvsd<'_>) -> BTreeMap<String, u64>
         )
         .expect("GET /v1/services on rvsd's socket");
     let v: serde_json::Value = serde_json::from_str(&body).expect("listing is JSON");
-    let Some(obj) = v.get("counters").and_then(|c| c.as_object()) else {
-        panic!("rvsd's listing has no `counters` object: {body}");
+    counters_of(&v)
+}
+
+/// The `counters` object of a listing (`GET /v1/services`).
+pub(crate) fn counters_of(listing: &serde_json::Value) -> BTreeMap<String, u64> {
+    let Some(obj) = listing.get("counters").and_then(|c| c.as_object()) else {
+        panic!("rvsd's listing has no `counters` object: {listing}");
     };
     obj.iter()
         .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
@@ -298,4 +329,277 @@ pub(crate) fn estab_resets(lab: &Lab, role: &str) -> u64 {
         .find(|(n, _)| *n == "EstabResets")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or_else(|| panic!("no EstabResets in /proc/net/snmp of {role}"))
+}
+
+/// rvsd in the lab's director namespace, started on a configuration file
+/// of ours (which may carry services, checks, `[[fwmark]]` rules or
+/// `fast_path = false`), and the rvsadm that drives it. The lab's teardown
+/// stops it if [`Daemon::stop`] was not called.
+pub(crate) struct Daemon<'a> {
+    pub(crate) lab: &'a Lab,
+    pub(crate) process: Option<Spawned>,
+    pub(crate) rvsd: PathBuf,
+    pub(crate) rvsadm: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) socket: PathBuf,
+}
+
+impl<'a> Daemon<'a> {
+    /// Writes `interfaces = [front, back]` plus `rest` to the lab dir and
+    /// starts rvsd on it; returns once it says it is ready and answers.
+    pub(crate) fn start(lab: &'a Lab, rest: &str) -> Daemon<'a> {
+        let bins = binaries();
+        let mut d = Daemon {
+            lab,
+            process: None,
+            rvsd: bins.rvsd.clone(),
+            rvsadm: bins.rvsadm.clone(),
+            config: lab.dir().join("rvsd-file.toml"),
+            socket: lab.dir().join("rvsd-file.sock"),
+        };
+        d.write_config(rest);
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let (rvsd, config, socket) = (
+            self.rvsd.display().to_string(),
+            self.config.display().to_string(),
+            self.socket.display().to_string(),
+        );
+        let p = self
+            .lab
+            .spawn("dir", &[&rvsd, "--config", &config, "--socket", &socket])
+            .expect("starting rvsd");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(p.is_running(), "rvsd exited while starting:\n{}", p.log());
+            if p.log().contains("rvsd: ready") && self.try_rvsadm(&["-Ln"]).is_ok() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rvsd not ready within 30 s:\n{}",
+                p.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.process = Some(p);
+    }
+
+    /// SIGTERM and wait (rvsd detaches XDP and removes its socket), then the
+    /// same binary on the same config again: an empty table.
+    pub(crate) fn restart(&mut self) {
+        let p = self.process.take().expect("rvsd runs");
+        let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
+        assert!(status.success(), "rvsd exited with {status}:\n{log}");
+        self.spawn();
+    }
+
+    /// Replaces the configuration file (rvsd reads it on reload only).
+    pub(crate) fn write_config(&self, rest: &str) {
+        std::fs::write(
+            &self.config,
+            format!("interfaces = [\"front\", \"back\"]\n{rest}"),
+        )
+        .unwrap_or_else(|e| panic!("writing {}: {e}", self.config.display()));
+    }
+
+    pub(crate) fn process(&self) -> &Spawned {
+        self.process.as_ref().expect("rvsd was started")
+    }
+
+    /// What rvsd has printed so far.
+    pub(crate) fn log(&self) -> String {
+        self.process.as_ref().map(Spawned::log).unwrap_or_default()
+    }
+
+    pub(crate) fn try_rvsadm(&self, args: &[&str]) -> Result<String, LabError> {
+        let env = format!("RVSD_SOCKET={}", self.socket.display());
+        let bin = self.rvsadm.display().to_string();
+        let mut argv: Vec<&str> = vec!["env", &env, &bin];
+        argv.extend_from_slice(args);
+        self.lab.exec_timeout("dir", &argv, Duration::from_secs(10))
+    }
+
+    pub(crate) fn rvsadm(&self, args: &[&str]) -> String {
+        self.try_rvsadm(args)
+            .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")))
+    }
+
+    /// `GET /v1/services` with curl on the control socket, as JSON.
+    pub(crate) fn listing(&self) -> serde_json::Value {
+        let sock = self.socket.display().to_string();
+        let body = self
+            .lab
+            .exec_timeout(
+                "dir",
+                &[
+                    "curl",
+                    "-sf",
+                    "-m",
+                    "5",
+                    "--unix-socket",
+                    &sock,
+                    "http://rvsd/v1/services",
+                ],
+                Duration::from_secs(10),
+            )
+            .expect("GET /v1/services on rvsd's socket");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("listing is not JSON ({e}): {body}"))
+    }
+
+    /// The listing's datapath counters.
+    pub(crate) fn counters(&self) -> BTreeMap<String, u64> {
+        counters_of(&self.listing())
+    }
+
+    /// SIGTERM; rvsd must exit cleanly.
+    pub(crate) fn stop(mut self) {
+        if let Some(p) = self.process.take() {
+            let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
+            assert!(
+                status.success(),
+                "rvsd exited with {status} on SIGTERM:\n{log}"
+            );
+        }
+    }
+}
+
+/// The `health` entry of real server rs`n` (port 80) of the service on
+/// port 80: (up, reason).
+pub(crate) fn health_of(listing: &serde_json::Value, n: usize) -> Option<(bool, String)> {
+    let ip = rs_ip(n).to_string();
+    listing["health"].as_array()?.iter().find_map(|h| {
+        (h["addr"] == ip.as_str() && h["port"] == 80 && h["service"]["port"] == 80).then(|| {
+            (
+                h["up"].as_bool().unwrap_or(false),
+                h["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+    })
+}
+
+/// The nginx of a real server as the lab started it: its command line (read
+/// from /proc through the pid file the lab's config names), to stop it with
+/// `-s stop` and start it again the same way.
+pub(crate) struct Nginx {
+    role: String,
+    argv: Vec<String>,
+}
+
+impl Nginx {
+    pub(crate) fn of(lab: &Lab, n: usize) -> Nginx {
+        let role = format!("rs{n}");
+        let pid_file = lab.dir().join(&role).join("nginx.pid");
+        let pid = std::fs::read_to_string(&pid_file)
+            .unwrap_or_else(|e| panic!("{}: {e}", pid_file.display()));
+        let pid = pid.trim();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .unwrap_or_else(|e| panic!("command line of {role}'s nginx (pid {pid}): {e}"));
+        let mut argv: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        // nginx retitles its master as `nginx: master process ARGV...`
+        // (one string; the lab's paths hold no spaces).
+        if let [title] = &argv[..] {
+            if let Some(rest) = title.strip_prefix("nginx: master process ") {
+                argv = rest.split_whitespace().map(String::from).collect();
+            }
+        }
+        assert!(
+            argv.first().is_some_and(|a| a.ends_with("nginx")),
+            "pid {pid} of {role} is not nginx: {argv:?}"
+        );
+        Nginx { role, argv }
+    }
+
+    /// `nginx -s stop` with the lab's options; returns once port 80 refuses.
+    pub(crate) fn stop(&self, lab: &Lab) {
+        let mut argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        argv.extend(["-s", "stop"]);
+        lab.exec(&self.role, &argv)
+            .unwrap_or_else(|e| panic!("stopping nginx in {}: {e}", self.role));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while lab
+            .exec_timeout(
+                &self.role,
+                &["curl", "-sf", "-m", "1", "http://127.0.0.1/"],
+                Duration::from_secs(3),
+            )
+            .is_ok()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "nginx of {} still serving 5 s after -s stop",
+                self.role
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts it again as the lab did; returns once it serves its page.
+    pub(crate) fn start(&self, lab: &Lab) {
+        let argv: Vec<&str> = self.argv.iter().map(String::as_str).collect();
+        lab.spawn(&self.role, &argv)
+            .unwrap_or_else(|e| panic!("starting nginx in {}: {e}", self.role));
+        let body = lab
+            .wait_http(&self.role, "http://127.0.0.1/", Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("restarted nginx of {}: {e}", self.role));
+        assert_eq!(body.trim(), self.role, "restarted nginx serves its page");
+    }
+}
+
+/// Runs one test: builds the lab of `spec`, then `body`; on failure the
+/// last lines of every rvsd `body` started are printed, and the lab (with
+/// everything it runs) is torn down either way.
+pub(crate) fn with_lab(name: &str, spec: LabSpec, body: impl FnOnce(&Lab)) {
+    let _one_at_a_time = serial();
+    binaries();
+    let started = Instant::now();
+    let lab = Lab::build(spec).unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
+    eprintln!("{name}: lab {} up", lab.prefix());
+    let r = catch_unwind(AssertUnwindSafe(|| body(&lab)));
+    if r.is_err() {
+        let logs: Vec<PathBuf> = std::fs::read_dir(lab.dir())
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("dir-rvsd"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        for l in logs {
+            let text = std::fs::read_to_string(&l).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            eprintln!(
+                "{name}: last lines of {}:\n{}",
+                l.display(),
+                tail.join("\n")
+            );
+        }
+    }
+    drop(lab);
+    eprintln!("{name}: done in {:.1?}", started.elapsed());
+    if let Err(p) = r {
+        resume_unwind(p);
+    }
+}
+
+/// The numeric columns (Weight, ActiveConn, InActConn, or whatever the
+/// listing prints) of real server rs`n` (port 80) in a one-service `-Ln`,
+/// with the method word dropped.
+pub(crate) fn dest_columns(list: &str, n: usize) -> Option<Vec<u64>> {
+    let want = format!("{}:80", rs_ip(n));
+    list.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        (w.next()? == "->" && w.next()? == want).then(|| w.filter_map(|x| x.parse().ok()).collect())
+    })
 }
