@@ -28,10 +28,6 @@ pub(crate) struct Parsed {
     pub(crate) dst: IpAddr,
     pub(crate) tcp_flags: Option<tcp_state::Flags>,
     pub(crate) ingress: IfIndex,
-    /// IPv4 TOS, DF and identification (an outer tunnel header copies them).
-    pub(crate) tos: u8,
-    pub(crate) dont_frag: bool,
-    pub(crate) ident: u16,
 }
 
 impl Parsed {
@@ -106,12 +102,6 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         }
         _ => return Ok(None),
     };
-    let (tos, dont_frag, ident) = if v6 {
-        (0, false, 0)
-    } else {
-        let ip = ipv4::Packet::new_unchecked(l3);
-        (ip.tos(), ip.dont_frag(), ip.ident())
-    };
     Ok(Some(Parsed {
         l2_len,
         l4_start: l2_len + l3_header,
@@ -130,8 +120,5 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         dst,
         tcp_flags,
         ingress,
-        tos,
-        dont_frag,
-        ident,
     }))
 }

@@ -359,19 +359,18 @@ impl Engine {
         out_bytes: u64,
     ) {
         let d = &mut self.dests[dest as usize];
-        for s in [
-            Some(&mut d.stats),
-            svc_stats(&mut self.services, d.service_pos),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            s.in_packets += in_packets;
-            s.in_bytes += in_bytes;
-            s.out_packets += out_packets;
-            s.out_bytes += out_bytes;
+        add(&mut d.stats, in_packets, in_bytes, out_packets, out_bytes);
+        if let Some(s) = svc_stats(&mut self.services, d.service_pos) {
+            add(s, in_packets, in_bytes, out_packets, out_bytes);
         }
     }
+}
+
+fn add(s: &mut Stats, in_packets: u64, in_bytes: u64, out_packets: u64, out_bytes: u64) {
+    s.in_packets += in_packets;
+    s.in_bytes += in_bytes;
+    s.out_packets += out_packets;
+    s.out_bytes += out_bytes;
 }
 
 /// The stats of the service at `pos`; `None` for a draining server whose

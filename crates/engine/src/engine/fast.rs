@@ -149,14 +149,27 @@ impl Engine {
     /// As [`Engine::fast_sync`]; `force` rewrites the entries even if their
     /// kind did not change (routes, interfaces or the switch changed).
     fn fast_sync_with(&mut self, idx: u32, force: bool) {
-        let c = *self.conns.get(idx);
+        let c = self.conns.get(idx);
         if c.is_template() {
             return;
         }
+        let eligible = self.fast.enabled && forwardable_state(c) && c.dest < MAX_DEST_SLOTS;
+        // The common case, once per packet the engine sees: nothing changes.
+        if !force {
+            let settled = if eligible {
+                c.fast == fast::MAPPED | fast::FORWARD
+            } else {
+                c.fast == fast::MAPPED && c.out_hop == NIL
+            };
+            if settled {
+                return;
+            }
+        }
+        let c = *c;
         let out = out_key(&c);
         let mut actions = (FastAction::ToEngine, FastAction::ToEngine);
         let mut out_hop = NIL;
-        if self.fast.enabled && forwardable_state(&c) && c.dest < MAX_DEST_SLOTS {
+        if eligible {
             if let Some(forward) = self.forward_actions(&c, out.is_some()) {
                 (actions, out_hop) = forward;
             }
@@ -167,12 +180,6 @@ impl Engine {
             } else {
                 0
             };
-        if c.fast == bits && c.out_hop == out_hop && !force {
-            if out_hop != NIL {
-                self.release_route_hop(out_hop); // forward_actions took a second reference
-            }
-            return;
-        }
         self.fast.ops.push_back(FastPathOp::Upsert {
             key: in_key(&c),
             action: actions.0,

@@ -16,7 +16,7 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_wire::{icmpv4, ipip, PacketBuf};
+use rvs_wire::{icmpv4, ipip, ipv4, PacketBuf};
 
 use super::{Ctx, ToServer};
 use crate::conn::Conn;
@@ -41,14 +41,28 @@ pub(crate) fn transmit(
         return Verdict::Drop(DropReason::UnsupportedFamily);
     };
     let dst = Ipv4Addr::new(c.daddr[0], c.daddr[1], c.daddr[2], c.daddr[3]);
+    // The IPv4 header parse validated (the connection is IPv4).
+    let Some(inner) = p.ip(pkt.data_mut()) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let inner = ipv4::Packet::new_unchecked(&*inner);
+    let (tos, dont_frag, inner_ident) = (inner.tos(), inner.dont_frag(), inner.ident());
     if p.ip_len + ipip::OVERHEAD > usize::from(to.egress.mtu) {
-        if !p.dont_frag {
+        if !dont_frag {
             return Verdict::Drop(DropReason::TooBig);
         }
         let mtu = to.egress.mtu.saturating_sub(ipip::OVERHEAD as u16);
         return frag_needed(pkt, p, mtu, ctx);
     }
-    match encapsulate(pkt, p, src, dst) {
+    let outer = Outer {
+        src,
+        dst,
+        tos,
+        dont_frag,
+        // As ip_select_ident for unfragmentable packets; see the module doc.
+        ident: if dont_frag { 0 } else { inner_ident },
+    };
+    match encapsulate(pkt, p, &outer) {
         Ok(()) => super::send(pkt, &to.egress, to.mac),
         Err(reason) => Verdict::Drop(reason),
     }
@@ -92,30 +106,33 @@ fn frag_needed(pkt: &mut PacketBuf<'_>, p: &Parsed, mtu: u16, ctx: &mut Ctx<'_>)
     }
 }
 
-/// Prepends the outer header between the L2 header (kept) and the inner
-/// packet, trimming any Ethernet padding.
-fn encapsulate(
-    pkt: &mut PacketBuf<'_>,
-    p: &Parsed,
+/// The outer header's fields.
+struct Outer {
     src: Ipv4Addr,
     dst: Ipv4Addr,
-) -> Result<(), DropReason> {
+    tos: u8,
+    dont_frag: bool,
+    ident: u16,
+}
+
+/// Prepends the outer header between the L2 header (kept) and the inner
+/// packet, trimming any Ethernet padding.
+fn encapsulate(pkt: &mut PacketBuf<'_>, p: &Parsed, o: &Outer) -> Result<(), DropReason> {
     if !pkt.push_front(ipip::OVERHEAD) {
         return Err(DropReason::NoHeadroom);
     }
     let l2_len = p.l2_len;
     let data = pkt.data_mut();
     data.copy_within(ipip::OVERHEAD..ipip::OVERHEAD + l2_len, 0);
-    let ident = if p.dont_frag { 0 } else { p.ident };
     ipip::emit_outer(
         &mut data[l2_len..],
-        src,
-        dst,
-        p.tos,
-        p.dont_frag,
+        o.src,
+        o.dst,
+        o.tos,
+        o.dont_frag,
         p.ip_len,
         OUTER_TTL,
-        ident,
+        o.ident,
     )
     .map_err(|_| DropReason::Malformed)?;
     pkt.truncate(l2_len + ipip::OVERHEAD + p.ip_len);
