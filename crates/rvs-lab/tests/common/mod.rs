@@ -246,26 +246,37 @@ pub(crate) fn mac(lab: &Lab, role: &str, dev: &str) -> [u8; 6] {
     m
 }
 
-/// rvsd's datapath counters (`counters` of `GET /v1/services`), read over
-/// the control socket with curl as an operator could.
-pub(crate) fn rvsd_counters(lab: &Lab, rvsd: &Rvsd<'_>) -> BTreeMap<String, u64> {
-    let sock = rvsd.socket().display().to_string();
-    let body = lab
-        .exec(
-            "dir",
-            &[
-                "curl",
-                "-sf",
-                "-m",
-                "5",
-                "--unix-socket",
-                &sock,
-                "http://rvsd/v1/services",
-            ],
-        )
-        .expect("GET /v1/services on rvsd's socket");
-    let v: serde_json::Value = serde_json::from_str(&body).expect("listing is JSON");
-    counters_of(&v)
+/// rvsd's datapath counters (`counters` of `GET /v1/services`).
+pub(crate) fn rvsd_counters(_lab: &Lab, rvsd: &Rvsd<'_>) -> BTreeMap<String, u64> {
+    counters_of(&get_listing(rvsd.socket()))
+}
+
+/// `GET /v1/services` on rvsd's control socket, as an operator's
+/// `curl --unix-socket` would send it, straight from the test process: a
+/// Unix socket is a file, reachable from any network namespace, and no
+/// process is started per poll (under the heaviest loads `ip netns exec`
+/// alone took seconds).
+pub(crate) fn get_listing(socket: &std::path::Path) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let fail = |what: &str| -> ! { panic!("GET /v1/services on {}: {what}", socket.display()) };
+    let mut s = std::os::unix::net::UnixStream::connect(socket)
+        .unwrap_or_else(|e| fail(&format!("connect: {e}")));
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .and_then(|()| s.set_write_timeout(Some(Duration::from_secs(10))))
+        .unwrap_or_else(|e| fail(&format!("timeouts: {e}")));
+    s.write_all(b"GET /v1/services HTTP/1.1\r\nHost: rvsd\r\nConnection: close\r\n\r\n")
+        .unwrap_or_else(|e| fail(&format!("send: {e}")));
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .unwrap_or_else(|e| fail(&format!("read: {e}")));
+    let text = String::from_utf8_lossy(&raw);
+    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+        fail(&format!("no HTTP header in {text:?}"));
+    };
+    if !head.starts_with("HTTP/1.1 200") {
+        fail(&format!("answered {head:?}"));
+    }
+    serde_json::from_str(body).unwrap_or_else(|e| fail(&format!("not JSON ({e}): {body}")))
 }
 
 /// The `counters` object of a listing (`GET /v1/services`).
@@ -428,26 +439,9 @@ impl<'a> Daemon<'a> {
             .unwrap_or_else(|e| panic!("rvsadm {}: {e}", args.join(" ")))
     }
 
-    /// `GET /v1/services` with curl on the control socket, as JSON.
+    /// `GET /v1/services` on the control socket, as JSON.
     pub(crate) fn listing(&self) -> serde_json::Value {
-        let sock = self.socket.display().to_string();
-        let body = self
-            .lab
-            .exec_timeout(
-                "dir",
-                &[
-                    "curl",
-                    "-sf",
-                    "-m",
-                    "5",
-                    "--unix-socket",
-                    &sock,
-                    "http://rvsd/v1/services",
-                ],
-                Duration::from_secs(10),
-            )
-            .expect("GET /v1/services on rvsd's socket");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("listing is not JSON ({e}): {body}"))
+        get_listing(&self.socket)
     }
 
     /// The listing's datapath counters.
