@@ -4,8 +4,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{in_netns, Lab};
+use common::veth;
 use rvs_datapath::{DatapathError, XdpDatapath, XdpModePolicy, XskConfig, XskGroup, FRAME_SIZE};
+use rvs_netns::{spawn_in, Bed};
 
 #[test]
 fn unknown_interfaces_are_named_in_the_error() {
@@ -64,9 +65,9 @@ fn bad_ring_sizes_are_refused_before_touching_the_kernel() {
 
 #[test]
 fn frames_are_owned_once_and_wrong_addresses_are_refused() {
-    let mut lab = Lab::new("o");
-    let ns = lab.netns("one");
-    lab.veth(
+    let mut lab = Bed::new();
+    let ns = lab.add("one");
+    veth(
         &ns,
         "x0",
         "02:00:00:00:10:01",
@@ -76,7 +77,7 @@ fn frames_are_owned_once_and_wrong_addresses_are_refused() {
         "02:00:00:00:10:02",
         "10.204.0.2/24",
     );
-    in_netns(&ns, || {
+    spawn_in(&ns, || {
         let ifx = rvs_datapath::ifindex_by_name("x0").unwrap();
         let cfg = XskConfig {
             frame_count: 64,

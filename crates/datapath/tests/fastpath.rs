@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::director::Director;
 use common::frames::{self, tcp_flags, Flow, TCP, UDP};
-use common::{in_netns, Lab};
+use common::veth;
 use rvs_datapath::{
     monotonic_ns, TestRun, XdpAction, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,
 };
@@ -20,6 +20,7 @@ use rvs_engine::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop,
     NextHopId, Rewrite,
 };
+use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
 
 const D1_MAC: [u8; 6] = [2, 0, 0, 0, 0xd1, 1];
@@ -39,13 +40,10 @@ enum Verdict {
 
 /// A director namespace with a veth pair d0 — d1 (both ends inside), the
 /// program on both, a socket on queue 0 of each; `f` runs in a thread there.
-fn with_director<T: Send + 'static>(
-    tag: &str,
-    f: impl FnOnce(&mut Env) -> T + Send + 'static,
-) -> T {
-    let mut lab = Lab::new(tag);
-    let ns = lab.netns("dir");
-    lab.veth(
+fn with_director<T: Send + 'static>(f: impl FnOnce(&mut Env) -> T + Send + 'static) -> T {
+    let mut lab = Bed::new();
+    let ns = lab.add("dir");
+    veth(
         &ns,
         "d0",
         "02:00:00:00:d0:01",
@@ -55,7 +53,7 @@ fn with_director<T: Send + 'static>(
         "02:00:00:00:d1:01",
         "10.211.0.2/24",
     );
-    let r = in_netns(&ns, move || {
+    let r = spawn_in(&ns, move || {
         let d = Director::start(&["d0", "d1"]);
         let mut env = Env {
             d0: d.ifindex(0),
@@ -178,7 +176,7 @@ fn ip(s: &str) -> IpAddr {
 
 #[test]
 fn direct_routing_v4_and_v6_redirects_or_transmits_with_new_macs() {
-    with_director("fa", |env| {
+    with_director(|env| {
         let (d0, d1) = (env.d0, env.d1);
         env.hop(1, d1, D1_MAC, RS_MAC);
         env.hop(2, d0, D0_MAC, RS_MAC);
@@ -231,7 +229,7 @@ fn direct_routing_v4_and_v6_redirects_or_transmits_with_new_macs() {
 
 #[test]
 fn nat_both_directions_v4_and_v6_match_the_slow_path_byte_for_byte() {
-    with_director("fb", |env| {
+    with_director(|env| {
         let d1 = env.d1;
         let d0 = env.d0;
         env.hop(1, d1, D1_MAC, RS_MAC);
@@ -298,7 +296,7 @@ fn nat_both_directions_v4_and_v6_match_the_slow_path_byte_for_byte() {
 
 #[test]
 fn udp_without_checksum_stays_without_and_a_zero_result_becomes_ffff() {
-    with_director("fc", |env| {
+    with_director(|env| {
         let d1 = env.d1;
         env.hop(1, d1, D1_MAC, RS_MAC);
         let mut flow = Flow::udp("10.210.0.1", 42000, "10.210.0.100", 53);
@@ -353,7 +351,7 @@ fn udp_without_checksum_stays_without_and_a_zero_result_becomes_ffff() {
 
 #[test]
 fn tunnel_encapsulates_trims_padding_and_keeps_vlan_tags() {
-    with_director("fd", |env| {
+    with_director(|env| {
         let d1 = env.d1;
         env.hop(1, d1, D1_MAC, RS_MAC);
         let (src, dst) = (v4("10.211.0.2"), v4("10.211.0.5"));
@@ -410,7 +408,7 @@ fn tunnel_encapsulates_trims_padding_and_keeps_vlan_tags() {
 
 #[test]
 fn vlan_tagged_frames_take_the_fast_path() {
-    with_director("fe", |env| {
+    with_director(|env| {
         let d1 = env.d1;
         env.hop(1, d1, D1_MAC, RS_MAC);
         for vlans in [vec![(0x8100, 7)], vec![(0x88a8, 100), (0x8100, 7)]] {
@@ -463,7 +461,7 @@ fn vlan_tagged_frames_take_the_fast_path() {
 
 #[test]
 fn frames_the_engine_must_see_go_to_user_space_unchanged() {
-    with_director("ff", |env| {
+    with_director(|env| {
         let (d0, d1) = (env.d0, env.d1);
         env.hop(1, d1, D1_MAC, RS_MAC);
         let nat_in = |env: &mut Env, f: &Flow| {
@@ -604,7 +602,7 @@ fn frames_the_engine_must_see_go_to_user_space_unchanged() {
 
 #[test]
 fn misses_go_to_services_vips_or_the_kernel() {
-    with_director("fg", |env| {
+    with_director(|env| {
         let vip = ip("10.210.0.100");
         env.dp().add_service(vip, TCP, 80).unwrap();
         env.dp().add_service(ip("10.210.0.101"), UDP, 0).unwrap();
@@ -721,7 +719,7 @@ fn misses_go_to_services_vips_or_the_kernel() {
 
 #[test]
 fn no_socket_means_dropped_and_counted_and_unknown_interfaces_have_their_own_counters() {
-    with_director("fh", |env| {
+    with_director(|env| {
         let d0 = env.d0;
         let vip = ip("10.210.0.100");
         env.dp().add_service(vip, UDP, 53).unwrap();
@@ -753,7 +751,7 @@ fn no_socket_means_dropped_and_counted_and_unknown_interfaces_have_their_own_cou
 
 #[test]
 fn counters_partition_every_frame() {
-    with_director("fi", |env| {
+    with_director(|env| {
         let (d0, d1) = (env.d0, env.d1);
         let vip = ip("10.210.0.100");
         env.dp().add_service(vip, TCP, 80).unwrap();
@@ -817,7 +815,7 @@ fn counters_partition_every_frame() {
 
 #[test]
 fn ops_write_and_read_back_the_maps() {
-    with_director("fj", |env| {
+    with_director(|env| {
         let d1 = env.d1;
         env.hop(1, d1, D1_MAC, RS_MAC);
         let inbound = Flow::tcp("10.210.0.1", 49000, "10.210.0.100", 80);
@@ -904,7 +902,7 @@ fn random_nat_frames_match_the_slow_path() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
-    with_director("fk", |env| {
+    with_director(|env| {
         let (d0, d1) = (env.d0, env.d1);
         env.hop(1, d1, D1_MAC, RS_MAC);
         env.hop(2, d0, D0_MAC, CLIENT_MAC);
@@ -1009,9 +1007,9 @@ fn random_nat_frames_match_the_slow_path() {
 
 #[test]
 fn generic_mode_runs_the_same_program() {
-    let mut lab = Lab::new("fl");
-    let ns = lab.netns("dir");
-    lab.veth(
+    let mut lab = Bed::new();
+    let ns = lab.add("dir");
+    veth(
         &ns,
         "g0",
         "02:00:00:00:e0:01",
@@ -1021,7 +1019,7 @@ fn generic_mode_runs_the_same_program() {
         "02:00:00:00:e1:01",
         "10.212.1.2/24",
     );
-    in_netns(&ns, || {
+    spawn_in(&ns, || {
         let idx: Vec<u32> = ["g0", "g1"]
             .iter()
             .map(|n| rvs_datapath::ifindex_by_name(n).unwrap())
@@ -1084,9 +1082,9 @@ fn conns_memory_per_entry() {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("Slab in /proc/meminfo")
     }
-    let mut lab = Lab::new("fm");
-    let ns = lab.netns("dir");
-    let r = in_netns(&ns, || {
+    let mut lab = Bed::new();
+    let ns = lab.add("dir");
+    let r = spawn_in(&ns, || {
         let mut dp = XdpDatapath::load(&[], XdpModePolicy::Auto, ENTRIES / 2).unwrap();
         assert_eq!(dp.conn_map_capacity(), ENTRIES);
         let empty = dp.conn_map_memlock().unwrap();

@@ -9,19 +9,20 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::director::Director;
-use common::{in_netns, ipv4_frame, mac, off, udp, udp_dport, Injector, Lab};
+use common::{ipv4_frame, mac, off, udp, udp_dport, veth, Injector};
 use rvs_datapath::{RxFrame, XdpAttachMode, XdpStats, XskStats};
 use rvs_engine::{FastAction, FastKey, FastPathOp};
+use rvs_netns::{spawn_in, Bed};
 
 const UDP: u8 = 17;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 100);
 
 #[test]
 fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
-    let mut lab = Lab::new("a");
-    let cli = lab.netns("cli");
-    let dir = lab.netns("dir");
-    lab.veth(
+    let mut lab = Bed::new();
+    let cli = lab.add("cli");
+    let dir = lab.add("dir");
+    veth(
         &cli,
         "eth0",
         "02:00:00:00:0a:01",
@@ -36,7 +37,7 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
     const N_SVC: usize = 20;
     const N_KERN: usize = 5;
     let (ready_tx, ready_rx) = mpsc::channel();
-    let director = in_netns(&dir, move || {
+    let director = spawn_in(&dir, move || {
         let mut d = Director::start(&["eth0"]);
         d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
         d.dp.add_vip(IpAddr::V4(VIP)).unwrap();
@@ -94,7 +95,7 @@ fn service_goes_to_xsk_ping_and_other_ports_stay_in_kernel() {
         String::from_utf8_lossy(&ping.stdout)
     );
 
-    let sender = in_netns(&cli, || {
+    let sender = spawn_in(&cli, || {
         let s = UdpSocket::bind("10.200.0.1:0").unwrap();
         for i in 0..N_SVC {
             s.send_to(format!("svc-{i}").as_bytes(), SocketAddr::from((VIP, 5000)))
@@ -161,11 +162,11 @@ fn collect(d: &mut Director, want: usize, timeout: Duration) -> Vec<(usize, Vec<
 
 #[test]
 fn malformed_packets_to_a_vip_are_redirected_and_counted() {
-    let mut lab = Lab::new("d");
-    let cli = lab.netns("cli");
-    let dir = lab.netns("dir");
+    let mut lab = Bed::new();
+    let cli = lab.add("cli");
+    let dir = lab.add("dir");
     let (cli_mac, dir_mac) = ("02:00:00:00:0d:01", "02:00:00:00:0d:02");
-    lab.veth(
+    veth(
         &cli,
         "eth0",
         cli_mac,
@@ -259,7 +260,7 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
     let (ready_tx, ready_rx) = mpsc::channel();
     let (sent_tx, sent_rx) = mpsc::channel::<()>();
     let n_want = want.len();
-    let director = in_netns(&dir, move || {
+    let director = spawn_in(&dir, move || {
         let mut d = Director::start(&["eth0"]);
         d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
         d.dp.add_vip(IpAddr::V4(VIP)).unwrap();
@@ -277,7 +278,7 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
     ready_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("director ready");
-    in_netns(&cli, move || {
+    spawn_in(&cli, move || {
         let inj = Injector::new("eth0");
         for f in &frames {
             inj.send(f);
@@ -325,10 +326,10 @@ fn malformed_packets_to_a_vip_are_redirected_and_counted() {
 /// directions the engine tracks reach user space.
 #[test]
 fn tracked_reply_goes_to_user_space_untracked_reply_from_the_same_port_passes() {
-    let mut lab = Lab::new("e");
-    let rs = lab.netns("rs");
-    let dir = lab.netns("dir");
-    lab.veth(
+    let mut lab = Bed::new();
+    let rs = lab.add("rs");
+    let dir = lab.add("dir");
+    veth(
         &rs,
         "eth0",
         "02:00:00:00:0e:01",
@@ -352,7 +353,7 @@ fn tracked_reply_goes_to_user_space_untracked_reply_from_the_same_port_passes() 
     };
 
     let (ready_tx, ready_rx) = mpsc::channel();
-    let director = in_netns(&dir, move || {
+    let director = spawn_in(&dir, move || {
         let mut d = Director::start(&["eth0"]);
         d.dp.apply(&FastPathOp::Upsert {
             key: tracked,
@@ -387,7 +388,7 @@ fn tracked_reply_goes_to_user_space_untracked_reply_from_the_same_port_passes() 
         .recv_timeout(Duration::from_secs(20))
         .expect("director ready");
     let sender = |dport: u16, prefix: &'static str, n: usize| {
-        in_netns(&rs, move || {
+        spawn_in(&rs, move || {
             let s = UdpSocket::bind(("10.202.0.1", 8080)).unwrap();
             for i in 0..n {
                 s.send_to(format!("{prefix}-{i}").as_bytes(), ("10.202.0.2", dport))
@@ -434,12 +435,12 @@ fn tracked_reply_goes_to_user_space_untracked_reply_from_the_same_port_passes() 
 #[test]
 fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
     use std::net::Ipv6Addr;
-    let mut lab = Lab::new("f");
-    let cli = lab.netns("cli");
-    let dir = lab.netns("dir");
+    let mut lab = Bed::new();
+    let cli = lab.add("cli");
+    let dir = lab.add("dir");
     // IPv6 needs an address family the rules do not cover with 10.x: ULA
     // addresses, only inside these namespaces; nodad so they work at once.
-    lab.veth(
+    veth(
         &cli,
         "eth0",
         "02:00:00:00:0f:01",
@@ -465,7 +466,7 @@ fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
     const N6: usize = 8;
 
     let (ready_tx, ready_rx) = mpsc::channel();
-    let director = in_netns(&dir, move || {
+    let director = spawn_in(&dir, move || {
         let mut d = Director::start(&["eth0"]);
         d.dp.add_service(IpAddr::V6(vip6), UDP, 5000).unwrap();
         d.dp.add_vip(IpAddr::V6(vip6)).unwrap();
@@ -481,7 +482,7 @@ fn ipv6_service_is_redirected_and_neighbour_discovery_passes() {
     ready_rx
         .recv_timeout(Duration::from_secs(20))
         .expect("director ready");
-    in_netns(&cli, move || {
+    spawn_in(&cli, move || {
         let s = UdpSocket::bind("[fd00:203::1]:0").unwrap();
         for i in 0..N6 {
             s.send_to(format!("v6-{i}").as_bytes(), SocketAddr::from((vip6, 5000)))

@@ -16,13 +16,14 @@ mod common;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use common::{in_netns, Lab};
+use common::veth;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use rvs_datapath::{XdpAction, XdpDatapath, XdpModePolicy, XdpStats};
 use rvs_engine::{
     Config, Dest, DestCounters, DestSlot, Engine, FastPathOp, ForwardMethod, IfIndex, Interface,
     NeighborTable, PacketBuf, Protocol, Route, Service, ServiceKey, Snapshot, Time, Verdict,
 };
+use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
 
 const FRONT_MAC: &str = "02:00:00:00:f0:01";
@@ -842,10 +843,10 @@ fn hex(b: &[u8]) -> String {
 
 #[test]
 fn engine_and_xdp_program_produce_identical_frames_for_every_mode_and_direction() {
-    let mut lab = Lab::new("fx");
-    let ns = lab.netns("dir");
-    let peer = lab.netns("peer");
-    lab.veth(
+    let mut lab = Bed::new();
+    let ns = lab.add("dir");
+    let peer = lab.add("peer");
+    veth(
         &ns,
         "front",
         FRONT_MAC,
@@ -855,7 +856,7 @@ fn engine_and_xdp_program_produce_identical_frames_for_every_mode_and_direction(
         FRONT_PEER_MAC,
         "10.0.3.1/24",
     );
-    lab.veth(
+    veth(
         &ns,
         "back",
         BACK_MAC,
@@ -865,7 +866,7 @@ fn engine_and_xdp_program_produce_identical_frames_for_every_mode_and_direction(
         BACK_PEER_MAC,
         "10.0.2.1/24",
     );
-    let failures = in_netns(&ns, move || {
+    let failures = spawn_in(&ns, move || {
         let legs = Legs {
             front: rvs_datapath::ifindex_by_name("front").unwrap(),
             back: rvs_datapath::ifindex_by_name("back").unwrap(),

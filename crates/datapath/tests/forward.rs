@@ -13,11 +13,12 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::director::Director;
-use common::{csum, in_netns, mac, off, udp_dport, Lab};
+use common::{csum, mac, off, udp_dport, veth};
 use rvs_datapath::{BindMode, RxFrame, XdpAttachMode, XdpModePolicy, XskStats};
 use rvs_engine::{
     DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop, NextHopId, Rewrite,
 };
+use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
 
 const UDP: u8 = 17;
@@ -27,18 +28,18 @@ const B_MAC: &str = "02:00:00:00:b2:01";
 const N: usize = 30;
 
 struct Topo {
-    lab: Lab,
+    lab: Bed,
     a: String,
     d: String,
     b: String,
 }
 
-fn topo(tag: &str) -> Topo {
-    let mut lab = Lab::new(tag);
-    let a = lab.netns("a");
-    let d = lab.netns("d");
-    let b = lab.netns("b");
-    lab.veth(
+fn topo() -> Topo {
+    let mut lab = Bed::new();
+    let a = lab.add("a");
+    let d = lab.add("d");
+    let b = lab.add("b");
+    veth(
         &a,
         "eth0",
         "02:00:00:00:b1:01",
@@ -48,7 +49,7 @@ fn topo(tag: &str) -> Topo {
         "02:00:00:00:b1:02",
         "10.201.1.2/24",
     );
-    lab.veth(
+    veth(
         &d,
         "ethB",
         D_B_MAC,
@@ -87,7 +88,7 @@ fn run_director(
     rewrite: fn(&mut rvs_datapath::PacketBuf<'_>) -> bool,
 ) -> (mpsc::Receiver<BindMode>, DirectorResult) {
     let (ready_tx, ready_rx) = mpsc::channel();
-    let h = in_netns(d, move || {
+    let h = spawn_in(d, move || {
         let mut dir = Director::start(&["ethA", "ethB"]);
         dir.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
         let eth_b = dir.group.tx_slot(dir.ifindex(1)).expect("a socket on ethB");
@@ -139,7 +140,7 @@ fn set_macs(f: &mut rvs_datapath::PacketBuf<'_>) {
 }
 
 fn send_from_a(t: &Topo, prefix: &'static str) {
-    let s = in_netns(&t.a, move || {
+    let s = spawn_in(&t.a, move || {
         let s = UdpSocket::bind("10.201.1.1:0").unwrap();
         for i in 0..N {
             s.send_to(
@@ -155,10 +156,10 @@ fn send_from_a(t: &Topo, prefix: &'static str) {
 
 #[test]
 fn frames_cross_interfaces_through_the_shared_umem() {
-    let t = topo("b");
+    let t = topo();
     // B listens on the VIP like a DR real server.
     let (bready_tx, bready_rx) = mpsc::channel();
-    let receiver = in_netns(&t.b, move || {
+    let receiver = spawn_in(&t.b, move || {
         let s = UdpSocket::bind((VIP, 5000)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         bready_tx.send(()).unwrap();
@@ -236,10 +237,10 @@ fn encap_ipip(f: &mut rvs_datapath::PacketBuf<'_>) -> bool {
 
 #[test]
 fn frame_grown_into_headroom_is_sent_intact() {
-    let t = topo("c");
+    let t = topo();
     // B has no ipip module: a raw IPPROTO_IPIP socket sees the whole packet.
     let (bready_tx, bready_rx) = mpsc::channel();
-    let receiver = in_netns(&t.b, move || {
+    let receiver = spawn_in(&t.b, move || {
         // SAFETY: plain socket(2) in this thread's namespace; checked below.
         let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_IPIP) };
         assert!(
@@ -311,10 +312,10 @@ fn frame_grown_into_headroom_is_sent_intact() {
 /// alone: A's datagrams to VIP:5000 go to B's 10.201.2.1:6000 (MasqIn, out
 /// of ethB), B's answers come back to A from VIP:5000 (MasqOut, out of
 /// ethA), and not one frame reaches user space.
-fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
+fn nat_round_trip_in_xdp(policy: XdpModePolicy) {
     const CPORT: u16 = 41234;
     const ROUNDS: usize = 20;
-    let t = topo(tag);
+    let t = topo();
     // A veth receiving XDP-redirected frames needs NAPI on: GRO does it.
     for ns in [&t.a, &t.b] {
         t.lab
@@ -324,7 +325,7 @@ fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
             .then_some(())
             .expect("ethtool gro on");
     }
-    let echo = in_netns(&t.b, || {
+    let echo = spawn_in(&t.b, || {
         let s = UdpSocket::bind("10.201.2.1:6000").unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 512];
@@ -345,7 +346,7 @@ fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
     });
     let (ready_tx, ready_rx) = mpsc::channel();
     let (done_tx, done_rx) = mpsc::channel::<()>();
-    let director = in_netns(&t.d, move || {
+    let director = spawn_in(&t.d, move || {
         let mut dir = Director::start_with(&["ethA", "ethB"], 1, policy);
         let (eth_a, eth_b) = (dir.ifindex(0), dir.ifindex(1));
         let hop = |id, iface, src: &str, dst: &str| FastPathOp::SetNextHop {
@@ -425,7 +426,7 @@ fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
         .lab
         .exec(&t.a, &["ping", "-c", "1", "-W", "2", "10.201.1.100"]);
     assert!(ping.status.success(), "ARP/ping to the VIP");
-    let answers = in_netns(&t.a, || {
+    let answers = spawn_in(&t.a, || {
         let s = UdpSocket::bind(("10.201.1.1", CPORT)).unwrap();
         s.connect((VIP, 5000)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
@@ -465,10 +466,10 @@ fn nat_round_trip_in_xdp(tag: &str, policy: XdpModePolicy) {
 
 #[test]
 fn nat_flow_is_forwarded_both_ways_by_xdp_native() {
-    nat_round_trip_in_xdp("g", XdpModePolicy::Native);
+    nat_round_trip_in_xdp(XdpModePolicy::Native);
 }
 
 #[test]
 fn nat_flow_is_forwarded_both_ways_by_xdp_generic() {
-    nat_round_trip_in_xdp("h", XdpModePolicy::Generic);
+    nat_round_trip_in_xdp(XdpModePolicy::Generic);
 }

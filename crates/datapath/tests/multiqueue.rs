@@ -11,8 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::director::Director;
-use common::{in_netns, off, udp_dport, Lab};
+use common::{off, udp_dport, veth_queues};
 use rvs_datapath::{RxFrame, XdpModePolicy};
+use rvs_netns::{spawn_in, Bed};
 
 const UDP: u8 = 17;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 205, 0, 100);
@@ -21,10 +22,10 @@ const FLOWS: u16 = 64;
 
 #[test]
 fn one_group_receives_from_every_queue() {
-    let mut lab = Lab::new("q");
-    let cli = lab.netns("cli");
-    let dir = lab.netns("dir");
-    lab.veth_queues(
+    let mut lab = Bed::new();
+    let cli = lab.add("cli");
+    let dir = lab.add("dir");
+    veth_queues(
         &cli,
         "eth0",
         "02:00:00:00:05:01",
@@ -38,7 +39,7 @@ fn one_group_receives_from_every_queue() {
     lab.ip(&dir, &["addr", "add", "10.205.0.100/32", "dev", "eth0"]);
 
     let (ready_tx, ready_rx) = mpsc::channel();
-    let director = in_netns(&dir, move || {
+    let director = spawn_in(&dir, move || {
         let mut d = Director::start_with(&["eth0"], QUEUES, XdpModePolicy::Auto);
         assert_eq!(d.group.len(), QUEUES as usize, "one socket per queue");
         d.dp.add_service(IpAddr::V4(VIP), UDP, 5000).unwrap();
@@ -103,7 +104,7 @@ fn one_group_receives_from_every_queue() {
     let ping = lab.exec(&cli, &["ping", "-c", "1", "-W", "2", "10.205.0.100"]);
     assert!(ping.status.success(), "ARP/ping to the VIP");
     // One socket per flow: each picks its TX queue by its own hash.
-    in_netns(&cli, || {
+    spawn_in(&cli, || {
         for i in 0..FLOWS {
             let s = UdpSocket::bind(("10.205.0.1", 42000 + i)).unwrap();
             s.send_to(b"first", SocketAddr::from((VIP, 5000))).unwrap();

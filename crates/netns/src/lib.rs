@@ -188,6 +188,30 @@ impl Bed {
         self.namespaces.push(ns);
         full
     }
+
+    /// `ip -n <ns> <args>` ([`ip`]) in one of this bed's namespaces; panics
+    /// with the command's stderr if it fails. Returns stdout.
+    pub fn ip(&self, ns: &str, args: &[&str]) -> String {
+        self.check(ns);
+        ip(ns, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs `args` inside one of this bed's namespaces ([`exec_output`]) and
+    /// returns the output whatever the exit status; panics only if it cannot
+    /// run or does not finish within [`COMMAND_TIMEOUT`].
+    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
+        self.check(ns);
+        exec_output(ns, args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A test touches only namespaces it created.
+    fn check(&self, ns: &str) {
+        assert!(
+            self.namespaces.iter().any(|n| n.name() == ns),
+            "{ns} is not a namespace of this bed ({}-*)",
+            self.prefix
+        );
+    }
 }
 
 impl Default for Bed {

@@ -1,236 +1,60 @@
-//! Network-namespace lab for the datapath tests.
+//! Helpers of the datapath tests: veth pairs as these tests wire them, frames
+//! built by hand and an AF_PACKET injector.
 //!
-//! Each test builds its own namespaces named `rvsdp<pid><tag>-<name>` and a
-//! [`Lab`] guard deletes exactly those on drop (also when the test panics).
-//! On SIGINT/SIGTERM a handler removes them too (umount + unlink of
-//! `/run/netns/<name>`, which is what `ip netns del` does) before exiting.
-//!
-//! AF_XDP sockets, XDP attachment and `if_nametoindex` act on the network
-//! namespace of the calling *thread*, so the datapath side of a test runs in
-//! a thread that has `setns()` into the director namespace: [`in_netns`].
+//! Namespaces come from `rvs_netns::Bed` (removed on drop, on panic and on
+//! SIGINT/SIGTERM). AF_XDP sockets, XDP attachment and `if_nametoindex` act
+//! on the network namespace of the calling *thread*, so the datapath side of
+//! a test runs in a thread that has entered the director namespace:
+//! `rvs_netns::spawn_in`.
 
 #![allow(dead_code)] // reason: each test binary uses a different subset of the helpers.
 #![allow(unreachable_pub)] // reason: test-only module, `pub` for the test files.
 
-use std::ffi::{c_char, CString};
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::process::{Command, Output};
-use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
-use std::sync::Once;
-use std::thread::JoinHandle;
+use std::ffi::CString;
 
-const SLOTS: usize = 64;
-static CLEANUP: [AtomicPtr<c_char>; SLOTS] = [const { AtomicPtr::new(ptr::null_mut()) }; SLOTS];
-static HANDLER: Once = Once::new();
+use rvs_netns::{End, Veth};
 
-extern "C" fn on_signal(_sig: libc::c_int) {
-    for slot in &CLEANUP {
-        let p = slot.swap(ptr::null_mut(), Ordering::SeqCst);
-        if !p.is_null() {
-            // SAFETY: `p` is a leaked NUL-terminated path; umount2 and unlink are
-            // async-signal-safe.
-            unsafe {
-                libc::umount2(p, libc::MNT_DETACH);
-                libc::unlink(p);
-            }
-        }
-    }
-    // SAFETY: _exit is async-signal-safe.
-    unsafe { libc::_exit(130) };
+/// A veth pair `a_dev`@`a` — `b_dev`@`b` with fixed MACs, one queue each,
+/// addresses (CIDR) and up; TX checksum offload off so frames carry
+/// complete checksums.
+#[allow(clippy::too_many_arguments)] // reason: a flat description of both ends reads best in tests.
+pub fn veth(
+    a: &str,
+    a_dev: &str,
+    a_mac: &str,
+    a_ip: &str,
+    b: &str,
+    b_dev: &str,
+    b_mac: &str,
+    b_ip: &str,
+) {
+    veth_queues(a, a_dev, a_mac, a_ip, b, b_dev, b_mac, b_ip, 1);
 }
 
-fn install_handler() {
-    HANDLER.call_once(|| {
-        for sig in [libc::SIGINT, libc::SIGTERM] {
-            // SAFETY: installs a handler that only calls async-signal-safe functions.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_signal as *const () as usize;
-                libc::sigemptyset(&mut sa.sa_mask);
-                libc::sigaction(sig, &sa, ptr::null_mut());
-            }
-        }
-    });
-}
-
-fn register(path: &str) -> usize {
-    let raw = CString::new(path).expect("path").into_raw();
-    for (i, slot) in CLEANUP.iter().enumerate() {
-        if slot
-            .compare_exchange(ptr::null_mut(), raw, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return i;
-        }
-    }
-    panic!("too many namespaces for the cleanup table");
-}
-
-fn unregister(i: usize) {
-    let p = CLEANUP[i].swap(ptr::null_mut(), Ordering::SeqCst);
-    if !p.is_null() {
-        // SAFETY: `p` came from CString::into_raw in `register`.
-        drop(unsafe { CString::from_raw(p) });
-    }
-}
-
-/// Run a command, panic with its output if it fails.
-pub fn run(args: &[&str]) -> Output {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// Namespaces owned by one test; deleted on drop.
-pub struct Lab {
-    prefix: String,
-    netns: Vec<(String, usize)>,
-}
-
-impl Lab {
-    /// `tag` must be unique per test (a few letters).
-    pub fn new(tag: &str) -> Self {
-        install_handler();
-        Self {
-            prefix: format!("rvsdp{}{tag}", std::process::id()),
-            netns: Vec::new(),
-        }
-    }
-
-    /// Create namespace `<prefix>-<name>` with `lo` up; returns its full name.
-    pub fn netns(&mut self, name: &str) -> String {
-        let full = format!("{}-{name}", self.prefix);
-        run(&["ip", "netns", "add", &full]);
-        let slot = register(&format!("/run/netns/{full}"));
-        self.netns.push((full.clone(), slot));
-        run(&["ip", "-n", &full, "link", "set", "lo", "up"]);
-        full
-    }
-
-    /// A veth pair `a_dev`@`a` — `b_dev`@`b`, created inside the namespaces, with fixed MACs,
-    /// one queue each, addresses (CIDR) and up; TX checksum offload off so
-    /// frames carry complete checksums.
-    #[allow(clippy::too_many_arguments)] // reason: a flat description of both ends reads best in tests.
-    pub fn veth(
-        &self,
-        a: &str,
-        a_dev: &str,
-        a_mac: &str,
-        a_ip: &str,
-        b: &str,
-        b_dev: &str,
-        b_mac: &str,
-        b_ip: &str,
-    ) {
-        self.veth_queues(a, a_dev, a_mac, a_ip, b, b_dev, b_mac, b_ip, 1);
-    }
-
-    /// [`veth`](Self::veth) with `queues` TX and RX queues on both ends: a
-    /// sender's flows are spread over its TX queues by hash, and each lands
-    /// on the peer's RX queue of the same number.
-    #[allow(clippy::too_many_arguments)] // reason: as `veth`.
-    pub fn veth_queues(
-        &self,
-        a: &str,
-        a_dev: &str,
-        a_mac: &str,
-        a_ip: &str,
-        b: &str,
-        b_dev: &str,
-        b_mac: &str,
-        b_ip: &str,
-        queues: u32,
-    ) {
-        let q = queues.to_string();
-        run(&[
-            "ip",
-            "-n",
-            a,
-            "link",
-            "add",
-            a_dev,
-            "address",
-            a_mac,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            b_dev,
-            "address",
-            b_mac,
-            "numtxqueues",
-            &q,
-            "numrxqueues",
-            &q,
-            "netns",
-            b,
-        ]);
-        for (ns, dev, ip) in [(a, a_dev, a_ip), (b, b_dev, b_ip)] {
-            run(&["ip", "-n", ns, "addr", "add", ip, "dev", dev]);
-            run(&["ip", "netns", "exec", ns, "ethtool", "-K", dev, "tx", "off"]);
-            run(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-    }
-
-    /// `ip -n <ns> <args...>`.
-    pub fn ip(&self, ns: &str, args: &[&str]) {
-        let mut v = vec!["ip", "-n", ns];
-        v.extend_from_slice(args);
-        run(&v);
-    }
-
-    /// Run a command inside a namespace, returning its output whatever the status.
-    pub fn exec(&self, ns: &str, args: &[&str]) -> Output {
-        Command::new("ip")
-            .args(["netns", "exec", ns])
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("{args:?} in {ns}: {e}"))
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        for (ns, slot) in self.netns.drain(..).rev() {
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-            unregister(slot);
-        }
-    }
-}
-
-/// Enter namespace `ns` on the current thread (only call from a thread you spawned).
-pub fn enter_netns(ns: &str) {
-    let f =
-        File::open(format!("/run/netns/{ns}")).unwrap_or_else(|e| panic!("open netns {ns}: {e}"));
-    // SAFETY: setns on a valid namespace fd affects only this thread's network namespace.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    assert_eq!(r, 0, "setns({ns}): {}", std::io::Error::last_os_error());
-}
-
-/// Run `f` on a new thread inside network namespace `ns`.
-pub fn in_netns<T: Send + 'static>(
-    ns: &str,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    let ns = ns.to_string();
-    std::thread::spawn(move || {
-        enter_netns(&ns);
-        f()
-    })
+/// [`veth`] with `queues` TX and RX queues on both ends: a sender's flows
+/// are spread over its TX queues by hash, and each lands on the peer's RX
+/// queue of the same number.
+#[allow(clippy::too_many_arguments)] // reason: as `veth`.
+pub fn veth_queues(
+    a: &str,
+    a_dev: &str,
+    a_mac: &str,
+    a_ip: &str,
+    b: &str,
+    b_dev: &str,
+    b_mac: &str,
+    b_ip: &str,
+    queues: u32,
+) {
+    Veth::new(
+        End::new(a, a_dev).mac(a_mac).addr(a_ip),
+        End::new(b, b_dev).mac(b_mac).addr(b_ip),
+    )
+    .queues(queues)
+    .ethtool(&["tx", "off"])
+    .up()
+    .create()
+    .unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// Parse a MAC "02:00:00:00:00:01".
