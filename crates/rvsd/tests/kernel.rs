@@ -3,18 +3,15 @@
 //! test creates, read back by `kernel.rs` from a thread that has `setns()`
 //! into them (a netlink socket belongs to its creating thread's namespace).
 //!
-//! Each test owns namespaces `rvsdk<pid><n>a` / `…b` joined by a veth pair,
-//! removed on drop (also when the test fails) and on Ctrl-C. Needs root.
+//! Each test owns namespaces `<unique prefix>-a` / `…-b` (rvs-netns) joined
+//! by a veth pair, removed on drop (also when the test fails) and on Ctrl-C.
+//! Needs root.
 
-use std::fs::File;
 use std::net::IpAddr;
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
-use nix::sched::CloneFlags;
 use rvs_engine::{IfIndex, Route};
+use rvs_netns::{End, Veth};
 use rvs_wire::EthernetAddress;
 
 // rvsd is a binary crate: the module is compiled into this test as is.
@@ -24,27 +21,8 @@ use rvs_wire::EthernetAddress;
 #[allow(dead_code)] // reason: rx_queues is not used by these tests (see above).
 mod kernel;
 
-/// Namespaces created and not yet removed, for the Ctrl-C handler.
-static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static HANDLER: Once = Once::new();
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
 const MAC_A: &str = "02:00:0a:4d:00:01";
 const MAC_B: &str = "02:00:0a:4d:00:02";
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn mac(s: &str) -> EthernetAddress {
     s.parse().expect("MAC")
@@ -54,94 +32,49 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("IP")
 }
 
-/// Two namespaces, `a` and `b`, joined by veth `rvk0` (in a, MAC_A) —
-/// `rvk1` (in b, MAC_B), both up, with `a_addr` / `b_addr` on them.
+/// Two namespaces, `a` and `b`, joined by veth `rvk0` (in a, MAC_A, MTU
+/// 1400) — `rvk1` (in b, MAC_B), both up, with `a_addr` / `b_addr` on them.
 struct Bed {
+    nets: rvs_netns::Bed,
     a: String,
-    b: String,
 }
 
 impl Bed {
     fn new(a_addr: &str, b_addr: &str) -> Bed {
-        HANDLER.call_once(|| {
-            ctrlc::set_handler(|| {
-                for ns in LIVE.lock().map(|v| v.clone()).unwrap_or_default() {
-                    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-                }
-                std::process::exit(130);
-            })
-            .expect("ctrl-c handler");
-        });
-        let prefix = format!(
-            "rvsdk{}{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let bed = Bed {
-            a: format!("{prefix}a"),
-            b: format!("{prefix}b"),
-        };
-        for ns in [&bed.a, &bed.b] {
-            sh(&["ip", "netns", "add", ns]);
-            LIVE.lock().unwrap().push(ns.clone());
-            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
-        }
-        sh(&[
-            "ip", "-n", &bed.a, "link", "add", "rvk0", "address", MAC_A, "mtu", "1400", "type",
-            "veth", "peer", "name", "rvk1", "address", MAC_B, "netns", &bed.b,
-        ]);
-        for (ns, dev, addr) in [(&bed.a, "rvk0", a_addr), (&bed.b, "rvk1", b_addr)] {
-            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
-        }
-        bed
+        let mut nets = rvs_netns::Bed::new();
+        let (a, b) = (nets.add("a"), nets.add("b"));
+        Veth::new(
+            End::new(&a, "rvk0").mac(MAC_A).mtu(1400).addr(a_addr),
+            End::new(&b, "rvk1").mac(MAC_B).addr(b_addr),
+        )
+        .up()
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+        Bed { nets, a }
+    }
+
+    /// `ip -n a <args>`; returns stdout.
+    fn ip_a(&self, args: &[&str]) -> String {
+        self.nets.ip(&self.a, args)
     }
 
     /// The kernel's ifindex of `rvk0`, as iproute2 sees it.
     fn index_a(&self) -> u32 {
-        let out = sh(&["ip", "-n", &self.a, "-j", "link", "show", "dev", "rvk0"]);
+        let out = self.ip_a(&["-j", "link", "show", "dev", "rvk0"]);
         let v: serde_json::Value = serde_json::from_str(&out).expect("ip -j output");
         v[0]["ifindex"].as_u64().expect("ifindex") as u32
     }
 
     /// Runs `f` on a thread inside namespace `a`.
     fn in_a<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = format!("/run/netns/{}", self.a);
-        let t = std::thread::spawn(move || {
-            let ns = File::open(&path).expect("open the namespace");
-            nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-            f()
-        });
-        t.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
-    }
-}
-
-impl Drop for Bed {
-    fn drop(&mut self) {
-        for ns in [&self.a, &self.b] {
-            let _ = Command::new("ip").args(["netns", "del", ns]).status();
-            if let Ok(mut live) = LIVE.lock() {
-                live.retain(|n| n != ns);
-            }
-        }
+        rvs_netns::run_in(&self.a, f)
     }
 }
 
 #[test]
 fn interface_facts_match_the_configuration() {
     let bed = Bed::new("10.77.50.1/24", "10.77.50.2/24");
-    sh(&[
-        "ip",
-        "-n",
-        &bed.a,
-        "-6",
-        "addr",
-        "add",
-        "fd77:50::1/64",
-        "dev",
-        "rvk0",
-        "nodad",
-    ]);
+    bed.ip_a(&["-6", "addr", "add", "fd77:50::1/64", "dev", "rvk0", "nodad"]);
     let index = bed.index_a();
     let (i, lo, missing) = bed.in_a(|| {
         (
@@ -175,32 +108,10 @@ fn interface_facts_match_the_configuration() {
 #[test]
 fn gateway_routes_of_the_main_table_with_their_egress() {
     let bed = Bed::new("10.77.51.1/24", "10.77.51.2/24");
-    let a = bed.a.clone();
-    sh(&[
-        "ip",
-        "-n",
-        &a,
-        "route",
-        "add",
-        "default",
-        "via",
-        "10.77.51.254",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &a,
-        "route",
-        "add",
-        "10.78.0.0/16",
-        "via",
-        "10.77.51.253",
-    ]);
+    bed.ip_a(&["route", "add", "default", "via", "10.77.51.254"]);
+    bed.ip_a(&["route", "add", "10.78.0.0/16", "via", "10.77.51.253"]);
     // Not in the main table: must not show up.
-    sh(&[
-        "ip",
-        "-n",
-        &a,
+    bed.ip_a(&[
         "route",
         "add",
         "10.79.0.0/16",
@@ -209,22 +120,8 @@ fn gateway_routes_of_the_main_table_with_their_egress() {
         "table",
         "100",
     ]);
-    sh(&[
-        "ip",
-        "-n",
-        &a,
-        "-6",
-        "addr",
-        "add",
-        "fd77:51::1/64",
-        "dev",
-        "rvk0",
-        "nodad",
-    ]);
-    sh(&[
-        "ip",
-        "-n",
-        &a,
+    bed.ip_a(&["-6", "addr", "add", "fd77:51::1/64", "dev", "rvk0", "nodad"]);
+    bed.ip_a(&[
         "-6",
         "route",
         "add",
@@ -264,12 +161,11 @@ fn gateway_routes_of_the_main_table_with_their_egress() {
 #[test]
 fn only_usable_neighbours_are_reported() {
     let bed = Bed::new("10.77.52.1/24", "10.77.52.2/24");
-    let a = bed.a.clone();
     let neigh = |args: &[&str]| {
-        let mut v = vec!["ip", "-n", &a, "neigh"];
+        let mut v = vec!["neigh"];
         v.extend_from_slice(args);
         v.extend_from_slice(&["dev", "rvk0"]);
-        sh(&v);
+        bed.ip_a(&v);
     };
     neigh(&[
         "add",
@@ -306,7 +202,7 @@ fn only_usable_neighbours_are_reported() {
     ]);
     neigh(&["change", "10.77.52.8", "nud", "failed"]);
     neigh(&["add", "10.77.52.9", "nud", "incomplete"]);
-    let table = sh(&["ip", "-n", &a, "neigh", "show", "dev", "rvk0"]);
+    let table = bed.ip_a(&["neigh", "show", "dev", "rvk0"]);
     assert!(
         table.contains("10.77.52.8 FAILED") && table.contains("10.77.52.9 INCOMPLETE"),
         "the test's FAILED / INCOMPLETE entries are missing:\n{table}"
@@ -374,7 +270,7 @@ fn trigger_resolution_resolves_an_on_link_address() {
     bed.in_a(move || kernel::trigger_resolution(silent));
     let start = Instant::now();
     loop {
-        let t = sh(&["ip", "-n", &bed.a, "neigh", "show", "10.77.53.99"]);
+        let t = bed.ip_a(&["neigh", "show", "10.77.53.99"]);
         if t.contains("INCOMPLETE") || t.contains("FAILED") {
             break;
         }
@@ -391,16 +287,7 @@ fn trigger_resolution_resolves_an_on_link_address() {
 #[test]
 fn trigger_resolution_resolves_the_gateway_of_a_routed_address() {
     let bed = Bed::new("10.77.54.1/24", "10.77.54.2/24");
-    sh(&[
-        "ip",
-        "-n",
-        &bed.a,
-        "route",
-        "add",
-        "10.78.0.0/16",
-        "via",
-        "10.77.54.2",
-    ]);
+    bed.ip_a(&["route", "add", "10.78.0.0/16", "via", "10.77.54.2"]);
     bed.in_a(|| kernel::trigger_resolution(ip("10.78.1.1")));
     assert_eq!(wait_for_neighbour(&bed, ip("10.77.54.2")), Some(mac(MAC_B)));
     let n = bed.in_a(|| kernel::neighbors().expect("neighbours"));
