@@ -79,6 +79,26 @@ pub enum LabError {
     },
 }
 
+/// The harness's errors are the lab's: a command failed, timed out or could
+/// not be started.
+impl From<rvs_netns::Error> for LabError {
+    fn from(e: rvs_netns::Error) -> LabError {
+        match e {
+            rvs_netns::Error::Command {
+                cmd,
+                status,
+                stderr,
+            } => LabError::Command {
+                cmd,
+                status,
+                stderr,
+            },
+            rvs_netns::Error::Timeout { what, after } => LabError::Timeout { what, after },
+            rvs_netns::Error::Io { what, source } => LabError::Io { what, source },
+        }
+    }
+}
+
 impl LabError {
     pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LabError {
         let what = what.into();

@@ -50,9 +50,10 @@ use std::io::{BufRead, BufReader};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use rvs_netns::{End, Netns, Veth};
 
 pub use conf::BIG_PAGE_BYTES;
 pub use error::LabError;
@@ -150,28 +151,9 @@ impl Default for LabSpec {
     }
 }
 
-/// A prefix no other process (and no other lab of this one) uses:
-/// `rvs<pid % 100000><letters>`, e.g. `rvs4242a`, `rvs4242b`. The pid and the
-/// counter are separated by switching from digits to letters, so two
-/// processes can never produce the same prefix.
-pub fn unique_prefix() -> String {
-    static COUNTER: AtomicUsize = AtomicUsize::new(0);
-    let mut n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let mut letters = Vec::new();
-    loop {
-        letters.push(b'a' + (n % 26) as u8);
-        n /= 26;
-        if n == 0 {
-            break;
-        }
-    }
-    letters.reverse();
-    format!(
-        "rvs{}{}",
-        std::process::id() % 100_000,
-        String::from_utf8_lossy(&letters)
-    )
-}
+/// A prefix no other process (and no other lab of this one) uses; the
+/// namespaces' own harness makes it (`rvs<pid in base 36><letters>`).
+pub use rvs_netns::unique_prefix;
 
 /// Bound for [`Lab::exec`]; a lab command that takes longer is stuck.
 const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
@@ -184,7 +166,7 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 /// handler; torn down exactly once.
 #[derive(Debug)]
 struct State {
-    namespaces: Vec<String>,
+    namespaces: Vec<Netns>,
     children: HashMap<u64, Child>,
     next_child: u64,
     tmp: PathBuf,
@@ -205,16 +187,16 @@ fn lock(s: &Shared) -> std::sync::MutexGuard<'_, State> {
 }
 
 /// Installs (once per process) a SIGINT/SIGTERM handler that tears down
-/// every live lab and exits with status 130. [`Lab::build`] calls it; a
-/// program with its own handler keeps it (the lab then relies on `Drop`)
-/// and should call [`teardown_all`] from it.
+/// every live lab and exits with status 130 (rvs-netns's handler, which
+/// then removes any namespace left). [`Lab::build`] calls it; a program
+/// with its own handler keeps it (the lab then relies on `Drop`) and should
+/// call [`teardown_all`] from it.
 pub fn install_signal_handler() {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let r = ctrlc::set_handler(|| {
+        let r = rvs_netns::on_signal(|| {
             eprintln!("rvs-lab: signal received, tearing down labs");
             teardown_all();
-            std::process::exit(130);
         });
         if let Err(e) = r {
             tracing::warn!(
@@ -253,24 +235,10 @@ fn teardown(shared: &Shared) {
         let tmp = st.tmp_created.then(|| st.tmp.clone());
         (std::mem::take(&mut st.namespaces), tmp)
     };
-    for ns in &namespaces {
-        // Anything still inside (nginx workers, a capture) goes with it.
-        if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-            for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-                if let Ok(pid) = pid.parse() {
-                    cmd::signal(pid, libc::SIGKILL);
-                }
-            }
-        }
-    }
-    for ns in &namespaces {
-        match Command::new("ip").args(["netns", "del", ns]).output() {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => tracing::warn!(
-                "ip netns del {ns}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => tracing::warn!("ip netns del {ns}: {e}"),
+    // Anything still inside (nginx workers, a capture) goes with each.
+    for ns in namespaces {
+        if let Err(e) = ns.remove() {
+            tracing::warn!("{e}");
         }
     }
     if let Some(tmp) = tmp {
@@ -408,12 +376,10 @@ impl Lab {
 
     fn ns_command(&self, role: &str, args: &[&str]) -> Result<Command, LabError> {
         let ns = self.checked_ns(role)?;
-        let Some((prog, rest)) = args.split_first() else {
+        if args.is_empty() {
             return Err(LabError::InvalidSpec("empty command".into()));
-        };
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &ns, prog]).args(rest);
-        Ok(c)
+        }
+        Ok(rvs_netns::command(&ns, args))
     }
 
     /// Runs `args` inside `role`'s namespace, waits (at most 120 s) and
@@ -430,7 +396,7 @@ impl Lab {
         timeout: Duration,
     ) -> Result<String, LabError> {
         let mut c = self.ns_command(role, args)?;
-        Ok(cmd::run(&mut c, timeout)?.stdout)
+        cmd::run(&mut c, timeout)
     }
 
     /// Starts a long-running `args` inside `role`'s namespace, stdout and
@@ -602,49 +568,17 @@ impl Lab {
     pub fn teardown(self) {}
 
     fn ip(&self, role: &str, args: &[&str]) -> Result<(), LabError> {
-        let ns = self.ns(role);
-        cmd::run(
-            Command::new("ip").args(["-n", &ns]).args(args),
-            SETUP_TIMEOUT,
-        )?;
+        rvs_netns::ip(&self.ns(role), args)?;
         Ok(())
     }
 
     fn veth(&self, a: &str, a_dev: &str, b: &str, b_dev: &str) -> Result<(), LabError> {
-        let b_ns = self.ns(b);
-        let q = self.spec.queues.to_string();
-        self.ip(
-            a,
-            &[
-                "link",
-                "add",
-                a_dev,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                b_dev,
-                "numtxqueues",
-                &q,
-                "numrxqueues",
-                &q,
-                "netns",
-                &b_ns,
-            ],
-        )?;
-        for (role, dev) in [(a, a_dev), (b, b_dev)] {
-            // See the crate doc: rewritten frames must carry full checksums,
-            // and frames redirected into a veth need NAPI on its peer.
-            self.exec_timeout(
-                role,
-                &["ethtool", "-K", dev, "tx", "off", "gro", "on"],
-                SETUP_TIMEOUT,
-            )?;
-        }
+        // See the crate doc: rewritten frames must carry full checksums,
+        // and frames redirected into a veth need NAPI on its peer.
+        Veth::new(End::new(&self.ns(a), a_dev), End::new(&self.ns(b), b_dev))
+            .queues(self.spec.queues)
+            .ethtool(&["tx", "off", "gro", "on"])
+            .create()?;
         Ok(())
     }
 
@@ -709,14 +643,9 @@ impl Lab {
         for role in self.roles() {
             let ns = self.ns(&role);
             self.guarded(|st| {
-                cmd::run(
-                    Command::new("ip").args(["netns", "add", &ns]),
-                    SETUP_TIMEOUT,
-                )?;
-                st.namespaces.push(ns);
+                st.namespaces.push(Netns::add(&ns)?);
                 Ok(())
             })?;
-            self.ip(&role, &["link", "set", "lo", "up"])?;
             // Before any device exists, so every device inherits `default`:
             // replies in DR/TUN come back on another leg than the VIP route
             // (router), and IPv6 chatter would only clutter captures.
@@ -1098,12 +1027,7 @@ fn preflight(spec: &LabSpec) -> Result<(), LabError> {
         }
         DirectorKind::None | DirectorKind::KernelRoute => {}
     }
-    let list = cmd::run(Command::new("ip").args(["netns", "list"]), SETUP_TIMEOUT)?.stdout;
-    let taken: Vec<&str> = list
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("{p}-")))
-        .collect();
+    let taken = rvs_netns::list(p)?;
     if !taken.is_empty() {
         return Err(LabError::PrefixInUse {
             prefix: p.clone(),

@@ -2,7 +2,6 @@
 //! nothing with the lab's prefix survives the drop. Needs root.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 use std::time::Duration;
 
 use rvs_lab::{
@@ -22,13 +21,7 @@ fn spec(mode: Mode, servers: usize, director: DirectorKind) -> LabSpec {
 }
 
 fn namespaces_with(prefix: &str) -> Vec<String> {
-    let out = Command::new("ip").args(["netns", "list"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|n| n.starts_with(&format!("{prefix}-")))
-        .map(String::from)
-        .collect()
+    rvs_netns::list(prefix).unwrap()
 }
 
 /// Drops the lab and checks that its namespaces and temp dir are gone.

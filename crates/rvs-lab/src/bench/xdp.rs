@@ -19,10 +19,7 @@
 //! names and indexes resolve there); the attachment is a BPF link, detached
 //! when [`Rig`] is dropped, from any thread.
 
-use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -44,8 +41,6 @@ pub(super) const PAYLOAD: usize = FRAME_LEN - 42;
 const CONFIG_LEN: usize = 80;
 /// Offset of the frame in `struct gen_config`.
 const CONFIG_FRAME: usize = 16;
-/// Where `ip netns add` pins namespaces (iproute2's NETNS_RUN_DIR).
-const NETNS_DIR: &str = "/var/run/netns";
 /// Frames per live-frames batch (the kernel's default, NAPI's budget).
 const LIVE_BATCH: u32 = 64;
 /// Generator threads, all on the generator's CPU. Each `BPF_PROG_TEST_RUN`
@@ -121,7 +116,7 @@ impl Rig {
         let ns = router_ns.clone();
         let ebpf = std::thread::scope(|s| {
             s.spawn(move || -> Result<Ebpf> {
-                enter_netns(&ns)?;
+                rvs_netns::enter(&ns)?;
                 let mut ebpf = EbpfLoader::new()
                     .load(OBJECT)
                     .context("loading the bench's XDP object")?;
@@ -219,7 +214,7 @@ impl Rig {
             let threads: Vec<_> = (0..THREADS)
                 .map(|_| {
                     s.spawn(move || -> Result<Duration> {
-                        enter_netns(ns)?;
+                        rvs_netns::enter(ns)?;
                         pin_current_thread(cpu)?;
                         let cpu0 = thread_cpu();
                         let mut chunk = FIRST_CHUNK;
@@ -291,21 +286,6 @@ fn program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
         .ok_or_else(|| anyhow!("program {name} missing (build bug)"))?
         .try_into()
         .map_err(|e: ProgramError| anyhow!("{name}: {e}"))
-}
-
-/// Moves the calling thread (only) into the network namespace `netns`.
-pub(super) fn enter_netns(netns: &str) -> Result<()> {
-    let path = Path::new(NETNS_DIR).join(netns);
-    let f = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
-    // SAFETY: setns(2) with a valid open namespace file descriptor and
-    // CLONE_NEWNET changes only the calling thread's network namespace; it
-    // touches no memory of ours.
-    let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("entering network namespace {}", path.display()));
-    }
-    Ok(())
 }
 
 /// Pins the calling thread (only) to CPU `cpu`.
