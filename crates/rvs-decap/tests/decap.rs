@@ -14,115 +14,56 @@
 use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 mod common;
-use common::{in_ns, tcp_syn, udp};
+use common::{tcp_syn, udp};
+use rvs_netns::{run_in, End, Veth};
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 77, 100, 1);
 const OTHER: Ipv4Addr = Ipv4Addr::new(10, 77, 100, 9);
 const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 77, 1, 2);
 const RIP: Ipv4Addr = Ipv4Addr::new(10, 77, 2, 11);
 
-/// Namespaces this test binary created and has not removed yet, for the
-/// Ctrl-C handler.
-static LIVE: Mutex<Vec<String>> = Mutex::new(Vec::new());
-static HANDLER: Once = Once::new();
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
-
-fn sh(args: &[&str]) -> String {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .expect("spawn");
-    assert!(
-        out.status.success(),
-        "{:?} failed: {}",
-        args,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// Owns the namespaces and the decapsulator process of one test.
 struct Bed {
-    prefix: String,
+    nets: rvs_netns::Bed,
     decap: Option<Child>,
 }
 
 impl Bed {
     fn ns(&self, role: &str) -> String {
-        format!("{}-{role}", self.prefix)
+        self.nets.name(role)
     }
 
     fn new() -> Bed {
-        HANDLER.call_once(|| {
-            ctrlc::set_handler(|| {
-                for ns in LIVE.lock().map(|v| v.clone()).unwrap_or_default() {
-                    let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-                }
-                std::process::exit(130);
-            })
-            .expect("ctrl-c handler");
-        });
-        let prefix = format!(
-            "rvsd{}{}",
-            std::process::id() % 100_000,
-            COUNTER.fetch_add(1, Ordering::SeqCst)
-        );
-        let bed = Bed {
-            prefix,
-            decap: None,
-        };
-        for role in ["dir", "rs", "cli"] {
-            let ns = bed.ns(role);
-            sh(&["ip", "netns", "add", &ns]);
-            LIVE.lock().unwrap().push(ns.clone());
-            sh(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
-        }
-        let (dir, rs, cli) = (bed.ns("dir"), bed.ns("rs"), bed.ns("cli"));
-        sh(&[
-            "ip", "-n", &dir, "link", "add", "back", "type", "veth", "peer", "name", "eth0",
-            "netns", &rs,
-        ]);
-        sh(&[
-            "ip", "-n", &rs, "link", "add", "eth1", "type", "veth", "peer", "name", "eth0",
-            "netns", &cli,
-        ]);
-        for (ns, dev, addr) in [
-            (&dir, "back", "10.77.2.10/24"),
-            (&rs, "eth0", "10.77.2.11/24"),
-            (&rs, "eth1", "10.77.1.1/24"),
-            (&cli, "eth0", "10.77.1.2/24"),
+        let mut nets = rvs_netns::Bed::new();
+        let (dir, rs, cli) = (nets.add("dir"), nets.add("rs"), nets.add("cli"));
+        for (a, b) in [
+            (
+                End::new(&dir, "back").addr("10.77.2.10/24"),
+                End::new(&rs, "eth0").addr("10.77.2.11/24"),
+            ),
+            (
+                End::new(&rs, "eth1").addr("10.77.1.1/24"),
+                End::new(&cli, "eth0").addr("10.77.1.2/24"),
+            ),
         ] {
-            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
-            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+            Veth::new(a, b)
+                .up()
+                .create()
+                .unwrap_or_else(|e| panic!("{e}"));
         }
-        sh(&[
-            "ip",
-            "-n",
-            &cli,
-            "route",
-            "add",
-            "default",
-            "via",
-            "10.77.1.1",
-        ]);
-        bed
+        nets.ip(&cli, &["route", "add", "default", "via", "10.77.1.1"]);
+        Bed { nets, decap: None }
     }
 
     fn start_decap(&mut self) {
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns("rs"),
-                env!("CARGO_BIN_EXE_rvs-decap"),
-            ])
+        let child = rvs_netns::command(&self.ns("rs"), &[env!("CARGO_BIN_EXE_rvs-decap")])
             .args(["--vip", &VIP.to_string(), "--vip", "10.77.100.2"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -171,20 +112,14 @@ impl Drop for Bed {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for role in ["dir", "rs", "cli"] {
-            let ns = self.ns(role);
-            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
-            if let Ok(mut live) = LIVE.lock() {
-                live.retain(|n| *n != ns);
-            }
-        }
+        // `nets` removes the namespaces.
     }
 }
 
 /// Raw IPIP socket in the director namespace: the kernel adds the outer
 /// header (DIP → RIP, protocol 4), we supply the inner packet.
 fn ipip_sender(ns: &str) -> Socket {
-    in_ns(ns, || {
+    run_in(ns, || {
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(4))).expect("raw IPIP socket")
     })
 }
@@ -200,7 +135,7 @@ fn bind_when_ready<T: Send + 'static>(
     ns: &str,
     bind: impl Fn() -> std::io::Result<T> + Send + 'static,
 ) -> T {
-    in_ns(ns, move || {
+    run_in(ns, move || {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match bind() {
@@ -242,13 +177,13 @@ fn decapsulated_requests_are_answered_directly_from_the_vip() {
 
     // Client sockets: a UDP socket for the echo, a raw TCP socket to see the
     // SYN-ACK (the client kernel will answer it with RST; we only look).
-    let client_udp = in_ns(&cli, || {
+    let client_udp = run_in(&cli, || {
         UdpSocket::bind((CLIENT, 40000)).expect("client udp")
     });
     client_udp
         .set_read_timeout(Some(Duration::from_millis(300)))
         .unwrap();
-    let client_tcp = in_ns(&cli, || {
+    let client_tcp = run_in(&cli, || {
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::TCP)).expect("client raw tcp")
     });
     client_tcp

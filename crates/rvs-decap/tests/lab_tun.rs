@@ -12,7 +12,8 @@ use rvs_lab::{
 use socket2::{Domain, Protocol, Socket, Type};
 
 mod common;
-use common::{in_ns, tcp_syn};
+use common::tcp_syn;
+use rvs_netns::run_in;
 
 #[test]
 fn tun_lab_real_server_answers_tunnelled_syn_directly() {
@@ -27,7 +28,7 @@ fn tun_lab_real_server_answers_tunnelled_syn_directly() {
     .unwrap();
     let prefix = lab.prefix().to_owned();
 
-    let sender = in_ns(&lab.ns("dir"), || {
+    let sender = run_in(&lab.ns("dir"), || {
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(4))).expect("raw IPIP socket")
     });
     let cap_client = lab

@@ -1,26 +1,8 @@
-//! Helpers shared by the namespace tests: joining a namespace from a thread
-//! and building inner packets by hand.
+//! Inner packets built by hand for the namespace tests.
 // Each test crate uses a different subset of these helpers.
 #![allow(dead_code)]
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsRawFd;
-
-/// Runs `f` on a thread that has joined namespace `ns`; sockets created there
-/// stay in that namespace when handed back.
-pub(crate) fn in_ns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let path = format!("/run/netns/{ns}");
-    std::thread::spawn(move || {
-        let file = std::fs::File::open(&path).expect("open netns");
-        // SAFETY: setns on a valid namespace fd; it only affects this thread,
-        // which exists just to create sockets in that namespace.
-        let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
-        f()
-    })
-    .join()
-    .expect("namespace thread")
-}
 
 fn fold(mut sum: u32) -> u16 {
     while sum > 0xffff {
