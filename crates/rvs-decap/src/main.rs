@@ -18,9 +18,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use rvs_wire::ip_proto;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use packet::{decapsulate, Drop, IPPROTO_IPIP};
+use packet::{decapsulate, Drop};
 use tun::Tun;
 
 /// Command line: which VIPs to accept and what to call the device.
@@ -77,7 +78,7 @@ fn run(args: Args) -> Result<()> {
     let socket = Socket::new(
         Domain::IPV4,
         Type::RAW,
-        Some(Protocol::from(i32::from(IPPROTO_IPIP))),
+        Some(Protocol::from(i32::from(ip_proto::IPIP))),
     )
     .context("opening a raw IPv4 socket for protocol 4 (IPIP); this needs root or CAP_NET_RAW")?;
     socket
