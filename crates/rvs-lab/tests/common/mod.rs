@@ -214,22 +214,16 @@ pub(crate) fn parse_wrk(out: &str) -> WrkResult {
     WrkResult { requests, errors }
 }
 
-/// The frames of a pcap file (read with `pcap-file`).
+/// The frames of a pcap file (read with `rvs_lab::read_pcap`).
 pub(crate) fn pcap_frames(path: &std::path::Path) -> Vec<Vec<u8>> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut r = pcap_file::pcap::PcapReader::new(f)
-        .unwrap_or_else(|e| panic!("{} is not a pcap: {e}", path.display()));
+    let pcap = rvs_lab::read_pcap(path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        r.header().datalink,
-        pcap_file::DataLink::ETHERNET,
+        pcap.linktype,
+        rvs_lab::LINKTYPE_ETHERNET,
         "{}: link type",
         path.display()
     );
-    let mut frames = Vec::new();
-    while let Some(p) = r.next_packet() {
-        frames.push(p.expect("pcap record").data.into_owned());
-    }
-    frames
+    pcap.frames
 }
 
 /// MAC of `dev` in `role`.
