@@ -2,8 +2,11 @@
 //! established flows itself and decides which other frames leave the kernel,
 //! and AF_XDP sockets that carry those to and from the engine's thread.
 //!
-//! Everything `unsafe` in RVS lives here (bpf, mmap'd rings, socket options),
-//! wrapped in safe types; the engine above sees only byte slices and values.
+//! Of the crates rvsd and rvsadm are built from, this is the only one with
+//! `unsafe` (bpf, mmap'd rings, socket options), wrapped in safe types; the
+//! engine above sees only byte slices and values. (Beside the director,
+//! rvs-decap and rvs-lab make a few system calls of their own; see
+//! `docs/CONTRIBUTING.md`.)
 //!
 //! Building blocks, in the order the director uses them:
 //! 1. [`XdpDatapath::load`] once, on every interface: one program, one set of
