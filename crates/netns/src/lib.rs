@@ -101,6 +101,19 @@ pub fn list(prefix: &str) -> Result<Vec<String>, Error> {
         .collect())
 }
 
+/// The processes inside namespace `ns` (`ip netns pids`): what a removal
+/// kills, or what a measurement accounts to it.
+pub fn pids(ns: &str) -> Result<Vec<u32>, Error> {
+    let out = run(
+        Command::new("ip").args(["netns", "pids", ns]),
+        COMMAND_TIMEOUT,
+    )?;
+    Ok(out
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect())
+}
+
 /// One network namespace this process created; dropping it removes it
 /// (killing what still runs inside first).
 #[derive(Debug)]

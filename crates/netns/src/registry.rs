@@ -96,19 +96,11 @@ pub(crate) fn add(name: &str) -> Result<(), Error> {
 /// Kills what still runs inside `name` (never this process), then deletes
 /// it.
 pub(crate) fn remove(name: &str) -> Result<(), Error> {
-    if let Ok(pids) = run(
-        Command::new("ip").args(["netns", "pids", name]),
-        COMMAND_TIMEOUT,
-    ) {
+    if let Ok(pids) = crate::pids(name) {
         let me = std::process::id();
-        for pid in pids
-            .split_whitespace()
-            .filter_map(|p| p.parse::<u32>().ok())
-        {
-            if pid != me {
-                if let Ok(pid) = i32::try_from(pid) {
-                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                }
+        for pid in pids.into_iter().filter(|p| *p != me) {
+            if let Ok(pid) = i32::try_from(pid) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
     }

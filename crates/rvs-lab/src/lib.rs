@@ -497,12 +497,8 @@ impl Lab {
         let path = self
             .tmp
             .join(format!("{}-{dev}-{id}.pcap", self.bare(role)));
-        let mut c = Command::new("ip");
-        c.args([
-            "netns", "exec", &ns, "tcpdump", "-i", dev, "-n", "-U", "-Z", "root",
-        ])
-        .args(["-c", &count.to_string(), "-w"])
-        .arg(&path);
+        let mut c = rvs_netns::command(&ns, &["tcpdump", "-i", dev, "-n", "-U", "-Z", "root"]);
+        c.args(["-c", &count.to_string(), "-w"]).arg(&path);
         c.args(filter.split_whitespace());
         let line = cmd::describe(&c);
         let mut child = self.guarded(|_| {

@@ -85,21 +85,7 @@ fn run(c: &mut Command) -> Result<()> {
 
 /// Every process in `role`'s namespace.
 pub(super) fn pids_in(lab: &Lab, role: &str) -> Result<Vec<u32>> {
-    let out = Command::new("ip")
-        .args(["netns", "pids", &lab.ns(role)])
-        .output()
-        .context("running `ip netns pids`")?;
-    if !out.status.success() {
-        bail!(
-            "ip netns pids {}: {}",
-            lab.ns(role),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .filter_map(|p| p.parse::<u32>().ok())
-        .collect())
+    Ok(rvs_netns::pids(&lab.ns(role))?)
 }
 
 /// Seconds per `/proc` clock tick (USER_HZ).
