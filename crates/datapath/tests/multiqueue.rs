@@ -11,9 +11,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::director::Director;
-use common::{off, udp_dport, veth_queues};
+use common::{off, udp_dport};
 use rvs_datapath::{RxFrame, XdpModePolicy};
-use rvs_netns::{spawn_in, Bed};
+use rvs_netns::{spawn_in, Bed, End, Veth};
 
 const UDP: u8 = 17;
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 205, 0, 100);
@@ -25,17 +25,20 @@ fn one_group_receives_from_every_queue() {
     let mut lab = Bed::new();
     let cli = lab.add("cli");
     let dir = lab.add("dir");
-    veth_queues(
-        &cli,
-        "eth0",
-        "02:00:00:00:05:01",
-        "10.205.0.1/24",
-        &dir,
-        "eth0",
-        "02:00:00:00:05:02",
-        "10.205.0.2/24",
-        QUEUES,
-    );
+    // As common::veth, with QUEUES queues on both ends.
+    Veth::new(
+        End::new(&cli, "eth0")
+            .mac("02:00:00:00:05:01")
+            .addr("10.205.0.1/24"),
+        End::new(&dir, "eth0")
+            .mac("02:00:00:00:05:02")
+            .addr("10.205.0.2/24"),
+    )
+    .queues(QUEUES)
+    .ethtool(&["tx", "off"])
+    .up()
+    .create()
+    .unwrap();
     lab.ip(&dir, &["addr", "add", "10.205.0.100/32", "dev", "eth0"]);
 
     let (ready_tx, ready_rx) = mpsc::channel();

@@ -28,29 +28,11 @@ pub fn veth(
     b_mac: &str,
     b_ip: &str,
 ) {
-    veth_queues(a, a_dev, a_mac, a_ip, b, b_dev, b_mac, b_ip, 1);
-}
-
-/// [`veth`] with `queues` TX and RX queues on both ends: a sender's flows
-/// are spread over its TX queues by hash, and each lands on the peer's RX
-/// queue of the same number.
-#[allow(clippy::too_many_arguments)] // reason: as `veth`.
-pub fn veth_queues(
-    a: &str,
-    a_dev: &str,
-    a_mac: &str,
-    a_ip: &str,
-    b: &str,
-    b_dev: &str,
-    b_mac: &str,
-    b_ip: &str,
-    queues: u32,
-) {
     Veth::new(
         End::new(a, a_dev).mac(a_mac).addr(a_ip),
         End::new(b, b_dev).mac(b_mac).addr(b_ip),
     )
-    .queues(queues)
+    .queues(1)
     .ethtool(&["tx", "off"])
     .up()
     .create()
