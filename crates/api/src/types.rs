@@ -9,25 +9,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-/// Transport protocol of a virtual service; IPVS keys services by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Protocol {
-    /// TCP (`-t`): connection state follows the IPVS TCP state machine.
-    Tcp,
-    /// UDP (`-u`): connections are flows that expire after the UDP timeout.
-    Udp,
-}
-
-impl Protocol {
-    /// Upper-case name as ipvsadm prints it in listings.
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        }
-    }
-}
+pub use rvs_vocab::{ForwardMethod, Protocol};
 
 /// Address family of a firewall-mark service (`-6` after `-f`); the family
 /// of an address-keyed service follows from its address.
@@ -141,29 +123,6 @@ impl fmt::Display for ServiceKey {
                 mark,
                 af: Family::Ipv6,
             } => write!(f, "FWM {mark} IPv6"),
-        }
-    }
-}
-
-/// How a packet reaches a real server (ipvsadm `-g`, `-m`, `-i`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ForwardMethod {
-    /// Direct routing (DR, `-g`, ipvsadm's default): rewrite the MAC only.
-    Route,
-    /// NAT (`-m`): rewrite destination address and port; replies return via us.
-    Masq,
-    /// IP-in-IP tunnel (TUN, `-i`): encapsulate towards the real server.
-    Tunnel,
-}
-
-impl ForwardMethod {
-    /// The word ipvsadm prints in the `Forward` column.
-    pub fn name(self) -> &'static str {
-        match self {
-            ForwardMethod::Route => "Route",
-            ForwardMethod::Masq => "Masq",
-            ForwardMethod::Tunnel => "Tunnel",
         }
     }
 }

@@ -12,48 +12,14 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-use rvs_wire::{ip_proto, EthernetAddress};
+use rvs_wire::EthernetAddress;
 use thiserror::Error;
 
 use crate::proto::Timeouts;
 use crate::sched;
 use crate::verdict::IfIndex;
 
-/// Transport protocol of a virtual service.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Protocol {
-    /// TCP (`-t`).
-    Tcp,
-    /// UDP (`-u`).
-    Udp,
-}
-
-impl Protocol {
-    /// The IP protocol number.
-    pub const fn number(self) -> u8 {
-        match self {
-            Protocol::Tcp => ip_proto::TCP,
-            Protocol::Udp => ip_proto::UDP,
-        }
-    }
-
-    /// From an IP protocol number, for the protocols services can use.
-    pub const fn from_number(n: u8) -> Option<Self> {
-        match n {
-            ip_proto::TCP => Some(Protocol::Tcp),
-            ip_proto::UDP => Some(Protocol::Udp),
-            _ => None,
-        }
-    }
-
-    /// ipvsadm's spelling in listings.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Protocol::Tcp => "TCP",
-            Protocol::Udp => "UDP",
-        }
-    }
-}
+pub use rvs_vocab::{ForwardMethod, Protocol};
 
 /// A virtual service: (protocol, VIP, port), or a firewall mark (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -109,28 +75,6 @@ impl fmt::Display for ServiceKey {
         match self.addr {
             IpAddr::V4(a) => write!(f, "{} {}:{}", self.protocol.name(), a, self.port),
             IpAddr::V6(a) => write!(f, "{} [{}]:{}", self.protocol.name(), a, self.port),
-        }
-    }
-}
-
-/// How packets reach a real server (IPVS "forwarding method").
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ForwardMethod {
-    /// Direct routing (`-g`): only the MAC changes; the server holds the VIP.
-    Route,
-    /// NAT (`-m`): destination rewritten to the server, replies come back.
-    Masq,
-    /// IPIP tunnel (`-i`): wrapped in an outer IPv4 header to the server.
-    Tunnel,
-}
-
-impl ForwardMethod {
-    /// ipvsadm's name in listings.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ForwardMethod::Route => "Route",
-            ForwardMethod::Masq => "Masq",
-            ForwardMethod::Tunnel => "Tunnel",
         }
     }
 }
@@ -840,5 +784,17 @@ impl Snapshot {
             next_hop: entry.gateway.unwrap_or(addr),
             source_v4: entry.source_v4,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_protocol_numbers_are_the_wire_s() {
+        use rvs_wire::ip_proto;
+        assert_eq!(Protocol::Tcp.number(), ip_proto::TCP);
+        assert_eq!(Protocol::Udp.number(), ip_proto::UDP);
     }
 }

@@ -12,6 +12,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use rvs_vocab::ForwardMethod;
 use serde::Deserialize;
 
 /// keepalived's `connect_timeout` default (seconds).
@@ -439,19 +440,6 @@ pub struct CheckConfig {
     pub warmup: Duration,
 }
 
-/// How a sorry server is reached (the real server `method` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SorryMethod {
-    /// Direct routing (default, as ipvsadm -g).
-    #[default]
-    Dr,
-    /// NAT.
-    Nat,
-    /// IP-in-IP tunnel.
-    Tun,
-}
-
 /// `[service.sorry_server]`: where traffic goes while quorum is lost.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -460,9 +448,9 @@ pub struct SorryServerSpec {
     pub address: IpAddr,
     /// Its port; `None` = the service's.
     pub port: Option<u16>,
-    /// How packets reach it.
-    #[serde(default)]
-    pub method: SorryMethod,
+    /// How packets reach it (`dr`, `nat`, `tun`, as for real servers).
+    #[serde(default, with = "rvs_vocab::short_name")]
+    pub method: ForwardMethod,
 }
 
 #[derive(Debug, Deserialize)]
@@ -911,7 +899,7 @@ mod tests {
             Some(SorryServerSpec {
                 address: "10.0.2.99".parse().unwrap(),
                 port: Some(80),
-                method: SorryMethod::Nat
+                method: ForwardMethod::Masq
             })
         );
         let e = toml::from_str::<ServiceHealthSpec>("quorum = 0")

@@ -9,15 +9,12 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
+use rvs_vocab::{sched, ForwardMethod};
+
 use crate::keepalived::{
-    CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, Method, RealServer, VirtualServer,
-    VsAddr,
+    CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, RealServer, VirtualServer, VsAddr,
 };
 use crate::parse::{Loc, Note, ParseError};
-
-const SCHEDULERS: [&str; 14] = [
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos",
-];
 
 /// Operator choices the keepalived file cannot tell.
 #[derive(Debug, Clone, Default)]
@@ -183,14 +180,6 @@ fn quote(s: &str) -> String {
     o
 }
 
-fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::Nat => "nat",
-        Method::Dr => "dr",
-        Method::Tun => "tun",
-    }
-}
-
 /// Whole seconds (extraction already rounded fractional timers up, with a
 /// note at their line).
 fn secs(v: f64) -> u64 {
@@ -263,30 +252,30 @@ fn service(
         }
     };
     let sched = match vs.sched.as_deref().map(str::to_ascii_lowercase) {
-        None => "wlc".to_string(),
-        Some(s) if SCHEDULERS.contains(&s.as_str()) => s,
+        None => sched::DEFAULT.to_string(),
+        Some(s) if sched::NAMES.contains(&s.as_str()) => s,
         Some(s) => {
             push(
                 notes,
                 &vs.loc,
-                format!("unknown scheduler '{s}' (IPVS would refuse it); wlc written instead"),
+                format!(
+                    "unknown scheduler '{s}' (IPVS would refuse it); {} written instead",
+                    sched::DEFAULT
+                ),
             );
-            "wlc".to_string()
+            sched::DEFAULT.to_string()
         }
     };
     let _ = writeln!(out, "scheduler = \"{sched}\"");
     let mut flags: Vec<String> = Vec::new();
     for (f, loc) in &vs.sched_flags {
-        let mapped = match (f.as_str(), sched.as_str()) {
-            ("sh-port" | "sh-fallback", "sh") | ("mh-port" | "mh-fallback", "mh") => {
-                Some(f.clone())
-            }
-            ("flag-1", "sh" | "mh") => Some(format!("{sched}-fallback")),
-            ("flag-2", "sh" | "mh") => Some(format!("{sched}-port")),
-            _ => None,
-        };
+        // Only what the scheduler gives a meaning (a name of its own) is
+        // carried over, under that name.
+        let mapped = sched::flag_number(f)
+            .filter(|_| sched::flag_owner(f).is_none_or(|o| o == sched))
+            .and_then(|n| sched::named_flag(&sched, n));
         match mapped {
-            Some(m) if !flags.contains(&m) => flags.push(m),
+            Some(m) if !flags.iter().any(|f| f == m) => flags.push(m.to_string()),
             Some(_) => {}
             None => push(
                 notes,
@@ -340,7 +329,7 @@ fn service(
     if let Some(q) = &vs.quorum_down {
         let _ = writeln!(out, "quorum_down = {}", quote(q));
     }
-    let vs_method = vs.method.unwrap_or(Method::Nat);
+    let vs_method = vs.method.unwrap_or(ForwardMethod::Masq);
     if let Some((a, p)) = &vs.sorry_server {
         let m = vs.sorry_server_method.unwrap_or(vs_method);
         out.push_str("\n  [service.sorry_server]\n");
@@ -348,7 +337,7 @@ fn service(
         if let Some(port) = server_port(*p, vport, m, &vs.loc, "sorry_server", notes) {
             let _ = writeln!(out, "  port = {port}");
         }
-        let _ = writeln!(out, "  method = \"{}\"", method_name(m));
+        let _ = writeln!(out, "  method = \"{}\"", m.short_name());
     }
     for rs in &vs.real_servers {
         real_server(vs, rs, vport, vs_method, out, notes);
@@ -358,19 +347,19 @@ fn service(
 fn server_port(
     port: Option<u16>,
     vport: Option<u16>,
-    m: Method,
+    m: ForwardMethod,
     loc: &Loc,
     what: &str,
     notes: &mut Vec<Note>,
 ) -> Option<u16> {
     match (port, vport) {
-        (Some(p), Some(v)) if p != v && v != 0 && m != Method::Nat => {
+        (Some(p), Some(v)) if p != v && v != 0 && m != ForwardMethod::Masq => {
             push(
                 notes,
                 loc,
                 format!(
                     "{what} port {p} ignored: with {} the server receives the service port {v}",
-                    method_name(m).to_ascii_uppercase()
+                    m.short_name().to_ascii_uppercase()
                 ),
             );
             Some(v)
@@ -384,7 +373,7 @@ fn real_server(
     vs: &VirtualServer,
     rs: &RealServer,
     vport: Option<u16>,
-    vs_method: Method,
+    vs_method: ForwardMethod,
     out: &mut String,
     notes: &mut Vec<Note>,
 ) {
@@ -396,7 +385,7 @@ fn real_server(
         let _ = writeln!(out, "  port = {p}");
     }
     let _ = writeln!(out, "  weight = {}", rs.weight.unwrap_or(1));
-    let _ = writeln!(out, "  method = \"{}\"", method_name(m));
+    let _ = writeln!(out, "  method = \"{}\"", m.short_name());
     if let Some(u) = rs.uthreshold {
         let _ = writeln!(out, "  upper_threshold = {u}");
     }

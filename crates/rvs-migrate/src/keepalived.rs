@@ -9,18 +9,9 @@
 
 use std::net::IpAddr;
 
-use crate::parse::{Loc, Node, Note, ParseError};
+use rvs_vocab::ForwardMethod;
 
-/// A keepalived forwarding method (`lvs_method` / legacy `lb_kind`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Method {
-    /// Masquerading, keepalived's default.
-    Nat,
-    /// Direct routing.
-    Dr,
-    /// IP-in-IP tunnelling.
-    Tun,
-}
+use crate::parse::{Loc, Node, Note, ParseError};
 
 /// What a `virtual_server` line names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -164,7 +155,7 @@ pub struct RealServer {
     /// `weight` (default 1).
     pub weight: Option<u32>,
     /// Per-server `lvs_method`.
-    pub method: Option<Method>,
+    pub method: Option<ForwardMethod>,
     /// `inhibit_on_failure` set on the real server.
     pub inhibit_on_failure: Option<bool>,
     /// `uthreshold`.
@@ -189,7 +180,7 @@ pub struct VirtualServer {
     /// `sh-port`, `flag-1` … as written.
     pub sched_flags: Vec<(String, Loc)>,
     /// `lvs_method` / `lb_kind`.
-    pub method: Option<Method>,
+    pub method: Option<ForwardMethod>,
     /// `persistence_timeout` (value given or keepalived's 360 without one).
     pub persistence_timeout: Option<u32>,
     /// `persistence_granularity`.
@@ -215,7 +206,7 @@ pub struct VirtualServer {
     /// `sorry_server_inhibit`.
     pub sorry_server_inhibit: bool,
     /// `sorry_server_lvs_method`.
-    pub sorry_server_method: Option<Method>,
+    pub sorry_server_method: Option<ForwardMethod>,
     /// `ops`.
     pub ops: bool,
     /// Checker defaults set on the virtual server.
@@ -334,18 +325,15 @@ fn port(n: &Node, s: &str) -> Result<u16, ParseError> {
         .map_err(|_| err(&n.loc, format!("{}: '{s}' is not a port (0..65535)", n.key)))
 }
 
-fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Method, ParseError> {
+/// `lvs_method` / legacy `lb_kind`: keepalived's words are rvsd's
+/// short names in upper case.
+fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> {
     let s = arg(n, 0, "NAT, DR or TUN")?;
-    let m = match s.to_ascii_uppercase().as_str() {
-        "NAT" => Method::Nat,
-        "DR" => Method::Dr,
-        "TUN" => Method::Tun,
-        _ => {
-            return Err(err(
-                &n.loc,
-                format!("{}: '{s}' is not NAT, DR or TUN", n.key),
-            ))
-        }
+    let Some(m) = ForwardMethod::from_short_name(&s.to_ascii_lowercase()) else {
+        return Err(err(
+            &n.loc,
+            format!("{}: '{s}' is not NAT, DR or TUN", n.key),
+        ));
     };
     if n.args.len() > 1 {
         note(
@@ -563,8 +551,9 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                 }
             }
             "lvs_method" | "lb_kind" => vs.method = Some(method(c, notes)?),
-            "sh-port" | "sh-fallback" | "mh-port" | "mh-fallback" | "flag-1" | "flag-2"
-            | "flag-3" => vs.sched_flags.push((c.key.clone(), c.loc.clone())),
+            flag if rvs_vocab::sched::flag_number(flag).is_some() => {
+                vs.sched_flags.push((c.key.clone(), c.loc.clone()))
+            }
             "persistence_timeout" => {
                 vs.persistence_timeout = Some(if c.args.is_empty() {
                     360

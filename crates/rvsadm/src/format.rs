@@ -17,7 +17,9 @@ use rvs_api::{
     ServiceKey, ServiceStatus, Stats, Timeouts,
 };
 
-use crate::parse::{sched_flag_name, sched_flag_number, ListRequest};
+use rvs_vocab::sched;
+
+use crate::parse::ListRequest;
 
 /// The IPVS version ipvsadm reports; rvsd implements that interface.
 pub(crate) const IPVS_VERSION: &str = "1.2.1";
@@ -144,17 +146,12 @@ fn title(out: &mut String, req: &ListRequest) {
 
 /// ipvsadm's `print_sched_flags`: the set flags under the scheduler's
 /// names, in bit order, comma-separated; `None` when no flag is set.
-fn sched_flags(sched: &str, flags: &[String]) -> Option<String> {
-    let mut bits = [false; 3];
-    for f in flags {
-        if let Some(n) = sched_flag_number(f) {
-            bits[usize::from(n - 1)] = true;
-        }
-    }
-    let names: Vec<String> = (1u8..=3)
-        .filter(|n| bits[usize::from(n - 1)])
-        .map(|n| sched_flag_name(sched, n))
-        .collect();
+fn sched_flags(scheduler: &str, flags: &[String]) -> Option<String> {
+    let bits = flags
+        .iter()
+        .filter_map(|f| sched::flag_number(f))
+        .fold(0, |bits, n| bits | sched::flag_bit(n));
+    let names = sched::flag_names(scheduler, bits);
     (!names.is_empty()).then(|| names.join(","))
 }
 

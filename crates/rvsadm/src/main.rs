@@ -71,7 +71,7 @@ virtual-service:
 
 Options:
   --ipv6         -6                   fwmark entry uses IPv6
-  --scheduler    -s scheduler         one of rr|wrr|lc|wlc|lblc|lblcr|dh|sh|sed|nq|fo|ovf|mh|twos
+  --scheduler    -s scheduler         one of {scheds}
                                       (as rvsd supports them), the default scheduler is {sched}.
   --persistent   -p [timeout]         persistent service (default timeout {pers} s)
   --netmask      -M netmask           persistent granularity mask
@@ -100,7 +100,8 @@ Options:
   --mark-rules                        -L also lists the firewall-mark rules
   --socket PATH                       rvsd control socket (default ${env}, else {sock})
 ",
-        sched = parse::DEFAULT_SCHEDULER,
+        scheds = rvs_vocab::sched::NAMES.join("|"),
+        sched = rvs_vocab::sched::DEFAULT,
         pers = parse::DEFAULT_PERSISTENCE,
         env = rvs_api::SOCKET_ENV,
         sock = rvs_api::DEFAULT_SOCKET,

@@ -13,9 +13,8 @@ use std::path::PathBuf;
 use rvs_api::{
     Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
 };
+use rvs_vocab::sched;
 
-/// ipvsadm's default scheduler.
-pub(crate) const DEFAULT_SCHEDULER: &str = "wlc";
 /// ipvsadm's default persistence timeout (`-p` without a value).
 pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
 /// ipvsadm's upper bound for any timeout: 31 days.
@@ -550,55 +549,23 @@ fn parse_netmask(s: &str, v6: bool, lookup: &dyn Lookup) -> Result<Option<u8>, P
     Ok((prefix != 32).then_some(prefix as u8))
 }
 
-/// Scheduler flag names, as `-b` takes them, with their flag number and
-/// the scheduler they belong to (`None`: any).
-const SCHED_FLAGS: [(&str, u8, Option<&str>); 7] = [
-    ("flag-1", 1, None),
-    ("flag-2", 2, None),
-    ("flag-3", 3, None),
-    ("sh-fallback", 1, Some("sh")),
-    ("sh-port", 2, Some("sh")),
-    ("mh-fallback", 1, Some("mh")),
-    ("mh-port", 2, Some("mh")),
-];
-
-/// The name flag `n` (1..=3) goes by under `sched`, as ipvsadm prints it.
-pub(crate) fn sched_flag_name(sched: &str, n: u8) -> String {
-    match (sched, n) {
-        ("sh" | "mh", 1) => format!("{sched}-fallback"),
-        ("sh" | "mh", 2) => format!("{sched}-port"),
-        _ => format!("flag-{n}"),
-    }
-}
-
 /// ipvsadm's `parse_sched_flags`: comma-separated names, each known and
 /// matching the scheduler (default wlc). ipvsadm keeps bits, so the result
 /// is in bit order under the scheduler's own names: what `-L` and `-S`
 /// print back.
 fn parse_sched_flags(sched: &str, s: &str) -> Result<Vec<String>, ParseError> {
-    let mut bits = [false; 3];
+    let mut bits = 0;
     // strtok: empty pieces between commas are skipped.
     for f in s.split(',').filter(|f| !f.is_empty()) {
-        let Some((_, n, owner)) = SCHED_FLAGS.iter().find(|(name, _, _)| *name == f) else {
+        let Some(n) = sched::flag_number(f) else {
             return fail(format!("invalid scheduler flag `{f}'"));
         };
-        if owner.is_some_and(|o| o != sched) {
+        if sched::flag_owner(f).is_some_and(|o| o != sched) {
             return fail(format!("incompatible scheduler flag `{f}'"));
         }
-        bits[usize::from(*n - 1)] = true;
+        bits |= sched::flag_bit(n);
     }
-    Ok((1u8..=3)
-        .filter(|n| bits[usize::from(n - 1)])
-        .map(|n| sched_flag_name(sched, n))
-        .collect())
-}
-
-/// Number (1..=3) of a scheduler flag name, for the listing.
-pub(crate) fn sched_flag_number(name: &str) -> Option<u8> {
-    SCHED_FLAGS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, b, _)| *b)
+    Ok(sched::flag_names(sched, bits))
 }
 
 /// ipvsadm's `parse_fwmark`: a decimal number 1..=4294967295.
@@ -996,7 +963,7 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
     if let Some(extra) = positional.next() {
         return fail(format!("unexpected argument {extra}"));
     }
-    let scheduler = scheduler.unwrap_or_else(|| DEFAULT_SCHEDULER.to_string());
+    let scheduler = scheduler.unwrap_or_else(|| sched::DEFAULT.to_string());
     let flags = match &flags_raw {
         Some(f) => parse_sched_flags(&scheduler, f)?,
         None => Vec::new(),

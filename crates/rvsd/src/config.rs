@@ -38,7 +38,7 @@ pub(crate) struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct FileFwmark {
     mark: u32,
-    protocol: Option<FileProtocol>,
+    protocol: Option<Protocol>,
     /// An address or a prefix ("10.0.100.0/24").
     address: String,
     #[serde(default)]
@@ -56,26 +56,10 @@ pub(crate) struct FileTimeouts {
     udp: u32,
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-enum FileProtocol {
-    Tcp,
-    Udp,
-}
-
-#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
-#[serde(rename_all = "lowercase")]
-enum FileMethod {
-    #[default]
-    Dr,
-    Nat,
-    Tun,
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct FileService {
-    protocol: Option<FileProtocol>,
+    protocol: Option<Protocol>,
     address: Option<IpAddr>,
     port: Option<u16>,
     fwmark: Option<u32>,
@@ -105,7 +89,7 @@ pub(crate) struct FileService {
 }
 
 fn default_scheduler() -> String {
-    "wlc".into()
+    rvs_vocab::sched::DEFAULT.into()
 }
 
 fn default_weight() -> u32 {
@@ -119,8 +103,8 @@ struct FileRealServer {
     port: Option<u16>,
     #[serde(default = "default_weight")]
     weight: u32,
-    #[serde(default)]
-    method: FileMethod,
+    #[serde(default, with = "rvs_vocab::short_name")]
+    method: ForwardMethod,
     #[serde(default)]
     upper_threshold: u32,
     #[serde(default)]
@@ -219,7 +203,7 @@ impl FileConfig {
                 })?;
                 Ok(FwmarkRule {
                     mark: r.mark,
-                    protocol: r.protocol.map(FileProtocol::engine),
+                    protocol: r.protocol,
                     addr,
                     prefix_len,
                     ports: r.ports.clone(),
@@ -247,15 +231,6 @@ fn parse_netmask(s: &str) -> Option<u8> {
         return (bits.checked_shl(ones).unwrap_or(0) == 0).then_some(ones as u8);
     }
     s.trim_start_matches('/').parse().ok()
-}
-
-impl FileProtocol {
-    fn engine(self) -> Protocol {
-        match self {
-            FileProtocol::Tcp => Protocol::Tcp,
-            FileProtocol::Udp => Protocol::Udp,
-        }
-    }
 }
 
 impl FileService {
@@ -325,7 +300,7 @@ impl FileService {
                 };
                 ServiceKey::fwmark(mark, v6)
             }
-            (None, Some(p), Some(a), Some(port)) => ServiceKey::new(p.engine(), a, port),
+            (None, Some(p), Some(a), Some(port)) => ServiceKey::new(p, a, port),
             _ => anyhow::bail!(
                 "{}: give either protocol, address and port, or fwmark (not both)",
                 which()
@@ -341,15 +316,8 @@ impl FileService {
         if self.persistence_netmask.is_some() && self.persistence_timeout.is_none() {
             anyhow::bail!("{}: persistence_netmask needs persistence_timeout", which());
         }
-        let mut flags = 0u32;
-        for f in &self.scheduler_flags {
-            flags |= match f.as_str() {
-                "sh-fallback" | "mh-fallback" | "flag-1" => 0x08,
-                "sh-port" | "mh-port" | "flag-2" => 0x10,
-                "flag-3" => 0x20,
-                other => anyhow::bail!("{}: unknown scheduler flag '{other}'; use sh-fallback, sh-port, mh-fallback or mh-port", which()),
-            };
-        }
+        let flags = rvs_vocab::sched::flag_bits(&self.scheduler_flags)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", which()))?;
         let svc_port = key.port;
         Ok(Service {
             key,
@@ -367,11 +335,7 @@ impl FileService {
                     addr: r.address,
                     port: r.port.unwrap_or(svc_port),
                     weight: r.weight,
-                    method: match r.method {
-                        FileMethod::Dr => ForwardMethod::Route,
-                        FileMethod::Nat => ForwardMethod::Masq,
-                        FileMethod::Tun => ForwardMethod::Tunnel,
-                    },
+                    method: r.method,
                     upper_threshold: r.upper_threshold,
                     lower_threshold: r.lower_threshold,
                 })

@@ -11,9 +11,7 @@ use rvs_api::{
     Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family, Listing, RestoreError,
     ServiceSpec, ServiceStatus,
 };
-use rvs_engine::{
-    Config, Dest, ForwardMethod, Persistence, Protocol, Service, ServiceKey, Snapshot, Stats,
-};
+use rvs_engine::{Config, Dest, Persistence, Protocol, Service, ServiceKey, Snapshot, Stats};
 
 use crate::estimator::{Estimator, Rates};
 use crate::health::{self, Health};
@@ -416,11 +414,7 @@ pub(crate) fn connections(
                 IpAddr::V6(_) => 0,
             });
             out.push(ConnectionEntry {
-                protocol: if c.protocol == 17 {
-                    rvs_api::Protocol::Udp
-                } else {
-                    rvs_api::Protocol::Tcp
-                },
+                protocol: Protocol::from_number(c.protocol).unwrap_or(Protocol::Tcp),
                 client: c.client,
                 virtual_: c.virtual_,
                 dest: c.dest,
@@ -493,10 +487,7 @@ fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
         Command::Clear => next.services.clear(),
         Command::AddFwmarkRule(r) => next.fwmarks.push(rvs_engine::FwmarkRule {
             mark: r.mark,
-            protocol: r.protocol.map(|p| match p {
-                rvs_api::Protocol::Tcp => Protocol::Tcp,
-                rvs_api::Protocol::Udp => Protocol::Udp,
-            }),
+            protocol: r.protocol,
             addr: r.addr,
             prefix_len: r.prefix_len,
             ports: r.ports,
@@ -590,10 +581,7 @@ impl Director {
                 .iter()
                 .map(|r| rvs_api::FwmarkRuleSpec {
                     mark: r.mark,
-                    protocol: r.protocol.map(|p| match p {
-                        Protocol::Tcp => rvs_api::Protocol::Tcp,
-                        Protocol::Udp => rvs_api::Protocol::Udp,
-                    }),
+                    protocol: r.protocol,
                     addr: r.addr,
                     prefix_len: r.prefix_len,
                     ports: r.ports.clone(),
@@ -626,31 +614,9 @@ pub(crate) fn prime_neighbors(config: &Config) {
     }
 }
 
-/// Scheduler flags by ipvsadm name (`-b`), with the kernel's values.
-fn sched_flags(names: &[String]) -> Result<u32, String> {
-    use rvs_engine::sched::flags;
-    names.iter().try_fold(0u32, |acc, n| {
-        let bit = match n.as_str() {
-            "sh-fallback" => flags::SH_FALLBACK,
-            "sh-port" => flags::SH_PORT,
-            "mh-fallback" => flags::MH_FALLBACK,
-            "mh-port" => flags::MH_PORT,
-            "flag-1" => 0x08,
-            "flag-2" => 0x10,
-            "flag-3" => 0x20,
-            other => {
-                return Err(format!(
-                "unknown scheduler flag '{other}'; use sh-fallback, sh-port, mh-fallback, mh-port"
-            ))
-            }
-        };
-        Ok(acc | bit)
-    })
-}
-
 fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), String> {
     svc.scheduler = spec.scheduler.clone();
-    svc.sched_flags = sched_flags(&spec.flags)?;
+    svc.sched_flags = rvs_vocab::sched::flag_bits(&spec.flags).map_err(|e| e.to_string())?;
     svc.one_packet = spec.one_packet;
     let full = if svc.key.addr.is_ipv4() { 32 } else { 128 };
     svc.persistence = spec.persistence_timeout.map(|timeout| Persistence {
@@ -660,36 +626,10 @@ fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn flag_names(bits: u32) -> Vec<String> {
-    let mut v = Vec::new();
-    if bits & 0x08 != 0 {
-        v.push("flag-1".to_string());
-    }
-    if bits & 0x10 != 0 {
-        v.push("flag-2".to_string());
-    }
-    if bits & 0x20 != 0 {
-        v.push("flag-3".to_string());
-    }
-    v
-}
-
 fn api_spec(s: &Service) -> ServiceSpec {
     let full = if s.key.addr.is_ipv4() { 32 } else { 128 };
     // sh/mh flags are shown under their scheduler's names, as ipvsadm does.
-    let flags = match s.scheduler.as_str() {
-        "sh" | "mh" => {
-            let mut v = Vec::new();
-            if s.sched_flags & 0x08 != 0 {
-                v.push(format!("{}-fallback", s.scheduler));
-            }
-            if s.sched_flags & 0x10 != 0 {
-                v.push(format!("{}-port", s.scheduler));
-            }
-            v
-        }
-        _ => flag_names(s.sched_flags),
-    };
+    let flags = rvs_vocab::sched::flag_names(&s.scheduler, s.sched_flags);
     ServiceSpec {
         key: api_key(&s.key),
         scheduler: s.scheduler.clone(),
@@ -708,14 +648,7 @@ fn engine_key(k: &rvs_api::ServiceKey) -> ServiceKey {
             protocol,
             addr,
             port,
-        } => ServiceKey::new(
-            match protocol {
-                rvs_api::Protocol::Tcp => Protocol::Tcp,
-                rvs_api::Protocol::Udp => Protocol::Udp,
-            },
-            addr,
-            port,
-        ),
+        } => ServiceKey::new(protocol, addr, port),
         rvs_api::ServiceKey::Fwmark { mark, af } => ServiceKey::fwmark(mark, af == Family::Ipv6),
     }
 }
@@ -731,14 +664,7 @@ fn api_key(k: &ServiceKey) -> rvs_api::ServiceKey {
             },
         };
     }
-    rvs_api::ServiceKey::addr(
-        match k.protocol {
-            Protocol::Tcp => rvs_api::Protocol::Tcp,
-            Protocol::Udp => rvs_api::Protocol::Udp,
-        },
-        k.addr,
-        k.port,
-    )
+    rvs_api::ServiceKey::addr(k.protocol, k.addr, k.port)
 }
 
 fn engine_dest(d: &DestSpec) -> Dest {
@@ -746,11 +672,7 @@ fn engine_dest(d: &DestSpec) -> Dest {
         addr: d.addr,
         port: d.port,
         weight: d.weight,
-        method: match d.method {
-            rvs_api::ForwardMethod::Route => ForwardMethod::Route,
-            rvs_api::ForwardMethod::Masq => ForwardMethod::Masq,
-            rvs_api::ForwardMethod::Tunnel => ForwardMethod::Tunnel,
-        },
+        method: d.method,
         upper_threshold: d.upper_threshold,
         lower_threshold: d.lower_threshold,
     }
@@ -761,11 +683,7 @@ fn api_dest(d: &Dest) -> DestSpec {
         addr: d.addr,
         port: d.port,
         weight: d.weight,
-        method: match d.method {
-            ForwardMethod::Route => rvs_api::ForwardMethod::Route,
-            ForwardMethod::Masq => rvs_api::ForwardMethod::Masq,
-            ForwardMethod::Tunnel => rvs_api::ForwardMethod::Tunnel,
-        },
+        method: d.method,
         upper_threshold: d.upper_threshold,
         lower_threshold: d.lower_threshold,
     }

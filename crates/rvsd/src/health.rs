@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rvs_engine::{Config, Dest, ForwardMethod, ServiceKey};
+use rvs_engine::{Config, Dest, ServiceKey};
 use rvs_health::policy::{
     Evaluation, PolicyConfig, PolicyServer, QuorumCommand, ServicePolicy, SorryServer,
 };
-use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec, SorryMethod};
+use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
 use rvs_health::{HealthEvent, HealthMonitor, ServerChecks};
 
 /// Health configuration of one service, from the file.
@@ -270,11 +270,7 @@ fn sorry_dest(s: &rvs_health::spec::SorryServerSpec, port: u16) -> Dest {
         addr: s.address,
         port,
         weight: 1,
-        method: match s.method {
-            SorryMethod::Dr => ForwardMethod::Route,
-            SorryMethod::Nat => ForwardMethod::Masq,
-            SorryMethod::Tun => ForwardMethod::Tunnel,
-        },
+        method: s.method,
         upper_threshold: 0,
         lower_threshold: 0,
     }

@@ -73,17 +73,9 @@ impl DestInfo {
     }
 }
 
-/// Scheduler flags (`ipvsadm -b`), with the kernel's values.
-pub mod flags {
-    /// sh: if the hashed server is unavailable, walk on to the next one.
-    pub const SH_FALLBACK: u32 = 0x08;
-    /// sh: hash the source port too.
-    pub const SH_PORT: u32 = 0x10;
-    /// mh: if the looked-up server is unavailable, walk on to the next one.
-    pub const MH_FALLBACK: u32 = 0x08;
-    /// mh: hash the source port too.
-    pub const MH_PORT: u32 = 0x10;
-}
+/// Scheduler flags (`ipvsadm -b`), with the kernel's values; the names
+/// and defaults every crate shares live in `rvs_vocab::sched`.
+pub use rvs_vocab::sched::{flags, DEFAULT, NAMES};
 
 /// What a scheduler is created with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -125,14 +117,6 @@ pub trait Scheduler: Send + fmt::Debug {
     /// `None` when none is available.
     fn schedule(&mut self, dests: &[DestInfo], flow: &FlowInfo) -> Option<usize>;
 }
-
-/// Names of the schedulers this build has, in ipvsadm's order.
-pub const NAMES: &[&str] = &[
-    "rr", "wrr", "lc", "wlc", "sed", "nq", "lblc", "lblcr", "dh", "sh", "mh", "fo", "ovf", "twos",
-];
-
-/// ipvsadm's scheduler when `-s` is not given.
-pub const DEFAULT: &str = "wlc";
 
 /// A fresh scheduler by ipvsadm name.
 pub fn create(name: &str, params: SchedParams) -> Option<Box<dyn Scheduler>> {
@@ -218,6 +202,20 @@ fn locality_overloaded(dest: &DestInfo, dests: &[DestInfo]) -> bool {
         && dests
             .iter()
             .any(|d| u64::from(d.active) * 2 < u64::from(d.weight))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shared_name_has_its_scheduler_and_no_other_does() {
+        for name in NAMES {
+            let s = create(name, SchedParams::default()).expect(name);
+            assert_eq!(s.name(), name);
+        }
+        assert!(create("xyz", SchedParams::default()).is_none());
+    }
 }
 
 #[cfg(test)]

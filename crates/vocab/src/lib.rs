@@ -1,0 +1,179 @@
+//! The words every RVS crate shares, defined once: the transport
+//! [`Protocol`] of a service, the [`ForwardMethod`] of a real server,
+//! scheduler names and `-b` flags ([`sched`]), and rvsd's configuration-file
+//! schema ([`schema`], feature `schema`).
+//!
+//! The engine, the control API, rvsd, rvsadm and rvs-migrate all speak these
+//! types, so no crate translates one crate's `Tcp` into another's. The crate
+//! sits below every other and needs nothing but `thiserror`: the engine uses
+//! it without features and stays free of serde; feature `serde` adds the
+//! control API's JSON spelling, feature `schema` the TOML file types.
+#![forbid(unsafe_code)]
+
+pub mod sched;
+
+/// Transport protocol of a virtual service; IPVS keys services by it.
+///
+/// JSON and TOML spell it `tcp` / `udp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum Protocol {
+    /// TCP (`-t`): connection state follows the IPVS TCP state machine.
+    Tcp,
+    /// UDP (`-u`): connections are flows that expire after the UDP timeout.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number (6, 17), what packets and the XDP maps carry.
+    pub const fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// From an IP protocol number, for the protocols services can use.
+    pub const fn from_number(n: u8) -> Option<Self> {
+        match n {
+            6 => Some(Protocol::Tcp),
+            17 => Some(Protocol::Udp),
+            _ => None,
+        }
+    }
+
+    /// Upper-case name as ipvsadm prints it in listings (`TCP`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "TCP",
+            Protocol::Udp => "UDP",
+        }
+    }
+
+    /// From ipvsadm's (and keepalived's) upper-case name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Protocol::Tcp, Protocol::Udp]
+            .into_iter()
+            .find(|p| p.name() == name)
+    }
+
+    /// Lower-case name, as the configuration file and the API spell it.
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// How a packet reaches a real server (ipvsadm `-g`, `-m`, `-i`; IPVS's
+/// "forwarding method").
+///
+/// The control API spells it `route` / `masq` / `tunnel` (its JSON is
+/// stable); the configuration file and keepalived say `dr` / `nat` / `tun`
+/// ([`ForwardMethod::short_name`], [`short_name`] for serde).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum ForwardMethod {
+    /// Direct routing (DR, `-g`, ipvsadm's default): only the MAC changes;
+    /// the server holds the VIP.
+    #[default]
+    Route,
+    /// NAT (`-m`): destination address and port rewritten; replies come
+    /// back through the director.
+    Masq,
+    /// IP-in-IP tunnel (TUN, `-i`): wrapped in an outer IPv4 header to the
+    /// server.
+    Tunnel,
+}
+
+impl ForwardMethod {
+    /// Every method, in ipvsadm's order.
+    pub const ALL: [ForwardMethod; 3] = [
+        ForwardMethod::Route,
+        ForwardMethod::Masq,
+        ForwardMethod::Tunnel,
+    ];
+
+    /// The word ipvsadm prints in the `Forward` column (`Route`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "Route",
+            ForwardMethod::Masq => "Masq",
+            ForwardMethod::Tunnel => "Tunnel",
+        }
+    }
+
+    /// The configuration file's word (`dr`, `nat`, `tun`); keepalived's
+    /// `lvs_method` in lower case.
+    pub const fn short_name(self) -> &'static str {
+        match self {
+            ForwardMethod::Route => "dr",
+            ForwardMethod::Masq => "nat",
+            ForwardMethod::Tunnel => "tun",
+        }
+    }
+
+    /// From the configuration file's word.
+    pub fn from_short_name(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|m| m.short_name() == word)
+    }
+}
+
+/// Serde in the configuration file's words (`dr`, `nat`, `tun`), for
+/// `#[serde(with = "rvs_vocab::short_name")]` on a [`ForwardMethod`] field:
+/// the file and the control API spell one type two ways.
+#[cfg(feature = "serde")]
+pub mod short_name {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::ForwardMethod;
+
+    /// Writes the method's short name.
+    pub fn serialize<S: Serializer>(m: &ForwardMethod, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(m.short_name())
+    }
+
+    /// Reads a short name; anything else is refused with the words allowed,
+    /// as a derived enum would.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ForwardMethod, D::Error> {
+        let word = std::borrow::Cow::<str>::deserialize(d)?;
+        ForwardMethod::from_short_name(&word).ok_or_else(|| {
+            const WORDS: [&str; 3] = ["dr", "nat", "tun"];
+            serde::de::Error::unknown_variant(&word, &WORDS)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn protocol_numbers_and_names_round_trip() {
+        for p in [Protocol::Tcp, Protocol::Udp] {
+            assert_eq!(Protocol::from_number(p.number()), Some(p));
+            assert_eq!(Protocol::from_name(p.name()), Some(p));
+        }
+        assert_eq!((Protocol::Tcp.number(), Protocol::Udp.number()), (6, 17));
+        assert_eq!(Protocol::from_number(1), None);
+        assert_eq!(Protocol::from_name("SCTP"), None);
+    }
+
+    #[test]
+    fn method_words_round_trip_and_route_is_the_default() {
+        for m in ForwardMethod::ALL {
+            assert_eq!(ForwardMethod::from_short_name(m.short_name()), Some(m));
+        }
+        assert_eq!(ForwardMethod::default(), ForwardMethod::Route);
+        assert_eq!(ForwardMethod::from_short_name("route"), None);
+    }
+}
