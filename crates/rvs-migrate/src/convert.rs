@@ -1,5 +1,5 @@
-//! keepalived's LVS model → rvsd TOML (the schema of docs/rvsd.md,
-//! "Planned additions").
+//! keepalived's LVS model → rvsd's configuration, as rvsd's own schema
+//! types (`rvs_vocab::schema`, docs/rvsd.md), laid out by [`crate::render`].
 //!
 //! keepalived's defaults and inheritance are resolved here and written out
 //! explicitly, so the result does not depend on RVS sharing keepalived's
@@ -9,7 +9,9 @@
 use std::fmt::Write as _;
 use std::net::IpAddr;
 
-use rvs_vocab::{sched, ForwardMethod};
+use rvs_vocab::schema;
+use rvs_vocab::{sched, ForwardMethod, Protocol};
+use toml::Value;
 
 use crate::keepalived::{
     CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, RealServer, VirtualServer, VsAddr,
@@ -32,7 +34,6 @@ pub fn to_toml(
     opts: &Options,
     notes: &mut Vec<Note>,
 ) -> Result<String, ParseError> {
-    let mut body = String::new();
     let interfaces = match &opts.interfaces {
         Some(i) => i.clone(),
         None => {
@@ -50,21 +51,18 @@ pub fn to_toml(
             found
         }
     };
-    let list: Vec<String> = interfaces.iter().map(|i| quote(i)).collect();
-    let _ = writeln!(body, "interfaces = [{}]", list.join(", "));
-    if let (None, None, None) = k.lvs_timeouts {
-    } else {
-        body.push_str("\n[timeouts]\n");
-        let (tcp, fin, udp) = k.lvs_timeouts;
-        for (name, v) in [("tcp", tcp), ("tcpfin", fin), ("udp", udp)] {
-            if let Some(v) = v {
-                let _ = writeln!(body, "{name} = {v}");
-            }
-        }
+    let mut file = schema::Config {
+        interfaces,
+        ..Default::default()
+    };
+    if k.lvs_timeouts != (None, None, None) {
+        let (tcp, tcpfin, udp) = k.lvs_timeouts;
+        file.timeouts = Some(schema::Timeouts { tcp, tcpfin, udp });
     }
 
+    // Commented [[fwmark]] rules for the operator to complete: not part of
+    // the configuration, so text the layout places before the services.
     let mut fwmarks = String::new();
-    let mut services = String::new();
     for vs in &k.virtual_servers {
         let targets: Vec<(Target, Option<Loc>)> = match &vs.addr {
             VsAddr::Ip(a, p) => vec![(Target::Addr(*a, *p), None)],
@@ -104,7 +102,10 @@ pub fn to_toml(
             }
         };
         for (t, _) in &targets {
-            service(vs, t, &mut services, &mut fwmarks, notes);
+            if let Some(svc) = service(vs, t, &mut fwmarks, notes) {
+                // rvsd reads a span here; a written file has none yet.
+                file.services.push(toml::Spanned::new(0..0, svc));
+            }
         }
     }
 
@@ -128,9 +129,7 @@ pub fn to_toml(
         }
     }
     out.push('\n');
-    out.push_str(&body);
-    out.push_str(&fwmarks);
-    out.push_str(&services);
+    out.push_str(&crate::render::render(&file, &fwmarks));
     Ok(out)
 }
 
@@ -159,27 +158,6 @@ fn push(notes: &mut Vec<Note>, loc: &Loc, msg: impl Into<String>) {
     });
 }
 
-/// A TOML basic string.
-fn quote(s: &str) -> String {
-    let mut o = String::with_capacity(s.len() + 2);
-    o.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => o.push_str("\\\""),
-            '\\' => o.push_str("\\\\"),
-            '\n' => o.push_str("\\n"),
-            '\t' => o.push_str("\\t"),
-            '\r' => o.push_str("\\r"),
-            c if c.is_control() => {
-                let _ = write!(o, "\\u{:04X}", u32::from(c));
-            }
-            c => o.push(c),
-        }
-    }
-    o.push('"');
-    o
-}
-
 /// Whole seconds (extraction already rounded fractional timers up, with a
 /// note at their line).
 fn secs(v: f64) -> u64 {
@@ -189,35 +167,31 @@ fn secs(v: f64) -> u64 {
 fn service(
     vs: &VirtualServer,
     target: &Target,
-    out: &mut String,
     fwmarks: &mut String,
     notes: &mut Vec<Note>,
-) {
-    let (proto, ploc) = match &vs.protocol {
+) -> Option<schema::Service> {
+    let (name, ploc) = match &vs.protocol {
         Some((p, l)) => (p.as_str(), Some(l)),
         None => ("TCP", None),
     };
-    let proto = match proto {
-        "TCP" => "tcp",
-        "UDP" => "udp",
-        other => {
-            push(
-                notes,
-                ploc.unwrap_or(&vs.loc),
-                format!(
-                    "protocol {other}: RVS supports TCP and UDP only; this virtual server was \
-                     not carried over"
-                ),
-            );
-            return;
-        }
+    let Some(protocol) = Protocol::from_name(name) else {
+        push(
+            notes,
+            ploc.unwrap_or(&vs.loc),
+            format!(
+                "protocol {name}: RVS supports TCP and UDP only; this virtual server was \
+                 not carried over"
+            ),
+        );
+        return None;
     };
-    out.push_str("\n[[service]]\n");
+    let proto = protocol.short_name();
+    let mut s = schema::Service::default();
     let vport = match target {
         Target::Addr(a, p) => {
-            let _ = writeln!(out, "protocol = \"{proto}\"");
-            let _ = writeln!(out, "address = {}", quote(&a.to_string()));
-            let _ = writeln!(out, "port = {}", p.unwrap_or(0));
+            s.protocol = Some(protocol);
+            s.address = Some(*a);
+            s.port = Some(p.unwrap_or(0));
             if p.is_none() && vs.persistence_timeout.unwrap_or(0) == 0 {
                 push(
                     notes,
@@ -229,7 +203,7 @@ fn service(
             *p
         }
         Target::Mark(m) => {
-            let _ = writeln!(out, "fwmark = {m}");
+            s.fwmark = Some(*m);
             if !fwmarks.contains(&format!("# mark = {m}\n")) {
                 push(
                     notes,
@@ -251,7 +225,7 @@ fn service(
             None
         }
     };
-    let sched = match vs.sched.as_deref().map(str::to_ascii_lowercase) {
+    s.scheduler = match vs.sched.as_deref().map(str::to_ascii_lowercase) {
         None => sched::DEFAULT.to_string(),
         Some(s) if sched::NAMES.contains(&s.as_str()) => s,
         Some(s) => {
@@ -266,34 +240,31 @@ fn service(
             sched::DEFAULT.to_string()
         }
     };
-    let _ = writeln!(out, "scheduler = \"{sched}\"");
-    let mut flags: Vec<String> = Vec::new();
+    let scheduler = s.scheduler.as_str();
     for (f, loc) in &vs.sched_flags {
         // Only what the scheduler gives a meaning (a name of its own) is
         // carried over, under that name.
         let mapped = sched::flag_number(f)
-            .filter(|_| sched::flag_owner(f).is_none_or(|o| o == sched))
-            .and_then(|n| sched::named_flag(&sched, n));
+            .filter(|_| sched::flag_owner(f).is_none_or(|o| o == scheduler))
+            .and_then(|n| sched::named_flag(scheduler, n));
         match mapped {
-            Some(m) if !flags.iter().any(|f| f == m) => flags.push(m.to_string()),
+            Some(m) if !s.scheduler_flags.iter().any(|f| f == m) => {
+                s.scheduler_flags.push(m.to_string())
+            }
             Some(_) => {}
             None => push(
                 notes,
                 loc,
-                format!("scheduler flag {f} has no meaning for scheduler {sched} in RVS; dropped"),
+                format!(
+                    "scheduler flag {f} has no meaning for scheduler {scheduler} in RVS; dropped"
+                ),
             ),
         }
     }
-    if !flags.is_empty() {
-        let l: Vec<String> = flags.iter().map(|f| quote(f)).collect();
-        let _ = writeln!(out, "scheduler_flags = [{}]", l.join(", "));
-    }
     match vs.persistence_timeout {
         Some(t) if t > 0 => {
-            let _ = writeln!(out, "persistence_timeout = {t}");
-            if let Some(g) = &vs.persistence_granularity {
-                let _ = writeln!(out, "persistence_netmask = {}", quote(g));
-            }
+            s.persistence_timeout = Some(t);
+            s.persistence_netmask = vs.persistence_granularity.clone();
         }
         _ => {
             if vs.persistence_granularity.is_some() {
@@ -306,8 +277,8 @@ fn service(
         }
     }
     if vs.ops {
-        if proto == "udp" {
-            out.push_str("one_packet = true\n");
+        if protocol == Protocol::Udp {
+            s.one_packet = true;
         } else {
             push(
                 notes,
@@ -316,32 +287,36 @@ fn service(
             );
         }
     }
-    let delay_loop = secs(vs.opts.delay_loop.unwrap_or(60.0));
-    let _ = writeln!(out, "delay_loop = {delay_loop}");
-    let _ = writeln!(out, "quorum = {}", vs.quorum.unwrap_or(1));
-    let _ = writeln!(out, "hysteresis = {}", vs.hysteresis.unwrap_or(0));
-    let _ = writeln!(out, "inhibit_on_failure = {}", vs.inhibit_on_failure);
-    let _ = writeln!(out, "alpha = {}", vs.alpha);
-    let _ = writeln!(out, "omega = {}", vs.omega);
-    if let Some(q) = &vs.quorum_up {
-        let _ = writeln!(out, "quorum_up = {}", quote(q));
-    }
-    if let Some(q) = &vs.quorum_down {
-        let _ = writeln!(out, "quorum_down = {}", quote(q));
-    }
+    s.delay_loop = Some(int(secs(vs.opts.delay_loop.unwrap_or(60.0))));
+    s.quorum = Some(int(vs.quorum.unwrap_or(1)));
+    s.hysteresis = Some(int(vs.hysteresis.unwrap_or(0)));
+    s.inhibit_on_failure = Some(Value::Boolean(vs.inhibit_on_failure));
+    s.alpha = Some(Value::Boolean(vs.alpha));
+    s.omega = Some(Value::Boolean(vs.omega));
+    s.quorum_up = vs.quorum_up.clone().map(Value::String);
+    s.quorum_down = vs.quorum_down.clone().map(Value::String);
     let vs_method = vs.method.unwrap_or(ForwardMethod::Masq);
     if let Some((a, p)) = &vs.sorry_server {
         let m = vs.sorry_server_method.unwrap_or(vs_method);
-        out.push_str("\n  [service.sorry_server]\n");
-        let _ = writeln!(out, "  address = {}", quote(&a.to_string()));
+        let mut t = toml::Table::new();
+        t.insert("address".into(), Value::String(a.to_string()));
         if let Some(port) = server_port(*p, vport, m, &vs.loc, "sorry_server", notes) {
-            let _ = writeln!(out, "  port = {port}");
+            t.insert("port".into(), int(port));
         }
-        let _ = writeln!(out, "  method = \"{}\"", m.short_name());
+        t.insert("method".into(), Value::String(m.short_name().into()));
+        s.sorry_server = Some(Value::Table(t));
     }
-    for rs in &vs.real_servers {
-        real_server(vs, rs, vport, vs_method, out, notes);
-    }
+    s.real_servers = vs
+        .real_servers
+        .iter()
+        .map(|rs| real_server(vs, rs, vport, vs_method, notes))
+        .collect();
+    Some(s)
+}
+
+/// A TOML integer (the values here are seconds, ports and weights).
+fn int(v: impl Into<u64>) -> Value {
+    Value::Integer(i64::try_from(v.into()).unwrap_or(i64::MAX))
 }
 
 fn server_port(
@@ -374,32 +349,22 @@ fn real_server(
     rs: &RealServer,
     vport: Option<u16>,
     vs_method: ForwardMethod,
-    out: &mut String,
     notes: &mut Vec<Note>,
-) {
+) -> schema::RealServer {
     let m = rs.method.unwrap_or(vs_method);
-    out.push_str("\n  [[service.real_server]]\n");
-    let _ = writeln!(out, "  address = {}", quote(&rs.address.to_string()));
-    let rport = server_port(rs.port, vport, m, &rs.loc, "real_server", notes);
-    if let Some(p) = rport {
-        let _ = writeln!(out, "  port = {p}");
-    }
-    let _ = writeln!(out, "  weight = {}", rs.weight.unwrap_or(1));
-    let _ = writeln!(out, "  method = \"{}\"", m.short_name());
-    if let Some(u) = rs.uthreshold {
-        let _ = writeln!(out, "  upper_threshold = {u}");
-    }
-    if let Some(l) = rs.lthreshold {
-        let _ = writeln!(out, "  lower_threshold = {l}");
-    }
-    let _ = writeln!(
-        out,
-        "  inhibit_on_failure = {}",
-        rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure)
-    );
-    for ck in &rs.checkers {
-        checks(vs, rs, ck, out, notes);
-    }
+    let mut r = schema::RealServer::new(rs.address);
+    r.port = server_port(rs.port, vport, m, &rs.loc, "real_server", notes);
+    r.weight = rs.weight.unwrap_or(1);
+    r.method = m;
+    r.upper_threshold = rs.uthreshold;
+    r.lower_threshold = rs.lthreshold;
+    r.inhibit_on_failure = Some(rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure));
+    r.check = rs
+        .checkers
+        .iter()
+        .flat_map(|ck| checks(vs, rs, ck, notes))
+        .collect();
+    r
 }
 
 /// Checker options resolved through keepalived's inheritance.
@@ -436,46 +401,41 @@ fn resolve(vs: &VirtualServer, rs: &RealServer, ck: &Checker) -> Resolved {
     }
 }
 
-fn checks(
-    vs: &VirtualServer,
-    rs: &RealServer,
-    ck: &Checker,
-    out: &mut String,
-    notes: &mut Vec<Note>,
-) {
+/// The rvsd checks (check tables) one keepalived checker becomes: none if
+/// it has no equivalent, several for an HTTP_GET with several urls.
+fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Note>) -> Vec<Value> {
     let r = resolve(vs, rs, ck);
-    let head = |out: &mut String, ty: &str| {
-        out.push_str("\n    [[service.real_server.check]]\n");
-        let _ = writeln!(out, "    type = \"{ty}\"");
+    let head = |ty: &str| {
+        let mut t = toml::Table::new();
+        t.insert("type".into(), Value::String(ty.into()));
+        t
     };
-    let connect = |out: &mut String| {
+    let connect = |t: &mut toml::Table| {
         if let Some(ip) = ck.connect_ip {
-            let _ = writeln!(out, "    connect_ip = {}", quote(&ip.to_string()));
+            t.insert("connect_ip".into(), Value::String(ip.to_string()));
         }
         if let Some(p) = ck.connect_port {
-            let _ = writeln!(out, "    connect_port = {p}");
+            t.insert("connect_port".into(), int(p));
         }
-        let _ = writeln!(out, "    connect_timeout = {}", r.connect_timeout);
+        t.insert("connect_timeout".into(), int(r.connect_timeout));
     };
-    let timing = |out: &mut String| {
-        let _ = writeln!(out, "    delay_loop = {}", r.delay_loop);
-        let _ = writeln!(out, "    retry = {}", r.retry);
-        let _ = writeln!(out, "    delay_before_retry = {}", r.delay_before_retry);
-        let _ = writeln!(out, "    warmup = {}", r.warmup);
+    let timing = |mut t: toml::Table| {
+        t.insert("delay_loop".into(), int(r.delay_loop));
+        t.insert("retry".into(), int(r.retry));
+        t.insert("delay_before_retry".into(), int(r.delay_before_retry));
+        t.insert("warmup".into(), int(r.warmup));
+        Value::Table(t)
     };
     let kw = ck.kind.keyword();
     match ck.kind {
         CheckKind::Tcp | CheckKind::Ping => {
-            head(
-                out,
-                if ck.kind == CheckKind::Tcp {
-                    "tcp"
-                } else {
-                    "ping"
-                },
-            );
-            connect(out);
-            timing(out);
+            let mut t = head(if ck.kind == CheckKind::Tcp {
+                "tcp"
+            } else {
+                "ping"
+            });
+            connect(&mut t);
+            vec![timing(t)]
         }
         CheckKind::Ssl | CheckKind::Smtp => {
             push(
@@ -486,9 +446,9 @@ fn checks(
                      (connection only) instead"
                 ),
             );
-            head(out, "tcp");
-            connect(out);
-            timing(out);
+            let mut t = head("tcp");
+            connect(&mut t);
+            vec![timing(t)]
         }
         CheckKind::Http => {
             if ck.urls.is_empty() {
@@ -521,78 +481,75 @@ fn checks(
                     ),
                 );
             }
+            let mut out = Vec::new();
             for u in urls {
-                head(out, "http");
+                let mut t = head("http");
                 let path = u.path.clone().unwrap_or_else(|| {
                     if !ck.urls.is_empty() {
                         push(notes, &u.loc, "url without path: checking / instead");
                     }
                     "/".to_string()
                 });
-                let _ = writeln!(out, "    path = {}", quote(&path));
+                t.insert("path".into(), Value::String(path));
                 let ranges = if u.status_codes.is_empty() {
                     vec![(200, 299)]
                 } else {
                     u.status_codes.clone()
                 };
-                let mut codes: Vec<String> = Vec::new();
+                let mut codes: Vec<u16> = Vec::new();
                 for (lo, hi) in ranges {
                     for c in lo..=hi {
-                        let s = c.to_string();
-                        if !codes.contains(&s) {
-                            codes.push(s);
+                        if !codes.contains(&c) {
+                            codes.push(c);
                         }
                     }
                 }
-                if codes.len() <= 10 {
-                    let _ = writeln!(out, "    status_codes = [{}]", codes.join(", "));
-                } else {
-                    out.push_str("    status_codes = [\n");
-                    for row in codes.chunks(10) {
-                        let _ = writeln!(out, "      {},", row.join(", "));
-                    }
-                    out.push_str("    ]\n");
-                }
+                t.insert(
+                    "status_codes".into(),
+                    Value::Array(codes.into_iter().map(int).collect()),
+                );
                 if let Some(d) = &u.digest {
-                    let _ = writeln!(out, "    digest = {}", quote(d));
+                    t.insert("digest".into(), Value::String(d.clone()));
                 }
-                connect(out);
-                timing(out);
+                connect(&mut t);
+                out.push(timing(t));
             }
+            out
         }
         CheckKind::Misc => {
             let Some(path) = &ck.misc_path else {
                 push(notes, &ck.loc, "MISC_CHECK without misc_path dropped");
-                return;
+                return Vec::new();
             };
-            head(out, "misc");
-            let _ = writeln!(out, "    script = {}", quote(path));
+            let mut t = head("misc");
+            t.insert("script".into(), Value::String(path.clone()));
             let mt = match ck.misc_timeout {
                 Some(t) => secs(t),
                 None => r.delay_loop,
             };
-            let _ = writeln!(out, "    misc_timeout = {mt}");
-            let _ = writeln!(out, "    misc_dynamic = {}", ck.misc_dynamic);
-            timing(out);
+            t.insert("misc_timeout".into(), int(mt));
+            t.insert("misc_dynamic".into(), Value::Boolean(ck.misc_dynamic));
+            vec![timing(t)]
         }
         CheckKind::Udp => {
-            head(out, "udp");
+            let mut t = head("udp");
             if let Some(p) = &ck.payload {
-                let _ = writeln!(out, "    payload = {}", quote(p));
+                t.insert("payload".into(), Value::String(p.clone()));
             }
-            if let Some(rr) = &ck.require_reply {
-                if rr.is_some() {
-                    push(
-                        notes,
-                        &ck.loc,
-                        "UDP_CHECK require_reply pattern dropped: RVS only requires that a reply \
-                         arrives",
-                    );
-                }
+            if let Some(Some(_)) = &ck.require_reply {
+                push(
+                    notes,
+                    &ck.loc,
+                    "UDP_CHECK require_reply pattern dropped: RVS only requires that a reply \
+                     arrives",
+                );
             }
-            let _ = writeln!(out, "    require_reply = {}", ck.require_reply.is_some());
-            connect(out);
-            timing(out);
+            t.insert(
+                "require_reply".into(),
+                Value::Boolean(ck.require_reply.is_some()),
+            );
+            connect(&mut t);
+            vec![timing(t)]
         }
         CheckKind::Dns => {
             let ty = ck.dns_type.as_deref().unwrap_or("SOA");
@@ -603,7 +560,7 @@ fn checks(
                     &ck.loc,
                     format!("DNS_CHECK type {ty} / name {name} not understood; check dropped"),
                 );
-                return;
+                return Vec::new();
             };
             push(
                 notes,
@@ -613,17 +570,20 @@ fn checks(
                      same query ({ty} {name}) and requiring a reply, whose content is not checked"
                 ),
             );
-            head(out, "udp");
-            let _ = writeln!(out, "    payload = {}", quote(&payload));
-            out.push_str("    require_reply = true\n");
-            connect(out);
-            timing(out);
+            let mut t = head("udp");
+            t.insert("payload".into(), Value::String(payload));
+            t.insert("require_reply".into(), Value::Boolean(true));
+            connect(&mut t);
+            vec![timing(t)]
         }
-        CheckKind::Bfd | CheckKind::File => push(
-            notes,
-            &ck.loc,
-            format!("{kw} dropped: RVS has no equivalent checker"),
-        ),
+        CheckKind::Bfd | CheckKind::File => {
+            push(
+                notes,
+                &ck.loc,
+                format!("{kw} dropped: RVS has no equivalent checker"),
+            );
+            Vec::new()
+        }
     }
 }
 
@@ -663,11 +623,6 @@ fn dns_query(ty: &str, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\n\"");
-    }
 
     #[test]
     fn dns_payload() {

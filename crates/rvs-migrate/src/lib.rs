@@ -4,12 +4,14 @@
 //! Three stages, each testable alone: [`parse`] reads keepalived.conf's block
 //! syntax (with includes) into a tree, [`keepalived`] extracts the LVS model
 //! as keepalived states it, [`convert`] applies keepalived's defaults and
-//! writes the rvsd schema of docs/rvsd.md. Everything that cannot be carried
-//! over becomes a [`Note`] naming the keepalived line.
+//! fills in rvsd's own schema types (docs/rvsd.md), which are serialized.
+//! Everything that cannot be carried over becomes a [`Note`] naming the
+//! keepalived line.
 
 pub mod convert;
 pub mod keepalived;
 pub mod parse;
+mod render;
 
 use std::path::Path;
 

@@ -1,111 +1,61 @@
-//! The emitted TOML parses into a local serde model of docs/rvsd.md's
-//! target schema (unknown keys refused, as rvsd does), and the parsed
-//! structure is the one the keepalived file describes.
+//! The emitted TOML parses into rvsd's own schema types
+//! (`rvs_vocab::schema`, unknown keys refused, as rvsd does), its health
+//! keys and checks pass rvs-health's validation (as rvsd runs it), and the
+//! parsed structure is the one the keepalived file describes.
 
 use std::path::Path;
 
+use rvs_health::spec::ServiceHealthSpec;
+use rvs_health::CheckSpec;
 use rvs_migrate::{migrate_file, migrate_str, Options};
-use serde::Deserialize;
+use rvs_vocab::schema::{Config, RealServer, Service};
+use rvs_vocab::{ForwardMethod, Protocol};
+use toml::Value;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    interfaces: Vec<String>,
-    #[allow(dead_code)] // part of the schema; not written by the migration
-    metrics_listen: Option<String>,
-    timeouts: Option<Timeouts>,
-    #[serde(default)]
-    fwmark: Vec<Fwmark>,
-    #[serde(default)]
-    service: Vec<Service>,
+/// Every service's health keys and every check, through rvs-health, as
+/// rvsd validates them.
+fn validate(c: &Config) {
+    for s in &c.services {
+        let s = s.get_ref();
+        let _: ServiceHealthSpec = Value::Table(s.health_table())
+            .try_into()
+            .unwrap_or_else(|e| panic!("health keys of {s:?}: {e}"));
+        for r in &s.real_servers {
+            for check in &r.check {
+                let _: CheckSpec = check
+                    .clone()
+                    .try_into()
+                    .unwrap_or_else(|e| panic!("check {check}: {e}"));
+            }
+        }
+    }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Timeouts {
-    tcp: Option<u64>,
-    tcpfin: Option<u64>,
-    udp: Option<u64>,
+fn service(c: &Config, i: usize) -> &Service {
+    c.services[i].get_ref()
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // mirrors the schema; the migration only comments it out
-struct Fwmark {
-    mark: u32,
-    protocol: String,
-    address: String,
-    ports: Vec<u16>,
+fn int(v: Option<&Value>) -> Option<i64> {
+    v.and_then(Value::as_integer)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Service {
-    protocol: Option<String>,
-    address: Option<String>,
-    port: Option<u16>,
-    fwmark: Option<u32>,
-    scheduler: String,
-    #[serde(default)]
-    scheduler_flags: Vec<String>,
-    persistence_timeout: Option<u32>,
-    persistence_netmask: Option<String>,
-    one_packet: Option<bool>,
-    delay_loop: u64,
-    quorum: u32,
-    hysteresis: u32,
-    inhibit_on_failure: bool,
-    alpha: bool,
-    omega: bool,
-    quorum_up: Option<String>,
-    quorum_down: Option<String>,
-    sorry_server: Option<Server>,
-    #[serde(default)]
-    real_server: Vec<RealServer>,
+fn boolean(v: Option<&Value>) -> Option<bool> {
+    v.and_then(Value::as_bool)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Server {
-    address: String,
-    port: Option<u16>,
-    method: String,
+fn string(v: Option<&Value>) -> Option<&str> {
+    v.and_then(Value::as_str)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RealServer {
-    address: String,
-    port: Option<u16>,
-    weight: u32,
-    method: String,
-    upper_threshold: Option<u32>,
-    lower_threshold: Option<u32>,
-    inhibit_on_failure: bool,
-    #[serde(default)]
-    check: Vec<Check>,
+/// A check's key.
+fn key<'a>(r: &'a RealServer, check: usize, k: &str) -> Option<&'a Value> {
+    r.check[check].get(k)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Check {
-    #[serde(rename = "type")]
-    kind: String,
-    path: Option<String>,
-    status_codes: Option<Vec<u16>>,
-    digest: Option<String>,
-    connect_ip: Option<String>,
-    connect_port: Option<u16>,
-    connect_timeout: Option<u64>,
-    delay_loop: u64,
-    retry: u32,
-    delay_before_retry: u64,
-    warmup: u64,
-    script: Option<String>,
-    misc_timeout: Option<u64>,
-    misc_dynamic: Option<bool>,
-    payload: Option<String>,
-    require_reply: Option<bool>,
+fn codes(r: &RealServer, check: usize) -> Option<Vec<i64>> {
+    key(r, check, "status_codes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_integer).collect())
 }
 
 fn load(case: &str, interfaces: Option<&[&str]>) -> Config {
@@ -117,94 +67,124 @@ fn load(case: &str, interfaces: Option<&[&str]>) -> Config {
         source_name: case.into(),
     };
     let m = migrate_file(&path, &opts).unwrap();
-    toml::from_str(&m.toml).unwrap_or_else(|e| panic!("{case}: {e}\n{}", m.toml))
+    let c = Config::parse(&m.toml).unwrap_or_else(|e| panic!("{case}: {e}\n{}", m.toml));
+    validate(&c);
+    c
 }
 
 #[test]
 fn dr_web_structure() {
     let c = load("dr_web", Some(&["eth0"]));
     assert_eq!(c.interfaces, ["eth0"]);
-    assert_eq!(c.service.len(), 2);
-    let s = &c.service[0];
+    assert_eq!(c.services.len(), 2);
+    let s = service(&c, 0);
     assert_eq!(
-        (s.protocol.as_deref(), s.address.as_deref(), s.port),
-        (Some("tcp"), Some("192.0.2.10"), Some(80))
+        (s.protocol, s.address, s.port),
+        (
+            Some(Protocol::Tcp),
+            Some("192.0.2.10".parse().unwrap()),
+            Some(80)
+        )
     );
     assert_eq!(s.scheduler, "wrr");
     assert_eq!(s.persistence_timeout, Some(600));
     assert_eq!(s.persistence_netmask.as_deref(), Some("255.255.255.0"));
-    assert_eq!(s.delay_loop, 10);
-    let rs = &s.real_server[0];
-    assert_eq!(rs.address, "10.1.0.11");
+    assert_eq!(int(s.delay_loop.as_ref()), Some(10));
+    let rs = &s.real_servers[0];
+    assert_eq!(rs.address, "10.1.0.11".parse::<std::net::IpAddr>().unwrap());
     assert_eq!(
-        (rs.weight, rs.method.as_str(), rs.port),
-        (3, "dr", Some(80))
+        (rs.weight, rs.method, rs.port),
+        (3, ForwardMethod::Route, Some(80))
     );
     assert_eq!(rs.check.len(), 2, "one http check per url");
-    assert_eq!(rs.check[1].path.as_deref(), Some("/index.html"));
+    assert_eq!(string(key(rs, 1, "path")), Some("/index.html"));
+    assert_eq!(codes(rs, 1), Some(vec![200, 201, 202, 203, 204, 301]));
     assert_eq!(
-        rs.check[1].status_codes.as_deref(),
-        Some(&[200, 201, 202, 203, 204, 301][..])
-    );
-    assert_eq!(
-        rs.check[1].digest.as_deref(),
+        string(key(rs, 1, "digest")),
         Some("9b3a0c85a887a256d6939da88aabd8cd")
     );
     assert_eq!(
         (
-            rs.check[0].retry,
-            rs.check[0].delay_before_retry,
-            rs.check[0].connect_timeout
+            int(key(rs, 0, "retry")),
+            int(key(rs, 0, "delay_before_retry")),
+            int(key(rs, 0, "connect_timeout"))
         ),
-        (2, 2, Some(3))
+        (Some(2), Some(2), Some(3))
     );
     // keepalived's default accepted codes are 200-299.
-    let second = &s.real_server[1];
+    let second = &s.real_servers[1];
     assert_eq!(second.port, Some(80), "DR: the service port");
-    let codes = second.check[0].status_codes.as_ref().unwrap();
+    let codes = codes(second, 0).unwrap();
     assert_eq!((codes.len(), codes[0], codes[99]), (100, 200, 299));
-    assert_eq!(second.check[0].connect_port, Some(8081));
-    assert_eq!(second.check[0].warmup, 0);
+    assert_eq!(int(key(second, 0, "connect_port")), Some(8081));
+    assert_eq!(int(key(second, 0, "warmup")), Some(0));
     // SSL_GET becomes a TCP check; legacy lb_algo/lb_kind honoured.
-    let https = &c.service[1];
+    let https = service(&c, 1);
     assert_eq!(https.scheduler, "rr");
-    assert_eq!(https.real_server[0].method, "dr");
-    assert_eq!(https.real_server[0].check[0].kind, "tcp");
+    assert_eq!(https.real_servers[0].method, ForwardMethod::Route);
+    assert_eq!(string(key(&https.real_servers[0], 0, "type")), Some("tcp"));
 }
 
 #[test]
 fn nat_sorry_structure() {
     let c = load("nat_sorry", Some(&["front", "back"]));
-    let s = &c.service[0];
+    let s = service(&c, 0);
     assert_eq!(s.scheduler, "lc");
-    assert_eq!((s.quorum, s.hysteresis), (2, 1));
-    assert!(s.alpha && s.omega && s.inhibit_on_failure);
     assert_eq!(
-        s.quorum_up.as_deref(),
+        (int(s.quorum.as_ref()), int(s.hysteresis.as_ref())),
+        (Some(2), Some(1))
+    );
+    assert_eq!(
+        (
+            boolean(s.alpha.as_ref()),
+            boolean(s.omega.as_ref()),
+            boolean(s.inhibit_on_failure.as_ref())
+        ),
+        (Some(true), Some(true), Some(true))
+    );
+    assert_eq!(
+        string(s.quorum_up.as_ref()),
         Some("/usr/local/bin/notify 'db pool' up")
     );
-    assert_eq!(s.quorum_down.as_deref(), Some("/usr/local/bin/notify-down"));
+    assert_eq!(
+        string(s.quorum_down.as_ref()),
+        Some("/usr/local/bin/notify-down")
+    );
     let sorry = s.sorry_server.as_ref().unwrap();
     assert_eq!(
-        (sorry.address.as_str(), sorry.port, sorry.method.as_str()),
-        ("10.2.0.99", Some(3307), "nat")
+        (
+            string(sorry.get("address")),
+            int(sorry.get("port")),
+            string(sorry.get("method"))
+        ),
+        (Some("10.2.0.99"), Some(3307), Some("nat"))
     );
     assert!(
-        s.real_server.iter().all(|r| r.method == "nat"),
+        s.real_servers
+            .iter()
+            .all(|r| r.method == ForwardMethod::Masq),
         "keepalived defaults to NAT"
     );
-    let r0 = &s.real_server[0];
+    let r0 = &s.real_servers[0];
     assert_eq!(
         (r0.upper_threshold, r0.lower_threshold),
         (Some(500), Some(400))
     );
-    assert_eq!(r0.check[0].connect_timeout, Some(3));
-    assert_eq!(r0.check[0].retry, 3, "inherited from the virtual server");
-    let r1 = &s.real_server[1];
-    assert!(!r1.inhibit_on_failure);
-    assert_eq!(r1.check[0].connect_ip.as_deref(), Some("10.2.1.22"));
-    assert_eq!(r1.check[0].connect_timeout, Some(3), "2.5 rounded up");
-    let r2 = &s.real_server[2];
+    assert_eq!(int(key(r0, 0, "connect_timeout")), Some(3));
+    assert_eq!(
+        int(key(r0, 0, "retry")),
+        Some(3),
+        "inherited from the virtual server"
+    );
+    let r1 = &s.real_servers[1];
+    assert_eq!(r1.inhibit_on_failure, Some(false));
+    assert_eq!(string(key(r1, 0, "connect_ip")), Some("10.2.1.22"));
+    assert_eq!(
+        int(key(r1, 0, "connect_timeout")),
+        Some(3),
+        "2.5 rounded up"
+    );
+    let r2 = &s.real_servers[2];
     assert_eq!((r2.port, r2.weight), (Some(3306), 0));
     assert!(r2.check.is_empty());
 }
@@ -213,67 +193,93 @@ fn nat_sorry_structure() {
 fn fwmark_structure() {
     let c = load("fwmark_persist", Some(&["eth0"]));
     assert!(
-        c.fwmark.is_empty(),
+        c.fwmarks.is_empty(),
         "the [[fwmark]] rule is only a commented template"
     );
-    let s = &c.service[0];
-    assert_eq!(
-        (s.fwmark, s.protocol.as_ref(), s.address.as_ref()),
-        (Some(7), None, None)
-    );
+    let s = service(&c, 0);
+    assert_eq!((s.fwmark, s.protocol, s.address), (Some(7), None, None));
     assert_eq!(s.scheduler_flags, ["sh-port", "sh-fallback"]);
     assert_eq!(
         s.persistence_timeout,
         Some(360),
         "keepalived's default without a value"
     );
-    assert_eq!(s.real_server[0].method, "tun");
-    assert_eq!(s.real_server[0].port, None);
-    assert_eq!(s.real_server[1].method, "dr");
-    assert_eq!(s.real_server[0].check[1].kind, "ping");
+    assert_eq!(s.real_servers[0].method, ForwardMethod::Tunnel);
+    assert_eq!(s.real_servers[0].port, None);
+    assert_eq!(s.real_servers[1].method, ForwardMethod::Route);
+    assert_eq!(string(key(&s.real_servers[0], 1, "type")), Some("ping"));
 }
 
 #[test]
 fn misc_udp_structure() {
     let c = load("misc_udp", Some(&["eth0"]));
-    let s = &c.service[0];
+    let s = service(&c, 0);
+    assert_eq!((s.protocol, s.one_packet), (Some(Protocol::Udp), true));
+    let misc = &s.real_servers[0];
+    assert_eq!(string(key(misc, 0, "type")), Some("misc"));
     assert_eq!(
-        (s.protocol.as_deref(), s.one_packet),
-        (Some("udp"), Some(true))
-    );
-    let misc = &s.real_server[0].check[0];
-    assert_eq!(misc.kind, "misc");
-    assert_eq!(
-        misc.script.as_deref(),
+        string(key(misc, 0, "script")),
         Some("/usr/local/bin/check_dns.sh 10.4.0.41 'example org'")
     );
     assert_eq!(
-        (misc.misc_timeout, misc.misc_dynamic, misc.retry),
-        (Some(4), Some(true), 0)
+        (
+            int(key(misc, 0, "misc_timeout")),
+            boolean(key(misc, 0, "misc_dynamic")),
+            int(key(misc, 0, "retry"))
+        ),
+        (Some(4), Some(true), Some(0))
     );
     assert_eq!(
-        misc.connect_timeout, None,
+        key(misc, 0, "connect_timeout"),
+        None,
         "MISC_CHECK has no connection options"
     );
-    let udp = &s.real_server[1].check;
+    let udp = &s.real_servers[1];
     assert_eq!(
-        (udp[0].kind.as_str(), udp[0].require_reply),
-        ("udp", Some(true))
+        (
+            string(key(udp, 0, "type")),
+            boolean(key(udp, 0, "require_reply"))
+        ),
+        (Some("udp"), Some(true))
     );
-    assert_eq!(udp[0].payload.as_deref(), Some("0a0b 0c"));
-    assert_eq!(udp[0].delay_loop, 5, "the service's delay_loop");
-    assert_eq!(udp[1].kind, "udp", "DNS_CHECK as a UDP query");
-    assert_eq!((udp[1].retry, udp[1].delay_before_retry), (3, 5));
-    let other = &c.service[1];
-    assert_eq!(other.real_server[0].check[0].misc_timeout, Some(60));
+    assert_eq!(string(key(udp, 0, "payload")), Some("0a0b 0c"));
+    assert_eq!(
+        int(key(udp, 0, "delay_loop")),
+        Some(5),
+        "the service's delay_loop"
+    );
+    assert_eq!(
+        string(key(udp, 1, "type")),
+        Some("udp"),
+        "DNS_CHECK as a UDP query"
+    );
+    assert_eq!(
+        (
+            int(key(udp, 1, "retry")),
+            int(key(udp, 1, "delay_before_retry"))
+        ),
+        (Some(3), Some(5))
+    );
+    let other = service(&c, 1);
+    assert_eq!(
+        int(key(&other.real_servers[0], 0, "misc_timeout")),
+        Some(60)
+    );
 }
 
 #[test]
 fn includes_structure() {
     let c = load("include_main", Some(&["eth0"]));
-    let ports: Vec<_> = c.service.iter().map(|s| s.port.unwrap()).collect();
+    let ports: Vec<_> = c
+        .services
+        .iter()
+        .map(|s| s.get_ref().port.unwrap())
+        .collect();
     assert_eq!(ports, [80, 25], "sorted glob order; SCTP service left out");
-    assert_eq!(c.service[1].real_server[0].check[0].kind, "tcp");
+    assert_eq!(
+        string(key(&service(&c, 1).real_servers[0], 0, "type")),
+        Some("tcp")
+    );
 }
 
 #[test]
@@ -283,9 +289,12 @@ fn vrrp_group_structure() {
     let t = c.timeouts.as_ref().unwrap();
     assert_eq!((t.tcp, t.tcpfin, t.udp), (Some(7200), Some(60), Some(120)));
     let got: Vec<_> = c
-        .service
+        .services
         .iter()
-        .map(|s| (s.address.clone(), s.port, s.fwmark))
+        .map(|s| {
+            let s = s.get_ref();
+            (s.address.map(|a| a.to_string()), s.port, s.fwmark)
+        })
         .collect();
     assert_eq!(
         got,
@@ -296,11 +305,12 @@ fn vrrp_group_structure() {
             (None, None, Some(9)),
         ]
     );
-    for s in &c.service {
-        assert_eq!(s.delay_loop, 15);
-        assert_eq!(s.real_server[0].check[0].path.as_deref(), Some("/"));
+    for s in &c.services {
+        let s = s.get_ref();
+        assert_eq!(int(s.delay_loop.as_ref()), Some(15));
+        assert_eq!(string(key(&s.real_servers[0], 0, "path")), Some("/"));
     }
-    assert_eq!(c.service[1].real_server[0].port, Some(8080));
+    assert_eq!(service(&c, 1).real_servers[0].port, Some(8080));
 }
 
 #[test]
@@ -314,10 +324,11 @@ fn awkward_strings_stay_valid_toml() {
         },
     )
     .unwrap();
-    let c: Config = toml::from_str(&m.toml).unwrap();
+    let c = Config::parse(&m.toml).unwrap();
+    validate(&c);
     assert_eq!(c.interfaces, ["e\"th0"]);
     assert_eq!(
-        c.service[0].real_server[0].check[0].script.as_deref(),
+        string(key(&service(&c, 0).real_servers[0], 0, "script")),
         Some("/bin/x \"q\" \\ \t end")
     );
 }

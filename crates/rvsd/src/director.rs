@@ -174,10 +174,9 @@ impl Director {
             .ok_or("rvsd was started without --config: there is no file to reload")?;
         let text = std::fs::read_to_string(&path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let file = crate::config::FileConfig::parse(&text)
+        let file = rvs_vocab::schema::Config::parse(&text)
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        let (services, plan) = file
-            .build(&text)
+        let (services, plan) = crate::config::build(&file, &text)
             .map_err(|errs| format!("{}: {}", path.display(), errs.join("; ")))?;
         let names: Vec<&String> = self.config.interfaces.iter().map(|i| &i.name).collect();
         if file.interfaces.iter().collect::<Vec<_>>() != names {
@@ -190,9 +189,9 @@ impl Director {
         }
         let mut next = self.config.clone();
         next.services = services;
-        next.fwmarks = file.engine_fwmarks().map_err(|e| e.to_string())?;
-        next.timeouts = file.timeouts();
-        next.fast_path = file.fast_path();
+        next.fwmarks = crate::config::engine_fwmarks(&file).map_err(|e| e.to_string())?;
+        next.timeouts = crate::config::timeouts(&file);
+        next.fast_path = crate::config::fast_path(&file);
         next.routes = crate::kernel::routes(&next.interfaces).map_err(|e| e.to_string())?;
         let previous_plan = self.health.replace_plan(plan);
         if let Err(e) = self.apply(next) {

@@ -20,8 +20,8 @@ mod kernel;
 mod metrics;
 mod worker;
 
-use config::FileConfig;
 use director::{Director, Handler};
+use rvs_vocab::schema;
 use worker::{Plane, Report, Shared, Worker};
 
 /// The RVS director daemon: XDP + AF_XDP load balancing with ipvsadm semantics.
@@ -83,7 +83,7 @@ fn check_config(path: &std::path::Path) -> i32 {
             return 1;
         }
     };
-    let file = match FileConfig::parse(&text) {
+    let file = match schema::Config::parse(&text) {
         Ok(f) => f,
         Err(e) => {
             eprintln!("{shown}: {e}");
@@ -91,7 +91,7 @@ fn check_config(path: &std::path::Path) -> i32 {
         }
     };
     let mut errors = Vec::new();
-    let (services, plan) = match file.build(&text) {
+    let (services, plan) = match config::build(&file, &text) {
         Ok(x) => x,
         Err(errs) => {
             errors.extend(errs);
@@ -114,10 +114,10 @@ fn check_config(path: &std::path::Path) -> i32 {
             routes,
             interfaces: ifaces,
             services: Vec::new(),
-            fwmarks: file.engine_fwmarks().unwrap_or_default(),
-            timeouts: file.timeouts(),
+            fwmarks: config::engine_fwmarks(&file).unwrap_or_default(),
+            timeouts: config::timeouts(&file),
             max_connections: file.max_connections.unwrap_or(1 << 20),
-            fast_path: file.fast_path(),
+            fast_path: config::fast_path(&file),
         };
         let mut health = health::Health::new(None);
         health.replace_plan(plan);
@@ -156,10 +156,10 @@ fn check_config(path: &std::path::Path) -> i32 {
 
 fn run(args: Args) -> anyhow::Result<()> {
     let (file, text) = match &args.config {
-        Some(p) => FileConfig::load(p)?,
-        None => (FileConfig::default(), String::new()),
+        Some(p) => config::load(p)?,
+        None => (schema::Config::default(), String::new()),
     };
-    let (services, plan) = file.build(&text).map_err(|errs| {
+    let (services, plan) = config::build(&file, &text).map_err(|errs| {
         let shown = args
             .config
             .as_ref()
@@ -182,10 +182,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         routes: kernel::routes(&ifaces)?,
         interfaces: ifaces.clone(),
         services,
-        fwmarks: file.engine_fwmarks()?,
-        timeouts: file.timeouts(),
+        fwmarks: config::engine_fwmarks(&file)?,
+        timeouts: config::timeouts(&file),
         max_connections: file.max_connections.unwrap_or(1 << 20),
-        fast_path: file.fast_path(),
+        fast_path: config::fast_path(&file),
     };
     let where_ = args
         .config

@@ -11,6 +11,8 @@
 #![forbid(unsafe_code)]
 
 pub mod sched;
+#[cfg(feature = "schema")]
+pub mod schema;
 
 /// Transport protocol of a virtual service; IPVS keys services by it.
 ///

@@ -1,0 +1,300 @@
+//! rvsd's configuration file (TOML), as docs/rvsd.md documents it: the
+//! types rvsd reads, rvs-migrate writes and their tests parse.
+//!
+//! These are the file as written, not yet validated: optional keys stay
+//! `Option` (so a writer leaves out what it does not set), a service keeps
+//! its span for error lines, and the health-check keys stay `toml::Value`s
+//! that rvs-health validates with its own messages. rvsd turns the file into
+//! the engine's configuration; unknown keys are refused here already.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{ForwardMethod, Protocol};
+
+/// The whole file.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Interface names the director receives and sends on.
+    #[serde(default)]
+    pub interfaces: Vec<String>,
+    /// Size of the connection table (default: the engine's).
+    pub max_connections: Option<u32>,
+    /// Forward established flows in the XDP program (default: on).
+    pub fast_path: Option<bool>,
+    /// Prometheus endpoint address ("127.0.0.1:9813").
+    pub metrics_listen: Option<SocketAddr>,
+    /// `ipvsadm --set`.
+    pub timeouts: Option<Timeouts>,
+    /// RVS's firewall-mark classifier rules, first match wins.
+    #[serde(default, rename = "fwmark", skip_serializing_if = "Vec::is_empty")]
+    pub fwmarks: Vec<Fwmark>,
+    /// The virtual services, each with where it starts in the file.
+    #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<toml::Spanned<Service>>,
+}
+
+/// `[timeouts]`: as `ipvsadm --set` in seconds; absent or 0 keeps the
+/// default.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    /// TCP ESTABLISHED.
+    pub tcp: Option<u32>,
+    /// TCP FIN_WAIT.
+    pub tcpfin: Option<u32>,
+    /// UDP.
+    pub udp: Option<u32>,
+}
+
+/// `[[fwmark]]`: packets to `address` (an address or a prefix) of
+/// `protocol` (TCP and UDP when absent) on one of `ports` (all when empty)
+/// get `mark`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fwmark {
+    /// The mark, 1 or more.
+    pub mark: u32,
+    /// TCP or UDP; absent = both.
+    pub protocol: Option<Protocol>,
+    /// An address or a prefix ("10.0.100.0/24").
+    pub address: String,
+    /// Destination ports; empty = all.
+    #[serde(default)]
+    pub ports: Vec<u16>,
+}
+
+/// `[[service]]`: either protocol, address and port, or fwmark.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// TCP or UDP (address services).
+    pub protocol: Option<Protocol>,
+    /// The VIP (address services).
+    pub address: Option<IpAddr>,
+    /// The virtual port (address services); 0 = all, with persistence.
+    pub port: Option<u16>,
+    /// The firewall mark (mark services).
+    pub fwmark: Option<u32>,
+    /// For fwmark services: "ipv4" (default) or "ipv6".
+    pub family: Option<String>,
+    /// ipvsadm's scheduler name.
+    #[serde(default = "default_scheduler")]
+    pub scheduler: String,
+    /// `-b` names (`sh-port`, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scheduler_flags: Vec<String>,
+    /// `-p`, in seconds; absent = not persistent.
+    pub persistence_timeout: Option<u32>,
+    /// `-M`: a contiguous netmask or a prefix length.
+    pub persistence_netmask: Option<String>,
+    /// `-o` (UDP and mark services).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub one_packet: bool,
+    /// Health policy, keepalived's virtual_server keys; validated by
+    /// rvs-health (see [`Service::health_table`]).
+    pub delay_loop: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub quorum: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub hysteresis: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub inhibit_on_failure: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub alpha: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub omega: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub quorum_up: Option<toml::Value>,
+    /// See `delay_loop`.
+    pub quorum_down: Option<toml::Value>,
+    /// `[service.sorry_server]`; see `delay_loop`.
+    pub sorry_server: Option<toml::Value>,
+    /// `[[service.real_server]]`, in the order they are added.
+    #[serde(default, rename = "real_server", skip_serializing_if = "Vec::is_empty")]
+    pub real_servers: Vec<RealServer>,
+}
+
+/// `[[service.real_server]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RealServer {
+    /// Its address.
+    pub address: IpAddr,
+    /// Its port; absent = the service's.
+    pub port: Option<u16>,
+    /// Relative weight (default 1); 0 quiesces it.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// `dr` (default, as ipvsadm -g), `nat` or `tun`.
+    #[serde(default, with = "crate::short_name")]
+    pub method: ForwardMethod,
+    /// `-x`; absent or 0 = none.
+    pub upper_threshold: Option<u32>,
+    /// `-y`; absent or 0 = none.
+    pub lower_threshold: Option<u32>,
+    /// Overrides the service's `inhibit_on_failure`.
+    pub inhibit_on_failure: Option<bool>,
+    /// `[[service.real_server.check]]` tables, validated by rvs-health.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub check: Vec<toml::Value>,
+}
+
+impl Default for Service {
+    /// A service with nothing written but the default scheduler: a writer
+    /// fills in either protocol, address and port, or fwmark.
+    fn default() -> Self {
+        Service {
+            protocol: None,
+            address: None,
+            port: None,
+            fwmark: None,
+            family: None,
+            scheduler: default_scheduler(),
+            scheduler_flags: Vec::new(),
+            persistence_timeout: None,
+            persistence_netmask: None,
+            one_packet: false,
+            delay_loop: None,
+            quorum: None,
+            hysteresis: None,
+            inhibit_on_failure: None,
+            alpha: None,
+            omega: None,
+            quorum_up: None,
+            quorum_down: None,
+            sorry_server: None,
+            real_servers: Vec::new(),
+        }
+    }
+}
+
+impl RealServer {
+    /// A real server at `address` with the file's defaults (weight 1, DR).
+    pub fn new(address: IpAddr) -> Self {
+        RealServer {
+            address,
+            port: None,
+            weight: default_weight(),
+            method: ForwardMethod::default(),
+            upper_threshold: None,
+            lower_threshold: None,
+            inhibit_on_failure: None,
+            check: Vec::new(),
+        }
+    }
+}
+
+fn default_scheduler() -> String {
+    crate::sched::DEFAULT.into()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
+impl Config {
+    /// Parses a file's text; errors carry the TOML location.
+    pub fn parse(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// The line (1-based) of the `i`th `[[service]]` in `text`, the text
+    /// this was parsed from; 0 if there is no such service.
+    pub fn service_line(&self, text: &str, i: usize) -> usize {
+        self.services.get(i).map_or(0, |s| {
+            text[..s.span().start.min(text.len())].matches('\n').count() + 1
+        })
+    }
+}
+
+impl Service {
+    /// The health-policy keys written for this service, as the one table
+    /// rvs-health's `ServiceHealthSpec` reads.
+    pub fn health_table(&self) -> toml::Table {
+        [
+            ("delay_loop", &self.delay_loop),
+            ("quorum", &self.quorum),
+            ("hysteresis", &self.hysteresis),
+            ("inhibit_on_failure", &self.inhibit_on_failure),
+            ("alpha", &self.alpha),
+            ("omega", &self.omega),
+            ("quorum_up", &self.quorum_up),
+            ("quorum_down", &self.quorum_down),
+            ("sorry_server", &self.sorry_server),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_string(), v.clone()?)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_what_a_writer_leaves_out() {
+        let c = Config::parse(
+            "interfaces = [\"eth0\"]\n\n[[service]]\nprotocol = \"udp\"\naddress = \"10.0.0.1\"\nport = 53\n  [[service.real_server]]\n  address = \"10.0.0.2\"\n",
+        )
+        .unwrap();
+        let text = "interfaces = [\"eth0\"]\n\n[[service]]\n";
+        assert_eq!(Config::parse(text).unwrap().service_line(text, 0), 3);
+        let s = c.services[0].get_ref();
+        assert_eq!(s.scheduler, crate::sched::DEFAULT);
+        assert_eq!(s.protocol, Some(Protocol::Udp));
+        let r = &s.real_servers[0];
+        assert_eq!(
+            (r.weight, r.method, r.port),
+            (1, ForwardMethod::Route, None)
+        );
+        let back = toml::to_string(&c).unwrap();
+        assert_eq!(
+            back,
+            "interfaces = [\"eth0\"]\n\n[[service]]\nprotocol = \"udp\"\naddress = \"10.0.0.1\"\nport = 53\nscheduler = \"wlc\"\n\n[[service.real_server]]\naddress = \"10.0.0.2\"\nweight = 1\nmethod = \"dr\"\n"
+        );
+        assert_eq!(Config::parse(&back).unwrap().services, c.services);
+    }
+
+    #[test]
+    fn methods_in_the_file_s_words_and_unknown_keys_refused() {
+        let c = Config::parse(
+            "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"10.0.0.2\"\nmethod = \"tun\"\n",
+        )
+        .unwrap();
+        let s = c.services[0].get_ref();
+        assert_eq!(s.real_servers[0].method, ForwardMethod::Tunnel);
+        let e = Config::parse(
+            "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"10.0.0.2\"\nmethod = \"route\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("unknown variant `route`, expected one of `dr`, `nat`, `tun`"),
+            "{e}"
+        );
+        let e = Config::parse("max_conections = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn health_keys_gather_into_one_table() {
+        let c = Config::parse(
+            "[[service]]\nfwmark = 1\nquorum = 2\nalpha = true\n[service.sorry_server]\naddress = \"10.0.0.9\"\n",
+        )
+        .unwrap();
+        let t = c.services[0].get_ref().health_table();
+        let keys: Vec<&str> = t.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["quorum", "alpha", "sorry_server"]);
+        assert_eq!(t["quorum"].as_integer(), Some(2));
+    }
+}
