@@ -12,8 +12,9 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
+use crate::error::{ControlError, ErrorBody};
 use crate::types::{Command, ConnectionEntry, Listing};
-use crate::{ErrorBody, COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
+use crate::{COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
 
 /// Largest reply accepted; a listing of 100k services fits comfortably.
 const MAX_REPLY: usize = 256 * 1024 * 1024;
@@ -45,13 +46,14 @@ pub enum ClientError {
         #[source]
         source: io::Error,
     },
-    /// rvsd refused the command; the message is rvsd's, meant for the operator.
-    #[error("{message}")]
+    /// rvsd refused the request; a tool words the reason for its user
+    /// (the `Display` is the API's own wording).
+    #[error("{error}")]
     Rejected {
         /// HTTP status (4xx or 5xx).
         status: u16,
-        /// rvsd's explanation.
-        message: String,
+        /// Why, by kind.
+        error: ControlError,
     },
     /// The reply was not the HTTP/JSON rvsd sends: a version mismatch or a bug.
     #[error("malformed reply from rvsd: {0}")]
@@ -102,14 +104,10 @@ impl Client {
             return serde_json::from_slice(body)
                 .map_err(|e| ClientError::Protocol(format!("bad JSON in reply: {e}")));
         }
-        let message = match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(e) => e.error,
-            Err(_) => format!(
-                "rvsd answered HTTP {status}: {}",
-                String::from_utf8_lossy(body).trim()
-            ),
-        };
-        Err(ClientError::Rejected { status, message })
+        Err(ClientError::Rejected {
+            status,
+            error: refusal(status, body),
+        })
     }
 
     fn connect(&self) -> Result<UnixStream, ClientError> {
@@ -167,6 +165,31 @@ impl Client {
             return Err(ClientError::Protocol("reply too large".into()));
         }
         parse_response(&raw).map_err(ClientError::Protocol)
+    }
+}
+
+/// The error in a non-2xx reply. A body with only a message (an older rvsd)
+/// or none at all (not rvsd) reads as a bad request, or an internal error
+/// for a 5xx status, with that text.
+fn refusal(status: u16, body: &[u8]) -> ControlError {
+    if let Ok(e) = serde_json::from_slice::<ErrorBody>(body) {
+        return e.detail;
+    }
+    #[derive(serde::Deserialize)]
+    struct MessageOnly {
+        error: String,
+    }
+    let message = match serde_json::from_slice::<MessageOnly>(body) {
+        Ok(m) => m.error,
+        Err(_) => format!(
+            "rvsd answered HTTP {status}: {}",
+            String::from_utf8_lossy(body).trim()
+        ),
+    };
+    if status >= 500 {
+        ControlError::internal(message)
+    } else {
+        ControlError::bad_request(message)
     }
 }
 
@@ -269,6 +292,25 @@ mod tests {
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab").is_err());
         assert!(parse_response(b"HTTP/1.1 200 OK\r\nContent-Length").is_err());
         assert!(parse_response(b"HTTP/1.1 abc OK\r\n\r\n").is_err());
+    }
+
+    #[test]
+    fn refusals_are_typed_and_older_bodies_still_read() {
+        let typed = br#"{"error":"x","kind":"exists","what":{"fwmark_rule":{"mark":3}}}"#;
+        assert_eq!(
+            refusal(400, typed),
+            ControlError::Exists {
+                what: crate::Entity::FwmarkRule { mark: 3 }
+            }
+        );
+        assert_eq!(
+            refusal(400, br#"{"error":"No such service"}"#),
+            ControlError::bad_request("No such service")
+        );
+        assert_eq!(
+            refusal(502, b"bad gateway"),
+            ControlError::internal("rvsd answered HTTP 502: bad gateway")
+        );
     }
 
     #[test]

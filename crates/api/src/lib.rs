@@ -3,9 +3,11 @@
 //! - `GET /v1/services` → [`Listing`]
 //! - `GET /v1/connections` → a JSON array of [`ConnectionEntry`] (what
 //!   `ipvsadm -Lc` shows)
-//! - `POST /v1/commands` with a [`Command`] → `200 {"ok":true}` or
-//!   `4xx {"error":"..."}` with a message for the operator. A refused
-//!   [`Command::Restore`] names the failing command (see [`RestoreError`]).
+//! - `POST /v1/commands` with a [`Command`] → `200 {"ok":true}`, or a
+//!   refusal: `400` (`500` for rvsd's own failure) with an [`ErrorBody`],
+//!   the typed [`ControlError`] beside its one-line text. A refused
+//!   [`Command::Restore`] names the failing command's index
+//!   ([`ControlError::Refused`]).
 //!
 //! The socket path is [`DEFAULT_SOCKET`], overridable with the environment
 //! variable [`SOCKET_ENV`] (and rvsadm's `--socket`); see [`socket_path`].
@@ -13,19 +15,20 @@
 //! runs.
 
 mod client;
+mod error;
 pub mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod types;
 
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
 pub use client::{Client, ClientError};
+pub use error::{ControlError, Entity, ErrorBody};
 pub use server::{bind, serve, ControlHandler};
 pub use types::{
     Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
-    HealthStatus, Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats,
-    Timeouts,
+    HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.
@@ -53,11 +56,4 @@ pub fn socket_path(flag: Option<&Path>) -> PathBuf {
         Some(v) if !v.is_empty() => PathBuf::from(v),
         _ => PathBuf::from(DEFAULT_SOCKET),
     }
-}
-
-/// Body of every non-2xx reply.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// One line for the operator.
-    pub error: String,
 }

@@ -19,8 +19,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::net::UnixListener;
 
+use crate::error::{ControlError, ErrorBody};
 use crate::types::{Command, ConnectionEntry, Listing};
-use crate::{ErrorBody, COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
+use crate::{COMMANDS_PATH, CONNECTIONS_PATH, SERVICES_PATH};
 
 /// Largest command body accepted: a command is a few hundred bytes, but a
 /// `Restore` carries a whole rule file (100k real servers ≈ 25 MB).
@@ -36,11 +37,11 @@ pub trait ControlHandler: Send + Sync + 'static {
     /// The connection table (connections and persistence templates), for
     /// `GET /v1/connections`, in any order (rvsadm prints it as given).
     fn connections(&self) -> Vec<ConnectionEntry>;
-    /// Applies one command; `Err` carries a one-line message for the operator
-    /// (e.g. "Service not defined"), sent back as `400 {"error": ...}`.
-    /// [`Command::Restore`] must be applied whole or not at all; its `Err`
-    /// should be a [`crate::RestoreError`]'s text naming the failing index.
-    fn command(&self, cmd: Command) -> Result<(), String>;
+    /// Applies one command, or refuses it whole with the reason's kind
+    /// (sent as an [`ErrorBody`]). [`Command::Restore`] must be applied
+    /// whole or not at all; its refusal is a [`ControlError::Refused`]
+    /// naming the failing command.
+    fn command(&self, cmd: Command) -> Result<(), ControlError>;
 }
 
 /// Binds the control socket at `path`, root-only (mode 0600).
@@ -110,9 +111,12 @@ async fn route<H: ControlHandler>(
         (&Method::POST, COMMANDS_PATH) => command(handler, req).await,
         (_, SERVICES_PATH) | (_, CONNECTIONS_PATH) | (_, COMMANDS_PATH) => error(
             StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {} not allowed on {path}", req.method()),
+            ControlError::bad_request(format!("method {} not allowed on {path}", req.method())),
         ),
-        _ => error(StatusCode::NOT_FOUND, format!("no such endpoint: {path}")),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            ControlError::bad_request(format!("no such endpoint: {path}")),
+        ),
     };
     Ok(reply)
 }
@@ -120,11 +124,15 @@ async fn route<H: ControlHandler>(
 async fn command<H: ControlHandler>(handler: Arc<H>, req: Request<Incoming>) -> Reply {
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read command: {e}")),
+        Err(e) => {
+            return refusal(ControlError::bad_request(format!(
+                "cannot read command: {e}"
+            )))
+        }
     };
     let cmd: Command = match serde_json::from_slice(&body) {
         Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, format!("malformed command: {e}")),
+        Err(e) => return refusal(ControlError::bad_request(format!("malformed command: {e}"))),
     };
     match &cmd {
         // One line per restore, not the whole rule file.
@@ -133,21 +141,26 @@ async fn command<H: ControlHandler>(handler: Arc<H>, req: Request<Incoming>) -> 
     }
     match tokio::task::spawn_blocking(move || handler.command(cmd)).await {
         Ok(Ok(())) => json(StatusCode::OK, &serde_json::json!({ "ok": true })),
-        Ok(Err(msg)) => error(StatusCode::BAD_REQUEST, msg),
+        Ok(Err(e)) => refusal(e),
         Err(e) => internal(e),
     }
 }
 
 fn internal(e: tokio::task::JoinError) -> Reply {
     tracing::error!("control handler failed: {e}");
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "rvsd internal error (see its log)".into(),
-    )
+    refusal(ControlError::internal(
+        "the request failed (see rvsd's log)",
+    ))
 }
 
-fn error(status: StatusCode, error: String) -> Reply {
-    json(status, &ErrorBody { error })
+/// A refusal with the status of its kind.
+fn refusal(e: ControlError) -> Reply {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    error(status, e)
+}
+
+fn error(status: StatusCode, e: ControlError) -> Reply {
+    json(status, &ErrorBody::from(e))
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {

@@ -219,8 +219,8 @@ pub enum Command {
     },
     /// `-R`: apply these commands in order as one transaction, all or none,
     /// so a bad line in a rule file cannot leave half a table. A refusal
-    /// names the failing command with [`RestoreError`]; a `Restore` inside
-    /// a `Restore` is refused.
+    /// names the failing command ([`crate::ControlError::Refused`]); a
+    /// `Restore` inside a `Restore` is refused.
     Restore(Vec<Command>),
     /// Re-read rvsd's configuration file and apply it whole (as SIGHUP
     /// does); a file with any error changes nothing and the error is the
@@ -255,49 +255,6 @@ pub struct FwmarkRuleSpec {
     #[serde(default)]
     pub ports: Vec<u16>,
 }
-
-/// Why rvsd refused a [`Command::Restore`]: which command (0-based index
-/// into the list) and why. Travels as the error message
-/// `command N of the restore: MESSAGE`, so plain HTTP clients read it and
-/// rvsadm can map `N` back to its input line with [`RestoreError::parse`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RestoreError {
-    /// Index of the refused command in the `Restore` list.
-    pub index: usize,
-    /// The refusal, as for the command on its own.
-    pub message: String,
-}
-
-const RESTORE_ERROR_PREFIX: &str = "command ";
-const RESTORE_ERROR_INFIX: &str = " of the restore: ";
-
-impl RestoreError {
-    /// Reads back a message made by this type's `Display`; `None` for any
-    /// other message (e.g. a refusal of the restore as a whole).
-    pub fn parse(message: &str) -> Option<RestoreError> {
-        let rest = message.strip_prefix(RESTORE_ERROR_PREFIX)?;
-        let (index, message) = rest.split_once(RESTORE_ERROR_INFIX)?;
-        if index.is_empty() || !index.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        Some(RestoreError {
-            index: index.parse().ok()?,
-            message: message.to_string(),
-        })
-    }
-}
-
-impl fmt::Display for RestoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{RESTORE_ERROR_PREFIX}{}{RESTORE_ERROR_INFIX}{}",
-            self.index, self.message
-        )
-    }
-}
-
-impl std::error::Error for RestoreError {}
 
 /// Packet and byte counters, summed over all workers since the last zero,
 /// and their current rates (IPVS's 2-second estimator; see IPVS-NOTES).
@@ -582,22 +539,5 @@ mod tests {
             r#"{"protocol":"tcp","client":["10.0.0.9",40000],"virtual":["10.0.0.1",80],"dest":["10.0.0.2",80],"state":"ESTABLISHED","expires_secs":899,"template":false,"fwmark":null}"#
         );
         assert_eq!(serde_json::from_str::<ConnectionEntry>(&j).unwrap(), c);
-    }
-
-    #[test]
-    fn restore_error_round_trips_through_its_message() {
-        let e = RestoreError {
-            index: 12,
-            message: "Service not defined: TCP 10.0.0.1:80".into(),
-        };
-        let m = e.to_string();
-        assert_eq!(
-            m,
-            "command 12 of the restore: Service not defined: TCP 10.0.0.1:80"
-        );
-        assert_eq!(RestoreError::parse(&m), Some(e));
-        assert_eq!(RestoreError::parse("Service not defined"), None);
-        assert_eq!(RestoreError::parse("command x of the restore: y"), None);
-        assert_eq!(RestoreError::parse("command  of the restore: y"), None);
     }
 }

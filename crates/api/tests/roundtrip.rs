@@ -1,21 +1,16 @@
-//! Runs the real server on a temporary socket with a fake handler and drives
-//! it with the blocking client: this checks the protocol, not rvsd.
+//! Runs the real server on a temporary socket with the fake handler and
+//! drives it with the blocking client: this checks the protocol, not rvsd.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::sync::{Arc, Mutex};
 
+use rvs_api::testing::{FakeHandler, Served};
 use rvs_api::{
-    Client, ClientError, Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family,
-    ForwardMethod, Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    Client, ClientError, Command, ConnectionEntry, ControlError, DestSpec, DestStatus, Entity,
+    Family, ForwardMethod, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
     Timeouts,
 };
-
-#[derive(Default)]
-struct Fake {
-    seen: Mutex<Vec<Command>>,
-}
 
 fn key() -> ServiceKey {
     ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80)
@@ -103,28 +98,10 @@ fn sample() -> Listing {
     }
 }
 
-impl ControlHandler for Fake {
-    fn listing(&self) -> Listing {
-        sample()
-    }
-    fn connections(&self) -> Vec<ConnectionEntry> {
-        conns()
-    }
-    fn command(&self, cmd: Command) -> Result<(), String> {
-        let result = match &cmd {
-            Command::DeleteService(_) => Err("No such service".into()),
-            Command::Restore(cmds) => match cmds.iter().position(|c| *c == Command::Clear) {
-                Some(index) => Err(RestoreError {
-                    index,
-                    message: "no clearing here".into(),
-                }
-                .to_string()),
-                None => Ok(()),
-            },
-            _ => Ok(()),
-        };
-        self.seen.lock().unwrap().push(cmd);
-        result
+/// rvsd's refusal of a delete of a missing service.
+fn no_such_service() -> ControlError {
+    ControlError::NotFound {
+        what: Entity::Service(key()),
     }
 }
 
@@ -141,19 +118,11 @@ fn raw(path: &std::path::Path, req: &[u8]) -> String {
 fn client_and_server_agree() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvsd.sock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = Arc::new(Fake::default());
-    let listener = {
-        let _g = rt.enter();
-        rvs_api::bind(&path).unwrap()
-    };
+    let fake = FakeHandler::new(sample(), conns())
+        .refusing(|c| matches!(c, Command::DeleteService(_)).then(no_such_service));
+    let served = Served::start(&path, fake).unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "control socket must be root-only");
-    let server = rt.spawn(rvs_api::serve(listener, Arc::clone(&fake)));
 
     let client = Client::new(&path);
     assert_eq!(client.listing().unwrap(), sample());
@@ -169,27 +138,30 @@ fn client_and_server_agree() {
         .unwrap();
     let err = client.command(&Command::DeleteService(key())).unwrap_err();
     match &err {
-        ClientError::Rejected { status, message } => {
+        ClientError::Rejected { status, error } => {
             assert_eq!(*status, 400);
-            assert_eq!(message, "No such service");
+            assert_eq!(*error, no_such_service());
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert_eq!(err.to_string(), "No such service");
-    let restore = Command::Restore(vec![Command::ZeroCounters(None), Command::Clear]);
+    assert_eq!(err.to_string(), "service TCP 10.10.0.100:80 does not exist");
+    let restore = Command::Restore(vec![
+        Command::ZeroCounters(None),
+        Command::DeleteService(key()),
+    ]);
     let err = client.command(&restore).unwrap_err();
-    let ClientError::Rejected { message, .. } = &err else {
+    let ClientError::Rejected { error, .. } = &err else {
         panic!("unexpected {err:?}")
     };
     assert_eq!(
-        RestoreError::parse(message),
-        Some(RestoreError {
+        *error,
+        ControlError::Refused {
             index: 1,
-            message: "no clearing here".into()
-        })
+            cause: Box::new(no_such_service()),
+        }
     );
     assert_eq!(
-        *fake.seen.lock().unwrap(),
+        served.handler.seen(),
         vec![
             Command::Clear,
             Command::SetTimeouts {
@@ -207,6 +179,7 @@ fn client_and_server_agree() {
     let reply = raw(&path, bad);
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("malformed command"), "{reply}");
+    assert!(reply.contains(r#""kind":"bad_request""#), "{reply}");
     let reply = raw(
         &path,
         b"GET /v2/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -223,18 +196,12 @@ fn client_and_server_agree() {
     );
     assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
     assert_eq!(
-        fake.seen.lock().unwrap().len(),
+        served.handler.seen().len(),
         4,
         "bad requests reach no handler"
     );
 
     // A second daemon must not take over a live socket.
-    {
-        let _g = rt.enter();
-        let e = rvs_api::bind(&path).unwrap_err();
-        assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
-    }
-
-    server.abort();
-    rt.shutdown_background();
+    let e = served.in_runtime(|| rvs_api::bind(&path)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::AddrInUse);
 }

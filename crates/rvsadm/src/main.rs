@@ -8,12 +8,13 @@
 mod format;
 mod parse;
 mod resolve;
+mod wording;
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use rvs_api::{Client, ClientError, Command, RestoreError};
+use rvs_api::{Client, ClientError, Command, ControlError};
 
 use crate::parse::{Action, LineError, ParseError};
 
@@ -172,10 +173,14 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             println!("{VERSION_LINE}");
             Ok(ExitCode::SUCCESS)
         }
-        Action::Command(cmd) => {
-            client.command(&cmd)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Action::Command(cmd) => match client.command(&cmd) {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(ClientError::Rejected { error, .. }) => {
+                eprintln!("{}", wording::refusal(&cmd, &error));
+                Ok(ExitCode::from(1))
+            }
+            Err(e) => Err(e.into()),
+        },
         Action::List(req) => {
             let names: &dyn format::Names = if req.numeric {
                 &format::Numeric
@@ -193,7 +198,7 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             match format::listing(&listing, &req, names) {
                 Ok(text) => print(&text),
                 Err(format::NoSuchService) => {
-                    eprintln!("No such service");
+                    eprintln!("{}", wording::NO_SUCH_SERVICE);
                     Ok(ExitCode::from(1))
                 }
             }
@@ -240,14 +245,18 @@ fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
         lines
     };
     let (numbers, cmds): (Vec<usize>, Vec<Command>) = lines.into_iter().unzip();
-    match client.command(&Command::Restore(cmds)) {
+    let restore = Command::Restore(cmds);
+    match client.command(&restore) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(ClientError::Rejected { message, .. }) => {
-            match RestoreError::parse(&message) {
-                Some(e) if e.index < numbers.len() => {
-                    eprintln!("line {}: {}", numbers[e.index], e.message)
+        Err(ClientError::Rejected { error, .. }) => {
+            match (&error, &restore) {
+                (ControlError::Refused { index, cause }, Command::Restore(cmds))
+                    if *index < numbers.len() =>
+                {
+                    let words = wording::refusal(&cmds[*index], cause);
+                    eprintln!("line {}: {words}", numbers[*index])
                 }
-                _ => eprintln!("{message}"),
+                _ => eprintln!("{}", wording::refusal(&restore, &error)),
             }
             eprintln!("nothing restored");
             Ok(ExitCode::from(1))

@@ -4,127 +4,74 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
-use std::sync::{Arc, Mutex};
 
+use rvs_api::testing::{FakeHandler, Served};
 use rvs_api::{
-    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, ForwardMethod, FwmarkRuleSpec,
-    Listing, Protocol, RestoreError, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
+    Command, ConnectionEntry, ControlError, DestSpec, DestStatus, Entity, ForwardMethod,
+    FwmarkRuleSpec, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
 };
 
-#[derive(Default)]
-struct Fake {
-    seen: Mutex<Vec<Command>>,
-    /// Mark rules as rvsd keeps them: appended, deleted per mark, kept by
-    /// `-C`.
-    rules: Mutex<Vec<FwmarkRuleSpec>>,
-}
-
-/// rvsd's handling of the mark-rule commands (a delete of an absent mark
-/// is refused); other commands leave the rules alone.
-fn apply_rule(rules: &mut Vec<FwmarkRuleSpec>, cmd: &Command) -> Result<(), String> {
-    match cmd {
-        Command::AddFwmarkRule(r) => rules.push(r.clone()),
-        Command::DeleteFwmarkRule { mark } => {
-            let before = rules.len();
-            rules.retain(|r| r.mark != *mark);
-            if rules.len() == before {
-                return Err(format!("no firewall-mark rule with mark {mark}"));
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-impl ControlHandler for Fake {
-    fn listing(&self) -> Listing {
-        Listing {
-            conn_table_size: 4096,
-            counters: Default::default(),
-            timeouts: Timeouts {
-                tcp: 7200,
-                tcpfin: 60,
-                udp: 30,
+/// rvsd with one service and one connection; it refuses the scheduler
+/// "nosuch" and (in a restore too) every delete of a service, as if the
+/// service were missing, and keeps mark rules as rvsd does.
+fn fake() -> FakeHandler {
+    let listing = Listing {
+        conn_table_size: 4096,
+        counters: Default::default(),
+        timeouts: Timeouts {
+            tcp: 7200,
+            tcpfin: 60,
+            udp: 30,
+        },
+        health: Vec::new(),
+        fwmark_rules: Vec::new(),
+        config_file: None,
+        config_diverged: false,
+        services: vec![ServiceStatus {
+            spec: ServiceSpec {
+                key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
+                scheduler: "rr".into(),
+                persistence_timeout: None,
+                netmask: None,
+                flags: vec![],
+                one_packet: false,
             },
-            health: Vec::new(),
-            fwmark_rules: self.rules.lock().unwrap().clone(),
-            config_file: None,
-            config_diverged: false,
-            services: vec![ServiceStatus {
-                spec: ServiceSpec {
-                    key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
-                    scheduler: "rr".into(),
-                    persistence_timeout: None,
-                    netmask: None,
-                    flags: vec![],
-                    one_packet: false,
+            dests: vec![DestStatus {
+                spec: DestSpec {
+                    addr: "10.10.0.11".parse().unwrap(),
+                    port: 80,
+                    weight: 1,
+                    method: ForwardMethod::Route,
+                    upper_threshold: 0,
+                    lower_threshold: 0,
                 },
-                dests: vec![DestStatus {
-                    spec: DestSpec {
-                        addr: "10.10.0.11".parse().unwrap(),
-                        port: 80,
-                        weight: 1,
-                        method: ForwardMethod::Route,
-                        upper_threshold: 0,
-                        lower_threshold: 0,
-                    },
-                    active_conns: 0,
-                    inactive_conns: 20,
-                    persistent_conns: 0,
-                    stats: Stats::default(),
-                }],
+                active_conns: 0,
+                inactive_conns: 20,
+                persistent_conns: 0,
                 stats: Stats::default(),
             }],
+            stats: Stats::default(),
+        }],
+    };
+    let connections = vec![ConnectionEntry {
+        protocol: Protocol::Tcp,
+        client: ("10.10.0.9".parse().unwrap(), 51000),
+        virtual_: ("10.10.0.100".parse().unwrap(), 80),
+        dest: ("10.10.0.11".parse().unwrap(), 80),
+        state: "ESTABLISHED".into(),
+        expires_secs: 899,
+        template: false,
+        fwmark: None,
+    }];
+    FakeHandler::new(listing, connections).refusing(|c| match c {
+        Command::AddService(s) if s.scheduler == "nosuch" => {
+            Some(ControlError::bad_request("Scheduler not found: nosuch"))
         }
-    }
-
-    fn connections(&self) -> Vec<ConnectionEntry> {
-        vec![ConnectionEntry {
-            protocol: Protocol::Tcp,
-            client: ("10.10.0.9".parse().unwrap(), 51000),
-            virtual_: ("10.10.0.100".parse().unwrap(), 80),
-            dest: ("10.10.0.11".parse().unwrap(), 80),
-            state: "ESTABLISHED".into(),
-            expires_secs: 899,
-            template: false,
-            fwmark: None,
-        }]
-    }
-
-    fn command(&self, cmd: Command) -> Result<(), String> {
-        let result = match &cmd {
-            Command::AddService(s) if s.scheduler == "nosuch" => {
-                Err("Scheduler not found: nosuch".into())
-            }
-            // Refuses a restore at its first delete, like a missing service.
-            Command::Restore(cmds) => {
-                match cmds
-                    .iter()
-                    .position(|c| matches!(c, Command::DeleteService(_)))
-                {
-                    Some(index) => Err(RestoreError {
-                        index,
-                        message: "No such service".into(),
-                    }
-                    .to_string()),
-                    // All or nothing, like rvsd.
-                    None => {
-                        let mut rules = self.rules.lock().unwrap().clone();
-                        cmds.iter()
-                            .enumerate()
-                            .try_for_each(|(index, c)| {
-                                apply_rule(&mut rules, c)
-                                    .map_err(|message| RestoreError { index, message }.to_string())
-                            })
-                            .map(|()| *self.rules.lock().unwrap() = rules)
-                    }
-                }
-            }
-            c => apply_rule(&mut self.rules.lock().unwrap(), c),
-        };
-        self.seen.lock().unwrap().push(cmd);
-        result
-    }
+        Command::DeleteService(key) => Some(ControlError::NotFound {
+            what: Entity::Service(*key),
+        }),
+        _ => None,
+    })
 }
 
 fn rvsadm_stdin(socket: &Path, args: &[&str], stdin: &str) -> Output {
@@ -157,17 +104,8 @@ fn rvsadm(socket: &Path, args: &[&str]) -> Output {
 fn rvsadm_against_a_served_socket() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvsd.sock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = Arc::new(Fake::default());
-    let listener = {
-        let _g = rt.enter();
-        rvs_api::bind(&path).unwrap()
-    };
-    let server = rt.spawn(rvs_api::serve(listener, Arc::clone(&fake)));
+    let served = Served::start(&path, fake()).unwrap();
+    let fake = &served.handler;
 
     let out = rvsadm(&path, &["-A", "-t", "10.10.0.100:80", "-s", "rr"]);
     assert!(out.status.success(), "{out:?}");
@@ -193,14 +131,14 @@ fn rvsadm_against_a_served_socket() {
     );
 
     // A usage error exits 2 and sends nothing.
-    let before = fake.seen.lock().unwrap().len();
+    let before = fake.seen().len();
     let out = rvsadm(&path, &["-A", "-t", "10.10.0.100:80", "-r", "10.0.0.1"]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "Illegal 'real-server' option with the 'add-service' command\n"
     );
-    assert_eq!(fake.seen.lock().unwrap().len(), before);
+    assert_eq!(fake.seen().len(), before);
 
     // -S -n prints rules; fed to -R they come back as one Restore.
     let out = rvsadm(&path, &["-S", "-n"]);
@@ -214,7 +152,7 @@ fn rvsadm_against_a_served_socket() {
     assert!(out.status.success(), "{out:?}");
     let service = ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80);
     assert_eq!(
-        fake.seen.lock().unwrap().last(),
+        fake.seen().last(),
         Some(&Command::Restore(vec![
             Command::AddService(ServiceSpec {
                 key: service,
@@ -239,7 +177,7 @@ fn rvsadm_against_a_served_socket() {
     );
 
     // A malformed line: named, exit 2, nothing sent.
-    let before = fake.seen.lock().unwrap().len();
+    let before = fake.seen().len();
     let out = rvsadm_stdin(
         &path,
         &["-R"],
@@ -250,7 +188,7 @@ fn rvsadm_against_a_served_socket() {
         String::from_utf8(out.stderr).unwrap(),
         "line 4: illegal weight specified\nnothing restored\n"
     );
-    assert_eq!(fake.seen.lock().unwrap().len(), before);
+    assert_eq!(fake.seen().len(), before);
 
     // rvsd's refusal of command 2 is reported against input line 5.
     let out = rvsadm_stdin(
@@ -287,10 +225,9 @@ fn rvsadm_against_a_served_socket() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(fake.seen.lock().unwrap().last(), Some(&Command::Clear));
+    assert_eq!(fake.seen().last(), Some(&Command::Clear));
 
-    server.abort();
-    rt.shutdown_background();
+    drop(served);
 
     // Daemon gone: one clear line, exit 1.
     let gone = dir.path().join("gone.sock");
@@ -309,18 +246,9 @@ fn rvsadm_against_a_served_socket() {
 fn mark_rules_add_list_save_restore() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvsd.sock");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let fake = Arc::new(Fake::default());
-    let listener = {
-        let _g = rt.enter();
-        rvs_api::bind(&path).unwrap()
-    };
-    let server = rt.spawn(rvs_api::serve(listener, Arc::clone(&fake)));
-    let last = || fake.seen.lock().unwrap().last().cloned();
+    let served = Served::start(&path, fake()).unwrap();
+    let fake = &served.handler;
+    let last = || fake.seen().last().cloned();
     let r7 = FwmarkRuleSpec {
         mark: 7,
         protocol: Some(Protocol::Tcp),
@@ -379,7 +307,7 @@ fn mark_rules_add_list_save_restore() {
     );
 
     // Malformed: ipvsadm-style message, exit 2, nothing sent.
-    let before = fake.seen.lock().unwrap().len();
+    let before = fake.seen().len();
     for (args, msg) in [
         (
             &["--add-mark-rule", "0", "-t", "10.10.0.1"][..],
@@ -406,7 +334,7 @@ fn mark_rules_add_list_save_restore() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         assert_eq!(String::from_utf8(out.stderr).unwrap(), msg, "{args:?}");
     }
-    assert_eq!(fake.seen.lock().unwrap().len(), before);
+    assert_eq!(fake.seen().len(), before);
 
     // -S puts the rules first; -C keeps them; -R replaces them (a delete
     // for each mark that exists, under the line of its first rule), so the
@@ -454,11 +382,11 @@ fn mark_rules_add_list_save_restore() {
             },
         ]))
     );
-    assert_eq!(*fake.rules.lock().unwrap(), vec![r7.clone(), r8.clone()]);
+    assert_eq!(fake.rules(), vec![r7.clone(), r8.clone()]);
     // Restored twice more: still the same rules.
     let out = rvsadm_stdin(&path, &["-R"], &saved);
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(*fake.rules.lock().unwrap(), vec![r7.clone(), r8.clone()]);
+    assert_eq!(fake.rules(), vec![r7.clone(), r8.clone()]);
 
     // Delete: gone from the listing; deleting it again is rvsd's refusal.
     let out = rvsadm(&path, &["--delete-mark-rule", "8"]);
@@ -483,8 +411,7 @@ fn mark_rules_add_list_save_restore() {
         String::from_utf8(out.stderr).unwrap(),
         "line 2: no firewall-mark rule with mark 9\nnothing restored\n"
     );
-    assert_eq!(*fake.rules.lock().unwrap(), vec![r7]);
+    assert_eq!(fake.rules(), vec![r7]);
 
-    server.abort();
-    rt.shutdown_background();
+    drop(served);
 }

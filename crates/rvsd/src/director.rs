@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use rvs_api::{
-    Command, ConnectionEntry, ControlHandler, DestSpec, DestStatus, Family, Listing, RestoreError,
-    ServiceSpec, ServiceStatus,
+    Command, ConnectionEntry, ControlError, ControlHandler, DestSpec, DestStatus, Entity, Family,
+    Listing, ServiceSpec, ServiceStatus,
 };
 use rvs_engine::{Config, Dest, Persistence, Protocol, Service, ServiceKey, Snapshot, Stats};
 
@@ -134,22 +134,27 @@ impl Director {
     /// Validates the base configuration `config` (with every sorry server
     /// it may fall back to), derives the effective one from health, publishes
     /// it and mirrors it into the XDP maps. A refusal changes nothing.
-    fn apply(&mut self, config: Config) -> Result<(), String> {
-        Snapshot::new(self.health.with_sorry_servers(&config)).map_err(|e| e.to_string())?;
+    fn apply(&mut self, config: Config) -> Result<(), ControlError> {
+        Snapshot::new(self.health.with_sorry_servers(&config)).map_err(refused)?;
         let commands = self.health.reconcile(&config);
         self.config = config;
         health::run_commands(commands);
         self.publish_effective()
     }
 
-    fn publish_effective(&mut self) -> Result<(), String> {
+    fn publish_effective(&mut self) -> Result<(), ControlError> {
         let effective = self.health.effective(&self.config);
-        let snapshot = Snapshot::new(effective.clone()).map_err(|e| e.to_string())?;
+        // Health only narrows what `apply` validated with every sorry server.
+        let snapshot = Snapshot::new(effective.clone()).map_err(|e| {
+            ControlError::internal(format!("the configuration as health allows it: {e}"))
+        })?;
         prime_neighbors(&effective);
         self.shared.snapshot.store(snapshot);
         self.effective = effective;
         self.sync_xdp().map_err(|e| {
-            format!("configuration applied, but the XDP filter could not be updated: {e}")
+            ControlError::internal(format!(
+                "configuration applied, but the XDP filter could not be updated: {e}"
+            ))
         })
     }
 
@@ -167,36 +172,43 @@ impl Director {
     /// Re-reads the configuration file and applies it whole; any error
     /// changes nothing. Counters of unchanged services and established
     /// connections are kept (the engine drains removed servers).
-    pub(crate) fn reload(&mut self) -> Result<String, String> {
-        let path = self
-            .file
-            .clone()
-            .ok_or("rvsd was started without --config: there is no file to reload")?;
+    pub(crate) fn reload(&mut self) -> Result<String, ControlError> {
+        let path = self.file.clone().ok_or_else(|| {
+            ControlError::bad_request(
+                "rvsd was started without --config: there is no file to reload",
+            )
+        })?;
+        let bad = ControlError::bad_request;
         let text = std::fs::read_to_string(&path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            .map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
         let file = rvs_vocab::schema::Config::parse(&text)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let (services, plan) = crate::config::build(&file, &text)
-            .map_err(|errs| format!("{}: {}", path.display(), errs.join("; ")))?;
+            .map_err(|errs| bad(format!("{}: {}", path.display(), errs.join("; "))))?;
         let names: Vec<&String> = self.config.interfaces.iter().map(|i| &i.name).collect();
         if file.interfaces.iter().collect::<Vec<_>>() != names {
-            return Err(format!("{}: interfaces changed; restart rvsd to attach to other interfaces (nothing was applied)", path.display()));
+            return Err(bad(format!("{}: interfaces changed; restart rvsd to attach to other interfaces (nothing was applied)", path.display())));
         }
         if let Some(m) = file.max_connections {
             if m != self.config.max_connections {
-                return Err(format!("{}: max_connections changed; restart rvsd to resize the connection table (nothing was applied)", path.display()));
+                return Err(bad(format!("{}: max_connections changed; restart rvsd to resize the connection table (nothing was applied)", path.display())));
             }
         }
         let mut next = self.config.clone();
         next.services = services;
-        next.fwmarks = crate::config::engine_fwmarks(&file).map_err(|e| e.to_string())?;
+        next.fwmarks = crate::config::engine_fwmarks(&file).map_err(|e| bad(e.to_string()))?;
         next.timeouts = crate::config::timeouts(&file);
         next.fast_path = crate::config::fast_path(&file);
-        next.routes = crate::kernel::routes(&next.interfaces).map_err(|e| e.to_string())?;
+        next.routes = crate::kernel::routes(&next.interfaces)
+            .map_err(|e| ControlError::internal(format!("reading routes: {e}")))?;
         let previous_plan = self.health.replace_plan(plan);
         if let Err(e) = self.apply(next) {
             self.health.replace_plan(previous_plan);
-            return Err(format!("{}: {e} (nothing was applied)", path.display()));
+            let message = format!("{}: {e} (nothing was applied)", path.display());
+            return Err(match e {
+                ControlError::Internal { .. } => ControlError::internal(message),
+                _ => bad(message),
+            });
         }
         self.diverged = false;
         let msg = format!(
@@ -244,7 +256,7 @@ impl Director {
     }
 
     /// Applies one rvsadm command; the whole change or nothing.
-    pub(crate) fn command(&mut self, cmd: Command) -> Result<(), String> {
+    pub(crate) fn command(&mut self, cmd: Command) -> Result<(), ControlError> {
         if let Command::Reload = cmd {
             return self.reload().map(|_| ());
         }
@@ -261,19 +273,21 @@ impl Director {
         r
     }
 
-    fn command_inner(&mut self, cmd: Command) -> Result<(), String> {
+    fn command_inner(&mut self, cmd: Command) -> Result<(), ControlError> {
         if let Command::ZeroCounters(key) = cmd {
             let only = key.as_ref().map(engine_key);
-            if let Some(k) = only {
+            if let (Some(k), Some(key)) = (only, key) {
                 if !self.config.services.iter().any(|s| s.key == k) {
-                    return Err("No such service".into());
+                    return Err(ControlError::NotFound {
+                        what: Entity::Service(key),
+                    });
                 }
             }
             if let Some(plane) = &self.plane {
                 plane
                     .commands
                     .send(WorkerCommand::Zero(only))
-                    .map_err(|_| "rvsd internal error: the worker has stopped".to_string())?;
+                    .map_err(|_| ControlError::internal("the worker has stopped"))?;
             }
             self.service_rates.retain(|k| only.is_some_and(|o| o != *k));
             self.dest_rates
@@ -284,23 +298,16 @@ impl Director {
         if let Command::Restore(cmds) = cmd {
             // ipvsadm -R: every command against a scratch copy, validated as
             // one configuration at the end; the first failure names its index.
-            for (i, c) in cmds.into_iter().enumerate() {
+            for (index, c) in cmds.into_iter().enumerate() {
+                let at = |cause| ControlError::Refused {
+                    index,
+                    cause: Box::new(cause),
+                };
                 if matches!(c, Command::Restore(_)) {
-                    return Err(RestoreError {
-                        index: i,
-                        message: "nested restore".into(),
-                    }
-                    .to_string());
+                    return Err(at(ControlError::bad_request("nested restore")));
                 }
-                edit(&mut next, c)
-                    .map_err(|message| RestoreError { index: i, message }.to_string())?;
-                Snapshot::new(next.clone()).map_err(|e| {
-                    RestoreError {
-                        index: i,
-                        message: e.to_string(),
-                    }
-                    .to_string()
-                })?;
+                edit(&mut next, c).map_err(at)?;
+                Snapshot::new(next.clone()).map_err(|e| at(refused(e)))?;
             }
             return self.apply(next);
         }
@@ -427,47 +434,67 @@ pub(crate) fn connections(
     }
 }
 
+/// The engine's refusal of a configuration, for the operator.
+fn refused(e: rvs_engine::ConfigError) -> ControlError {
+    ControlError::bad_request(e.to_string())
+}
+
 /// Applies one command to `next` (not yet validated as a whole).
-fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
+fn edit(next: &mut Config, cmd: Command) -> Result<(), ControlError> {
     let position = |cfg: &Config, key: &rvs_api::ServiceKey| {
         let k = engine_key(key);
-        cfg.services.iter().position(|s| s.key == k)
+        cfg.services
+            .iter()
+            .position(|s| s.key == k)
+            .ok_or(ControlError::NotFound {
+                what: Entity::Service(*key),
+            })
+    };
+    let no_dest = |addr, port| ControlError::NotFound {
+        what: Entity::Destination { addr, port },
     };
     match cmd {
         Command::AddService(spec) => {
-            if position(next, &spec.key).is_some() {
-                return Err("Service already exists".into());
+            if position(next, &spec.key).is_ok() {
+                return Err(ControlError::Exists {
+                    what: Entity::Service(spec.key),
+                });
             }
             let mut svc = Service::new(engine_key(&spec.key), &spec.scheduler);
             apply_spec(&mut svc, &spec)?;
             next.services.push(svc);
         }
         Command::EditService(spec) => {
-            let pos = position(next, &spec.key).ok_or("No such service")?;
+            let pos = position(next, &spec.key)?;
             apply_spec(&mut next.services[pos], &spec)?;
         }
         Command::DeleteService(key) => {
-            let pos = position(next, &key).ok_or("No such service")?;
+            let pos = position(next, &key)?;
             next.services.remove(pos);
         }
         Command::AddDest { service, dest } => {
-            let pos = position(next, &service).ok_or("Service not defined")?;
+            let pos = position(next, &service)?;
             let dests = &mut next.services[pos].dests;
             if dests
                 .iter()
                 .any(|d| d.addr == dest.addr && d.port == dest.port)
             {
-                return Err("Destination already exists".into());
+                return Err(ControlError::Exists {
+                    what: Entity::Destination {
+                        addr: dest.addr,
+                        port: dest.port,
+                    },
+                });
             }
             dests.push(engine_dest(&dest));
         }
         Command::EditDest { service, dest } => {
-            let pos = position(next, &service).ok_or("Service not defined")?;
+            let pos = position(next, &service)?;
             let d = next.services[pos]
                 .dests
                 .iter_mut()
                 .find(|d| d.addr == dest.addr && d.port == dest.port)
-                .ok_or("No such destination")?;
+                .ok_or_else(|| no_dest(dest.addr, dest.port))?;
             *d = engine_dest(&dest);
         }
         Command::DeleteDest {
@@ -475,12 +502,12 @@ fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
             addr,
             port,
         } => {
-            let pos = position(next, &service).ok_or("Service not defined")?;
+            let pos = position(next, &service)?;
             let dests = &mut next.services[pos].dests;
             let i = dests
                 .iter()
                 .position(|d| d.addr == addr && d.port == port)
-                .ok_or("No such destination")?;
+                .ok_or_else(|| no_dest(addr, port))?;
             dests.remove(i);
         }
         Command::Clear => next.services.clear(),
@@ -495,12 +522,14 @@ fn edit(next: &mut Config, cmd: Command) -> Result<(), String> {
             let before = next.fwmarks.len();
             next.fwmarks.retain(|r| r.mark != mark);
             if next.fwmarks.len() == before {
-                return Err(format!("no firewall-mark rule with mark {mark}"));
+                return Err(ControlError::NotFound {
+                    what: Entity::FwmarkRule { mark },
+                });
             }
         }
         Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
         Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
-            return Err("not valid inside a restore".into())
+            return Err(ControlError::bad_request("not valid inside a restore"))
         }
     }
     Ok(())
@@ -613,9 +642,10 @@ pub(crate) fn prime_neighbors(config: &Config) {
     }
 }
 
-fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), String> {
+fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError> {
     svc.scheduler = spec.scheduler.clone();
-    svc.sched_flags = rvs_vocab::sched::flag_bits(&spec.flags).map_err(|e| e.to_string())?;
+    svc.sched_flags = rvs_vocab::sched::flag_bits(&spec.flags)
+        .map_err(|e| ControlError::bad_request(e.to_string()))?;
     svc.one_packet = spec.one_packet;
     let full = if svc.key.addr.is_ipv4() { 32 } else { 128 };
     svc.persistence = spec.persistence_timeout.map(|timeout| Persistence {
@@ -750,11 +780,11 @@ impl ControlHandler for Handler {
         connections(commands)
     }
 
-    fn command(&self, cmd: Command) -> Result<(), String> {
+    fn command(&self, cmd: Command) -> Result<(), ControlError> {
         let mut d = self
             .0
             .lock()
-            .map_err(|_| "rvsd internal error: state lock poisoned".to_string())?;
+            .map_err(|_| ControlError::internal("state lock poisoned"))?;
         tracing::info!(?cmd, "control command");
         let r = d.command(cmd);
         if let Err(e) = &r {
