@@ -678,298 +678,306 @@ enum Service {
     Fwmark(u32, Family),
 }
 
-/// Parses the arguments after the program name.
-pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, ParseError> {
-    let (tokens, positional) = tokenize(args)?;
+/// What the options said, one field per option, before any check that
+/// relates one option to another (ipvsadm's `parse_options` loop).
+#[derive(Debug)]
+struct Collected {
+    socket: Option<PathBuf>,
+    /// `-h` or `-v` as the first option: answered without further checks.
+    early: Option<Action>,
+    /// No option other than `--socket` was given.
+    bare: bool,
+    cmd: Option<Cmd>,
+    /// Bits of [`Opt`] given, for ipvsadm's option checks.
+    options: u32,
+    service: Option<Service>,
+    scheduler: Option<String>,
+    persistence: Option<u32>,
+    netmask_raw: Option<String>,
+    flags_raw: Option<String>,
+    one_packet: bool,
+    server: Option<(IpAddr, Option<u16>)>,
+    method: ForwardMethod,
+    weight: u32,
+    upper: u32,
+    lower: u32,
+    list: ListRequest,
+    /// RVS mark rules: the mark, `-t/-u/--any` with its raw prefix, ports.
+    rule_mark: u32,
+    rule_target: Option<(Option<Protocol>, String)>,
+    ports_raw: Option<String>,
+}
 
-    let mut socket = None;
-    let mut cmd: Option<Cmd> = None;
-    let mut options = 0u32;
-    let mut first = true;
-
-    let mut service: Option<Service> = None;
-    let mut scheduler: Option<String> = None;
-    let mut persistence: Option<u32> = None;
-    let mut netmask_raw: Option<String> = None;
-    let mut flags_raw: Option<String> = None;
-    let mut one_packet = false;
-    let mut server: Option<(IpAddr, Option<u16>)> = None;
-    let mut method = ForwardMethod::Route;
-    let mut weight = 1u32;
-    let mut upper = 0u32;
-    let mut lower = 0u32;
-    let mut list = ListRequest::default();
-    // RVS mark rules: the mark, `-t/-u/--any` with its raw address, ports.
-    let mut rule_mark = 0u32;
-    let mut rule_target: Option<(Option<Protocol>, String)> = None;
-    let mut ports_raw: Option<String> = None;
-
-    let set_option = |options: &mut u32, opt: Opt| -> Result<(), ParseError> {
-        if *options & opt.bit() != 0 {
-            return fail(format!("multiple '{}' options specified", opt.name()));
+impl Default for Collected {
+    fn default() -> Self {
+        Collected {
+            socket: None,
+            early: None,
+            bare: true,
+            cmd: None,
+            options: 0,
+            service: None,
+            scheduler: None,
+            persistence: None,
+            netmask_raw: None,
+            flags_raw: None,
+            one_packet: false,
+            server: None,
+            method: ForwardMethod::Route,
+            weight: 1,
+            upper: 0,
+            lower: 0,
+            list: ListRequest::default(),
+            rule_mark: 0,
+            rule_target: None,
+            ports_raw: None,
         }
-        *options |= opt.bit();
-        Ok(())
-    };
-    // ipvsadm names ports by the service's protocol; a mark service is TCP.
-    let protocol = |service: &Option<Service>| match service {
-        Some(Service::Addr(p, _, _)) => *p,
-        _ => Protocol::Tcp,
-    };
+    }
+}
 
+impl Collected {
+    /// Records `opt` (see [`set_option`]).
+    fn set(&mut self, opt: Opt) -> Result<(), ParseError> {
+        set_option(&mut self.options, opt)
+    }
+
+    /// ipvsadm names ports by the service's protocol; a mark service is TCP.
+    fn protocol(&self) -> Protocol {
+        match self.service {
+            Some(Service::Addr(p, _, _)) => p,
+            _ => Protocol::Tcp,
+        }
+    }
+}
+
+/// Adds `opt` to `options`, refusing it twice as ipvsadm's `set_option`.
+fn set_option(options: &mut u32, opt: Opt) -> Result<(), ParseError> {
+    if *options & opt.bit() != 0 {
+        return fail(format!("multiple '{}' options specified", opt.name()));
+    }
+    *options |= opt.bit();
+    Ok(())
+}
+
+/// The command a long option name stands for, if it is one.
+fn command_of(name: &str) -> Option<Cmd> {
+    Some(match name {
+        "add-service" => Cmd::Add,
+        "edit-service" => Cmd::Edit,
+        "delete-service" => Cmd::Del,
+        "clear" => Cmd::Flush,
+        "list" => Cmd::List,
+        "zero" => Cmd::Zero,
+        "add-server" => Cmd::AddDest,
+        "edit-server" => Cmd::EditDest,
+        "delete-server" => Cmd::DelDest,
+        "set" => Cmd::Timeout,
+        "restore" => Cmd::Restore,
+        "save" => Cmd::Save,
+        "add-mark-rule" => Cmd::AddMarkRule,
+        "delete-mark-rule" => Cmd::DelMarkRule,
+        "list-mark-rules" => Cmd::ListMarkRules,
+        _ => return None,
+    })
+}
+
+/// The collect step: every option's value parsed on its own, in the order
+/// given, with the checks ipvsadm makes while it reads them.
+fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseError> {
+    let mut c = Collected::default();
     for tok in tokens {
         let value = tok.value.clone().unwrap_or_default();
         if tok.name == "socket" {
-            socket = Some(PathBuf::from(value));
+            c.socket = Some(PathBuf::from(value));
             continue;
         }
-        let command = match tok.name {
-            "add-service" => Some(Cmd::Add),
-            "edit-service" => Some(Cmd::Edit),
-            "delete-service" => Some(Cmd::Del),
-            "clear" => Some(Cmd::Flush),
-            "list" => Some(Cmd::List),
-            "zero" => Some(Cmd::Zero),
-            "add-server" => Some(Cmd::AddDest),
-            "edit-server" => Some(Cmd::EditDest),
-            "delete-server" => Some(Cmd::DelDest),
-            "set" => Some(Cmd::Timeout),
-            "restore" => Some(Cmd::Restore),
-            "save" => Some(Cmd::Save),
-            "add-mark-rule" => Some(Cmd::AddMarkRule),
-            "delete-mark-rule" => Some(Cmd::DelMarkRule),
-            "list-mark-rules" => Some(Cmd::ListMarkRules),
-            _ => None,
-        };
-        if first {
-            first = false;
+        let command = command_of(tok.name);
+        if c.bare {
+            c.bare = false;
             match tok.name {
-                "help" => {
-                    return Ok(Invocation {
-                        action: Action::Help,
-                        socket,
-                    })
-                }
-                "version" => {
-                    return Ok(Invocation {
-                        action: Action::Version,
-                        socket,
-                    })
-                }
+                "help" => c.early = Some(Action::Help),
+                "version" => c.early = Some(Action::Version),
                 "start-daemon" | "stop-daemon" => {
                     return fail(format!("{}: not supported by rvsadm yet", tok.spelled))
                 }
                 _ if command.is_none() => return Err(ParseError::TryHelp),
                 _ => {}
             }
+            if c.early.is_some() {
+                return Ok(c);
+            }
         }
-        if let Some(c) = command {
-            if cmd.is_some() {
+        if let Some(cmd) = command {
+            if c.cmd.is_some() {
                 return fail("multiple commands specified");
             }
-            cmd = Some(c);
-            if matches!(c, Cmd::AddMarkRule | Cmd::DelMarkRule) {
-                rule_mark = parse_fwmark(&value)?;
+            c.cmd = Some(cmd);
+            if matches!(cmd, Cmd::AddMarkRule | Cmd::DelMarkRule) {
+                c.rule_mark = parse_fwmark(&value)?;
             }
             continue;
         }
-        match tok.name {
-            "tcp-service" | "udp-service" => {
-                set_option(&mut options, Opt::Service)?;
-                let proto = if tok.name == "tcp-service" {
-                    Protocol::Tcp
-                } else {
-                    Protocol::Udp
-                };
-                if cmd == Some(Cmd::AddMarkRule) {
-                    // A prefix, parsed once the command line is checked.
-                    rule_target = Some((Some(proto), value));
-                    continue;
-                }
-                let (addr, port) = parse_addr_port(&value, proto, lookup).map_or_else(
-                    || fail("illegal virtual server address[:port] specified"),
-                    Ok,
-                )?;
-                service = Some(Service::Addr(proto, addr, port));
+        collect_option(&mut c, &tok, value, lookup)?;
+    }
+    Ok(c)
+}
+
+/// One option that is not a command, into `c`.
+fn collect_option(
+    c: &mut Collected,
+    tok: &Token,
+    value: String,
+    lookup: &dyn Lookup,
+) -> Result<(), ParseError> {
+    match tok.name {
+        "tcp-service" | "udp-service" => {
+            c.set(Opt::Service)?;
+            let proto = if tok.name == "tcp-service" {
+                Protocol::Tcp
+            } else {
+                Protocol::Udp
+            };
+            if c.cmd == Some(Cmd::AddMarkRule) {
+                // A prefix, parsed once the command line is checked.
+                c.rule_target = Some((Some(proto), value));
+                return Ok(());
             }
-            "any" => {
-                if cmd != Some(Cmd::AddMarkRule) {
-                    return fail(format!(
-                        "Illegal 'any' option with the '{}' command",
-                        cmd.map_or("", Cmd::name)
-                    ));
-                }
-                set_option(&mut options, Opt::Service)?;
-                rule_target = Some((None, value));
+            let (addr, port) = parse_addr_port(&value, proto, lookup).map_or_else(
+                || fail("illegal virtual server address[:port] specified"),
+                Ok,
+            )?;
+            c.service = Some(Service::Addr(proto, addr, port));
+        }
+        "any" => {
+            if c.cmd != Some(Cmd::AddMarkRule) {
+                return fail(format!(
+                    "Illegal 'any' option with the '{}' command",
+                    c.cmd.map_or("", Cmd::name)
+                ));
             }
-            "ports" => {
-                set_option(&mut options, Opt::Ports)?;
-                ports_raw = Some(value);
-            }
-            "mark-rules" => {
-                set_option(&mut options, Opt::MarkRules)?;
-                list.mark_rules = true;
-            }
-            "fwmark-service" => {
-                if cmd == Some(Cmd::AddMarkRule) {
-                    return fail(
-                        "-f: a mark rule's mark is the --add-mark-rule value; match with -t, -u or --any",
-                    );
-                }
-                set_option(&mut options, Opt::Service)?;
-                service = Some(Service::Fwmark(parse_fwmark(&value)?, Family::Ipv4));
-            }
-            "ipv6" => match &mut service {
-                // Not an option in ipvsadm's table: no checks, any command.
-                Some(Service::Fwmark(_, af)) => *af = Family::Ipv6,
-                // ipvsadm's message, newline included.
-                _ => return fail("-6 used before -f\n"),
-            },
-            "scheduler" => {
-                set_option(&mut options, Opt::Scheduler)?;
-                scheduler = Some(value);
-            }
-            "persistent" => {
-                set_option(&mut options, Opt::Persistent)?;
-                persistence = Some(match &tok.value {
-                    None => DEFAULT_PERSISTENCE,
-                    Some(v) => timeout(v, 1)?,
-                });
-            }
-            "netmask" => {
-                set_option(&mut options, Opt::Netmask)?;
-                netmask_raw = Some(value);
-            }
-            "sched-flags" => {
-                set_option(&mut options, Opt::SchedFlags)?;
-                flags_raw = Some(value);
-            }
-            "ops" => {
-                set_option(&mut options, Opt::OnePacket)?;
-                one_packet = true;
-            }
-            "real-server" => {
-                set_option(&mut options, Opt::Server)?;
-                server = Some(
-                    parse_addr_port(&value, protocol(&service), lookup)
-                        .map_or_else(|| fail("illegal real server address[:port] specified"), Ok)?,
+            c.set(Opt::Service)?;
+            c.rule_target = Some((None, value));
+        }
+        "ports" => {
+            c.set(Opt::Ports)?;
+            c.ports_raw = Some(value);
+        }
+        "fwmark-service" => {
+            if c.cmd == Some(Cmd::AddMarkRule) {
+                return fail(
+                    "-f: a mark rule's mark is the --add-mark-rule value; match with -t, -u or --any",
                 );
             }
-            "gatewaying" | "masquerading" | "ipip" => {
-                set_option(&mut options, Opt::Forward)?;
-                method = match tok.name {
-                    "gatewaying" => ForwardMethod::Route,
-                    "masquerading" => ForwardMethod::Masq,
-                    _ => ForwardMethod::Tunnel,
-                };
-            }
-            "tun-type" => {
-                set_option(&mut options, Opt::TunType)?;
-                match value.as_str() {
-                    // IPIP is what -i means; accepted because -S writes it.
-                    "ipip" => {}
-                    "gue" | "gre" => {
-                        return fail(format!("tunnel type `{value}' is not supported by rvsd"))
-                    }
-                    _ => return fail("illegal tunnel type specified"),
-                }
-            }
-            "weight" => {
-                set_option(&mut options, Opt::Weight)?;
-                weight = number(&value, 0, INT_MAX)
-                    .map_or_else(|| fail("illegal weight specified"), Ok)?;
-            }
-            "u-threshold" => {
-                set_option(&mut options, Opt::UThreshold)?;
-                upper = number(&value, 0, INT_MAX)
-                    .map_or_else(|| fail("illegal u_threshold specified"), Ok)?;
-            }
-            "l-threshold" => {
-                set_option(&mut options, Opt::LThreshold)?;
-                lower = number(&value, 0, INT_MAX)
-                    .map_or_else(|| fail("illegal l_threshold specified"), Ok)?;
-            }
-            "numeric" => {
-                set_option(&mut options, Opt::Numeric)?;
-                list.numeric = true;
-            }
-            "connection" => {
-                set_option(&mut options, Opt::Connection)?;
-                list.connections = true;
-            }
-            "timeout" => {
-                set_option(&mut options, Opt::Timeout)?;
-                list.timeouts = true;
-            }
-            "stats" => {
-                set_option(&mut options, Opt::Stats)?;
-                list.stats = true;
-            }
-            "rate" => {
-                set_option(&mut options, Opt::Rate)?;
-                list.rate = true;
-            }
-            "thresholds" => {
-                set_option(&mut options, Opt::Thresholds)?;
-                list.thresholds = true;
-            }
-            "persistent-conn" => {
-                set_option(&mut options, Opt::PersistentConn)?;
-                list.persistent_conn = true;
-            }
-            "nosort" => {
-                set_option(&mut options, Opt::NoSort)?;
-                list.nosort = true;
-            }
-            "exact" => {
-                set_option(&mut options, Opt::Exact)?;
-                list.exact = true;
-            }
-            "sort" => {} // ipvsadm: a no-op kept for compatibility
-            "help" | "version" => {
-                // ipvsadm only honours these as the first option.
-                return fail(format!("invalid option `{}'", tok.spelled));
-            }
-            _ => return fail(format!("{}: not supported by rvsadm yet", tok.spelled)),
+            c.set(Opt::Service)?;
+            c.service = Some(Service::Fwmark(parse_fwmark(&value)?, Family::Ipv4));
         }
-    }
-
-    let Some(cmd) = cmd else {
-        // Only `--socket` was given: like no arguments at all, list.
-        if first && positional.is_empty() {
-            return Ok(Invocation {
-                action: Action::List(ListRequest::default()),
-                socket,
+        "ipv6" => match &mut c.service {
+            // Not an option in ipvsadm's table: no checks, any command.
+            Some(Service::Fwmark(_, af)) => *af = Family::Ipv6,
+            // ipvsadm's message, newline included.
+            _ => return fail("-6 used before -f\n"),
+        },
+        "scheduler" => {
+            c.set(Opt::Scheduler)?;
+            c.scheduler = Some(value);
+        }
+        "persistent" => {
+            c.set(Opt::Persistent)?;
+            c.persistence = Some(match &tok.value {
+                None => DEFAULT_PERSISTENCE,
+                Some(v) => timeout(v, 1)?,
             });
         }
-        return Err(ParseError::TryHelp);
-    };
-    if cmd == Cmd::AddMarkRule && rule_target.is_none() {
-        return fail(MISSING_RULE_PROTOCOL);
-    }
-
-    // The end of ipvsadm's parse_options: --set values, leftovers, -b.
-    let mut positional = positional.into_iter();
-    let timeouts = if cmd == Cmd::Timeout {
-        match (positional.next(), positional.next(), positional.next()) {
-            (Some(a), Some(b), Some(c)) => {
-                Some((timeout(&a, 0)?, timeout(&b, 0)?, timeout(&c, 0)?))
-            }
-            _ => return fail("--set option requires 3 timeout values"),
+        "netmask" => {
+            c.set(Opt::Netmask)?;
+            c.netmask_raw = Some(value);
         }
-    } else {
-        None
-    };
-    if let Some(extra) = positional.next() {
-        return fail(format!("unexpected argument {extra}"));
+        "sched-flags" => {
+            c.set(Opt::SchedFlags)?;
+            c.flags_raw = Some(value);
+        }
+        "ops" => {
+            c.set(Opt::OnePacket)?;
+            c.one_packet = true;
+        }
+        "real-server" => {
+            c.set(Opt::Server)?;
+            c.server = Some(
+                parse_addr_port(&value, c.protocol(), lookup)
+                    .map_or_else(|| fail("illegal real server address[:port] specified"), Ok)?,
+            );
+        }
+        "gatewaying" | "masquerading" | "ipip" => {
+            c.set(Opt::Forward)?;
+            c.method = match tok.name {
+                "gatewaying" => ForwardMethod::Route,
+                "masquerading" => ForwardMethod::Masq,
+                _ => ForwardMethod::Tunnel,
+            };
+        }
+        "tun-type" => {
+            c.set(Opt::TunType)?;
+            match value.as_str() {
+                // IPIP is what -i means; accepted because -S writes it.
+                "ipip" => {}
+                "gue" | "gre" => {
+                    return fail(format!("tunnel type `{value}' is not supported by rvsd"))
+                }
+                _ => return fail("illegal tunnel type specified"),
+            }
+        }
+        "weight" => {
+            c.set(Opt::Weight)?;
+            c.weight =
+                number(&value, 0, INT_MAX).map_or_else(|| fail("illegal weight specified"), Ok)?;
+        }
+        "u-threshold" => {
+            c.set(Opt::UThreshold)?;
+            c.upper = number(&value, 0, INT_MAX)
+                .map_or_else(|| fail("illegal u_threshold specified"), Ok)?;
+        }
+        "l-threshold" => {
+            c.set(Opt::LThreshold)?;
+            c.lower = number(&value, 0, INT_MAX)
+                .map_or_else(|| fail("illegal l_threshold specified"), Ok)?;
+        }
+        "sort" => {} // ipvsadm: a no-op kept for compatibility
+        "help" | "version" => {
+            // ipvsadm only honours these as the first option.
+            return fail(format!("invalid option `{}'", tok.spelled));
+        }
+        name => {
+            let Some((opt, flag)) = list_flag(&mut c.list, name) else {
+                return fail(format!("{}: not supported by rvsadm yet", tok.spelled));
+            };
+            set_option(&mut c.options, opt)?;
+            *flag = true;
+        }
     }
-    let scheduler = scheduler.unwrap_or_else(|| sched::DEFAULT.to_string());
-    let flags = match &flags_raw {
-        Some(f) => parse_sched_flags(&scheduler, f)?,
-        None => Vec::new(),
-    };
+    Ok(())
+}
 
-    // ipvsadm's generic_opt_check, in its option order.
+/// The `-L` options that only switch something on: their option bit and
+/// the field they set.
+fn list_flag<'a>(list: &'a mut ListRequest, name: &str) -> Option<(Opt, &'a mut bool)> {
+    Some(match name {
+        "numeric" => (Opt::Numeric, &mut list.numeric),
+        "connection" => (Opt::Connection, &mut list.connections),
+        "timeout" => (Opt::Timeout, &mut list.timeouts),
+        "stats" => (Opt::Stats, &mut list.stats),
+        "rate" => (Opt::Rate, &mut list.rate),
+        "thresholds" => (Opt::Thresholds, &mut list.thresholds),
+        "persistent-conn" => (Opt::PersistentConn, &mut list.persistent_conn),
+        "nosort" => (Opt::NoSort, &mut list.nosort),
+        "exact" => (Opt::Exact, &mut list.exact),
+        "mark-rules" => (Opt::MarkRules, &mut list.mark_rules),
+        _ => return None,
+    })
+}
+
+/// ipvsadm's `generic_opt_check`: every option against the command's row
+/// of `commands_v_options`, in option order.
+fn check_options(cmd: Cmd, options: u32) -> Result<(), ParseError> {
     let mut exclusive: Option<Opt> = None;
     for opt in OPTS {
         let given = options & opt.bit() != 0;
@@ -1002,8 +1010,76 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             _ => {}
         }
     }
+    Ok(())
+}
 
-    let key = service.map(|s| match s {
+/// `--set`'s three timeouts from the words after the options; any other
+/// word left over is an error.
+fn leftovers(cmd: Cmd, positional: Vec<String>) -> Result<Option<(u32, u32, u32)>, ParseError> {
+    let mut positional = positional.into_iter();
+    let timeouts = if cmd == Cmd::Timeout {
+        match (positional.next(), positional.next(), positional.next()) {
+            (Some(a), Some(b), Some(c)) => {
+                Some((timeout(&a, 0)?, timeout(&b, 0)?, timeout(&c, 0)?))
+            }
+            _ => return fail("--set option requires 3 timeout values"),
+        }
+    } else {
+        None
+    };
+    if let Some(extra) = positional.next() {
+        return fail(format!("unexpected argument {extra}"));
+    }
+    Ok(timeouts)
+}
+
+/// Parses the arguments after the program name: tokenize, collect each
+/// option, check them against the command as ipvsadm does, build.
+pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, ParseError> {
+    let (tokens, positional) = tokenize(args)?;
+    let mut c = collect(tokens, lookup)?;
+    let socket = c.socket.take();
+    if let Some(action) = c.early.take() {
+        return Ok(Invocation { action, socket });
+    }
+    let Some(cmd) = c.cmd else {
+        // Only `--socket` was given: like no arguments at all, list.
+        if c.bare && positional.is_empty() {
+            return Ok(Invocation {
+                action: Action::List(ListRequest::default()),
+                socket,
+            });
+        }
+        return Err(ParseError::TryHelp);
+    };
+    if cmd == Cmd::AddMarkRule && c.rule_target.is_none() {
+        return fail(MISSING_RULE_PROTOCOL);
+    }
+    // The end of ipvsadm's parse_options: --set values, leftovers, -b.
+    let timeouts = leftovers(cmd, positional)?;
+    let scheduler = c
+        .scheduler
+        .take()
+        .unwrap_or_else(|| sched::DEFAULT.to_string());
+    let flags = match &c.flags_raw {
+        Some(f) => parse_sched_flags(&scheduler, f)?,
+        None => Vec::new(),
+    };
+    check_options(cmd, c.options)?;
+    let action = build(cmd, c, scheduler, flags, timeouts, lookup)?;
+    Ok(Invocation { action, socket })
+}
+
+/// The build step: the checked options as the request they make.
+fn build(
+    cmd: Cmd,
+    c: Collected,
+    scheduler: String,
+    flags: Vec<String>,
+    timeouts: Option<(u32, u32, u32)>,
+    lookup: &dyn Lookup,
+) -> Result<Action, ParseError> {
+    let key = c.service.map(|s| match s {
         Service::Addr(protocol, addr, port) => ServiceKey::Addr {
             protocol,
             addr,
@@ -1011,30 +1087,10 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
         },
         Service::Fwmark(mark, af) => ServiceKey::Fwmark { mark, af },
     });
-
-    let action = match cmd {
+    Ok(match cmd {
         Cmd::Add | Cmd::Edit => {
             let key = key.expect("checked: service is required");
-            if matches!(key, ServiceKey::Addr { port: 0, .. }) && persistence.is_none() {
-                return fail("Zero port specified for non-persistent service");
-            }
-            if one_packet
-                && matches!(key, ServiceKey::Addr { protocol, .. } if protocol != Protocol::Udp)
-            {
-                return fail("One-Packet Scheduling is only for UDP virtual services");
-            }
-            let netmask = match &netmask_raw {
-                Some(m) => parse_netmask(m, key.family() == Family::Ipv6, lookup)?,
-                None => None,
-            };
-            let spec = ServiceSpec {
-                key,
-                scheduler,
-                persistence_timeout: persistence,
-                netmask,
-                flags,
-                one_packet,
-            };
+            let spec = build_service(&c, key, scheduler, flags, lookup)?;
             Action::Command(if cmd == Cmd::Add {
                 Command::AddService(spec)
             } else {
@@ -1049,6 +1105,7 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             Action::Command(Command::SetTimeouts { tcp, tcpfin, udp })
         }
         Cmd::List => {
+            let mut list = c.list;
             let output = list.stats || list.rate || list.thresholds || list.mark_rules;
             if ((list.connections || list.timeouts) && output)
                 || (list.timeouts && list.persistent_conn)
@@ -1059,73 +1116,107 @@ pub(crate) fn parse(args: &[String], lookup: &dyn Lookup) -> Result<Invocation, 
             Action::List(list)
         }
         Cmd::Save => Action::Save {
-            numeric: list.numeric,
+            numeric: c.list.numeric,
         },
         Cmd::Restore => Action::Restore,
-        Cmd::AddMarkRule => {
-            let (protocol, raw) = rule_target.expect("checked above");
-            let (addr, prefix_len) = parse_rule_net(&raw)?;
-            let ports = match &ports_raw {
-                Some(p) => parse_ports(p, protocol, lookup)?,
-                None => Vec::new(),
-            };
-            Action::Command(Command::AddFwmarkRule(FwmarkRuleSpec {
-                mark: rule_mark,
-                protocol,
-                addr,
-                prefix_len,
-                ports,
-            }))
-        }
-        Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: rule_mark }),
+        Cmd::AddMarkRule => Action::Command(Command::AddFwmarkRule(build_mark_rule(&c, lookup)?)),
+        Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: c.rule_mark }),
         Cmd::ListMarkRules => Action::ListMarkRules,
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
-            let (addr, port) = server.expect("checked: real server is required");
-            // Without a port on -r, the service port; for DR and TUN always
-            // the service port (the packet keeps its destination port),
-            // except for mark services, which have no port.
-            let mut port = port.unwrap_or(service.port());
-            if cmd != Cmd::DelDest {
-                if service.fwmark().is_none() && method != ForwardMethod::Masq {
-                    port = service.port();
-                }
-                let dest_family = if addr.is_ipv6() {
-                    Family::Ipv6
-                } else {
-                    Family::Ipv4
-                };
-                if dest_family != service.family() && method != ForwardMethod::Tunnel {
-                    return fail("Different address family is allowed only for tunneling servers");
-                }
-                if options & Opt::TunType.bit() != 0 && method != ForwardMethod::Tunnel {
-                    return fail("Tunnel options conflict with forward method");
-                }
-            }
-            if cmd == Cmd::DelDest {
-                Action::Command(Command::DeleteDest {
-                    service,
-                    addr,
-                    port,
-                })
-            } else {
-                let dest = DestSpec {
-                    addr,
-                    port,
-                    weight,
-                    method,
-                    upper_threshold: upper,
-                    lower_threshold: lower,
-                };
-                Action::Command(if cmd == Cmd::AddDest {
-                    Command::AddDest { service, dest }
-                } else {
-                    Command::EditDest { service, dest }
-                })
-            }
+            Action::Command(build_dest(cmd, &c, service)?)
         }
+    })
+}
+
+/// `-A` / `-E`: the service and its scheduling.
+fn build_service(
+    c: &Collected,
+    key: ServiceKey,
+    scheduler: String,
+    flags: Vec<String>,
+    lookup: &dyn Lookup,
+) -> Result<ServiceSpec, ParseError> {
+    if matches!(key, ServiceKey::Addr { port: 0, .. }) && c.persistence.is_none() {
+        return fail("Zero port specified for non-persistent service");
+    }
+    if c.one_packet && matches!(key, ServiceKey::Addr { protocol, .. } if protocol != Protocol::Udp)
+    {
+        return fail("One-Packet Scheduling is only for UDP virtual services");
+    }
+    let netmask = match &c.netmask_raw {
+        Some(m) => parse_netmask(m, key.family() == Family::Ipv6, lookup)?,
+        None => None,
     };
-    Ok(Invocation { action, socket })
+    Ok(ServiceSpec {
+        key,
+        scheduler,
+        persistence_timeout: c.persistence,
+        netmask,
+        flags,
+        one_packet: c.one_packet,
+    })
+}
+
+/// `-a` / `-e` / `-d`: the real server of `service`.
+fn build_dest(cmd: Cmd, c: &Collected, service: ServiceKey) -> Result<Command, ParseError> {
+    let (addr, port) = c.server.expect("checked: real server is required");
+    // Without a port on -r, the service port; for DR and TUN always the
+    // service port (the packet keeps its destination port), except for mark
+    // services, which have no port.
+    let mut port = port.unwrap_or(service.port());
+    if cmd == Cmd::DelDest {
+        return Ok(Command::DeleteDest {
+            service,
+            addr,
+            port,
+        });
+    }
+    if service.fwmark().is_none() && c.method != ForwardMethod::Masq {
+        port = service.port();
+    }
+    let dest_family = if addr.is_ipv6() {
+        Family::Ipv6
+    } else {
+        Family::Ipv4
+    };
+    if dest_family != service.family() && c.method != ForwardMethod::Tunnel {
+        return fail("Different address family is allowed only for tunneling servers");
+    }
+    if c.options & Opt::TunType.bit() != 0 && c.method != ForwardMethod::Tunnel {
+        return fail("Tunnel options conflict with forward method");
+    }
+    let dest = DestSpec {
+        addr,
+        port,
+        weight: c.weight,
+        method: c.method,
+        upper_threshold: c.upper,
+        lower_threshold: c.lower,
+    };
+    Ok(if cmd == Cmd::AddDest {
+        Command::AddDest { service, dest }
+    } else {
+        Command::EditDest { service, dest }
+    })
+}
+
+/// `--add-mark-rule`: the rule's prefix and ports, parsed now the command
+/// line is known to be well formed.
+fn build_mark_rule(c: &Collected, lookup: &dyn Lookup) -> Result<FwmarkRuleSpec, ParseError> {
+    let (protocol, raw) = c.rule_target.clone().expect("checked in parse");
+    let (addr, prefix_len) = parse_rule_net(&raw)?;
+    let ports = match &c.ports_raw {
+        Some(p) => parse_ports(p, protocol, lookup)?,
+        None => Vec::new(),
+    };
+    Ok(FwmarkRuleSpec {
+        mark: c.rule_mark,
+        protocol,
+        addr,
+        prefix_len,
+        ports,
+    })
 }
 
 /// A restore input line rvsadm refused, before anything was sent.
