@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rvs_wire::EthernetAddress;
 use thiserror::Error;
 
+use crate::classify::FwmarkMatch;
 use crate::proto::Timeouts;
 use crate::sched;
 use crate::verdict::IfIndex;
@@ -443,27 +444,18 @@ pub struct Snapshot {
     fwmark_rules: Vec<FwmarkMatch>,
 }
 
-/// A firewall-mark rule covers at most 2^12 addresses (a /20 in IPv4).
-pub const MAX_FWMARK_HOST_BITS: u32 = 12;
+pub use crate::classify::MAX_FWMARK_HOST_BITS;
 
-#[derive(Clone, Debug)]
-struct FwmarkMatch {
-    net: u128,
-    mask: u128,
-    v6: bool,
-    protocol: Option<u8>,
-    ports: Vec<u16>,
-    mark: u32,
-}
-
-fn addr_bits(a: IpAddr) -> (u128, bool) {
+/// An address as bits (IPv4 in the low 32) and whether it is IPv6.
+pub(crate) fn addr_bits(a: IpAddr) -> (u128, bool) {
     match a {
         IpAddr::V4(v4) => (u128::from(u32::from(v4)), false),
         IpAddr::V6(v6) => (u128::from(v6), true),
     }
 }
 
-fn mask_for(prefix_len: u8, v6: bool) -> u128 {
+/// The mask of a prefix length, in [`addr_bits`]'s layout.
+pub(crate) fn mask_for(prefix_len: u8, v6: bool) -> u128 {
     let width = if v6 { 128 } else { 32 };
     if prefix_len == 0 {
         0
@@ -584,44 +576,12 @@ impl Snapshot {
             dest_egress.push(egress);
         }
         snapshot.dest_egress = dest_egress;
-        for r in &snapshot.config.fwmarks {
-            let (bits, v6) = addr_bits(r.addr);
-            if r.mark == 0 {
-                return Err(ConfigError::FwmarkRule {
-                    mark: 0,
-                    what: "mark 0 means unmarked; use 1 or more".into(),
-                });
-            }
-            if r.prefix_len > if v6 { 128 } else { 32 } {
-                return Err(ConfigError::FwmarkRule {
-                    mark: r.mark,
-                    what: format!("prefix /{} is too long for {}", r.prefix_len, r.addr),
-                });
-            }
-            // The XDP filter lists a rule's addresses one by one.
-            let host_bits = u32::from(if v6 { 128 } else { 32 } - r.prefix_len);
-            if host_bits > MAX_FWMARK_HOST_BITS {
-                return Err(ConfigError::FwmarkRule {
-                    mark: r.mark,
-                    what: format!(
-                        "prefix {}/{} has more than {} addresses; the XDP filter lists them one by one, so use /{} or longer",
-                        r.addr,
-                        r.prefix_len,
-                        1u32 << MAX_FWMARK_HOST_BITS,
-                        if v6 { 128 } else { 32 } - MAX_FWMARK_HOST_BITS as u8
-                    ),
-                });
-            }
-            let mask = mask_for(r.prefix_len, v6);
-            snapshot.fwmark_rules.push(FwmarkMatch {
-                net: bits & mask,
-                mask,
-                v6,
-                protocol: r.protocol.map(Protocol::number),
-                ports: r.ports.clone(),
-                mark: r.mark,
-            });
-        }
+        snapshot.fwmark_rules = snapshot
+            .config
+            .fwmarks
+            .iter()
+            .map(FwmarkMatch::new)
+            .collect::<Result<_, _>>()?;
         Ok(Arc::new(snapshot))
     }
 
@@ -741,19 +701,14 @@ impl Snapshot {
 
     /// The firewall mark RVS's classifier gives a packet (0 = none).
     pub fn classify(&self, protocol: u8, dst: IpAddr, dport: u16) -> u32 {
-        if self.fwmark_rules.is_empty() {
-            return 0;
-        }
-        let (bits, v6) = addr_bits(dst);
-        self.fwmark_rules
-            .iter()
-            .find(|r| {
-                r.v6 == v6
-                    && bits & r.mask == r.net
-                    && r.protocol.is_none_or(|p| p == protocol)
-                    && (r.ports.is_empty() || r.ports.contains(&dport))
-            })
-            .map_or(0, |r| r.mark)
+        crate::classify::mark(&self.fwmark_rules, protocol, dst, dport)
+    }
+
+    /// What the XDP program must steer to the engine for this
+    /// configuration, from the classifier's own rules (see
+    /// [`crate::Steering`]).
+    pub fn steering(&self) -> crate::Steering {
+        crate::classify::steering(&self.config.services, &self.fwmark_rules)
     }
 
     /// Index of a service in `config().services`.

@@ -13,6 +13,7 @@
 
 #![forbid(unsafe_code)]
 
+mod classify;
 pub mod config;
 mod conn;
 mod engine;
@@ -28,6 +29,7 @@ mod status;
 mod time;
 mod verdict;
 
+pub use classify::{Steering, SteeringKey};
 pub use config::{
     Config, ConfigError, Dest, ForwardMethod, FwmarkRule, Interface, Persistence, Protocol, Route,
     Service, ServiceKey, Snapshot,

@@ -1,58 +1,39 @@
-//! The configuration file (TOML), as documented in docs/rvsd.md.
+//! The configuration file (TOML, `rvs_vocab::schema`, docs/rvsd.md) →
+//! the engine's configuration: [`engine_config`], the one conversion that
+//! starting rvsd ([`start`]), `--check-config` ([`check`]) and a reload
+//! (`Director::reload`) all use.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
-use rvs_engine::{Dest, FwmarkRule, Persistence, Service, ServiceKey, Timeouts};
+use anyhow::{anyhow, bail};
+use rvs_engine::{
+    Config, Dest, FwmarkRule, Interface, Persistence, Service, ServiceKey, Snapshot, Timeouts,
+};
 use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
 use rvs_vocab::schema;
 
-use crate::health::{HealthPlan, ServiceHealth};
+use crate::health::{Health, HealthPlan, ServiceHealth};
+use crate::kernel;
 
 /// Reads and parses `path` (returning its text too, for line numbers);
 /// errors name the file and the TOML location.
 pub(crate) fn load(path: &Path) -> anyhow::Result<(schema::Config, String)> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let file =
-        schema::Config::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        .map_err(|e| anyhow!("cannot read {}: {e}", path.display()))?;
+    let file = schema::Config::parse(&text).map_err(|e| anyhow!("{}: {e}", path.display()))?;
     Ok((file, text))
 }
 
-/// `fast_path`, or the engine's default (on).
-pub(crate) fn fast_path(file: &schema::Config) -> bool {
-    file.fast_path
-        .unwrap_or_else(|| rvs_engine::Config::default().fast_path)
-}
-
-pub(crate) fn timeouts(file: &schema::Config) -> Timeouts {
-    let mut t = Timeouts::default();
-    if let Some(f) = file.timeouts {
-        t.set(
-            f.tcp.unwrap_or(0),
-            f.tcpfin.unwrap_or(0),
-            f.udp.unwrap_or(0),
-        );
-    }
-    t
-}
-
-/// The services in engine terms (the engine validates them further).
-#[cfg(test)]
-pub(crate) fn engine_services(file: &schema::Config) -> anyhow::Result<Vec<Service>> {
-    file.services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| to_engine(s.get_ref(), i))
-        .collect()
-}
-
-/// Every service and its health plan, or every error found, each
-/// prefixed with the line of its `[[service]]` in `text`.
-pub(crate) fn build(
+/// The engine configuration `file` (parsed from `text`) describes, on the
+/// interfaces `interface` gives the facts of, with the kernel's routes;
+/// and its health plan. Or every error found, each service's with the line
+/// of its `[[service]]`.
+pub(crate) fn engine_config(
     file: &schema::Config,
     text: &str,
-) -> Result<(Vec<Service>, HealthPlan), Vec<String>> {
+    interface: impl Fn(&str) -> anyhow::Result<Interface>,
+) -> Result<(Config, HealthPlan), Vec<String>> {
     let mut errors = Vec::new();
     let mut services = Vec::new();
     let mut plan = HealthPlan::new();
@@ -74,23 +55,178 @@ pub(crate) fn build(
         }
         services.push(svc);
     }
-    if let Err(e) = engine_fwmarks(file) {
+    let fwmarks = engine_fwmarks(file).unwrap_or_else(|e| {
         errors.push(e.to_string());
+        Vec::new()
+    });
+    let mut interfaces = Vec::new();
+    for name in &file.interfaces {
+        match interface(name) {
+            Ok(i) => interfaces.push(i),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let routes = kernel::routes(&interfaces).map_err(|e| vec![format!("reading routes: {e:#}")])?;
+    let config = Config {
+        routes,
+        interfaces,
+        services,
+        fwmarks,
+        timeouts: timeouts(file),
+        max_connections: file
+            .max_connections
+            .unwrap_or(Config::default().max_connections),
+        fast_path: fast_path(file),
+    };
+    Ok((config, plan))
+}
+
+/// What rvsd starts with.
+pub(crate) struct Start {
+    /// The engine's configuration.
+    pub(crate) config: Config,
+    /// Its health checks.
+    pub(crate) plan: HealthPlan,
+    /// Where to serve metrics, if anywhere.
+    pub(crate) metrics_listen: Option<SocketAddr>,
+}
+
+/// The configuration rvsd starts with: the file at `path`, or without one
+/// an empty configuration (the API answers, no interface carries traffic).
+pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
+    let (file, text) = match path {
+        Some(p) => load(p)?,
+        None => (schema::Config::default(), String::new()),
+    };
+    let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+    let (config, plan) = engine_config(&file, &text, kernel::interface)
+        .map_err(|errs| anyhow!("{shown}: {}", errs.join(&format!("\n{shown}: "))))?;
+    if file.interfaces.is_empty() {
+        if path.is_some() {
+            bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
+        }
+        tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
+    }
+    Ok(Start {
+        config,
+        plan,
+        metrics_listen: file.metrics_listen,
+    })
+}
+
+/// `--check-config`: every error of the file, each with its line and what
+/// to write instead; exit status 0 only for a file rvsd would run with.
+pub(crate) fn check(path: &Path) -> i32 {
+    let shown = path.display();
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{shown}: cannot read: {e}");
+            return 1;
+        }
+    };
+    let file = match schema::Config::parse(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{shown}: {e}");
+            return 1;
+        }
+    };
+    let no_interfaces = file
+        .interfaces
+        .is_empty()
+        .then(|| NO_INTERFACES.to_string());
+    let (errors, services) = match engine_config(&file, &text, kernel::interface) {
+        Err(errors) => (
+            errors.into_iter().chain(no_interfaces).collect(),
+            Vec::new(),
+        ),
+        Ok((config, _)) if no_interfaces.is_some() => {
+            (no_interfaces.into_iter().collect(), config.services)
+        }
+        Ok((config, plan)) => (validate(&file, &text, &config, plan), config.services),
+    };
     if errors.is_empty() {
-        Ok((services, plan))
+        let servers: usize = services.iter().map(|s| s.dests.len()).sum();
+        println!(
+            "{shown}: OK ({} services, {servers} real servers)",
+            services.len()
+        );
+        0
     } else {
-        Err(errors)
+        for e in &errors {
+            eprintln!("{shown}: {e}");
+        }
+        eprintln!("{shown}: {} error(s); nothing was applied", errors.len());
+        1
     }
 }
 
+const NO_INTERFACES: &str =
+    "no interfaces: add interfaces = [\"eth0\"] (the interfaces rvsd receives and sends on)";
+
+/// The engine's errors of `config`: each service on its own (with every
+/// sorry server it may fall back to), so every faulty one is reported with
+/// its line, then the whole.
+fn validate(file: &schema::Config, text: &str, config: &Config, plan: HealthPlan) -> Vec<String> {
+    let mut health = Health::new(None);
+    health.replace_plan(plan);
+    let mut errors = Vec::new();
+    for (i, svc) in config.services.iter().enumerate() {
+        let mut one = config.clone();
+        one.services = vec![svc.clone()];
+        if let Err(e) = Snapshot::new(health.with_sorry_servers(&one)) {
+            let line = file.service_line(text, i);
+            errors.push(format!("line {line}: {e}"));
+        }
+    }
+    if errors.is_empty() {
+        if let Err(e) = Snapshot::new(health.with_sorry_servers(config)) {
+            errors.push(e.to_string());
+        }
+    }
+    errors
+}
+
+/// `fast_path`, or the engine's default (on).
+fn fast_path(file: &schema::Config) -> bool {
+    file.fast_path
+        .unwrap_or_else(|| Config::default().fast_path)
+}
+
+/// The `[timeouts]` as the engine keeps them.
+fn timeouts(file: &schema::Config) -> Timeouts {
+    let mut t = Timeouts::default();
+    if let Some(f) = file.timeouts {
+        t.set(
+            f.tcp.unwrap_or(0),
+            f.tcpfin.unwrap_or(0),
+            f.udp.unwrap_or(0),
+        );
+    }
+    t
+}
+
+/// The services in engine terms (the engine validates them further).
+#[cfg(test)]
+fn engine_services(file: &schema::Config) -> anyhow::Result<Vec<Service>> {
+    file.services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| to_engine(s.get_ref(), i))
+        .collect()
+}
+
 /// The firewall-mark classifier rules.
-pub(crate) fn engine_fwmarks(file: &schema::Config) -> anyhow::Result<Vec<FwmarkRule>> {
+fn engine_fwmarks(file: &schema::Config) -> anyhow::Result<Vec<FwmarkRule>> {
     file.fwmarks
         .iter()
         .map(|r| {
             let (addr, prefix_len) = parse_prefix(&r.address).ok_or_else(|| {
-                anyhow::anyhow!("[[fwmark]] mark {}: address '{}' is not an address or prefix like 10.0.100.0/24", r.mark, r.address)
+                anyhow!("[[fwmark]] mark {}: address '{}' is not an address or prefix like 10.0.100.0/24", r.mark, r.address)
             })?;
             Ok(FwmarkRule {
                 mark: r.mark,
@@ -165,13 +301,13 @@ fn to_engine(file: &schema::Service, index: usize) -> anyhow::Result<Service> {
                 None | Some("ipv4") => false,
                 Some("ipv6") => true,
                 Some(other) => {
-                    anyhow::bail!("{}: family '{other}' must be ipv4 or ipv6", which())
+                    bail!("{}: family '{other}' must be ipv4 or ipv6", which())
                 }
             };
             ServiceKey::fwmark(mark, v6)
         }
         (None, Some(p), Some(a), Some(port)) => ServiceKey::new(p, a, port),
-        _ => anyhow::bail!(
+        _ => bail!(
             "{}: give either protocol, address and port, or fwmark (not both)",
             which()
         ),
@@ -180,14 +316,14 @@ fn to_engine(file: &schema::Service, index: usize) -> anyhow::Result<Service> {
     let prefix_len = match &file.persistence_netmask {
         None => full,
         Some(m) => parse_netmask(m).ok_or_else(|| {
-            anyhow::anyhow!("{}: persistence_netmask '{m}' must be a contiguous netmask like 255.255.255.0 or a prefix length", which())
+            anyhow!("{}: persistence_netmask '{m}' must be a contiguous netmask like 255.255.255.0 or a prefix length", which())
         })?,
     };
     if file.persistence_netmask.is_some() && file.persistence_timeout.is_none() {
-        anyhow::bail!("{}: persistence_netmask needs persistence_timeout", which());
+        bail!("{}: persistence_netmask needs persistence_timeout", which());
     }
     let flags = rvs_vocab::sched::flag_bits(&file.scheduler_flags)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", which()))?;
+        .map_err(|e| anyhow!("{}: {e}", which()))?;
     let svc_port = key.port;
     Ok(Service {
         key,

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use clap::Parser;
 use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
-use rvs_engine::{Config, Engine, NeighborTable, Snapshot};
+use rvs_engine::{Engine, NeighborTable, Snapshot};
 
 mod config;
 mod director;
@@ -21,7 +21,6 @@ mod metrics;
 mod worker;
 
 use director::{Director, Handler};
-use rvs_vocab::schema;
 use worker::{Plane, Report, Shared, Worker};
 
 /// The RVS director daemon: XDP + AF_XDP load balancing with ipvsadm semantics.
@@ -64,7 +63,7 @@ fn main() {
         .init();
     let args = Args::parse();
     if let Some(path) = &args.check_config {
-        std::process::exit(check_config(path));
+        std::process::exit(config::check(path));
     }
     if let Err(e) = run(args) {
         eprintln!("rvsd: {e:#}");
@@ -72,121 +71,13 @@ fn main() {
     }
 }
 
-/// `--check-config`: every error of the file, each with its line and what
-/// to write instead; exit 0 only for a file rvsd would run with.
-fn check_config(path: &std::path::Path) -> i32 {
-    let shown = path.display();
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("{shown}: cannot read: {e}");
-            return 1;
-        }
-    };
-    let file = match schema::Config::parse(&text) {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("{shown}: {e}");
-            return 1;
-        }
-    };
-    let mut errors = Vec::new();
-    let (services, plan) = match config::build(&file, &text) {
-        Ok(x) => x,
-        Err(errs) => {
-            errors.extend(errs);
-            (Vec::new(), Default::default())
-        }
-    };
-    if file.interfaces.is_empty() {
-        errors.push("no interfaces: add interfaces = [\"eth0\"] (the interfaces rvsd receives and sends on)".into());
-    }
-    let mut ifaces = Vec::new();
-    for n in &file.interfaces {
-        match kernel::interface(n) {
-            Ok(i) => ifaces.push(i),
-            Err(e) => errors.push(format!("{e:#}")),
-        }
-    }
-    if errors.is_empty() {
-        let routes = kernel::routes(&ifaces).unwrap_or_default();
-        let base = Config {
-            routes,
-            interfaces: ifaces,
-            services: Vec::new(),
-            fwmarks: config::engine_fwmarks(&file).unwrap_or_default(),
-            timeouts: config::timeouts(&file),
-            max_connections: file.max_connections.unwrap_or(1 << 20),
-            fast_path: config::fast_path(&file),
-        };
-        let mut health = health::Health::new(None);
-        health.replace_plan(plan);
-        // Each service on its own, so every faulty one is reported.
-        for (i, svc) in services.iter().enumerate() {
-            let mut one = base.clone();
-            one.services = vec![svc.clone()];
-            if let Err(e) = Snapshot::new(health.with_sorry_servers(&one)) {
-                let line = file.service_line(&text, i);
-                errors.push(format!("line {line}: {e}"));
-            }
-        }
-        let mut all = base.clone();
-        all.services = services.clone();
-        if errors.is_empty() {
-            if let Err(e) = Snapshot::new(health.with_sorry_servers(&all)) {
-                errors.push(e.to_string());
-            }
-        }
-    }
-    if errors.is_empty() {
-        let servers: usize = services.iter().map(|s| s.dests.len()).sum();
-        println!(
-            "{shown}: OK ({} services, {servers} real servers)",
-            services.len()
-        );
-        0
-    } else {
-        for e in &errors {
-            eprintln!("{shown}: {e}");
-        }
-        eprintln!("{shown}: {} error(s); nothing was applied", errors.len());
-        1
-    }
-}
-
 fn run(args: Args) -> anyhow::Result<()> {
-    let (file, text) = match &args.config {
-        Some(p) => config::load(p)?,
-        None => (schema::Config::default(), String::new()),
-    };
-    let (services, plan) = config::build(&file, &text).map_err(|errs| {
-        let shown = args
-            .config
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        anyhow!("{shown}: {}", errs.join(&format!("\n{shown}: ")))
-    })?;
-    if file.interfaces.is_empty() {
-        if args.config.is_some() {
-            bail!("no interfaces to work on: list them in the configuration file, e.g. interfaces = [\"eth0\"] (see docs/rvsd.md)");
-        }
-        tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
-    }
-    let ifaces = file
-        .interfaces
-        .iter()
-        .map(|n| kernel::interface(n))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let config = Config {
-        routes: kernel::routes(&ifaces)?,
-        interfaces: ifaces.clone(),
-        services,
-        fwmarks: config::engine_fwmarks(&file)?,
-        timeouts: config::timeouts(&file),
-        max_connections: file.max_connections.unwrap_or(1 << 20),
-        fast_path: config::fast_path(&file),
-    };
+    let config::Start {
+        config,
+        plan,
+        metrics_listen,
+    } = config::start(args.config.as_deref())?;
+    let ifaces = config.interfaces.clone();
     let where_ = args
         .config
         .as_ref()
@@ -316,7 +207,7 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let _ = tokio::task::spawn_blocking(move || h.on_health(&ev)).await;
             }
         });
-        if let Some(addr) = file.metrics_listen {
+        if let Some(addr) = metrics_listen {
             let m = Arc::clone(&handler);
             let state: Arc<dyn Fn() -> String + Send + Sync> =
                 Arc::new(move || m.0.lock().map(|d| d.metrics_text()).unwrap_or_default());

@@ -1,0 +1,134 @@
+//! One rvsadm command applied to a configuration (not yet validated as a
+//! whole: the director validates what it applies).
+
+use rvs_api::{Command, ControlError, Entity, ServiceSpec};
+use rvs_engine::{Config, Persistence, Service, Snapshot};
+
+use super::convert::{engine_dest, engine_key, refused};
+
+/// `ipvsadm -R`: every command against `next`, each step validated so the
+/// first failure names its index; the director validates the end result
+/// as one configuration.
+pub(super) fn restore(next: &mut Config, cmds: Vec<Command>) -> Result<(), ControlError> {
+    for (index, c) in cmds.into_iter().enumerate() {
+        let at = |cause| ControlError::Refused {
+            index,
+            cause: Box::new(cause),
+        };
+        if matches!(c, Command::Restore(_)) {
+            return Err(at(ControlError::bad_request("nested restore")));
+        }
+        edit(next, c).map_err(at)?;
+        Snapshot::new(next.clone()).map_err(|e| at(refused(e)))?;
+    }
+    Ok(())
+}
+
+/// Applies one command to `next` (not yet validated as a whole).
+pub(super) fn edit(next: &mut Config, cmd: Command) -> Result<(), ControlError> {
+    let position = |cfg: &Config, key: &rvs_api::ServiceKey| {
+        let k = engine_key(key);
+        cfg.services
+            .iter()
+            .position(|s| s.key == k)
+            .ok_or(ControlError::NotFound {
+                what: Entity::Service(*key),
+            })
+    };
+    let no_dest = |addr, port| ControlError::NotFound {
+        what: Entity::Destination { addr, port },
+    };
+    match cmd {
+        Command::AddService(spec) => {
+            if position(next, &spec.key).is_ok() {
+                return Err(ControlError::Exists {
+                    what: Entity::Service(spec.key),
+                });
+            }
+            let mut svc = Service::new(engine_key(&spec.key), &spec.scheduler);
+            apply_spec(&mut svc, &spec)?;
+            next.services.push(svc);
+        }
+        Command::EditService(spec) => {
+            let pos = position(next, &spec.key)?;
+            apply_spec(&mut next.services[pos], &spec)?;
+        }
+        Command::DeleteService(key) => {
+            let pos = position(next, &key)?;
+            next.services.remove(pos);
+        }
+        Command::AddDest { service, dest } => {
+            let pos = position(next, &service)?;
+            let dests = &mut next.services[pos].dests;
+            if dests
+                .iter()
+                .any(|d| d.addr == dest.addr && d.port == dest.port)
+            {
+                return Err(ControlError::Exists {
+                    what: Entity::Destination {
+                        addr: dest.addr,
+                        port: dest.port,
+                    },
+                });
+            }
+            dests.push(engine_dest(&dest));
+        }
+        Command::EditDest { service, dest } => {
+            let pos = position(next, &service)?;
+            let d = next.services[pos]
+                .dests
+                .iter_mut()
+                .find(|d| d.addr == dest.addr && d.port == dest.port)
+                .ok_or_else(|| no_dest(dest.addr, dest.port))?;
+            *d = engine_dest(&dest);
+        }
+        Command::DeleteDest {
+            service,
+            addr,
+            port,
+        } => {
+            let pos = position(next, &service)?;
+            let dests = &mut next.services[pos].dests;
+            let i = dests
+                .iter()
+                .position(|d| d.addr == addr && d.port == port)
+                .ok_or_else(|| no_dest(addr, port))?;
+            dests.remove(i);
+        }
+        Command::Clear => next.services.clear(),
+        Command::AddFwmarkRule(r) => next.fwmarks.push(rvs_engine::FwmarkRule {
+            mark: r.mark,
+            protocol: r.protocol,
+            addr: r.addr,
+            prefix_len: r.prefix_len,
+            ports: r.ports,
+        }),
+        Command::DeleteFwmarkRule { mark } => {
+            let before = next.fwmarks.len();
+            next.fwmarks.retain(|r| r.mark != mark);
+            if next.fwmarks.len() == before {
+                return Err(ControlError::NotFound {
+                    what: Entity::FwmarkRule { mark },
+                });
+            }
+        }
+        Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
+        Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
+            return Err(ControlError::bad_request("not valid inside a restore"))
+        }
+    }
+    Ok(())
+}
+
+fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError> {
+    svc.scheduler = spec.scheduler.clone();
+    svc.sched_flags = rvs_vocab::sched::flag_bits(&spec.flags)
+        .map_err(|e| ControlError::bad_request(e.to_string()))?;
+    svc.one_packet = spec.one_packet;
+    let full = if svc.key.addr.is_ipv4() { 32 } else { 128 };
+    svc.persistence = spec.persistence_timeout.map(|timeout| Persistence {
+        timeout,
+        prefix_len: spec.netmask.unwrap_or(full),
+    });
+    Ok(())
+}
