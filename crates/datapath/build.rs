@@ -11,7 +11,6 @@ use std::process::{exit, Command};
 
 const SOURCES: &[&str] = &["bpf/rvs_xdp.c"];
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
-const ARCH_INCLUDE: &str = "/usr/include/x86_64-linux-gnu";
 
 fn fail(msg: &str) -> ! {
     eprintln!("error: rvs-datapath build: {msg}");
@@ -54,8 +53,9 @@ fn compile(clang: &str, source: &str, out_dir: &Path) {
     let object = out_dir.join(format!("{stem}.o"));
     let mut cmd = Command::new(clang);
     cmd.args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"]);
-    if Path::new(ARCH_INCLUDE).exists() {
-        cmd.arg(format!("-I{ARCH_INCLUDE}"));
+    // <asm/types.h> and friends live in the target's multiarch directory.
+    if let Some(dir) = arch_include() {
+        cmd.arg(format!("-I{}", dir.display()));
     }
     cmd.arg("-c").arg(source).arg("-o").arg(&object);
     match cmd.status() {
@@ -65,5 +65,34 @@ fn compile(clang: &str, source: &str, out_dir: &Path) {
              install the architecture headers (`apt-get install -y libc6-dev linux-libc-dev`)"
         )),
         Err(e) => fail(&format!("could not run {clang}: {e}")),
+    }
+}
+
+/// Debian's multiarch include directory for the architecture being built
+/// for (`/usr/include/<triplet>`), where the kernel's `asm/` headers are.
+fn arch_include() -> Option<PathBuf> {
+    let arch = env::var("CARGO_CFG_TARGET_ARCH").ok()?;
+    let triplet = match arch.as_str() {
+        "x86_64" => "x86_64-linux-gnu",
+        "aarch64" => "aarch64-linux-gnu",
+        "arm" => "arm-linux-gnueabihf",
+        "x86" => "i386-linux-gnu",
+        "powerpc64" if env::var("CARGO_CFG_TARGET_ENDIAN").ok()? == "little" => {
+            "powerpc64le-linux-gnu"
+        }
+        "riscv64" => "riscv64-linux-gnu",
+        "s390x" => "s390x-linux-gnu",
+        "loongarch64" => "loongarch64-linux-gnu",
+        _ => return None,
+    };
+    let dir = Path::new("/usr/include").join(triplet);
+    if dir.exists() {
+        Some(dir)
+    } else {
+        println!(
+            "cargo::warning=rvs-datapath build: {} not found; if clang cannot find <asm/types.h>, install linux-libc-dev for {arch}",
+            dir.display()
+        );
+        None
     }
 }
