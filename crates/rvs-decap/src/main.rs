@@ -56,6 +56,8 @@ const POLL: Duration = Duration::from_millis(200);
 fn main() {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Escape codes only where a terminal shows them as colour.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),

@@ -248,6 +248,17 @@ impl Health {
             .collect()
     }
 
+    /// Each health-checked service's quorum and sorry-server state.
+    pub(crate) fn quorum_states(&self) -> Vec<(ServiceKey, bool, bool)> {
+        let mut v: Vec<_> = self
+            .policies
+            .iter()
+            .map(|(k, (_, e))| (*k, e.quorum_up, e.sorry_active))
+            .collect();
+        v.sort_by_key(|(k, _, _)| *k);
+        v
+    }
+
     /// Every checked server's last known state.
     pub(crate) fn statuses(&self) -> Vec<ServerHealth> {
         let mut v: Vec<ServerHealth> = self

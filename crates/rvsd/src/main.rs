@@ -17,7 +17,9 @@ mod director;
 mod estimator;
 mod health;
 mod kernel;
+mod logging;
 mod metrics;
+mod notify;
 mod worker;
 
 use director::{Director, Handler};
@@ -39,6 +41,36 @@ struct Args {
     /// Validate FILE and report every error with its line; apply nothing.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check_config: Option<PathBuf>,
+    /// Print the man page or a shell completion script and exit (for
+    /// packaging).
+    #[arg(long, value_name = "WHAT", hide = true)]
+    generate: Option<Generated>,
+}
+
+/// What `--generate` prints.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Generated {
+    /// rvsd.8, from these very definitions.
+    Man,
+    /// Completion scripts.
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Writes what `--generate` asked for to stdout.
+fn generate(what: Generated) -> std::io::Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Args::command();
+    let mut out = std::io::stdout().lock();
+    let shell = match what {
+        Generated::Man => return clap_mangen::Man::new(cmd).section("8").render(&mut out),
+        Generated::Bash => clap_complete::Shell::Bash,
+        Generated::Zsh => clap_complete::Shell::Zsh,
+        Generated::Fish => clap_complete::Shell::Fish,
+    };
+    clap_complete::generate(shell, &mut cmd, "rvsd", &mut out);
+    Ok(())
 }
 
 fn random_seeds() -> [u64; 4] {
@@ -54,14 +86,15 @@ fn random_seeds() -> [u64; 4] {
 }
 
 fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("rvsd=info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    logging::init();
     let args = Args::parse();
+    if let Some(what) = args.generate {
+        if let Err(e) = generate(what) {
+            eprintln!("rvsd: writing the {what:?} output: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     if let Some(path) = &args.check_config {
         std::process::exit(config::check(path));
     }
@@ -230,6 +263,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let listener = rvs_api::bind(&socket)
             .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), "rvsd: ready");
+        notify::ready(&format!("ready; control socket {}", socket.display()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         // IPVS's rate estimator runs every 2 s.
         let rates = Arc::clone(&handler);
@@ -248,6 +282,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     });
 
+    notify::stopping();
     // omega: quorum_down for services that ask for it, before stopping.
     let last = handler
         .0

@@ -2,8 +2,10 @@
 //! packets and bytes in/out, active/inactive, rates, weight, health), per
 //! worker (packets by verdict, batches, drops by reason, table occupancy),
 //! per interface (the XDP program's verdicts, AF_XDP socket losses), the
-//! fast path (entries, map updates) and configuration state. Rendered fresh on each scrape from the same data
-//! `rvsadm -L` reads, so the two never disagree.
+//! fast path (entries, map updates), configuration state, reloads, each
+//! service's quorum and sorry-server state, and the build. Rendered fresh on
+//! each scrape from the same data `rvsadm -L` reads, so the two never
+//! disagree.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,52 @@ use rvs_api::Listing;
 use rvs_datapath::{XdpStats, XskSocketStats};
 
 use crate::worker::Report;
+
+/// What rvsd knows about itself that an operator alerts on.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct DaemonFacts {
+    /// Outcomes of configuration reloads (SIGHUP, `rvsadm --reload`).
+    pub(crate) reloads: ReloadStats,
+    /// Each health-checked service's quorum state.
+    pub(crate) quorum: Vec<QuorumState>,
+}
+
+/// Reload outcomes since rvsd started.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ReloadStats {
+    /// Reloads applied.
+    pub(crate) succeeded: u64,
+    /// Reloads refused (nothing was applied).
+    pub(crate) failed: u64,
+    /// When the last reload was applied, in seconds since the Unix epoch.
+    pub(crate) last_success_unix: Option<u64>,
+}
+
+impl ReloadStats {
+    /// Counts one reload's outcome.
+    pub(crate) fn record(&mut self, applied: bool) {
+        if applied {
+            self.succeeded += 1;
+            self.last_success_unix = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .ok()
+                .map(|d| d.as_secs());
+        } else {
+            self.failed += 1;
+        }
+    }
+}
+
+/// A service's quorum as its health policy last evaluated it.
+#[derive(Clone, Debug)]
+pub(crate) struct QuorumState {
+    /// The service, as the other `service` labels write it.
+    pub(crate) service: String,
+    /// The live servers' weight reaches the quorum.
+    pub(crate) up: bool,
+    /// The sorry server has replaced the pool.
+    pub(crate) sorry_active: bool,
+}
 
 /// AF_XDP socket counters of one interface, summed over its queues.
 #[derive(Clone, Copy, Debug, Default)]
@@ -124,8 +172,10 @@ pub(crate) fn render(
     listing: &Listing,
     workers: &[Report],
     interfaces: &[InterfaceView],
+    daemon: &DaemonFacts,
 ) -> String {
     let mut r = Registry::default();
+    render_daemon(&mut r, daemon);
     let svc_conns = counter(
         &mut r,
         "rvs_service_connections",
@@ -403,6 +453,50 @@ pub(crate) fn render(
     out
 }
 
+/// rvsd's own state: build, reloads, quorum.
+fn render_daemon(r: &mut Registry, daemon: &DaemonFacts) {
+    gauge(
+        r,
+        "rvs_build_info",
+        "Always 1; the labels say which rvsd is running.",
+    )
+    .get_or_create(&l(&[("version", env!("CARGO_PKG_VERSION").into())]))
+    .set(1);
+    let reloads = counter(
+        r,
+        "rvs_config_reloads",
+        "Configuration reloads by result (a failed one applied nothing).",
+    );
+    let stats = &daemon.reloads;
+    for (result, n) in [("success", stats.succeeded), ("failure", stats.failed)] {
+        reloads
+            .get_or_create(&l(&[("result", result.into())]))
+            .inc_by(n);
+    }
+    let last = gauge(
+        r,
+        "rvs_config_last_reload_success_timestamp_seconds",
+        "When the last reload was applied (0: none since rvsd started).",
+    );
+    last.get_or_create(&Vec::new())
+        .set(g(stats.last_success_unix.unwrap_or(0)));
+    let quorum = gauge(
+        r,
+        "rvs_service_quorum_up",
+        "1 while the service's live servers reach its quorum.",
+    );
+    let sorry = gauge(
+        r,
+        "rvs_service_sorry_server_active",
+        "1 while the sorry server replaces the service's pool.",
+    );
+    for q in &daemon.quorum {
+        let lab = l(&[("service", q.service.clone())]);
+        quorum.get_or_create(&lab).set(i64::from(q.up));
+        sorry.get_or_create(&lab).set(i64::from(q.sorry_active));
+    }
+}
+
 /// Serves `GET /metrics` on `addr` until the runtime stops.
 pub(crate) async fn serve(
     addr: SocketAddr,
@@ -453,6 +547,11 @@ mod tests {
 
     #[test]
     fn exposition_parses_with_a_real_parser() {
+        check_sample(&sample_exposition());
+    }
+
+    /// An exposition with every family populated.
+    fn sample_exposition() -> String {
         let key = ServiceKey::addr(Protocol::Tcp, "10.0.100.1".parse().unwrap(), 80);
         let listing = Listing {
             conn_table_size: 1024,
@@ -525,7 +624,22 @@ mod tests {
                 ..XskTotals::default()
             },
         };
-        let text = render(&listing, &[w], &[iface]);
+        let daemon = DaemonFacts {
+            reloads: ReloadStats {
+                succeeded: 2,
+                failed: 1,
+                last_success_unix: Some(1_800_000_000),
+            },
+            quorum: vec![QuorumState {
+                service: key.to_string(),
+                up: false,
+                sorry_active: true,
+            }],
+        };
+        render(&listing, &[w], &[iface], &daemon)
+    }
+
+    fn check_sample(text: &str) {
         let lines = text.lines().map(|s| Ok(s.to_owned()));
         let scrape = prometheus_parse::Scrape::parse(lines).expect("valid exposition");
         let find = |name: &str, label: &str, value: &str| {
@@ -580,5 +694,80 @@ mod tests {
         );
         assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
         assert!(text.contains("rvs_config_diverged 1"), "{text}");
+        let build = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == "rvs_build_info")
+            .expect("rvs_build_info");
+        assert_eq!(build.labels.get("version"), Some(env!("CARGO_PKG_VERSION")));
+        assert_eq!(
+            find("rvs_config_reloads_total", "result", "success"),
+            Some(2.0)
+        );
+        assert_eq!(
+            find("rvs_config_reloads_total", "result", "failure"),
+            Some(1.0)
+        );
+        assert!(
+            text.contains("rvs_config_last_reload_success_timestamp_seconds 1800000000"),
+            "{text}"
+        );
+        assert_eq!(
+            find("rvs_service_quorum_up", "service", "TCP 10.0.100.1:80"),
+            Some(0.0)
+        );
+        assert_eq!(
+            find(
+                "rvs_service_sorry_server_active",
+                "service",
+                "TCP 10.0.100.1:80"
+            ),
+            Some(1.0)
+        );
+    }
+
+    /// The `rvs_*` names a file uses (alert rules, dashboard queries).
+    fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, _) in text.match_indices("rvs_") {
+            let before = text[..i].chars().next_back();
+            if before.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            let name: String = text[i..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.insert(name);
+        }
+        names
+    }
+
+    /// What an operator alerts on and looks at must be what rvsd serves: a
+    /// renamed metric would leave an alert that never fires.
+    #[test]
+    fn alert_rules_and_dashboard_use_metrics_rvsd_serves() {
+        let text = sample_exposition();
+        let served: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        for file in [
+            "packaging/prometheus/rvs.rules.yml",
+            "packaging/prometheus/rvs.rules.test.yml",
+            "packaging/grafana/rvs.json",
+        ] {
+            let content = std::fs::read_to_string(root.join(file)).expect(file);
+            let used = metric_names(&content);
+            assert!(!used.is_empty(), "{file} names no metric");
+            for name in used {
+                assert!(
+                    served.contains(name.as_str()),
+                    "{file} uses {name}, which rvsd does not serve (it serves {served:?})"
+                );
+            }
+        }
     }
 }

@@ -169,7 +169,20 @@ impl Director {
     pub(crate) fn metrics_text(&self) -> String {
         let report = self.report();
         let interfaces = self.interfaces_view(&report);
-        crate::metrics::render(&self.listing(), &[report], &interfaces)
+        let daemon = crate::metrics::DaemonFacts {
+            reloads: self.reloads,
+            quorum: self
+                .health
+                .quorum_states()
+                .into_iter()
+                .map(|(key, up, sorry_active)| crate::metrics::QuorumState {
+                    service: api_key(&key).to_string(),
+                    up,
+                    sorry_active,
+                })
+                .collect(),
+        };
+        crate::metrics::render(&self.listing(), &[report], &interfaces, &daemon)
     }
 }
 

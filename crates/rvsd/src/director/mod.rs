@@ -43,6 +43,8 @@ pub(crate) struct Director {
     shared: Arc<Shared>,
     service_rates: Estimator<ServiceKey>,
     dest_rates: Estimator<(ServiceKey, IpAddr, u16)>,
+    /// Reload outcomes, for the metrics.
+    reloads: crate::metrics::ReloadStats,
 }
 
 impl Director {
@@ -64,6 +66,7 @@ impl Director {
             shared,
             service_rates: Estimator::default(),
             dest_rates: Estimator::default(),
+            reloads: Default::default(),
         };
         d.apply(config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(d)

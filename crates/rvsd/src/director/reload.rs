@@ -9,8 +9,20 @@ use crate::config;
 impl Director {
     /// Re-reads the configuration file and applies it whole; any error
     /// changes nothing. Counters of unchanged services and established
-    /// connections are kept (the engine drains removed servers).
+    /// connections are kept (the engine drains removed servers). The
+    /// outcome is counted for the metrics.
     pub(crate) fn reload(&mut self) -> Result<String, ControlError> {
+        crate::notify::reloading();
+        let outcome = self.reload_file();
+        self.reloads.record(outcome.is_ok());
+        crate::notify::reloaded(&match &outcome {
+            Ok(applied) => applied.clone(),
+            Err(e) => format!("last reload refused, nothing applied: {e}"),
+        });
+        outcome
+    }
+
+    fn reload_file(&mut self) -> Result<String, ControlError> {
         let path = self.file.clone().ok_or_else(|| {
             ControlError::bad_request(
                 "rvsd was started without --config: there is no file to reload",
