@@ -1,4 +1,5 @@
-//! Every example configuration passes `rvsd --check-config` on a machine
+//! Every example configuration, and the one the Debian package installs as
+//! /etc/rvs/rvsd.toml, passes `rvsd --check-config` on a machine
 //! that has the interfaces it names: a namespace made for this test (eth0
 //! 10.1.0.1/24, eth1 10.2.0.1/24). No packet is sent.
 
@@ -17,13 +18,15 @@ fn every_example_passes_check_config() {
     .up()
     .create()
     .unwrap_or_else(|e| panic!("{e}"));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.push(root.join("packaging/debian/rvsd.toml"));
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_none_or(|e| e != "toml") {
-            continue;
-        }
+    for path in files {
         let out = rvs_netns::command(&ns, &[env!("CARGO_BIN_EXE_rvsd"), "--check-config"])
             .arg(&path)
             .output()
@@ -37,5 +40,5 @@ fn every_example_passes_check_config() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 3, "dr, nat and tun examples");
+    assert_eq!(checked, 4, "dr, nat and tun examples and the packaged file");
 }
