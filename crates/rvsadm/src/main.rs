@@ -42,6 +42,7 @@ Usage:
   {p} --add-mark-rule mark -t|-u|--any address[/prefix] [--ports port[,port...]]
   {p} --delete-mark-rule mark
   {p} --list-mark-rules
+  {p} --reload
   {p} -h
 
 Commands:
@@ -64,6 +65,8 @@ RVS firewall-mark classifier (XDP sees no iptables/nft marks; no ipvsadm equival
   --add-mark-rule mark        mark packets to address[/prefix] (first matching rule wins)
   --delete-mark-rule mark     delete every rule of the mark
   --list-mark-rules           list the rules in match order
+RVS daemon:
+  --reload                    rvsd re-reads its configuration file (all or nothing)
 
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
@@ -118,6 +121,11 @@ fn print(text: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// ipvsadm's exit status when the kernel refuses a command: its -1.
+const REFUSED: u8 = 255;
+/// ipvsadm's exit status when IPVS cannot be reached (and for usage errors).
+const UNREACHABLE: u8 = 2;
+
 fn try_help(program: &str) -> String {
     format!("Try `{program} -h' or '{program} --help' for more information.")
 }
@@ -151,10 +159,21 @@ fn main() -> ExitCode {
         Err(e) => {
             // ClientError messages are already one operator-ready line.
             match e.downcast_ref::<ClientError>() {
-                Some(ce) => eprintln!("{ce}"),
-                None => eprintln!("{e:#}"),
+                Some(
+                    ce @ (ClientError::NotRunning { .. } | ClientError::PermissionDenied { .. }),
+                ) => {
+                    eprintln!("{ce}");
+                    ExitCode::from(UNREACHABLE)
+                }
+                Some(ce) => {
+                    eprintln!("{ce}");
+                    ExitCode::from(1)
+                }
+                None => {
+                    eprintln!("{e:#}");
+                    ExitCode::from(1)
+                }
             }
-            ExitCode::from(1)
         }
     }
 }
@@ -177,7 +196,7 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(ClientError::Rejected { error, .. }) => {
                 eprintln!("{}", wording::refusal(&cmd, &error));
-                Ok(ExitCode::from(1))
+                Ok(ExitCode::from(REFUSED))
             }
             Err(e) => Err(e.into()),
         },
@@ -259,7 +278,7 @@ fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
                 _ => eprintln!("{}", wording::refusal(&restore, &error)),
             }
             eprintln!("nothing restored");
-            Ok(ExitCode::from(1))
+            Ok(ExitCode::from(REFUSED))
         }
         Err(e) => Err(e.into()),
     }

@@ -119,6 +119,7 @@ enum Cmd {
     AddMarkRule,
     DelMarkRule,
     ListMarkRules,
+    Reload,
 }
 
 impl Cmd {
@@ -140,6 +141,7 @@ impl Cmd {
             Cmd::AddMarkRule => "add-mark-rule",
             Cmd::DelMarkRule => "delete-mark-rule",
             Cmd::ListMarkRules => "list-mark-rules",
+            Cmd::Reload => "reload",
         }
     }
 }
@@ -247,7 +249,7 @@ impl Opt {
                 Service => '+',
                 _ => 'x',
             },
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore => 'x',
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Reload => 'x',
             Cmd::DelMarkRule => 'x',
             // Rules are always numeric; -n is accepted out of habit.
             Cmd::ListMarkRules => match self {
@@ -357,6 +359,8 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("add-mark-rule", None, Arg::Required),
     ("delete-mark-rule", None, Arg::Required),
     ("list-mark-rules", None, Arg::None),
+    // RVS: rvsd re-reads its configuration file (systemd's ExecReload).
+    ("reload", None, Arg::None),
     ("any", None, Arg::Required),
     ("ports", None, Arg::Required),
     ("mark-rules", None, Arg::None),
@@ -777,6 +781,7 @@ fn command_of(name: &str) -> Option<Cmd> {
         "add-mark-rule" => Cmd::AddMarkRule,
         "delete-mark-rule" => Cmd::DelMarkRule,
         "list-mark-rules" => Cmd::ListMarkRules,
+        "reload" => Cmd::Reload,
         _ => return None,
     })
 }
@@ -1122,6 +1127,7 @@ fn build(
         Cmd::AddMarkRule => Action::Command(Command::AddFwmarkRule(build_mark_rule(&c, lookup)?)),
         Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: c.rule_mark }),
         Cmd::ListMarkRules => Action::ListMarkRules,
+        Cmd::Reload => Action::Command(Command::Reload),
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             Action::Command(build_dest(cmd, &c, service)?)
@@ -1254,6 +1260,11 @@ pub(crate) fn parse_restore(
             error,
         };
         match parse(&words, lookup).map_err(err)?.action {
+            Action::Command(Command::Reload) => {
+                return Err(err(ParseError::Message(format!(
+                    "`{line}': --reload re-reads rvsd's file; it cannot be part of a restore"
+                ))))
+            }
             Action::Command(c) => out.push((line_no, c)),
             Action::Restore => return Err(err(ParseError::TryHelp)),
             Action::List(_)

@@ -70,9 +70,14 @@ fn fake() -> FakeHandler {
         Command::DeleteService(key) => Some(ControlError::NotFound {
             what: Entity::Service(*key),
         }),
+        Command::Reload => Some(ControlError::bad_request(RELOAD_REFUSED)),
         _ => None,
     })
 }
+
+/// What the fake rvsd answers to `--reload`.
+const RELOAD_REFUSED: &str =
+    "/etc/rvs/rvsd.toml: line 3: unknown key `sheduler` (nothing was applied)";
 
 fn rvsadm_stdin(socket: &Path, args: &[&str], stdin: &str) -> Output {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm"))
@@ -122,12 +127,21 @@ fn rvsadm_against_a_served_socket() {
          \x20 -> 10.10.0.11:80                Route   1      0          20        \n"
     );
 
-    // rvsd's refusal is printed as is, exit 1.
+    // rvsd's refusal is printed as is, exit 255 (ipvsadm's -1).
     let out = rvsadm(&path, &["-A", "-t", "10.10.0.100:81", "-s", "nosuch"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(255));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "Scheduler not found: nosuch\n"
+    );
+
+    // --reload: rvsd's verdict on its file, as systemctl reload shows it.
+    let out = rvsadm(&path, &["--reload"]);
+    assert_eq!(out.status.code(), Some(255));
+    assert_eq!(fake.seen().last(), Some(&Command::Reload));
+    assert_eq!(
+        String::from_utf8(out.stderr).unwrap(),
+        format!("{RELOAD_REFUSED}\n")
     );
 
     // A usage error exits 2 and sends nothing.
@@ -196,7 +210,7 @@ fn rvsadm_against_a_served_socket() {
         &["-R"],
         "-C\n\nipvsadm -A -t 10.10.0.100:80\n# next fails\n-D -t 10.10.0.100:81\n-Z\n",
     );
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "line 5: No such service\nnothing restored\n"
@@ -229,10 +243,10 @@ fn rvsadm_against_a_served_socket() {
 
     drop(served);
 
-    // Daemon gone: one clear line, exit 1.
+    // Daemon gone: one clear line, exit 2 (ipvsadm's when IPVS is missing).
     let gone = dir.path().join("gone.sock");
     let out = rvsadm(&gone, &["-Ln"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         format!(
@@ -398,7 +412,7 @@ fn mark_rules_add_list_save_restore() {
         "MARK 7 tcp 10.10.0.32/30 ports 80,443\n"
     );
     let out = rvsadm(&path, &["--delete-mark-rule", "8"]);
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "no firewall-mark rule with mark 8\n"
@@ -406,7 +420,7 @@ fn mark_rules_add_list_save_restore() {
 
     // A restore whose own delete fails is reported against its line.
     let out = rvsadm_stdin(&path, &["-R"], "-C\n--delete-mark-rule 9\n");
-    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(out.status.code(), Some(255), "{out:?}");
     assert_eq!(
         String::from_utf8(out.stderr).unwrap(),
         "line 2: no firewall-mark rule with mark 9\nnothing restored\n"

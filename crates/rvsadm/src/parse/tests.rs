@@ -1096,3 +1096,23 @@ fn restore_accepts_mark_rules_and_replaces_existing_marks() {
         }
     );
 }
+
+#[test]
+fn reload_asks_rvsd_to_reread_its_file() {
+    assert_eq!(cmd("--reload"), Command::Reload);
+    assert_eq!(
+        err("--reload -n"),
+        "Illegal 'numeric' option with the 'reload' command"
+    );
+    assert_eq!(
+        err("--reload -t 10.0.0.1:80"),
+        "Illegal 'service-address' option with the 'reload' command"
+    );
+    // A restore is rules, not daemon control.
+    let e = parse_restore("-C\n--reload\n", &FakeLookup).unwrap_err();
+    assert_eq!(e.line, 2);
+    assert!(
+        matches!(&e.error, ParseError::Message(m) if m.contains("cannot be part of a restore")),
+        "{e:?}"
+    );
+}
