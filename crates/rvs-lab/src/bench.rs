@@ -39,6 +39,7 @@
 //! not saturate it: its pps is a floor, and the table says so. Benchmarks
 //! print tables, they assert nothing about speed.
 
+mod chart;
 mod proc;
 mod rvs;
 mod xdp;
@@ -62,6 +63,8 @@ pub struct BenchOptions {
     pub only: Option<Vec<String>>,
     /// TX and RX queues of every veth ([`LabSpec::queues`]).
     pub queues: u32,
+    /// Where to write the chart ([`Report::svg`]), if anywhere.
+    pub svg: Option<std::path::PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -71,6 +74,7 @@ impl Default for BenchOptions {
             duration_secs: 5,
             only: None,
             queues: 1,
+            svg: None,
         }
     }
 }
@@ -536,6 +540,11 @@ fn render_table(out: &mut String, head: &str, cols: &[String], rows: &[(String, 
 pub fn run(opts: &BenchOptions) -> Result<()> {
     let report = measure(opts)?;
     print!("{}", report.table());
+    if let Some(path) = &opts.svg {
+        std::fs::write(path, report.svg())
+            .with_context(|| format!("writing the chart to {}", path.display()))?;
+        eprintln!("bench: chart written to {}", path.display());
+    }
     if report.errors.is_empty() {
         Ok(())
     } else {
@@ -1122,14 +1131,14 @@ Transfer/sec:      4.19MB
         }
     }
 
-    #[test]
-    fn table_has_every_row_and_ratios_against_nft() {
+    /// Two setups, every metric measured: nft-dnat 100, rvs-dr 150.
+    fn two_setups() -> Report {
         let mut cells = BTreeMap::new();
         for m in Metric::ALL {
             cells.insert(("nft-dnat".to_owned(), m), Cell::Samples(vec![100.0]));
             cells.insert(("rvs-dr".to_owned(), m), Cell::Samples(vec![150.0]));
         }
-        let r = Report {
+        Report {
             setups: vec!["nft-dnat".into(), "rvs-dr".into()],
             cells,
             unsaturated: vec!["rvs-dr udp many flow(s) rep 1: sent 1M pps, delivered 99.0%".into()],
@@ -1141,7 +1150,49 @@ Transfer/sec:      4.19MB
             pinned: true,
             elapsed: Duration::from_secs(3),
             loadavg: ("0.10".into(), "1.00".into()),
-        };
+        }
+    }
+
+    #[test]
+    fn the_chart_has_a_bar_and_a_value_per_setup_and_panel() {
+        let svg = two_setups().svg();
+        if let Some(path) = std::env::var_os("RVS_CHART_SAMPLE") {
+            std::fs::write(path, &svg).ok();
+        }
+        std::fs::write("/tmp/two_setups.svg", &svg).ok();
+        assert!(svg.starts_with("<svg"), "{svg}");
+        assert!(svg.trim_end().ends_with("</svg>"), "{svg}");
+        for title in [
+            "UDP many flows: delivered pps",
+            "UDP many flows: director CPU per packet",
+            "UDP one flow: delivered pps",
+            "UDP one flow: director CPU per packet",
+        ] {
+            assert!(svg.contains(title), "no panel {title:?}");
+        }
+        // plotters writes each text on a line of its own.
+        let texts = |t: &str| svg.lines().filter(|l| *l == t).count();
+        for setup in ["nft-dnat", "rvs-dr"] {
+            assert_eq!(texts(setup), 4, "{setup}'s labels in {svg}");
+        }
+        // Values as the table writes them: pps as "150", µs as "150.0".
+        for value in [" 100", " 150", " 100.0", " 150.0"] {
+            assert_eq!(texts(value), 2, "{value:?} in {svg}");
+        }
+        // Bars, by colour: delivered and sent in the two pps panels, the
+        // cost in the two µs panels; one per setup each.
+        for (colour, bars) in [("#1F77B4", 4), ("#C6DBEF", 4), ("#D66027", 4)] {
+            let drawn = svg
+                .lines()
+                .filter(|l| l.starts_with("<rect") && l.contains(&format!("fill=\"{colour}\"")))
+                .count();
+            assert_eq!(drawn, bars, "{colour} bars in {svg}");
+        }
+    }
+
+    #[test]
+    fn table_has_every_row_and_ratios_against_nft() {
+        let r = two_setups();
         let t = r.table();
         for m in Metric::ALL {
             let rows = t.lines().filter(|l| l.starts_with(m.label())).count();

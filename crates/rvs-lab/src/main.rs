@@ -81,6 +81,9 @@ enum Cmd {
         /// TX and RX queues of every veth.
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// Also write the results as an SVG chart to this file.
+        #[arg(long, value_name = "FILE", default_value = "bench.svg")]
+        svg: std::path::PathBuf,
     },
 }
 
@@ -170,11 +173,13 @@ fn main() -> Result<()> {
             duration,
             only,
             queues,
+            svg,
         } => rvs_lab::bench::run(&rvs_lab::bench::BenchOptions {
             repetitions,
             duration_secs: duration,
             only,
             queues,
+            svg: Some(svg),
         }),
         Cmd::Demo {
             mode,

@@ -16,6 +16,7 @@ fn bench_measures_kernel_route_and_rvs_dr() {
         duration_secs: 1,
         only: Some(vec!["kernel-route".into(), "rvs-dr".into()]),
         queues: 2,
+        svg: None,
     };
     let report = measure(&opts).expect("valid options");
     let table = report.table();
