@@ -113,7 +113,7 @@ pub fn to_toml(
     let _ = writeln!(
         out,
         "# rvsd configuration written by rvs-migrate from {}",
-        opts.source_name
+        comment_safe(&opts.source_name)
     );
     out.push_str(
         "# (schema: docs/rvsd.md). keepalived's defaults are written out explicitly;\n\
@@ -125,12 +125,27 @@ pub fn to_toml(
     } else {
         out.push_str("# Not carried over, or carried over differently:\n");
         for n in notes.iter() {
-            let _ = writeln!(out, "#   {n}");
+            let _ = writeln!(out, "#   {}", comment_safe(&n.to_string()));
         }
     }
     out.push('\n');
     out.push_str(&crate::render::render(&file, &fwmarks));
     Ok(out)
+}
+
+/// `text` as it may stand in a TOML comment: control characters (which a
+/// keepalived.conf may hold, and TOML refuses in comments, newlines
+/// included) written as escapes, so the file rvsd reads stays valid.
+fn comment_safe(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Orders notes by file (main file first) and line, dropping repeats, so the

@@ -332,3 +332,15 @@ fn awkward_strings_stay_valid_toml() {
         Some("/bin/x \"q\" \\ \t end")
     );
 }
+
+/// Found by the keepalived_parse fuzz target: a control character in a
+/// keepalived.conf keyword was echoed into the header comment, where TOML
+/// refuses it, so rvsd could not read the migrated file.
+#[test]
+fn control_characters_in_notes_keep_the_file_valid() {
+    for text in ["\u{11}\n", "vrrp_script x\u{1}y {\n}\n", "foo\u{7f}\n"] {
+        let m = migrate_str(text, &Options::default()).expect("migrates");
+        assert!(!m.notes.is_empty(), "{text:?} should leave a note");
+        Config::parse(&m.toml).unwrap_or_else(|e| panic!("{text:?}: {e}\n{}", m.toml));
+    }
+}
