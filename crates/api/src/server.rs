@@ -6,8 +6,9 @@
 
 use std::convert::Infallible;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, Limited};
@@ -44,12 +45,63 @@ pub trait ControlHandler: Send + Sync + 'static {
     fn command(&self, cmd: Command) -> Result<(), ControlError>;
 }
 
-/// Binds the control socket at `path`, root-only (mode 0600).
+/// The control socket file [`bind`] created. Dropping it removes the file,
+/// but only while the path still is that socket: a daemon never deletes a
+/// socket another daemon put there.
+#[derive(Debug)]
+pub struct SocketFile {
+    path: PathBuf,
+    /// (device, inode) of the socket file as created.
+    id: (u64, u64),
+    removed: bool,
+}
+
+impl SocketFile {
+    /// Where the socket is.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the path still is the socket this daemon created.
+    pub fn is_ours(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+
+    /// Removes the socket file if it still is ours; returns whether it did.
+    pub fn remove(mut self) -> bool {
+        self.remove_if_ours()
+    }
+
+    fn remove_if_ours(&mut self) -> bool {
+        if self.removed || !self.is_ours() {
+            return false;
+        }
+        self.removed = std::fs::remove_file(&self.path).is_ok();
+        self.removed
+    }
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        self.remove_if_ours();
+    }
+}
+
+/// Binds the control socket at `path`, root-only (mode 0600) from the
+/// moment it exists: it is created in a fresh directory only this user can
+/// enter, made 0600 there and only then linked at `path`, so no other user
+/// can connect in between, whatever the umask.
 ///
 /// A leftover socket file from a previous run is removed first, but only if
 /// nobody answers on it: a second rvsd must not steal a live daemon's socket.
 /// Must be called inside a tokio runtime.
-pub fn bind(path: &Path) -> io::Result<UnixListener> {
+pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    let in_use = || {
+        io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("another rvsd is already serving {}", path.display()),
+        )
+    };
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
             return Err(io::Error::new(
@@ -58,16 +110,67 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
             ));
         }
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                format!("another rvsd is already serving {}", path.display()),
-            ));
+            return Err(in_use());
         }
         std::fs::remove_file(path)?;
     }
-    let listener = UnixListener::bind(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(listener)
+    if path.file_name().is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} is not a path to a file", path.display()),
+        ));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // Short, so that the inner path fits in sun_path when `path` does;
+    // numbered, for binds of one process that overlap (tests).
+    static BINDS: AtomicUsize = AtomicUsize::new(0);
+    let private = parent.join(format!(
+        ".rvsd.{}.{}",
+        std::process::id(),
+        BINDS.fetch_add(1, Ordering::Relaxed)
+    ));
+    let inner = private.join("s");
+    if let Err(e) = std::fs::DirBuilder::new().mode(0o700).create(&private) {
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("creating {}: {e}", private.display()),
+            ));
+        }
+        // Left by a process of the same pid that died while binding:
+        // remove what it left (never following a link) and try once more.
+        let _ = std::fs::remove_file(&inner);
+        std::fs::remove_dir(&private)
+            .and_then(|()| std::fs::DirBuilder::new().mode(0o700).create(&private))
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("creating {}: {e}", private.display()))
+            })?;
+    }
+    let bound = (|| {
+        let listener = UnixListener::bind(&inner)?;
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        // A link, unlike a rename, never replaces what appeared at `path`
+        // meanwhile (another rvsd starting at the same time).
+        std::fs::hard_link(&inner, path).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => in_use(),
+            _ => e,
+        })?;
+        let meta = std::fs::symlink_metadata(path)?;
+        Ok((
+            listener,
+            SocketFile {
+                path: path.to_path_buf(),
+                id: (meta.dev(), meta.ino()),
+                removed: false,
+            },
+        ))
+    })();
+    let _ = std::fs::remove_file(&inner);
+    let _ = std::fs::remove_dir(&private);
+    bound
 }
 
 /// Serves the control API on `listener` until the task is dropped or

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{ControlError, Entity};
-use crate::server::ControlHandler;
+use crate::server::{ControlHandler, SocketFile};
 use crate::types::{Command, ConnectionEntry, FwmarkRuleSpec, Listing};
 
 /// Which commands to refuse, and why; asked for every command, also for
@@ -139,6 +139,8 @@ pub struct Served {
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
     server: tokio::task::JoinHandle<io::Result<()>>,
+    /// Removes the socket when dropped.
+    _socket: SocketFile,
 }
 
 impl Served {
@@ -148,7 +150,7 @@ impl Served {
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = {
+        let (listener, socket) = {
             let _in_runtime = runtime.enter();
             crate::bind(path)?
         };
@@ -159,6 +161,7 @@ impl Served {
             handler,
             runtime: Some(runtime),
             server,
+            _socket: socket,
         })
     }
 
