@@ -246,7 +246,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         tokio::select! {
-            r = rvs_api::serve(listener, Arc::clone(&handler)) => r.context("control API"),
+            never = rvs_api::serve(listener, Arc::clone(&handler)) => match never {},
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
         }
