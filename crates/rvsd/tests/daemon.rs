@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_api::{Client, ClientError};
+use rvs_api::{Client, ClientError, Command as Cmd, ServiceKey, ServiceSpec};
 
 /// An rvsd started by a test, killed if the test ends before it stops.
 struct Daemon {
@@ -142,4 +142,51 @@ fn a_socket_replaced_by_someone_else_is_not_removed() {
     assert_eq!(code, 0, "{err}");
     assert!(socket.exists(), "rvsd removed a socket it did not create");
     drop(other);
+}
+
+#[test]
+fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let _d = Daemon::ready(&socket);
+    let client = Client::new(&socket);
+    let key = ServiceKey::Fwmark {
+        mark: 7,
+        af: rvs_api::Family::Ipv4,
+    };
+    let spec = ServiceSpec {
+        key,
+        scheduler: "rr".into(),
+        persistence_timeout: None,
+        netmask: None,
+        flags: vec![],
+        one_packet: false,
+    };
+    client
+        .command(&Cmd::Restore(vec![
+            Cmd::ZeroCounters(None),
+            Cmd::AddService(spec.clone()),
+            Cmd::ZeroCounters(Some(key)),
+        ]))
+        .unwrap();
+    let listing = client.listing().unwrap();
+    assert_eq!(listing.services.len(), 1);
+    assert_eq!(listing.services[0].spec, spec);
+    // Zeroing a service the restore has not created (yet) is refused,
+    // naming the command; nothing of the restore is applied.
+    let other = ServiceKey::Fwmark {
+        mark: 8,
+        af: rvs_api::Family::Ipv4,
+    };
+    let e = client
+        .command(&Cmd::Restore(vec![
+            Cmd::DeleteService(key),
+            Cmd::ZeroCounters(Some(other)),
+        ]))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command 1 of the restore: service FWM 8 does not exist"
+    );
+    assert_eq!(client.listing().unwrap().services.len(), 1);
 }
