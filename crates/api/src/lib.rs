@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use client::{Client, ClientError};
 pub use error::{ControlError, Entity, ErrorBody};
-pub use server::{bind, serve, ControlHandler};
+pub use server::{bind, serve, serve_with, ControlHandler, Limits, SocketFile};
 pub use types::{
     Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
     HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,

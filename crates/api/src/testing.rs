@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::error::{ControlError, Entity};
-use crate::server::ControlHandler;
+use crate::server::{ControlHandler, Limits, SocketFile};
 use crate::types::{Command, ConnectionEntry, FwmarkRuleSpec, Listing};
 
 /// Which commands to refuse, and why; asked for every command, also for
@@ -138,27 +138,40 @@ pub struct Served {
     pub handler: Arc<FakeHandler>,
     /// Always `Some` until dropped.
     runtime: Option<tokio::runtime::Runtime>,
-    server: tokio::task::JoinHandle<io::Result<()>>,
+    server: tokio::task::JoinHandle<std::convert::Infallible>,
+    /// Removes the socket when dropped.
+    _socket: SocketFile,
 }
 
 impl Served {
     /// Binds `path` (with [`crate::bind`]) and serves `handler` on it.
     pub fn start(path: &Path, handler: FakeHandler) -> io::Result<Served> {
+        Served::start_with(path, handler, Limits::default())
+    }
+
+    /// [`Served::start`] with other [`Limits`] than rvsd's (shorter
+    /// timeouts, a smaller cap), for the tests of the limits.
+    pub fn start_with(path: &Path, handler: FakeHandler, limits: Limits) -> io::Result<Served> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
-        let listener = {
+        let (listener, socket) = {
             let _in_runtime = runtime.enter();
             crate::bind(path)?
         };
         let handler = Arc::new(handler);
-        let server = runtime.spawn(crate::serve(listener, Arc::clone(&handler)));
+        let server = runtime.spawn(crate::server::serve_with(
+            listener,
+            Arc::clone(&handler),
+            limits,
+        ));
         Ok(Served {
             path: path.to_path_buf(),
             handler,
             runtime: Some(runtime),
             server,
+            _socket: socket,
         })
     }
 

@@ -3,6 +3,14 @@
 //! Every type is plain data with `snake_case` field and variant names, so the
 //! wire format is readable with `curl --unix-socket` and stable across
 //! releases: add fields with `#[serde(default)]`, never rename.
+//!
+//! What a client sends ([`Command`] and the keys and specs in it) is read
+//! strictly: an unknown field is refused, as an unknown key in rvsd's file
+//! is, so a misspelt `persistance_timeout` cannot silently make a
+//! non-persistent service. The fields of rvsd's answers themselves
+//! (listings, counters, connections) are read leniently, so an older rvsadm
+//! can still list a newer rvsd; the specs a listing embeds are the strict
+//! command types (rvsadm and rvsd ship together).
 
 use std::fmt;
 use std::net::IpAddr;
@@ -30,8 +38,11 @@ pub enum Family {
 ///
 /// JSON is untagged, so address keys keep their original shape
 /// `{"protocol":"tcp","addr":"10.0.0.1","port":80}` and mark keys read
-/// `{"fwmark":1,"af":"ipv4"}` (`af` may be omitted: IPv4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// `{"fwmark":1,"af":"ipv4"}` (`af` may be omitted: IPv4). Reading refuses
+/// anything else by name: unknown fields, a key mixing both shapes, a
+/// missing field, mark 0 (ipvsadm refuses it too; it would otherwise
+/// become the address key `TCP 0.0.0.0:0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(untagged)]
 pub enum ServiceKey {
     /// `-t`/`-u host:port`: packets to this protocol, address and port.
@@ -53,6 +64,84 @@ pub enum ServiceKey {
         #[serde(default)]
         af: Family,
     },
+}
+
+/// Every field either shape of [`ServiceKey`] may have, to say precisely
+/// what is wrong with a malformed key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServiceKey {
+    protocol: Option<Protocol>,
+    addr: Option<IpAddr>,
+    port: Option<u16>,
+    fwmark: Option<u32>,
+    af: Option<Family>,
+}
+
+impl TryFrom<RawServiceKey> for ServiceKey {
+    type Error = String;
+
+    fn try_from(r: RawServiceKey) -> Result<Self, String> {
+        match r {
+            RawServiceKey {
+                fwmark: Some(0), ..
+            } => Err("fwmark 0 is not a firewall mark: use 1 to 4294967295".into()),
+            RawServiceKey {
+                fwmark: Some(mark),
+                protocol: None,
+                addr: None,
+                port: None,
+                af,
+            } => Ok(ServiceKey::Fwmark {
+                mark,
+                af: af.unwrap_or_default(),
+            }),
+            RawServiceKey {
+                fwmark: Some(_), ..
+            } => Err(
+                "a service key is either protocol, addr and port, or fwmark (and af), not both"
+                    .into(),
+            ),
+            RawServiceKey { af: Some(_), .. } => {
+                Err("af belongs to fwmark keys; an address key's family is its address's".into())
+            }
+            RawServiceKey {
+                protocol: Some(protocol),
+                addr: Some(addr),
+                port: Some(port),
+                ..
+            } => Ok(ServiceKey::Addr {
+                protocol,
+                addr,
+                port,
+            }),
+            RawServiceKey {
+                protocol,
+                addr,
+                port,
+                ..
+            } => {
+                let missing: Vec<&str> = [
+                    ("protocol", protocol.is_none()),
+                    ("addr", addr.is_none()),
+                    ("port", port.is_none()),
+                ]
+                .into_iter()
+                .filter_map(|(name, absent)| absent.then_some(name))
+                .collect();
+                Err(format!(
+                    "service key without {}: give protocol, addr and port, or fwmark",
+                    missing.join(", ")
+                ))
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ServiceKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ServiceKey::try_from(RawServiceKey::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 impl ServiceKey {
@@ -129,7 +218,7 @@ impl fmt::Display for ServiceKey {
 
 /// Configuration of a virtual service, as given with `ipvsadm -A/-E`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Which service this is.
     pub key: ServiceKey,
@@ -155,7 +244,7 @@ pub struct ServiceSpec {
 
 /// Configuration of one real server ("destination"), as given with `-a/-e`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct DestSpec {
     /// Real server address; same family as the service.
     pub addr: IpAddr,
@@ -173,7 +262,7 @@ pub struct DestSpec {
 
 /// One change request, one ipvsadm command (`POST /v1/commands`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Command {
     /// `-A`: create a service; error if it exists.
     AddService(ServiceSpec),
@@ -240,7 +329,7 @@ pub enum Command {
 /// of `protocol` (TCP and UDP when `None`) on one of `ports` (all when
 /// empty) get `mark`, and are scheduled by the service `-f mark`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub struct FwmarkRuleSpec {
     /// Mark assigned (1 or more).
     pub mark: u32,
@@ -490,6 +579,96 @@ mod tests {
         );
         assert_eq!(a.fwmark(), None);
         assert!(serde_json::from_str::<ServiceKey>(r#"{"port":53}"#).is_err());
+    }
+
+    #[test]
+    fn unknown_fields_in_commands_are_refused_by_name() {
+        // The misspelling that used to make a non-persistent service.
+        let e = serde_json::from_str::<Command>(
+            r#"{"add_service":{"key":{"protocol":"tcp","addr":"10.0.0.1","port":80},
+                "scheduler":"rr","persistance_timeout":300,"netmask":null}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown field `persistance_timeout`"),
+            "{e}"
+        );
+        let dest = r#"{"addr":"10.0.0.2","port":80,"weight":1,"method":"route",
+            "upper_threshold":0,"lower_threshold":0"#;
+        let key = r#"{"protocol":"tcp","addr":"10.0.0.1","port":80}"#;
+        for (doc, field) in [
+            (
+                format!(r#"{{"add_dest":{{"service":{key},"dest":{dest},"wieght":2}}}}}}"#),
+                "wieght",
+            ),
+            (
+                format!(r#"{{"add_dest":{{"service":{key},"dest":{dest}}},"extra":1}}}}"#),
+                "extra",
+            ),
+            (
+                format!(
+                    r#"{{"delete_dest":{{"service":{key},"addr":"10.0.0.2","port":80,"prot":6}}}}"#
+                ),
+                "prot",
+            ),
+            (
+                r#"{"set_timeouts":{"tcp":1,"tcpfin":2,"udp":3,"sctp":4}}"#.to_string(),
+                "sctp",
+            ),
+            (
+                r#"{"add_fwmark_rule":{"mark":1,"addr":"10.0.0.0","prefix_len":8,"port":[80]}}"#
+                    .to_string(),
+                "port",
+            ),
+            (
+                r#"{"delete_service":{"protocol":"tcp","addr":"10.0.0.1","port":80,"fwmrk":1}}"#
+                    .to_string(),
+                "fwmrk",
+            ),
+        ] {
+            let e = serde_json::from_str::<Command>(&doc).unwrap_err();
+            assert!(
+                e.to_string().contains(&format!("unknown field `{field}`")),
+                "{doc}: {e}"
+            );
+        }
+        // A misspelt command is named too.
+        let e = serde_json::from_str::<Command>(r#""claer""#).unwrap_err();
+        assert!(e.to_string().contains("unknown variant `claer`"), "{e}");
+    }
+
+    #[test]
+    fn malformed_service_keys_are_refused_not_guessed() {
+        let bad = |doc: &str| {
+            serde_json::from_str::<ServiceKey>(doc)
+                .unwrap_err()
+                .to_string()
+        };
+        // Mark 0 used to become TCP 0.0.0.0:0.
+        assert!(bad(r#"{"fwmark":0}"#).contains("fwmark 0 is not a firewall mark"));
+        assert!(bad(r#"{"fwmark":0,"af":"ipv6"}"#).contains("fwmark 0"));
+        assert!(
+            bad(r#"{"fwmark":1,"protocol":"tcp","addr":"10.0.0.1","port":80}"#)
+                .contains("either protocol, addr and port, or fwmark")
+        );
+        assert!(
+            bad(r#"{"protocol":"tcp","addr":"10.0.0.1","port":80,"af":"ipv4"}"#)
+                .contains("af belongs to fwmark keys")
+        );
+        let e = bad(r#"{"protocol":"tcp","addr":"10.0.0.1"}"#);
+        assert!(e.contains("service key without port"), "{e}");
+        let e = bad(r#"{}"#);
+        assert!(e.contains("without protocol, addr, port"), "{e}");
+        let e = bad(r#"{"protocol":"tcp","addr":"10.0.0.1","port":65617}"#);
+        assert!(e.contains("65617"), "{e}");
+        let e = bad(r#"{"protocol":"tcp","addr":"10.0.0.1","port":80,"prto":1}"#);
+        assert!(e.contains("unknown field `prto`"), "{e}");
+        // Inside a command, the same refusal.
+        let e = serde_json::from_str::<Command>(r#"{"delete_service":{"fwmark":0}}"#).unwrap_err();
+        assert!(e.to_string().contains("fwmark 0"), "{e}");
+        let e = serde_json::from_str::<Command>(r#"{"zero_counters":{"fwmark":0}}"#).unwrap_err();
+        assert!(e.to_string().contains("fwmark 0"), "{e}");
     }
 
     #[test]

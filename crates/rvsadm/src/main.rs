@@ -131,9 +131,27 @@ fn try_help(program: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    let mut args = std::env::args();
-    let program = args.next().unwrap_or_else(|| "rvsadm".into());
-    let args: Vec<String> = args.collect();
+    let mut args = std::env::args_os();
+    let program = args
+        .next()
+        .map_or_else(|| "rvsadm".into(), |p| p.to_string_lossy().into_owned());
+    // Addresses, names and numbers are text: a word that is not UTF-8 is
+    // refused like any other bad word, not a panic.
+    let mut words = Vec::new();
+    for (i, arg) in args.enumerate() {
+        match arg.into_string() {
+            Ok(w) => words.push(w),
+            Err(raw) => {
+                eprintln!(
+                    "argument {} (`{}') is not valid UTF-8",
+                    i + 1,
+                    raw.to_string_lossy()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let args = words;
 
     let inv = if args.is_empty() {
         parse::Invocation {

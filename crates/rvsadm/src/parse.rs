@@ -466,14 +466,35 @@ fn tokenize(args: &[String]) -> Result<(Vec<Token>, Vec<String>), ParseError> {
     Ok((tokens, positional))
 }
 
-/// ipvsadm's `string_to_number`: all digits (strtol syntax), within bounds.
-fn number(s: &str, min: u32, max: u32) -> Option<u32> {
-    let t = s.strip_prefix('+').unwrap_or(s);
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+/// A whole word as C's `strtol(s, &end, 10)` reads it when `*end == 0`:
+/// blanks, a sign, at least one digit and nothing after. `None`: not a
+/// number at all; `Some(None)`: a number beyond a C long (`ERANGE`).
+fn strtol(s: &str) -> Option<Option<i64>> {
+    let t = s.trim_start_matches([' ', '\t', '\n', '\x0b', '\x0c', '\r']);
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let n: u64 = t.parse().ok()?;
-    (u64::from(min)..=u64::from(max))
+    let n = digits.parse::<i64>().ok();
+    Some(if negative { n.map(|n| -n) } else { n })
+}
+
+/// Whether `s` is a number to C (in range or not): such a word is never
+/// looked up as a service name. getaddrinfo would read it modulo 65536
+/// (`65617` as port 81), where ipvsadm's getservbyname finds nothing.
+pub(crate) fn is_number(s: &str) -> bool {
+    strtol(s).is_some()
+}
+
+/// ipvsadm's `string_to_number`: the whole word a base-10 number
+/// (`strtol`), within bounds.
+fn number(s: &str, min: u32, max: u32) -> Option<u32> {
+    let n = strtol(s)??;
+    (i64::from(min)..=i64::from(max))
         .contains(&n)
         .then_some(n as u32)
 }
@@ -514,6 +535,7 @@ fn parse_addr_port(s: &str, proto: Protocol, lookup: &dyn Lookup) -> Option<(IpA
         None => None,
         Some(p) => Some(match number(p, 0, 65535) {
             Some(n) => n as u16,
+            None if is_number(p) => return None,
             None => lookup.service(p, proto)?,
         }),
     };
@@ -653,19 +675,21 @@ fn parse_ports(
         return Ok(ports);
     }
     for p in s.split(',') {
-        let port = match number(p, 1, 65535) {
-            Some(n) => n as u16,
-            None => match (
-                p.is_empty(),
-                lookup.service(p, proto.unwrap_or(Protocol::Tcp)),
-            ) {
-                (false, Some(n)) if n != 0 => n,
-                _ => {
-                    return fail(format!(
-                        "illegal port `{p}' in port list `{s}' specified (1-65535, comma-separated)"
-                    ))
-                }
-            },
+        // Numbers out of range are not names either (see `is_number`).
+        let name = || {
+            if p.is_empty() || is_number(p) {
+                None
+            } else {
+                lookup.service(p, proto.unwrap_or(Protocol::Tcp))
+            }
+        };
+        let port = match number(p, 1, 65535).map(|n| n as u16).or_else(name) {
+            Some(n) if n != 0 => n,
+            _ => {
+                return fail(format!(
+                    "illegal port `{p}' in port list `{s}' specified (1-65535, comma-separated)"
+                ))
+            }
         };
         if ports.contains(&port) {
             return fail(format!("port {port} given twice in port list `{s}'"));

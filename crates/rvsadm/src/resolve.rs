@@ -31,7 +31,12 @@ impl Lookup for System {
             .copied()
     }
 
+    /// A service name only, as ipvsadm's getservbyname: getaddrinfo would
+    /// also read a number, modulo 65536 (`65617` as 81).
     fn service(&self, name: &str, proto: Protocol) -> Option<u16> {
+        if crate::parse::is_number(name) {
+            return None;
+        }
         let hints = AddrInfoHints {
             flags: libc::AI_NUMERICHOST,
             address: libc::AF_INET,
@@ -60,5 +65,21 @@ impl Names for System {
         let (_, serv) = getnameinfo(&sa, flags).ok()?;
         // getnameinfo falls back to the number itself; treat that as "none".
         (serv != port.to_string()).then_some(serv)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// getaddrinfo reads a numeric service as its number, modulo 65536
+    /// (65617 became port 81); ipvsadm's getservbyname reads names only.
+    #[test]
+    fn numbers_are_not_service_names() {
+        for n in ["65617", "65536", "-1", " 81", "+80", "80", "0"] {
+            for proto in [Protocol::Tcp, Protocol::Udp] {
+                assert_eq!(Lookup::service(&System, n, proto), None, "{n:?}");
+            }
+        }
     }
 }

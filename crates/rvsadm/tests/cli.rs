@@ -429,3 +429,62 @@ fn mark_rules_add_list_save_restore() {
 
     drop(served);
 }
+
+#[test]
+fn out_of_range_ports_are_refused_before_sending() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = Served::start(&path, fake()).unwrap();
+
+    // 65617 once wrapped to 81 through getaddrinfo, deleting the wrong
+    // service; ipvsadm refuses it.
+    for args in [
+        &["-D", "-t", "10.10.0.100:65617"][..],
+        &["-a", "-t", "10.10.0.100:80", "-r", "10.10.0.11:65536", "-m"],
+        &[
+            "--add-mark-rule",
+            "1",
+            "--any",
+            "10.10.0.0/24",
+            "--ports",
+            "80,65617",
+        ],
+    ] {
+        let out = rvsadm(&path, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains("illegal"), "{args:?}: {err}");
+    }
+
+    assert!(
+        served.handler.seen().is_empty(),
+        "{:?}",
+        served.handler.seen()
+    );
+}
+
+#[test]
+fn a_word_that_is_not_utf8_is_refused_not_a_panic() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = Served::start(&path, fake()).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_rvsadm"))
+        .arg("-A")
+        .arg("-t")
+        .arg(std::ffi::OsStr::from_bytes(b"10.10.0.100:\xff"))
+        .env("RVSD_SOCKET", &path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("argument 3 (`10.10.0.100:\u{fffd}') is not valid UTF-8"),
+        "{err}"
+    );
+    assert!(
+        served.handler.seen().is_empty(),
+        "{:?}",
+        served.handler.seen()
+    );
+}

@@ -118,6 +118,18 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     let snapshot = Snapshot::new(config.clone()).map_err(|e| anyhow!("{where_}: {e}"))?;
 
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let _in_runtime = rt.enter();
+    // The socket first: a second rvsd fails here, before it touches the
+    // interfaces the first one runs on. Only the socket file this daemon
+    // created is removed when it stops (`socket_file` dropped, or below).
+    let socket = rvs_api::socket_path(args.socket.as_deref());
+    let (listener, socket_file) = rvs_api::bind(&socket)
+        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+
     let mut neigh_gen = 1u64;
     let mut neigh_now = kernel::neighbors()?;
     let shared = Arc::new(Shared::new(
@@ -212,11 +224,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 }
             })?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let _in_runtime = rt.enter();
     let (health_tx, mut health_rx) = tokio::sync::mpsc::channel(256);
     let monitor = rvs_health::HealthMonitor::new(health_tx)?;
     let mut health = health::Health::new(Some(monitor));
@@ -229,7 +236,6 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&shared),
     )?;
     let handler = Arc::new(Handler(Mutex::new(director)));
-    let socket = rvs_api::socket_path(args.socket.as_deref());
 
     let served = rt.block_on(async {
         // Health events change the effective pool.
@@ -260,8 +266,6 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let _ = tokio::task::spawn_blocking(move || h.reload()).await;
             }
         });
-        let listener = rvs_api::bind(&socket)
-            .with_context(|| format!("binding the control socket {}", socket.display()))?;
         tracing::info!(socket = %socket.display(), "rvsd: ready");
         notify::ready(&format!("ready; control socket {}", socket.display()));
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -276,7 +280,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         tokio::select! {
-            r = rvs_api::serve(listener, Arc::clone(&handler)) => r.context("control API"),
+            never = rvs_api::serve(listener, Arc::clone(&handler)) => match never {},
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
         }
@@ -302,7 +306,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _ = neighbour_thread.join();
     // Dropping the director detaches XDP from every interface.
     drop(handler);
-    let _ = std::fs::remove_file(&socket);
-    tracing::info!("rvsd stopped; XDP detached, socket removed");
+    if socket_file.remove() {
+        tracing::info!("rvsd stopped; XDP detached, socket removed");
+    } else {
+        tracing::warn!(socket = %socket.display(), "rvsd stopped; XDP detached; the socket path is no longer this daemon's socket and was left alone");
+    }
     served
 }

@@ -22,6 +22,22 @@ impl Lookup for FakeLookup {
     }
 }
 
+/// A resolver like glibc's getaddrinfo: a numeric service string
+/// resolves, to its value modulo 65536 (what turned 65617 into port 81).
+struct Getaddrinfo;
+
+impl Lookup for Getaddrinfo {
+    fn host(&self, name: &str) -> Option<IpAddr> {
+        FakeLookup.host(name)
+    }
+    fn service(&self, name: &str, proto: Protocol) -> Option<u16> {
+        match name.trim_start().parse::<i64>() {
+            Ok(n) => Some(n as u16),
+            Err(_) => FakeLookup.service(name, proto),
+        }
+    }
+}
+
 fn p(line: &str) -> Result<Invocation, ParseError> {
     let args: Vec<String> = line.split_whitespace().map(String::from).collect();
     parse(&args, &FakeLookup)
@@ -1114,5 +1130,116 @@ fn reload_asks_rvsd_to_reread_its_file() {
     assert!(
         matches!(&e.error, ParseError::Message(m) if m.contains("cannot be part of a restore")),
         "{e:?}"
+    );
+}
+
+#[test]
+fn ports_are_range_checked_before_any_lookup() {
+    let refused = |line: &str| {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        match parse(&args, &Getaddrinfo) {
+            Err(ParseError::Message(m)) => m,
+            other => panic!("{line}: expected an error, got {other:?}"),
+        }
+    };
+    for line in [
+        "-D -t 10.0.0.1:65617",
+        "-A -u 10.0.0.1:65536 -s rr",
+        "-E -t [2001:db8::1]:70000",
+        "-Z -t 10.0.0.1:-1",
+        "-D -t 10.0.0.1:99999999999999999999999",
+    ] {
+        assert_eq!(
+            refused(line),
+            "illegal virtual server address[:port] specified",
+            "{line}"
+        );
+    }
+    for line in [
+        "-a -t 10.0.0.1:80 -r 10.0.0.2:65617 -m",
+        "-d -t 10.0.0.1:80 -r 10.0.0.2:-80",
+    ] {
+        assert_eq!(
+            refused(line),
+            "illegal real server address[:port] specified",
+            "{line}"
+        );
+    }
+    assert_eq!(
+        refused("--add-mark-rule 1 --any 10.0.0.0/8 --ports 80,65617"),
+        "illegal port `65617' in port list `80,65617' specified (1-65535, comma-separated)"
+    );
+    // Names still resolve, and numbers in range are numbers.
+    let ok = |line: &str| {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&args, &Getaddrinfo).unwrap().action
+    };
+    assert_eq!(
+        ok("-D -t 10.0.0.1:http"),
+        Action::Command(Command::DeleteService(tcp("10.0.0.1", 80)))
+    );
+    assert_eq!(
+        ok("-D -t 10.0.0.1:+65535"),
+        Action::Command(Command::DeleteService(tcp("10.0.0.1", 65535)))
+    );
+}
+
+#[test]
+fn numbers_read_as_ipvsadm_string_to_number_reads_them() {
+    // strtol in base 10, all of the word, within bounds.
+    let weight = |w: &str| {
+        let args: Vec<String> = ["-a", "-t", "10.0.0.1:80", "-r", "10.0.0.2", "-w", w]
+            .map(String::from)
+            .to_vec();
+        match parse(&args, &FakeLookup) {
+            Ok(Invocation {
+                action: Action::Command(Command::AddDest { dest, .. }),
+                ..
+            }) => Ok(dest.weight),
+            Err(ParseError::Message(m)) => Err(m),
+            other => panic!("-w {w:?}: {other:?}"),
+        }
+    };
+    for (w, n) in [
+        (" 5", 5),
+        ("\t+7", 7),
+        ("-0", 0),
+        ("2147483647", 2_147_483_647),
+        ("007", 7),
+    ] {
+        assert_eq!(weight(w), Ok(n), "-w {w:?}");
+    }
+    for w in [
+        "5 ",
+        "-1",
+        "2147483648",
+        "0x10",
+        "",
+        " ",
+        "+",
+        "1e3",
+        "99999999999999999999",
+    ] {
+        assert_eq!(
+            weight(w),
+            Err("illegal weight specified".into()),
+            "-w {w:?}"
+        );
+    }
+    assert_eq!(
+        err("--set 10 2678401 20"),
+        "invalid timeout value `2678401' specified"
+    );
+    assert_eq!(
+        err("--set 10 0x10 20"),
+        "invalid timeout value `0x10' specified"
+    );
+    assert_eq!(
+        cmd("--set +10 000 20"),
+        Command::SetTimeouts {
+            tcp: 10,
+            tcpfin: 0,
+            udp: 20
+        }
     );
 }

@@ -2,26 +2,45 @@
 //! whole: the director validates what it applies).
 
 use rvs_api::{Command, ControlError, Entity, ServiceSpec};
-use rvs_engine::{Config, Persistence, Service, Snapshot};
+use rvs_engine::{Config, Persistence, Service, ServiceKey, Snapshot};
 
 use super::convert::{engine_dest, engine_key, refused};
 
 /// `ipvsadm -R`: every command against `next`, each step validated so the
 /// first failure names its index; the director validates the end result
-/// as one configuration.
-pub(super) fn restore(next: &mut Config, cmds: Vec<Command>) -> Result<(), ControlError> {
+/// as one configuration. A `-Z` line is accepted as ipvsadm's restore
+/// accepts it (its service must exist at that point of the restore); the
+/// counters to zero are returned, for the director to zero once the whole
+/// restore is applied (nothing is zeroed if it is refused).
+pub(super) fn restore(
+    next: &mut Config,
+    cmds: Vec<Command>,
+) -> Result<Vec<Option<ServiceKey>>, ControlError> {
+    let mut zero = Vec::new();
     for (index, c) in cmds.into_iter().enumerate() {
         let at = |cause| ControlError::Refused {
             index,
             cause: Box::new(cause),
         };
-        if matches!(c, Command::Restore(_)) {
-            return Err(at(ControlError::bad_request("nested restore")));
+        match c {
+            Command::Restore(_) => return Err(at(ControlError::bad_request("nested restore"))),
+            Command::ZeroCounters(key) => {
+                let only = key.as_ref().map(engine_key);
+                if let (Some(k), Some(key)) = (only, key) {
+                    if !next.services.iter().any(|s| s.key == k) {
+                        return Err(at(ControlError::NotFound {
+                            what: Entity::Service(key),
+                        }));
+                    }
+                }
+                zero.push(only);
+                continue;
+            }
+            c => edit(next, c).map_err(at)?,
         }
-        edit(next, c).map_err(at)?;
         Snapshot::new(next.clone()).map_err(|e| at(refused(e)))?;
     }
-    Ok(())
+    Ok(zero)
 }
 
 /// Applies one command to `next` (not yet validated as a whole).
@@ -131,4 +150,53 @@ fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError>
         prefix_len: spec.netmask.unwrap_or(full),
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_api::{Family, ServiceSpec};
+
+    fn fwm(mark: u32) -> rvs_api::ServiceKey {
+        rvs_api::ServiceKey::Fwmark {
+            mark,
+            af: Family::Ipv4,
+        }
+    }
+
+    fn add(mark: u32) -> Command {
+        Command::AddService(ServiceSpec {
+            key: fwm(mark),
+            scheduler: "rr".into(),
+            persistence_timeout: None,
+            netmask: None,
+            flags: vec![],
+            one_packet: false,
+        })
+    }
+
+    #[test]
+    fn a_restore_zeroes_what_exists_at_its_line() {
+        let mut next = Config::default();
+        let zero = restore(
+            &mut next,
+            vec![
+                Command::ZeroCounters(None),
+                add(1),
+                Command::ZeroCounters(Some(fwm(1))),
+            ],
+        )
+        .unwrap();
+        assert_eq!(zero, vec![None, Some(ServiceKey::fwmark(1, false))]);
+        assert_eq!(next.services.len(), 1);
+
+        let mut next = Config::default();
+        let e = restore(&mut next, vec![add(1), Command::ZeroCounters(Some(fwm(2)))]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "command 1 of the restore: service FWM 2 does not exist"
+        );
+        let e = restore(&mut next, vec![Command::Restore(vec![])]).unwrap_err();
+        assert_eq!(e.to_string(), "command 0 of the restore: nested restore");
+    }
 }

@@ -174,23 +174,32 @@ impl Director {
                     });
                 }
             }
-            if let Some(plane) = &self.plane {
-                plane
-                    .commands
-                    .send(WorkerCommand::Zero(only))
-                    .map_err(|_| ControlError::internal("the worker has stopped"))?;
-            }
-            self.service_rates.retain(|k| only.is_some_and(|o| o != *k));
-            self.dest_rates
-                .retain(|(k, _, _)| only.is_some_and(|o| o != *k));
-            return Ok(());
+            return self.zero(only);
         }
         let mut next = self.config.clone();
-        match cmd {
+        let zero = match cmd {
             Command::Restore(cmds) => edit::restore(&mut next, cmds)?,
-            cmd => edit::edit(&mut next, cmd)?,
+            cmd => {
+                edit::edit(&mut next, cmd)?;
+                Vec::new()
+            }
+        };
+        self.apply(next)?;
+        zero.into_iter().try_for_each(|only| self.zero(only))
+    }
+
+    /// Zeroes the counters and rates of one service, or of all.
+    fn zero(&mut self, only: Option<ServiceKey>) -> Result<(), ControlError> {
+        if let Some(plane) = &self.plane {
+            plane
+                .commands
+                .send(WorkerCommand::Zero(only))
+                .map_err(|_| ControlError::internal("the worker has stopped"))?;
         }
-        self.apply(next)
+        self.service_rates.retain(|k| only.is_some_and(|o| o != *k));
+        self.dest_rates
+            .retain(|(k, _, _)| only.is_some_and(|o| o != *k));
+        Ok(())
     }
 
     /// One 2-second estimator step over the workers' counters.

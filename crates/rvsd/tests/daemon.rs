@@ -1,0 +1,192 @@
+//! rvsd as a process without interfaces (no `--config`): it starts empty,
+//! answers on its socket, refuses to share it with a second rvsd and removes
+//! only the socket it created.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_api::{Client, ClientError, Command as Cmd, ServiceKey, ServiceSpec};
+
+/// An rvsd started by a test, killed if the test ends before it stops.
+struct Daemon {
+    child: Child,
+}
+
+impl Daemon {
+    fn start(socket: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_rvsd"))
+            .arg("--socket")
+            .arg(socket)
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Daemon { child }
+    }
+
+    /// Waits (up to 20 s) until it answers on `socket`.
+    fn ready(socket: &Path) -> Daemon {
+        let d = Daemon::start(socket);
+        let client = Client::new(socket);
+        let t = Instant::now();
+        loop {
+            match client.listing() {
+                Ok(_) => return d,
+                Err(ClientError::NotRunning { .. }) if t.elapsed() < Duration::from_secs(20) => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => panic!("rvsd did not come up: {e}"),
+            }
+        }
+    }
+
+    /// SIGTERM, then its exit code and what it wrote to stderr.
+    fn stop(mut self) -> (i32, String) {
+        let pid = self.child.id().to_string();
+        let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(killed.success());
+        self.wait()
+    }
+
+    /// Its exit code (waiting up to 20 s) and its stderr.
+    fn wait(&mut self) -> (i32, String) {
+        let t = Instant::now();
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(t.elapsed() < Duration::from_secs(20), "rvsd did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).unwrap();
+        }
+        (status.code().unwrap_or(-1), err)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn socket_in(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("rvsd.sock")
+}
+
+#[test]
+fn without_config_it_starts_empty_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let d = Daemon::ready(&socket);
+    let listing = Client::new(&socket).listing().unwrap();
+    assert!(listing.services.is_empty(), "{listing:?}");
+    assert_eq!(listing.config_file, None);
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("started without a configuration file"),
+        "{err}"
+    );
+    assert!(!socket.exists(), "rvsd left its socket behind");
+}
+
+#[test]
+fn a_second_rvsd_leaves_the_live_socket_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let first = Daemon::ready(&socket);
+
+    let mut second = Daemon::start(&socket);
+    let (code, err) = second.wait();
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "another rvsd is already serving {}",
+            socket.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        socket.exists(),
+        "the second rvsd removed the first one's socket"
+    );
+    Client::new(&socket)
+        .listing()
+        .expect("the first rvsd still answers");
+
+    let (code, err) = first.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(!socket.exists());
+}
+
+#[test]
+fn a_socket_replaced_by_someone_else_is_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let d = Daemon::ready(&socket);
+    // Someone else's socket now at the path (an rvsd started after this
+    // one's was deleted by hand).
+    std::fs::remove_file(&socket).unwrap();
+    let other = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    assert!(socket.exists(), "rvsd removed a socket it did not create");
+    drop(other);
+}
+
+#[test]
+fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let _d = Daemon::ready(&socket);
+    let client = Client::new(&socket);
+    let key = ServiceKey::Fwmark {
+        mark: 7,
+        af: rvs_api::Family::Ipv4,
+    };
+    let spec = ServiceSpec {
+        key,
+        scheduler: "rr".into(),
+        persistence_timeout: None,
+        netmask: None,
+        flags: vec![],
+        one_packet: false,
+    };
+    client
+        .command(&Cmd::Restore(vec![
+            Cmd::ZeroCounters(None),
+            Cmd::AddService(spec.clone()),
+            Cmd::ZeroCounters(Some(key)),
+        ]))
+        .unwrap();
+    let listing = client.listing().unwrap();
+    assert_eq!(listing.services.len(), 1);
+    assert_eq!(listing.services[0].spec, spec);
+    // Zeroing a service the restore has not created (yet) is refused,
+    // naming the command; nothing of the restore is applied.
+    let other = ServiceKey::Fwmark {
+        mark: 8,
+        af: rvs_api::Family::Ipv4,
+    };
+    let e = client
+        .command(&Cmd::Restore(vec![
+            Cmd::DeleteService(key),
+            Cmd::ZeroCounters(Some(other)),
+        ]))
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "command 1 of the restore: service FWM 8 does not exist"
+    );
+    assert_eq!(client.listing().unwrap().services.len(), 1);
+}
