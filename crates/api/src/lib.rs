@@ -32,7 +32,7 @@ pub use types::{
 };
 
 /// Where rvsd listens unless told otherwise.
-pub const DEFAULT_SOCKET: &str = "/run/rvsd.sock";
+pub const DEFAULT_SOCKET: &str = "/run/rvs/rvsd.sock";
 
 /// Environment variable that overrides [`DEFAULT_SOCKET`] for rvsd and rvsadm.
 pub const SOCKET_ENV: &str = "RVSD_SOCKET";

@@ -189,6 +189,14 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    // The default lives in /run/rvs (systemd's RuntimeDirectory=rvs);
+    // started by hand, rvsd makes the directory itself.
+    if !parent.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(parent)?;
+    }
     // Short, so that the inner path fits in sun_path when `path` does;
     // numbered, for binds of one process that overlap (tests).
     static BINDS: AtomicUsize = AtomicUsize::new(0);
@@ -710,6 +718,29 @@ fn json<T: Serialize>(status: StatusCode, value: &T) -> Reply {
 mod tests {
     use super::*;
     use crate::types::{DestSpec, ForwardMethod, Protocol, ServiceKey, ServiceSpec};
+
+    /// The default socket's directory (/run/rvs) need not exist: binding
+    /// makes it, world-readable as systemd's RuntimeDirectory would be.
+    #[test]
+    fn binding_makes_the_socket_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let _in_runtime = runtime.enter();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rvs/deeper/rvsd.sock");
+        let (_listener, socket) = bind(&path).expect("bind creates the directories");
+        assert!(path.exists());
+        let mode = std::fs::metadata(path.parent().unwrap())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        drop(socket);
+        assert!(!path.exists(), "our socket is removed with its guard");
+    }
 
     /// The largest restore rvsd is meant to take in one go fits the body
     /// limit: 100,000 IPv6 services, each with two real servers.

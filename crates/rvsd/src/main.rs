@@ -32,7 +32,7 @@ struct Args {
     /// Configuration file (TOML; see docs/rvsd.md).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Control socket path (default /run/rvsd.sock or $RVSD_SOCKET).
+    /// Control socket path (default /run/rvs/rvsd.sock or $RVSD_SOCKET).
     #[arg(long)]
     socket: Option<PathBuf>,
     /// XDP attach mode: auto (native, else generic), native or generic.
