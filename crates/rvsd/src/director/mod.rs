@@ -3,7 +3,7 @@
 //! engine configuration, validates it whole (a refused change alters
 //! nothing), publishes it to the worker and then updates the XDP maps.
 //!
-//! Its rooms: [`edit`] applies a command to a configuration, [`convert`]
+//! Its rooms: [`edit`] applies commands to a configuration, [`convert`]
 //! translates between the API's and the engine's types, [`listing`] answers
 //! what rvsadm lists, [`reload`] re-reads the file.
 
@@ -182,11 +182,10 @@ impl Director {
                 .retain(|(k, _, _)| only.is_some_and(|o| o != *k));
             return Ok(());
         }
-        let mut next = self.config.clone();
-        match cmd {
-            Command::Restore(cmds) => edit::restore(&mut next, cmds)?,
-            cmd => edit::edit(&mut next, cmd)?,
-        }
+        let next = match &cmd {
+            Command::Restore(cmds) => edit::restore(&self.config, cmds)?,
+            cmd => edit::edit(&self.config, cmd)?,
+        };
         self.apply(next)
     }
 
