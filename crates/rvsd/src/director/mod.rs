@@ -1,16 +1,22 @@
 //! The control plane's state: the configuration in force, the XDP maps
 //! that must mirror it, and the worker's reports. Every change builds a new
-//! engine configuration, validates it whole (a refused change alters
-//! nothing), publishes it to the worker and then updates the XDP maps.
+//! engine configuration and validates it whole — including whether the XDP
+//! maps can hold it — then brings the maps to it, all or nothing, and only
+//! then publishes it to the worker: a refused change, or one the maps
+//! refused, alters nothing.
 //!
-//! Its rooms: [`edit`] applies commands to a configuration, [`convert`]
-//! translates between the API's and the engine's types, [`listing`] answers
-//! what rvsadm lists, [`reload`] re-reads the file.
+//! Its rooms: [`edit`] applies commands to a configuration, [`steering`]
+//! updates the XDP maps, [`convert`] translates between the API's and the
+//! engine's types, [`listing`] answers what rvsadm lists, [`reload`]
+//! re-reads the file.
 
 mod convert;
 mod edit;
 mod listing;
 mod reload;
+mod steering;
+#[cfg(test)]
+mod tests;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -70,10 +76,23 @@ impl Director {
     }
 
     /// Validates the base configuration `config` (with every sorry server
-    /// it may fall back to), derives the effective one from health, publishes
-    /// it and mirrors it into the XDP maps. A refusal changes nothing.
+    /// it may fall back to, and against what the XDP maps hold), brings the
+    /// maps to it, then derives the effective one from health and publishes
+    /// it. A refusal, or a map update that fails (and is undone), changes
+    /// nothing.
     fn apply(&mut self, config: Config) -> Result<(), ControlError> {
-        Snapshot::new(self.health.with_sorry_servers(&config)).map_err(refused)?;
+        let checked = Snapshot::new(self.health.with_sorry_servers(&config)).map_err(refused)?;
+        // Health changes real servers, never which services there are: the
+        // effective configuration steers what this one does. The maps go
+        // first, so a failure leaves everything as it was; a first packet
+        // to a new service that reaches the worker before its snapshot
+        // does is dropped and retransmitted.
+        self.sync_xdp(checked.steering()).map_err(|e| {
+            ControlError::internal(format!(
+                "the XDP filter could not be updated, so nothing was applied: {e}"
+            ))
+        })?;
+        drop(checked);
         let commands = self.health.reconcile(&config);
         self.config = config;
         health::run_commands(commands);
@@ -90,6 +109,8 @@ impl Director {
         let steering = snapshot.steering();
         self.shared.snapshot.store(snapshot);
         self.effective = effective;
+        // Normally nothing to do (`apply` did it); repairs the maps after
+        // an update whose rollback failed.
         self.sync_xdp(steering).map_err(|e| {
             ControlError::internal(format!(
                 "configuration applied, but the XDP filter could not be updated: {e}"
@@ -115,32 +136,24 @@ impl Director {
 
     /// Makes the XDP maps steer `want` (services and VIPs, derived by the
     /// engine from the configuration it runs; the engine keeps the
-    /// connection map itself).
+    /// connection map itself), all or nothing: on failure the maps are as
+    /// they were.
     fn sync_xdp(&mut self, want: Steering) -> anyhow::Result<()> {
         let Some(plane) = &self.plane else {
             self.installed = want;
             return Ok(());
         };
+        if want == self.installed {
+            return Ok(());
+        }
         let mut dp = plane
             .datapath
             .lock()
             .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
-        let have = &self.installed;
-        for k in want.services.difference(&have.services) {
-            dp.add_service(k.addr, k.protocol, k.port)?;
-        }
-        for &a in want.vips.difference(&have.vips) {
-            dp.add_vip(a)?;
-        }
-        for k in have.services.difference(&want.services) {
-            dp.remove_service(k.addr, k.protocol, k.port)?;
-        }
-        for &a in have.vips.difference(&want.vips) {
-            dp.remove_vip(a)?;
-        }
+        let (now, result) = steering::update(&mut *dp, &self.installed, &want);
         drop(dp);
-        self.installed = want;
-        Ok(())
+        self.installed = now;
+        result
     }
 
     /// Applies one rvsadm command; the whole change or nothing.
