@@ -18,23 +18,28 @@ mod steering;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_api::{Command, ConnectionEntry, ControlError, ControlHandler, Entity, Listing};
 use rvs_engine::{Config, ServiceKey, Snapshot, Steering};
 
 use self::convert::{engine_key, refused};
 use crate::estimator::Estimator;
-use crate::health::{self, Health};
+use crate::health::{self, Health, SorryServers};
 use crate::worker::{Plane, Shared, WorkerCommand};
 
 pub(crate) use listing::connections;
 
 pub(crate) struct Director {
-    /// The operator's configuration: the file plus rvsadm changes.
-    config: Config,
+    /// The operator's configuration: the file plus rvsadm changes (shared,
+    /// so a restore can be built from it without the lock).
+    config: Arc<Config>,
+    /// Counts the changes of `config`, for a restore built without the
+    /// lock to see whether it still applies to what is in force.
+    generation: u64,
     /// What the engine runs: `config` as health checks allow.
     effective: Config,
     health: Health,
@@ -60,8 +65,10 @@ impl Director {
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
         let mut d = Director {
-            effective: config.clone(),
-            config: Config::default(),
+            // Nothing is in force yet: every real server is new to it.
+            effective: Config::default(),
+            config: Arc::default(),
+            generation: 0,
             health,
             file,
             diverged: false,
@@ -81,7 +88,13 @@ impl Director {
     /// it. A refusal, or a map update that fails (and is undone), changes
     /// nothing.
     fn apply(&mut self, config: Config) -> Result<(), ControlError> {
-        let checked = Snapshot::new(self.health.with_sorry_servers(&config)).map_err(refused)?;
+        let checked = check(&config, &self.health.sorry_servers())?;
+        self.apply_checked(config, &checked)
+    }
+
+    /// [`apply`](Self::apply) of a configuration [`check`] accepted with
+    /// the sorry servers in force.
+    fn apply_checked(&mut self, config: Config, checked: &Snapshot) -> Result<(), ControlError> {
         // Health changes real servers, never which services there are: the
         // effective configuration steers what this one does. The maps go
         // first, so a failure leaves everything as it was; a first packet
@@ -92,9 +105,9 @@ impl Director {
                 "the XDP filter could not be updated, so nothing was applied: {e}"
             ))
         })?;
-        drop(checked);
         let commands = self.health.reconcile(&config);
-        self.config = config;
+        self.config = Arc::new(config);
+        self.generation += 1;
         health::run_commands(commands);
         self.publish_effective()
     }
@@ -105,7 +118,7 @@ impl Director {
         let snapshot = Snapshot::new(effective.clone()).map_err(|e| {
             ControlError::internal(format!("the configuration as health allows it: {e}"))
         })?;
-        prime_neighbors(&effective);
+        prime_neighbors(&self.effective, &effective);
         let steering = snapshot.steering();
         self.shared.snapshot.store(snapshot);
         self.effective = effective;
@@ -164,14 +177,19 @@ impl Director {
         let changes = !matches!(cmd, Command::ZeroCounters(_));
         let r = self.command_inner(cmd);
         if r.is_ok() && changes {
-            if let Some(f) = &self.file {
-                if !self.diverged {
-                    tracing::warn!(file = %f.display(), "runtime change with rvsadm: the running configuration now differs from the file; it is lost at the next reload or restart unless written to the file");
-                }
-                self.diverged = true;
-            }
+            self.diverge();
         }
         r
+    }
+
+    /// rvsadm changed the configuration: it now differs from the file.
+    fn diverge(&mut self) {
+        if let Some(f) = &self.file {
+            if !self.diverged {
+                tracing::warn!(file = %f.display(), "runtime change with rvsadm: the running configuration now differs from the file; it is lost at the next reload or restart unless written to the file");
+            }
+            self.diverged = true;
+        }
     }
 
     fn command_inner(&mut self, cmd: Command) -> Result<(), ControlError> {
@@ -202,6 +220,24 @@ impl Director {
         self.apply(next)
     }
 
+    /// Applies a restore built and checked from the configuration (and
+    /// sorry servers) of `generation`, if that is still the one in force;
+    /// `None` if it is not (the caller builds it again).
+    fn apply_built(
+        &mut self,
+        generation: u64,
+        built: Result<(Config, Arc<Snapshot>), ControlError>,
+    ) -> Option<Result<(), ControlError>> {
+        if generation != self.generation {
+            return None;
+        }
+        let r = built.and_then(|(next, checked)| self.apply_checked(next, &checked));
+        if r.is_ok() {
+            self.diverge();
+        }
+        Some(r)
+    }
+
     /// One 2-second estimator step over the workers' counters.
     pub(crate) fn tick_rates(&mut self) {
         let (svc, dests) = self.merged();
@@ -215,17 +251,45 @@ impl Director {
     }
 }
 
-/// Asks the kernel to resolve every real server now, so the first SYN to a
-/// new server does not wait for ARP (it would be dropped and retransmitted).
-pub(crate) fn prime_neighbors(config: &Config) {
-    for gw in config.routes.iter().filter_map(|r| r.gateway) {
-        crate::kernel::trigger_resolution(gw);
+/// Validates `config` whole, as health may run it (with every sorry server
+/// it may fall back to), and against what the XDP maps hold.
+fn check(config: &Config, sorry: &SorryServers) -> Result<Arc<Snapshot>, ControlError> {
+    Snapshot::new(health::with_sorry_servers(config, sorry)).map_err(refused)
+}
+
+/// Asks the kernel to resolve every real server (and gateway) `next` has
+/// and `previous` had not, so the first SYN to a new server does not wait
+/// for ARP (it would be dropped and retransmitted). On a thread of its own:
+/// each is a netlink round trip, and a large restore must not hold the
+/// director's lock for them.
+fn prime_neighbors(previous: &Config, next: &Config) {
+    let known: HashSet<IpAddr> = addresses(previous).collect();
+    let mut fresh: Vec<IpAddr> = addresses(next).filter(|a| !known.contains(a)).collect();
+    fresh.sort_unstable();
+    fresh.dedup();
+    if fresh.is_empty() {
+        return;
     }
-    for svc in &config.services {
-        for d in &svc.dests {
-            crate::kernel::trigger_resolution(d.addr);
-        }
+    let spawned = std::thread::Builder::new()
+        .name("rvs-prime".into())
+        .spawn(move || {
+            for a in fresh {
+                crate::kernel::trigger_resolution(a);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start resolving new real servers ahead; they are resolved at their first packet");
     }
+}
+
+/// The gateways and real servers of `config`.
+fn addresses(config: &Config) -> impl Iterator<Item = IpAddr> + '_ {
+    let gateways = config.routes.iter().filter_map(|r| r.gateway);
+    let servers = config
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(|d| d.addr));
+    gateways.chain(servers)
 }
 
 /// The API handler: one lock around the director (commands are rare).
@@ -257,6 +321,38 @@ impl Handler {
             d.tick_rates();
         }
     }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Director>, ControlError> {
+        self.0
+            .lock()
+            .map_err(|_| ControlError::internal("state lock poisoned"))
+    }
+
+    /// `ipvsadm -R`: built, checked command by command and then whole,
+    /// without the lock, from the configuration in force when it started
+    /// (a large one takes a while, and listings and other commands need not
+    /// wait for it); then, under the lock, applied if that configuration is
+    /// still in force — else built again under the lock.
+    fn restore(&self, cmds: Vec<Command>) -> Result<(), ControlError> {
+        let (base, generation, sorry) = {
+            let d = self.lock()?;
+            (
+                Arc::clone(&d.config),
+                d.generation,
+                d.health.sorry_servers(),
+            )
+        };
+        let built = edit::restore(&base, &cmds).and_then(|next| {
+            let checked = check(&next, &sorry)?;
+            Ok((next, checked))
+        });
+        drop(base);
+        let mut d = self.lock()?;
+        match d.apply_built(generation, built) {
+            Some(r) => r,
+            None => d.command(Command::Restore(cmds)),
+        }
+    }
 }
 
 impl ControlHandler for Handler {
@@ -276,12 +372,17 @@ impl ControlHandler for Handler {
     }
 
     fn command(&self, cmd: Command) -> Result<(), ControlError> {
-        let mut d = self
-            .0
-            .lock()
-            .map_err(|_| ControlError::internal("state lock poisoned"))?;
-        tracing::info!(?cmd, "control command");
-        let r = d.command(cmd);
+        let r = match cmd {
+            // One short line, not the whole rule file.
+            Command::Restore(cmds) => {
+                tracing::info!(commands = cmds.len(), "control command: restore");
+                self.restore(cmds)
+            }
+            cmd => {
+                tracing::info!(?cmd, "control command");
+                self.lock()?.command(cmd)
+            }
+        };
         if let Err(e) = &r {
             tracing::warn!(error = %e, "command refused");
         }

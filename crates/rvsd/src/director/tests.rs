@@ -50,36 +50,58 @@ impl Rig {
         file: Option<std::path::PathBuf>,
         f: impl FnOnce(&mut Director, &Mutex<XdpDatapath>) -> T + Send + 'static,
     ) -> T {
-        let _keep = &self.nets;
-        rvs_netns::run_in(&self.dir, move || {
-            let iface = crate::kernel::interface(IFACE).expect("the test interface");
-            let routes = crate::kernel::routes(std::slice::from_ref(&iface)).expect("routes");
-            let config = Config {
-                interfaces: vec![iface],
-                routes,
-                max_connections: 1024,
-                ..Config::default()
-            };
-            let ifindex = config.interfaces[0].index.0;
-            let dp = XdpDatapath::load(&[ifindex], XdpModePolicy::Auto, config.max_connections)
-                .expect("loading the XDP program");
-            let datapath = Arc::new(Mutex::new(dp));
-            let plane = Plane {
-                datapath: Arc::clone(&datapath),
-                report: Arc::new(Mutex::new(Report::default())),
-                commands: mpsc::channel().0,
-            };
-            let shared = Arc::new(Shared::new(
-                Snapshot::new(config.clone()).expect("the base configuration"),
-                NeighborTable::new(BTreeMap::new(), 1),
-            ));
-            let mut d = Director::new(config, Health::new(None), file, Some(plane), shared)
-                .expect("the director");
+        self.inside(move || {
+            let (mut d, datapath) = director(file, true);
+            let datapath = datapath.expect("a datapath");
             let r = f(&mut d, &datapath);
             // The program detaches in this namespace.
             drop(d);
             r
         })
+    }
+
+    /// Runs `f` on a thread inside the director namespace.
+    fn inside<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let _keep = &self.nets;
+        rvs_netns::run_in(&self.dir, f)
+    }
+}
+
+/// A director on `IFACE` (call it inside the rig's namespace), with the XDP
+/// program attached (maps empty) if `xdp`, or without a datapath.
+fn director(
+    file: Option<std::path::PathBuf>,
+    xdp: bool,
+) -> (Director, Option<Arc<Mutex<XdpDatapath>>>) {
+    let config = base_config();
+    let datapath = xdp.then(|| {
+        let ifindex = config.interfaces[0].index.0;
+        let dp = XdpDatapath::load(&[ifindex], XdpModePolicy::Auto, config.max_connections)
+            .expect("loading the XDP program");
+        Arc::new(Mutex::new(dp))
+    });
+    let plane = datapath.as_ref().map(|dp| Plane {
+        datapath: Arc::clone(dp),
+        report: Arc::new(Mutex::new(Report::default())),
+        commands: mpsc::channel().0,
+    });
+    let shared = Arc::new(Shared::new(
+        Snapshot::new(config.clone()).expect("the base configuration"),
+        NeighborTable::new(BTreeMap::new(), 1),
+    ));
+    let d = Director::new(config, Health::new(None), file, plane, shared).expect("the director");
+    (d, datapath)
+}
+
+/// `IFACE` with its routes, no services.
+fn base_config() -> Config {
+    let iface = crate::kernel::interface(IFACE).expect("the test interface");
+    let routes = crate::kernel::routes(std::slice::from_ref(&iface)).expect("routes");
+    Config {
+        interfaces: vec![iface],
+        routes,
+        max_connections: 1024,
+        ..Config::default()
     }
 }
 
@@ -225,5 +247,78 @@ fn a_map_update_the_kernel_refuses_is_undone_and_nothing_is_applied() {
         d.command(add_service(vip(1), 80))
             .expect("one more VIP fits");
         assert_eq!(listed(d).len(), 2);
+    });
+}
+
+/// A writer the test's log goes to.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_restore_is_logged_as_one_short_line() {
+    use rvs_api::ControlHandler;
+
+    let rig = Rig::new();
+    let log = rig.inside(|| {
+        let (d, _) = director(None, false);
+        let h = super::Handler(Mutex::new(d));
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let cmds = (0..5000).map(|i| add_service(vip(i), 80)).collect();
+            h.command(Command::Restore(cmds)).expect("the restore");
+        });
+        let text = captured.0.lock().expect("log buffer").clone();
+        String::from_utf8(text).expect("UTF-8 log")
+    });
+    let line = log
+        .lines()
+        .find(|l| l.contains("restore"))
+        .unwrap_or_else(|| panic!("no line about the restore in:\n{log}"));
+    assert!(line.contains("commands=5000"), "{line}");
+    let longest = log.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 300, "a log line of {longest} bytes");
+}
+
+#[test]
+fn a_restore_built_from_a_configuration_no_longer_in_force_is_built_again() {
+    let rig = Rig::new();
+    rig.inside(|| {
+        let (mut d, _) = director(None, false);
+        let build = |base: &Config| {
+            let next = super::edit::restore(base, &[add_service(vip(1), 80)])?;
+            let checked = super::check(&next, &Default::default())?;
+            Ok((next, checked))
+        };
+        let (base, generation) = (Arc::clone(&d.config), d.generation);
+        let built = build(&base);
+        // Another command in the meantime.
+        d.command(add_service(vip(2), 80)).expect("one service");
+        assert!(
+            d.apply_built(generation, built).is_none(),
+            "applied over a change"
+        );
+        assert_eq!(listed(&d), [ApiKey::addr(Protocol::Tcp, vip(2), 80)]);
+        // Built from what is in force: applied.
+        let (base, generation) = (Arc::clone(&d.config), d.generation);
+        let built = build(&base);
+        d.apply_built(generation, built)
+            .expect("still in force")
+            .expect("applied");
+        assert_eq!(listed(&d).len(), 2);
     });
 }
