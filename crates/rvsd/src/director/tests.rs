@@ -322,3 +322,110 @@ fn a_restore_built_from_a_configuration_no_longer_in_force_is_built_again() {
         assert_eq!(listed(&d).len(), 2);
     });
 }
+
+/// What large restores and checks cost (a test-bench: it prints figures,
+/// asserts only what was built), for `n` services with one real server
+/// each on 1,000 VIPs: 10,000, or the sizes `RVS_BENCH_SERVICES` lists.
+/// Figures worth quoting: `RVS_BENCH_SERVICES=10000,100000 cargo test -p
+/// rvsd --release --bin rvsd -- --nocapture restore_and_check_cost`.
+#[test]
+fn restore_and_check_cost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+
+    use rvs_api::{ControlHandler, DestSpec, ForwardMethod};
+
+    use super::Handler;
+
+    let sizes: Vec<u32> = match std::env::var("RVS_BENCH_SERVICES") {
+        Ok(list) => list
+            .split(',')
+            .map(|n| {
+                n.trim()
+                    .parse()
+                    .expect("RVS_BENCH_SERVICES: numbers, comma-separated")
+            })
+            .collect(),
+        Err(_) => vec![10_000],
+    };
+    let rig = Rig::new();
+    let tmp = tempfile::tempdir().expect("a temporary directory");
+    let dir = tmp.path().to_path_buf();
+    let lines = rig.inside(move || {
+        let mut lines = Vec::new();
+        for n in sizes {
+            let key = |i: u32| ApiKey::addr(Protocol::Tcp, vip(i % 1000), 1000 + (i / 1000) as u16);
+            let mut cmds = vec![Command::Clear];
+            for i in 0..n {
+                cmds.push(Command::AddService(ServiceSpec {
+                    key: key(i),
+                    scheduler: "wlc".into(),
+                    persistence_timeout: None,
+                    netmask: None,
+                    flags: vec![],
+                    one_packet: false,
+                }));
+                cmds.push(Command::AddDest {
+                    service: key(i),
+                    dest: DestSpec {
+                        addr: IpAddr::from([10, 61, 0, 10 + (i % 200) as u8]),
+                        port: 0,
+                        weight: 1,
+                        method: ForwardMethod::Masq,
+                        upper_threshold: 0,
+                        lower_threshold: 0,
+                    },
+                });
+            }
+            for xdp in [false, true] {
+                let (d, _dp) = director(None, xdp);
+                let h = Arc::new(Handler(Mutex::new(d)));
+                // How long the state lock is held: another caller's longest wait.
+                let stop = Arc::new(AtomicBool::new(false));
+                let waiter = {
+                    let (h, stop) = (Arc::clone(&h), Arc::clone(&stop));
+                    std::thread::spawn(move || {
+                        let mut longest = Duration::ZERO;
+                        while !stop.load(Ordering::Relaxed) {
+                            let t = Instant::now();
+                            drop(h.0.lock());
+                            longest = longest.max(t.elapsed());
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        longest
+                    })
+                };
+                let t = Instant::now();
+                h.command(Command::Restore(cmds.clone())).expect("the restore");
+                let took = t.elapsed();
+                stop.store(true, Ordering::Relaxed);
+                let waited = waiter.join().expect("the waiting thread");
+                assert_eq!(h.listing().services.len(), n as usize);
+                lines.push(format!(
+                    "restore {n:>7} services ({}): {took:>10.2?}, longest lock wait {waited:>10.2?}",
+                    if xdp { "XDP maps" } else { "no datapath" }
+                ));
+            }
+            let path = dir.join(format!("{n}.toml"));
+            let mut text = format!("interfaces = [\"{IFACE}\"]\n");
+            for i in 0..n {
+                text += &format!(
+                    "[[service]]\nprotocol = \"tcp\"\naddress = \"{}\"\nport = {}\nscheduler = \"wlc\"\n  [[service.real_server]]\n  address = \"10.61.0.{}\"\n  method = \"nat\"\n",
+                    vip(i % 1000),
+                    1000 + i / 1000,
+                    10 + i % 200
+                );
+            }
+            std::fs::write(&path, text).expect("writing the file");
+            let t = Instant::now();
+            let code = crate::config::check(&path);
+            let took = t.elapsed();
+            assert_eq!(code, 0, "--check-config of {n} services");
+            lines.push(format!("check-config {n:>7} services: {took:>10.2?}"));
+        }
+        lines
+    });
+    for l in lines {
+        println!("{l}");
+    }
+}
