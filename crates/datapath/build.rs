@@ -4,12 +4,35 @@
 //!
 //! The BPF side is C because this toolchain has no `rust-src` (aya-ebpf
 //! cannot be built); clang and libbpf-dev's headers are the only needs.
+//!
+//! The program's sizes are the engine's (`rvs_engine::limits`, compiled
+//! into this script from its source file), passed to clang as `-D` defines:
+//! the C file has none of its own.
 
 use std::env;
 use std::path::{Path, PathBuf};
 use std::process::{exit, Command};
 
+// Plain constants only, so it compiles here as in the engine.
+#[allow(dead_code, unreachable_pub)] // reason: the engine's module; this script uses some of it.
+#[path = "../engine/src/limits.rs"]
+mod limits;
+
 const SOURCES: &[&str] = &["bpf/rvs_xdp.c"];
+const LIMITS: &str = "../engine/src/limits.rs";
+
+/// The C name of each size and its value.
+fn defines() -> [(&'static str, u32); 7] {
+    [
+        ("MAX_IFACES", limits::MAX_INTERFACES),
+        ("QUEUES_PER_IFACE", limits::MAX_QUEUES_PER_INTERFACE),
+        ("MAX_SERVICES", limits::MAX_SERVICES),
+        ("MAX_VIPS", limits::MAX_VIPS),
+        ("MAX_NEXT_HOPS", limits::MAX_NEXT_HOPS),
+        ("MAX_DEST_SLOTS", limits::MAX_DEST_SLOTS),
+        ("SMALL_IFINDEX", limits::SMALL_IFINDEX),
+    ]
+}
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";
 
 fn fail(msg: &str) -> ! {
@@ -22,6 +45,7 @@ fn main() {
     for source in SOURCES {
         println!("cargo::rerun-if-changed={source}");
     }
+    println!("cargo::rerun-if-changed={LIMITS}");
     println!("cargo::rerun-if-env-changed=CLANG");
 
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());
@@ -53,6 +77,9 @@ fn compile(clang: &str, source: &str, out_dir: &Path) {
     let object = out_dir.join(format!("{stem}.o"));
     let mut cmd = Command::new(clang);
     cmd.args(["-O2", "-g", "-Wall", "-Werror", "-target", "bpf"]);
+    for (name, value) in defines() {
+        cmd.arg(format!("-D{name}={value}U"));
+    }
     // <asm/types.h> and friends live in the target's multiarch directory.
     if let Some(dir) = arch_include() {
         cmd.arg(format!("-I{}", dir.display()));

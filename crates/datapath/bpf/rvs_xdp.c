@@ -41,18 +41,19 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define MAX_IFACES 32
-#define QUEUES_PER_IFACE 256
+/*
+ * Sizes: rvs_engine::limits (crates/engine/src/limits.rs) defines each once;
+ * build.rs passes them here with -D, and the loader sizes the maps from
+ * the same constants. No number of this file may say otherwise.
+ */
+#if !defined(MAX_IFACES) || !defined(QUEUES_PER_IFACE) || !defined(MAX_SERVICES) ||      \
+	!defined(MAX_VIPS) || !defined(MAX_NEXT_HOPS) || !defined(MAX_DEST_SLOTS) ||      \
+	!defined(SMALL_IFINDEX)
+#error "the sizes come from rvs_engine::limits through build.rs"
+#endif
 /* Counters of frames arriving on an interface missing from `ifaces`. */
 #define SPARE_SLOT MAX_IFACES
-#define MAX_SERVICES 4096
-#define MAX_VIPS 1024
-/*
- * Placeholders: the loader sets the engine's sizes (MAX_NEXT_HOPS and
- * MAX_DEST_SLOTS of rvs_engine::fastpath, 2 x the connection capacity).
- */
-#define MAX_NEXT_HOPS 65536
-#define MAX_DEST_SLOTS 16384
+/* Placeholder: the loader sets 2 x the connection capacity. */
 #define DEFAULT_CONNS 65536
 
 #define ETH_P_8021Q_ 0x8100
@@ -216,6 +217,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_SERVICES);
 	__type(key, struct l4_key);
 	__type(value, __u32);
@@ -223,6 +225,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, MAX_VIPS);
 	__type(key, struct addr_key);
 	__type(value, __u32);
@@ -241,7 +244,6 @@ struct {
  * array lookup, which the verifier inlines, on every frame instead of a
  * hash lookup; larger ifindexes fall back to `ifaces`.
  */
-#define SMALL_IFINDEX 1024
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SMALL_IFINDEX);

@@ -38,7 +38,7 @@ pub enum DatapathError {
     },
 
     /// A BPF map operation failed.
-    #[error("updating BPF map `{map}` failed ({op}): {detail} (map full? raise its size in bpf/rvs_xdp.c)")]
+    #[error("updating BPF map `{map}` failed ({op}): {detail} (map full? the sizes are rvs_engine::limits and 2 × max_connections)")]
     Map {
         /// Map name.
         map: &'static str,

@@ -36,8 +36,10 @@ pub use error::DatapathError;
 pub use iface::{ifindex_by_name, name_by_ifindex};
 pub use program::{
     monotonic_ns, AttachedInterface, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,
-    MAX_INTERFACES, MAX_QUEUES_PER_INTERFACE,
 };
+/// How many interfaces and RX queues per interface the program serves (the
+/// engine's limits, re-exported for the datapath's callers).
+pub use rvs_engine::limits::{MAX_INTERFACES, MAX_QUEUES_PER_INTERFACE};
 pub use rvs_wire::PacketBuf;
 pub use test_run::{TestRun, XdpAction};
 pub use xsk::{

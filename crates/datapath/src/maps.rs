@@ -58,6 +58,31 @@ impl AddrKey {
             addr,
         }
     }
+
+    /// The address this key was made from.
+    pub(crate) fn addr(&self) -> IpAddr {
+        addr_of(self.family, &self.addr)
+    }
+}
+
+impl L4Key {
+    /// The (address, protocol, port) this key was made from.
+    pub(crate) fn parts(&self) -> (IpAddr, u8, u16) {
+        (
+            addr_of(self.family, &self.addr),
+            self.proto,
+            u16::from_be_bytes(self.port_be),
+        )
+    }
+}
+
+/// The inverse of `family_addr`: IPv4 in the first four bytes.
+fn addr_of(family: u8, bytes: &[u8; 16]) -> IpAddr {
+    if family == 4 {
+        IpAddr::from([bytes[0], bytes[1], bytes[2], bytes[3]])
+    } else {
+        IpAddr::from(*bytes)
+    }
 }
 
 /// An error and its sources on one line.
@@ -145,5 +170,12 @@ mod tests {
         assert_eq!(v.family, 6);
         assert_eq!(v.addr[0..2], [0x20, 0x01]);
         assert_eq!(v.addr[15], 1);
+        // Read back as written.
+        assert_eq!(k.parts(), ("10.1.2.3".parse().unwrap(), 17, 0x1234));
+        assert_eq!(v.addr(), "2001:db8::1".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            AddrKey::new("10.9.8.7".parse().unwrap()).addr(),
+            "10.9.8.7".parse::<IpAddr>().unwrap()
+        );
     }
 }

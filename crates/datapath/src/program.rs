@@ -24,7 +24,10 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use aya::maps::{Array, DevMap, HashMap, IterableMap, MapData, PerCpuArray, PerCpuValues, XskMap};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
-use rvs_engine::fastpath::{MAX_DEST_SLOTS, MAX_NEXT_HOPS};
+use rvs_engine::limits::{
+    MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS, MAX_QUEUES_PER_INTERFACE, MAX_SERVICES,
+    MAX_VIPS, SMALL_IFINDEX,
+};
 use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 
 use crate::fastpath::{
@@ -40,18 +43,8 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 const PROGRAM: &str = "rvs_xdp";
 
-/// Interfaces one program serves (`ifaces`, `tx_ports`; MAX_IFACES in C).
-pub const MAX_INTERFACES: usize = 32;
-
-/// RX queues per interface the program can hand to AF_XDP sockets
-/// (`xsks` holds slot × 256 + queue; QUEUES_PER_IFACE in C).
-pub const MAX_QUEUES_PER_INTERFACE: u32 = 256;
-
 /// Smallest `conns` map, whatever the connection capacity.
 const MIN_CONN_ENTRIES: u32 = 1024;
-/// Interfaces with an ifindex below this find their slot by array
-/// (`ifslots`, SMALL_IFINDEX in C); the others by hash (`ifaces`).
-const SMALL_IFINDEX: u32 = 1024;
 
 /// How the program ended up attached; generic mode works everywhere but is slower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,7 +216,7 @@ impl XdpDatapath {
         policy: XdpModePolicy,
         conn_capacity: u32,
     ) -> Result<Self, DatapathError> {
-        if ifindexes.len() > MAX_INTERFACES {
+        if ifindexes.len() > MAX_INTERFACES as usize {
             return Err(DatapathError::InvalidArgument(format!(
                 "{} interfaces: the XDP program serves at most {MAX_INTERFACES}",
                 ifindexes.len()
@@ -243,12 +236,20 @@ impl XdpDatapath {
         }
         let conn_entries = conn_capacity.saturating_mul(2).max(MIN_CONN_ENTRIES);
 
-        // The engine's sizes, whatever placeholders the object carries.
+        // The engine's sizes (rvs_engine::limits), whatever the object
+        // carries: the configurations the engine accepts fit exactly.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("conns4", conn_entries)
             .map_max_entries("conns6", conn_entries)
             .map_max_entries("next_hops", MAX_NEXT_HOPS)
             .map_max_entries("dest_stats", MAX_DEST_SLOTS)
+            .map_max_entries("services", MAX_SERVICES)
+            .map_max_entries("vip_addrs", MAX_VIPS)
+            .map_max_entries("ifaces", MAX_INTERFACES)
+            .map_max_entries("ifslots", SMALL_IFINDEX)
+            .map_max_entries("tx_ports", MAX_INTERFACES)
+            .map_max_entries("xsks", MAX_INTERFACES * MAX_QUEUES_PER_INTERFACE)
+            .map_max_entries("if_stats", MAX_INTERFACES + 1)
             .load(XDP_OBJECT)
             .map_err(load_err)?;
         program_mut(&mut ebpf)?
@@ -420,6 +421,19 @@ impl XdpDatapath {
         remove(&mut self.vips, &AddrKey::new(addr), "vip_addrs")
     }
 
+    /// What the `services` map holds, as (address, protocol, port): to
+    /// compare the maps with the configuration (diagnostics, tests). One
+    /// system call per entry.
+    pub fn services(&self) -> Result<Vec<(IpAddr, u8, u16)>, DatapathError> {
+        walk(self.services.keys(), "services", |k: L4Key| k.parts())
+    }
+
+    /// What the `vip_addrs` map holds (diagnostics, tests; one system call
+    /// per entry).
+    pub fn vips(&self) -> Result<Vec<IpAddr>, DatapathError> {
+        walk(self.vips.keys(), "vip_addrs", |k: AddrKey| k.addr())
+    }
+
     /// Apply one of the engine's fast-path ops to the maps, in the order the
     /// engine emitted them.
     ///
@@ -514,7 +528,7 @@ impl XdpDatapath {
     /// Counters of frames from interfaces the program does not know (only
     /// [`test_run`](Self::test_run) with another ifindex puts any there).
     pub fn unknown_iface_stats(&self) -> Result<XdpStats, DatapathError> {
-        self.stats_slot(MAX_INTERFACES as u32)
+        self.stats_slot(MAX_INTERFACES)
     }
 
     fn stats_slot(&self, slot: u32) -> Result<XdpStats, DatapathError> {
@@ -612,16 +626,25 @@ fn count<K>(
     keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
     name: &'static str,
 ) -> Result<usize, DatapathError> {
-    let mut n = 0;
+    Ok(walk(keys, name, |_| ())?.len())
+}
+
+/// Every key of a map, walked, as `f` reads it.
+fn walk<K, T>(
+    keys: impl Iterator<Item = Result<K, aya::maps::MapError>>,
+    name: &'static str,
+    f: impl Fn(K) -> T,
+) -> Result<Vec<T>, DatapathError> {
+    let mut out = Vec::new();
     for k in keys {
         match k {
-            Ok(_) => n += 1,
+            Ok(k) => out.push(f(k)),
             // An entry deleted while walking.
             Err(e) if is_not_found(&e) => {}
             Err(e) => return Err(map_err(name, "walk", e)),
         }
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// Kernel memory charged to a map (`memlock` in its fdinfo).

@@ -142,3 +142,46 @@ fn frames_are_owned_once_and_wrong_addresses_are_refused() {
     .join()
     .expect("datapath thread");
 }
+
+/// The steering maps hold exactly what the engine's limits let a
+/// configuration steer: the last key fits, one more is refused, and reading
+/// the maps back gives what was written.
+#[test]
+fn the_steering_maps_hold_exactly_the_engines_limits() {
+    use rvs_engine::limits::{MAX_SERVICES, MAX_VIPS};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    let addr = |i: u32| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i));
+    let mut lab = Bed::new();
+    let ns = lab.add("sizes");
+    spawn_in(&ns, move || {
+        // Loaded without attaching: the maps only.
+        let mut dp = XdpDatapath::load(&[], XdpModePolicy::Auto, 1000).unwrap();
+        for i in 0..MAX_VIPS {
+            dp.add_vip(addr(i)).unwrap();
+        }
+        let e = dp.add_vip(addr(MAX_VIPS)).unwrap_err();
+        assert!(e.to_string().contains("vip_addrs"), "{e}");
+        // Every port of one address, then the rest on a second one.
+        let key = |i: u32| (addr(i >> 16), 6, (i & 0xffff) as u16);
+        for i in 0..MAX_SERVICES {
+            let (a, p, port) = key(i);
+            dp.add_service(a, p, port).unwrap();
+        }
+        let (a, p, port) = key(MAX_SERVICES);
+        let e = dp.add_service(a, p, port).unwrap_err();
+        assert!(e.to_string().contains("services"), "{e}");
+
+        let mut vips = dp.vips().unwrap();
+        vips.sort();
+        assert_eq!(vips, (0..MAX_VIPS).map(addr).collect::<Vec<_>>());
+        let mut services = dp.services().unwrap();
+        services.sort();
+        assert_eq!(services, (0..MAX_SERVICES).map(key).collect::<Vec<_>>());
+        // Room again after a removal.
+        dp.remove_vip(addr(0)).unwrap();
+        dp.add_vip(addr(MAX_VIPS)).unwrap();
+    })
+    .join()
+    .unwrap();
+}

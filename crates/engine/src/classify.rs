@@ -13,10 +13,11 @@
 //! [`Snapshot::classify`]: crate::Snapshot::classify
 //! [`Snapshot::steering`]: crate::Snapshot::steering
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::config::{addr_bits, mask_for, ConfigError, FwmarkRule, Protocol, Service};
+use crate::limits::{MAX_SERVICES, MAX_VIPS};
 
 /// A firewall-mark rule covers at most 2^12 addresses (a /20 in IPv4): the
 /// XDP program lists a rule's addresses one by one.
@@ -64,6 +65,19 @@ impl FwmarkMatch {
                     r.prefix_len,
                     1u32 << MAX_FWMARK_HOST_BITS,
                     width - MAX_FWMARK_HOST_BITS as u8
+                ),
+            });
+        }
+        // Each (address, protocol, port) is an entry of the services map.
+        let protocols: u64 = if r.protocol.is_some() { 1 } else { 2 };
+        let ports = r.ports.iter().collect::<HashSet<_>>().len().max(1) as u64;
+        let keys = (1u64 << host_bits) * protocols * ports;
+        if keys > u64::from(MAX_SERVICES) {
+            return Err(ConfigError::FwmarkRule {
+                mark: r.mark,
+                what: format!(
+                    "{}/{} covers {keys} (address, protocol, port) keys, but the XDP filter holds at most {MAX_SERVICES} (MAX_SERVICES); use a longer prefix, fewer ports or one protocol",
+                    r.addr, r.prefix_len
                 ),
             });
         }
@@ -162,10 +176,19 @@ pub struct Steering {
     pub vips: BTreeSet<IpAddr>,
 }
 
-/// The steering of `services` and the `rules` some service uses.
-pub(crate) fn steering(services: &[Service], rules: &[FwmarkMatch]) -> Steering {
+/// The steering of `services` and the `rules` some service uses; refused
+/// if the XDP program's maps cannot hold it ([`crate::limits`]).
+pub(crate) fn steering(
+    services: &[Service],
+    rules: &[FwmarkMatch],
+) -> Result<Steering, ConfigError> {
     let mut s = Steering::default();
-    for svc in services.iter().filter(|s| !s.key.is_fwmark()) {
+    let mut marks = HashSet::new();
+    for svc in services {
+        if svc.key.is_fwmark() {
+            marks.insert(svc.key.fwmark);
+            continue;
+        }
         s.services.insert(SteeringKey {
             addr: svc.key.addr,
             protocol: svc.key.protocol.number(),
@@ -173,16 +196,39 @@ pub(crate) fn steering(services: &[Service], rules: &[FwmarkMatch]) -> Steering 
         });
         s.vips.insert(svc.key.addr);
     }
+    fits(&s)?;
     // A mark service's addresses are its rules'; a rule no service uses
-    // steers nothing.
-    for r in rules {
-        if !services.iter().any(|svc| svc.key.fwmark == r.mark) {
-            continue;
-        }
+    // steers nothing. Checked rule by rule, so a configuration far beyond
+    // the maps is refused before it is all enumerated.
+    for r in rules.iter().filter(|r| marks.contains(&r.mark)) {
         s.services.extend(r.keys());
         s.vips.extend(r.addrs());
+        fits(&s)?;
     }
-    s
+    Ok(s)
+}
+
+/// Whether the maps hold `s`.
+fn fits(s: &Steering) -> Result<(), ConfigError> {
+    if s.services.len() > MAX_SERVICES as usize {
+        return Err(ConfigError::TooMany {
+            what: "service keys (one per address-based service, one per address, protocol and port of a firewall-mark rule in use)",
+            count: s.services.len(),
+            max: MAX_SERVICES,
+            limit: "MAX_SERVICES",
+            fix: "remove services, or narrow firewall-mark rules (longer prefixes, fewer ports)",
+        });
+    }
+    if s.vips.len() > MAX_VIPS as usize {
+        return Err(ConfigError::TooMany {
+            what: "virtual addresses",
+            count: s.vips.len(),
+            max: MAX_VIPS,
+            limit: "MAX_VIPS",
+            fix: "remove services, narrow firewall-mark rules (longer prefixes), or spread the addresses over several directors",
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -6,6 +6,13 @@
 //! servers); a config with any error is refused whole. The engine only ever
 //! sees validated snapshots, shared as `Arc<Snapshot>`, swapped between
 //! batches without stopping packet processing.
+//!
+//! A configuration must also fit the XDP program's maps
+//! ([`crate::limits`]): `Snapshot::new` refuses one that does not, so
+//! nothing of it is applied anywhere. A [`Validator`] checks the parts of a
+//! configuration one at a time (a service, a real server, a rule), for a
+//! control plane that validates an edit as it is made and names the part at
+//! fault in time proportional to the edit.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -15,7 +22,8 @@ use std::sync::Arc;
 use rvs_wire::EthernetAddress;
 use thiserror::Error;
 
-use crate::classify::FwmarkMatch;
+use crate::classify::{FwmarkMatch, Steering};
+use crate::limits;
 use crate::proto::Timeouts;
 use crate::sched;
 use crate::verdict::IfIndex;
@@ -404,6 +412,27 @@ pub enum ConfigError {
     /// A connection limit of zero would drop everything.
     #[error("max_connections must be at least 1")]
     ZeroConnections,
+    /// More connections than the XDP connection maps can be sized for.
+    #[error(
+        "max_connections = {0} is more than the XDP connection maps can hold; use at most {max} (MAX_CONNECTIONS)",
+        max = crate::limits::MAX_CONNECTIONS
+    )]
+    TooManyConnections(u32),
+    /// More of something than the XDP program's maps hold
+    /// ([`crate::limits`]).
+    #[error("{count} {what}, but the XDP filter holds at most {max} ({limit}); {fix}")]
+    TooMany {
+        /// What there are too many of.
+        what: &'static str,
+        /// How many the configuration has.
+        count: usize,
+        /// How many there may be.
+        max: u32,
+        /// The limit's name in [`crate::limits`].
+        limit: &'static str,
+        /// What the operator can do.
+        fix: &'static str,
+    },
 }
 
 /// Where packets for one real server leave, worked out once per snapshot.
@@ -442,6 +471,9 @@ pub struct Snapshot {
     /// `dest_egress[s][d]` for service `s`, destination `d`.
     dest_egress: Vec<Vec<Egress>>,
     fwmark_rules: Vec<FwmarkMatch>,
+    /// What the XDP program must steer, worked out (and checked against the
+    /// maps' sizes) once.
+    steering: Steering,
 }
 
 pub use crate::classify::MAX_FWMARK_HOST_BITS;
@@ -465,12 +497,38 @@ pub(crate) fn mask_for(prefix_len: u8, v6: bool) -> u128 {
     }
 }
 
-impl Snapshot {
-    /// Validates `config` and prepares it for the engine; any error refuses
-    /// the whole configuration.
-    pub fn new(config: Config) -> Result<Arc<Snapshot>, ConfigError> {
+/// Checks the parts of a configuration one at a time — a service's
+/// settings, a real server, a classifier rule — against the configuration's
+/// interfaces and routes, with the same checks and messages as
+/// [`Snapshot::new`]. A control plane applying many edits validates each as
+/// it is made (naming the edit at fault) at the cost of the edit, then the
+/// result once with `Snapshot::new`, which alone checks the whole: services
+/// defined twice, and what the XDP maps hold ([`crate::limits`]).
+#[derive(Clone, Debug)]
+pub struct Validator {
+    interfaces: Vec<Interface>,
+    /// Longest prefix first.
+    routes: Vec<RouteEntry>,
+}
+
+impl Validator {
+    /// Checks what every part is checked against: the connection limit,
+    /// the interfaces and the routes of `config` (not its services or rules).
+    pub fn new(config: &Config) -> Result<Validator, ConfigError> {
         if config.max_connections == 0 {
             return Err(ConfigError::ZeroConnections);
+        }
+        if config.max_connections > limits::MAX_CONNECTIONS {
+            return Err(ConfigError::TooManyConnections(config.max_connections));
+        }
+        if config.interfaces.len() > limits::MAX_INTERFACES as usize {
+            return Err(ConfigError::TooMany {
+                what: "interfaces",
+                count: config.interfaces.len(),
+                max: limits::MAX_INTERFACES,
+                limit: "MAX_INTERFACES",
+                fix: "run another director for the others",
+            });
         }
         let mut seen_if = HashMap::new();
         for (pos, iface) in config.interfaces.iter().enumerate() {
@@ -555,37 +613,26 @@ impl Snapshot {
                 r
             })
             .collect();
-
-        let mut snapshot = Snapshot {
-            config,
-            service_index: HashMap::new(),
+        Ok(Validator {
+            interfaces: config.interfaces.clone(),
             routes,
-            dest_egress: Vec::new(),
-            fwmark_rules: Vec::new(),
-        };
-        let mut dest_egress = Vec::with_capacity(snapshot.config.services.len());
-        for (si, svc) in snapshot.config.services.iter().enumerate() {
-            snapshot.validate_service(svc)?;
-            if snapshot.service_index.insert(svc.key, si).is_some() {
-                return Err(ConfigError::DuplicateService(svc.key));
-            }
-            let mut egress = Vec::with_capacity(svc.dests.len());
-            for d in &svc.dests {
-                egress.push(snapshot.dest_route(svc.key, d)?);
-            }
-            dest_egress.push(egress);
-        }
-        snapshot.dest_egress = dest_egress;
-        snapshot.fwmark_rules = snapshot
-            .config
-            .fwmarks
-            .iter()
-            .map(FwmarkMatch::new)
-            .collect::<Result<_, _>>()?;
-        Ok(Arc::new(snapshot))
+        })
     }
 
-    fn validate_service(&self, svc: &Service) -> Result<(), ConfigError> {
+    /// A whole service: its settings and every real server (values, none
+    /// listed twice, each reachable as its method needs).
+    pub fn service(&self, svc: &Service) -> Result<(), ConfigError> {
+        self.service_values(svc)?;
+        for d in &svc.dests {
+            self.dest_route(svc.key, d)?;
+        }
+        Ok(())
+    }
+
+    /// A service's own settings — port, persistence, `-o`, scheduler —
+    /// without its real servers (whose checks depend only on the service's
+    /// key, not on these).
+    pub fn settings(&self, svc: &Service) -> Result<(), ConfigError> {
         let key = svc.key;
         if key.port == 0 && !key.is_fwmark() && svc.persistence.is_none() {
             return Err(ConfigError::ZeroPort(key));
@@ -611,14 +658,35 @@ impl Snapshot {
         if svc.one_packet && !key.is_fwmark() && key.protocol == Protocol::Tcp {
             return Err(ConfigError::OnePacketTcp(key));
         }
-        if sched::create(&svc.scheduler, sched::SchedParams::default()).is_none() {
+        // Every name in NAMES has its scheduler (a test of `sched` says so);
+        // building one here would cost a Maglev table per service.
+        if !sched::NAMES.contains(&svc.scheduler.as_str()) {
             return Err(ConfigError::UnknownScheduler {
                 service: key,
                 name: svc.scheduler.clone(),
                 available: sched::NAMES.join(", "),
             });
         }
-        let mut seen = std::collections::HashSet::new();
+        Ok(())
+    }
+
+    /// One real server of the service `service`: its values and its route.
+    /// Whether the service lists it twice is the caller's to know.
+    pub fn dest(&self, service: ServiceKey, d: &Dest) -> Result<(), ConfigError> {
+        dest_values(service, d)?;
+        self.dest_route(service, d).map(|_| ())
+    }
+
+    /// A firewall-mark classifier rule on its own.
+    pub fn fwmark_rule(&self, r: &FwmarkRule) -> Result<(), ConfigError> {
+        FwmarkMatch::new(r).map(|_| ())
+    }
+
+    /// Settings and real servers' values (none twice), without routes.
+    fn service_values(&self, svc: &Service) -> Result<(), ConfigError> {
+        self.settings(svc)?;
+        let key = svc.key;
+        let mut seen = std::collections::HashSet::with_capacity(svc.dests.len());
         for d in &svc.dests {
             if !seen.insert((d.addr, d.port)) {
                 return Err(ConfigError::DuplicateDest {
@@ -627,48 +695,13 @@ impl Snapshot {
                     port: d.port,
                 });
             }
-            if d.weight > i32::MAX as u32 {
-                return Err(ConfigError::WeightRange {
-                    service: key,
-                    addr: d.addr,
-                    weight: d.weight,
-                });
-            }
-            if d.upper_threshold != 0 && d.lower_threshold > d.upper_threshold {
-                return Err(ConfigError::ThresholdOrder {
-                    service: key,
-                    addr: d.addr,
-                    lower: d.lower_threshold,
-                    upper: d.upper_threshold,
-                });
-            }
-            if d.addr.is_ipv4() != key.addr.is_ipv4() {
-                return Err(ConfigError::FamilyMismatch {
-                    service: key,
-                    addr: d.addr,
-                });
-            }
-            if d.method != ForwardMethod::Masq && d.port != key.port {
-                return Err(ConfigError::PortMapping {
-                    service: key,
-                    addr: d.addr,
-                    port: d.port,
-                    service_port: key.port,
-                    method: d.method.name(),
-                });
-            }
-            if d.method == ForwardMethod::Tunnel && !d.addr.is_ipv4() {
-                return Err(ConfigError::TunnelFamily {
-                    service: key,
-                    addr: d.addr,
-                });
-            }
+            dest_values(key, d)?;
         }
         Ok(())
     }
 
     fn dest_route(&self, service: ServiceKey, d: &Dest) -> Result<Egress, ConfigError> {
-        let Some(egress) = self.route(d.addr) else {
+        let Some(egress) = route(&self.routes, d.addr) else {
             return Err(ConfigError::NoRoute {
                 service,
                 addr: d.addr,
@@ -682,7 +715,9 @@ impl Snapshot {
         }
         if d.method == ForwardMethod::Tunnel && egress.source_v4.is_none() {
             let name = self
-                .interface(egress.iface)
+                .interfaces
+                .iter()
+                .find(|i| i.index == egress.iface)
                 .map(|i| i.name.clone())
                 .unwrap_or_default();
             return Err(ConfigError::NoTunnelSource {
@@ -692,6 +727,101 @@ impl Snapshot {
             });
         }
         Ok(egress)
+    }
+}
+
+/// A real server's own values, as its service's key allows them.
+fn dest_values(key: ServiceKey, d: &Dest) -> Result<(), ConfigError> {
+    if d.weight > i32::MAX as u32 {
+        return Err(ConfigError::WeightRange {
+            service: key,
+            addr: d.addr,
+            weight: d.weight,
+        });
+    }
+    if d.upper_threshold != 0 && d.lower_threshold > d.upper_threshold {
+        return Err(ConfigError::ThresholdOrder {
+            service: key,
+            addr: d.addr,
+            lower: d.lower_threshold,
+            upper: d.upper_threshold,
+        });
+    }
+    if d.addr.is_ipv4() != key.addr.is_ipv4() {
+        return Err(ConfigError::FamilyMismatch {
+            service: key,
+            addr: d.addr,
+        });
+    }
+    if d.method != ForwardMethod::Masq && d.port != key.port {
+        return Err(ConfigError::PortMapping {
+            service: key,
+            addr: d.addr,
+            port: d.port,
+            service_port: key.port,
+            method: d.method.name(),
+        });
+    }
+    if d.method == ForwardMethod::Tunnel && !d.addr.is_ipv4() {
+        return Err(ConfigError::TunnelFamily {
+            service: key,
+            addr: d.addr,
+        });
+    }
+    Ok(())
+}
+
+/// Longest-prefix-match lookup in `routes` (longest first; allocation-free,
+/// used per NAT reply).
+fn route(routes: &[RouteEntry], addr: IpAddr) -> Option<Egress> {
+    let (bits, v6) = addr_bits(addr);
+    let entry = routes
+        .iter()
+        .find(|r| r.v6 == v6 && bits & r.mask == r.net)?;
+    Some(Egress {
+        iface: entry.iface,
+        mac: entry.mac,
+        mtu: entry.mtu,
+        next_hop: entry.gateway.unwrap_or(addr),
+        source_v4: entry.source_v4,
+    })
+}
+
+impl Snapshot {
+    /// Validates `config` and prepares it for the engine; any error refuses
+    /// the whole configuration, as does one the XDP program's maps cannot
+    /// hold ([`crate::limits`]).
+    pub fn new(config: Config) -> Result<Arc<Snapshot>, ConfigError> {
+        let validator = Validator::new(&config)?;
+        let services = &config.services;
+        let mut service_index = HashMap::with_capacity(services.len());
+        let mut dest_egress = Vec::with_capacity(services.len());
+        for (si, svc) in services.iter().enumerate() {
+            validator.service_values(svc)?;
+            if service_index.insert(svc.key, si).is_some() {
+                return Err(ConfigError::DuplicateService(svc.key));
+            }
+            let egress = svc
+                .dests
+                .iter()
+                .map(|d| validator.dest_route(svc.key, d))
+                .collect::<Result<Vec<_>, _>>()?;
+            dest_egress.push(egress);
+        }
+        let fwmark_rules = config
+            .fwmarks
+            .iter()
+            .map(FwmarkMatch::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        let steering = crate::classify::steering(&config.services, &fwmark_rules)?;
+        Ok(Arc::new(Snapshot {
+            config,
+            service_index,
+            routes: validator.routes,
+            dest_egress,
+            fwmark_rules,
+            steering,
+        }))
     }
 
     /// The configuration this snapshot was built from.
@@ -706,9 +836,9 @@ impl Snapshot {
 
     /// What the XDP program must steer to the engine for this
     /// configuration, from the classifier's own rules (see
-    /// [`crate::Steering`]).
-    pub fn steering(&self) -> crate::Steering {
-        crate::classify::steering(&self.config.services, &self.fwmark_rules)
+    /// [`crate::Steering`]); it fits the maps.
+    pub fn steering(&self) -> Steering {
+        self.steering.clone()
     }
 
     /// Index of a service in `config().services`.
@@ -727,24 +857,157 @@ impl Snapshot {
 
     /// Longest-prefix-match route lookup (allocation-free, used per NAT reply).
     pub(crate) fn route(&self, addr: IpAddr) -> Option<Egress> {
-        let (bits, v6) = addr_bits(addr);
-        let entry = self
-            .routes
-            .iter()
-            .find(|r| r.v6 == v6 && bits & r.mask == r.net)?;
-        Some(Egress {
-            iface: entry.iface,
-            mac: entry.mac,
-            mtu: entry.mtu,
-            next_hop: entry.gateway.unwrap_or(addr),
-            source_v4: entry.source_v4,
-        })
+        route(&self.routes, addr)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::{MAX_CONNECTIONS, MAX_INTERFACES, MAX_SERVICES, MAX_VIPS};
+
+    fn v4(i: u32) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))
+    }
+
+    fn tcp(addr: IpAddr, port: u16) -> Service {
+        Service::new(ServiceKey::new(Protocol::Tcp, addr, port), "rr")
+    }
+
+    #[test]
+    fn as_many_vips_as_the_map_holds_and_not_one_more() {
+        let mut cfg = Config {
+            services: (0..MAX_VIPS).map(|i| tcp(v4(i), 80)).collect(),
+            ..Config::default()
+        };
+        let snap = Snapshot::new(cfg.clone()).expect("exactly MAX_VIPS");
+        assert_eq!(snap.steering().vips.len(), MAX_VIPS as usize);
+        cfg.services.push(tcp(v4(MAX_VIPS), 80));
+        let e = Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("65537 virtual addresses, but the XDP filter holds at most 65536 (MAX_VIPS); remove services"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn as_many_service_keys_as_the_map_holds_and_not_one_more() {
+        // Two VIPs, both protocols, every port but 0: 4 × 65,535 keys.
+        let key = |i: u32| {
+            let port = (i % 65_535) as u16 + 1;
+            let protocol = [Protocol::Tcp, Protocol::Udp][(i / 65_535 % 2) as usize];
+            ServiceKey::new(protocol, v4(i / (2 * 65_535)), port)
+        };
+        let mut cfg = Config {
+            services: (0..MAX_SERVICES)
+                .map(|i| Service::new(key(i), "rr"))
+                .collect(),
+            ..Config::default()
+        };
+        Snapshot::new(cfg.clone()).expect("exactly MAX_SERVICES");
+        cfg.services.push(Service::new(key(MAX_SERVICES), "rr"));
+        let e = Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(
+            e.starts_with("131073 service keys (") && e.contains("at most 131072 (MAX_SERVICES)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn fwmark_rules_count_every_address_protocol_and_port_they_steer() {
+        let rule = |mark: u32, addr: &str, ports: Vec<u16>| FwmarkRule {
+            mark,
+            protocol: None,
+            addr: addr.parse().unwrap(),
+            prefix_len: 20,
+            ports,
+        };
+        // One rule alone beyond the services map: refused even unused.
+        let mut cfg = Config::default();
+        cfg.fwmarks.push(rule(1, "10.1.0.0", (1..=17).collect()));
+        let e = Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("mark 1: 10.1.0.0/20 covers 139264 (address, protocol, port) keys")
+                && e.contains("(MAX_SERVICES)"),
+            "{e}"
+        );
+        // Rules that fit alone but not together, once in use.
+        let mut cfg = Config::default();
+        for m in 1..=17 {
+            cfg.fwmarks.push(rule(m, &format!("10.{m}.0.0"), vec![80]));
+        }
+        Snapshot::new(cfg.clone()).expect("rules no service uses steer nothing");
+        cfg.services = (1..=17)
+            .map(|m| Service::new(ServiceKey::fwmark(m, false), "rr"))
+            .collect();
+        let e = Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("at most 131072 (MAX_SERVICES)"), "{e}");
+    }
+
+    #[test]
+    fn interfaces_and_connections_beyond_the_maps_are_refused() {
+        let iface = |i: u32| Interface {
+            index: IfIndex(i + 1),
+            name: format!("eth{i}"),
+            mac: EthernetAddress([2, 0, 0, 0, 0, i as u8]),
+            addrs: Vec::new(),
+            mtu: 1500,
+        };
+        let mut cfg = Config {
+            interfaces: (0..MAX_INTERFACES).map(iface).collect(),
+            max_connections: MAX_CONNECTIONS,
+            ..Config::default()
+        };
+        Snapshot::new(cfg.clone()).expect("at the limits");
+        cfg.interfaces.push(iface(MAX_INTERFACES));
+        let e = Snapshot::new(cfg.clone()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("33 interfaces, but the XDP filter holds at most 32 (MAX_INTERFACES)"),
+            "{e}"
+        );
+        cfg.interfaces.pop();
+        cfg.max_connections = MAX_CONNECTIONS + 1;
+        let e = Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(e.contains("use at most 67108864 (MAX_CONNECTIONS)"), "{e}");
+    }
+
+    #[test]
+    fn the_validator_checks_parts_as_snapshot_new_checks_the_whole() {
+        let cfg = Config {
+            interfaces: vec![Interface {
+                index: IfIndex(2),
+                name: "back".into(),
+                mac: EthernetAddress([2, 0, 0, 0, 0, 2]),
+                addrs: vec![(v4(0x0200), 24)],
+                mtu: 1500,
+            }],
+            ..Config::default()
+        };
+        let v = Validator::new(&cfg).unwrap();
+        let mut svc = tcp(v4(0x6401), 80);
+        svc.scheduler = "xyz".into();
+        let whole = |svc: &Service| {
+            let mut c = cfg.clone();
+            c.services = vec![svc.clone()];
+            Snapshot::new(c).map(|_| ())
+        };
+        assert_eq!(v.settings(&svc), whole(&svc));
+        assert!(v.settings(&svc).is_err());
+        svc.scheduler = "rr".into();
+        let near = Dest::new(v4(0x020b), 80, ForwardMethod::Route);
+        let far = Dest::new(v4(0x0900), 80, ForwardMethod::Route);
+        assert_eq!(v.dest(svc.key, &near), Ok(()));
+        let e = v.dest(svc.key, &far).unwrap_err();
+        svc.dests = vec![near.clone(), far];
+        assert_eq!(Err(e), whole(&svc));
+        assert_eq!(v.service(&svc), whole(&svc));
+        svc.dests = vec![near.clone(), near];
+        assert!(matches!(
+            v.service(&svc),
+            Err(ConfigError::DuplicateDest { .. })
+        ));
+        assert_eq!(v.service(&svc), whole(&svc));
+    }
 
     #[test]
     fn shared_protocol_numbers_are_the_wire_s() {

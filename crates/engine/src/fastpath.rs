@@ -33,15 +33,9 @@ use rvs_wire::EthernetAddress;
 
 use crate::verdict::IfIndex;
 
-/// Next-hop slots the datapath must provide (size of its next-hop table).
-/// The first [`MAX_DEST_SLOTS`] belong to real servers (next hop id = the
-/// server's destination slot); the rest are the routes NAT replies take to
-/// clients, shared by every connection behind the same gateway.
-pub const MAX_NEXT_HOPS: u32 = 65_536;
-
-/// Destination counter slots the datapath must provide. A real server whose
-/// slot would lie beyond it is never put on the fast path.
-pub const MAX_DEST_SLOTS: u32 = 16_384;
+/// The sizes of the next-hop and destination tables (defined with every
+/// other size of the data path in [`crate::limits`]).
+pub use crate::limits::{MAX_DEST_SLOTS, MAX_NEXT_HOPS};
 
 /// Index of a next hop in the datapath's next-hop table, `< MAX_NEXT_HOPS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

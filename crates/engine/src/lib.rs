@@ -19,6 +19,7 @@ mod conn;
 mod engine;
 pub mod fastpath;
 mod fwd;
+pub mod limits;
 mod neighbor;
 mod parse;
 pub mod proto;
@@ -32,7 +33,7 @@ mod verdict;
 pub use classify::{Steering, SteeringKey};
 pub use config::{
     Config, ConfigError, Dest, ForwardMethod, FwmarkRule, Interface, Persistence, Protocol, Route,
-    Service, ServiceKey, Snapshot,
+    Service, ServiceKey, Snapshot, Validator,
 };
 pub use engine::Engine;
 pub use fastpath::{

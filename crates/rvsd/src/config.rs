@@ -9,6 +9,7 @@ use std::path::Path;
 use anyhow::{anyhow, bail};
 use rvs_engine::{
     Config, Dest, FwmarkRule, Interface, Persistence, Service, ServiceKey, Snapshot, Timeouts,
+    Validator,
 };
 use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
 use rvs_vocab::schema;
@@ -37,9 +38,9 @@ pub(crate) fn engine_config(
     let mut errors = Vec::new();
     let mut services = Vec::new();
     let mut plan = HealthPlan::new();
+    let lines = Lines::new(text);
     for (i, s) in file.services.iter().enumerate() {
-        let line = file.service_line(text, i);
-        let at = |e: String| format!("line {line}: {e}");
+        let at = |e: String| format!("line {}: {e}", lines.of(s.span().start));
         let svc = match to_engine(s.get_ref(), i) {
             Ok(svc) => svc,
             Err(e) => {
@@ -170,25 +171,51 @@ const NO_INTERFACES: &str =
 
 /// The engine's errors of `config`: each service on its own (with every
 /// sorry server it may fall back to), so every faulty one is reported with
-/// its line, then the whole.
+/// its line, then the whole (services defined twice, what the XDP maps
+/// hold). Each service costs its own size: a large file is checked in
+/// linear time.
 fn validate(file: &schema::Config, text: &str, config: &Config, plan: HealthPlan) -> Vec<String> {
     let mut health = Health::new(None);
     health.replace_plan(plan);
+    let config = health.with_sorry_servers(config);
+    let validator = match Validator::new(&config) {
+        Ok(v) => v,
+        Err(e) => return vec![e.to_string()],
+    };
+    let lines = Lines::new(text);
     let mut errors = Vec::new();
-    for (i, svc) in config.services.iter().enumerate() {
-        let mut one = config.clone();
-        one.services = vec![svc.clone()];
-        if let Err(e) = Snapshot::new(health.with_sorry_servers(&one)) {
-            let line = file.service_line(text, i);
-            errors.push(format!("line {line}: {e}"));
+    for (svc, s) in config.services.iter().zip(&file.services) {
+        if let Err(e) = validator.service(svc) {
+            errors.push(format!("line {}: {e}", lines.of(s.span().start)));
         }
     }
     if errors.is_empty() {
-        if let Err(e) = Snapshot::new(health.with_sorry_servers(config)) {
+        if let Err(e) = Snapshot::new(config) {
             errors.push(e.to_string());
         }
     }
     errors
+}
+
+/// Where the lines of a text start, to turn a byte offset into a line
+/// number in O(log n) (counting newlines from the start for each of n
+/// services is O(n²) in a large file).
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(text: &str) -> Lines {
+        Lines(
+            text.bytes()
+                .enumerate()
+                .filter_map(|(i, b)| (b == b'\n').then_some(i))
+                .collect(),
+        )
+    }
+
+    /// The line (1-based) of byte `offset`.
+    fn of(&self, offset: usize) -> usize {
+        self.0.partition_point(|&nl| nl < offset) + 1
+    }
 }
 
 /// `fast_path`, or the engine's default (on).
@@ -384,6 +411,18 @@ scheduler = "rr"
         assert_eq!((s[0].dests[0].port, s[0].dests[0].weight), (8080, 3));
         assert_eq!((s[0].dests[1].port, s[0].dests[1].weight), (80, 1));
         assert_eq!(s[0].dests[1].method, ForwardMethod::Route);
+    }
+
+    #[test]
+    fn lines_are_counted_as_the_schema_counts_them() {
+        let text =
+            "interfaces = [\"eth0\"]\n\n[[service]]\nfwmark = 1\n\n\n[[service]]\nfwmark = 2\n";
+        let c = schema::Config::parse(text).unwrap();
+        let lines = Lines::new(text);
+        for (i, s) in c.services.iter().enumerate() {
+            assert_eq!(lines.of(s.span().start), c.service_line(text, i));
+        }
+        assert_eq!((lines.of(0), lines.of(text.len())), (1, 9));
     }
 
     #[test]

@@ -29,6 +29,32 @@ pub(crate) struct ServiceHealth {
 /// All services' health configuration.
 pub(crate) type HealthPlan = HashMap<ServiceKey, ServiceHealth>;
 
+/// The sorry server of each service that has one.
+pub(crate) type SorryServers = HashMap<ServiceKey, rvs_health::spec::SorryServerSpec>;
+
+/// `base` with every sorry server of `sorry` added to its service (unless
+/// it is one of its real servers already).
+pub(crate) fn with_sorry_servers(base: &Config, sorry: &SorryServers) -> Config {
+    let mut cfg = base.clone();
+    if sorry.is_empty() {
+        return cfg;
+    }
+    for svc in &mut cfg.services {
+        let Some(s) = sorry.get(&svc.key) else {
+            continue;
+        };
+        let port = s.port.unwrap_or(svc.key.port);
+        if !svc
+            .dests
+            .iter()
+            .any(|d| d.addr == s.address && d.port == port)
+        {
+            svc.dests.push(sorry_dest(s, port));
+        }
+    }
+    cfg
+}
+
 /// The current health state of a real server, for the API.
 #[derive(Clone, Debug)]
 pub(crate) struct ServerHealth {
@@ -71,25 +97,16 @@ impl Health {
     /// `base` with every configured sorry server added to its service, so a
     /// configuration is validated against every pool health may produce.
     pub(crate) fn with_sorry_servers(&self, base: &Config) -> Config {
-        let mut cfg = base.clone();
-        for svc in &mut cfg.services {
-            let Some(s) = self
-                .plan
-                .get(&svc.key)
-                .and_then(|h| h.spec.sorry_server.as_ref())
-            else {
-                continue;
-            };
-            let port = s.port.unwrap_or(svc.key.port);
-            if !svc
-                .dests
-                .iter()
-                .any(|d| d.addr == s.address && d.port == port)
-            {
-                svc.dests.push(sorry_dest(s, port));
-            }
-        }
-        cfg
+        with_sorry_servers(base, &self.sorry_servers())
+    }
+
+    /// Every configured sorry server, by service: what
+    /// [`with_sorry_servers`] needs of the plan, to use without `self`.
+    pub(crate) fn sorry_servers(&self) -> SorryServers {
+        self.plan
+            .iter()
+            .filter_map(|(k, h)| Some((*k, h.spec.sorry_server.clone()?)))
+            .collect()
     }
 
     /// Re-derives policies and running checks from the base configuration
@@ -152,16 +169,24 @@ impl Health {
             policies.insert(svc.key, (policy, eval));
         }
         self.policies = policies;
+        // Keep the state of checked servers that remain (a set, not a
+        // search of the configuration per server: a large one is O(n²)).
+        let remain: std::collections::HashSet<(ServiceKey, SocketAddr)> = if self.status.is_empty()
+        {
+            Default::default()
+        } else {
+            base.services
+                .iter()
+                .flat_map(|s| s.dests.iter().map(|d| (s.key, server_addr(&s.key, d))))
+                .collect()
+        };
+        let plan = &self.plan;
         self.status.retain(|(k, a), _| {
-            base.services.iter().any(|s| {
-                s.key == *k
-                    && s.dests.iter().any(|d| server_addr(k, d) == *a)
-                    && self
-                        .plan
-                        .get(k)
-                        .and_then(|h| h.servers.get(a))
-                        .is_some_and(|rs| !rs.check.is_empty())
-            })
+            remain.contains(&(*k, *a))
+                && plan
+                    .get(k)
+                    .and_then(|h| h.servers.get(a))
+                    .is_some_and(|rs| !rs.check.is_empty())
         });
         if let Some(m) = &mut self.monitor {
             let s = m.update(checks);

@@ -177,3 +177,58 @@ persistence_timeout = 60
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("OK (1 services, 1 real servers)"), "{out}");
 }
+
+/// A file whose firewall-mark rules, each in use, cover more virtual
+/// addresses than the XDP filter's VIP map holds (MAX_VIPS, 65,536):
+/// 17 rules of 4,096 addresses.
+fn more_vips_than_the_map_holds(interface: &str) -> String {
+    let mut s = format!("interfaces = [\"{interface}\"]\n");
+    for mark in 1..=17 {
+        s += &format!(
+            "[[fwmark]]\nmark = {mark}\nprotocol = \"tcp\"\naddress = \"10.{mark}.0.0/20\"\nports = [80]\n\
+             [[service]]\nfwmark = {mark}\nscheduler = \"rr\"\n"
+        );
+    }
+    s
+}
+
+#[test]
+fn check_config_refuses_what_the_xdp_maps_cannot_hold() {
+    let (code, out, err) = check_config(&more_vips_than_the_map_holds("lo"));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("69632 virtual addresses") && err.contains("at most 65536 (MAX_VIPS)"),
+        "{err}"
+    );
+    assert!(err.contains("nothing was applied"), "{err}");
+}
+
+#[test]
+fn start_refuses_what_the_xdp_maps_cannot_hold() {
+    // In a namespace of its own: were the file accepted, rvsd would attach
+    // to that namespace's `lo`, not the machine's.
+    let mut bed = rvs_netns::Bed::new();
+    let ns = bed.add("start");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.toml");
+    std::fs::write(&path, more_vips_than_the_map_holds("lo")).unwrap();
+    let socket = dir.path().join("s.sock");
+    let out = rvs_netns::output(
+        &mut rvs_netns::command(
+            &ns,
+            &[
+                env!("CARGO_BIN_EXE_rvsd"),
+                "--config",
+                path.to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+            ],
+        ),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("at most 65536 (MAX_VIPS)"), "{err}");
+    assert!(!socket.exists(), "rvsd served before refusing");
+}

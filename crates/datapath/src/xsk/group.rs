@@ -21,9 +21,10 @@ use super::{
 use crate::iface::name_by_ifindex;
 use crate::DatapathError;
 
-/// Most sockets one group can hold: every queue (256) of every interface
-/// (32) the XDP program can redirect to.
-const MAX_SLOTS: usize = 32 * 256;
+/// Most sockets one group can hold: every queue of every interface the XDP
+/// program can redirect to.
+const MAX_SLOTS: usize =
+    (rvs_engine::limits::MAX_INTERFACES * rvs_engine::limits::MAX_QUEUES_PER_INTERFACE) as usize;
 /// Frames each socket's FILL ring gets when `XskConfig::frame_count` is 0.
 const AUTO_FRAMES_PER_SOCKET: u32 = 1024;
 /// Frames on top of those, for frames in flight on TX and with the caller.

@@ -1,142 +1,310 @@
-//! One rvsadm command applied to a configuration (not yet validated as a
-//! whole: the director validates what it applies).
+//! rvsadm's commands applied to a configuration: one command, or a whole
+//! restore, against one working copy ([`Draft`]) that finds a service by
+//! its key and a real server by its address in constant time, and checks
+//! each edit as it is made at the cost of that edit (the engine's
+//! [`Validator`]). A restore of n commands costs O(n), where a copy and a
+//! validation of the whole configuration per command cost O(n²).
+//!
+//! What only the whole can tell — what the XDP maps hold, the sorry
+//! servers health may add — the director checks once, on the result.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
 
 use rvs_api::{Command, ControlError, Entity, ServiceSpec};
-use rvs_engine::{Config, Persistence, Service, ServiceKey, Snapshot};
+use rvs_engine::{Config, Dest, Persistence, Service, ServiceKey, Validator};
 
 use super::convert::{engine_dest, engine_key, refused};
 
-/// `ipvsadm -R`: every command against `next`, each step validated so the
-/// first failure names its index; the director validates the end result
-/// as one configuration. A `-Z` line is accepted as ipvsadm's restore
-/// accepts it (its service must exist at that point of the restore); the
-/// counters to zero are returned, for the director to zero once the whole
-/// restore is applied (nothing is zeroed if it is refused).
+/// `ipvsadm -R`: every command against one copy of `base`, in order, each
+/// checked as it is made, so the first failure names its index; the
+/// result, for the director to validate whole. A `-Z` line is accepted as
+/// ipvsadm's restore accepts it (its service must exist at that point of
+/// the restore); the counters to zero are returned, for the director to
+/// zero once the whole restore is applied (nothing is zeroed if it is
+/// refused).
 pub(super) fn restore(
-    next: &mut Config,
-    cmds: Vec<Command>,
-) -> Result<Vec<Option<ServiceKey>>, ControlError> {
+    base: &Config,
+    cmds: &[Command],
+) -> Result<(Config, Vec<Option<ServiceKey>>), ControlError> {
+    let mut draft = Draft::new(base)?;
     let mut zero = Vec::new();
-    for (index, c) in cmds.into_iter().enumerate() {
+    for (index, c) in cmds.iter().enumerate() {
         let at = |cause| ControlError::Refused {
             index,
             cause: Box::new(cause),
         };
-        match c {
-            Command::Restore(_) => return Err(at(ControlError::bad_request("nested restore"))),
-            Command::ZeroCounters(key) => {
-                let only = key.as_ref().map(engine_key);
-                if let (Some(k), Some(key)) = (only, key) {
-                    if !next.services.iter().any(|s| s.key == k) {
-                        return Err(at(ControlError::NotFound {
-                            what: Entity::Service(key),
-                        }));
-                    }
-                }
-                zero.push(only);
-                continue;
-            }
-            c => edit(next, c).map_err(at)?,
+        if matches!(c, Command::Restore(_)) {
+            return Err(at(ControlError::bad_request("nested restore")));
         }
-        Snapshot::new(next.clone()).map_err(|e| at(refused(e)))?;
+        if let Command::ZeroCounters(key) = c {
+            let only = key.as_ref().map(engine_key);
+            if let (Some(k), Some(key)) = (only, key) {
+                if !draft.index.contains_key(&k) {
+                    return Err(at(ControlError::NotFound {
+                        what: Entity::Service(*key),
+                    }));
+                }
+            }
+            zero.push(only);
+            continue;
+        }
+        draft.edit(c).map_err(at)?;
     }
-    Ok(zero)
+    Ok((draft.finish(), zero))
 }
 
-/// Applies one command to `next` (not yet validated as a whole).
-pub(super) fn edit(next: &mut Config, cmd: Command) -> Result<(), ControlError> {
-    let position = |cfg: &Config, key: &rvs_api::ServiceKey| {
-        let k = engine_key(key);
-        cfg.services
-            .iter()
-            .position(|s| s.key == k)
-            .ok_or(ControlError::NotFound {
-                what: Entity::Service(*key),
-            })
-    };
-    let no_dest = |addr, port| ControlError::NotFound {
-        what: Entity::Destination { addr, port },
-    };
-    match cmd {
-        Command::AddService(spec) => {
-            if position(next, &spec.key).is_ok() {
-                return Err(ControlError::Exists {
-                    what: Entity::Service(spec.key),
-                });
-            }
-            let mut svc = Service::new(engine_key(&spec.key), &spec.scheduler);
-            apply_spec(&mut svc, &spec)?;
-            next.services.push(svc);
-        }
-        Command::EditService(spec) => {
-            let pos = position(next, &spec.key)?;
-            apply_spec(&mut next.services[pos], &spec)?;
-        }
-        Command::DeleteService(key) => {
-            let pos = position(next, &key)?;
-            next.services.remove(pos);
-        }
-        Command::AddDest { service, dest } => {
-            let pos = position(next, &service)?;
-            let dests = &mut next.services[pos].dests;
-            if dests
-                .iter()
-                .any(|d| d.addr == dest.addr && d.port == dest.port)
-            {
-                return Err(ControlError::Exists {
-                    what: Entity::Destination {
-                        addr: dest.addr,
-                        port: dest.port,
-                    },
-                });
-            }
-            dests.push(engine_dest(&dest));
-        }
-        Command::EditDest { service, dest } => {
-            let pos = position(next, &service)?;
-            let d = next.services[pos]
-                .dests
-                .iter_mut()
-                .find(|d| d.addr == dest.addr && d.port == dest.port)
-                .ok_or_else(|| no_dest(dest.addr, dest.port))?;
-            *d = engine_dest(&dest);
-        }
-        Command::DeleteDest {
-            service,
-            addr,
-            port,
-        } => {
-            let pos = position(next, &service)?;
-            let dests = &mut next.services[pos].dests;
-            let i = dests
-                .iter()
-                .position(|d| d.addr == addr && d.port == port)
-                .ok_or_else(|| no_dest(addr, port))?;
-            dests.remove(i);
-        }
-        Command::Clear => next.services.clear(),
-        Command::AddFwmarkRule(r) => next.fwmarks.push(rvs_engine::FwmarkRule {
-            mark: r.mark,
-            protocol: r.protocol,
-            addr: r.addr,
-            prefix_len: r.prefix_len,
-            ports: r.ports,
-        }),
-        Command::DeleteFwmarkRule { mark } => {
-            let before = next.fwmarks.len();
-            next.fwmarks.retain(|r| r.mark != mark);
-            if next.fwmarks.len() == before {
-                return Err(ControlError::NotFound {
-                    what: Entity::FwmarkRule { mark },
-                });
-            }
-        }
-        Command::SetTimeouts { tcp, tcpfin, udp } => next.timeouts.set(tcp, tcpfin, udp),
-        Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
-            return Err(ControlError::bad_request("not valid inside a restore"))
+/// One command against a copy of `base`; the result, for the director to
+/// validate whole.
+pub(super) fn edit(base: &Config, cmd: &Command) -> Result<Config, ControlError> {
+    let mut draft = Draft::new(base)?;
+    draft.edit(cmd)?;
+    Ok(draft.finish())
+}
+
+/// A configuration being edited.
+struct Draft {
+    /// Everything but the services.
+    rest: Config,
+    /// In the order they were added; `None` where one was deleted.
+    services: Vec<Option<Entry>>,
+    /// Position in `services` of every service there.
+    index: HashMap<ServiceKey, usize>,
+    /// Checks against `rest`'s interfaces and routes.
+    validator: Validator,
+}
+
+/// A service being edited.
+struct Entry {
+    /// Its settings; its real servers are in `dests` meanwhile.
+    svc: Service,
+    /// In the order they were added; `None` where one was deleted.
+    dests: Vec<Option<Dest>>,
+    /// Position in `dests` by (address, port), built once the list is
+    /// long enough for a linear search to cost more than the map.
+    at: Option<HashMap<(IpAddr, u16), usize>>,
+}
+
+/// Real servers a service may have before lookups go through a map.
+const LINEAR: usize = 8;
+
+impl Entry {
+    fn new(mut svc: Service) -> Entry {
+        let dests = std::mem::take(&mut svc.dests)
+            .into_iter()
+            .map(Some)
+            .collect();
+        Entry {
+            svc,
+            dests,
+            at: None,
         }
     }
-    Ok(())
+
+    /// Position of the real server (`addr`, `port`).
+    fn find(&mut self, addr: IpAddr, port: u16) -> Option<usize> {
+        if self.at.is_none() && self.dests.len() > LINEAR {
+            let at = self
+                .dests
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| d.as_ref().map(|d| ((d.addr, d.port), i)))
+                .collect();
+            self.at = Some(at);
+        }
+        match &self.at {
+            Some(at) => at.get(&(addr, port)).copied(),
+            None => self
+                .dests
+                .iter()
+                .position(|d| d.as_ref().is_some_and(|d| d.addr == addr && d.port == port)),
+        }
+    }
+
+    fn push(&mut self, d: Dest) {
+        if let Some(at) = &mut self.at {
+            at.insert((d.addr, d.port), self.dests.len());
+        }
+        self.dests.push(Some(d));
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(d) = self.dests[i].take() {
+            if let Some(at) = &mut self.at {
+                at.remove(&(d.addr, d.port));
+            }
+        }
+    }
+
+    fn finish(self) -> Service {
+        let mut svc = self.svc;
+        svc.dests = self.dests.into_iter().flatten().collect();
+        svc
+    }
+}
+
+impl Draft {
+    fn new(base: &Config) -> Result<Draft, ControlError> {
+        let validator = Validator::new(base).map_err(refused)?;
+        let rest = Config {
+            interfaces: base.interfaces.clone(),
+            routes: base.routes.clone(),
+            services: Vec::new(),
+            fwmarks: base.fwmarks.clone(),
+            timeouts: base.timeouts,
+            max_connections: base.max_connections,
+            fast_path: base.fast_path,
+        };
+        let services: Vec<Option<Entry>> = base
+            .services
+            .iter()
+            .map(|s| Some(Entry::new(s.clone())))
+            .collect();
+        let index = base
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.key, i))
+            .collect();
+        Ok(Draft {
+            rest,
+            services,
+            index,
+            validator,
+        })
+    }
+
+    fn finish(self) -> Config {
+        let mut config = self.rest;
+        config.services = self
+            .services
+            .into_iter()
+            .flatten()
+            .map(Entry::finish)
+            .collect();
+        config
+    }
+
+    /// Applies `cmd` and checks what it changed.
+    fn edit(&mut self, cmd: &Command) -> Result<(), ControlError> {
+        let Draft {
+            rest,
+            services,
+            index,
+            validator,
+        } = self;
+        let no_dest = |addr, port| ControlError::NotFound {
+            what: Entity::Destination { addr, port },
+        };
+        match cmd {
+            Command::AddService(spec) => {
+                let key = engine_key(&spec.key);
+                if index.contains_key(&key) {
+                    return Err(ControlError::Exists {
+                        what: Entity::Service(spec.key),
+                    });
+                }
+                let mut svc = Service::new(key, &spec.scheduler);
+                apply_spec(&mut svc, spec)?;
+                validator.settings(&svc).map_err(refused)?;
+                index.insert(key, services.len());
+                services.push(Some(Entry::new(svc)));
+            }
+            Command::EditService(spec) => {
+                let entry = entry(services, index, &spec.key)?;
+                apply_spec(&mut entry.svc, spec)?;
+                // Its real servers depend on the key only, which stays.
+                validator.settings(&entry.svc).map_err(refused)?;
+            }
+            Command::DeleteService(key) => {
+                let pos = index
+                    .remove(&engine_key(key))
+                    .ok_or(ControlError::NotFound {
+                        what: Entity::Service(*key),
+                    })?;
+                services[pos] = None;
+            }
+            Command::AddDest { service, dest } => {
+                let entry = entry(services, index, service)?;
+                let d = engine_dest(dest);
+                if entry.find(d.addr, d.port).is_some() {
+                    return Err(ControlError::Exists {
+                        what: Entity::Destination {
+                            addr: dest.addr,
+                            port: dest.port,
+                        },
+                    });
+                }
+                validator.dest(entry.svc.key, &d).map_err(refused)?;
+                entry.push(d);
+            }
+            Command::EditDest { service, dest } => {
+                let entry = entry(services, index, service)?;
+                let d = engine_dest(dest);
+                let i = entry
+                    .find(d.addr, d.port)
+                    .ok_or_else(|| no_dest(dest.addr, dest.port))?;
+                validator.dest(entry.svc.key, &d).map_err(refused)?;
+                entry.dests[i] = Some(d);
+            }
+            Command::DeleteDest {
+                service,
+                addr,
+                port,
+            } => {
+                let entry = entry(services, index, service)?;
+                let i = entry
+                    .find(*addr, *port)
+                    .ok_or_else(|| no_dest(*addr, *port))?;
+                entry.remove(i);
+            }
+            Command::Clear => {
+                services.clear();
+                index.clear();
+            }
+            Command::AddFwmarkRule(r) => {
+                let rule = rvs_engine::FwmarkRule {
+                    mark: r.mark,
+                    protocol: r.protocol,
+                    addr: r.addr,
+                    prefix_len: r.prefix_len,
+                    ports: r.ports.clone(),
+                };
+                validator.fwmark_rule(&rule).map_err(refused)?;
+                rest.fwmarks.push(rule);
+            }
+            Command::DeleteFwmarkRule { mark } => {
+                let before = rest.fwmarks.len();
+                rest.fwmarks.retain(|r| r.mark != *mark);
+                if rest.fwmarks.len() == before {
+                    return Err(ControlError::NotFound {
+                        what: Entity::FwmarkRule { mark: *mark },
+                    });
+                }
+            }
+            Command::SetTimeouts { tcp, tcpfin, udp } => rest.timeouts.set(*tcp, *tcpfin, *udp),
+            Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
+                return Err(ControlError::bad_request("not valid inside a restore"))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The service `key` of a draft, or the operator's "no such service".
+fn entry<'a>(
+    services: &'a mut [Option<Entry>],
+    index: &HashMap<ServiceKey, usize>,
+    key: &rvs_api::ServiceKey,
+) -> Result<&'a mut Entry, ControlError> {
+    let missing = || ControlError::NotFound {
+        what: Entity::Service(*key),
+    };
+    let pos = *index.get(&engine_key(key)).ok_or_else(missing)?;
+    services
+        .get_mut(pos)
+        .and_then(Option::as_mut)
+        .ok_or_else(missing)
 }
 
 fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError> {
@@ -155,48 +323,176 @@ fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rvs_api::{Family, ServiceSpec};
+    use rvs_api::{DestSpec, ForwardMethod, Protocol};
+    use rvs_engine::{IfIndex, Interface};
 
-    fn fwm(mark: u32) -> rvs_api::ServiceKey {
-        rvs_api::ServiceKey::Fwmark {
-            mark,
-            af: Family::Ipv4,
+    /// One interface on 10.0.2.0/24, no services.
+    fn base() -> Config {
+        Config {
+            interfaces: vec![Interface {
+                index: IfIndex(2),
+                name: "back".into(),
+                mac: rvs_wire::EthernetAddress([2, 0, 0, 0, 0, 2]),
+                addrs: vec![("10.0.2.1".parse().unwrap(), 24)],
+                mtu: 1500,
+            }],
+            ..Config::default()
         }
     }
 
-    fn add(mark: u32) -> Command {
-        Command::AddService(ServiceSpec {
-            key: fwm(mark),
-            scheduler: "rr".into(),
+    fn key(port: u16) -> rvs_api::ServiceKey {
+        rvs_api::ServiceKey::addr(Protocol::Tcp, "10.0.100.1".parse().unwrap(), port)
+    }
+
+    fn spec(port: u16, scheduler: &str) -> ServiceSpec {
+        ServiceSpec {
+            key: key(port),
+            scheduler: scheduler.into(),
             persistence_timeout: None,
             netmask: None,
             flags: vec![],
             one_packet: false,
-        })
+        }
+    }
+
+    fn dest(host: u8, weight: u32) -> DestSpec {
+        DestSpec {
+            addr: IpAddr::from([10, 0, 2, host]),
+            port: 80,
+            weight,
+            method: ForwardMethod::Route,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        }
+    }
+
+    fn add_dest(port: u16, host: u8) -> Command {
+        Command::AddDest {
+            service: key(port),
+            dest: dest(host, 1),
+        }
+    }
+
+    fn ports(c: &Config) -> Vec<u16> {
+        c.services.iter().map(|s| s.key.port).collect()
+    }
+
+    #[test]
+    fn services_and_real_servers_keep_the_order_they_were_added_in() {
+        let mut cmds: Vec<Command> = [80, 81, 82]
+            .iter()
+            .map(|&p| Command::AddService(spec(p, "rr")))
+            .collect();
+        cmds.push(Command::DeleteService(key(81)));
+        cmds.push(Command::AddService(spec(81, "wlc")));
+        // Enough real servers for lookups by map.
+        cmds.extend((10..22).map(|h| add_dest(80, h)));
+        cmds.push(Command::DeleteDest {
+            service: key(80),
+            addr: IpAddr::from([10, 0, 2, 13]),
+            port: 80,
+        });
+        cmds.push(Command::EditDest {
+            service: key(80),
+            dest: dest(15, 7),
+        });
+        cmds.push(add_dest(80, 13));
+        cmds.push(Command::EditService(spec(82, "sh")));
+        let (c, _) = restore(&base(), &cmds).unwrap();
+        assert_eq!(ports(&c), [80, 82, 81]);
+        assert_eq!(c.services[1].scheduler, "sh");
+        assert_eq!(c.services[2].scheduler, "wlc");
+        let hosts: Vec<(IpAddr, u32)> = c.services[0]
+            .dests
+            .iter()
+            .map(|d| (d.addr, d.weight))
+            .collect();
+        let mut want: Vec<(IpAddr, u32)> = (10..22)
+            .filter(|&h| h != 13)
+            .map(|h| (IpAddr::from([10, 0, 2, h]), if h == 15 { 7 } else { 1 }))
+            .collect();
+        want.push((IpAddr::from([10, 0, 2, 13]), 1));
+        assert_eq!(hosts, want);
+        // -C in the middle: what follows builds on nothing.
+        let (c, _) = restore(&c, &[Command::Clear, Command::AddService(spec(90, "rr"))]).unwrap();
+        assert_eq!(ports(&c), [90]);
+    }
+
+    #[test]
+    fn the_first_refused_command_is_named_and_says_why() {
+        let refused_at = |cmds: &[Command]| match restore(&base(), cmds) {
+            Err(ControlError::Refused { index, cause }) => (index, *cause),
+            other => panic!("{other:?}"),
+        };
+        let add = |p| Command::AddService(spec(p, "rr"));
+        let (i, e) = refused_at(&[add(80), add(81), add(80)]);
+        assert_eq!(i, 2);
+        assert!(matches!(e, ControlError::Exists { .. }), "{e:?}");
+        // An edit the engine refuses, found when it is made.
+        let (i, e) = refused_at(&[add(80), Command::AddService(spec(81, "xyz")), add(82)]);
+        assert_eq!(i, 1);
+        assert!(
+            e.to_string().contains("scheduler 'xyz' is not available"),
+            "{e}"
+        );
+        let unreachable = Command::AddDest {
+            service: key(80),
+            dest: DestSpec {
+                addr: "10.9.9.9".parse().unwrap(),
+                ..dest(1, 1)
+            },
+        };
+        let (i, e) = refused_at(&[add(80), add_dest(80, 5), unreachable]);
+        assert_eq!(i, 2);
+        assert!(
+            e.to_string().contains("no route to real server 10.9.9.9"),
+            "{e}"
+        );
+        let (i, e) = refused_at(&[add(80), add_dest(80, 5), add_dest(80, 5)]);
+        assert_eq!(i, 2);
+        assert!(matches!(e, ControlError::Exists { .. }), "{e:?}");
+        let (i, e) = refused_at(&[add(80), Command::DeleteService(key(80)), add_dest(80, 5)]);
+        assert_eq!(i, 2);
+        assert!(matches!(e, ControlError::NotFound { .. }), "{e:?}");
+        let (i, e) = refused_at(&[add(80), Command::Restore(vec![])]);
+        assert_eq!(i, 1);
+        assert!(e.to_string().contains("nested restore"), "{e}");
+        // One command on its own: its error as is.
+        let e = edit(&base(), &Command::DeleteService(key(80))).unwrap_err();
+        assert!(matches!(e, ControlError::NotFound { .. }), "{e:?}");
     }
 
     #[test]
     fn a_restore_zeroes_what_exists_at_its_line() {
-        let mut next = Config::default();
-        let zero = restore(
-            &mut next,
-            vec![
+        let fwm = |mark| rvs_api::ServiceKey::Fwmark {
+            mark,
+            af: rvs_api::Family::Ipv4,
+        };
+        let add_fwm = |mark| {
+            Command::AddService(ServiceSpec {
+                key: fwm(mark),
+                scheduler: "rr".into(),
+                persistence_timeout: None,
+                netmask: None,
+                flags: vec![],
+                one_packet: false,
+            })
+        };
+        let (next, zero) = restore(
+            &base(),
+            &[
                 Command::ZeroCounters(None),
-                add(1),
+                add_fwm(1),
                 Command::ZeroCounters(Some(fwm(1))),
             ],
         )
         .unwrap();
         assert_eq!(zero, vec![None, Some(ServiceKey::fwmark(1, false))]);
         assert_eq!(next.services.len(), 1);
-
-        let mut next = Config::default();
-        let e = restore(&mut next, vec![add(1), Command::ZeroCounters(Some(fwm(2)))]).unwrap_err();
+        let e = restore(&base(), &[add_fwm(1), Command::ZeroCounters(Some(fwm(2)))]).unwrap_err();
         assert_eq!(
             e.to_string(),
             "command 1 of the restore: service FWM 2 does not exist"
         );
-        let e = restore(&mut next, vec![Command::Restore(vec![])]).unwrap_err();
-        assert_eq!(e.to_string(), "command 0 of the restore: nested restore");
     }
 }

@@ -1,34 +1,45 @@
 //! The control plane's state: the configuration in force, the XDP maps
 //! that must mirror it, and the worker's reports. Every change builds a new
-//! engine configuration, validates it whole (a refused change alters
-//! nothing), publishes it to the worker and then updates the XDP maps.
+//! engine configuration and validates it whole — including whether the XDP
+//! maps can hold it — then brings the maps to it, all or nothing, and only
+//! then publishes it to the worker: a refused change, or one the maps
+//! refused, alters nothing.
 //!
-//! Its rooms: [`edit`] applies a command to a configuration, [`convert`]
-//! translates between the API's and the engine's types, [`listing`] answers
-//! what rvsadm lists, [`reload`] re-reads the file.
+//! Its rooms: [`edit`] applies commands to a configuration, [`steering`]
+//! updates the XDP maps, [`convert`] translates between the API's and the
+//! engine's types, [`listing`] answers what rvsadm lists, [`reload`]
+//! re-reads the file.
 
 mod convert;
 mod edit;
 mod listing;
 mod reload;
+mod steering;
+#[cfg(test)]
+mod tests;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rvs_api::{Command, ConnectionEntry, ControlError, ControlHandler, Entity, Listing};
 use rvs_engine::{Config, ServiceKey, Snapshot, Steering};
 
 use self::convert::{engine_key, refused};
 use crate::estimator::Estimator;
-use crate::health::{self, Health};
+use crate::health::{self, Health, SorryServers};
 use crate::worker::{Plane, Shared, WorkerCommand};
 
 pub(crate) use listing::connections;
 
 pub(crate) struct Director {
-    /// The operator's configuration: the file plus rvsadm changes.
-    config: Config,
+    /// The operator's configuration: the file plus rvsadm changes (shared,
+    /// so a restore can be built from it without the lock).
+    config: Arc<Config>,
+    /// Counts the changes of `config`, for a restore built without the
+    /// lock to see whether it still applies to what is in force.
+    generation: u64,
     /// What the engine runs: `config` as health checks allow.
     effective: Config,
     health: Health,
@@ -56,8 +67,10 @@ impl Director {
         shared: Arc<Shared>,
     ) -> anyhow::Result<Self> {
         let mut d = Director {
-            effective: config.clone(),
-            config: Config::default(),
+            // Nothing is in force yet: every real server is new to it.
+            effective: Config::default(),
+            config: Arc::default(),
+            generation: 0,
             health,
             file,
             diverged: false,
@@ -73,12 +86,31 @@ impl Director {
     }
 
     /// Validates the base configuration `config` (with every sorry server
-    /// it may fall back to), derives the effective one from health, publishes
-    /// it and mirrors it into the XDP maps. A refusal changes nothing.
+    /// it may fall back to, and against what the XDP maps hold), brings the
+    /// maps to it, then derives the effective one from health and publishes
+    /// it. A refusal, or a map update that fails (and is undone), changes
+    /// nothing.
     fn apply(&mut self, config: Config) -> Result<(), ControlError> {
-        Snapshot::new(self.health.with_sorry_servers(&config)).map_err(refused)?;
+        let checked = check(&config, &self.health.sorry_servers())?;
+        self.apply_checked(config, &checked)
+    }
+
+    /// [`apply`](Self::apply) of a configuration [`check`] accepted with
+    /// the sorry servers in force.
+    fn apply_checked(&mut self, config: Config, checked: &Snapshot) -> Result<(), ControlError> {
+        // Health changes real servers, never which services there are: the
+        // effective configuration steers what this one does. The maps go
+        // first, so a failure leaves everything as it was; a first packet
+        // to a new service that reaches the worker before its snapshot
+        // does is dropped and retransmitted.
+        self.sync_xdp(checked.steering()).map_err(|e| {
+            ControlError::internal(format!(
+                "the XDP filter could not be updated, so nothing was applied: {e}"
+            ))
+        })?;
         let commands = self.health.reconcile(&config);
-        self.config = config;
+        self.config = Arc::new(config);
+        self.generation += 1;
         health::run_commands(commands);
         self.publish_effective()
     }
@@ -89,10 +121,12 @@ impl Director {
         let snapshot = Snapshot::new(effective.clone()).map_err(|e| {
             ControlError::internal(format!("the configuration as health allows it: {e}"))
         })?;
-        prime_neighbors(&effective);
+        prime_neighbors(&self.effective, &effective);
         let steering = snapshot.steering();
         self.shared.snapshot.store(snapshot);
         self.effective = effective;
+        // Normally nothing to do (`apply` did it); repairs the maps after
+        // an update whose rollback failed.
         self.sync_xdp(steering).map_err(|e| {
             ControlError::internal(format!(
                 "configuration applied, but the XDP filter could not be updated: {e}"
@@ -118,32 +152,24 @@ impl Director {
 
     /// Makes the XDP maps steer `want` (services and VIPs, derived by the
     /// engine from the configuration it runs; the engine keeps the
-    /// connection map itself).
+    /// connection map itself), all or nothing: on failure the maps are as
+    /// they were.
     fn sync_xdp(&mut self, want: Steering) -> anyhow::Result<()> {
         let Some(plane) = &self.plane else {
             self.installed = want;
             return Ok(());
         };
+        if want == self.installed {
+            return Ok(());
+        }
         let mut dp = plane
             .datapath
             .lock()
             .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
-        let have = &self.installed;
-        for k in want.services.difference(&have.services) {
-            dp.add_service(k.addr, k.protocol, k.port)?;
-        }
-        for &a in want.vips.difference(&have.vips) {
-            dp.add_vip(a)?;
-        }
-        for k in have.services.difference(&want.services) {
-            dp.remove_service(k.addr, k.protocol, k.port)?;
-        }
-        for &a in have.vips.difference(&want.vips) {
-            dp.remove_vip(a)?;
-        }
+        let (now, result) = steering::update(&mut *dp, &self.installed, &want);
         drop(dp);
-        self.installed = want;
-        Ok(())
+        self.installed = now;
+        result
     }
 
     /// Applies one rvsadm command; the whole change or nothing.
@@ -154,14 +180,19 @@ impl Director {
         let changes = !matches!(cmd, Command::ZeroCounters(_));
         let r = self.command_inner(cmd);
         if r.is_ok() && changes {
-            if let Some(f) = &self.file {
-                if !self.diverged {
-                    tracing::warn!(file = %f.display(), "runtime change with rvsadm: the running configuration now differs from the file; it is lost at the next reload or restart unless written to the file");
-                }
-                self.diverged = true;
-            }
+            self.diverge();
         }
         r
+    }
+
+    /// rvsadm changed the configuration: it now differs from the file.
+    fn diverge(&mut self) {
+        if let Some(f) = &self.file {
+            if !self.diverged {
+                tracing::warn!(file = %f.display(), "runtime change with rvsadm: the running configuration now differs from the file; it is lost at the next reload or restart unless written to the file");
+            }
+            self.diverged = true;
+        }
     }
 
     fn command_inner(&mut self, cmd: Command) -> Result<(), ControlError> {
@@ -176,13 +207,9 @@ impl Director {
             }
             return self.zero(only);
         }
-        let mut next = self.config.clone();
-        let zero = match cmd {
-            Command::Restore(cmds) => edit::restore(&mut next, cmds)?,
-            cmd => {
-                edit::edit(&mut next, cmd)?;
-                Vec::new()
-            }
+        let (next, zero) = match &cmd {
+            Command::Restore(cmds) => edit::restore(&self.config, cmds)?,
+            cmd => (edit::edit(&self.config, cmd)?, Vec::new()),
         };
         self.apply(next)?;
         zero.into_iter().try_for_each(|only| self.zero(only))
@@ -202,6 +229,24 @@ impl Director {
         Ok(())
     }
 
+    /// Applies a restore built and checked from the configuration (and
+    /// sorry servers) of `generation`, if that is still the one in force;
+    /// `None` if it is not (the caller builds it again).
+    fn apply_built(
+        &mut self,
+        generation: u64,
+        built: Result<(Config, Arc<Snapshot>), ControlError>,
+    ) -> Option<Result<(), ControlError>> {
+        if generation != self.generation {
+            return None;
+        }
+        let r = built.and_then(|(next, checked)| self.apply_checked(next, &checked));
+        if r.is_ok() {
+            self.diverge();
+        }
+        Some(r)
+    }
+
     /// One 2-second estimator step over the workers' counters.
     pub(crate) fn tick_rates(&mut self) {
         let (svc, dests) = self.merged();
@@ -215,17 +260,45 @@ impl Director {
     }
 }
 
-/// Asks the kernel to resolve every real server now, so the first SYN to a
-/// new server does not wait for ARP (it would be dropped and retransmitted).
-pub(crate) fn prime_neighbors(config: &Config) {
-    for gw in config.routes.iter().filter_map(|r| r.gateway) {
-        crate::kernel::trigger_resolution(gw);
+/// Validates `config` whole, as health may run it (with every sorry server
+/// it may fall back to), and against what the XDP maps hold.
+fn check(config: &Config, sorry: &SorryServers) -> Result<Arc<Snapshot>, ControlError> {
+    Snapshot::new(health::with_sorry_servers(config, sorry)).map_err(refused)
+}
+
+/// Asks the kernel to resolve every real server (and gateway) `next` has
+/// and `previous` had not, so the first SYN to a new server does not wait
+/// for ARP (it would be dropped and retransmitted). On a thread of its own:
+/// each is a netlink round trip, and a large restore must not hold the
+/// director's lock for them.
+fn prime_neighbors(previous: &Config, next: &Config) {
+    let known: HashSet<IpAddr> = addresses(previous).collect();
+    let mut fresh: Vec<IpAddr> = addresses(next).filter(|a| !known.contains(a)).collect();
+    fresh.sort_unstable();
+    fresh.dedup();
+    if fresh.is_empty() {
+        return;
     }
-    for svc in &config.services {
-        for d in &svc.dests {
-            crate::kernel::trigger_resolution(d.addr);
-        }
+    let spawned = std::thread::Builder::new()
+        .name("rvs-prime".into())
+        .spawn(move || {
+            for a in fresh {
+                crate::kernel::trigger_resolution(a);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot start resolving new real servers ahead; they are resolved at their first packet");
     }
+}
+
+/// The gateways and real servers of `config`.
+fn addresses(config: &Config) -> impl Iterator<Item = IpAddr> + '_ {
+    let gateways = config.routes.iter().filter_map(|r| r.gateway);
+    let servers = config
+        .services
+        .iter()
+        .flat_map(|s| s.dests.iter().map(|d| d.addr));
+    gateways.chain(servers)
 }
 
 /// The API handler: one lock around the director (commands are rare).
@@ -257,6 +330,40 @@ impl Handler {
             d.tick_rates();
         }
     }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Director>, ControlError> {
+        self.0
+            .lock()
+            .map_err(|_| ControlError::internal("state lock poisoned"))
+    }
+
+    /// `ipvsadm -R`: built, checked command by command and then whole,
+    /// without the lock, from the configuration in force when it started
+    /// (a large one takes a while, and listings and other commands need not
+    /// wait for it); then, under the lock, applied if that configuration is
+    /// still in force — else built again under the lock.
+    fn restore(&self, cmds: Vec<Command>) -> Result<(), ControlError> {
+        let (base, generation, sorry) = {
+            let d = self.lock()?;
+            (
+                Arc::clone(&d.config),
+                d.generation,
+                d.health.sorry_servers(),
+            )
+        };
+        let (built, zero) = match edit::restore(&base, &cmds) {
+            Ok((next, zero)) => (check(&next, &sorry).map(|checked| (next, checked)), zero),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        drop(base);
+        let mut d = self.lock()?;
+        match d.apply_built(generation, built) {
+            // `-Z` lines zero once the whole restore is in force.
+            Some(Ok(())) => zero.into_iter().try_for_each(|only| d.zero(only)),
+            Some(Err(e)) => Err(e),
+            None => d.command(Command::Restore(cmds)),
+        }
+    }
 }
 
 impl ControlHandler for Handler {
@@ -276,12 +383,17 @@ impl ControlHandler for Handler {
     }
 
     fn command(&self, cmd: Command) -> Result<(), ControlError> {
-        let mut d = self
-            .0
-            .lock()
-            .map_err(|_| ControlError::internal("state lock poisoned"))?;
-        tracing::info!(?cmd, "control command");
-        let r = d.command(cmd);
+        let r = match cmd {
+            // One short line, not the whole rule file.
+            Command::Restore(cmds) => {
+                tracing::info!(commands = cmds.len(), "control command: restore");
+                self.restore(cmds)
+            }
+            cmd => {
+                tracing::info!(?cmd, "control command");
+                self.lock()?.command(cmd)
+            }
+        };
         if let Err(e) = &r {
             tracing::warn!(error = %e, "command refused");
         }
