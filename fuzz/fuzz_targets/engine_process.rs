@@ -15,8 +15,8 @@ use arbitrary::Arbitrary;
 use etherparse::{Ipv4HeaderSlice, PacketBuilder, TcpHeaderSlice, UdpHeaderSlice};
 use libfuzzer_sys::fuzz_target;
 use rvs_engine::{
-    Config, Dest, Engine, ForwardMethod, IfIndex, Interface, NeighborTable, PacketBuf,
-    Persistence, Protocol, Route, Service, ServiceKey, Snapshot, Time, Verdict,
+    Config, Dest, Engine, ForwardMethod, IfIndex, Interface, NeighborTable, PacketBuf, Persistence,
+    Protocol, Route, Service, ServiceKey, Snapshot, Time, Verdict,
 };
 use rvs_wire::EthernetAddress;
 
@@ -82,7 +82,11 @@ fn config(s: &Setup) -> Config {
         1 => ForwardMethod::Masq,
         _ => ForwardMethod::Tunnel,
     };
-    let port = if method == ForwardMethod::Masq { 8080 } else { 80 };
+    let port = if method == ForwardMethod::Masq {
+        8080
+    } else {
+        80
+    };
     let names = rvs_vocab::sched::NAMES;
     let scheduler = names[usize::from(s.scheduler) % names.len()];
     Config {
@@ -135,6 +139,40 @@ fn config(s: &Setup) -> Config {
     }
 }
 
+/// Ethernet and IPv4 of a client's packet to the VIP (`from_server`
+/// `None`) or of real server `k`'s answer to that client; the leg it
+/// arrives on and its (source, destination) ports.
+fn head(
+    from_server: Option<u8>,
+    c: u8,
+    server_port: u16,
+) -> (
+    etherparse::PacketBuilderStep<etherparse::IpHeaders>,
+    IfIndex,
+    u16,
+    u16,
+) {
+    let (cip, cport) = client(c);
+    match from_server {
+        None => (
+            PacketBuilder::ethernet2(mac(1).0, mac(0xf0).0).ipv4(cip, VIP, 64),
+            FRONT,
+            cport,
+            80,
+        ),
+        Some(k) => (
+            PacketBuilder::ethernet2(mac(11 + k % SERVERS).0, mac(0xb0).0).ipv4(
+                server_ip(k),
+                cip,
+                64,
+            ),
+            BACK,
+            server_port,
+            cport,
+        ),
+    }
+}
+
 /// The frame's bytes, the leg it arrives on, and whether it is well formed.
 fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
     let server_port = if masq { 8080 } else { 80 };
@@ -149,22 +187,8 @@ fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
             payload,
             flip,
         } => {
-            let (cip, cport) = client(*c);
-            let (b, leg) = match from_server {
-                None => (
-                    PacketBuilder::ethernet2(mac(1).0, mac(0xf0).0)
-                        .ipv4(cip, VIP, 64)
-                        .tcp(cport, 80, 1000, 64000),
-                    FRONT,
-                ),
-                Some(k) => (
-                    PacketBuilder::ethernet2(mac(11 + k % SERVERS).0, mac(0xb0).0)
-                        .ipv4(server_ip(*k), cip, 64)
-                        .tcp(server_port, cport, 5000, 64000),
-                    BACK,
-                ),
-            };
-            let mut b = b;
+            let (head, leg, sport, dport) = head(*from_server, *c, server_port);
+            let mut b = head.tcp(sport, dport, 1000, 64000);
             if flags & 1 != 0 {
                 b = b.syn();
             }
@@ -188,21 +212,8 @@ fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
             payload,
             flip,
         } => {
-            let (cip, cport) = client(*c);
-            let (b, leg) = match from_server {
-                None => (
-                    PacketBuilder::ethernet2(mac(1).0, mac(0xf0).0)
-                        .ipv4(cip, VIP, 64)
-                        .udp(cport, 80),
-                    FRONT,
-                ),
-                Some(k) => (
-                    PacketBuilder::ethernet2(mac(11 + k % SERVERS).0, mac(0xb0).0)
-                        .ipv4(server_ip(*k), cip, 64)
-                        .udp(server_port, cport),
-                    BACK,
-                ),
-            };
+            let (head, leg, sport, dport) = head(*from_server, *c, server_port);
+            let b = head.udp(sport, dport);
             let body = vec![0x62; usize::from(*payload)];
             let mut out = Vec::with_capacity(b.size(body.len()));
             let _ = b.write(&mut out, &body);

@@ -152,23 +152,20 @@ fn draw_panel<DB: DrawingBackend>(
         r.set_margin(4, 4, 0, 0);
         r
     };
+    // What the generator sent behind, what was delivered (or the cost) in
+    // front.
+    let behind = panel
+        .bars
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, _, sent))| sent.map(|b| bar(row(i), b, SENT)));
+    let front = panel
+        .bars
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (_, v, _))| v.map(|v| bar(row(i), v, panel.color)));
     chart
-        .draw_series(
-            panel
-                .bars
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, _, behind))| behind.map(|b| bar(row(i), b, SENT))),
-        )
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(
-            panel
-                .bars
-                .iter()
-                .enumerate()
-                .filter_map(|(i, (_, v, _))| v.map(|v| bar(row(i), v, panel.color))),
-        )
+        .draw_series(behind.chain(front))
         .map_err(|e| e.to_string())?;
     // The value at the end of each bar, as the table prints it.
     chart
