@@ -24,7 +24,8 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHopFlags,
+    RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -299,58 +300,116 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Routes of the main table that leave through one of `ifaces`, beyond their
-/// connected networks (which the engine derives from the addresses).
+/// RTA_VIA: a gateway of the other family (an IPv4 route through an IPv6
+/// neighbour).
+fn via_ip(v: &RouteVia) -> Option<IpAddr> {
+    match v {
+        RouteVia::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteVia::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Every unicast route of the main table that leaves through one of
+/// `ifaces` — through a gateway, on-link (`ip route add NET dev X`, the
+/// connected networks and point-to-point peers included), or a multipath
+/// route's first next hop through one of them — ordered by metric, so that
+/// among routes of one prefix the engine takes the one the kernel prefers.
 pub(crate) fn routes(ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
     let mut nl = Rtnl::open()?;
-    let mut out = Vec::new();
-    for (family, any) in [
-        (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-    ] {
+    main_routes(&mut nl, ifaces)
+}
+
+fn main_routes(nl: &mut Rtnl, ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
+    let mut found = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut req = RouteMessage::default();
         req.header.address_family = family;
         for m in nl.dump("routes", RouteNetlinkMessage::GetRoute(req))? {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
-            if r.header.address_family != family
-                || r.header.kind != RouteType::Unicast
-                || r.header.flags.contains(RouteFlags::Cloned)
-            {
-                continue;
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                found.extend(main_route(&r, ifaces));
             }
-            let mut table = u32::from(r.header.table);
-            let mut dst = any;
+        }
+    }
+    // Stable: routes of equal metric keep the kernel's order.
+    found.sort_by_key(|&(metric, _)| metric);
+    Ok(found.into_iter().map(|(_, r)| r).collect())
+}
+
+/// `r` with its metric, if it is a unicast route of the main table that
+/// leaves through one of `ifaces`. Routes the engine could not follow as
+/// the kernel does are left out: those for some TOS or source prefix only,
+/// and those that encapsulate (lwtunnel).
+fn main_route(r: &RouteMessage, ifaces: &[Interface]) -> Option<(u32, Route)> {
+    let h = &r.header;
+    let any = match h.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    if h.kind != RouteType::Unicast
+        || h.flags.contains(RouteFlags::Cloned)
+        || h.tos != 0
+        || h.source_prefix_length != 0
+    {
+        return None;
+    }
+    let mut table = u32::from(h.table);
+    let mut dst = any;
+    let mut metric = 0;
+    let mut gateway = None;
+    let mut oif = None;
+    let mut hops = None;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d)?,
+            RouteAttribute::Gateway(g) => gateway = Some(route_ip(g)?),
+            RouteAttribute::Via(v) => gateway = Some(via_ip(v)?),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::MultiPath(h) => hops = Some(h),
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => return None,
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let ours = |index: u32| ifaces.iter().find(|i| i.index.0 == index).map(|i| i.index);
+    let (egress, gateway) = match hops {
+        Some(hops) if !hops.is_empty() => hops.iter().find_map(|hop| {
+            if hop.flags.contains(RouteNextHopFlags::Dead) {
+                return None;
+            }
+            let egress = ours(hop.interface_index)?;
             let mut gateway = None;
-            let mut oif = None;
-            for a in &r.attributes {
+            for a in &hop.attributes {
                 match a {
-                    RouteAttribute::Table(t) => table = *t,
-                    RouteAttribute::Destination(d) => dst = route_ip(d).unwrap_or(any),
-                    RouteAttribute::Gateway(g) => gateway = route_ip(g),
-                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(g) => gateway = Some(route_ip(g)?),
+                    RouteAttribute::Via(v) => gateway = Some(via_ip(v)?),
+                    RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => return None,
                     _ => {}
                 }
             }
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                continue;
+            Some((egress, gateway))
+        })?,
+        _ => {
+            if h.flags.contains(RouteFlags::Dead) {
+                return None;
             }
-            // On-link routes are the connected networks; multipath routes
-            // (no single gateway) are not used, as before.
-            let Some(gateway) = gateway else { continue };
-            let Some(iface) = ifaces.iter().find(|i| Some(i.index.0) == oif) else {
-                continue;
-            };
-            out.push(Route {
-                dst,
-                prefix_len: r.header.destination_prefix_length,
-                egress: iface.index,
-                gateway: Some(gateway),
-            });
+            (ours(oif?)?, gateway)
         }
-    }
-    Ok(out)
+    };
+    Some((
+        metric,
+        Route {
+            dst,
+            prefix_len: h.destination_prefix_length,
+            egress,
+            gateway,
+        },
+    ))
 }
 
 /// Whether a neighbour entry in `state` has a link-layer address to use.
