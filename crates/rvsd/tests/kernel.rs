@@ -1,7 +1,9 @@
 //! The kernel-facts module (rtnetlink) against real kernel state: interfaces,
 //! routes and neighbours configured with iproute2 in network namespaces this
 //! test creates, read back by `kernel.rs` from a thread that has `setns()`
-//! into them (a netlink socket belongs to its creating thread's namespace).
+//! into them (a netlink socket belongs to its creating thread's namespace);
+//! the notifications a subscription receives, and the watcher (`watch.rs`)
+//! that turns them into neighbour tables and facts for the director.
 //!
 //! Each test owns namespaces `<unique prefix>-a` / `…-b` (rvs-netns) joined
 //! by a veth pair (some a second one), removed on drop (also when the test
@@ -9,6 +11,8 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use rvs_engine::{
@@ -18,11 +22,21 @@ use rvs_engine::{
 use rvs_netns::{End, Veth};
 use rvs_wire::EthernetAddress;
 
-// rvsd is a binary crate: the module is compiled into this test as it is. `rx_queues` reads sysfs, which follows the mount namespace rather
+// rvsd is a binary crate: the modules are compiled into this test as they
+// are. `rx_queues` reads sysfs, which follows the mount namespace rather
 // than the thread's network namespace, so it is not exercised here.
 #[path = "../src/kernel.rs"]
 #[allow(dead_code)] // reason: rx_queues is not used by these tests (see above).
 mod kernel;
+#[path = "../src/watch.rs"]
+#[allow(dead_code)] // reason: the next-hop resolver thread is rvsd's (main.rs).
+mod watch;
+
+use kernel::{Event, Neighbour};
+
+/// How long a notification may take to arrive (they come within
+/// milliseconds; the bound allows for a loaded machine).
+const EVENT_BOUND: Duration = Duration::from_secs(2);
 
 const MAC_A: &str = "02:00:0a:4d:00:01";
 const MAC_B: &str = "02:00:0a:4d:00:02";
@@ -109,7 +123,11 @@ impl Bed {
 
 /// Usable neighbours of the calling thread's namespace: address → MAC.
 fn neighbors() -> BTreeMap<IpAddr, EthernetAddress> {
-    kernel::neighbors().expect("neighbours")
+    kernel::neighbour_entries()
+        .expect("neighbours")
+        .into_iter()
+        .filter_map(|n| Some((n.addr, n.mac?)))
+        .collect()
 }
 
 /// What the engine makes of DR real servers `addrs` (one service per
@@ -572,4 +590,234 @@ fn trigger_resolution_resolves_the_gateway_of_a_routed_address() {
     assert_eq!(wait_for_neighbour(&bed, ip("10.77.54.2")), Some(mac(MAC_B)));
     let n = bed.in_a(neighbors);
     assert!(!n.contains_key(&ip("10.78.1.1")), "{n:?}");
+}
+
+/// Receives from `sub` until an event `want` accepts, at most
+/// [`EVENT_BOUND`]; returns how long it took, or fails with what came.
+fn wait_event(
+    sub: &mut kernel::Subscription,
+    what: &str,
+    want: impl Fn(&Event) -> bool,
+) -> Duration {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while start.elapsed() < EVENT_BOUND {
+        let mut got = Vec::new();
+        sub.receive(Duration::from_millis(100), &mut got)
+            .expect("receiving notifications");
+        if got.iter().any(&want) {
+            return start.elapsed();
+        }
+        seen.extend(got);
+    }
+    panic!("no notification of {what} within {EVENT_BOUND:?}; got {seen:#?}");
+}
+
+#[test]
+fn a_subscription_is_told_of_neighbours_routes_addresses_and_links() {
+    let bed = Bed::new("10.77.58.1/24", "10.77.58.2/24");
+    bed.ip_a(&["-6", "addr", "add", "fd77:58::1/64", "dev", "rvk0", "nodad"]);
+    let index = bed.index_a();
+    let mut sub = bed.in_a(|| kernel::Subscription::open().expect("subscribing"));
+
+    let neighbour = |addr: &str, m: Option<&str>| {
+        Event::Neighbour(Neighbour {
+            ifindex: index,
+            addr: ip(addr),
+            mac: m.map(mac),
+        })
+    };
+    for (addr, lladdr) in [
+        ("10.77.58.7", "02:00:00:00:58:07"),
+        ("fd77:58::7", "02:00:00:00:58:77"),
+    ] {
+        bed.ip_a(&[
+            "neigh", "add", addr, "lladdr", lladdr, "dev", "rvk0", "nud", "stale",
+        ]);
+        let took = wait_event(&mut sub, &format!("neighbour {addr}"), |e| {
+            *e == neighbour(addr, Some(lladdr))
+        });
+        eprintln!("neighbour {addr} added: notified after {took:?}");
+        bed.ip_a(&["neigh", "del", addr, "dev", "rvk0"]);
+        wait_event(&mut sub, &format!("neighbour {addr} removed"), |e| {
+            *e == neighbour(addr, None)
+        });
+    }
+    // Resolved, then given up on: the entry stays, but is no longer usable.
+    bed.ip_a(&[
+        "neigh",
+        "add",
+        "10.77.58.8",
+        "lladdr",
+        "02:00:00:00:58:08",
+        "dev",
+        "rvk0",
+        "nud",
+        "stale",
+    ]);
+    wait_event(&mut sub, "neighbour 10.77.58.8", |e| {
+        *e == neighbour("10.77.58.8", Some("02:00:00:00:58:08"))
+    });
+    bed.ip_a(&[
+        "neigh",
+        "change",
+        "10.77.58.8",
+        "dev",
+        "rvk0",
+        "nud",
+        "failed",
+    ]);
+    wait_event(&mut sub, "a failed neighbour", |e| {
+        *e == neighbour("10.77.58.8", None)
+    });
+
+    let route = |dst: &str, prefix_len: u8, removed: bool| Event::Route {
+        dst: ip(dst),
+        prefix_len,
+        egress: vec![index],
+        removed,
+    };
+    bed.ip_a(&["route", "add", "10.78.0.0/16", "via", "10.77.58.2"]);
+    let took = wait_event(&mut sub, "a route added", |e| {
+        *e == route("10.78.0.0", 16, false)
+    });
+    eprintln!("route added: notified after {took:?}");
+    bed.ip_a(&["route", "del", "10.78.0.0/16"]);
+    wait_event(&mut sub, "a route removed", |e| {
+        *e == route("10.78.0.0", 16, true)
+    });
+    bed.ip_a(&["-6", "route", "add", "fd78::/64", "dev", "rvk0"]);
+    wait_event(&mut sub, "an IPv6 route added", |e| {
+        *e == route("fd78::", 64, false)
+    });
+    // Other tables are not rvsd's.
+    bed.ip_a(&[
+        "route",
+        "add",
+        "10.79.0.0/16",
+        "via",
+        "10.77.58.2",
+        "table",
+        "100",
+    ]);
+    bed.ip_a(&["addr", "add", "10.77.59.1/24", "dev", "rvk0"]);
+    wait_event(&mut sub, "an address added", |e| {
+        *e == Event::Address { index }
+    });
+    bed.ip_a(&["link", "set", "rvk0", "mtu", "1300"]);
+    wait_event(&mut sub, "an MTU change", |e| *e == Event::Link { index });
+
+    // Drain what is left: nothing about table 100.
+    let mut rest = Vec::new();
+    sub.receive(Duration::from_millis(200), &mut rest)
+        .expect("receiving");
+    assert!(
+        !rest
+            .iter()
+            .any(|e| matches!(e, Event::Route { dst, .. } if *dst == ip("10.79.0.0"))),
+        "a route of table 100 reported: {rest:?}"
+    );
+}
+
+/// The watcher as rvsd runs it, in namespace a: a neighbour added is in the
+/// next published table within the bound (one on another link is not); a
+/// route added and an MTU changed reach the director's `apply` within the
+/// bound (the debounce included).
+#[test]
+fn the_watcher_publishes_neighbours_and_hands_on_changed_facts() {
+    let bed = Bed::new("10.77.60.1/24", "10.77.60.2/24");
+    bed.second_link("10.77.160.1/24", "10.77.160.2/24");
+    let index = IfIndex(bed.index_a());
+    let (tables_tx, tables) = mpsc::channel();
+    let (facts_tx, facts) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_w = Arc::clone(&stop);
+    let (first_tx, first) = mpsc::channel();
+    let thread = rvs_netns::spawn_in(&bed.a, move || {
+        let rvk0 = kernel::interface("rvk0").expect("rvk0");
+        let routes = kernel::routes(std::slice::from_ref(&rvk0)).expect("routes");
+        let w = watch::Watch::start(std::slice::from_ref(&rvk0), &routes).expect("watching");
+        let _ = first_tx.send(w.table().generation());
+        w.run(
+            &stop_w,
+            |t| {
+                let _ = tables_tx.send(t);
+            },
+            |i, r| {
+                let _ = facts_tx.send((i, r));
+                Ok(true)
+            },
+        );
+    });
+    let generation = first
+        .recv_timeout(EVENT_BOUND)
+        .expect("the watcher started");
+    // Facts are read once at the start (they may have changed since rvsd
+    // read them).
+    let (ifaces, _) = facts
+        .recv_timeout(EVENT_BOUND)
+        .expect("the first facts at the start");
+    assert_eq!(ifaces[0].index, index);
+    assert_eq!(ifaces[0].mtu, 1400);
+
+    let foreign = ip("10.77.160.7");
+    bed.ip_a(&[
+        "neigh",
+        "add",
+        "10.77.160.7",
+        "lladdr",
+        "02:00:00:01:60:07",
+        "dev",
+        "rvk2",
+    ]);
+    let ours = ip("10.77.60.7");
+    let start = Instant::now();
+    bed.ip_a(&[
+        "neigh",
+        "add",
+        "10.77.60.7",
+        "lladdr",
+        "02:00:00:00:60:07",
+        "dev",
+        "rvk0",
+    ]);
+    let table = loop {
+        let t = tables
+            .recv_timeout(EVENT_BOUND.saturating_sub(start.elapsed()))
+            .expect("a neighbour table with 10.77.60.7 within the bound");
+        if t.lookup(ours).is_some() {
+            break t;
+        }
+    };
+    eprintln!("neighbour published after {:?}", start.elapsed());
+    assert_eq!(table.lookup(ours), Some(mac("02:00:00:00:60:07")));
+    assert!(table.generation() > generation, "a new generation");
+    assert_eq!(table.lookup(foreign), None, "a neighbour on another link");
+
+    let wait_facts = |what: &str, ok: &dyn Fn(&[Interface], &[Route]) -> bool| {
+        let start = Instant::now();
+        loop {
+            let (i, r) = facts
+                .recv_timeout(EVENT_BOUND.saturating_sub(start.elapsed()))
+                .unwrap_or_else(|_| panic!("{what}: not handed on within {EVENT_BOUND:?}"));
+            if ok(&i, &r) {
+                return start.elapsed();
+            }
+        }
+    };
+    bed.ip_a(&["route", "add", "10.78.0.0/16", "via", "10.77.60.2"]);
+    let took = wait_facts("a route added", &|_, r| {
+        routes_to(r, "10.78.0.0", 16) == vec![(Some(ip("10.77.60.2")), index)]
+    });
+    eprintln!("route handed on after {took:?}");
+    assert!(took >= watch::DEBOUNCE / 2, "debounced: {took:?}");
+    bed.ip_a(&["link", "set", "rvk0", "mtu", "1300"]);
+    wait_facts("an MTU change", &|i, _| i[0].mtu == 1300);
+    bed.ip_a(&["route", "del", "10.78.0.0/16"]);
+    wait_facts("a route removed", &|_, r| {
+        routes_to(r, "10.78.0.0", 16).is_empty()
+    });
+
+    stop.store(true, Ordering::Relaxed);
+    thread.join().expect("the watcher stops");
 }

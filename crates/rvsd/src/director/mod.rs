@@ -5,10 +5,12 @@
 //!
 //! Its rooms: [`edit`] applies a command to a configuration, [`convert`]
 //! translates between the API's and the engine's types, [`listing`] answers
-//! what rvsadm lists, [`reload`] re-reads the file.
+//! what rvsadm lists, [`reload`] re-reads the file, [`facts`] follows the
+//! kernel's interfaces and routes.
 
 mod convert;
 mod edit;
+mod facts;
 mod listing;
 mod reload;
 
