@@ -220,7 +220,11 @@ pub struct Route {
 pub struct Config {
     /// Interfaces used for receiving and sending.
     pub interfaces: Vec<Interface>,
-    /// Routes beyond the interfaces' connected networks (e.g. the default).
+    /// Routes (e.g. the default, or the kernel's whole main table), most
+    /// preferred first among those of one prefix length: longest prefix
+    /// wins, then the first listed, then the interfaces' connected networks
+    /// (so a table that holds its connected routes itself, as the kernel's
+    /// does, decides ties as the kernel does).
     pub routes: Vec<Route>,
     /// Virtual services.
     pub services: Vec<Service>,
@@ -542,7 +546,7 @@ impl Validator {
                 });
             }
         }
-        let mut routes = Vec::new();
+        let mut connected = Vec::new();
         for (pos, iface) in config.interfaces.iter().enumerate() {
             for &(addr, prefix_len) in &iface.addrs {
                 let (bits, v6) = addr_bits(addr);
@@ -550,7 +554,7 @@ impl Validator {
                     return Err(ConfigError::PrefixLength { addr, prefix_len });
                 }
                 let mask = mask_for(prefix_len, v6);
-                routes.push((
+                connected.push((
                     prefix_len,
                     RouteEntry {
                         net: bits & mask,
@@ -566,6 +570,7 @@ impl Validator {
                 ));
             }
         }
+        let mut routes = Vec::with_capacity(config.routes.len() + connected.len());
         for r in &config.routes {
             let (bits, v6) = addr_bits(r.dst);
             if r.prefix_len > if v6 { 128 } else { 32 } {
@@ -597,7 +602,12 @@ impl Validator {
                 },
             ));
         }
-        // Longest prefix first; stable, so connected routes win ties.
+        // Longest prefix first; stable, so at one prefix length the routes
+        // keep their given order and the connected networks come last: the
+        // kernel's main table holds the connected routes itself, with their
+        // metrics, and may prefer another route of the same prefix (an IPv6
+        // gateway route with a metric below 256, a replaced connected route).
+        routes.extend(connected);
         routes.sort_by_key(|r| std::cmp::Reverse(r.0));
         let routes: Vec<RouteEntry> = routes
             .into_iter()
@@ -1014,5 +1024,83 @@ mod tests {
         use rvs_wire::ip_proto;
         assert_eq!(Protocol::Tcp.number(), ip_proto::TCP);
         assert_eq!(Protocol::Udp.number(), ip_proto::UDP);
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().expect("address")
+    }
+
+    /// The next hop the snapshot picks for `addr` with `routes` on one
+    /// interface holding 10.1.0.2/24 and fd01::2/64.
+    fn next_hop(routes: &[(&str, u8, Option<&str>)], addr: &str) -> Option<IpAddr> {
+        let config = Config {
+            interfaces: vec![Interface {
+                index: IfIndex(7),
+                name: "eth1".into(),
+                mac: EthernetAddress([2, 0, 0, 0, 0, 7]),
+                addrs: vec![(ip("10.1.0.2"), 24), (ip("fd01::2"), 64)],
+                mtu: 1500,
+            }],
+            routes: routes
+                .iter()
+                .map(|&(dst, prefix_len, gw)| Route {
+                    dst: ip(dst),
+                    prefix_len,
+                    egress: IfIndex(7),
+                    gateway: gw.map(ip),
+                })
+                .collect(),
+            ..Config::default()
+        };
+        let snap = Snapshot::new(config).expect("valid configuration");
+        snap.route(ip(addr)).map(|e| e.next_hop)
+    }
+
+    /// The kernel's choice: longest prefix, then the first route of that
+    /// prefix in the table's order; an interface's connected network only
+    /// when no listed route has its prefix length.
+    #[test]
+    fn routes_are_chosen_as_the_kernel_chooses() {
+        let on_link = Some(ip("10.1.0.9"));
+        assert_eq!(next_hop(&[], "10.1.0.9"), on_link, "connected network");
+        assert_eq!(next_hop(&[], "10.2.0.9"), None, "no route");
+        let default = ("0.0.0.0", 0, Some("10.1.0.1"));
+        assert_eq!(
+            next_hop(&[default], "10.1.0.9"),
+            on_link,
+            "a longer connected prefix beats the default route"
+        );
+        assert_eq!(next_hop(&[default], "10.2.0.9"), Some(ip("10.1.0.1")));
+        // A gateway route replacing the connected route, or preferred to it
+        // by its metric (listed first), wins the tie.
+        assert_eq!(
+            next_hop(&[("10.1.0.0", 24, Some("10.1.0.254"))], "10.1.0.9"),
+            Some(ip("10.1.0.254"))
+        );
+        assert_eq!(
+            next_hop(
+                &[("fd01::", 64, Some("fd01::fe")), ("fd01::", 64, None)],
+                "fd01::9"
+            ),
+            Some(ip("fd01::fe"))
+        );
+        // The connected route listed first (a lower metric) keeps it on-link.
+        assert_eq!(
+            next_hop(
+                &[("fd01::", 64, None), ("fd01::", 64, Some("fd01::fe"))],
+                "fd01::9"
+            ),
+            Some(ip("fd01::9"))
+        );
+        // On-link routes (no gateway) beyond the connected networks.
+        assert_eq!(
+            next_hop(&[default, ("10.9.0.0", 16, None)], "10.9.3.4"),
+            Some(ip("10.9.3.4"))
+        );
+        // A more specific route through a gateway beats the connected /24.
+        assert_eq!(
+            next_hop(&[("10.1.0.128", 25, Some("10.1.0.1"))], "10.1.0.200"),
+            Some(ip("10.1.0.1"))
+        );
     }
 }

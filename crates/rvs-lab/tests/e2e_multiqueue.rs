@@ -781,11 +781,11 @@ fn health_under_load(mode: Mode, seconds: u32) {
         let d = Daemon::start(lab, &checked_service(mode));
         let took = wait_all_up(&d, Duration::from_secs(10));
         eprintln!("  every server up {took:.1?} after start (alpha: checks passed)");
-        // rvsd reads the kernel's neighbour table every 200 ms: a SYN to a
-        // server in the first 200 ms after its check brought it up is
+        // rvsd learns a neighbour from the kernel's notification, a moment
+        // after the check resolved it: a SYN to a server in that moment is
         // dropped as `unresolved` (and retransmitted by the client 1 s
-        // later), although the check has just resolved it. Not what this
-        // test is about; start the load once the table has caught up.
+        // later). Not what this test is about; start the load once the
+        // table has caught up.
         std::thread::sleep(Duration::from_secs(1));
         let before = d.counters();
         // Every down transition is logged, however short: polls could miss

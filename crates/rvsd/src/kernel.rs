@@ -1,17 +1,21 @@
 //! What the director learns from the kernel: its interfaces (index, MAC,
-//! addresses, MTU), routes and the neighbour table.
+//! addresses, MTU), routes and the neighbour table, read on demand and
+//! followed by event.
 //!
 //! Read over rtnetlink (DESIGN.md: next-hop MACs come from the kernel's
-//! neighbour table, never from a hard-coded map), with a plain blocking
-//! `NETLINK_ROUTE` socket: every function here is called from ordinary
+//! neighbour table, never from a hard-coded map), with plain blocking
+//! `NETLINK_ROUTE` sockets: every function here is called from ordinary
 //! threads, so a request/response exchange is simpler than an async runtime.
 //! A netlink socket belongs to the network namespace of the thread that
 //! creates it, so each call opens its own socket: callers (and tests) that
-//! `setns()` a thread get the facts of that namespace.
+//! `setns()` a thread get the facts of that namespace. [`Subscription`] is
+//! the other kind of socket: joined to rtnetlink's multicast groups, it is
+//! told of every link, address, route and neighbour change (`watch.rs`
+//! keeps rvsd's facts current with it).
 
-use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use netlink_packet_core::{
@@ -24,7 +28,8 @@ use netlink_packet_route::neighbour::{
     NeighbourAddress, NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState,
 };
 use netlink_packet_route::route::{
-    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteType,
+    RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHopFlags,
+    RouteType, RouteVia,
 };
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -126,20 +131,13 @@ impl Rtnl {
         let mut answers = Vec::new();
         let mut interrupted = false;
         loop {
-            self.receive()
+            receive(&self.socket, &mut self.buf, 0)
                 .with_context(|| format!("reading the kernel's answer about {what}"))?;
-            let mut off = 0;
-            while self.buf.len() - off >= NLMSG_HDRLEN {
-                let raw = &self.buf[off..];
-                let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
-                if len < NLMSG_HDRLEN || len > raw.len() {
-                    bail!("malformed netlink message from the kernel about {what}");
-                }
-                let raw = &raw[..len];
-                off += len.next_multiple_of(4).min(self.buf.len() - off);
-                let kind = u16::from_ne_bytes([raw[4], raw[5]]);
-                let mflags = u16::from_ne_bytes([raw[6], raw[7]]);
-                let seq = u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]);
+            let parts = split(&self.buf).with_context(|| {
+                format!("a malformed netlink message from the kernel about {what}")
+            })?;
+            for raw in parts {
+                let (kind, mflags, seq) = message_header(raw);
                 if seq != self.seq {
                     // A late answer to an earlier request on this socket.
                     continue;
@@ -179,35 +177,59 @@ impl Rtnl {
             }
         }
     }
+}
 
-    /// Reads one datagram into `self.buf`, whatever its size (peeked first:
-    /// a dump part can exceed any fixed buffer).
-    fn receive(&mut self) -> io::Result<()> {
-        loop {
-            self.buf.clear();
-            let peeked = self
-                .socket
-                .recv_from(&mut self.buf, libc::MSG_PEEK | libc::MSG_TRUNC);
-            let len = match peeked {
-                Ok((len, _)) => len,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            self.buf.clear();
-            self.buf.reserve(len);
-            match self.socket.recv_from(&mut self.buf, 0) {
-                Ok((got, _)) if got > self.buf.len() => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "netlink datagram truncated",
-                    ))
-                }
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+/// Reads one datagram into `buf`, whatever its size (peeked first: a dump
+/// part can exceed any fixed buffer). `flags`: MSG_DONTWAIT, or 0 to wait
+/// (as long as the socket's receive timeout allows).
+fn receive(socket: &Socket, buf: &mut Vec<u8>, flags: libc::c_int) -> io::Result<()> {
+    loop {
+        buf.clear();
+        let peeked = socket.recv_from(buf, libc::MSG_PEEK | libc::MSG_TRUNC | flags);
+        let len = match peeked {
+            Ok((len, _)) => len,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        buf.clear();
+        buf.reserve(len);
+        match socket.recv_from(buf, flags) {
+            Ok((got, _)) if got > buf.len() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "netlink datagram truncated",
+                ))
             }
+            Ok(_) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
         }
     }
+}
+
+/// The netlink messages of one datagram, each with its header.
+fn split(buf: &[u8]) -> anyhow::Result<Vec<&[u8]>> {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while buf.len() - off >= NLMSG_HDRLEN {
+        let raw = &buf[off..];
+        let len = u32::from_ne_bytes([raw[0], raw[1], raw[2], raw[3]]) as usize;
+        if len < NLMSG_HDRLEN || len > raw.len() {
+            bail!("a message of {len} bytes in {} left", raw.len());
+        }
+        out.push(&raw[..len]);
+        off += len.next_multiple_of(4).min(buf.len() - off);
+    }
+    Ok(out)
+}
+
+/// Type, flags and sequence number of a message [`split`] returned.
+fn message_header(raw: &[u8]) -> (u16, u16, u32) {
+    (
+        u16::from_ne_bytes([raw[4], raw[5]]),
+        u16::from_ne_bytes([raw[6], raw[7]]),
+        u32::from_ne_bytes([raw[8], raw[9], raw[10], raw[11]]),
+    )
 }
 
 fn is_errno(e: &anyhow::Error, errno: i32) -> bool {
@@ -216,25 +238,36 @@ fn is_errno(e: &anyhow::Error, errno: i32) -> bool {
         == Some(errno)
 }
 
-/// The interface `name` as the engine needs it.
-pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
-    let not_found = || format!("interface {name} not found: check `interfaces` in the config");
-    let mut nl = Rtnl::open()?;
+/// How a link is looked up.
+#[derive(Clone, Copy)]
+enum LinkKey<'a> {
+    Name(&'a str),
+    Index(u32),
+}
+
+/// The link `key` names, or `None` when the kernel has none.
+fn link(nl: &mut Rtnl, key: LinkKey<'_>) -> anyhow::Result<Option<LinkMessage>> {
     let mut req = LinkMessage::default();
-    req.attributes.push(LinkAttribute::IfName(name.to_owned()));
-    let answer = nl.ask("the interface", RouteNetlinkMessage::GetLink(req), 0);
-    let link = match answer {
-        Ok(msgs) => msgs.into_iter().find_map(|m| match m {
+    match key {
+        LinkKey::Name(name) => req.attributes.push(LinkAttribute::IfName(name.to_owned())),
+        LinkKey::Index(index) => req.header.index = index,
+    }
+    match nl.ask("the interface", RouteNetlinkMessage::GetLink(req), 0) {
+        Ok(msgs) => Ok(msgs.into_iter().find_map(|m| match m {
             RouteNetlinkMessage::NewLink(l) => Some(l),
             _ => None,
-        }),
-        Err(e) if is_errno(&e, libc::ENODEV) => None,
-        // An over-long name, say: still the operator's to fix in the config.
-        Err(e) => return Err(e).with_context(not_found),
-    };
-    let Some(link) = link else {
-        bail!(not_found());
-    };
+        })),
+        Err(e) if is_errno(&e, libc::ENODEV) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A link's index, name, MAC and MTU; `name` is the one the operator gave,
+/// for messages.
+fn link_facts(
+    link: LinkMessage,
+    name: &str,
+) -> anyhow::Result<(u32, String, EthernetAddress, u16)> {
     let index = link.header.index;
     let mut mac = None;
     let mut mtu = None;
@@ -249,8 +282,15 @@ pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
     }
     let mac = mac.ok_or_else(|| anyhow!("interface {name} has no Ethernet address"))?;
     let mtu = mtu.ok_or_else(|| anyhow!("the kernel did not report the MTU of {name}"))?;
+    // Loopback reports 65536; an IP packet cannot exceed 65535 anyway.
+    let mtu = u16::try_from(mtu).unwrap_or(u16::MAX);
+    Ok((index, ifname, EthernetAddress(mac), mtu))
+}
 
-    let mut addrs = Vec::new();
+/// Every address of every link, as (ifindex, address, prefix length);
+/// link-scope addresses (fe80::) left out.
+fn addresses(nl: &mut Rtnl) -> anyhow::Result<Vec<(u32, IpAddr, u8)>> {
+    let mut out = Vec::new();
     let dump = nl.dump(
         "addresses",
         RouteNetlinkMessage::GetAddress(AddressMessage::default()),
@@ -259,8 +299,7 @@ pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
         let RouteNetlinkMessage::NewAddress(a) = m else {
             continue;
         };
-        if a.header.index != index
-            || !matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6)
+        if !matches!(a.header.family, AddressFamily::Inet | AddressFamily::Inet6)
             || a.header.scope == AddressScope::Link
         {
             continue;
@@ -277,18 +316,67 @@ pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
             }
         }
         if let Some(ip) = local.or(address) {
-            addrs.push((ip, a.header.prefix_len));
+            out.push((a.header.index, ip, a.header.prefix_len));
         }
     }
+    Ok(out)
+}
 
+/// The addresses of link `index` among `all` ([`addresses`]).
+fn addresses_of(all: &[(u32, IpAddr, u8)], index: u32) -> Vec<(IpAddr, u8)> {
+    all.iter()
+        .filter(|(i, _, _)| *i == index)
+        .map(|&(_, ip, len)| (ip, len))
+        .collect()
+}
+
+/// The interface `name` as the engine needs it.
+pub(crate) fn interface(name: &str) -> anyhow::Result<Interface> {
+    let not_found = || format!("interface {name} not found: check `interfaces` in the config");
+    let mut nl = Rtnl::open()?;
+    // An over-long name, say: still the operator's to fix in the config.
+    let found = link(&mut nl, LinkKey::Name(name)).with_context(not_found)?;
+    let Some(found) = found else {
+        bail!(not_found());
+    };
+    let (index, ifname, mac, mtu) = link_facts(found, name)?;
+    let addrs = addresses_of(&addresses(&mut nl)?, index);
     Ok(Interface {
         index: IfIndex(index),
         name: ifname,
-        mac: EthernetAddress(mac),
+        mac,
         addrs,
-        // Loopback reports 65536; an IP packet cannot exceed 65535 anyway.
-        mtu: u16::try_from(mtu).unwrap_or(u16::MAX),
+        mtu,
     })
+}
+
+/// The facts of the interfaces rvsd runs on, as they are now, and the
+/// routes through them: what a link, address or route change may have
+/// changed. Each is found by its index (the link XDP is attached to,
+/// whatever it is called now) and keeps the name it was started with.
+pub(crate) fn facts(running: &[Interface]) -> anyhow::Result<(Vec<Interface>, Vec<Route>)> {
+    let mut nl = Rtnl::open()?;
+    let all = addresses(&mut nl)?;
+    let mut now = Vec::with_capacity(running.len());
+    for r in running {
+        let Some(found) = link(&mut nl, LinkKey::Index(r.index.0))? else {
+            bail!(
+                "interface {} (index {}) is gone: restart rvsd once it is back",
+                r.name,
+                r.index.0
+            );
+        };
+        let (index, _, mac, mtu) = link_facts(found, &r.name)?;
+        now.push(Interface {
+            index: IfIndex(index),
+            name: r.name.clone(),
+            mac,
+            addrs: addresses_of(&all, index),
+            mtu,
+        });
+    }
+    let routes = main_routes(&mut nl, &now)?;
+    Ok((now, routes))
 }
 
 fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
@@ -299,58 +387,116 @@ fn route_ip(a: &RouteAddress) -> Option<IpAddr> {
     }
 }
 
-/// Routes of the main table that leave through one of `ifaces`, beyond their
-/// connected networks (which the engine derives from the addresses).
+/// RTA_VIA: a gateway of the other family (an IPv4 route through an IPv6
+/// neighbour).
+fn via_ip(v: &RouteVia) -> Option<IpAddr> {
+    match v {
+        RouteVia::Inet(v4) => Some(IpAddr::V4(*v4)),
+        RouteVia::Inet6(v6) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    }
+}
+
+/// Every unicast route of the main table that leaves through one of
+/// `ifaces` — through a gateway, on-link (`ip route add NET dev X`, the
+/// connected networks and point-to-point peers included), or a multipath
+/// route's first next hop through one of them — ordered by metric, so that
+/// among routes of one prefix the engine takes the one the kernel prefers.
 pub(crate) fn routes(ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
     let mut nl = Rtnl::open()?;
-    let mut out = Vec::new();
-    for (family, any) in [
-        (AddressFamily::Inet, IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
-        (AddressFamily::Inet6, IpAddr::V6(Ipv6Addr::UNSPECIFIED)),
-    ] {
+    main_routes(&mut nl, ifaces)
+}
+
+fn main_routes(nl: &mut Rtnl, ifaces: &[Interface]) -> anyhow::Result<Vec<Route>> {
+    let mut found = Vec::new();
+    for family in [AddressFamily::Inet, AddressFamily::Inet6] {
         let mut req = RouteMessage::default();
         req.header.address_family = family;
         for m in nl.dump("routes", RouteNetlinkMessage::GetRoute(req))? {
-            let RouteNetlinkMessage::NewRoute(r) = m else {
-                continue;
-            };
-            if r.header.address_family != family
-                || r.header.kind != RouteType::Unicast
-                || r.header.flags.contains(RouteFlags::Cloned)
-            {
-                continue;
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                found.extend(main_route(&r, ifaces));
             }
-            let mut table = u32::from(r.header.table);
-            let mut dst = any;
+        }
+    }
+    // Stable: routes of equal metric keep the kernel's order.
+    found.sort_by_key(|&(metric, _)| metric);
+    Ok(found.into_iter().map(|(_, r)| r).collect())
+}
+
+/// `r` with its metric, if it is a unicast route of the main table that
+/// leaves through one of `ifaces`. Routes the engine could not follow as
+/// the kernel does are left out: those for some TOS or source prefix only,
+/// and those that encapsulate (lwtunnel).
+fn main_route(r: &RouteMessage, ifaces: &[Interface]) -> Option<(u32, Route)> {
+    let h = &r.header;
+    let any = match h.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    if h.kind != RouteType::Unicast
+        || h.flags.contains(RouteFlags::Cloned)
+        || h.tos != 0
+        || h.source_prefix_length != 0
+    {
+        return None;
+    }
+    let mut table = u32::from(h.table);
+    let mut dst = any;
+    let mut metric = 0;
+    let mut gateway = None;
+    let mut oif = None;
+    let mut hops = None;
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d)?,
+            RouteAttribute::Gateway(g) => gateway = Some(route_ip(g)?),
+            RouteAttribute::Via(v) => gateway = Some(via_ip(v)?),
+            RouteAttribute::Oif(i) => oif = Some(*i),
+            RouteAttribute::Priority(p) => metric = *p,
+            RouteAttribute::MultiPath(h) => hops = Some(h),
+            RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => return None,
+            _ => {}
+        }
+    }
+    if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
+        return None;
+    }
+    let ours = |index: u32| ifaces.iter().find(|i| i.index.0 == index).map(|i| i.index);
+    let (egress, gateway) = match hops {
+        Some(hops) if !hops.is_empty() => hops.iter().find_map(|hop| {
+            if hop.flags.contains(RouteNextHopFlags::Dead) {
+                return None;
+            }
+            let egress = ours(hop.interface_index)?;
             let mut gateway = None;
-            let mut oif = None;
-            for a in &r.attributes {
+            for a in &hop.attributes {
                 match a {
-                    RouteAttribute::Table(t) => table = *t,
-                    RouteAttribute::Destination(d) => dst = route_ip(d).unwrap_or(any),
-                    RouteAttribute::Gateway(g) => gateway = route_ip(g),
-                    RouteAttribute::Oif(i) => oif = Some(*i),
+                    RouteAttribute::Gateway(g) => gateway = Some(route_ip(g)?),
+                    RouteAttribute::Via(v) => gateway = Some(via_ip(v)?),
+                    RouteAttribute::Encap(_) | RouteAttribute::EncapType(_) => return None,
                     _ => {}
                 }
             }
-            if table != u32::from(RouteHeader::RT_TABLE_MAIN) {
-                continue;
+            Some((egress, gateway))
+        })?,
+        _ => {
+            if h.flags.contains(RouteFlags::Dead) {
+                return None;
             }
-            // On-link routes are the connected networks; multipath routes
-            // (no single gateway) are not used, as before.
-            let Some(gateway) = gateway else { continue };
-            let Some(iface) = ifaces.iter().find(|i| Some(i.index.0) == oif) else {
-                continue;
-            };
-            out.push(Route {
-                dst,
-                prefix_len: r.header.destination_prefix_length,
-                egress: iface.index,
-                gateway: Some(gateway),
-            });
+            (ours(oif?)?, gateway)
         }
-    }
-    Ok(out)
+    };
+    Some((
+        metric,
+        Route {
+            dst,
+            prefix_len: h.destination_prefix_length,
+            egress,
+            gateway,
+        },
+    ))
 }
 
 /// Whether a neighbour entry in `state` has a link-layer address to use.
@@ -361,46 +507,242 @@ pub(crate) fn usable(state: NeighbourState) -> bool {
     bits & NUD_USABLE != 0 && bits & NUD_UNRESOLVED == 0
 }
 
-/// Resolved neighbours (address → MAC), sorted for cheap comparison.
-pub(crate) fn neighbors() -> anyhow::Result<BTreeMap<IpAddr, EthernetAddress>> {
+/// One entry of the kernel's ARP or neighbour-discovery table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Neighbour {
+    /// The interface the entry belongs to.
+    pub(crate) ifindex: u32,
+    /// The neighbour's address.
+    pub(crate) addr: IpAddr,
+    /// Its MAC, when the entry's state makes it usable ([`usable`]).
+    pub(crate) mac: Option<EthernetAddress>,
+}
+
+/// `n` as an IP neighbour entry; `None` for the bridge forwarding entries
+/// that share the message type, and for proxy entries (answered for
+/// others, not next hops).
+fn neighbour(n: &NeighbourMessage) -> Option<Neighbour> {
+    if !matches!(n.header.family, AddressFamily::Inet | AddressFamily::Inet6)
+        || n.header.flags.contains(NeighbourFlags::Proxy)
+    {
+        return None;
+    }
+    let mut addr = None;
+    let mut mac = None;
+    for a in &n.attributes {
+        match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
+                addr = Some(IpAddr::V4(*v4))
+            }
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
+                addr = Some(IpAddr::V6(*v6))
+            }
+            NeighbourAttribute::LinkLayerAddress(ll) => {
+                mac = <[u8; 6]>::try_from(ll.as_slice()).ok()
+            }
+            _ => {}
+        }
+    }
+    Some(Neighbour {
+        ifindex: n.header.ifindex,
+        addr: addr?,
+        mac: mac.filter(|_| usable(n.header.state)).map(EthernetAddress),
+    })
+}
+
+/// Every IP neighbour entry of every interface, usable or not.
+pub(crate) fn neighbour_entries() -> anyhow::Result<Vec<Neighbour>> {
     let mut nl = Rtnl::open()?;
     let dump = nl.dump(
         "the neighbour table",
         RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
     )?;
-    let mut out = BTreeMap::new();
-    for m in dump {
-        let RouteNetlinkMessage::NewNeighbour(n) = m else {
-            continue;
-        };
-        if !usable(n.header.state) {
-            continue;
+    Ok(dump
+        .iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewNeighbour(n) => neighbour(n),
+            _ => None,
+        })
+        .collect())
+}
+
+/// rtnetlink's multicast groups a [`Subscription`] joins: links, IPv4 and
+/// IPv6 addresses and routes, neighbours.
+const GROUPS: [u32; 6] = [
+    libc::RTNLGRP_LINK,
+    libc::RTNLGRP_NEIGH,
+    libc::RTNLGRP_IPV4_IFADDR,
+    libc::RTNLGRP_IPV4_ROUTE,
+    libc::RTNLGRP_IPV6_IFADDR,
+    libc::RTNLGRP_IPV6_ROUTE,
+];
+
+/// Receive buffer asked for a [`Subscription`] (the kernel caps it at
+/// `net.core.rmem_max`): notifications wait there while their reader is
+/// busy; beyond it the kernel drops them and says so ([`Event::Lost`]).
+const EVENT_BUFFER: usize = 4 << 20;
+
+/// Most datagrams one [`Subscription::receive`] takes, so a flood of
+/// notifications cannot keep its caller from its other work.
+const EVENT_BATCH: usize = 1024;
+
+/// A change the kernel announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// A neighbour entry appeared, changed or went away (then, and while
+    /// unusable, without a MAC).
+    Neighbour(Neighbour),
+    /// A link changed (MTU, MAC, state, name) or went away.
+    Link { index: u32 },
+    /// An address of link `index` was added or removed.
+    Address { index: u32 },
+    /// A route of the main table was added, replaced or removed.
+    Route {
+        dst: IpAddr,
+        prefix_len: u8,
+        /// The links it leaves through (every next hop of a multipath
+        /// route).
+        egress: Vec<u32>,
+        removed: bool,
+    },
+    /// Notifications were lost (the receive buffer overflowed: ENOBUFS) or
+    /// could not be read: only reading everything again tells what changed.
+    Lost,
+}
+
+/// An rtnetlink socket joined to [`GROUPS`]: every link, address, route and
+/// neighbour change of the namespace it was opened in, as it happens.
+pub(crate) struct Subscription {
+    socket: Socket,
+    buf: Vec<u8>,
+}
+
+impl Subscription {
+    /// Joins the groups. Changes from then on are queued for
+    /// [`Subscription::receive`]: read the state after opening, and nothing
+    /// falls in between.
+    pub(crate) fn open() -> anyhow::Result<Subscription> {
+        let mut socket =
+            Socket::new(NETLINK_ROUTE).context("opening an rtnetlink socket for notifications")?;
+        socket
+            .bind_auto()
+            .context("binding an rtnetlink socket for notifications")?;
+        for group in GROUPS {
+            socket
+                .add_membership(group)
+                .with_context(|| format!("joining rtnetlink multicast group {group}"))?;
         }
-        let mut dst = None;
-        let mut mac = None;
-        for a in n.attributes {
-            match a {
-                NeighbourAttribute::Destination(NeighbourAddress::Inet(v4)) => {
-                    dst = Some(IpAddr::V4(v4))
+        if let Err(e) = socket2::SockRef::from(&socket).set_recv_buffer_size(EVENT_BUFFER) {
+            tracing::debug!(error = %e, "keeping the default notification buffer");
+        }
+        Ok(Subscription {
+            socket,
+            buf: Vec::new(),
+        })
+    }
+
+    /// Waits up to `timeout` for a notification, then appends it and every
+    /// other one already queued (up to [`EVENT_BATCH`] datagrams) to `out`.
+    pub(crate) fn receive(
+        &mut self,
+        timeout: Duration,
+        out: &mut Vec<Event>,
+    ) -> anyhow::Result<()> {
+        // A zero timeout would mean "wait for ever".
+        let timeout = timeout.max(Duration::from_millis(1));
+        socket2::SockRef::from(&self.socket)
+            .set_read_timeout(Some(timeout))
+            .context("setting the notification socket's timeout")?;
+        let mut flags = 0;
+        for _ in 0..EVENT_BATCH {
+            match receive(&self.socket, &mut self.buf, flags) {
+                Ok(()) => self.parse(out),
+                Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => out.push(Event::Lost),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Ok(())
                 }
-                NeighbourAttribute::Destination(NeighbourAddress::Inet6(v6)) => {
-                    dst = Some(IpAddr::V6(v6))
+                Err(e) => return Err(e).context("reading rtnetlink notifications"),
+            }
+            flags = libc::MSG_DONTWAIT;
+        }
+        Ok(())
+    }
+
+    /// The events of the datagram in `self.buf`.
+    fn parse(&self, out: &mut Vec<Event>) {
+        let Ok(parts) = split(&self.buf) else {
+            out.push(Event::Lost);
+            return;
+        };
+        for raw in parts {
+            match NetlinkMessage::<RouteNetlinkMessage>::deserialize(raw).map(|m| m.payload) {
+                Ok(NetlinkPayload::InnerMessage(m)) => out.extend(event(m)),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!(error = %e, "an undecodable rtnetlink notification");
+                    out.push(Event::Lost);
                 }
-                NeighbourAttribute::LinkLayerAddress(ll) => {
-                    mac = <[u8; 6]>::try_from(ll.as_slice()).ok()
-                }
-                _ => {}
             }
         }
-        if let (Some(dst), Some(mac)) = (dst, mac) {
-            out.insert(dst, EthernetAddress(mac));
+    }
+}
+
+/// What a notification says changed; `None` for what rvsd does not follow.
+fn event(m: RouteNetlinkMessage) -> Option<Event> {
+    match m {
+        RouteNetlinkMessage::NewNeighbour(n) => neighbour(&n).map(Event::Neighbour),
+        RouteNetlinkMessage::DelNeighbour(n) => {
+            neighbour(&n).map(|n| Event::Neighbour(Neighbour { mac: None, ..n }))
+        }
+        RouteNetlinkMessage::NewLink(l) | RouteNetlinkMessage::DelLink(l) => Some(Event::Link {
+            index: l.header.index,
+        }),
+        RouteNetlinkMessage::NewAddress(a) | RouteNetlinkMessage::DelAddress(a) => {
+            Some(Event::Address {
+                index: a.header.index,
+            })
+        }
+        RouteNetlinkMessage::NewRoute(r) => route_event(&r, false),
+        RouteNetlinkMessage::DelRoute(r) => route_event(&r, true),
+        _ => None,
+    }
+}
+
+/// A route notification, if it is about the main table.
+fn route_event(r: &RouteMessage, removed: bool) -> Option<Event> {
+    let mut dst = match r.header.address_family {
+        AddressFamily::Inet => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        AddressFamily::Inet6 => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+        _ => return None,
+    };
+    let mut table = u32::from(r.header.table);
+    let mut egress = Vec::new();
+    for a in &r.attributes {
+        match a {
+            RouteAttribute::Table(t) => table = *t,
+            RouteAttribute::Destination(d) => dst = route_ip(d).unwrap_or(dst),
+            RouteAttribute::Oif(i) => egress.push(*i),
+            RouteAttribute::MultiPath(hops) => {
+                egress.extend(hops.iter().map(|h| h.interface_index))
+            }
+            _ => {}
         }
     }
-    Ok(out)
+    (table == u32::from(RouteHeader::RT_TABLE_MAIN)).then_some(Event::Route {
+        dst,
+        prefix_len: r.header.destination_prefix_length,
+        egress,
+        removed,
+    })
 }
 
 /// Asks the kernel to resolve `addr` (its next hop, really), so the
-/// neighbour poller soon finds its MAC.
+/// neighbour table soon has its MAC (and a notification says so).
 ///
 /// First choice: look the route up (RTM_GETROUTE) and send RTM_NEWNEIGH with
 /// NTF_USE for the next hop on the route's interface, as

@@ -1,16 +1,15 @@
 //! rvsd: the RVS director daemon. See docs/rvsd.md.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
 use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
-use rvs_engine::{Engine, NeighborTable, Snapshot};
+use rvs_engine::{Engine, Snapshot};
 
 mod config;
 mod director;
@@ -20,6 +19,7 @@ mod kernel;
 mod logging;
 mod metrics;
 mod notify;
+mod watch;
 mod worker;
 
 use director::{Director, Handler};
@@ -130,12 +130,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (listener, socket_file) = rvs_api::bind(&socket)
         .with_context(|| format!("binding the control socket {}", socket.display()))?;
 
-    let mut neigh_gen = 1u64;
-    let mut neigh_now = kernel::neighbors()?;
-    let shared = Arc::new(Shared::new(
-        Arc::clone(&snapshot),
-        NeighborTable::new(neigh_now.clone(), neigh_gen),
-    ));
+    // Kernel facts by event (watch.rs): subscribed before the neighbour
+    // table is read, so no change falls in between.
+    let watch = watch::Watch::start(&ifaces, &config.routes)?;
+    let shared = Arc::new(Shared::new(Arc::clone(&snapshot), watch.table()));
 
     let policy = match args.xdp_mode.as_str() {
         "native" => XdpModePolicy::Native,
@@ -190,39 +188,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         })
     };
 
-    // Neighbours: poll the kernel's table, publish changes, and trigger
-    // resolution of next hops the workers asked for (at most once a second each).
-    let neigh_shared = Arc::clone(&shared);
-    let neighbour_thread =
-        std::thread::Builder::new()
-            .name("rvs-neigh".into())
-            .spawn(move || {
-                let mut asked: HashMap<std::net::IpAddr, Instant> = HashMap::new();
-                while !neigh_shared.stop.load(Ordering::Relaxed) {
-                    while let Ok(addr) = resolve_rx.try_recv() {
-                        let due = asked
-                            .get(&addr)
-                            .is_none_or(|t| t.elapsed() > Duration::from_secs(1));
-                        if due {
-                            kernel::trigger_resolution(addr);
-                            asked.insert(addr, Instant::now());
-                        }
-                    }
-                    match kernel::neighbors() {
-                        Ok(n) if n != neigh_now => {
-                            neigh_gen += 1;
-                            neigh_shared
-                                .neighbors
-                                .store(Arc::new(NeighborTable::new(n.clone(), neigh_gen)));
-                            tracing::debug!(entries = n.len(), "neighbour table updated");
-                            neigh_now = n;
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(error = %e, "reading the neighbour table"),
-                    }
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            })?;
+    // Next hops the worker has no MAC for: the kernel is asked to resolve
+    // them (the answer comes as a neighbour notification).
+    let resolve_stop = Arc::clone(&shared);
+    let resolver = std::thread::Builder::new()
+        .name("rvs-resolve".into())
+        .spawn(move || watch::resolve_next_hops(resolve_rx, &resolve_stop.stop))?;
 
     let (health_tx, mut health_rx) = tokio::sync::mpsc::channel(256);
     let monitor = rvs_health::HealthMonitor::new(health_tx)?;
@@ -236,6 +207,21 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&shared),
     )?;
     let handler = Arc::new(Handler(Mutex::new(director)));
+    // Neighbour changes go to the worker, interface and route changes to
+    // the director (validated whole, as a reload).
+    let kernel_thread = {
+        let shared = Arc::clone(&shared);
+        let handler = Arc::clone(&handler);
+        std::thread::Builder::new()
+            .name("rvs-kernel".into())
+            .spawn(move || {
+                watch.run(
+                    &shared.stop,
+                    |table| shared.neighbors.store(Arc::new(table)),
+                    |ifaces, routes| handler.apply_facts(ifaces, routes),
+                )
+            })?
+    };
 
     let served = rt.block_on(async {
         // Health events change the effective pool.
@@ -303,7 +289,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(w) = worker_thread {
         let _ = w.join();
     }
-    let _ = neighbour_thread.join();
+    let _ = kernel_thread.join();
+    let _ = resolver.join();
     // Dropping the director detaches XDP from every interface.
     drop(handler);
     if socket_file.remove() {

@@ -8,10 +8,11 @@
 //! Its rooms: [`edit`] applies commands to a configuration, [`steering`]
 //! updates the XDP maps, [`convert`] translates between the API's and the
 //! engine's types, [`listing`] answers what rvsadm lists, [`reload`]
-//! re-reads the file.
+//! re-reads the file, [`facts`] follows the kernel's interfaces and routes.
 
 mod convert;
 mod edit;
+mod facts;
 mod listing;
 mod reload;
 mod steering;
