@@ -191,3 +191,18 @@ impl Drop for Served {
         }
     }
 }
+
+/// A listing with no services, the table size rvsd reports by default:
+/// what a fake rvsd that was never configured lists.
+pub fn empty_listing() -> Listing {
+    Listing {
+        conn_table_size: 4096,
+        services: Vec::new(),
+        counters: Default::default(),
+        timeouts: crate::Timeouts::default(),
+        health: Vec::new(),
+        fwmark_rules: Vec::new(),
+        config_file: None,
+        config_diverged: false,
+    }
+}

@@ -6,8 +6,8 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-use rvs_api::testing::{FakeHandler, Served};
-use rvs_api::{Client, Listing, Timeouts};
+use rvs_api::testing::{empty_listing, FakeHandler, Served};
+use rvs_api::Client;
 
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
@@ -26,16 +26,7 @@ impl Drop for Restore {
 fn serving_survives_running_out_of_file_descriptors() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("rvsd.sock");
-    let listing = Listing {
-        conn_table_size: 4096,
-        services: Vec::new(),
-        counters: Default::default(),
-        timeouts: Timeouts::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-    };
+    let listing = empty_listing();
     let _served = Served::start(&path, FakeHandler::new(listing.clone(), Vec::new())).unwrap();
     let client = Client::new(&path);
     assert_eq!(client.listing().unwrap(), listing);

@@ -8,21 +8,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rvs_api::server::Limits;
-use rvs_api::testing::{FakeHandler, Served};
-use rvs_api::{Client, Command, Listing, Timeouts};
-
-fn empty() -> Listing {
-    Listing {
-        conn_table_size: 4096,
-        services: Vec::new(),
-        counters: Default::default(),
-        timeouts: Timeouts::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-    }
-}
+use rvs_api::testing::{empty_listing as empty, FakeHandler, Served};
+use rvs_api::{Client, Command, Listing};
 
 fn serve(path: &Path, limits: Limits) -> Served {
     Served::start_with(path, FakeHandler::new(empty(), Vec::new()), limits).unwrap()
