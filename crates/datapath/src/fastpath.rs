@@ -218,7 +218,11 @@ impl ConnEntry {
         e.next_hop = f.next_hop.0;
         e.dest = f.dest.0;
         match f.rewrite {
-            Rewrite::Route => e.action = action::ROUTE,
+            Rewrite::Route { server } => {
+                // Unused by the program; read back by a successor rvsd.
+                e.action = action::ROUTE;
+                e.addr = family_addr(server).1;
+            }
             Rewrite::MasqIn { addr, port } => {
                 e.action = action::MASQ_IN;
                 e.set_nat(key, addr, port, &key.daddr, key.dport)?;
@@ -416,8 +420,10 @@ mod tests {
             (action::TO_ENGINE, 5, 0)
         );
 
-        let e = ConnEntry::new(&k, &forward(Rewrite::Route), 1).unwrap();
+        let server = IpAddr::V4(Ipv4Addr::new(192, 168, 1, 3));
+        let e = ConnEntry::new(&k, &forward(Rewrite::Route { server }), 1).unwrap();
         assert_eq!((e.action, e.next_hop, e.dest), (action::ROUTE, 7, 9));
+        assert_eq!(&e.addr[..4], &[192, 168, 1, 3], "kept for a successor");
 
         let rip = Ipv4Addr::new(192, 168, 1, 2);
         let e = ConnEntry::new(
@@ -459,13 +465,17 @@ mod tests {
         });
         assert!(ConnEntry::new(&k, &v6, 1).is_err());
         let far = FastAction::Forward(FastForward {
-            rewrite: Rewrite::Route,
+            rewrite: Rewrite::Route {
+                server: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            },
             next_hop: NextHopId(MAX_NEXT_HOPS),
             dest: DestSlot(0),
         });
         assert!(ConnEntry::new(&k, &far, 1).is_err());
         let far = FastAction::Forward(FastForward {
-            rewrite: Rewrite::Route,
+            rewrite: Rewrite::Route {
+                server: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            },
             next_hop: NextHopId(0),
             dest: DestSlot(MAX_DEST_SLOTS),
         });

@@ -27,6 +27,10 @@ const D1_MAC: [u8; 6] = [2, 0, 0, 0, 0xd1, 1];
 const RS_MAC: [u8; 6] = [2, 0, 0, 0, 0x55, 5];
 const CLIENT_MAC: [u8; 6] = [2, 0, 0, 0, 0xc1, 1];
 const D0_MAC: [u8; 6] = [2, 0, 0, 0, 0xd0, 1];
+/// The real server a direct-routing entry names (the frame does not carry it).
+const DR_SERVER: Rewrite = Rewrite::Route {
+    server: IpAddr::V4(Ipv4Addr::new(10, 210, 1, 2)),
+};
 
 /// Where each frame went, read from the ingress interface's counters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -191,7 +195,7 @@ fn direct_routing_v4_and_v6_redirects_or_transmits_with_new_macs() {
         {
             let frame = flow.frame();
             // Out of another interface: redirect through tx_ports.
-            env.forward(flow, Rewrite::Route, 1, 3);
+            env.forward(flow, DR_SERVER, 1, 3);
             let (v, r) = env.run(&frame);
             let mut want = frame.clone();
             frames::set_macs(&mut want, D1_MAC, RS_MAC);
@@ -202,7 +206,7 @@ fn direct_routing_v4_and_v6_redirects_or_transmits_with_new_macs() {
             );
             assert_eq!(r.frame, want, "flow {i}: only the MACs change");
             // Back out of the interface it came in on: XDP_TX.
-            env.forward(flow, Rewrite::Route, 2, 3);
+            env.forward(flow, DR_SERVER, 2, 3);
             let (v, r) = env.run(&frame);
             frames::set_macs(&mut want, D0_MAC, RS_MAC);
             assert_eq!((v, r.action), (Verdict::FastTx, XdpAction::Tx), "{i}");
@@ -415,7 +419,7 @@ fn vlan_tagged_frames_take_the_fast_path() {
             let mut flow = Flow::tcp("10.210.0.1", 44000, "10.210.0.100", 80);
             flow.vlans = vlans.clone();
             let frame = flow.frame();
-            env.forward(&flow, Rewrite::Route, 1, 0);
+            env.forward(&flow, DR_SERVER, 1, 0);
             let (v, r) = env.run(&frame);
             let mut want = frame.clone();
             frames::set_macs(&mut want, D1_MAC, RS_MAC);
@@ -538,10 +542,10 @@ fn frames_the_engine_must_see_go_to_user_space_unchanged() {
 
         // Next hop unknown (never set) and made invalid.
         let f = Flow::tcp("10.210.0.1", 45003, "10.210.0.100", 80);
-        env.forward(&f, Rewrite::Route, 99, 0);
+        env.forward(&f, DR_SERVER, 99, 0);
         env.assert_to_user(&f.frame(), "next hop never set");
         env.hop(98, d1, D1_MAC, RS_MAC);
-        env.forward(&f, Rewrite::Route, 98, 0);
+        env.forward(&f, DR_SERVER, 98, 0);
         assert_eq!(env.run(&f.frame()).0, Verdict::FastRedirect);
         env.apply(FastPathOp::SetNextHop {
             id: NextHopId(98),
@@ -551,7 +555,7 @@ fn frames_the_engine_must_see_go_to_user_space_unchanged() {
 
         // Egress interface without a transmit port (lo is not one of ours).
         env.hop(97, 1, D1_MAC, RS_MAC);
-        env.forward(&f, Rewrite::Route, 97, 0);
+        env.forward(&f, DR_SERVER, 97, 0);
         env.assert_to_user(&f.frame(), "egress without a tx port");
 
         // NAT reply with TTL 1 / 0, hop limit 1.
@@ -759,9 +763,9 @@ fn counters_partition_every_frame() {
         env.hop(1, d1, D1_MAC, RS_MAC);
         env.hop(2, d0, D0_MAC, CLIENT_MAC);
         let fwd = Flow::tcp("10.210.0.1", 48000, "10.210.0.100", 80);
-        env.forward(&fwd, Rewrite::Route, 1, 0);
+        env.forward(&fwd, DR_SERVER, 1, 0);
         let tx = Flow::tcp("10.210.0.1", 48001, "10.210.0.100", 80);
-        env.forward(&tx, Rewrite::Route, 2, 0);
+        env.forward(&tx, DR_SERVER, 2, 0);
         let mut bad = Flow::udp("10.210.0.1", 48002, "10.210.0.100", 80).frame();
         bad.truncate(14 + 20 + 4);
         bad[14 + 2..14 + 4].copy_from_slice(&24u16.to_be_bytes());
@@ -1044,7 +1048,7 @@ fn generic_mode_runs_the_same_program() {
         dp.apply(&FastPathOp::Upsert {
             key: key(&f),
             action: FastAction::Forward(FastForward {
-                rewrite: Rewrite::Route,
+                rewrite: DR_SERVER,
                 next_hop: NextHopId(1),
                 dest: DestSlot(0),
             }),

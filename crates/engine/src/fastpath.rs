@@ -94,7 +94,12 @@ pub struct FastForward {
 pub enum Rewrite {
     /// Direct routing: only the MACs change (source = the egress interface's,
     /// destination = the real server's).
-    Route,
+    Route {
+        /// The real server. The frame does not carry it; the map entry
+        /// does, so that a successor rvsd can adopt the connection
+        /// (docs/rvsd.md, "Restart and upgrade").
+        server: IpAddr,
+    },
     /// NAT, client → real server: the destination address and port become
     /// these; IPv4 header and TCP/UDP checksums updated incrementally
     /// (RFC 1624; a UDP checksum of 0 stays 0, a result of 0 is written

@@ -54,6 +54,8 @@ pub struct Counters {
     pub conns_created: u64,
     /// Connections expired.
     pub conns_expired: u64,
+    /// Connections taken over from a previous rvsd's maps at start.
+    pub conns_adopted: u64,
 }
 
 impl Counters {
@@ -84,5 +86,6 @@ impl Counters {
         }
         self.conns_created += o.conns_created;
         self.conns_expired += o.conns_expired;
+        self.conns_adopted += o.conns_adopted;
     }
 }

@@ -49,7 +49,7 @@ fn tcp_dr_entry_forwards_only_while_established() {
     );
     d.run(&from_client(40000, ACK, b""), FRONT);
     let f = forward(&d, &k);
-    assert_eq!(f.rewrite, Rewrite::Route);
+    assert_eq!(f.rewrite, Rewrite::Route { server: ip(RS[0]) });
     assert_eq!(
         d.maps.next_hops.get(&f.next_hop),
         Some(&Some(NextHop {

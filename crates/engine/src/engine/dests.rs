@@ -104,6 +104,13 @@ pub(super) struct ServiceRt {
     pub(super) stats: Stats,
 }
 
+impl ServiceRt {
+    /// Its real servers' slab ids, in list order.
+    pub(super) fn dest_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.list.iter().map(|i| i.id)
+    }
+}
+
 impl Engine {
     /// Installs a new configuration. Unchanged services keep their counters
     /// and scheduler position; established connections keep flowing, also to
@@ -291,8 +298,18 @@ impl Engine {
         Some(svc.list[pick].id)
     }
 
-    /// Counts a new connection (or template) on its server.
+    /// Counts a new connection (or template) on its server, and a
+    /// connection as one the scheduler made.
     pub(super) fn bind(&mut self, dest: u32, template: bool) {
+        self.attach_to_dest(dest, template);
+        if !template {
+            self.count_scheduled(dest);
+        }
+    }
+
+    /// Counts a connection (inactive until established) or template on its
+    /// server, with the threshold rule.
+    pub(super) fn attach_to_dest(&mut self, dest: u32, template: bool) {
         let d = &mut self.dests[dest as usize];
         d.refs += 1;
         if template {
@@ -301,9 +318,6 @@ impl Engine {
             d.inactive += 1;
         }
         d.check_overload_on_bind();
-        if !template {
-            self.count_scheduled(dest);
-        }
     }
 
     /// Uncounts a connection or template that left the table.

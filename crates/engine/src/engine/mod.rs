@@ -14,6 +14,7 @@
 //! new one), applies the protocol state machine, and hands the frame to the
 //! one transmitter of the connection's forwarding method ([`crate::fwd`]).
 
+mod adopt;
 mod dests;
 mod fast;
 mod persist;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 use rvs_wire::{icmpv4, PacketBuf};
 
 use crate::config::{ServiceKey, Snapshot};
-use crate::conn::{addr_bytes, flag, Conn, ConnTable, NewConn, NIL};
+use crate::conn::{addr_bytes, flag, Conn, ConnTable, FlowKey, NewConn, NIL};
 use crate::fwd::{self, nat};
 use crate::neighbor::NeighborTable;
 use crate::parse::{parse, Parsed};
@@ -36,6 +37,7 @@ use crate::stats::Counters;
 use crate::time::Time;
 use crate::verdict::{DropReason, IfIndex, Verdict};
 
+pub use adopt::{AdoptError, Adopted};
 use dests::{DestRt, ServiceRt};
 use fast::FastState;
 
@@ -173,21 +175,26 @@ impl Engine {
     /// before IPVS), then (protocol, VIP, port), then a persistent port-0
     /// service on the VIP.
     fn classify(&self, p: &Parsed) -> Option<usize> {
-        let proto = crate::config::Protocol::from_number(p.key.proto)?;
-        let mark = self.snapshot.classify(p.key.proto, p.dst, p.key.dport);
+        self.classify_flow(&p.key, p.dst)
+    }
+
+    /// [`Engine::classify`] of a flow `key` whose destination is `dst`.
+    fn classify_flow(&self, key: &FlowKey, dst: IpAddr) -> Option<usize> {
+        let proto = crate::config::Protocol::from_number(key.proto)?;
+        let mark = self.snapshot.classify(key.proto, dst, key.dport);
         if mark != 0 {
             if let Some(pos) = self
                 .snapshot
-                .service_position(&ServiceKey::fwmark(mark, p.v6))
+                .service_position(&ServiceKey::fwmark(mark, key.v6))
             {
                 return Some(pos);
             }
         }
         self.snapshot
-            .service_position(&ServiceKey::new(proto, p.dst, p.key.dport))
+            .service_position(&ServiceKey::new(proto, dst, key.dport))
             .or_else(|| {
                 self.snapshot
-                    .service_position(&ServiceKey::new(proto, p.dst, 0))
+                    .service_position(&ServiceKey::new(proto, dst, 0))
             })
     }
 

@@ -19,20 +19,7 @@ impl Engine {
         p: &Parsed,
         pers: Persistence,
     ) -> Result<(u32, u32), Option<DropReason>> {
-        let key = self.snapshot.config().services[pos].key;
-        let mut tkey = FlowKey {
-            template: true,
-            proto: if key.is_fwmark() { 0 } else { p.key.proto },
-            v6: p.v6,
-            saddr: masked(p.key.saddr, p.v6, pers.prefix_len),
-            sport: 0,
-            daddr: p.key.daddr,
-            dport: if key.port == 0 { 0 } else { p.key.dport },
-        };
-        if key.is_fwmark() {
-            tkey.daddr = [0; 16];
-            tkey.daddr[..4].copy_from_slice(&key.fwmark.to_be_bytes());
-        }
+        let tkey = self.template_key(pos, &p.key, pers);
         let expires = now_s.saturating_add(pers.timeout);
         if let Some(t) = self.conns.find_in(&tkey) {
             let dest = self.conns.get(t).dest;
@@ -78,6 +65,27 @@ impl Engine {
             .ok_or(Some(DropReason::ConnTableFull))?;
         self.bind(dest, true);
         Ok((t, dest))
+    }
+}
+
+impl Engine {
+    /// The key of the template that persists `flow`'s client on service `pos`.
+    pub(super) fn template_key(&self, pos: usize, flow: &FlowKey, pers: Persistence) -> FlowKey {
+        let key = self.snapshot.config().services[pos].key;
+        let mut tkey = FlowKey {
+            template: true,
+            proto: if key.is_fwmark() { 0 } else { flow.proto },
+            v6: flow.v6,
+            saddr: masked(flow.saddr, flow.v6, pers.prefix_len),
+            sport: 0,
+            daddr: flow.daddr,
+            dport: if key.port == 0 { 0 } else { flow.dport },
+        };
+        if key.is_fwmark() {
+            tkey.daddr = [0; 16];
+            tkey.daddr[..4].copy_from_slice(&key.fwmark.to_be_bytes());
+        }
+        tkey
     }
 }
 

@@ -8,6 +8,7 @@
 use rvs_wire::PacketBuf;
 
 use super::ToServer;
+use crate::conn::{bytes_addr, Conn};
 use crate::fastpath::Rewrite;
 use crate::verdict::Verdict;
 
@@ -17,6 +18,8 @@ pub(crate) fn transmit(pkt: &mut PacketBuf<'_>, to: &ToServer) -> Verdict {
 }
 
 /// The XDP program does the same: MACs from the server's next hop.
-pub(crate) fn fast_rewrite() -> Rewrite {
-    Rewrite::Route
+pub(crate) fn fast_rewrite(c: &Conn) -> Rewrite {
+    Rewrite::Route {
+        server: bytes_addr(&c.daddr, c.v6()),
+    }
 }

@@ -58,7 +58,7 @@ pub(crate) fn transmit(
 /// method can be forwarded in XDP for this server.
 pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
     match c.method() {
-        ForwardMethod::Route => Some(dr::fast_rewrite()),
+        ForwardMethod::Route => Some(dr::fast_rewrite(c)),
         ForwardMethod::Masq => Some(nat::fast_rewrite_in(c)),
         ForwardMethod::Tunnel => tun::fast_rewrite(c, to),
     }

@@ -1,0 +1,187 @@
+//! Adopting connections a previous rvsd left forwarding in the XDP
+//! program's maps (a restart, an upgrade, a crash): the new engine takes
+//! each one into its table as the slow path would have it, on the real
+//! server the old entry names, so that it keeps flowing and is counted,
+//! expired, persisted and drained like any other.
+//!
+//! Only what a map entry proves is adopted: a flow the old program
+//! forwarded on its own, which the slow path had put there only in a state
+//! where nothing but timers and counters change (TCP ESTABLISHED, UDP).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::{secs, Engine};
+use crate::config::ForwardMethod;
+use crate::conn::{addr_bytes, flag, FlowKey, NewConn, NIL};
+use crate::proto::TcpState;
+use crate::time::Time;
+
+/// A connection found forwarding in a previous rvsd's maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adopted {
+    /// IP protocol number (TCP 6, UDP 17).
+    pub proto: u8,
+    /// The client's address and port.
+    pub client: SocketAddr,
+    /// The virtual address and port the client talks to.
+    pub virtual_addr: SocketAddr,
+    /// The real server the entry forwards to.
+    pub server: IpAddr,
+    /// The real server's port when the entry rewrites it (NAT); `None` when
+    /// the packets keep the virtual port (DR, TUN).
+    pub server_port: Option<u16>,
+    /// The forwarding method the entry applies.
+    pub method: ForwardMethod,
+    /// Seconds since the old program last forwarded a frame of it.
+    pub idle_secs: u32,
+}
+
+/// Why a connection was not adopted (it is left to end).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AdoptError {
+    /// No service of the configuration takes this flow any more.
+    #[error("no virtual service takes this flow")]
+    NoService,
+    /// The real server is no longer in the service, or forwards another way.
+    #[error("the real server is no longer in the service with this forwarding method")]
+    NoServer,
+    /// The connection is tracked already.
+    #[error("the connection is tracked already")]
+    Exists,
+    /// It would have expired already.
+    #[error("idle longer than its timeout")]
+    Expired,
+    /// The connection table is full.
+    #[error("the connection table is full")]
+    TableFull,
+    /// Addresses of two families, or a protocol the engine does not track.
+    #[error("not a TCP or UDP flow of one address family")]
+    Malformed,
+}
+
+impl Engine {
+    /// Takes `a` into the connection table at `now`: established (TCP) on
+    /// its real server, with the state's timeout less the time it was idle,
+    /// under its persistence template (made if the client has none, as a
+    /// synced connection makes one in IPVS). It is not counted as a
+    /// scheduled connection: no scheduler picked it. The fast-path ops that
+    /// put it back in the maps follow from [`Engine::poll_fast_path`].
+    pub fn adopt(&mut self, now: Time, a: &Adopted) -> Result<(), AdoptError> {
+        let now_s = secs(now);
+        if !self.clock_started {
+            self.conns.start_clock(now_s);
+            self.clock_started = true;
+        }
+        let v6 = a.client.is_ipv6();
+        let tcp = match a.proto {
+            rvs_wire::ip_proto::TCP => true,
+            rvs_wire::ip_proto::UDP => false,
+            _ => return Err(AdoptError::Malformed),
+        };
+        if a.virtual_addr.is_ipv6() != v6 || a.server.is_ipv6() != v6 {
+            return Err(AdoptError::Malformed);
+        }
+        let key = FlowKey {
+            template: false,
+            proto: a.proto,
+            v6,
+            saddr: addr_bytes(a.client.ip()),
+            sport: a.client.port(),
+            daddr: addr_bytes(a.virtual_addr.ip()),
+            dport: a.virtual_addr.port(),
+        };
+        if self.conns.find_in(&key).is_some() {
+            return Err(AdoptError::Exists);
+        }
+        let pos = self
+            .classify_flow(&key, a.virtual_addr.ip())
+            .ok_or(AdoptError::NoService)?;
+        let dest = self.adopted_dest(pos, a).ok_or(AdoptError::NoServer)?;
+        let timeouts = self.snapshot.config().timeouts;
+        let (state, timeout) = if tcp {
+            let s = TcpState::Established;
+            (s as u8, timeouts.tcp[s as usize])
+        } else {
+            (0, timeouts.udp)
+        };
+        let left = timeout
+            .checked_sub(a.idle_secs)
+            .filter(|&l| l > 0)
+            .ok_or(AdoptError::Expired)?;
+        if self.conns.len() >= self.conns.capacity() {
+            return Err(AdoptError::TableFull);
+        }
+        let template = match self.snapshot.config().services[pos].persistence {
+            Some(pers) => {
+                let tkey = self.template_key(pos, &key, pers);
+                match self.conns.find_in(&tkey) {
+                    Some(t) => t,
+                    None => {
+                        let t = self
+                            .conns
+                            .insert(NewConn {
+                                key: tkey,
+                                daddr: addr_bytes(a.server),
+                                dport: self.dests[dest as usize].port,
+                                method: a.method,
+                                dest,
+                                state: 0,
+                                expires: now_s.saturating_add(pers.timeout),
+                                control: NIL,
+                            })
+                            .ok_or(AdoptError::TableFull)?;
+                        self.attach_to_dest(dest, true);
+                        t
+                    }
+                }
+            }
+            None => NIL,
+        };
+        let dport = a.server_port.unwrap_or(a.virtual_addr.port());
+        let Some(idx) = self.conns.insert(NewConn {
+            key,
+            daddr: addr_bytes(a.server),
+            dport,
+            method: a.method,
+            dest,
+            state,
+            expires: now_s.saturating_add(left),
+            control: template,
+        }) else {
+            return Err(AdoptError::TableFull);
+        };
+        if template != NIL {
+            self.conns.get_mut(template).control += 1;
+        }
+        self.attach_to_dest(dest, false);
+        if tcp {
+            // Established: active on its server, as `transition` counts it.
+            let c = self.conns.get_mut(idx);
+            c.flags &= !flag::INACTIVE;
+            let d = &mut self.dests[dest as usize];
+            d.inactive -= 1;
+            d.active += 1;
+        }
+        self.counters.conns_adopted += 1;
+        self.fast_sync(idx);
+        Ok(())
+    }
+
+    /// The real server of service `pos` that `a` names: same address and
+    /// method, and for NAT the port the entry rewrites to.
+    fn adopted_dest(&self, pos: usize, a: &Adopted) -> Option<u32> {
+        let svc = self.services.get(pos)?;
+        svc.dest_ids().find(|&id| {
+            let d = &self.dests[id as usize];
+            let port = if d.port == 0 {
+                a.virtual_addr.port()
+            } else {
+                d.port
+            };
+            d.in_config
+                && d.addr == a.server
+                && d.method == a.method
+                && a.server_port.is_none_or(|p| p == port)
+        })
+    }
+}
