@@ -76,6 +76,10 @@ pub enum DatapathError {
         source: io::Error,
     },
 
+    /// The directory for state that outlives rvsd is not on a BPF file system.
+    #[error("{} is not on a BPF file system, so connections cannot outlive a restart (mount one: `mount -t bpf bpf /sys/fs/bpf`, or choose another --pin-dir)", .0.display())]
+    NotBpfFs(std::path::PathBuf),
+
     /// Any other system call that failed during setup.
     #[error("{call} failed: {source}")]
     Syscall {

@@ -159,6 +159,23 @@ impl ConnKey {
         })
     }
 
+    /// The full-width form of a `conns4` key.
+    pub(crate) fn from_v4(k: &ConnKey4) -> Self {
+        let mut saddr = [0u8; 16];
+        let mut daddr = [0u8; 16];
+        saddr[..4].copy_from_slice(&k.saddr);
+        daddr[..4].copy_from_slice(&k.daddr);
+        Self {
+            family: 4,
+            proto: k.proto,
+            sport: k.sport,
+            dport: k.dport,
+            pad: [0; 2],
+            saddr,
+            daddr,
+        }
+    }
+
     pub(crate) fn new(k: &FastKey) -> Result<Self, DatapathError> {
         let (family, saddr) = family_addr(k.saddr);
         let (dfamily, daddr) = family_addr(k.daddr);
@@ -315,6 +332,21 @@ impl NextHopValue {
             },
             None => Self::default(),
         })
+    }
+}
+
+/// Entries as the datapath writes them, for other modules' tests.
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The key and entry `apply` would write for `key` and `act`.
+    pub(crate) fn entry(key: &FastKey, act: &FastAction, last_seen: u64) -> (ConnKey, ConnEntry) {
+        let k = ConnKey::new(key).unwrap();
+        let e = ConnEntry::new(&k, act, last_seen).unwrap();
+        // What the program's map holds for IPv4: the compact key, widened.
+        let k = k.v4().map_or(k, |k4| ConnKey::from_v4(&k4));
+        (k, e)
     }
 }
 

@@ -26,6 +26,7 @@
 
 mod error;
 mod fastpath;
+mod handover;
 mod iface;
 mod maps;
 mod program;
@@ -33,6 +34,7 @@ mod test_run;
 mod xsk;
 
 pub use error::DatapathError;
+pub use handover::{pin_dir_for_socket, Inherited, InheritedFlows, PinDir, DEFAULT_PIN_ROOT};
 pub use iface::{ifindex_by_name, name_by_ifindex};
 pub use program::{
     monotonic_ns, AttachedInterface, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,

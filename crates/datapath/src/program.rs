@@ -22,6 +22,8 @@ use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
 use aya::maps::{Array, DevMap, HashMap, IterableMap, MapData, PerCpuArray, PerCpuValues, XskMap};
+use aya::programs::links::FdLink;
+use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use rvs_engine::limits::{
@@ -33,6 +35,7 @@ use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 use crate::fastpath::{
     check_dest, ConnEntry, ConnKey, ConnKey4, DestValue, IfCounters, NextHopValue,
 };
+use crate::handover::{Inherited, PinDir};
 use crate::iface::name_by_ifindex;
 use crate::maps::{chain, is_not_found, load_err, map_err, remove, take, AddrKey, L4Key};
 use crate::test_run::{self, TestRun};
@@ -85,11 +88,11 @@ fn attach(
     ifindex: u32,
     ifname: &str,
     policy: XdpModePolicy,
-) -> Result<XdpAttachMode, DatapathError> {
+) -> Result<(XdpLinkId, XdpAttachMode), DatapathError> {
     let mut detail = String::new();
     for &(flags, mode) in attach_modes(policy) {
         match prog.attach_to_if_index(ifindex, flags) {
-            Ok(_) => return Ok(mode),
+            Ok(id) => return Ok((id, mode)),
             Err(e) => {
                 let text = chain(&e);
                 let hint = if text.contains("Device or resource busy") {
@@ -185,10 +188,54 @@ pub struct XdpDatapath {
     vips: HashMap<MapData, AddrKey, u32>,
     xsks: XskMap<MapData>,
     if_stats: PerCpuArray<MapData, IfCounters>,
+    /// The interfaces to attach to (index, name), in slot order.
+    targets: Vec<(u32, String)>,
     interfaces: Vec<AttachedInterface>,
     conn_entries: u32,
-    // Last: owns the program and its links; dropping it detaches.
+    /// With a pin directory: the pinned links, which keep the program
+    /// attached until their pins go.
+    pins: Option<Pins>,
+    // Last: owns the program and its unpinned links; dropping it detaches.
     ebpf: Ebpf,
+}
+
+/// What this datapath pinned (see crate::handover).
+struct Pins {
+    dir: PinDir,
+    links: Vec<(std::path::PathBuf, FdLink)>,
+    /// Leave everything pinned on drop, for a successor to take over.
+    keep: bool,
+}
+
+impl Drop for XdpDatapath {
+    /// Unless kept for a successor, removes every pin, so that dropping
+    /// the links then detaches the program.
+    fn drop(&mut self) {
+        let Some(pins) = &self.pins else { return };
+        if pins.keep {
+            tracing::info!(dir = %pins.dir.path().display(), "XDP program left attached, its state pinned for the next rvsd");
+            return;
+        }
+        for (path, _) in &pins.links {
+            remove_pin(path);
+        }
+        for name in CONN_MAPS {
+            remove_pin(&pins.dir.map_path(name));
+        }
+        // Empty now, unless someone put something else there.
+        let _ = std::fs::remove_dir(pins.dir.path());
+    }
+}
+
+/// The maps a successor reads connections from.
+const CONN_MAPS: [&str; 2] = ["conns4", "conns6"];
+
+fn remove_pin(path: &std::path::Path) {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(pin = %path.display(), error = %e, "could not remove a BPF pin"),
+    }
 }
 
 impl std::fmt::Debug for XdpDatapath {
@@ -216,6 +263,14 @@ impl XdpDatapath {
         policy: XdpModePolicy,
         conn_capacity: u32,
     ) -> Result<Self, DatapathError> {
+        let mut dp = Self::load_detached(ifindexes, conn_capacity)?;
+        dp.attach(policy, None)?;
+        Ok(dp)
+    }
+
+    /// [`load`](Self::load) without attaching: fill the maps first (services,
+    /// VIPs, adopted connections), then [`attach`](Self::attach).
+    pub fn load_detached(ifindexes: &[u32], conn_capacity: u32) -> Result<Self, DatapathError> {
         if ifindexes.len() > MAX_INTERFACES as usize {
             return Err(DatapathError::InvalidArgument(format!(
                 "{} interfaces: the XDP program serves at most {MAX_INTERFACES}",
@@ -293,17 +348,6 @@ impl XdpDatapath {
             }
         }
 
-        let mut interfaces = Vec::with_capacity(ifindexes.len());
-        for (&ifindex, name) in ifindexes.iter().zip(names) {
-            let mode = attach(program_mut(&mut ebpf)?, ifindex, &name, policy)?;
-            tracing::info!(iface = %name, ?mode, "RVS XDP program attached");
-            interfaces.push(AttachedInterface {
-                ifindex,
-                name,
-                mode,
-            });
-        }
-
         Ok(Self {
             conns: ConnMaps {
                 v4: take(&mut ebpf, "conns4")?,
@@ -315,10 +359,140 @@ impl XdpDatapath {
             vips: take(&mut ebpf, "vip_addrs")?,
             xsks: take(&mut ebpf, "xsks")?,
             if_stats: take(&mut ebpf, "if_stats")?,
-            interfaces,
+            targets: ifindexes.iter().copied().zip(names).collect(),
+            interfaces: Vec::new(),
             conn_entries,
+            pins: None,
             ebpf,
         })
+    }
+
+    /// Attaches the program to every interface it was loaded for (native,
+    /// else generic, as `policy` allows).
+    ///
+    /// With a pin directory, the links and connection maps are pinned there
+    /// (crate::handover): the program then stays attached if this process
+    /// dies, and a successor takes over. The links of `inherited` (what a
+    /// previous rvsd pinned there) get this program swapped in atomically
+    /// instead of a new attachment; inherited links of interfaces no longer
+    /// served are detached. Call it once the maps hold what a frame may need
+    /// (services, VIPs, adopted connections).
+    pub fn attach(
+        &mut self,
+        policy: XdpModePolicy,
+        pin: Option<(PinDir, Inherited)>,
+    ) -> Result<(), DatapathError> {
+        let (dir, mut inherited) = match pin {
+            Some((dir, inherited)) => (Some(dir), inherited),
+            None => (None, Inherited::default()),
+        };
+        let mut pinned = Vec::new();
+        for (ifindex, name) in self.targets.clone() {
+            let prog = program_mut(&mut self.ebpf)?;
+            let old = inherited.links.iter().position(|l| l.ifindex == ifindex);
+            let (id, mode, path) = match (old, &dir) {
+                (Some(i), Some(_)) => {
+                    let old = inherited.links.swap_remove(i);
+                    let link = XdpLink::try_from(old.link)
+                        .map_err(|e| handover_err("reading a pinned XDP link", chain(&e)))?;
+                    let id = prog.attach_to_link(link).map_err(|e| {
+                        handover_err("swapping the program into the pinned XDP link", chain(&e))
+                    })?;
+                    tracing::info!(iface = %name, mode = ?old.mode, "RVS XDP program swapped in, taking over from the previous rvsd");
+                    (id, old.mode, Some(old.path))
+                }
+                _ => {
+                    let (id, mode) = attach(prog, ifindex, &name, policy)?;
+                    tracing::info!(iface = %name, ?mode, "RVS XDP program attached");
+                    (id, mode, None)
+                }
+            };
+            if let Some(dir) = &dir {
+                let link = prog
+                    .take_link(id)
+                    .map_err(|e| handover_err("taking the XDP link", chain(&e)))?;
+                match FdLink::try_from(link) {
+                    Ok(fd) => {
+                        let (path, fd) = match path {
+                            Some(p) => (p, fd),
+                            None => {
+                                let p = dir.link_path(ifindex, mode);
+                                let fd = fd
+                                    .pin(&p)
+                                    .map_err(|e| handover_err("pinning the XDP link", chain(&e)))?;
+                                (p, FdLink::from(fd))
+                            }
+                        };
+                        pinned.push((path, fd));
+                    }
+                    Err(e) => {
+                        // A netlink attachment (kernel < 5.9): it went with
+                        // the link; attach again, unpinned.
+                        tracing::warn!(iface = %name, error = %chain(&e), "no BPF link on this kernel: connections will not outlive rvsd");
+                        let prog = program_mut(&mut self.ebpf)?;
+                        attach(prog, ifindex, &name, policy)?;
+                    }
+                }
+            }
+            self.interfaces.push(AttachedInterface {
+                ifindex,
+                name,
+                mode,
+            });
+        }
+        let Some(dir) = dir else { return Ok(()) };
+        // Interfaces the previous rvsd served and this one does not.
+        for old in inherited.links.drain(..) {
+            tracing::info!(
+                ifindex = old.ifindex,
+                "detaching the previous rvsd's XDP program from an interface no longer served"
+            );
+            remove_pin(&old.path);
+        }
+        // The successor reads connections from the maps in force now.
+        for (name, map) in CONN_MAPS
+            .iter()
+            .zip([self.conns.v4.map(), self.conns.v6.map()])
+        {
+            let path = dir.map_path(name);
+            remove_pin(&path);
+            map.pin(&path)
+                .map_err(|e| handover_err("pinning a connection map", chain(&e)))?;
+        }
+        self.pins = Some(Pins {
+            dir,
+            links: pinned,
+            keep: false,
+        });
+        Ok(())
+    }
+
+    /// On drop, leave the program attached and its state pinned for the
+    /// next rvsd (a restart or an upgrade) instead of detaching it. Without
+    /// a pin directory there is nothing to keep and the program detaches.
+    pub fn keep_for_successor(&mut self) {
+        if let Some(p) = &mut self.pins {
+            p.keep = true;
+        }
+    }
+
+    /// The kernel's id of this program (what `ip link` shows as
+    /// `prog/xdp id N` on an interface it is attached to).
+    pub fn program_id(&self) -> Result<u32, DatapathError> {
+        let prog: &Xdp = self
+            .ebpf
+            .program(PROGRAM)
+            .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))?;
+        prog.info()
+            .map(|i| i.id())
+            .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))
+    }
+
+    /// The pin directory, if the program's state is pinned.
+    pub fn pin_dir(&self) -> Option<&std::path::Path> {
+        self.pins.as_ref().map(|p| p.dir.path())
     }
 
     /// The interfaces the program is attached to, in slot order, with their mode.
@@ -662,6 +836,10 @@ fn memlock(map: &MapData) -> Result<u64, DatapathError> {
                 source: std::io::Error::other(format!("no memlock line in {path}")),
             })
     }
+}
+
+fn handover_err(what: &'static str, detail: String) -> DatapathError {
+    DatapathError::syscall(what, std::io::Error::other(detail))
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {

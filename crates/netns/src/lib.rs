@@ -37,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+mod bpffs;
 mod cmd;
 mod registry;
 mod veth;
@@ -49,6 +50,7 @@ use std::thread::JoinHandle;
 
 use nix::sched::CloneFlags;
 
+pub use bpffs::BpfFs;
 pub use cmd::{describe, output, run, wait_until, Error, COMMAND_TIMEOUT};
 pub use registry::on_signal;
 pub use veth::{End, Veth};
