@@ -502,7 +502,10 @@ impl XdpDatapath {
 
     /// How the program is attached to `ifindex` (None: not one of ours).
     pub fn mode(&self, ifindex: u32) -> Option<XdpAttachMode> {
-        self.iface(ifindex).map(|(_, i)| i.mode)
+        self.interfaces
+            .iter()
+            .find(|i| i.ifindex == ifindex)
+            .map(|i| i.mode)
     }
 
     /// Size of the `conns` map (entries, two per NAT connection).
@@ -510,12 +513,14 @@ impl XdpDatapath {
         self.conn_entries
     }
 
-    fn iface(&self, ifindex: u32) -> Option<(u32, &AttachedInterface)> {
-        self.interfaces
+    /// The slot and name of one of the interfaces the program was loaded
+    /// for (attached or not yet).
+    fn iface(&self, ifindex: u32) -> Option<(u32, &str)> {
+        self.targets
             .iter()
             .enumerate()
-            .find(|(_, i)| i.ifindex == ifindex)
-            .map(|(slot, i)| (slot as u32, i))
+            .find(|(_, (i, _))| *i == ifindex)
+            .map(|(slot, (_, name))| (slot as u32, name.as_str()))
     }
 
     fn xsk_index(&self, ifindex: u32, queue: u32) -> Result<u32, DatapathError> {
@@ -529,7 +534,7 @@ impl XdpDatapath {
             return Err(DatapathError::InvalidArgument(format!(
                 "queue {queue} on {}: the XDP program hands queues 0..{MAX_QUEUES_PER_INTERFACE} \
                  to user space (lower the interface's queue count with `ethtool -L`)",
-                i.name
+                i
             )));
         }
         Ok(slot * MAX_QUEUES_PER_INTERFACE + queue)

@@ -899,6 +899,15 @@ impl Spawned {
     /// SIGTERM, then SIGKILL after `grace`; returns how it exited and its
     /// output.
     pub fn stop(self, grace: Duration) -> Result<(ExitStatus, String), LabError> {
+        self.stop_with(libc::SIGTERM, grace)
+    }
+
+    /// As [`Spawned::stop`] with `signal` first (SIGKILL: at once).
+    pub fn stop_with(
+        self,
+        signal: libc::c_int,
+        grace: Duration,
+    ) -> Result<(ExitStatus, String), LabError> {
         let child = lock(&self.shared).children.remove(&self.id);
         let Some(mut child) = child else {
             return Err(LabError::InvalidSpec(format!(
@@ -906,7 +915,7 @@ impl Spawned {
                 self.command
             )));
         };
-        cmd::signal(child.id(), libc::SIGTERM);
+        cmd::signal(child.id(), signal);
         let status = match cmd::wait_until(&mut child, Instant::now() + grace)
             .map_err(LabError::io(format!("waiting for `{}`", self.command)))?
         {

@@ -14,6 +14,7 @@ use rvs_engine::{Engine, Snapshot};
 mod config;
 mod director;
 mod estimator;
+mod handover;
 mod health;
 mod kernel;
 mod logging;
@@ -35,6 +36,12 @@ struct Args {
     /// Control socket path (default /run/rvs/rvsd.sock or $RVSD_SOCKET).
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// Directory on a BPF file system where the XDP program's links and
+    /// connection maps are pinned, so that established connections outlive
+    /// a restart (default /sys/fs/bpf/rvs/<the socket path, escaped>;
+    /// skipped with a warning when that is not on a bpffs).
+    #[arg(long, value_name = "DIR")]
+    pin_dir: Option<PathBuf>,
     /// XDP attach mode: auto (native, else generic), native or generic.
     #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
     xdp_mode: String,
@@ -142,15 +149,17 @@ fn run(args: Args) -> anyhow::Result<()> {
     };
     let (resolve_tx, resolve_rx) = mpsc::sync_channel(1024);
     let mut worker_thread = None;
+    // What a previous rvsd pinned (handover.rs): adopted below, its links
+    // taken over once the maps are filled.
+    let mut carried = None;
     let plane = if ifaces.is_empty() {
         None
     } else {
-        // One XDP program on every interface, its maps shared by all of them.
+        carried = handover::open(args.pin_dir.as_deref(), &socket)?;
+        // One XDP program on every interface, its maps shared by all of
+        // them; attached once they hold what a frame may need.
         let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
-        let mut datapath = XdpDatapath::load(&ifindexes, policy, config.max_connections)?;
-        for a in datapath.interfaces() {
-            tracing::info!(interface = %a.name, mode = ?a.mode, "XDP program attached");
-        }
+        let mut datapath = XdpDatapath::load_detached(&ifindexes, config.max_connections)?;
         // A socket on every RX queue of every interface, one UMEM, one thread.
         let mut sockets = Vec::new();
         for i in &ifaces {
@@ -167,7 +176,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let datapath = Arc::new(Mutex::new(datapath));
         let report = Arc::new(Mutex::new(Report::default()));
         let (commands, command_rx) = mpsc::channel();
-        let w = Worker {
+        let mut w = Worker {
             group,
             engine: Engine::new(Arc::clone(&snapshot), random_seeds()),
             datapath: Arc::clone(&datapath),
@@ -176,6 +185,13 @@ fn run(args: Args) -> anyhow::Result<()> {
             resolve: resolve_tx.clone(),
             commands: command_rx,
         };
+        if let Some(c) = &carried {
+            let flows = c
+                .inherited
+                .flows()
+                .context("reading the previous rvsd's connections")?;
+            w.adopt(&flows);
+        }
         worker_thread = Some(
             std::thread::Builder::new()
                 .name("rvs-worker".into())
@@ -207,6 +223,16 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&shared),
     )?;
     let handler = Arc::new(Handler(Mutex::new(director)));
+    // Services and VIPs are in the maps now, adopted connections too:
+    // attach, or swap this program into the previous rvsd's links.
+    let datapath = handler.0.lock().ok().and_then(|d| d.datapath());
+    if let Some(dp) = &datapath {
+        let mut dp = dp.lock().map_err(|_| anyhow!("datapath lock poisoned"))?;
+        dp.attach(policy, carried.take().map(|c| (c.pins, c.inherited)))?;
+        for a in dp.interfaces() {
+            tracing::info!(interface = %a.name, mode = ?a.mode, "XDP program attached");
+        }
+    }
     // Neighbour changes go to the worker, interface and route changes to
     // the director (validated whole, as a reload).
     let kernel_thread = {
@@ -265,38 +291,67 @@ fn run(args: Args) -> anyhow::Result<()> {
                 let _ = tokio::task::spawn_blocking(move || h.tick_rates()).await;
             }
         });
+        let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
         tokio::select! {
             never = rvs_api::serve(listener, Arc::clone(&handler)) => match never {},
-            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
-            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(Stop::ForGood) }
+            _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(Stop::ForGood) }
+            _ = usr2.recv() => {
+                tracing::info!("SIGUSR2: stopping for a successor; established connections keep flowing");
+                Ok(Stop::ForSuccessor)
+            }
         }
     });
 
     notify::stopping();
-    // omega: quorum_down for services that ask for it, before stopping.
+    let handing_over = matches!(served, Ok(Stop::ForSuccessor));
     let last = handler
         .0
         .lock()
         .map(|mut d| d.shutdown())
         .unwrap_or_default();
-    rt.block_on(async {
-        for c in last {
-            tracing::info!(command = %c.command, "running quorum_down (omega)");
-            let _ = rvs_health::run_command(&c.command, Duration::from_secs(10)).await;
+    if handing_over {
+        // The services go on under the successor: no quorum_down, and the
+        // program stays attached with its state pinned (if it is).
+        if let Some(dp) = &datapath {
+            match dp.lock() {
+                Ok(mut dp) if dp.pin_dir().is_some() => dp.keep_for_successor(),
+                _ => tracing::warn!(
+                    "no pinned state (no BPF file system): stopping as for good, connections end"
+                ),
+            }
         }
-    });
+    } else {
+        // omega: quorum_down for services that ask for it, before stopping.
+        rt.block_on(async {
+            for c in last {
+                tracing::info!(command = %c.command, "running quorum_down (omega)");
+                let _ = rvs_health::run_command(&c.command, Duration::from_secs(10)).await;
+            }
+        });
+    }
     shared.stop.store(true, Ordering::Relaxed);
     if let Some(w) = worker_thread {
         let _ = w.join();
     }
     let _ = kernel_thread.join();
     let _ = resolver.join();
-    // Dropping the director detaches XDP from every interface.
+    // Dropping the director detaches XDP from every interface (unless kept
+    // for a successor).
+    drop(datapath);
     drop(handler);
     if socket_file.remove() {
-        tracing::info!("rvsd stopped; XDP detached, socket removed");
+        tracing::info!("rvsd stopped; socket removed");
     } else {
-        tracing::warn!(socket = %socket.display(), "rvsd stopped; XDP detached; the socket path is no longer this daemon's socket and was left alone");
+        tracing::warn!(socket = %socket.display(), "rvsd stopped; the socket path is no longer this daemon's socket and was left alone");
     }
-    served
+    served.map(|_| ())
+}
+
+/// How rvsd was asked to stop.
+enum Stop {
+    /// SIGTERM, SIGINT: detach and forget.
+    ForGood,
+    /// SIGUSR2: leave established flows to the XDP program for the next rvsd.
+    ForSuccessor,
 }

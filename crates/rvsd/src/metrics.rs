@@ -271,6 +271,11 @@ pub(crate) fn render(
         "rvs_worker_tx_failed",
         "Frames the worker could not queue for transmission.",
     );
+    let w_adopted = counter(
+        &mut r,
+        "rvs_worker_connections_adopted",
+        "Connections taken over at start from the XDP maps a previous rvsd left pinned (a restart or an upgrade).",
+    );
     let w_conns = gauge(
         &mut r,
         "rvs_worker_connections",
@@ -408,6 +413,7 @@ pub(crate) fn render(
         let lab = l(&[("worker", worker.clone())]);
         w_batches.get_or_create(&lab).inc_by(w.batches);
         w_tx_failed.get_or_create(&lab).inc_by(w.tx_failed);
+        w_adopted.get_or_create(&lab).inc_by(c.conns_adopted);
         w_conns.get_or_create(&lab).set(i64::from(w.connections));
         w_capacity
             .get_or_create(&lab)

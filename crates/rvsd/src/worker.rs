@@ -16,10 +16,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use rvs_datapath::{monotonic_ns, RxFrame, XdpDatapath, XskGroup, XskStats};
+use rvs_datapath::{monotonic_ns, InheritedFlows, RxFrame, XdpDatapath, XskGroup, XskStats};
 use rvs_engine::{
-    ConnInfo, Counters, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey, ServiceStatus,
-    Snapshot, Time, Verdict,
+    AdoptError, ConnInfo, Counters, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey,
+    ServiceStatus, Snapshot, Time, Verdict,
 };
 
 /// Frames handled per batch.
@@ -156,6 +156,42 @@ impl Worker {
         }
         self.fold_fast_path_counters();
         self.publish(&tally);
+    }
+
+    /// Before the loop starts: takes the flows a previous rvsd's program
+    /// forwards into the engine and writes them into this datapath's maps
+    /// (see handover.rs). Returns how many were adopted; the others are
+    /// logged by reason and left to end.
+    pub(crate) fn adopt(&mut self, inherited: &InheritedFlows) -> usize {
+        let neigh = self.shared.neighbors.load();
+        self.engine.set_neighbors_if_newer(&neigh);
+        let mut tally = Tally::default();
+        let mut adopted = 0;
+        let mut refused: Vec<(AdoptError, usize)> = Vec::new();
+        for (i, flow) in inherited.flows.iter().enumerate() {
+            match self.engine.adopt(self.shared.now(), flow) {
+                Ok(()) => adopted += 1,
+                Err(e) => match refused.iter_mut().find(|(r, _)| *r == e) {
+                    Some((_, n)) => *n += 1,
+                    None => refused.push((e, 1)),
+                },
+            }
+            // Bounded op queue: apply as we go.
+            if i % 1024 == 1023 {
+                self.apply_fast_path(&mut tally);
+            }
+        }
+        self.apply_fast_path(&mut tally);
+        for (reason, count) in refused {
+            tracing::warn!(count, %reason, "connections of the previous rvsd not adopted");
+        }
+        tracing::info!(
+            adopted,
+            not_forwarding = inherited.skipped,
+            map_errors = tally.fast_op_errors,
+            "connections taken over from the previous rvsd"
+        );
+        adopted
     }
 
     /// One received frame: through the engine, then out or back to the pool.

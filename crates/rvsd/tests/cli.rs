@@ -232,3 +232,39 @@ fn start_refuses_what_the_xdp_maps_cannot_hold() {
     assert!(err.contains("at most 65536 (MAX_VIPS)"), "{err}");
     assert!(!socket.exists(), "rvsd served before refusing");
 }
+
+#[test]
+fn an_explicit_pin_dir_off_a_bpf_file_system_is_refused_before_attaching() {
+    let mut bed = rvs_netns::Bed::new();
+    let ns = bed.add("pins");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.toml");
+    std::fs::write(&path, "interfaces = [\"lo\"]\n").unwrap();
+    let socket = dir.path().join("s.sock");
+    let pins = dir.path().join("pins");
+    let out = rvs_netns::output(
+        &mut rvs_netns::command(
+            &ns,
+            &[
+                env!("CARGO_BIN_EXE_rvsd"),
+                "--config",
+                path.to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+                "--pin-dir",
+                pins.to_str().unwrap(),
+            ],
+        ),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is not on a BPF file system") && err.contains("--pin-dir"),
+        "{err}"
+    );
+    assert!(!pins.exists(), "nothing created off the bpffs");
+    let link = rvs_netns::ip(&ns, &["link", "show", "dev", "lo"]).unwrap();
+    assert!(!link.contains("xdp"), "nothing attached: {link}");
+}

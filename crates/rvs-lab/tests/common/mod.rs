@@ -347,12 +347,19 @@ pub(crate) struct Daemon<'a> {
     pub(crate) rvsadm: PathBuf,
     pub(crate) config: PathBuf,
     pub(crate) socket: PathBuf,
+    /// More command-line arguments (e.g. `--pin-dir`).
+    pub(crate) args: Vec<String>,
 }
 
 impl<'a> Daemon<'a> {
     /// Writes `interfaces = [front, back]` plus `rest` to the lab dir and
     /// starts rvsd on it; returns once it says it is ready and answers.
     pub(crate) fn start(lab: &'a Lab, rest: &str) -> Daemon<'a> {
+        Self::start_with(lab, rest, &[])
+    }
+
+    /// [`Daemon::start`] with more command-line arguments.
+    pub(crate) fn start_with(lab: &'a Lab, rest: &str, args: &[&str]) -> Daemon<'a> {
         let bins = binaries();
         let mut d = Daemon {
             lab,
@@ -361,6 +368,7 @@ impl<'a> Daemon<'a> {
             rvsadm: bins.rvsadm.clone(),
             config: lab.dir().join("rvsd-file.toml"),
             socket: lab.dir().join("rvsd-file.sock"),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.write_config(rest);
         d.spawn();
@@ -373,10 +381,15 @@ impl<'a> Daemon<'a> {
             self.config.display().to_string(),
             self.socket.display().to_string(),
         );
-        let p = self
-            .lab
-            .spawn("dir", &[&rvsd, "--config", &config, "--socket", &socket])
-            .expect("starting rvsd");
+        let mut argv = vec![
+            rvsd.as_str(),
+            "--config",
+            config.as_str(),
+            "--socket",
+            socket.as_str(),
+        ];
+        argv.extend(self.args.iter().map(String::as_str));
+        let p = self.lab.spawn("dir", &argv).expect("starting rvsd");
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             assert!(p.is_running(), "rvsd exited while starting:\n{}", p.log());
@@ -400,6 +413,23 @@ impl<'a> Daemon<'a> {
         let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
         assert!(status.success(), "rvsd exited with {status}:\n{log}");
         self.spawn();
+    }
+
+    /// Stops rvsd with `signal` (SIGUSR2: for a successor; SIGKILL: a
+    /// crash), then starts the same binary on the same files again.
+    /// Returns the old process's output.
+    pub(crate) fn stop_and_start(&mut self, signal: libc::c_int) -> String {
+        let p = self.process.take().expect("rvsd runs");
+        let (status, log) = p
+            .stop_with(signal, Duration::from_secs(5))
+            .expect("stopping rvsd");
+        if signal == libc::SIGKILL {
+            assert!(!status.success(), "rvsd survived SIGKILL:\n{log}");
+        } else {
+            assert!(status.success(), "rvsd exited with {status}:\n{log}");
+        }
+        self.spawn();
+        log
     }
 
     /// Replaces the configuration file (rvsd reads it on reload only).

@@ -53,6 +53,7 @@ impl Director {
         c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
         c.insert("conns_expired".into(), counters.conns_expired);
+        c.insert("conns_adopted".into(), counters.conns_adopted);
         c.insert("connections".into(), u64::from(report.connections));
         c.insert("tx_failed".into(), report.tx_failed);
         c.insert("fast_path_ops".into(), report.fast_ops);

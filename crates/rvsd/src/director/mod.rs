@@ -147,6 +147,11 @@ impl Director {
     }
 
     /// quorum_down commands for omega services, to run at shutdown.
+    /// The XDP datapath, if the director has interfaces.
+    pub(crate) fn datapath(&self) -> Option<Arc<Mutex<rvs_datapath::XdpDatapath>>> {
+        self.plane.as_ref().map(|p| Arc::clone(&p.datapath))
+    }
+
     pub(crate) fn shutdown(&mut self) -> Vec<rvs_health::policy::QuorumCommand> {
         self.health.shutdown()
     }
