@@ -19,6 +19,7 @@ mod kernel;
 mod logging;
 mod metrics;
 mod notify;
+mod privilege;
 mod watch;
 mod worker;
 
@@ -45,6 +46,9 @@ struct Args {
     /// packaging).
     #[arg(long, value_name = "WHAT", hide = true)]
     generate: Option<Generated>,
+    /// Internal: run scripts for rvsd as UID:GID (privilege.rs).
+    #[arg(long, value_name = "UID:GID", hide = true)]
+    script_runner: Option<String>,
 }
 
 /// What `--generate` prints.
@@ -88,6 +92,9 @@ fn random_seeds() -> [u64; 4] {
 fn main() {
     logging::init();
     let args = Args::parse();
+    if let Some(who) = &args.script_runner {
+        std::process::exit(privilege::script_runner_main(who));
+    }
     if let Some(what) = args.generate {
         if let Err(e) = generate(what) {
             eprintln!("rvsd: writing the {what:?} output: {e}");
@@ -105,11 +112,8 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let config::Start {
-        config,
-        plan,
-        metrics_listen,
-    } = config::start(args.config.as_deref())?;
+    let start = config::start(args.config.as_deref())?;
+    let (config, plan, metrics_listen) = (start.config, start.plan, start.metrics_listen);
     let ifaces = config.interfaces.clone();
     let where_ = args
         .config
@@ -118,17 +122,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     let snapshot = Snapshot::new(config.clone()).map_err(|e| anyhow!("{where_}: {e}"))?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let _in_runtime = rt.enter();
-    // The socket first: a second rvsd fails here, before it touches the
-    // interfaces the first one runs on. Only the socket file this daemon
-    // created is removed when it stops (`socket_file` dropped, or below).
-    let socket = rvs_api::socket_path(args.socket.as_deref());
-    let (listener, socket_file) = rvs_api::bind(&socket)
-        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    let privileges = start.privileges;
+    // Setup runs on this one thread (privilege.rs): a runtime without
+    // threads of its own binds the socket, the serving one starts after
+    // the capabilities are dropped.
+    let (listener, socket_file, socket) = {
+        let setup = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _in_setup = setup.enter();
+        // The socket first: a second rvsd fails here, before it touches
+        // the interfaces the first one runs on. Only the socket file this
+        // daemon created is removed when it stops.
+        let socket = rvs_api::socket_path(args.socket.as_deref());
+        let group = privileges.socket_group.as_ref().map(|g| g.gid);
+        let (listener, file) = rvs_api::bind_with(&socket, group)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        (listener.into_std()?, file, socket)
+    };
+    if let Some(u) = &privileges.user {
+        // rvsd's own user removes the socket at stop.
+        std::os::unix::fs::chown(&socket, Some(u.uid), None)
+            .with_context(|| format!("giving {} to user {}", socket.display(), u.user))?;
+    }
 
     // Kernel facts by event (watch.rs): subscribed before the neighbour
     // table is read, so no change falls in between.
@@ -141,7 +157,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => XdpModePolicy::Auto,
     };
     let (resolve_tx, resolve_rx) = mpsc::sync_channel(1024);
-    let mut worker_thread = None;
+    let mut worker = None;
     let plane = if ifaces.is_empty() {
         None
     } else {
@@ -167,7 +183,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let datapath = Arc::new(Mutex::new(datapath));
         let report = Arc::new(Mutex::new(Report::default()));
         let (commands, command_rx) = mpsc::channel();
-        let w = Worker {
+        worker = Some(Worker {
             group,
             engine: Engine::new(Arc::clone(&snapshot), random_seeds()),
             datapath: Arc::clone(&datapath),
@@ -175,17 +191,45 @@ fn run(args: Args) -> anyhow::Result<()> {
             report: Arc::clone(&report),
             resolve: resolve_tx.clone(),
             commands: command_rx,
-        };
-        worker_thread = Some(
-            std::thread::Builder::new()
-                .name("rvs-worker".into())
-                .spawn(move || w.run())?,
-        );
+        });
         Some(Plane {
             datapath,
             report,
             commands,
         })
+    };
+    // Scripts run in a process of their own, as the script user.
+    let mut runner = privilege::spawn_script_runner(&privileges.script)?;
+    let probe = plane.as_ref().map(|p| {
+        let d = Arc::clone(&p.datapath);
+        move || d.lock().is_ok_and(|d| d.vips().is_ok())
+    });
+    let kept = privilege::drop_privileges(
+        privileges.user.as_ref(),
+        probe.as_ref().map(|p| p as &dyn Fn() -> bool),
+    )?;
+    tracing::info!(capabilities = ?kept.caps, bounding_set_narrowed = kept.bounding, user = ?privileges.user.as_ref().map(|u| &u.user), script_user = %privileges.script.user, "set up; privileges dropped");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let in_runtime = rt.enter();
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    if let (Some(stdin), Some(stdout)) = (runner.stdin.take(), runner.stdout.take()) {
+        let runner = rvs_health::script::ScriptRunner::new(
+            tokio::process::ChildStdin::from_std(stdin)?,
+            tokio::process::ChildStdout::from_std(stdout)?,
+        );
+        let _ = rvs_health::script::install(runner);
+    }
+    let worker_thread = match worker {
+        Some(w) => Some(
+            std::thread::Builder::new()
+                .name("rvs-worker".into())
+                .spawn(move || w.run())?,
+        ),
+        None => None,
     };
 
     // Next hops the worker has no MAC for: the kernel is asked to resolve
@@ -266,7 +310,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
         });
         tokio::select! {
-            never = rvs_api::serve(listener, Arc::clone(&handler)) => match never {},
+            never = rvs_api::serve_with_access(listener, Arc::clone(&handler), rvs_api::Limits::default(), rvs_api::Access { read_only_group: privileges.socket_group.clone() }) => match never {},
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(()) }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(()) }
         }
@@ -293,6 +337,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     let _ = resolver.join();
     // Dropping the director detaches XDP from every interface.
     drop(handler);
+    // The runner ends when its stdin closes (with the runtime's tasks).
+    drop(in_runtime);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    let _ = runner.wait();
     if socket_file.remove() {
         tracing::info!("rvsd stopped; XDP detached, socket removed");
     } else {
