@@ -160,7 +160,11 @@ impl Access {
             return Role::Full;
         }
         match &self.read_only_group {
-            Some(g) if cred.gid() == g.gid || cred.pid().is_some_and(|p| in_group(p, g.gid)) => {
+            Some(g)
+                if cred.gid() == g.gid
+                    || cred.pid().is_some_and(|p| in_group(p, g.gid))
+                    || member(uid, g.gid) =>
+            {
                 Role::ReadOnly
             }
             _ => Role::None,
@@ -180,6 +184,21 @@ impl Access {
             )),
         }
     }
+}
+
+/// Whether user `uid` is a member of group `gid` in the user database:
+/// where rvsd cannot see the client's process (systemd's
+/// `ProtectProc=invisible` hides other users' processes).
+fn member(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    user.gid == Gid::from_raw(gid)
+        || Group::from_gid(Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.mem.contains(&user.name))
 }
 
 /// Whether process `pid` has `gid` among its supplementary groups (read
@@ -409,11 +428,20 @@ pub async fn serve_with_access<H: ControlHandler>(
             }
             continue;
         };
-        let role = shared.access.role(stream.peer_cred().ok().as_ref());
+        let cred = stream.peer_cred().ok();
         let handler = Arc::clone(&handler);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _registered = Registered(Arc::clone(&shared), Arc::clone(&conn));
+            // The user database may be slow (LDAP): off the accept loop.
+            let role = if shared.access.read_only_group.is_some() {
+                let s = Arc::clone(&shared);
+                tokio::task::spawn_blocking(move || s.access.role(cred.as_ref()))
+                    .await
+                    .unwrap_or(Role::None)
+            } else {
+                shared.access.role(cred.as_ref())
+            };
             let svc = {
                 let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
                 service_fn(move |req| {
