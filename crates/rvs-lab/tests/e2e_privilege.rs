@@ -323,3 +323,147 @@ fn after_setup_rvsd_keeps_two_capabilities_as_its_user_and_scripts_keep_none() {
         },
     );
 }
+
+/// The capabilities of a `KEY=` line of the shipped unit, as setpriv
+/// wants them (`+net_admin,+net_raw,…`).
+fn unit_caps(key: &str) -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../packaging/rvsd.service"),
+    )
+    .unwrap();
+    let line = unit
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in the unit"));
+    line.split_whitespace()
+        .map(|c| format!("+{}", c.trim_start_matches("CAP_").to_ascii_lowercase()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// rvsd started as systemd starts it with the shipped unit — a user that
+/// is not root, holding only the unit's ambient capabilities within its
+/// bounding set — sets up (XDP, AF_XDP, the script runner), forwards,
+/// takes edits and drops to the same two capabilities. A capability the
+/// unit lacks for setup fails the start.
+#[test]
+fn the_units_capabilities_are_enough_to_set_up() {
+    let user = Made::new(
+        &[
+            "useradd",
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ],
+        "userdel",
+        format!("rvsu{}", std::process::id()),
+    );
+    let uid = user.id("-u");
+    common::with_lab(
+        "privilege-unit",
+        LabSpec {
+            prefix: unique_prefix(),
+            mode: Mode::Dr,
+            servers: 2,
+            director: DirectorKind::None,
+            decap_bin: None,
+            queues: 1,
+        },
+        |lab| {
+            std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            // The socket's directory is the user's, as RuntimeDirectory= makes it.
+            let run = lab.dir().join("run");
+            std::fs::create_dir(&run).unwrap();
+            std::os::unix::fs::chown(&run, Some(uid), None).unwrap();
+            let bins = common::binaries();
+            let mut d = Daemon {
+                lab,
+                process: None,
+                rvsd: bins.rvsd.clone(),
+                rvsadm: bins.rvsadm.clone(),
+                config: lab.dir().join("rvsd-unit.toml"),
+                socket: run.join("rvsd.sock"),
+            };
+            let mut cfg = format!(
+                "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n"
+            );
+            for n in 1..=2 {
+                cfg.push_str(&format!(
+                    "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"dr\"\n\
+                     \x20   [[service.real_server.check]]\n    type = \"ping\"\n    connect_timeout = 1\n    delay_loop = 1\n",
+                    rs_ip(n)
+                ));
+            }
+            d.write_config(&cfg);
+            let (ambient, bounding) = (
+                unit_caps("AmbientCapabilities"),
+                unit_caps("CapabilityBoundingSet"),
+            );
+            let (config, socket, rvsd) = (
+                d.config.display().to_string(),
+                d.socket.display().to_string(),
+                d.rvsd.display().to_string(),
+            );
+            let uid_s = uid.to_string();
+            let bounding = format!("-all,{bounding}");
+            let p = lab
+                .spawn(
+                    "dir",
+                    &[
+                        "setpriv",
+                        "--reuid",
+                        &uid_s,
+                        "--regid",
+                        &uid_s,
+                        "--clear-groups",
+                        "--inh-caps",
+                        &ambient,
+                        "--ambient-caps",
+                        &ambient,
+                        "--bounding-set",
+                        &bounding,
+                        "--",
+                        &rvsd,
+                        "--config",
+                        &config,
+                        "--socket",
+                        &socket,
+                    ],
+                )
+                .expect("starting rvsd under setpriv");
+            let t = Instant::now();
+            while !(p.log().contains("rvsd: ready") && d.try_rvsadm(&["-Ln"]).is_ok()) {
+                assert!(
+                    p.is_running(),
+                    "rvsd with the unit's capabilities exited:\n{}",
+                    p.log()
+                );
+                assert!(
+                    t.elapsed() < Duration::from_secs(30),
+                    "not ready:\n{}",
+                    p.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            d.process = Some(p);
+            let st =
+                std::fs::read_to_string(format!("/proc/{}/status", d.process().pid())).unwrap();
+            assert_eq!(field(&st, "Uid"), format!("{uid} {uid} {uid} {uid}"));
+            assert_eq!(field(&st, "CapEff"), KEPT, "{st}");
+            assert_eq!(field(&st, "CapBnd"), KEPT, "{st}");
+            assert_eq!(field(&st, "CapAmb"), "0000000000000000", "{st}");
+            // Ping checks (raw ICMP, CAP_NET_RAW kept) bring both servers up.
+            wait_pool(&d, &[(1, 1), (2, 1)], Duration::from_secs(10));
+            assert_eq!(spread(lab, 4), counts(&[2, 2]));
+            let vip = format!("{VIP}:80");
+            d.rvsadm(&["-d", "-t", &vip, "-r", &format!("{}:80", rs_ip(2))]);
+            wait_pool(&d, &[(1, 1)], Duration::from_secs(2));
+            assert_eq!(spread(lab, 2), counts(&[2]));
+            let p = d.process.take().expect("rvsd runs");
+            let (status, log) = p.stop(Duration::from_secs(5)).expect("stopping rvsd");
+            assert!(status.success(), "{status}:\n{log}");
+            assert!(log.contains("XDP detached, socket removed"), "{log}");
+        },
+    );
+}
