@@ -335,3 +335,74 @@ pub(crate) fn script_runner_main(spec: &str) -> i32 {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> schema::Config {
+        schema::Config::parse(text).unwrap()
+    }
+
+    #[test]
+    fn names_are_resolved_and_defaults_follow_keepalived() {
+        let p = plan(&file("")).unwrap();
+        assert!(p.user.is_none() && p.socket_group.is_none());
+        let expected = if User::from_name("keepalived_script")
+            .ok()
+            .flatten()
+            .is_some()
+        {
+            "keepalived_script"
+        } else {
+            "nobody"
+        };
+        assert_eq!(p.script.user, expected);
+        let p = plan(&file(
+            "user = \"nobody\"\ngroup = \"root\"\nscript_user = \"root\"\nsocket_group = \"root\"\n",
+        ))
+        .unwrap();
+        let nobody = User::from_name("nobody").unwrap().unwrap();
+        assert_eq!(
+            p.user,
+            Some(Identity {
+                user: "nobody".into(),
+                uid: nobody.uid.as_raw(),
+                gid: 0
+            })
+        );
+        assert_eq!((p.script.uid, p.script.gid), (0, 0));
+        assert_eq!(
+            p.socket_group.map(|g| (g.gid, g.name)),
+            Some((0, "root".into()))
+        );
+    }
+
+    #[test]
+    fn unknown_names_and_lone_groups_are_refused_by_key() {
+        let cases = [
+            (
+                "user = \"rvs-no-such-user\"",
+                "user = \"rvs-no-such-user\": no such user",
+            ),
+            (
+                "script_user = \"rvs-no-such-user\"",
+                "script_user = \"rvs-no-such-user\": no such user",
+            ),
+            (
+                "socket_group = \"rvs-no-such-group\"",
+                "socket_group = \"rvs-no-such-group\": no such group",
+            ),
+            (
+                "user = \"nobody\"\ngroup = \"rvs-no-such-group\"",
+                "group = \"rvs-no-such-group\": no such group",
+            ),
+            ("group = \"root\"", "needs user = "),
+            ("script_group = \"root\"", "needs script_user = "),
+        ];
+        for (text, want) in cases {
+            let e = format!("{:#}", plan(&file(text)).unwrap_err());
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+}
