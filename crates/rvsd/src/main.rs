@@ -340,7 +340,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     // The runner ends when its stdin closes (with the runtime's tasks).
     drop(in_runtime);
     rt.shutdown_timeout(Duration::from_secs(2));
-    let _ = runner.wait();
+    for _ in 0..30 {
+        if !matches!(runner.try_wait(), Ok(None)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if matches!(runner.try_wait(), Ok(None)) {
+        let _ = runner.kill();
+        let _ = runner.wait();
+    }
     if socket_file.remove() {
         tracing::info!("rvsd stopped; XDP detached, socket removed");
     } else {
