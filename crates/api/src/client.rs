@@ -31,7 +31,8 @@ pub enum ClientError {
         /// The socket path that was tried.
         path: PathBuf,
     },
-    /// The socket is root-only (mode 0600).
+    /// The socket is root-only (mode 0600), or 0660 for rvsd's read-only
+    /// `socket_group`, and this user is neither root nor in that group.
     #[error("permission denied on control socket {}: run as root", path.display())]
     PermissionDenied {
         /// The socket path that was tried.

@@ -62,6 +62,14 @@ pub enum ControlError {
         /// Why, as for that command on its own.
         cause: Box<ControlError>,
     },
+    /// The client may not do this on this socket: a member of the
+    /// socket's read-only group (`socket_group`) asked for a change, or a
+    /// client that is neither root, rvsd's user nor in that group got in.
+    #[error("permission denied: {message}")]
+    PermissionDenied {
+        /// What the client may do, and who may do the rest.
+        message: String,
+    },
     /// rvsd failed, not the request (see rvsd's log).
     #[error("rvsd internal error: {message}")]
     Internal {
@@ -85,11 +93,20 @@ impl ControlError {
         }
     }
 
-    /// The HTTP status it is sent with: 500 for rvsd's own failures, 400
-    /// for every refusal of the request (the kind tells them apart).
+    /// A [`ControlError::PermissionDenied`].
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        ControlError::PermissionDenied {
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status it is sent with: 500 for rvsd's own failures, 403
+    /// for a client without the right, 400 for every other refusal of the
+    /// request (the kind tells them apart).
     pub fn status(&self) -> u16 {
         match self {
             ControlError::Internal { .. } => 500,
+            ControlError::PermissionDenied { .. } => 403,
             _ => 400,
         }
     }
@@ -206,6 +223,14 @@ mod tests {
         let i = ControlError::internal("the worker has stopped");
         assert_eq!(i.to_string(), "rvsd internal error: the worker has stopped");
         assert_eq!((i.status(), e.status()), (500, 400));
+        let denied = ControlError::permission_denied(
+            "this socket grants read-only access to group rvs-read; run the command as root",
+        );
+        assert_eq!(denied.status(), 403);
+        assert_eq!(
+            serde_json::to_string(&ErrorBody::from(denied)).unwrap(),
+            r#"{"error":"permission denied: this socket grants read-only access to group rvs-read; run the command as root","kind":"permission_denied","message":"this socket grants read-only access to group rvs-read; run the command as root"}"#
+        );
         let mark = ControlError::NotFound {
             what: Entity::FwmarkRule { mark: 8 },
         };

@@ -9,6 +9,12 @@
 //!   [`Command::Restore`] names the failing command's index
 //!   ([`ControlError::Refused`]).
 //!
+//! The socket is root-only (0600); with a read-only group (rvsd's
+//! `socket_group`, [`Access`]) it is 0660 of that group, and the group's
+//! members may `GET` but every command is refused (403,
+//! [`ControlError::PermissionDenied`]). At most [`server::MAX_HEADERS`]
+//! header fields per request.
+//!
 //! The socket path is [`DEFAULT_SOCKET`], overridable with the environment
 //! variable [`SOCKET_ENV`] (and rvsadm's `--socket`); see [`socket_path`].
 //! [`Client`] is the blocking client rvsadm uses; [`server`] is the side rvsd
@@ -25,7 +31,10 @@ use std::path::{Path, PathBuf};
 
 pub use client::{Client, ClientError};
 pub use error::{ControlError, Entity, ErrorBody};
-pub use server::{bind, serve, serve_with, ControlHandler, Limits, SocketFile};
+pub use server::{
+    bind, bind_with, serve, serve_with, serve_with_access, Access, ControlHandler, Limits,
+    ReadOnlyGroup, SocketFile,
+};
 pub use types::{
     Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
     HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,

@@ -110,6 +110,109 @@ impl Default for Limits {
     }
 }
 
+/// Largest number of header fields a request may have: rvsadm sends four.
+/// A request with more is answered `431 Request Header Fields Too Large`
+/// and its connection closed (the bytes of the headers are bounded too,
+/// by hyper's read buffer, and their time by [`Limits::header_timeout`]).
+pub const MAX_HEADERS: usize = 64;
+
+/// Who may do what on the socket, decided per connection from the
+/// client's credentials (`SO_PEERCRED`): root and rvsd's own user may do
+/// everything; with a [`ReadOnlyGroup`], members of that group may read
+/// (list services, connections, counters) and are refused every command
+/// with [`ControlError::PermissionDenied`]. Anyone else is refused
+/// everything (the socket's mode keeps them out already; this is the
+/// second lock).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// The group given read-only access (the socket is then 0660 with it).
+    pub read_only_group: Option<ReadOnlyGroup>,
+}
+
+/// A group whose members may read but not change rvsd's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadOnlyGroup {
+    /// Its id, as the kernel reports the client's groups.
+    pub gid: u32,
+    /// Its name, for the refusal's message.
+    pub name: String,
+}
+
+/// What one connection may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Root or rvsd's user.
+    Full,
+    /// A member of the read-only group.
+    ReadOnly,
+    /// Nobody we know.
+    None,
+}
+
+impl Access {
+    /// The role of a client with credentials `cred`.
+    fn role(&self, cred: Option<&tokio::net::unix::UCred>) -> Role {
+        let Some(cred) = cred else {
+            return Role::None;
+        };
+        let uid = cred.uid();
+        if uid == 0 || uid == rustix::process::geteuid().as_raw() {
+            return Role::Full;
+        }
+        match &self.read_only_group {
+            Some(g)
+                if cred.gid() == g.gid
+                    || cred.pid().is_some_and(|p| in_group(p, g.gid))
+                    || member(uid, g.gid) =>
+            {
+                Role::ReadOnly
+            }
+            _ => Role::None,
+        }
+    }
+
+    fn refusal(&self, role: Role, what: &str) -> Option<ControlError> {
+        match (role, &self.read_only_group) {
+            (Role::Full, _) => None,
+            (Role::ReadOnly, _) if what == "read" => None,
+            (Role::ReadOnly, Some(g)) => Some(ControlError::permission_denied(format!(
+                "this socket grants read-only access to group {}; run the command as root",
+                g.name
+            ))),
+            _ => Some(ControlError::permission_denied(
+                "this socket serves root and rvsd's user only (and a socket_group, read-only, if one is configured)",
+            )),
+        }
+    }
+}
+
+/// Whether user `uid` is a member of group `gid` in the user database:
+/// where rvsd cannot see the client's process (systemd's
+/// `ProtectProc=invisible` hides other users' processes).
+fn member(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    user.gid == Gid::from_raw(gid)
+        || Group::from_gid(Gid::from_raw(gid))
+            .ok()
+            .flatten()
+            .is_some_and(|g| g.mem.contains(&user.name))
+}
+
+/// Whether process `pid` has `gid` among its supplementary groups (read
+/// from /proc: `SO_PEERCRED` carries the primary group only).
+fn in_group(pid: i32, gid: u32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|n| n.parse() == Ok(gid)))
+}
+
 /// The control socket file [`bind`] created. Dropping it removes the file,
 /// but only while the path still is that socket: a daemon never deletes a
 /// socket another daemon put there.
@@ -161,6 +264,12 @@ impl Drop for SocketFile {
 /// nobody answers on it: a second rvsd must not steal a live daemon's socket.
 /// Must be called inside a tokio runtime.
 pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
+    bind_with(path, None)
+}
+
+/// [`bind`], and with `group` the socket is mode 0660 and of that group
+/// (for [`Access::read_only_group`]), set as privately as the mode.
+pub fn bind_with(path: &Path, group: Option<u32>) -> io::Result<(UnixListener, SocketFile)> {
     let in_use = || {
         io::Error::new(
             io::ErrorKind::AddrInUse,
@@ -224,7 +333,14 @@ pub fn bind(path: &Path) -> io::Result<(UnixListener, SocketFile)> {
     }
     let bound = (|| {
         let listener = UnixListener::bind(&inner)?;
-        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(0o600))?;
+        let mode = match group {
+            Some(gid) => {
+                std::os::unix::fs::chown(&inner, None, Some(gid))?;
+                0o660
+            }
+            None => 0o600,
+        };
+        std::fs::set_permissions(&inner, std::fs::Permissions::from_mode(mode))?;
         // A link, unlike a rename, never replaces what appeared at `path`
         // meanwhile (another rvsd starting at the same time).
         std::fs::hard_link(&inner, path).map_err(|e| match e.kind() {
@@ -261,7 +377,18 @@ pub async fn serve_with<H: ControlHandler>(
     handler: Arc<H>,
     limits: Limits,
 ) -> Infallible {
+    serve_with_access(listener, handler, limits, Access::default()).await
+}
+
+/// [`serve_with`], with who may do what decided by `access`.
+pub async fn serve_with_access<H: ControlHandler>(
+    listener: UnixListener,
+    handler: Arc<H>,
+    limits: Limits,
+    access: Access,
+) -> Infallible {
     let shared = Arc::new(Shared {
+        access,
         large: Semaphore::new(limits.large_bodies.max(1)),
         limits,
         conns: Mutex::new(Vec::new()),
@@ -301,16 +428,27 @@ pub async fn serve_with<H: ControlHandler>(
             }
             continue;
         };
+        let cred = stream.peer_cred().ok();
         let handler = Arc::clone(&handler);
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let _registered = Registered(Arc::clone(&shared), Arc::clone(&conn));
+            // The user database may be slow (LDAP): off the accept loop.
+            let role = if shared.access.read_only_group.is_some() {
+                let s = Arc::clone(&shared);
+                tokio::task::spawn_blocking(move || s.access.role(cred.as_ref()))
+                    .await
+                    .unwrap_or(Role::None)
+            } else {
+                shared.access.role(cred.as_ref())
+            };
             let svc = {
                 let (shared, conn) = (Arc::clone(&shared), Arc::clone(&conn));
                 service_fn(move |req| {
                     route(
                         Arc::clone(&handler),
                         Arc::clone(&shared),
+                        role,
                         Busy::new(&conn),
                         req,
                     )
@@ -320,6 +458,7 @@ pub async fn serve_with<H: ControlHandler>(
             let serving = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(shared.limits.header_timeout)
+                .max_headers(MAX_HEADERS)
                 .serve_connection(TokioIo::new(io), svc);
             tokio::pin!(serving);
             loop {
@@ -372,6 +511,7 @@ impl Throttle {
 /// What every connection of one server shares.
 struct Shared {
     limits: Limits,
+    access: Access,
     /// Turns for large bodies.
     large: Semaphore,
     /// Live connections, oldest first.
@@ -563,10 +703,19 @@ type Reply = Response<Full<Bytes>>;
 async fn route<H: ControlHandler>(
     handler: Arc<H>,
     shared: Arc<Shared>,
+    role: Role,
     busy: Busy,
     req: Request<Incoming>,
 ) -> Result<Response<ReplyBody>, Infallible> {
     let path = req.uri().path().to_owned();
+    let wants = if req.method() == Method::GET {
+        "read"
+    } else {
+        "change"
+    };
+    if let Some(denied) = shared.access.refusal(role, wants) {
+        return Ok(refusal(denied).map(|json| ReplyBody { json, _busy: busy }));
+    }
     let reply = match (req.method(), path.as_str()) {
         (&Method::GET, SERVICES_PATH) => {
             match tokio::task::spawn_blocking(move || handler.listing()).await {

@@ -152,19 +152,31 @@ impl Served {
     /// [`Served::start`] with other [`Limits`] than rvsd's (shorter
     /// timeouts, a smaller cap), for the tests of the limits.
     pub fn start_with(path: &Path, handler: FakeHandler, limits: Limits) -> io::Result<Served> {
+        Served::start_with_access(path, handler, limits, crate::Access::default())
+    }
+
+    /// [`Served::start_with`] with a read-only group: the socket is bound
+    /// with [`crate::bind_with`] and served with that [`crate::Access`].
+    pub fn start_with_access(
+        path: &Path,
+        handler: FakeHandler,
+        limits: Limits,
+        access: crate::Access,
+    ) -> io::Result<Served> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()?;
         let (listener, socket) = {
             let _in_runtime = runtime.enter();
-            crate::bind(path)?
+            crate::bind_with(path, access.read_only_group.as_ref().map(|g| g.gid))?
         };
         let handler = Arc::new(handler);
-        let server = runtime.spawn(crate::server::serve_with(
+        let server = runtime.spawn(crate::server::serve_with_access(
             listener,
             Arc::clone(&handler),
             limits,
+            access,
         ));
         Ok(Served {
             path: path.to_path_buf(),

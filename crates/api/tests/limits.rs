@@ -228,3 +228,43 @@ fn large_bodies_take_turns_small_ones_do_not_wait() {
         "{reply}"
     );
 }
+
+/// A request with more header fields than `MAX_HEADERS` is answered 431
+/// and closed, at once; a client with a normal request is served
+/// meanwhile, and the handler never sees the oversized one.
+#[test]
+fn too_many_headers_are_refused_and_others_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = serve(&path, Limits::default());
+    let mut req = String::from("POST /v1/commands HTTP/1.1\r\nHost: x\r\n");
+    for i in 0..rvs_api::server::MAX_HEADERS {
+        req.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    req.push_str("Content-Length: 7\r\n\r\n\"clear\"");
+    let t = Instant::now();
+    let mut big = UnixStream::connect(&path).unwrap();
+    big.write_all(req.as_bytes()).unwrap();
+    let reply = read_reply(&mut big);
+    assert!(
+        reply.starts_with("HTTP/1.1 431 Request Header Fields Too Large"),
+        "{reply}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+    let (listing, _) = timed_listing(&path);
+    assert_eq!(listing.unwrap(), empty());
+    assert!(served.handler.seen().is_empty());
+
+    // One header fewer than the limit (the 64 fillers less one, Host and
+    // Content-Length) is an ordinary request.
+    let mut req = String::from("POST /v1/commands HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..rvs_api::server::MAX_HEADERS - 3 {
+        req.push_str(&format!("X-Filler-{i}: {i}\r\n"));
+    }
+    req.push_str("Content-Length: 7\r\n\r\n\"clear\"");
+    let mut ok = UnixStream::connect(&path).unwrap();
+    ok.write_all(req.as_bytes()).unwrap();
+    let reply = read_reply(&mut ok);
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert_eq!(served.handler.seen(), vec![Command::Clear]);
+}

@@ -180,6 +180,8 @@ fn client_and_server_agree() {
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
     assert!(reply.contains("malformed command"), "{reply}");
     assert!(reply.contains(r#""kind":"bad_request""#), "{reply}");
+    // Where the JSON goes wrong, for the sender to find it.
+    assert!(reply.contains("at line 1 column 2"), "{reply}");
     let reply = raw(
         &path,
         b"GET /v2/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",

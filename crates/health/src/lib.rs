@@ -15,6 +15,10 @@
 //!   quorum with hysteresis, the sorry server, quorum_up / quorum_down
 //!   commands, omega.
 //!
+//! - [`script`]: MISC_CHECK scripts and quorum commands in a separate
+//!   runner process, as keepalived's `script_user`, never with the
+//!   daemon's identity or capabilities.
+//!
 //! Call order for a daemon: parse specs → `resolve` → `HealthMonitor::update`
 //! → for each received event, `ServicePolicy::on_health` → apply the returned
 //! [`policy::Evaluation`] (pool + commands) → on stop, `ServicePolicy::shutdown`.
@@ -24,6 +28,7 @@
 mod check;
 mod monitor;
 pub mod policy;
+pub mod script;
 pub mod spec;
 
 pub use check::{check_once, run_command, CheckResult};

@@ -19,6 +19,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -298,8 +299,13 @@ fn inhibit_on_failure_quiesces_instead_of_removing() {
 #[test]
 fn quorum_loss_switches_to_the_sorry_server_and_back() {
     with_lab("health-quorum", 4, |lab| {
-        let up_file = lab.dir().join("quorum-up");
-        let down_file = lab.dir().join("quorum-down");
+        // Quorum commands run as the script user (nobody), not as root:
+        // they write where nobody may.
+        let shared = lab.dir().join("scripts");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let up_file = shared.join("quorum-up");
+        let down_file = shared.join("quorum-down");
         let keys = format!(
             "quorum = 2\nquorum_up = \"touch {}\"\nquorum_down = \"touch {}\"\n\
              [service.sorry_server]\naddress = \"{}\"\nport = 80\nmethod = \"dr\"\n",

@@ -55,6 +55,10 @@ pub fn to_toml(
         interfaces,
         ..Default::default()
     };
+    if let Some((user, group)) = &k.script_user {
+        file.script_user = Some(user.clone());
+        file.script_group = group.clone();
+    }
     if k.lvs_timeouts != (None, None, None) {
         let (tcp, tcpfin, udp) = k.lvs_timeouts;
         file.timeouts = Some(schema::Timeouts { tcp, tcpfin, udp });

@@ -244,6 +244,8 @@ pub struct Keepalived {
     pub groups: Vec<Group>,
     /// `lvs_timeouts` from `global_defs`: tcp, tcpfin, udp.
     pub lvs_timeouts: (Option<u32>, Option<u32>, Option<u32>),
+    /// `script_user USER [GROUP]` from `global_defs`: who scripts run as.
+    pub script_user: Option<(String, Option<String>)>,
     /// Interfaces named by `vrrp_instance … { interface X }`, first use first.
     pub vrrp_interfaces: Vec<(String, Loc)>,
 }
@@ -475,6 +477,16 @@ fn global_defs(n: &Node, k: &mut Keepalived, notes: &mut Vec<Note>) -> Result<()
                     }
                 }
             }
+            "script_user" => {
+                let user = c
+                    .args
+                    .first()
+                    .ok_or_else(|| err(&c.loc, "script_user needs USER [GROUP]".to_string()))?;
+                k.script_user = Some((user.clone(), c.args.get(1).cloned()));
+            }
+            // rvsd never runs scripts with its own privileges: what
+            // keepalived's enable_script_security asks is always so.
+            "enable_script_security" => {}
             "lvs_sync_daemon" => note(
                 notes,
                 &c.loc,
@@ -488,7 +500,7 @@ fn global_defs(n: &Node, k: &mut Keepalived, notes: &mut Vec<Note>) -> Result<()
             notes,
             &n.loc,
             "global_defs is ignored (notification e-mail, router_id, … have no RVS \
-             equivalent) except lvs_timeouts",
+             equivalent) except lvs_timeouts and script_user",
         );
     }
     Ok(())

@@ -150,3 +150,23 @@ fn binary_writes_nothing_on_error_and_the_file_on_success() {
     );
     assert!(text.contains("method = \"nat\""), "{text}");
 }
+
+/// keepalived's `script_user USER [GROUP]` becomes rvsd's `script_user`
+/// and `script_group`; enable_script_security needs nothing (rvsd never
+/// runs scripts with its own privileges) and is not reported as ignored.
+#[test]
+fn script_user_is_carried_over() {
+    let conf = "global_defs {\n  script_user checker staff\n  enable_script_security\n}\n\
+                virtual_server 10.0.0.1 80 {\n  real_server 10.0.1.1 80 {\n  }\n}\n";
+    let m = migrate_str(conf, &Options::default()).unwrap();
+    assert!(m.toml.contains("script_user = \"checker\"\n"), "{}", m.toml);
+    assert!(m.toml.contains("script_group = \"staff\"\n"), "{}", m.toml);
+    let notes = format!("{:?}", m.notes);
+    assert!(!notes.contains("global_defs is ignored"), "{notes}");
+    let conf = "global_defs {\n  script_user checker\n}\n\
+                virtual_server 10.0.0.1 80 {\n  real_server 10.0.1.1 80 {\n  }\n}\n";
+    let m = migrate_str(conf, &Options::default()).unwrap();
+    assert!(m.toml.contains("script_user = \"checker\"\n"), "{}", m.toml);
+    assert!(!m.toml.contains("script_group"), "{}", m.toml);
+    assert!(error_of("global_defs {\n  script_user\n}\n").contains("script_user needs USER"));
+}

@@ -49,6 +49,7 @@ pub(crate) fn refusal(cmd: &Command, error: &ControlError) -> String {
         ControlError::Exists {
             what: Entity::FwmarkRule { .. },
         }
+        | ControlError::PermissionDenied { .. }
         | ControlError::Internal { .. } => return error.to_string(),
     };
     words.to_string()

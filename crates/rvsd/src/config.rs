@@ -93,6 +93,8 @@ pub(crate) struct Start {
     pub(crate) plan: HealthPlan,
     /// Where to serve metrics, if anywhere.
     pub(crate) metrics_listen: Option<SocketAddr>,
+    /// Who rvsd, its scripts and its socket's readers are.
+    pub(crate) privileges: crate::privilege::Plan,
 }
 
 /// The configuration rvsd starts with: the file at `path`, or without one
@@ -111,10 +113,12 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         }
         tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
     }
+    let privileges = crate::privilege::plan(&file).map_err(|e| anyhow!("{shown}: {e:#}"))?;
     Ok(Start {
         config,
         plan,
         metrics_listen: file.metrics_listen,
+        privileges,
     })
 }
 
@@ -150,6 +154,14 @@ pub(crate) fn check(path: &Path) -> i32 {
         }
         Ok((config, plan)) => (validate(&file, &text, &config, plan), config.services),
     };
+    let errors: Vec<String> = errors
+        .into_iter()
+        .chain(
+            crate::privilege::plan(&file)
+                .err()
+                .map(|e| format!("{e:#}")),
+        )
+        .collect();
     if errors.is_empty() {
         let servers: usize = services.iter().map(|s| s.dests.len()).sum();
         println!(

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rvs_datapath::{pin_dir_for_socket, DatapathError, Inherited, PinDir, DEFAULT_PIN_ROOT};
+use rvs_datapath::{pin_dir_for_socket, Inherited, PinDir, DEFAULT_PIN_ROOT};
 
 /// The pin directory and what a previous rvsd left there.
 pub(crate) struct Carried {
@@ -28,8 +28,10 @@ pub(crate) fn open(explicit: Option<&Path>, socket: &Path) -> anyhow::Result<Opt
     };
     let pins = match PinDir::open(&path) {
         Ok(p) => p,
-        Err(e @ DatapathError::NotBpfFs(_)) if explicit.is_none() => {
-            tracing::warn!(error = %e, "connections will not survive a restart of rvsd");
+        // The default is best effort: no bpffs there, or no right to
+        // write it (the unit creates /sys/fs/bpf/rvs for its user).
+        Err(e) if explicit.is_none() => {
+            tracing::warn!(dir = %path.display(), error = %e, "connections will not survive a restart of rvsd");
             return Ok(None);
         }
         Err(e) => return Err(e).context("opening the pin directory (--pin-dir)"),
@@ -41,4 +43,11 @@ pub(crate) fn open(explicit: Option<&Path>, socket: &Path) -> anyhow::Result<Opt
         tracing::info!(dir = %path.display(), interfaces = ?inherited.interfaces(), "taking over from a previous rvsd");
     }
     Ok(Some(Carried { pins, inherited }))
+}
+
+/// Gives the pin directory to rvsd's user (`user` in the config), so that
+/// it can remove its pins at stop once it has dropped to it.
+pub(crate) fn give_to(dir: &Path, uid: u32) -> anyhow::Result<()> {
+    std::os::unix::fs::chown(dir, Some(uid), None)
+        .with_context(|| format!("giving the pin directory {} to uid {uid}", dir.display()))
 }

@@ -20,6 +20,7 @@ mod kernel;
 mod logging;
 mod metrics;
 mod notify;
+mod privilege;
 mod watch;
 mod worker;
 
@@ -52,6 +53,9 @@ struct Args {
     /// packaging).
     #[arg(long, value_name = "WHAT", hide = true)]
     generate: Option<Generated>,
+    /// Internal: run scripts for rvsd as UID:GID (privilege.rs).
+    #[arg(long, value_name = "UID:GID", hide = true)]
+    script_runner: Option<String>,
 }
 
 /// What `--generate` prints.
@@ -95,6 +99,9 @@ fn random_seeds() -> [u64; 4] {
 fn main() {
     logging::init();
     let args = Args::parse();
+    if let Some(who) = &args.script_runner {
+        std::process::exit(privilege::script_runner_main(who));
+    }
     if let Some(what) = args.generate {
         if let Err(e) = generate(what) {
             eprintln!("rvsd: writing the {what:?} output: {e}");
@@ -112,11 +119,8 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
-    let config::Start {
-        config,
-        plan,
-        metrics_listen,
-    } = config::start(args.config.as_deref())?;
+    let start = config::start(args.config.as_deref())?;
+    let (config, plan, metrics_listen) = (start.config, start.plan, start.metrics_listen);
     let ifaces = config.interfaces.clone();
     let where_ = args
         .config
@@ -125,17 +129,29 @@ fn run(args: Args) -> anyhow::Result<()> {
         .unwrap_or_default();
     let snapshot = Snapshot::new(config.clone()).map_err(|e| anyhow!("{where_}: {e}"))?;
 
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let _in_runtime = rt.enter();
-    // The socket first: a second rvsd fails here, before it touches the
-    // interfaces the first one runs on. Only the socket file this daemon
-    // created is removed when it stops (`socket_file` dropped, or below).
-    let socket = rvs_api::socket_path(args.socket.as_deref());
-    let (listener, socket_file) = rvs_api::bind(&socket)
-        .with_context(|| format!("binding the control socket {}", socket.display()))?;
+    let privileges = start.privileges;
+    // Setup runs on this one thread (privilege.rs): a runtime without
+    // threads of its own binds the socket, the serving one starts after
+    // the capabilities are dropped.
+    let (listener, socket_file, socket) = {
+        let setup = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _in_setup = setup.enter();
+        // The socket first: a second rvsd fails here, before it touches
+        // the interfaces the first one runs on. Only the socket file this
+        // daemon created is removed when it stops.
+        let socket = rvs_api::socket_path(args.socket.as_deref());
+        let group = privileges.socket_group.as_ref().map(|g| g.gid);
+        let (listener, file) = rvs_api::bind_with(&socket, group)
+            .with_context(|| format!("binding the control socket {}", socket.display()))?;
+        (listener.into_std()?, file, socket)
+    };
+    if let Some(u) = &privileges.user {
+        // rvsd's own user removes the socket at stop.
+        std::os::unix::fs::chown(&socket, Some(u.uid), None)
+            .with_context(|| format!("giving {} to user {}", socket.display(), u.user))?;
+    }
 
     // Kernel facts by event (watch.rs): subscribed before the neighbour
     // table is read, so no change falls in between.
@@ -148,14 +164,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         _ => XdpModePolicy::Auto,
     };
     let (resolve_tx, resolve_rx) = mpsc::sync_channel(1024);
-    let mut worker_thread = None;
-    // What a previous rvsd pinned (handover.rs): adopted below, its links
-    // taken over once the maps are filled.
-    let mut carried = None;
+    let mut worker = None;
     let plane = if ifaces.is_empty() {
         None
     } else {
-        carried = handover::open(args.pin_dir.as_deref(), &socket)?;
+        // What a previous rvsd pinned (handover.rs): adopted below, its
+        // links taken over once the maps are filled.
+        let mut carried = handover::open(args.pin_dir.as_deref(), &socket)?;
         // One XDP program on every interface, its maps shared by all of
         // them; attached once they hold what a frame may need.
         let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
@@ -192,16 +207,67 @@ fn run(args: Args) -> anyhow::Result<()> {
                 .context("reading the previous rvsd's connections")?;
             w.adopt(&flows);
         }
-        worker_thread = Some(
-            std::thread::Builder::new()
-                .name("rvs-worker".into())
-                .spawn(move || w.run())?,
-        );
+        // Services and VIPs (the director installs them again, the same),
+        // adopted connections: the maps hold what a frame may need, so
+        // attach, or swap this program into the previous rvsd's links.
+        let mut dp = datapath
+            .lock()
+            .map_err(|_| anyhow!("datapath lock poisoned"))?;
+        director::prefill_steering(&mut dp, &snapshot.steering())
+            .context("filling the XDP maps")?;
+        dp.attach(
+            policy,
+            carried
+                .take()
+                .map(|c: handover::Carried| (c.pins, c.inherited)),
+        )?;
+        if let (Some(dir), Some(u)) = (dp.pin_dir(), &privileges.user) {
+            // rvsd's own user removes its pins at stop.
+            handover::give_to(dir, u.uid)?;
+        }
+        for a in dp.interfaces() {
+            tracing::info!(interface = %a.name, mode = ?a.mode, "XDP program attached");
+        }
+        drop(dp);
+        worker = Some(w);
         Some(Plane {
             datapath,
             report,
             commands,
         })
+    };
+    // Scripts run in a process of their own, as the script user.
+    let mut runner = privilege::spawn_script_runner(&privileges.script)?;
+    let probe = plane.as_ref().map(|p| {
+        let d = Arc::clone(&p.datapath);
+        move || d.lock().is_ok_and(|d| d.vips().is_ok())
+    });
+    let kept = privilege::drop_privileges(
+        privileges.user.as_ref(),
+        probe.as_ref().map(|p| p as &dyn Fn() -> bool),
+    )?;
+    tracing::info!(capabilities = ?kept.caps, bounding_set_narrowed = kept.bounding, user = ?privileges.user.as_ref().map(|u| &u.user), script_user = %privileges.script.user, "set up; privileges dropped");
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let in_runtime = rt.enter();
+    let listener = tokio::net::UnixListener::from_std(listener)?;
+    if let (Some(stdin), Some(stdout)) = (runner.stdin.take(), runner.stdout.take()) {
+        let runner = rvs_health::script::ScriptRunner::new(
+            tokio::process::ChildStdin::from_std(stdin)?,
+            tokio::process::ChildStdout::from_std(stdout)?,
+        );
+        let _ = rvs_health::script::install(runner);
+    }
+    let worker_thread = match worker {
+        Some(w) => Some(
+            std::thread::Builder::new()
+                .name("rvs-worker".into())
+                .spawn(move || w.run())?,
+        ),
+        None => None,
     };
 
     // Next hops the worker has no MAC for: the kernel is asked to resolve
@@ -223,16 +289,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         Arc::clone(&shared),
     )?;
     let handler = Arc::new(Handler(Mutex::new(director)));
-    // Services and VIPs are in the maps now, adopted connections too:
-    // attach, or swap this program into the previous rvsd's links.
     let datapath = handler.0.lock().ok().and_then(|d| d.datapath());
-    if let Some(dp) = &datapath {
-        let mut dp = dp.lock().map_err(|_| anyhow!("datapath lock poisoned"))?;
-        dp.attach(policy, carried.take().map(|c| (c.pins, c.inherited)))?;
-        for a in dp.interfaces() {
-            tracing::info!(interface = %a.name, mode = ?a.mode, "XDP program attached");
-        }
-    }
     // Neighbour changes go to the worker, interface and route changes to
     // the director (validated whole, as a reload).
     let kernel_thread = {
@@ -293,7 +350,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         });
         let mut usr2 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())?;
         tokio::select! {
-            never = rvs_api::serve(listener, Arc::clone(&handler)) => match never {},
+            never = rvs_api::serve_with_access(listener, Arc::clone(&handler), rvs_api::Limits::default(), rvs_api::Access { read_only_group: privileges.socket_group.clone() }) => match never {},
             _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); Ok(Stop::ForGood) }
             _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); Ok(Stop::ForGood) }
             _ = usr2.recv() => {
@@ -340,10 +397,28 @@ fn run(args: Args) -> anyhow::Result<()> {
     // for a successor).
     drop(datapath);
     drop(handler);
-    if socket_file.remove() {
-        tracing::info!("rvsd stopped; socket removed");
+    // The runner ends when its stdin closes (with the runtime's tasks).
+    drop(in_runtime);
+    rt.shutdown_timeout(Duration::from_secs(2));
+    for _ in 0..30 {
+        if !matches!(runner.try_wait(), Ok(None)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if matches!(runner.try_wait(), Ok(None)) {
+        let _ = runner.kill();
+        let _ = runner.wait();
+    }
+    let xdp = if handing_over {
+        "XDP left attached for the next rvsd"
     } else {
-        tracing::warn!(socket = %socket.display(), "rvsd stopped; the socket path is no longer this daemon's socket and was left alone");
+        "XDP detached"
+    };
+    if socket_file.remove() {
+        tracing::info!("rvsd stopped; {xdp}, socket removed");
+    } else {
+        tracing::warn!(socket = %socket.display(), "rvsd stopped; {xdp}; the socket path is no longer this daemon's socket and was left alone");
     }
     served.map(|_| ())
 }

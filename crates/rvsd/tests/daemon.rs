@@ -190,3 +190,70 @@ fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
     );
     assert_eq!(client.listing().unwrap().services.len(), 1);
 }
+
+/// The `Key:` line of a /proc status file, its words joined by one space.
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| panic!("no {key} in\n{status}"))
+}
+
+/// Once ready, every thread of rvsd (root here, no `user`) holds exactly
+/// CAP_NET_ADMIN and CAP_NET_RAW, and its script runner — its only child
+/// — runs as nobody with no capability. The lab test
+/// `e2e_privilege` does the same with XDP, a user and traffic.
+#[test]
+fn rvsd_keeps_two_capabilities_and_its_script_runner_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("rvsd.sock");
+    let d = Daemon::ready(&socket);
+    let pid = d.child.id();
+    let kept = "0000000000003000";
+    let none = "0000000000000000";
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let st = std::fs::read_to_string(t.unwrap().path().join("status")).unwrap();
+        let who = status_field(&st, "Name");
+        assert_eq!(status_field(&st, "Uid"), "0 0 0 0", "{who}");
+        for (key, want) in [
+            ("CapEff", kept),
+            ("CapPrm", kept),
+            ("CapBnd", kept),
+            ("CapInh", none),
+            ("CapAmb", none),
+            ("NoNewPrivs", "1"),
+        ] {
+            assert_eq!(status_field(&st, key), want, "{key} of thread {who}");
+        }
+    }
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let runner: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(
+        runner.len(),
+        1,
+        "one child, the script runner: {children:?}"
+    );
+    let st = std::fs::read_to_string(format!("/proc/{}/status", runner[0])).unwrap();
+    assert_eq!(status_field(&st, "Uid"), "65534 65534 65534 65534");
+    assert_eq!(status_field(&st, "Groups"), "65534");
+    for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+        assert_eq!(status_field(&st, key), none, "{key} of the script runner");
+    }
+    assert_eq!(status_field(&st, "NoNewPrivs"), "1");
+    let (code, err) = d.stop();
+    assert_eq!(code, 0, "{err}");
+    // Its stdin closed with rvsd: it exits (and is reaped by init).
+    let gone = || {
+        std::fs::read_to_string(format!("/proc/{}/status", runner[0]))
+            .map_or(true, |s| s.contains("State:\tZ"))
+    };
+    let t = Instant::now();
+    while !gone() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the script runner outlived rvsd"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

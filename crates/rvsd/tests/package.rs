@@ -116,6 +116,19 @@ fn the_debian_package_has_what_an_operator_needs() {
             "postinst lacks {link:?}:\n{postinst}"
         );
     }
+    // The unit's User=rvs exists once the package is configured.
+    assert!(
+        postinst.contains("adduser --system --group --no-create-home --home /nonexistent"),
+        "postinst makes no system user:\n{postinst}"
+    );
+    assert!(
+        postinst.contains("--gecos \"RVS director\" rvs"),
+        "{postinst}"
+    );
+    assert!(
+        control.contains("adduser"),
+        "postinst needs adduser:\n{control}"
+    );
     let prerm = std::fs::read_to_string(ctrl.join("prerm")).expect("prerm");
     assert!(prerm.contains("update-alternatives --remove ipvsadm /usr/sbin/rvsadm"));
 
@@ -153,4 +166,5 @@ fn the_debian_package_has_what_an_operator_needs() {
     }
     let unit = std::fs::read_to_string(files.join("lib/systemd/system/rvsd.service")).unwrap();
     assert!(unit.contains("ExecStart=/usr/sbin/rvsd "), "{unit}");
+    assert!(unit.contains("\nUser=rvs\n"), "{unit}");
 }

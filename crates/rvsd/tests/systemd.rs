@@ -68,9 +68,10 @@ fn the_unit_keeps_its_hardening() {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no exposure level in:\n{text}"));
-    // 2.9 when this test was written ("OK"); 10 is fully exposed. A
-    // directive dropped from the unit raises it.
-    assert!(score <= 3.0, "exposure {score} (was 2.9):\n{text}");
+    // 2.9 when this test was written ("OK"), 2.5 since rvsd runs as its
+    // own user without CAP_SYS_ADMIN; 10 is fully exposed. A directive
+    // dropped from the unit raises it.
+    assert!(score <= 2.6, "exposure {score} (was 2.5):\n{text}");
 }
 
 /// rvsd without a configuration, notifying `socket`.

@@ -26,6 +26,24 @@ pub struct Config {
     pub fast_path: Option<bool>,
     /// Prometheus endpoint address ("127.0.0.1:9813").
     pub metrics_listen: Option<SocketAddr>,
+    /// The user rvsd runs as once set up (it starts as root); absent: it
+    /// stays the user it was started as. Read at start only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// The group for `user` (default: that user's primary group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// keepalived's `script_user`: who MISC_CHECK scripts and quorum
+    /// commands run as, without capabilities (default `keepalived_script`
+    /// if that user exists, else `nobody`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_user: Option<String>,
+    /// The group for `script_user` (default: its primary group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_group: Option<String>,
+    /// A group given read-only access to the control socket (0660).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_group: Option<String>,
     /// `ipvsadm --set`.
     pub timeouts: Option<Timeouts>,
     /// RVS's firewall-mark classifier rules, first match wins.

@@ -11,6 +11,9 @@ use super::{BindMode, XskConfig};
 use crate::iface::describe;
 use crate::DatapathError;
 
+/// How long a bind waits for a queue a previous socket still holds.
+const BUSY_QUEUE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A bound AF_XDP socket with its own FILL/COMPLETION rings (so sockets on
 /// different devices can share one UMEM) and RX/TX rings.
 #[derive(Debug)]
@@ -118,13 +121,24 @@ impl XskSocket {
             sxdp_queue_id: queue,
             sxdp_shared_umem_fd: shared_fd,
         };
-        // SAFETY: `sa` is a valid sockaddr_xdp and its exact size is passed.
-        let r = unsafe {
-            libc::bind(
-                sfd.as_raw_fd(),
-                (&sa as *const libc::sockaddr_xdp).cast(),
-                size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
-            )
+        // A queue a previous process's socket was bound to stays busy until
+        // the kernel's deferred release of that socket's buffer pool has
+        // run (a restarted rvsd meets it): EBUSY is retried for a while.
+        let busy_until = std::time::Instant::now() + BUSY_QUEUE_WAIT;
+        let r = loop {
+            // SAFETY: `sa` is a valid sockaddr_xdp and its exact size is passed.
+            let r = unsafe {
+                libc::bind(
+                    sfd.as_raw_fd(),
+                    (&sa as *const libc::sockaddr_xdp).cast(),
+                    size_of::<libc::sockaddr_xdp>() as libc::socklen_t,
+                )
+            };
+            let busy = r < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EBUSY);
+            if !busy || std::time::Instant::now() >= busy_until {
+                break r;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         };
         if r < 0 {
             let e = io::Error::last_os_error();

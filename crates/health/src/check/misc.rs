@@ -6,6 +6,9 @@
 //! including death by a signal, = down. On timeout the group gets SIGTERM,
 //! then SIGKILL after [`KILL_GRACE`], and the attempt counts as failed. If the
 //! attempt is dropped (server removed from the monitor), the group is killed.
+//!
+//! Where a script runner is installed ([`crate::script`], rvsd), scripts
+//! run there, as the script user without capabilities, by the same rules.
 
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -18,7 +21,7 @@ use super::{fmt_duration, CheckResult};
 use crate::spec::MiscSpec;
 
 /// Time a script gets between SIGTERM and SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(1);
+pub(crate) const KILL_GRACE: Duration = Duration::from_secs(1);
 
 pub(super) async fn check(spec: &MiscSpec, timeout: Duration) -> CheckResult {
     let what = format!("misc {:?}", spec.script);
@@ -55,8 +58,17 @@ impl Drop for GroupGuard {
     }
 }
 
-/// Runs `argv` with a time limit; `Err` when it could not run or timed out.
+/// Runs `argv` with a time limit, in the installed script runner if there
+/// is one; `Err` when it could not run or timed out.
 async fn run(argv: &[String], timeout: Duration) -> Result<ExitStatus, String> {
+    match crate::script::installed() {
+        Some(runner) => runner.run(argv, timeout).await,
+        None => run_here(argv, timeout).await,
+    }
+}
+
+/// Runs `argv` in this process with a time limit.
+pub(crate) async fn run_here(argv: &[String], timeout: Duration) -> Result<ExitStatus, String> {
     let (program, args) = argv.split_first().ok_or("empty command")?;
     let mut child: Child = Command::new(program)
         .args(args)

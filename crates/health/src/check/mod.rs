@@ -13,6 +13,7 @@ use std::time::Duration;
 use crate::spec::{CheckConfig, CheckKind};
 
 pub use misc::run_command;
+pub(crate) use misc::{run_here, KILL_GRACE};
 
 /// The verdict of one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

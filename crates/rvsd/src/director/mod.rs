@@ -33,6 +33,7 @@ use crate::health::{self, Health, SorryServers};
 use crate::worker::{Plane, Shared, WorkerCommand};
 
 pub(crate) use listing::connections;
+pub(crate) use steering::prefill as prefill_steering;
 
 pub(crate) struct Director {
     /// The operator's configuration: the file plus rvsadm changes (shared,

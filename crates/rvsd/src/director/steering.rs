@@ -82,6 +82,12 @@ fn step(maps: &mut impl SteeringMaps, now: &mut Steering, target: &Steering) -> 
     Ok(())
 }
 
+/// Installs `want` into maps that hold nothing yet (at start, before the
+/// program is attached, so its first frame finds every service).
+pub(crate) fn prefill(maps: &mut rvs_datapath::XdpDatapath, want: &Steering) -> anyhow::Result<()> {
+    update(maps, &Steering::default(), want).1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
