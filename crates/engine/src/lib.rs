@@ -35,7 +35,7 @@ pub use config::{
     Config, ConfigError, Dest, ForwardMethod, FwmarkRule, Interface, Persistence, Protocol, Route,
     Service, ServiceKey, Snapshot, Validator,
 };
-pub use engine::{AdoptError, Adopted, Engine};
+pub use engine::{AdoptError, Adopted, Engine, SyncRefused};
 pub use fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
     Rewrite,

@@ -56,6 +56,12 @@ pub struct Counters {
     pub conns_expired: u64,
     /// Connections taken over from a previous rvsd's maps at start.
     pub conns_adopted: u64,
+    /// Connection states queued for backups (sync master).
+    pub sync_sent: u64,
+    /// Queued states dropped because the queue was full.
+    pub sync_dropped: u64,
+    /// Connection states installed from a master (sync backup).
+    pub sync_received: u64,
 }
 
 impl Counters {
@@ -87,5 +93,8 @@ impl Counters {
         self.conns_created += o.conns_created;
         self.conns_expired += o.conns_expired;
         self.conns_adopted += o.conns_adopted;
+        self.sync_sent += o.sync_sent;
+        self.sync_dropped += o.sync_dropped;
+        self.sync_received += o.sync_received;
     }
 }

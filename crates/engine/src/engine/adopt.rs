@@ -111,67 +111,107 @@ impl Engine {
         if self.conns.len() >= self.conns.capacity() {
             return Err(AdoptError::TableFull);
         }
+        let dest_port = self.dests[dest as usize].port;
         let template = match self.snapshot.config().services[pos].persistence {
             Some(pers) => {
                 let tkey = self.template_key(pos, &key, pers);
                 match self.conns.find_in(&tkey) {
                     Some(t) => t,
-                    None => {
-                        let t = self
-                            .conns
-                            .insert(NewConn {
-                                key: tkey,
-                                daddr: addr_bytes(a.server),
-                                dport: self.dests[dest as usize].port,
-                                method: a.method,
-                                dest,
-                                state: 0,
-                                expires: now_s.saturating_add(pers.timeout),
-                                control: NIL,
-                            })
-                            .ok_or(AdoptError::TableFull)?;
-                        self.attach_to_dest(dest, true);
-                        t
-                    }
+                    None => self
+                        .install_conn(
+                            tkey,
+                            a.server,
+                            dest_port,
+                            a.method,
+                            dest,
+                            0,
+                            now_s.saturating_add(pers.timeout),
+                            NIL,
+                        )
+                        .ok_or(AdoptError::TableFull)?,
                 }
             }
             None => NIL,
         };
         let dport = a.server_port.unwrap_or(a.virtual_addr.port());
-        let Some(idx) = self.conns.insert(NewConn {
-            key,
-            daddr: addr_bytes(a.server),
-            dport,
-            method: a.method,
-            dest,
-            state,
-            expires: now_s.saturating_add(left),
-            control: template,
-        }) else {
-            return Err(AdoptError::TableFull);
-        };
-        if template != NIL {
-            self.conns.get_mut(template).control += 1;
-        }
-        self.attach_to_dest(dest, false);
+        let idx = self
+            .install_conn(
+                key,
+                a.server,
+                dport,
+                a.method,
+                dest,
+                state,
+                now_s.saturating_add(left),
+                template,
+            )
+            .ok_or(AdoptError::TableFull)?;
         if tcp {
-            // Established: active on its server, as `transition` counts it.
-            let c = self.conns.get_mut(idx);
-            c.flags &= !flag::INACTIVE;
-            let d = &mut self.dests[dest as usize];
-            d.inactive -= 1;
-            d.active += 1;
+            self.count_established(idx);
         }
         self.counters.conns_adopted += 1;
         self.fast_sync(idx);
         Ok(())
     }
 
+    /// Puts a connection (or, for a template key, a template) on real
+    /// server `dest` into the table, counted on it (inactive; see
+    /// [`Engine::count_established`]) and under template `control`.
+    /// `None`: the table is full.
+    #[allow(clippy::too_many_arguments)] // reason: one connection's fields, named at each call.
+    pub(super) fn install_conn(
+        &mut self,
+        key: FlowKey,
+        server: IpAddr,
+        dport: u16,
+        method: ForwardMethod,
+        dest: u32,
+        state: u8,
+        expires: u32,
+        control: u32,
+    ) -> Option<u32> {
+        let idx = self.conns.insert(NewConn {
+            key,
+            daddr: addr_bytes(server),
+            dport,
+            method,
+            dest,
+            state,
+            expires,
+            control,
+        })?;
+        if !key.template && control != NIL {
+            self.conns.get_mut(control).control += 1;
+        }
+        self.attach_to_dest(dest, key.template);
+        Some(idx)
+    }
+
+    /// A connection installed established: active on its server, as
+    /// `transition` counts it.
+    pub(super) fn count_established(&mut self, idx: u32) {
+        let c = self.conns.get_mut(idx);
+        if c.flags & flag::INACTIVE == 0 {
+            return;
+        }
+        c.flags &= !flag::INACTIVE;
+        let d = &mut self.dests[c.dest as usize];
+        d.inactive = d.inactive.saturating_sub(1);
+        d.active += 1;
+    }
+
+    /// The real servers of service `pos`, by slab id.
+    pub(super) fn dests_of(&self, pos: usize) -> impl Iterator<Item = u32> + '_ {
+        self.services
+            .get(pos)
+            .into_iter()
+            .flat_map(|s| s.dest_ids())
+    }
+
     /// The real server of service `pos` that `a` names: same address and
     /// method, and for NAT the port the entry rewrites to.
     fn adopted_dest(&self, pos: usize, a: &Adopted) -> Option<u32> {
-        let svc = self.services.get(pos)?;
-        svc.dest_ids().find(|&id| {
+        self.dests_of(pos).find(|&id| {
             let d = &self.dests[id as usize];
             let port = if d.port == 0 {
                 a.virtual_addr.port()

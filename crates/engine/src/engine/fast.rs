@@ -441,6 +441,8 @@ impl Engine {
         let now_s = secs(now);
         if until > now_s {
             self.conns.set_expiry(idx, until);
+            // Renewed: the backups' copies are too.
+            self.sync_now(idx);
             return;
         }
         let gone = self.conns.remove(idx);

@@ -18,6 +18,7 @@ mod adopt;
 mod dests;
 mod fast;
 mod persist;
+mod sync;
 mod view;
 
 use std::collections::HashMap;
@@ -40,6 +41,7 @@ use crate::verdict::{DropReason, IfIndex, Verdict};
 pub use adopt::{AdoptError, Adopted};
 use dests::{DestRt, ServiceRt};
 use fast::FastState;
+pub use sync::SyncRefused;
 
 /// The director's state: services, schedulers, connection table and
 /// counters, with no I/O and no clock. One engine serves every RX queue of
@@ -73,6 +75,8 @@ pub struct Engine {
     /// Reused by handle_timeout (control path; grows to the largest burst).
     expired: Vec<Conn>,
     fast: FastState,
+    /// Connections to send to backups ([`Engine::poll_sync`]).
+    sync_out: std::collections::VecDeque<rvs_wire::ipvs_sync::SyncConn>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -108,6 +112,7 @@ impl Engine {
             sched_seed: hash_seeds[0] ^ hash_seeds[3].rotate_left(32),
             expired: Vec::new(),
             fast: FastState::new(snapshot.config().fast_path),
+            sync_out: std::collections::VecDeque::with_capacity(sync::SYNC_QUEUE),
         };
         e.set_config(snapshot);
         e
@@ -261,6 +266,10 @@ impl Engine {
         }
         self.counters.conns_created += 1;
         self.bind(dest_id, false);
+        if p.tcp_flags.is_none() {
+            // UDP has one state: sent as it starts (TCP on its transitions).
+            self.sync_now(idx);
+        }
         self.forward_in(now_s, pkt, idx, p)
     }
 
@@ -331,7 +340,9 @@ impl Engine {
     }
 
     fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {
+        let old = self.conns.get(idx).state;
         let timeout = self.transition(idx, Direction::Input, p);
+        self.sync_on_transition(idx, old);
         self.conns.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);
@@ -357,7 +368,9 @@ impl Engine {
         idx: u32,
         p: &Parsed,
     ) -> Verdict {
+        let old = self.conns.get(idx).state;
         let timeout = self.transition(idx, Direction::Output, p);
+        self.sync_on_transition(idx, old);
         self.conns.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);

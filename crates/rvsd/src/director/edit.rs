@@ -154,6 +154,7 @@ impl Draft {
             timeouts: base.timeouts,
             max_connections: base.max_connections,
             fast_path: base.fast_path,
+            sync_master: base.sync_master,
         };
         let services: Vec<Option<Entry>> = base
             .services

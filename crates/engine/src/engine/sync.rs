@@ -1,0 +1,304 @@
+//! Connection sync with other directors, as IPVS's sync daemon does it
+//! (`ip_vs_sync.c`), the values only: a master engine emits the state of
+//! its connections ([`Engine::poll_sync`]), a backup engine installs what
+//! it is sent ([`Engine::apply_sync`]); rvsd carries them as IPVS sync
+//! datagrams ([`rvs_wire::ipvs_sync`]).
+//!
+//! When a connection is sent. The kernel counts packets per connection
+//! and sends on the third (`sync_threshold`) and then every 50th; RVS's
+//! engine does not see the packets the XDP program forwards, so it sends
+//! on what it does see, which IPVS sends on too:
+//! - a TCP connection entering ESTABLISHED, FIN_WAIT, CLOSE_WAIT, TIME_WAIT
+//!   or CLOSE (the kernel's "state change forces a sync" rule), and its
+//!   persistence template with its first sync;
+//! - a UDP connection when it is created;
+//! - a connection the XDP program keeps alive, each time its activity
+//!   check renews it (the kernel's `sync_refresh_period` behaviour), so a
+//!   backup's copy does not expire while the master's flows;
+//! - never a one-packet (`-o`) datagram.
+//!
+//! The timeout sent is the state's (the persistence timeout for a
+//! template); a backup's copy expires that long after it was last sent.
+
+use std::net::IpAddr;
+
+use rvs_wire::ipvs_sync::{flags, SyncConn};
+
+use super::{secs, Engine};
+use crate::config::{ForwardMethod, ServiceKey};
+use crate::conn::{addr_bytes, bytes_addr, flag, Conn, FlowKey, NIL};
+use crate::proto::TcpState;
+use crate::time::Time;
+
+/// Connections waiting to be sent; beyond, the oldest are dropped (and
+/// counted): the next change or refresh sends them again.
+pub(super) const SYNC_QUEUE: usize = 16 * 1024;
+
+/// Why a synced connection was not installed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SyncRefused {
+    /// No service of this director takes it.
+    #[error("no virtual service takes it")]
+    NoService,
+    /// Its real server is not in the service here.
+    #[error("its real server is not in the service here")]
+    NoServer,
+    /// The connection table is full.
+    #[error("the connection table is full")]
+    TableFull,
+    /// Addresses of two families or a protocol RVS does not track.
+    #[error("not a TCP or UDP connection of one address family")]
+    Malformed,
+}
+
+/// TCP states whose entry is sent.
+fn synced_state(state: u8) -> bool {
+    [
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+        TcpState::TimeWait,
+    ]
+    .iter()
+    .any(|s| *s as u8 == state)
+}
+
+fn method_flags(m: ForwardMethod) -> u32 {
+    match m {
+        ForwardMethod::Masq => flags::MASQ,
+        ForwardMethod::Tunnel => flags::TUNNEL,
+        ForwardMethod::Route => flags::DROUTE,
+    }
+}
+
+impl Engine {
+    /// The next connection to send to the backups, in order. Drain after
+    /// each batch (rvsd batches them into datagrams).
+    pub fn poll_sync(&mut self) -> Option<SyncConn> {
+        self.sync_out.pop_front()
+    }
+
+    /// A TCP connection's state changed from `old`: send it if the new
+    /// state is one IPVS sends, with its template the first time.
+    pub(super) fn sync_on_transition(&mut self, idx: u32, old: u8) {
+        if !self.snapshot.config().sync_master {
+            return;
+        }
+        let c = *self.conns.get(idx);
+        if c.state == old || !synced_state(c.state) {
+            return;
+        }
+        self.queue_sync(&c);
+        if c.state == TcpState::Established as u8 && c.control != NIL {
+            let t = *self.conns.get(c.control);
+            self.queue_sync(&t);
+        }
+    }
+
+    /// A connection (and its template) was created, or renewed by the
+    /// fast path's activity: send it (UDP on creation; any on renewal).
+    pub(super) fn sync_now(&mut self, idx: u32) {
+        if !self.snapshot.config().sync_master {
+            return;
+        }
+        let c = *self.conns.get(idx);
+        if c.proto == rvs_wire::ip_proto::TCP && !synced_state(c.state) {
+            return;
+        }
+        self.queue_sync(&c);
+        if c.control != NIL {
+            let t = *self.conns.get(c.control);
+            self.queue_sync(&t);
+        }
+    }
+
+    fn queue_sync(&mut self, c: &Conn) {
+        let entry = self.sync_entry(c);
+        if self.sync_out.len() >= SYNC_QUEUE {
+            self.sync_out.pop_front();
+            self.counters.sync_dropped += 1;
+        }
+        self.sync_out.push_back(entry);
+        self.counters.sync_sent += 1;
+    }
+
+    /// `c` as a sync entry.
+    fn sync_entry(&self, c: &Conn) -> SyncConn {
+        let v6 = c.v6();
+        let svc = self
+            .dests
+            .get(c.dest as usize)
+            .map(|d| d.service)
+            .filter(ServiceKey::is_fwmark);
+        let timeouts = &self.snapshot.config().timeouts;
+        let timeout = if c.is_template() {
+            self.dests
+                .get(c.dest as usize)
+                .and_then(|d| self.snapshot.config().services.get(d.service_pos as usize))
+                .and_then(|s| s.persistence)
+                .map_or(300, |p| p.timeout)
+        } else if c.proto == rvs_wire::ip_proto::TCP {
+            timeouts.tcp[usize::from(c.state).min(timeouts.tcp.len() - 1)]
+        } else {
+            timeouts.udp
+        };
+        let mut fl = method_flags(c.method());
+        if c.is_template() {
+            fl |= flags::TEMPLATE;
+        } else {
+            if c.flags & flag::NO_OUTPUT != 0 {
+                fl |= flags::NOOUTPUT;
+            }
+            if c.flags & flag::INACTIVE != 0 {
+                fl |= flags::INACTIVE;
+            }
+        }
+        SyncConn {
+            protocol: c.proto,
+            flags: fl,
+            state: if c.is_template() {
+                0
+            } else {
+                u16::from(c.state)
+            },
+            client: (bytes_addr(&c.caddr, v6), c.cport),
+            virtual_addr: (bytes_addr(&c.vaddr, v6), c.vport),
+            dest: (bytes_addr(&c.daddr, v6), c.dport),
+            fwmark: svc.map_or(0, |k| k.fwmark),
+            timeout,
+        }
+    }
+
+    /// Installs or updates a connection (or template) a master sent, as
+    /// the kernel's backup does: in the state sent, expiring `timeout`
+    /// seconds from `now` (the state's own timeout when 0), counted active
+    /// or inactive on its real server, with its fast-path entries, so that
+    /// its packets are forwarded from the first one after a takeover.
+    pub fn apply_sync(&mut self, now: Time, c: &SyncConn) -> Result<(), SyncRefused> {
+        let now_s = secs(now);
+        if !self.clock_started {
+            self.conns.start_clock(now_s);
+            self.clock_started = true;
+        }
+        let v6 = c.client.0.is_ipv6();
+        if c.virtual_addr.0.is_ipv6() != v6 || c.dest.0.is_ipv6() != v6 {
+            return Err(SyncRefused::Malformed);
+        }
+        let template = c.flags & flags::TEMPLATE != 0;
+        let tcp = c.protocol == rvs_wire::ip_proto::TCP;
+        if !template && !tcp && c.protocol != rvs_wire::ip_proto::UDP {
+            return Err(SyncRefused::Malformed);
+        }
+        let key = FlowKey {
+            template,
+            proto: c.protocol,
+            v6,
+            saddr: addr_bytes(c.client.0),
+            sport: c.client.1,
+            daddr: addr_bytes(c.virtual_addr.0),
+            dport: c.virtual_addr.1,
+        };
+        let state = if template || !tcp {
+            0
+        } else {
+            u8::try_from(c.state).map_err(|_| SyncRefused::Malformed)?
+        };
+        if tcp && !template && TcpState::from_u8(state).is_none() {
+            return Err(SyncRefused::Malformed);
+        }
+        let timeouts = self.snapshot.config().timeouts;
+        let timeout = match c.timeout {
+            0 if template => 180,
+            0 if tcp => timeouts.tcp[usize::from(state).min(timeouts.tcp.len() - 1)],
+            0 => timeouts.udp,
+            t => t,
+        };
+        let expires = now_s.saturating_add(timeout);
+        if let Some(idx) = self.conns.find_in(&key) {
+            if !template {
+                self.set_synced_state(idx, state);
+            }
+            self.conns.set_expiry(idx, expires);
+            self.counters.sync_received += 1;
+            return Ok(());
+        }
+        let pos = self.synced_service(c, &key).ok_or(SyncRefused::NoService)?;
+        let dest = self
+            .dests_of(pos)
+            .find(|&id| {
+                let d = &self.dests[id as usize];
+                let port = if d.port == 0 {
+                    c.virtual_addr.1
+                } else {
+                    d.port
+                };
+                d.in_config && d.addr == c.dest.0 && (template || port == c.dest.1)
+            })
+            .ok_or(SyncRefused::NoServer)?;
+        let method = self.dests[dest as usize].method;
+        let control = if template {
+            NIL
+        } else {
+            match self.snapshot.config().services[pos].persistence {
+                Some(p) => self
+                    .conns
+                    .find_in(&self.template_key(pos, &key, p))
+                    .unwrap_or(NIL),
+                None => NIL,
+            }
+        };
+        let idx = self
+            .install_conn(
+                key, c.dest.0, c.dest.1, method, dest, state, expires, control,
+            )
+            .ok_or(SyncRefused::TableFull)?;
+        if tcp && !template && state == TcpState::Established as u8 {
+            self.count_established(idx);
+        }
+        self.counters.sync_received += 1;
+        self.fast_sync(idx);
+        Ok(())
+    }
+
+    /// The service a synced entry belongs to: its firewall mark's, or by
+    /// (protocol, address, port), then a port-0 service of the address.
+    fn synced_service(&self, c: &SyncConn, key: &FlowKey) -> Option<usize> {
+        let v6 = key.v6;
+        if c.fwmark != 0 {
+            return self
+                .snapshot
+                .service_position(&ServiceKey::fwmark(c.fwmark, v6));
+        }
+        let proto = crate::config::Protocol::from_number(c.protocol)?;
+        let addr: IpAddr = c.virtual_addr.0;
+        self.snapshot
+            .service_position(&ServiceKey::new(proto, addr, c.virtual_addr.1))
+            .or_else(|| {
+                self.snapshot
+                    .service_position(&ServiceKey::new(proto, addr, 0))
+            })
+    }
+
+    /// A synced TCP connection moves to `state`, counted on its server as
+    /// the kernel's backup recounts it.
+    fn set_synced_state(&mut self, idx: u32, state: u8) {
+        let c = self.conns.get_mut(idx);
+        if c.proto != rvs_wire::ip_proto::TCP || c.state == state {
+            return;
+        }
+        c.state = state;
+        let inactive = c.flags & flag::INACTIVE != 0;
+        let d = &mut self.dests[c.dest as usize];
+        if !inactive && state != TcpState::Established as u8 {
+            d.active = d.active.saturating_sub(1);
+            d.inactive += 1;
+            c.flags |= flag::INACTIVE;
+        } else if inactive && state == TcpState::Established as u8 {
+            d.inactive = d.inactive.saturating_sub(1);
+            d.active += 1;
+            c.flags &= !flag::INACTIVE;
+        }
+        self.fast_sync(idx);
+    }
+}

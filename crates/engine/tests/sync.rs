@@ -1,0 +1,253 @@
+//! Connection sync between two engines, as IPVS's master and backup sync
+//! daemons have it: the master emits a connection when it enters a state
+//! IPVS sends (and UDP when it starts), the backup installs it in that
+//! state on the same real server, counts it there and forwards its next
+//! packet there; the entries go through the kernel's datagram format on
+//! the way.
+
+mod common;
+
+use common::*;
+use rvs_engine::{
+    Config, FastAction, FastKey, ForwardMethod, Persistence, Protocol, SyncRefused, Verdict,
+};
+use rvs_wire::ipvs_sync::{decode, flags, Encoder, SyncConn};
+
+fn master(mut cfg: Config) -> Director {
+    cfg.sync_master = true;
+    Director::new(cfg)
+}
+
+fn sent(d: &mut Director) -> Vec<SyncConn> {
+    std::iter::from_fn(|| d.engine.poll_sync()).collect()
+}
+
+/// Through the kernel's datagram format and back.
+fn over_the_wire(conns: &[SyncConn]) -> Vec<SyncConn> {
+    let mut e = Encoder::new(7, 1472);
+    let mut grams: Vec<Vec<u8>> = conns.iter().filter_map(|c| e.push(c)).collect();
+    grams.extend(e.flush());
+    grams
+        .iter()
+        .flat_map(|g| decode(g).expect("our datagram decodes").conns)
+        .collect()
+}
+
+/// (template, protocol, client, server, state) of a listed connection.
+type Row = (bool, String, (String, u16), (String, u16), &'static str);
+
+fn listing(d: &Director) -> Vec<Row> {
+    let mut v: Vec<_> = d
+        .engine
+        .connections(d.now)
+        .into_iter()
+        .map(|c| {
+            (
+                c.template,
+                format!("{}", c.protocol),
+                (c.client.0.to_string(), c.client.1),
+                (c.dest.0.to_string(), c.dest.1),
+                c.state,
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
+    let mut m = master(config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]));
+    m.run(&from_client(40000, SYN, b""), FRONT);
+    assert!(sent(&mut m).is_empty(), "SYN_RECV is not sent");
+    m.run(&from_client(40000, ACK, b""), FRONT);
+    let s = sent(&mut m);
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(
+        s[0],
+        SyncConn {
+            protocol: 6,
+            flags: flags::DROUTE | flags::NOOUTPUT,
+            state: 1,
+            client: (ip(CLIENT), 40000),
+            virtual_addr: (ip(VIP), 80),
+            dest: (ip(RS[0]), 80),
+            fwmark: 0,
+            timeout: 900,
+        }
+    );
+    m.run(&from_client(40000, ACK, b"more"), FRONT);
+    assert!(sent(&mut m).is_empty(), "no change, nothing sent");
+    m.run(&from_client(40000, FINACK, b""), FRONT);
+    let s = sent(&mut m);
+    assert_eq!(s.len(), 1);
+    assert_eq!((s[0].state, s[0].timeout), (4, 120), "FIN_WAIT");
+    assert_ne!(s[0].flags & flags::INACTIVE, 0);
+    assert_eq!(m.engine.counters().sync_sent, 2);
+}
+
+#[test]
+fn udp_is_sent_as_it_starts_and_nothing_without_master() {
+    let mut m = master(config(Protocol::Udp, "rr", ForwardMethod::Masq, &[1]));
+    m.run(&udp_frame((CLIENT, 5353), (VIP, 80), b"q"), FRONT);
+    let s = sent(&mut m);
+    assert_eq!(s.len(), 1);
+    assert_eq!(
+        (
+            s[0].protocol,
+            s[0].state,
+            s[0].flags,
+            s[0].dest,
+            s[0].timeout
+        ),
+        // UDP stays inactive on its server, as in the kernel.
+        (17, 0, flags::MASQ | flags::INACTIVE, (ip(RS[0]), 8080), 300)
+    );
+    let mut quiet = Director::new(config(Protocol::Udp, "rr", ForwardMethod::Masq, &[1]));
+    quiet.run(&udp_frame((CLIENT, 5353), (VIP, 80), b"q"), FRONT);
+    assert!(sent(&mut quiet).is_empty());
+}
+
+#[test]
+fn the_backup_lists_the_masters_connections_and_forwards_them_to_the_same_server() {
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1, 1, 1]);
+    cfg.services[0].persistence = Some(Persistence {
+        timeout: 300,
+        prefix_len: 32,
+    });
+    let mut m = master(cfg.clone());
+    let mut b = Director::new(cfg);
+    // Two clients' worth of connections on the master.
+    for port in [40000, 40001, 40002] {
+        m.run(&from_client(port, SYN, b""), FRONT);
+        m.run(&from_client(port, ACK, b""), FRONT);
+    }
+    let entries = over_the_wire(&sent(&mut m));
+    assert!(
+        entries.iter().any(|e| e.flags & flags::TEMPLATE != 0),
+        "the template goes with its first connection: {entries:?}"
+    );
+    for e in &entries {
+        b.engine.apply_sync(b.now, e).unwrap();
+    }
+    b.drain();
+    assert_eq!(
+        listing(&b),
+        listing(&m),
+        "same connections, servers, states"
+    );
+    // Counted on their server as on the master.
+    let count = |d: &Director| {
+        d.engine.status()[0]
+            .dests
+            .iter()
+            .map(|s| (s.addr, s.active, s.inactive, s.persistent))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(count(&b), count(&m));
+    // After a takeover the next segment goes where the master sent it,
+    // forwarded by the fast path's entry or by the engine alike.
+    let k = FastKey {
+        proto: 6,
+        saddr: ip(CLIENT),
+        sport: 40001,
+        daddr: ip(VIP),
+        dport: 80,
+    };
+    assert!(matches!(
+        b.maps.entries.get(&k),
+        Some(FastAction::Forward(_))
+    ));
+    let want = server_of(check(&m.run(&from_client(40001, ACK, b"x"), FRONT).1).dst_mac);
+    let (v, out) = b.run(&from_client(40001, ACK, b"x"), FRONT);
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    assert_eq!(server_of(check(&out).dst_mac), want);
+    assert_eq!(b.engine.counters().sync_received, entries.len() as u64);
+}
+
+#[test]
+fn a_state_update_recounts_and_the_timeout_sent_rules_expiry() {
+    let cfg = config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[1]);
+    let mut b = Director::new(cfg);
+    let mut e = SyncConn {
+        protocol: 6,
+        flags: flags::MASQ,
+        state: 1,
+        client: (ip(CLIENT), 40000),
+        virtual_addr: (ip(VIP), 80),
+        dest: (ip(RS[0]), 8080),
+        fwmark: 0,
+        timeout: 30,
+    };
+    b.engine.apply_sync(b.now, &e).unwrap();
+    let counts = |d: &Director| {
+        let s = &d.engine.status()[0].dests[0];
+        (s.active, s.inactive)
+    };
+    assert_eq!(counts(&b), (1, 0));
+    e.state = 4;
+    b.engine.apply_sync(b.now, &e).unwrap();
+    assert_eq!(counts(&b), (0, 1), "FIN_WAIT: inactive");
+    assert_eq!(b.engine.connections(b.now)[0].state, "FIN_WAIT");
+    b.advance(25);
+    assert_eq!(b.engine.connection_count(), 1);
+    b.advance(10);
+    assert_eq!(
+        b.engine.connection_count(),
+        0,
+        "gone 30 s after the last sync"
+    );
+}
+
+#[test]
+fn entries_this_director_cannot_place_are_refused() {
+    let mut b = Director::new(config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[1]));
+    let ok = SyncConn {
+        protocol: 6,
+        flags: flags::MASQ,
+        state: 1,
+        client: (ip(CLIENT), 40000),
+        virtual_addr: (ip(VIP), 80),
+        dest: (ip(RS[0]), 8080),
+        fwmark: 0,
+        timeout: 0,
+    };
+    let cases = [
+        (
+            SyncConn {
+                virtual_addr: (ip("10.0.100.9"), 80),
+                ..ok
+            },
+            SyncRefused::NoService,
+        ),
+        (
+            SyncConn {
+                dest: (ip(RS[1]), 8080),
+                ..ok
+            },
+            SyncRefused::NoServer,
+        ),
+        (
+            SyncConn {
+                dest: (ip(RS[0]), 8081),
+                ..ok
+            },
+            SyncRefused::NoServer,
+        ),
+        (SyncConn { fwmark: 5, ..ok }, SyncRefused::NoService),
+        (
+            SyncConn {
+                dest: (ip("fd00::1"), 8080),
+                ..ok
+            },
+            SyncRefused::Malformed,
+        ),
+        (SyncConn { state: 99, ..ok }, SyncRefused::Malformed),
+        (SyncConn { protocol: 47, ..ok }, SyncRefused::Malformed),
+    ];
+    for (c, want) in cases {
+        assert_eq!(b.engine.apply_sync(b.now, &c), Err(want), "{c:?}");
+    }
+    assert_eq!(b.engine.connection_count(), 0);
+    assert_eq!(b.engine.counters().sync_received, 0);
+}
