@@ -130,6 +130,8 @@ pub enum Entity {
         /// The mark.
         mark: u32,
     },
+    /// The master or backup sync daemon.
+    SyncDaemon(rvs_vocab::SyncRole),
 }
 
 impl fmt::Display for Entity {
@@ -140,6 +142,7 @@ impl fmt::Display for Entity {
                 write!(f, "real server {}", SocketAddr::new(*addr, *port))
             }
             Entity::FwmarkRule { mark } => write!(f, "a firewall-mark rule with mark {mark}"),
+            Entity::SyncDaemon(role) => write!(f, "the {} sync daemon", role.name()),
         }
     }
 }

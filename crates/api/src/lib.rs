@@ -31,13 +31,15 @@ use std::path::{Path, PathBuf};
 
 pub use client::{Client, ClientError};
 pub use error::{ControlError, Entity, ErrorBody};
+pub use rvs_vocab::{SyncDaemon, SyncRole};
 pub use server::{
     bind, bind_with, serve, serve_with, serve_with_access, Access, ControlHandler, Limits,
     ReadOnlyGroup, SocketFile,
 };
 pub use types::{
     Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
-    HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
+    HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    SyncDaemonStatus, Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.

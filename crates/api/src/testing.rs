@@ -216,5 +216,6 @@ pub fn empty_listing() -> Listing {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        sync_daemons: Vec::new(),
     }
 }

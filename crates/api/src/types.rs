@@ -323,6 +323,12 @@ pub enum Command {
         /// The mark.
         mark: u32,
     },
+    /// `--start-daemon`: start connection sync as master or backup; error
+    /// if that role runs already.
+    StartDaemon(rvs_vocab::SyncDaemon),
+    /// `--stop-daemon`: stop the master or backup sync daemon; error if it
+    /// does not run.
+    StopDaemon(rvs_vocab::SyncRole),
 }
 
 /// A rule of RVS's firewall-mark classifier: packets to `addr/prefix_len`
@@ -436,6 +442,19 @@ pub struct Listing {
     /// those changes are lost at the next reload or restart.
     #[serde(default)]
     pub config_diverged: bool,
+    /// Running sync daemons (`-L --daemon`).
+    #[serde(default)]
+    pub sync_daemons: Vec<SyncDaemonStatus>,
+}
+
+/// A running sync daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SyncDaemonStatus {
+    /// Its settings.
+    pub daemon: rvs_vocab::SyncDaemon,
+    /// The datagram size limit in force.
+    pub maxlen: u16,
 }
 
 /// A checked real server's last health-check result.

@@ -42,6 +42,18 @@ fn sample() -> Listing {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        sync_daemons: vec![rvs_api::SyncDaemonStatus {
+            daemon: rvs_api::SyncDaemon {
+                role: rvs_api::SyncRole::Backup,
+                mcast_interface: "eth1".into(),
+                syncid: 3,
+                sync_maxlen: None,
+                mcast_group: Some("224.0.0.82".parse().unwrap()),
+                mcast_port: None,
+                mcast_ttl: Some(2),
+            },
+            maxlen: 1472,
+        }],
         services: vec![
             ServiceStatus {
                 spec: ServiceSpec {

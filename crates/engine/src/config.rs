@@ -238,9 +238,6 @@ pub struct Config {
     /// [`crate::fastpath`]); when false every frame of a tracked connection
     /// goes through the engine.
     pub fast_path: bool,
-    /// Send connection state to backup directors (`--start-daemon
-    /// master`): the engine then emits it, see [`crate::Engine::poll_sync`].
-    pub sync_master: bool,
 }
 
 impl Default for Config {
@@ -253,7 +250,6 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_connections: 1 << 20,
             fast_path: true,
-            sync_master: false,
         }
     }
 }

@@ -13,9 +13,10 @@ use rvs_engine::{
 };
 use rvs_wire::ipvs_sync::{decode, flags, Encoder, SyncConn};
 
-fn master(mut cfg: Config) -> Director {
-    cfg.sync_master = true;
-    Director::new(cfg)
+fn master(cfg: Config) -> Director {
+    let mut d = Director::new(cfg);
+    d.engine.set_sync_master(true);
+    d
 }
 
 fn sent(d: &mut Director) -> Vec<SyncConn> {

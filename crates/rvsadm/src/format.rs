@@ -467,6 +467,13 @@ pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
 }
 
 /// `ipvsadm -L --timeout`.
+/// `-L --daemon`: one line per running sync daemon, as ipvsadm prints them.
+pub(crate) fn daemons(d: &[rvs_api::SyncDaemonStatus]) -> String {
+    d.iter()
+        .map(|s| s.daemon.listing_line(s.maxlen) + "\n")
+        .collect()
+}
+
 pub(crate) fn timeouts(t: &Timeouts) -> String {
     format!(
         "Timeout (tcp tcpfin udp): {} {} {}\n",

@@ -232,6 +232,9 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             if req.timeouts {
                 return print(&format::timeouts(&listing.timeouts));
             }
+            if req.daemon {
+                return print(&format::daemons(&listing.sync_daemons));
+            }
             match format::listing(&listing, &req, names) {
                 Ok(text) => print(&text),
                 Err(format::NoSuchService) => {

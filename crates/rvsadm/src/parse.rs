@@ -14,6 +14,7 @@ use rvs_api::{
     Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
 };
 use rvs_vocab::sched;
+use rvs_vocab::{SyncDaemon, SyncRole};
 
 /// ipvsadm's default persistence timeout (`-p` without a value).
 pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
@@ -56,6 +57,8 @@ pub(crate) struct ListRequest {
     pub(crate) nosort: bool,
     /// `--mark-rules` (RVS): the firewall-mark rules after the services.
     pub(crate) mark_rules: bool,
+    /// `--daemon`: the sync daemons instead of the services.
+    pub(crate) daemon: bool,
 }
 
 /// One invocation's intent.
@@ -120,6 +123,8 @@ enum Cmd {
     DelMarkRule,
     ListMarkRules,
     Reload,
+    StartDaemon,
+    StopDaemon,
 }
 
 impl Cmd {
@@ -142,6 +147,8 @@ impl Cmd {
             Cmd::DelMarkRule => "delete-mark-rule",
             Cmd::ListMarkRules => "list-mark-rules",
             Cmd::Reload => "reload",
+            Cmd::StartDaemon => "start-daemon",
+            Cmd::StopDaemon => "stop-daemon",
         }
     }
 }
@@ -162,21 +169,28 @@ enum Opt {
     Weight,
     UThreshold,
     LThreshold,
+    McastInterface,
     Timeout,
+    Daemon,
     Stats,
     Rate,
     Thresholds,
     PersistentConn,
     NoSort,
+    SyncId,
     Exact,
     OnePacket,
     SchedFlags,
+    SyncMaxlen,
+    McastGroup,
+    McastPort,
+    McastTtl,
     TunType,
     Ports,
     MarkRules,
 }
 
-const OPTS: [Opt; 23] = [
+const OPTS: [Opt; 30] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -188,15 +202,22 @@ const OPTS: [Opt; 23] = [
     Opt::Weight,
     Opt::UThreshold,
     Opt::LThreshold,
+    Opt::McastInterface,
     Opt::Timeout,
+    Opt::Daemon,
     Opt::Stats,
     Opt::Rate,
     Opt::Thresholds,
     Opt::PersistentConn,
     Opt::NoSort,
+    Opt::SyncId,
     Opt::Exact,
     Opt::OnePacket,
     Opt::SchedFlags,
+    Opt::SyncMaxlen,
+    Opt::McastGroup,
+    Opt::McastPort,
+    Opt::McastTtl,
     Opt::TunType,
     Opt::Ports,
     Opt::MarkRules,
@@ -220,7 +241,14 @@ impl Opt {
             Opt::Weight => "weight",
             Opt::UThreshold => "u-threshold",
             Opt::LThreshold => "l-threshold",
+            Opt::McastInterface => "mcast-interface",
             Opt::Timeout => "timeout",
+            Opt::Daemon => "daemon",
+            Opt::SyncId => "syncid",
+            Opt::SyncMaxlen => "sync-maxlen",
+            Opt::McastGroup => "mcast-group",
+            Opt::McastPort => "mcast-port",
+            Opt::McastTtl => "mcast-ttl",
             Opt::Stats => "stats",
             Opt::Rate => "rate",
             Opt::Thresholds => "thresholds",
@@ -262,8 +290,17 @@ impl Opt {
                 Service | Ports => ' ',
                 _ => 'x',
             },
+            Cmd::StartDaemon => match self {
+                McastInterface => '+',
+                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl => ' ',
+                _ => 'x',
+            },
+            Cmd::StopDaemon => match self {
+                SyncId => ' ',
+                _ => 'x',
+            },
             Cmd::List => match self {
-                Connection | Service | Timeout => '1',
+                Connection | Service | Timeout | Daemon => '1',
                 Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact
                 | MarkRules => ' ',
                 _ => 'x',
@@ -336,6 +373,10 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("connection", Some('c'), Arg::None),
     ("mcast-interface", None, Arg::Required),
     ("syncid", None, Arg::Required),
+    ("sync-maxlen", None, Arg::Required),
+    ("mcast-group", None, Arg::Required),
+    ("mcast-port", None, Arg::Required),
+    ("mcast-ttl", None, Arg::Required),
     ("timeout", None, Arg::None),
     ("daemon", None, Arg::None),
     ("stats", None, Arg::None),
@@ -734,6 +775,8 @@ struct Collected {
     rule_mark: u32,
     rule_target: Option<(Option<Protocol>, String)>,
     ports_raw: Option<String>,
+    /// `--start-daemon` / `--stop-daemon` and their options.
+    sync: SyncDaemon,
 }
 
 impl Default for Collected {
@@ -759,6 +802,15 @@ impl Default for Collected {
             rule_mark: 0,
             rule_target: None,
             ports_raw: None,
+            sync: SyncDaemon {
+                role: SyncRole::Master,
+                mcast_interface: String::new(),
+                syncid: 0,
+                sync_maxlen: None,
+                mcast_group: None,
+                mcast_port: None,
+                mcast_ttl: None,
+            },
         }
     }
 }
@@ -806,6 +858,8 @@ fn command_of(name: &str) -> Option<Cmd> {
         "delete-mark-rule" => Cmd::DelMarkRule,
         "list-mark-rules" => Cmd::ListMarkRules,
         "reload" => Cmd::Reload,
+        "start-daemon" => Cmd::StartDaemon,
+        "stop-daemon" => Cmd::StopDaemon,
         _ => return None,
     })
 }
@@ -826,9 +880,6 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
             match tok.name {
                 "help" => c.early = Some(Action::Help),
                 "version" => c.early = Some(Action::Version),
-                "start-daemon" | "stop-daemon" => {
-                    return fail(format!("{}: not supported by rvsadm yet", tok.spelled))
-                }
                 _ if command.is_none() => return Err(ParseError::TryHelp),
                 _ => {}
             }
@@ -843,6 +894,11 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
             c.cmd = Some(cmd);
             if matches!(cmd, Cmd::AddMarkRule | Cmd::DelMarkRule) {
                 c.rule_mark = parse_fwmark(&value)?;
+            }
+            if matches!(cmd, Cmd::StartDaemon | Cmd::StopDaemon) {
+                c.sync.role = SyncRole::from_name(&value).ok_or_else(|| {
+                    ParseError::Message(format!("illegal {} parameter specified", cmd.name()))
+                })?;
             }
             continue;
         }
@@ -970,6 +1026,46 @@ fn collect_option(
             c.lower = number(&value, 0, INT_MAX)
                 .map_or_else(|| fail("illegal l_threshold specified"), Ok)?;
         }
+        "mcast-interface" => {
+            c.set(Opt::McastInterface)?;
+            if value.len() > 15 {
+                return fail("too long mcast-interface name");
+            }
+            c.sync.mcast_interface = value;
+        }
+        "syncid" => {
+            c.set(Opt::SyncId)?;
+            c.sync.syncid = number(&value, 0, 255)
+                .map_or_else(|| fail("illegal syncid specified"), |n| Ok(n as u8))?;
+        }
+        "sync-maxlen" => {
+            c.set(Opt::SyncMaxlen)?;
+            c.sync.sync_maxlen = Some(
+                number(&value, 1, 65535 - 20 - 8)
+                    .map_or_else(|| fail("illegal sync-maxlen specified"), |n| Ok(n as u16))?,
+            );
+        }
+        "mcast-group" => {
+            c.set(Opt::McastGroup)?;
+            match value.parse::<IpAddr>() {
+                Ok(a) if a.is_multicast() => c.sync.mcast_group = Some(a),
+                _ => return fail("illegal mcast-group specified"),
+            }
+        }
+        "mcast-port" => {
+            c.set(Opt::McastPort)?;
+            c.sync.mcast_port = Some(
+                number(&value, 1, 65535)
+                    .map_or_else(|| fail("illegal mcast-port specified"), |n| Ok(n as u16))?,
+            );
+        }
+        "mcast-ttl" => {
+            c.set(Opt::McastTtl)?;
+            c.sync.mcast_ttl = Some(
+                number(&value, 1, 255)
+                    .map_or_else(|| fail("illegal mcast-ttl specified"), |n| Ok(n as u8))?,
+            );
+        }
         "sort" => {} // ipvsadm: a no-op kept for compatibility
         "help" | "version" => {
             // ipvsadm only honours these as the first option.
@@ -999,6 +1095,7 @@ fn list_flag<'a>(list: &'a mut ListRequest, name: &str) -> Option<(Opt, &'a mut 
         "persistent-conn" => (Opt::PersistentConn, &mut list.persistent_conn),
         "nosort" => (Opt::NoSort, &mut list.nosort),
         "exact" => (Opt::Exact, &mut list.exact),
+        "daemon" => (Opt::Daemon, &mut list.daemon),
         "mark-rules" => (Opt::MarkRules, &mut list.mark_rules),
         _ => return None,
     })
@@ -1152,6 +1249,8 @@ fn build(
         Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: c.rule_mark }),
         Cmd::ListMarkRules => Action::ListMarkRules,
         Cmd::Reload => Action::Command(Command::Reload),
+        Cmd::StartDaemon => Action::Command(Command::StartDaemon(c.sync)),
+        Cmd::StopDaemon => Action::Command(Command::StopDaemon(c.sync.role)),
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             Action::Command(build_dest(cmd, &c, service)?)

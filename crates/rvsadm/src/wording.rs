@@ -45,6 +45,13 @@ pub(crate) fn refusal(cmd: &Command, error: &ControlError) -> String {
                 _ => error.to_string(),
             }
         }
+        // ipvsadm's words for the kernel's EEXIST / ESRCH.
+        ControlError::Exists {
+            what: Entity::SyncDaemon(_),
+        } => "Daemon has already run",
+        ControlError::NotFound {
+            what: Entity::SyncDaemon(_),
+        } => "No daemon is running",
         ControlError::BadRequest { message } => return message.clone(),
         ControlError::Exists {
             what: Entity::FwmarkRule { .. },

@@ -27,6 +27,18 @@ fn fake() -> FakeHandler {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        sync_daemons: vec![rvs_api::SyncDaemonStatus {
+            daemon: rvs_api::SyncDaemon {
+                role: rvs_api::SyncRole::Master,
+                mcast_interface: "eth0".into(),
+                syncid: 7,
+                sync_maxlen: None,
+                mcast_group: None,
+                mcast_port: None,
+                mcast_ttl: None,
+            },
+            maxlen: 1472,
+        }],
         services: vec![ServiceStatus {
             spec: ServiceSpec {
                 key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
@@ -224,6 +236,13 @@ fn rvsadm_against_a_served_socket() {
         "IPVS connection entries\n\
          pro expire state       source             virtual            destination\n\
          TCP 14:59  ESTABLISHED 10.10.0.9:51000    10.10.0.100:80     10.10.0.11:80\n"
+    );
+    // ipvsadm's line for each sync daemon.
+    let out = rvsadm(&path, &["-L", "--daemon"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "master sync daemon (mcast=eth0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
     );
     let out = rvsadm(&path, &["-L", "--timeout"]);
     assert!(out.status.success(), "{out:?}");

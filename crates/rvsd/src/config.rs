@@ -56,6 +56,17 @@ pub(crate) fn engine_config(
         }
         services.push(svc);
     }
+    for (i, d) in file.sync_daemons.iter().enumerate() {
+        if let Err(e) = d.check() {
+            errors.push(format!("[[sync_daemon]] {}: {e}", d.role.name()));
+        }
+        if file.sync_daemons[..i].iter().any(|o| o.role == d.role) {
+            errors.push(format!(
+                "[[sync_daemon]] {}: listed twice; one master and one backup at most",
+                d.role.name()
+            ));
+        }
+    }
     let fwmarks = engine_fwmarks(file).unwrap_or_else(|e| {
         errors.push(e.to_string());
         Vec::new()
@@ -95,6 +106,8 @@ pub(crate) struct Start {
     pub(crate) metrics_listen: Option<SocketAddr>,
     /// Who rvsd, its scripts and its socket's readers are.
     pub(crate) privileges: crate::privilege::Plan,
+    /// `[[sync_daemon]]`s to start.
+    pub(crate) sync_daemons: Vec<rvs_vocab::SyncDaemon>,
 }
 
 /// The configuration rvsd starts with: the file at `path`, or without one
@@ -119,6 +132,7 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         plan,
         metrics_listen: file.metrics_listen,
         privileges,
+        sync_daemons: file.sync_daemons.clone(),
     })
 }
 

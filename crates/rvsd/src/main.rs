@@ -21,6 +21,7 @@ mod logging;
 mod metrics;
 mod notify;
 mod privilege;
+mod sync;
 mod watch;
 mod worker;
 
@@ -121,6 +122,7 @@ fn main() {
 fn run(args: Args) -> anyhow::Result<()> {
     let start = config::start(args.config.as_deref())?;
     let (config, plan, metrics_listen) = (start.config, start.plan, start.metrics_listen);
+    let start_sync = start.sync_daemons;
     let ifaces = config.interfaces.clone();
     let where_ = args
         .config
@@ -199,6 +201,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             report: Arc::clone(&report),
             resolve: resolve_tx.clone(),
             commands: command_rx,
+            sync: None,
         };
         if let Some(c) = &carried {
             let flows = c
@@ -288,6 +291,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         plane,
         Arc::clone(&shared),
     )?;
+    let mut director = director;
+    director.start_sync(&start_sync)?;
     let handler = Arc::new(Handler(Mutex::new(director)));
     let datapath = handler.0.lock().ok().and_then(|d| d.datapath());
     // Neighbour changes go to the worker, interface and route changes to

@@ -608,6 +608,7 @@ mod tests {
             }],
             config_file: None,
             config_diverged: true,
+            sync_daemons: Vec::new(),
             fwmark_rules: Vec::new(),
         };
         let mut w = Report::default();

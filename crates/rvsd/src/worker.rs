@@ -66,6 +66,10 @@ pub(crate) enum WorkerCommand {
     Zero(Option<ServiceKey>),
     /// `ipvsadm -Lc`: every connection, with fresh fast-path activity.
     Dump(Sender<Vec<ConnInfo>>),
+    /// `--start-daemon master` (with its socket) / `--stop-daemon master`.
+    SyncMaster(Option<crate::sync::MasterOut>),
+    /// Entries a sync master sent (the backup thread decoded them).
+    Synced(Vec<rvs_wire::ipvs_sync::SyncConn>),
 }
 
 /// The running datapath as the control plane holds it: the XDP maps (for
@@ -93,6 +97,11 @@ pub(crate) struct Report {
     pub(crate) fast_entries: u64,
     /// The AF_XDP sockets' counters (ours and the kernel's).
     pub(crate) xsk: XskStats,
+    /// Sync datagrams sent, and those the socket refused.
+    pub(crate) sync_datagrams: u64,
+    pub(crate) sync_send_errors: u64,
+    /// Synced entries this engine could not place.
+    pub(crate) sync_refused: u64,
 }
 
 pub(crate) struct Worker {
@@ -103,6 +112,8 @@ pub(crate) struct Worker {
     pub(crate) report: Arc<Mutex<Report>>,
     pub(crate) resolve: SyncSender<IpAddr>,
     pub(crate) commands: Receiver<WorkerCommand>,
+    /// The sync master's socket and datagram, while one runs.
+    pub(crate) sync: Option<crate::sync::MasterOut>,
 }
 
 /// Counters the loop keeps besides the engine's.
@@ -112,6 +123,7 @@ struct Tally {
     batches: u64,
     fast_ops: u64,
     fast_op_errors: u64,
+    sync_refused: u64,
 }
 
 impl Worker {
@@ -140,6 +152,7 @@ impl Worker {
             // Before the batch leaves: see the module doc.
             self.apply_fast_path(&mut tally);
             self.group.flush();
+            self.send_sync();
             if n == 0 {
                 self.group.poll(Duration::from_millis(20));
             }
@@ -266,8 +279,33 @@ impl Worker {
         }
     }
 
+    /// Drains the engine's sync entries into the master's datagrams.
+    fn send_sync(&mut self) {
+        let Some(m) = &mut self.sync else { return };
+        while let Some(c) = self.engine.poll_sync() {
+            m.push(&c);
+        }
+        m.tick();
+    }
+
     fn command(&mut self, cmd: WorkerCommand, tally: &mut Tally) {
         match cmd {
+            WorkerCommand::SyncMaster(m) => {
+                self.engine.set_sync_master(m.is_some());
+                self.sync = m;
+            }
+            WorkerCommand::Synced(conns) => {
+                let now = self.shared.now();
+                for c in &conns {
+                    if let Err(e) = self.engine.apply_sync(now, c) {
+                        tally.sync_refused += 1;
+                        if tally.sync_refused % 1024 == 1 {
+                            tracing::warn!(error = %e, entry = ?c, "a synced connection was not installed");
+                        }
+                    }
+                }
+                self.apply_fast_path(tally);
+            }
             WorkerCommand::Zero(only) => self.engine.zero_stats(only),
             WorkerCommand::Dump(reply) => {
                 self.engine.refresh_fast_path_activity();
@@ -302,6 +340,11 @@ impl Worker {
             g.fast_entries = self.engine.fast_path_entries();
             g.connections = self.engine.connection_count();
             g.xsk = xsk;
+            g.sync_refused = tally.sync_refused;
+            if let Some(m) = &self.sync {
+                g.sync_datagrams = m.sent;
+                g.sync_send_errors = m.send_errors;
+            }
         }
     }
 }

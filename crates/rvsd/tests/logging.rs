@@ -24,20 +24,28 @@ fn log_of_a_run(journal: bool) -> String {
     }
     let mut child = cmd.spawn().expect("rvsd starts");
     let stderr = child.stderr.take().expect("piped stderr");
+    let (lines, seen) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut log = String::new();
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            let _ = lines.send(line.contains("ready"));
             log.push_str(&line);
             log.push('\n');
         }
         log
     });
+    // Stopped once it says it is ready (the socket exists a little before).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !socket.exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
+    let mut ready = false;
+    while !ready {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match seen.recv_timeout(left) {
+            Ok(r) => ready = r,
+            Err(_) => break,
+        }
     }
-    let ready = socket.exists();
+    let ready = ready && socket.exists();
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

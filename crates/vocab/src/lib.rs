@@ -13,6 +13,9 @@
 pub mod sched;
 #[cfg(feature = "schema")]
 pub mod schema;
+pub mod sync;
+
+pub use sync::{SyncDaemon, SyncRole};
 
 /// Transport protocol of a virtual service; IPVS keys services by it.
 ///

@@ -49,6 +49,10 @@ pub struct Config {
     /// RVS's firewall-mark classifier rules, first match wins.
     #[serde(default, rename = "fwmark", skip_serializing_if = "Vec::is_empty")]
     pub fwmarks: Vec<Fwmark>,
+    /// `[[sync_daemon]]`: connection sync with other directors (a master
+    /// and a backup may run at once).
+    #[serde(default, rename = "sync_daemon", skip_serializing_if = "Vec::is_empty")]
+    pub sync_daemons: Vec<crate::SyncDaemon>,
     /// The virtual services, each with where it starts in the file.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<toml::Spanned<Service>>,

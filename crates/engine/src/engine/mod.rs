@@ -77,6 +77,8 @@ pub struct Engine {
     fast: FastState,
     /// Connections to send to backups ([`Engine::poll_sync`]).
     sync_out: std::collections::VecDeque<rvs_wire::ipvs_sync::SyncConn>,
+    /// A sync master runs ([`Engine::set_sync_master`]).
+    sync_master: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,6 +115,7 @@ impl Engine {
             expired: Vec::new(),
             fast: FastState::new(snapshot.config().fast_path),
             sync_out: std::collections::VecDeque::with_capacity(sync::SYNC_QUEUE),
+            sync_master: false,
         };
         e.set_config(snapshot);
         e

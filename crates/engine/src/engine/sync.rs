@@ -73,6 +73,15 @@ fn method_flags(m: ForwardMethod) -> u32 {
 }
 
 impl Engine {
+    /// Start or stop emitting connection state for backups (`--start-daemon
+    /// master` / `--stop-daemon master`).
+    pub fn set_sync_master(&mut self, on: bool) {
+        self.sync_master = on;
+        if !on {
+            self.sync_out.clear();
+        }
+    }
+
     /// The next connection to send to the backups, in order. Drain after
     /// each batch (rvsd batches them into datagrams).
     pub fn poll_sync(&mut self) -> Option<SyncConn> {
@@ -82,7 +91,7 @@ impl Engine {
     /// A TCP connection's state changed from `old`: send it if the new
     /// state is one IPVS sends, with its template the first time.
     pub(super) fn sync_on_transition(&mut self, idx: u32, old: u8) {
-        if !self.snapshot.config().sync_master {
+        if !self.sync_master {
             return;
         }
         let c = *self.conns.get(idx);
@@ -99,7 +108,7 @@ impl Engine {
     /// A connection (and its template) was created, or renewed by the
     /// fast path's activity: send it (UDP on creation; any on renewal).
     pub(super) fn sync_now(&mut self, idx: u32) {
-        if !self.snapshot.config().sync_master {
+        if !self.sync_master {
             return;
         }
         let c = *self.conns.get(idx);

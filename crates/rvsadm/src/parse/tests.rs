@@ -573,14 +573,9 @@ fn malformed_options() {
         err("-C --clear=1"),
         "--clear: option does not take an argument"
     );
-    assert_eq!(err("-L --daemon"), "--daemon: not supported by rvsadm yet");
     assert_eq!(
         err("-A -t 10.0.0.1:80 --pe sip"),
         "--pe: not supported by rvsadm yet"
-    );
-    assert_eq!(
-        err("--start-daemon master"),
-        "--start-daemon: not supported by rvsadm yet"
     );
 }
 
@@ -1242,4 +1237,70 @@ fn numbers_read_as_ipvsadm_string_to_number_reads_them() {
             udp: 20
         }
     );
+}
+
+#[test]
+fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
+    use rvs_vocab::{SyncDaemon, SyncRole};
+    assert_eq!(
+        cmd("--start-daemon master --mcast-interface eth0 --syncid 7"),
+        Command::StartDaemon(SyncDaemon {
+            role: SyncRole::Master,
+            mcast_interface: "eth0".into(),
+            syncid: 7,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+        })
+    );
+    assert_eq!(
+        cmd(
+            "--start-daemon backup --mcast-interface eth1 --sync-maxlen 1400 \
+             --mcast-group 224.0.0.82 --mcast-port 8849 --mcast-ttl 2"
+        ),
+        Command::StartDaemon(SyncDaemon {
+            role: SyncRole::Backup,
+            mcast_interface: "eth1".into(),
+            syncid: 0,
+            sync_maxlen: Some(1400),
+            mcast_group: Some("224.0.0.82".parse().unwrap()),
+            mcast_port: Some(8849),
+            mcast_ttl: Some(2),
+        })
+    );
+    assert_eq!(
+        cmd("--stop-daemon backup"),
+        Command::StopDaemon(SyncRole::Backup)
+    );
+    assert!(list("-L --daemon").daemon);
+    assert_eq!(
+        err("--start-daemon primary --mcast-interface eth0"),
+        "illegal start-daemon parameter specified"
+    );
+    assert_eq!(
+        err("--stop-daemon x"),
+        "illegal stop-daemon parameter specified"
+    );
+    assert_eq!(
+        err("--start-daemon master --mcast-interface eth0 --syncid 256"),
+        "illegal syncid specified"
+    );
+    assert_eq!(
+        err("--start-daemon master --mcast-interface eth0 --mcast-group 10.0.0.1"),
+        "illegal mcast-group specified"
+    );
+    assert_eq!(
+        err("--start-daemon master --mcast-interface eth0 --mcast-ttl 0"),
+        "illegal mcast-ttl specified"
+    );
+    assert!(
+        err("--start-daemon master").contains("mcast-interface"),
+        "{}",
+        err("--start-daemon master")
+    );
+    assert!(
+        err("-L --daemon -c").contains("daemon") || err("-L --daemon -c").contains("connection")
+    );
+    assert!(err("--stop-daemon master --mcast-port 1").contains("mcast-port"));
 }

@@ -154,7 +154,6 @@ impl Draft {
             timeouts: base.timeouts,
             max_connections: base.max_connections,
             fast_path: base.fast_path,
-            sync_master: base.sync_master,
         };
         let services: Vec<Option<Entry>> = base
             .services
@@ -284,7 +283,11 @@ impl Draft {
                 }
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => rest.timeouts.set(*tcp, *tcpfin, *udp),
-            Command::ZeroCounters(_) | Command::Restore(_) | Command::Reload => {
+            Command::ZeroCounters(_)
+            | Command::Restore(_)
+            | Command::Reload
+            | Command::StartDaemon(_)
+            | Command::StopDaemon(_) => {
                 return Err(ControlError::bad_request("not valid inside a restore"))
             }
         }

@@ -54,6 +54,24 @@ impl Director {
         c.insert("conns_created".into(), counters.conns_created);
         c.insert("conns_expired".into(), counters.conns_expired);
         c.insert("conns_adopted".into(), counters.conns_adopted);
+        c.insert("sync_sent".into(), counters.sync_sent);
+        c.insert("sync_queue_dropped".into(), counters.sync_dropped);
+        c.insert("sync_received".into(), counters.sync_received);
+        c.insert("sync_refused".into(), report.sync_refused);
+        c.insert("sync_datagrams_sent".into(), report.sync_datagrams);
+        c.insert("sync_send_errors".into(), report.sync_send_errors);
+        {
+            use std::sync::atomic::Ordering::Relaxed;
+            let b = &self.sync.stats;
+            c.insert("sync_rx_datagrams".into(), b.datagrams.load(Relaxed));
+            c.insert("sync_rx_malformed".into(), b.malformed.load(Relaxed));
+            c.insert("sync_rx_other_syncid".into(), b.other_syncid.load(Relaxed));
+            c.insert(
+                "sync_rx_skipped_entries".into(),
+                b.skipped_entries.load(Relaxed),
+            );
+            c.insert("sync_rx_entries".into(), b.entries.load(Relaxed));
+        }
         c.insert("connections".into(), u64::from(report.connections));
         c.insert("tx_failed".into(), report.tx_failed);
         c.insert("fast_path_ops".into(), report.fast_ops);
@@ -68,6 +86,7 @@ impl Director {
         c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
         Listing {
+            sync_daemons: self.sync.status(),
             health: self
                 .health
                 .statuses()

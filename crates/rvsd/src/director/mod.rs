@@ -58,6 +58,8 @@ pub(crate) struct Director {
     dest_rates: Estimator<(ServiceKey, IpAddr, u16)>,
     /// Reload outcomes, for the metrics.
     reloads: crate::metrics::ReloadStats,
+    /// Connection-sync daemons (`--start-daemon`, `[[sync_daemon]]`).
+    sync: crate::sync::Daemons,
 }
 
 impl Director {
@@ -82,6 +84,7 @@ impl Director {
             service_rates: Estimator::default(),
             dest_rates: Estimator::default(),
             reloads: Default::default(),
+            sync: Default::default(),
         };
         d.apply(config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(d)
@@ -148,6 +151,14 @@ impl Director {
     }
 
     /// quorum_down commands for omega services, to run at shutdown.
+    /// Starts the configuration file's sync daemons (at start).
+    pub(crate) fn start_sync(&mut self, daemons: &[rvs_vocab::SyncDaemon]) -> anyhow::Result<()> {
+        let worker = self.commands();
+        self.sync
+            .reconcile(daemons, worker.as_ref())
+            .map_err(|e| anyhow::anyhow!("[[sync_daemon]]: {e}"))
+    }
+
     /// The XDP datapath, if the director has interfaces.
     pub(crate) fn datapath(&self) -> Option<Arc<Mutex<rvs_datapath::XdpDatapath>>> {
         self.plane.as_ref().map(|p| Arc::clone(&p.datapath))
@@ -183,6 +194,18 @@ impl Director {
     pub(crate) fn command(&mut self, cmd: Command) -> Result<(), ControlError> {
         if let Command::Reload = cmd {
             return self.reload().map(|_| ());
+        }
+        if let Command::StartDaemon(_) | Command::StopDaemon(_) = cmd {
+            let worker = self.commands();
+            let r = match cmd {
+                Command::StartDaemon(d) => self.sync.start(d, worker.as_ref()),
+                Command::StopDaemon(role) => self.sync.stop(role, worker.as_ref()),
+                _ => unreachable!("matched above"),
+            };
+            if r.is_ok() {
+                self.diverge();
+            }
+            return r;
         }
         let changes = !matches!(cmd, Command::ZeroCounters(_));
         let r = self.command_inner(cmd);

@@ -60,6 +60,15 @@ impl Director {
                 _ => bad(message),
             });
         }
+        // Sync daemons last: a file whose daemons cannot start is reported,
+        // the rest of it stays applied (as a daemon started by hand would).
+        let commands = self.commands();
+        if let Err(e) = self.sync.reconcile(&file.sync_daemons, commands.as_ref()) {
+            return Err(bad(format!(
+                "{}: the services were applied, but a [[sync_daemon]] was not: {e}",
+                path.display()
+            )));
+        }
         self.diverged = false;
         let msg = format!(
             "reloaded {}: {} services",

@@ -1,0 +1,371 @@
+//! Connection sync with other directors over UDP multicast, in the
+//! kernel's IPVS format (rvs_wire::ipvs_sync), so an RVS director and a
+//! kernel IPVS director can back each other up.
+//!
+//! - **Master:** a UDP socket bound to the sync interface's address, its
+//!   multicast interface, TTL and loop set as the kernel's, connected to
+//!   the group. The worker owns it ([`MasterOut`]): after each batch it
+//!   drains the engine's entries into datagrams of at most `maxlen` bytes,
+//!   sends the full ones and, every second, the partial one.
+//! - **Backup:** a thread receiving on the group and port (joined on the
+//!   sync interface), decoding and filtering by sync id; what it decodes
+//!   goes to the worker, which installs it in its engine.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rvs_vocab::SyncDaemon;
+use rvs_wire::ipvs_sync::{decode, Encoder, SyncConn};
+
+use crate::worker::WorkerCommand;
+
+/// A partial datagram waits at most this long (the kernel: 2 s).
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// IPv4 and UDP headers: what the MTU leaves for a datagram's payload.
+const IP_UDP_HEADERS: u16 = 28;
+
+/// What the backup thread saw, for the listing's counters.
+#[derive(Debug, Default)]
+pub(crate) struct BackupStats {
+    pub(crate) datagrams: AtomicU64,
+    pub(crate) malformed: AtomicU64,
+    pub(crate) other_syncid: AtomicU64,
+    pub(crate) skipped_entries: AtomicU64,
+    pub(crate) entries: AtomicU64,
+}
+
+/// The interface's first IPv4 address and its MTU, from the kernel.
+fn interface(name: &str) -> io::Result<(Ipv4Addr, u32, u16)> {
+    let i = crate::kernel::interface(name).map_err(|e| io::Error::other(format!("{e:#}")))?;
+    let addr = i
+        .addrs
+        .iter()
+        .find_map(|(a, _)| match a {
+            IpAddr::V4(v4) => Some(*v4),
+            IpAddr::V6(_) => None,
+        })
+        .ok_or_else(|| io::Error::other(format!("{name} has no IPv4 address to sync from")))?;
+    Ok((addr, i.index.0, i.mtu))
+}
+
+/// The datagram size limit: the setting, or the MTU less the headers.
+fn maxlen(d: &SyncDaemon, mtu: u16) -> u16 {
+    d.sync_maxlen
+        .unwrap_or(mtu.saturating_sub(IP_UDP_HEADERS))
+        .max(256)
+}
+
+fn group_v4(d: &SyncDaemon) -> io::Result<Ipv4Addr> {
+    match d.group() {
+        IpAddr::V4(g) => Ok(g),
+        IpAddr::V6(g) => Err(io::Error::other(format!(
+            "--mcast-group {g}: RVS syncs over IPv4 multicast only"
+        ))),
+    }
+}
+
+/// The master's side, owned by the worker.
+pub(crate) struct MasterOut {
+    socket: UdpSocket,
+    encoder: Encoder,
+    last_flush: Instant,
+    /// Datagrams sent, and those the socket refused.
+    pub(crate) sent: u64,
+    pub(crate) send_errors: u64,
+}
+
+impl MasterOut {
+    /// Opens the master's socket for `d`; returns it with the size limit.
+    pub(crate) fn open(d: &SyncDaemon) -> io::Result<(MasterOut, u16)> {
+        let (addr, _, mtu) = interface(&d.mcast_interface)?;
+        let group = group_v4(d)?;
+        let socket = UdpSocket::bind(SocketAddrV4::new(addr, 0))?;
+        let s2 = socket2::SockRef::from(&socket);
+        s2.set_multicast_if_v4(&addr)?;
+        s2.set_multicast_ttl_v4(u32::from(d.ttl()))?;
+        s2.set_multicast_loop_v4(false)?;
+        socket.connect(SocketAddrV4::new(group, d.port()))?;
+        socket.set_nonblocking(true)?;
+        let maxlen = maxlen(d, mtu);
+        Ok((
+            MasterOut {
+                socket,
+                encoder: Encoder::new(d.syncid, usize::from(maxlen)),
+                last_flush: Instant::now(),
+                sent: 0,
+                send_errors: 0,
+            },
+            maxlen,
+        ))
+    }
+
+    /// Adds one entry; sends the datagram it completes.
+    pub(crate) fn push(&mut self, c: &SyncConn) {
+        if let Some(d) = self.encoder.push(c) {
+            self.send(&d);
+        }
+    }
+
+    /// Sends the partial datagram if it waited long enough.
+    pub(crate) fn tick(&mut self) {
+        if self.last_flush.elapsed() < FLUSH_EVERY {
+            return;
+        }
+        self.last_flush = Instant::now();
+        if let Some(d) = self.encoder.flush() {
+            self.send(&d);
+        }
+    }
+
+    fn send(&mut self, d: &[u8]) {
+        match self.socket.send(d) {
+            Ok(_) => self.sent += 1,
+            Err(e) => {
+                self.send_errors += 1;
+                if self.send_errors % 1024 == 1 {
+                    tracing::warn!(error = %e, "sending a sync datagram failed");
+                }
+            }
+        }
+    }
+}
+
+/// The backup's receiving thread.
+pub(crate) struct Backup {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Backup {
+    /// Joins the group on `d`'s interface and starts receiving; decoded
+    /// entries go to the worker. Returns it with the size limit.
+    pub(crate) fn start(
+        d: &SyncDaemon,
+        worker: Sender<WorkerCommand>,
+        stats: Arc<BackupStats>,
+    ) -> io::Result<(Backup, u16)> {
+        let (addr, ifindex, mtu) = interface(&d.mcast_interface)?;
+        let group = group_v4(d)?;
+        let s = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        s.set_reuse_address(true)?;
+        s.bind(&SocketAddr::from(SocketAddrV4::new(group, d.port())).into())?;
+        s.join_multicast_v4_n(&group, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+        let socket: UdpSocket = s.into();
+        socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let syncid = d.syncid;
+        let maxlen = maxlen(d, mtu);
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("rvs-sync-backup".into())
+            .spawn(move || receive(&socket, syncid, &flag, &worker, &stats))?;
+        tracing::info!(interface = %d.mcast_interface, %addr, %group, port = d.port(), syncid, "sync backup receiving");
+        Ok((
+            Backup {
+                stop,
+                thread: Some(thread),
+            },
+            maxlen,
+        ))
+    }
+}
+
+impl Drop for Backup {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn receive(
+    socket: &UdpSocket,
+    syncid: u8,
+    stop: &AtomicBool,
+    worker: &Sender<WorkerCommand>,
+    stats: &BackupStats,
+) {
+    let mut buf = vec![0u8; 65536];
+    while !stop.load(Ordering::Relaxed) {
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "receiving sync datagrams");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        };
+        stats.datagrams.fetch_add(1, Ordering::Relaxed);
+        let d = match decode(&buf[..n]) {
+            Ok(d) => d,
+            Err(e) => {
+                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "sync datagram dropped");
+                continue;
+            }
+        };
+        // As the kernel's backup: sync id 0 takes every master's.
+        if syncid != 0 && d.syncid != syncid {
+            stats.other_syncid.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        if d.error.is_some() {
+            stats.malformed.fetch_add(1, Ordering::Relaxed);
+        }
+        stats
+            .skipped_entries
+            .fetch_add(d.skipped.len() as u64, Ordering::Relaxed);
+        stats
+            .entries
+            .fetch_add(d.conns.len() as u64, Ordering::Relaxed);
+        if !d.conns.is_empty() && worker.send(WorkerCommand::Synced(d.conns)).is_err() {
+            return; // the worker has stopped
+        }
+    }
+}
+
+/// The sync daemons running, as the director keeps them.
+#[derive(Default)]
+pub(crate) struct Daemons {
+    master: Option<(SyncDaemon, u16)>,
+    backup: Option<(SyncDaemon, u16, Backup)>,
+    pub(crate) stats: Arc<BackupStats>,
+}
+
+impl Daemons {
+    /// `--start-daemon`: `worker` is the datapath's worker (none: rvsd has
+    /// no interfaces, so nothing to sync).
+    pub(crate) fn start(
+        &mut self,
+        d: SyncDaemon,
+        worker: Option<&Sender<WorkerCommand>>,
+    ) -> Result<(), rvs_api::ControlError> {
+        use rvs_api::{ControlError, Entity};
+        d.check().map_err(ControlError::bad_request)?;
+        let running = match d.role {
+            rvs_vocab::SyncRole::Master => self.master.is_some(),
+            rvs_vocab::SyncRole::Backup => self.backup.is_some(),
+        };
+        if running {
+            return Err(ControlError::Exists {
+                what: Entity::SyncDaemon(d.role),
+            });
+        }
+        let worker = worker.ok_or_else(|| {
+            ControlError::bad_request(
+                "rvsd runs without interfaces: there are no connections to sync",
+            )
+        })?;
+        let cannot = |e: io::Error| {
+            ControlError::bad_request(format!(
+                "starting the {} sync daemon on {}: {e}",
+                d.role.name(),
+                d.mcast_interface
+            ))
+        };
+        match d.role {
+            rvs_vocab::SyncRole::Master => {
+                let (out, maxlen) = MasterOut::open(&d).map_err(cannot)?;
+                worker
+                    .send(WorkerCommand::SyncMaster(Some(out)))
+                    .map_err(|_| ControlError::internal("the worker has stopped"))?;
+                tracing::info!(interface = %d.mcast_interface, syncid = d.syncid, maxlen, group = %d.group(), port = d.port(), "sync master sending");
+                self.master = Some((d, maxlen));
+            }
+            rvs_vocab::SyncRole::Backup => {
+                let (b, maxlen) =
+                    Backup::start(&d, worker.clone(), Arc::clone(&self.stats)).map_err(cannot)?;
+                self.backup = Some((d, maxlen, b));
+            }
+        }
+        Ok(())
+    }
+
+    /// `--stop-daemon`.
+    pub(crate) fn stop(
+        &mut self,
+        role: rvs_vocab::SyncRole,
+        worker: Option<&Sender<WorkerCommand>>,
+    ) -> Result<(), rvs_api::ControlError> {
+        let gone = match role {
+            rvs_vocab::SyncRole::Master => {
+                let had = self.master.take().is_some();
+                if had {
+                    if let Some(w) = worker {
+                        let _ = w.send(WorkerCommand::SyncMaster(None));
+                    }
+                }
+                had
+            }
+            rvs_vocab::SyncRole::Backup => self.backup.take().is_some(),
+        };
+        if !gone {
+            return Err(rvs_api::ControlError::NotFound {
+                what: rvs_api::Entity::SyncDaemon(role),
+            });
+        }
+        tracing::info!(role = role.name(), "sync daemon stopped");
+        Ok(())
+    }
+
+    /// Runs exactly `want` (the configuration file's `[[sync_daemon]]`s):
+    /// daemons whose settings changed are restarted.
+    pub(crate) fn reconcile(
+        &mut self,
+        want: &[SyncDaemon],
+        worker: Option<&Sender<WorkerCommand>>,
+    ) -> Result<(), rvs_api::ControlError> {
+        for role in [rvs_vocab::SyncRole::Master, rvs_vocab::SyncRole::Backup] {
+            let have = self.settings(role);
+            let wanted = want.iter().find(|d| d.role == role);
+            if have == wanted {
+                continue;
+            }
+            if have.is_some() {
+                self.stop(role, worker)?;
+            }
+            if let Some(d) = wanted {
+                self.start(d.clone(), worker)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn settings(&self, role: rvs_vocab::SyncRole) -> Option<&SyncDaemon> {
+        match role {
+            rvs_vocab::SyncRole::Master => self.master.as_ref().map(|m| &m.0),
+            rvs_vocab::SyncRole::Backup => self.backup.as_ref().map(|b| &b.0),
+        }
+    }
+
+    /// What `-L --daemon` lists.
+    pub(crate) fn status(&self) -> Vec<rvs_api::SyncDaemonStatus> {
+        let m = self.master.iter().map(|(d, l)| (d, *l));
+        let b = self.backup.iter().map(|(d, l, _)| (d, *l));
+        m.chain(b)
+            .map(|(d, maxlen)| rvs_api::SyncDaemonStatus {
+                daemon: d.clone(),
+                maxlen,
+            })
+            .collect()
+    }
+}

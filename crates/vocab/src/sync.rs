@@ -1,0 +1,135 @@
+//! Connection-sync daemon settings (`ipvsadm --start-daemon`), one
+//! definition for the configuration file, the control API and rvsadm; the
+//! defaults are the kernel's.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The kernel's default sync group.
+pub const DEFAULT_GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81));
+/// The kernel's default sync port.
+pub const DEFAULT_PORT: u16 = 8848;
+/// The kernel's default multicast TTL.
+pub const DEFAULT_TTL: u8 = 1;
+
+/// Which side of the sync a daemon is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum SyncRole {
+    /// Sends this director's connections.
+    Master,
+    /// Installs another director's connections.
+    Backup,
+}
+
+impl SyncRole {
+    /// As ipvsadm writes it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            SyncRole::Master => "master",
+            SyncRole::Backup => "backup",
+        }
+    }
+
+    /// From ipvsadm's word.
+    pub fn from_name(s: &str) -> Option<Self> {
+        match s {
+            "master" => Some(SyncRole::Master),
+            "backup" => Some(SyncRole::Backup),
+            _ => None,
+        }
+    }
+}
+
+/// One sync daemon, as `--start-daemon` and `[[sync_daemon]]` give it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(deny_unknown_fields)
+)]
+pub struct SyncDaemon {
+    /// Master or backup.
+    pub role: SyncRole,
+    /// `--mcast-interface`: the interface the datagrams go out of or are
+    /// received on.
+    pub mcast_interface: String,
+    /// `--syncid`: a master's id in its datagrams; a backup takes only
+    /// datagrams with its id (0: every id).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub syncid: u8,
+    /// `--sync-maxlen`: largest datagram payload (default: the interface's
+    /// MTU less the IP and UDP headers).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub sync_maxlen: Option<u16>,
+    /// `--mcast-group` (default 224.0.0.81).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mcast_group: Option<IpAddr>,
+    /// `--mcast-port` (default 8848).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mcast_port: Option<u16>,
+    /// `--mcast-ttl` (default 1).
+    #[cfg_attr(feature = "serde", serde(default))]
+    pub mcast_ttl: Option<u8>,
+}
+
+impl SyncDaemon {
+    /// The group, defaulted.
+    pub fn group(&self) -> IpAddr {
+        self.mcast_group.unwrap_or(DEFAULT_GROUP)
+    }
+
+    /// The port, defaulted.
+    pub fn port(&self) -> u16 {
+        self.mcast_port.unwrap_or(DEFAULT_PORT)
+    }
+
+    /// The TTL, defaulted.
+    pub fn ttl(&self) -> u8 {
+        self.mcast_ttl.unwrap_or(DEFAULT_TTL)
+    }
+
+    /// What is wrong with these settings, if anything, in ipvsadm's terms.
+    pub fn check(&self) -> Result<(), String> {
+        if self.mcast_interface.is_empty() || self.mcast_interface.len() > 15 {
+            return Err(format!(
+                "--mcast-interface `{}': an interface name of 1 to 15 characters",
+                self.mcast_interface
+            ));
+        }
+        if !self.group().is_multicast() {
+            return Err(format!(
+                "--mcast-group {}: not a multicast address",
+                self.group()
+            ));
+        }
+        if self.port() == 0 {
+            return Err("--mcast-port 0: a port from 1 to 65535".into());
+        }
+        if self.ttl() == 0 {
+            return Err("--mcast-ttl 0: a TTL from 1 to 255".into());
+        }
+        if let Some(m) = self.sync_maxlen {
+            if !(256..=65507).contains(&m) {
+                return Err(format!("--sync-maxlen {m}: from 256 to 65507"));
+            }
+        }
+        Ok(())
+    }
+
+    /// ipvsadm's `-L --daemon` line, with `maxlen` the one in force.
+    pub fn listing_line(&self, maxlen: u16) -> String {
+        format!(
+            "{} sync daemon (mcast={}, syncid={}, maxlen={maxlen}, group={}, port={}, ttl={})",
+            self.role.name(),
+            self.mcast_interface,
+            self.syncid,
+            self.group(),
+            self.port(),
+            self.ttl()
+        )
+    }
+}
