@@ -30,6 +30,11 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// default ESTABLISHED timeout so most entries are visited once.
 const WHEEL_SLOTS: usize = 4096;
 
+/// Eviction looks at no more than this many entries…
+const EVICT_SCAN_ENTRIES: u32 = 64;
+/// …and wheel slots, so a full table costs a new connection bounded work.
+const EVICT_SCAN_SLOTS: u32 = 1024;
+
 /// An address as stored in the table: IPv4 in the first four bytes.
 pub(crate) type AddrBytes = [u8; 16];
 
@@ -411,6 +416,51 @@ impl ConnTable {
         }
         self.wheel_now = now_secs;
         expired
+    }
+
+    /// The entry to evict for a new connection when the table is full: of
+    /// the first entries in expiry order (the wheel from its next slot,
+    /// bounded by `EVICT_SCAN_ENTRIES` entries and `EVICT_SCAN_SLOTS`
+    /// slots), the `eligible` one that expires first, so the oldest
+    /// half-open entry goes and one whose handshake just started stays.
+    /// `None` if none of them is eligible.
+    pub(crate) fn evict_candidate(&self, eligible: impl Fn(&Conn) -> bool) -> Option<u32> {
+        // (index, expiry, slot step) of the best so far. A slot lists its
+        // entries newest first, so on equal expiry a later one in the same
+        // slot is older and wins; an earlier slot was queued earlier.
+        let mut best: Option<(u32, u32, u32)> = None;
+        let mut seen = 0;
+        for s in 1..=EVICT_SCAN_SLOTS {
+            let slot = (self.wheel_now.wrapping_add(s) as usize) & (WHEEL_SLOTS - 1);
+            let mut idx = self.wheel[slot];
+            while idx != NIL {
+                let c = &self.slab[idx as usize];
+                let better =
+                    best.is_none_or(|(_, e, bs)| c.expires < e || (c.expires == e && bs == s));
+                if better && eligible(c) {
+                    best = Some((idx, c.expires, s));
+                }
+                seen += 1;
+                if seen >= EVICT_SCAN_ENTRIES {
+                    return best.map(|(i, _, _)| i);
+                }
+                idx = c.next;
+            }
+        }
+        best.map(|(i, _, _)| i)
+    }
+
+    /// Slab slots ever used (live or free): the range a scan of the whole
+    /// table walks.
+    pub(crate) fn slots_used(&self) -> u32 {
+        self.slab.len() as u32
+    }
+
+    /// Whether slab slot `idx` holds a live entry.
+    pub(crate) fn is_live(&self, idx: u32) -> bool {
+        self.slab
+            .get(idx as usize)
+            .is_some_and(|c| c.flags & flag::LIVE != 0)
     }
 
     /// Seconds of the earliest slot that may hold work, if any connection exists.

@@ -54,6 +54,11 @@ pub struct Counters {
     pub conns_created: u64,
     /// Connections expired.
     pub conns_expired: u64,
+    /// Half-open connections evicted to make room for a new one when the
+    /// table was full.
+    pub conns_evicted: u64,
+    /// Half-open connections the `drop_entry` defence removed.
+    pub defense_entries_dropped: u64,
 }
 
 impl Counters {
@@ -84,5 +89,7 @@ impl Counters {
         }
         self.conns_created += o.conns_created;
         self.conns_expired += o.conns_expired;
+        self.conns_evicted += o.conns_evicted;
+        self.defense_entries_dropped += o.defense_entries_dropped;
     }
 }

@@ -5,6 +5,8 @@
 //! - `dests.rs`: services and real servers at run time, reconciling a new
 //!   configuration, scheduling, counting connections on their server;
 //! - `persist.rs`: persistence templates (`-p`, `-M`);
+//! - `defense.rs`: SYN-flood defence (eviction of half-open connections,
+//!   IPVS's drop_entry, drop_packet and secure_tcp);
 //! - `fast.rs`: the fast path's maps as values (entries, next hops,
 //!   activity, counters), see [`crate::fastpath`];
 //! - `view.rs`: read-outs for the control plane.
@@ -14,6 +16,7 @@
 //! new one), applies the protocol state machine, and hands the frame to the
 //! one transmitter of the connection's forwarding method ([`crate::fwd`]).
 
+mod defense;
 mod dests;
 mod fast;
 mod persist;
@@ -36,6 +39,8 @@ use crate::stats::Counters;
 use crate::time::Time;
 use crate::verdict::{DropReason, IfIndex, Verdict};
 
+use defense::DefenseRt;
+pub use defense::DefenseStatus;
 use dests::{DestRt, ServiceRt};
 use fast::FastState;
 
@@ -71,6 +76,7 @@ pub struct Engine {
     /// Reused by handle_timeout (control path; grows to the largest burst).
     expired: Vec<Conn>,
     fast: FastState,
+    defense: DefenseRt,
 }
 
 impl std::fmt::Debug for Engine {
@@ -106,8 +112,13 @@ impl Engine {
             sched_seed: hash_seeds[0] ^ hash_seeds[3].rotate_left(32),
             expired: Vec::new(),
             fast: FastState::new(snapshot.config().fast_path),
+            defense: DefenseRt::new(
+                snapshot.config().defense,
+                hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
+            ),
         };
         e.set_config(snapshot);
+        e.defense_evaluate();
         e
     }
 
@@ -203,6 +214,9 @@ impl Engine {
                 return Verdict::Drop(DropReason::NoConnection);
             }
         }
+        if self.defense.drop_this_one() {
+            return Verdict::Drop(DropReason::DefenseDropPacket);
+        }
         let (persistence, one_packet) = {
             let svc = &self.snapshot.config().services[pos];
             (svc.persistence, svc.one_packet && p.tcp_flags.is_none())
@@ -245,6 +259,9 @@ impl Engine {
             self.counters.conns_created += 1;
             self.count_in(dest_id, p);
             return self.transmit_in(pkt, &Conn::ephemeral(&new), p);
+        }
+        if self.conns.len() >= self.conns.capacity() && !self.evict_half_open() {
+            return Verdict::Drop(DropReason::ConnTableFull);
         }
         let Some(idx) = self.conns.insert(new) else {
             return Verdict::Drop(DropReason::ConnTableFull);
@@ -293,6 +310,7 @@ impl Engine {
         let Some(flags) = p.tcp_flags else {
             return timeouts.udp;
         };
+        let secure = self.defense.secure();
         let c = self.conns.get_mut(idx);
         let dir = if c.flags & flag::NO_OUTPUT != 0 {
             if dir == Direction::Output {
@@ -305,7 +323,7 @@ impl Engine {
             dir
         };
         let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp_state::next_state(old, dir, flags);
+        let new = tcp_state::next_state_in(secure, old, dir, flags);
         if new != old {
             let d = &mut self.dests[c.dest as usize];
             let inactive = c.flags & flag::INACTIVE != 0;
@@ -402,6 +420,7 @@ impl Engine {
         }
         self.expired = gone;
         self.ask_activity(ask);
+        self.defense_tick(now);
     }
 
     /// When [`Engine::handle_timeout`] next has work, if any.
