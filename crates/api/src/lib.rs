@@ -27,8 +27,9 @@ pub use client::{Client, ClientError};
 pub use error::{ControlError, Entity, ErrorBody};
 pub use server::{bind, serve, serve_with, ControlHandler, Limits, SocketFile};
 pub use types::{
-    Command, ConnectionEntry, DestSpec, DestStatus, Family, ForwardMethod, FwmarkRuleSpec,
-    HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats, Timeouts,
+    Command, ConnectionEntry, DefenseSettings, DefenseStatus, DestSpec, DestStatus, Family,
+    ForwardMethod, FwmarkRuleSpec, HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec,
+    ServiceStatus, Stats, Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.

@@ -204,5 +204,6 @@ pub fn empty_listing() -> Listing {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
     }
 }

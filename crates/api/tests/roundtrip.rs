@@ -42,6 +42,7 @@ fn sample() -> Listing {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
         services: vec![
             ServiceStatus {
                 spec: ServiceSpec {

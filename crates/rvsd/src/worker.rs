@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rvs_datapath::{monotonic_ns, RxFrame, XdpDatapath, XskGroup, XskStats};
 use rvs_engine::{
-    ConnInfo, Counters, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey, ServiceStatus,
-    Snapshot, Time, Verdict,
+    ConnInfo, Counters, DefenseStatus, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey,
+    ServiceStatus, Snapshot, Time, Verdict,
 };
 
 /// Frames handled per batch.
@@ -93,6 +93,8 @@ pub(crate) struct Report {
     pub(crate) fast_entries: u64,
     /// The AF_XDP sockets' counters (ours and the kernel's).
     pub(crate) xsk: XskStats,
+    /// The SYN-flood defence's live state.
+    pub(crate) defense: Option<DefenseStatus>,
 }
 
 pub(crate) struct Worker {
@@ -266,6 +268,7 @@ impl Worker {
             g.fast_entries = self.engine.fast_path_entries();
             g.connections = self.engine.connection_count();
             g.xsk = xsk;
+            g.defense = Some(self.engine.defense());
         }
     }
 }

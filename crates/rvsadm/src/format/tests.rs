@@ -62,6 +62,7 @@ fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
             fwmark_rules: Vec::new(),
             config_file: None,
             config_diverged: false,
+            defense: None,
             services,
         },
         req,
@@ -172,6 +173,7 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
             fwmark_rules: Vec::new(),
             config_file: None,
             config_diverged: false,
+            defense: None,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -207,6 +209,7 @@ fn names_are_used_without_numeric() {
             fwmark_rules: Vec::new(),
             config_file: None,
             config_diverged: false,
+            defense: None,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -237,6 +240,7 @@ fn one_service_has_no_version_line() {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
         services: vec![a, b],
     };
     assert_eq!(
@@ -461,6 +465,7 @@ FWM  2 IPv6 mh persistent 300 mask 64\n\
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
         services: vec![fwm_svc(3, Family::Ipv4, "rr")],
     };
     let one = |af| ListRequest {
@@ -513,6 +518,7 @@ fn save_sample() -> Listing {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
         services: vec![f6, f, v6, dns, nat, web],
     }
 }
@@ -557,6 +563,7 @@ fn save_format() {
         fwmark_rules: Vec::new(),
         config_file: None,
         config_diverged: false,
+        defense: None,
         services: vec![s],
     };
     assert_eq!(
