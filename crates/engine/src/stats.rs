@@ -52,7 +52,9 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     /// Connections created.
     pub conns_created: u64,
-    /// Connections expired.
+    /// Connections expired (also a closed one a new SYN on its tuple
+    /// replaced): with `conns_evicted` and `defense_entries_dropped`, every
+    /// connection created and no longer tracked.
     pub conns_expired: u64,
     /// Half-open connections evicted to make room for a new one when the
     /// table was full.

@@ -374,6 +374,9 @@ fn syn_on_a_time_wait_tuple_is_a_new_connection() {
     assert_ne!(a, b, "rescheduled by rr");
     assert_eq!(d.engine.connection_count(), 1);
     assert_eq!(d.engine.connections(d.now)[0].state, "SYN_RECV");
+    // The replaced connection counts as expired: created − expired = tracked.
+    let c = d.engine.counters();
+    assert_eq!((c.conns_created, c.conns_expired), (2, 1));
 }
 
 #[test]

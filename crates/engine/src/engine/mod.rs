@@ -166,9 +166,11 @@ impl Engine {
                 return self.forward_in(now_s, pkt, idx, &p);
             }
             // A new connection on a tuple in TIME_WAIT/CLOSE: the old entry
-            // goes now and the SYN is scheduled afresh (conn_reuse_mode 1).
+            // goes now and the SYN is scheduled afresh (conn_reuse_mode 1);
+            // it expires early, as the kernel expires it now.
             let old = self.conns.remove(idx);
             self.forget(&old);
+            self.counters.conns_expired += 1;
         }
         if let Some(idx) = self.conns.find_out(&p.key) {
             return self.forward_out(now_s, pkt, idx, &p);
