@@ -984,13 +984,15 @@ mod tests {
         let mut cfg = Config::default();
         cfg.defense.am_droprate = 0;
         assert_eq!(Snapshot::new(cfg).unwrap_err(), ConfigError::ZeroDropRate);
-        let mut cfg = Config::default();
-        cfg.defense = Defense {
-            drop_entry: 3,
-            drop_packet: 2,
-            secure_tcp: 1,
-            amemthresh: 0,
-            am_droprate: 1,
+        let cfg = Config {
+            defense: Defense {
+                drop_entry: 3,
+                drop_packet: 2,
+                secure_tcp: 1,
+                amemthresh: 0,
+                am_droprate: 1,
+            },
+            ..Config::default()
         };
         assert!(Snapshot::new(cfg).is_ok());
     }

@@ -7,7 +7,9 @@
 //! - two `HashTable<u32>` indexes holding only slab indices (4 bytes + 1
 //!   control byte per bucket): `by_in` keyed by (proto, client, virtual), and
 //!   `by_out` keyed by (proto, real server, client) for NAT replies;
-//! - a timing wheel of 1-second slots, doubly linked through the slab.
+//! - a timing wheel of 1-second slots, doubly linked through the slab, each
+//!   slot in the order its entries were linked (oldest first: a full table
+//!   evicts the oldest half-open entry, see `evict_candidate`).
 //!
 //! Expiry is lazy: a packet only moves `expires` forward, leaving the entry in
 //! its slot; when the slot comes due an entry that is not yet expired is
@@ -112,6 +114,10 @@ pub(crate) struct Conn {
     pub(crate) control: u32,
     /// Next hop of the NAT reply direction's fast-path entry, or NIL.
     pub(crate) out_hop: u32,
+    /// The client sent an ACK (without SYN or RST): it answered the
+    /// handshake, which a spoofed source never does. Kept in what was
+    /// padding, so the entry stays 88 bytes.
+    pub(crate) client_acked: bool,
 }
 
 impl Conn {
@@ -152,6 +158,7 @@ impl Conn {
             prev: NIL,
             control: NIL,
             out_hop: NIL,
+            client_acked: false,
         }
     }
 
@@ -220,6 +227,8 @@ pub(crate) struct ConnTable {
     by_out: HashTable<u32>,
     hasher: RandomState,
     wheel: Box<[u32]>,
+    /// Last entry of each slot (entries are appended).
+    wheel_tail: Box<[u32]>,
     /// Last second the wheel processed.
     wheel_now: u32,
 }
@@ -250,6 +259,7 @@ impl ConnTable {
             by_out: HashTable::with_capacity(cap),
             hasher: RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
             wheel: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
+            wheel_tail: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
             wheel_now: 0,
         }
     }
@@ -395,6 +405,7 @@ impl ConnTable {
         for s in 1..=steps {
             let slot = (self.wheel_now.wrapping_add(s) as usize) & (WHEEL_SLOTS - 1);
             let mut idx = std::mem::replace(&mut self.wheel[slot], NIL);
+            self.wheel_tail[slot] = NIL;
             while idx != NIL {
                 let next = self.slab[idx as usize].next;
                 let expires = self.slab[idx as usize].expires;
@@ -425,29 +436,27 @@ impl ConnTable {
     /// half-open entry goes and one whose handshake just started stays.
     /// `None` if none of them is eligible.
     pub(crate) fn evict_candidate(&self, eligible: impl Fn(&Conn) -> bool) -> Option<u32> {
-        // (index, expiry, slot step) of the best so far. A slot lists its
-        // entries newest first, so on equal expiry a later one in the same
-        // slot is older and wins; an earlier slot was queued earlier.
-        let mut best: Option<(u32, u32, u32)> = None;
+        // (index, expiry) of the best so far. Slots come in time order and
+        // list their entries oldest first, so on equal expiry the first
+        // found is the oldest.
+        let mut best: Option<(u32, u32)> = None;
         let mut seen = 0;
         for s in 1..=EVICT_SCAN_SLOTS {
             let slot = (self.wheel_now.wrapping_add(s) as usize) & (WHEEL_SLOTS - 1);
             let mut idx = self.wheel[slot];
             while idx != NIL {
                 let c = &self.slab[idx as usize];
-                let better =
-                    best.is_none_or(|(_, e, bs)| c.expires < e || (c.expires == e && bs == s));
-                if better && eligible(c) {
-                    best = Some((idx, c.expires, s));
+                if best.is_none_or(|(_, e)| c.expires < e) && eligible(c) {
+                    best = Some((idx, c.expires));
                 }
                 seen += 1;
                 if seen >= EVICT_SCAN_ENTRIES {
-                    return best.map(|(i, _, _)| i);
+                    return best.map(|(i, _)| i);
                 }
                 idx = c.next;
             }
         }
-        best.map(|(i, _, _)| i)
+        best.map(|(i, _)| i)
     }
 
     /// Slab slots ever used (live or free): the range a scan of the whole
@@ -499,17 +508,19 @@ impl ConnTable {
         // An entry is never queued in the past: that slot was already visited.
         let at = at.max(self.wheel_now + 1);
         let slot = (at as usize) & (WHEEL_SLOTS - 1);
-        let head = self.wheel[slot];
+        let tail = self.wheel_tail[slot];
         {
             let c = &mut self.slab[idx as usize];
             c.queued = at;
-            c.next = head;
-            c.prev = NIL;
+            c.next = NIL;
+            c.prev = tail;
         }
-        if head != NIL {
-            self.slab[head as usize].prev = idx;
+        if tail != NIL {
+            self.slab[tail as usize].next = idx;
+        } else {
+            self.wheel[slot] = idx;
         }
-        self.wheel[slot] = idx;
+        self.wheel_tail[slot] = idx;
     }
 
     fn unlink(&mut self, idx: u32) {
@@ -517,16 +528,16 @@ impl ConnTable {
             let c = &self.slab[idx as usize];
             (c.prev, c.next, c.queued)
         };
+        let slot = (queued as usize) & (WHEEL_SLOTS - 1);
         if prev != NIL {
             self.slab[prev as usize].next = next;
-        } else {
-            let slot = (queued as usize) & (WHEEL_SLOTS - 1);
-            if self.wheel[slot] == idx {
-                self.wheel[slot] = next;
-            }
+        } else if self.wheel[slot] == idx {
+            self.wheel[slot] = next;
         }
         if next != NIL {
             self.slab[next as usize].prev = prev;
+        } else if self.wheel_tail[slot] == idx {
+            self.wheel_tail[slot] = prev;
         }
     }
 
@@ -723,6 +734,31 @@ mod tests {
         );
         assert_eq!((n, t.len()), (0, 1), "kept alive once");
         assert_eq!(t.expire(20, |_, _| None, |_| {}), 1);
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_eligible_entry_of_a_slot() {
+        let mut t = ConnTable::new(16, [0; 4]);
+        t.start_clock(100);
+        // Same slot, same expiry: linked in this order.
+        let ids: Vec<u32> = (1..=5)
+            .map(|p| t.insert(new_conn(p, ForwardMethod::Route, 160)).unwrap())
+            .collect();
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[0]));
+        assert_eq!(t.evict_candidate(|c| c.cport >= 3), Some(ids[2]));
+        t.remove(ids[0]);
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[1]));
+        // An earlier expiry wins whatever its place.
+        t.set_expiry(ids[4], 150);
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[4]));
+        assert_eq!(t.evict_candidate(|_| false), None);
+        // Expiry keeps working with appended slots.
+        let mut gone = Vec::new();
+        t.expire(150, |_, _| None, |c| gone.push(c.cport));
+        assert_eq!(gone, vec![5]);
+        t.expire(160, |_, _| None, |c| gone.push(c.cport));
+        assert_eq!(gone, vec![5, 2, 3, 4]);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

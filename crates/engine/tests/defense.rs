@@ -362,6 +362,49 @@ fn secure_tcp_establishes_nat_only_after_both_sides() {
 }
 
 #[test]
+fn a_client_that_acknowledged_is_not_evicted_in_secure_mode() {
+    // secure_tcp keeps a NAT connection in SYN_RECV/SYNACK until the server
+    // answers; its client's ACK shows it is no spoofed source.
+    let secure = Defense {
+        secure_tcp: 3,
+        ..Defense::default()
+    };
+    let mut d = Director::new(nat(2, secure));
+    establish(&mut d, 1000);
+    assert!(forwarded(d.run(&from_client(2000, SYN, b""), FRONT).0));
+    d.advance(1);
+    assert!(forwarded(d.run(&from_client(3000, SYN, b""), FRONT).0));
+    assert_eq!(
+        states(&d),
+        [(1000, "SYN_RECV"), (3000, "SYN_RECV")]
+            .into_iter()
+            .collect()
+    );
+    // The newer 3000 is evicted, being the only one without an ACK.
+    assert!(forwarded(d.run(&from_client(4000, SYN, b""), FRONT).0));
+    assert_eq!(
+        states(&d),
+        [(1000, "SYN_RECV"), (4000, "SYN_RECV")]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(d.engine.counters().conns_evicted, 2);
+    // drop_entry takes 4000 and spares 1000.
+    d.reconfigure(nat(
+        2,
+        Defense {
+            drop_entry: 3,
+            ..secure
+        },
+    ));
+    for _ in 0..30 {
+        d.advance(1);
+    }
+    assert_eq!(states(&d), [(1000, "SYN_RECV")].into_iter().collect());
+    assert_eq!(d.engine.counters().defense_entries_dropped, 1);
+}
+
+#[test]
 fn a_changed_setting_applies_at_once() {
     let mut d = Director::new(nat(100, Defense::default()));
     assert!(!d.engine.defense().secure_tcp_active);

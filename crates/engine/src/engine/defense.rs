@@ -10,10 +10,13 @@
 //! - **Eviction** (beyond IPVS, always on): a new connection that finds the
 //!   table full evicts the oldest half-open TCP entry among a bounded scan
 //!   ([`crate::conn::ConnTable::evict_candidate`]); ESTABLISHED and other
-//!   states, UDP flows and templates are never evicted.
+//!   states, UDP flows, templates and connections whose client has sent an
+//!   ACK (a spoofed source never does) are never evicted.
 //! - **drop_entry**: while active, once a second, 1/32 of the table (at most
 //!   [`DROP_ENTRY_MAX_SCAN`] slots) from a random place is scanned and its
-//!   SYN_RECV / SYNACK entries removed. The kernel also drops ESTABLISHED
+//!   SYN_RECV / SYNACK entries removed, except those whose client has sent
+//!   an ACK (with `secure_tcp` a real NAT client's connection stays in
+//!   SYNACK until the server's first answer). The kernel also drops ESTABLISHED
 //!   and UDP entries older than 60 s with at most 8 packets in; RVS keeps
 //!   no per-connection packet count and never drops established ones.
 //! - **drop_packet**: while active, one in `rate` packets that would create
@@ -233,17 +236,23 @@ impl Engine {
     }
 }
 
-/// Eviction may take TCP connections whose handshake is not complete;
-/// never a template, an established connection or another protocol's flow.
+/// Eviction may take TCP connections whose handshake is not complete and
+/// whose client never acknowledged (a spoofed source never does; the
+/// secure table keeps a real NAT client's connection in SYNACK until the
+/// server answers it); never a template, an established connection or
+/// another protocol's flow.
 fn evictable(c: &Conn) -> bool {
     c.flags & flag::TEMPLATE == 0
+        && !c.client_acked
         && c.proto == rvs_wire::ip_proto::TCP
         && TcpState::from_u8(c.state).is_some_and(tcp_state::half_open)
 }
 
-/// What `drop_entry` removes: the kernel's SYN_RECV and SYNACK entries.
+/// What `drop_entry` removes: the kernel's SYN_RECV and SYNACK entries,
+/// sparing, as eviction does, those whose client acknowledged.
 fn drop_entry_target(c: &Conn) -> bool {
     c.flags & flag::TEMPLATE == 0
+        && !c.client_acked
         && c.proto == rvs_wire::ip_proto::TCP
         && (c.state == TcpState::SynRecv as u8 || c.state == TcpState::SynAck as u8)
 }

@@ -324,6 +324,9 @@ impl Engine {
         } else {
             dir
         };
+        if dir != Direction::Output && flags.ack && !flags.syn && !flags.rst {
+            c.client_acked = true;
+        }
         let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
         let new = tcp_state::next_state_in(secure, old, dir, flags);
         if new != old {
