@@ -21,7 +21,9 @@
 //!   minus those expired, evicted and dropped is the table's fill; every
 //!   frame in exactly one counter); and `rvsadm -L --defense` shows it.
 //!
-//! Afterwards, new connections all succeed again. Needs root; about 40 s.
+//! Afterwards, new connections all succeed again, and the settings change
+//! at run time with `rvsadm --defense` and go back to the file's on
+//! reload. Needs root; about 30 s.
 
 // Only some of the shared helpers are used here.
 #[allow(dead_code)]
@@ -128,6 +130,19 @@ fn exchanges(lab: &Lab, n: usize, tag: &str) -> (usize, Vec<String>) {
     }
     let errs = std::fs::read_to_string(&errors).unwrap_or_default();
     (ok, errs.lines().take(5).map(str::to_owned).collect())
+}
+
+/// The listing's `defense` once `ready` holds of it (the worker reports
+/// every 200 ms), or after 3 s.
+fn defense_when(d: &Daemon<'_>, ready: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let live = d.listing()["defense"].clone();
+        if ready(&live) || Instant::now() >= deadline {
+            return live;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 fn get(c: &BTreeMap<String, u64>, k: &str) -> u64 {
@@ -333,6 +348,23 @@ fn syn_flood_nat_two_queues() {
         // Once the flood is over, every new connection gets through.
         let (ok, errs) = exchanges(lab, 20, "after");
         assert_eq!(ok, 20, "after the flood: {errs:?}");
+        // Set at run time with rvsadm, then back to the file on reload.
+        d.rvsadm(&["--defense", "drop_packet=0", "--defense", "amemthresh=10"]);
+        let live = defense_when(&d, |l| l["drop_packet"] == 0 && l["amemthresh"] == 10);
+        assert_eq!(
+            (live["drop_packet"].as_u64(), live["amemthresh"].as_u64()),
+            (Some(0), Some(10)),
+            "after rvsadm --defense: {live}"
+        );
+        let refused = d.try_rvsadm(&["--defense", "secure_tcp=4"]);
+        assert!(refused.is_err(), "secure_tcp=4 accepted: {refused:?}");
+        d.rvsadm(&["--reload"]);
+        let live = defense_when(&d, |l| l["drop_packet"] == 3);
+        assert_eq!(
+            (live["drop_packet"].as_u64(), live["am_droprate"].as_u64()),
+            (Some(3), Some(u64::from(AM_DROPRATE))),
+            "after the reload the file's [defense] applies: {live}"
+        );
         d.stop();
     });
 }
