@@ -37,6 +37,10 @@ const EVICT_SCAN_ENTRIES: u32 = 64;
 /// …and wheel slots, so a full table costs a new connection bounded work.
 const EVICT_SCAN_SLOTS: u32 = 1024;
 
+/// Slots from the wheel's clock in which a new entry is queued (the NONE
+/// timeout is 2 s): a settled entry found there moves to its real slot.
+const EARLY_SLOTS: u32 = 2;
+
 /// An address as stored in the table: IPv4 in the first four bytes.
 pub(crate) type AddrBytes = [u8; 16];
 
@@ -378,6 +382,20 @@ impl ConnTable {
         if expires < c.queued {
             self.unlink(idx);
             self.link(idx, expires);
+        }
+    }
+
+    /// As [`ConnTable::set_expiry`]; a `settled` entry (one eviction may
+    /// not take) still queued in the wheel's first slots, where eviction
+    /// looks, moves to its real slot now (once: it is then queued there).
+    pub(crate) fn set_expiry_settled(&mut self, idx: u32, expires: u32, settled: bool) {
+        let c = &self.slab[idx as usize];
+        if settled && c.queued <= self.wheel_now.saturating_add(EARLY_SLOTS) && expires > c.queued {
+            self.slab[idx as usize].expires = expires;
+            self.unlink(idx);
+            self.link(idx, expires);
+        } else {
+            self.set_expiry(idx, expires);
         }
     }
 

@@ -102,6 +102,32 @@ fn a_full_table_evicts_the_oldest_half_open_and_never_an_established() {
 }
 
 #[test]
+fn a_busy_second_of_finished_handshakes_does_not_hide_the_half_open() {
+    // 80 connections established in the same second as 20 half-open ones
+    // are queued first; eviction looks at 64 entries from the wheel's
+    // start, which must still find a half-open one.
+    let mut d = Director::new(nat(100, Defense::default()));
+    for port in 0..80 {
+        establish(&mut d, 1000 + port);
+    }
+    for port in 0..20 {
+        assert!(forwarded(
+            d.run(&from_client(3000 + port, SYN, b""), FRONT).0
+        ));
+    }
+    assert!(forwarded(d.run(&from_client(5000, SYN, b""), FRONT).0));
+    let c = d.engine.counters();
+    assert_eq!(
+        (c.conns_evicted, c.dropped(DropReason::ConnTableFull)),
+        (1, 0)
+    );
+    assert!(
+        !states(&d).iter().any(|(p, _)| *p == 3000),
+        "the oldest half-open went"
+    );
+}
+
+#[test]
 fn a_table_full_of_established_refuses_new_ones_counted_once() {
     let mut d = Director::new(nat(3, Defense::default()));
     for port in [1001, 1002, 1003] {

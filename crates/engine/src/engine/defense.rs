@@ -241,7 +241,7 @@ impl Engine {
 /// secure table keeps a real NAT client's connection in SYNACK until the
 /// server answers it); never a template, an established connection or
 /// another protocol's flow.
-fn evictable(c: &Conn) -> bool {
+pub(super) fn evictable(c: &Conn) -> bool {
     c.flags & flag::TEMPLATE == 0
         && !c.client_acked
         && c.proto == rvs_wire::ip_proto::TCP

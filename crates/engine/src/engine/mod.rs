@@ -305,6 +305,17 @@ impl Engine {
         }
     }
 
+    /// Sets a connection's expiry after a packet. Expiry is lazy (an entry
+    /// stays in its wheel slot until that comes due), except for an entry
+    /// that can no longer be evicted (its handshake completed, or its
+    /// client acknowledged): it moves to its real slot now, so the wheel's
+    /// first slots, where eviction looks, hold evictable entries and not a
+    /// busy second's worth of finished connections.
+    fn set_expiry(&mut self, idx: u32, expires: u32) {
+        let settled = !defense::evictable(self.conns.get(idx));
+        self.conns.set_expiry_settled(idx, expires, settled);
+    }
+
     /// Applies the TCP state machine and counts active/inactive as IPVS
     /// does; returns the timeout of the state the connection is now in.
     fn transition(&mut self, idx: u32, dir: Direction, p: &Parsed) -> u32 {
@@ -348,7 +359,7 @@ impl Engine {
 
     fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {
         let timeout = self.transition(idx, Direction::Input, p);
-        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);
         self.count_in(c.dest, p);
@@ -374,7 +385,7 @@ impl Engine {
         p: &Parsed,
     ) -> Verdict {
         let timeout = self.transition(idx, Direction::Output, p);
-        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);
         self.count_out(c.dest, p);
