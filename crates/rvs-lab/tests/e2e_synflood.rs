@@ -46,7 +46,11 @@ use common::{counters_of, get_listing, parse_wrk, Daemon};
 const QUEUES: u32 = 2;
 /// The director's connection table: small, so the flood fills it at once.
 const MAX_CONNECTIONS: u32 = 2048;
-/// The flood's rate and length.
+/// The flood's rate (`RVS_SYNFLOOD_PPS` overrides it, to measure a
+/// release build) and length. The default is what a debug build's slow
+/// path takes on this 2-core machine with everything else running: a
+/// faster flood loses frames at the AF_XDP sockets, which is a capacity
+/// limit (SYN cookies would address it), not the table's defence.
 const FLOOD_PPS: u32 = 6_000;
 const FLOOD_SECS: u64 = 15;
 /// `drop_packet` mode 3 drops one new connection in this many.
@@ -207,6 +211,10 @@ fn syn_flood_nat_two_queues() {
             let (socket, stop) = (d.socket.clone(), Arc::clone(&stop));
             std::thread::spawn(move || poll(socket, pid, stop))
         };
+        let pps = std::env::var("RVS_SYNFLOOD_PPS")
+            .ok()
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(FLOOD_PPS);
         let flood = SynFlood {
             role: "router".into(),
             dev: "rt-dir".into(),
@@ -215,8 +223,8 @@ fn syn_flood_nat_two_queues() {
             dst: VIP,
             dport: 80,
             sources: (Ipv4Addr::new(10, 128, 0, 0), 9),
-            rate: FLOOD_PPS,
-            max_frames: u64::from(FLOOD_PPS) * FLOOD_SECS,
+            rate: pps,
+            max_frames: u64::from(pps) * FLOOD_SECS,
             duration: Duration::from_secs(FLOOD_SECS),
             seed: u64::from(std::process::id()),
         }
@@ -282,10 +290,10 @@ fn syn_flood_nat_two_queues() {
         );
 
         assert!(
-            report.sent >= u64::from(FLOOD_PPS) * FLOOD_SECS / 2,
+            report.sent >= u64::from(pps) * FLOOD_SECS / 2,
             "the flood sent {} SYNs; the test needs at least half of {}",
             report.sent,
-            u64::from(FLOOD_PPS) * FLOOD_SECS
+            u64::from(pps) * FLOOD_SECS
         );
         assert!(status.success(), "wrk: {status}\n{wrk_out}");
         assert!(wrk.requests > 0, "wrk made no requests:\n{wrk_out}");
