@@ -217,5 +217,6 @@ pub fn empty_listing() -> Listing {
         config_file: None,
         config_diverged: false,
         sync_daemons: Vec::new(),
+        defense: None,
     }
 }

@@ -329,6 +329,59 @@ pub enum Command {
     /// `--stop-daemon`: stop the master or backup sync daemon; error if it
     /// does not run.
     StopDaemon(rvs_vocab::SyncRole),
+    /// `--defense KEY=VALUE` (RVS): change the SYN-flood defence settings
+    /// named (IPVS's sysctls of the same names); the others stay.
+    SetDefense(DefenseSettings),
+}
+
+/// The defence settings a [`Command::SetDefense`] changes; `None` keeps one.
+/// Modes are 0 (off), 1 or 2 (automatic) and 3 (always), as the kernel's
+/// `drop_entry`, `drop_packet` and `secure_tcp` sysctls; `amemthresh` is a
+/// count of free connection-table entries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub struct DefenseSettings {
+    /// Drop random half-open entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_entry: Option<u8>,
+    /// Drop 1 in rate new connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_packet: Option<u8>,
+    /// Use the secure TCP state table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secure_tcp: Option<u8>,
+    /// Free entries below which the automatic modes switch on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amemthresh: Option<u32>,
+    /// drop_packet mode 3's rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub am_droprate: Option<u32>,
+}
+
+/// The SYN-flood defence as it stands (`rvsadm -L --defense`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct DefenseStatus {
+    /// Live mode: an automatic strategy reads 2 while active, 1 while not.
+    pub drop_entry: u8,
+    /// Live mode.
+    pub drop_packet: u8,
+    /// Live mode.
+    pub secure_tcp: u8,
+    /// Threshold in free connection-table entries.
+    pub amemthresh: u32,
+    /// drop_packet mode 3's rate.
+    pub am_droprate: u32,
+    /// Free connection-table entries (RVS's "available memory").
+    pub free_entries: u32,
+    /// Fewer than `amemthresh` entries are free.
+    pub low_memory: bool,
+    /// drop_entry removes half-open entries each second.
+    pub drop_entry_active: bool,
+    /// drop_packet drops one new connection in this many; 0 = inactive.
+    pub drop_rate: u32,
+    /// TCP transitions use the secure state table.
+    pub secure_tcp_active: bool,
 }
 
 /// A rule of RVS's firewall-mark classifier: packets to `addr/prefix_len`
@@ -442,6 +495,9 @@ pub struct Listing {
     /// those changes are lost at the next reload or restart.
     #[serde(default)]
     pub config_diverged: bool,
+    /// The SYN-flood defence; `None` from older daemons.
+    #[serde(default)]
+    pub defense: Option<DefenseStatus>,
     /// Running sync daemons (`-L --daemon`).
     #[serde(default)]
     pub sync_daemons: Vec<SyncDaemonStatus>,
@@ -529,6 +585,27 @@ pub struct ConnectionEntry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_defense_names_only_what_changes_and_refuses_unknown_keys() {
+        let c = Command::SetDefense(DefenseSettings {
+            drop_entry: Some(1),
+            amemthresh: Some(500),
+            ..DefenseSettings::default()
+        });
+        let j = serde_json::to_string(&c).unwrap();
+        assert_eq!(j, r#"{"set_defense":{"drop_entry":1,"amemthresh":500}}"#);
+        assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
+        let e =
+            serde_json::from_str::<Command>(r#"{"set_defense":{"drop_entrys":1}}"#).unwrap_err();
+        assert!(e.to_string().contains("drop_entrys"), "{e}");
+        let e =
+            serde_json::from_str::<Command>(r#"{"set_defense":{"secure_tcp":256}}"#).unwrap_err();
+        assert!(e.to_string().contains("256"), "{e}");
+        // A listing without the field (an older daemon) reads as None.
+        let l: Listing = serde_json::from_str(r#"{"conn_table_size":1,"services":[]}"#).unwrap();
+        assert_eq!(l.defense, None);
+    }
 
     #[test]
     fn command_json_shape_is_snake_case_and_externally_tagged() {

@@ -54,6 +54,7 @@ fn sample() -> Listing {
             },
             maxlen: 1472,
         }],
+        defense: None,
         services: vec![
             ServiceStatus {
                 spec: ServiceSpec {

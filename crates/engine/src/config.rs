@@ -238,6 +238,79 @@ pub struct Config {
     /// [`crate::fastpath`]); when false every frame of a tracked connection
     /// goes through the engine.
     pub fast_path: bool,
+    /// SYN-flood defence: IPVS's strategies (`drop_entry`, `drop_packet`,
+    /// `secure_tcp`) with their sysctl semantics.
+    pub defense: Defense,
+}
+
+/// IPVS's defence strategies against connection-table exhaustion (the
+/// kernel's `/proc/sys/net/ipv4/vs/` sysctls of the same names), with one
+/// mapping of RVS's own: the kernel's "available memory" is here the
+/// connection table's free entries, so `amemthresh` counts entries, not
+/// pages.
+///
+/// Each strategy mode is 0 (off), 1 (automatic, currently inactive), 2
+/// (automatic, currently active) or 3 (always on). In the automatic modes
+/// the engine moves between 1 and 2 by itself, once a second, as the
+/// kernel's `update_defense_level` does: active while fewer than
+/// `amemthresh` entries are free.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Defense {
+    /// Drop random half-open (SYN_RECV / SYNACK) entries, scanning 1/32 of
+    /// the table per second.
+    pub drop_entry: u8,
+    /// Drop 1 in `rate` packets that would create a connection; automatic
+    /// rate `amemthresh / (amemthresh - free)`, mode 3 uses `am_droprate`.
+    pub drop_packet: u8,
+    /// Use the kernel's more conservative TCP state table
+    /// ([`crate::proto::tcp`]'s secure table).
+    pub secure_tcp: u8,
+    /// Free connection-table entries below which the automatic modes
+    /// switch on.
+    pub amemthresh: u32,
+    /// `drop_packet` mode 3's rate: one packet in this many is dropped.
+    pub am_droprate: u32,
+}
+
+impl Defense {
+    /// Highest strategy mode (always on).
+    pub const MAX_MODE: u8 = 3;
+    /// The kernel's default `amemthresh` (there in pages, here in entries).
+    pub const DEFAULT_AMEMTHRESH: u32 = 1024;
+    /// The kernel's default `am_droprate`.
+    pub const DEFAULT_AM_DROPRATE: u32 = 10;
+}
+
+impl Defense {
+    /// Refuses modes beyond 3 and a zero `am_droprate`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("drop_entry", self.drop_entry),
+            ("drop_packet", self.drop_packet),
+            ("secure_tcp", self.secure_tcp),
+        ] {
+            if value > Self::MAX_MODE {
+                return Err(ConfigError::DefenseMode { key, value });
+            }
+        }
+        if self.am_droprate == 0 {
+            return Err(ConfigError::ZeroDropRate);
+        }
+        Ok(())
+    }
+}
+
+impl Default for Defense {
+    /// Every strategy off, the kernel's thresholds.
+    fn default() -> Self {
+        Defense {
+            drop_entry: 0,
+            drop_packet: 0,
+            secure_tcp: 0,
+            amemthresh: Self::DEFAULT_AMEMTHRESH,
+            am_droprate: Self::DEFAULT_AM_DROPRATE,
+        }
+    }
 }
 
 impl Default for Config {
@@ -250,6 +323,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_connections: 1 << 20,
             fast_path: true,
+            defense: Defense::default(),
         }
     }
 }
@@ -416,6 +490,21 @@ pub enum ConfigError {
     /// A connection limit of zero would drop everything.
     #[error("max_connections must be at least 1")]
     ZeroConnections,
+    /// A defence strategy mode outside 0..=3.
+    #[error(
+        "defense: {key} = {value} is not a mode; use 0 (off), 1 or 2 (automatic) or 3 (always)"
+    )]
+    DefenseMode {
+        /// The key (`drop_entry`, `drop_packet`, `secure_tcp`).
+        key: &'static str,
+        /// The value given.
+        value: u8,
+    },
+    /// A drop rate of zero would drop nothing while claiming to.
+    #[error(
+        "defense: am_droprate must be at least 1 (1 drops every new connection, 10 one in ten)"
+    )]
+    ZeroDropRate,
     /// More connections than the XDP connection maps can be sized for.
     #[error(
         "max_connections = {0} is more than the XDP connection maps can hold; use at most {max} (MAX_CONNECTIONS)",
@@ -525,6 +614,7 @@ impl Validator {
         if config.max_connections > limits::MAX_CONNECTIONS {
             return Err(ConfigError::TooManyConnections(config.max_connections));
         }
+        config.defense.validate()?;
         if config.interfaces.len() > limits::MAX_INTERFACES as usize {
             return Err(ConfigError::TooMany {
                 what: "interfaces",
@@ -875,6 +965,37 @@ impl Snapshot {
 mod tests {
     use super::*;
     use crate::limits::{MAX_CONNECTIONS, MAX_INTERFACES, MAX_SERVICES, MAX_VIPS};
+
+    #[test]
+    fn defense_modes_and_rate_are_checked() {
+        assert_eq!(Snapshot::new(Config::default()).map(|_| ()), Ok(()));
+        for (which, value) in [(0, 4u8), (1, 9), (2, 255)] {
+            let mut cfg = Config::default();
+            let key = match which {
+                0 => &mut cfg.defense.drop_entry,
+                1 => &mut cfg.defense.drop_packet,
+                _ => &mut cfg.defense.secure_tcp,
+            };
+            *key = value;
+            let err = Snapshot::new(cfg).unwrap_err();
+            assert!(matches!(err, ConfigError::DefenseMode { value: v, .. } if v == value));
+            assert!(err.to_string().contains("not a mode"), "{err}");
+        }
+        let mut cfg = Config::default();
+        cfg.defense.am_droprate = 0;
+        assert_eq!(Snapshot::new(cfg).unwrap_err(), ConfigError::ZeroDropRate);
+        let cfg = Config {
+            defense: Defense {
+                drop_entry: 3,
+                drop_packet: 2,
+                secure_tcp: 1,
+                amemthresh: 0,
+                am_droprate: 1,
+            },
+            ..Config::default()
+        };
+        assert!(Snapshot::new(cfg).is_ok());
+    }
 
     fn v4(i: u32) -> IpAddr {
         IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i))

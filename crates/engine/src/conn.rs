@@ -7,7 +7,9 @@
 //! - two `HashTable<u32>` indexes holding only slab indices (4 bytes + 1
 //!   control byte per bucket): `by_in` keyed by (proto, client, virtual), and
 //!   `by_out` keyed by (proto, real server, client) for NAT replies;
-//! - a timing wheel of 1-second slots, doubly linked through the slab.
+//! - a timing wheel of 1-second slots, doubly linked through the slab, each
+//!   slot in the order its entries were linked (oldest first: a full table
+//!   evicts the oldest half-open entry, see `evict_candidate`).
 //!
 //! Expiry is lazy: a packet only moves `expires` forward, leaving the entry in
 //! its slot; when the slot comes due an entry that is not yet expired is
@@ -29,6 +31,15 @@ pub(crate) const NIL: u32 = u32::MAX;
 /// Wheel slots: a power of two, one second each, spanning more than the
 /// default ESTABLISHED timeout so most entries are visited once.
 const WHEEL_SLOTS: usize = 4096;
+
+/// Eviction looks at no more than this many entries…
+const EVICT_SCAN_ENTRIES: u32 = 64;
+/// …and wheel slots, so a full table costs a new connection bounded work.
+const EVICT_SCAN_SLOTS: u32 = 1024;
+
+/// Slots from the wheel's clock in which a new entry is queued (the NONE
+/// timeout is 2 s): a settled entry found there moves to its real slot.
+const EARLY_SLOTS: u32 = 2;
 
 /// An address as stored in the table: IPv4 in the first four bytes.
 pub(crate) type AddrBytes = [u8; 16];
@@ -107,6 +118,10 @@ pub(crate) struct Conn {
     pub(crate) control: u32,
     /// Next hop of the NAT reply direction's fast-path entry, or NIL.
     pub(crate) out_hop: u32,
+    /// The client sent an ACK (without SYN or RST): it answered the
+    /// handshake, which a spoofed source never does. Kept in what was
+    /// padding, so the entry stays 88 bytes.
+    pub(crate) client_acked: bool,
 }
 
 impl Conn {
@@ -147,6 +162,7 @@ impl Conn {
             prev: NIL,
             control: NIL,
             out_hop: NIL,
+            client_acked: false,
         }
     }
 
@@ -215,6 +231,8 @@ pub(crate) struct ConnTable {
     by_out: HashTable<u32>,
     hasher: RandomState,
     wheel: Box<[u32]>,
+    /// Last entry of each slot (entries are appended).
+    wheel_tail: Box<[u32]>,
     /// Last second the wheel processed.
     wheel_now: u32,
 }
@@ -245,6 +263,7 @@ impl ConnTable {
             by_out: HashTable::with_capacity(cap),
             hasher: RandomState::with_seeds(seeds[0], seeds[1], seeds[2], seeds[3]),
             wheel: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
+            wheel_tail: vec![NIL; WHEEL_SLOTS].into_boxed_slice(),
             wheel_now: 0,
         }
     }
@@ -366,6 +385,20 @@ impl ConnTable {
         }
     }
 
+    /// As [`ConnTable::set_expiry`]; a `settled` entry (one eviction may
+    /// not take) still queued in the wheel's first slots, where eviction
+    /// looks, moves to its real slot now (once: it is then queued there).
+    pub(crate) fn set_expiry_settled(&mut self, idx: u32, expires: u32, settled: bool) {
+        let c = &self.slab[idx as usize];
+        if settled && c.queued <= self.wheel_now.saturating_add(EARLY_SLOTS) && expires > c.queued {
+            self.slab[idx as usize].expires = expires;
+            self.unlink(idx);
+            self.link(idx, expires);
+        } else {
+            self.set_expiry(idx, expires);
+        }
+    }
+
     /// Removes a connection now (e.g. a SYN reusing a TIME_WAIT tuple).
     pub(crate) fn remove(&mut self, idx: u32) -> Conn {
         self.unlink(idx);
@@ -390,6 +423,7 @@ impl ConnTable {
         for s in 1..=steps {
             let slot = (self.wheel_now.wrapping_add(s) as usize) & (WHEEL_SLOTS - 1);
             let mut idx = std::mem::replace(&mut self.wheel[slot], NIL);
+            self.wheel_tail[slot] = NIL;
             while idx != NIL {
                 let next = self.slab[idx as usize].next;
                 let expires = self.slab[idx as usize].expires;
@@ -411,6 +445,49 @@ impl ConnTable {
         }
         self.wheel_now = now_secs;
         expired
+    }
+
+    /// The entry to evict for a new connection when the table is full: of
+    /// the first entries in expiry order (the wheel from its next slot,
+    /// bounded by `EVICT_SCAN_ENTRIES` entries and `EVICT_SCAN_SLOTS`
+    /// slots), the `eligible` one that expires first, so the oldest
+    /// half-open entry goes and one whose handshake just started stays.
+    /// `None` if none of them is eligible.
+    pub(crate) fn evict_candidate(&self, eligible: impl Fn(&Conn) -> bool) -> Option<u32> {
+        // (index, expiry) of the best so far. Slots come in time order and
+        // list their entries oldest first, so on equal expiry the first
+        // found is the oldest.
+        let mut best: Option<(u32, u32)> = None;
+        let mut seen = 0;
+        for s in 1..=EVICT_SCAN_SLOTS {
+            let slot = (self.wheel_now.wrapping_add(s) as usize) & (WHEEL_SLOTS - 1);
+            let mut idx = self.wheel[slot];
+            while idx != NIL {
+                let c = &self.slab[idx as usize];
+                if best.is_none_or(|(_, e)| c.expires < e) && eligible(c) {
+                    best = Some((idx, c.expires));
+                }
+                seen += 1;
+                if seen >= EVICT_SCAN_ENTRIES {
+                    return best.map(|(i, _)| i);
+                }
+                idx = c.next;
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+
+    /// Slab slots ever used (live or free): the range a scan of the whole
+    /// table walks.
+    pub(crate) fn slots_used(&self) -> u32 {
+        self.slab.len() as u32
+    }
+
+    /// Whether slab slot `idx` holds a live entry.
+    pub(crate) fn is_live(&self, idx: u32) -> bool {
+        self.slab
+            .get(idx as usize)
+            .is_some_and(|c| c.flags & flag::LIVE != 0)
     }
 
     /// Seconds of the earliest slot that may hold work, if any connection exists.
@@ -449,17 +526,19 @@ impl ConnTable {
         // An entry is never queued in the past: that slot was already visited.
         let at = at.max(self.wheel_now + 1);
         let slot = (at as usize) & (WHEEL_SLOTS - 1);
-        let head = self.wheel[slot];
+        let tail = self.wheel_tail[slot];
         {
             let c = &mut self.slab[idx as usize];
             c.queued = at;
-            c.next = head;
-            c.prev = NIL;
+            c.next = NIL;
+            c.prev = tail;
         }
-        if head != NIL {
-            self.slab[head as usize].prev = idx;
+        if tail != NIL {
+            self.slab[tail as usize].next = idx;
+        } else {
+            self.wheel[slot] = idx;
         }
-        self.wheel[slot] = idx;
+        self.wheel_tail[slot] = idx;
     }
 
     fn unlink(&mut self, idx: u32) {
@@ -467,16 +546,16 @@ impl ConnTable {
             let c = &self.slab[idx as usize];
             (c.prev, c.next, c.queued)
         };
+        let slot = (queued as usize) & (WHEEL_SLOTS - 1);
         if prev != NIL {
             self.slab[prev as usize].next = next;
-        } else {
-            let slot = (queued as usize) & (WHEEL_SLOTS - 1);
-            if self.wheel[slot] == idx {
-                self.wheel[slot] = next;
-            }
+        } else if self.wheel[slot] == idx {
+            self.wheel[slot] = next;
         }
         if next != NIL {
             self.slab[next as usize].prev = prev;
+        } else if self.wheel_tail[slot] == idx {
+            self.wheel_tail[slot] = prev;
         }
     }
 
@@ -673,6 +752,31 @@ mod tests {
         );
         assert_eq!((n, t.len()), (0, 1), "kept alive once");
         assert_eq!(t.expire(20, |_, _| None, |_| {}), 1);
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_eligible_entry_of_a_slot() {
+        let mut t = ConnTable::new(16, [0; 4]);
+        t.start_clock(100);
+        // Same slot, same expiry: linked in this order.
+        let ids: Vec<u32> = (1..=5)
+            .map(|p| t.insert(new_conn(p, ForwardMethod::Route, 160)).unwrap())
+            .collect();
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[0]));
+        assert_eq!(t.evict_candidate(|c| c.cport >= 3), Some(ids[2]));
+        t.remove(ids[0]);
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[1]));
+        // An earlier expiry wins whatever its place.
+        t.set_expiry(ids[4], 150);
+        assert_eq!(t.evict_candidate(|_| true), Some(ids[4]));
+        assert_eq!(t.evict_candidate(|_| false), None);
+        // Expiry keeps working with appended slots.
+        let mut gone = Vec::new();
+        t.expire(150, |_, _| None, |c| gone.push(c.cport));
+        assert_eq!(gone, vec![5]);
+        t.expire(160, |_, _| None, |c| gone.push(c.cport));
+        assert_eq!(gone, vec![5, 2, 3, 4]);
+        assert_eq!(t.len(), 0);
     }
 
     #[test]

@@ -32,10 +32,10 @@ mod verdict;
 
 pub use classify::{Steering, SteeringKey};
 pub use config::{
-    Config, ConfigError, Dest, ForwardMethod, FwmarkRule, Interface, Persistence, Protocol, Route,
-    Service, ServiceKey, Snapshot, Validator,
+    Config, ConfigError, Defense, Dest, ForwardMethod, FwmarkRule, Interface, Persistence,
+    Protocol, Route, Service, ServiceKey, Snapshot, Validator,
 };
-pub use engine::{AdoptError, Adopted, Engine, SyncRefused};
+pub use engine::{AdoptError, Adopted, DefenseStatus, Engine, SyncRefused};
 pub use fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
     Rewrite,

@@ -52,7 +52,9 @@ pub struct Counters {
     pub drops: [u64; DropReason::COUNT],
     /// Connections created.
     pub conns_created: u64,
-    /// Connections expired.
+    /// Connections expired (also a closed one a new SYN on its tuple
+    /// replaced): with `conns_evicted` and `defense_entries_dropped`, every
+    /// connection created and no longer tracked.
     pub conns_expired: u64,
     /// Connections taken over from a previous rvsd's maps at start.
     pub conns_adopted: u64,
@@ -60,8 +62,16 @@ pub struct Counters {
     pub sync_sent: u64,
     /// Queued states dropped because the queue was full.
     pub sync_dropped: u64,
-    /// Connection states installed from a master (sync backup).
+    /// Connection states installed from a master (sync backup), new or
+    /// updates.
     pub sync_received: u64,
+    /// New connections (not templates) those made in the table.
+    pub sync_installed: u64,
+    /// Half-open connections evicted to make room for a new one when the
+    /// table was full.
+    pub conns_evicted: u64,
+    /// Half-open connections the `drop_entry` defence removed.
+    pub defense_entries_dropped: u64,
 }
 
 impl Counters {
@@ -96,5 +106,8 @@ impl Counters {
         self.sync_sent += o.sync_sent;
         self.sync_dropped += o.sync_dropped;
         self.sync_received += o.sync_received;
+        self.sync_installed += o.sync_installed;
+        self.conns_evicted += o.conns_evicted;
+        self.defense_entries_dropped += o.defense_entries_dropped;
     }
 }

@@ -81,8 +81,12 @@ drop_reasons! {
     /// The scheduler found no available real server (IPv4: answered with
     /// ICMP port unreachable).
     NoDestination => "no_destination",
-    /// The connection table is at its configured maximum.
+    /// The connection table is at its configured maximum and holds no
+    /// half-open connection to evict.
     ConnTableFull => "conn_table_full",
+    /// The `drop_packet` defence dropped a packet that would have created
+    /// a connection (one in `rate`).
+    DefenseDropPacket => "defense_drop_packet",
     /// The frame had no room to grow (headroom) for encapsulation or a reply.
     NoHeadroom => "no_headroom",
     /// A TUN packet too big for the egress MTU without DF; fragmenting the

@@ -292,8 +292,12 @@ fn a_full_table_drops_new_flows_and_keeps_established_ones() {
     let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
     cfg.max_connections = 2;
     let mut d = Director::new(cfg);
-    d.run(&from_client(1, SYN, b""), FRONT);
-    d.run(&from_client(2, SYN, b""), FRONT);
+    // Established: a full table of half-open ones would evict instead
+    // (tests/defense.rs).
+    for port in [1, 2] {
+        d.run(&from_client(port, SYN, b""), FRONT);
+        d.run(&from_client(port, ACK, b""), FRONT);
+    }
     assert_eq!(
         d.run(&from_client(3, SYN, b""), FRONT).0,
         Verdict::Drop(DropReason::ConnTableFull)
@@ -370,6 +374,9 @@ fn syn_on_a_time_wait_tuple_is_a_new_connection() {
     assert_ne!(a, b, "rescheduled by rr");
     assert_eq!(d.engine.connection_count(), 1);
     assert_eq!(d.engine.connections(d.now)[0].state, "SYN_RECV");
+    // The replaced connection counts as expired: created − expired = tracked.
+    let c = d.engine.counters();
+    assert_eq!((c.conns_created, c.conns_expired), (2, 1));
 }
 
 #[test]

@@ -164,6 +164,11 @@ fn the_backup_lists_the_masters_connections_and_forwards_them_to_the_same_server
     assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
     assert_eq!(server_of(check(&out).dst_mac), want);
     assert_eq!(b.engine.counters().sync_received, entries.len() as u64);
+    assert_eq!(
+        b.engine.counters().sync_installed,
+        3,
+        "three new connections; the template is not one"
+    );
 }
 
 #[test]

@@ -44,6 +44,7 @@ mod error;
 mod pcap;
 
 pub mod demo;
+pub mod flood;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};

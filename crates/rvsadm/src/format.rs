@@ -466,6 +466,53 @@ pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
     out
 }
 
+/// `rvsadm -L --defense` (RVS): the SYN-flood defence's settings, state
+/// and counters. Modes are live, as the kernel's sysctls read: an
+/// automatic strategy shows 2 while active.
+pub(crate) fn defense(l: &Listing) -> String {
+    let Some(d) = &l.defense else {
+        return "SYN-flood defence: not reported by this rvsd\n".into();
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let counter = |name: &str| l.counters.get(name).copied().unwrap_or(0);
+    let rate = if d.drop_rate > 0 {
+        format!("yes (1 in {})", d.drop_rate)
+    } else {
+        "no".into()
+    };
+    let mut out = format!(
+        "SYN-flood defence: {} of {} connection entries free, low memory (< amemthresh {}): {}\n",
+        d.free_entries,
+        l.conn_table_size,
+        d.amemthresh,
+        yes(d.low_memory)
+    );
+    out.push_str("Strategy     Mode  Active\n");
+    out.push_str(&format!(
+        "drop_entry   {:<4}  {}\n",
+        d.drop_entry,
+        yes(d.drop_entry_active)
+    ));
+    out.push_str(&format!("drop_packet  {:<4}  {rate}\n", d.drop_packet));
+    out.push_str(&format!(
+        "secure_tcp   {:<4}  {}\n",
+        d.secure_tcp,
+        yes(d.secure_tcp_active)
+    ));
+    out.push_str(&format!(
+        "amemthresh {}  am_droprate {}\n",
+        d.amemthresh, d.am_droprate
+    ));
+    out.push_str(&format!(
+        "Evicted half-open {}  drop_entry removed {}  drop_packet dropped {}  table full {}\n",
+        counter("conns_evicted"),
+        counter("defense_entries_dropped"),
+        counter("drop_defense_drop_packet"),
+        counter("drop_conn_table_full"),
+    ));
+    out
+}
+
 /// `ipvsadm -L --timeout`.
 /// `-L --daemon`: one line per running sync daemon, as ipvsadm prints them.
 pub(crate) fn daemons(d: &[rvs_api::SyncDaemonStatus]) -> String {

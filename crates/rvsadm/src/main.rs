@@ -43,6 +43,8 @@ Usage:
   {p} --delete-mark-rule mark
   {p} --list-mark-rules
   {p} --reload
+  {p} --defense key=value [--defense key=value ...]
+  {p} -L --defense
   {p} -h
 
 Commands:
@@ -67,6 +69,10 @@ RVS firewall-mark classifier (XDP sees no iptables/nft marks; no ipvsadm equival
   --list-mark-rules           list the rules in match order
 RVS daemon:
   --reload                    rvsd re-reads its configuration file (all or nothing)
+RVS SYN-flood defence (IPVS's /proc/sys/net/ipv4/vs sysctls of the same names):
+  --defense key=value         set drop_entry, drop_packet, secure_tcp (0 off, 1|2 auto,
+                              3 always), amemthresh (free connection entries), am_droprate
+  -L --defense                list the defence's modes, state and counters
 
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
@@ -234,6 +240,9 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             }
             if req.daemon {
                 return print(&format::daemons(&listing.sync_daemons));
+            }
+            if req.defense {
+                return print(&format::defense(&listing));
             }
             match format::listing(&listing, &req, names) {
                 Ok(text) => print(&text),

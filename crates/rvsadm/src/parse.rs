@@ -11,7 +11,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use rvs_api::{
-    Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
+    Command, DefenseSettings, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol,
+    ServiceKey, ServiceSpec,
 };
 use rvs_vocab::sched;
 use rvs_vocab::{SyncDaemon, SyncRole};
@@ -59,6 +60,8 @@ pub(crate) struct ListRequest {
     pub(crate) mark_rules: bool,
     /// `--daemon`: the sync daemons instead of the services.
     pub(crate) daemon: bool,
+    /// `--defense` (RVS): the SYN-flood defence instead of the services.
+    pub(crate) defense: bool,
 }
 
 /// One invocation's intent.
@@ -125,6 +128,7 @@ enum Cmd {
     Reload,
     StartDaemon,
     StopDaemon,
+    Defense,
 }
 
 impl Cmd {
@@ -149,6 +153,7 @@ impl Cmd {
             Cmd::Reload => "reload",
             Cmd::StartDaemon => "start-daemon",
             Cmd::StopDaemon => "stop-daemon",
+            Cmd::Defense => "defense",
         }
     }
 }
@@ -188,9 +193,10 @@ enum Opt {
     TunType,
     Ports,
     MarkRules,
+    Defense,
 }
 
-const OPTS: [Opt; 30] = [
+const OPTS: [Opt; 31] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -221,6 +227,7 @@ const OPTS: [Opt; 30] = [
     Opt::TunType,
     Opt::Ports,
     Opt::MarkRules,
+    Opt::Defense,
 ];
 
 impl Opt {
@@ -260,6 +267,7 @@ impl Opt {
             Opt::TunType => "tun-type",
             Opt::Ports => "ports",
             Opt::MarkRules => "mark-rules",
+            Opt::Defense => "defense",
         }
     }
 
@@ -277,7 +285,7 @@ impl Opt {
                 Service => '+',
                 _ => 'x',
             },
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Reload => 'x',
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Reload | Cmd::Defense => 'x',
             Cmd::DelMarkRule => 'x',
             // Rules are always numeric; -n is accepted out of habit.
             Cmd::ListMarkRules => match self {
@@ -300,7 +308,7 @@ impl Opt {
                 _ => 'x',
             },
             Cmd::List => match self {
-                Connection | Service | Timeout | Daemon => '1',
+                Connection | Service | Timeout | Daemon | Defense => '1',
                 Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact
                 | MarkRules => ' ',
                 _ => 'x',
@@ -405,6 +413,8 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("any", None, Arg::Required),
     ("ports", None, Arg::Required),
     ("mark-rules", None, Arg::None),
+    // RVS: the SYN-flood defence; `--defense KEY=VALUE` sets, `-L --defense` lists.
+    ("defense", None, Arg::Optional),
 ];
 
 /// One option occurrence after popt-style tokenizing.
@@ -777,6 +787,8 @@ struct Collected {
     ports_raw: Option<String>,
     /// `--start-daemon` / `--stop-daemon` and their options.
     sync: SyncDaemon,
+    /// `--defense KEY=VALUE` settings, in order.
+    defense: DefenseSettings,
 }
 
 impl Default for Collected {
@@ -811,6 +823,7 @@ impl Default for Collected {
                 mcast_port: None,
                 mcast_ttl: None,
             },
+            defense: DefenseSettings::default(),
         }
     }
 }
@@ -874,6 +887,10 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
             c.socket = Some(PathBuf::from(value));
             continue;
         }
+        if tok.name == "defense" {
+            collect_defense(&mut c, &tok)?;
+            continue;
+        }
         let command = command_of(tok.name);
         if c.bare {
             c.bare = false;
@@ -905,6 +922,77 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
         collect_option(&mut c, &tok, value, lookup)?;
     }
     Ok(c)
+}
+
+/// `--defense`: with `KEY=VALUE` a command of its own (repeatable); bare,
+/// `-L`'s option to list the defence (alone, it lists too).
+fn collect_defense(c: &mut Collected, tok: &Token) -> Result<(), ParseError> {
+    let first = std::mem::replace(&mut c.bare, false);
+    match (&tok.value, c.cmd) {
+        (Some(v), None | Some(Cmd::Defense)) if first || c.cmd == Some(Cmd::Defense) => {
+            c.cmd = Some(Cmd::Defense);
+            set_defense(&mut c.defense, v)
+        }
+        (Some(_), _) => {
+            fail("--defense KEY=VALUE is a command of its own; list the defence with -L --defense")
+        }
+        (None, None) if first => {
+            c.cmd = Some(Cmd::List);
+            c.set(Opt::Defense)?;
+            c.list.defense = true;
+            Ok(())
+        }
+        (None, Some(Cmd::List)) => {
+            c.set(Opt::Defense)?;
+            c.list.defense = true;
+            Ok(())
+        }
+        (None, other) => fail(format!(
+            "Illegal 'defense' option with the '{}' command",
+            other.map_or("", Cmd::name)
+        )),
+    }
+}
+
+/// The defence keys `--defense` sets, as the kernel's sysctls name them.
+const DEFENSE_KEYS: &str = "drop_entry, drop_packet, secure_tcp, amemthresh, am_droprate";
+
+/// One `KEY=VALUE` of `--defense` into `d`; a key given twice is refused.
+fn set_defense(d: &mut DefenseSettings, item: &str) -> Result<(), ParseError> {
+    let Some((key, value)) = item.split_once('=') else {
+        return fail(format!(
+            "--defense {item}: give KEY=VALUE, KEY one of {DEFENSE_KEYS}"
+        ));
+    };
+    let mode = |v: &str| match v.parse::<u8>() {
+        Ok(m) if m <= 3 => Ok(m),
+        _ => fail(format!(
+            "--defense {key}={v}: a mode is 0 (off), 1 or 2 (automatic) or 3 (always)"
+        )),
+    };
+    let count = |v: &str, min: u32| match v.parse::<u32>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => fail(format!(
+            "--defense {key}={v}: give a number from {min} to {}",
+            u32::MAX
+        )),
+    };
+    let slot_taken = match key {
+        "drop_entry" => d.drop_entry.replace(mode(value)?).is_some(),
+        "drop_packet" => d.drop_packet.replace(mode(value)?).is_some(),
+        "secure_tcp" => d.secure_tcp.replace(mode(value)?).is_some(),
+        "amemthresh" => d.amemthresh.replace(count(value, 0)?).is_some(),
+        "am_droprate" => d.am_droprate.replace(count(value, 1)?).is_some(),
+        _ => {
+            return fail(format!(
+                "--defense {key}: unknown key; use one of {DEFENSE_KEYS}"
+            ))
+        }
+    };
+    if slot_taken {
+        return fail(format!("--defense {key} given twice"));
+    }
+    Ok(())
 }
 
 /// One option that is not a command, into `c`.
@@ -1233,7 +1321,7 @@ fn build(
         Cmd::List => {
             let mut list = c.list;
             let output = list.stats || list.rate || list.thresholds || list.mark_rules;
-            if ((list.connections || list.timeouts) && output)
+            if ((list.connections || list.timeouts || list.defense) && output)
                 || (list.timeouts && list.persistent_conn)
             {
                 return fail("options conflicts in the list command");
@@ -1251,6 +1339,7 @@ fn build(
         Cmd::Reload => Action::Command(Command::Reload),
         Cmd::StartDaemon => Action::Command(Command::StartDaemon(c.sync)),
         Cmd::StopDaemon => Action::Command(Command::StopDaemon(c.sync.role)),
+        Cmd::Defense => Action::Command(Command::SetDefense(c.defense)),
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             Action::Command(build_dest(cmd, &c, service)?)

@@ -17,7 +17,12 @@ use rvs_api::{
 fn fake() -> FakeHandler {
     let listing = Listing {
         conn_table_size: 4096,
-        counters: Default::default(),
+        counters: [
+            ("conns_evicted".to_string(), 5),
+            ("drop_defense_drop_packet".to_string(), 0),
+        ]
+        .into_iter()
+        .collect(),
         timeouts: Timeouts {
             tcp: 7200,
             tcpfin: 60,
@@ -39,6 +44,18 @@ fn fake() -> FakeHandler {
             },
             maxlen: 1472,
         }],
+        defense: Some(rvs_api::DefenseStatus {
+            drop_entry: 2,
+            drop_packet: 0,
+            secure_tcp: 3,
+            amemthresh: 1024,
+            am_droprate: 10,
+            free_entries: 12,
+            low_memory: true,
+            drop_entry_active: true,
+            drop_rate: 0,
+            secure_tcp_active: true,
+        }),
         services: vec![ServiceStatus {
             spec: ServiceSpec {
                 key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
@@ -505,5 +522,41 @@ fn a_word_that_is_not_utf8_is_refused_not_a_panic() {
         served.handler.seen().is_empty(),
         "{:?}",
         served.handler.seen()
+    );
+}
+
+#[test]
+fn defense_set_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = Served::start(&path, fake()).unwrap();
+    let out = rvsadm(
+        &path,
+        &["--defense", "drop_entry=1", "--defense=secure_tcp=3"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        served.handler.last(),
+        Some(Command::SetDefense(rvs_api::DefenseSettings {
+            drop_entry: Some(1),
+            secure_tcp: Some(3),
+            ..Default::default()
+        }))
+    );
+    let out = rvsadm(&path, &["-L", "--defense"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("12 of 4096 connection entries free"),
+        "{text}"
+    );
+    assert!(text.contains("drop_entry   2     yes"), "{text}");
+    assert!(text.contains("secure_tcp   3     yes"), "{text}");
+    assert!(text.contains("Evicted half-open 5"), "{text}");
+    let out = rvsadm(&path, &["--defense", "drop_entry=7"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("0 (off)"),
+        "{out:?}"
     );
 }

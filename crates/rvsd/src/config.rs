@@ -8,8 +8,8 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail};
 use rvs_engine::{
-    Config, Dest, FwmarkRule, Interface, Persistence, Service, ServiceKey, Snapshot, Timeouts,
-    Validator,
+    Config, Defense, Dest, FwmarkRule, Interface, Persistence, Service, ServiceKey, Snapshot,
+    Timeouts, Validator,
 };
 use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
 use rvs_vocab::schema;
@@ -92,6 +92,7 @@ pub(crate) fn engine_config(
             .max_connections
             .unwrap_or(Config::default().max_connections),
         fast_path: fast_path(file),
+        defense: defense(file),
     };
     Ok((config, plan))
 }
@@ -248,6 +249,20 @@ impl Lines {
 fn fast_path(file: &schema::Config) -> bool {
     file.fast_path
         .unwrap_or_else(|| Config::default().fast_path)
+}
+
+/// The `[defense]` table over the engine's defaults (validated with the
+/// rest by the engine).
+fn defense(file: &schema::Config) -> Defense {
+    let mut d = Defense::default();
+    if let Some(f) = file.defense {
+        d.drop_entry = f.drop_entry.unwrap_or(d.drop_entry);
+        d.drop_packet = f.drop_packet.unwrap_or(d.drop_packet);
+        d.secure_tcp = f.secure_tcp.unwrap_or(d.secure_tcp);
+        d.amemthresh = f.amemthresh.unwrap_or(d.amemthresh);
+        d.am_droprate = f.am_droprate.unwrap_or(d.am_droprate);
+    }
+    d
 }
 
 /// The `[timeouts]` as the engine keeps them.
@@ -449,6 +464,45 @@ scheduler = "rr"
             assert_eq!(lines.of(s.span().start), c.service_line(text, i));
         }
         assert_eq!((lines.of(0), lines.of(text.len())), (1, 9));
+    }
+
+    #[test]
+    fn defense_table_sets_what_it_names_and_refuses_unknown_keys() {
+        let base = "interfaces = [\"eth0\"]\n";
+        assert_eq!(
+            defense(&schema::Config::parse(base).unwrap()),
+            Defense::default()
+        );
+        let c = schema::Config::parse(&format!(
+            "{base}[defense]\ndrop_entry = 1\nsecure_tcp = 3\namemthresh = 500\n"
+        ))
+        .unwrap();
+        let d = defense(&c);
+        assert_eq!(
+            (
+                d.drop_entry,
+                d.drop_packet,
+                d.secure_tcp,
+                d.amemthresh,
+                d.am_droprate
+            ),
+            (1, 0, 3, 500, 10)
+        );
+        let e = schema::Config::parse(&format!("{base}[defense]\ndrop_entries = 1\n")).unwrap_err();
+        assert!(e.to_string().contains("drop_entries"), "{e}");
+        let e = schema::Config::parse(&format!("{base}[defense]\nsecure_tcp = -1\n")).unwrap_err();
+        assert!(e.to_string().contains("secure_tcp"), "{e}");
+        // In range for the file, refused by the engine with the fix.
+        let c = schema::Config::parse(&format!("{base}[defense]\ndrop_packet = 4\n")).unwrap();
+        let cfg = Config {
+            defense: defense(&c),
+            ..Config::default()
+        };
+        let e = rvs_engine::Snapshot::new(cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("drop_packet = 4") && e.contains("0 (off)"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -452,11 +452,77 @@ pub(crate) fn render(
     diverged
         .get_or_create(&Vec::new())
         .set(i64::from(listing.config_diverged));
+    render_defense(&mut r, listing, workers);
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
         out.clear();
     }
     out
+}
+
+/// The SYN-flood defence: what it removed and dropped, and its state.
+fn render_defense(r: &mut Registry, listing: &Listing, workers: &[Report]) {
+    let evicted = counter(
+        r,
+        "rvs_conns_evicted",
+        "Half-open connections evicted to make room for a new one when the connection table was full.",
+    );
+    let entries = counter(
+        r,
+        "rvs_defense_entries_dropped",
+        "Half-open connections removed by the drop_entry defence.",
+    );
+    for w in workers {
+        evicted
+            .get_or_create(&Vec::new())
+            .inc_by(w.counters.conns_evicted);
+        entries
+            .get_or_create(&Vec::new())
+            .inc_by(w.counters.defense_entries_dropped);
+    }
+    let Some(d) = &listing.defense else {
+        return;
+    };
+    let mode = gauge(
+        r,
+        "rvs_defense_mode",
+        "Live mode of each defence strategy (0 off, 1 automatic inactive, 2 automatic active, 3 always), as the kernel's sysctls read.",
+    );
+    let active = gauge(
+        r,
+        "rvs_defense_active",
+        "1 while a defence strategy acts (drop_packet: a drop rate is set).",
+    );
+    for (strategy, m, on) in [
+        ("drop_entry", d.drop_entry, d.drop_entry_active),
+        ("drop_packet", d.drop_packet, d.drop_rate > 0),
+        ("secure_tcp", d.secure_tcp, d.secure_tcp_active),
+    ] {
+        let lab = l(&[("strategy", strategy.into())]);
+        mode.get_or_create(&lab).set(i64::from(m));
+        active.get_or_create(&lab).set(i64::from(on));
+    }
+    gauge(
+        r,
+        "rvs_defense_drop_rate",
+        "drop_packet drops one new connection in this many; 0 when inactive.",
+    )
+    .get_or_create(&Vec::new())
+    .set(i64::from(d.drop_rate));
+    gauge(
+        r,
+        "rvs_defense_free_entries",
+        "Free connection-table entries, the defence's available memory.",
+    )
+    .get_or_create(&Vec::new())
+    .set(i64::from(d.free_entries));
+    gauge(
+        r,
+        "rvs_defense_low_memory",
+        "1 while fewer than amemthresh connection-table entries are free.",
+    )
+    .get_or_create(&Vec::new())
+    .set(i64::from(d.low_memory));
 }
 
 /// rvsd's own state: build, reloads, quorum.
@@ -609,12 +675,26 @@ mod tests {
             config_file: None,
             config_diverged: true,
             sync_daemons: Vec::new(),
+            defense: Some(rvs_api::DefenseStatus {
+                drop_entry: 2,
+                drop_packet: 3,
+                secure_tcp: 1,
+                amemthresh: 1024,
+                am_droprate: 10,
+                free_entries: 100,
+                low_memory: true,
+                drop_entry_active: true,
+                drop_rate: 10,
+                secure_tcp_active: false,
+            }),
             fwmark_rules: Vec::new(),
         };
         let mut w = Report::default();
         w.counters.rx_packets = 5;
         w.counters.forwarded = 4;
         w.counters.drops[rvs_engine::DropReason::Malformed.index()] = 1;
+        w.counters.conns_evicted = 6;
+        w.counters.defense_entries_dropped = 8;
         w.connections = 9;
         w.batches = 3;
         w.fast_entries = 14;
@@ -700,6 +780,26 @@ mod tests {
             Some(2.0)
         );
         assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
+        assert!(text.contains("rvs_conns_evicted_total 6"), "{text}");
+        assert!(
+            text.contains("rvs_defense_entries_dropped_total 8"),
+            "{text}"
+        );
+        assert_eq!(
+            find("rvs_defense_mode", "strategy", "drop_packet"),
+            Some(3.0)
+        );
+        assert_eq!(
+            find("rvs_defense_active", "strategy", "drop_entry"),
+            Some(1.0)
+        );
+        assert_eq!(
+            find("rvs_defense_active", "strategy", "secure_tcp"),
+            Some(0.0)
+        );
+        assert!(text.contains("rvs_defense_drop_rate 10"), "{text}");
+        assert!(text.contains("rvs_defense_free_entries 100"), "{text}");
+        assert!(text.contains("rvs_defense_low_memory 1"), "{text}");
         assert!(text.contains("rvs_config_diverged 1"), "{text}");
         let build = scrape
             .samples

@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use rvs_datapath::{monotonic_ns, InheritedFlows, RxFrame, XdpDatapath, XskGroup, XskStats};
 use rvs_engine::{
-    AdoptError, ConnInfo, Counters, Engine, FastPathOp, IfIndex, NeighborTable, ServiceKey,
-    ServiceStatus, Snapshot, Time, Verdict,
+    AdoptError, ConnInfo, Counters, DefenseStatus, Engine, FastPathOp, IfIndex, NeighborTable,
+    ServiceKey, ServiceStatus, Snapshot, Time, Verdict,
 };
 
 /// Frames handled per batch.
@@ -102,6 +102,8 @@ pub(crate) struct Report {
     pub(crate) sync_send_errors: u64,
     /// Synced entries this engine could not place.
     pub(crate) sync_refused: u64,
+    /// The SYN-flood defence's live state.
+    pub(crate) defense: Option<DefenseStatus>,
 }
 
 pub(crate) struct Worker {
@@ -345,6 +347,7 @@ impl Worker {
                 g.sync_datagrams = m.sent;
                 g.sync_send_errors = m.send_errors;
             }
+            g.defense = Some(self.engine.defense());
         }
     }
 }

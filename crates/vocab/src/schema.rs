@@ -46,6 +46,8 @@ pub struct Config {
     pub socket_group: Option<String>,
     /// `ipvsadm --set`.
     pub timeouts: Option<Timeouts>,
+    /// SYN-flood defence: IPVS's strategies and thresholds.
+    pub defense: Option<Defense>,
     /// RVS's firewall-mark classifier rules, first match wins.
     #[serde(default, rename = "fwmark", skip_serializing_if = "Vec::is_empty")]
     pub fwmarks: Vec<Fwmark>,
@@ -69,6 +71,25 @@ pub struct Timeouts {
     pub tcpfin: Option<u32>,
     /// UDP.
     pub udp: Option<u32>,
+}
+
+/// `[defense]`: IPVS's defence strategies, the kernel's
+/// `/proc/sys/net/ipv4/vs/` sysctls of the same names (modes 0 off, 1 and
+/// 2 automatic, 3 always); `amemthresh` counts free connection-table
+/// entries. Absent keys keep the defaults (off, 1024, 10).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defense {
+    /// Drop random half-open entries (0..=3).
+    pub drop_entry: Option<u8>,
+    /// Drop 1 in rate new connections (0..=3).
+    pub drop_packet: Option<u8>,
+    /// The secure TCP state table (0..=3).
+    pub secure_tcp: Option<u8>,
+    /// Free entries below which the automatic modes switch on.
+    pub amemthresh: Option<u32>,
+    /// drop_packet mode 3's rate.
+    pub am_droprate: Option<u32>,
 }
 
 /// `[[fwmark]]`: packets to `address` (an address or a prefix) of

@@ -5,6 +5,8 @@
 //! - `dests.rs`: services and real servers at run time, reconciling a new
 //!   configuration, scheduling, counting connections on their server;
 //! - `persist.rs`: persistence templates (`-p`, `-M`);
+//! - `defense.rs`: SYN-flood defence (eviction of half-open connections,
+//!   IPVS's drop_entry, drop_packet and secure_tcp);
 //! - `fast.rs`: the fast path's maps as values (entries, next hops,
 //!   activity, counters), see [`crate::fastpath`];
 //! - `view.rs`: read-outs for the control plane.
@@ -15,6 +17,7 @@
 //! one transmitter of the connection's forwarding method ([`crate::fwd`]).
 
 mod adopt;
+mod defense;
 mod dests;
 mod fast;
 mod persist;
@@ -39,6 +42,8 @@ use crate::time::Time;
 use crate::verdict::{DropReason, IfIndex, Verdict};
 
 pub use adopt::{AdoptError, Adopted};
+use defense::DefenseRt;
+pub use defense::DefenseStatus;
 use dests::{DestRt, ServiceRt};
 use fast::FastState;
 pub use sync::SyncRefused;
@@ -79,6 +84,7 @@ pub struct Engine {
     sync_out: std::collections::VecDeque<rvs_wire::ipvs_sync::SyncConn>,
     /// A sync master runs ([`Engine::set_sync_master`]).
     sync_master: bool,
+    defense: DefenseRt,
 }
 
 impl std::fmt::Debug for Engine {
@@ -116,8 +122,13 @@ impl Engine {
             fast: FastState::new(snapshot.config().fast_path),
             sync_out: std::collections::VecDeque::with_capacity(sync::SYNC_QUEUE),
             sync_master: false,
+            defense: DefenseRt::new(
+                snapshot.config().defense,
+                hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
+            ),
         };
         e.set_config(snapshot);
+        e.defense_evaluate();
         e
     }
 
@@ -165,9 +176,11 @@ impl Engine {
                 return self.forward_in(now_s, pkt, idx, &p);
             }
             // A new connection on a tuple in TIME_WAIT/CLOSE: the old entry
-            // goes now and the SYN is scheduled afresh (conn_reuse_mode 1).
+            // goes now and the SYN is scheduled afresh (conn_reuse_mode 1);
+            // it expires early, as the kernel expires it now.
             let old = self.conns.remove(idx);
             self.forget(&old);
+            self.counters.conns_expired += 1;
         }
         if let Some(idx) = self.conns.find_out(&p.key) {
             return self.forward_out(now_s, pkt, idx, &p);
@@ -218,6 +231,9 @@ impl Engine {
                 return Verdict::Drop(DropReason::NoConnection);
             }
         }
+        if self.defense.drop_this_one() {
+            return Verdict::Drop(DropReason::DefenseDropPacket);
+        }
         let (persistence, one_packet) = {
             let svc = &self.snapshot.config().services[pos];
             (svc.persistence, svc.one_packet && p.tcp_flags.is_none())
@@ -260,6 +276,9 @@ impl Engine {
             self.counters.conns_created += 1;
             self.count_in(dest_id, p);
             return self.transmit_in(pkt, &Conn::ephemeral(&new), p);
+        }
+        if self.conns.len() >= self.conns.capacity() && !self.evict_half_open() {
+            return Verdict::Drop(DropReason::ConnTableFull);
         }
         let Some(idx) = self.conns.insert(new) else {
             return Verdict::Drop(DropReason::ConnTableFull);
@@ -305,6 +324,17 @@ impl Engine {
         }
     }
 
+    /// Sets a connection's expiry after a packet. Expiry is lazy (an entry
+    /// stays in its wheel slot until that comes due), except for an entry
+    /// that can no longer be evicted (its handshake completed, or its
+    /// client acknowledged): it moves to its real slot now, so the wheel's
+    /// first slots, where eviction looks, hold evictable entries and not a
+    /// busy second's worth of finished connections.
+    fn set_expiry(&mut self, idx: u32, expires: u32) {
+        let settled = !defense::evictable(self.conns.get(idx));
+        self.conns.set_expiry_settled(idx, expires, settled);
+    }
+
     /// Applies the TCP state machine and counts active/inactive as IPVS
     /// does; returns the timeout of the state the connection is now in.
     fn transition(&mut self, idx: u32, dir: Direction, p: &Parsed) -> u32 {
@@ -312,6 +342,7 @@ impl Engine {
         let Some(flags) = p.tcp_flags else {
             return timeouts.udp;
         };
+        let secure = self.defense.secure();
         let c = self.conns.get_mut(idx);
         let dir = if c.flags & flag::NO_OUTPUT != 0 {
             if dir == Direction::Output {
@@ -323,8 +354,11 @@ impl Engine {
         } else {
             dir
         };
+        if dir != Direction::Output && flags.ack && !flags.syn && !flags.rst {
+            c.client_acked = true;
+        }
         let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp_state::next_state(old, dir, flags);
+        let new = tcp_state::next_state_in(secure, old, dir, flags);
         if new != old {
             let d = &mut self.dests[c.dest as usize];
             let inactive = c.flags & flag::INACTIVE != 0;
@@ -346,7 +380,7 @@ impl Engine {
         let old = self.conns.get(idx).state;
         let timeout = self.transition(idx, Direction::Input, p);
         self.sync_on_transition(idx, old);
-        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);
         self.count_in(c.dest, p);
@@ -374,7 +408,7 @@ impl Engine {
         let old = self.conns.get(idx).state;
         let timeout = self.transition(idx, Direction::Output, p);
         self.sync_on_transition(idx, old);
-        self.conns.set_expiry(idx, now_s.saturating_add(timeout));
+        self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
         let c = *self.conns.get(idx);
         self.count_out(c.dest, p);
@@ -425,6 +459,7 @@ impl Engine {
         }
         self.expired = gone;
         self.ask_activity(ask);
+        self.defense_tick(now);
     }
 
     /// When [`Engine::handle_timeout`] next has work, if any.

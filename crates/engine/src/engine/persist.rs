@@ -46,6 +46,9 @@ impl Engine {
             return Ok((t, new));
         }
         let dest = self.schedule(now_s, pos, p).ok_or(None)?;
+        if self.conns.len() >= self.conns.capacity() && !self.evict_half_open() {
+            return Err(Some(DropReason::ConnTableFull));
+        }
         let (daddr, dport, method) = {
             let d = &self.dests[dest as usize];
             (addr_bytes(d.addr), d.port, d.method)

@@ -265,6 +265,9 @@ impl Engine {
         if tcp && !template && state == TcpState::Established as u8 {
             self.count_established(idx);
         }
+        if !template {
+            self.counters.sync_installed += 1;
+        }
         self.counters.sync_received += 1;
         self.fast_sync(idx);
         Ok(())

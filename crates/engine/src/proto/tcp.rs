@@ -110,6 +110,31 @@ const TRANSITIONS: [Row; 12] = [
     /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
 ];
 
+/// The secure table (the kernel's `tcp_states_dos`), used while the
+/// `secure_tcp` defence is active: an ACK from the client alone does not
+/// establish a connection it saw no SYN+ACK for (INPUT ack on SYN_RECV
+/// stays SYN_RECV); the server's SYN+ACK moves SYN_RECV to SYNACK; a
+/// DR/TUN SYN starts in SYNACK; a FIN or ACK from the client on SYNACK
+/// changes nothing; so a NAT connection is ESTABLISHED only once the
+/// three-way handshake was seen from both sides.
+const SECURE_TRANSITIONS: [Row; 12] = [
+    // INPUT
+    /*syn*/ [sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSA],
+    /*fin*/ [sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sSA],
+    /*ack*/ [sCL, sES, sSS, sSR, sFW, sTW, sCL, sCW, sCL, sLI, sSA],
+    /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
+    // OUTPUT
+    /*syn*/ [sSS, sES, sSS, sSA, sSS, sSS, sSS, sSS, sSS, sLI, sSA],
+    /*fin*/ [sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW],
+    /*ack*/ [sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES],
+    /*rst*/ [sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL],
+    // INPUT-ONLY
+    /*syn*/ [sSA, sES, sES, sSR, sSA, sSA, sSA, sSA, sSA, sSA, sSA],
+    /*fin*/ [sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW],
+    /*ack*/ [sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
+    /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
+];
+
 /// TCP header flags the state machine looks at.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Flags {
@@ -144,6 +169,17 @@ fn flag_index(f: Flags) -> Option<usize> {
 /// As in the kernel, a segment without any of SYN/FIN/ACK/RST moves the
 /// connection to CLOSE.
 pub fn next_state(state: TcpState, dir: Direction, flags: Flags) -> TcpState {
+    next_state_in(false, state, dir, flags)
+}
+
+/// As [`next_state`], from the secure table (the `secure_tcp` defence)
+/// when `secure`.
+pub fn next_state_in(secure: bool, state: TcpState, dir: Direction, flags: Flags) -> TcpState {
+    let table = if secure {
+        &SECURE_TRANSITIONS
+    } else {
+        &TRANSITIONS
+    };
     let Some(flag) = flag_index(flags) else {
         return TcpState::Close;
     };
@@ -152,7 +188,17 @@ pub fn next_state(state: TcpState, dir: Direction, flags: Flags) -> TcpState {
         Direction::Output => 4,
         Direction::InputOnly => 8,
     };
-    TRANSITIONS[off + flag][state as usize]
+    table[off + flag][state as usize]
+}
+
+/// Whether a connection in `state` is half-open: its handshake is not
+/// complete, so it carries no data yet and may be evicted when the table
+/// is full (a real client retransmits its SYN).
+pub fn half_open(state: TcpState) -> bool {
+    matches!(
+        state,
+        TcpState::None | TcpState::SynSent | TcpState::SynRecv | TcpState::SynAck
+    )
 }
 
 /// Whether a SYN for an existing connection in `state` starts a new
@@ -247,6 +293,87 @@ X rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL";
             }
         }
         assert_eq!(cells, 12 * TcpState::COUNT);
+    }
+
+    /// Every cell of the kernel's secure (`tcp_states_dos`) table, written
+    /// out independently of SECURE_TRANSITIONS.
+    #[test]
+    fn every_secure_cell_matches_the_kernel_dos_table() {
+        let kernel = "\
+I syn NO SR ES ES SS ES SR SR FW SR TW SR CL SR CW SR LA SR LI SR SA SA
+I fin NO CL ES CW SS SS SR TW FW TW TW TW CL CL CW CW LA LA LI LI SA SA
+I ack NO CL ES ES SS SS SR SR FW FW TW TW CL CL CW CW LA CL LI LI SA SA
+I rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL
+O syn NO SS ES ES SS SS SR SA FW SS TW SS CL SS CW SS LA SS LI LI SA SA
+O fin NO TW ES FW SS SS SR TW FW FW TW TW CL CL CW TW LA LA LI LI SA TW
+O ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA LA LI ES SA ES
+O rst NO CL ES CL SS SS SR CL FW CL TW TW CL CL CW CL LA CL LI CL SA CL
+X syn NO SA ES ES SS ES SR SR FW SA TW SA CL SA CW SA LA SA LI SA SA SA
+X fin NO CL ES FW SS SS SR TW FW FW TW TW CL CL CW CW LA LA LI LI SA TW
+X ack NO CL ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
+X rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL";
+        assert_eq!(check_table(kernel, true), 12 * TcpState::COUNT);
+    }
+
+    /// Checks every `from to` pair of a written-out table; returns the cells.
+    fn check_table(table: &str, secure: bool) -> usize {
+        let short = |s: &str| match s {
+            "NO" => sNO,
+            "ES" => sES,
+            "SS" => sSS,
+            "SR" => sSR,
+            "FW" => sFW,
+            "TW" => sTW,
+            "CL" => sCL,
+            "CW" => sCW,
+            "LA" => sLA,
+            "LI" => sLI,
+            "SA" => sSA,
+            other => panic!("bad state {other}"),
+        };
+        let mut cells = 0;
+        for line in table.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let dir = match f[0] {
+                "I" => Direction::Input,
+                "O" => Direction::Output,
+                _ => Direction::InputOnly,
+            };
+            let flags = match f[1] {
+                "syn" => SYN,
+                "fin" => FIN,
+                "ack" => ACK,
+                _ => RST,
+            };
+            for pair in f[2..].chunks(2) {
+                assert_eq!(
+                    next_state_in(secure, short(pair[0]), dir, flags),
+                    short(pair[1]),
+                    "secure={secure} {line}: {} -> {}",
+                    pair[0],
+                    pair[1]
+                );
+                cells += 1;
+            }
+        }
+        cells
+    }
+
+    #[test]
+    fn secure_nat_handshake_needs_both_sides() {
+        // Client SYN, then a client ACK without the server's SYN+ACK: the
+        // normal table establishes, the secure one does not.
+        let s = next_state_in(true, sNO, Direction::Input, SYN);
+        assert_eq!(s, sSR);
+        assert_eq!(next_state_in(false, s, Direction::Input, ACK), sES);
+        assert_eq!(next_state_in(true, s, Direction::Input, ACK), sSR);
+        // With the server's SYN+ACK (a SYN in the table's terms) and its ACK.
+        let s = next_state_in(true, s, Direction::Output, SYN);
+        assert_eq!(s, sSA);
+        assert_eq!(next_state_in(true, s, Direction::Input, ACK), sSA);
+        assert_eq!(next_state_in(true, s, Direction::Output, ACK), sES);
+        assert!(half_open(sSA) && half_open(sSR) && half_open(sNO) && half_open(sSS));
+        assert!(!half_open(sES) && !half_open(sFW) && !half_open(sTW) && !half_open(sCL));
     }
 
     #[test]

@@ -63,6 +63,7 @@ fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
             config_file: None,
             config_diverged: false,
             sync_daemons: Vec::new(),
+            defense: None,
             services,
         },
         req,
@@ -174,6 +175,7 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
             config_file: None,
             config_diverged: false,
             sync_daemons: Vec::new(),
+            defense: None,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -210,6 +212,7 @@ fn names_are_used_without_numeric() {
             config_file: None,
             config_diverged: false,
             sync_daemons: Vec::new(),
+            defense: None,
             services: vec![s],
         },
         &ListRequest::default(),
@@ -241,6 +244,7 @@ fn one_service_has_no_version_line() {
         config_file: None,
         config_diverged: false,
         sync_daemons: Vec::new(),
+        defense: None,
         services: vec![a, b],
     };
     assert_eq!(
@@ -466,6 +470,7 @@ FWM  2 IPv6 mh persistent 300 mask 64\n\
         config_file: None,
         config_diverged: false,
         sync_daemons: Vec::new(),
+        defense: None,
         services: vec![fwm_svc(3, Family::Ipv4, "rr")],
     };
     let one = |af| ListRequest {
@@ -519,6 +524,7 @@ fn save_sample() -> Listing {
         config_file: None,
         config_diverged: false,
         sync_daemons: Vec::new(),
+        defense: None,
         services: vec![f6, f, v6, dns, nat, web],
     }
 }
@@ -564,6 +570,7 @@ fn save_format() {
         config_file: None,
         config_diverged: false,
         sync_daemons: Vec::new(),
+        defense: None,
         services: vec![s],
     };
     assert_eq!(

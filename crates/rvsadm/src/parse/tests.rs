@@ -1304,3 +1304,59 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
     );
     assert!(err("--stop-daemon master --mcast-port 1").contains("mcast-port"));
 }
+
+#[test]
+fn defense_settings_and_listing() {
+    assert_eq!(
+        cmd("--defense drop_entry=1 --defense amemthresh=500 --defense am_droprate=3"),
+        Command::SetDefense(DefenseSettings {
+            drop_entry: Some(1),
+            amemthresh: Some(500),
+            am_droprate: Some(3),
+            ..DefenseSettings::default()
+        })
+    );
+    assert_eq!(
+        cmd("--defense=secure_tcp=3 --defense drop_packet=0"),
+        Command::SetDefense(DefenseSettings {
+            secure_tcp: Some(3),
+            drop_packet: Some(0),
+            ..DefenseSettings::default()
+        })
+    );
+    for line in [
+        "-L --defense",
+        "-l --defense",
+        "--defense",
+        "-L -n --defense",
+    ] {
+        match p(line) {
+            Ok(Invocation {
+                action: Action::List(req),
+                ..
+            }) => assert!(req.defense, "{line}"),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    assert!(err("--defense drop_entry=4").contains("a mode is 0 (off)"));
+    assert!(err("--defense secure_tcp=x").contains("a mode is"));
+    assert!(err("--defense am_droprate=0").contains("from 1"));
+    assert!(err("--defense amemthresh=-1").contains("give a number"));
+    assert!(err("--defense drop_entrys=1").contains("unknown key; use one of drop_entry"));
+    assert!(err("--defense drop_entry").contains("KEY=VALUE"));
+    assert!(err("--defense drop_entry=1 --defense drop_entry=2").contains("given twice"));
+    assert!(err("-L --defense drop_entry=1").contains("command of its own"));
+    assert!(err("-A -t 10.0.0.1:80 --defense").contains("Illegal 'defense' option"));
+    assert_eq!(
+        err("-L --defense -c"),
+        "The option 'defense' conflicts with the 'connection' option in the 'list' command"
+    );
+    assert_eq!(
+        err("-L --defense --stats"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        err("--defense drop_entry=1 -L"),
+        "multiple commands specified"
+    );
+}

@@ -154,6 +154,7 @@ impl Draft {
             timeouts: base.timeouts,
             max_connections: base.max_connections,
             fast_path: base.fast_path,
+            defense: base.defense,
         };
         let services: Vec<Option<Entry>> = base
             .services
@@ -283,6 +284,15 @@ impl Draft {
                 }
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => rest.timeouts.set(*tcp, *tcpfin, *udp),
+            Command::SetDefense(set) => {
+                let d = &mut rest.defense;
+                d.drop_entry = set.drop_entry.unwrap_or(d.drop_entry);
+                d.drop_packet = set.drop_packet.unwrap_or(d.drop_packet);
+                d.secure_tcp = set.secure_tcp.unwrap_or(d.secure_tcp);
+                d.amemthresh = set.amemthresh.unwrap_or(d.amemthresh);
+                d.am_droprate = set.am_droprate.unwrap_or(d.am_droprate);
+                d.validate().map_err(refused)?;
+            }
             Command::ZeroCounters(_)
             | Command::Restore(_)
             | Command::Reload
@@ -379,6 +389,58 @@ mod tests {
 
     fn ports(c: &Config) -> Vec<u16> {
         c.services.iter().map(|s| s.key.port).collect()
+    }
+
+    #[test]
+    fn set_defense_changes_only_the_keys_named_and_refuses_bad_modes() {
+        let set = |s: rvs_api::DefenseSettings| Command::SetDefense(s);
+        let c = edit(
+            &base(),
+            &set(rvs_api::DefenseSettings {
+                drop_entry: Some(1),
+                amemthresh: Some(64),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        let d = c.defense;
+        assert_eq!(
+            (
+                d.drop_entry,
+                d.drop_packet,
+                d.secure_tcp,
+                d.amemthresh,
+                d.am_droprate
+            ),
+            (1, 0, 0, 64, 10)
+        );
+        let c = edit(
+            &c,
+            &set(rvs_api::DefenseSettings {
+                secure_tcp: Some(3),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        assert_eq!((c.defense.drop_entry, c.defense.secure_tcp), (1, 3));
+        let e = edit(
+            &c,
+            &set(rvs_api::DefenseSettings {
+                drop_packet: Some(4),
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drop_packet = 4"), "{e}");
+        let e = edit(
+            &c,
+            &set(rvs_api::DefenseSettings {
+                am_droprate: Some(0),
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("am_droprate"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ impl Director {
         c.insert("sync_sent".into(), counters.sync_sent);
         c.insert("sync_queue_dropped".into(), counters.sync_dropped);
         c.insert("sync_received".into(), counters.sync_received);
+        c.insert("sync_installed".into(), counters.sync_installed);
         c.insert("sync_refused".into(), report.sync_refused);
         c.insert("sync_datagrams_sent".into(), report.sync_datagrams);
         c.insert("sync_send_errors".into(), report.sync_send_errors);
@@ -72,6 +73,11 @@ impl Director {
             );
             c.insert("sync_rx_entries".into(), b.entries.load(Relaxed));
         }
+        c.insert("conns_evicted".into(), counters.conns_evicted);
+        c.insert(
+            "defense_entries_dropped".into(),
+            counters.defense_entries_dropped,
+        );
         c.insert("connections".into(), u64::from(report.connections));
         c.insert("tx_failed".into(), report.tx_failed);
         c.insert("fast_path_ops".into(), report.fast_ops);
@@ -85,8 +91,10 @@ impl Director {
         }
         c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
+        let defense = Some(self.defense_status(&report));
         Listing {
             sync_daemons: self.sync.status(),
+            defense,
             health: self
                 .health
                 .statuses()
@@ -153,6 +161,27 @@ impl Director {
     }
 
     /// The worker's last report (empty without a datapath).
+    /// The defence as the worker last reported it, or as configured (and
+    /// inactive) without a running datapath.
+    fn defense_status(&self, report: &Report) -> rvs_api::DefenseStatus {
+        let (settings, live) = match report.defense {
+            Some(d) => (d.settings, Some(d)),
+            None => (self.config.defense, None),
+        };
+        rvs_api::DefenseStatus {
+            drop_entry: settings.drop_entry,
+            drop_packet: settings.drop_packet,
+            secure_tcp: settings.secure_tcp,
+            amemthresh: settings.amemthresh,
+            am_droprate: settings.am_droprate,
+            free_entries: live.map_or(self.config.max_connections, |d| d.free_entries),
+            low_memory: live.is_some_and(|d| d.low_memory),
+            drop_entry_active: live.is_some_and(|d| d.drop_entry_active),
+            drop_rate: live.map_or(0, |d| d.drop_rate),
+            secure_tcp_active: live.is_some_and(|d| d.secure_tcp_active),
+        }
+    }
+
     fn report(&self) -> Report {
         self.plane
             .as_ref()
