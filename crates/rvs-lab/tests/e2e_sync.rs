@@ -1,0 +1,296 @@
+//! Connection sync between two rvsd over multicast, in the kernel's IPVS
+//! format (issue 12, item 1): the lab's director runs a master sync daemon
+//! on a link `sync0` to a second director namespace, whose rvsd runs a
+//! backup daemon with the same service. While wrk holds keep-alive
+//! connections through the master (NAT, 2 queues), the backup lists the
+//! same connections — client, virtual address, real server, protocol,
+//! state — and counts them on the same servers; datagrams of another sync
+//! id, a truncated one and one with a bad entry are counted and ignored.
+//!
+//! Needs root; builds rvsd/rvsadm itself if needed. The lab and the backup
+//! namespace (with its end of the link and its rvsd) are removed on exit,
+//! also on failure. Load: `wrk -t1 -c10` for 8 s.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use rvs_lab::{rs_ip, unique_prefix, DirectorKind, LabSpec, Mode, VIP};
+use rvs_netns::{run_in, Bed, End, Veth};
+use rvs_wire::ipvs_sync::{flags, Encoder, SyncConn};
+
+use common::{counters_of, get_listing, Daemon};
+
+const SYNCID: u8 = 7;
+
+fn service(method: &str) -> String {
+    let mut s = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n"
+    );
+    for n in 1..=3 {
+        s.push_str(&format!(
+            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
+            rs_ip(n)
+        ));
+    }
+    s
+}
+
+fn sync_daemon(role: &str, iface: &str) -> String {
+    format!(
+        "[[sync_daemon]]\nrole = \"{role}\"\nmcast_interface = \"{iface}\"\nsyncid = {SYNCID}\n"
+    )
+}
+
+/// The backup rvsd, killed on drop.
+struct Backup {
+    child: Child,
+    log: std::path::PathBuf,
+    socket: std::path::PathBuf,
+}
+
+impl Drop for Backup {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Backup {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn rvsadm(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(&common::binaries().rvsadm)
+            .args(args)
+            .env("RVSD_SOCKET", &self.socket)
+            .output()
+            .expect("running rvsadm");
+        assert!(out.status.success(), "rvsadm {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// (state, client, virtual, server) of each TCP entry of `rvsadm -Lnc`.
+fn conns(listing: &str) -> BTreeSet<(String, String, String, String)> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with("TCP"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6).then(|| (f[2].into(), f[3].into(), f[4].into(), f[5].into()))
+        })
+        .filter(|c| c.2 == format!("{VIP}:80"))
+        .collect()
+}
+
+/// A datagram from the master's side of the link, as another director
+/// would send it.
+fn send_raw(lab_dir_ns: &str, datagram: Vec<u8>) {
+    run_in(lab_dir_ns, move || {
+        let s = UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::new(10, 250, 0, 1), 0)).unwrap();
+        socket2::SockRef::from(&s)
+            .set_multicast_if_v4(&Ipv4Addr::new(10, 250, 0, 1))
+            .unwrap();
+        s.send_to(
+            &datagram,
+            SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 81), 8848),
+        )
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
+    let spec = LabSpec {
+        prefix: unique_prefix(),
+        mode: Mode::Nat,
+        servers: 3,
+        director: DirectorKind::None,
+        decap_bin: None,
+        queues: 2,
+    };
+    common::with_lab("sync", spec, |lab| {
+        // The second director's namespace and the sync link.
+        let mut bed = Bed::new();
+        let dir2 = bed.add("dir2");
+        let dir = lab.ns("dir");
+        Veth::new(
+            End::new(&dir, "sync0").addr("10.250.0.1/24"),
+            End::new(&dir2, "sync1").addr("10.250.0.2/24"),
+        )
+        .up()
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+        bed.ip(&dir2, &["route", "add", "10.0.2.0/24", "via", "10.250.0.1"]);
+
+        let master = Daemon::start(
+            lab,
+            &format!("{}{}", service("nat"), sync_daemon("master", "sync0")),
+        );
+        let tmp = lab.dir().join("backup");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let config = tmp.join("rvsd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "interfaces = [\"sync1\"]\n{}{}",
+                service("nat"),
+                sync_daemon("backup", "sync1")
+            ),
+        )
+        .unwrap();
+        let socket = tmp.join("rvsd.sock");
+        let log = tmp.join("rvsd.log");
+        let bins = common::binaries();
+        let child = rvs_netns::command(
+            &dir2,
+            &[
+                bins.rvsd.to_str().unwrap(),
+                "--config",
+                config.to_str().unwrap(),
+                "--socket",
+                socket.to_str().unwrap(),
+            ],
+        )
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("starting the backup rvsd");
+        let backup = Backup { child, log, socket };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !backup.log().contains("rvsd: ready") {
+            assert!(
+                Instant::now() < deadline,
+                "backup not ready:\n{}",
+                backup.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(
+            master.rvsadm(&["-L", "--daemon"]),
+            "master sync daemon (mcast=sync0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
+        );
+        assert!(backup
+            .rvsadm(&["-L", "--daemon"])
+            .starts_with("backup sync daemon (mcast=sync1, syncid=7"));
+
+        // Keep-alive connections through the master.
+        let wrk = lab
+            .spawn(
+                "client",
+                &["wrk", "-t1", "-c10", "-d8s", &format!("http://{VIP}/")],
+            )
+            .expect("starting wrk");
+        std::thread::sleep(Duration::from_secs(3));
+        let on_master = conns(&master.rvsadm(&["-Lnc"]));
+        let established: BTreeSet<_> = on_master
+            .iter()
+            .filter(|c| c.0 == "ESTABLISHED")
+            .cloned()
+            .collect();
+        assert!(
+            established.len() >= 10,
+            "wrk's connections on the master: {on_master:?}"
+        );
+        // The master sends within a second (a partial datagram waits 1 s).
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut on_backup = conns(&backup.rvsadm(&["-Lnc"]));
+        while !established.is_subset(&on_backup) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            on_backup = conns(&backup.rvsadm(&["-Lnc"]));
+        }
+        assert!(
+            established.is_subset(&on_backup),
+            "established on the master but not on the backup: {:?}\nbackup log:\n{}",
+            established.difference(&on_backup).collect::<Vec<_>>(),
+            backup.log()
+        );
+        // Counted on the same servers.
+        let active = |ln: &str| -> Vec<(String, u64)> {
+            ln.lines()
+                .filter(|l| l.trim_start().starts_with("->") && !l.contains("RemoteAddress"))
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    Some((f.get(1)?.to_string(), f.get(4)?.parse().ok()?))
+                })
+                .collect()
+        };
+        let backup_active: u64 = active(&backup.rvsadm(&["-Ln"])).iter().map(|a| a.1).sum();
+        assert!(backup_active >= 10, "{}", backup.rvsadm(&["-Ln"]));
+
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wrk.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
+        assert!(status.success(), "wrk: {out}");
+        assert!(common::parse_wrk(&out).errors.is_empty(), "wrk: {out}");
+
+        // Datagrams the backup must count and ignore.
+        let before = counters_of(&get_listing(&backup.socket));
+        let entry = SyncConn {
+            protocol: 6,
+            flags: flags::MASQ,
+            state: 1,
+            client: ("10.0.1.2".parse().unwrap(), 1),
+            virtual_addr: (VIP.into(), 80),
+            dest: (rs_ip(1).into(), 80),
+            fwmark: 0,
+            timeout: 900,
+        };
+        let gram = |syncid: u8, e: &SyncConn| {
+            let mut enc = Encoder::new(syncid, 1472);
+            enc.push(e);
+            enc.flush().unwrap()
+        };
+        let dir_ns = dir.clone();
+        send_raw(&dir_ns, gram(SYNCID + 1, &entry));
+        let mut truncated = gram(SYNCID, &entry);
+        truncated.truncate(20);
+        send_raw(&dir_ns, truncated);
+        send_raw(&dir_ns, gram(SYNCID, &SyncConn { state: 40, ..entry }));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let get =
+            |c: &std::collections::BTreeMap<String, u64>, k: &str| c.get(k).copied().unwrap_or(0);
+        loop {
+            let now = counters_of(&get_listing(&backup.socket));
+            let d = |k: &str| get(&now, k) - get(&before, k);
+            if d("sync_rx_other_syncid") >= 1
+                && d("sync_rx_malformed") >= 1
+                && d("sync_rx_skipped_entries") >= 1
+            {
+                assert!(
+                    !conns(&backup.rvsadm(&["-Lnc"]))
+                        .iter()
+                        .any(|c| c.1 == "10.0.1.2:1"),
+                    "an ignored entry was installed"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "bad datagrams not counted: before {before:?}\nnow {now:?}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let m = master.counters();
+        let b = counters_of(&get_listing(&backup.socket));
+        eprintln!(
+            "sync: {} established synced; master sent {} datagrams ({} entries), backup installed {}",
+            established.len(),
+            get(&m, "sync_datagrams_sent"),
+            get(&m, "sync_sent"),
+            get(&b, "sync_installed")
+        );
+        assert!(get(&b, "sync_installed") >= 10);
+        master.stop();
+        drop(backup);
+        drop(bed);
+    });
+}
