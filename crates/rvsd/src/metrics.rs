@@ -453,11 +453,61 @@ pub(crate) fn render(
         .get_or_create(&Vec::new())
         .set(i64::from(listing.config_diverged));
     render_defense(&mut r, listing, workers);
+    render_sync(&mut r, listing);
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
         out.clear();
     }
     out
+}
+
+/// Connection sync: which daemons run, entries and datagrams both ways
+/// (from the listing's counters, which rvsd fills from the worker and the
+/// backup thread).
+fn render_sync(r: &mut Registry, listing: &Listing) {
+    let up = gauge(
+        r,
+        "rvs_sync_daemon_up",
+        "1 for each sync daemon running, by role (master, backup).",
+    );
+    for d in &listing.sync_daemons {
+        up.get_or_create(&l(&[("role", d.daemon.role.name().into())]))
+            .set(1);
+    }
+    let entries = counter(
+        r,
+        "rvs_sync_entries",
+        "Connection entries of the sync protocol, by event: queued (master), queue_dropped (master queue full), received, installed (new on this backup), refused (no such service or server here), skipped (unknown protocol, state or parameter).",
+    );
+    let datagrams = counter(
+        r,
+        "rvs_sync_datagrams",
+        "Sync datagrams, by event: sent, send_error (master); received, malformed, other_syncid (backup).",
+    );
+    let get = |k: &str| listing.counters.get(k).copied().unwrap_or(0);
+    for (event, key) in [
+        ("queued", "sync_sent"),
+        ("queue_dropped", "sync_queue_dropped"),
+        ("received", "sync_rx_entries"),
+        ("installed", "sync_installed"),
+        ("refused", "sync_refused"),
+        ("skipped", "sync_rx_skipped_entries"),
+    ] {
+        entries
+            .get_or_create(&l(&[("event", event.into())]))
+            .inc_by(get(key));
+    }
+    for (event, key) in [
+        ("sent", "sync_datagrams_sent"),
+        ("send_error", "sync_send_errors"),
+        ("received", "sync_rx_datagrams"),
+        ("malformed", "sync_rx_malformed"),
+        ("other_syncid", "sync_rx_other_syncid"),
+    ] {
+        datagrams
+            .get_or_create(&l(&[("event", event.into())]))
+            .inc_by(get(key));
+    }
 }
 
 /// The SYN-flood defence: what it removed and dropped, and its state.
@@ -663,7 +713,9 @@ mod tests {
                     ..Stats::default()
                 },
             }],
-            counters: Default::default(),
+            counters: [("sync_installed".to_string(), 12u64)]
+                .into_iter()
+                .collect(),
             timeouts: Default::default(),
             health: vec![rvs_api::HealthStatus {
                 service: key,
@@ -674,7 +726,18 @@ mod tests {
             }],
             config_file: None,
             config_diverged: true,
-            sync_daemons: Vec::new(),
+            sync_daemons: vec![rvs_api::SyncDaemonStatus {
+                daemon: rvs_api::SyncDaemon {
+                    role: rvs_api::SyncRole::Backup,
+                    mcast_interface: "eth1".into(),
+                    syncid: 7,
+                    sync_maxlen: None,
+                    mcast_group: None,
+                    mcast_port: None,
+                    mcast_ttl: None,
+                },
+                maxlen: 1472,
+            }],
             defense: Some(rvs_api::DefenseStatus {
                 drop_entry: 2,
                 drop_packet: 3,
@@ -781,6 +844,14 @@ mod tests {
         );
         assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
         assert!(text.contains("rvs_conns_evicted_total 6"), "{text}");
+        assert!(
+            text.contains("rvs_sync_daemon_up{role=\"backup\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("rvs_sync_entries_total{event=\"installed\"} 12"),
+            "{text}"
+        );
         assert!(
             text.contains("rvs_defense_entries_dropped_total 8"),
             "{text}"
