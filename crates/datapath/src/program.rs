@@ -479,12 +479,7 @@ impl XdpDatapath {
     /// The kernel's id of this program (what `ip link` shows as
     /// `prog/xdp id N` on an interface it is attached to).
     pub fn program_id(&self) -> Result<u32, DatapathError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))?;
+        let prog = program(&self.ebpf)?;
         prog.info()
             .map(|i| i.id())
             .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))
@@ -750,12 +745,7 @@ impl XdpDatapath {
         ingress_ifindex: u32,
         rx_queue: u32,
     ) -> Result<TestRun, DatapathError> {
-        let prog: &Xdp = self
-            .ebpf
-            .program(PROGRAM)
-            .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))?;
+        let prog = program(&self.ebpf)?;
         let fd = prog
             .fd()
             .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
@@ -845,6 +835,13 @@ fn memlock(map: &MapData) -> Result<u64, DatapathError> {
 
 fn handover_err(what: &'static str, detail: String) -> DatapathError {
     DatapathError::syscall(what, std::io::Error::other(detail))
+}
+
+fn program(ebpf: &Ebpf) -> Result<&Xdp, DatapathError> {
+    ebpf.program(PROGRAM)
+        .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {

@@ -71,21 +71,6 @@ fn ip(lab: &Lab, role: &str, args: &[&str]) -> String {
         .unwrap_or_else(|e| panic!("ip {} in {role}: {e}", args.join(" ")))
 }
 
-/// A TCP service on VIP:80, round robin, with real servers `n` (port 80)
-/// forwarded by `method`.
-fn service(method: &str, servers: &[usize]) -> String {
-    let mut s = format!(
-        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n"
-    );
-    for n in servers {
-        s.push_str(&format!(
-            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
-            rs_ip(*n)
-        ));
-    }
-    s
-}
-
 /// One request from the client, bounded by 2 s: who answered, or curl's
 /// complaint.
 fn request(lab: &Lab) -> Result<String, String> {
@@ -270,7 +255,7 @@ fn real_servers_behind_a_peer_address_and_an_on_link_route() {
         let way = ip(lab, "dir", &["route", "get", "10.0.2.14"]);
         assert!(way.contains(" via "), "anything else via the router: {way}");
 
-        let d = Daemon::start(lab, &service("dr", &[1, 2, 3]));
+        let d = Daemon::start(lab, &common::rr_service("dr", &[1, 2, 3]));
         assert_eq!(spread(lab, 30), counts(&[10, 10, 10]), "all three serve");
 
         // A server the kernel reaches only through the router: DR refuses it.
@@ -318,7 +303,7 @@ fn route_mac_and_mtu_changes_under_traffic() {
         );
         lab.set_sysctl("rs2", "net.ipv4.ip_forward", "1")
             .expect("forwarding on rs2");
-        let d = Daemon::start(lab, &service("nat", &[1, 2]));
+        let d = Daemon::start(lab, &common::rr_service("nat", &[1, 2]));
         assert_eq!(spread(lab, 10), counts(&[5, 5]), "both serve");
 
         // 1. The route to rs1 moves to another gateway (another MAC).

@@ -46,27 +46,6 @@ use common::{Checks, Daemon, Nginx};
 /// RX and TX queues of every veth.
 const QUEUES: u32 = 4;
 
-/// The lab every test here runs in: three nginx servers wired for `mode`,
-/// [`QUEUES`] queues per veth.
-fn spec(mode: Mode) -> LabSpec {
-    LabSpec {
-        prefix: unique_prefix(),
-        mode,
-        servers: 3,
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: QUEUES,
-    }
-}
-
-fn mode_name(mode: Mode) -> &'static str {
-    match mode {
-        Mode::Dr => "dr",
-        Mode::Nat => "nat",
-        Mode::Tun => "tun",
-    }
-}
-
 fn rs(n: usize) -> String {
     format!("rs{n}")
 }
@@ -449,8 +428,8 @@ fn conns(d: &Daemon<'_>) -> [u64; 3] {
 // One suite per mode
 
 fn suite(mode: Mode) {
-    let name = format!("{}-4q", mode_name(mode));
-    common::with_lab(&name, spec(mode), |lab| {
+    let name = format!("{}-4q", common::method_name(mode));
+    common::with_lab(&name, common::lab_spec(mode, QUEUES), |lab| {
         let d = Daemon::start(lab, "");
         // Connections closed by the client (DR, TUN: FIN_WAIT) leave in 2 s.
         d.rvsadm(&["--set", "0", "2", "0"]);
@@ -727,7 +706,7 @@ fn detection_bound() -> Duration {
 /// rs1..rs3 forwarding as `mode` is wired, each with a `tcp` and an `http`
 /// check of port 80.
 fn checked_service(mode: Mode) -> String {
-    let method = mode_name(mode);
+    let method = common::method_name(mode);
     let timing = format!(
         "    connect_timeout = {CONNECT_TIMEOUT}\n    delay_loop = {DELAY_LOOP}\n    \
          retry = {RETRY}\n    delay_before_retry = 1\n"
@@ -776,8 +755,8 @@ fn wait_all_up(d: &Daemon<'_>, within: Duration) -> Duration {
 /// never sees them), and when rs1's nginx stops it goes down within
 /// keepalived's bound, and up again when it serves.
 fn health_under_load(mode: Mode, seconds: u32) {
-    let name = format!("{}-4q-health", mode_name(mode));
-    common::with_lab(&name, spec(mode), |lab| {
+    let name = format!("{}-4q-health", common::method_name(mode));
+    common::with_lab(&name, common::lab_spec(mode, QUEUES), |lab| {
         let d = Daemon::start(lab, &checked_service(mode));
         let took = wait_all_up(&d, Duration::from_secs(10));
         eprintln!("  every server up {took:.1?} after start (alpha: checks passed)");

@@ -20,42 +20,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rvs_lab::{rs_ip, unique_prefix, DirectorKind, LabSpec, Mode, VIP};
+use rvs_lab::{Mode, VIP};
 use rvs_netns::BpfFs;
 
 use common::{parse_wrk, wrk_args, Daemon};
 
 /// How long wrk runs: long enough for three restarts with time between.
 const WRK_SECONDS: u32 = 24;
-
-fn spec(mode: Mode) -> LabSpec {
-    LabSpec {
-        prefix: unique_prefix(),
-        mode,
-        servers: 3,
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: 2,
-    }
-}
-
-fn service(mode: Mode) -> String {
-    let method = match mode {
-        Mode::Dr => "dr",
-        Mode::Nat => "nat",
-        Mode::Tun => "tun",
-    };
-    let mut s = format!(
-        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n"
-    );
-    for n in 1..=3 {
-        s.push_str(&format!(
-            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
-            rs_ip(n)
-        ));
-    }
-    s
-}
 
 /// ESTABLISHED connections to the VIP in `rvsadm -Lnc`.
 fn established(d: &Daemon<'_>) -> usize {
@@ -88,13 +59,17 @@ fn adopted(log: &str) -> Option<u64> {
 }
 
 fn suite(mode: Mode, name: &str) {
-    let spec = spec(mode);
+    let spec = common::lab_spec(mode, 2);
     // Declared before the lab: unmounted after rvsd and the namespaces go.
     let fs = BpfFs::mount(&spec.prefix).unwrap_or_else(|e| panic!("{e}"));
     let pins = fs.path().join("rvsd");
     common::with_lab(name, spec, |lab| {
         let pin_arg = pins.display().to_string();
-        let mut d = Daemon::start_with(lab, &service(mode), &["--pin-dir", &pin_arg]);
+        let mut d = Daemon::start_with(
+            lab,
+            &common::rr_service(common::method_name(mode), &[1, 2, 3]),
+            &["--pin-dir", &pin_arg],
+        );
         assert!(pins.exists(), "rvsd pinned its state in {}", pins.display());
 
         let args = wrk_args(WRK_SECONDS);

@@ -19,26 +19,13 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_lab::{rs_ip, unique_prefix, DirectorKind, LabSpec, Mode, VIP};
+use rvs_lab::{rs_ip, Mode, VIP};
 use rvs_netns::{run_in, Bed, End, Veth};
 use rvs_wire::ipvs_sync::{flags, Encoder, SyncConn};
 
 use common::{counters_of, get_listing, Daemon};
 
 const SYNCID: u8 = 7;
-
-fn service(method: &str) -> String {
-    let mut s = format!(
-        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n"
-    );
-    for n in 1..=3 {
-        s.push_str(&format!(
-            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
-            rs_ip(n)
-        ));
-    }
-    s
-}
 
 fn sync_daemon(role: &str, iface: &str) -> String {
     format!(
@@ -107,14 +94,7 @@ fn send_raw(lab_dir_ns: &str, datagram: Vec<u8>) {
 
 #[test]
 fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
-    let spec = LabSpec {
-        prefix: unique_prefix(),
-        mode: Mode::Nat,
-        servers: 3,
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: 2,
-    };
+    let spec = common::lab_spec(Mode::Nat, 2);
     common::with_lab("sync", spec, |lab| {
         // The second director's namespace and the sync link.
         let mut bed = Bed::new();
@@ -131,7 +111,11 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
 
         let master = Daemon::start(
             lab,
-            &format!("{}{}", service("nat"), sync_daemon("master", "sync0")),
+            &format!(
+                "{}{}",
+                common::rr_service("nat", &[1, 2, 3]),
+                sync_daemon("master", "sync0")
+            ),
         );
         let tmp = lab.dir().join("backup");
         std::fs::create_dir_all(&tmp).unwrap();
@@ -140,7 +124,7 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
             &config,
             format!(
                 "interfaces = [\"sync1\"]\n{}{}",
-                service("nat"),
+                common::rr_service("nat", &[1, 2, 3]),
                 sync_daemon("backup", "sync1")
             ),
         )

@@ -58,17 +58,6 @@ const AM_DROPRATE: u32 = 20;
 /// How much rvsd's resident memory may grow during the flood.
 const RSS_GROWTH: u64 = 32 << 20;
 
-fn spec() -> LabSpec {
-    LabSpec {
-        prefix: unique_prefix(),
-        mode: Mode::Nat,
-        servers: 3,
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: QUEUES,
-    }
-}
-
 /// VmRSS of `pid`, in bytes.
 fn rss(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -156,7 +145,7 @@ fn get(c: &BTreeMap<String, u64>, k: &str) -> u64 {
 
 #[test]
 fn syn_flood_nat_two_queues() {
-    common::with_lab("synflood", spec(), |lab| {
+    common::with_lab("synflood", common::lab_spec(Mode::Nat, QUEUES), |lab| {
         let d = Daemon::start(
             lab,
             &format!(

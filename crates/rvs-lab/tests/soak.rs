@@ -146,18 +146,9 @@ fn soak_mixed_load_reloads_edits_and_flapping() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
-    common::with_lab(
-        "soak",
-        LabSpec {
-            prefix: unique_prefix(),
-            mode: Mode::Nat,
-            servers: 3,
-            director: DirectorKind::None,
-            decap_bin: None,
-            queues: 2,
-        },
-        |lab| soak(lab, secs),
-    );
+    common::with_lab("soak", common::lab_spec(Mode::Nat, 2), |lab| {
+        soak(lab, secs)
+    });
 }
 
 fn soak(lab: &Lab, secs: u64) {

@@ -12,7 +12,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use rvs_lab::demo::{self, Rvsd, Scheduler};
-use rvs_lab::{rs_ip, Lab, LabError, LabSpec, Spawned};
+use rvs_lab::{rs_ip, DirectorKind, Lab, LabError, LabSpec, Mode, Spawned};
 
 /// The binaries the tests run, built for the profile the tests run in.
 pub(crate) struct Bins {
@@ -620,4 +620,42 @@ pub(crate) fn dest_columns(list: &str, n: usize) -> Option<Vec<u64>> {
         let mut w = l.split_whitespace();
         (w.next()? == "->" && w.next()? == want).then(|| w.filter_map(|x| x.parse().ok()).collect())
     })
+}
+
+/// The lab most end-to-end tests run in: three nginx servers wired for
+/// `mode`, no director started, `queues` queues per veth, a fresh prefix.
+pub(crate) fn lab_spec(mode: Mode, queues: u32) -> LabSpec {
+    LabSpec {
+        prefix: rvs_lab::unique_prefix(),
+        mode,
+        servers: 3,
+        director: DirectorKind::None,
+        decap_bin: None,
+        queues,
+    }
+}
+
+/// The configuration file's word for `mode`'s forwarding method.
+pub(crate) fn method_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Dr => "dr",
+        Mode::Nat => "nat",
+        Mode::Tun => "tun",
+    }
+}
+
+/// A TCP service on VIP:80, round robin, with real servers `n` (port 80)
+/// forwarded by `method` (`dr`, `nat`, `tun`), as rvsd's file writes it.
+pub(crate) fn rr_service(method: &str, servers: &[usize]) -> String {
+    let mut s = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{}\"\nport = 80\nscheduler = \"rr\"\n",
+        rvs_lab::VIP
+    );
+    for n in servers {
+        s.push_str(&format!(
+            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
+            rs_ip(*n)
+        ));
+    }
+    s
 }
