@@ -31,7 +31,8 @@ fn engine() -> Engine {
         persistence,
         one_packet: false,
         dests: (11..14)
-            .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), 80, method))
+            // A port-0 service's servers keep the packet's port.
+            .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
             .collect(),
     };
     let cfg = Config {

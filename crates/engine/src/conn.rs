@@ -429,7 +429,7 @@ impl ConnTable {
                 let expires = self.slab[idx as usize].expires;
                 if expires <= now_secs {
                     if let Some(later) = keep(idx, &self.slab[idx as usize]) {
-                        let later = later.max(now_secs + 1);
+                        let later = later.max(now_secs.saturating_add(1));
                         self.slab[idx as usize].expires = later;
                         self.link(idx, later);
                     } else {
@@ -492,7 +492,7 @@ impl ConnTable {
 
     /// Seconds of the earliest slot that may hold work, if any connection exists.
     pub(crate) fn next_tick(&self) -> Option<u32> {
-        (self.len > 0).then(|| self.wheel_now + 1)
+        (self.len > 0).then(|| self.wheel_now.saturating_add(1))
     }
 
     /// Calls `f` for every live connection (listing; not for the hot path).
@@ -524,7 +524,7 @@ impl ConnTable {
 
     fn link(&mut self, idx: u32, at: u32) {
         // An entry is never queued in the past: that slot was already visited.
-        let at = at.max(self.wheel_now + 1);
+        let at = at.max(self.wheel_now.saturating_add(1));
         let slot = (at as usize) & (WHEEL_SLOTS - 1);
         let tail = self.wheel_tail[slot];
         {

@@ -37,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use rvs_lab::demo::{method_flag, real_server_arg, service_arg};
-use rvs_lab::{rs_ip, unique_prefix, DirectorKind, Lab, LabSpec, Mode};
+use rvs_lab::{rs_ip, Lab, Mode};
 use rvs_lab::{CLIENT_IP, VIP};
 
 use common::{counters_of, deltas, dest_columns, health_of, parse_wrk, wrk_args};
@@ -898,7 +898,7 @@ fn tun_health_checks_pass_under_load() {
 /// XDP program forwards nothing), every frame counted.
 #[test]
 fn nat_without_fast_path() {
-    common::with_lab("nat-4q-slow", spec(Mode::Nat), |lab| {
+    common::with_lab("nat-4q-slow", common::lab_spec(Mode::Nat, QUEUES), |lab| {
         let mut cfg = format!(
             "fast_path = false\n[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\n\
              scheduler = \"rr\"\n"

@@ -38,7 +38,7 @@ use std::time::{Duration, Instant};
 
 use rvs_lab::demo::{method_flag, real_server_arg, service_arg};
 use rvs_lab::flood::SynFlood;
-use rvs_lab::{unique_prefix, DirectorKind, Lab, LabSpec, Mode, VIP};
+use rvs_lab::{Lab, Mode, VIP};
 
 use common::{counters_of, get_listing, parse_wrk, Daemon};
 

@@ -16,7 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use rvs_lab::{rs_ip, unique_prefix, DirectorKind, Lab, LabSpec, Mode, VIP};
+use rvs_lab::{rs_ip, Lab, Mode, VIP};
 
 use common::{counters_of, parse_wrk, Daemon, Nginx};
 

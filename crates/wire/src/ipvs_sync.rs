@@ -375,7 +375,8 @@ fn decode_v0(buf: &[u8], out: &mut Decoded) -> Result<(), SyncError> {
             return Err(SyncError::BadEntry { index });
         }
         let e = &buf[at..at + ENTRY_V0_LEN];
-        let conn_flags = (u32::from(be16(e, 20)) | flags::SYNC) & !flags::HASHED;
+        // Only the bits a backup uses, as for version 1.
+        let conn_flags = (u32::from(be16(e, 20)) & flags::BACKUP_MASK) | flags::SYNC;
         at += ENTRY_V0_LEN;
         if conn_flags & flags::SEQ_MASK != 0 {
             at += SEQ_DATA_LEN;
