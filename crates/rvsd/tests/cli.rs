@@ -203,6 +203,29 @@ fn check_config_refuses_what_the_xdp_maps_cannot_hold() {
     assert!(err.contains("nothing was applied"), "{err}");
 }
 
+/// rvsd on `config` and `socket` (and `more` arguments) in namespace `ns`,
+/// run to its end (bounded at 60 s).
+fn rvsd_in(
+    ns: &str,
+    config: &std::path::Path,
+    socket: &std::path::Path,
+    more: &[&str],
+) -> std::process::Output {
+    let mut args = vec![
+        env!("CARGO_BIN_EXE_rvsd"),
+        "--config",
+        config.to_str().unwrap(),
+        "--socket",
+        socket.to_str().unwrap(),
+    ];
+    args.extend_from_slice(more);
+    rvs_netns::output(
+        &mut rvs_netns::command(ns, &args),
+        std::time::Duration::from_secs(60),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
 fn start_refuses_what_the_xdp_maps_cannot_hold() {
     // In a namespace of its own: were the file accepted, rvsd would attach
@@ -213,20 +236,7 @@ fn start_refuses_what_the_xdp_maps_cannot_hold() {
     let path = dir.path().join("rvsd.toml");
     std::fs::write(&path, more_vips_than_the_map_holds("lo")).unwrap();
     let socket = dir.path().join("s.sock");
-    let out = rvs_netns::output(
-        &mut rvs_netns::command(
-            &ns,
-            &[
-                env!("CARGO_BIN_EXE_rvsd"),
-                "--config",
-                path.to_str().unwrap(),
-                "--socket",
-                socket.to_str().unwrap(),
-            ],
-        ),
-        std::time::Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let out = rvsd_in(&ns, &path, &socket, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("at most 65536 (MAX_VIPS)"), "{err}");
@@ -242,22 +252,7 @@ fn an_explicit_pin_dir_off_a_bpf_file_system_is_refused_before_attaching() {
     std::fs::write(&path, "interfaces = [\"lo\"]\n").unwrap();
     let socket = dir.path().join("s.sock");
     let pins = dir.path().join("pins");
-    let out = rvs_netns::output(
-        &mut rvs_netns::command(
-            &ns,
-            &[
-                env!("CARGO_BIN_EXE_rvsd"),
-                "--config",
-                path.to_str().unwrap(),
-                "--socket",
-                socket.to_str().unwrap(),
-                "--pin-dir",
-                pins.to_str().unwrap(),
-            ],
-        ),
-        std::time::Duration::from_secs(60),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let out = rvsd_in(&ns, &path, &socket, &["--pin-dir", pins.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

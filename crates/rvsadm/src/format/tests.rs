@@ -55,16 +55,8 @@ fn numeric() -> ListRequest {
 fn show(services: Vec<ServiceStatus>, req: &ListRequest) -> String {
     listing(
         &Listing {
-            conn_table_size: 4096,
-            counters: Default::default(),
-            timeouts: Default::default(),
-            health: Vec::new(),
-            fwmark_rules: Vec::new(),
-            config_file: None,
-            config_diverged: false,
-            sync_daemons: Vec::new(),
-            defense: None,
             services,
+            ..rvs_api::testing::empty_listing()
         },
         req,
         &Numeric,
@@ -167,16 +159,8 @@ fn long_ipv4_names_are_cut_like_ipvsadm() {
     s.dests = vec![dst("10.0.0.2", 8080, ForwardMethod::Masq, 1, 0, 0)];
     let out = listing(
         &Listing {
-            conn_table_size: 4096,
-            counters: Default::default(),
-            timeouts: Default::default(),
-            health: Vec::new(),
-            fwmark_rules: Vec::new(),
-            config_file: None,
-            config_diverged: false,
-            sync_daemons: Vec::new(),
-            defense: None,
             services: vec![s],
+            ..rvs_api::testing::empty_listing()
         },
         &ListRequest::default(),
         &Long,
@@ -204,16 +188,8 @@ fn names_are_used_without_numeric() {
     s.dests = vec![dst("10.0.0.9", 53, ForwardMethod::Route, 1, 0, 0)];
     let out = listing(
         &Listing {
-            conn_table_size: 4096,
-            counters: Default::default(),
-            timeouts: Default::default(),
-            health: Vec::new(),
-            fwmark_rules: Vec::new(),
-            config_file: None,
-            config_diverged: false,
-            sync_daemons: Vec::new(),
-            defense: None,
             services: vec![s],
+            ..rvs_api::testing::empty_listing()
         },
         &ListRequest::default(),
         &Fake,
@@ -236,16 +212,8 @@ fn one_service_has_no_version_line() {
         ..Default::default()
     };
     let l = Listing {
-        conn_table_size: 4096,
-        counters: Default::default(),
-        timeouts: Default::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-        sync_daemons: Vec::new(),
-        defense: None,
         services: vec![a, b],
+        ..rvs_api::testing::empty_listing()
     };
     assert_eq!(
         listing(&l, &req, &Numeric).unwrap(),
@@ -462,16 +430,8 @@ FWM  2 IPv6 mh persistent 300 mask 64\n\
     );
     // One mark service: found by mark and family.
     let l = Listing {
-        conn_table_size: 4096,
-        counters: Default::default(),
-        timeouts: Default::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-        sync_daemons: Vec::new(),
-        defense: None,
         services: vec![fwm_svc(3, Family::Ipv4, "rr")],
+        ..rvs_api::testing::empty_listing()
     };
     let one = |af| ListRequest {
         numeric: true,
@@ -516,16 +476,8 @@ fn save_sample() -> Listing {
     f6.spec.flags = vec!["mh-port".into()];
     f6.dests = vec![dst("2001:db8::12", 8080, ForwardMethod::Masq, 3, 0, 0)];
     Listing {
-        conn_table_size: 4096,
-        counters: Default::default(),
-        timeouts: Default::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-        sync_daemons: Vec::new(),
-        defense: None,
         services: vec![f6, f, v6, dns, nat, web],
+        ..rvs_api::testing::empty_listing()
     }
 }
 
@@ -562,16 +514,8 @@ fn save_format() {
     let mut s = svc(Protocol::Tcp, "10.0.0.1", 80, "rr");
     s.dests = vec![dst("10.0.0.2", 80, ForwardMethod::Route, 1, 0, 0)];
     let l = Listing {
-        conn_table_size: 4096,
-        counters: Default::default(),
-        timeouts: Default::default(),
-        health: Vec::new(),
-        fwmark_rules: Vec::new(),
-        config_file: None,
-        config_diverged: false,
-        sync_daemons: Vec::new(),
-        defense: None,
         services: vec![s],
+        ..rvs_api::testing::empty_listing()
     };
     assert_eq!(
         save(&l, &Long),
