@@ -13,6 +13,10 @@
  *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
  *   miss, malformed or fragment, destination is a VIP        -> AF_XDP
  *       (the engine counts and drops; the kernel must not answer for a VIP)
+ *   ICMP error quoting a TCP/UDP packet whose reversed flow is in conns,
+ *       or sent to a VIP                                    -> AF_XDP
+ *       (the engine relays it to whoever sent the quoted packet, or counts
+ *       and drops it; crates/engine/src/icmp.rs)
  *   everything else (ARP, ping, ssh, the director's own traffic, replies
  *       from a real server that belong to no tracked connection, e.g. the
  *       director's health checks)                            -> XDP_PASS
@@ -63,6 +67,8 @@
 #define IP_OFFSET_ 0x1FFF
 #define NEXTHDR_FRAGMENT_ 44
 #define IPPROTO_IPIP_ 4
+#define IPPROTO_ICMPV6_ 58
+#define ICMP_HEADER_LEN 8
 #define TCP_FIN_ 0x01
 #define TCP_SYN_ 0x02
 #define TCP_RST_ 0x04
@@ -460,6 +466,64 @@ static __always_inline struct conn_entry *lookup_conn(const struct conn_key *key
 }
 
 /*
+ * ICMP errors, as IPVS takes them (ICMPv4 destination unreachable, source
+ * quench, time exceeded; every ICMPv6 error): one that quotes a TCP/UDP
+ * packet of a tracked connection (its flow reversed is a conns key: the
+ * direction the error travels) or is sent to a VIP goes to the engine;
+ * everything else (echo, errors about the director's own traffic or about
+ * protocols IPVS does not balance) stays with the kernel. `icmp` is the
+ * ICMP header, `key` the outer addresses.
+ */
+static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
+				      const struct conn_key *key, void *icmp, void *data_end)
+{
+	struct conn_key q = {};
+	__be16 *ports;
+	__u8 type;
+
+	if (icmp + ICMP_HEADER_LEN > data_end)
+		return pass(cnt);
+	type = *(__u8 *)icmp;
+	if (key->family == 4) {
+		struct iphdr *inner = icmp + ICMP_HEADER_LEN;
+		__u32 ihl;
+
+		if (type != 3 && type != 4 && type != 11)
+			return pass(cnt);
+		if ((void *)(inner + 1) > data_end)
+			return pass(cnt);
+		ihl = inner->ihl * 4;
+		if (ihl < sizeof(*inner))
+			return pass(cnt);
+		q.proto = inner->protocol;
+		__builtin_memcpy(q.saddr, &inner->daddr, 4);
+		__builtin_memcpy(q.daddr, &inner->saddr, 4);
+		ports = (void *)inner + ihl;
+	} else {
+		struct ipv6hdr *inner = icmp + ICMP_HEADER_LEN;
+
+		if (type < 1 || type > 4)
+			return pass(cnt);
+		if ((void *)(inner + 1) > data_end)
+			return pass(cnt);
+		q.proto = inner->nexthdr;
+		__builtin_memcpy(q.saddr, &inner->daddr, 16);
+		__builtin_memcpy(q.daddr, &inner->saddr, 16);
+		ports = (void *)(inner + 1);
+	}
+	if (q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP)
+		return pass(cnt);
+	if ((void *)(ports + 2) > data_end)
+		return vip_or_pass(ctx, cnt, slot, key);
+	q.family = key->family;
+	q.sport = ports[1];
+	q.dport = ports[0];
+	if (lookup_conn(&q))
+		return to_user(ctx, cnt, slot);
+	return vip_or_pass(ctx, cnt, slot, key);
+}
+
+/*
  * A conns hit on a well-formed frame: forward it or hand it to the engine.
  * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
  */
@@ -692,9 +756,11 @@ int rvs_xdp(struct xdp_md *ctx)
 			return vip_or_pass(ctx, cnt, slot, &key);
 		}
 		proto = ip->protocol;
+		frag_off = bpf_ntohs(ip->frag_off);
+		if (proto == IPPROTO_ICMP && !(frag_off & (IP_MF_ | IP_OFFSET_)))
+			return icmp_steer(ctx, cnt, slot, &key, (void *)ip + ihl, data_end);
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return pass(cnt);
-		frag_off = bpf_ntohs(ip->frag_off);
 		if (frag_off & IP_OFFSET_)
 			/* Non-first fragment: no ports to match. */
 			return vip_or_pass(ctx, cnt, slot, &key);
@@ -724,6 +790,8 @@ int rvs_xdp(struct xdp_md *ctx)
 		proto = ip6->nexthdr;
 		if (proto == NEXTHDR_FRAGMENT_)
 			return vip_or_pass(ctx, cnt, slot, &key);
+		if (proto == IPPROTO_ICMPV6_)
+			return icmp_steer(ctx, cnt, slot, &key, ip6 + 1, data_end);
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return pass(cnt);
 		l4 = ip6 + 1;

@@ -1151,3 +1151,143 @@ fn conns_memory_per_entry() {
     drop(lab);
     assert!((96..=512).contains(&r), "{r} B per entry");
 }
+
+/// An ICMP error `src → dst` (either family) of `msg_type` quoting the IP
+/// packet of `quoted` (its first 28 bytes past the IP header).
+fn icmp_error(src: &str, dst: &str, msg_type: u8, quoted: &Flow) -> Vec<u8> {
+    let q = quoted.frame();
+    let ip_start = quoted.l2_len();
+    let header = if quoted.src.is_ipv4() { 20 } else { 40 };
+    let mut icmp = vec![msg_type, 0, 0, 0, 0, 0, 0x05, 0x78];
+    icmp.extend_from_slice(&q[ip_start..(ip_start + header + 28).min(q.len())]);
+    let (src, dst) = (ip(src), ip(dst));
+    let mut f = CLIENT_MAC.to_vec();
+    f.extend_from_slice(&D0_MAC);
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let c = rvs_wire::checksum::compute(&icmp);
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut h = vec![0u8; 20];
+            h[0] = 0x45;
+            h[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+            h[8] = 64;
+            h[9] = 1;
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let c = rvs_wire::checksum::compute(&h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend_from_slice(&h);
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let pseudo = rvs_wire::checksum::pseudo_header_v6(
+                &s.octets(),
+                &d.octets(),
+                58,
+                icmp.len() as u32,
+            );
+            let c = rvs_wire::checksum::finish(rvs_wire::checksum::combine(
+                pseudo,
+                rvs_wire::checksum::sum(&icmp),
+            ));
+            icmp[2..4].copy_from_slice(&c.to_be_bytes());
+            let mut h = vec![0u8; 40];
+            h[0] = 0x60;
+            h[4..6].copy_from_slice(&(icmp.len() as u16).to_be_bytes());
+            h[6] = 58;
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            f.extend_from_slice(&[0x86, 0xdd]);
+            f.extend_from_slice(&h);
+        }
+        _ => panic!("mixed families"),
+    }
+    f.extend_from_slice(&icmp);
+    f
+}
+
+#[test]
+fn icmp_errors_about_tracked_flows_or_to_a_vip_go_to_user_space_the_rest_stays() {
+    with_director(|env| {
+        let vip = ip("10.210.0.100");
+        env.dp().add_service(vip, TCP, 80).unwrap();
+        env.dp().add_vip(vip).unwrap();
+        env.dp().add_vip(ip("fd00:210::100")).unwrap();
+        env.hop(1, env.d1, D1_MAC, RS_MAC);
+        let pass = |env: &Env, frame: &[u8], what: &str| {
+            let (v, r) = env.run(frame);
+            assert_eq!((v, r.action), (Verdict::Passed, XdpAction::Pass), "{what}");
+        };
+
+        // A tracked client → VIP flow; the error is about its reply.
+        let flow = Flow::tcp("10.210.0.1", 46000, "10.210.0.100", 80);
+        env.forward(&flow, DR_SERVER, 1, 0);
+        let frag_needed = icmp_error("10.210.0.9", "10.210.0.100", 3, &flow.reversed());
+        env.assert_to_user(&frag_needed, "frag needed about a tracked reply");
+        // The same error about an untracked flow: to a VIP, so the engine's.
+        let other = Flow::tcp("10.210.0.1", 46999, "10.210.0.100", 80).reversed();
+        env.assert_to_user(
+            &icmp_error("10.210.0.9", "10.210.0.100", 11, &other),
+            "time exceeded to a VIP about nothing tracked",
+        );
+        // From the servers' side, to the client, about a tracked NAT flow.
+        let nat_reply = Flow::tcp("10.211.0.5", 8080, "10.210.0.1", 46001);
+        env.forward(
+            &nat_reply,
+            Rewrite::MasqOut {
+                addr: vip,
+                port: 80,
+            },
+            1,
+            0,
+        );
+        env.assert_to_user(
+            &icmp_error("10.211.0.5", "10.210.0.1", 3, &nat_reply.reversed()),
+            "port unreachable from a NAT server",
+        );
+        // About the director's own traffic: the kernel's.
+        let own = Flow::tcp("10.210.0.2", 5555, "10.210.0.9", 22);
+        pass(
+            env,
+            &icmp_error("10.210.0.9", "10.210.0.2", 3, &own),
+            "error about the director's own connection",
+        );
+        // Not errors, or not about TCP/UDP: the kernel's, even to a VIP.
+        pass(
+            env,
+            &icmp_error("10.210.0.9", "10.210.0.100", 8, &flow.reversed()),
+            "echo request to a VIP",
+        );
+        let mut about_icmp = flow.reversed();
+        about_icmp.proto = 1;
+        pass(
+            env,
+            &icmp_error("10.210.0.9", "10.210.0.100", 3, &about_icmp),
+            "error about an ICMP packet",
+        );
+
+        // IPv6: packet too big about a tracked reply, to the director's
+        // address (a DR server's reply path does not touch the VIP's owner).
+        let flow6 = Flow::tcp("fd00:210::1", 46000, "fd00:210::100", 80);
+        env.forward(&flow6, DR_SERVER, 1, 0);
+        env.assert_to_user(
+            &icmp_error("fd00:210::9", "fd00:210::2", 2, &flow6.reversed()),
+            "IPv6 packet too big about a tracked flow",
+        );
+        pass(
+            env,
+            &icmp_error("fd00:210::9", "fd00:210::2", 2, &own_v6()),
+            "IPv6 error about the director's own traffic",
+        );
+        pass(
+            env,
+            &icmp_error("fd00:210::9", "fd00:210::100", 128, &flow6.reversed()),
+            "IPv6 echo request to a VIP",
+        );
+    });
+}
+
+fn own_v6() -> Flow {
+    Flow::tcp("fd00:210::2", 5555, "fd00:210::9", 22)
+}

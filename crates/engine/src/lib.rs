@@ -19,6 +19,7 @@ mod conn;
 mod engine;
 pub mod fastpath;
 mod fwd;
+mod icmp;
 pub mod limits;
 mod neighbor;
 mod parse;

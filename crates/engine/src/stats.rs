@@ -42,6 +42,12 @@ pub struct Counters {
     /// ICMP errors sent back in place of a dropped frame (already counted
     /// under its drop reason).
     pub replies: u64,
+    /// ICMP errors about a tracked connection relayed unchanged to its real
+    /// server (DR, TUN; counted in `forwarded`).
+    pub icmp_relayed: u64,
+    /// ICMP errors about a NAT connection relayed with their addresses
+    /// translated, either way (counted in `forwarded`).
+    pub icmp_translated: u64,
     /// Frames whose next-hop MAC was unknown.
     pub unresolved: u64,
     /// Frames that were neither part of a tracked connection nor a new flow
@@ -95,6 +101,8 @@ impl Counters {
         self.rx_packets += o.rx_packets;
         self.forwarded += o.forwarded;
         self.replies += o.replies;
+        self.icmp_relayed += o.icmp_relayed;
+        self.icmp_translated += o.icmp_translated;
         self.unresolved += o.unresolved;
         self.untracked += o.untracked;
         for (a, b) in self.drops.iter_mut().zip(o.drops.iter()) {

@@ -101,4 +101,10 @@ drop_reasons! {
     NoRoute => "no_route",
     /// The forwarding method cannot carry this address family (e.g. IPIP with IPv6).
     UnsupportedFamily => "unsupported_family",
+    /// An ICMP error sent to a VIP about no tracked connection: never
+    /// relayed to a real server blindly.
+    IcmpNoConnection => "icmp_no_connection",
+    /// An ICMP error the director cannot relay: its quote is cut short or
+    /// not a TCP/UDP packet.
+    IcmpUnrelayable => "icmp_unrelayable",
 }

@@ -5,6 +5,7 @@
 //! - `dests.rs`: services and real servers at run time, reconciling a new
 //!   configuration, scheduling, counting connections on their server;
 //! - `persist.rs`: persistence templates (`-p`, `-M`);
+//! - `icmp.rs`: ICMP errors about tracked connections, relayed;
 //! - `defense.rs`: SYN-flood defence (eviction of half-open connections,
 //!   IPVS's drop_entry, drop_packet and secure_tcp);
 //! - `fast.rs`: the fast path's maps as values (entries, next hops,
@@ -20,6 +21,7 @@ mod adopt;
 mod defense;
 mod dests;
 mod fast;
+mod icmp;
 mod persist;
 mod sync;
 mod view;
@@ -162,7 +164,7 @@ impl Engine {
         }
         let p = match parse(pkt.data(), ingress) {
             Ok(Some(p)) => p,
-            Ok(None) => return Verdict::Pass,
+            Ok(None) => return self.icmp(pkt, ingress),
             Err(reason) => return Verdict::Drop(reason),
         };
         let now_s = secs(now);

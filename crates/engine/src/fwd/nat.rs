@@ -147,7 +147,7 @@ fn rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: &AddrBytes, port: u16
 }
 
 /// Decrements TTL / hop limit for a routed reply; `false` when it ran out.
-fn decrement_ttl(ip: &mut [u8], v6: bool) -> bool {
+pub(crate) fn decrement_ttl(ip: &mut [u8], v6: bool) -> bool {
     if v6 {
         let mut p = ipv6::Packet::new_unchecked(ip);
         let h = p.hop_limit();
