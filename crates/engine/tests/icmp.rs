@@ -11,41 +11,6 @@ use rvs_wire::checksum;
 
 const ROUTER: &str = "10.0.3.1";
 
-/// An IPv4 ICMP error `src → dst` of `msg_type`/`code` quoting the first
-/// 48 bytes (IP header + 28) of the IP packet in `quoted_frame`.
-fn icmp_v4(
-    src_mac: u8,
-    dst_mac: u8,
-    src: &str,
-    dst: &str,
-    msg_type: u8,
-    code: u8,
-    mtu: u16,
-    quoted_frame: &[u8],
-) -> Vec<u8> {
-    let quote = &quoted_frame[14..(14 + 48).min(quoted_frame.len())];
-    let mut icmp = vec![msg_type, code, 0, 0, 0, 0];
-    icmp.extend_from_slice(&mtu.to_be_bytes());
-    icmp.extend_from_slice(quote);
-    let c = checksum::compute(&icmp);
-    icmp[2..4].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0u8; 20];
-    ip[0] = 0x45;
-    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
-    ip[8] = 64;
-    ip[9] = 1;
-    ip[12..16].copy_from_slice(&v4(src));
-    ip[16..20].copy_from_slice(&v4(dst));
-    let c = checksum::compute(&ip);
-    ip[10..12].copy_from_slice(&c.to_be_bytes());
-    let mut f = mac(dst_mac).0.to_vec();
-    f.extend_from_slice(&mac(src_mac).0);
-    f.extend_from_slice(&[0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f.extend_from_slice(&icmp);
-    f
-}
-
 /// "Fragmentation needed" from the router on the client's side about a
 /// reply VIP:80 → client:`port`.
 fn frag_needed_about_reply(port: u16) -> Vec<u8> {
@@ -57,7 +22,7 @@ fn frag_needed_about_reply(port: u16) -> Vec<u8> {
         ACK,
         &[0u8; 64],
     );
-    icmp_v4(ROUTER_MAC, FRONT_MAC, ROUTER, VIP, 3, 4, 1400, &reply)
+    icmp_v4((ROUTER_MAC, FRONT_MAC), ROUTER, VIP, 3, 4, 1400, &reply)
 }
 
 /// The quoted packet of an ICMP error as (source, destination, ports).
@@ -109,7 +74,7 @@ fn nat_error_from_the_server_side_reaches_the_client_from_the_vip() {
     let mut d = established(ForwardMethod::Masq);
     // The server says port unreachable about the client's (translated) packet.
     let translated = tcp_frame(BACK_MAC, 11, (CLIENT, 40000), (RS[0], 8080), ACK, b"");
-    let err = icmp_v4(11, BACK_MAC, RS[0], CLIENT, 3, 3, 0, &translated);
+    let err = icmp_v4((11, BACK_MAC), RS[0], CLIENT, 3, 3, 0, &translated);
     let (v, out) = d.run(&err, BACK);
     assert_eq!(v, Verdict::Forward { egress: FRONT });
     let seen = check(&out);
@@ -157,8 +122,7 @@ fn errors_about_nothing_tracked_are_dropped_and_echo_is_not_ours() {
     // A quote cut before the ports.
     let reply = tcp_frame(FRONT_MAC, ROUTER_MAC, (VIP, 80), (CLIENT, 40000), ACK, b"");
     let short = icmp_v4(
-        ROUTER_MAC,
-        FRONT_MAC,
+        (ROUTER_MAC, FRONT_MAC),
         ROUTER,
         VIP,
         11,

@@ -276,6 +276,11 @@ pub(crate) fn render(
         "rvs_worker_connections_adopted",
         "Connections taken over at start from the XDP maps a previous rvsd left pinned (a restart or an upgrade).",
     );
+    let w_icmp = counter(
+        &mut r,
+        "rvs_worker_icmp_errors_relayed",
+        "ICMP errors about tracked connections relayed to whoever sent the quoted packet (relayed: unchanged, DR/TUN; translated: NAT); counted among the forwarded packets. Dropped ones are in rvs_worker_drops (icmp_no_connection, icmp_unrelayable).",
+    );
     let w_conns = gauge(
         &mut r,
         "rvs_worker_connections",
@@ -414,6 +419,14 @@ pub(crate) fn render(
         w_batches.get_or_create(&lab).inc_by(w.batches);
         w_tx_failed.get_or_create(&lab).inc_by(w.tx_failed);
         w_adopted.get_or_create(&lab).inc_by(c.conns_adopted);
+        for (how, n) in [
+            ("relayed", c.icmp_relayed),
+            ("translated", c.icmp_translated),
+        ] {
+            w_icmp
+                .get_or_create(&l(&[("worker", worker.clone()), ("how", how.into())]))
+                .inc_by(n);
+        }
         w_conns.get_or_create(&lab).set(i64::from(w.connections));
         w_capacity
             .get_or_create(&lab)
@@ -758,6 +771,7 @@ mod tests {
         w.counters.drops[rvs_engine::DropReason::Malformed.index()] = 1;
         w.counters.conns_evicted = 6;
         w.counters.defense_entries_dropped = 8;
+        w.counters.icmp_translated = 2;
         w.connections = 9;
         w.batches = 3;
         w.fast_entries = 14;
@@ -854,6 +868,12 @@ mod tests {
         );
         assert!(
             text.contains("rvs_defense_entries_dropped_total 8"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "rvs_worker_icmp_errors_relayed_total{worker=\"0\",how=\"translated\"} 2"
+            ),
             "{text}"
         );
         assert_eq!(

@@ -375,3 +375,38 @@ pub fn check_ip(ip: &[u8]) -> Seen {
     }
     seen
 }
+
+/// An IPv4 ICMP error `src → dst` of `msg_type`/`code` quoting the first
+/// 48 bytes (IP header + 28) of the IP packet in `quoted_frame`; `macs`:
+/// (source, destination).
+pub fn icmp_v4(
+    (src_mac, dst_mac): (u8, u8),
+    src: &str,
+    dst: &str,
+    msg_type: u8,
+    code: u8,
+    mtu: u16,
+    quoted_frame: &[u8],
+) -> Vec<u8> {
+    let quote = &quoted_frame[14..(14 + 48).min(quoted_frame.len())];
+    let mut icmp = vec![msg_type, code, 0, 0, 0, 0];
+    icmp.extend_from_slice(&mtu.to_be_bytes());
+    icmp.extend_from_slice(quote);
+    let c = rvs_wire::checksum::compute(&icmp);
+    icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0u8; 20];
+    ip[0] = 0x45;
+    ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+    ip[8] = 64;
+    ip[9] = 1;
+    ip[12..16].copy_from_slice(&v4(src));
+    ip[16..20].copy_from_slice(&v4(dst));
+    let c = rvs_wire::checksum::compute(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    let mut f = mac(dst_mac).0.to_vec();
+    f.extend_from_slice(&mac(src_mac).0);
+    f.extend_from_slice(&[0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(&icmp);
+    f
+}

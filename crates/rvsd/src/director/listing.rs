@@ -49,6 +49,8 @@ impl Director {
         c.insert("rx_packets".into(), counters.rx_packets);
         c.insert("forwarded".into(), counters.forwarded);
         c.insert("replies".into(), counters.replies);
+        c.insert("icmp_relayed".into(), counters.icmp_relayed);
+        c.insert("icmp_translated".into(), counters.icmp_translated);
         c.insert("unresolved".into(), counters.unresolved);
         c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
