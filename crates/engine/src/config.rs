@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use rvs_wire::EthernetAddress;
@@ -422,14 +422,6 @@ pub enum ConfigError {
         /// Server address.
         addr: IpAddr,
     },
-    /// IPIP tunnels carry IPv4 only.
-    #[error("service {service}: tunnel (-i) forwarding to {addr} needs IPv4")]
-    TunnelFamily {
-        /// The service.
-        service: ServiceKey,
-        /// Server address.
-        addr: IpAddr,
-    },
     /// No interface or route reaches a real server.
     #[error("service {service}: no route to real server {addr}; add an interface on its network or a route")]
     NoRoute {
@@ -446,8 +438,9 @@ pub enum ConfigError {
         /// Server address.
         addr: IpAddr,
     },
-    /// The tunnel needs an IPv4 source address on the egress interface.
-    #[error("service {service}: tunnel to {addr} leaves through {iface}, which has no IPv4 address to use as the outer source")]
+    /// The tunnel needs a source address of the server's family on the
+    /// egress interface (IPv4, or a global IPv6 address for ip6ip6).
+    #[error("service {service}: tunnel to {addr} leaves through {iface}, which has no address of that family to use as the outer source (IPv4, or a global IPv6 address); add one")]
     NoTunnelSource {
         /// The service.
         service: ServiceKey,
@@ -538,6 +531,20 @@ pub(crate) struct Egress {
     pub(crate) next_hop: IpAddr,
     /// IPv4 DIP on that interface (outer source for tunnels).
     pub(crate) source_v4: Option<Ipv4Addr>,
+    /// Its first global IPv6 address (outer source for IPv6 tunnels).
+    pub(crate) source_v6: Option<Ipv6Addr>,
+}
+
+impl Egress {
+    /// The outer source of a tunnel to a server of this family, if the
+    /// interface has an address of it.
+    pub(crate) fn tunnel_source(&self, v6: bool) -> Option<IpAddr> {
+        if v6 {
+            self.source_v6.map(IpAddr::V6)
+        } else {
+            self.source_v4.map(IpAddr::V4)
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -553,6 +560,7 @@ struct RouteEntry {
     mac: EthernetAddress,
     mtu: u16,
     source_v4: Option<Ipv4Addr>,
+    source_v6: Option<Ipv6Addr>,
 }
 
 /// A validated, immutable configuration, ready for the engine.
@@ -656,6 +664,7 @@ impl Validator {
                         mac: iface.mac,
                         mtu: iface.mtu,
                         source_v4: None,
+                        source_v6: None,
                     },
                 ));
             }
@@ -689,6 +698,7 @@ impl Validator {
                     mac: EthernetAddress([0; 6]),
                     mtu: 0,
                     source_v4: None,
+                    source_v6: None,
                 },
             ));
         }
@@ -709,6 +719,11 @@ impl Validator {
                 r.source_v4 = i.addrs.iter().find_map(|(a, _)| match a {
                     IpAddr::V4(v4) => Some(*v4),
                     IpAddr::V6(_) => None,
+                });
+                // Link-local (fe80::/10) addresses are no tunnel source.
+                r.source_v6 = i.addrs.iter().find_map(|(a, _)| match a {
+                    IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 != 0xfe80 => Some(*v6),
+                    _ => None,
                 });
                 r
             })
@@ -813,7 +828,7 @@ impl Validator {
                 addr: d.addr,
             });
         }
-        if d.method == ForwardMethod::Tunnel && egress.source_v4.is_none() {
+        if d.method == ForwardMethod::Tunnel && egress.tunnel_source(d.addr.is_ipv6()).is_none() {
             let name = self
                 .interfaces
                 .iter()
@@ -862,12 +877,6 @@ fn dest_values(key: ServiceKey, d: &Dest) -> Result<(), ConfigError> {
             method: d.method.name(),
         });
     }
-    if d.method == ForwardMethod::Tunnel && !d.addr.is_ipv4() {
-        return Err(ConfigError::TunnelFamily {
-            service: key,
-            addr: d.addr,
-        });
-    }
     Ok(())
 }
 
@@ -884,6 +893,7 @@ fn route(routes: &[RouteEntry], addr: IpAddr) -> Option<Egress> {
         mtu: entry.mtu,
         next_hop: entry.gateway.unwrap_or(addr),
         source_v4: entry.source_v4,
+        source_v6: entry.source_v6,
     })
 }
 

@@ -1,9 +1,9 @@
 //! ICMP errors the director sends back to a client, built in place over the
-//! frame that caused them (no allocation): "fragmentation needed" for TUN
-//! path MTU discovery and "port unreachable" when no real server is available
-//! (what `ip_vs_leave` does in the kernel).
+//! frame that caused them (no allocation): "fragmentation needed" (ICMPv6
+//! "packet too big") for TUN path MTU discovery and "port unreachable" when
+//! no real server is available (what `ip_vs_leave` does in the kernel).
 
-use rvs_wire::{checksum, icmpv4, ip_proto, ipv4, EthernetAddress};
+use rvs_wire::{checksum, icmpv4, icmpv6, ip_proto, ipv4, ipv6, EthernetAddress};
 
 use crate::verdict::DropReason;
 use rvs_wire::PacketBuf;
@@ -73,6 +73,77 @@ pub(crate) fn icmpv4_error(
     icmp[1] = code;
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     let sum = checksum::compute(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    pkt.truncate(icmp_end);
+    Ok(())
+}
+
+/// An IPv6 header plus an ICMPv6 header.
+const GROWTH_V6: usize = ipv6::HEADER_LEN + icmpv6::HEADER_LEN;
+/// RFC 4443 §2.4 (c): an ICMPv6 error is at most the minimum MTU, 1280.
+const MAX_REPLY_IP_V6: usize = 1280;
+
+/// [`icmpv4_error`] for IPv6: the frame in `pkt` becomes an ICMPv6 error
+/// from its destination to its source quoting it; `param` is the 32-bit
+/// field after the checksum (the MTU of "packet too big").
+pub(crate) fn icmpv6_error(
+    pkt: &mut PacketBuf<'_>,
+    l2_len: usize,
+    our_mac: EthernetAddress,
+    msg_type: u8,
+    code: u8,
+    param: u32,
+) -> Result<(), DropReason> {
+    let (client_mac, orig_src, orig_dst, orig_len) = {
+        let data = pkt.data();
+        if data.len() < 12 {
+            return Err(DropReason::Malformed);
+        }
+        let mac = EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]);
+        let ip = ipv6::Packet::new_checked(data.get(l2_len..).ok_or(DropReason::Malformed)?)
+            .map_err(|_| DropReason::Malformed)?;
+        (
+            mac,
+            ip.src_addr(),
+            ip.dst_addr(),
+            ipv6::HEADER_LEN + usize::from(ip.payload_len()),
+        )
+    };
+    let quoted = orig_len.min(MAX_REPLY_IP_V6 - GROWTH_V6);
+    if !pkt.push_front(GROWTH_V6) {
+        return Err(DropReason::NoHeadroom);
+    }
+    let data = pkt.data_mut();
+    data.copy_within(GROWTH_V6..GROWTH_V6 + l2_len, 0);
+    super::fwd::set_macs(data, our_mac, client_mac);
+    let icmp_len = icmpv6::HEADER_LEN + quoted;
+    ipv6::emit_header(
+        &mut data[l2_len..],
+        &ipv6::HeaderFields {
+            src: orig_dst,
+            dst: orig_src,
+            next_header: ip_proto::ICMPV6,
+            payload_len: icmp_len as u16,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+        },
+    )
+    .map_err(|_| DropReason::Malformed)?;
+    let icmp_start = l2_len + ipv6::HEADER_LEN;
+    let icmp_end = icmp_start + icmp_len;
+    let icmp = &mut data[icmp_start..icmp_end];
+    icmp[..icmpv6::HEADER_LEN].fill(0);
+    icmp[0] = msg_type;
+    icmp[1] = code;
+    icmp[4..8].copy_from_slice(&param.to_be_bytes());
+    let pseudo = checksum::pseudo_header_v6(
+        &orig_dst.octets(),
+        &orig_src.octets(),
+        ip_proto::ICMPV6,
+        icmp_len as u32,
+    );
+    let sum = checksum::finish(checksum::combine(pseudo, checksum::sum(icmp)));
     icmp[2..4].copy_from_slice(&sum.to_be_bytes());
     pkt.truncate(icmp_end);
     Ok(())

@@ -630,3 +630,100 @@ fn zeroing_one_service_leaves_the_others() {
     d.engine.zero_stats(None);
     assert_eq!(d.engine.status()[1].stats.conns, 0);
 }
+
+#[test]
+fn ipv6_tun_wraps_in_ip6ip6_and_answers_too_big_with_packet_too_big() {
+    use etherparse::PacketBuilder;
+    use std::net::Ipv6Addr;
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Tunnel, &[]);
+    cfg.interfaces[1].addrs.push((ip("fe80::10"), 64));
+    cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
+    cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
+    cfg.routes.push(rvs_engine::Route {
+        dst: ip("::"),
+        prefix_len: 0,
+        egress: FRONT,
+        gateway: Some(ip("fd00:3::1")),
+    });
+    cfg.services[0].key.addr = ip("fd00:100::1");
+    cfg.services[0].dests = vec![rvs_engine::Dest::new(
+        ip("fd00:2::11"),
+        80,
+        ForwardMethod::Tunnel,
+    )];
+    let mut d = Director::new(cfg);
+    d.engine
+        .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
+            [
+                (ip("fd00:2::11"), mac(11)),
+                (ip("fd00:3::1"), mac(ROUTER_MAC)),
+            ],
+            2,
+        )));
+    let o = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
+    let frame = |payload: &[u8], syn: bool| {
+        let b = PacketBuilder::ethernet2(mac(ROUTER_MAC).0, mac(FRONT_MAC).0)
+            .ipv6(o("fd00:1::2"), o("fd00:100::1"), 64)
+            .tcp(40000, 80, 1, 1000);
+        let b = if syn { b.syn() } else { b.ack(1) };
+        let mut f = Vec::new();
+        b.write(&mut f, payload).unwrap();
+        f
+    };
+    let syn = frame(b"", true);
+    let (v, out) = d.run(&syn, FRONT);
+    assert_eq!(v, Verdict::Forward { egress: BACK });
+    assert_eq!(&out[..6], &mac(11).0, "to the real server's MAC");
+    let outer = &out[14..54];
+    assert_eq!(outer[0] >> 4, 6);
+    assert_eq!(outer[6], 41, "next header: IPv6 in IPv6");
+    assert_eq!(outer[7], 64, "hop limit");
+    assert_eq!(
+        &outer[8..24],
+        &o("fd00:2::10"),
+        "outer source: a global address"
+    );
+    assert_eq!(
+        &outer[24..40],
+        &o("fd00:2::11"),
+        "outer destination: the RIP"
+    );
+    assert_eq!(
+        u16::from_be_bytes([outer[4], outer[5]]) as usize,
+        syn.len() - 14
+    );
+    assert_eq!(&out[54..], &syn[14..], "inner packet untouched");
+
+    // 1500 bytes of IPv6 cannot take 40 more on a 1500-byte link.
+    let big = frame(&[0x55; 1500 - 40 - 20], false);
+    let (v, out) = d.run(&big, FRONT);
+    assert_eq!(
+        v,
+        Verdict::Reply {
+            egress: FRONT,
+            cause: rvs_engine::DropReason::FragNeeded
+        }
+    );
+    let ip6 = &out[14..];
+    assert_eq!(ip6[6], 58, "ICMPv6");
+    assert_eq!(&ip6[8..24], &o("fd00:100::1"), "from the VIP");
+    assert_eq!(&ip6[24..40], &o("fd00:1::2"), "to the client");
+    let icmp = &ip6[40..];
+    assert_eq!((icmp[0], icmp[1]), (2, 0), "packet too big");
+    assert_eq!(
+        u32::from_be_bytes([icmp[4], icmp[5], icmp[6], icmp[7]]),
+        1460
+    );
+    assert!(ip6.len() <= 1280, "an ICMPv6 error fits the minimum MTU");
+    let sum = rvs_wire::checksum::finish(rvs_wire::checksum::combine(
+        rvs_wire::checksum::sum(icmp),
+        rvs_wire::checksum::pseudo_header_v6(
+            &o("fd00:100::1"),
+            &o("fd00:1::2"),
+            58,
+            icmp.len() as u32,
+        ),
+    ));
+    assert_eq!(sum, 0, "ICMPv6 checksum");
+    assert_eq!(&icmp[8..48], &big[14..54], "quotes the packet");
+}

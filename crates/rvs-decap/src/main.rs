@@ -1,16 +1,17 @@
 //! `rvs-decap`: a user-space IPIP decapsulator for TUN-mode real servers.
 //!
-//! On kernels without the `ipip` module a real server cannot terminate the
-//! director's IPv4-in-IPv4 tunnel. This program receives the tunnelled
-//! packets on a raw IPIP socket, checks them, and injects the inner packet
-//! into a TUN device that holds the VIPs, so the local stack answers the
-//! client directly with the VIP as source. See README.md.
+//! On kernels without the `ipip` (or `ip6_tunnel`) module a real server
+//! cannot terminate the director's IPv4-in-IPv4 (IPv6-in-IPv6) tunnel. This
+//! program receives the tunnelled packets on a raw socket per family, checks
+//! them, and injects the inner packet into a TUN device that holds the VIPs,
+//! so the local stack answers the client directly with the VIP as source.
+//! See README.md.
 
 mod packet;
 mod tun;
 
 use std::io::{ErrorKind, Read};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use clap::Parser;
 use rvs_wire::ip_proto;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use packet::{decapsulate, Drop};
+use packet::{decapsulate, decapsulate_v6, Drop};
 use tun::Tun;
 
 /// Command line: which VIPs to accept and what to call the device.
@@ -31,9 +32,10 @@ use tun::Tun;
     about = "Decapsulate IPIP (LVS TUN mode) into a TUN device holding the VIPs"
 )]
 struct Args {
-    /// Virtual IP the director tunnels to this server (repeat for several).
+    /// Virtual IP the director tunnels to this server (repeat for several;
+    /// IPv4 VIPs arrive in IPIP, IPv6 VIPs in IPv6-in-IPv6).
     #[arg(long = "vip", required = true)]
-    vips: Vec<Ipv4Addr>,
+    vips: Vec<IpAddr>,
     /// Name of the TUN device to create; removed again on exit.
     #[arg(long, default_value = "rvsdecap0")]
     tun_name: String,
@@ -48,6 +50,18 @@ struct Counters {
     inner_malformed: u64,
     not_vip: u64,
     write_errors: u64,
+}
+
+impl Counters {
+    /// Adds another receive loop's counters.
+    fn add(&mut self, o: &Counters) {
+        self.received += o.received;
+        self.forwarded += o.forwarded;
+        self.outer_malformed += o.outer_malformed;
+        self.inner_malformed += o.inner_malformed;
+        self.not_vip += o.not_vip;
+        self.write_errors += o.write_errors;
+    }
 }
 
 /// How long a receive blocks before the loop looks at the stop flag again.
@@ -76,20 +90,41 @@ fn run(args: Args) -> Result<()> {
         ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
             .context("installing the SIGINT/SIGTERM handler")?;
     }
-
-    let socket = Socket::new(
-        Domain::IPV4,
-        Type::RAW,
-        Some(Protocol::from(i32::from(ip_proto::IPIP))),
-    )
-    .context("opening a raw IPv4 socket for protocol 4 (IPIP); this needs root or CAP_NET_RAW")?;
-    socket
-        .set_read_timeout(Some(POLL))
-        .context("setting the receive timeout on the raw socket")?;
-    // Large bursts from the director should queue rather than drop.
-    if let Err(e) = socket.set_recv_buffer_size(4 << 20) {
-        tracing::warn!("could not enlarge the receive buffer: {e}");
-    }
+    let vips4: Vec<Ipv4Addr> = args
+        .vips
+        .iter()
+        .filter_map(|v| match v {
+            IpAddr::V4(a) => Some(*a),
+            IpAddr::V6(_) => None,
+        })
+        .collect();
+    let vips6: Vec<Ipv6Addr> = args
+        .vips
+        .iter()
+        .filter_map(|v| match v {
+            IpAddr::V6(a) => Some(*a),
+            IpAddr::V4(_) => None,
+        })
+        .collect();
+    // One raw socket per family that has a VIP.
+    let socket4 = (!vips4.is_empty())
+        .then(|| {
+            raw_socket(
+                Domain::IPV4,
+                ip_proto::IPIP,
+                "IPv4 socket for protocol 4 (IPIP)",
+            )
+        })
+        .transpose()?;
+    let socket6 = (!vips6.is_empty())
+        .then(|| {
+            raw_socket(
+                Domain::IPV6,
+                ip_proto::IPV6,
+                "IPv6 socket for next header 41 (IPv6 in IPv6)",
+            )
+        })
+        .transpose()?;
 
     let mut tun = Tun::open(&args.tun_name).with_context(|| {
         format!(
@@ -98,9 +133,36 @@ fn run(args: Args) -> Result<()> {
         )
     })?;
     configure(tun.name(), &args.vips)?;
-    tracing::info!(device = tun.name(), vips = ?args.vips, "decapsulating IPIP");
+    tracing::info!(device = tun.name(), vips = ?args.vips, "decapsulating");
 
-    let counters = receive_loop(&socket, &mut tun, &args.vips, &stop);
+    let counters = std::thread::scope(|s| -> Result<Counters> {
+        let v6 = match &socket6 {
+            Some(sock) => {
+                let mut tun6 = tun.try_clone().context("duplicating the TUN descriptor")?;
+                let (stop, vips6) = (&stop, &vips6);
+                Some(s.spawn(move || {
+                    receive_loop(sock, &mut tun6, stop, |b| decapsulate_v6(b, vips6))
+                }))
+            }
+            None => None,
+        };
+        let mut total = match &socket4 {
+            Some(sock) => receive_loop(sock, &mut tun, &stop, |b| decapsulate(b, &vips4)),
+            None => {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(POLL);
+                }
+                Counters::default()
+            }
+        };
+        if let Some(h) = v6 {
+            let c = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("the IPv6 receive loop panicked"))?;
+            total.add(&c);
+        }
+        Ok(total)
+    })?;
 
     tracing::info!(device = tun.name(), "shutting down, removing device");
     drop(tun);
@@ -116,9 +178,29 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Receives until `stop` is set; one buffer for the whole run, no allocation
-/// per packet.
-fn receive_loop(socket: &Socket, tun: &mut Tun, vips: &[Ipv4Addr], stop: &AtomicBool) -> Counters {
+/// A raw socket of `domain` for IP protocol `proto`, with a receive timeout
+/// (so the loop sees the stop flag) and a large buffer (bursts queue rather
+/// than drop).
+fn raw_socket(domain: Domain, proto: u8, what: &str) -> Result<Socket> {
+    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(i32::from(proto))))
+        .with_context(|| format!("opening a raw {what}; this needs root or CAP_NET_RAW"))?;
+    socket
+        .set_read_timeout(Some(POLL))
+        .context("setting the receive timeout on the raw socket")?;
+    if let Err(e) = socket.set_recv_buffer_size(4 << 20) {
+        tracing::warn!("could not enlarge the receive buffer: {e}");
+    }
+    Ok(socket)
+}
+
+/// Receives until `stop` is set, injecting what `decap` accepts; one buffer
+/// for the whole run, no allocation per packet.
+fn receive_loop(
+    socket: &Socket,
+    tun: &mut Tun,
+    stop: &AtomicBool,
+    decap: impl Fn(&[u8]) -> Result<&[u8], Drop>,
+) -> Counters {
     let mut counters = Counters::default();
     let mut buf = vec![0u8; 65536];
     let mut reader = socket;
@@ -140,7 +222,7 @@ fn receive_loop(socket: &Socket, tun: &mut Tun, vips: &[Ipv4Addr], stop: &Atomic
             }
         };
         counters.received += 1;
-        match decapsulate(&buf[..n], vips) {
+        match decap(&buf[..n]) {
             Ok(inner) => match tun.inject(inner) {
                 Ok(()) => counters.forwarded += 1,
                 Err(e) => {
@@ -163,9 +245,14 @@ fn receive_loop(socket: &Socket, tun: &mut Tun, vips: &[Ipv4Addr], stop: &Atomic
 
 /// Puts the VIPs on the device, brings it up and turns reverse-path
 /// filtering off where it would drop the injected packets.
-fn configure(dev: &str, vips: &[Ipv4Addr]) -> Result<()> {
+fn configure(dev: &str, vips: &[IpAddr]) -> Result<()> {
     for vip in vips {
-        ip(&["addr", "add", &format!("{vip}/32"), "dev", dev])?;
+        match vip {
+            IpAddr::V4(v) => ip(&["addr", "add", &format!("{v}/32"), "dev", dev])?,
+            // No duplicate address detection: the VIP is meant to be on
+            // every real server (and the director).
+            IpAddr::V6(v) => ip(&["addr", "add", &format!("{v}/128"), "dev", dev, "nodad"])?,
+        }
     }
     ip(&["link", "set", "dev", dev, "up"])?;
     // Inner sources are clients, reached through another interface: strict

@@ -6,10 +6,11 @@
 //! it. Headers are read through rvs-wire's checked views, so no input can
 //! panic.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use rvs_wire::ip_proto;
 use rvs_wire::ipv4::Packet;
+use rvs_wire::ipv6;
 
 /// Why a received packet was not injected; each reason has its own counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,22 @@ pub(crate) fn decapsulate<'a>(pkt: &'a [u8], vips: &[Ipv4Addr]) -> Result<&'a [u
         return Err(Drop::NotVip);
     }
     Ok(&payload[..usize::from(inner.total_len())])
+}
+
+/// Returns the inner IPv6 packet of an IPv6-in-IPv6 (RFC 2473) datagram.
+/// A raw IPv6 socket delivers the payload without the outer header (the
+/// kernel checked that header), so `payload` is the inner packet: its
+/// version and payload length must be consistent and its destination one
+/// of `vips`.
+pub(crate) fn decapsulate_v6<'a>(payload: &'a [u8], vips: &[Ipv6Addr]) -> Result<&'a [u8], Drop> {
+    let inner = ipv6::Packet::new_checked(payload).map_err(|_| Drop::InnerMalformed)?;
+    if inner.version() != 6 {
+        return Err(Drop::InnerMalformed);
+    }
+    if !vips.contains(&inner.dst_addr()) {
+        return Err(Drop::NotVip);
+    }
+    Ok(&payload[..ipv6::HEADER_LEN + usize::from(inner.payload_len())])
 }
 
 #[cfg(test)]
@@ -168,5 +185,47 @@ mod tests {
         outer[20 + 3] += 4;
         fill_checksum(&mut outer[20..40]);
         assert_eq!(decapsulate(&outer, &vips()), Err(Drop::InnerMalformed));
+    }
+
+    fn ipv6_packet(dst: Ipv6Addr, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40];
+        ipv6::emit_header(
+            &mut p,
+            &ipv6::HeaderFields {
+                src: "fd00:1::2".parse().unwrap(),
+                dst,
+                next_header: 17,
+                payload_len: payload.len() as u16,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+            },
+        )
+        .unwrap();
+        p.extend_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn ipv6_inner_packet_to_a_vip_is_forwarded_and_checked() {
+        let vip: Ipv6Addr = "fd00:100::1".parse().unwrap();
+        let inner = ipv6_packet(
+            vip,
+            &[0x9c, 0x40, 0, 7, 0, 12, 0, 0, b'h', b'i', b'!', b'\n'],
+        );
+        let mut padded = inner.clone();
+        padded.extend_from_slice(&[0xee; 4]);
+        assert_eq!(decapsulate_v6(&padded, &[vip]), Ok(&inner[..]));
+        let other = ipv6_packet("fd00:100::2".parse().unwrap(), &[0; 8]);
+        assert_eq!(decapsulate_v6(&other, &[vip]), Err(Drop::NotVip));
+        for len in 0..inner.len() {
+            assert!(
+                decapsulate_v6(&inner[..len], &[vip]).is_err(),
+                "truncated to {len} accepted"
+            );
+        }
+        let mut v4 = inner.clone();
+        v4[0] = 0x45;
+        assert_eq!(decapsulate_v6(&v4, &[vip]), Err(Drop::InnerMalformed));
     }
 }

@@ -54,6 +54,15 @@ impl Tun {
         })
     }
 
+    /// Another handle on the same device (a second receive loop writes
+    /// through it; each write is one whole packet).
+    pub(crate) fn try_clone(&self) -> io::Result<Tun> {
+        Ok(Tun {
+            file: self.file.try_clone()?,
+            name: self.name.clone(),
+        })
+    }
+
     /// The interface name, for `ip` and sysctl paths.
     pub(crate) fn name(&self) -> &str {
         &self.name

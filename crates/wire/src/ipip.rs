@@ -1,14 +1,45 @@
-//! IPv4-in-IPv4 encapsulation (RFC 2003), the TUN forwarding method: the
+//! IP-in-IP encapsulation, the TUN forwarding method: IPv4 in IPv4 (RFC
+//! 2003) and IPv6 in IPv6 (RFC 2473), as the kernel's IPVS tunnels them. The
 //! director prepends an outer header addressed to the real server, which
 //! decapsulates and answers the client directly.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::ipv4::{self, HeaderFields};
-use crate::{ip_proto, Error, Result};
+use crate::{ip_proto, ipv6, Error, Result};
 
 /// Bytes an IPv4-in-IPv4 (RFC 2003) encapsulation adds.
 pub const OVERHEAD: usize = 20;
+/// Bytes an IPv6-in-IPv6 (RFC 2473) encapsulation adds.
+pub const OVERHEAD_V6: usize = ipv6::HEADER_LEN;
+
+/// Writes the outer IPv6 header into buf[..40] for an inner IPv6 packet of
+/// `inner_len` bytes: next header 41, the inner traffic class, flow label
+/// 0, the given hop limit (what the kernel's `ip_vs_tunnel_xmit_v6`
+/// writes). Fails when `buf` is shorter than 40 bytes or the inner packet
+/// exceeds a 65535-byte payload.
+pub fn emit_outer_v6(
+    buf: &mut [u8],
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    traffic_class: u8,
+    inner_len: usize,
+    hop_limit: u8,
+) -> Result<()> {
+    let payload_len = u16::try_from(inner_len).map_err(|_| Error)?;
+    ipv6::emit_header(
+        buf,
+        &ipv6::HeaderFields {
+            src,
+            dst,
+            next_header: ip_proto::IPV6,
+            payload_len,
+            hop_limit,
+            traffic_class,
+            flow_label: 0,
+        },
+    )
+}
 
 /// Writes the outer header into buf[..20] for an inner IPv4 packet of
 /// `inner_len` bytes: protocol 4, TTL as given, TOS copied from the inner
@@ -95,6 +126,26 @@ mod tests {
         assert_eq!(p.ttl(), 1);
         assert_eq!(p.ident(), 7);
         assert!(p.verify_checksum());
+    }
+
+    #[test]
+    fn ip6ip6_outer_header_carries_the_inner_packet() {
+        let mut buf = [0u8; 40];
+        let (a, b): (Ipv6Addr, Ipv6Addr) = (
+            "2001:db8::1".parse().unwrap(),
+            "2001:db8::2".parse().unwrap(),
+        );
+        emit_outer_v6(&mut buf, a, b, 0x28, 60, 64).unwrap();
+        let p = ipv6::Packet::new_unchecked(&buf[..]);
+        assert_eq!(p.next_header(), ip_proto::IPV6);
+        assert_eq!(p.payload_len(), 60);
+        assert_eq!(
+            (p.traffic_class(), p.flow_label(), p.hop_limit()),
+            (0x28, 0, 64)
+        );
+        assert_eq!((p.src_addr(), p.dst_addr()), (a, b));
+        assert_eq!(emit_outer_v6(&mut buf, a, b, 0, 65_536, 64), Err(Error));
+        assert_eq!(emit_outer_v6(&mut buf[..39], a, b, 0, 60, 64), Err(Error));
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! IPIP tunnelling (`-i`, IPVS "Tunnel", `ip_vs_tunnel_xmit`): an outer IPv4
-//! header DIP → RIP, protocol 4, is put in front of the untouched inner
-//! packet (RFC 2003). The real server decapsulates and answers the client
-//! directly from the VIP.
+//! IP-in-IP tunnelling (`-i`, IPVS "Tunnel", `ip_vs_tunnel_xmit` and
+//! `ip_vs_tunnel_xmit_v6`): an outer header DIP → RIP is put in front of the
+//! untouched inner packet, IPv4 in IPv4 (protocol 4, RFC 2003) or IPv6 in
+//! IPv6 (next header 41, RFC 2473). The real server decapsulates and answers
+//! the client directly from the VIP.
 //!
-//! The outer packet must fit the egress MTU. When it would not and the inner
-//! packet has DF set, the client gets ICMP "fragmentation needed" with the
-//! MTU minus the 20-byte overhead, as the kernel does; without DF the kernel
-//! would fragment the outer packet, which this version does not (counted drop).
+//! The outer packet must fit the egress MTU. When an IPv4 packet would not
+//! and has DF set, the client gets ICMP "fragmentation needed" with the MTU
+//! minus the 20-byte overhead, as the kernel does; without DF the kernel
+//! would fragment the outer packet, which this version does not (counted
+//! drop). IPv6 is never fragmented on the way: an IPv6 packet that would not
+//! fit gets ICMPv6 "packet too big" with the MTU minus 40.
 //!
 //! Outer header fields: TOS and DF copied from the inner header, TTL 64, and
 //! identification 0 when DF is set (the kernel's `ip_select_ident` gives
@@ -14,9 +17,9 @@
 //! kernel would draw a fresh one there; copying it keeps the fast path free
 //! of a shared counter and the two paths byte-identical.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rvs_wire::{icmpv4, ipip, ipv4, PacketBuf};
+use rvs_wire::{icmpv4, icmpv6, ipip, ipv4, ipv6, PacketBuf};
 
 use super::{Ctx, ToServer};
 use crate::conn::Conn;
@@ -37,9 +40,22 @@ pub(crate) fn transmit(
     to: &ToServer,
     ctx: &mut Ctx<'_>,
 ) -> Verdict {
-    let (Some(src), false) = (to.egress.source_v4, c.v6()) else {
-        return Verdict::Drop(DropReason::UnsupportedFamily);
-    };
+    match (to.egress.tunnel_source(c.v6()), p.v6) {
+        (Some(IpAddr::V4(src)), false) => transmit_v4(pkt, p, c, to, ctx, src),
+        (Some(IpAddr::V6(src)), true) => transmit_v6(pkt, p, c, to, ctx, src),
+        _ => Verdict::Drop(DropReason::UnsupportedFamily),
+    }
+}
+
+/// IPv4 in IPv4.
+fn transmit_v4(
+    pkt: &mut PacketBuf<'_>,
+    p: &Parsed,
+    c: &Conn,
+    to: &ToServer,
+    ctx: &mut Ctx<'_>,
+    src: Ipv4Addr,
+) -> Verdict {
     let dst = Ipv4Addr::new(c.daddr[0], c.daddr[1], c.daddr[2], c.daddr[3]);
     // The IPv4 header parse validated (the connection is IPv4).
     let Some(inner) = p.ip(pkt.data_mut()) else {
@@ -68,7 +84,71 @@ pub(crate) fn transmit(
     }
 }
 
-/// The XDP program's rewrite for this server (IPv4 only: IPIP carries IPv4).
+/// IPv6 in IPv6.
+fn transmit_v6(
+    pkt: &mut PacketBuf<'_>,
+    p: &Parsed,
+    c: &Conn,
+    to: &ToServer,
+    ctx: &mut Ctx<'_>,
+    src: Ipv6Addr,
+) -> Verdict {
+    let Some(inner) = p.ip(pkt.data_mut()) else {
+        return Verdict::Drop(DropReason::Malformed);
+    };
+    let traffic_class = ipv6::Packet::new_unchecked(&*inner).traffic_class();
+    if p.ip_len + ipip::OVERHEAD_V6 > usize::from(to.egress.mtu) {
+        let mtu = to.egress.mtu.saturating_sub(ipip::OVERHEAD_V6 as u16);
+        return too_big_v6(pkt, p, mtu, ctx);
+    }
+    if !pkt.push_front(ipip::OVERHEAD_V6) {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    }
+    let l2_len = p.l2_len;
+    let data = pkt.data_mut();
+    data.copy_within(ipip::OVERHEAD_V6..ipip::OVERHEAD_V6 + l2_len, 0);
+    let dst = Ipv6Addr::from(c.daddr);
+    if ipip::emit_outer_v6(
+        &mut data[l2_len..],
+        src,
+        dst,
+        traffic_class,
+        p.ip_len,
+        OUTER_TTL,
+    )
+    .is_err()
+    {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    pkt.truncate(l2_len + ipip::OVERHEAD_V6 + p.ip_len);
+    super::send(pkt, &to.egress, to.mac)
+}
+
+/// ICMPv6 "packet too big" back to the client, out of the interface the
+/// packet came in on.
+fn too_big_v6(pkt: &mut PacketBuf<'_>, p: &Parsed, mtu: u16, ctx: &mut Ctx<'_>) -> Verdict {
+    let cause = DropReason::FragNeeded;
+    let Some(mac) = ctx.snapshot.interface(p.ingress).map(|i| i.mac) else {
+        return Verdict::Drop(cause);
+    };
+    match reply::icmpv6_error(
+        pkt,
+        p.l2_len,
+        mac,
+        icmpv6::PACKET_TOO_BIG,
+        0,
+        u32::from(mtu),
+    ) {
+        Ok(()) => Verdict::Reply {
+            egress: p.ingress,
+            cause,
+        },
+        Err(r) => Verdict::Drop(r),
+    }
+}
+
+/// The XDP program's rewrite for this server (IPv4 only: IPIP carries IPv4;
+/// IPv6 tunnels take the slow path).
 pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
     let src = to.egress.source_v4?;
     if c.v6() {
