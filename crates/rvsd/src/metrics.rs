@@ -750,6 +750,7 @@ mod tests {
                 drop_rate: 10,
                 secure_tcp_active: false,
             }),
+            sysctl: None,
             fwmark_rules: Vec::new(),
         };
         let mut w = Report::default();

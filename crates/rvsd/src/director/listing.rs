@@ -92,9 +92,14 @@ impl Director {
         c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
         let defense = Some(self.defense_status(&report));
+        let sysctl = Some(rvs_api::SysctlStatus {
+            sloppy_tcp: self.config.sloppy_tcp,
+            sloppy_sctp: self.config.sloppy_sctp,
+        });
         Listing {
             sync_daemons: self.sync.status(),
             defense,
+            sysctl,
             health: self
                 .health
                 .statuses()
