@@ -364,6 +364,10 @@ pub struct SysctlSettings {
     /// The same for SCTP (kept until RVS balances SCTP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sloppy_sctp: Option<bool>,
+    /// A sync master sends templates in place of the connections they
+    /// control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_persist_mode: Option<bool>,
 }
 
 /// The sysctls outside the defence as they stand (`rvsadm -L --sysctl`;
@@ -375,6 +379,10 @@ pub struct SysctlStatus {
     pub sloppy_tcp: bool,
     /// The same for SCTP (no effect until RVS balances SCTP).
     pub sloppy_sctp: bool,
+    /// A sync master sends templates in place of the connections they
+    /// control.
+    #[serde(default)]
+    pub sync_persist_mode: bool,
 }
 
 /// The SYN-flood defence as it stands (`rvsadm -L --defense`).
@@ -656,6 +664,7 @@ mod tests {
             am_droprate: Some(1),
             sloppy_tcp: Some(false),
             sloppy_sctp: Some(false),
+            sync_persist_mode: Some(false),
         };
         let v = serde_json::to_value(all).unwrap();
         let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();

@@ -252,6 +252,11 @@ pub struct Config {
     /// INIT. Kept and listed; it takes effect when RVS balances SCTP
     /// (not yet).
     pub sloppy_sctp: bool,
+    /// IPVS's `sync_persist_mode`: a sync master sends a connection that a
+    /// persistence template controls only as its template, to cut sync
+    /// traffic; a backup then schedules its packets by the template,
+    /// mid-flow ones with `sloppy_tcp`.
+    pub sync_persist_mode: bool,
 }
 
 /// IPVS's defence strategies against connection-table exhaustion (the
@@ -337,6 +342,7 @@ impl Default for Config {
             defense: Defense::default(),
             sloppy_tcp: false,
             sloppy_sctp: false,
+            sync_persist_mode: false,
         }
     }
 }

@@ -530,6 +530,7 @@ pub(crate) fn sysctls(l: &Listing) -> String {
             "secure_tcp" => u32::from(d.secure_tcp),
             "sloppy_sctp" => u32::from(s.sloppy_sctp),
             "sloppy_tcp" => u32::from(s.sloppy_tcp),
+            "sync_persist_mode" => u32::from(s.sync_persist_mode),
             _ => continue,
         };
         out.push_str(&format!("{} = {value}\n", def.name));

@@ -995,6 +995,7 @@ fn set_sysctl(
         "am_droprate" => s.am_droprate.replace(value).is_some(),
         "sloppy_tcp" => s.sloppy_tcp.replace(on).is_some(),
         "sloppy_sctp" => s.sloppy_sctp.replace(on).is_some(),
+        "sync_persist_mode" => s.sync_persist_mode.replace(on).is_some(),
         other => return fail(format!("--{option} {other}: rvsadm cannot set it yet")),
     };
     if slot_taken {

@@ -59,6 +59,7 @@ fn fake() -> FakeHandler {
         sysctl: Some(rvs_api::SysctlStatus {
             sloppy_tcp: true,
             sloppy_sctp: false,
+            sync_persist_mode: false,
         }),
         services: vec![ServiceStatus {
             spec: ServiceSpec {
@@ -588,7 +589,7 @@ fn sysctl_set_and_list() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "am_droprate = 10\namemthresh = 1024\ndrop_entry = 2\ndrop_packet = 0\n\
-         secure_tcp = 3\nsloppy_sctp = 0\nsloppy_tcp = 1\n"
+         secure_tcp = 3\nsloppy_sctp = 0\nsloppy_tcp = 1\nsync_persist_mode = 0\n"
     );
     let before = served.handler.seen().len();
     let out = rvsadm(&path, &["--sysctl", "sloppy_tcp=2"]);

@@ -95,6 +95,7 @@ pub(crate) fn engine_config(
         defense: defense(file),
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
+        sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
     };
     Ok((config, plan))
 }
@@ -525,8 +526,10 @@ scheduler = "rr"
         let c = parse("[sysctl]\nsloppy_tcp = 1\n").unwrap();
         assert!(sysctl_switch(&c, |s| s.sloppy_tcp));
         assert!(!sysctl_switch(&c, |s| s.sloppy_sctp));
-        let c = parse("[sysctl]\nsloppy_tcp = 0\nsloppy_sctp = 1\n").unwrap();
+        let c =
+            parse("[sysctl]\nsloppy_tcp = 0\nsloppy_sctp = 1\nsync_persist_mode = 1\n").unwrap();
         assert!(!sysctl_switch(&c, |s| s.sloppy_tcp));
+        assert!(sysctl_switch(&c, |s| s.sync_persist_mode));
         assert!(sysctl_switch(&c, |s| s.sloppy_sctp));
         let e = parse("[sysctl]\nsloppy_tcp = 2\n").unwrap_err().to_string();
         assert!(

@@ -85,6 +85,9 @@ pub struct Sysctl {
     pub sloppy_tcp: Option<Switch>,
     /// The same for SCTP, kept until RVS balances SCTP (0 or 1).
     pub sloppy_sctp: Option<Switch>,
+    /// A sync master sends templates in place of the connections they
+    /// control (0 or 1).
+    pub sync_persist_mode: Option<Switch>,
 }
 
 /// A sysctl that is 0 (off) or 1 (on), as the kernel writes it; `true`
@@ -406,6 +409,7 @@ mod tests {
             Some(Sysctl {
                 sloppy_tcp: Some(Switch(true)),
                 sloppy_sctp: Some(Switch(false)),
+                sync_persist_mode: None,
             })
         );
         let c = Config::parse(&format!("{base}[sysctl]\nsloppy_tcp = true\n")).unwrap();

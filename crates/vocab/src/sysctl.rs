@@ -42,7 +42,7 @@ pub const DEFENSE_TABLE: &str = "defense";
 pub const SYSCTL_TABLE: &str = "sysctl";
 
 /// Every sysctl RVS takes, in the kernel's alphabetical listing order.
-pub const SYSCTLS: [Sysctl; 7] = [
+pub const SYSCTLS: [Sysctl; 8] = [
     Sysctl {
         name: "am_droprate",
         table: DEFENSE_TABLE,
@@ -91,6 +91,13 @@ pub const SYSCTLS: [Sysctl; 7] = [
         values: Values::Switch,
         default: 0,
         help: "schedule a TCP segment of an unknown connection that is not a SYN (never a RST)",
+    },
+    Sysctl {
+        name: "sync_persist_mode",
+        table: SYSCTL_TABLE,
+        values: Values::Switch,
+        default: 0,
+        help: "a sync master sends a connection controlled by a persistence template as the template only",
     },
 ];
 
@@ -234,7 +241,7 @@ mod tests {
         assert_eq!(
             e("sloppy_udp=1", None),
             "sloppy_udp: unknown key; use one of am_droprate, amemthresh, drop_entry, \
-             drop_packet, secure_tcp, sloppy_sctp, sloppy_tcp"
+             drop_packet, secure_tcp, sloppy_sctp, sloppy_tcp, sync_persist_mode"
         );
         assert_eq!(
             e("sloppy_tcp=1", Some(DEFENSE_TABLE)),

@@ -1373,8 +1373,9 @@ fn sysctl_settings_and_listing() {
     );
     // Every sysctl by --sysctl, the defence's too, mixed with --defense.
     assert_eq!(
-        cmd("--sysctl=sloppy_tcp=0 --sysctl sloppy_sctp=1 --sysctl drop_entry=3 --defense amemthresh=9"),
+        cmd("--sysctl=sloppy_tcp=0 --sysctl sloppy_sctp=1 --sysctl drop_entry=3 --defense amemthresh=9 --sysctl sync_persist_mode=1"),
         Command::SetSysctl(SysctlSettings {
+            sync_persist_mode: Some(true),
             sloppy_tcp: Some(false),
             sloppy_sctp: Some(true),
             drop_entry: Some(3),
@@ -1402,7 +1403,7 @@ fn sysctl_settings_and_listing() {
     assert_eq!(
         err("--sysctl sloppy=1"),
         "--sysctl sloppy: unknown key; use one of am_droprate, amemthresh, drop_entry, \
-         drop_packet, secure_tcp, sloppy_sctp, sloppy_tcp"
+         drop_packet, secure_tcp, sloppy_sctp, sloppy_tcp, sync_persist_mode"
     );
     // --defense keeps to the defence's keys.
     assert!(err("--defense sloppy_tcp=1").contains("unknown key; use one of am_droprate"));

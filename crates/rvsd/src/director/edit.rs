@@ -157,6 +157,7 @@ impl Draft {
             defense: base.defense,
             sloppy_tcp: base.sloppy_tcp,
             sloppy_sctp: base.sloppy_sctp,
+            sync_persist_mode: base.sync_persist_mode,
         };
         let services: Vec<Option<Entry>> = base
             .services
@@ -289,6 +290,7 @@ impl Draft {
             Command::SetSysctl(set) => {
                 rest.sloppy_tcp = set.sloppy_tcp.unwrap_or(rest.sloppy_tcp);
                 rest.sloppy_sctp = set.sloppy_sctp.unwrap_or(rest.sloppy_sctp);
+                rest.sync_persist_mode = set.sync_persist_mode.unwrap_or(rest.sync_persist_mode);
                 let d = &mut rest.defense;
                 d.drop_entry = set.drop_entry.unwrap_or(d.drop_entry);
                 d.drop_packet = set.drop_packet.unwrap_or(d.drop_packet);

@@ -95,6 +95,7 @@ impl Director {
         let sysctl = Some(rvs_api::SysctlStatus {
             sloppy_tcp: self.config.sloppy_tcp,
             sloppy_sctp: self.config.sloppy_sctp,
+            sync_persist_mode: self.config.sync_persist_mode,
         });
         Listing {
             sync_daemons: self.sync.status(),
