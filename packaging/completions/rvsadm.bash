@@ -19,7 +19,7 @@ _rvsadm() {
             return ;;
         --sysctl)
             compopt -o nospace 2>/dev/null
-            COMPREPLY=($(compgen -W "am_droprate= amemthresh= drop_entry= drop_packet= secure_tcp= sloppy_sctp= sloppy_tcp=" -- "$cur"))
+            COMPREPLY=($(compgen -W "am_droprate= amemthresh= drop_entry= drop_packet= secure_tcp= sloppy_sctp= sloppy_tcp= sync_persist_mode=" -- "$cur"))
             return ;;
         --defense)
             compopt -o nospace 2>/dev/null

@@ -77,7 +77,9 @@ RVS SYN-flood defence (IPVS's /proc/sys/net/ipv4/vs sysctls of the same names):
   -L --defense                list the defence's modes, state and counters
 RVS IPVS sysctls (/proc/sys/net/ipv4/vs names; the defence's above too):
   --sysctl key=value          set sloppy_tcp (0|1: schedule mid-flow TCP segments of
-                              unknown connections), sloppy_sctp (0|1), or a defence key
+                              unknown connections), sloppy_sctp (0|1), sync_persist_mode
+                              (0|1: sync templates, not the connections they control),
+                              or a defence key
   -L --sysctl                 list every sysctl's value
 
 virtual-service:
