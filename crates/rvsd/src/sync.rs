@@ -192,7 +192,7 @@ impl Backup {
         };
         let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
         s.set_reuse_address(true)?;
-        if let IpAddr::V6(_) = group {
+        if group.is_ipv6() {
             s.set_only_v6(true)?;
         }
         s.bind(&group_addr(d, ifindex).into())?;
