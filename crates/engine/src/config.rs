@@ -249,8 +249,8 @@ pub struct Config {
     /// configuration every director picks the same real server.
     pub sloppy_tcp: bool,
     /// IPVS's `sloppy_sctp`, the same for SCTP packets that are not an
-    /// INIT. Kept and listed; it takes effect when RVS balances SCTP
-    /// (not yet).
+    /// INIT (never an ABORT). Kept and listed; it takes effect when RVS
+    /// balances SCTP (not yet).
     pub sloppy_sctp: bool,
     /// IPVS's `sync_persist_mode`: a sync master sends a connection that a
     /// persistence template controls only as its template, to cut sync

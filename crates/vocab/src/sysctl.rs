@@ -83,7 +83,7 @@ pub const SYSCTLS: [Sysctl; 8] = [
         table: SYSCTL_TABLE,
         values: Values::Switch,
         default: 0,
-        help: "schedule an SCTP packet of an unknown connection that is not an INIT (when RVS balances SCTP)",
+        help: "schedule an SCTP packet of an unknown connection that is not an INIT (never an ABORT; when RVS balances SCTP)",
     },
     Sysctl {
         name: "sloppy_tcp",
