@@ -33,6 +33,8 @@ struct Setup {
     udp: bool,
     persistent: bool,
     fast_path: bool,
+    /// Mid-flow segments of unknown connections are scheduled.
+    sloppy_tcp: bool,
     weights: [u8; 3],
     max_conns: u8,
 }
@@ -135,6 +137,7 @@ fn config(s: &Setup) -> Config {
         }],
         max_connections: u32::from(s.max_conns % 16) + 1,
         fast_path: s.fast_path,
+        sloppy_tcp: s.sloppy_tcp,
         ..Config::default()
     }
 }

@@ -37,9 +37,9 @@ pub use server::{
     ReadOnlyGroup, SocketFile,
 };
 pub use types::{
-    Command, ConnectionEntry, DefenseSettings, DefenseStatus, DestSpec, DestStatus, Family,
-    ForwardMethod, FwmarkRuleSpec, HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec,
-    ServiceStatus, Stats, SyncDaemonStatus, Timeouts,
+    Command, ConnectionEntry, DefenseStatus, DestSpec, DestStatus, Family, ForwardMethod,
+    FwmarkRuleSpec, HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
+    SyncDaemonStatus, SysctlSettings, SysctlStatus, Timeouts,
 };
 
 /// Where rvsd listens unless told otherwise.

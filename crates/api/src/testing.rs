@@ -218,5 +218,6 @@ pub fn empty_listing() -> Listing {
         config_diverged: false,
         sync_daemons: Vec::new(),
         defense: None,
+        sysctl: None,
     }
 }

@@ -329,18 +329,20 @@ pub enum Command {
     /// `--stop-daemon`: stop the master or backup sync daemon; error if it
     /// does not run.
     StopDaemon(rvs_vocab::SyncRole),
-    /// `--defense KEY=VALUE` (RVS): change the SYN-flood defence settings
-    /// named (IPVS's sysctls of the same names); the others stay.
-    SetDefense(DefenseSettings),
+    /// `--sysctl KEY=VALUE` and `--defense KEY=VALUE` (RVS): change the
+    /// IPVS sysctls named (`rvs_vocab::sysctl`); the others stay. Older
+    /// clients' `set_defense` reads as this.
+    #[serde(alias = "set_defense")]
+    SetSysctl(SysctlSettings),
 }
 
-/// The defence settings a [`Command::SetDefense`] changes; `None` keeps one.
-/// Modes are 0 (off), 1 or 2 (automatic) and 3 (always), as the kernel's
-/// `drop_entry`, `drop_packet` and `secure_tcp` sysctls; `amemthresh` is a
-/// count of free connection-table entries.
+/// The sysctls a [`Command::SetSysctl`] changes, by the kernel's names;
+/// `None` keeps one. Defence modes are 0 (off), 1 or 2 (automatic) and 3
+/// (always), as the kernel's `drop_entry`, `drop_packet` and `secure_tcp`;
+/// `amemthresh` is a count of free connection-table entries.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub struct DefenseSettings {
+pub struct SysctlSettings {
     /// Drop random half-open entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_entry: Option<u8>,
@@ -356,6 +358,31 @@ pub struct DefenseSettings {
     /// drop_packet mode 3's rate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub am_droprate: Option<u32>,
+    /// Schedule mid-flow TCP segments of unknown connections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sloppy_tcp: Option<bool>,
+    /// The same for SCTP (kept until RVS balances SCTP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sloppy_sctp: Option<bool>,
+    /// A sync master sends templates in place of the connections they
+    /// control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_persist_mode: Option<bool>,
+}
+
+/// The sysctls outside the defence as they stand (`rvsadm -L --sysctl`;
+/// the defence's are in [`DefenseStatus`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub struct SysctlStatus {
+    /// Mid-flow TCP segments of unknown connections are scheduled.
+    pub sloppy_tcp: bool,
+    /// The same for SCTP (no effect until RVS balances SCTP).
+    pub sloppy_sctp: bool,
+    /// A sync master sends templates in place of the connections they
+    /// control.
+    #[serde(default)]
+    pub sync_persist_mode: bool,
 }
 
 /// The SYN-flood defence as it stands (`rvsadm -L --defense`).
@@ -498,6 +525,9 @@ pub struct Listing {
     /// The SYN-flood defence; `None` from older daemons.
     #[serde(default)]
     pub defense: Option<DefenseStatus>,
+    /// The other sysctls; `None` from older daemons.
+    #[serde(default)]
+    pub sysctl: Option<SysctlStatus>,
     /// Running sync daemons (`-L --daemon`).
     #[serde(default)]
     pub sync_daemons: Vec<SyncDaemonStatus>,
@@ -587,24 +617,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn set_defense_names_only_what_changes_and_refuses_unknown_keys() {
-        let c = Command::SetDefense(DefenseSettings {
+    fn set_sysctl_names_only_what_changes_and_refuses_unknown_keys() {
+        let c = Command::SetSysctl(SysctlSettings {
             drop_entry: Some(1),
             amemthresh: Some(500),
-            ..DefenseSettings::default()
+            sloppy_tcp: Some(true),
+            ..SysctlSettings::default()
         });
         let j = serde_json::to_string(&c).unwrap();
-        assert_eq!(j, r#"{"set_defense":{"drop_entry":1,"amemthresh":500}}"#);
+        assert_eq!(
+            j,
+            r#"{"set_sysctl":{"drop_entry":1,"amemthresh":500,"sloppy_tcp":true}}"#
+        );
         assert_eq!(serde_json::from_str::<Command>(&j).unwrap(), c);
-        let e =
-            serde_json::from_str::<Command>(r#"{"set_defense":{"drop_entrys":1}}"#).unwrap_err();
+        // An older rvsadm's command.
+        assert_eq!(
+            serde_json::from_str::<Command>(r#"{"set_defense":{"drop_entry":1}}"#).unwrap(),
+            Command::SetSysctl(SysctlSettings {
+                drop_entry: Some(1),
+                ..SysctlSettings::default()
+            })
+        );
+        let e = serde_json::from_str::<Command>(r#"{"set_sysctl":{"drop_entrys":1}}"#).unwrap_err();
         assert!(e.to_string().contains("drop_entrys"), "{e}");
         let e =
-            serde_json::from_str::<Command>(r#"{"set_defense":{"secure_tcp":256}}"#).unwrap_err();
+            serde_json::from_str::<Command>(r#"{"set_sysctl":{"secure_tcp":256}}"#).unwrap_err();
         assert!(e.to_string().contains("256"), "{e}");
-        // A listing without the field (an older daemon) reads as None.
+        let e = serde_json::from_str::<Command>(r#"{"set_sysctl":{"sloppy_tcp":2}}"#).unwrap_err();
+        assert!(
+            e.to_string().contains("sloppy_tcp") || e.to_string().contains("boolean"),
+            "{e}"
+        );
+        // A listing without the fields (an older daemon) reads as None.
         let l: Listing = serde_json::from_str(r#"{"conn_table_size":1,"services":[]}"#).unwrap();
-        assert_eq!(l.defense, None);
+        assert_eq!((l.defense, l.sysctl), (None, None));
+    }
+
+    /// Every sysctl rvs_vocab names is a key of the command, and no other.
+    #[test]
+    fn set_sysctl_keys_are_the_vocabulary_s_sysctls() {
+        let all = SysctlSettings {
+            drop_entry: Some(0),
+            drop_packet: Some(0),
+            secure_tcp: Some(0),
+            amemthresh: Some(0),
+            am_droprate: Some(1),
+            sloppy_tcp: Some(false),
+            sloppy_sctp: Some(false),
+            sync_persist_mode: Some(false),
+        };
+        let v = serde_json::to_value(all).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        let names: Vec<&str> = rvs_vocab::sysctl::SYSCTLS.iter().map(|s| s.name).collect();
+        assert_eq!(keys, names);
     }
 
     #[test]

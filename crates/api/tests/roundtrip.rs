@@ -55,6 +55,7 @@ fn sample() -> Listing {
             maxlen: 1472,
         }],
         defense: None,
+        sysctl: None,
         services: vec![
             ServiceStatus {
                 spec: ServiceSpec {

@@ -241,6 +241,22 @@ pub struct Config {
     /// SYN-flood defence: IPVS's strategies (`drop_entry`, `drop_packet`,
     /// `secure_tcp`) with their sysctl semantics.
     pub defense: Defense,
+    /// IPVS's `sloppy_tcp`: a TCP packet to a service that belongs to no
+    /// known connection and is not a SYN (nor a RST, which never creates
+    /// one) is scheduled as a first packet instead of dropped, so a
+    /// director that takes over a flow mid-way (a restart, a failover, an
+    /// ECMP change) forwards it; with `mh` or `sh` and the same
+    /// configuration every director picks the same real server.
+    pub sloppy_tcp: bool,
+    /// IPVS's `sloppy_sctp`, the same for SCTP packets that are not an
+    /// INIT (never an ABORT). Kept and listed; it takes effect when RVS
+    /// balances SCTP (not yet).
+    pub sloppy_sctp: bool,
+    /// IPVS's `sync_persist_mode`: a sync master sends a connection that a
+    /// persistence template controls only as its template, to cut sync
+    /// traffic; a backup then schedules its packets by the template,
+    /// mid-flow ones with `sloppy_tcp`.
+    pub sync_persist_mode: bool,
 }
 
 /// IPVS's defence strategies against connection-table exhaustion (the
@@ -324,6 +340,9 @@ impl Default for Config {
             max_connections: 1 << 20,
             fast_path: true,
             defense: Defense::default(),
+            sloppy_tcp: false,
+            sloppy_sctp: false,
+            sync_persist_mode: false,
         }
     }
 }

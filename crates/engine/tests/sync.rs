@@ -257,3 +257,68 @@ fn entries_this_director_cannot_place_are_refused() {
     assert_eq!(b.engine.connection_count(), 0);
     assert_eq!(b.engine.counters().sync_received, 0);
 }
+
+/// A client → VIP:80 segment from another client address.
+fn from_other(n: u8, port: u16, flags: Flags) -> Vec<u8> {
+    let addr = format!("10.0.1.{}", 100 + n);
+    tcp_frame(ROUTER_MAC, FRONT_MAC, (&addr, port), (VIP, 80), flags, b"")
+}
+
+#[test]
+fn sync_persist_mode_sends_templates_only_and_a_sloppy_backup_follows_them() {
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1, 1, 1]);
+    cfg.services[0].persistence = Some(Persistence {
+        timeout: 300,
+        prefix_len: 32,
+    });
+    let is_template = |e: &SyncConn| e.flags & flags::TEMPLATE != 0;
+    // Mode 0: the connection and its template.
+    let mut m0 = master(cfg.clone());
+    m0.run(&from_client(40000, SYN, b""), FRONT);
+    m0.run(&from_client(40000, ACK, b""), FRONT);
+    let e0 = sent(&mut m0);
+    assert!(e0.iter().any(is_template) && e0.iter().any(|e| !is_template(e)));
+
+    // Mode 1: two other clients first, so the client's server is not the
+    // one a fresh rr would pick.
+    let mut m = master(Config {
+        sync_persist_mode: true,
+        ..cfg.clone()
+    });
+    for n in 0..2 {
+        m.run(&from_other(n, 30000, SYN), FRONT);
+        m.run(&from_other(n, 30000, ACK), FRONT);
+    }
+    let (_, out) = m.run(&from_client(40000, SYN, b""), FRONT);
+    let server = server_of(check(&out).dst_mac);
+    m.run(&from_client(40000, ACK, b""), FRONT);
+    m.run(&from_client(40000, FINACK, b""), FRONT);
+    let entries = over_the_wire(&sent(&mut m));
+    assert!(
+        !entries.is_empty() && entries.iter().all(is_template),
+        "templates only: {entries:?}"
+    );
+
+    // A backup without sloppy_tcp has no connection to forward the
+    // client's next segment by; with it, the template schedules it.
+    for sloppy in [false, true] {
+        let mut b = Director::new(Config {
+            sloppy_tcp: sloppy,
+            ..cfg.clone()
+        });
+        for e in &entries {
+            b.engine.apply_sync(b.now, e).unwrap();
+        }
+        let (v, out) = b.run(&from_client(40001, ACK, b"x"), FRONT);
+        if sloppy {
+            assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+            assert_eq!(
+                server_of(check(&out).dst_mac),
+                server,
+                "the template's server"
+            );
+        } else {
+            assert_eq!(v, Verdict::Drop(rvs_engine::DropReason::NoConnection));
+        }
+    }
+}

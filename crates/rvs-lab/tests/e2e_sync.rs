@@ -33,6 +33,13 @@ fn sync_daemon(role: &str, iface: &str) -> String {
     )
 }
 
+/// The IPv6 group of the IPv6 test (the kernel has no default one).
+const GROUP6: &str = "ff02::8:81";
+
+fn sync_daemon6(role: &str, iface: &str) -> String {
+    format!("{}mcast_group = \"{GROUP6}\"\n", sync_daemon(role, iface))
+}
+
 /// The backup rvsd, killed on drop.
 struct Backup {
     child: Child,
@@ -92,6 +99,50 @@ fn send_raw(lab_dir_ns: &str, datagram: Vec<u8>) {
     });
 }
 
+/// The second director's rvsd in `dir2`, with the lab's NAT service and
+/// `daemon` (its `[[sync_daemon]]`); returns once it is ready.
+fn spawn_backup(lab: &rvs_lab::Lab, dir2: &str, daemon: &str) -> Backup {
+    let tmp = lab.dir().join("backup");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let config = tmp.join("rvsd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "interfaces = [\"sync1\"]\n{}{daemon}",
+            common::rr_service("nat", &[1, 2, 3]),
+        ),
+    )
+    .unwrap();
+    let socket = tmp.join("rvsd.sock");
+    let log = tmp.join("rvsd.log");
+    let bins = common::binaries();
+    let child = rvs_netns::command(
+        dir2,
+        &[
+            bins.rvsd.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--socket",
+            socket.to_str().unwrap(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(std::fs::File::create(&log).unwrap())
+    .spawn()
+    .expect("starting the backup rvsd");
+    let backup = Backup { child, log, socket };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !backup.log().contains("rvsd: ready") {
+        assert!(
+            Instant::now() < deadline,
+            "backup not ready:\n{}",
+            backup.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    backup
+}
+
 #[test]
 fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
     let spec = common::lab_spec(Mode::Nat, 2);
@@ -117,45 +168,7 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
                 sync_daemon("master", "sync0")
             ),
         );
-        let tmp = lab.dir().join("backup");
-        std::fs::create_dir_all(&tmp).unwrap();
-        let config = tmp.join("rvsd.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "interfaces = [\"sync1\"]\n{}{}",
-                common::rr_service("nat", &[1, 2, 3]),
-                sync_daemon("backup", "sync1")
-            ),
-        )
-        .unwrap();
-        let socket = tmp.join("rvsd.sock");
-        let log = tmp.join("rvsd.log");
-        let bins = common::binaries();
-        let child = rvs_netns::command(
-            &dir2,
-            &[
-                bins.rvsd.to_str().unwrap(),
-                "--config",
-                config.to_str().unwrap(),
-                "--socket",
-                socket.to_str().unwrap(),
-            ],
-        )
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("starting the backup rvsd");
-        let backup = Backup { child, log, socket };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !backup.log().contains("rvsd: ready") {
-            assert!(
-                Instant::now() < deadline,
-                "backup not ready:\n{}",
-                backup.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let backup = spawn_backup(lab, &dir2, &sync_daemon("backup", "sync1"));
         assert_eq!(
             master.rvsadm(&["-L", "--daemon"]),
             "master sync daemon (mcast=sync0, syncid=7, maxlen=1472, group=224.0.0.81, port=8848, ttl=1)\n"
@@ -273,6 +286,113 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
             get(&b, "sync_installed")
         );
         assert!(get(&b, "sync_installed") >= 10);
+        master.stop();
+        drop(backup);
+        drop(bed);
+    });
+}
+
+/// Waits until `dev` in `ns` has an IPv6 link-local address past duplicate
+/// address detection (multicast needs a source address).
+fn wait_ipv6_ready(ns: &str, dev: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = rvs_netns::ip(ns, &["-6", "addr", "show", "dev", dev]).unwrap_or_default();
+        if out.contains("inet6 fe80") && !out.contains("tentative") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{dev} in {ns} has no usable IPv6 link-local address:\n{out}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The same sync over an IPv6 multicast group, as the kernel takes one
+/// (`--mcast-group ff02::8:81`: the sockets follow the group's family).
+/// Load: `wrk -t1 -c4` for 4 s.
+#[test]
+fn sync_runs_over_an_ipv6_multicast_group() {
+    let spec = common::lab_spec(Mode::Nat, 1);
+    common::with_lab("sync6", spec, |lab| {
+        let mut bed = Bed::new();
+        let dir2 = bed.add("dir2");
+        let dir = lab.ns("dir");
+        // The lab switches IPv6 off in its namespaces; the sync link has it.
+        lab.exec(
+            "dir",
+            &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0"],
+        )
+        .expect("enabling IPv6 for the sync link");
+        Veth::new(
+            End::new(&dir, "sync0").addr("10.250.0.1/24"),
+            End::new(&dir2, "sync1").addr("10.250.0.2/24"),
+        )
+        .up()
+        .create()
+        .unwrap_or_else(|e| panic!("{e}"));
+        lab.exec(
+            "dir",
+            &["sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1"],
+        )
+        .expect("restoring the lab's default");
+        bed.ip(&dir2, &["route", "add", "10.0.2.0/24", "via", "10.250.0.1"]);
+        wait_ipv6_ready(&dir, "sync0");
+        wait_ipv6_ready(&dir2, "sync1");
+
+        let master = Daemon::start(
+            lab,
+            &format!(
+                "{}{}",
+                common::rr_service("nat", &[1, 2, 3]),
+                sync_daemon6("master", "sync0")
+            ),
+        );
+        let backup = spawn_backup(lab, &dir2, &sync_daemon6("backup", "sync1"));
+        assert_eq!(
+            master.rvsadm(&["-L", "--daemon"]),
+            format!(
+                "master sync daemon (mcast=sync0, syncid=7, maxlen=1452, group={GROUP6}, port=8848, ttl=1)\n"
+            ),
+            "the IPv6 and UDP headers take 48 bytes of the MTU"
+        );
+        assert!(backup
+            .rvsadm(&["-L", "--daemon"])
+            .contains(&format!("group={GROUP6}, port=8848")));
+
+        let wrk = lab
+            .spawn(
+                "client",
+                &["wrk", "-t1", "-c4", "-d4s", &format!("http://{VIP}/")],
+            )
+            .expect("starting wrk");
+        std::thread::sleep(Duration::from_secs(2));
+        let established: BTreeSet<_> = conns(&master.rvsadm(&["-Lnc"]))
+            .into_iter()
+            .filter(|c| c.0 == "ESTABLISHED")
+            .collect();
+        assert!(established.len() >= 4, "wrk's connections: {established:?}");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut on_backup = conns(&backup.rvsadm(&["-Lnc"]));
+        while !established.is_subset(&on_backup) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            on_backup = conns(&backup.rvsadm(&["-Lnc"]));
+        }
+        assert!(
+            established.is_subset(&on_backup),
+            "not synced over {GROUP6}: {:?}\nbackup log:\n{}",
+            established.difference(&on_backup).collect::<Vec<_>>(),
+            backup.log()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while wrk.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
+        assert!(status.success(), "wrk: {out}");
+        let b = counters_of(&get_listing(&backup.socket));
+        assert!(b.get("sync_installed").copied().unwrap_or(0) >= 4, "{b:?}");
         master.stop();
         drop(backup);
         drop(bed);

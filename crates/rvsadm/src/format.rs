@@ -513,6 +513,31 @@ pub(crate) fn defense(l: &Listing) -> String {
     out
 }
 
+/// `rvsadm -L --sysctl` (RVS): every IPVS sysctl RVS takes, one
+/// `name = value` a line in the kernel's order, as `sysctl net.ipv4.vs`
+/// prints them (defence modes live, as there).
+pub(crate) fn sysctls(l: &Listing) -> String {
+    let (Some(d), Some(s)) = (&l.defense, &l.sysctl) else {
+        return "sysctls: not reported by this rvsd\n".into();
+    };
+    let mut out = String::new();
+    for def in rvs_vocab::sysctl::SYSCTLS {
+        let value = match def.name {
+            "am_droprate" => d.am_droprate,
+            "amemthresh" => d.amemthresh,
+            "drop_entry" => u32::from(d.drop_entry),
+            "drop_packet" => u32::from(d.drop_packet),
+            "secure_tcp" => u32::from(d.secure_tcp),
+            "sloppy_sctp" => u32::from(s.sloppy_sctp),
+            "sloppy_tcp" => u32::from(s.sloppy_tcp),
+            "sync_persist_mode" => u32::from(s.sync_persist_mode),
+            _ => continue,
+        };
+        out.push_str(&format!("{} = {value}\n", def.name));
+    }
+    out
+}
+
 /// `ipvsadm -L --timeout`.
 /// `-L --daemon`: one line per running sync daemon, as ipvsadm prints them.
 pub(crate) fn daemons(d: &[rvs_api::SyncDaemonStatus]) -> String {

@@ -45,6 +45,8 @@ Usage:
   {p} --reload
   {p} --defense key=value [--defense key=value ...]
   {p} -L --defense
+  {p} --sysctl key=value [--sysctl key=value ...]
+  {p} -L --sysctl
   {p} -h
 
 Commands:
@@ -73,6 +75,12 @@ RVS SYN-flood defence (IPVS's /proc/sys/net/ipv4/vs sysctls of the same names):
   --defense key=value         set drop_entry, drop_packet, secure_tcp (0 off, 1|2 auto,
                               3 always), amemthresh (free connection entries), am_droprate
   -L --defense                list the defence's modes, state and counters
+RVS IPVS sysctls (/proc/sys/net/ipv4/vs names; the defence's above too):
+  --sysctl key=value          set sloppy_tcp (0|1: schedule mid-flow TCP segments of
+                              unknown connections), sloppy_sctp (0|1), sync_persist_mode
+                              (0|1: sync templates, not the connections they control),
+                              or a defence key
+  -L --sysctl                 list every sysctl's value
 
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
@@ -243,6 +251,9 @@ fn run(program: &str, inv: parse::Invocation) -> anyhow::Result<ExitCode> {
             }
             if req.defense {
                 return print(&format::defense(&listing));
+            }
+            if req.sysctl {
+                return print(&format::sysctls(&listing));
             }
             match format::listing(&listing, &req, names) {
                 Ok(text) => print(&text),

@@ -11,10 +11,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use rvs_api::{
-    Command, DefenseSettings, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol,
-    ServiceKey, ServiceSpec,
+    Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
+    SysctlSettings,
 };
-use rvs_vocab::sched;
+use rvs_vocab::{sched, sysctl};
 use rvs_vocab::{SyncDaemon, SyncRole};
 
 /// ipvsadm's default persistence timeout (`-p` without a value).
@@ -62,6 +62,8 @@ pub(crate) struct ListRequest {
     pub(crate) daemon: bool,
     /// `--defense` (RVS): the SYN-flood defence instead of the services.
     pub(crate) defense: bool,
+    /// `--sysctl` (RVS): every IPVS sysctl's value instead of the services.
+    pub(crate) sysctl: bool,
 }
 
 /// One invocation's intent.
@@ -128,7 +130,7 @@ enum Cmd {
     Reload,
     StartDaemon,
     StopDaemon,
-    Defense,
+    Sysctl,
 }
 
 impl Cmd {
@@ -153,7 +155,7 @@ impl Cmd {
             Cmd::Reload => "reload",
             Cmd::StartDaemon => "start-daemon",
             Cmd::StopDaemon => "stop-daemon",
-            Cmd::Defense => "defense",
+            Cmd::Sysctl => "sysctl",
         }
     }
 }
@@ -194,9 +196,10 @@ enum Opt {
     Ports,
     MarkRules,
     Defense,
+    Sysctl,
 }
 
-const OPTS: [Opt; 31] = [
+const OPTS: [Opt; 32] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -228,6 +231,7 @@ const OPTS: [Opt; 31] = [
     Opt::Ports,
     Opt::MarkRules,
     Opt::Defense,
+    Opt::Sysctl,
 ];
 
 impl Opt {
@@ -268,6 +272,7 @@ impl Opt {
             Opt::Ports => "ports",
             Opt::MarkRules => "mark-rules",
             Opt::Defense => "defense",
+            Opt::Sysctl => "sysctl",
         }
     }
 
@@ -285,7 +290,7 @@ impl Opt {
                 Service => '+',
                 _ => 'x',
             },
-            Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Reload | Cmd::Defense => 'x',
+            Cmd::Flush | Cmd::Timeout | Cmd::Restore | Cmd::Reload | Cmd::Sysctl => 'x',
             Cmd::DelMarkRule => 'x',
             // Rules are always numeric; -n is accepted out of habit.
             Cmd::ListMarkRules => match self {
@@ -308,7 +313,7 @@ impl Opt {
                 _ => 'x',
             },
             Cmd::List => match self {
-                Connection | Service | Timeout | Daemon | Defense => '1',
+                Connection | Service | Timeout | Daemon | Defense | Sysctl => '1',
                 Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact
                 | MarkRules => ' ',
                 _ => 'x',
@@ -415,6 +420,8 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("mark-rules", None, Arg::None),
     // RVS: the SYN-flood defence; `--defense KEY=VALUE` sets, `-L --defense` lists.
     ("defense", None, Arg::Optional),
+    // RVS: any IPVS sysctl RVS takes; `--sysctl KEY=VALUE` sets, `-L --sysctl` lists.
+    ("sysctl", None, Arg::Optional),
 ];
 
 /// One option occurrence after popt-style tokenizing.
@@ -787,8 +794,8 @@ struct Collected {
     ports_raw: Option<String>,
     /// `--start-daemon` / `--stop-daemon` and their options.
     sync: SyncDaemon,
-    /// `--defense KEY=VALUE` settings, in order.
-    defense: DefenseSettings,
+    /// `--sysctl` / `--defense KEY=VALUE` settings.
+    sysctls: SysctlSettings,
 }
 
 impl Default for Collected {
@@ -823,7 +830,7 @@ impl Default for Collected {
                 mcast_port: None,
                 mcast_ttl: None,
             },
-            defense: DefenseSettings::default(),
+            sysctls: SysctlSettings::default(),
         }
     }
 }
@@ -887,8 +894,8 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
             c.socket = Some(PathBuf::from(value));
             continue;
         }
-        if tok.name == "defense" {
-            collect_defense(&mut c, &tok)?;
+        if tok.name == "defense" || tok.name == "sysctl" {
+            collect_sysctl(&mut c, &tok)?;
             continue;
         }
         let command = command_of(tok.name);
@@ -924,73 +931,75 @@ fn collect(tokens: Vec<Token>, lookup: &dyn Lookup) -> Result<Collected, ParseEr
     Ok(c)
 }
 
-/// `--defense`: with `KEY=VALUE` a command of its own (repeatable); bare,
-/// `-L`'s option to list the defence (alone, it lists too).
-fn collect_defense(c: &mut Collected, tok: &Token) -> Result<(), ParseError> {
+/// `--sysctl` and `--defense`: with `KEY=VALUE` a command of its own
+/// (repeatable, the two mixed as one change); bare, `-L`'s option to list
+/// the sysctls or the defence (alone, it lists too). `--defense` takes the
+/// defence's keys only.
+fn collect_sysctl(c: &mut Collected, tok: &Token) -> Result<(), ParseError> {
+    let defense = tok.name == "defense";
+    let (opt, table) = if defense {
+        (Opt::Defense, Some(sysctl::DEFENSE_TABLE))
+    } else {
+        (Opt::Sysctl, None)
+    };
     let first = std::mem::replace(&mut c.bare, false);
+    let list = |c: &mut Collected| {
+        c.set(opt)?;
+        if defense {
+            c.list.defense = true;
+        } else {
+            c.list.sysctl = true;
+        }
+        Ok(())
+    };
     match (&tok.value, c.cmd) {
-        (Some(v), None | Some(Cmd::Defense)) if first || c.cmd == Some(Cmd::Defense) => {
-            c.cmd = Some(Cmd::Defense);
-            set_defense(&mut c.defense, v)
+        (Some(v), None | Some(Cmd::Sysctl)) if first || c.cmd == Some(Cmd::Sysctl) => {
+            c.cmd = Some(Cmd::Sysctl);
+            set_sysctl(&mut c.sysctls, tok.name, table, v)
         }
-        (Some(_), _) => {
-            fail("--defense KEY=VALUE is a command of its own; list the defence with -L --defense")
-        }
+        (Some(_), _) => fail(format!(
+            "--{0} KEY=VALUE is a command of its own; list them with -L --{0}",
+            tok.name
+        )),
         (None, None) if first => {
             c.cmd = Some(Cmd::List);
-            c.set(Opt::Defense)?;
-            c.list.defense = true;
-            Ok(())
+            list(c)
         }
-        (None, Some(Cmd::List)) => {
-            c.set(Opt::Defense)?;
-            c.list.defense = true;
-            Ok(())
-        }
+        (None, Some(Cmd::List)) => list(c),
         (None, other) => fail(format!(
-            "Illegal 'defense' option with the '{}' command",
+            "Illegal '{}' option with the '{}' command",
+            tok.name,
             other.map_or("", Cmd::name)
         )),
     }
 }
 
-/// The defence keys `--defense` sets, as the kernel's sysctls name them.
-const DEFENSE_KEYS: &str = "drop_entry, drop_packet, secure_tcp, amemthresh, am_droprate";
-
-/// One `KEY=VALUE` of `--defense` into `d`; a key given twice is refused.
-fn set_defense(d: &mut DefenseSettings, item: &str) -> Result<(), ParseError> {
-    let Some((key, value)) = item.split_once('=') else {
-        return fail(format!(
-            "--defense {item}: give KEY=VALUE, KEY one of {DEFENSE_KEYS}"
-        ));
-    };
-    let mode = |v: &str| match v.parse::<u8>() {
-        Ok(m) if m <= 3 => Ok(m),
-        _ => fail(format!(
-            "--defense {key}={v}: a mode is 0 (off), 1 or 2 (automatic) or 3 (always)"
-        )),
-    };
-    let count = |v: &str, min: u32| match v.parse::<u32>() {
-        Ok(n) if n >= min => Ok(n),
-        _ => fail(format!(
-            "--defense {key}={v}: give a number from {min} to {}",
-            u32::MAX
-        )),
-    };
-    let slot_taken = match key {
-        "drop_entry" => d.drop_entry.replace(mode(value)?).is_some(),
-        "drop_packet" => d.drop_packet.replace(mode(value)?).is_some(),
-        "secure_tcp" => d.secure_tcp.replace(mode(value)?).is_some(),
-        "amemthresh" => d.amemthresh.replace(count(value, 0)?).is_some(),
-        "am_droprate" => d.am_droprate.replace(count(value, 1)?).is_some(),
-        _ => {
-            return fail(format!(
-                "--defense {key}: unknown key; use one of {DEFENSE_KEYS}"
-            ))
-        }
+/// One `KEY=VALUE` of `--{option}` into `s`, checked against the sysctl's
+/// definition (`rvs_vocab::sysctl`); a key given twice is refused.
+fn set_sysctl(
+    s: &mut SysctlSettings,
+    option: &str,
+    table: Option<&str>,
+    item: &str,
+) -> Result<(), ParseError> {
+    let (def, value) = sysctl::parse_assignment(item, table)
+        .map_err(|e| ParseError::Message(format!("--{option} {e}")))?;
+    // Modes are at most 3, switches 0 or 1: checked above.
+    let mode = u8::try_from(value).unwrap_or(u8::MAX);
+    let on = value == 1;
+    let slot_taken = match def.name {
+        "drop_entry" => s.drop_entry.replace(mode).is_some(),
+        "drop_packet" => s.drop_packet.replace(mode).is_some(),
+        "secure_tcp" => s.secure_tcp.replace(mode).is_some(),
+        "amemthresh" => s.amemthresh.replace(value).is_some(),
+        "am_droprate" => s.am_droprate.replace(value).is_some(),
+        "sloppy_tcp" => s.sloppy_tcp.replace(on).is_some(),
+        "sloppy_sctp" => s.sloppy_sctp.replace(on).is_some(),
+        "sync_persist_mode" => s.sync_persist_mode.replace(on).is_some(),
+        other => return fail(format!("--{option} {other}: rvsadm cannot set it yet")),
     };
     if slot_taken {
-        return fail(format!("--defense {key} given twice"));
+        return fail(format!("--{option} {} given twice", def.name));
     }
     Ok(())
 }
@@ -1321,7 +1330,7 @@ fn build(
         Cmd::List => {
             let mut list = c.list;
             let output = list.stats || list.rate || list.thresholds || list.mark_rules;
-            if ((list.connections || list.timeouts || list.defense) && output)
+            if ((list.connections || list.timeouts || list.defense || list.sysctl) && output)
                 || (list.timeouts && list.persistent_conn)
             {
                 return fail("options conflicts in the list command");
@@ -1339,7 +1348,7 @@ fn build(
         Cmd::Reload => Action::Command(Command::Reload),
         Cmd::StartDaemon => Action::Command(Command::StartDaemon(c.sync)),
         Cmd::StopDaemon => Action::Command(Command::StopDaemon(c.sync.role)),
-        Cmd::Defense => Action::Command(Command::SetDefense(c.defense)),
+        Cmd::Sysctl => Action::Command(Command::SetSysctl(c.sysctls)),
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {
             let service = key.expect("checked: service is required");
             Action::Command(build_dest(cmd, &c, service)?)

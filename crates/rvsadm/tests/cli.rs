@@ -56,6 +56,11 @@ fn fake() -> FakeHandler {
             drop_rate: 0,
             secure_tcp_active: true,
         }),
+        sysctl: Some(rvs_api::SysctlStatus {
+            sloppy_tcp: true,
+            sloppy_sctp: false,
+            sync_persist_mode: false,
+        }),
         services: vec![ServiceStatus {
             spec: ServiceSpec {
                 key: ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80),
@@ -537,7 +542,7 @@ fn defense_set_and_list() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(
         served.handler.last(),
-        Some(Command::SetDefense(rvs_api::DefenseSettings {
+        Some(Command::SetSysctl(rvs_api::SysctlSettings {
             drop_entry: Some(1),
             secure_tcp: Some(3),
             ..Default::default()
@@ -559,4 +564,39 @@ fn defense_set_and_list() {
         String::from_utf8_lossy(&out.stderr).contains("0 (off)"),
         "{out:?}"
     );
+}
+
+#[test]
+fn sysctl_set_and_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = Served::start(&path, fake()).unwrap();
+    let out = rvsadm(
+        &path,
+        &["--sysctl", "sloppy_tcp=1", "--sysctl=sloppy_sctp=0"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        served.handler.last(),
+        Some(Command::SetSysctl(rvs_api::SysctlSettings {
+            sloppy_tcp: Some(true),
+            sloppy_sctp: Some(false),
+            ..Default::default()
+        }))
+    );
+    let out = rvsadm(&path, &["-L", "--sysctl"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "am_droprate = 10\namemthresh = 1024\ndrop_entry = 2\ndrop_packet = 0\n\
+         secure_tcp = 3\nsloppy_sctp = 0\nsloppy_tcp = 1\nsync_persist_mode = 0\n"
+    );
+    let before = served.handler.seen().len();
+    let out = rvsadm(&path, &["--sysctl", "sloppy_tcp=2"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("sloppy_tcp=2: use 0 (off) or 1 (on)"),
+        "{out:?}"
+    );
+    assert_eq!(served.handler.seen().len(), before, "nothing was sent");
 }

@@ -93,6 +93,9 @@ pub(crate) fn engine_config(
             .unwrap_or(Config::default().max_connections),
         fast_path: fast_path(file),
         defense: defense(file),
+        sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
+        sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
+        sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
     };
     Ok((config, plan))
 }
@@ -263,6 +266,15 @@ fn defense(file: &schema::Config) -> Defense {
         d.am_droprate = f.am_droprate.unwrap_or(d.am_droprate);
     }
     d
+}
+
+/// A switch of the `[sysctl]` table, off when absent (the kernel's
+/// default; the schema already refused anything but 0 and 1).
+fn sysctl_switch(
+    file: &schema::Config,
+    key: impl Fn(&schema::Sysctl) -> Option<schema::Switch>,
+) -> bool {
+    file.sysctl.as_ref().and_then(key).is_some_and(|s| s.0)
 }
 
 /// The `[timeouts]` as the engine keeps them.
@@ -503,6 +515,29 @@ scheduler = "rr"
             e.contains("drop_packet = 4") && e.contains("0 (off)"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn sysctl_table_sets_sloppy_scheduling_and_refuses_bad_values() {
+        let base = "interfaces = [\"eth0\"]\n";
+        let parse = |extra: &str| schema::Config::parse(&format!("{base}{extra}"));
+        let c = parse("").unwrap();
+        assert!(!sysctl_switch(&c, |s| s.sloppy_tcp));
+        let c = parse("[sysctl]\nsloppy_tcp = 1\n").unwrap();
+        assert!(sysctl_switch(&c, |s| s.sloppy_tcp));
+        assert!(!sysctl_switch(&c, |s| s.sloppy_sctp));
+        let c =
+            parse("[sysctl]\nsloppy_tcp = 0\nsloppy_sctp = 1\nsync_persist_mode = 1\n").unwrap();
+        assert!(!sysctl_switch(&c, |s| s.sloppy_tcp));
+        assert!(sysctl_switch(&c, |s| s.sync_persist_mode));
+        assert!(sysctl_switch(&c, |s| s.sloppy_sctp));
+        let e = parse("[sysctl]\nsloppy_tcp = 2\n").unwrap_err().to_string();
+        assert!(
+            e.contains("use 0 (off) or 1 (on)") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = parse("[sysctl]\nsloppy = 1\n").unwrap_err().to_string();
+        assert!(e.contains("sloppy_tcp"), "{e}");
     }
 
     #[test]

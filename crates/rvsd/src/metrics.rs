@@ -466,6 +466,7 @@ pub(crate) fn render(
         .get_or_create(&Vec::new())
         .set(i64::from(listing.config_diverged));
     render_defense(&mut r, listing, workers);
+    render_sysctl(&mut r, listing);
     render_sync(&mut r, listing);
     let mut out = String::new();
     if encode(&mut out, &r).is_err() {
@@ -586,6 +587,27 @@ fn render_defense(r: &mut Registry, listing: &Listing, workers: &[Report]) {
     )
     .get_or_create(&Vec::new())
     .set(i64::from(d.low_memory));
+}
+
+/// The IPVS switches outside the defence (`rvs_vocab::sysctl`), so a
+/// director running without sloppy_tcp among its peers shows.
+fn render_sysctl(r: &mut Registry, listing: &Listing) {
+    let Some(s) = &listing.sysctl else {
+        return;
+    };
+    let g = gauge(
+        r,
+        "rvs_sysctl",
+        "IPVS sysctls outside the SYN-flood defence by the kernel's name: 1 on, 0 off.",
+    );
+    for (name, on) in [
+        ("sloppy_sctp", s.sloppy_sctp),
+        ("sloppy_tcp", s.sloppy_tcp),
+        ("sync_persist_mode", s.sync_persist_mode),
+    ] {
+        g.get_or_create(&l(&[("name", name.into())]))
+            .set(i64::from(on));
+    }
 }
 
 /// rvsd's own state: build, reloads, quorum.
@@ -763,6 +785,10 @@ mod tests {
                 drop_rate: 10,
                 secure_tcp_active: false,
             }),
+            sysctl: Some(rvs_api::SysctlStatus {
+                sloppy_tcp: true,
+                ..Default::default()
+            }),
             fwmark_rules: Vec::new(),
         };
         let mut w = Report::default();
@@ -891,6 +917,8 @@ mod tests {
         assert!(text.contains("rvs_defense_drop_rate 10"), "{text}");
         assert!(text.contains("rvs_defense_free_entries 100"), "{text}");
         assert!(text.contains("rvs_defense_low_memory 1"), "{text}");
+        assert_eq!(find("rvs_sysctl", "name", "sloppy_tcp"), Some(1.0));
+        assert_eq!(find("rvs_sysctl", "name", "sync_persist_mode"), Some(0.0));
         assert!(text.contains("rvs_config_diverged 1"), "{text}");
         let build = scrape
             .samples

@@ -4,7 +4,10 @@
 //!
 //! - **Master:** a UDP socket bound to the sync interface's address, its
 //!   multicast interface, TTL and loop set as the kernel's, connected to
-//!   the group. The worker owns it ([`MasterOut`]): after each batch it
+//!   the group. The group's family is the socket's, as the kernel's
+//!   `mcast_af`: an IPv6 group (`ff02::…`) syncs over IPv6 multicast,
+//!   from the interface by index without binding an address (as the
+//!   kernel's `make_send_sock`); there is no default IPv6 group. The worker owns it ([`MasterOut`]): after each batch it
 //!   drains the engine's entries into datagrams of at most `maxlen` bytes,
 //!   sends the full ones and, every second, the partial one.
 //! - **Backup:** a thread receiving on the group and port (joined on the
@@ -12,7 +15,7 @@
 //!   goes to the worker, which installs it in its engine.
 
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -29,6 +32,8 @@ const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 /// IPv4 and UDP headers: what the MTU leaves for a datagram's payload.
 const IP_UDP_HEADERS: u16 = 28;
+/// IPv6 and UDP headers, for an IPv6 group.
+const IP6_UDP_HEADERS: u16 = 48;
 
 /// What the backup thread saw, for the listing's counters.
 #[derive(Debug, Default)]
@@ -40,34 +45,65 @@ pub(crate) struct BackupStats {
     pub(crate) entries: AtomicU64,
 }
 
-/// The interface's first IPv4 address and its MTU, from the kernel.
-fn interface(name: &str) -> io::Result<(Ipv4Addr, u32, u16)> {
+/// The sync interface as the kernel tells it: index, MTU and first IPv4
+/// address (`None` if it has none; only an IPv4 master needs one).
+fn interface(name: &str) -> io::Result<(Option<Ipv4Addr>, u32, u16)> {
     let i = crate::kernel::interface(name).map_err(|e| io::Error::other(format!("{e:#}")))?;
-    let addr = i
-        .addrs
-        .iter()
-        .find_map(|(a, _)| match a {
-            IpAddr::V4(v4) => Some(*v4),
-            IpAddr::V6(_) => None,
-        })
-        .ok_or_else(|| io::Error::other(format!("{name} has no IPv4 address to sync from")))?;
+    let addr = i.addrs.iter().find_map(|(a, _)| match a {
+        IpAddr::V4(v4) => Some(*v4),
+        IpAddr::V6(_) => None,
+    });
     Ok((addr, i.index.0, i.mtu))
 }
 
-/// The datagram size limit: the setting, or the MTU less the headers.
+/// The datagram size limit: the setting, or the MTU less the headers of
+/// the group's family.
 fn maxlen(d: &SyncDaemon, mtu: u16) -> u16 {
+    let headers = match d.group() {
+        IpAddr::V4(_) => IP_UDP_HEADERS,
+        IpAddr::V6(_) => IP6_UDP_HEADERS,
+    };
     d.sync_maxlen
-        .unwrap_or(mtu.saturating_sub(IP_UDP_HEADERS))
+        .unwrap_or(mtu.saturating_sub(headers))
         .max(256)
 }
 
-fn group_v4(d: &SyncDaemon) -> io::Result<Ipv4Addr> {
+/// The group's socket address; an IPv6 one scoped to the interface, which
+/// a link-local group (`ff02::`) needs.
+fn group_addr(d: &SyncDaemon, ifindex: u32) -> SocketAddr {
     match d.group() {
-        IpAddr::V4(g) => Ok(g),
-        IpAddr::V6(g) => Err(io::Error::other(format!(
-            "--mcast-group {g}: RVS syncs over IPv4 multicast only"
-        ))),
+        IpAddr::V4(g) => SocketAddrV4::new(g, d.port()).into(),
+        IpAddr::V6(g) => SocketAddrV6::new(g, d.port(), 0, ifindex).into(),
     }
+}
+
+/// The master's socket for an IPv4 group: bound to the interface's
+/// address (the kernel's `bind_mcastif_addr`).
+fn master_socket_v4(name: &str, addr: Option<Ipv4Addr>, d: &SyncDaemon) -> io::Result<UdpSocket> {
+    let addr =
+        addr.ok_or_else(|| io::Error::other(format!("{name} has no IPv4 address to sync from")))?;
+    let socket = UdpSocket::bind(SocketAddrV4::new(addr, 0))?;
+    let s2 = socket2::SockRef::from(&socket);
+    s2.set_multicast_if_v4(&addr)?;
+    s2.set_multicast_ttl_v4(u32::from(d.ttl()))?;
+    s2.set_multicast_loop_v4(false)?;
+    Ok(socket)
+}
+
+/// The master's socket for an IPv6 group: out of the interface by index,
+/// hop limit the TTL, no loop, no address bound (as the kernel's).
+fn master_socket_v6(ifindex: u32, d: &SyncDaemon) -> io::Result<UdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::IPV6,
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    s.set_only_v6(true)?;
+    s.set_multicast_if_v6(ifindex)?;
+    s.set_multicast_hops_v6(u32::from(d.ttl()))?;
+    s.set_multicast_loop_v6(false)?;
+    s.bind(&SocketAddr::from(SocketAddrV6::new(Ipv6Addr::UNSPECIFIED, 0, 0, 0)).into())?;
+    Ok(s.into())
 }
 
 /// The master's side, owned by the worker.
@@ -83,14 +119,12 @@ pub(crate) struct MasterOut {
 impl MasterOut {
     /// Opens the master's socket for `d`; returns it with the size limit.
     pub(crate) fn open(d: &SyncDaemon) -> io::Result<(MasterOut, u16)> {
-        let (addr, _, mtu) = interface(&d.mcast_interface)?;
-        let group = group_v4(d)?;
-        let socket = UdpSocket::bind(SocketAddrV4::new(addr, 0))?;
-        let s2 = socket2::SockRef::from(&socket);
-        s2.set_multicast_if_v4(&addr)?;
-        s2.set_multicast_ttl_v4(u32::from(d.ttl()))?;
-        s2.set_multicast_loop_v4(false)?;
-        socket.connect(SocketAddrV4::new(group, d.port()))?;
+        let (addr, ifindex, mtu) = interface(&d.mcast_interface)?;
+        let socket = match d.group() {
+            IpAddr::V4(_) => master_socket_v4(&d.mcast_interface, addr, d)?,
+            IpAddr::V6(_) => master_socket_v6(ifindex, d)?,
+        };
+        socket.connect(group_addr(d, ifindex))?;
         socket.set_nonblocking(true)?;
         let maxlen = maxlen(d, mtu);
         Ok((
@@ -150,16 +184,24 @@ impl Backup {
         worker: Sender<WorkerCommand>,
         stats: Arc<BackupStats>,
     ) -> io::Result<(Backup, u16)> {
-        let (addr, ifindex, mtu) = interface(&d.mcast_interface)?;
-        let group = group_v4(d)?;
-        let s = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )?;
+        let (_, ifindex, mtu) = interface(&d.mcast_interface)?;
+        let group = d.group();
+        let domain = match group {
+            IpAddr::V4(_) => socket2::Domain::IPV4,
+            IpAddr::V6(_) => socket2::Domain::IPV6,
+        };
+        let s = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
         s.set_reuse_address(true)?;
-        s.bind(&SocketAddr::from(SocketAddrV4::new(group, d.port())).into())?;
-        s.join_multicast_v4_n(&group, &socket2::InterfaceIndexOrAddress::Index(ifindex))?;
+        if group.is_ipv6() {
+            s.set_only_v6(true)?;
+        }
+        s.bind(&group_addr(d, ifindex).into())?;
+        match group {
+            IpAddr::V4(g) => {
+                s.join_multicast_v4_n(&g, &socket2::InterfaceIndexOrAddress::Index(ifindex))?
+            }
+            IpAddr::V6(g) => s.join_multicast_v6(&g, ifindex)?,
+        }
         let socket: UdpSocket = s.into();
         socket.set_read_timeout(Some(Duration::from_millis(200)))?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -169,7 +211,7 @@ impl Backup {
         let thread = std::thread::Builder::new()
             .name("rvs-sync-backup".into())
             .spawn(move || receive(&socket, syncid, &flag, &worker, &stats))?;
-        tracing::info!(interface = %d.mcast_interface, %addr, %group, port = d.port(), syncid, "sync backup receiving");
+        tracing::info!(interface = %d.mcast_interface, %group, port = d.port(), syncid, "sync backup receiving");
         Ok((
             Backup {
                 stop,
@@ -367,5 +409,47 @@ impl Daemons {
                 maxlen,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn daemon(group: Option<&str>) -> SyncDaemon {
+        SyncDaemon {
+            role: rvs_vocab::SyncRole::Master,
+            mcast_interface: "eth1".into(),
+            syncid: 7,
+            sync_maxlen: None,
+            mcast_group: group.map(|g| g.parse().unwrap()),
+            mcast_port: None,
+            mcast_ttl: None,
+        }
+    }
+
+    #[test]
+    fn the_group_s_family_sets_the_headers_and_the_address() {
+        let v4 = daemon(None);
+        assert_eq!(maxlen(&v4, 1500), 1472);
+        assert_eq!(group_addr(&v4, 3), "224.0.0.81:8848".parse().unwrap());
+        let v6 = daemon(Some("ff02::8:81"));
+        assert_eq!(maxlen(&v6, 1500), 1452, "IPv6 + UDP headers are 48 bytes");
+        match group_addr(&v6, 3) {
+            SocketAddr::V6(a) => {
+                assert_eq!((a.ip().to_string(), a.port()), ("ff02::8:81".into(), 8848));
+                assert_eq!(
+                    a.scope_id(),
+                    3,
+                    "a link-local group is scoped to the interface"
+                );
+            }
+            other => panic!("{other}"),
+        }
+        let set = SyncDaemon {
+            sync_maxlen: Some(9000),
+            ..v6
+        };
+        assert_eq!(maxlen(&set, 1500), 9000);
     }
 }

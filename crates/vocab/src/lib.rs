@@ -1,7 +1,8 @@
 //! The words every RVS crate shares, defined once: the transport
 //! [`Protocol`] of a service, the [`ForwardMethod`] of a real server,
-//! scheduler names and `-b` flags ([`sched`]), and rvsd's configuration-file
-//! schema ([`schema`], feature `schema`).
+//! scheduler names and `-b` flags ([`sched`]), the IPVS sysctls RVS takes
+//! ([`sysctl`]), and rvsd's configuration-file schema ([`schema`], feature
+//! `schema`).
 //!
 //! The engine, the control API, rvsd, rvsadm and rvs-migrate all speak these
 //! types, so no crate translates one crate's `Tcp` into another's. The crate
@@ -14,6 +15,7 @@ pub mod sched;
 #[cfg(feature = "schema")]
 pub mod schema;
 pub mod sync;
+pub mod sysctl;
 
 pub use sync::{SyncDaemon, SyncRole};
 

@@ -48,6 +48,8 @@ pub struct Config {
     pub timeouts: Option<Timeouts>,
     /// SYN-flood defence: IPVS's strategies and thresholds.
     pub defense: Option<Defense>,
+    /// IPVS's other sysctls RVS takes (`sloppy_tcp`, `sloppy_sctp`).
+    pub sysctl: Option<Sysctl>,
     /// RVS's firewall-mark classifier rules, first match wins.
     #[serde(default, rename = "fwmark", skip_serializing_if = "Vec::is_empty")]
     pub fwmarks: Vec<Fwmark>,
@@ -71,6 +73,59 @@ pub struct Timeouts {
     pub tcpfin: Option<u32>,
     /// UDP.
     pub udp: Option<u32>,
+}
+
+/// `[sysctl]`: IPVS's sysctls other than the defence's, under the
+/// kernel's names ([`crate::sysctl::SYSCTLS`] says what each does); absent
+/// keys keep the kernel's defaults.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sysctl {
+    /// Schedule mid-flow TCP segments of unknown connections (0 or 1).
+    pub sloppy_tcp: Option<Switch>,
+    /// The same for SCTP, kept until RVS balances SCTP (0 or 1).
+    pub sloppy_sctp: Option<Switch>,
+    /// A sync master sends templates in place of the connections they
+    /// control (0 or 1).
+    pub sync_persist_mode: Option<Switch>,
+}
+
+/// A sysctl that is 0 (off) or 1 (on), as the kernel writes it; `true`
+/// and `false` are read too. Anything else is refused with the fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Switch(pub bool);
+
+impl Serialize for Switch {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(u8::from(self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Switch;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("0 (off) or 1 (on)")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Switch, E> {
+                Ok(Switch(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Switch, E> {
+                match v {
+                    0 | 1 => Ok(Switch(v == 1)),
+                    _ => Err(E::custom(format!(
+                        "{v} is not a switch: use 0 (off) or 1 (on)"
+                    ))),
+                }
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Switch, E> {
+                self.visit_i64(i64::try_from(v).unwrap_or(i64::MAX))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `[defense]`: IPVS's defence strategies, the kernel's
@@ -339,5 +394,38 @@ mod tests {
         let keys: Vec<&str> = t.keys().map(String::as_str).collect();
         assert_eq!(keys, ["quorum", "alpha", "sorry_server"]);
         assert_eq!(t["quorum"].as_integer(), Some(2));
+    }
+
+    #[test]
+    fn sysctl_table_takes_switches_by_the_kernel_s_names() {
+        let base = "interfaces = [\"eth0\"]\n";
+        assert_eq!(Config::parse(base).unwrap().sysctl, None);
+        let c = Config::parse(&format!(
+            "{base}[sysctl]\nsloppy_tcp = 1\nsloppy_sctp = 0\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            c.sysctl,
+            Some(Sysctl {
+                sloppy_tcp: Some(Switch(true)),
+                sloppy_sctp: Some(Switch(false)),
+                sync_persist_mode: None,
+            })
+        );
+        let c = Config::parse(&format!("{base}[sysctl]\nsloppy_tcp = true\n")).unwrap();
+        assert_eq!(c.sysctl.unwrap().sloppy_tcp, Some(Switch(true)));
+        for (bad, says) in [
+            ("sloppy_tcp = 2", "use 0 (off) or 1 (on)"),
+            ("sloppy_tcp = -1", "use 0 (off) or 1 (on)"),
+            ("sloppy_tcp = \"yes\"", "0 (off) or 1 (on)"),
+            ("sloppy_udp = 1", "sloppy_udp"),
+            ("drop_entry = 1", "drop_entry"),
+        ] {
+            let e = Config::parse(&format!("{base}[sysctl]\n{bad}\n")).unwrap_err();
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
+        // Written back as the kernel writes it.
+        let text = toml::to_string(&c.sysctl.unwrap()).unwrap();
+        assert_eq!(text, "sloppy_tcp = 1\n");
     }
 }

@@ -229,7 +229,11 @@ impl Engine {
         p: &Parsed,
     ) -> Verdict {
         if let Some(f) = p.tcp_flags {
-            if !f.syn || f.rst {
+            // The kernel's tcp_conn_schedule: only a SYN starts a
+            // connection, or with sloppy_tcp any segment but a RST (which
+            // must never create one); the table then gives the state (a
+            // mid-flow ACK from NONE is ESTABLISHED).
+            if f.rst || !(f.syn || self.snapshot.config().sloppy_tcp) {
                 return Verdict::Drop(DropReason::NoConnection);
             }
         }

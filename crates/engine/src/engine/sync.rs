@@ -15,7 +15,10 @@
 //! - a connection the XDP program keeps alive, each time its activity
 //!   check renews it (the kernel's `sync_refresh_period` behaviour), so a
 //!   backup's copy does not expire while the master's flows;
-//! - never a one-packet (`-o`) datagram.
+//! - never a one-packet (`-o`) datagram;
+//! - with `sync_persist_mode`, a connection a persistence template
+//!   controls is sent as its template alone, whenever it would have been
+//!   sent (as the kernel's `ip_vs_sync_conn` skips to the controller).
 //!
 //! The timeout sent is the state's (the persistence timeout for a
 //! template); a backup's copy expires that long after it was last sent.
@@ -98,11 +101,22 @@ impl Engine {
         if c.state == old || !synced_state(c.state) {
             return;
         }
+        if self.templates_only(&c) {
+            let t = *self.conns.get(c.control);
+            self.queue_sync(&t);
+            return;
+        }
         self.queue_sync(&c);
         if c.state == TcpState::Established as u8 && c.control != NIL {
             let t = *self.conns.get(c.control);
             self.queue_sync(&t);
         }
+    }
+
+    /// `sync_persist_mode`: `c` is controlled by a template, which is sent
+    /// in its place.
+    fn templates_only(&self, c: &Conn) -> bool {
+        self.snapshot.config().sync_persist_mode && c.control != NIL
     }
 
     /// A connection (and its template) was created, or renewed by the
@@ -115,7 +129,9 @@ impl Engine {
         if c.proto == rvs_wire::ip_proto::TCP && !synced_state(c.state) {
             return;
         }
-        self.queue_sync(&c);
+        if !self.templates_only(&c) {
+            self.queue_sync(&c);
+        }
         if c.control != NIL {
             let t = *self.conns.get(c.control);
             self.queue_sync(&t);

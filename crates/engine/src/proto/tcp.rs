@@ -4,6 +4,12 @@
 //! IPVS tracks TCP loosely: it sees one or both directions, never verifies
 //! sequence numbers, and only uses the state to pick a timeout and to count
 //! a connection as active (ESTABLISHED) or inactive (all others).
+//!
+//! The tables are the kernel's since `sloppy_tcp` was added: an ACK on a
+//! connection in NONE — one just created by a mid-flow segment under
+//! sloppy scheduling — makes it ESTABLISHED (older kernels: CLOSE).
+//! Without sloppy_tcp a connection leaves NONE with the SYN that created
+//! it, so only a backup's synced entry in NONE sees the difference too.
 
 use super::Direction;
 
@@ -96,7 +102,7 @@ const TRANSITIONS: [Row; 12] = [
     // INPUT
     /*syn*/ [sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR],
     /*fin*/ [sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sTW],
-    /*ack*/ [sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
+    /*ack*/ [sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
     /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sSR],
     // OUTPUT
     /*syn*/ [sSS, sES, sSS, sSR, sSS, sSS, sSS, sSS, sSS, sLI, sSR],
@@ -106,7 +112,7 @@ const TRANSITIONS: [Row; 12] = [
     // INPUT-ONLY
     /*syn*/ [sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSR],
     /*fin*/ [sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW],
-    /*ack*/ [sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
+    /*ack*/ [sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
     /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
 ];
 
@@ -121,7 +127,7 @@ const SECURE_TRANSITIONS: [Row; 12] = [
     // INPUT
     /*syn*/ [sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSA],
     /*fin*/ [sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sSA],
-    /*ack*/ [sCL, sES, sSS, sSR, sFW, sTW, sCL, sCW, sCL, sLI, sSA],
+    /*ack*/ [sES, sES, sSS, sSR, sFW, sTW, sCL, sCW, sCL, sLI, sSA],
     /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
     // OUTPUT
     /*syn*/ [sSS, sES, sSS, sSA, sSS, sSS, sSS, sSS, sSS, sLI, sSA],
@@ -131,7 +137,7 @@ const SECURE_TRANSITIONS: [Row; 12] = [
     // INPUT-ONLY
     /*syn*/ [sSA, sES, sES, sSR, sSA, sSA, sSA, sSA, sSA, sSA, sSA],
     /*fin*/ [sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW],
-    /*ack*/ [sCL, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
+    /*ack*/ [sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES],
     /*rst*/ [sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL],
 ];
 
@@ -243,7 +249,7 @@ mod tests {
         let kernel = "\
 I syn NO SR ES ES SS ES SR SR FW SR TW SR CL SR CW SR LA SR LI SR SA SR
 I fin NO CL ES CW SS SS SR TW FW TW TW TW CL CL CW CW LA LA LI LI SA TW
-I ack NO CL ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
+I ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
 I rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA SR
 O syn NO SS ES ES SS SS SR SR FW SS TW SS CL SS CW SS LA SS LI LI SA SR
 O fin NO TW ES FW SS SS SR TW FW FW TW TW CL CL CW TW LA LA LI LI SA TW
@@ -251,7 +257,7 @@ O ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA LA LI ES SA ES
 O rst NO CL ES CL SS SS SR CL FW CL TW TW CL CL CW CL LA CL LI CL SA CL
 X syn NO SR ES ES SS ES SR SR FW SR TW SR CL SR CW SR LA SR LI SR SA SR
 X fin NO CL ES FW SS SS SR TW FW FW TW TW CL CL CW CW LA LA LI LI SA TW
-X ack NO CL ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
+X ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
 X rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL";
         let short = |s: &str| match s {
             "NO" => sNO,
@@ -302,7 +308,7 @@ X rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL";
         let kernel = "\
 I syn NO SR ES ES SS ES SR SR FW SR TW SR CL SR CW SR LA SR LI SR SA SA
 I fin NO CL ES CW SS SS SR TW FW TW TW TW CL CL CW CW LA LA LI LI SA SA
-I ack NO CL ES ES SS SS SR SR FW FW TW TW CL CL CW CW LA CL LI LI SA SA
+I ack NO ES ES ES SS SS SR SR FW FW TW TW CL CL CW CW LA CL LI LI SA SA
 I rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL
 O syn NO SS ES ES SS SS SR SA FW SS TW SS CL SS CW SS LA SS LI LI SA SA
 O fin NO TW ES FW SS SS SR TW FW FW TW TW CL CL CW TW LA LA LI LI SA TW
@@ -310,7 +316,7 @@ O ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA LA LI ES SA ES
 O rst NO CL ES CL SS SS SR CL FW CL TW TW CL CL CW CL LA CL LI CL SA CL
 X syn NO SA ES ES SS ES SR SR FW SA TW SA CL SA CW SA LA SA LI SA SA SA
 X fin NO CL ES FW SS SS SR TW FW FW TW TW CL CL CW CW LA LA LI LI SA TW
-X ack NO CL ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
+X ack NO ES ES ES SS SS SR ES FW FW TW TW CL CL CW CW LA CL LI LI SA ES
 X rst NO CL ES CL SS CL SR SR FW CL TW CL CL CL CW CL LA LA LI LI SA CL";
         assert_eq!(check_table(kernel, true), 12 * TcpState::COUNT);
     }

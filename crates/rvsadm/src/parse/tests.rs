@@ -1309,19 +1309,19 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
 fn defense_settings_and_listing() {
     assert_eq!(
         cmd("--defense drop_entry=1 --defense amemthresh=500 --defense am_droprate=3"),
-        Command::SetDefense(DefenseSettings {
+        Command::SetSysctl(SysctlSettings {
             drop_entry: Some(1),
             amemthresh: Some(500),
             am_droprate: Some(3),
-            ..DefenseSettings::default()
+            ..SysctlSettings::default()
         })
     );
     assert_eq!(
         cmd("--defense=secure_tcp=3 --defense drop_packet=0"),
-        Command::SetDefense(DefenseSettings {
+        Command::SetSysctl(SysctlSettings {
             secure_tcp: Some(3),
             drop_packet: Some(0),
-            ..DefenseSettings::default()
+            ..SysctlSettings::default()
         })
     );
     for line in [
@@ -1342,7 +1342,8 @@ fn defense_settings_and_listing() {
     assert!(err("--defense secure_tcp=x").contains("a mode is"));
     assert!(err("--defense am_droprate=0").contains("from 1"));
     assert!(err("--defense amemthresh=-1").contains("give a number"));
-    assert!(err("--defense drop_entrys=1").contains("unknown key; use one of drop_entry"));
+    assert!(err("--defense drop_entrys=1")
+        .contains("unknown key; use one of am_droprate, amemthresh, drop_entry"));
     assert!(err("--defense drop_entry").contains("KEY=VALUE"));
     assert!(err("--defense drop_entry=1 --defense drop_entry=2").contains("given twice"));
     assert!(err("-L --defense drop_entry=1").contains("command of its own"));
@@ -1357,6 +1358,70 @@ fn defense_settings_and_listing() {
     );
     assert_eq!(
         err("--defense drop_entry=1 -L"),
+        "multiple commands specified"
+    );
+}
+
+#[test]
+fn sysctl_settings_and_listing() {
+    assert_eq!(
+        cmd("--sysctl sloppy_tcp=1"),
+        Command::SetSysctl(SysctlSettings {
+            sloppy_tcp: Some(true),
+            ..SysctlSettings::default()
+        })
+    );
+    // Every sysctl by --sysctl, the defence's too, mixed with --defense.
+    assert_eq!(
+        cmd("--sysctl=sloppy_tcp=0 --sysctl sloppy_sctp=1 --sysctl drop_entry=3 --defense amemthresh=9 --sysctl sync_persist_mode=1"),
+        Command::SetSysctl(SysctlSettings {
+            sync_persist_mode: Some(true),
+            sloppy_tcp: Some(false),
+            sloppy_sctp: Some(true),
+            drop_entry: Some(3),
+            amemthresh: Some(9),
+            ..SysctlSettings::default()
+        })
+    );
+    for line in ["-L --sysctl", "-l --sysctl", "--sysctl", "-Ln --sysctl"] {
+        match p(line) {
+            Ok(Invocation {
+                action: Action::List(req),
+                ..
+            }) => assert!(req.sysctl && !req.defense, "{line}"),
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        err("--sysctl sloppy_tcp=2"),
+        "--sysctl sloppy_tcp=2: use 0 (off) or 1 (on)"
+    );
+    assert_eq!(
+        err("--sysctl sloppy_tcp=yes"),
+        "--sysctl sloppy_tcp=yes: use 0 (off) or 1 (on)"
+    );
+    assert_eq!(
+        err("--sysctl sloppy=1"),
+        "--sysctl sloppy: unknown key; use one of am_droprate, amemthresh, drop_entry, \
+         drop_packet, secure_tcp, sloppy_sctp, sloppy_tcp, sync_persist_mode"
+    );
+    // --defense keeps to the defence's keys.
+    assert!(err("--defense sloppy_tcp=1").contains("unknown key; use one of am_droprate"));
+    assert!(err("--sysctl sloppy_tcp").contains("give KEY=VALUE"));
+    assert!(err("--sysctl sloppy_tcp=1 --sysctl sloppy_tcp=0").contains("given twice"));
+    assert!(err("--sysctl drop_entry=1 --defense drop_entry=0").contains("given twice"));
+    assert!(err("-L --sysctl sloppy_tcp=1").contains("command of its own"));
+    assert!(err("-A -t 10.0.0.1:80 --sysctl").contains("Illegal 'sysctl' option"));
+    assert_eq!(
+        err("-L --sysctl --defense"),
+        "The option 'sysctl' conflicts with the 'defense' option in the 'list' command"
+    );
+    assert_eq!(
+        err("-L --sysctl --stats"),
+        "options conflicts in the list command"
+    );
+    assert_eq!(
+        err("--sysctl sloppy_tcp=1 -L"),
         "multiple commands specified"
     );
 }

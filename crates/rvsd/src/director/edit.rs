@@ -155,6 +155,9 @@ impl Draft {
             max_connections: base.max_connections,
             fast_path: base.fast_path,
             defense: base.defense,
+            sloppy_tcp: base.sloppy_tcp,
+            sloppy_sctp: base.sloppy_sctp,
+            sync_persist_mode: base.sync_persist_mode,
         };
         let services: Vec<Option<Entry>> = base
             .services
@@ -284,7 +287,10 @@ impl Draft {
                 }
             }
             Command::SetTimeouts { tcp, tcpfin, udp } => rest.timeouts.set(*tcp, *tcpfin, *udp),
-            Command::SetDefense(set) => {
+            Command::SetSysctl(set) => {
+                rest.sloppy_tcp = set.sloppy_tcp.unwrap_or(rest.sloppy_tcp);
+                rest.sloppy_sctp = set.sloppy_sctp.unwrap_or(rest.sloppy_sctp);
+                rest.sync_persist_mode = set.sync_persist_mode.unwrap_or(rest.sync_persist_mode);
                 let d = &mut rest.defense;
                 d.drop_entry = set.drop_entry.unwrap_or(d.drop_entry);
                 d.drop_packet = set.drop_packet.unwrap_or(d.drop_packet);
@@ -393,10 +399,10 @@ mod tests {
 
     #[test]
     fn set_defense_changes_only_the_keys_named_and_refuses_bad_modes() {
-        let set = |s: rvs_api::DefenseSettings| Command::SetDefense(s);
+        let set = |s: rvs_api::SysctlSettings| Command::SetSysctl(s);
         let c = edit(
             &base(),
-            &set(rvs_api::DefenseSettings {
+            &set(rvs_api::SysctlSettings {
                 drop_entry: Some(1),
                 amemthresh: Some(64),
                 ..Default::default()
@@ -416,7 +422,7 @@ mod tests {
         );
         let c = edit(
             &c,
-            &set(rvs_api::DefenseSettings {
+            &set(rvs_api::SysctlSettings {
                 secure_tcp: Some(3),
                 ..Default::default()
             }),
@@ -425,7 +431,7 @@ mod tests {
         assert_eq!((c.defense.drop_entry, c.defense.secure_tcp), (1, 3));
         let e = edit(
             &c,
-            &set(rvs_api::DefenseSettings {
+            &set(rvs_api::SysctlSettings {
                 drop_packet: Some(4),
                 ..Default::default()
             }),
@@ -434,13 +440,48 @@ mod tests {
         assert!(e.to_string().contains("drop_packet = 4"), "{e}");
         let e = edit(
             &c,
-            &set(rvs_api::DefenseSettings {
+            &set(rvs_api::SysctlSettings {
                 am_droprate: Some(0),
                 ..Default::default()
             }),
         )
         .unwrap_err();
         assert!(e.to_string().contains("am_droprate"), "{e}");
+    }
+
+    #[test]
+    fn set_sysctl_switches_sloppy_scheduling_and_a_refusal_changes_nothing() {
+        let set = |s: rvs_api::SysctlSettings| Command::SetSysctl(s);
+        let c = edit(
+            &base(),
+            &set(rvs_api::SysctlSettings {
+                sloppy_tcp: Some(true),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        assert!(c.sloppy_tcp && !c.sloppy_sctp);
+        let c = edit(
+            &c,
+            &set(rvs_api::SysctlSettings {
+                sloppy_sctp: Some(true),
+                ..Default::default()
+            }),
+        )
+        .unwrap();
+        assert!(c.sloppy_tcp && c.sloppy_sctp, "keys not named stay");
+        // One bad key refuses the whole command: sloppy_tcp is not switched off.
+        let e = edit(
+            &c,
+            &set(rvs_api::SysctlSettings {
+                sloppy_tcp: Some(false),
+                drop_entry: Some(9),
+                ..Default::default()
+            }),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("drop_entry = 9"), "{e}");
+        assert!(c.sloppy_tcp);
     }
 
     #[test]

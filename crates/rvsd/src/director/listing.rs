@@ -94,9 +94,15 @@ impl Director {
         c.insert("config_diverged".into(), u64::from(self.diverged));
         let t = &self.config.timeouts;
         let defense = Some(self.defense_status(&report));
+        let sysctl = Some(rvs_api::SysctlStatus {
+            sloppy_tcp: self.config.sloppy_tcp,
+            sloppy_sctp: self.config.sloppy_sctp,
+            sync_persist_mode: self.config.sync_persist_mode,
+        });
         Listing {
             sync_daemons: self.sync.status(),
             defense,
+            sysctl,
             health: self
                 .health
                 .statuses()
