@@ -35,6 +35,7 @@ http {{
     keepalive_timeout 65;
     server {{
         listen 0.0.0.0:80 default_server;
+        listen [::]:80 default_server;
         root {d}/html;
         location = / {{
             return 200 \"{name}\\n\";

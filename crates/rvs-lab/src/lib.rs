@@ -45,6 +45,7 @@ mod pcap;
 
 pub mod demo;
 pub mod flood;
+mod ipv6;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -58,6 +59,10 @@ use rvs_netns::{End, Netns, Veth};
 
 pub use conf::BIG_PAGE_BYTES;
 pub use error::LabError;
+pub use ipv6::{
+    rs_ip6, CLIENT_IP6, DIR_BACK_IP6, DIR_FRONT_IP6, ROUTER_CLIENT_IP6, ROUTER_DIR_IP6,
+    ROUTER_LAN_IP6, VIP6,
+};
 pub use pcap::{read_pcap, Pcap, LINKTYPE_ETHERNET};
 
 /// The virtual service address clients connect to.
