@@ -8,28 +8,52 @@
 //! for DR, encapsulated for TUN. Without that relay the download stalls and
 //! curl times out.
 //!
-//! One lab per mode (2 RX queues per veth), rvsd with the fast path on.
-//! Needs root; builds rvsd/rvsadm/rvs-decap itself if needed. Loads: three
-//! 1 MB downloads per mode, each bounded to 20 s.
+//! The same for IPv6 (the lab made dual-stack): the router's ICMPv6
+//! "packet too big" about a reply VIP6 → client reaches the real server.
+//!
+//! One lab per mode and family (2 RX queues per veth), rvsd with the fast
+//! path on. Needs root; builds rvsd/rvsadm/rvs-decap itself if needed.
+//! Loads: three 1 MB downloads per mode, each bounded to 20 s.
 
 #[allow(dead_code)]
 mod common;
 
 use std::time::Duration;
 
-use rvs_lab::{Mode, BIG_PAGE_BYTES, VIP};
+use rvs_lab::{rs_ip6, Mode, BIG_PAGE_BYTES, VIP, VIP6};
 
 use common::{counters_of, Daemon};
 
 /// MTU of the router's link toward the client.
 const NARROW_MTU: &str = "1400";
 
-fn suite(mode: Mode, name: &str) {
+/// A TCP service on VIP6:80, round robin, real servers rs1..rs3 over IPv6.
+fn rr_service6(method: &str) -> String {
+    let mut s = format!(
+        "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP6}\"\nport = 80\nscheduler = \"rr\"\n"
+    );
+    for n in 1..=3 {
+        s.push_str(&format!(
+            "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
+            rs_ip6(n)
+        ));
+    }
+    s
+}
+
+fn suite(mode: Mode, v6: bool, name: &str) {
     common::with_lab(name, common::lab_spec(mode, 2), |lab| {
-        let d = Daemon::start(
-            lab,
-            &common::rr_service(common::method_name(mode), &[1, 2, 3]),
-        );
+        let method = common::method_name(mode);
+        let (service, url) = if v6 {
+            lab.enable_ipv6().expect("making the lab dual-stack");
+            (rr_service6(method), format!("http://[{VIP6}]/big"))
+        } else {
+            (
+                common::rr_service(method, &[1, 2, 3]),
+                format!("http://{VIP}/big"),
+            )
+        };
+        let d = Daemon::start(lab, &service);
         lab.exec(
             "router",
             &["ip", "link", "set", "dev", "rt-client", "mtu", NARROW_MTU],
@@ -51,7 +75,7 @@ fn suite(mode: Mode, name: &str) {
                         "20",
                         "-w",
                         "%{size_download}",
-                        &format!("http://{VIP}/big"),
+                        &url,
                     ],
                     Duration::from_secs(30),
                 )
@@ -103,15 +127,30 @@ fn suite(mode: Mode, name: &str) {
 
 #[test]
 fn pmtu_discovery_works_through_nat() {
-    suite(Mode::Nat, "pmtu-nat");
+    suite(Mode::Nat, false, "pmtu-nat");
 }
 
 #[test]
 fn pmtu_discovery_works_through_dr() {
-    suite(Mode::Dr, "pmtu-dr");
+    suite(Mode::Dr, false, "pmtu-dr");
 }
 
 #[test]
 fn pmtu_discovery_works_through_tun() {
-    suite(Mode::Tun, "pmtu-tun");
+    suite(Mode::Tun, false, "pmtu-tun");
+}
+
+#[test]
+fn ipv6_pmtu_discovery_works_through_nat() {
+    suite(Mode::Nat, true, "pmtu6-nat");
+}
+
+#[test]
+fn ipv6_pmtu_discovery_works_through_dr() {
+    suite(Mode::Dr, true, "pmtu6-dr");
+}
+
+#[test]
+fn ipv6_pmtu_discovery_works_through_tun() {
+    suite(Mode::Tun, true, "pmtu6-tun");
 }
