@@ -257,6 +257,9 @@ pub struct Config {
     /// traffic; a backup then schedules its packets by the template,
     /// mid-flow ones with `sloppy_tcp`.
     pub sync_persist_mode: bool,
+    /// Fragmented datagrams tracked at once (see `crate::frag`): the
+    /// table's memory, reserved at start (about 64 bytes each).
+    pub max_fragment_datagrams: u32,
 }
 
 /// IPVS's defence strategies against connection-table exhaustion (the
@@ -343,6 +346,7 @@ impl Default for Config {
             sloppy_tcp: false,
             sloppy_sctp: false,
             sync_persist_mode: false,
+            max_fragment_datagrams: 4096,
         }
     }
 }
@@ -499,6 +503,9 @@ pub enum ConfigError {
         /// Given MTU.
         mtu: u16,
     },
+    /// The fragment table's size is out of range.
+    #[error("max_fragment_datagrams = {0}: use 1 to {max}", max = limits::MAX_FRAGMENT_DATAGRAMS)]
+    FragmentDatagrams(u32),
     /// A connection limit of zero would drop everything.
     #[error("max_connections must be at least 1")]
     ZeroConnections,
@@ -640,6 +647,11 @@ impl Validator {
         }
         if config.max_connections > limits::MAX_CONNECTIONS {
             return Err(ConfigError::TooManyConnections(config.max_connections));
+        }
+        if !(1..=limits::MAX_FRAGMENT_DATAGRAMS).contains(&config.max_fragment_datagrams) {
+            return Err(ConfigError::FragmentDatagrams(
+                config.max_fragment_datagrams,
+            ));
         }
         config.defense.validate()?;
         if config.interfaces.len() > limits::MAX_INTERFACES as usize {

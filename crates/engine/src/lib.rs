@@ -18,6 +18,7 @@ pub mod config;
 mod conn;
 mod engine;
 pub mod fastpath;
+mod frag;
 mod fwd;
 mod icmp;
 pub mod limits;

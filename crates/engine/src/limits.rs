@@ -49,3 +49,7 @@ pub const MAX_CONNECTIONS: u32 = 1 << 26;
 /// Interfaces with an ifindex below this find their slot by array lookup
 /// (the `ifslots` map), the others by hash: a size, not a limit.
 pub const SMALL_IFINDEX: u32 = 1024;
+
+/// The largest `max_fragment_datagrams` (the engine's table of fragmented
+/// datagrams in flight, 64 bytes each: 64 MiB at most).
+pub const MAX_FRAGMENT_DATAGRAMS: u32 = 1 << 20;

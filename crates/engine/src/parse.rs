@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use rvs_wire::{ethernet, ip_proto, ipv4, ipv6, tcp, udp};
 
 use crate::conn::{addr_bytes, FlowKey};
+use crate::frag::DatagramKey;
 use crate::proto::tcp as tcp_state;
 use crate::verdict::{DropReason, IfIndex};
 
@@ -28,6 +29,9 @@ pub(crate) struct Parsed {
     pub(crate) dst: IpAddr,
     pub(crate) tcp_flags: Option<tcp_state::Flags>,
     pub(crate) ingress: IfIndex,
+    /// The first fragment of a fragmented datagram: its datagram, which
+    /// the later fragments follow ([`crate::frag`]).
+    pub(crate) first_fragment: Option<DatagramKey>,
 }
 
 impl Parsed {
@@ -48,27 +52,40 @@ impl Parsed {
 }
 
 /// Parses the headers the engine needs. `Ok(None)`: not IP/TCP/UDP, so not
-/// ours. Errors are drop reasons.
+/// ours. Errors are drop reasons; [`DropReason::Fragment`] is an IPv4
+/// fragment other than the first ([`parse_later_fragment`] reads it). A
+/// first fragment is parsed like a whole packet, its transport header
+/// checked as far as it lies in the fragment.
 pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, DropReason> {
     let eth = ethernet::Frame::new_checked(data).map_err(|_| DropReason::Malformed)?;
     let l2_len = eth.header_len();
     let l3 = data.get(l2_len..).ok_or(DropReason::Malformed)?;
+    let mut first_fragment = None;
     let (v6, ip_len, l3_header, proto, src, dst) = match eth.ethertype() {
         ethernet::ethertype::IPV4 => {
             let ip = ipv4::Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
             if !ip.verify_checksum() {
                 return Err(DropReason::BadIpChecksum);
             }
-            if ip.is_fragment() {
+            if ip.frag_offset() != 0 {
                 return Err(DropReason::Fragment);
+            }
+            let (src, dst) = (IpAddr::V4(ip.src_addr()), IpAddr::V4(ip.dst_addr()));
+            if ip.more_frags() {
+                first_fragment = Some(DatagramKey {
+                    src: addr_bytes(src),
+                    dst: addr_bytes(dst),
+                    proto: ip.protocol(),
+                    id: u32::from(ip.ident()),
+                });
             }
             (
                 false,
                 usize::from(ip.total_len()),
                 ip.header_len(),
                 ip.protocol(),
-                IpAddr::V4(ip.src_addr()),
-                IpAddr::V4(ip.dst_addr()),
+                src,
+                dst,
             )
         }
         ethernet::ethertype::IPV6 => {
@@ -97,7 +114,13 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
             (t.src_port(), t.dst_port(), Some(flags))
         }
         ip_proto::UDP => {
-            let u = udp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?;
+            // A first fragment holds the header, not the whole datagram its
+            // length field counts.
+            let u = if first_fragment.is_some() && l4.len() >= udp::HEADER_LEN {
+                udp::Packet::new_unchecked(l4)
+            } else {
+                udp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?
+            };
             (u.src_port(), u.dst_port(), None)
         }
         _ => return Ok(None),
@@ -120,5 +143,39 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         dst,
         tcp_flags,
         ingress,
+        first_fragment,
     }))
+}
+
+/// An IPv4 fragment after the first: where it is and which datagram it
+/// belongs to.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LaterFragment {
+    pub(crate) l2_len: usize,
+    pub(crate) ip_len: usize,
+    pub(crate) datagram: DatagramKey,
+    /// More fragments follow (MF set).
+    pub(crate) more: bool,
+    /// Fragment offset in bytes.
+    pub(crate) offset: usize,
+}
+
+/// Reads a frame [`parse`] refused as [`DropReason::Fragment`] (its IPv4
+/// header is already checked).
+pub(crate) fn parse_later_fragment(data: &[u8]) -> Option<LaterFragment> {
+    let eth = ethernet::Frame::new_checked(data).ok()?;
+    let l2_len = eth.header_len();
+    let ip = ipv4::Packet::new_checked(data.get(l2_len..)?).ok()?;
+    Some(LaterFragment {
+        l2_len,
+        ip_len: usize::from(ip.total_len()),
+        datagram: DatagramKey {
+            src: addr_bytes(IpAddr::V4(ip.src_addr())),
+            dst: addr_bytes(IpAddr::V4(ip.dst_addr())),
+            proto: ip.protocol(),
+            id: u32::from(ip.ident()),
+        },
+        more: ip.more_frags(),
+        offset: usize::from(ip.frag_offset()),
+    })
 }

@@ -48,6 +48,12 @@ pub struct Counters {
     /// ICMP errors about a NAT connection relayed with their addresses
     /// translated, either way (counted in `forwarded`).
     pub icmp_translated: u64,
+    /// First fragments whose datagram was recorded for its later fragments.
+    pub fragments_tracked: u64,
+    /// Later fragments forwarded after their first (counted in `forwarded`).
+    pub fragments_followed: u64,
+    /// Datagrams dropped from the full fragment table for a newer one.
+    pub fragments_evicted: u64,
     /// Frames whose next-hop MAC was unknown.
     pub unresolved: u64,
     /// Frames that were neither part of a tracked connection nor a new flow
@@ -102,6 +108,9 @@ impl Counters {
         self.forwarded += o.forwarded;
         self.replies += o.replies;
         self.icmp_relayed += o.icmp_relayed;
+        self.fragments_tracked += o.fragments_tracked;
+        self.fragments_followed += o.fragments_followed;
+        self.fragments_evicted += o.fragments_evicted;
         self.icmp_translated += o.icmp_translated;
         self.unresolved += o.unresolved;
         self.untracked += o.untracked;

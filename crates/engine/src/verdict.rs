@@ -74,8 +74,12 @@ drop_reasons! {
     Malformed => "malformed",
     /// The IPv4 header checksum was wrong.
     BadIpChecksum => "bad_ip_checksum",
-    /// IP fragments are not reassembled by this version.
+    /// A later IPv4 fragment of a datagram whose first fragment was not
+    /// seen (it came later, or was evicted or timed out from the fragment
+    /// table): without ports nothing says where it belongs.
     Fragment => "fragment",
+    /// A fragment reaching past the 65,535 bytes of an IPv4 datagram.
+    FragmentOversized => "fragment_oversized",
     /// A TCP segment without SYN for a flow the director does not track.
     NoConnection => "no_connection",
     /// The scheduler found no available real server (IPv4: answered with

@@ -172,6 +172,7 @@ impl Engine {
         let previous = std::mem::replace(&mut self.snapshot, snapshot);
         self.fast_config_changed(&previous);
         self.defense_config_changed();
+        self.fragment_config_changed();
     }
 
     fn upsert_dest(&mut self, service: ServiceKey, d: &Dest, egress: Egress, pos: u32) -> u32 {

@@ -33,6 +33,7 @@ impl Engine {
             dst: bytes_addr(&e.dst(pkt.data()), e.v6),
             tcp_flags: None,
             ingress,
+            first_fragment: None,
         };
         if let Some(idx) = self.conns.find_in(&flow) {
             // From the client's side: to the real server.

@@ -6,6 +6,7 @@
 //!   configuration, scheduling, counting connections on their server;
 //! - `persist.rs`: persistence templates (`-p`, `-M`);
 //! - `icmp.rs`: ICMP errors about tracked connections, relayed;
+//! - `fragment.rs`: later fragments following their datagram's first;
 //! - `defense.rs`: SYN-flood defence (eviction of half-open connections,
 //!   IPVS's drop_entry, drop_packet and secure_tcp);
 //! - `fast.rs`: the fast path's maps as values (entries, next hops,
@@ -21,6 +22,7 @@ mod adopt;
 mod defense;
 mod dests;
 mod fast;
+mod fragment;
 mod icmp;
 mod persist;
 mod sync;
@@ -87,6 +89,8 @@ pub struct Engine {
     /// A sync master runs ([`Engine::set_sync_master`]).
     sync_master: bool,
     defense: DefenseRt,
+    /// Fragmented datagrams in flight ([`crate::frag`]).
+    frags: crate::frag::FragTable,
 }
 
 impl std::fmt::Debug for Engine {
@@ -128,6 +132,10 @@ impl Engine {
                 snapshot.config().defense,
                 hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
             ),
+            frags: crate::frag::FragTable::new(
+                snapshot.config().max_fragment_datagrams,
+                [hash_seeds[3], hash_seeds[2], hash_seeds[1], hash_seeds[0]],
+            ),
         };
         e.set_config(snapshot);
         e.defense_evaluate();
@@ -162,12 +170,13 @@ impl Engine {
             self.conns.start_clock(secs(now));
             self.clock_started = true;
         }
+        let now_s = secs(now);
         let p = match parse(pkt.data(), ingress) {
             Ok(Some(p)) => p,
             Ok(None) => return self.icmp(pkt, ingress),
+            Err(DropReason::Fragment) => return self.later_fragment(now_s, pkt, ingress),
             Err(reason) => return Verdict::Drop(reason),
         };
-        let now_s = secs(now);
         if let Some(idx) = self.conns.find_in(&p.key) {
             let reuse = {
                 let c = self.conns.get(idx);
@@ -388,6 +397,7 @@ impl Engine {
         self.sync_on_transition(idx, old);
         self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
+        self.track_datagram(now_s, idx, Direction::Input, p);
         let c = *self.conns.get(idx);
         self.count_in(c.dest, p);
         self.transmit_in(pkt, &c, p)
@@ -416,6 +426,7 @@ impl Engine {
         self.sync_on_transition(idx, old);
         self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
+        self.track_datagram(now_s, idx, Direction::Output, p);
         let c = *self.conns.get(idx);
         self.count_out(c.dest, p);
         nat::transmit_out(pkt, p, &c, &self.snapshot, &self.neighbors)

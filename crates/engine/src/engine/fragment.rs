@@ -1,0 +1,163 @@
+//! Later fragments of a datagram follow its first fragment's connection
+//! ([`crate::frag`] has the table and the design).
+
+use rvs_wire::{ipv4, PacketBuf};
+
+use super::Engine;
+use crate::config::ForwardMethod;
+use crate::conn::{bytes_addr, Conn};
+use crate::frag::{DatagramKey, FragTable, Recorded, Route};
+use crate::fwd::{self, nat};
+use crate::parse::{parse_later_fragment, LaterFragment, Parsed};
+use crate::proto::Direction;
+use crate::verdict::{DropReason, IfIndex, Verdict};
+
+/// An IPv4 datagram is at most this long: a fragment reaching further is
+/// malformed (the "ping of death").
+const MAX_DATAGRAM: usize = 65_535;
+
+impl Engine {
+    /// A first fragment went through connection `idx` in `dir`: its later
+    /// fragments will follow.
+    pub(super) fn track_datagram(&mut self, now_s: u32, idx: u32, dir: Direction, p: &Parsed) {
+        let Some(key) = p.first_fragment else {
+            return;
+        };
+        self.counters.fragments_tracked += 1;
+        if self.frags.record(now_s, &key, Route { conn: idx, dir }) == Recorded::Evicted {
+            self.counters.fragments_evicted += 1;
+        }
+    }
+
+    /// A new `max_fragment_datagrams` takes a new (empty) table.
+    pub(super) fn fragment_config_changed(&mut self) {
+        let want = self.snapshot.config().max_fragment_datagrams;
+        if FragTable::new(want, [0; 4]).capacity() != self.frags.capacity() {
+            self.frags = FragTable::new(want, [self.sched_seed, 1, 2, 3]);
+        }
+    }
+
+    /// Datagrams whose later fragments are expected now.
+    pub fn fragmented_datagrams(&self, now: crate::Time) -> usize {
+        self.frags.live(super::secs(now))
+    }
+
+    /// An IPv4 fragment after the first: sent where its datagram's first
+    /// fragment went, with the same address translation (no ports: they
+    /// are in the first fragment only), or dropped and counted.
+    pub(super) fn later_fragment(
+        &mut self,
+        now_s: u32,
+        pkt: &mut PacketBuf<'_>,
+        ingress: IfIndex,
+    ) -> Verdict {
+        let Some(f) = parse_later_fragment(pkt.data()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if f.offset + f.ip_len.saturating_sub(ipv4_header_len(pkt.data(), &f)) > MAX_DATAGRAM {
+            return Verdict::Drop(DropReason::FragmentOversized);
+        }
+        let Some(route) = self.frags.lookup(now_s, &f.datagram) else {
+            return Verdict::Drop(DropReason::Fragment);
+        };
+        let c = *self.conns.get(route.conn);
+        if !belongs(&c, &f.datagram, route.dir) {
+            // The connection ended and its slot was reused.
+            self.frags.forget(&f.datagram);
+            return Verdict::Drop(DropReason::Fragment);
+        }
+        if !f.more {
+            self.frags.forget(&f.datagram);
+        }
+        let v6 = c.v6();
+        let p = Parsed {
+            l2_len: f.l2_len,
+            l4_start: f.l2_len + ipv4_header_len(pkt.data(), &f),
+            ip_len: f.ip_len,
+            v6,
+            key: crate::conn::FlowKey {
+                template: false,
+                proto: f.datagram.proto,
+                v6,
+                saddr: f.datagram.src,
+                sport: 0,
+                daddr: f.datagram.dst,
+                dport: 0,
+            },
+            src: bytes_addr(&f.datagram.src, v6),
+            dst: bytes_addr(&f.datagram.dst, v6),
+            tcp_flags: None,
+            ingress,
+            first_fragment: None,
+        };
+        let verdict = match route.dir {
+            Direction::Output => {
+                let Some(ip) = p.ip(pkt.data_mut()) else {
+                    return Verdict::Drop(DropReason::Malformed);
+                };
+                if !nat::decrement_ttl(ip, false) {
+                    return Verdict::Drop(DropReason::TtlExceeded);
+                }
+                set_address(pkt.data_mut(), &f, false, &c.vaddr);
+                let Some(route) = self.snapshot.route(p.dst) else {
+                    return Verdict::Drop(DropReason::NoRoute);
+                };
+                let v = fwd::send(pkt, &route, self.neighbors.lookup(route.next_hop));
+                self.count_out(c.dest, &p);
+                v
+            }
+            Direction::Input | Direction::InputOnly => {
+                let to = self.way_to_server(c.dest);
+                let v = match c.method() {
+                    ForwardMethod::Masq => {
+                        set_address(pkt.data_mut(), &f, true, &c.daddr);
+                        fwd::send(pkt, &to.egress, to.mac)
+                    }
+                    ForwardMethod::Route | ForwardMethod::Tunnel => {
+                        let mut ctx = fwd::Ctx {
+                            snapshot: &self.snapshot,
+                            ident: &mut self.ident,
+                        };
+                        fwd::transmit(pkt, &p, &c, &to, &mut ctx)
+                    }
+                };
+                self.count_in(c.dest, &p);
+                v
+            }
+        };
+        if matches!(verdict, Verdict::Forward { .. }) {
+            self.counters.fragments_followed += 1;
+        }
+        verdict
+    }
+}
+
+/// Whether connection `c` is still the one the datagram was recorded for.
+fn belongs(c: &Conn, d: &DatagramKey, dir: Direction) -> bool {
+    match dir {
+        Direction::Output => c.daddr == d.src && c.caddr == d.dst && c.proto == d.proto,
+        _ => c.caddr == d.src && c.vaddr == d.dst && c.proto == d.proto,
+    }
+}
+
+fn ipv4_header_len(frame: &[u8], f: &LaterFragment) -> usize {
+    frame
+        .get(f.l2_len)
+        .map_or(ipv4::HEADER_LEN, |b| usize::from(b & 0x0f) * 4)
+}
+
+/// NAT for a later fragment: the destination (toward the server) or the
+/// source (toward the client) becomes `addr`, the header checksum follows.
+/// The transport checksum is in the first fragment, already adjusted.
+fn set_address(frame: &mut [u8], f: &LaterFragment, destination: bool, addr: &[u8; 16]) {
+    let Some(ip) = frame.get_mut(f.l2_len..f.l2_len + f.ip_len) else {
+        return;
+    };
+    let mut ip = ipv4::Packet::new_unchecked(ip);
+    let a = std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
+    if destination {
+        ip.set_dst_addr_incremental(a);
+    } else {
+        ip.set_src_addr_incremental(a);
+    }
+}
