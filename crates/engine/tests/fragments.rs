@@ -226,8 +226,10 @@ fn unknown_oversized_and_flooding_fragments_are_dropped_and_counted() {
 
 #[test]
 fn a_bad_fragment_table_size_is_refused() {
-    let mut cfg = Config::default();
-    cfg.max_fragment_datagrams = 0;
+    let cfg = Config {
+        max_fragment_datagrams: 0,
+        ..Config::default()
+    };
     assert!(rvs_engine::Snapshot::new(cfg)
         .unwrap_err()
         .to_string()
