@@ -11,6 +11,7 @@
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
  *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
+ *   later IPv4 fragment of a datagram in frags4              -> AF_XDP
  *   miss, malformed or fragment, destination is a VIP        -> AF_XDP
  *       (the engine counts and drops; the kernel must not answer for a VIP)
  *   ICMP error quoting a TCP/UDP packet whose reversed flow is in conns,
@@ -52,7 +53,7 @@
  */
 #if !defined(MAX_IFACES) || !defined(QUEUES_PER_IFACE) || !defined(MAX_SERVICES) ||      \
 	!defined(MAX_VIPS) || !defined(MAX_NEXT_HOPS) || !defined(MAX_DEST_SLOTS) ||      \
-	!defined(SMALL_IFINDEX)
+	!defined(SMALL_IFINDEX) || !defined(FRAGMENT_STEERING)
 #error "the sizes come from rvs_engine::limits through build.rs"
 #endif
 /* Counters of frames arriving on an interface missing from `ifaces`. */
@@ -176,6 +177,15 @@ struct if_counters {
 	__u64 parse_errors;
 };
 
+/* Key of `frags4`: an IPv4 datagram (RFC 791's identification tuple). */
+struct frag_key4 {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 pad;
+};
+
 /* Key of `services` (destination address, protocol, port). */
 struct l4_key {
 	__u8 family;
@@ -236,6 +246,18 @@ struct {
 	__type(key, struct addr_key);
 	__type(value, __u32);
 } vip_addrs SEC(".maps");
+
+/*
+ * IPv4 datagrams whose first fragment belonged to a tracked connection:
+ * their later fragments (no ports) go to the engine too. Written here, by
+ * the program, when it hands such a first fragment over.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FRAGMENT_STEERING);
+	__type(key, struct frag_key4);
+	__type(value, __u8);
+} frags4 SEC(".maps");
 
 /* ifindex -> interface slot (0..MAX_IFACES-1). */
 struct {
@@ -692,6 +714,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	struct ethhdr *eth = data;
 	struct conn_key key = {};
 	struct l4_key svc = {};
+	struct frag_key4 fk = {};
 	struct if_counters *cnt;
 	struct conn_entry *e;
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -761,9 +784,16 @@ int rvs_xdp(struct xdp_md *ctx)
 			return icmp_steer(ctx, cnt, slot, &key, (void *)ip + ihl, data_end);
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return pass(cnt);
-		if (frag_off & IP_OFFSET_)
-			/* Non-first fragment: no ports to match. */
+		fk.saddr = ip->saddr;
+		fk.daddr = ip->daddr;
+		fk.id = ip->id;
+		fk.proto = proto;
+		if (frag_off & IP_OFFSET_) {
+			/* Later fragment: no ports; its datagram's first fragment decides. */
+			if (bpf_map_lookup_elem(&frags4, &fk))
+				return to_user(ctx, cnt, slot);
 			return vip_or_pass(ctx, cnt, slot, &key);
+		}
 		if (frag_off & IP_MF_)
 			frag = first_frag = 1;
 		l4 = (void *)ip + ihl;
@@ -828,9 +858,18 @@ int rvs_xdp(struct xdp_md *ctx)
 	}
 
 	if (frag) {
-		/* The engine drops fragments: never forwarded here. */
-		if (first_frag && ports_ok && lookup_conn(&key))
+		/*
+		 * Fragments are the engine's (never forwarded here): a first
+		 * fragment of a tracked connection, and then its datagram's later
+		 * fragments (frags4; IPv4 only).
+		 */
+		if (first_frag && ports_ok && lookup_conn(&key)) {
+			__u8 one = 1;
+
+			if (key.family == 4)
+				bpf_map_update_elem(&frags4, &fk, &one, BPF_ANY);
 			return to_user(ctx, cnt, slot);
+		}
 		return vip_or_pass(ctx, cnt, slot, &key);
 	}
 	if (!valid)

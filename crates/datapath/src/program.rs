@@ -27,8 +27,8 @@ use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use rvs_engine::limits::{
-    MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS, MAX_QUEUES_PER_INTERFACE, MAX_SERVICES,
-    MAX_VIPS, SMALL_IFINDEX,
+    FRAGMENT_STEERING, MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS, MAX_QUEUES_PER_INTERFACE,
+    MAX_SERVICES, MAX_VIPS, SMALL_IFINDEX,
 };
 use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 
@@ -302,6 +302,7 @@ impl XdpDatapath {
             .map_max_entries("vip_addrs", MAX_VIPS)
             .map_max_entries("ifaces", MAX_INTERFACES)
             .map_max_entries("ifslots", SMALL_IFINDEX)
+            .map_max_entries("frags4", FRAGMENT_STEERING)
             .map_max_entries("tx_ports", MAX_INTERFACES)
             .map_max_entries("xsks", MAX_INTERFACES * MAX_QUEUES_PER_INTERFACE)
             .map_max_entries("if_stats", MAX_INTERFACES + 1)

@@ -1291,3 +1291,47 @@ fn icmp_errors_about_tracked_flows_or_to_a_vip_go_to_user_space_the_rest_stays()
 fn own_v6() -> Flow {
     Flow::tcp("fd00:210::2", 5555, "fd00:210::9", 22)
 }
+
+/// `frame` (IPv4, no options) with the fragment field set: `more`
+/// fragments follow, at byte `offset`; header checksum fixed.
+fn as_fragment(mut frame: Vec<u8>, more: bool, offset: u16) -> Vec<u8> {
+    let field = (if more { 0x2000 } else { 0 }) | (offset / 8);
+    frame[14 + 6..14 + 8].copy_from_slice(&field.to_be_bytes());
+    frame[14 + 10..14 + 12].fill(0);
+    let c = rvs_wire::checksum::compute(&frame[14..34]);
+    frame[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+    frame
+}
+
+#[test]
+fn later_fragments_follow_a_tracked_first_fragment_to_user_space() {
+    with_director(|env| {
+        env.hop(2, env.d0, D0_MAC, CLIENT_MAC);
+        // A NAT reply (server -> client: not to a VIP) of a tracked flow.
+        let mut reply = Flow::udp("10.211.0.5", 8080, "10.210.0.1", 46002);
+        reply.id = 4242;
+        reply.payload = vec![7; 64];
+        env.forward(
+            &reply,
+            Rewrite::MasqOut {
+                addr: ip("10.210.0.100"),
+                port: 80,
+            },
+            2,
+            0,
+        );
+        let first = as_fragment(reply.frame(), true, 0);
+        env.assert_to_user(&first, "first fragment of a tracked reply");
+        let later = as_fragment(reply.frame(), false, 1480);
+        env.assert_to_user(&later, "its later fragment");
+        // Another datagram between the same hosts: never seen, the kernel's.
+        let mut other = reply.clone();
+        other.id = 4243;
+        let (v, r) = env.run(&as_fragment(other.frame(), false, 1480));
+        assert_eq!(
+            (v, r.action),
+            (Verdict::Passed, XdpAction::Pass),
+            "unknown datagram"
+        );
+    });
+}

@@ -53,3 +53,10 @@ pub const SMALL_IFINDEX: u32 = 1024;
 /// The largest `max_fragment_datagrams` (the engine's table of fragmented
 /// datagrams in flight, 64 bytes each: 64 MiB at most).
 pub const MAX_FRAGMENT_DATAGRAMS: u32 = 1 << 20;
+
+/// Entries of the XDP program's `frags4` map (an LRU hash): IPv4 datagrams
+/// whose first fragment belonged to a tracked connection and went to the
+/// engine, so that their later fragments (which carry no ports) go there
+/// too rather than to the kernel. Older datagrams are evicted first; a
+/// size, not a limit on what an operator configures.
+pub const FRAGMENT_STEERING: u32 = 1 << 14;

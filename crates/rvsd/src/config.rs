@@ -91,6 +91,9 @@ pub(crate) fn engine_config(
         max_connections: file
             .max_connections
             .unwrap_or(Config::default().max_connections),
+        max_fragment_datagrams: file
+            .max_fragment_datagrams
+            .unwrap_or(Config::default().max_fragment_datagrams),
         fast_path: fast_path(file),
         defense: defense(file),
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),

@@ -281,6 +281,11 @@ pub(crate) fn render(
         "rvs_worker_icmp_errors_relayed",
         "ICMP errors about tracked connections relayed to whoever sent the quoted packet (relayed: unchanged, DR/TUN; translated: NAT); counted among the forwarded packets. Dropped ones are in rvs_worker_drops (icmp_no_connection, icmp_unrelayable).",
     );
+    let w_frags = counter(
+        &mut r,
+        "rvs_worker_fragments",
+        "IPv4 fragments: tracked (first fragments whose datagram was recorded), followed (later fragments forwarded after their first), evicted (datagrams dropped from the full fragment table). Dropped fragments are in rvs_worker_drops (fragment, fragment_oversized).",
+    );
     let w_conns = gauge(
         &mut r,
         "rvs_worker_connections",
@@ -419,6 +424,15 @@ pub(crate) fn render(
         w_batches.get_or_create(&lab).inc_by(w.batches);
         w_tx_failed.get_or_create(&lab).inc_by(w.tx_failed);
         w_adopted.get_or_create(&lab).inc_by(c.conns_adopted);
+        for (event, n) in [
+            ("tracked", c.fragments_tracked),
+            ("followed", c.fragments_followed),
+            ("evicted", c.fragments_evicted),
+        ] {
+            w_frags
+                .get_or_create(&l(&[("worker", worker.clone()), ("event", event.into())]))
+                .inc_by(n);
+        }
         for (how, n) in [
             ("relayed", c.icmp_relayed),
             ("translated", c.icmp_translated),

@@ -22,6 +22,9 @@ pub struct Config {
     pub interfaces: Vec<String>,
     /// Size of the connection table (default: the engine's).
     pub max_connections: Option<u32>,
+    /// Fragmented datagrams tracked at once (default: the engine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_fragment_datagrams: Option<u32>,
     /// Forward established flows in the XDP program (default: on).
     pub fast_path: Option<bool>,
     /// Prometheus endpoint address ("127.0.0.1:9813").

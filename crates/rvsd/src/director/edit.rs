@@ -158,6 +158,7 @@ impl Draft {
             sloppy_tcp: base.sloppy_tcp,
             sloppy_sctp: base.sloppy_sctp,
             sync_persist_mode: base.sync_persist_mode,
+            max_fragment_datagrams: base.max_fragment_datagrams,
         };
         let services: Vec<Option<Entry>> = base
             .services

@@ -51,6 +51,9 @@ impl Director {
         c.insert("replies".into(), counters.replies);
         c.insert("icmp_relayed".into(), counters.icmp_relayed);
         c.insert("icmp_translated".into(), counters.icmp_translated);
+        c.insert("fragments_tracked".into(), counters.fragments_tracked);
+        c.insert("fragments_followed".into(), counters.fragments_followed);
+        c.insert("fragments_evicted".into(), counters.fragments_evicted);
         c.insert("unresolved".into(), counters.unresolved);
         c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
