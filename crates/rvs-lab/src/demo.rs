@@ -143,6 +143,7 @@ pub fn rvsd_config() -> String {
 #[derive(Debug)]
 pub struct Rvsd<'a> {
     lab: &'a Lab,
+    role: String,
     process: Spawned,
     socket: PathBuf,
     rvsadm: PathBuf,
@@ -153,21 +154,39 @@ impl<'a> Rvsd<'a> {
     /// --socket <labdir>/rvsd.sock` in the `dir` namespace and waits until
     /// `rvsadm -Ln` answers.
     pub fn start(lab: &'a Lab, rvsd: &Path, rvsadm: &Path) -> Result<Rvsd<'a>, DemoError> {
-        let config = lab.dir().join("rvsd.toml");
-        std::fs::write(&config, rvsd_config())
+        Self::start_on(lab, "dir", &rvsd_config(), rvsd, rvsadm)
+    }
+
+    /// Starts rvsd in director `role` (`dir`, `dir2`, …) on the
+    /// configuration text `config`, written to `rvsd.toml` in the lab dir
+    /// (`rvsd-ROLE.toml` for the other directors; their sockets likewise).
+    pub fn start_on(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+    ) -> Result<Rvsd<'a>, DemoError> {
+        let stem = match role {
+            "dir" => "rvsd".to_owned(),
+            r => format!("rvsd-{r}"),
+        };
+        let config = lab.dir().join(format!("{stem}.toml"));
+        std::fs::write(&config, config_text)
             .map_err(LabError::io(format!("writing {}", config.display())))?;
-        let socket = lab.dir().join("rvsd.sock");
+        let socket = lab.dir().join(format!("{stem}.sock"));
         let (rvsd_s, config_s, socket_s) = (
             rvsd.display().to_string(),
             config.display().to_string(),
             socket.display().to_string(),
         );
         let process = lab.spawn(
-            "dir",
+            role,
             &[&rvsd_s, "--config", &config_s, "--socket", &socket_s],
         )?;
         let me = Rvsd {
             lab,
+            role: role.to_owned(),
             process,
             socket,
             rvsadm: rvsadm.to_owned(),
@@ -238,7 +257,17 @@ impl<'a> Rvsd<'a> {
         let bin = self.rvsadm.display().to_string();
         let mut argv: Vec<&str> = vec!["env", &env, &bin];
         argv.extend_from_slice(args);
-        self.lab.exec_timeout("dir", &argv, RVSADM_TIMEOUT)
+        self.lab.exec_timeout(&self.role, &argv, RVSADM_TIMEOUT)
+    }
+
+    /// The director namespace's role (`dir`, `dir2`, …).
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// Kills rvsd with `signal` (SIGKILL: a crash) and returns its output.
+    pub fn kill(self, signal: libc::c_int) -> Result<(ExitStatus, String), LabError> {
+        self.process.stop_with(signal, RVSD_STOP_GRACE)
     }
 
     /// Adds one TCP service on VIP:80 with `sched` and real servers
@@ -354,6 +383,8 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         director: DirectorKind::None,
         decap_bin: None,
         queues: opts.queues,
+        directors: 1,
+        vip_route: crate::VipRoute::FirstDirector,
     };
     let lab = Lab::build(spec)?;
     println!(

@@ -149,6 +149,8 @@ fn main() -> Result<()> {
                 },
                 decap_bin: decap,
                 queues,
+                directors: 1,
+                vip_route: rvs_lab::VipRoute::FirstDirector,
             };
             // Install before building so a Ctrl-C during setup also cleans up.
             rvs_lab::install_signal_handler();

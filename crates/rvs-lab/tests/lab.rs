@@ -17,6 +17,8 @@ fn spec(mode: Mode, servers: usize, director: DirectorKind) -> LabSpec {
         director,
         decap_bin: None,
         queues: 1,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     }
 }
 
