@@ -65,6 +65,7 @@ mod pcap;
 
 pub mod demo;
 pub mod flood;
+pub mod ha;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
