@@ -327,18 +327,81 @@ fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
     }
 }
 
-/// Runs quorum_up / quorum_down commands in the background.
-pub(crate) fn run_commands(cmds: Vec<QuorumCommand>) {
-    for c in cmds {
-        tokio::spawn(async move {
-            tracing::info!(command = %c.command, transition = ?c.transition, "running quorum command");
-            match rvs_health::run_command(&c.command, Duration::from_secs(30)).await {
-                Ok(0) => {}
-                Ok(code) => tracing::warn!(command = %c.command, code, "quorum command failed"),
-                Err(e) => {
-                    tracing::warn!(command = %c.command, error = %e, "quorum command could not run")
+/// Runs quorum_up / quorum_down commands in the background, one at a time
+/// in the order quorum changed: a `quorum_down` queued before a
+/// `quorum_up` must not finish after it (a BGP announcement switched by
+/// them would end withdrawn while quorum is up).
+#[derive(Debug, Default)]
+pub(crate) struct QuorumRunner {
+    /// To the task that runs them, started with the first command.
+    queue: Option<tokio::sync::mpsc::UnboundedSender<QuorumCommand>>,
+}
+
+impl QuorumRunner {
+    /// Queues `cmds` behind those still running; needs a tokio runtime.
+    pub(crate) fn run(&mut self, cmds: Vec<QuorumCommand>) {
+        if cmds.is_empty() {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<QuorumCommand>();
+            tokio::spawn(async move {
+                while let Some(c) = rx.recv().await {
+                    run_command(c).await;
                 }
-            }
+            });
+            tx
         });
+        for c in cmds {
+            if let Err(e) = queue.send(c) {
+                // The task is gone only when the runtime shuts down.
+                tracing::warn!(command = %e.0.command, "quorum command not run: rvsd is stopping");
+            }
+        }
+    }
+}
+
+async fn run_command(c: QuorumCommand) {
+    tracing::info!(command = %c.command, transition = ?c.transition, "running quorum command");
+    match rvs_health::run_command(&c.command, Duration::from_secs(30)).await {
+        Ok(0) => {}
+        Ok(code) => tracing::warn!(command = %c.command, code, "quorum command failed"),
+        Err(e) => {
+            tracing::warn!(command = %c.command, error = %e, "quorum command could not run")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_health::policy::QuorumTransition;
+
+    /// A slow quorum_down queued before a quick quorum_up still finishes
+    /// first: the order quorum changed in is the order the world sees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quorum_commands_run_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let cmd = |transition, delay: &str, word: &str| QuorumCommand {
+            transition,
+            command: format!(
+                "/bin/sh -c 'sleep {delay}; echo {word} >> {}'",
+                log.display()
+            ),
+        };
+        let mut runner = QuorumRunner::default();
+        runner.run(vec![cmd(QuorumTransition::Down, "0.3", "down")]);
+        runner.run(vec![cmd(QuorumTransition::Up, "0", "up")]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() == 2 {
+                assert_eq!(text, "down\nup\n");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "ran: {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -60,6 +60,8 @@ pub(crate) struct Director {
     reloads: crate::metrics::ReloadStats,
     /// Connection-sync daemons (`--start-daemon`, `[[sync_daemon]]`).
     sync: crate::sync::Daemons,
+    /// Runs the quorum commands in order.
+    quorum: health::QuorumRunner,
 }
 
 impl Director {
@@ -85,6 +87,7 @@ impl Director {
             dest_rates: Estimator::default(),
             reloads: Default::default(),
             sync: Default::default(),
+            quorum: Default::default(),
         };
         d.apply(config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(d)
@@ -116,7 +119,7 @@ impl Director {
         let commands = self.health.reconcile(&config);
         self.config = Arc::new(config);
         self.generation += 1;
-        health::run_commands(commands);
+        self.quorum.run(commands);
         self.publish_effective()
     }
 
@@ -142,7 +145,7 @@ impl Director {
     /// A health check changed state.
     pub(crate) fn on_health(&mut self, ev: &rvs_health::HealthEvent) {
         let (changed, commands) = self.health.on_event(ev);
-        health::run_commands(commands);
+        self.quorum.run(commands);
         if changed {
             if let Err(e) = self.publish_effective() {
                 tracing::error!(error = %e, "applying a health change");
