@@ -674,6 +674,7 @@ fn backup_sync_daemon(
         mcast_group: None,
         mcast_port: None,
         mcast_ttl: None,
+        sync_refresh_period: None,
     };
     for (k, v) in &s.extra {
         let ok = match k.as_str() {

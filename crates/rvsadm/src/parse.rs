@@ -822,6 +822,7 @@ impl Default for Collected {
                 mcast_group: None,
                 mcast_port: None,
                 mcast_ttl: None,
+                sync_refresh_period: None,
             },
             defense: DefenseSettings::default(),
         }

@@ -74,6 +74,16 @@ pub struct SyncDaemon {
     /// `--mcast-ttl` (default 1).
     #[cfg_attr(feature = "serde", serde(default))]
     pub mcast_ttl: Option<u8>,
+    /// Master only, the kernel's `sync_refresh_period` sysctl (seconds;
+    /// none: off): every connection the XDP program forwarded in the
+    /// period is sent again, so a backup that (re)started knows every live
+    /// connection after one period (a director rejoining an ECMP group).
+    /// No rvsadm option (ipvsadm has none); the file's key.
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub sync_refresh_period: Option<u32>,
 }
 
 impl SyncDaemon {
@@ -116,6 +126,18 @@ impl SyncDaemon {
             if !(256..=65507).contains(&m) {
                 return Err(format!("--sync-maxlen {m}: from 256 to 65507"));
             }
+        }
+        match (self.role, self.sync_refresh_period) {
+            (_, None) => {}
+            (SyncRole::Backup, Some(_)) => {
+                return Err(
+                    "sync_refresh_period: a master's setting; remove it from the backup".into(),
+                )
+            }
+            (SyncRole::Master, Some(0)) => {
+                return Err("sync_refresh_period = 0: leave it out to turn refreshing off".into())
+            }
+            (SyncRole::Master, Some(_)) => {}
         }
         Ok(())
     }

@@ -1252,6 +1252,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_group: None,
             mcast_port: None,
             mcast_ttl: None,
+            sync_refresh_period: None,
         })
     );
     assert_eq!(
@@ -1267,6 +1268,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_group: Some("224.0.0.82".parse().unwrap()),
             mcast_port: Some(8849),
             mcast_ttl: Some(2),
+            sync_refresh_period: None,
         })
     );
     assert_eq!(
