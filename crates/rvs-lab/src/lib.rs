@@ -64,6 +64,7 @@ mod error;
 mod pcap;
 
 pub mod demo;
+pub mod ecmp;
 pub mod flood;
 pub mod ha;
 
@@ -800,6 +801,10 @@ impl Lab {
 
         self.addr_up("router", "rt-client", &format!("{ROUTER_CLIENT_IP}/24"))?;
         self.set_sysctl("router", "net.ipv4.ip_forward", "1")?;
+        if self.spec.vip_route == VipRoute::Announced {
+            // ECMP by the L4 hash, so one client's flows spread.
+            self.set_sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")?;
+        }
         let vip_via = match self.spec.vip_route {
             VipRoute::FirstDirector => Some(DIR_FRONT_IP),
             VipRoute::Floating => Some(FLOATING_FRONT_IP),
