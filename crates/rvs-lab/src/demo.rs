@@ -144,7 +144,10 @@ pub fn rvsd_config() -> String {
 pub struct Rvsd<'a> {
     lab: &'a Lab,
     role: String,
+    /// rvsd itself, or the shell supervising it ([`Rvsd::start_supervised`]).
     process: Spawned,
+    /// Where the supervising shell wrote rvsd's pid.
+    supervised_pid: Option<PathBuf>,
     socket: PathBuf,
     rvsadm: PathBuf,
 }
@@ -167,6 +170,32 @@ impl<'a> Rvsd<'a> {
         rvsd: &Path,
         rvsadm: &Path,
     ) -> Result<Rvsd<'a>, DemoError> {
+        Self::start_inner(lab, role, config_text, rvsd, rvsadm, None)
+    }
+
+    /// [`Rvsd::start_on`] under a shell that runs `post_stop` once rvsd
+    /// has exited, however it ended — a crash included — as systemd runs
+    /// a unit's `ExecStopPost=`. SIGTERM to the shell ([`Rvsd::stop`])
+    /// is passed on to rvsd; [`Rvsd::kill`] signals rvsd itself.
+    pub fn start_supervised(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+        post_stop: &str,
+    ) -> Result<Rvsd<'a>, DemoError> {
+        Self::start_inner(lab, role, config_text, rvsd, rvsadm, Some(post_stop))
+    }
+
+    fn start_inner(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+        post_stop: Option<&str>,
+    ) -> Result<Rvsd<'a>, DemoError> {
         let stem = match role {
             "dir" => "rvsd".to_owned(),
             r => format!("rvsd-{r}"),
@@ -180,14 +209,35 @@ impl<'a> Rvsd<'a> {
             config.display().to_string(),
             socket.display().to_string(),
         );
-        let process = lab.spawn(
-            role,
-            &[&rvsd_s, "--config", &config_s, "--socket", &socket_s],
-        )?;
+        let argv = [
+            rvsd_s.as_str(),
+            "--config",
+            &config_s,
+            "--socket",
+            &socket_s,
+        ];
+        let (process, supervised_pid) = match post_stop {
+            None => (lab.spawn(role, &argv)?, None),
+            Some(post) => {
+                let pid_file = lab.dir().join(format!("{stem}.pid"));
+                // The first `wait` returns when rvsd exits or a signal
+                // arrives (the trap passes it on); the second waits for
+                // rvsd's exit either way.
+                let script = format!(
+                    "\"$@\" & echo $! > {pid}; trap 'kill -TERM $(cat {pid})' TERM INT; \
+                     wait; wait; {post}",
+                    pid = pid_file.display()
+                );
+                let mut full = vec!["/bin/sh", "-c", script.as_str(), "rvsd-supervisor"];
+                full.extend(argv);
+                (lab.spawn(role, &full)?, Some(pid_file))
+            }
+        };
         let me = Rvsd {
             lab,
             role: role.to_owned(),
             process,
+            supervised_pid,
             socket,
             rvsadm: rvsadm.to_owned(),
         };
@@ -265,9 +315,24 @@ impl<'a> Rvsd<'a> {
         &self.role
     }
 
-    /// Kills rvsd with `signal` (SIGKILL: a crash) and returns its output.
+    /// Kills rvsd with `signal` (SIGKILL: a crash) and returns its output
+    /// (supervised: once the post-stop command ran, with the shell's
+    /// status).
     pub fn kill(self, signal: libc::c_int) -> Result<(ExitStatus, String), LabError> {
-        self.process.stop_with(signal, RVSD_STOP_GRACE)
+        let Some(pid_file) = &self.supervised_pid else {
+            return self.process.stop_with(signal, RVSD_STOP_GRACE);
+        };
+        let pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            cmd::signal(pid, signal);
+        }
+        let deadline = Instant::now() + RVSD_STOP_GRACE;
+        while self.process.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.process.stop(RVSD_STOP_GRACE)
     }
 
     /// Adds one TCP service on VIP:80 with `sched` and real servers

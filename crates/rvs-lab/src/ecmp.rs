@@ -15,8 +15,9 @@
 //!   quorum_up) and `omega` (a stopping rvsd runs quorum_down). So the VIP
 //!   is announced once a real server answers, and withdrawn when the last
 //!   one fails or rvsd stops. A crashed rvsd runs nothing: its supervisor
-//!   runs quorum_down after it (systemd's `ExecStopPost=`), and BFD
-//!   withdraws a director that is gone altogether.
+//!   runs [`withdraw_command`] after it (systemd's `ExecStopPost=`; the
+//!   lab's `Rvsd::start_supervised`), and BFD withdraws a director that is
+//!   gone altogether.
 //! - Every director runs a master and a backup sync daemon on the sync
 //!   segment, so a flow the router moves to another director is known
 //!   there. A director that comes back has an empty table: the masters
@@ -102,12 +103,24 @@ pub fn sync_daemon(role: &str) -> String {
 /// announcement after [`ANNOUNCE_DELAY_SECS`]), alpha and omega. Goes in
 /// a `[[service]]` table of rvsd's file.
 pub fn announce_policy(birdc: &Path, socket: &Path) -> String {
-    let birdc = format!("{} -s {}", birdc.display(), socket.display());
     format!(
         "alpha = true\nomega = true\nquorum = 1\ndelay_loop = 1\n\
-         quorum_up = \"/bin/sh -c 'sleep {ANNOUNCE_DELAY_SECS}; exec {birdc} enable {VIP_PROTOCOL}'\"\n\
-         quorum_down = \"{birdc} disable {VIP_PROTOCOL}\"\n"
+         quorum_up = \"/bin/sh -c 'sleep {ANNOUNCE_DELAY_SECS}; exec {} enable {VIP_PROTOCOL}'\"\n\
+         quorum_down = \"{}\"\n",
+        birdc_command(birdc, socket),
+        withdraw_command(birdc, socket)
     )
+}
+
+/// The command that withdraws the VIP: rvsd's `quorum_down`, and what its
+/// supervisor runs after rvsd exits (systemd's `ExecStopPost=`), so a
+/// crash withdraws it too.
+pub fn withdraw_command(birdc: &Path, socket: &Path) -> String {
+    format!("{} disable {VIP_PROTOCOL}", birdc_command(birdc, socket))
+}
+
+fn birdc_command(birdc: &Path, socket: &Path) -> String {
+    format!("{} -s {}", birdc.display(), socket.display())
 }
 
 /// BIRD running in a lab namespace, with its control socket.

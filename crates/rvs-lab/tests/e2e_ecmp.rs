@@ -7,7 +7,9 @@
 //! continue through the others (they have them from sync). Then it comes
 //! back: the route returns, and the share of flows whose director changes
 //! is measured from the router's own FIB lookups (`ip route get` with the
-//! L4 hash) for 2,000 client ports.
+//! L4 hash) for 2,000 client ports. Then another director's rvsd crashes
+//! (SIGKILL): its supervisor withdraws the route, as systemd's
+//! `ExecStopPost=` would, and its flows continue through the others.
 //!
 //! Needs root, bird2 and wrk; builds rvsd/rvsadm itself if needed.
 //! Everything runs in the lab's namespaces and goes with them. Load:
@@ -20,16 +22,19 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use rvs_lab::demo::Rvsd;
-use rvs_lab::ecmp::{announce_policy, director_bird_conf, router_bird_conf, sync_daemon, Bird};
+use rvs_lab::ecmp::{
+    announce_policy, director_bird_conf, router_bird_conf, sync_daemon, withdraw_command, Bird,
+};
 use rvs_lab::{dir_front_ip, rs_ip, Lab, LabSpec, Mode, VipRoute, VIP};
 
 const DIRECTORS: usize = 3;
+const BIRDC: &str = "/usr/sbin/birdc";
 /// The withdrawal the issue asks for.
 const WITHDRAW_BOUND: Duration = Duration::from_secs(3);
 
 /// rvsd's file for a director announcing through `bird`.
 fn rvsd_config(bird: &Bird) -> String {
-    let birdc = std::path::Path::new("/usr/sbin/birdc");
+    let birdc = std::path::Path::new(BIRDC);
     let mut s = format!(
         "interfaces = [\"front\", \"back\"]\nscript_user = \"root\"\n{}{}",
         sync_daemon("master"),
@@ -88,10 +93,19 @@ fn fronts(which: &[usize]) -> Vec<Ipv4Addr> {
     which.iter().map(|k| dir_front_ip(*k)).collect()
 }
 
+/// rvsd under a supervisor that withdraws the VIP once it exits, however.
 fn start_rvsd<'a>(lab: &'a Lab, role: &str, bird: &Bird) -> Rvsd<'a> {
     let bins = common::binaries();
-    Rvsd::start_on(lab, role, &rvsd_config(bird), &bins.rvsd, &bins.rvsadm)
-        .unwrap_or_else(|e| panic!("rvsd in {role}: {e}"))
+    let withdraw = withdraw_command(std::path::Path::new(BIRDC), bird.socket());
+    Rvsd::start_supervised(
+        lab,
+        role,
+        &rvsd_config(bird),
+        &bins.rvsd,
+        &bins.rvsadm,
+        &withdraw,
+    )
+    .unwrap_or_else(|e| panic!("rvsd in {role}: {e}"))
 }
 
 #[test]
@@ -195,6 +209,24 @@ fn a_director_leaves_and_returns_under_load() {
             again == with_three
         );
 
+        // A crash: rvsd's supervisor withdraws the route; the flows it
+        // carried continue through the others.
+        std::thread::sleep(Duration::from_secs(1));
+        let carried_by_crashed = routed_to(lab, 3);
+        let crashed = Instant::now();
+        let (_, crash_log) = rvsds[2]
+            .take()
+            .expect("dir3's rvsd")
+            .kill(libc::SIGKILL)
+            .expect("killing dir3's rvsd");
+        let withdrawn_after_crash = lab
+            .wait_vip_next_hops(&fronts(&[1, 2]), Duration::from_secs(10))
+            .map(|_| crashed.elapsed())
+            .unwrap_or_else(|e| panic!("{e}\n{crash_log}"));
+        eprintln!(
+            "ecmp: dir3 (carrying {carried_by_crashed} connections) crashed; withdrawn {withdrawn_after_crash:.2?} after"
+        );
+
         let deadline = Instant::now() + Duration::from_secs(30);
         while wrk.is_running() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(200));
@@ -207,8 +239,9 @@ fn a_director_leaves_and_returns_under_load() {
             .directors()
             .iter()
             .zip(&rvsds)
+            .filter_map(|(role, r)| Some((role, r.as_ref()?)))
             .map(|(role, r)| {
-                let listing = common::get_listing(r.as_ref().expect("rvsd runs").socket());
+                let listing = common::get_listing(r.socket());
                 let c = common::counters_of(&listing);
                 let n = c.get("drop_no_connection").copied().unwrap_or(0);
                 (role.clone(), n)
@@ -222,6 +255,10 @@ fn a_director_leaves_and_returns_under_load() {
         );
         assert!(status.success(), "wrk: {out}");
         assert!(withdrawn <= WITHDRAW_BOUND, "withdrawal took {withdrawn:?}");
+        assert!(
+            withdrawn_after_crash <= WITHDRAW_BOUND,
+            "withdrawal after the crash took {withdrawn_after_crash:?}"
+        );
         assert!(carried > 0, "dir2 carried none of wrk's connections");
         assert!(result.errors.is_empty(), "wrk saw errors:\n{out}");
         assert!(
@@ -238,6 +275,9 @@ fn a_director_leaves_and_returns_under_load() {
 
         // The same without load for the first path: hash-threshold moves
         // more when the returning next hop is not the middle one.
+        rvsds[2] = Some(start_rvsd(lab, "dir3", &birds[2]));
+        lab.wait_vip_next_hops(&all, Duration::from_secs(15))
+            .unwrap_or_else(|e| panic!("{e}"));
         let first = rvsds[0].take().expect("dir's rvsd");
         first.stop().expect("stopping dir's rvsd");
         lab.wait_vip_next_hops(&fronts(&[2, 3]), Duration::from_secs(10))
