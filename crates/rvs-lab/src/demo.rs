@@ -393,6 +393,23 @@ pub struct DemoOptions {
     pub prefix: Option<String>,
     /// Queues of every veth ([`LabSpec::queues`]).
     pub queues: u32,
+    /// Several directors: active/passive with VRRP, or active/active
+    /// behind ECMP; `None`: the one director.
+    pub ha: Option<Ha>,
+}
+
+/// How several directors share the work ([`DemoOptions::ha`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ha {
+    /// Two directors, keepalived VRRP moving the VIP's next hop; the
+    /// master crashes half-way ([`crate::ha`]).
+    Vrrp,
+    /// This many directors behind the router's ECMP, each announcing the
+    /// VIP with BIRD; one leaves and returns ([`crate::ecmp`]).
+    Ecmp {
+        /// Number of directors, 2..=[`crate::MAX_DIRECTORS`].
+        directors: usize,
+    },
 }
 
 /// Which server answered how often (`"rs1"` → n), plus failed requests
@@ -429,6 +446,11 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
     }
     if opts.requests == 0 {
         return Err(DemoError::Invalid("--requests must be at least 1".into()));
+    }
+    match opts.ha {
+        Some(Ha::Vrrp) => return crate::demo_ha::run_vrrp(opts),
+        Some(Ha::Ecmp { directors }) => return crate::demo_ha::run_ecmp(opts, directors),
+        None => {}
     }
     let rvsd_bin = find_binary("rvsd")?;
     let rvsadm_bin = find_binary("rvsadm")?;

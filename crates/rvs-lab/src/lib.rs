@@ -64,6 +64,7 @@ mod error;
 mod pcap;
 
 pub mod demo;
+mod demo_ha;
 pub mod ecmp;
 pub mod flood;
 pub mod ha;
