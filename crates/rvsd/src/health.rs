@@ -334,7 +334,15 @@ fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
 #[derive(Debug, Default)]
 pub(crate) struct QuorumRunner {
     /// To the task that runs them, started with the first command.
-    queue: Option<tokio::sync::mpsc::UnboundedSender<QuorumCommand>>,
+    queue: Option<tokio::sync::mpsc::UnboundedSender<Queued>>,
+}
+
+/// What the runner's task is given.
+#[derive(Debug)]
+enum Queued {
+    Run(QuorumCommand),
+    /// Answered once everything queued before it has run.
+    Drained(tokio::sync::oneshot::Sender<()>),
 }
 
 impl QuorumRunner {
@@ -344,20 +352,37 @@ impl QuorumRunner {
             return;
         }
         let queue = self.queue.get_or_insert_with(|| {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<QuorumCommand>();
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
             tokio::spawn(async move {
-                while let Some(c) = rx.recv().await {
-                    run_command(c).await;
+                while let Some(q) = rx.recv().await {
+                    match q {
+                        Queued::Run(c) => run_command(c).await,
+                        Queued::Drained(done) => {
+                            let _ = done.send(());
+                        }
+                    }
                 }
             });
             tx
         });
         for c in cmds {
-            if let Err(e) = queue.send(c) {
+            if let Err(e) = queue.send(Queued::Run(c)) {
                 // The task is gone only when the runtime shuts down.
-                tracing::warn!(command = %e.0.command, "quorum command not run: rvsd is stopping");
+                if let Queued::Run(c) = e.0 {
+                    tracing::warn!(command = %c.command, "quorum command not run: rvsd is stopping");
+                }
             }
         }
+    }
+
+    /// Resolves once the commands queued so far have run (at once if
+    /// none were), so omega's quorum_down at stop comes after them: a
+    /// quorum_up still running must not announce after it.
+    pub(crate) fn drained(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let queue = self.queue.as_ref()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        queue.send(Queued::Drained(tx)).ok()?;
+        Some(rx)
     }
 }
 
@@ -403,5 +428,28 @@ mod tests {
             assert!(std::time::Instant::now() < deadline, "ran: {text:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// What stopping waits for: a quorum_up still running has finished
+    /// before omega's quorum_down runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drained_resolves_after_the_queued_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut runner = QuorumRunner::default();
+        assert!(
+            runner.drained().is_none(),
+            "nothing queued, nothing to wait for"
+        );
+        runner.run(vec![QuorumCommand {
+            transition: QuorumTransition::Up,
+            command: format!("/bin/sh -c 'sleep 0.3; echo up >> {}'", log.display()),
+        }]);
+        let drained = runner.drained().expect("a queue");
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("drained in time")
+            .expect("answered");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\n");
     }
 }

@@ -153,7 +153,6 @@ impl Director {
         }
     }
 
-    /// quorum_down commands for omega services, to run at shutdown.
     /// Starts the configuration file's sync daemons (at start).
     pub(crate) fn start_sync(&mut self, daemons: &[rvs_vocab::SyncDaemon]) -> anyhow::Result<()> {
         let worker = self.commands();
@@ -167,8 +166,16 @@ impl Director {
         self.plane.as_ref().map(|p| Arc::clone(&p.datapath))
     }
 
-    pub(crate) fn shutdown(&mut self) -> Vec<rvs_health::policy::QuorumCommand> {
-        self.health.shutdown()
+    /// quorum_down commands for omega services, to run at shutdown, and
+    /// what resolves once the quorum commands still queued have run:
+    /// omega's come after those.
+    pub(crate) fn shutdown(
+        &mut self,
+    ) -> (
+        Vec<rvs_health::policy::QuorumCommand>,
+        Option<tokio::sync::oneshot::Receiver<()>>,
+    ) {
+        (self.health.shutdown(), self.quorum.drained())
     }
 
     /// Makes the XDP maps steer `want` (services and VIPs, derived by the
