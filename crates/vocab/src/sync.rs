@@ -155,3 +155,32 @@ impl SyncDaemon {
         )
     }
 }
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    fn daemon(role: SyncRole, refresh: Option<u32>) -> SyncDaemon {
+        SyncDaemon {
+            role,
+            mcast_interface: "eth1".into(),
+            syncid: 7,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+            sync_refresh_period: refresh,
+        }
+    }
+
+    #[test]
+    fn sync_refresh_period_is_a_masters_setting_and_never_zero() {
+        assert!(daemon(SyncRole::Master, Some(10)).check().is_ok());
+        assert!(daemon(SyncRole::Master, None).check().is_ok());
+        assert!(daemon(SyncRole::Backup, None).check().is_ok());
+        let e = daemon(SyncRole::Backup, Some(10)).check().unwrap_err();
+        assert!(e.contains("master"), "{e}");
+        let e = daemon(SyncRole::Master, Some(0)).check().unwrap_err();
+        assert!(e.contains("leave it out"), "{e}");
+    }
+}
