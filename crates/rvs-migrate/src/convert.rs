@@ -642,24 +642,6 @@ fn dns_query(ty: &str, name: &str) -> Option<String> {
     )
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dns_payload() {
-        assert_eq!(
-            dns_query("SOA", ".").unwrap(),
-            "4b 41 01 00 00 01 00 00 00 00 00 00 00 00 06 00 01"
-        );
-        assert_eq!(
-            dns_query("a", "ex.org").unwrap(),
-            "4b 41 01 00 00 01 00 00 00 00 00 00 02 65 78 03 6f 72 67 00 00 01 00 01"
-        );
-        assert!(dns_query("PTR", ".").is_none());
-    }
-}
-
 /// keepalived's `lvs_sync_daemon` as rvsd's backup daemon, on all the time:
 /// the VRRP hooks start and stop the master (crate::vrrp).
 fn backup_sync_daemon(
@@ -693,4 +675,22 @@ fn backup_sync_daemon(
         }
     }
     d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_payload() {
+        assert_eq!(
+            dns_query("SOA", ".").unwrap(),
+            "4b 41 01 00 00 01 00 00 00 00 00 00 00 00 06 00 01"
+        );
+        assert_eq!(
+            dns_query("a", "ex.org").unwrap(),
+            "4b 41 01 00 00 01 00 00 00 00 00 00 02 65 78 03 6f 72 67 00 00 01 00 01"
+        );
+        assert!(dns_query("PTR", ".").is_none());
+    }
 }
