@@ -79,11 +79,7 @@ pub fn director_bird_conf(k: usize) -> String {
     )
 }
 
-/// The master sync daemons' `sync_refresh_period` (seconds): every live
-/// connection is sent again this often, so a director that (re)joins
-/// knows them all one period (plus the 1 s a partial datagram may wait)
-/// after its backup daemon started.
-pub const SYNC_REFRESH_PERIOD: u32 = 1;
+pub use crate::ha::SYNC_REFRESH_PERIOD;
 /// How long `quorum_up` waits before announcing: longer than that, so no
 /// flow the router moves to a returning director is unknown there.
 pub const ANNOUNCE_DELAY_SECS: u32 = 3;

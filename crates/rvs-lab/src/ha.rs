@@ -11,7 +11,10 @@
 //! sync daemon (`rvsadm --start-daemon master`); BACKUP and FAULT stop it
 //! (`rvsadm --stop-daemon master`). One rvsadm command per hook, so
 //! keepalived runs it directly, no shell. A director that was backup
-//! already holds the master's connections when it takes over.
+//! already holds the master's connections when it takes over; one that
+//! returns (rvsd restarted, table empty) learns them from the master's
+//! `--sync-refresh-period` before its `preempt_delay` lets it take the
+//! addresses back.
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
@@ -23,6 +26,14 @@ use crate::{cmd, Lab, LabError, Mode, Spawned, FLOATING_BACK_IP, FLOATING_FRONT_
 pub const SYNC_ID: u8 = 7;
 /// The directors' sync leg.
 pub const SYNC_INTERFACE: &str = "sync0";
+/// Masters' `sync_refresh_period` (seconds): every live connection is
+/// sent again this often, so a director that (re)starts knows them all
+/// one period (plus the 1 s a partial datagram may wait) after its backup
+/// daemon started.
+pub const SYNC_REFRESH_PERIOD: u32 = 1;
+/// keepalived's `preempt_delay`: a returning preferred master takes the
+/// addresses back only after this, once the refresh has reached it.
+pub const PREEMPT_DELAY_SECS: u32 = 3;
 /// VRRP advertisement interval in seconds (VRRPv3 takes fractions): the
 /// backup declares the master dead after 3 intervals plus its skew, about
 /// 1.1 s, inside the 3 s a takeover may take.
@@ -71,7 +82,8 @@ pub fn keepalived_conf(k: usize, mode: Mode, rvsadm_hook: &str) -> String {
         s.push_str(&format!("        {name}\n"));
     }
     let start = format!(
-        "{rvsadm_hook} --start-daemon master --mcast-interface {SYNC_INTERFACE} --syncid {SYNC_ID}"
+        "{rvsadm_hook} --start-daemon master --mcast-interface {SYNC_INTERFACE} --syncid {SYNC_ID} \
+         --sync-refresh-period {SYNC_REFRESH_PERIOD}"
     );
     let stop = format!("{rvsadm_hook} --stop-daemon master");
     s.push_str(&format!(
@@ -81,6 +93,7 @@ pub fn keepalived_conf(k: usize, mode: Mode, rvsadm_hook: &str) -> String {
         s.push_str(&format!(
             "\nvrrp_instance {name} {{\n    state BACKUP\n    interface {dev}\n    \
              virtual_router_id {vrid}\n    priority {prio}\n    advert_int {ADVERT_INT}\n    \
+             preempt_delay {PREEMPT_DELAY_SECS}\n    \
              virtual_ipaddress {{\n        {addr}/24 dev {dev}\n    }}\n}}\n",
             prio = vrrp_priority(k)
         ));
@@ -102,7 +115,15 @@ impl Lab {
     /// machine's `/run/keepalived*`).
     pub fn start_keepalived(&self, role: &str, conf: &str) -> Result<Keepalived, LabError> {
         let bin = cmd::require("keepalived", "keepalived")?;
-        let dir = self.dir().join(format!("keepalived-{role}"));
+        // A fresh directory per start: a restarted keepalived keeps the
+        // first one's log.
+        let dir = (1..)
+            .map(|n| match n {
+                1 => self.dir().join(format!("keepalived-{role}")),
+                n => self.dir().join(format!("keepalived-{role}-{n}")),
+            })
+            .find(|d| !d.exists())
+            .expect("a free name");
         std::fs::create_dir(&dir).map_err(LabError::io(format!("creating {}", dir.display())))?;
         let file = dir.join("keepalived.conf");
         std::fs::write(&file, conf).map_err(LabError::io(format!("writing {}", file.display())))?;

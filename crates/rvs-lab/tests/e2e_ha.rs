@@ -12,7 +12,7 @@
 //!
 //! Needs root, keepalived and wrk; builds rvsd/rvsadm itself if needed.
 //! Everything runs in the lab's namespaces and goes with them. Load:
-//! `wrk -t1 -c10 -d12s` per mode.
+//! `wrk -t1 -c10 -d18s` per mode.
 
 #[allow(dead_code)]
 mod common;
@@ -103,7 +103,7 @@ fn failover(mode: Mode) {
                     "wrk",
                     "-t1",
                     "-c10",
-                    "-d12s",
+                    "-d18s",
                     "--timeout",
                     "8s",
                     &format!("http://{VIP}/"),
@@ -134,6 +134,52 @@ fn failover(mode: Mode) {
                 .unwrap_or_else(|e| panic!("{e}\nbackup keepalived:\n{}", backup_ka.log()));
         }
         eprintln!("{name}: the backup holds {FLOATING_FRONT_IP} {takeover:.2?} after the crash");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !backup
+            .rvsadm(&["-L", "--daemon"])
+            .unwrap_or_default()
+            .contains("master sync daemon")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "notify_master did not start the new master's sync daemon:\n{}",
+                backup_ka.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // The crashed director comes back: rvsd (empty table) and
+        // keepalived again. It learns the connections from the new
+        // master's refresh before its preempt_delay lets it take the
+        // addresses back, so the flows it gets back are known there.
+        std::thread::sleep(Duration::from_secs(1));
+        let returned = Rvsd::start_on(lab, "dir", &config, &bins.rvsd, &bins.rvsadm)
+            .unwrap_or_else(|e| panic!("rvsd in dir again: {e}"));
+        let hook = format!(
+            "/usr/bin/env RVSD_SOCKET={} {}",
+            returned.socket().display(),
+            bins.rvsadm.display()
+        );
+        let returned_ka = lab
+            .start_keepalived("dir", &keepalived_conf(1, mode, &hook))
+            .expect("keepalived in dir again");
+        let back = Instant::now();
+        // keepalived (BACKUP at start) first drops what the crash left.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let failback = loop {
+            if lab.holds("dir", FLOATING_FRONT_IP).unwrap()
+                && !lab.holds("dir2", FLOATING_FRONT_IP).unwrap()
+            {
+                break back.elapsed();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "dir did not take {FLOATING_FRONT_IP} back:\n{}",
+                returned_ka.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        eprintln!("{name}: dir took {FLOATING_FRONT_IP} back {failback:.2?} after it returned");
 
         let deadline = Instant::now() + Duration::from_secs(30);
         while wrk.is_running() && Instant::now() < deadline {
@@ -143,12 +189,15 @@ fn failover(mode: Mode) {
         let result = common::parse_wrk(&out);
         let after = backup.rvsadm(&["-Ln", "--stats", "--exact"]).unwrap();
         let daemons = backup.rvsadm(&["-L", "--daemon"]).unwrap();
-        // wrk does not count a keep-alive connection that stalls; a flow the
-        // new master did not know would be dropped there as mid-flow.
-        let unknown = common::counters_of(&common::get_listing(backup.socket()))
-            .get("drop_no_connection")
-            .copied()
-            .unwrap_or(0);
+        // wrk does not count a keep-alive connection that stalls; a flow a
+        // master did not know would be dropped there as mid-flow.
+        let unknown = |r: &Rvsd| {
+            common::counters_of(&common::get_listing(r.socket()))
+                .get("drop_no_connection")
+                .copied()
+                .unwrap_or(0)
+        };
+        let unknown = (unknown(&backup), unknown(&returned));
         eprintln!(
             "{name}: wrk {} requests, errors {:?}; backup stats before the crash:\n{before}after:\n{after}",
             result.requests, result.errors
@@ -165,16 +214,17 @@ fn failover(mode: Mode) {
             backup.log()
         );
         assert_eq!(
-            unknown, 0,
-            "the new master dropped packets of connections it did not know"
+            unknown,
+            (0, 0),
+            "(backup, returned master) dropped packets of connections they did not know"
         );
+        let returned_daemons = returned.rvsadm(&["-L", "--daemon"]).unwrap();
         assert!(
-            daemons.contains("master sync daemon"),
-            "notify_master did not start the new master's sync daemon: {daemons}\n{}",
-            backup_ka.log()
+            returned_daemons.contains("master sync daemon") && !daemons.contains("master sync daemon"),
+            "after the failback only dir should run a master: dir {returned_daemons:?}, dir2 {daemons:?}"
         );
-        // The load went on through the new master: its service counted
-        // packets after the takeover.
+        // The load went through the backup while it was master: its service
+        // counted packets after the takeover.
         let in_pkts = |stats: &str| -> u64 {
             stats
                 .lines()
@@ -189,6 +239,8 @@ fn failover(mode: Mode) {
         );
         backup_ka.stop().expect("stopping keepalived");
         backup.stop().expect("stopping rvsd");
+        returned_ka.stop().expect("stopping keepalived");
+        returned.stop().expect("stopping rvsd");
     });
 }
 

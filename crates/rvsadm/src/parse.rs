@@ -194,9 +194,10 @@ enum Opt {
     Ports,
     MarkRules,
     Defense,
+    SyncRefreshPeriod,
 }
 
-const OPTS: [Opt; 31] = [
+const OPTS: [Opt; 32] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -228,6 +229,7 @@ const OPTS: [Opt; 31] = [
     Opt::Ports,
     Opt::MarkRules,
     Opt::Defense,
+    Opt::SyncRefreshPeriod,
 ];
 
 impl Opt {
@@ -268,6 +270,7 @@ impl Opt {
             Opt::Ports => "ports",
             Opt::MarkRules => "mark-rules",
             Opt::Defense => "defense",
+            Opt::SyncRefreshPeriod => "sync-refresh-period",
         }
     }
 
@@ -300,7 +303,7 @@ impl Opt {
             },
             Cmd::StartDaemon => match self {
                 McastInterface => '+',
-                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl => ' ',
+                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl | SyncRefreshPeriod => ' ',
                 _ => 'x',
             },
             Cmd::StopDaemon => match self {
@@ -385,6 +388,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("mcast-group", None, Arg::Required),
     ("mcast-port", None, Arg::Required),
     ("mcast-ttl", None, Arg::Required),
+    ("sync-refresh-period", None, Arg::Required),
     ("timeout", None, Arg::None),
     ("daemon", None, Arg::None),
     ("stats", None, Arg::None),
@@ -1154,6 +1158,14 @@ fn collect_option(
                 number(&value, 1, 255)
                     .map_or_else(|| fail("illegal mcast-ttl specified"), |n| Ok(n as u8))?,
             );
+        }
+        // An RVS option (the kernel's sync_refresh_period sysctl).
+        "sync-refresh-period" => {
+            c.set(Opt::SyncRefreshPeriod)?;
+            c.sync.sync_refresh_period = Some(number(&value, 1, 86_400).map_or_else(
+                || fail("illegal sync-refresh-period specified (1 to 86400 seconds)"),
+                Ok,
+            )?);
         }
         "sort" => {} // ipvsadm: a no-op kept for compatibility
         "help" | "version" => {

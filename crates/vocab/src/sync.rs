@@ -78,7 +78,7 @@ pub struct SyncDaemon {
     /// none: off): every connection the XDP program forwarded in the
     /// period is sent again, so a backup that (re)started knows every live
     /// connection after one period (a director rejoining an ECMP group).
-    /// No rvsadm option (ipvsadm has none); the file's key.
+    /// `rvsadm --sync-refresh-period` (an RVS option: ipvsadm has none).
     #[cfg_attr(
         feature = "serde",
         serde(default, skip_serializing_if = "Option::is_none")
