@@ -243,6 +243,8 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a spawned process gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a drop waits for a teardown another thread is running.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(30);
 
 /// Live state shared by a [`Lab`], its [`Spawned`] guards and the signal
 /// handler; torn down exactly once.
@@ -255,6 +257,8 @@ struct State {
     /// Only a temp dir this lab created is removed again.
     tmp_created: bool,
     torn_down: bool,
+    /// The teardown has finished (namespaces and temp dir are gone).
+    teardown_done: bool,
     /// NAPI kernel threads per (namespace, device), see [`Lab::thread_napi`].
     napi_threads: HashMap<(String, String), Vec<u32>>,
 }
@@ -300,6 +304,16 @@ fn teardown(shared: &Shared) {
     let (namespaces, tmp) = {
         let mut st = lock(shared);
         if st.torn_down {
+            // Another thread (the signal handler) is tearing it down: wait
+            // until it is done, or a caller returning now (main, on the
+            // error a vanished namespace caused) would end the process
+            // before the temp dir is removed.
+            let deadline = Instant::now() + TEARDOWN_WAIT;
+            while !st.teardown_done && Instant::now() < deadline {
+                drop(st);
+                std::thread::sleep(Duration::from_millis(20));
+                st = lock(shared);
+            }
             return;
         }
         st.torn_down = true;
@@ -333,6 +347,7 @@ fn teardown(shared: &Shared) {
     if let Ok(mut live) = LIVE.lock() {
         live.retain(|s| !Arc::ptr_eq(s, shared));
     }
+    lock(shared).teardown_done = true;
 }
 
 /// A built lab. Dropping it kills what it spawned and deletes its
@@ -364,6 +379,7 @@ impl Lab {
             tmp: tmp.clone(),
             tmp_created: false,
             torn_down: false,
+            teardown_done: false,
             napi_threads: HashMap::new(),
         }));
         if let Ok(mut live) = LIVE.lock() {
