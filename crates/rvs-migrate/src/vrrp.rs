@@ -17,6 +17,13 @@ use crate::parse::{Loc, Node, Note, ParseError};
 
 /// Where rvsadm is, for the hooks (the Debian package's path).
 pub const DEFAULT_RVSADM: &str = "/usr/sbin/rvsadm";
+/// The master's `--sync-refresh-period` the hooks set: a director that
+/// restarts learns every live connection within it (plus 1 s).
+pub const SYNC_REFRESH_PERIOD: u32 = 10;
+/// The `preempt_delay` written where an instance preempts without one:
+/// longer than a refresh, so a returning preferred master takes the
+/// addresses back only once it knows the connections made without it.
+pub const PREEMPT_DELAY: u32 = 15;
 
 /// The sync daemon the hooks start, from keepalived's `lvs_sync_daemon`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,7 +176,8 @@ pub fn vrrp_only(
         .collect();
     let hooks: Option<[(&str, String); 3]> = sync.map(|s| {
         let mut start = format!(
-            "{rvsadm} --start-daemon master --mcast-interface {} --syncid {}",
+            "{rvsadm} --start-daemon master --mcast-interface {} --syncid {} \
+             --sync-refresh-period {SYNC_REFRESH_PERIOD}",
             s.interface, s.syncid
         );
         for (k, v) in &s.extra {
@@ -219,8 +227,11 @@ pub fn vrrp_only(
                             notes.push(Note {
                                 loc: n.loc.clone(),
                                 msg: format!(
-                                    "VRRP-only keepalived.conf: {key} {} added for the rvsadm hooks",
-                                    args.join(" ")
+                                    "VRRP-only keepalived.conf: {} added for the rvsadm hooks",
+                                    std::iter::once(key.to_owned())
+                                        .chain(args.iter().cloned())
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
                                 ),
                             });
                             kept.push(Node {
@@ -263,6 +274,44 @@ pub fn vrrp_only(
                         continue;
                     }
                     children.push(c.clone());
+                }
+                // A preempting instance gets a preempt_delay (see the
+                // constant) unless it has one or does not preempt.
+                let starts_master = children.iter().any(|c| {
+                    c.key == "state" && c.args.first().map(String::as_str) == Some("MASTER")
+                });
+                let preempts = k == "vrrp_instance"
+                    && hooks.is_some()
+                    && !children
+                        .iter()
+                        .any(|c| c.key == "nopreempt" || c.key == "preempt_delay");
+                if preempts && starts_master {
+                    // keepalived ignores preempt_delay with state MASTER.
+                    notes.push(Note {
+                        loc: n.loc.clone(),
+                        msg: format!(
+                            "vrrp_instance {}: state MASTER takes the addresses back at once when \
+                             this director returns, before it knows the connections made without \
+                             it; prefer state BACKUP with preempt_delay {PREEMPT_DELAY} (or nopreempt)",
+                            n.args.join(" ")
+                        ),
+                    });
+                } else if preempts {
+                    notes.push(Note {
+                        loc: n.loc.clone(),
+                        msg: format!(
+                            "vrrp_instance {}: preempt_delay {PREEMPT_DELAY} added, so a returning \
+                             director learns the connections (--sync-refresh-period \
+                             {SYNC_REFRESH_PERIOD}) before it takes the addresses back",
+                            n.args.join(" ")
+                        ),
+                    });
+                    children.push(Node {
+                        key: "preempt_delay".into(),
+                        args: vec![PREEMPT_DELAY.to_string()],
+                        block: None,
+                        loc: n.loc.clone(),
+                    });
                 }
                 if gets_hooks {
                     if let Some(hooks) = &hooks {
