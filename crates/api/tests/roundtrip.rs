@@ -51,6 +51,7 @@ fn sample() -> Listing {
                 mcast_group: Some("224.0.0.82".parse().unwrap()),
                 mcast_port: None,
                 mcast_ttl: Some(2),
+                sync_refresh_period: None,
             },
             maxlen: 1472,
         }],

@@ -88,6 +88,11 @@ pub(crate) mod fast {
     pub(crate) const MAPPED: u8 = 1 << 0;
     /// Its entries forward in XDP.
     pub(crate) const FORWARD: u8 = 1 << 1;
+    /// Its state came from another director's sync, and the XDP program
+    /// here has not forwarded a frame of it since: a master's refresh
+    /// must not echo it back (only the director that forwards a
+    /// connection sends it).
+    pub(crate) const PEER: u8 = 1 << 2;
 }
 
 /// One tracked connection (or persistence template). 88 bytes.

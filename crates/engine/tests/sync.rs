@@ -322,3 +322,65 @@ fn sync_persist_mode_sends_templates_only_and_a_sloppy_backup_follows_them() {
         }
     }
 }
+
+/// `sync_refresh_period` (the worker calls `refresh_fast_path_activity`
+/// each period): a master re-sends the connections the XDP program here
+/// forwards, idle or not, but never echoes one a peer sent it and it did
+/// not forward since — with several directors each running a master and
+/// a backup, an echo would bounce between them and could bring back a
+/// state the owner has left.
+#[test]
+fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
+    let cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
+    let mut d = master(cfg);
+    let key = |port| FastKey {
+        proto: 6,
+        saddr: ip(CLIENT),
+        sport: port,
+        daddr: ip(VIP),
+        dport: 80,
+    };
+    // Its own connection, forwarded in XDP (the datapath stamps an entry
+    // when it writes it).
+    d.run(&from_client(40000, SYN, b""), FRONT);
+    d.run(&from_client(40000, ACK, b""), FRONT);
+    d.maps.last_seen.insert(key(40000), d.now);
+    // A peer's, installed from its sync (stamped at install, as here).
+    let peer = SyncConn {
+        protocol: 6,
+        flags: flags::DROUTE | flags::NOOUTPUT,
+        state: 1,
+        client: (ip(CLIENT), 40001),
+        virtual_addr: (ip(VIP), 80),
+        dest: (ip(RS[0]), 80),
+        fwmark: 0,
+        timeout: 900,
+    };
+    d.engine.apply_sync(d.now, &peer).unwrap();
+    d.drain();
+    d.maps.last_seen.insert(key(40001), d.now);
+    sent(&mut d);
+
+    let refresh = |d: &mut Director| {
+        d.engine.refresh_fast_path_activity();
+        d.drain();
+        let mut ports: Vec<u16> = sent(d).iter().map(|c| c.client.1).collect();
+        ports.sort_unstable();
+        ports
+    };
+    d.advance(2);
+    d.maps.last_seen.insert(key(40000), d.now);
+    assert_eq!(refresh(&mut d), [40000], "its own, not the peer's");
+    d.advance(2);
+    assert_eq!(refresh(&mut d), [40000], "idle, still its own and alive");
+    // The router moved the peer's flow here: forwarded in XDP now.
+    d.advance(2);
+    d.maps.last_seen.insert(key(40001), d.now);
+    assert_eq!(refresh(&mut d), [40000, 40001], "forwarded here: ours");
+    // The peer took it back (its sync arrives again): not ours any more.
+    d.engine.apply_sync(d.now, &peer).unwrap();
+    d.drain();
+    d.advance(2);
+    assert_eq!(refresh(&mut d), [40000]);
+    assert_eq!(d.engine.connection_count(), 2, "both alive");
+}

@@ -24,6 +24,8 @@ fn tun_lab_real_server_answers_tunnelled_syn_directly() {
         director: DirectorKind::None,
         decap_bin: Some(env!("CARGO_BIN_EXE_rvs-decap").into()),
         queues: 1,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     })
     .unwrap();
     let prefix = lab.prefix().to_owned();

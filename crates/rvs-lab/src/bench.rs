@@ -176,6 +176,8 @@ impl Setup {
             director,
             decap_bin: None,
             queues,
+            directors: 1,
+            vip_route: crate::VipRoute::FirstDirector,
         }
     }
 

@@ -143,7 +143,11 @@ pub fn rvsd_config() -> String {
 #[derive(Debug)]
 pub struct Rvsd<'a> {
     lab: &'a Lab,
+    role: String,
+    /// rvsd itself, or the shell supervising it ([`Rvsd::start_supervised`]).
     process: Spawned,
+    /// Where the supervising shell wrote rvsd's pid.
+    supervised_pid: Option<PathBuf>,
     socket: PathBuf,
     rvsadm: PathBuf,
 }
@@ -153,22 +157,87 @@ impl<'a> Rvsd<'a> {
     /// --socket <labdir>/rvsd.sock` in the `dir` namespace and waits until
     /// `rvsadm -Ln` answers.
     pub fn start(lab: &'a Lab, rvsd: &Path, rvsadm: &Path) -> Result<Rvsd<'a>, DemoError> {
-        let config = lab.dir().join("rvsd.toml");
-        std::fs::write(&config, rvsd_config())
+        Self::start_on(lab, "dir", &rvsd_config(), rvsd, rvsadm)
+    }
+
+    /// Starts rvsd in director `role` (`dir`, `dir2`, …) on the
+    /// configuration text `config`, written to `rvsd.toml` in the lab dir
+    /// (`rvsd-ROLE.toml` for the other directors; their sockets likewise).
+    pub fn start_on(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+    ) -> Result<Rvsd<'a>, DemoError> {
+        Self::start_inner(lab, role, config_text, rvsd, rvsadm, None)
+    }
+
+    /// [`Rvsd::start_on`] under a shell that runs `post_stop` once rvsd
+    /// has exited, however it ended — a crash included — as systemd runs
+    /// a unit's `ExecStopPost=`. SIGTERM to the shell ([`Rvsd::stop`])
+    /// is passed on to rvsd; [`Rvsd::kill`] signals rvsd itself.
+    pub fn start_supervised(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+        post_stop: &str,
+    ) -> Result<Rvsd<'a>, DemoError> {
+        Self::start_inner(lab, role, config_text, rvsd, rvsadm, Some(post_stop))
+    }
+
+    fn start_inner(
+        lab: &'a Lab,
+        role: &str,
+        config_text: &str,
+        rvsd: &Path,
+        rvsadm: &Path,
+        post_stop: Option<&str>,
+    ) -> Result<Rvsd<'a>, DemoError> {
+        let stem = match role {
+            "dir" => "rvsd".to_owned(),
+            r => format!("rvsd-{r}"),
+        };
+        let config = lab.dir().join(format!("{stem}.toml"));
+        std::fs::write(&config, config_text)
             .map_err(LabError::io(format!("writing {}", config.display())))?;
-        let socket = lab.dir().join("rvsd.sock");
+        let socket = lab.dir().join(format!("{stem}.sock"));
         let (rvsd_s, config_s, socket_s) = (
             rvsd.display().to_string(),
             config.display().to_string(),
             socket.display().to_string(),
         );
-        let process = lab.spawn(
-            "dir",
-            &[&rvsd_s, "--config", &config_s, "--socket", &socket_s],
-        )?;
+        let argv = [
+            rvsd_s.as_str(),
+            "--config",
+            &config_s,
+            "--socket",
+            &socket_s,
+        ];
+        let (process, supervised_pid) = match post_stop {
+            None => (lab.spawn(role, &argv)?, None),
+            Some(post) => {
+                let pid_file = lab.dir().join(format!("{stem}.pid"));
+                // The first `wait` returns when rvsd exits or a signal
+                // arrives (the trap passes it on); the second waits for
+                // rvsd's exit either way.
+                let script = format!(
+                    "\"$@\" & echo $! > {pid}; trap 'kill -TERM $(cat {pid})' TERM INT; \
+                     wait; wait; {post}",
+                    pid = pid_file.display()
+                );
+                let mut full = vec!["/bin/sh", "-c", script.as_str(), "rvsd-supervisor"];
+                full.extend(argv);
+                (lab.spawn(role, &full)?, Some(pid_file))
+            }
+        };
         let me = Rvsd {
             lab,
+            role: role.to_owned(),
             process,
+            supervised_pid,
             socket,
             rvsadm: rvsadm.to_owned(),
         };
@@ -238,7 +307,32 @@ impl<'a> Rvsd<'a> {
         let bin = self.rvsadm.display().to_string();
         let mut argv: Vec<&str> = vec!["env", &env, &bin];
         argv.extend_from_slice(args);
-        self.lab.exec_timeout("dir", &argv, RVSADM_TIMEOUT)
+        self.lab.exec_timeout(&self.role, &argv, RVSADM_TIMEOUT)
+    }
+
+    /// The director namespace's role (`dir`, `dir2`, …).
+    pub fn role(&self) -> &str {
+        &self.role
+    }
+
+    /// Kills rvsd with `signal` (SIGKILL: a crash) and returns its output
+    /// (supervised: once the post-stop command ran, with the shell's
+    /// status).
+    pub fn kill(self, signal: libc::c_int) -> Result<(ExitStatus, String), LabError> {
+        let Some(pid_file) = &self.supervised_pid else {
+            return self.process.stop_with(signal, RVSD_STOP_GRACE);
+        };
+        let pid = std::fs::read_to_string(pid_file)
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        if let Some(pid) = pid {
+            cmd::signal(pid, signal);
+        }
+        let deadline = Instant::now() + RVSD_STOP_GRACE;
+        while self.process.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.process.stop(RVSD_STOP_GRACE)
     }
 
     /// Adds one TCP service on VIP:80 with `sched` and real servers
@@ -299,6 +393,23 @@ pub struct DemoOptions {
     pub prefix: Option<String>,
     /// Queues of every veth ([`LabSpec::queues`]).
     pub queues: u32,
+    /// Several directors: active/passive with VRRP, or active/active
+    /// behind ECMP; `None`: the one director.
+    pub ha: Option<Ha>,
+}
+
+/// How several directors share the work ([`DemoOptions::ha`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ha {
+    /// Two directors, keepalived VRRP moving the VIP's next hop; the
+    /// master crashes half-way ([`crate::ha`]).
+    Vrrp,
+    /// This many directors behind the router's ECMP, each announcing the
+    /// VIP with BIRD; one leaves and returns ([`crate::ecmp`]).
+    Ecmp {
+        /// Number of directors, 2..=[`crate::MAX_DIRECTORS`].
+        directors: usize,
+    },
 }
 
 /// Which server answered how often (`"rs1"` → n), plus failed requests
@@ -336,6 +447,11 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
     if opts.requests == 0 {
         return Err(DemoError::Invalid("--requests must be at least 1".into()));
     }
+    match opts.ha {
+        Some(Ha::Vrrp) => return crate::demo_ha::run_vrrp(opts),
+        Some(Ha::Ecmp { directors }) => return crate::demo_ha::run_ecmp(opts, directors),
+        None => {}
+    }
     let rvsd_bin = find_binary("rvsd")?;
     let rvsadm_bin = find_binary("rvsadm")?;
     let weights: Vec<String> = opts.weights.iter().map(u32::to_string).collect();
@@ -354,6 +470,8 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         director: DirectorKind::None,
         decap_bin: None,
         queues: opts.queues,
+        directors: 1,
+        vip_route: crate::VipRoute::FirstDirector,
     };
     let lab = Lab::build(spec)?;
     println!(

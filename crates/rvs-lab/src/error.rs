@@ -29,7 +29,7 @@ pub enum LabError {
     #[error("invalid lab spec: {0}")]
     InvalidSpec(String),
     /// `exec`/`spawn` was given a role that is not in this lab.
-    #[error("no namespace for role {role:?} in lab {prefix}: use client, router, dir or rs1..rs{servers}")]
+    #[error("no namespace for role {role:?} in lab {prefix}: use client, router, dir (dir2.. with several directors) or rs1..rs{servers}")]
     UnknownRole {
         /// The role asked for.
         role: String,

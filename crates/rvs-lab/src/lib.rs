@@ -15,6 +15,26 @@
 //!  VIP 10.0.100.1/32 is routed by the router to the director (front).
 //! ```
 //!
+//! With [`LabSpec::directors`] > 1 (high availability, scale-out) every
+//! director's legs join shared L2 segments, as the directors of an LVS
+//! cluster share their LANs: `front` a bridge `brf` in the router (the
+//! router's 10.0.3.1 on it; director *k* at 10.0.3.(1+k)), `back` the server
+//! LAN `br0` (director 1 at 10.0.2.10, director *k* ≥ 2 at 10.0.2.(100+k)),
+//! and a third leg `sync0` on a bridge `brs` in the router that carries only
+//! the sync daemons' multicast (director *k* at 10.0.4.*k*). Directors are
+//! named `dir`, `dir2`, `dir3`, …; [`LabSpec::vip_route`] says how the
+//! router reaches the VIP (a floating VRRP address, or routes a routing
+//! daemon installs), and the directors do not forward in the kernel: a
+//! director whose rvsd is gone must drop, not route, what still reaches it
+//! (a NAT reply forwarded untranslated would make the client reset the
+//! connection).
+//!
+//! ```text
+//!                  router: brf 10.0.3.1 ─┬─ dir (front 10.0.3.2) ─ back 10.0.2.10 ─┐
+//!                                        ├─ dir2 (10.0.3.3)     ─ back 10.0.2.102 ─┤ br0
+//!                          brs (no addr) ┴─ sync0 10.0.4.k on every director       │
+//! ```
+//!
 //! Every veth is made to behave like a NIC for XDP and multi-queue work:
 //!
 //! - **Queues**: each pair is created with `numtxqueues N numrxqueues N` on
@@ -44,7 +64,10 @@ mod error;
 mod pcap;
 
 pub mod demo;
+mod demo_ha;
+pub mod ecmp;
 pub mod flood;
+pub mod ha;
 mod ipv6;
 
 use std::collections::HashMap;
@@ -83,6 +106,56 @@ pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
 pub const MAX_SERVERS: usize = 89;
 /// Most queues a lab's veths can have (the RVS XDP filter serves 64).
 pub const MAX_QUEUES: u32 = 64;
+/// Most directors a lab can have.
+pub const MAX_DIRECTORS: usize = 9;
+/// The address VRRP floats on the front segment ([`VipRoute::Floating`]):
+/// the router routes the VIP to it.
+pub const FLOATING_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 254);
+/// The address VRRP floats on the server LAN ([`VipRoute::Floating`]): the
+/// NAT real servers' gateway, so their replies follow the active director.
+pub const FLOATING_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 254);
+
+/// Role (namespace suffix) of director `k` (1-based): `dir`, `dir2`, ….
+pub fn director_role(k: usize) -> String {
+    if k <= 1 {
+        "dir".to_owned()
+    } else {
+        format!("dir{k}")
+    }
+}
+
+/// Front (client-side) address of director `k`: 10.0.3.(1+k).
+pub fn dir_front_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 3, 1 + k.clamp(1, MAX_DIRECTORS) as u8)
+}
+
+/// Back (server LAN) address of director `k`: [`DIR_BACK_IP`] for the
+/// first, 10.0.2.(100+k) for the others (10.0.2.11..=99 are servers').
+pub fn dir_back_ip(k: usize) -> Ipv4Addr {
+    match k {
+        0 | 1 => DIR_BACK_IP,
+        k => Ipv4Addr::new(10, 0, 2, 100 + k.min(MAX_DIRECTORS) as u8),
+    }
+}
+
+/// Sync-segment address of director `k` (its `sync0` leg): 10.0.4.k.
+pub fn dir_sync_ip(k: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 0, 4, k.clamp(1, MAX_DIRECTORS) as u8)
+}
+
+/// How the router reaches the VIP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VipRoute {
+    /// A static route to the first director's front address (one director).
+    FirstDirector,
+    /// A static route to [`FLOATING_FRONT_IP`], which VRRP (keepalived)
+    /// moves between directors; NAT servers' gateway is
+    /// [`FLOATING_BACK_IP`].
+    Floating,
+    /// No route from the lab: a routing daemon (BIRD over BGP) installs one
+    /// path per director that announces the VIP.
+    Announced,
+}
 
 /// Address of real server `n` (1-based): 10.0.2.(10+n).
 pub fn rs_ip(n: usize) -> Ipv4Addr {
@@ -142,6 +215,12 @@ pub struct LabSpec {
     pub decap_bin: Option<PathBuf>,
     /// TX and RX queues of every veth (both ends), 1..=[`MAX_QUEUES`].
     pub queues: u32,
+    /// Number of directors, 1..=[`MAX_DIRECTORS`]; more than one shares
+    /// the front, server and sync segments (see the module doc).
+    pub directors: usize,
+    /// How the router reaches the VIP; [`VipRoute::FirstDirector`] is the
+    /// only choice for one director and not one for several.
+    pub vip_route: VipRoute,
 }
 
 impl Default for LabSpec {
@@ -153,6 +232,8 @@ impl Default for LabSpec {
             director: DirectorKind::None,
             decap_bin: None,
             queues: 1,
+            directors: 1,
+            vip_route: VipRoute::FirstDirector,
         }
     }
 }
@@ -167,6 +248,8 @@ const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a spawned process gets to exit on SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a drop waits for a teardown another thread is running.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(30);
 
 /// Live state shared by a [`Lab`], its [`Spawned`] guards and the signal
 /// handler; torn down exactly once.
@@ -179,6 +262,8 @@ struct State {
     /// Only a temp dir this lab created is removed again.
     tmp_created: bool,
     torn_down: bool,
+    /// The teardown has finished (namespaces and temp dir are gone).
+    teardown_done: bool,
     /// NAPI kernel threads per (namespace, device), see [`Lab::thread_napi`].
     napi_threads: HashMap<(String, String), Vec<u32>>,
 }
@@ -224,6 +309,16 @@ fn teardown(shared: &Shared) {
     let (namespaces, tmp) = {
         let mut st = lock(shared);
         if st.torn_down {
+            // Another thread (the signal handler) is tearing it down: wait
+            // until it is done, or a caller returning now (main, on the
+            // error a vanished namespace caused) would end the process
+            // before the temp dir is removed.
+            let deadline = Instant::now() + TEARDOWN_WAIT;
+            while !st.teardown_done && Instant::now() < deadline {
+                drop(st);
+                std::thread::sleep(Duration::from_millis(20));
+                st = lock(shared);
+            }
             return;
         }
         st.torn_down = true;
@@ -257,6 +352,7 @@ fn teardown(shared: &Shared) {
     if let Ok(mut live) = LIVE.lock() {
         live.retain(|s| !Arc::ptr_eq(s, shared));
     }
+    lock(shared).teardown_done = true;
 }
 
 /// A built lab. Dropping it kills what it spawned and deletes its
@@ -288,6 +384,7 @@ impl Lab {
             tmp: tmp.clone(),
             tmp_created: false,
             torn_down: false,
+            teardown_done: false,
             napi_threads: HashMap::new(),
         }));
         if let Ok(mut live) = LIVE.lock() {
@@ -349,11 +446,18 @@ impl Lab {
         &self.tmp
     }
 
-    /// Roles of this lab in creation order: client, router, dir, rs1..rsN.
+    /// Roles of this lab in creation order: client, router, dir,
+    /// dir2..dirM, rs1..rsN.
     pub fn roles(&self) -> Vec<String> {
-        let mut r: Vec<String> = ["client", "router", "dir"].map(String::from).to_vec();
+        let mut r: Vec<String> = ["client", "router"].map(String::from).to_vec();
+        r.extend(self.directors());
         r.extend((1..=self.spec.servers).map(|i| format!("rs{i}")));
         r
+    }
+
+    /// Roles of the directors: `dir`, `dir2`, ….
+    pub fn directors(&self) -> Vec<String> {
+        (1..=self.spec.directors).map(director_role).collect()
     }
 
     /// Full namespace name of `role` (`client`, `router`, `dir`, `rsN`), for
@@ -662,16 +766,47 @@ impl Lab {
         }
 
         self.veth("client", "eth0", "router", "rt-client")?;
-        self.veth("dir", "front", "router", "rt-dir")?;
         self.ip("router", &["link", "add", "br0", "type", "bridge"])?;
         self.addr_up("router", "br0", &format!("{ROUTER_LAN_IP}/24"))?;
-        self.veth("dir", "back", "router", "p-dir")?;
+        let several = self.spec.directors > 1;
+        if several {
+            for br in ["brf", "brs"] {
+                self.ip("router", &["link", "add", br, "type", "bridge"])?;
+            }
+            self.addr_up("router", "brf", &format!("{ROUTER_DIR_IP}/24"))?;
+            self.ip("router", &["link", "set", "brs", "up"])?;
+        }
+        for (k, dir) in self.directors().iter().enumerate() {
+            let k = k + 1;
+            let port = |leg: &str| match k {
+                1 => format!("{leg}-dir"),
+                k => format!("{leg}-dir{k}"),
+            };
+            if several {
+                self.veth(dir, "front", "router", &port("f"))?;
+                self.bridge_port(&port("f"), "brf")?;
+                self.veth(dir, "sync0", "router", &port("s"))?;
+                self.bridge_port(&port("s"), "brs")?;
+                self.addr_up(dir, "sync0", &format!("{}/24", dir_sync_ip(k)))?;
+            } else {
+                self.veth(dir, "front", "router", "rt-dir")?;
+                self.addr_up("router", "rt-dir", &format!("{ROUTER_DIR_IP}/24"))?;
+            }
+            self.veth(dir, "back", "router", &port("p"))?;
+            self.bridge_port(&port("p"), "br0")?;
+            self.addr_up(dir, "front", &format!("{}/24", dir_front_ip(k)))?;
+            self.addr_up(dir, "back", &format!("{}/24", dir_back_ip(k)))?;
+            self.ip(
+                dir,
+                &["route", "add", "default", "via", &ROUTER_DIR_IP.to_string()],
+            )?;
+            // One director forwards in the kernel as the baselines need;
+            // several must not (see the module doc).
+            self.set_sysctl(dir, "net.ipv4.ip_forward", if several { "0" } else { "1" })?;
+        }
         for i in 1..=n {
             self.veth(&format!("rs{i}"), "eth0", "router", &format!("p-rs{i}"))?;
-        }
-        let ports = std::iter::once("p-dir".to_owned()).chain((1..=n).map(|i| format!("p-rs{i}")));
-        for p in ports {
-            self.ip("router", &["link", "set", &p, "master", "br0", "up"])?;
+            self.bridge_port(&format!("p-rs{i}"), "br0")?;
         }
 
         self.addr_up("client", "eth0", &format!("{CLIENT_IP}/24"))?;
@@ -687,26 +822,28 @@ impl Lab {
         )?;
 
         self.addr_up("router", "rt-client", &format!("{ROUTER_CLIENT_IP}/24"))?;
-        self.addr_up("router", "rt-dir", &format!("{ROUTER_DIR_IP}/24"))?;
         self.set_sysctl("router", "net.ipv4.ip_forward", "1")?;
-        self.ip(
-            "router",
-            &[
-                "route",
-                "add",
-                &format!("{VIP}/32"),
-                "via",
-                &DIR_FRONT_IP.to_string(),
-            ],
-        )?;
-
-        self.addr_up("dir", "front", &format!("{DIR_FRONT_IP}/24"))?;
-        self.addr_up("dir", "back", &format!("{DIR_BACK_IP}/24"))?;
-        self.ip(
-            "dir",
-            &["route", "add", "default", "via", &ROUTER_DIR_IP.to_string()],
-        )?;
-        self.set_sysctl("dir", "net.ipv4.ip_forward", "1")?;
+        if self.spec.vip_route == VipRoute::Announced {
+            // ECMP by the L4 hash, so one client's flows spread.
+            self.set_sysctl("router", "net.ipv4.fib_multipath_hash_policy", "1")?;
+        }
+        let vip_via = match self.spec.vip_route {
+            VipRoute::FirstDirector => Some(DIR_FRONT_IP),
+            VipRoute::Floating => Some(FLOATING_FRONT_IP),
+            VipRoute::Announced => None,
+        };
+        if let Some(via) = vip_via {
+            self.ip(
+                "router",
+                &[
+                    "route",
+                    "add",
+                    &format!("{VIP}/32"),
+                    "via",
+                    &via.to_string(),
+                ],
+            )?;
+        }
         if self.spec.director == DirectorKind::KernelRoute {
             self.ip(
                 "dir",
@@ -722,8 +859,9 @@ impl Lab {
             )?;
         }
 
-        let gateway = match (self.spec.director, self.spec.mode) {
-            (DirectorKind::NftDnat, _) | (DirectorKind::None, Mode::Nat) => DIR_BACK_IP,
+        let gateway = match (self.spec.director, self.spec.mode, self.spec.vip_route) {
+            (DirectorKind::None, Mode::Nat, VipRoute::Floating) => FLOATING_BACK_IP,
+            (DirectorKind::NftDnat, _, _) | (DirectorKind::None, Mode::Nat, _) => DIR_BACK_IP,
             _ => ROUTER_LAN_IP,
         };
         for i in 1..=n {
@@ -744,6 +882,10 @@ impl Lab {
             }
         }
         Ok(())
+    }
+
+    fn bridge_port(&self, port: &str, bridge: &str) -> Result<(), LabError> {
+        self.ip("router", &["link", "set", port, "master", bridge, "up"])
     }
 
     fn start_servers(&self, decap: Option<&Path>) -> Result<(), LabError> {
@@ -1020,6 +1162,24 @@ fn preflight(spec: &LabSpec) -> Result<(), LabError> {
             "queues = {} but must be 1..={MAX_QUEUES}",
             spec.queues
         )));
+    }
+    if spec.directors == 0 || spec.directors > MAX_DIRECTORS {
+        return Err(LabError::InvalidSpec(format!(
+            "directors = {} but must be 1..={MAX_DIRECTORS}",
+            spec.directors
+        )));
+    }
+    let one = spec.directors == 1;
+    if one != (spec.vip_route == VipRoute::FirstDirector) {
+        return Err(LabError::InvalidSpec(format!(
+            "vip_route = {:?} with {} director(s): one director takes FirstDirector, several Floating or Announced",
+            spec.vip_route, spec.directors
+        )));
+    }
+    if !one && spec.director != DirectorKind::None {
+        return Err(LabError::InvalidSpec(
+            "several directors run RVS only (director = None)".into(),
+        ));
     }
     if !is_root() {
         return Err(LabError::NotRoot);

@@ -63,6 +63,15 @@ enum Cmd {
         /// TX and RX queues of every veth (rvsd serves each RX queue).
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// Two directors with keepalived VRRP (active/passive; the master
+        /// crashes half-way), or N behind ECMP with BIRD (see --directors).
+        #[arg(long, value_enum)]
+        ha: Option<HaArg>,
+        /// Directors behind the router's ECMP, each announcing the VIP with
+        /// BIRD (active/active; one leaves and returns). Implies --ha ecmp;
+        /// default 3 with --ha ecmp.
+        #[arg(long)]
+        directors: Option<usize>,
     },
     /// Measure RVS in each mode against kernel routing, nftables DNAT and
     /// HAProxy on the same lab, and print one table (median and spread).
@@ -92,6 +101,15 @@ enum ModeArg {
     Dr,
     Nat,
     Tun,
+}
+
+/// `--ha`: how several directors share the work.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum HaArg {
+    /// Active/passive: keepalived VRRP.
+    Vrrp,
+    /// Active/active: ECMP, BIRD announcing the VIP.
+    Ecmp,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -149,6 +167,8 @@ fn main() -> Result<()> {
                 },
                 decap_bin: decap,
                 queues,
+                directors: 1,
+                vip_route: rvs_lab::VipRoute::FirstDirector,
             };
             // Install before building so a Ctrl-C during setup also cleans up.
             rvs_lab::install_signal_handler();
@@ -188,7 +208,19 @@ fn main() -> Result<()> {
             weights,
             prefix,
             queues,
+            ha,
+            directors,
         } => {
+            let ha = match (ha, directors) {
+                (None, None | Some(1)) => None,
+                (Some(HaArg::Vrrp), None | Some(2)) => Some(demo::Ha::Vrrp),
+                (Some(HaArg::Vrrp), Some(n)) => {
+                    anyhow::bail!("--ha vrrp runs 2 directors, not {n}")
+                }
+                (None | Some(HaArg::Ecmp), n) => Some(demo::Ha::Ecmp {
+                    directors: n.unwrap_or(3),
+                }),
+            };
             let opts = demo::DemoOptions {
                 mode: mode.into(),
                 scheduler: match scheduler {
@@ -199,6 +231,7 @@ fn main() -> Result<()> {
                 weights,
                 prefix,
                 queues,
+                ha,
             };
             let spread = demo::run(&opts)?;
             if spread.contains_key(demo::NO_ANSWER) {

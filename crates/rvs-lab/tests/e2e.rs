@@ -36,6 +36,8 @@ fn suite(mode: Mode, name: &str) {
         director: DirectorKind::None,
         decap_bin: None,
         queues: 1,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     })
     .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
     let rvsd = Rvsd::start(&lab, &bins.rvsd, &bins.rvsadm)

@@ -58,6 +58,8 @@ fn with_lab(name: &str, mode: Mode, servers: usize, body: impl FnOnce(&Lab)) {
             director: DirectorKind::None,
             decap_bin: None,
             queues: 2,
+            directors: 1,
+            vip_route: rvs_lab::VipRoute::FirstDirector,
         },
         body,
     );

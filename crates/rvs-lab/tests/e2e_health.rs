@@ -186,6 +186,8 @@ fn with_lab(name: &str, servers: usize, body: impl FnOnce(&Lab)) {
             director: DirectorKind::None,
             decap_bin: None,
             queues: 1,
+            directors: 1,
+            vip_route: rvs_lab::VipRoute::FirstDirector,
         },
         body,
     );

@@ -162,6 +162,8 @@ fn after_setup_rvsd_keeps_two_capabilities_as_its_user_and_scripts_keep_none() {
             director: DirectorKind::None,
             decap_bin: None,
             queues: 1,
+            directors: 1,
+            vip_route: rvs_lab::VipRoute::FirstDirector,
         },
         |lab| {
             // rvsd's user reads the file on reload; nobody runs the script
@@ -369,6 +371,8 @@ fn the_units_capabilities_are_enough_to_set_up() {
             director: DirectorKind::None,
             decap_bin: None,
             queues: 1,
+            directors: 1,
+            vip_route: rvs_lab::VipRoute::FirstDirector,
         },
         |lab| {
             std::fs::set_permissions(lab.dir(), std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -129,6 +129,8 @@ fn with_lab(name: &str, extra_config: &str, body: impl FnOnce(&Lab, &mut Daemon<
         director: DirectorKind::None,
         decap_bin: None,
         queues: 1,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     })
     .unwrap_or_else(|e| panic!("{name}: building the lab: {e}"));
     let mut d = Daemon::start(&lab, extra_config);

@@ -17,6 +17,8 @@ fn spec(mode: Mode, servers: usize, director: DirectorKind) -> LabSpec {
         director,
         decap_bin: None,
         queues: 1,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     }
 }
 
@@ -347,4 +349,51 @@ fn multi_queue_lab_spreads_flows_over_rx_queues() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(alive(), 0, "NAPI threads {threads:?} outlived their device");
+}
+
+/// Several directors share the front, server and sync segments, do not
+/// forward in the kernel, and go with the lab; impossible combinations
+/// are refused before anything exists.
+#[test]
+fn several_directors_share_their_segments() {
+    use rvs_lab::{dir_back_ip, dir_front_ip, dir_sync_ip, VipRoute, FLOATING_BACK_IP};
+    for (directors, vip_route) in [(2, VipRoute::FirstDirector), (1, VipRoute::Floating)] {
+        let e = Lab::build(LabSpec {
+            directors,
+            vip_route,
+            ..spec(Mode::Dr, 1, DirectorKind::None)
+        })
+        .unwrap_err();
+        assert!(matches!(e, LabError::InvalidSpec(_)), "{e}");
+    }
+    let lab = Lab::build(LabSpec {
+        directors: 3,
+        vip_route: VipRoute::Floating,
+        ..spec(Mode::Nat, 2, DirectorKind::None)
+    })
+    .unwrap();
+    assert_eq!(lab.directors(), ["dir", "dir2", "dir3"]);
+    let ping = |role: &str, to: std::net::Ipv4Addr| {
+        lab.exec(role, &["ping", "-c1", "-W2", &to.to_string()])
+            .unwrap_or_else(|e| panic!("{role} -> {to}: {e}"));
+    };
+    ping("dir3", rvs_lab::ROUTER_DIR_IP);
+    ping("dir3", dir_front_ip(1));
+    ping("dir2", dir_back_ip(3));
+    ping("dir", dir_sync_ip(3));
+    ping("rs2", dir_back_ip(2));
+    for role in lab.directors() {
+        let f = lab
+            .exec(&role, &["sysctl", "-n", "net.ipv4.ip_forward"])
+            .unwrap();
+        assert_eq!(f.trim(), "0", "{role} forwards in the kernel");
+    }
+    let route = lab
+        .exec("rs1", &["ip", "route", "show", "default"])
+        .unwrap();
+    assert!(
+        route.contains(&FLOATING_BACK_IP.to_string()),
+        "NAT servers' gateway: {route}"
+    );
+    drop_and_check(lab);
 }

@@ -59,6 +59,9 @@ pub fn to_toml(
         file.script_user = Some(user.clone());
         file.script_group = group.clone();
     }
+    if let Some(sync) = &k.sync_daemon {
+        file.sync_daemons.push(backup_sync_daemon(sync, notes));
+    }
     if k.lvs_timeouts != (None, None, None) {
         let (tcp, tcpfin, udp) = k.lvs_timeouts;
         file.timeouts = Some(schema::Timeouts { tcp, tcpfin, udp });
@@ -637,6 +640,41 @@ fn dns_query(ty: &str, name: &str) -> Option<String> {
             .collect::<Vec<_>>()
             .join(" "),
     )
+}
+
+/// keepalived's `lvs_sync_daemon` as rvsd's backup daemon, on all the time:
+/// the VRRP hooks start and stop the master (crate::vrrp).
+fn backup_sync_daemon(
+    s: &crate::vrrp::SyncSettings,
+    notes: &mut Vec<Note>,
+) -> rvs_vocab::SyncDaemon {
+    let mut d = rvs_vocab::SyncDaemon {
+        role: rvs_vocab::SyncRole::Backup,
+        mcast_interface: s.interface.clone(),
+        syncid: s.syncid,
+        sync_maxlen: None,
+        mcast_group: None,
+        mcast_port: None,
+        mcast_ttl: None,
+        sync_refresh_period: None,
+    };
+    for (k, v) in &s.extra {
+        let ok = match k.as_str() {
+            "--sync-maxlen" => v.parse().map(|x| d.sync_maxlen = Some(x)).is_ok(),
+            "--mcast-port" => v.parse().map(|x| d.mcast_port = Some(x)).is_ok(),
+            "--mcast-ttl" => v.parse().map(|x| d.mcast_ttl = Some(x)).is_ok(),
+            "--mcast-group" => v.parse().map(|x| d.mcast_group = Some(x)).is_ok(),
+            _ => false,
+        };
+        if !ok {
+            push(
+                notes,
+                &s.loc,
+                format!("lvs_sync_daemon: {k} {v} not carried over"),
+            );
+        }
+    }
+    d
 }
 
 #[cfg(test)]

@@ -248,6 +248,9 @@ pub struct Keepalived {
     pub script_user: Option<(String, Option<String>)>,
     /// Interfaces named by `vrrp_instance … { interface X }`, first use first.
     pub vrrp_interfaces: Vec<(String, Loc)>,
+    /// `lvs_sync_daemon` (or an instance's `lvs_sync_daemon_interface`):
+    /// rvsd's backup sync daemon, and what the VRRP hooks start.
+    pub sync_daemon: Option<crate::vrrp::SyncSettings>,
 }
 
 /// Largest address range a `virtual_server_group` entry may expand to.
@@ -422,8 +425,8 @@ pub fn extract(tree: &[Node], notes: &mut Vec<Note>) -> Result<Keepalived, Parse
                     notes,
                     &n.loc,
                     format!(
-                        "vrrp_instance {} is ignored: RVS has no VRRP yet; keep the \
-                         virtual addresses on the director some other way",
+                        "vrrp_instance {} stays with keepalived: it is in the VRRP-only \
+                         keepalived.conf (--vrrp-output)",
                         n.args.join(" ")
                     ),
                 );
@@ -431,7 +434,7 @@ pub fn extract(tree: &[Node], notes: &mut Vec<Note>) -> Result<Keepalived, Parse
             k2 if k2.starts_with("vrrp_") || k2 == "track_file" => note(
                 notes,
                 &n.loc,
-                format!("{k2} blocks are ignored: RVS has no VRRP yet"),
+                format!("{k2} stays with keepalived: it is in the VRRP-only keepalived.conf (--vrrp-output)"),
             ),
             "SSL" => note(
                 notes,
@@ -487,11 +490,9 @@ fn global_defs(n: &Node, k: &mut Keepalived, notes: &mut Vec<Note>) -> Result<()
             // rvsd never runs scripts with its own privileges: what
             // keepalived's enable_script_security asks is always so.
             "enable_script_security" => {}
-            "lvs_sync_daemon" => note(
-                notes,
-                &c.loc,
-                "lvs_sync_daemon is ignored: RVS has no connection sync daemon yet",
-            ),
+            // rvsd's backup [[sync_daemon]] and the VRRP hooks
+            // (crate::vrrp::sync_settings reads it).
+            "lvs_sync_daemon" => {}
             _ => ignored = true,
         }
     }

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod keepalived;
 pub mod parse;
 mod render;
+pub mod vrrp;
 
 use std::path::Path;
 
@@ -26,6 +27,9 @@ pub struct Migration {
     pub toml: String,
     /// What was not carried over (or differently), in file order.
     pub notes: Vec<Note>,
+    /// The VRRP-only keepalived.conf to keep running beside rvsd, with
+    /// notify hooks calling rvsadm ([`vrrp`]); `None` without VRRP.
+    pub vrrp: Option<String>,
 }
 
 /// Migrates the keepalived configuration at `path` (following includes).
@@ -51,7 +55,14 @@ fn finish(
     opts: &Options,
     mut notes: Vec<Note>,
 ) -> Result<Migration, ParseError> {
-    let k = keepalived::extract(tree, &mut notes)?;
+    let mut k = keepalived::extract(tree, &mut notes)?;
+    k.sync_daemon = vrrp::sync_settings(tree)?;
     let toml = convert::to_toml(&k, opts, &mut notes)?;
-    Ok(Migration { toml, notes })
+    let vrrp = vrrp::vrrp_only(
+        tree,
+        k.sync_daemon.as_ref(),
+        vrrp::DEFAULT_RVSADM,
+        &mut notes,
+    );
+    Ok(Migration { toml, notes, vrrp })
 }

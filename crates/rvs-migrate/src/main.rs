@@ -30,6 +30,11 @@ enum Cmd {
         /// the vrrp_instance blocks).
         #[arg(long, value_delimiter = ',')]
         interfaces: Option<Vec<String>>,
+        /// Also write the VRRP-only keepalived.conf to keep running beside
+        /// rvsd: the vrrp_* blocks of the input, with notify hooks calling
+        /// rvsadm to switch the connection sync role.
+        #[arg(long, value_name = "FILE")]
+        vrrp_output: Option<PathBuf>,
     },
 }
 
@@ -48,6 +53,7 @@ fn run() -> anyhow::Result<()> {
         config,
         output,
         interfaces,
+        vrrp_output,
     } = Cli::parse().cmd;
     let opts = rvs_migrate::Options {
         interfaces: interfaces.map(|v| v.into_iter().filter(|s| !s.is_empty()).collect()),
@@ -59,6 +65,16 @@ fn run() -> anyhow::Result<()> {
         None => std::io::stdout()
             .write_all(m.toml.as_bytes())
             .context("writing to standard output")?,
+    }
+    if let Some(path) = &vrrp_output {
+        let text = m.vrrp.as_deref().with_context(|| {
+            format!(
+                "{} has no vrrp_instance: there is no VRRP-only configuration to write",
+                config.display()
+            )
+        })?;
+        write_atomically(path, text)?;
+        eprintln!("rvs-migrate: wrote {} (VRRP only)", path.display());
     }
     if !m.notes.is_empty() {
         eprintln!("rvs-migrate: not carried over, or carried over differently:");

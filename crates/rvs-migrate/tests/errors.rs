@@ -134,7 +134,7 @@ fn binary_writes_nothing_on_error_and_the_file_on_success() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let stderr = String::from_utf8_lossy(&r.stderr);
     assert!(
-        stderr.contains("line 1: vrrp_instance V is ignored: RVS has no VRRP yet"),
+        stderr.contains("line 1: vrrp_instance V stays with keepalived"),
         "{stderr}"
     );
     assert!(

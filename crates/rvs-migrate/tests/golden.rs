@@ -1,5 +1,6 @@
 //! Golden-file tests: each keepalived.conf under tests/data migrates to
-//! exactly the .toml and .notes next to it. `UPDATE_GOLDEN=1 cargo test`
+//! exactly the .toml and .notes next to it (and, with VRRP, the
+//! VRRP-only `.keepalived.conf`). `UPDATE_GOLDEN=1 cargo test`
 //! rewrites them (review the diff before committing).
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,21 @@ fn golden(case: &str, interfaces: Option<&[&str]>) {
         std::fs::write(&toml_path, &m.toml).unwrap();
         std::fs::write(&notes_path, &notes).unwrap();
     }
+    let vrrp_path = data(&format!("{case}.keepalived.conf"));
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        match &m.vrrp {
+            Some(v) => std::fs::write(&vrrp_path, v).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&vrrp_path);
+            }
+        }
+    }
+    assert_eq!(
+        m.vrrp,
+        std::fs::read_to_string(&vrrp_path).ok(),
+        "{case}: the VRRP-only keepalived.conf differs from {}",
+        vrrp_path.display()
+    );
     let want_toml = std::fs::read_to_string(&toml_path).unwrap();
     let want_notes = std::fs::read_to_string(&notes_path).unwrap();
     assert_eq!(
@@ -71,4 +87,56 @@ fn includes_with_wildcards_and_braces() {
 fn vrrp_and_global_defs_ignored_group_expanded() {
     // No --interfaces: taken from the vrrp_instance.
     golden("vrrp_group", None);
+}
+
+#[test]
+fn nat_pair_keeps_its_vrrp_sync_group_with_rvsadm_hooks() {
+    golden("vrrp_nat_pair", Some(&["eth0", "eth1"]));
+}
+
+/// keepalived itself accepts the VRRP-only file (`keepalived --config-test`),
+/// and it holds no virtual_server: keepalived must not program IPVS beside rvsd.
+#[test]
+fn keepalived_accepts_the_vrrp_only_file() {
+    let keepalived = ["/usr/sbin/keepalived", "/sbin/keepalived"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "keepalived is not installed: `apt-get install keepalived` (scripts/test-all does)",
+        );
+    for case in ["vrrp_group", "vrrp_nat_pair"] {
+        let opts = Options {
+            interfaces: None,
+            source_name: format!("{case}.conf"),
+        };
+        let m = migrate_file(&data(&format!("{case}.conf")), &opts).unwrap();
+        let vrrp = m.vrrp.expect("a VRRP-only file");
+        assert!(!vrrp.contains("virtual_server"), "{case}:\n{vrrp}");
+        assert!(!vrrp.contains("lvs_"), "{case}:\n{vrrp}");
+        let file = std::env::temp_dir().join(format!(
+            "rvs-migrate-{}-{case}.keepalived.conf",
+            std::process::id()
+        ));
+        std::fs::write(&file, &vrrp).unwrap();
+        let out = std::process::Command::new(keepalived)
+            .arg("--config-test")
+            .arg("--use-file")
+            .arg(&file)
+            .output()
+            .expect("running keepalived --config-test");
+        let _ = std::fs::remove_file(&file);
+        // This machine need not have the director's interfaces: refusing
+        // the file for that alone is not a fault of the file.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let only_missing_interfaces = stderr.lines().all(|l| {
+            l.trim().is_empty()
+                || l.contains("doesn't exist")
+                || l.contains("Non-existent interface")
+        });
+        assert!(
+            out.status.success() || only_missing_interfaces,
+            "{case}: keepalived --config-test refused:\n{}\n{vrrp}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

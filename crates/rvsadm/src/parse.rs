@@ -197,9 +197,10 @@ enum Opt {
     MarkRules,
     Defense,
     Sysctl,
+    SyncRefreshPeriod,
 }
 
-const OPTS: [Opt; 32] = [
+const OPTS: [Opt; 33] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -232,6 +233,7 @@ const OPTS: [Opt; 32] = [
     Opt::MarkRules,
     Opt::Defense,
     Opt::Sysctl,
+    Opt::SyncRefreshPeriod,
 ];
 
 impl Opt {
@@ -273,6 +275,7 @@ impl Opt {
             Opt::MarkRules => "mark-rules",
             Opt::Defense => "defense",
             Opt::Sysctl => "sysctl",
+            Opt::SyncRefreshPeriod => "sync-refresh-period",
         }
     }
 
@@ -305,7 +308,7 @@ impl Opt {
             },
             Cmd::StartDaemon => match self {
                 McastInterface => '+',
-                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl => ' ',
+                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl | SyncRefreshPeriod => ' ',
                 _ => 'x',
             },
             Cmd::StopDaemon => match self {
@@ -390,6 +393,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("mcast-group", None, Arg::Required),
     ("mcast-port", None, Arg::Required),
     ("mcast-ttl", None, Arg::Required),
+    ("sync-refresh-period", None, Arg::Required),
     ("timeout", None, Arg::None),
     ("daemon", None, Arg::None),
     ("stats", None, Arg::None),
@@ -829,6 +833,7 @@ impl Default for Collected {
                 mcast_group: None,
                 mcast_port: None,
                 mcast_ttl: None,
+                sync_refresh_period: None,
             },
             sysctls: SysctlSettings::default(),
         }
@@ -1162,6 +1167,14 @@ fn collect_option(
                 number(&value, 1, 255)
                     .map_or_else(|| fail("illegal mcast-ttl specified"), |n| Ok(n as u8))?,
             );
+        }
+        // An RVS option (the kernel's sync_refresh_period sysctl).
+        "sync-refresh-period" => {
+            c.set(Opt::SyncRefreshPeriod)?;
+            c.sync.sync_refresh_period = Some(number(&value, 1, 86_400).map_or_else(
+                || fail("illegal sync-refresh-period specified (1 to 86400 seconds)"),
+                Ok,
+            )?);
         }
         "sort" => {} // ipvsadm: a no-op kept for compatibility
         "help" | "version" => {

@@ -41,6 +41,7 @@ fn fake() -> FakeHandler {
                 mcast_group: None,
                 mcast_port: None,
                 mcast_ttl: None,
+                sync_refresh_period: None,
             },
             maxlen: 1472,
         }],

@@ -327,18 +327,129 @@ fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
     }
 }
 
-/// Runs quorum_up / quorum_down commands in the background.
-pub(crate) fn run_commands(cmds: Vec<QuorumCommand>) {
-    for c in cmds {
-        tokio::spawn(async move {
-            tracing::info!(command = %c.command, transition = ?c.transition, "running quorum command");
-            match rvs_health::run_command(&c.command, Duration::from_secs(30)).await {
-                Ok(0) => {}
-                Ok(code) => tracing::warn!(command = %c.command, code, "quorum command failed"),
-                Err(e) => {
-                    tracing::warn!(command = %c.command, error = %e, "quorum command could not run")
+/// Runs quorum_up / quorum_down commands in the background, one at a time
+/// in the order quorum changed: a `quorum_down` queued before a
+/// `quorum_up` must not finish after it (a BGP announcement switched by
+/// them would end withdrawn while quorum is up).
+#[derive(Debug, Default)]
+pub(crate) struct QuorumRunner {
+    /// To the task that runs them, started with the first command.
+    queue: Option<tokio::sync::mpsc::UnboundedSender<Queued>>,
+}
+
+/// What the runner's task is given.
+#[derive(Debug)]
+enum Queued {
+    Run(QuorumCommand),
+    /// Answered once everything queued before it has run.
+    Drained(tokio::sync::oneshot::Sender<()>),
+}
+
+impl QuorumRunner {
+    /// Queues `cmds` behind those still running; needs a tokio runtime.
+    pub(crate) fn run(&mut self, cmds: Vec<QuorumCommand>) {
+        if cmds.is_empty() {
+            return;
+        }
+        let queue = self.queue.get_or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+            tokio::spawn(async move {
+                while let Some(q) = rx.recv().await {
+                    match q {
+                        Queued::Run(c) => run_command(c).await,
+                        Queued::Drained(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            tx
+        });
+        for c in cmds {
+            if let Err(e) = queue.send(Queued::Run(c)) {
+                // The task is gone only when the runtime shuts down.
+                if let Queued::Run(c) = e.0 {
+                    tracing::warn!(command = %c.command, "quorum command not run: rvsd is stopping");
                 }
             }
-        });
+        }
+    }
+
+    /// Resolves once the commands queued so far have run (at once if
+    /// none were), so omega's quorum_down at stop comes after them: a
+    /// quorum_up still running must not announce after it.
+    pub(crate) fn drained(&self) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let queue = self.queue.as_ref()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        queue.send(Queued::Drained(tx)).ok()?;
+        Some(rx)
+    }
+}
+
+async fn run_command(c: QuorumCommand) {
+    tracing::info!(command = %c.command, transition = ?c.transition, "running quorum command");
+    match rvs_health::run_command(&c.command, Duration::from_secs(30)).await {
+        Ok(0) => {}
+        Ok(code) => tracing::warn!(command = %c.command, code, "quorum command failed"),
+        Err(e) => {
+            tracing::warn!(command = %c.command, error = %e, "quorum command could not run")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_health::policy::QuorumTransition;
+
+    /// A slow quorum_down queued before a quick quorum_up still finishes
+    /// first: the order quorum changed in is the order the world sees.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn quorum_commands_run_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let cmd = |transition, delay: &str, word: &str| QuorumCommand {
+            transition,
+            command: format!(
+                "/bin/sh -c 'sleep {delay}; echo {word} >> {}'",
+                log.display()
+            ),
+        };
+        let mut runner = QuorumRunner::default();
+        runner.run(vec![cmd(QuorumTransition::Down, "0.3", "down")]);
+        runner.run(vec![cmd(QuorumTransition::Up, "0", "up")]);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text.lines().count() == 2 {
+                assert_eq!(text, "down\nup\n");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "ran: {text:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What stopping waits for: a quorum_up still running has finished
+    /// before omega's quorum_down runs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drained_resolves_after_the_queued_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let mut runner = QuorumRunner::default();
+        assert!(
+            runner.drained().is_none(),
+            "nothing queued, nothing to wait for"
+        );
+        runner.run(vec![QuorumCommand {
+            transition: QuorumTransition::Up,
+            command: format!("/bin/sh -c 'sleep 0.3; echo up >> {}'", log.display()),
+        }]);
+        let drained = runner.drained().expect("a queue");
+        tokio::time::timeout(Duration::from_secs(10), drained)
+            .await
+            .expect("drained in time")
+            .expect("answered");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\n");
     }
 }

@@ -367,7 +367,7 @@ fn run(args: Args) -> anyhow::Result<()> {
 
     notify::stopping();
     let handing_over = matches!(served, Ok(Stop::ForSuccessor));
-    let last = handler
+    let (last, queued) = handler
         .0
         .lock()
         .map(|mut d| d.shutdown())
@@ -386,6 +386,11 @@ fn run(args: Args) -> anyhow::Result<()> {
     } else {
         // omega: quorum_down for services that ask for it, before stopping.
         rt.block_on(async {
+            // After the quorum commands still running or queued (bounded
+            // by their own 30 s timeouts).
+            if let Some(q) = queued {
+                let _ = tokio::time::timeout(Duration::from_secs(65), q).await;
+            }
             for c in last {
                 tracing::info!(command = %c.command, "running quorum_down (omega)");
                 let _ = rvs_health::run_command(&c.command, Duration::from_secs(10)).await;

@@ -784,6 +784,7 @@ mod tests {
                     mcast_group: None,
                     mcast_port: None,
                     mcast_ttl: None,
+                    sync_refresh_period: None,
                 },
                 maxlen: 1472,
             }],

@@ -111,6 +111,8 @@ pub(crate) struct MasterOut {
     socket: UdpSocket,
     encoder: Encoder,
     last_flush: Instant,
+    /// `sync_refresh_period`, and when the last refresh was asked for.
+    refresh: Option<(Duration, Instant)>,
     /// Datagrams sent, and those the socket refused.
     pub(crate) sent: u64,
     pub(crate) send_errors: u64,
@@ -132,6 +134,9 @@ impl MasterOut {
                 socket,
                 encoder: Encoder::new(d.syncid, usize::from(maxlen)),
                 last_flush: Instant::now(),
+                refresh: d
+                    .sync_refresh_period
+                    .map(|s| (Duration::from_secs(u64::from(s)), Instant::now())),
                 sent: 0,
                 send_errors: 0,
             },
@@ -143,6 +148,19 @@ impl MasterOut {
     pub(crate) fn push(&mut self, c: &SyncConn) {
         if let Some(d) = self.encoder.push(c) {
             self.send(&d);
+        }
+    }
+
+    /// Whether a `sync_refresh_period` ended since the last call: the
+    /// worker then asks the activity of every forwarded connection, and
+    /// the engine sends those that were active again.
+    pub(crate) fn refresh_due(&mut self) -> bool {
+        match &mut self.refresh {
+            Some((period, last)) if last.elapsed() >= *period => {
+                *last = Instant::now();
+                true
+            }
+            _ => false,
         }
     }
 
@@ -425,6 +443,7 @@ mod tests {
             mcast_group: group.map(|g| g.parse().unwrap()),
             mcast_port: None,
             mcast_ttl: None,
+            sync_refresh_period: None,
         }
     }
 

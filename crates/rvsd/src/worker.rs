@@ -281,9 +281,14 @@ impl Worker {
         }
     }
 
-    /// Drains the engine's sync entries into the master's datagrams.
+    /// Drains the engine's sync entries into the master's datagrams; at
+    /// the end of each `sync_refresh_period` asks for every forwarded
+    /// connection's activity, whose answers send the live ones again.
     fn send_sync(&mut self) {
         let Some(m) = &mut self.sync else { return };
+        if m.refresh_due() {
+            self.engine.refresh_fast_path_activity();
+        }
         while let Some(c) = self.engine.poll_sync() {
             m.push(&c);
         }

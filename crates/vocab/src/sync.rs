@@ -74,6 +74,16 @@ pub struct SyncDaemon {
     /// `--mcast-ttl` (default 1).
     #[cfg_attr(feature = "serde", serde(default))]
     pub mcast_ttl: Option<u8>,
+    /// Master only, the kernel's `sync_refresh_period` sysctl (seconds;
+    /// none: off): every connection the XDP program forwarded in the
+    /// period is sent again, so a backup that (re)started knows every live
+    /// connection after one period (a director rejoining an ECMP group).
+    /// `rvsadm --sync-refresh-period` (an RVS option: ipvsadm has none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub sync_refresh_period: Option<u32>,
 }
 
 impl SyncDaemon {
@@ -117,6 +127,18 @@ impl SyncDaemon {
                 return Err(format!("--sync-maxlen {m}: from 256 to 65507"));
             }
         }
+        match (self.role, self.sync_refresh_period) {
+            (_, None) => {}
+            (SyncRole::Backup, Some(_)) => {
+                return Err(
+                    "sync_refresh_period: a master's setting; remove it from the backup".into(),
+                )
+            }
+            (SyncRole::Master, Some(0)) => {
+                return Err("sync_refresh_period = 0: leave it out to turn refreshing off".into())
+            }
+            (SyncRole::Master, Some(_)) => {}
+        }
         Ok(())
     }
 
@@ -131,5 +153,34 @@ impl SyncDaemon {
             self.port(),
             self.ttl()
         )
+    }
+}
+
+#[cfg(test)]
+mod refresh_tests {
+    use super::*;
+
+    fn daemon(role: SyncRole, refresh: Option<u32>) -> SyncDaemon {
+        SyncDaemon {
+            role,
+            mcast_interface: "eth1".into(),
+            syncid: 7,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+            sync_refresh_period: refresh,
+        }
+    }
+
+    #[test]
+    fn sync_refresh_period_is_a_masters_setting_and_never_zero() {
+        assert!(daemon(SyncRole::Master, Some(10)).check().is_ok());
+        assert!(daemon(SyncRole::Master, None).check().is_ok());
+        assert!(daemon(SyncRole::Backup, None).check().is_ok());
+        let e = daemon(SyncRole::Backup, Some(10)).check().unwrap_err();
+        assert!(e.contains("master"), "{e}");
+        let e = daemon(SyncRole::Master, Some(0)).check().unwrap_err();
+        assert!(e.contains("leave it out"), "{e}");
     }
 }

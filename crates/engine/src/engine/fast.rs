@@ -197,7 +197,7 @@ impl Engine {
             self.fast.entries += 1 + u64::from(out.is_some());
         }
         let c = self.conns.get_mut(idx);
-        c.fast = bits;
+        c.fast = bits | (c.fast & fast::PEER);
         c.out_hop = out_hop;
     }
 
@@ -440,6 +440,15 @@ impl Engine {
         let until = last_seen.map_or(0, |t| secs(t).saturating_add(timeout));
         let now_s = secs(now);
         if until > now_s {
+            // A peer's connection is ours once a frame was forwarded here
+            // after its last sync (which set `expires` from that moment);
+            // until then its expiry is the peer's and it is not sent.
+            let ours = c.fast & fast::PEER == 0 || until > c.expires;
+            if !ours {
+                return;
+            }
+            let c = self.conns.get_mut(idx);
+            c.fast &= !fast::PEER;
             self.conns.set_expiry(idx, until);
             // Renewed: the backups' copies are too.
             self.sync_now(idx);

@@ -29,7 +29,7 @@ use rvs_wire::ipvs_sync::{flags, SyncConn};
 
 use super::{secs, Engine};
 use crate::config::{ForwardMethod, ServiceKey};
-use crate::conn::{addr_bytes, bytes_addr, flag, Conn, FlowKey, NIL};
+use crate::conn::{addr_bytes, bytes_addr, fast, flag, Conn, FlowKey, NIL};
 use crate::proto::TcpState;
 use crate::time::Time;
 
@@ -245,6 +245,7 @@ impl Engine {
                 self.set_synced_state(idx, state);
             }
             self.conns.set_expiry(idx, expires);
+            self.conns.get_mut(idx).fast |= fast::PEER;
             self.counters.sync_received += 1;
             return Ok(());
         }
@@ -286,6 +287,7 @@ impl Engine {
         }
         self.counters.sync_received += 1;
         self.fast_sync(idx);
+        self.conns.get_mut(idx).fast |= fast::PEER;
         Ok(())
     }
 

@@ -632,6 +632,8 @@ pub(crate) fn lab_spec(mode: Mode, queues: u32) -> LabSpec {
         director: DirectorKind::None,
         decap_bin: None,
         queues,
+        directors: 1,
+        vip_route: rvs_lab::VipRoute::FirstDirector,
     }
 }
 

@@ -1252,6 +1252,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_group: None,
             mcast_port: None,
             mcast_ttl: None,
+            sync_refresh_period: None,
         })
     );
     assert_eq!(
@@ -1267,6 +1268,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_group: Some("224.0.0.82".parse().unwrap()),
             mcast_port: Some(8849),
             mcast_ttl: Some(2),
+            sync_refresh_period: None,
         })
     );
     assert_eq!(
@@ -1294,6 +1296,25 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
         err("--start-daemon master --mcast-interface eth0 --mcast-ttl 0"),
         "illegal mcast-ttl specified"
     );
+    // RVS's option for the kernel's sync_refresh_period sysctl.
+    assert_eq!(
+        cmd("--start-daemon master --mcast-interface eth0 --sync-refresh-period 10"),
+        Command::StartDaemon(SyncDaemon {
+            role: SyncRole::Master,
+            mcast_interface: "eth0".into(),
+            syncid: 0,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+            sync_refresh_period: Some(10),
+        })
+    );
+    assert_eq!(
+        err("--start-daemon master --mcast-interface eth0 --sync-refresh-period 0"),
+        "illegal sync-refresh-period specified (1 to 86400 seconds)"
+    );
+    assert!(err("-L --sync-refresh-period 5").contains("sync-refresh-period"));
     assert!(
         err("--start-daemon master").contains("mcast-interface"),
         "{}",

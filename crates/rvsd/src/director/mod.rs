@@ -60,6 +60,8 @@ pub(crate) struct Director {
     reloads: crate::metrics::ReloadStats,
     /// Connection-sync daemons (`--start-daemon`, `[[sync_daemon]]`).
     sync: crate::sync::Daemons,
+    /// Runs the quorum commands in order.
+    quorum: health::QuorumRunner,
 }
 
 impl Director {
@@ -85,6 +87,7 @@ impl Director {
             dest_rates: Estimator::default(),
             reloads: Default::default(),
             sync: Default::default(),
+            quorum: Default::default(),
         };
         d.apply(config).map_err(|e| anyhow::anyhow!(e))?;
         Ok(d)
@@ -116,7 +119,7 @@ impl Director {
         let commands = self.health.reconcile(&config);
         self.config = Arc::new(config);
         self.generation += 1;
-        health::run_commands(commands);
+        self.quorum.run(commands);
         self.publish_effective()
     }
 
@@ -142,7 +145,7 @@ impl Director {
     /// A health check changed state.
     pub(crate) fn on_health(&mut self, ev: &rvs_health::HealthEvent) {
         let (changed, commands) = self.health.on_event(ev);
-        health::run_commands(commands);
+        self.quorum.run(commands);
         if changed {
             if let Err(e) = self.publish_effective() {
                 tracing::error!(error = %e, "applying a health change");
@@ -150,7 +153,6 @@ impl Director {
         }
     }
 
-    /// quorum_down commands for omega services, to run at shutdown.
     /// Starts the configuration file's sync daemons (at start).
     pub(crate) fn start_sync(&mut self, daemons: &[rvs_vocab::SyncDaemon]) -> anyhow::Result<()> {
         let worker = self.commands();
@@ -164,8 +166,16 @@ impl Director {
         self.plane.as_ref().map(|p| Arc::clone(&p.datapath))
     }
 
-    pub(crate) fn shutdown(&mut self) -> Vec<rvs_health::policy::QuorumCommand> {
-        self.health.shutdown()
+    /// quorum_down commands for omega services, to run at shutdown, and
+    /// what resolves once the quorum commands still queued have run:
+    /// omega's come after those.
+    pub(crate) fn shutdown(
+        &mut self,
+    ) -> (
+        Vec<rvs_health::policy::QuorumCommand>,
+        Option<tokio::sync::oneshot::Receiver<()>>,
+    ) {
+        (self.health.shutdown(), self.quorum.drained())
     }
 
     /// Makes the XDP maps steer `want` (services and VIPs, derived by the
