@@ -237,8 +237,8 @@ const OPTS: [Opt; 33] = [
 ];
 
 impl Opt {
-    fn bit(self) -> u32 {
-        1 << (self as u32)
+    fn bit(self) -> u64 {
+        1 << (self as u64)
     }
 
     fn name(self) -> &'static str {
@@ -779,7 +779,7 @@ struct Collected {
     bare: bool,
     cmd: Option<Cmd>,
     /// Bits of [`Opt`] given, for ipvsadm's option checks.
-    options: u32,
+    options: u64,
     service: Option<Service>,
     scheduler: Option<String>,
     persistence: Option<u32>,
@@ -856,7 +856,7 @@ impl Collected {
 }
 
 /// Adds `opt` to `options`, refusing it twice as ipvsadm's `set_option`.
-fn set_option(options: &mut u32, opt: Opt) -> Result<(), ParseError> {
+fn set_option(options: &mut u64, opt: Opt) -> Result<(), ParseError> {
     if *options & opt.bit() != 0 {
         return fail(format!("multiple '{}' options specified", opt.name()));
     }
@@ -1213,7 +1213,7 @@ fn list_flag<'a>(list: &'a mut ListRequest, name: &str) -> Option<(Opt, &'a mut 
 
 /// ipvsadm's `generic_opt_check`: every option against the command's row
 /// of `commands_v_options`, in option order.
-fn check_options(cmd: Cmd, options: u32) -> Result<(), ParseError> {
+fn check_options(cmd: Cmd, options: u64) -> Result<(), ParseError> {
     let mut exclusive: Option<Opt> = None;
     for opt in OPTS {
         let given = options & opt.bit() != 0;

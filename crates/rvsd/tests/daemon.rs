@@ -234,7 +234,18 @@ fn rvsd_keeps_two_capabilities_and_its_script_runner_none() {
         1,
         "one child, the script runner: {children:?}"
     );
-    let st = std::fs::read_to_string(format!("/proc/{}/status", runner[0])).unwrap();
+    // The runner drops its privileges first thing after it starts, before
+    // it takes any command; on a loaded machine that may come just after
+    // rvsd says it is ready (bounded wait).
+    let runner_status = || std::fs::read_to_string(format!("/proc/{}/status", runner[0])).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut st = runner_status();
+    while status_field(&st, "Uid") != "65534 65534 65534 65534"
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        st = runner_status();
+    }
     assert_eq!(status_field(&st, "Uid"), "65534 65534 65534 65534");
     assert_eq!(status_field(&st, "Groups"), "65534");
     for key in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
