@@ -17,6 +17,7 @@ mod classify;
 pub mod config;
 mod conn;
 mod engine;
+mod extra;
 pub mod fastpath;
 mod frag;
 mod fwd;

@@ -54,6 +54,9 @@ pub struct Counters {
     pub fragments_followed: u64,
     /// Datagrams dropped from the full fragment table for a newer one.
     pub fragments_evicted: u64,
+    /// Frames made beyond the one of their verdict: the outer fragments
+    /// after the first of tunnelled packets over the MTU without DF.
+    pub extra_frames: u64,
     /// Frames whose next-hop MAC was unknown.
     pub unresolved: u64,
     /// Frames that were neither part of a tracked connection nor a new flow
@@ -109,6 +112,7 @@ impl Counters {
         self.replies += o.replies;
         self.icmp_relayed += o.icmp_relayed;
         self.fragments_tracked += o.fragments_tracked;
+        self.extra_frames += o.extra_frames;
         self.fragments_followed += o.fragments_followed;
         self.fragments_evicted += o.fragments_evicted;
         self.icmp_translated += o.icmp_translated;

@@ -125,14 +125,51 @@ fn tun_too_big_with_df_gets_fragmentation_needed() {
     assert_eq!(&icmp[8..28], &big[14..34], "quotes the original header");
     assert!(seen.ip_bytes.len() <= 576);
 
-    // Without DF the packet cannot be sent whole and is counted.
+    // Without DF the outer packet is fragmented, as the kernel does: the
+    // first fragment is the verdict's frame, the rest extra frames; put
+    // back together they are the outer packet around the untouched inner.
     let mut big_nodf = big.clone();
     {
         let mut ip = rvs_wire::ipv4::Packet::new_checked(&mut big_nodf[14..]).unwrap();
         ip.set_dont_frag(false);
         ip.fill_checksum();
     }
-    assert_eq!(d.run(&big_nodf, FRONT).0, Verdict::Drop(DropReason::TooBig));
+    let (v, first) = d.run(&big_nodf, FRONT);
+    assert_eq!(v, Verdict::Forward { egress: BACK });
+    let mut frames = vec![first];
+    let mut buf = [0u8; 2048];
+    while let Some(n) = d.engine.next_extra_frame(&mut buf) {
+        frames.push(buf[..n].to_vec());
+    }
+    assert_eq!(
+        frames.len(),
+        2,
+        "1520 bytes over a 1500-byte link: two fragments"
+    );
+    let mut inner = Vec::new();
+    let mut ids = Vec::new();
+    for (i, f) in frames.iter().enumerate() {
+        assert!(f.len() - 14 <= 1500, "each fits the MTU");
+        assert_eq!(&f[..6], &mac(11).0, "to the real server's MAC");
+        let h = rvs_wire::ipv4::Packet::new_checked(&f[14..]).unwrap();
+        assert!(h.verify_checksum());
+        assert_eq!(
+            (h.protocol(), h.dst_addr()),
+            (4, "10.0.2.11".parse().unwrap())
+        );
+        assert_eq!(
+            usize::from(h.frag_offset()),
+            inner.len(),
+            "fragment {i} in place"
+        );
+        assert_eq!(h.more_frags(), i == 0);
+        assert!(!h.dont_frag());
+        ids.push(h.ident());
+        inner.extend_from_slice(h.payload());
+    }
+    assert_eq!(ids[0], ids[1], "one identification");
+    assert_eq!(inner, big_nodf[14..].to_vec(), "the inner packet, whole");
+    assert_eq!(d.engine.counters().extra_frames, 1);
     // 1480 bytes of IP fit exactly.
     let fits = from_client(40000, ACK, &[0; 1480 - 40]);
     assert_eq!(d.run(&fits, FRONT).0, Verdict::Forward { egress: BACK });

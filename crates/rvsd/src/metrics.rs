@@ -286,6 +286,11 @@ pub(crate) fn render(
         "rvs_worker_fragments",
         "IPv4 fragments: tracked (first fragments whose datagram was recorded), followed (later fragments forwarded after their first), evicted (datagrams dropped from the full fragment table). Dropped fragments are in rvs_worker_drops (fragment, fragment_oversized).",
     );
+    let w_extra = counter(
+        &mut r,
+        "rvs_worker_extra_frames",
+        "Frames sent beyond the one of their verdict: the outer fragments after the first of tunnelled packets over the egress MTU without DF (the kernel fragments the outer packet too).",
+    );
     let w_conns = gauge(
         &mut r,
         "rvs_worker_connections",
@@ -424,6 +429,7 @@ pub(crate) fn render(
         w_batches.get_or_create(&lab).inc_by(w.batches);
         w_tx_failed.get_or_create(&lab).inc_by(w.tx_failed);
         w_adopted.get_or_create(&lab).inc_by(c.conns_adopted);
+        w_extra.get_or_create(&lab).inc_by(c.extra_frames);
         for (event, n) in [
             ("tracked", c.fragments_tracked),
             ("followed", c.fragments_followed),

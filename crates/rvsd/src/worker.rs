@@ -226,6 +226,7 @@ impl Worker {
                         if !self.group.send_at(slot, f.addr, start, len) {
                             tally.tx_failed += 1;
                         }
+                        self.send_extra_frames(slot, tally);
                     }
                     None => {
                         tally.tx_failed += 1;
@@ -238,6 +239,37 @@ impl Worker {
                 let _ = self.resolve.try_send(next_hop);
             }
             Verdict::Pass | Verdict::Drop(_) => self.group.release(f.addr),
+        }
+    }
+
+    /// The frames a verdict sends beyond its own (the outer fragments of a
+    /// tunnelled packet over the MTU), each copied into a frame from the
+    /// free pool and queued on the same interface.
+    fn send_extra_frames(&mut self, slot: usize, tally: &mut Tally) {
+        while self.engine.has_extra_frames() {
+            let Some(addr) = self.group.alloc_frame() else {
+                // No free frame: the rest are lost, counted as not sent.
+                while self.engine.has_extra_frames() {
+                    let _ = self.engine.next_extra_frame(&mut []);
+                    tally.tx_failed += 1;
+                }
+                return;
+            };
+            let written = match self.group.frame_mut(addr, u32::MAX) {
+                Some(mut buf) => self.engine.next_extra_frame(buf.data_mut()),
+                None => None,
+            };
+            match written.and_then(|n| u32::try_from(n).ok()) {
+                Some(n) => {
+                    if !self.group.send(slot, addr, n) {
+                        tally.tx_failed += 1;
+                    }
+                }
+                None => {
+                    tally.tx_failed += 1;
+                    self.group.release(addr);
+                }
+            }
         }
     }
 

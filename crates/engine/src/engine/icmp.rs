@@ -53,6 +53,7 @@ impl Engine {
                     let mut ctx = fwd::Ctx {
                         snapshot: &self.snapshot,
                         ident: &mut self.ident,
+                        extra: &mut self.extra,
                     };
                     fwd::transmit(pkt, &p, &c, &to, &mut ctx)
                 }

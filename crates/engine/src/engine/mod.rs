@@ -91,6 +91,8 @@ pub struct Engine {
     defense: DefenseRt,
     /// Fragmented datagrams in flight ([`crate::frag`]).
     frags: crate::frag::FragTable,
+    /// Frames the last verdict sends beyond its own ([`crate::extra`]).
+    extra: crate::extra::ExtraFrames,
 }
 
 impl std::fmt::Debug for Engine {
@@ -132,6 +134,7 @@ impl Engine {
                 snapshot.config().defense,
                 hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
             ),
+            extra: crate::extra::ExtraFrames::new(),
             frags: crate::frag::FragTable::new(
                 snapshot.config().max_fragment_datagrams,
                 [hash_seeds[3], hash_seeds[2], hash_seeds[1], hash_seeds[0]],
@@ -140,6 +143,20 @@ impl Engine {
         e.set_config(snapshot);
         e.defense_evaluate();
         e
+    }
+
+    /// After a [`Verdict::Forward`], the next frame to send out of the same
+    /// egress as well (the outer fragments of a tunnelled packet over the
+    /// MTU): copies it into `out` and returns its length; `None` when there
+    /// is none left (or it does not fit `out`, then it is not sent). Take
+    /// them before the next [`Engine::process`].
+    pub fn next_extra_frame(&mut self, out: &mut [u8]) -> Option<usize> {
+        self.extra.pop_into(out)
+    }
+
+    /// Whether [`Engine::next_extra_frame`] has a frame.
+    pub fn has_extra_frames(&self) -> bool {
+        self.extra.pending()
     }
 
     /// The configuration in force.
@@ -151,9 +168,13 @@ impl Engine {
     /// in place. Never panics and never allocates.
     pub fn process(&mut self, now: Time, pkt: &mut PacketBuf<'_>, ingress: IfIndex) -> Verdict {
         self.counters.rx_packets += 1;
+        self.extra.clear();
         let verdict = self.decide(now, pkt, ingress);
         match verdict {
-            Verdict::Forward { .. } => self.counters.forwarded += 1,
+            Verdict::Forward { .. } => {
+                self.counters.forwarded += 1;
+                self.counters.extra_frames += self.extra.len() as u64;
+            }
             Verdict::Reply { cause, .. } => {
                 self.counters.replies += 1;
                 self.counters.drops[cause.index()] += 1;
@@ -410,6 +431,7 @@ impl Engine {
         let mut ctx = fwd::Ctx {
             snapshot: &self.snapshot,
             ident: &mut self.ident,
+            extra: &mut self.extra,
         };
         fwd::transmit(pkt, p, c, &to, &mut ctx)
     }

@@ -25,11 +25,13 @@ pub(crate) struct ToServer {
 }
 
 /// What a transmitter may need beyond the frame, its connection and the way
-/// to the server: the configuration (interfaces, for ICMP answers) and the
-/// identification counter of the ICMP errors the director sends.
+/// to the server: the configuration (interfaces, for ICMP answers), the
+/// identification counter of the packets the director makes (ICMP errors,
+/// fragmented outer headers) and room for frames beyond the first.
 pub(crate) struct Ctx<'a> {
     pub(crate) snapshot: &'a Snapshot,
     pub(crate) ident: &'a mut u16,
+    pub(crate) extra: &'a mut crate::extra::ExtraFrames,
 }
 
 impl Ctx<'_> {

@@ -6,10 +6,11 @@
 //!
 //! The outer packet must fit the egress MTU. When an IPv4 packet would not
 //! and has DF set, the client gets ICMP "fragmentation needed" with the MTU
-//! minus the 20-byte overhead, as the kernel does; without DF the kernel
-//! would fragment the outer packet, which this version does not (counted
-//! drop). IPv6 is never fragmented on the way: an IPv6 packet that would not
-//! fit gets ICMPv6 "packet too big" with the MTU minus 40.
+//! minus the 20-byte overhead, as the kernel does; without DF the outer
+//! packet is fragmented, as the kernel does it (the first fragment in
+//! place, the others as extra frames of the verdict), and the real server
+//! reassembles it. IPv6 is never fragmented on the way: an IPv6 packet that
+//! would not fit gets ICMPv6 "packet too big" with the MTU minus 40.
 //!
 //! Outer header fields: TOS and DF copied from the inner header, TTL 64, and
 //! identification 0 when DF is set (the kernel's `ip_select_ident` gives
@@ -65,7 +66,14 @@ fn transmit_v4(
     let (tos, dont_frag, inner_ident) = (inner.tos(), inner.dont_frag(), inner.ident());
     if p.ip_len + ipip::OVERHEAD > usize::from(to.egress.mtu) {
         if !dont_frag {
-            return Verdict::Drop(DropReason::TooBig);
+            let outer = Outer {
+                src,
+                dst,
+                tos,
+                dont_frag: false,
+                ident: ctx.next_ident(),
+            };
+            return fragment_outer(pkt, p, to, &outer, ctx);
         }
         let mtu = to.egress.mtu.saturating_sub(ipip::OVERHEAD as u16);
         return frag_needed(pkt, p, mtu, ctx);
@@ -82,6 +90,76 @@ fn transmit_v4(
         Ok(()) => super::send(pkt, &to.egress, to.mac),
         Err(reason) => Verdict::Drop(reason),
     }
+}
+
+/// The outer packet of an inner packet without DF too big for the egress
+/// MTU, fragmented as the kernel fragments it (RFC 791): the first
+/// fragment in place, the others as extra frames ([`Ctx::extra`]) with the
+/// same L2 header, one identification for all. The real server reassembles
+/// the outer packet before it decapsulates.
+fn fragment_outer(
+    pkt: &mut PacketBuf<'_>,
+    p: &Parsed,
+    to: &ToServer,
+    o: &Outer,
+    ctx: &mut Ctx<'_>,
+) -> Verdict {
+    let Some(next_hop_mac) = to.mac else {
+        // Resolving first: nothing is sent now anyway.
+        return super::send(pkt, &to.egress, None);
+    };
+    let chunk = (usize::from(to.egress.mtu).saturating_sub(ipip::OVERHEAD)) / 8 * 8;
+    if chunk == 0 {
+        return Verdict::Drop(DropReason::TooBig);
+    }
+    let l2_len = p.l2_len;
+    let ip_start = l2_len;
+    // The later fragments first, from the untouched inner packet.
+    let mut offset = chunk;
+    while offset < p.ip_len {
+        let end = (offset + chunk).min(p.ip_len);
+        let more = end < p.ip_len;
+        let frame_len = l2_len + ipip::OVERHEAD + (end - offset);
+        let data = pkt.data();
+        let Some(out) = ctx.extra.push(frame_len) else {
+            return Verdict::Drop(DropReason::TooBig);
+        };
+        out[..l2_len].copy_from_slice(&data[..l2_len]);
+        super::set_macs(out, to.egress.mac, next_hop_mac);
+        if emit_fragment_header(&mut out[l2_len..], o, end - offset, more, offset).is_err() {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        out[l2_len + ipip::OVERHEAD..].copy_from_slice(&data[ip_start + offset..ip_start + end]);
+        offset = end;
+    }
+    // The first fragment in place: the outer header, the first chunk.
+    if !pkt.push_front(ipip::OVERHEAD) {
+        return Verdict::Drop(DropReason::NoHeadroom);
+    }
+    let data = pkt.data_mut();
+    data.copy_within(ipip::OVERHEAD..ipip::OVERHEAD + l2_len, 0);
+    if emit_fragment_header(&mut data[l2_len..], o, chunk, true, 0).is_err() {
+        return Verdict::Drop(DropReason::Malformed);
+    }
+    pkt.truncate(l2_len + ipip::OVERHEAD + chunk);
+    super::send(pkt, &to.egress, to.mac)
+}
+
+/// An outer IPIP header of one fragment: `len` bytes of the inner packet
+/// from byte `offset`, more to follow or not.
+fn emit_fragment_header(
+    buf: &mut [u8],
+    o: &Outer,
+    len: usize,
+    more: bool,
+    offset: usize,
+) -> Result<(), rvs_wire::Error> {
+    ipip::emit_outer(buf, o.src, o.dst, o.tos, false, len, OUTER_TTL, o.ident)?;
+    let mut h = ipv4::Packet::new_unchecked(&mut buf[..ipv4::HEADER_LEN]);
+    h.set_more_frags(more);
+    h.set_frag_offset(u16::try_from(offset).map_err(|_| rvs_wire::Error)?);
+    h.fill_checksum();
+    Ok(())
 }
 
 /// IPv6 in IPv6.

@@ -54,6 +54,7 @@ impl Director {
         c.insert("fragments_tracked".into(), counters.fragments_tracked);
         c.insert("fragments_followed".into(), counters.fragments_followed);
         c.insert("fragments_evicted".into(), counters.fragments_evicted);
+        c.insert("extra_frames".into(), counters.extra_frames);
         c.insert("unresolved".into(), counters.unresolved);
         c.insert("untracked".into(), counters.untracked);
         c.insert("conns_created".into(), counters.conns_created);
