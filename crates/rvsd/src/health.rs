@@ -148,7 +148,10 @@ impl Health {
                         checks: rs
                             .check
                             .iter()
-                            .map(|c| c.resolve(addr, sh.spec.delay_loop))
+                            .map(|c| {
+                                c.resolve(addr, sh.spec.delay_loop)
+                                    .with_server_weight(d.weight)
+                            })
                             .collect(),
                     });
                 }
