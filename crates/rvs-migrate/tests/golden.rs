@@ -72,3 +72,8 @@ fn vrrp_and_global_defs_ignored_group_expanded() {
     // No --interfaces: taken from the vrrp_instance.
     golden("vrrp_group", None);
 }
+
+#[test]
+fn every_checker_with_its_options() {
+    golden("checkers", Some(&["eth0"]));
+}
