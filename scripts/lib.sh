@@ -11,7 +11,7 @@ RVS_PACKAGES=(build-essential pkg-config clang llvm libbpf-dev iproute2 ethtool 
 # What scripts/test-all adds: wrk, tcpdump, nftables, haproxy and ping for
 # the end-to-end tests, python3 for their helpers, systemd-analyze for the
 # unit and prometheus's promtool for the alert rules.
-RVS_TEST_PACKAGES=(wrk tcpdump nftables haproxy iputils-ping python3 systemd prometheus)
+RVS_TEST_PACKAGES=(wrk tcpdump nftables haproxy iputils-ping python3 systemd prometheus openssl)
 
 # The calling script, by an absolute path: it is re-run after the `cd` below.
 RVS_SCRIPT="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"
