@@ -380,7 +380,8 @@ pub struct MiscSpec {
     /// The script line split into program and arguments (shell-like quoting,
     /// no shell: as keepalived, which executes the words itself).
     pub argv: Vec<String>,
-    /// `misc_timeout`; `None` means the check's delay_loop, as keepalived.
+    /// `misc_timeout`; `None` means the service's delay_loop, as keepalived
+    /// (its virtual server's, not the checker's).
     pub timeout: Option<Duration>,
     /// `misc_dynamic`: exit codes 2..=255 mean up with weight `code - 2`.
     pub dynamic: bool,
@@ -640,7 +641,7 @@ impl CheckSpec {
     pub fn resolve(&self, server: SocketAddr, service_delay_loop: Duration) -> CheckConfig {
         let delay_loop = self.delay_loop.unwrap_or(service_delay_loop);
         let timeout = match &self.kind {
-            CheckKind::Misc(m) => m.timeout.unwrap_or(delay_loop),
+            CheckKind::Misc(m) => m.timeout.unwrap_or(service_delay_loop),
             _ => self.connect_timeout,
         };
         CheckConfig {
@@ -1341,11 +1342,13 @@ mod tests {
                 .resolve(server, secs(30));
         assert_eq!(c.target, "10.0.2.99:81".parse().unwrap());
         assert_eq!(c.delay_loop, secs(2));
-        // misc_timeout defaults to the delay_loop, as keepalived.
-        let c = check("type = \"misc\"\nscript = \"/bin/true\"")
+        // misc_timeout defaults to the service's delay_loop, as keepalived,
+        // even when the check has its own.
+        let c = check("type = \"misc\"\nscript = \"/bin/true\"\ndelay_loop = 5")
             .unwrap()
             .resolve(server, secs(30));
         assert_eq!(c.timeout, secs(30));
+        assert_eq!(c.delay_loop, secs(5));
         let c = check("type = \"misc\"\nscript = \"/bin/true\"\nmisc_timeout = 4")
             .unwrap()
             .resolve(server, secs(30));

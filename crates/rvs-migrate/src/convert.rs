@@ -252,7 +252,11 @@ fn service(
         Some(s) => {
             push(
                 notes,
-                &vs.loc,
+                vs.at(if vs.keyword_locs.contains_key("lvs_sched") {
+                    "lvs_sched"
+                } else {
+                    "lb_algo"
+                }),
                 format!(
                     "unknown scheduler '{s}' (IPVS would refuse it); {} written instead",
                     sched::DEFAULT
@@ -291,7 +295,7 @@ fn service(
             if vs.persistence_granularity.is_some() {
                 push(
                     notes,
-                    &vs.loc,
+                    vs.at("persistence_granularity"),
                     "persistence_granularity without persistence_timeout has no effect; dropped",
                 );
             }
@@ -303,14 +307,44 @@ fn service(
         } else {
             push(
                 notes,
-                &vs.loc,
+                vs.at("ops"),
                 "ops (one-packet scheduling) applies to UDP only; dropped for this TCP service",
             );
         }
     }
     s.delay_loop = Some(int(secs(vs.opts.delay_loop.unwrap_or(60.0))));
-    s.quorum = Some(int(vs.quorum.unwrap_or(1)));
-    s.hysteresis = Some(int(vs.hysteresis.unwrap_or(0)));
+    // keepalived drops a real server listed twice (same address and port)
+    // and keeps the first.
+    let mut kept: Vec<(&RealServer, (IpAddr, Option<u16>))> = Vec::new();
+    for rs in &vs.real_servers {
+        let m = rs
+            .method
+            .unwrap_or(vs.method.unwrap_or(ForwardMethod::Masq));
+        let key = (
+            rs.address,
+            if m == ForwardMethod::Masq {
+                rs.port.or(vport)
+            } else {
+                vport.or(rs.port)
+            },
+        );
+        if let Some((first, _)) = kept.iter().find(|(_, k)| *k == key) {
+            push(
+                notes,
+                &rs.loc,
+                format!(
+                    "real_server {} listed twice (first at line {}): the second is dropped, as \
+                     keepalived does",
+                    rs.address, first.loc.line
+                ),
+            );
+            continue;
+        }
+        kept.push((rs, key));
+    }
+    let (quorum, hysteresis) = clamp_quorum(vs, &kept, notes);
+    s.quorum = Some(int(quorum));
+    s.hysteresis = Some(int(hysteresis));
     s.inhibit_on_failure = Some(Value::Boolean(vs.inhibit_on_failure));
     s.alpha = Some(Value::Boolean(vs.alpha));
     s.omega = Some(Value::Boolean(vs.omega));
@@ -327,12 +361,52 @@ fn service(
         t.insert("method".into(), Value::String(m.short_name().into()));
         s.sorry_server = Some(Value::Table(t));
     }
-    s.real_servers = vs
-        .real_servers
+    s.real_servers = kept
         .iter()
-        .map(|rs| real_server(vs, rs, vport, vs_method, track_files, notes))
+        .map(|(rs, _)| real_server(vs, rs, vport, vs_method, track_files, notes))
         .collect();
     Some(s)
+}
+
+/// keepalived's validation (check_data.c): a quorum above the real
+/// servers' total weight is lowered to it (it could never be reached), and
+/// a hysteresis not below the quorum is lowered to quorum − 1. Each change
+/// gets a note at its keyword.
+fn clamp_quorum(
+    vs: &VirtualServer,
+    kept: &[(&RealServer, (IpAddr, Option<u16>))],
+    notes: &mut Vec<Note>,
+) -> (u32, u32) {
+    let total: u64 = kept
+        .iter()
+        .map(|(rs, _)| u64::from(rs.weight.or(vs.weight).unwrap_or(1)))
+        .sum();
+    let mut quorum = vs.quorum.unwrap_or(1);
+    if u64::from(quorum) > total && total > 0 {
+        push(
+            notes,
+            vs.at("quorum"),
+            format!(
+                "quorum {quorum} exceeds the real servers' total weight {total}: lowered to \
+                 {total}, as keepalived does (it could never be reached)"
+            ),
+        );
+        quorum = total as u32;
+    }
+    let mut hysteresis = vs.hysteresis.unwrap_or(0);
+    if hysteresis >= quorum && hysteresis > 0 {
+        let lowered = quorum.saturating_sub(1);
+        push(
+            notes,
+            vs.at("hysteresis"),
+            format!(
+                "hysteresis {hysteresis} is not below quorum {quorum}: lowered to {lowered}, as \
+                 keepalived does"
+            ),
+        );
+        hysteresis = lowered;
+    }
+    (quorum, hysteresis)
 }
 
 /// A TOML integer (the values here are seconds, ports and weights).
@@ -376,7 +450,7 @@ fn real_server(
     let m = rs.method.unwrap_or(vs_method);
     let mut r = schema::RealServer::new(rs.address);
     r.port = server_port(rs.port, vport, m, &rs.loc, "real_server", notes);
-    r.weight = rs.weight.unwrap_or(1);
+    r.weight = rs.weight.or(vs.weight).unwrap_or(1);
     r.method = m;
     r.upper_threshold = rs.uthreshold;
     r.lower_threshold = rs.lthreshold;
@@ -637,9 +711,11 @@ fn checks(
             };
             let mut t = head("misc");
             t.insert("script".into(), Value::String(path.clone()));
+            // keepalived: unset or 0 means the virtual server's delay_loop
+            // (not the checker's).
             let mt = match ck.misc_timeout {
-                Some(t) => secs(t),
-                None => r.delay_loop,
+                Some(t) if t > 0.0 => secs(t),
+                _ => secs(vs.opts.delay_loop.unwrap_or(60.0)),
             };
             t.insert("misc_timeout".into(), int(mt));
             t.insert("misc_dynamic".into(), Value::Boolean(ck.misc_dynamic));

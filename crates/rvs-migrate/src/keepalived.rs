@@ -270,6 +270,18 @@ pub struct VirtualServer {
     pub real_servers: Vec<RealServer>,
     /// `virtualhost`: default of its HTTP_GET / SSL_GET checkers.
     pub virtualhost: Option<String>,
+    /// `weight`: default weight of its real servers (keepalived's 1).
+    pub weight: Option<u32>,
+    /// Where each keyword of the block first stands, so notes point at the
+    /// keyword rather than at the `virtual_server` line.
+    pub keyword_locs: std::collections::BTreeMap<String, Loc>,
+}
+
+impl VirtualServer {
+    /// The line of `keyword` in this block, else the block's own.
+    pub fn at(&self, keyword: &str) -> &Loc {
+        self.keyword_locs.get(keyword).unwrap_or(&self.loc)
+    }
 }
 
 /// An entry of a `virtual_server_group`.
@@ -613,12 +625,18 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         opts: CheckOpts::default(),
         real_servers: Vec::new(),
         virtualhost: None,
+        weight: None,
+        keyword_locs: Default::default(),
     };
     for c in n.children() {
+        vs.keyword_locs
+            .entry(c.key.clone())
+            .or_insert_with(|| c.loc.clone());
         if check_opt(c, &mut vs.opts, notes)? {
             continue;
         }
         match c.key.as_str() {
+            "weight" => vs.weight = Some(weight(c)?),
             "lvs_sched" | "lb_algo" => {
                 vs.sched = Some(arg(c, 0, "a scheduler")?.to_string());
                 if c.key == "lb_algo" {
@@ -714,17 +732,7 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
             continue;
         }
         match c.key.as_str() {
-            "weight" => {
-                let w: i64 = num(c, "a weight")?;
-                rs.weight = Some(
-                    u32::try_from(w)
-                        .ok()
-                        .filter(|w| *w <= i32::MAX as u32)
-                        .ok_or_else(|| {
-                            err(&c.loc, format!("weight {w} is out of range 0..2147483647"))
-                        })?,
-                )
-            }
+            "weight" => rs.weight = Some(weight(c)?),
             "lvs_method" => rs.method = Some(method(c, notes)?),
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),
             "uthreshold" => rs.uthreshold = Some(num(c, "a connection count")?),
@@ -756,6 +764,15 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         }
     }
     Ok(rs)
+}
+
+/// A real-server weight (of a real server, or a virtual server's default).
+fn weight(c: &Node) -> Result<u32, ParseError> {
+    let w: i64 = num(c, "a weight")?;
+    u32::try_from(w)
+        .ok()
+        .filter(|w| *w <= i32::MAX as u32)
+        .ok_or_else(|| err(&c.loc, format!("weight {w} is out of range 0..2147483647")))
 }
 
 fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, ParseError> {

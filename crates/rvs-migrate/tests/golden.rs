@@ -77,3 +77,8 @@ fn vrrp_and_global_defs_ignored_group_expanded() {
 fn every_checker_with_its_options() {
     golden("checkers", Some(&["eth0"]));
 }
+
+#[test]
+fn keepalived_validation_rules() {
+    golden("semantics", Some(&["eth0"]));
+}

@@ -157,6 +157,18 @@ impl Health {
                 }
             }
             let cfg = policy_config(&svc.key, &sh.spec);
+            let (quorum, hysteresis) = rvs_health::policy::effective_quorum(&cfg, &servers);
+            if (quorum, hysteresis) != (cfg.quorum, cfg.hysteresis) {
+                tracing::warn!(
+                    service = %name,
+                    configured_quorum = cfg.quorum,
+                    configured_hysteresis = cfg.hysteresis,
+                    quorum,
+                    hysteresis,
+                    "quorum above the real servers' total weight, or hysteresis not below quorum: \
+                     clamped as keepalived does"
+                );
+            }
             let (policy, eval) = match self.policies.remove(&svc.key) {
                 Some((mut p, _)) => {
                     let e = p.reconfigure(cfg, servers);
