@@ -355,7 +355,8 @@ fn service(
         let m = vs.sorry_server_method.unwrap_or(vs_method);
         let mut t = toml::Table::new();
         t.insert("address".into(), Value::String(a.to_string()));
-        if let Some(port) = server_port(*p, vport, m, &vs.loc, "sorry_server", notes) {
+        if let Some(port) = server_port(*p, vport, m, vs.at("sorry_server"), "sorry_server", notes)
+        {
             t.insert("port".into(), int(port));
         }
         t.insert("method".into(), Value::String(m.short_name().into()));

@@ -399,8 +399,10 @@ fn port(n: &Node, s: &str) -> Result<u16, ParseError> {
 }
 
 /// `lvs_method` / legacy `lb_kind`: keepalived's words are rvsd's
-/// short names in upper case.
-fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> {
+/// short names in upper case. keepalived compares them case-sensitively
+/// and ignores anything else (the default then applies: NAT, or the
+/// virtual server's method for a real server): `None`, with a note.
+fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<ForwardMethod>, ParseError> {
     let s = arg(n, 0, "NAT, DR or TUN")?;
     let Some(m) = ForwardMethod::from_short_name(&s.to_ascii_lowercase()) else {
         return Err(err(
@@ -408,6 +410,21 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> 
             format!("{}: '{s}' is not NAT, DR or TUN", n.key),
         ));
     };
+    if s != s.to_ascii_uppercase() {
+        note(
+            notes,
+            &n.loc,
+            format!(
+                "{} {s}: keepalived takes only NAT, DR or TUN in upper case and ignores \
+                 '{s}', so its default applies (NAT, or the virtual server's method for a \
+                 real server) and is written; write {} {} if that is what you meant",
+                n.key,
+                n.key,
+                s.to_ascii_uppercase()
+            ),
+        );
+        return Ok(None);
+    }
     if n.args.len() > 1 {
         note(
             notes,
@@ -427,7 +444,7 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> 
             "legacy lb_kind read as lvs_method".to_string(),
         );
     }
-    Ok(m)
+    Ok(Some(m))
 }
 
 fn addr_port(n: &Node) -> Result<(IpAddr, Option<u16>), ParseError> {
@@ -638,12 +655,33 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         match c.key.as_str() {
             "weight" => vs.weight = Some(weight(c)?),
             "lvs_sched" | "lb_algo" => {
-                vs.sched = Some(arg(c, 0, "a scheduler")?.to_string());
+                let name = arg(c, 0, "a scheduler")?;
+                // keepalived matches scheduler names exactly and ignores
+                // another spelling: the default (wlc) then applies.
+                let lower = name.to_ascii_lowercase();
+                if name != lower && rvs_vocab::sched::NAMES.contains(&lower.as_str()) {
+                    note(
+                        notes,
+                        &c.loc,
+                        format!(
+                            "{} {name}: keepalived takes scheduler names in lower case only and \
+                             ignores '{name}', so its default wlc applies and is written; write \
+                             {} {lower} if that is what you meant",
+                            c.key, c.key
+                        ),
+                    );
+                    continue;
+                }
+                vs.sched = Some(name.to_string());
                 if c.key == "lb_algo" {
                     note(notes, &c.loc, "legacy lb_algo read as lvs_sched");
                 }
             }
-            "lvs_method" | "lb_kind" => vs.method = Some(method(c, notes)?),
+            "lvs_method" | "lb_kind" => {
+                if let Some(m) = method(c, notes)? {
+                    vs.method = Some(m)
+                }
+            }
             flag if rvs_vocab::sched::flag_number(flag).is_some() => {
                 vs.sched_flags.push((c.key.clone(), c.loc.clone()))
             }
@@ -682,7 +720,11 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                     );
                 }
             }
-            "sorry_server_lvs_method" => vs.sorry_server_method = Some(method(c, notes)?),
+            "sorry_server_lvs_method" => {
+                if let Some(m) = method(c, notes)? {
+                    vs.sorry_server_method = Some(m)
+                }
+            }
             "ops" => vs.ops = true,
             "real_server" => vs.real_servers.push(real_server(c, notes)?),
             "virtualhost" => vs.virtualhost = Some(arg(c, 0, "a host name")?.to_string()),
@@ -733,7 +775,11 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         }
         match c.key.as_str() {
             "weight" => rs.weight = Some(weight(c)?),
-            "lvs_method" => rs.method = Some(method(c, notes)?),
+            "lvs_method" => {
+                if let Some(m) = method(c, notes)? {
+                    rs.method = Some(m)
+                }
+            }
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),
             "uthreshold" => rs.uthreshold = Some(num(c, "a connection count")?),
             "lthreshold" => rs.lthreshold = Some(num(c, "a connection count")?),
