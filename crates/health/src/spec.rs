@@ -58,6 +58,25 @@ pub enum SpecError {
     /// The payload is not hex.
     #[error("`payload` must be hex bytes such as \"0a0b0c\" or \"0a 0b 0c\", not {0:?}")]
     BadPayload(String),
+    /// The reply pattern is not hex with `x` wildcards.
+    #[error("`reply_pattern` must be hex bytes in which an `x` stands for any half byte, such as \"0a x1 xx\", not {0:?}")]
+    BadReplyPattern(String),
+    /// Lengths or a pattern without a required reply.
+    #[error("`{0}` needs a reply: set require_reply = true (or leave it out)")]
+    ReplyOptionWithoutReply(&'static str),
+    /// Lengths without a pattern: keepalived ignores them then.
+    #[error("`{0}` is only checked together with `reply_pattern` (as in keepalived); add a pattern or remove it")]
+    LengthWithoutPattern(&'static str),
+    /// min above max: the check could never pass.
+    #[error(
+        "`min_reply_length` {min} is above `max_reply_length` {max}: the check would always fail"
+    )]
+    ReplyLengths {
+        /// min_reply_length.
+        min: u16,
+        /// max_reply_length.
+        max: u16,
+    },
     /// A time out of range.
     #[error("`{option}` must be a number of seconds {range}, not {value}")]
     BadDuration {
@@ -213,7 +232,7 @@ impl CheckType {
             Self::Http => "path status_codes digest virtualhost username password connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Ssl => "path status_codes digest virtualhost username password enable_sni sni_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Misc => "script misc_timeout misc_dynamic delay_loop retry delay_before_retry warmup",
-            Self::Udp => "payload require_reply connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Udp => "payload require_reply reply_pattern min_reply_length max_reply_length connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Ping => "connect_ip connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Smtp => "helo_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Dns => "query_type query_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
@@ -255,6 +274,9 @@ struct RawCheck {
     misc_dynamic: Option<bool>,
     payload: Option<String>,
     require_reply: Option<bool>,
+    reply_pattern: Option<String>,
+    min_reply_length: Option<u16>,
+    max_reply_length: Option<u16>,
     virtualhost: Option<String>,
     username: Option<String>,
     password: Option<String>,
@@ -394,7 +416,16 @@ pub struct UdpSpec {
     pub payload: Vec<u8>,
     /// Whether silence until connect_timeout counts as down.
     pub require_reply: bool,
+    /// keepalived's `require_reply HEX`: (byte, mask of wildcard bits) the
+    /// reply must match over the shorter of the two.
+    pub reply_pattern: Option<Vec<(u8, u8)>>,
+    /// (min, max) reply length, checked only with a pattern (keepalived's
+    /// min_reply_length 0 / max_reply_length 255).
+    pub reply_lengths: (u16, u16),
 }
+
+/// keepalived's `max_reply_length` default.
+pub const DEFAULT_MAX_REPLY_LENGTH: u16 = 255;
 
 /// One validated `[[service.real_server.check]]` table, defaults applied
 /// except those that come from the server or the service.
@@ -481,6 +512,9 @@ impl TryFrom<RawCheck> for CheckSpec {
         if t != CheckType::Udp {
             reject(r.payload.is_some(), "payload")?;
             reject(r.require_reply.is_some(), "require_reply")?;
+            reject(r.reply_pattern.is_some(), "reply_pattern")?;
+            reject(r.min_reply_length.is_some(), "min_reply_length")?;
+            reject(r.max_reply_length.is_some(), "max_reply_length")?;
         }
         if t == CheckType::Ping {
             reject(r.connect_port.is_some(), "connect_port")?;
@@ -590,13 +624,39 @@ impl TryFrom<RawCheck> for CheckSpec {
                     dynamic: r.misc_dynamic.unwrap_or(false),
                 })
             }
-            CheckType::Udp => CheckKind::Udp(UdpSpec {
-                payload: match r.payload {
-                    Some(p) => parse_hex(&p).ok_or(SpecError::BadPayload(p))?,
-                    None => Vec::new(),
-                },
-                require_reply: r.require_reply.unwrap_or(false),
-            }),
+            CheckType::Udp => {
+                let reply_pattern = r
+                    .reply_pattern
+                    .map(|p| parse_pattern(&p).ok_or(SpecError::BadReplyPattern(p)))
+                    .transpose()?;
+                if reply_pattern.is_some() && r.require_reply == Some(false) {
+                    return Err(SpecError::ReplyOptionWithoutReply("reply_pattern"));
+                }
+                if reply_pattern.is_none() {
+                    if r.min_reply_length.is_some() {
+                        return Err(SpecError::LengthWithoutPattern("min_reply_length"));
+                    }
+                    if r.max_reply_length.is_some() {
+                        return Err(SpecError::LengthWithoutPattern("max_reply_length"));
+                    }
+                }
+                let (min, max) = (
+                    r.min_reply_length.unwrap_or(0),
+                    r.max_reply_length.unwrap_or(DEFAULT_MAX_REPLY_LENGTH),
+                );
+                if min > max {
+                    return Err(SpecError::ReplyLengths { min, max });
+                }
+                CheckKind::Udp(UdpSpec {
+                    payload: match r.payload {
+                        Some(p) => parse_hex(&p).ok_or(SpecError::BadPayload(p))?,
+                        None => Vec::new(),
+                    },
+                    require_reply: r.require_reply.unwrap_or(reply_pattern.is_some()),
+                    reply_pattern,
+                    reply_lengths: (min, max),
+                })
+            }
         };
         let retry_default = match t {
             CheckType::Misc | CheckType::File => DEFAULT_MISC_RETRY,
@@ -892,6 +952,32 @@ fn parse_digest(s: &str) -> Result<[u8; 16], SpecError> {
     Ok(out)
 }
 
+/// Hex pairs like [`parse_hex`], where `x` or `X` is a wildcard half byte:
+/// (value, mask of the wildcard bits).
+fn parse_pattern(s: &str) -> Option<Vec<(u8, u8)>> {
+    let mut out = Vec::new();
+    for word in s.split_whitespace() {
+        if word.len() % 2 != 0 {
+            return None;
+        }
+        for pair in word.as_bytes().chunks(2) {
+            let mut value = 0u8;
+            let mut mask = 0u8;
+            for &c in pair {
+                value <<= 4;
+                mask <<= 4;
+                if c == b'x' || c == b'X' {
+                    mask |= 0x0f;
+                } else {
+                    value |= (c as char).to_digit(16)? as u8;
+                }
+            }
+            out.push((value, mask));
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Hex digits in pairs; whitespace between pairs is ignored.
 fn parse_hex(s: &str) -> Option<Vec<u8>> {
     let mut out = Vec::new();
@@ -1084,7 +1170,9 @@ mod tests {
             c.kind,
             CheckKind::Udp(UdpSpec {
                 payload: vec![],
-                require_reply: false
+                require_reply: false,
+                reply_pattern: None,
+                reply_lengths: (0, 255),
             })
         );
         let c = check("type = \"udp\"\npayload = \"0a0B ff\"\nrequire_reply = true").unwrap();
@@ -1092,8 +1180,24 @@ mod tests {
             c.kind,
             CheckKind::Udp(UdpSpec {
                 payload: vec![0x0a, 0x0b, 0xff],
-                require_reply: true
+                require_reply: true,
+                reply_pattern: None,
+                reply_lengths: (0, 255),
             })
+        );
+        let c = check(
+            "type = \"udp\"\nreply_pattern = \"0a x1 XX\"\nmin_reply_length = 2\nmax_reply_length = 9",
+        )
+        .unwrap();
+        assert_eq!(
+            c.kind,
+            CheckKind::Udp(UdpSpec {
+                payload: vec![],
+                require_reply: true,
+                reply_pattern: Some(vec![(0x0a, 0), (0x01, 0xf0), (0, 0xff)]),
+                reply_lengths: (2, 9),
+            }),
+            "a pattern implies a required reply"
         );
         let c = check("type = \"ping\"\nconnect_ip = \"10.0.2.12\"").unwrap();
         assert_eq!(c.kind, CheckKind::Ping);
@@ -1247,6 +1351,21 @@ mod tests {
             ("type = \"http\"\npath = \"/a b\"", "must start with '/'"),
             ("type = \"udp\"\npayload = \"0g\"", "hex bytes"),
             ("type = \"udp\"\npayload = \"abc\"", "hex bytes"),
+            ("type = \"udp\"\nreply_pattern = \"0y\"", "`reply_pattern` must be"),
+            ("type = \"udp\"\nreply_pattern = \"\"", "`reply_pattern` must be"),
+            (
+                "type = \"udp\"\nreply_pattern = \"00\"\nrequire_reply = false",
+                "needs a reply",
+            ),
+            ("type = \"udp\"\nmax_reply_length = 9", "only checked together"),
+            (
+                "type = \"udp\"\nreply_pattern = \"00\"\nmin_reply_length = 9\nmax_reply_length = 2",
+                "would always fail",
+            ),
+            (
+                "type = \"tcp\"\nreply_pattern = \"00\"",
+                "`reply_pattern` is not an option of a tcp check",
+            ),
             (
                 "type = \"tcp\"\nconnect_timeout = 0",
                 "`connect_timeout` must be a number of seconds above 0",

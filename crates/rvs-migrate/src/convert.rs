@@ -725,20 +725,68 @@ fn checks(
         CheckKind::Udp => {
             let mut t = head("udp");
             if let Some(p) = &ck.payload {
-                t.insert("payload".into(), Value::String(p.clone()));
+                match keepalived_hex(p, false) {
+                    Some(h) => {
+                        t.insert("payload".into(), Value::String(h));
+                    }
+                    None => push(
+                        notes,
+                        &ck.loc,
+                        format!(
+                            "UDP_CHECK payload '{p}' is not a hex string keepalived reads; \
+                             keepalived ignores it, and so does this migration (an empty \
+                             datagram is sent)"
+                        ),
+                    ),
+                }
             }
-            if let Some(Some(_)) = &ck.require_reply {
-                push(
-                    notes,
-                    &ck.loc,
-                    "UDP_CHECK require_reply pattern dropped: RVS only requires that a reply \
-                     arrives",
-                );
-            }
+            let pattern = match &ck.require_reply {
+                Some(Some(p)) => match keepalived_hex(p, true) {
+                    Some(h) => Some(h),
+                    None => {
+                        push(
+                            notes,
+                            &ck.loc,
+                            format!(
+                                "UDP_CHECK require_reply '{p}' is not a hex string keepalived \
+                                 reads; keepalived ignores the pattern, and so does this \
+                                 migration (any reply will do)"
+                            ),
+                        );
+                        None
+                    }
+                },
+                _ => None,
+            };
             t.insert(
                 "require_reply".into(),
                 Value::Boolean(ck.require_reply.is_some()),
             );
+            let (min, max) = ck.reply_lengths;
+            if let Some(p) = pattern {
+                t.insert("reply_pattern".into(), Value::String(p));
+                if let Some(m) = min {
+                    t.insert("min_reply_length".into(), int(m));
+                }
+                if let Some(m) = max {
+                    t.insert("max_reply_length".into(), int(m));
+                }
+                if min.unwrap_or(0) > max.unwrap_or(255) {
+                    push(
+                        notes,
+                        &ck.loc,
+                        "UDP_CHECK min_reply_length above max_reply_length: keepalived's check \
+                         always fails; rvsd refuses it, fix the lengths",
+                    );
+                }
+            } else if min.is_some() || max.is_some() {
+                push(
+                    notes,
+                    &ck.loc,
+                    "UDP_CHECK min/max_reply_length without a require_reply pattern have no \
+                     effect in keepalived; dropped",
+                );
+            }
             connect(&mut t);
             vec![timing(t)]
         }
@@ -819,4 +867,63 @@ fn file_check(ck: &Checker, track_files: &[TrackFile], notes: &mut Vec<Note>) ->
     t.insert("reverse".into(), Value::Boolean(reverse));
     t.insert("delay_loop".into(), int(1u64));
     Some(Value::Table(t))
+}
+
+/// keepalived's hex strings (read_hex_str): digits in pairs, a lone digit
+/// before a space or the end is one byte, spaces and tabs between; with
+/// `wildcards`, `x`/`X` stands for any half byte. Written as RVS reads it:
+/// lower-case pairs, `x` for wildcards. `None` where keepalived refuses.
+fn keepalived_hex(s: &str, wildcards: bool) -> Option<String> {
+    let digit = |c: char| {
+        if c.is_ascii_hexdigit() {
+            Some(c.to_ascii_lowercase())
+        } else if wildcards && (c == 'x' || c == 'X') {
+            Some('x')
+        } else {
+            None
+        }
+    };
+    let mut bytes: Vec<String> = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(' ' | '\t')) {
+            chars.next();
+        }
+        let Some(first) = chars.next() else { break };
+        let first = digit(first)?;
+        match chars.peek() {
+            Some(&c) if c != ' ' => {
+                chars.next();
+                bytes.push(format!("{first}{}", digit(c)?));
+            }
+            _ => bytes.push(format!("0{first}")),
+        }
+    }
+    (!bytes.is_empty()).then(|| bytes.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_strings_as_keepalived_reads_them() {
+        // keepalived.conf(5)'s own example.
+        assert_eq!(
+            keepalived_hex("Ab12f 3 456 546443123", false).as_deref(),
+            Some("ab 12 0f 03 45 06 54 64 43 12 03")
+        );
+        assert_eq!(
+            keepalived_hex("0a0b\t0c", false).as_deref(),
+            Some("0a 0b 0c")
+        );
+        assert_eq!(keepalived_hex("xX 1x", true).as_deref(), Some("xx 1x"));
+        assert_eq!(
+            keepalived_hex("1x", false),
+            None,
+            "no wildcard in a payload"
+        );
+        assert_eq!(keepalived_hex("zz", true), None);
+        assert_eq!(keepalived_hex("  ", false), None);
+    }
 }

@@ -166,6 +166,8 @@ pub struct Checker {
     pub payload: Option<String>,
     /// UDP_CHECK `require_reply`, with its optional hex pattern.
     pub require_reply: Option<Option<String>>,
+    /// UDP_CHECK `min_reply_length`, `max_reply_length`.
+    pub reply_lengths: (Option<u16>, Option<u16>),
     /// DNS_CHECK `type`.
     pub dns_type: Option<String>,
     /// DNS_CHECK `name`.
@@ -834,6 +836,7 @@ fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, 
         misc_dynamic: false,
         payload: None,
         require_reply: None,
+        reply_lengths: (None, None),
         dns_type: None,
         dns_name: None,
         virtualhost: None,
@@ -899,6 +902,12 @@ fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, 
             (CheckKind::Misc, "misc_timeout") => ck.misc_timeout = Some(timer(c, notes)?),
             (CheckKind::Misc, "misc_dynamic") => ck.misc_dynamic = boolean(c)?,
             (CheckKind::Udp, "payload") => ck.payload = Some(c.args.join(" ")),
+            (CheckKind::Udp, "min_reply_length") => {
+                ck.reply_lengths.0 = Some(num(c, "a length (0..65535)")?)
+            }
+            (CheckKind::Udp, "max_reply_length") => {
+                ck.reply_lengths.1 = Some(num(c, "a length (0..65535)")?)
+            }
             (CheckKind::Udp, "require_reply") => {
                 ck.require_reply = Some(if c.args.is_empty() {
                     None

@@ -251,7 +251,7 @@ fn misc_udp_structure() {
         ),
         (Some("udp"), Some(true))
     );
-    assert_eq!(string(key(udp, 0, "payload")), Some("0a0b 0c"));
+    assert_eq!(string(key(udp, 0, "payload")), Some("0a 0b 0c"));
     assert_eq!(
         int(key(udp, 0, "delay_loop")),
         Some(5),
@@ -449,5 +449,16 @@ fn checkers_structure() {
             int(key(&dns.real_servers[0], 0, "delay_before_retry"))
         ),
         (Some("AAAA"), Some("www.example.org"), Some(3), Some(60))
+    );
+    // UDP_CHECK: keepalived's free hex (odd digits, x wildcards) as pairs.
+    let udp = &dns.real_servers[1];
+    assert_eq!(
+        (
+            string(key(udp, 1, "payload")),
+            string(key(udp, 1, "reply_pattern")),
+            int(key(udp, 1, "min_reply_length")),
+            int(key(udp, 1, "max_reply_length"))
+        ),
+        (Some("ab 12 0f 03"), Some("0x 8x"), Some(12), Some(512))
     );
 }
