@@ -850,6 +850,12 @@ pub struct RealServerHealthSpec {
     /// Overrides the service's inhibit_on_failure when set.
     #[serde(default)]
     pub inhibit_on_failure: Option<bool>,
+    /// Run when the server's checks bring it up (keepalived's notify_up).
+    #[serde(default, deserialize_with = "command")]
+    pub notify_up: Option<String>,
+    /// Run when its checks take it down (keepalived's notify_down).
+    #[serde(default, deserialize_with = "command")]
+    pub notify_down: Option<String>,
     /// The checks; all must pass for the server to be up.
     #[serde(default)]
     pub check: Vec<CheckSpec>,
@@ -861,6 +867,13 @@ impl RealServerHealthSpec {
         self.inhibit_on_failure
             .unwrap_or(service.inhibit_on_failure)
     }
+}
+
+/// A command line that splits into words, as scripts are run.
+fn command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let line = String::deserialize(d)?;
+    split_words(&line).map_err(|e| serde::de::Error::custom(format!("command {line:?} {e}")))?;
+    Ok(Some(line))
 }
 
 fn parse_status_codes(raw: &[RawStatus]) -> Result<Vec<(u16, u16)>, SpecError> {
@@ -1537,6 +1550,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.check.len(), 2);
+        assert_eq!(r.notify_up, None);
+        let n: RealServerHealthSpec =
+            toml::from_str("notify_up = \"/bin/up 'a b'\"\nnotify_down = \"/bin/down\"").unwrap();
+        assert_eq!(n.notify_up.as_deref(), Some("/bin/up 'a b'"));
+        assert_eq!(n.notify_down.as_deref(), Some("/bin/down"));
+        let e = toml::from_str::<RealServerHealthSpec>("notify_down = \"/bin/x 'a\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unterminated"), "{e}");
         let svc = ServiceHealthSpec {
             inhibit_on_failure: true,
             ..Default::default()

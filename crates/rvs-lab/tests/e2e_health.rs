@@ -915,7 +915,8 @@ fn host_run(program: &str, args: &[&str]) {
 /// Every keepalived checker RVS added, against real servers in the lab:
 /// rs1 is nginx over TLS with basic auth (ssl check with virtualhost, SNI
 /// and credentials, plus a file check on the director), rs2 an SMTP
-/// responder (smtp check with helo_name), rs3 a DNS responder (dns check).
+/// responder (smtp check with helo_name, notify_up/notify_down commands),
+/// rs3 a DNS responder (dns check).
 /// Each goes down when its server answers wrong or not at all and comes
 /// back when it answers right. Loads: only the checks, one a second.
 #[test]
@@ -990,6 +991,11 @@ fn every_keepalived_checker_against_real_servers() {
         let dns = spawn_dns("0");
 
         let file = lab.dir().join("rs1.weight");
+        // notify commands run as the script user (nobody).
+        let shared = lab.dir().join("notify");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (rs2_up, rs2_down) = (shared.join("rs2-up"), shared.join("rs2-down"));
         let timing = format!(
             "    connect_timeout = {CONNECT_TIMEOUT}\n    delay_loop = {DELAY_LOOP}\n    \
              retry = {RETRY}\n    delay_before_retry = 1\n"
@@ -1017,8 +1023,11 @@ fn every_keepalived_checker_against_real_servers() {
         cfg.push_str(&server(
             2,
             &format!(
-                "    [[service.real_server.check]]\n    type = \"smtp\"\n    \
-                 helo_name = \"director.rvs.test\"\n    connect_port = 2525\n{timing}"
+                "  notify_up = \"touch {}\"\n  notify_down = \"touch {}\"\n\
+                 \x20   [[service.real_server.check]]\n    type = \"smtp\"\n    \
+                 helo_name = \"director.rvs.test\"\n    connect_port = 2525\n{timing}",
+                rs2_up.display(),
+                rs2_down.display()
             ),
         ));
         cfg.push_str(&server(
@@ -1059,13 +1068,19 @@ fn every_keepalived_checker_against_real_servers() {
             helo.lines().next() == Some("HELO director.rvs.test"),
             "the smtp check says HELO with helo_name: {helo:?}"
         );
+        // A slow first start may have run them: only transitions from here count.
+        let _ = std::fs::remove_file(&rs2_up);
+        let _ = std::fs::remove_file(&rs2_down);
         smtp.stop(Duration::from_secs(2))
             .expect("stopping the SMTP responder");
         wait_pool(&d, &weights(&[(1, 1), (3, 1)]), bound);
+        wait_file(&rs2_down, Duration::from_secs(5), "rs2's notify_down");
+        assert!(!rs2_up.exists(), "notify_up ran while rs2 went down");
         let smtp = lab
             .spawn("rs2", &smtp_argv)
             .expect("restarting the SMTP responder");
         wait_pool(&d, &all, bound);
+        wait_file(&rs2_up, Duration::from_secs(5), "rs2's notify_up");
 
         // dns: SERVFAIL takes the server down, NOERROR brings it back.
         dns.stop(Duration::from_secs(2))

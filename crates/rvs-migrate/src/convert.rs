@@ -456,6 +456,8 @@ fn real_server(
     r.upper_threshold = rs.uthreshold;
     r.lower_threshold = rs.lthreshold;
     r.inhibit_on_failure = Some(rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure));
+    r.notify_up = rs.notify_up.clone();
+    r.notify_down = rs.notify_down.clone();
     r.check = rs
         .checkers
         .iter()

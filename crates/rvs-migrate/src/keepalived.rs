@@ -223,6 +223,10 @@ pub struct RealServer {
     pub checkers: Vec<Checker>,
     /// `virtualhost`: default of its HTTP_GET / SSL_GET checkers.
     pub virtualhost: Option<String>,
+    /// `notify_up` command.
+    pub notify_up: Option<String>,
+    /// `notify_down` command.
+    pub notify_down: Option<String>,
 }
 
 /// One `virtual_server` block.
@@ -766,6 +770,8 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         opts: CheckOpts::default(),
         checkers: Vec::new(),
         virtualhost: None,
+        notify_up: None,
+        notify_down: None,
     };
     for c in n.children() {
         if check_opt(c, &mut rs.opts, notes)? {
@@ -785,14 +791,8 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),
             "uthreshold" => rs.uthreshold = Some(num(c, "a connection count")?),
             "lthreshold" => rs.lthreshold = Some(num(c, "a connection count")?),
-            "notify_up" | "notify_down" => note(
-                notes,
-                &c.loc,
-                format!(
-                    "{} is not supported: RVS runs no per-server notify scripts yet",
-                    c.key
-                ),
-            ),
+            "notify_up" => rs.notify_up = Some(script(c, notes)?),
+            "notify_down" => rs.notify_down = Some(script(c, notes)?),
             "alpha" => note(
                 notes,
                 &c.loc,

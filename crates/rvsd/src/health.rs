@@ -228,6 +228,20 @@ impl Health {
         }
         self.status
             .insert((key, ev.server), (ev.up, ev.reason.clone()));
+        let notify = self
+            .plan
+            .get(&key)
+            .and_then(|h| h.servers.get(&ev.server))
+            .and_then(|rs| {
+                if ev.up {
+                    rs.notify_up.clone()
+                } else {
+                    rs.notify_down.clone()
+                }
+            });
+        if let Some(command) = notify {
+            run_notify(command, ev.server, ev.up);
+        }
         let Some((policy, last)) = self.policies.get_mut(&key) else {
             return (false, Vec::new());
         };
@@ -340,6 +354,23 @@ fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
             weight: 1,
         }),
     }
+}
+
+/// Runs a real server's notify_up / notify_down in the background, as
+/// scripts run (the script runner when installed), bounded like quorum
+/// commands.
+fn run_notify(command: String, server: SocketAddr, up: bool) {
+    tokio::spawn(async move {
+        let which = if up { "notify_up" } else { "notify_down" };
+        tracing::info!(%command, %server, which, "running real server notify command");
+        match rvs_health::run_command(&command, Duration::from_secs(30)).await {
+            Ok(0) => {}
+            Ok(code) => tracing::warn!(%command, %server, code, "{which} command failed"),
+            Err(e) => {
+                tracing::warn!(%command, %server, error = %e, "{which} command could not run")
+            }
+        }
+    });
 }
 
 /// Runs quorum_up / quorum_down commands in the background.
