@@ -3,12 +3,15 @@
 //! written here (checks, quorum, sorry server, metrics_listen), the lab's
 //! nginx on a real server stopped and started again under it, reloads by
 //! SIGHUP and by the API command while wrk holds keep-alive connections, a
-//! broken file refused, and the Prometheus scrape read with a real parser.
+//! broken file refused, and the Prometheus scrape read with a real parser;
+//! and every keepalived checker against real servers: a second nginx with
+//! TLS (certificate made with the `openssl` CLI) and basic auth, an SMTP and
+//! a DNS responder (python3) in the real servers' namespaces.
 //! Needs root; builds rvsd/rvsadm/rvs-decap itself if needed.
 //!
 //! Every test builds its own lab (own prefix) and runs its own rvsd; the
 //! lab's teardown (also on a failed assertion, through `Drop`) stops rvsd,
-//! wrk, the restarted nginx and removes the namespaces. Loads: a few dozen
+//! wrk, the restarted nginx, the responders and removes the namespaces. Loads: a few dozen
 //! sequential requests, one `wrk -t2 -c20` of 8 s and one of 5 s. Checks
 //! poll every 1 s (delay_loop 1, retry 1, delay_before_retry 1,
 //! connect_timeout 1), so a stopped server is out within 3 s.
