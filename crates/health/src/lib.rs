@@ -6,8 +6,8 @@
 //!   health keys of `docs/rvsd.md`, deserialized with serde and validated
 //!   (unknown keys and options of another check type are errors), then
 //!   [`CheckSpec::resolve`]d against a real server into a [`CheckConfig`].
-//! - [`check_once`] runs one check (TCP connect, HTTP GET, MISC script, UDP,
-//!   ICMP echo) and [`HealthMonitor`] runs all of them on tokio, applies
+//! - [`check_once`] runs one check (TCP connect, HTTP GET, HTTPS GET, MISC
+//!   script, UDP, ICMP echo, SMTP dialogue, DNS query, tracked file) and [`HealthMonitor`] runs all of them on tokio, applies
 //!   keepalived's retry rules and sends [`HealthEvent`]s on a channel. Nothing
 //!   here touches the data path: the daemon turns events into engine updates.
 //! - [`policy`]: pure functions (no I/O, no clock) that turn configured
@@ -35,4 +35,7 @@ pub use check::{check_once, run_command, CheckResult};
 pub use monitor::{
     HealthEvent, HealthMonitor, MonitorError, ServerChecks, ServerStatus, UpdateSummary,
 };
-pub use spec::{CheckConfig, CheckKind, CheckSpec, HttpSpec, MiscSpec, SpecError, UdpSpec};
+pub use spec::{
+    CheckConfig, CheckKind, CheckSpec, DnsSpec, FileSpec, HttpSpec, MiscSpec, SmtpSpec, SpecError,
+    UdpSpec,
+};

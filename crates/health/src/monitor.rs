@@ -35,7 +35,8 @@ pub struct HealthEvent {
     pub server: SocketAddr,
     /// Whether every check of the server passes now.
     pub up: bool,
-    /// The weight a misc_dynamic script set last; `None` = configured weight.
+    /// The weight a misc_dynamic script or a weighted file check set last;
+    /// `None` = configured weight.
     pub weight: Option<u32>,
     /// What caused the change, for logs and the operator.
     pub reason: String,
@@ -60,7 +61,7 @@ pub struct ServerChecks {
 pub struct ServerStatus {
     /// Every check passes.
     pub up: bool,
-    /// Last misc_dynamic weight.
+    /// Last misc_dynamic / weighted file check weight.
     pub weight: Option<u32>,
     /// Reason of the last change.
     pub reason: String,

@@ -8,6 +8,10 @@
 //!   weight 0 when its inhibit_on_failure (server's, else service's) is set.
 //! - A server with no checks is always live. Checked servers start live,
 //!   or failed with `alpha`, until the monitor says otherwise.
+//! - quorum and hysteresis are first clamped as keepalived validates them
+//!   ([`effective_quorum`]): a quorum above the servers' total configured
+//!   weight is lowered to it, a hysteresis not below the quorum to
+//!   quorum − 1.
 //! - Live weight = sum of the pool weights of live servers. Quorum, once up,
 //!   is lost when live weight is 0 or `< quorum − hysteresis`; once down, it
 //!   is regained when live weight `>= quorum + hysteresis`. At start it is up
@@ -156,6 +160,26 @@ fn command_for(cfg: &PolicyConfig, t: QuorumTransition) -> Vec<QuorumCommand> {
         .collect()
 }
 
+/// The (quorum, hysteresis) the service runs with: keepalived's
+/// check_data.c lowers a quorum above the real servers' total configured
+/// weight to that total (it could never be reached) and a hysteresis not
+/// below the quorum to quorum − 1. With no weight at all nothing is
+/// clamped (quorum stays out of reach, as in keepalived).
+pub fn effective_quorum(cfg: &PolicyConfig, servers: &[PolicyServer]) -> (u32, u32) {
+    let total: u64 = servers.iter().map(|s| u64::from(s.weight)).sum();
+    let quorum = if total > 0 && u64::from(cfg.quorum) > total {
+        total as u32
+    } else {
+        cfg.quorum
+    };
+    let hysteresis = if cfg.hysteresis >= quorum {
+        quorum.saturating_sub(1)
+    } else {
+        cfg.hysteresis
+    };
+    (quorum, hysteresis)
+}
+
 /// Computes the pool from configuration, health and the previous quorum
 /// state (`None` at start). `health` lacking a server means its
 /// [`initial_health`].
@@ -180,8 +204,9 @@ pub fn evaluate(
         .filter(|(_, h, _)| h.up)
         .map(|(_, _, w)| u64::from(*w))
         .sum();
-    let q = i64::from(cfg.quorum);
-    let hy = i64::from(cfg.hysteresis);
+    let (quorum, hysteresis) = effective_quorum(cfg, servers);
+    let q = i64::from(quorum);
+    let hy = i64::from(hysteresis);
     let lw = i64::try_from(live_weight).unwrap_or(i64::MAX);
     let gain = lw >= q + hy;
     let (quorum_up, transition) = match previous_quorum {
@@ -379,6 +404,41 @@ mod tests {
         let e = p.on_health(addr(2), true, Some(0));
         assert_eq!(pool(&e), vec![(1, 1, false), (2, 0, false)]);
         assert_eq!(e.live_weight, 1);
+    }
+
+    /// keepalived's quorum sample: quorum 12 over ten servers of weight 1
+    /// would never be reached; clamped to 10 it is, and quorum_up runs.
+    #[test]
+    fn quorum_and_hysteresis_are_clamped_as_keepalived() {
+        let servers: Vec<PolicyServer> = (1..=10).map(|n| srv(n, 1)).collect();
+        let cfg = PolicyConfig {
+            quorum: 12,
+            ..cmds()
+        };
+        assert_eq!(effective_quorum(&cfg, &servers), (10, 0));
+        let mut p = ServicePolicy::new(cfg.clone(), servers.clone());
+        assert!(p.evaluate().quorum_up, "ten of weight 1 reach quorum 10");
+        let e = down(&mut p, 1);
+        assert_eq!(e.transition, Some(QuorumTransition::Down));
+        let e = up(&mut p, 1);
+        assert_eq!(e.transition, Some(QuorumTransition::Up), "quorum_up runs");
+        assert_eq!(e.commands.len(), 1);
+        // hysteresis not below quorum: quorum − 1.
+        let cfg = PolicyConfig {
+            quorum: 12,
+            hysteresis: 15,
+            ..cmds()
+        };
+        assert_eq!(effective_quorum(&cfg, &servers), (10, 9));
+        // Within range: unchanged; no weight at all: unchanged.
+        let fine = PolicyConfig {
+            quorum: 3,
+            hysteresis: 2,
+            ..cmds()
+        };
+        assert_eq!(effective_quorum(&fine, &servers), (3, 2));
+        assert_eq!(effective_quorum(&cfg, &[]), (12, 11));
+        assert_eq!(effective_quorum(&cfg, &[srv(1, 0)]), (12, 11));
     }
 
     #[test]

@@ -58,6 +58,25 @@ pub enum SpecError {
     /// The payload is not hex.
     #[error("`payload` must be hex bytes such as \"0a0b0c\" or \"0a 0b 0c\", not {0:?}")]
     BadPayload(String),
+    /// The reply pattern is not hex with `x` wildcards.
+    #[error("`reply_pattern` must be hex bytes in which an `x` stands for any half byte, such as \"0a x1 xx\", not {0:?}")]
+    BadReplyPattern(String),
+    /// Lengths or a pattern without a required reply.
+    #[error("`{0}` needs a reply: set require_reply = true (or leave it out)")]
+    ReplyOptionWithoutReply(&'static str),
+    /// Lengths without a pattern: keepalived ignores them then.
+    #[error("`{0}` is only checked together with `reply_pattern` (as in keepalived); add a pattern or remove it")]
+    LengthWithoutPattern(&'static str),
+    /// min above max: the check could never pass.
+    #[error(
+        "`min_reply_length` {min} is above `max_reply_length` {max}: the check would always fail"
+    )]
+    ReplyLengths {
+        /// min_reply_length.
+        min: u16,
+        /// max_reply_length.
+        max: u16,
+    },
     /// A time out of range.
     #[error("`{option}` must be a number of seconds {range}, not {value}")]
     BadDuration {
@@ -68,9 +87,43 @@ pub enum SpecError {
         /// What was written.
         value: f64,
     },
-    /// An HTTP status code that cannot exist.
-    #[error("`status_codes` must list HTTP codes between 100 and 599 (at least one), not {0:?}")]
-    BadStatusCodes(Vec<u16>),
+    /// An HTTP status code or range that cannot exist.
+    #[error("`status_codes` must list HTTP codes between 100 and 599 or ranges such as \"200-299\" (at least one), not {0}")]
+    BadStatusCodes(String),
+    /// A Host header or SNI name that would break the request.
+    #[error(
+        "`{option}` must be a host name (no spaces, control characters or '/'), not {value:?}"
+    )]
+    BadHostName {
+        /// The key.
+        option: &'static str,
+        /// What was written.
+        value: String,
+    },
+    /// Basic auth needs both halves.
+    #[error("`username` and `password` go together (HTTP basic auth); give both or neither")]
+    HalfCredentials,
+    /// A user name basic auth cannot carry.
+    #[error("`username` must not contain ':' or control characters (HTTP basic auth), not {0:?}")]
+    BadUsername(String),
+    /// SNI only exists with TLS.
+    #[error("`sni_name` needs `enable_sni = true`")]
+    SniNameWithoutSni,
+    /// The SMTP HELO argument would break the command line.
+    #[error("`helo_name` must be one word without control characters, not {0:?}")]
+    BadHeloName(String),
+    /// A DNS query type keepalived does not send.
+    #[error("`query_type` must be one of A, NS, CNAME, SOA, MX, TXT, AAAA, RRSIG, DNSKEY (keepalived's DNS_CHECK types), not {0:?}")]
+    BadQueryType(String),
+    /// A DNS name that cannot be encoded.
+    #[error("`query_name` must be a domain name such as \"example.org\" or \".\" (labels of 1..63 characters, 255 in all), not {0:?}")]
+    BadQueryName(String),
+    /// A file check without its file.
+    #[error("a file check needs `file`, the path of the file holding a number, e.g. file = \"/run/rvs/rs1.weight\"")]
+    MissingFile,
+    /// The file multiplier is outside keepalived's range.
+    #[error("`weight` of a file check must be -2147483647..2147483647, not {0}")]
+    BadFileWeight(i64),
     /// An HTTP path that cannot go on a request line.
     #[error("`path` must start with '/' and contain no spaces or control characters, not {0:?}")]
     BadPath(String),
@@ -142,15 +195,20 @@ fn opt_duration(
 }
 
 /// The check types of `type = "..."`, keepalived's TCP_CHECK, HTTP_GET,
-/// MISC_CHECK, UDP_CHECK and PING_CHECK.
+/// SSL_GET, MISC_CHECK, UDP_CHECK, PING_CHECK, SMTP_CHECK, DNS_CHECK and
+/// FILE_CHECK.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum CheckType {
     Tcp,
     Http,
+    Ssl,
     Misc,
     Udp,
     Ping,
+    Smtp,
+    Dns,
+    File,
 }
 
 impl CheckType {
@@ -158,21 +216,41 @@ impl CheckType {
         match self {
             Self::Tcp => "tcp",
             Self::Http => "http",
+            Self::Ssl => "ssl",
             Self::Misc => "misc",
             Self::Udp => "udp",
             Self::Ping => "ping",
+            Self::Smtp => "smtp",
+            Self::Dns => "dns",
+            Self::File => "file",
         }
     }
 
     fn allowed(self) -> &'static str {
         match self {
             Self::Tcp => "connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
-            Self::Http => "path status_codes digest connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Http => "path status_codes digest virtualhost username password connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Ssl => "path status_codes digest virtualhost username password enable_sni sni_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Misc => "script misc_timeout misc_dynamic delay_loop retry delay_before_retry warmup",
-            Self::Udp => "payload require_reply connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Udp => "payload require_reply reply_pattern min_reply_length max_reply_length connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
             Self::Ping => "connect_ip connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Smtp => "helo_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::Dns => "query_type query_name connect_ip connect_port connect_timeout delay_loop retry delay_before_retry warmup",
+            Self::File => "file weight reverse delay_loop",
         }
     }
+
+    fn is_http(self) -> bool {
+        matches!(self, Self::Http | Self::Ssl)
+    }
+}
+
+/// One entry of `status_codes`: a code, or a range written "200-299".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawStatus {
+    Code(i64),
+    Range(String),
 }
 
 /// One check table exactly as written; validated into [`CheckSpec`].
@@ -182,7 +260,7 @@ struct RawCheck {
     #[serde(rename = "type")]
     kind: CheckType,
     path: Option<String>,
-    status_codes: Option<Vec<u16>>,
+    status_codes: Option<Vec<RawStatus>>,
     digest: Option<String>,
     connect_ip: Option<IpAddr>,
     connect_port: Option<u16>,
@@ -196,6 +274,20 @@ struct RawCheck {
     misc_dynamic: Option<bool>,
     payload: Option<String>,
     require_reply: Option<bool>,
+    reply_pattern: Option<String>,
+    min_reply_length: Option<u16>,
+    max_reply_length: Option<u16>,
+    virtualhost: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    enable_sni: Option<bool>,
+    sni_name: Option<String>,
+    helo_name: Option<String>,
+    query_type: Option<String>,
+    query_name: Option<String>,
+    file: Option<std::path::PathBuf>,
+    weight: Option<i64>,
+    reverse: Option<bool>,
 }
 
 /// What a check does, with the options of its type.
@@ -205,6 +297,14 @@ pub enum CheckKind {
     Tcp,
     /// HTTP_GET: up when the status (and optionally the body digest) matches.
     Http(HttpSpec),
+    /// SSL_GET: HTTP_GET over TLS; the certificate is not verified, as keepalived.
+    Ssl(HttpSpec),
+    /// SMTP_CHECK: up on a 220 greeting and a 250 answer to HELO.
+    Smtp(SmtpSpec),
+    /// DNS_CHECK: up on an answer with our id and rcode NOERROR.
+    Dns(DnsSpec),
+    /// FILE_CHECK: the number in a file sets the state (and weight).
+    File(FileSpec),
     /// MISC_CHECK: up when the script exits 0 (or 2..255 with misc_dynamic).
     Misc(MiscSpec),
     /// UDP_CHECK: down on ICMP port unreachable, or on silence when a reply is required.
@@ -219,22 +319,79 @@ impl CheckKind {
         match self {
             Self::Tcp => "tcp",
             Self::Http(_) => "http",
+            Self::Ssl(_) => "ssl",
             Self::Misc(_) => "misc",
             Self::Udp(_) => "udp",
             Self::Ping => "ping",
+            Self::Smtp(_) => "smtp",
+            Self::Dns(_) => "dns",
+            Self::File(_) => "file",
         }
     }
 }
 
-/// HTTP_GET options.
+/// HTTP_GET / SSL_GET options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpSpec {
     /// Request path (default `/`).
     pub path: String,
-    /// Accepted status codes (default `[200]`).
-    pub status_codes: Vec<u16>,
+    /// Accepted status codes as inclusive ranges (default `[200]`).
+    pub status_codes: Vec<(u16, u16)>,
     /// MD5 the body must have, when set (keepalived's `digest`).
     pub digest: Option<[u8; 16]>,
+    /// Host header value; `None` = the target `address:port`, as keepalived.
+    pub virtualhost: Option<String>,
+    /// HTTP basic auth (user, password), sent on every request when set.
+    pub basic_auth: Option<(String, String)>,
+    /// SSL_GET only: the TLS server name to send, resolved from
+    /// `enable_sni` (then `sni_name`, else `virtualhost`); `None` = no SNI.
+    pub sni: Option<String>,
+}
+
+impl HttpSpec {
+    /// Whether `code` is one of the accepted status codes.
+    pub fn accepts(&self, code: u16) -> bool {
+        self.status_codes
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&code))
+    }
+}
+
+/// SMTP_CHECK options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmtpSpec {
+    /// Argument of HELO (keepalived's default `smtpchecker.keepalived.org`).
+    pub helo_name: String,
+}
+
+/// keepalived's SMTP_CHECK `helo_name` default.
+pub const DEFAULT_HELO_NAME: &str = "smtpchecker.keepalived.org";
+/// keepalived's `retry` default for DNS_CHECK.
+pub const DEFAULT_DNS_RETRY: u32 = 3;
+
+/// DNS_CHECK options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSpec {
+    /// The query type as written (upper case), for logs.
+    pub query_type: String,
+    /// Its RR type code.
+    pub qtype: u16,
+    /// The name asked for (default `.`, the root).
+    pub query_name: String,
+}
+
+/// FILE_CHECK options (keepalived's track_file for real servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// The file holding a number.
+    pub path: std::path::PathBuf,
+    /// Multiplier: 0 = the number is a state (0 up, else down); otherwise
+    /// `number × weight` is added to the server's weight, and down when it
+    /// reaches −2147483648 (keepalived's fault value).
+    pub weight: i32,
+    /// Inverts: with weight 0, 0 is down and non-zero up; otherwise the
+    /// product is negated.
+    pub reverse: bool,
 }
 
 /// MISC_CHECK options.
@@ -245,7 +402,8 @@ pub struct MiscSpec {
     /// The script line split into program and arguments (shell-like quoting,
     /// no shell: as keepalived, which executes the words itself).
     pub argv: Vec<String>,
-    /// `misc_timeout`; `None` means the check's delay_loop, as keepalived.
+    /// `misc_timeout`; `None` means the service's delay_loop, as keepalived
+    /// (its virtual server's, not the checker's).
     pub timeout: Option<Duration>,
     /// `misc_dynamic`: exit codes 2..=255 mean up with weight `code - 2`.
     pub dynamic: bool,
@@ -258,7 +416,16 @@ pub struct UdpSpec {
     pub payload: Vec<u8>,
     /// Whether silence until connect_timeout counts as down.
     pub require_reply: bool,
+    /// keepalived's `require_reply HEX`: (byte, mask of wildcard bits) the
+    /// reply must match over the shorter of the two.
+    pub reply_pattern: Option<Vec<(u8, u8)>>,
+    /// (min, max) reply length, checked only with a pattern (keepalived's
+    /// min_reply_length 0 / max_reply_length 255).
+    pub reply_lengths: (u16, u16),
 }
+
+/// keepalived's `max_reply_length` default.
+pub const DEFAULT_MAX_REPLY_LENGTH: u16 = 255;
 
 /// One validated `[[service.real_server.check]]` table, defaults applied
 /// except those that come from the server or the service.
@@ -277,8 +444,9 @@ pub struct CheckSpec {
     pub delay_loop: Option<Duration>,
     /// Extra failures tolerated before down: down after `retry + 1` in a row.
     pub retry: u32,
-    /// Time between the attempts of a failing series.
-    pub delay_before_retry: Duration,
+    /// Time between the attempts of a failing series; `None` = the check's
+    /// delay_loop (keepalived's DNS_CHECK default).
+    pub delay_before_retry: Option<Duration>,
     /// Random delay up to this before the first check, to spread the load.
     pub warmup: Duration,
 }
@@ -299,10 +467,38 @@ impl TryFrom<RawCheck> for CheckSpec {
                 Ok(())
             }
         };
-        if t != CheckType::Http {
+        if !t.is_http() {
             reject(r.path.is_some(), "path")?;
             reject(r.status_codes.is_some(), "status_codes")?;
             reject(r.digest.is_some(), "digest")?;
+            reject(r.virtualhost.is_some(), "virtualhost")?;
+            reject(r.username.is_some(), "username")?;
+            reject(r.password.is_some(), "password")?;
+        }
+        if t != CheckType::Ssl {
+            reject(r.enable_sni.is_some(), "enable_sni")?;
+            reject(r.sni_name.is_some(), "sni_name")?;
+        }
+        if t != CheckType::Smtp {
+            reject(r.helo_name.is_some(), "helo_name")?;
+        }
+        if t != CheckType::Dns {
+            reject(r.query_type.is_some(), "query_type")?;
+            reject(r.query_name.is_some(), "query_name")?;
+        }
+        if t != CheckType::File {
+            reject(r.file.is_some(), "file")?;
+            reject(r.weight.is_some(), "weight")?;
+            reject(r.reverse.is_some(), "reverse")?;
+        } else {
+            // keepalived reads the file when it changes: no connection and
+            // no retries, the number applies at once.
+            reject(r.connect_ip.is_some(), "connect_ip")?;
+            reject(r.connect_port.is_some(), "connect_port")?;
+            reject(r.connect_timeout.is_some(), "connect_timeout")?;
+            reject(r.retry.is_some(), "retry")?;
+            reject(r.delay_before_retry.is_some(), "delay_before_retry")?;
+            reject(r.warmup.is_some(), "warmup")?;
         }
         if t != CheckType::Misc {
             reject(r.script.is_some(), "script")?;
@@ -316,6 +512,9 @@ impl TryFrom<RawCheck> for CheckSpec {
         if t != CheckType::Udp {
             reject(r.payload.is_some(), "payload")?;
             reject(r.require_reply.is_some(), "require_reply")?;
+            reject(r.reply_pattern.is_some(), "reply_pattern")?;
+            reject(r.min_reply_length.is_some(), "min_reply_length")?;
+            reject(r.max_reply_length.is_some(), "max_reply_length")?;
         }
         if t == CheckType::Ping {
             reject(r.connect_port.is_some(), "connect_port")?;
@@ -327,23 +526,92 @@ impl TryFrom<RawCheck> for CheckSpec {
         let kind = match t {
             CheckType::Tcp => CheckKind::Tcp,
             CheckType::Ping => CheckKind::Ping,
-            CheckType::Http => {
+            CheckType::Http | CheckType::Ssl => {
                 let path = r.path.unwrap_or_else(|| "/".into());
                 if !path.starts_with('/')
                     || path.chars().any(|c| c.is_whitespace() || c.is_control())
                 {
                     return Err(SpecError::BadPath(path));
                 }
-                let status_codes = r.status_codes.unwrap_or_else(|| vec![200]);
-                if status_codes.is_empty() || status_codes.iter().any(|c| !(100..=599).contains(c))
-                {
-                    return Err(SpecError::BadStatusCodes(status_codes));
-                }
+                let status_codes = match r.status_codes {
+                    None => vec![(200, 200)],
+                    Some(raw) => parse_status_codes(&raw)?,
+                };
                 let digest = r.digest.map(|d| parse_digest(&d)).transpose()?;
-                CheckKind::Http(HttpSpec {
+                if let Some(v) = &r.virtualhost {
+                    check_host_name("virtualhost", v)?;
+                }
+                let basic_auth = match (r.username, r.password) {
+                    (None, None) => None,
+                    (Some(u), Some(p)) => {
+                        if u.contains(':') || u.chars().any(char::is_control) {
+                            return Err(SpecError::BadUsername(u));
+                        }
+                        Some((u, p))
+                    }
+                    _ => return Err(SpecError::HalfCredentials),
+                };
+                let enable_sni = r.enable_sni.unwrap_or(false);
+                if let Some(n) = &r.sni_name {
+                    if !enable_sni {
+                        return Err(SpecError::SniNameWithoutSni);
+                    }
+                    check_host_name("sni_name", n)?;
+                }
+                // keepalived's order: sni_name, else the virtualhost.
+                let sni = enable_sni
+                    .then(|| r.sni_name.clone().or_else(|| r.virtualhost.clone()))
+                    .flatten();
+                let spec = HttpSpec {
                     path,
                     status_codes,
                     digest,
+                    virtualhost: r.virtualhost,
+                    basic_auth,
+                    sni,
+                };
+                if t == CheckType::Ssl {
+                    CheckKind::Ssl(spec)
+                } else {
+                    CheckKind::Http(spec)
+                }
+            }
+            CheckType::Smtp => {
+                let helo_name = r.helo_name.unwrap_or_else(|| DEFAULT_HELO_NAME.into());
+                if helo_name.is_empty()
+                    || helo_name
+                        .chars()
+                        .any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(SpecError::BadHeloName(helo_name));
+                }
+                CheckKind::Smtp(SmtpSpec { helo_name })
+            }
+            CheckType::Dns => {
+                let query_type = r.query_type.unwrap_or_else(|| "SOA".into());
+                let qtype = dns_type_code(&query_type)
+                    .ok_or_else(|| SpecError::BadQueryType(query_type.clone()))?;
+                let query_name = r.query_name.unwrap_or_else(|| ".".into());
+                if dns_name_wire(&query_name).is_none() {
+                    return Err(SpecError::BadQueryName(query_name));
+                }
+                CheckKind::Dns(DnsSpec {
+                    query_type: query_type.to_ascii_uppercase(),
+                    qtype,
+                    query_name,
+                })
+            }
+            CheckType::File => {
+                let path = r.file.clone().ok_or(SpecError::MissingFile)?;
+                let w = r.weight.unwrap_or(0);
+                let weight = i32::try_from(w)
+                    .ok()
+                    .filter(|w| *w != i32::MIN)
+                    .ok_or(SpecError::BadFileWeight(w))?;
+                CheckKind::File(FileSpec {
+                    path,
+                    weight,
+                    reverse: r.reverse.unwrap_or(false),
                 })
             }
             CheckType::Misc => {
@@ -356,23 +624,50 @@ impl TryFrom<RawCheck> for CheckSpec {
                     dynamic: r.misc_dynamic.unwrap_or(false),
                 })
             }
-            CheckType::Udp => CheckKind::Udp(UdpSpec {
-                payload: match r.payload {
-                    Some(p) => parse_hex(&p).ok_or(SpecError::BadPayload(p))?,
-                    None => Vec::new(),
-                },
-                require_reply: r.require_reply.unwrap_or(false),
-            }),
+            CheckType::Udp => {
+                let reply_pattern = r
+                    .reply_pattern
+                    .map(|p| parse_pattern(&p).ok_or(SpecError::BadReplyPattern(p)))
+                    .transpose()?;
+                if reply_pattern.is_some() && r.require_reply == Some(false) {
+                    return Err(SpecError::ReplyOptionWithoutReply("reply_pattern"));
+                }
+                if reply_pattern.is_none() {
+                    if r.min_reply_length.is_some() {
+                        return Err(SpecError::LengthWithoutPattern("min_reply_length"));
+                    }
+                    if r.max_reply_length.is_some() {
+                        return Err(SpecError::LengthWithoutPattern("max_reply_length"));
+                    }
+                }
+                let (min, max) = (
+                    r.min_reply_length.unwrap_or(0),
+                    r.max_reply_length.unwrap_or(DEFAULT_MAX_REPLY_LENGTH),
+                );
+                if min > max {
+                    return Err(SpecError::ReplyLengths { min, max });
+                }
+                CheckKind::Udp(UdpSpec {
+                    payload: match r.payload {
+                        Some(p) => parse_hex(&p).ok_or(SpecError::BadPayload(p))?,
+                        None => Vec::new(),
+                    },
+                    require_reply: r.require_reply.unwrap_or(reply_pattern.is_some()),
+                    reply_pattern,
+                    reply_lengths: (min, max),
+                })
+            }
         };
-        let retry_default = if t == CheckType::Misc {
-            DEFAULT_MISC_RETRY
-        } else {
-            DEFAULT_RETRY
+        let retry_default = match t {
+            CheckType::Misc | CheckType::File => DEFAULT_MISC_RETRY,
+            CheckType::Dns => DEFAULT_DNS_RETRY,
+            _ => DEFAULT_RETRY,
         };
-        let dbr_default = if t == CheckType::Http {
-            DEFAULT_HTTP_DELAY_BEFORE_RETRY
-        } else {
-            DEFAULT_DELAY_BEFORE_RETRY
+        let dbr_default = match t {
+            CheckType::Http | CheckType::Ssl => Some(DEFAULT_HTTP_DELAY_BEFORE_RETRY),
+            // keepalived: DNS_CHECK retries after its delay_loop.
+            CheckType::Dns => None,
+            _ => Some(DEFAULT_DELAY_BEFORE_RETRY),
         };
         Ok(Self {
             kind,
@@ -386,12 +681,15 @@ impl TryFrom<RawCheck> for CheckSpec {
             )?,
             delay_loop: opt_duration("delay_loop", r.delay_loop)?,
             retry: r.retry.unwrap_or(retry_default),
-            delay_before_retry: duration(
-                "delay_before_retry",
-                r.delay_before_retry,
-                dbr_default,
-                true,
-            )?,
+            delay_before_retry: match (r.delay_before_retry, dbr_default) {
+                (None, None) => None,
+                (v, d) => Some(duration(
+                    "delay_before_retry",
+                    v,
+                    d.unwrap_or_default(),
+                    true,
+                )?),
+            },
             warmup: duration("warmup", r.warmup, Duration::ZERO, true)?,
         })
     }
@@ -403,7 +701,7 @@ impl CheckSpec {
     pub fn resolve(&self, server: SocketAddr, service_delay_loop: Duration) -> CheckConfig {
         let delay_loop = self.delay_loop.unwrap_or(service_delay_loop);
         let timeout = match &self.kind {
-            CheckKind::Misc(m) => m.timeout.unwrap_or(delay_loop),
+            CheckKind::Misc(m) => m.timeout.unwrap_or(service_delay_loop),
             _ => self.connect_timeout,
         };
         CheckConfig {
@@ -415,8 +713,9 @@ impl CheckSpec {
             timeout,
             delay_loop,
             retry: self.retry,
-            delay_before_retry: self.delay_before_retry,
+            delay_before_retry: self.delay_before_retry.unwrap_or(delay_loop),
             warmup: self.warmup,
+            server_weight: 1,
         }
     }
 }
@@ -438,6 +737,18 @@ pub struct CheckConfig {
     pub delay_before_retry: Duration,
     /// Random delay up to this before the first attempt.
     pub warmup: Duration,
+    /// The real server's configured weight (1 unless set with
+    /// [`CheckConfig::with_server_weight`]): a weighted file check adds to it.
+    pub server_weight: u32,
+}
+
+impl CheckConfig {
+    /// Sets the real server's configured weight, which a file check with a
+    /// `weight` multiplier adjusts (keepalived's track_file weight).
+    pub fn with_server_weight(mut self, weight: u32) -> Self {
+        self.server_weight = weight;
+        self
+    }
 }
 
 /// `[service.sorry_server]`: where traffic goes while quorum is lost.
@@ -539,6 +850,12 @@ pub struct RealServerHealthSpec {
     /// Overrides the service's inhibit_on_failure when set.
     #[serde(default)]
     pub inhibit_on_failure: Option<bool>,
+    /// Run when the server's checks bring it up (keepalived's notify_up).
+    #[serde(default, deserialize_with = "command")]
+    pub notify_up: Option<String>,
+    /// Run when its checks take it down (keepalived's notify_down).
+    #[serde(default, deserialize_with = "command")]
+    pub notify_down: Option<String>,
     /// The checks; all must pass for the server to be up.
     #[serde(default)]
     pub check: Vec<CheckSpec>,
@@ -552,6 +869,93 @@ impl RealServerHealthSpec {
     }
 }
 
+/// A command line that splits into words, as scripts are run.
+fn command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let line = String::deserialize(d)?;
+    split_words(&line).map_err(|e| serde::de::Error::custom(format!("command {line:?} {e}")))?;
+    Ok(Some(line))
+}
+
+fn parse_status_codes(raw: &[RawStatus]) -> Result<Vec<(u16, u16)>, SpecError> {
+    let shown = || {
+        let words: Vec<String> = raw
+            .iter()
+            .map(|r| match r {
+                RawStatus::Code(c) => c.to_string(),
+                RawStatus::Range(s) => format!("{s:?}"),
+            })
+            .collect();
+        format!("[{}]", words.join(", "))
+    };
+    if raw.is_empty() {
+        return Err(SpecError::BadStatusCodes(shown()));
+    }
+    let code = |v: i64| u16::try_from(v).ok().filter(|c| (100..=599).contains(c));
+    let mut out = Vec::with_capacity(raw.len());
+    for r in raw {
+        let range = match r {
+            RawStatus::Code(c) => code(*c).map(|c| (c, c)),
+            RawStatus::Range(s) => s.split_once('-').and_then(|(lo, hi)| {
+                let lo = code(lo.trim().parse().ok()?)?;
+                let hi = code(hi.trim().parse().ok()?)?;
+                (lo <= hi).then_some((lo, hi))
+            }),
+        };
+        out.push(range.ok_or_else(|| SpecError::BadStatusCodes(shown()))?);
+    }
+    Ok(out)
+}
+
+fn check_host_name(option: &'static str, v: &str) -> Result<(), SpecError> {
+    if v.is_empty()
+        || v.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(SpecError::BadHostName {
+            option,
+            value: v.into(),
+        });
+    }
+    Ok(())
+}
+
+/// RR type codes of the query types keepalived's DNS_CHECK sends.
+pub(crate) fn dns_type_code(t: &str) -> Option<u16> {
+    Some(match t.to_ascii_uppercase().as_str() {
+        "A" => 1,
+        "NS" => 2,
+        "CNAME" => 5,
+        "SOA" => 6,
+        "MX" => 15,
+        "TXT" => 16,
+        "AAAA" => 28,
+        "RRSIG" => 46,
+        "DNSKEY" => 48,
+        _ => return None,
+    })
+}
+
+/// A domain name in DNS wire format (length-prefixed labels, root last);
+/// `None` when a label is empty or too long, as keepalived refuses.
+pub(crate) fn dns_name_wire(name: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(name.len() + 2);
+    if name != "." {
+        let trimmed = name.strip_suffix('.').unwrap_or(name);
+        for label in trimmed.split('.') {
+            let len = u8::try_from(label.len())
+                .ok()
+                .filter(|l| (1..=63).contains(l))?;
+            if !label.is_ascii() || label.chars().any(|c| c.is_ascii_control() || c == ' ') {
+                return None;
+            }
+            out.push(len);
+            out.extend_from_slice(label.as_bytes());
+        }
+    }
+    out.push(0);
+    (out.len() <= 255).then_some(out)
+}
+
 fn parse_digest(s: &str) -> Result<[u8; 16], SpecError> {
     let bytes = parse_hex(s)
         .filter(|b| b.len() == 16 && !s.chars().any(char::is_whitespace))
@@ -559,6 +963,32 @@ fn parse_digest(s: &str) -> Result<[u8; 16], SpecError> {
     let mut out = [0u8; 16];
     out.copy_from_slice(&bytes);
     Ok(out)
+}
+
+/// Hex pairs like [`parse_hex`], where `x` or `X` is a wildcard half byte:
+/// (value, mask of the wildcard bits).
+fn parse_pattern(s: &str) -> Option<Vec<(u8, u8)>> {
+    let mut out = Vec::new();
+    for word in s.split_whitespace() {
+        if word.len() % 2 != 0 {
+            return None;
+        }
+        for pair in word.as_bytes().chunks(2) {
+            let mut value = 0u8;
+            let mut mask = 0u8;
+            for &c in pair {
+                value <<= 4;
+                mask <<= 4;
+                if c == b'x' || c == b'X' {
+                    mask |= 0x0f;
+                } else {
+                    value |= (c as char).to_digit(16)? as u8;
+                }
+            }
+            out.push((value, mask));
+        }
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 /// Hex digits in pairs; whitespace between pairs is ignored.
@@ -663,7 +1093,7 @@ mod tests {
         assert_eq!(c.connect_timeout, secs(5));
         assert_eq!(c.delay_loop, None);
         assert_eq!(c.retry, 1);
-        assert_eq!(c.delay_before_retry, secs(1));
+        assert_eq!(c.delay_before_retry, Some(secs(1)));
         assert_eq!(c.warmup, Duration::ZERO);
         assert_eq!(c.connect_ip, None);
         assert_eq!(c.connect_port, None);
@@ -672,14 +1102,17 @@ mod tests {
     #[test]
     fn http_defaults_and_full_table() {
         let c = check("type = \"http\"").unwrap();
-        assert_eq!(c.delay_before_retry, secs(3));
+        assert_eq!(c.delay_before_retry, Some(secs(3)));
         assert_eq!(c.retry, 1);
         assert_eq!(
             c.kind,
             CheckKind::Http(HttpSpec {
                 path: "/".into(),
-                status_codes: vec![200],
-                digest: None
+                status_codes: vec![(200, 200)],
+                digest: None,
+                virtualhost: None,
+                basic_auth: None,
+                sni: None,
             })
         );
         // Every key of the documented example.
@@ -703,7 +1136,7 @@ mod tests {
             panic!("not http: {c:?}")
         };
         assert_eq!(h.path, "/health");
-        assert_eq!(h.status_codes, vec![200, 204]);
+        assert_eq!(h.status_codes, vec![(200, 200), (204, 204)]);
         assert_eq!(h.digest.unwrap()[0], 0x9b);
         assert_eq!(h.digest.unwrap()[15], 0x8c);
         assert_eq!(c.connect_ip, Some("10.0.2.11".parse().unwrap()));
@@ -711,7 +1144,7 @@ mod tests {
         assert_eq!(c.connect_timeout, secs(2));
         assert_eq!(c.delay_loop, Some(secs(10)));
         assert_eq!(c.retry, 4);
-        assert_eq!(c.delay_before_retry, Duration::from_millis(500));
+        assert_eq!(c.delay_before_retry, Some(Duration::from_millis(500)));
         assert_eq!(c.warmup, secs(7));
     }
 
@@ -723,7 +1156,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.retry, 0, "keepalived's misc retry default is 0");
-        assert_eq!(c.delay_before_retry, secs(1));
+        assert_eq!(c.delay_before_retry, Some(secs(1)));
         let CheckKind::Misc(m) = &c.kind else {
             panic!("not misc")
         };
@@ -750,7 +1183,9 @@ mod tests {
             c.kind,
             CheckKind::Udp(UdpSpec {
                 payload: vec![],
-                require_reply: false
+                require_reply: false,
+                reply_pattern: None,
+                reply_lengths: (0, 255),
             })
         );
         let c = check("type = \"udp\"\npayload = \"0a0B ff\"\nrequire_reply = true").unwrap();
@@ -758,12 +1193,121 @@ mod tests {
             c.kind,
             CheckKind::Udp(UdpSpec {
                 payload: vec![0x0a, 0x0b, 0xff],
-                require_reply: true
+                require_reply: true,
+                reply_pattern: None,
+                reply_lengths: (0, 255),
             })
+        );
+        let c = check(
+            "type = \"udp\"\nreply_pattern = \"0a x1 XX\"\nmin_reply_length = 2\nmax_reply_length = 9",
+        )
+        .unwrap();
+        assert_eq!(
+            c.kind,
+            CheckKind::Udp(UdpSpec {
+                payload: vec![],
+                require_reply: true,
+                reply_pattern: Some(vec![(0x0a, 0), (0x01, 0xf0), (0, 0xff)]),
+                reply_lengths: (2, 9),
+            }),
+            "a pattern implies a required reply"
         );
         let c = check("type = \"ping\"\nconnect_ip = \"10.0.2.12\"").unwrap();
         assert_eq!(c.kind, CheckKind::Ping);
         assert_eq!(c.retry, 1);
+    }
+
+    #[test]
+    fn ssl_smtp_dns_file_tables() {
+        let c = check(
+            r#"
+            type = "ssl"
+            path = "/h"
+            status_codes = [200, "300-399", " 503 - 504 "]
+            virtualhost = "www.example.org"
+            username = "monitor"
+            password = "s:e cret"
+            enable_sni = true
+            "#,
+        )
+        .unwrap();
+        let CheckKind::Ssl(h) = &c.kind else {
+            panic!("not ssl: {c:?}")
+        };
+        assert_eq!(h.status_codes, vec![(200, 200), (300, 399), (503, 504)]);
+        assert!(h.accepts(350) && !h.accepts(400));
+        assert_eq!(h.virtualhost.as_deref(), Some("www.example.org"));
+        assert_eq!(
+            h.basic_auth,
+            Some(("monitor".to_string(), "s:e cret".to_string()))
+        );
+        assert_eq!(
+            h.sni.as_deref(),
+            Some("www.example.org"),
+            "SNI from virtualhost"
+        );
+        assert_eq!(c.delay_before_retry, Some(secs(3)), "as HTTP_GET");
+        let c = check(
+            "type = \"ssl\"\nenable_sni = true\nsni_name = \"a.test\"\nvirtualhost = \"b.test\"",
+        )
+        .unwrap();
+        let CheckKind::Ssl(h) = &c.kind else { panic!() };
+        assert_eq!(h.sni.as_deref(), Some("a.test"), "sni_name first");
+        let c = check("type = \"ssl\"\nvirtualhost = \"b.test\"").unwrap();
+        let CheckKind::Ssl(h) = &c.kind else { panic!() };
+        assert_eq!(h.sni, None, "no SNI without enable_sni, as keepalived");
+
+        let c = check("type = \"smtp\"").unwrap();
+        assert_eq!(
+            c.kind,
+            CheckKind::Smtp(SmtpSpec {
+                helo_name: "smtpchecker.keepalived.org".into()
+            })
+        );
+        assert_eq!((c.retry, c.delay_before_retry), (1, Some(secs(1))));
+
+        let c = check("type = \"dns\"").unwrap();
+        assert_eq!(
+            c.kind,
+            CheckKind::Dns(DnsSpec {
+                query_type: "SOA".into(),
+                qtype: 6,
+                query_name: ".".into()
+            })
+        );
+        assert_eq!(c.retry, 3, "keepalived's DNS_CHECK retry default");
+        assert_eq!(c.delay_before_retry, None);
+        let server: SocketAddr = "10.0.2.11:53".parse().unwrap();
+        assert_eq!(c.resolve(server, secs(7)).delay_before_retry, secs(7));
+        let c = check("type = \"dns\"\nquery_type = \"aaaa\"\nquery_name = \"ex.org.\"").unwrap();
+        let CheckKind::Dns(d) = &c.kind else { panic!() };
+        assert_eq!((d.qtype, d.query_type.as_str()), (28, "AAAA"));
+
+        let c = check("type = \"file\"\nfile = \"/run/x\"").unwrap();
+        assert_eq!(
+            c.kind,
+            CheckKind::File(FileSpec {
+                path: "/run/x".into(),
+                weight: 0,
+                reverse: false
+            })
+        );
+        assert_eq!(c.retry, 0, "a file's number applies at once");
+        let c = check(
+            "type = \"file\"\nfile = \"/run/x\"\nweight = -5\nreverse = true\ndelay_loop = 2",
+        )
+        .unwrap();
+        let CheckKind::File(f) = &c.kind else {
+            panic!()
+        };
+        assert_eq!((f.weight, f.reverse), (-5, true));
+        assert_eq!(c.resolve(server, secs(60)).server_weight, 1);
+        assert_eq!(
+            c.resolve(server, secs(60))
+                .with_server_weight(9)
+                .server_weight,
+            9
+        );
     }
 
     #[test]
@@ -820,6 +1364,21 @@ mod tests {
             ("type = \"http\"\npath = \"/a b\"", "must start with '/'"),
             ("type = \"udp\"\npayload = \"0g\"", "hex bytes"),
             ("type = \"udp\"\npayload = \"abc\"", "hex bytes"),
+            ("type = \"udp\"\nreply_pattern = \"0y\"", "`reply_pattern` must be"),
+            ("type = \"udp\"\nreply_pattern = \"\"", "`reply_pattern` must be"),
+            (
+                "type = \"udp\"\nreply_pattern = \"00\"\nrequire_reply = false",
+                "needs a reply",
+            ),
+            ("type = \"udp\"\nmax_reply_length = 9", "only checked together"),
+            (
+                "type = \"udp\"\nreply_pattern = \"00\"\nmin_reply_length = 9\nmax_reply_length = 2",
+                "would always fail",
+            ),
+            (
+                "type = \"tcp\"\nreply_pattern = \"00\"",
+                "`reply_pattern` is not an option of a tcp check",
+            ),
             (
                 "type = \"tcp\"\nconnect_timeout = 0",
                 "`connect_timeout` must be a number of seconds above 0",
@@ -834,6 +1393,67 @@ mod tests {
                 "`connect_port` must be 1..65535",
             ),
             ("type = \"tcp\"\nretry = -1", "invalid value"),
+            (
+                "type = \"http\"\nstatus_codes = [\"299-200\"]",
+                "ranges such as",
+            ),
+            (
+                "type = \"http\"\nstatus_codes = [\"2xx\"]",
+                "ranges such as",
+            ),
+            ("type = \"http\"\nstatus_codes = [99]", "ranges such as"),
+            ("type = \"http\"\nusername = \"u\"", "give both or neither"),
+            ("type = \"http\"\npassword = \"p\"", "give both or neither"),
+            (
+                "type = \"http\"\nusername = \"a:b\"\npassword = \"p\"",
+                "must not contain ':'",
+            ),
+            (
+                "type = \"http\"\nvirtualhost = \"a b\"",
+                "`virtualhost` must be a host name",
+            ),
+            (
+                "type = \"http\"\nenable_sni = true",
+                "`enable_sni` is not an option of a http check",
+            ),
+            (
+                "type = \"ssl\"\nsni_name = \"a\"",
+                "needs `enable_sni = true`",
+            ),
+            (
+                "type = \"tcp\"\nhelo_name = \"x\"",
+                "`helo_name` is not an option of a tcp check",
+            ),
+            ("type = \"smtp\"\nhelo_name = \"a b\"", "one word"),
+            (
+                "type = \"dns\"\nquery_type = \"PTR\"",
+                "`query_type` must be one of",
+            ),
+            (
+                "type = \"dns\"\nquery_name = \"a..b\"",
+                "`query_name` must be",
+            ),
+            (
+                "type = \"dns\"\nquery_name = \".a\"",
+                "`query_name` must be",
+            ),
+            (
+                "type = \"dns\"\npath = \"/\"",
+                "`path` is not an option of a dns check",
+            ),
+            ("type = \"file\"", "needs `file`"),
+            (
+                "type = \"file\"\nfile = \"/x\"\nretry = 2",
+                "`retry` is not an option of a file check",
+            ),
+            (
+                "type = \"file\"\nfile = \"/x\"\nweight = 2147483648",
+                "-2147483647..2147483647",
+            ),
+            (
+                "type = \"tcp\"\nweight = 1",
+                "`weight` is not an option of a tcp check",
+            ),
         ];
         for (text, want) in cases {
             let err = check(text).expect_err(text);
@@ -854,11 +1474,13 @@ mod tests {
                 .resolve(server, secs(30));
         assert_eq!(c.target, "10.0.2.99:81".parse().unwrap());
         assert_eq!(c.delay_loop, secs(2));
-        // misc_timeout defaults to the delay_loop, as keepalived.
-        let c = check("type = \"misc\"\nscript = \"/bin/true\"")
+        // misc_timeout defaults to the service's delay_loop, as keepalived,
+        // even when the check has its own.
+        let c = check("type = \"misc\"\nscript = \"/bin/true\"\ndelay_loop = 5")
             .unwrap()
             .resolve(server, secs(30));
         assert_eq!(c.timeout, secs(30));
+        assert_eq!(c.delay_loop, secs(5));
         let c = check("type = \"misc\"\nscript = \"/bin/true\"\nmisc_timeout = 4")
             .unwrap()
             .resolve(server, secs(30));
@@ -928,6 +1550,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.check.len(), 2);
+        assert_eq!(r.notify_up, None);
+        let n: RealServerHealthSpec =
+            toml::from_str("notify_up = \"/bin/up 'a b'\"\nnotify_down = \"/bin/down\"").unwrap();
+        assert_eq!(n.notify_up.as_deref(), Some("/bin/up 'a b'"));
+        assert_eq!(n.notify_down.as_deref(), Some("/bin/down"));
+        let e = toml::from_str::<RealServerHealthSpec>("notify_down = \"/bin/x 'a\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unterminated"), "{e}");
         let svc = ServiceHealthSpec {
             inhibit_on_failure: true,
             ..Default::default()

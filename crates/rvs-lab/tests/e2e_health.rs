@@ -3,12 +3,15 @@
 //! written here (checks, quorum, sorry server, metrics_listen), the lab's
 //! nginx on a real server stopped and started again under it, reloads by
 //! SIGHUP and by the API command while wrk holds keep-alive connections, a
-//! broken file refused, and the Prometheus scrape read with a real parser.
+//! broken file refused, and the Prometheus scrape read with a real parser;
+//! and every keepalived checker against real servers: a second nginx with
+//! TLS (certificate made with the `openssl` CLI) and basic auth, an SMTP and
+//! a DNS responder (python3) in the real servers' namespaces.
 //! Needs root; builds rvsd/rvsadm/rvs-decap itself if needed.
 //!
 //! Every test builds its own lab (own prefix) and runs its own rvsd; the
 //! lab's teardown (also on a failed assertion, through `Drop`) stops rvsd,
-//! wrk, the restarted nginx and removes the namespaces. Loads: a few dozen
+//! wrk, the restarted nginx, the responders and removes the namespaces. Loads: a few dozen
 //! sequential requests, one `wrk -t2 -c20` of 8 s and one of 5 s. Checks
 //! poll every 1 s (delay_loop 1, retry 1, delay_before_retry 1,
 //! connect_timeout 1), so a stopped server is out within 3 s.
@@ -825,5 +828,283 @@ fn metrics_endpoint_reports_services_servers_and_workers() {
             scrape.samples.len()
         );
         d.stop();
+    });
+}
+
+/// An SMTP responder for the smtp check: a 220 greeting, 250 to HELO (the
+/// name it was given appended to `helo.log`), 221 to QUIT. Port in argv.
+const SMTP_RESPONDER: &str = r#"
+import socketserver, sys
+LOG = sys.argv[2]
+class Handler(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"220-rs.test ESMTP test responder\r\n220 ready\r\n")
+        for line in self.rfile:
+            word = line.strip().split(b" ")
+            if word[0].upper() == b"HELO":
+                with open(LOG, "ab") as f:
+                    f.write(line.strip() + b"\n")
+                self.wfile.write(b"250 rs.test\r\n")
+            elif word[0].upper() == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"500 unknown\r\n")
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+Server(("0.0.0.0", int(sys.argv[1])), Handler).serve_forever()
+"#;
+
+/// A DNS responder for the dns check: answers every query with the same
+/// id, the question, and for an A query one A record; the rcode is argv[2]
+/// (0 = NOERROR, 2 = SERVFAIL). Port in argv[1].
+const DNS_RESPONDER: &str = r#"
+import socket, struct, sys
+rcode = int(sys.argv[2])
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+while True:
+    q, peer = s.recvfrom(512)
+    if len(q) < 12:
+        continue
+    end = 12
+    while end < len(q) and q[end] != 0:
+        end += q[end] + 1
+    question = q[12:end + 5]
+    qtype = struct.unpack("!H", q[end + 1:end + 3])[0] if end + 3 <= len(q) else 0
+    answer = b""
+    if rcode == 0 and qtype == 1:
+        answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes([10, 0, 2, 1])
+    flags = 0x8180 | rcode
+    head = q[:2] + struct.pack("!HHHHH", flags, 1, 1 if answer else 0, 0, 0)
+    s.sendto(head + question + answer, peer)
+"#;
+
+/// nginx with TLS (a self-signed certificate) and basic auth: `/health`
+/// for the virtual host `www.rs.test` behind `auth_basic`, anything else
+/// (another Host) 421.
+fn tls_nginx_conf(dir: &Path, temp_modules: &[String]) -> String {
+    let d = dir.display();
+    let mut temp = format!("    client_body_temp_path {d}/tmp-body;\n");
+    for m in temp_modules {
+        temp.push_str(&format!("    {m}_temp_path {d}/tmp-{m};\n"));
+    }
+    format!(
+        "daemon off;\nmaster_process on;\nworker_processes 1;\nuser root root;\n\
+         pid {d}/nginx.pid;\nerror_log {d}/error.log warn;\nevents {{ worker_connections 64; }}\n\
+         http {{\n    access_log off;\n{temp}    default_type text/plain;\n\
+         ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n\
+             server {{\n        listen 0.0.0.0:443 ssl default_server;\n        \
+         location / {{ return 421; }}\n    }}\n\
+             server {{\n        listen 0.0.0.0:443 ssl;\n        server_name www.rs.test;\n        \
+         root {d}/html;\n        location = /health {{\n            \
+         auth_basic \"rvs\";\n            auth_basic_user_file {d}/htpasswd;\n        }}\n    }}\n}}\n"
+    )
+}
+
+/// Runs `program args` on the host, panicking with its output on failure.
+fn host_run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every keepalived checker RVS added, against real servers in the lab:
+/// rs1 is nginx over TLS with basic auth (ssl check with virtualhost, SNI
+/// and credentials, plus a file check on the director), rs2 an SMTP
+/// responder (smtp check with helo_name, notify_up/notify_down commands),
+/// rs3 a DNS responder (dns check).
+/// Each goes down when its server answers wrong or not at all and comes
+/// back when it answers right. Loads: only the checks, one a second.
+#[test]
+fn every_keepalived_checker_against_real_servers() {
+    with_lab("health-checkers", 3, |lab| {
+        // rs1: a second nginx, TLS on 443, its own directory.
+        let tls = lab.dir().join("rs1-tls");
+        std::fs::create_dir_all(tls.join("html")).unwrap();
+        std::fs::write(tls.join("html/health"), "healthy\n").unwrap();
+        let (cert, key) = (tls.join("cert.pem"), tls.join("key.pem"));
+        host_run(
+            "openssl",
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=www.rs.test",
+                "-keyout",
+                key.to_str().unwrap(),
+                "-out",
+                cert.to_str().unwrap(),
+            ],
+        );
+        let htpasswd = tls.join("htpasswd");
+        std::fs::write(&htpasswd, "monitor:{PLAIN}right-password\n").unwrap();
+        let nginx_v = Command::new("nginx").arg("-V").output().unwrap();
+        let v = String::from_utf8_lossy(&nginx_v.stderr).into_owned();
+        let temp: Vec<String> = ["proxy", "fastcgi", "uwsgi", "scgi"]
+            .into_iter()
+            .filter(|m| !v.contains(&format!("--without-http_{m}_module")))
+            .map(String::from)
+            .collect();
+        let conf = tls.join("nginx.conf");
+        std::fs::write(&conf, tls_nginx_conf(&tls, &temp)).unwrap();
+        let tls_dir = tls.display().to_string();
+        lab.spawn(
+            "rs1",
+            &["nginx", "-p", &tls_dir, "-c", conf.to_str().unwrap()],
+        )
+        .expect("starting the TLS nginx");
+
+        // rs2: SMTP on 2525; rs3: DNS on 5353.
+        let smtp_py = lab.dir().join("smtp_responder.py");
+        std::fs::write(&smtp_py, SMTP_RESPONDER).unwrap();
+        let helo_log = lab.dir().join("helo.log");
+        let smtp_argv = [
+            "python3",
+            smtp_py.to_str().unwrap(),
+            "2525",
+            helo_log.to_str().unwrap(),
+        ];
+        let smtp = lab
+            .spawn("rs2", &smtp_argv)
+            .expect("starting the SMTP responder");
+        let dns_py = lab.dir().join("dns_responder.py");
+        std::fs::write(&dns_py, DNS_RESPONDER).unwrap();
+        let dns_argv = |rcode: &'static str| {
+            ["python3", dns_py.to_str().unwrap(), "5353", rcode].map(String::from)
+        };
+        let spawn_dns = |rcode: &'static str| {
+            let argv = dns_argv(rcode);
+            let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+            lab.spawn("rs3", &argv).expect("starting the DNS responder")
+        };
+        let dns = spawn_dns("0");
+
+        let file = lab.dir().join("rs1.weight");
+        // notify commands run as the script user (nobody).
+        let shared = lab.dir().join("notify");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let (rs2_up, rs2_down) = (shared.join("rs2-up"), shared.join("rs2-down"));
+        let timing = format!(
+            "    connect_timeout = {CONNECT_TIMEOUT}\n    delay_loop = {DELAY_LOOP}\n    \
+             retry = {RETRY}\n    delay_before_retry = 1\n"
+        );
+        let server = |n: usize, checks: &str| {
+            format!(
+                "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  weight = 1\n  \
+                 method = \"dr\"\n{checks}",
+                rs_ip(n)
+            )
+        };
+        let mut cfg = service(80, "wrr", "");
+        cfg.push_str(&server(
+            1,
+            &format!(
+                "    [[service.real_server.check]]\n    type = \"ssl\"\n    path = \"/health\"\n    \
+                 status_codes = [\"200-299\"]\n    virtualhost = \"www.rs.test\"\n    \
+                 enable_sni = true\n    username = \"monitor\"\n    password = \"right-password\"\n    \
+                 connect_port = 443\n{timing}\
+                 \n    [[service.real_server.check]]\n    type = \"file\"\n    file = \"{}\"\n    \
+                 weight = 2\n    delay_loop = 1\n",
+                file.display()
+            ),
+        ));
+        cfg.push_str(&server(
+            2,
+            &format!(
+                "  notify_up = \"touch {}\"\n  notify_down = \"touch {}\"\n\
+                 \x20   [[service.real_server.check]]\n    type = \"smtp\"\n    \
+                 helo_name = \"director.rvs.test\"\n    connect_port = 2525\n{timing}",
+                rs2_up.display(),
+                rs2_down.display()
+            ),
+        ));
+        cfg.push_str(&server(
+            3,
+            &format!(
+                "    [[service.real_server.check]]\n    type = \"dns\"\n    query_type = \"A\"\n    \
+                 query_name = \"www.rs.test\"\n    connect_port = 5353\n{timing}"
+            ),
+        ));
+        let d = Daemon::start(lab, &cfg);
+        let all = weights(&[(1, 1), (2, 1), (3, 1)]);
+        // The responders may still be starting: a first failure is allowed.
+        wait_pool(&d, &all, Duration::from_secs(10));
+        let bound = Duration::from_secs(10);
+
+        // ssl: a wrong password gets 401, the server leaves; right again, back.
+        std::fs::write(&htpasswd, "monitor:{PLAIN}another-password\n").unwrap();
+        wait_pool(&d, &weights(&[(2, 1), (3, 1)]), bound);
+        match health_of(&d.listing(), 1) {
+            Some((false, reason)) => assert!(reason.contains("status 401"), "{reason}"),
+            other => panic!("rs1 should be down on 401, is {other:?}"),
+        }
+        std::fs::write(&htpasswd, "monitor:{PLAIN}right-password\n").unwrap();
+        wait_pool(&d, &all, bound);
+
+        // file: 3 × weight 2 is added to the configured 1; the fault value
+        // takes the server down; 0 gives the configured weight back.
+        std::fs::write(&file, "3\n").unwrap();
+        wait_pool(&d, &weights(&[(1, 7), (2, 1), (3, 1)]), bound);
+        std::fs::write(&file, "-1073741824\n").unwrap();
+        wait_pool(&d, &weights(&[(2, 1), (3, 1)]), bound);
+        std::fs::write(&file, "0\n").unwrap();
+        wait_pool(&d, &all, bound);
+
+        // smtp: the responder stopped, the server leaves; started, back.
+        let helo = std::fs::read_to_string(&helo_log).unwrap_or_default();
+        assert!(
+            helo.lines().next() == Some("HELO director.rvs.test"),
+            "the smtp check says HELO with helo_name: {helo:?}"
+        );
+        // A slow first start may have run them: only transitions from here count.
+        let _ = std::fs::remove_file(&rs2_up);
+        let _ = std::fs::remove_file(&rs2_down);
+        smtp.stop(Duration::from_secs(2))
+            .expect("stopping the SMTP responder");
+        wait_pool(&d, &weights(&[(1, 1), (3, 1)]), bound);
+        wait_file(&rs2_down, Duration::from_secs(5), "rs2's notify_down");
+        assert!(!rs2_up.exists(), "notify_up ran while rs2 went down");
+        let smtp = lab
+            .spawn("rs2", &smtp_argv)
+            .expect("restarting the SMTP responder");
+        wait_pool(&d, &all, bound);
+        wait_file(&rs2_up, Duration::from_secs(5), "rs2's notify_up");
+
+        // dns: SERVFAIL takes the server down, NOERROR brings it back.
+        dns.stop(Duration::from_secs(2))
+            .expect("stopping the DNS responder");
+        let dns = spawn_dns("2");
+        wait_pool(&d, &weights(&[(1, 1), (2, 1)]), bound);
+        match health_of(&d.listing(), 3) {
+            Some((false, reason)) => assert!(reason.contains("rcode 2"), "{reason}"),
+            other => panic!("rs3 should be down on SERVFAIL, is {other:?}"),
+        }
+        dns.stop(Duration::from_secs(2))
+            .expect("stopping the DNS responder");
+        let dns = spawn_dns("0");
+        wait_pool(&d, &all, bound);
+
+        d.stop();
+        smtp.stop(Duration::from_secs(2))
+            .expect("stopping the SMTP responder");
+        dns.stop(Duration::from_secs(2))
+            .expect("stopping the DNS responder");
     });
 }

@@ -14,7 +14,8 @@ use rvs_vocab::{sched, ForwardMethod, Protocol};
 use toml::Value;
 
 use crate::keepalived::{
-    CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, RealServer, VirtualServer, VsAddr,
+    CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, RealServer, TrackFile, VirtualServer,
+    VsAddr,
 };
 use crate::parse::{Loc, Note, ParseError};
 
@@ -109,7 +110,7 @@ pub fn to_toml(
             }
         };
         for (t, _) in &targets {
-            if let Some(svc) = service(vs, t, &mut fwmarks, notes) {
+            if let Some(svc) = service(vs, t, &k.track_files, &mut fwmarks, notes) {
                 // rvsd reads a span here; a written file has none yet.
                 file.services.push(toml::Spanned::new(0..0, svc));
             }
@@ -189,6 +190,7 @@ fn secs(v: f64) -> u64 {
 fn service(
     vs: &VirtualServer,
     target: &Target,
+    track_files: &[TrackFile],
     fwmarks: &mut String,
     notes: &mut Vec<Note>,
 ) -> Option<schema::Service> {
@@ -253,7 +255,11 @@ fn service(
         Some(s) => {
             push(
                 notes,
-                &vs.loc,
+                vs.at(if vs.keyword_locs.contains_key("lvs_sched") {
+                    "lvs_sched"
+                } else {
+                    "lb_algo"
+                }),
                 format!(
                     "unknown scheduler '{s}' (IPVS would refuse it); {} written instead",
                     sched::DEFAULT
@@ -292,7 +298,7 @@ fn service(
             if vs.persistence_granularity.is_some() {
                 push(
                     notes,
-                    &vs.loc,
+                    vs.at("persistence_granularity"),
                     "persistence_granularity without persistence_timeout has no effect; dropped",
                 );
             }
@@ -304,14 +310,44 @@ fn service(
         } else {
             push(
                 notes,
-                &vs.loc,
+                vs.at("ops"),
                 "ops (one-packet scheduling) applies to UDP only; dropped for this TCP service",
             );
         }
     }
     s.delay_loop = Some(int(secs(vs.opts.delay_loop.unwrap_or(60.0))));
-    s.quorum = Some(int(vs.quorum.unwrap_or(1)));
-    s.hysteresis = Some(int(vs.hysteresis.unwrap_or(0)));
+    // keepalived drops a real server listed twice (same address and port)
+    // and keeps the first.
+    let mut kept: Vec<(&RealServer, (IpAddr, Option<u16>))> = Vec::new();
+    for rs in &vs.real_servers {
+        let m = rs
+            .method
+            .unwrap_or(vs.method.unwrap_or(ForwardMethod::Masq));
+        let key = (
+            rs.address,
+            if m == ForwardMethod::Masq {
+                rs.port.or(vport)
+            } else {
+                vport.or(rs.port)
+            },
+        );
+        if let Some((first, _)) = kept.iter().find(|(_, k)| *k == key) {
+            push(
+                notes,
+                &rs.loc,
+                format!(
+                    "real_server {} listed twice (first at line {}): the second is dropped, as \
+                     keepalived does",
+                    rs.address, first.loc.line
+                ),
+            );
+            continue;
+        }
+        kept.push((rs, key));
+    }
+    let (quorum, hysteresis) = clamp_quorum(vs, &kept, notes);
+    s.quorum = Some(int(quorum));
+    s.hysteresis = Some(int(hysteresis));
     s.inhibit_on_failure = Some(Value::Boolean(vs.inhibit_on_failure));
     s.alpha = Some(Value::Boolean(vs.alpha));
     s.omega = Some(Value::Boolean(vs.omega));
@@ -322,18 +358,59 @@ fn service(
         let m = vs.sorry_server_method.unwrap_or(vs_method);
         let mut t = toml::Table::new();
         t.insert("address".into(), Value::String(a.to_string()));
-        if let Some(port) = server_port(*p, vport, m, &vs.loc, "sorry_server", notes) {
+        if let Some(port) = server_port(*p, vport, m, vs.at("sorry_server"), "sorry_server", notes)
+        {
             t.insert("port".into(), int(port));
         }
         t.insert("method".into(), Value::String(m.short_name().into()));
         s.sorry_server = Some(Value::Table(t));
     }
-    s.real_servers = vs
-        .real_servers
+    s.real_servers = kept
         .iter()
-        .map(|rs| real_server(vs, rs, vport, vs_method, notes))
+        .map(|(rs, _)| real_server(vs, rs, vport, vs_method, track_files, notes))
         .collect();
     Some(s)
+}
+
+/// keepalived's validation (check_data.c): a quorum above the real
+/// servers' total weight is lowered to it (it could never be reached), and
+/// a hysteresis not below the quorum is lowered to quorum − 1. Each change
+/// gets a note at its keyword.
+fn clamp_quorum(
+    vs: &VirtualServer,
+    kept: &[(&RealServer, (IpAddr, Option<u16>))],
+    notes: &mut Vec<Note>,
+) -> (u32, u32) {
+    let total: u64 = kept
+        .iter()
+        .map(|(rs, _)| u64::from(rs.weight.or(vs.weight).unwrap_or(1)))
+        .sum();
+    let mut quorum = vs.quorum.unwrap_or(1);
+    if u64::from(quorum) > total && total > 0 {
+        push(
+            notes,
+            vs.at("quorum"),
+            format!(
+                "quorum {quorum} exceeds the real servers' total weight {total}: lowered to \
+                 {total}, as keepalived does (it could never be reached)"
+            ),
+        );
+        quorum = total as u32;
+    }
+    let mut hysteresis = vs.hysteresis.unwrap_or(0);
+    if hysteresis >= quorum && hysteresis > 0 {
+        let lowered = quorum.saturating_sub(1);
+        push(
+            notes,
+            vs.at("hysteresis"),
+            format!(
+                "hysteresis {hysteresis} is not below quorum {quorum}: lowered to {lowered}, as \
+                 keepalived does"
+            ),
+        );
+        hysteresis = lowered;
+    }
+    (quorum, hysteresis)
 }
 
 /// A TOML integer (the values here are seconds, ports and weights).
@@ -371,20 +448,23 @@ fn real_server(
     rs: &RealServer,
     vport: Option<u16>,
     vs_method: ForwardMethod,
+    track_files: &[TrackFile],
     notes: &mut Vec<Note>,
 ) -> schema::RealServer {
     let m = rs.method.unwrap_or(vs_method);
     let mut r = schema::RealServer::new(rs.address);
     r.port = server_port(rs.port, vport, m, &rs.loc, "real_server", notes);
-    r.weight = rs.weight.unwrap_or(1);
+    r.weight = rs.weight.or(vs.weight).unwrap_or(1);
     r.method = m;
     r.upper_threshold = rs.uthreshold;
     r.lower_threshold = rs.lthreshold;
     r.inhibit_on_failure = Some(rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure));
+    r.notify_up = rs.notify_up.clone();
+    r.notify_down = rs.notify_down.clone();
     r.check = rs
         .checkers
         .iter()
-        .flat_map(|ck| checks(vs, rs, ck, notes))
+        .flat_map(|ck| checks(vs, rs, ck, track_files, notes))
         .collect();
     r
 }
@@ -425,7 +505,13 @@ fn resolve(vs: &VirtualServer, rs: &RealServer, ck: &Checker) -> Resolved {
 
 /// The rvsd checks (check tables) one keepalived checker becomes: none if
 /// it has no equivalent, several for an HTTP_GET with several urls.
-fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Note>) -> Vec<Value> {
+fn checks(
+    vs: &VirtualServer,
+    rs: &RealServer,
+    ck: &Checker,
+    track_files: &[TrackFile],
+    notes: &mut Vec<Note>,
+) -> Vec<Value> {
     let r = resolve(vs, rs, ck);
     let head = |ty: &str| {
         let mut t = toml::Table::new();
@@ -459,25 +545,61 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
             connect(&mut t);
             vec![timing(t)]
         }
-        CheckKind::Ssl | CheckKind::Smtp => {
-            push(
-                notes,
-                &ck.loc,
-                format!(
-                    "{kw} is not supported by RVS yet; the server is checked with TCP_CHECK \
-                     (connection only) instead"
-                ),
-            );
-            let mut t = head("tcp");
-            connect(&mut t);
-            vec![timing(t)]
+        CheckKind::Smtp => {
+            let helo = |t: &mut toml::Table| {
+                let name = ck
+                    .helo_name
+                    .clone()
+                    .unwrap_or_else(|| "smtpchecker.keepalived.org".into());
+                t.insert("helo_name".into(), Value::String(name));
+            };
+            let mut out = Vec::new();
+            // keepalived checks the server itself when the checker has
+            // connection options of its own or no host blocks; each host
+            // block is one more checker.
+            if ck.own_connection || ck.smtp_hosts.is_empty() {
+                let mut t = head("smtp");
+                helo(&mut t);
+                connect(&mut t);
+                out.push(timing(t));
+            }
+            if !ck.smtp_hosts.is_empty() {
+                push(
+                    notes,
+                    &ck.loc,
+                    format!(
+                        "SMTP_CHECK host blocks (deprecated in keepalived) written as {} smtp \
+                         check(s), one per host, all of which must pass",
+                        ck.smtp_hosts.len()
+                    ),
+                );
+            }
+            for h in &ck.smtp_hosts {
+                let mut t = head("smtp");
+                helo(&mut t);
+                if let Some(ip) = h.connect_ip {
+                    t.insert("connect_ip".into(), Value::String(ip.to_string()));
+                }
+                if let Some(p) = h.connect_port {
+                    t.insert("connect_port".into(), int(p));
+                }
+                let ct = h.connect_timeout.map(secs).unwrap_or(r.connect_timeout);
+                t.insert("connect_timeout".into(), int(ct));
+                out.push(timing(t));
+            }
+            out
         }
-        CheckKind::Http => {
+        CheckKind::Http | CheckKind::Ssl => {
+            let ty = if ck.kind == CheckKind::Ssl {
+                "ssl"
+            } else {
+                "http"
+            };
             if ck.urls.is_empty() {
                 push(
                     notes,
                     &ck.loc,
-                    "HTTP_GET without a url block: checking path / instead",
+                    format!("{kw} without a url block: checking path / instead"),
                 );
             }
             let default_url = [crate::keepalived::Url {
@@ -485,6 +607,7 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
                 path: None,
                 digest: None,
                 status_codes: Vec::new(),
+                virtualhost: None,
             }];
             let urls = if ck.urls.is_empty() {
                 &default_url[..]
@@ -496,16 +619,35 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
                     notes,
                     &ck.loc,
                     format!(
-                        "HTTP_GET with {} urls written as {} http checks (all must pass, as in \
+                        "{kw} with {} urls written as {} {ty} checks (all must pass, as in \
                          keepalived)",
                         urls.len(),
                         urls.len()
                     ),
                 );
             }
+            if ck.kind == CheckKind::Http && (ck.enable_sni || ck.sni_name.is_some()) {
+                push(
+                    notes,
+                    &ck.loc,
+                    "HTTP_GET enable_sni / sni_name dropped: SNI is a TLS setting (SSL_GET)",
+                );
+            }
+            let credentials = match (&ck.username, &ck.password) {
+                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                (None, None) => None,
+                _ => {
+                    push(
+                        notes,
+                        &ck.loc,
+                        format!("{kw}: username without password (or the reverse) dropped"),
+                    );
+                    None
+                }
+            };
             let mut out = Vec::new();
             for u in urls {
-                let mut t = head("http");
+                let mut t = head(ty);
                 let path = u.path.clone().unwrap_or_else(|| {
                     if !ck.urls.is_empty() {
                         push(notes, &u.loc, "url without path: checking / instead");
@@ -513,25 +655,55 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
                     "/".to_string()
                 });
                 t.insert("path".into(), Value::String(path));
+                // keepalived's default: any 2xx.
                 let ranges = if u.status_codes.is_empty() {
                     vec![(200, 299)]
                 } else {
                     u.status_codes.clone()
                 };
-                let mut codes: Vec<u16> = Vec::new();
-                for (lo, hi) in ranges {
-                    for c in lo..=hi {
-                        if !codes.contains(&c) {
-                            codes.push(c);
-                        }
-                    }
-                }
                 t.insert(
                     "status_codes".into(),
-                    Value::Array(codes.into_iter().map(int).collect()),
+                    Value::Array(
+                        ranges
+                            .into_iter()
+                            .map(|(lo, hi)| {
+                                if lo == hi {
+                                    int(lo)
+                                } else {
+                                    Value::String(format!("{lo}-{hi}"))
+                                }
+                            })
+                            .collect(),
+                    ),
                 );
                 if let Some(d) = &u.digest {
                     t.insert("digest".into(), Value::String(d.clone()));
+                }
+                // keepalived's order: url, checker, real server, virtual server.
+                let vhost = u
+                    .virtualhost
+                    .as_ref()
+                    .or(ck.virtualhost.as_ref())
+                    .or(rs.virtualhost.as_ref())
+                    .or(vs.virtualhost.as_ref());
+                if let Some(v) = vhost {
+                    t.insert("virtualhost".into(), Value::String(v.clone()));
+                }
+                if let Some((user, password)) = &credentials {
+                    t.insert("username".into(), Value::String(user.clone()));
+                    t.insert("password".into(), Value::String(password.clone()));
+                }
+                if ck.kind == CheckKind::Ssl && ck.enable_sni {
+                    t.insert("enable_sni".into(), Value::Boolean(true));
+                    if let Some(n) = &ck.sni_name {
+                        t.insert("sni_name".into(), Value::String(n.clone()));
+                    }
+                } else if ck.kind == CheckKind::Ssl && ck.sni_name.is_some() {
+                    push(
+                        notes,
+                        &ck.loc,
+                        "SSL_GET sni_name without enable_sni has no effect in keepalived; dropped",
+                    );
                 }
                 connect(&mut t);
                 out.push(timing(t));
@@ -545,9 +717,11 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
             };
             let mut t = head("misc");
             t.insert("script".into(), Value::String(path.clone()));
+            // keepalived: unset or 0 means the virtual server's delay_loop
+            // (not the checker's).
             let mt = match ck.misc_timeout {
-                Some(t) => secs(t),
-                None => r.delay_loop,
+                Some(t) if t > 0.0 => secs(t),
+                _ => secs(vs.opts.delay_loop.unwrap_or(60.0)),
             };
             t.insert("misc_timeout".into(), int(mt));
             t.insert("misc_dynamic".into(), Value::Boolean(ck.misc_dynamic));
@@ -556,90 +730,181 @@ fn checks(vs: &VirtualServer, rs: &RealServer, ck: &Checker, notes: &mut Vec<Not
         CheckKind::Udp => {
             let mut t = head("udp");
             if let Some(p) = &ck.payload {
-                t.insert("payload".into(), Value::String(p.clone()));
+                match keepalived_hex(p, false) {
+                    Some(h) => {
+                        t.insert("payload".into(), Value::String(h));
+                    }
+                    None => push(
+                        notes,
+                        &ck.loc,
+                        format!(
+                            "UDP_CHECK payload '{p}' is not a hex string keepalived reads; \
+                             keepalived ignores it, and so does this migration (an empty \
+                             datagram is sent)"
+                        ),
+                    ),
+                }
             }
-            if let Some(Some(_)) = &ck.require_reply {
-                push(
-                    notes,
-                    &ck.loc,
-                    "UDP_CHECK require_reply pattern dropped: RVS only requires that a reply \
-                     arrives",
-                );
-            }
+            let pattern = match &ck.require_reply {
+                Some(Some(p)) => match keepalived_hex(p, true) {
+                    Some(h) => Some(h),
+                    None => {
+                        push(
+                            notes,
+                            &ck.loc,
+                            format!(
+                                "UDP_CHECK require_reply '{p}' is not a hex string keepalived \
+                                 reads; keepalived ignores the pattern, and so does this \
+                                 migration (any reply will do)"
+                            ),
+                        );
+                        None
+                    }
+                },
+                _ => None,
+            };
             t.insert(
                 "require_reply".into(),
                 Value::Boolean(ck.require_reply.is_some()),
             );
+            let (min, max) = ck.reply_lengths;
+            if let Some(p) = pattern {
+                t.insert("reply_pattern".into(), Value::String(p));
+                if let Some(m) = min {
+                    t.insert("min_reply_length".into(), int(m));
+                }
+                if let Some(m) = max {
+                    t.insert("max_reply_length".into(), int(m));
+                }
+                if min.unwrap_or(0) > max.unwrap_or(255) {
+                    push(
+                        notes,
+                        &ck.loc,
+                        "UDP_CHECK min_reply_length above max_reply_length: keepalived's check \
+                         always fails; rvsd refuses it, fix the lengths",
+                    );
+                }
+            } else if min.is_some() || max.is_some() {
+                push(
+                    notes,
+                    &ck.loc,
+                    "UDP_CHECK min/max_reply_length without a require_reply pattern have no \
+                     effect in keepalived; dropped",
+                );
+            }
             connect(&mut t);
             vec![timing(t)]
         }
         CheckKind::Dns => {
-            let ty = ck.dns_type.as_deref().unwrap_or("SOA");
-            let name = ck.dns_name.as_deref().unwrap_or(".");
-            let Some(payload) = dns_query(ty, name) else {
-                push(
-                    notes,
-                    &ck.loc,
-                    format!("DNS_CHECK type {ty} / name {name} not understood; check dropped"),
-                );
-                return Vec::new();
-            };
-            push(
-                notes,
-                &ck.loc,
-                format!(
-                    "DNS_CHECK is not supported by RVS yet; written as a UDP check sending the \
-                     same query ({ty} {name}) and requiring a reply, whose content is not checked"
-                ),
+            let mut t = head("dns");
+            t.insert(
+                "query_type".into(),
+                Value::String(ck.dns_type.as_deref().unwrap_or("SOA").to_ascii_uppercase()),
             );
-            let mut t = head("udp");
-            t.insert("payload".into(), Value::String(payload));
-            t.insert("require_reply".into(), Value::Boolean(true));
+            t.insert(
+                "query_name".into(),
+                Value::String(ck.dns_name.clone().unwrap_or_else(|| ".".into())),
+            );
             connect(&mut t);
             vec![timing(t)]
         }
-        CheckKind::Bfd | CheckKind::File => {
+        CheckKind::Bfd => {
             push(
                 notes,
                 &ck.loc,
-                format!("{kw} dropped: RVS has no equivalent checker"),
+                "BFD_CHECK not carried over: RVS has no BFD; this real server loses that \
+                 check (add a ping or tcp check if it had no other)",
             );
             Vec::new()
         }
+        CheckKind::File => file_check(ck, track_files, notes).into_iter().collect(),
     }
 }
 
-/// A DNS query (id 0x4b41, recursion desired) as space-separated hex bytes.
-fn dns_query(ty: &str, name: &str) -> Option<String> {
-    let code: u16 = match ty.to_ascii_uppercase().as_str() {
-        "A" => 1,
-        "NS" => 2,
-        "CNAME" => 5,
-        "SOA" => 6,
-        "MX" => 15,
-        "TXT" => 16,
-        "AAAA" => 28,
-        _ => return None,
+/// FILE_CHECK → a file check: the track_file's path, with the checker's
+/// weight or else the track_file's (keepalived's default 1).
+fn file_check(ck: &Checker, track_files: &[TrackFile], notes: &mut Vec<Note>) -> Option<Value> {
+    let Some((name, loc)) = &ck.track_file else {
+        push(
+            notes,
+            &ck.loc,
+            "FILE_CHECK without track_file dropped (keepalived ignores it too)",
+        );
+        return None;
     };
-    let mut b: Vec<u8> = vec![0x4b, 0x41, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    for label in name
-        .trim_end_matches('.')
-        .split('.')
-        .filter(|l| !l.is_empty())
-    {
-        let len = u8::try_from(label.len()).ok().filter(|l| *l <= 63)?;
-        b.push(len);
-        b.extend_from_slice(label.as_bytes());
+    let Some(tf) = track_files.iter().find(|t| &t.name == name) else {
+        push(
+            notes,
+            loc,
+            format!(
+                "FILE_CHECK: no track_file {name} is defined; dropped (keepalived ignores it too)"
+            ),
+        );
+        return None;
+    };
+    let Some(file) = &tf.file else {
+        push(
+            notes,
+            &tf.loc,
+            format!("track_file {name} has no file; its FILE_CHECK dropped"),
+        );
+        return None;
+    };
+    let (weight, reverse) = ck.file_weight.or(tf.weight).unwrap_or((1, false));
+    if let Some(l) = &ck.file_dynamic {
+        push(
+            notes,
+            l,
+            "FILE_CHECK dynamic is not a keyword keepalived's parser takes (it warns and goes \
+             on); dropped: the weighted file's share is added to the weight either way",
+        );
     }
-    b.push(0);
-    b.extend_from_slice(&code.to_be_bytes());
-    b.extend_from_slice(&[0, 1]);
-    Some(
-        b.iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<Vec<_>>()
-            .join(" "),
-    )
+    push(
+        notes,
+        &ck.loc,
+        "FILE_CHECK: keepalived reacts to file changes at once (inotify); RVS reads the file \
+         every second (delay_loop = 1)",
+    );
+    let mut t = toml::Table::new();
+    t.insert("type".into(), Value::String("file".into()));
+    t.insert("file".into(), Value::String(file.clone()));
+    t.insert("weight".into(), Value::Integer(weight));
+    t.insert("reverse".into(), Value::Boolean(reverse));
+    t.insert("delay_loop".into(), int(1u64));
+    Some(Value::Table(t))
+}
+
+/// keepalived's hex strings (read_hex_str): digits in pairs, a lone digit
+/// before a space or the end is one byte, spaces and tabs between; with
+/// `wildcards`, `x`/`X` stands for any half byte. Written as RVS reads it:
+/// lower-case pairs, `x` for wildcards. `None` where keepalived refuses.
+fn keepalived_hex(s: &str, wildcards: bool) -> Option<String> {
+    let digit = |c: char| {
+        if c.is_ascii_hexdigit() {
+            Some(c.to_ascii_lowercase())
+        } else if wildcards && (c == 'x' || c == 'X') {
+            Some('x')
+        } else {
+            None
+        }
+    };
+    let mut bytes: Vec<String> = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while matches!(chars.peek(), Some(' ' | '\t')) {
+            chars.next();
+        }
+        let Some(first) = chars.next() else { break };
+        let first = digit(first)?;
+        match chars.peek() {
+            Some(&c) if c != ' ' => {
+                chars.next();
+                bytes.push(format!("{first}{}", digit(c)?));
+            }
+            _ => bytes.push(format!("0{first}")),
+        }
+    }
+    (!bytes.is_empty()).then(|| bytes.join(" "))
 }
 
 /// keepalived's `lvs_sync_daemon` as rvsd's backup daemon, on all the time:
@@ -682,15 +947,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dns_payload() {
+    fn hex_strings_as_keepalived_reads_them() {
+        // keepalived.conf(5)'s own example.
         assert_eq!(
-            dns_query("SOA", ".").unwrap(),
-            "4b 41 01 00 00 01 00 00 00 00 00 00 00 00 06 00 01"
+            keepalived_hex("Ab12f 3 456 546443123", false).as_deref(),
+            Some("ab 12 0f 03 45 06 54 64 43 12 03")
         );
         assert_eq!(
-            dns_query("a", "ex.org").unwrap(),
-            "4b 41 01 00 00 01 00 00 00 00 00 00 02 65 78 03 6f 72 67 00 00 01 00 01"
+            keepalived_hex("0a0b\t0c", false).as_deref(),
+            Some("0a 0b 0c")
         );
-        assert!(dns_query("PTR", ".").is_none());
+        assert_eq!(keepalived_hex("xX 1x", true).as_deref(), Some("xx 1x"));
+        assert_eq!(
+            keepalived_hex("1x", false),
+            None,
+            "no wildcard in a payload"
+        );
+        assert_eq!(keepalived_hex("zz", true), None);
+        assert_eq!(keepalived_hex("  ", false), None);
     }
 }

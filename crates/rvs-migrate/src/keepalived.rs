@@ -110,6 +110,35 @@ pub struct Url {
     pub digest: Option<String>,
     /// `status_code` values and ranges, inclusive.
     pub status_codes: Vec<(u16, u16)>,
+    /// `virtualhost` of this url.
+    pub virtualhost: Option<String>,
+}
+
+/// One (deprecated) `host { }` block of SMTP_CHECK: keepalived runs one
+/// checker per host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpHost {
+    /// Where the block is.
+    pub loc: Loc,
+    /// `connect_ip`.
+    pub connect_ip: Option<IpAddr>,
+    /// `connect_port`.
+    pub connect_port: Option<u16>,
+    /// `connect_timeout` of this host.
+    pub connect_timeout: Option<f64>,
+}
+
+/// A top-level `track_file` block (FILE_CHECK refers to it by name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackFile {
+    /// Its name.
+    pub name: String,
+    /// Where the block is.
+    pub loc: Loc,
+    /// `file`.
+    pub file: Option<String>,
+    /// `weight W [reverse]`; keepalived's default is 1.
+    pub weight: Option<(i64, bool)>,
 }
 
 /// One checker block of a real server.
@@ -137,10 +166,36 @@ pub struct Checker {
     pub payload: Option<String>,
     /// UDP_CHECK `require_reply`, with its optional hex pattern.
     pub require_reply: Option<Option<String>>,
+    /// UDP_CHECK `min_reply_length`, `max_reply_length`.
+    pub reply_lengths: (Option<u16>, Option<u16>),
     /// DNS_CHECK `type`.
     pub dns_type: Option<String>,
     /// DNS_CHECK `name`.
     pub dns_name: Option<String>,
+    /// HTTP_GET / SSL_GET `virtualhost`.
+    pub virtualhost: Option<String>,
+    /// `username` / `password` (basic auth; not in upstream keepalived's
+    /// keyword list, but found in configurations of patched builds).
+    pub username: Option<String>,
+    /// See `username`.
+    pub password: Option<String>,
+    /// SSL_GET `enable_sni`.
+    pub enable_sni: bool,
+    /// SSL_GET `sni_name`.
+    pub sni_name: Option<String>,
+    /// SMTP_CHECK `helo_name`.
+    pub helo_name: Option<String>,
+    /// SMTP_CHECK `host` blocks.
+    pub smtp_hosts: Vec<SmtpHost>,
+    /// A connection option (address, port, binding, timeout) set in the
+    /// checker itself: SMTP_CHECK then checks the server besides its hosts.
+    pub own_connection: bool,
+    /// FILE_CHECK `track_file` name.
+    pub track_file: Option<(String, Loc)>,
+    /// FILE_CHECK `weight W [reverse]`.
+    pub file_weight: Option<(i64, bool)>,
+    /// FILE_CHECK `dynamic`.
+    pub file_dynamic: Option<Loc>,
 }
 
 /// One `real_server` block.
@@ -166,6 +221,12 @@ pub struct RealServer {
     pub opts: CheckOpts,
     /// Checkers, in order.
     pub checkers: Vec<Checker>,
+    /// `virtualhost`: default of its HTTP_GET / SSL_GET checkers.
+    pub virtualhost: Option<String>,
+    /// `notify_up` command.
+    pub notify_up: Option<String>,
+    /// `notify_down` command.
+    pub notify_down: Option<String>,
 }
 
 /// One `virtual_server` block.
@@ -213,6 +274,20 @@ pub struct VirtualServer {
     pub opts: CheckOpts,
     /// Real servers, in order.
     pub real_servers: Vec<RealServer>,
+    /// `virtualhost`: default of its HTTP_GET / SSL_GET checkers.
+    pub virtualhost: Option<String>,
+    /// `weight`: default weight of its real servers (keepalived's 1).
+    pub weight: Option<u32>,
+    /// Where each keyword of the block first stands, so notes point at the
+    /// keyword rather than at the `virtual_server` line.
+    pub keyword_locs: std::collections::BTreeMap<String, Loc>,
+}
+
+impl VirtualServer {
+    /// The line of `keyword` in this block, else the block's own.
+    pub fn at(&self, keyword: &str) -> &Loc {
+        self.keyword_locs.get(keyword).unwrap_or(&self.loc)
+    }
 }
 
 /// An entry of a `virtual_server_group`.
@@ -251,6 +326,8 @@ pub struct Keepalived {
     /// `lvs_sync_daemon` (or an instance's `lvs_sync_daemon_interface`):
     /// rvsd's backup sync daemon, and what the VRRP hooks start.
     pub sync_daemon: Option<crate::vrrp::SyncSettings>,
+    /// `track_file` blocks, for FILE_CHECK.
+    pub track_files: Vec<TrackFile>,
 }
 
 /// Largest address range a `virtual_server_group` entry may expand to.
@@ -331,8 +408,10 @@ fn port(n: &Node, s: &str) -> Result<u16, ParseError> {
 }
 
 /// `lvs_method` / legacy `lb_kind`: keepalived's words are rvsd's
-/// short names in upper case.
-fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> {
+/// short names in upper case. keepalived compares them case-sensitively
+/// and ignores anything else (the default then applies: NAT, or the
+/// virtual server's method for a real server): `None`, with a note.
+fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<ForwardMethod>, ParseError> {
     let s = arg(n, 0, "NAT, DR or TUN")?;
     let Some(m) = ForwardMethod::from_short_name(&s.to_ascii_lowercase()) else {
         return Err(err(
@@ -340,6 +419,21 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> 
             format!("{}: '{s}' is not NAT, DR or TUN", n.key),
         ));
     };
+    if s != s.to_ascii_uppercase() {
+        note(
+            notes,
+            &n.loc,
+            format!(
+                "{} {s}: keepalived takes only NAT, DR or TUN in upper case and ignores \
+                 '{s}', so its default applies (NAT, or the virtual server's method for a \
+                 real server) and is written; write {} {} if that is what you meant",
+                n.key,
+                n.key,
+                s.to_ascii_uppercase()
+            ),
+        );
+        return Ok(None);
+    }
     if n.args.len() > 1 {
         note(
             notes,
@@ -359,7 +453,7 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<ForwardMethod, ParseError> 
             "legacy lb_kind read as lvs_method".to_string(),
         );
     }
-    Ok(m)
+    Ok(Some(m))
 }
 
 fn addr_port(n: &Node) -> Result<(IpAddr, Option<u16>), ParseError> {
@@ -431,6 +525,7 @@ pub fn extract(tree: &[Node], notes: &mut Vec<Note>) -> Result<Keepalived, Parse
                     ),
                 );
             }
+            "track_file" | "vrrp_track_file" => k.track_files.push(track_file(n, notes)?),
             k2 if k2.starts_with("vrrp_") || k2 == "track_file" => note(
                 notes,
                 &n.loc,
@@ -439,7 +534,9 @@ pub fn extract(tree: &[Node], notes: &mut Vec<Note>) -> Result<Keepalived, Parse
             "SSL" => note(
                 notes,
                 &n.loc,
-                "SSL block ignored: RVS has no SSL_GET checker yet",
+                "SSL block (CA, client certificate and key for SSL_GET) ignored: RVS's ssl \
+                 check presents no client certificate and, as keepalived, does not verify \
+                 the server's",
             ),
             other => note(
                 notes,
@@ -551,19 +648,47 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         ops: false,
         opts: CheckOpts::default(),
         real_servers: Vec::new(),
+        virtualhost: None,
+        weight: None,
+        keyword_locs: Default::default(),
     };
     for c in n.children() {
+        vs.keyword_locs
+            .entry(c.key.clone())
+            .or_insert_with(|| c.loc.clone());
         if check_opt(c, &mut vs.opts, notes)? {
             continue;
         }
         match c.key.as_str() {
+            "weight" => vs.weight = Some(weight(c)?),
             "lvs_sched" | "lb_algo" => {
-                vs.sched = Some(arg(c, 0, "a scheduler")?.to_string());
+                let name = arg(c, 0, "a scheduler")?;
+                // keepalived matches scheduler names exactly and ignores
+                // another spelling: the default (wlc) then applies.
+                let lower = name.to_ascii_lowercase();
+                if name != lower && rvs_vocab::sched::NAMES.contains(&lower.as_str()) {
+                    note(
+                        notes,
+                        &c.loc,
+                        format!(
+                            "{} {name}: keepalived takes scheduler names in lower case only and \
+                             ignores '{name}', so its default wlc applies and is written; write \
+                             {} {lower} if that is what you meant",
+                            c.key, c.key
+                        ),
+                    );
+                    continue;
+                }
+                vs.sched = Some(name.to_string());
                 if c.key == "lb_algo" {
                     note(notes, &c.loc, "legacy lb_algo read as lvs_sched");
                 }
             }
-            "lvs_method" | "lb_kind" => vs.method = Some(method(c, notes)?),
+            "lvs_method" | "lb_kind" => {
+                if let Some(m) = method(c, notes)? {
+                    vs.method = Some(m)
+                }
+            }
             flag if rvs_vocab::sched::flag_number(flag).is_some() => {
                 vs.sched_flags.push((c.key.clone(), c.loc.clone()))
             }
@@ -602,15 +727,14 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                     );
                 }
             }
-            "sorry_server_lvs_method" => vs.sorry_server_method = Some(method(c, notes)?),
+            "sorry_server_lvs_method" => {
+                if let Some(m) = method(c, notes)? {
+                    vs.sorry_server_method = Some(m)
+                }
+            }
             "ops" => vs.ops = true,
             "real_server" => vs.real_servers.push(real_server(c, notes)?),
-            "virtualhost" => note(
-                notes,
-                &c.loc,
-                "virtualhost is not supported: RVS HTTP checks send no Host header of \
-                 your choosing",
-            ),
+            "virtualhost" => vs.virtualhost = Some(arg(c, 0, "a host name")?.to_string()),
             "persistence_engine" => note(
                 notes,
                 &c.loc,
@@ -646,6 +770,9 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         lthreshold: None,
         opts: CheckOpts::default(),
         checkers: Vec::new(),
+        virtualhost: None,
+        notify_up: None,
+        notify_down: None,
     };
     for c in n.children() {
         if check_opt(c, &mut rs.opts, notes)? {
@@ -656,35 +783,24 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
             continue;
         }
         match c.key.as_str() {
-            "weight" => {
-                let w: i64 = num(c, "a weight")?;
-                rs.weight = Some(
-                    u32::try_from(w)
-                        .ok()
-                        .filter(|w| *w <= i32::MAX as u32)
-                        .ok_or_else(|| {
-                            err(&c.loc, format!("weight {w} is out of range 0..2147483647"))
-                        })?,
-                )
+            "weight" => rs.weight = Some(weight(c)?),
+            "lvs_method" => {
+                if let Some(m) = method(c, notes)? {
+                    rs.method = Some(m)
+                }
             }
-            "lvs_method" => rs.method = Some(method(c, notes)?),
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),
             "uthreshold" => rs.uthreshold = Some(num(c, "a connection count")?),
             "lthreshold" => rs.lthreshold = Some(num(c, "a connection count")?),
-            "notify_up" | "notify_down" => note(
-                notes,
-                &c.loc,
-                format!(
-                    "{} is not supported: RVS runs no per-server notify scripts yet",
-                    c.key
-                ),
-            ),
+            "notify_up" => rs.notify_up = Some(script(c, notes)?),
+            "notify_down" => rs.notify_down = Some(script(c, notes)?),
             "alpha" => note(
                 notes,
                 &c.loc,
                 "per-real-server alpha is not supported: the virtual server's alpha applies",
             ),
-            "smtp_alert" | "snmp_name" | "virtualhost" => note(
+            "virtualhost" => rs.virtualhost = Some(arg(c, 0, "a host name")?.to_string()),
+            "smtp_alert" | "snmp_name" => note(
                 notes,
                 &c.loc,
                 format!("{} is ignored: it has no RVS equivalent", c.key),
@@ -697,6 +813,15 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         }
     }
     Ok(rs)
+}
+
+/// A real-server weight (of a real server, or a virtual server's default).
+fn weight(c: &Node) -> Result<u32, ParseError> {
+    let w: i64 = num(c, "a weight")?;
+    u32::try_from(w)
+        .ok()
+        .filter(|w| *w <= i32::MAX as u32)
+        .ok_or_else(|| err(&c.loc, format!("weight {w} is out of range 0..2147483647")))
 }
 
 fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, ParseError> {
@@ -712,22 +837,78 @@ fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, 
         misc_dynamic: false,
         payload: None,
         require_reply: None,
+        reply_lengths: (None, None),
         dns_type: None,
         dns_name: None,
+        virtualhost: None,
+        username: None,
+        password: None,
+        enable_sni: false,
+        sni_name: None,
+        helo_name: None,
+        smtp_hosts: Vec::new(),
+        own_connection: false,
+        track_file: None,
+        file_weight: None,
+        file_dynamic: None,
     };
     let kw = kind.keyword();
     for c in n.children() {
-        if check_opt(c, &mut ck.opts, notes)? {
+        if matches!(
+            c.key.as_str(),
+            "connect_ip"
+                | "connect_port"
+                | "bindto"
+                | "bind_port"
+                | "bind_if"
+                | "fwmark"
+                | "connect_timeout"
+        ) {
+            ck.own_connection = true;
+        }
+        if kind != CheckKind::File && check_opt(c, &mut ck.opts, notes)? {
             continue;
         }
         match (kind, c.key.as_str()) {
+            (CheckKind::File, "track_file") => {
+                ck.track_file = Some((arg(c, 0, "a track_file name")?.to_string(), c.loc.clone()))
+            }
+            (CheckKind::File, "weight") => ck.file_weight = Some(file_weight(c)?),
+            (CheckKind::File, "dynamic") => ck.file_dynamic = Some(c.loc.clone()),
+            (CheckKind::File, other) => note(
+                notes,
+                &c.loc,
+                format!("FILE_CHECK takes no '{other}' (keepalived ignores it too); dropped"),
+            ),
             (_, "connect_ip") => ck.connect_ip = Some(ip(c, arg(c, 0, "an IP address")?)?),
             (_, "connect_port") => ck.connect_port = Some(port(c, arg(c, 0, "a port")?)?),
             (CheckKind::Http | CheckKind::Ssl, "url") => ck.urls.push(url(c, notes)?),
+            (CheckKind::Http | CheckKind::Ssl, "virtualhost") => {
+                ck.virtualhost = Some(arg(c, 0, "a host name")?.to_string())
+            }
+            (CheckKind::Http | CheckKind::Ssl, "username") => {
+                ck.username = Some(arg(c, 0, "a user name")?.to_string())
+            }
+            (CheckKind::Http | CheckKind::Ssl, "password") => {
+                ck.password = Some(arg(c, 0, "a password")?.to_string())
+            }
+            (CheckKind::Http | CheckKind::Ssl, "enable_sni") => ck.enable_sni = boolean(c)?,
+            (CheckKind::Http | CheckKind::Ssl, "sni_name") => {
+                ck.sni_name = Some(arg(c, 0, "a server name")?.to_string())
+            }
+            (CheckKind::Smtp, "helo_name") => {
+                ck.helo_name = Some(arg(c, 0, "a host name")?.to_string())
+            }
             (CheckKind::Misc, "misc_path") => ck.misc_path = Some(script(c, notes)?),
             (CheckKind::Misc, "misc_timeout") => ck.misc_timeout = Some(timer(c, notes)?),
             (CheckKind::Misc, "misc_dynamic") => ck.misc_dynamic = boolean(c)?,
             (CheckKind::Udp, "payload") => ck.payload = Some(c.args.join(" ")),
+            (CheckKind::Udp, "min_reply_length") => {
+                ck.reply_lengths.0 = Some(num(c, "a length (0..65535)")?)
+            }
+            (CheckKind::Udp, "max_reply_length") => {
+                ck.reply_lengths.1 = Some(num(c, "a length (0..65535)")?)
+            }
             (CheckKind::Udp, "require_reply") => {
                 ck.require_reply = Some(if c.args.is_empty() {
                     None
@@ -737,12 +918,9 @@ fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, 
             }
             (CheckKind::Dns, "type") => ck.dns_type = Some(arg(c, 0, "a query type")?.to_string()),
             (CheckKind::Dns, "name") => ck.dns_name = Some(arg(c, 0, "a domain name")?.to_string()),
-            (CheckKind::Smtp, "host") => note(
-                notes,
-                &c.loc,
-                "SMTP_CHECK host blocks are not carried over (SMTP_CHECK itself is not \
-                 supported)",
-            ),
+            (CheckKind::Smtp, "host") => ck.smtp_hosts.push(smtp_host(c, notes)?),
+            // The whole checker is reported as not carried over.
+            (CheckKind::Bfd, _) => {}
             _ => note(
                 notes,
                 &c.loc,
@@ -756,15 +934,91 @@ fn checker(n: &Node, kind: CheckKind, notes: &mut Vec<Note>) -> Result<Checker, 
     Ok(ck)
 }
 
+/// `weight W [reverse|noreverse]` of FILE_CHECK and track_file.
+fn file_weight(n: &Node) -> Result<(i64, bool), ParseError> {
+    let w: i64 = num(n, "a weight")?;
+    if !(-2_147_483_647..=2_147_483_647).contains(&w) {
+        return Err(err(
+            &n.loc,
+            format!("weight {w} is out of range -2147483647..2147483647"),
+        ));
+    }
+    let reverse = match n.args.get(1).map(String::as_str) {
+        None | Some("noreverse") => false,
+        Some("reverse") => true,
+        Some(o) => {
+            return Err(err(
+                &n.loc,
+                format!("weight: '{o}' is not reverse or noreverse"),
+            ))
+        }
+    };
+    Ok((w, reverse))
+}
+
+fn track_file(n: &Node, notes: &mut Vec<Note>) -> Result<TrackFile, ParseError> {
+    let mut t = TrackFile {
+        name: arg(n, 0, "a name")?.to_string(),
+        loc: n.loc.clone(),
+        file: None,
+        weight: None,
+    };
+    for c in n.children() {
+        match c.key.as_str() {
+            "file" => t.file = Some(arg(c, 0, "a file path")?.to_string()),
+            "weight" => t.weight = Some(file_weight(c)?),
+            "init_file" => note(
+                notes,
+                &c.loc,
+                "track_file init_file is not carried: rvsd does not create or write the \
+                 file; a missing file reads as 0, as in keepalived",
+            ),
+            other => note(
+                notes,
+                &c.loc,
+                format!("unknown track_file keyword '{other}' ignored"),
+            ),
+        }
+    }
+    Ok(t)
+}
+
+fn smtp_host(n: &Node, notes: &mut Vec<Note>) -> Result<SmtpHost, ParseError> {
+    let mut h = SmtpHost {
+        loc: n.loc.clone(),
+        connect_ip: None,
+        connect_port: None,
+        connect_timeout: None,
+    };
+    for c in n.children() {
+        match c.key.as_str() {
+            "connect_ip" => h.connect_ip = Some(ip(c, arg(c, 0, "an IP address")?)?),
+            "connect_port" => h.connect_port = Some(port(c, arg(c, 0, "a port")?)?),
+            "connect_timeout" => h.connect_timeout = Some(timer(c, notes)?),
+            other => note(
+                notes,
+                &c.loc,
+                format!(
+                    "SMTP_CHECK host option '{other}' is not supported by RVS and was dropped \
+                     (RVS checks from the director's own address)"
+                ),
+            ),
+        }
+    }
+    Ok(h)
+}
+
 fn url(n: &Node, notes: &mut Vec<Note>) -> Result<Url, ParseError> {
     let mut u = Url {
         loc: n.loc.clone(),
         path: None,
         digest: None,
         status_codes: Vec::new(),
+        virtualhost: None,
     };
     for c in n.children() {
         match c.key.as_str() {
+            "virtualhost" => u.virtualhost = Some(arg(c, 0, "a host name")?.to_string()),
             "path" => u.path = Some(arg(c, 0, "a path")?.to_string()),
             "digest" => {
                 let d = arg(c, 0, "an MD5 digest")?;

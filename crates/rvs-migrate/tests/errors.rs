@@ -138,9 +138,7 @@ fn binary_writes_nothing_on_error_and_the_file_on_success() {
         "{stderr}"
     );
     assert!(
-        stderr.contains(
-            "line 6: SSL_GET is not supported by RVS yet; the server is checked with TCP_CHECK"
-        ),
+        stderr.contains("line 6: SSL_GET without a url block: checking path / instead"),
         "{stderr}"
     );
     let text = std::fs::read_to_string(&out).unwrap();

@@ -140,3 +140,13 @@ fn keepalived_accepts_the_vrrp_only_file() {
         );
     }
 }
+
+#[test]
+fn every_checker_with_its_options() {
+    golden("checkers", Some(&["eth0"]));
+}
+
+#[test]
+fn keepalived_validation_rules() {
+    golden("semantics", Some(&["eth0"]));
+}

@@ -52,10 +52,19 @@ fn key<'a>(r: &'a RealServer, check: usize, k: &str) -> Option<&'a Value> {
     r.check[check].get(k)
 }
 
-fn codes(r: &RealServer, check: usize) -> Option<Vec<i64>> {
+/// `status_codes` as written: codes as numbers, ranges as "lo-hi".
+fn codes(r: &RealServer, check: usize) -> Option<Vec<String>> {
     key(r, check, "status_codes")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_integer).collect())
+        .map(|a| {
+            a.iter()
+                .map(|v| match v {
+                    Value::Integer(i) => i.to_string(),
+                    Value::String(s) => s.clone(),
+                    other => panic!("status code {other}"),
+                })
+                .collect()
+        })
 }
 
 fn load(case: &str, interfaces: Option<&[&str]>) -> Config {
@@ -98,7 +107,7 @@ fn dr_web_structure() {
     );
     assert_eq!(rs.check.len(), 2, "one http check per url");
     assert_eq!(string(key(rs, 1, "path")), Some("/index.html"));
-    assert_eq!(codes(rs, 1), Some(vec![200, 201, 202, 203, 204, 301]));
+    assert_eq!(codes(rs, 1).unwrap(), ["200-204", "301"]);
     assert_eq!(
         string(key(rs, 1, "digest")),
         Some("9b3a0c85a887a256d6939da88aabd8cd")
@@ -114,15 +123,15 @@ fn dr_web_structure() {
     // keepalived's default accepted codes are 200-299.
     let second = &s.real_servers[1];
     assert_eq!(second.port, Some(80), "DR: the service port");
-    let codes = codes(second, 0).unwrap();
-    assert_eq!((codes.len(), codes[0], codes[99]), (100, 200, 299));
+    assert_eq!(codes(second, 0).unwrap(), ["200-299"]);
     assert_eq!(int(key(second, 0, "connect_port")), Some(8081));
     assert_eq!(int(key(second, 0, "warmup")), Some(0));
-    // SSL_GET becomes a TCP check; legacy lb_algo/lb_kind honoured.
+    // SSL_GET becomes an ssl check; legacy lb_algo/lb_kind honoured.
     let https = service(&c, 1);
     assert_eq!(https.scheduler, "rr");
     assert_eq!(https.real_servers[0].method, ForwardMethod::Route);
-    assert_eq!(string(key(&https.real_servers[0], 0, "type")), Some("tcp"));
+    assert_eq!(string(key(&https.real_servers[0], 0, "type")), Some("ssl"));
+    assert_eq!(codes(&https.real_servers[0], 0).unwrap(), ["200-299"]);
 }
 
 #[test]
@@ -242,16 +251,20 @@ fn misc_udp_structure() {
         ),
         (Some("udp"), Some(true))
     );
-    assert_eq!(string(key(udp, 0, "payload")), Some("0a0b 0c"));
+    assert_eq!(string(key(udp, 0, "payload")), Some("0a 0b 0c"));
     assert_eq!(
         int(key(udp, 0, "delay_loop")),
         Some(5),
         "the service's delay_loop"
     );
     assert_eq!(
-        string(key(udp, 1, "type")),
-        Some("udp"),
-        "DNS_CHECK as a UDP query"
+        (
+            string(key(udp, 1, "type")),
+            string(key(udp, 1, "query_type")),
+            string(key(udp, 1, "query_name"))
+        ),
+        (Some("dns"), Some("A"), Some("example.org")),
+        "DNS_CHECK as a dns check"
     );
     assert_eq!(
         (
@@ -276,9 +289,13 @@ fn includes_structure() {
         .map(|s| s.get_ref().port.unwrap())
         .collect();
     assert_eq!(ports, [80, 25], "sorted glob order; SCTP service left out");
+    let mail = &service(&c, 1).real_servers[0];
     assert_eq!(
-        string(key(&service(&c, 1).real_servers[0], 0, "type")),
-        Some("tcp")
+        (
+            string(key(mail, 0, "type")),
+            string(key(mail, 0, "helo_name"))
+        ),
+        (Some("smtp"), Some("lb.example.org"))
     );
 }
 
@@ -343,4 +360,105 @@ fn control_characters_in_notes_keep_the_file_valid() {
         assert!(!m.notes.is_empty(), "{text:?} should leave a note");
         Config::parse(&m.toml).unwrap_or_else(|e| panic!("{text:?}: {e}\n{}", m.toml));
     }
+}
+
+/// Every checker keepalived has, each as the RVS check that does the same,
+/// accepted by rvs-health as rvsd validates it (`load`).
+#[test]
+fn checkers_structure() {
+    let c = load("checkers", Some(&["eth0"]));
+    let https = service(&c, 0);
+    let first = &https.real_servers[0];
+    assert_eq!(first.check.len(), 2, "one ssl check per url");
+    assert_eq!(string(key(first, 0, "type")), Some("ssl"));
+    assert_eq!(codes(first, 0).unwrap(), ["200-299", "401", "503-504"]);
+    // virtualhost: url, else checker, else real server, else virtual server.
+    assert_eq!(
+        string(key(first, 0, "virtualhost")),
+        Some("url.example.org")
+    );
+    assert_eq!(string(key(first, 1, "virtualhost")), Some("rs.example.org"));
+    let second = &https.real_servers[1];
+    assert_eq!(
+        string(key(second, 0, "virtualhost")),
+        Some("ck.example.org")
+    );
+    assert_eq!(string(key(second, 0, "sni_name")), Some("sni.example.org"));
+    assert_eq!(
+        string(key(&https.real_servers[2], 0, "virtualhost")),
+        Some("vs.example.org")
+    );
+    assert_eq!(
+        (
+            string(key(first, 0, "username")),
+            string(key(first, 0, "password")),
+            boolean(key(first, 0, "enable_sni"))
+        ),
+        (Some("monitor"), Some("s3cret pass"), Some(true))
+    );
+    // FILE_CHECK: the track_file's path; the checker's weight, else the
+    // track_file's, else keepalived's 1; BFD_CHECK not carried.
+    assert_eq!(second.check.len(), 3);
+    assert_eq!(
+        (
+            string(key(second, 1, "file")),
+            int(key(second, 1, "weight")),
+            int(key(second, 2, "weight")),
+            boolean(key(second, 2, "reverse"))
+        ),
+        (
+            Some("/run/keepalived/maintenance"),
+            Some(0),
+            Some(3),
+            Some(false)
+        )
+    );
+    let third = &https.real_servers[2];
+    assert_eq!(
+        (
+            int(key(third, 1, "weight")),
+            boolean(key(third, 1, "reverse"))
+        ),
+        (Some(2), Some(true))
+    );
+    // SMTP_CHECK: the server itself, or one check per host block.
+    let mail = service(&c, 1);
+    assert_eq!(
+        string(key(&mail.real_servers[0], 0, "helo_name")),
+        Some("director.example.org")
+    );
+    let hosts = &mail.real_servers[1];
+    assert_eq!(hosts.check.len(), 2);
+    assert_eq!(
+        (
+            string(key(hosts, 0, "connect_ip")),
+            int(key(hosts, 0, "connect_port")),
+            string(key(hosts, 1, "connect_ip")),
+            int(key(hosts, 1, "connect_timeout"))
+        ),
+        (Some("10.2.1.12"), Some(2525), Some("10.2.1.112"), Some(7))
+    );
+    // DNS_CHECK: keepalived's defaults (SOA ., retry 3, delay_before_retry
+    // = delay_loop) written out.
+    let dns = service(&c, 2);
+    assert_eq!(
+        (
+            string(key(&dns.real_servers[0], 0, "query_type")),
+            string(key(&dns.real_servers[0], 0, "query_name")),
+            int(key(&dns.real_servers[0], 0, "retry")),
+            int(key(&dns.real_servers[0], 0, "delay_before_retry"))
+        ),
+        (Some("AAAA"), Some("www.example.org"), Some(3), Some(60))
+    );
+    // UDP_CHECK: keepalived's free hex (odd digits, x wildcards) as pairs.
+    let udp = &dns.real_servers[1];
+    assert_eq!(
+        (
+            string(key(udp, 1, "payload")),
+            string(key(udp, 1, "reply_pattern")),
+            int(key(udp, 1, "min_reply_length")),
+            int(key(udp, 1, "max_reply_length"))
+        ),
+        (Some("ab 12 0f 03"), Some("0x 8x"), Some(12), Some(512))
+    );
 }

@@ -353,6 +353,11 @@ fn health(file: &schema::Service, svc: &Service) -> Result<ServiceHealth, String
         if let Some(i) = r.inhibit_on_failure {
             t.insert("inhibit_on_failure".into(), toml::Value::Boolean(i));
         }
+        for (key, command) in [("notify_up", &r.notify_up), ("notify_down", &r.notify_down)] {
+            if let Some(c) = command {
+                t.insert(key.into(), toml::Value::String(c.clone()));
+            }
+        }
         // Each check on its own first, so an error names which one.
         for (n, c) in r.check.iter().enumerate() {
             let one: Result<rvs_health::CheckSpec, _> = c.clone().try_into();

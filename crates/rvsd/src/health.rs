@@ -148,12 +148,27 @@ impl Health {
                         checks: rs
                             .check
                             .iter()
-                            .map(|c| c.resolve(addr, sh.spec.delay_loop))
+                            .map(|c| {
+                                c.resolve(addr, sh.spec.delay_loop)
+                                    .with_server_weight(d.weight)
+                            })
                             .collect(),
                     });
                 }
             }
             let cfg = policy_config(&svc.key, &sh.spec);
+            let (quorum, hysteresis) = rvs_health::policy::effective_quorum(&cfg, &servers);
+            if (quorum, hysteresis) != (cfg.quorum, cfg.hysteresis) {
+                tracing::warn!(
+                    service = %name,
+                    configured_quorum = cfg.quorum,
+                    configured_hysteresis = cfg.hysteresis,
+                    quorum,
+                    hysteresis,
+                    "quorum above the real servers' total weight, or hysteresis not below quorum: \
+                     clamped as keepalived does"
+                );
+            }
             let (policy, eval) = match self.policies.remove(&svc.key) {
                 Some((mut p, _)) => {
                     let e = p.reconfigure(cfg, servers);
@@ -213,6 +228,20 @@ impl Health {
         }
         self.status
             .insert((key, ev.server), (ev.up, ev.reason.clone()));
+        let notify = self
+            .plan
+            .get(&key)
+            .and_then(|h| h.servers.get(&ev.server))
+            .and_then(|rs| {
+                if ev.up {
+                    rs.notify_up.clone()
+                } else {
+                    rs.notify_down.clone()
+                }
+            });
+        if let Some(command) = notify {
+            run_notify(command, ev.server, ev.up);
+        }
         let Some((policy, last)) = self.policies.get_mut(&key) else {
             return (false, Vec::new());
         };
@@ -325,6 +354,23 @@ fn policy_config(key: &ServiceKey, spec: &ServiceHealthSpec) -> PolicyConfig {
             weight: 1,
         }),
     }
+}
+
+/// Runs a real server's notify_up / notify_down in the background, as
+/// scripts run (the script runner when installed), bounded like quorum
+/// commands.
+fn run_notify(command: String, server: SocketAddr, up: bool) {
+    tokio::spawn(async move {
+        let which = if up { "notify_up" } else { "notify_down" };
+        tracing::info!(%command, %server, which, "running real server notify command");
+        match rvs_health::run_command(&command, Duration::from_secs(30)).await {
+            Ok(0) => {}
+            Ok(code) => tracing::warn!(%command, %server, code, "{which} command failed"),
+            Err(e) => {
+                tracing::warn!(%command, %server, error = %e, "{which} command could not run")
+            }
+        }
+    });
 }
 
 /// Runs quorum_up / quorum_down commands in the background, one at a time

@@ -238,6 +238,13 @@ pub struct RealServer {
     pub lower_threshold: Option<u32>,
     /// Overrides the service's `inhibit_on_failure`.
     pub inhibit_on_failure: Option<bool>,
+    /// Command run when the server's checks bring it up (keepalived's
+    /// notify_up), validated by rvs-health.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_up: Option<String>,
+    /// Command run when its checks take it down (keepalived's notify_down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify_down: Option<String>,
     /// `[[service.real_server.check]]` tables, validated by rvs-health.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub check: Vec<toml::Value>,
@@ -283,6 +290,8 @@ impl RealServer {
             upper_threshold: None,
             lower_threshold: None,
             inhibit_on_failure: None,
+            notify_up: None,
+            notify_down: None,
             check: Vec::new(),
         }
     }

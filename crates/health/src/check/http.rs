@@ -1,27 +1,40 @@
 //! HTTP_GET: an HTTP/1.0 GET (as keepalived sends), up when the status is
-//! one of `status_codes` and, with `digest`, the body's MD5 matches.
+//! in one of the `status_codes` ranges and, with `digest`, the body's MD5
+//! matches. SSL_GET ([`super::ssl`]) runs the same exchange over TLS.
 //!
-//! HTTP/1.0 with `Connection: close` means the server ends the body by
-//! closing or with Content-Length, never chunked. The whole exchange,
-//! connect to last byte, is bounded by connect_timeout; bodies above
-//! [`MAX_BODY`] count as failures rather than being read forever.
+//! The request carries `Host: <virtualhost>` when set, else the target's
+//! `address:port` (keepalived's rule), and `Authorization: Basic …` when
+//! `username`/`password` are set. HTTP/1.0 with `Connection: close` means
+//! the server ends the body by closing or with Content-Length, never
+//! chunked. The whole exchange, connect to last byte, is bounded by
+//! connect_timeout; keepalived hashes however long a body is, RVS reads at
+//! most [`MAX_BODY`] bytes of it (a larger body fails the check) so a
+//! broken server cannot make the director buffer without end.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::{fmt_duration, CheckResult};
 use crate::spec::HttpSpec;
 
 /// Larger responses are refused: a health page is small.
-const MAX_BODY: usize = 4 << 20;
+pub(super) const MAX_BODY: usize = 4 << 20;
+/// Room for the status line and headers on top of the body.
+const MAX_HEAD: usize = 64 * 1024;
 
 pub(super) async fn check(target: SocketAddr, timeout: Duration, spec: &HttpSpec) -> CheckResult {
     let what = format!("http {target}{}", spec.path);
-    match tokio::time::timeout(timeout, fetch(target, &spec.path)).await {
+    let attempt = async {
+        let stream = TcpStream::connect(target)
+            .await
+            .map_err(|e| e.to_string())?;
+        exchange(stream, target, spec).await
+    };
+    match tokio::time::timeout(timeout, attempt).await {
         Err(_) => CheckResult::down(format!(
             "{what}: no complete response within {}",
             fmt_duration(timeout)
@@ -31,28 +44,75 @@ pub(super) async fn check(target: SocketAddr, timeout: Duration, spec: &HttpSpec
     }
 }
 
-async fn fetch(target: SocketAddr, path: &str) -> Result<Vec<u8>, String> {
-    let mut stream = TcpStream::connect(target)
-        .await
-        .map_err(|e| e.to_string())?;
-    let request = format!(
-        "GET {path} HTTP/1.0\r\nHost: {target}\r\nUser-Agent: rvs-health\r\nConnection: close\r\n\r\n"
-    );
+/// The request keepalived would send, plus basic auth when configured.
+pub(super) fn request(target: SocketAddr, spec: &HttpSpec) -> String {
+    let host = match &spec.virtualhost {
+        Some(v) => v.clone(),
+        None => target.to_string(),
+    };
+    let auth = match &spec.basic_auth {
+        Some((user, password)) => format!(
+            "Authorization: Basic {}\r\n",
+            base64(format!("{user}:{password}").as_bytes())
+        ),
+        None => String::new(),
+    };
+    format!(
+        "GET {} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: rvs-health\r\n{auth}Connection: close\r\n\r\n",
+        spec.path
+    )
+}
+
+/// Sends the request on `stream` and reads the response, at most
+/// [`MAX_BODY`] + [`MAX_HEAD`] bytes (one more tells the body was larger).
+pub(super) async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    target: SocketAddr,
+    spec: &HttpSpec,
+) -> Result<Vec<u8>, String> {
     stream
-        .write_all(request.as_bytes())
+        .write_all(request(target, spec).as_bytes())
+        .await
+        .map_err(|e| format!("sending the request: {e}"))?;
+    stream
+        .flush()
         .await
         .map_err(|e| format!("sending the request: {e}"))?;
     let mut raw = Vec::with_capacity(4096);
-    let mut limited = (&mut stream).take(MAX_BODY as u64 + 64 * 1024);
-    limited
-        .read_to_end(&mut raw)
-        .await
-        .map_err(|e| format!("reading the response: {e}"))?;
-    Ok(raw)
+    let mut limited = (&mut stream).take((MAX_BODY + MAX_HEAD) as u64 + 1);
+    match limited.read_to_end(&mut raw).await {
+        Ok(_) => Ok(raw),
+        // A TLS server closing without close_notify (keepalived itself
+        // shuts down quietly): what arrived is the response.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => Ok(raw),
+        Err(e) => Err(format!("reading the response: {e}")),
+    }
+}
+
+/// RFC 4648 base64 with padding, for the Authorization header.
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// Judges a complete raw response; pure so it can be tested byte by byte.
-fn judge(what: &str, raw: &[u8], spec: &HttpSpec) -> CheckResult {
+pub(super) fn judge(what: &str, raw: &[u8], spec: &HttpSpec) -> CheckResult {
     let Some((head_len, sep)) = find_head_end(raw) else {
         return CheckResult::down(format!("{what}: response without a complete header"));
     };
@@ -64,10 +124,21 @@ fn judge(what: &str, raw: &[u8], spec: &HttpSpec) -> CheckResult {
         (Some(v), Some(Ok(code))) if v.starts_with("HTTP/") => code,
         _ => return CheckResult::down(format!("{what}: not an HTTP status line: {status_line:?}")),
     };
-    if !spec.status_codes.contains(&status) {
+    if !spec.accepts(status) {
+        let ranges: Vec<String> = spec
+            .status_codes
+            .iter()
+            .map(|(lo, hi)| {
+                if lo == hi {
+                    lo.to_string()
+                } else {
+                    format!("{lo}-{hi}")
+                }
+            })
+            .collect();
         return CheckResult::down(format!(
-            "{what}: status {status}, expected one of {:?}",
-            spec.status_codes
+            "{what}: status {status}, expected {}",
+            ranges.join(" ")
         ));
     }
     let Some(want) = spec.digest else {
@@ -123,9 +194,52 @@ mod tests {
     fn spec(codes: &[u16], digest: Option<[u8; 16]>) -> HttpSpec {
         HttpSpec {
             path: "/".into(),
-            status_codes: codes.to_vec(),
+            status_codes: codes.iter().map(|c| (*c, *c)).collect(),
             digest,
+            virtualhost: None,
+            basic_auth: None,
+            sni: None,
         }
+    }
+
+    #[test]
+    fn status_ranges() {
+        let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
+        let mut s = spec(&[], None);
+        s.status_codes = vec![(200, 299), (503, 503)];
+        assert!(judge("t", ok, &s).ok);
+        assert!(judge("t", b"HTTP/1.1 503 x\r\n\r\n", &s).ok);
+        let r = judge("t", b"HTTP/1.1 401 x\r\n\r\n", &s);
+        assert!(!r.ok && r.reason.contains("expected 200-299 503"), "{r:?}");
+    }
+
+    #[test]
+    fn request_host_and_auth() {
+        let target: SocketAddr = "10.0.2.11:8080".parse().unwrap();
+        let mut s = spec(&[200], None);
+        let r = request(target, &s);
+        assert!(r.starts_with("GET / HTTP/1.0\r\n"), "{r}");
+        assert!(r.contains("\r\nHost: 10.0.2.11:8080\r\n"), "{r}");
+        assert!(!r.contains("Authorization"), "{r}");
+        assert!(r.ends_with("\r\n\r\n"));
+        s.virtualhost = Some("www.example.org".into());
+        s.basic_auth = Some(("Aladdin".into(), "open sesame".into()));
+        let r = request(target, &s);
+        assert!(r.contains("\r\nHost: www.example.org\r\n"), "{r}");
+        // RFC 7617's example.
+        assert!(
+            r.contains("\r\nAuthorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n"),
+            "{r}"
+        );
+    }
+
+    #[test]
+    fn base64_padding() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foob"), "Zm9vYg==");
     }
 
     fn md5_of(b: &[u8]) -> [u8; 16] {

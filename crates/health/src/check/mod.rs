@@ -2,9 +2,13 @@
 //! check_tcp.c, check_http.c, ...). Every attempt is bounded by the check's
 //! timeout and never panics; failures come back as a reason string.
 
+mod dns;
+mod file;
 mod http;
 mod misc;
 mod ping;
+mod smtp;
+mod ssl;
 mod tcp;
 mod udp;
 
@@ -20,7 +24,8 @@ pub(crate) use misc::{run_here, KILL_GRACE};
 pub struct CheckResult {
     /// The attempt passed.
     pub ok: bool,
-    /// misc_dynamic: the weight the script asked for (exit code − 2).
+    /// misc_dynamic: the weight the script asked for (exit code − 2); a
+    /// weighted file check: the configured weight plus the file's share.
     pub weight: Option<u32>,
     /// What happened, in words, for logs and events.
     pub reason: String,
@@ -50,6 +55,10 @@ pub async fn check_once(check: &CheckConfig) -> CheckResult {
     match &check.kind {
         CheckKind::Tcp => tcp::check(check.target, check.timeout).await,
         CheckKind::Http(h) => http::check(check.target, check.timeout, h).await,
+        CheckKind::Ssl(h) => ssl::check(check.target, check.timeout, h).await,
+        CheckKind::Smtp(s) => smtp::check(check.target, check.timeout, s).await,
+        CheckKind::Dns(d) => dns::check(check.target, check.timeout, d).await,
+        CheckKind::File(f) => file::check(f, check.server_weight).await,
         CheckKind::Misc(m) => misc::check(m, check.timeout).await,
         CheckKind::Udp(u) => udp::check(check.target, check.timeout, u).await,
         CheckKind::Ping => ping::check(check.target.ip(), check.timeout).await,
