@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use crate::{cmd, rs_ip, DirectorKind, Lab, LabError, LabSpec, Mode, Spawned, VIP};
+use crate::{cmd, rs_ip, rs_ip6, DirectorKind, Lab, LabError, LabSpec, Mode, Spawned, VIP, VIP6};
 
 /// How long rvsd gets to answer on its control socket after starting.
 const RVSD_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,18 +88,43 @@ pub fn method_flag(mode: Mode) -> &'static str {
     }
 }
 
+/// The address family of the demo's service (the lab is dual-stack for 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Family {
+    /// The IPv4 service VIP:80 and servers 10.0.2.x.
+    #[default]
+    V4,
+    /// The IPv6 service [VIP6]:80 and servers fd00:2::x.
+    V6,
+}
+
 /// `-r` argument for real server `n`: NAT names the port (it is rewritten);
-/// DR and TUN cannot change it, so like ipvsadm they give the address only.
+/// DR and TUN cannot change it, so like ipvsadm they give the address only
+/// (IPv6 in brackets with the port, as ipvsadm takes it).
 pub fn real_server_arg(mode: Mode, n: usize) -> String {
-    match mode {
-        Mode::Nat => format!("{}:80", rs_ip(n)),
-        Mode::Dr | Mode::Tun => rs_ip(n).to_string(),
+    real_server_arg_for(mode, n, Family::V4)
+}
+
+/// [`real_server_arg`] for either family.
+pub fn real_server_arg_for(mode: Mode, n: usize, family: Family) -> String {
+    match (family, mode) {
+        (Family::V4, Mode::Nat) => format!("{}:80", rs_ip(n)),
+        (Family::V4, Mode::Dr | Mode::Tun) => rs_ip(n).to_string(),
+        (Family::V6, _) => format!("[{}]:80", rs_ip6(n)),
     }
 }
 
 /// The `-t` argument of the demo's virtual service.
 pub fn service_arg() -> String {
-    format!("{VIP}:80")
+    service_arg_for(Family::V4)
+}
+
+/// [`service_arg`] for either family.
+pub fn service_arg_for(family: Family) -> String {
+    match family {
+        Family::V4 => format!("{VIP}:80"),
+        Family::V6 => format!("[{VIP6}]:80"),
+    }
 }
 
 /// The cargo profile directory (`target/<profile>`) of the running program:
@@ -340,13 +365,23 @@ impl<'a> Rvsd<'a> {
     /// (`rvsadm -C` first to start over). Returns the rvsadm argument lists
     /// it ran.
     pub fn configure(&self, sched: Scheduler, weights: &[u32]) -> Result<Vec<String>, LabError> {
+        self.configure_for(sched, weights, Family::V4)
+    }
+
+    /// [`configure`](Self::configure) for a service of either family.
+    pub fn configure_for(
+        &self,
+        sched: Scheduler,
+        weights: &[u32],
+        family: Family,
+    ) -> Result<Vec<String>, LabError> {
         let mode = self.lab.spec().mode;
-        let svc = service_arg();
+        let svc = service_arg_for(family);
         let mut cmds: Vec<Vec<String>> = vec![["-A", "-t", &svc, "-s", sched.name()]
             .map(String::from)
             .to_vec()];
         for (i, w) in weights.iter().enumerate() {
-            let rs = real_server_arg(mode, i + 1);
+            let rs = real_server_arg_for(mode, i + 1, family);
             cmds.push(
                 [
                     "-a",
@@ -396,6 +431,8 @@ pub struct DemoOptions {
     /// Several directors: active/passive with VRRP, or active/active
     /// behind ECMP; `None`: the one director.
     pub ha: Option<Ha>,
+    /// The service's address family (one director only).
+    pub family: Family,
 }
 
 /// How several directors share the work ([`DemoOptions::ha`]).
@@ -422,7 +459,15 @@ pub const NO_ANSWER: &str = "(no answer)";
 /// One request from the lab's client to the VIP: the server's name, or the
 /// error.
 pub fn request(lab: &Lab) -> Result<String, LabError> {
-    let url = format!("http://{VIP}/");
+    request_for(lab, Family::V4)
+}
+
+/// [`request`] to the service of either family.
+pub fn request_for(lab: &Lab, family: Family) -> Result<String, LabError> {
+    let url = match family {
+        Family::V4 => format!("http://{VIP}/"),
+        Family::V6 => format!("http://[{VIP6}]/"),
+    };
     lab.exec_timeout(
         "client",
         &["curl", "-s", "-S", "-m", "5", &url],
@@ -446,6 +491,11 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
     }
     if opts.requests == 0 {
         return Err(DemoError::Invalid("--requests must be at least 1".into()));
+    }
+    if opts.ha.is_some() && opts.family == Family::V6 {
+        return Err(DemoError::Invalid(
+            "--family 6 runs with one director (no --ha / --directors)".into(),
+        ));
     }
     match opts.ha {
         Some(Ha::Vrrp) => return crate::demo_ha::run_vrrp(opts),
@@ -474,15 +524,36 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         vip_route: crate::VipRoute::FirstDirector,
     };
     let lab = Lab::build(spec)?;
+    let v6 = opts.family == Family::V6;
+    if v6 {
+        lab.enable_ipv6()?;
+    }
+    let server = |i: usize| -> String {
+        if v6 {
+            rs_ip6(i).to_string()
+        } else {
+            rs_ip(i).to_string()
+        }
+    };
+    let (client, front, back) = if v6 {
+        (
+            crate::CLIENT_IP6.to_string(),
+            crate::DIR_FRONT_IP6.to_string(),
+            crate::DIR_BACK_IP6.to_string(),
+        )
+    } else {
+        (
+            crate::CLIENT_IP.to_string(),
+            crate::DIR_FRONT_IP.to_string(),
+            crate::DIR_BACK_IP.to_string(),
+        )
+    };
     println!(
-        "lab {} is up: client {} -> router -> director {} (front {} / back {}) -> {}",
+        "lab {} is up: client {client} -> router -> director {} (front {front} / back {back}) -> {}",
         lab.prefix(),
-        crate::CLIENT_IP,
         lab.ns("dir"),
-        crate::DIR_FRONT_IP,
-        crate::DIR_BACK_IP,
         (1..=opts.weights.len())
-            .map(|i| format!("rs{i} {}", rs_ip(i)))
+            .map(|i| format!("rs{i} {}", server(i)))
             .collect::<Vec<_>>()
             .join(", ")
     );
@@ -494,18 +565,22 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         lab.dir().join("rvsd.toml").display(),
         rvsd.socket().display()
     );
-    for c in rvsd.configure(opts.scheduler, &opts.weights)? {
+    for c in rvsd.configure_for(opts.scheduler, &opts.weights, opts.family)? {
         println!("  # rvsadm {c}");
     }
     let mut spread = Spread::new();
-    let url = format!("http://{VIP}/");
+    let url = if v6 {
+        format!("http://[{VIP6}]/")
+    } else {
+        format!("http://{VIP}/")
+    };
     println!(
         "{} x `curl -s {url}` from {}:",
         opts.requests,
         lab.ns("client")
     );
     for i in 1..=opts.requests {
-        let who = match request(&lab) {
+        let who = match request_for(&lab, opts.family) {
             Ok(body) => body,
             Err(e) => {
                 println!("  request {i:>3}: no answer ({e})");
@@ -521,7 +596,7 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         let name = format!("rs{}", i + 1);
         println!(
             "  {name:<4} {:<10} weight {w:<3} {:>5} requests",
-            rs_ip(i + 1),
+            server(i + 1),
             spread.get(&name).copied().unwrap_or(0)
         );
     }

@@ -72,6 +72,10 @@ enum Cmd {
         /// default 3 with --ha ecmp.
         #[arg(long)]
         directors: Option<usize>,
+        /// Address family of the service: 6 makes the lab dual-stack and
+        /// balances [fd00:100::1]:80 over IPv6 real servers.
+        #[arg(long, value_enum, default_value_t = FamilyArg::V4)]
+        family: FamilyArg,
     },
     /// Measure RVS in each mode against kernel routing, nftables DNAT and
     /// HAProxy on the same lab, and print one table (median and spread).
@@ -101,6 +105,17 @@ enum ModeArg {
     Dr,
     Nat,
     Tun,
+}
+
+/// `--family`: the service's address family.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FamilyArg {
+    /// IPv4.
+    #[value(name = "4")]
+    V4,
+    /// IPv6.
+    #[value(name = "6")]
+    V6,
 }
 
 /// `--ha`: how several directors share the work.
@@ -210,6 +225,7 @@ fn main() -> Result<()> {
             queues,
             ha,
             directors,
+            family,
         } => {
             let ha = match (ha, directors) {
                 (None, None | Some(1)) => None,
@@ -232,6 +248,10 @@ fn main() -> Result<()> {
                 prefix,
                 queues,
                 ha,
+                family: match family {
+                    FamilyArg::V4 => demo::Family::V4,
+                    FamilyArg::V6 => demo::Family::V6,
+                },
             };
             let spread = demo::run(&opts)?;
             if spread.contains_key(demo::NO_ANSWER) {
