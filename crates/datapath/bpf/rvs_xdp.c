@@ -11,7 +11,7 @@
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
  *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
- *   later IPv4 fragment of a datagram in frags4              -> AF_XDP
+ *   later fragment of a datagram in frags4 / frags6          -> AF_XDP
  *   miss, malformed or fragment, destination is a VIP        -> AF_XDP
  *       (the engine counts and drops; the kernel must not answer for a VIP)
  *   ICMP error quoting a TCP/UDP packet whose reversed flow is in conns,
@@ -186,6 +186,15 @@ struct frag_key4 {
 	__u8 pad;
 };
 
+/* Key of `frags6`: an IPv6 datagram (source, destination, identification). */
+struct frag_key6 {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 id;
+	__u8 proto;
+	__u8 pad[3];
+};
+
 /* Key of `services` (destination address, protocol, port). */
 struct l4_key {
 	__u8 family;
@@ -258,6 +267,14 @@ struct {
 	__type(key, struct frag_key4);
 	__type(value, __u8);
 } frags4 SEC(".maps");
+
+/* The same for IPv6 datagrams (fragment header right after the fixed one). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FRAGMENT_STEERING);
+	__type(key, struct frag_key6);
+	__type(value, __u8);
+} frags6 SEC(".maps");
 
 /* ifindex -> interface slot (0..MAX_IFACES-1). */
 struct {
@@ -715,6 +732,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	struct conn_key key = {};
 	struct l4_key svc = {};
 	struct frag_key4 fk = {};
+	struct frag_key6 fk6 = {};
 	struct if_counters *cnt;
 	struct conn_entry *e;
 	__u32 ifindex = ctx->ingress_ifindex;
@@ -818,13 +836,42 @@ int rvs_xdp(struct xdp_md *ctx)
 			return vip_or_pass(ctx, cnt, slot, &key);
 		}
 		proto = ip6->nexthdr;
-		if (proto == NEXTHDR_FRAGMENT_)
-			return vip_or_pass(ctx, cnt, slot, &key);
-		if (proto == IPPROTO_ICMPV6_)
-			return icmp_steer(ctx, cnt, slot, &key, ip6 + 1, data_end);
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
-			return pass(cnt);
 		l4 = ip6 + 1;
+		if (proto == NEXTHDR_FRAGMENT_) {
+			/* The fragment header right after the fixed one. */
+			struct frag6 {
+				__u8 nexthdr;
+				__u8 reserved;
+				__be16 off;
+				__be32 id;
+			} *fh = l4;
+			__u16 off;
+
+			if ((void *)(fh + 1) > data_end || l4_len < sizeof(*fh))
+				return vip_or_pass(ctx, cnt, slot, &key);
+			proto = fh->nexthdr;
+			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+				return pass(cnt);
+			__builtin_memcpy(fk6.saddr, &ip6->saddr, 16);
+			__builtin_memcpy(fk6.daddr, &ip6->daddr, 16);
+			fk6.id = fh->id;
+			fk6.proto = proto;
+			off = bpf_ntohs(fh->off);
+			if (off & 0xfff8) {
+				/* Later fragment: its datagram's first fragment decides. */
+				if (bpf_map_lookup_elem(&frags6, &fk6))
+					return to_user(ctx, cnt, slot);
+				return vip_or_pass(ctx, cnt, slot, &key);
+			}
+			/* A first (or atomic) fragment: the engine's, never forwarded here. */
+			frag = first_frag = 1;
+			l4 = fh + 1;
+			l4_len -= sizeof(*fh);
+		} else if (proto == IPPROTO_ICMPV6_) {
+			return icmp_steer(ctx, cnt, slot, &key, ip6 + 1, data_end);
+		} else if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+			return pass(cnt);
+		}
 	} else {
 		return pass(cnt);
 	}
@@ -868,6 +915,8 @@ int rvs_xdp(struct xdp_md *ctx)
 
 			if (key.family == 4)
 				bpf_map_update_elem(&frags4, &fk, &one, BPF_ANY);
+			else
+				bpf_map_update_elem(&frags6, &fk6, &one, BPF_ANY);
 			return to_user(ctx, cnt, slot);
 		}
 		return vip_or_pass(ctx, cnt, slot, &key);

@@ -303,6 +303,7 @@ impl XdpDatapath {
             .map_max_entries("ifaces", MAX_INTERFACES)
             .map_max_entries("ifslots", SMALL_IFINDEX)
             .map_max_entries("frags4", FRAGMENT_STEERING)
+            .map_max_entries("frags6", FRAGMENT_STEERING)
             .map_max_entries("tx_ports", MAX_INTERFACES)
             .map_max_entries("xsks", MAX_INTERFACES * MAX_QUEUES_PER_INTERFACE)
             .map_max_entries("if_stats", MAX_INTERFACES + 1)

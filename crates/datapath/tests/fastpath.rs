@@ -698,10 +698,22 @@ fn misses_go_to_services_vips_or_the_kernel() {
         frame[14] = 0x44; // IHL 4
         env.assert_to_user(&frame, "IHL 4 to a VIP");
 
-        // IPv6 fragment header to the VIP.
-        let mut frame = Flow::udp("fd00:210::1", 46000, "fd00:210::100", 53).frame();
-        frame[14 + 6] = 44;
-        env.assert_to_user(&frame, "IPv6 fragment to a VIP");
+        // IPv6 fragments of UDP to the VIP, first and later: the engine's.
+        let frame = Flow::udp("fd00:210::1", 46000, "fd00:210::100", 53).frame();
+        env.assert_to_user(
+            &as_fragment_v6(frame.clone(), 5, true, 0),
+            "IPv6 first fragment to a VIP",
+        );
+        env.assert_to_user(
+            &as_fragment_v6(frame.clone(), 5, false, 8),
+            "IPv6 later fragment to a VIP",
+        );
+        // A fragment header whose next header is not TCP/UDP: the kernel's,
+        // as for IPv4 (a large ping).
+        let mut other = as_fragment_v6(frame, 6, true, 0);
+        other[14 + 40] = 58;
+        let (v, _) = env.run(&other);
+        assert_eq!(v, Verdict::Passed, "IPv6 ICMP fragment to a VIP");
 
         // ICMP to the VIP (ping) and ARP stay with the kernel.
         let mut ping = Flow::udp("10.210.0.1", 0, "10.210.0.100", 0).frame();
@@ -1332,6 +1344,62 @@ fn later_fragments_follow_a_tracked_first_fragment_to_user_space() {
             (v, r.action),
             (Verdict::Passed, XdpAction::Pass),
             "unknown datagram"
+        );
+    });
+}
+
+/// An IPv6 `frame` turned into a fragment: a fragment header (id, offset,
+/// M) inserted after the fixed header; with `offset` > 0 the transport
+/// header is dropped (a later fragment carries only data).
+fn as_fragment_v6(frame: Vec<u8>, id: u32, more: bool, offset: u16) -> Vec<u8> {
+    let (head, rest) = frame.split_at(14 + 40);
+    let mut f = head.to_vec();
+    let next = f[14 + 6];
+    f[14 + 6] = 44;
+    let data: &[u8] = if offset > 0 { &rest[8..] } else { rest };
+    let plen = (8 + data.len()) as u16;
+    f[14 + 4..14 + 6].copy_from_slice(&plen.to_be_bytes());
+    f.extend_from_slice(&[next, 0]);
+    f.extend_from_slice(&(offset | u16::from(more)).to_be_bytes());
+    f.extend_from_slice(&id.to_be_bytes());
+    f.extend_from_slice(data);
+    f
+}
+
+#[test]
+fn ipv6_later_fragments_follow_a_tracked_first_fragment_to_user_space() {
+    with_director(|env| {
+        env.hop(2, env.d0, D0_MAC, CLIENT_MAC);
+        let mut reply = Flow::udp("fd00:211::5", 8080, "fd00:210::1", 46002);
+        reply.payload = vec![7; 64];
+        env.forward(
+            &reply,
+            Rewrite::MasqOut {
+                addr: ip("fd00:210::100"),
+                port: 80,
+            },
+            2,
+            0,
+        );
+        env.assert_to_user(
+            &as_fragment_v6(reply.frame(), 99, true, 0),
+            "first fragment of a tracked IPv6 reply",
+        );
+        env.assert_to_user(
+            &as_fragment_v6(reply.frame(), 99, false, 1232),
+            "its later fragment",
+        );
+        let (v, r) = env.run(&as_fragment_v6(reply.frame(), 100, false, 1232));
+        assert_eq!(
+            (v, r.action),
+            (Verdict::Passed, XdpAction::Pass),
+            "unknown datagram"
+        );
+        // An atomic fragment (offset 0, no M) of a tracked flow is never
+        // forwarded here: the fast path reads TCP/UDP right after the fixed header.
+        env.assert_to_user(
+            &as_fragment_v6(reply.frame(), 101, false, 0),
+            "atomic fragment",
         );
     });
 }

@@ -90,14 +90,29 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         }
         ethernet::ethertype::IPV6 => {
             let ip = ipv6::Packet::new_checked(l3).map_err(|_| DropReason::Malformed)?;
-            (
-                true,
-                ipv6::HEADER_LEN + usize::from(ip.payload_len()),
-                ipv6::HEADER_LEN,
-                ip.next_header(),
-                IpAddr::V6(ip.src_addr()),
-                IpAddr::V6(ip.dst_addr()),
-            )
+            let (src, dst) = (IpAddr::V6(ip.src_addr()), IpAddr::V6(ip.dst_addr()));
+            let ip_len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
+            let (proto, header) = match ip.next_header() {
+                ip_proto::IPV6_FRAGMENT => {
+                    let f = fragment_header_v6(l3, ip_len).ok_or(DropReason::Malformed)?;
+                    if f.offset != 0 {
+                        return Err(DropReason::Fragment);
+                    }
+                    if f.more {
+                        first_fragment = Some(DatagramKey {
+                            src: addr_bytes(src),
+                            dst: addr_bytes(dst),
+                            proto: f.next_header,
+                            id: f.id,
+                        });
+                    }
+                    // Offset 0 without M: an atomic fragment (RFC 6946), a
+                    // whole packet.
+                    (f.next_header, ipv6::HEADER_LEN + FRAGMENT_HEADER_V6)
+                }
+                nh => (nh, ipv6::HEADER_LEN),
+            };
+            (true, ip_len, header, proto, src, dst)
         }
         _ => return Ok(None),
     };
@@ -147,28 +162,82 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
     }))
 }
 
-/// An IPv4 fragment after the first: where it is and which datagram it
-/// belongs to.
+/// Length of the IPv6 fragment extension header (RFC 8200 §4.5).
+pub(crate) const FRAGMENT_HEADER_V6: usize = 8;
+
+/// The fields of an IPv6 fragment header.
+struct FragmentHeaderV6 {
+    next_header: u8,
+    offset: usize,
+    more: bool,
+    id: u32,
+}
+
+/// The fragment header right after the fixed IPv6 header in `l3` (RVS
+/// follows fragments whose header comes first; other extension headers
+/// before it are not read).
+fn fragment_header_v6(l3: &[u8], ip_len: usize) -> Option<FragmentHeaderV6> {
+    if ip_len < ipv6::HEADER_LEN + FRAGMENT_HEADER_V6 {
+        return None;
+    }
+    let h = l3.get(ipv6::HEADER_LEN..ipv6::HEADER_LEN + FRAGMENT_HEADER_V6)?;
+    let field = u16::from_be_bytes([h[2], h[3]]);
+    Some(FragmentHeaderV6 {
+        next_header: h[0],
+        offset: usize::from(field & 0xfff8),
+        more: field & 1 != 0,
+        id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+    })
+}
+
+/// A fragment after the first (IPv4, or IPv6 with its fragment header
+/// first): where it is and which datagram it belongs to.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LaterFragment {
+    pub(crate) v6: bool,
     pub(crate) l2_len: usize,
     pub(crate) ip_len: usize,
+    /// IP header length, the IPv6 fragment header included: where the
+    /// fragment's data starts.
+    pub(crate) header_len: usize,
     pub(crate) datagram: DatagramKey,
-    /// More fragments follow (MF set).
+    /// More fragments follow (MF / M set).
     pub(crate) more: bool,
     /// Fragment offset in bytes.
     pub(crate) offset: usize,
 }
 
-/// Reads a frame [`parse`] refused as [`DropReason::Fragment`] (its IPv4
+/// Reads a frame [`parse`] refused as [`DropReason::Fragment`] (its IP
 /// header is already checked).
 pub(crate) fn parse_later_fragment(data: &[u8]) -> Option<LaterFragment> {
     let eth = ethernet::Frame::new_checked(data).ok()?;
     let l2_len = eth.header_len();
-    let ip = ipv4::Packet::new_checked(data.get(l2_len..)?).ok()?;
+    let l3 = data.get(l2_len..)?;
+    if eth.ethertype() == ethernet::ethertype::IPV6 {
+        let ip = ipv6::Packet::new_checked(l3).ok()?;
+        let ip_len = ipv6::HEADER_LEN + usize::from(ip.payload_len());
+        let f = fragment_header_v6(l3, ip_len)?;
+        return Some(LaterFragment {
+            v6: true,
+            l2_len,
+            ip_len,
+            header_len: ipv6::HEADER_LEN + FRAGMENT_HEADER_V6,
+            datagram: DatagramKey {
+                src: addr_bytes(IpAddr::V6(ip.src_addr())),
+                dst: addr_bytes(IpAddr::V6(ip.dst_addr())),
+                proto: f.next_header,
+                id: f.id,
+            },
+            more: f.more,
+            offset: f.offset,
+        });
+    }
+    let ip = ipv4::Packet::new_checked(l3).ok()?;
     Some(LaterFragment {
+        v6: false,
         l2_len,
         ip_len: usize::from(ip.total_len()),
+        header_len: ip.header_len(),
         datagram: DatagramKey {
             src: addr_bytes(IpAddr::V4(ip.src_addr())),
             dst: addr_bytes(IpAddr::V4(ip.dst_addr())),

@@ -235,3 +235,154 @@ fn a_bad_fragment_table_size_is_refused() {
         .to_string()
         .contains("max_fragment_datagrams"));
 }
+
+/// An Ethernet + IPv6 + UDP datagram cut into fragments (fragment header
+/// right after the fixed header) of at most `mtu` bytes of IP.
+fn fragmented_v6(
+    (src_mac, dst_mac): (u8, u8),
+    (src, sport): (std::net::Ipv6Addr, u16),
+    (dst, dport): (std::net::Ipv6Addr, u16),
+    len: usize,
+    mtu: usize,
+    id: u32,
+) -> Vec<Vec<u8>> {
+    let payload: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+    let mut udp = Vec::new();
+    udp.extend_from_slice(&sport.to_be_bytes());
+    udp.extend_from_slice(&dport.to_be_bytes());
+    udp.extend_from_slice(&((8 + len) as u16).to_be_bytes());
+    udp.extend_from_slice(&[0, 0]);
+    udp.extend_from_slice(&payload);
+    let c = checksum::finish(checksum::combine(
+        checksum::pseudo_header_v6(&src.octets(), &dst.octets(), 17, udp.len() as u32),
+        checksum::sum(&udp),
+    ));
+    udp[6..8].copy_from_slice(&c.to_be_bytes());
+    let chunk = (mtu - 48) / 8 * 8;
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < udp.len() {
+        let end = (off + chunk).min(udp.len());
+        let more = end < udp.len();
+        let mut f = mac(dst_mac).0.to_vec();
+        f.extend_from_slice(&mac(src_mac).0);
+        f.extend_from_slice(&[0x86, 0xdd]);
+        f.extend_from_slice(&[0x60, 0, 0, 0]);
+        f.extend_from_slice(&((8 + end - off) as u16).to_be_bytes());
+        f.extend_from_slice(&[44, 64]);
+        f.extend_from_slice(&src.octets());
+        f.extend_from_slice(&dst.octets());
+        f.extend_from_slice(&[17, 0]);
+        f.extend_from_slice(&((off as u16) | u16::from(more)).to_be_bytes());
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&udp[off..end]);
+        out.push(f);
+        off = end;
+    }
+    out
+}
+
+/// Reassembles IPv6 fragments (in order): (source, destination, ports,
+/// payload length), the UDP checksum checked over the whole datagram.
+fn reassemble_v6(frames: &[Vec<u8>]) -> ([u8; 16], [u8; 16], (u16, u16), usize) {
+    let mut data = Vec::new();
+    let (mut src, mut dst) = ([0u8; 16], [0u8; 16]);
+    for f in frames {
+        let ip = &f[14..];
+        assert_eq!(ip[6], 44, "a fragment header");
+        let plen = usize::from(u16::from_be_bytes([ip[4], ip[5]]));
+        let off = usize::from(u16::from_be_bytes([ip[42], ip[43]]) & 0xfff8);
+        assert_eq!(off, data.len(), "in order, no gap");
+        data.extend_from_slice(&ip[48..40 + plen]);
+        src.copy_from_slice(&ip[8..24]);
+        dst.copy_from_slice(&ip[24..40]);
+    }
+    let sum = checksum::finish(checksum::combine(
+        checksum::pseudo_header_v6(&src, &dst, 17, data.len() as u32),
+        checksum::sum(&data),
+    ));
+    assert_eq!(sum, 0, "UDP checksum over the reassembled datagram");
+    let ports = (
+        u16::from_be_bytes([data[0], data[1]]),
+        u16::from_be_bytes([data[2], data[3]]),
+    );
+    (src, dst, ports, data.len() - 8)
+}
+
+#[test]
+fn ipv6_fragments_follow_their_first_through_nat_both_ways_and_dr() {
+    use std::net::Ipv6Addr;
+    let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+    for method in [ForwardMethod::Masq, ForwardMethod::Route] {
+        let mut cfg = config(Protocol::Udp, "rr", method, &[]);
+        cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
+        cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
+        cfg.routes.push(rvs_engine::Route {
+            dst: ip("::"),
+            prefix_len: 0,
+            egress: FRONT,
+            gateway: Some(ip("fd00:3::1")),
+        });
+        cfg.services[0].key.addr = ip("fd00:100::1");
+        let port = if method == ForwardMethod::Masq {
+            8080
+        } else {
+            80
+        };
+        cfg.services[0].dests = vec![rvs_engine::Dest::new(ip("fd00:2::11"), port, method)];
+        let mut d = Director::new(cfg);
+        d.engine
+            .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
+                [
+                    (ip("fd00:2::11"), mac(11)),
+                    (ip("fd00:3::1"), mac(ROUTER_MAC)),
+                ],
+                2,
+            )));
+        let (client, vip, rs) = (a("fd00:1::2"), a("fd00:100::1"), a("fd00:2::11"));
+        let frags = fragmented_v6(
+            (ROUTER_MAC, FRONT_MAC),
+            (client, 5000),
+            (vip, 80),
+            4000,
+            1500,
+            77,
+        );
+        assert_eq!(frags.len(), 3);
+        let out = run_all(&mut d, &frags, FRONT);
+        let (src, dst, ports, len) = reassemble_v6(&out);
+        assert_eq!((src, len), (client.octets(), 4000));
+        if method == ForwardMethod::Masq {
+            assert_eq!((dst, ports), (rs.octets(), (5000, 8080)));
+            let answer = fragmented_v6((11, BACK_MAC), (rs, 8080), (client, 5000), 4000, 1500, 78);
+            let out = run_all(&mut d, &answer, BACK);
+            let (src, dst, ports, len) = reassemble_v6(&out);
+            assert_eq!(
+                (src, dst, ports, len),
+                (vip.octets(), client.octets(), (80, 5000), 4000)
+            );
+            assert!(out.iter().all(|o| o[14 + 7] == 63), "hop limit decremented");
+        } else {
+            assert_eq!((dst, ports), (vip.octets(), (5000, 80)));
+            for (o, f) in out.iter().zip(&frags) {
+                assert_eq!(&o[12..], &f[12..], "DR: untouched");
+                assert_eq!(o[5], 11, "to the real server");
+            }
+        }
+        // A later fragment of an unknown datagram.
+        let stray = fragmented_v6(
+            (ROUTER_MAC, FRONT_MAC),
+            (client, 5001),
+            (vip, 80),
+            4000,
+            1500,
+            79,
+        );
+        assert_eq!(
+            d.run(&stray[2], FRONT).0,
+            Verdict::Drop(DropReason::Fragment)
+        );
+        let c = d.engine.counters();
+        assert_eq!(c.accounted(), c.rx_packets);
+    }
+}

@@ -60,6 +60,8 @@ pub mod ip_proto {
     pub const IPV6: u8 = 41;
     /// Generic Routing Encapsulation (RFC 2784).
     pub const GRE: u8 = 47;
+    /// The IPv6 fragment extension header (RFC 8200 §4.5).
+    pub const IPV6_FRAGMENT: u8 = 44;
     /// ICMP for IPv6 (RFC 4443).
     pub const ICMPV6: u8 = 58;
 }

@@ -1,7 +1,7 @@
 //! Later fragments of a datagram follow its first fragment's connection
 //! ([`crate::frag`] has the table and the design).
 
-use rvs_wire::{ipv4, PacketBuf};
+use rvs_wire::{ipv4, ipv6, PacketBuf};
 
 use super::Engine;
 use crate::config::ForwardMethod;
@@ -12,7 +12,8 @@ use crate::parse::{parse_later_fragment, LaterFragment, Parsed};
 use crate::proto::Direction;
 use crate::verdict::{DropReason, IfIndex, Verdict};
 
-/// An IPv4 datagram is at most this long: a fragment reaching further is
+/// A datagram's fragmentable part is at most this long (IPv4's total
+/// length, IPv6's payload length): a fragment reaching further is
 /// malformed (the "ping of death").
 const MAX_DATAGRAM: usize = 65_535;
 
@@ -42,7 +43,7 @@ impl Engine {
         self.frags.live(super::secs(now))
     }
 
-    /// An IPv4 fragment after the first: sent where its datagram's first
+    /// A fragment after the first: sent where its datagram's first
     /// fragment went, with the same address translation (no ports: they
     /// are in the first fragment only), or dropped and counted.
     pub(super) fn later_fragment(
@@ -54,7 +55,7 @@ impl Engine {
         let Some(f) = parse_later_fragment(pkt.data()) else {
             return Verdict::Drop(DropReason::Malformed);
         };
-        if f.offset + f.ip_len.saturating_sub(ipv4_header_len(pkt.data(), &f)) > MAX_DATAGRAM {
+        if f.offset + f.ip_len.saturating_sub(f.header_len) > MAX_DATAGRAM {
             return Verdict::Drop(DropReason::FragmentOversized);
         }
         let Some(route) = self.frags.lookup(now_s, &f.datagram) else {
@@ -72,7 +73,7 @@ impl Engine {
         let v6 = c.v6();
         let p = Parsed {
             l2_len: f.l2_len,
-            l4_start: f.l2_len + ipv4_header_len(pkt.data(), &f),
+            l4_start: f.l2_len + f.header_len,
             ip_len: f.ip_len,
             v6,
             key: crate::conn::FlowKey {
@@ -95,7 +96,7 @@ impl Engine {
                 let Some(ip) = p.ip(pkt.data_mut()) else {
                     return Verdict::Drop(DropReason::Malformed);
                 };
-                if !nat::decrement_ttl(ip, false) {
+                if !nat::decrement_ttl(ip, f.v6) {
                     return Verdict::Drop(DropReason::TtlExceeded);
                 }
                 set_address(pkt.data_mut(), &f, false, &c.vaddr);
@@ -141,19 +142,24 @@ fn belongs(c: &Conn, d: &DatagramKey, dir: Direction) -> bool {
     }
 }
 
-fn ipv4_header_len(frame: &[u8], f: &LaterFragment) -> usize {
-    frame
-        .get(f.l2_len)
-        .map_or(ipv4::HEADER_LEN, |b| usize::from(b & 0x0f) * 4)
-}
-
 /// NAT for a later fragment: the destination (toward the server) or the
-/// source (toward the client) becomes `addr`, the header checksum follows.
-/// The transport checksum is in the first fragment, already adjusted.
+/// source (toward the client) becomes `addr`, the IPv4 header checksum
+/// follows (IPv6 has none). The transport checksum is in the first
+/// fragment, already adjusted.
 fn set_address(frame: &mut [u8], f: &LaterFragment, destination: bool, addr: &[u8; 16]) {
     let Some(ip) = frame.get_mut(f.l2_len..f.l2_len + f.ip_len) else {
         return;
     };
+    if f.v6 {
+        let mut ip = ipv6::Packet::new_unchecked(ip);
+        let a = std::net::Ipv6Addr::from(*addr);
+        if destination {
+            ip.set_dst_addr(a);
+        } else {
+            ip.set_src_addr(a);
+        }
+        return;
+    }
     let mut ip = ipv4::Packet::new_unchecked(ip);
     let a = std::net::Ipv4Addr::new(addr[0], addr[1], addr[2], addr[3]);
     if destination {
