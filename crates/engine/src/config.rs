@@ -258,7 +258,7 @@ pub struct Config {
     /// mid-flow ones with `sloppy_tcp`.
     pub sync_persist_mode: bool,
     /// Fragmented datagrams tracked at once (see `crate::frag`): the
-    /// table's memory, reserved at start (about 64 bytes each).
+    /// table's memory, reserved at start (at most 128 bytes each).
     pub max_fragment_datagrams: u32,
 }
 

@@ -51,7 +51,7 @@ pub const MAX_CONNECTIONS: u32 = 1 << 26;
 pub const SMALL_IFINDEX: u32 = 1024;
 
 /// The largest `max_fragment_datagrams` (the engine's table of fragmented
-/// datagrams in flight, 64 bytes each: 64 MiB at most).
+/// datagrams in flight, at most 128 bytes each: 128 MiB at most).
 pub const MAX_FRAGMENT_DATAGRAMS: u32 = 1 << 20;
 
 /// Entries of the XDP program's `frags4` map (an LRU hash): IPv4 datagrams

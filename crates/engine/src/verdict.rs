@@ -78,8 +78,14 @@ drop_reasons! {
     /// seen (it came later, or was evicted or timed out from the fragment
     /// table): without ports nothing says where it belongs.
     Fragment => "fragment",
-    /// A fragment reaching past the 65,535 bytes of an IPv4 datagram.
+    /// A fragment reaching past the 65,535 bytes of a datagram.
     FragmentOversized => "fragment_oversized",
+    /// A fragment overlapping bytes of its datagram that went through
+    /// already (a duplicate, or an overlap attack), or past its end.
+    FragmentOverlap => "fragment_overlap",
+    /// A fragment of a datagram that arrived in more disjoint pieces than
+    /// the fragment table tracks (far out of order).
+    FragmentTooMany => "fragment_too_many",
     /// A TCP segment without SYN for a flow the director does not track.
     NoConnection => "no_connection",
     /// The scheduler found no available real server (IPv4: answered with

@@ -205,6 +205,36 @@ fn unknown_oversized_and_flooding_fragments_are_dropped_and_counted() {
     assert!(d.engine.fragmented_datagrams(d.now) <= 64);
     let c = d.engine.counters();
     assert!(c.fragments_evicted >= 5000 - 64, "{}", c.fragments_evicted);
+    // Out of order after the first: the last before the middle, both go;
+    // then a duplicate is an overlap.
+    let frags = fragmented(
+        (ROUTER_MAC, FRONT_MAC),
+        (CLIENT, 7100),
+        (VIP, 80),
+        4000,
+        1500,
+        41000,
+    );
+    for i in [0, 2, 1] {
+        assert!(
+            matches!(d.run(&frags[i], FRONT).0, Verdict::Forward { .. }),
+            "fragment {i}"
+        );
+    }
+    let frags = fragmented(
+        (ROUTER_MAC, FRONT_MAC),
+        (CLIENT, 7200),
+        (VIP, 80),
+        4000,
+        1500,
+        42000,
+    );
+    assert!(matches!(d.run(&frags[0], FRONT).0, Verdict::Forward { .. }));
+    assert!(matches!(d.run(&frags[1], FRONT).0, Verdict::Forward { .. }));
+    assert_eq!(
+        d.run(&frags[1], FRONT).0,
+        Verdict::Drop(DropReason::FragmentOverlap)
+    );
     // Timed out: a datagram's later fragment 31 s after its first.
     let frags = fragmented(
         (ROUTER_MAC, FRONT_MAC),

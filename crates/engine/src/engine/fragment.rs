@@ -6,7 +6,7 @@ use rvs_wire::{ipv4, ipv6, PacketBuf};
 use super::Engine;
 use crate::config::ForwardMethod;
 use crate::conn::{bytes_addr, Conn};
-use crate::frag::{DatagramKey, FragTable, Recorded, Route};
+use crate::frag::{DatagramKey, FragTable, Recorded, Refused, Route};
 use crate::fwd::{self, nat};
 use crate::parse::{parse_later_fragment, LaterFragment, Parsed};
 use crate::proto::Direction;
@@ -25,7 +25,12 @@ impl Engine {
             return;
         };
         self.counters.fragments_tracked += 1;
-        if self.frags.record(now_s, &key, Route { conn: idx, dir }) == Recorded::Evicted {
+        let first_len = (p.l2_len + p.ip_len).saturating_sub(p.l4_start) as u32;
+        if self
+            .frags
+            .record(now_s, &key, Route { conn: idx, dir }, first_len)
+            == Recorded::Evicted
+        {
             self.counters.fragments_evicted += 1;
         }
     }
@@ -58,17 +63,21 @@ impl Engine {
         if f.offset + f.ip_len.saturating_sub(f.header_len) > MAX_DATAGRAM {
             return Verdict::Drop(DropReason::FragmentOversized);
         }
-        let Some(route) = self.frags.lookup(now_s, &f.datagram) else {
-            return Verdict::Drop(DropReason::Fragment);
+        let data_len = f.ip_len.saturating_sub(f.header_len) as u32;
+        let route = match self
+            .frags
+            .follow(now_s, &f.datagram, f.offset as u32, data_len, f.more)
+        {
+            Ok(route) => route,
+            Err(Refused::Unknown) => return Verdict::Drop(DropReason::Fragment),
+            Err(Refused::Overlap) => return Verdict::Drop(DropReason::FragmentOverlap),
+            Err(Refused::TooMany) => return Verdict::Drop(DropReason::FragmentTooMany),
         };
         let c = *self.conns.get(route.conn);
         if !belongs(&c, &f.datagram, route.dir) {
             // The connection ended and its slot was reused.
             self.frags.forget(&f.datagram);
             return Verdict::Drop(DropReason::Fragment);
-        }
-        if !f.more {
-            self.frags.forget(&f.datagram);
         }
         let v6 = c.v6();
         let p = Parsed {
