@@ -172,9 +172,11 @@ fn suite(mode: Mode, name: &str) {
             c["fragments_evicted"],
             c["xsk_front_rx_dropped"]
         );
+        // On a loaded machine the sockets may lose many (counted): enough
+        // must reach the engine to fill the table four times over.
         assert!(
-            flooded(&c) >= 10_000,
-            "{name}: most of the flood reached the engine: {c:?}"
+            flooded(&c) >= 4 * 1024,
+            "{name}: the flood reached the engine: {c:?}"
         );
         assert!(
             c["fragments_evicted"] >= flooded(&c) - 1024,
