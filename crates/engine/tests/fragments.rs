@@ -344,31 +344,7 @@ fn ipv6_fragments_follow_their_first_through_nat_both_ways_and_dr() {
     use std::net::Ipv6Addr;
     let a = |s: &str| s.parse::<Ipv6Addr>().unwrap();
     for method in [ForwardMethod::Masq, ForwardMethod::Route] {
-        let mut cfg = config(Protocol::Udp, "rr", method, &[]);
-        cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
-        cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
-        cfg.routes.push(rvs_engine::Route {
-            dst: ip("::"),
-            prefix_len: 0,
-            egress: FRONT,
-            gateway: Some(ip("fd00:3::1")),
-        });
-        cfg.services[0].key.addr = ip("fd00:100::1");
-        let port = if method == ForwardMethod::Masq {
-            8080
-        } else {
-            80
-        };
-        cfg.services[0].dests = vec![rvs_engine::Dest::new(ip("fd00:2::11"), port, method)];
-        let mut d = Director::new(cfg);
-        d.engine
-            .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
-                [
-                    (ip("fd00:2::11"), mac(11)),
-                    (ip("fd00:3::1"), mac(ROUTER_MAC)),
-                ],
-                2,
-            )));
+        let mut d = ipv6_director(Protocol::Udp, method);
         let (client, vip, rs) = (a("fd00:1::2"), a("fd00:100::1"), a("fd00:2::11"));
         let frags = fragmented_v6(
             (ROUTER_MAC, FRONT_MAC),

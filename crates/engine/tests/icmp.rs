@@ -156,30 +156,7 @@ fn errors_about_nothing_tracked_are_dropped_and_echo_is_not_ours() {
 fn ipv6_packet_too_big_is_translated_with_its_pseudo_header_checksum() {
     use etherparse::PacketBuilder;
     use std::net::Ipv6Addr;
-    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[]);
-    cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
-    cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
-    cfg.routes.push(rvs_engine::Route {
-        dst: ip("::"),
-        prefix_len: 0,
-        egress: FRONT,
-        gateway: Some(ip("fd00:3::1")),
-    });
-    cfg.services[0].key.addr = ip("fd00:100::1");
-    cfg.services[0].dests = vec![rvs_engine::Dest::new(
-        ip("fd00:2::11"),
-        8080,
-        ForwardMethod::Masq,
-    )];
-    let mut d = Director::new(cfg);
-    d.engine
-        .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
-            [
-                (ip("fd00:2::11"), mac(11)),
-                (ip("fd00:3::1"), mac(ROUTER_MAC)),
-            ],
-            2,
-        )));
+    let mut d = ipv6_director(Protocol::Tcp, ForwardMethod::Masq);
     let o = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
     let (client, vip, router, rip) = (
         o("fd00:1::2"),

@@ -560,30 +560,7 @@ fn config_errors_name_the_fix_and_apply_nothing() {
 #[test]
 fn ipv6_nat_and_dr() {
     use etherparse::PacketBuilder;
-    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[]);
-    cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
-    cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
-    cfg.routes.push(rvs_engine::Route {
-        dst: ip("::"),
-        prefix_len: 0,
-        egress: FRONT,
-        gateway: Some(ip("fd00:3::1")),
-    });
-    cfg.services[0].key.addr = ip("fd00:100::1");
-    cfg.services[0].dests = vec![rvs_engine::Dest::new(
-        ip("fd00:2::11"),
-        8080,
-        ForwardMethod::Masq,
-    )];
-    let mut d = Director::new(cfg);
-    d.engine
-        .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
-            [
-                (ip("fd00:2::11"), mac(11)),
-                (ip("fd00:3::1"), mac(ROUTER_MAC)),
-            ],
-            2,
-        )));
+    let mut d = ipv6_director(Protocol::Tcp, ForwardMethod::Masq);
     let client: [u8; 16] = "fd00:1::2".parse::<std::net::Ipv6Addr>().unwrap().octets();
     let vip: [u8; 16] = "fd00:100::1"
         .parse::<std::net::Ipv6Addr>()
@@ -672,31 +649,7 @@ fn zeroing_one_service_leaves_the_others() {
 fn ipv6_tun_wraps_in_ip6ip6_and_answers_too_big_with_packet_too_big() {
     use etherparse::PacketBuilder;
     use std::net::Ipv6Addr;
-    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Tunnel, &[]);
-    cfg.interfaces[1].addrs.push((ip("fe80::10"), 64));
-    cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
-    cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
-    cfg.routes.push(rvs_engine::Route {
-        dst: ip("::"),
-        prefix_len: 0,
-        egress: FRONT,
-        gateway: Some(ip("fd00:3::1")),
-    });
-    cfg.services[0].key.addr = ip("fd00:100::1");
-    cfg.services[0].dests = vec![rvs_engine::Dest::new(
-        ip("fd00:2::11"),
-        80,
-        ForwardMethod::Tunnel,
-    )];
-    let mut d = Director::new(cfg);
-    d.engine
-        .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
-            [
-                (ip("fd00:2::11"), mac(11)),
-                (ip("fd00:3::1"), mac(ROUTER_MAC)),
-            ],
-            2,
-        )));
+    let mut d = ipv6_director(Protocol::Tcp, ForwardMethod::Tunnel);
     let o = |s: &str| s.parse::<Ipv6Addr>().unwrap().octets();
     let frame = |payload: &[u8], syn: bool| {
         let b = PacketBuilder::ethernet2(mac(ROUTER_MAC).0, mac(FRONT_MAC).0)

@@ -4,10 +4,9 @@
 use rvs_wire::{ipv4, ipv6, PacketBuf};
 
 use super::Engine;
-use crate::config::ForwardMethod;
 use crate::conn::{bytes_addr, Conn};
 use crate::frag::{DatagramKey, FragTable, Recorded, Refused, Route};
-use crate::fwd::{self, nat};
+use crate::fwd::nat;
 use crate::parse::{parse_later_fragment, LaterFragment, Parsed};
 use crate::proto::Direction;
 use crate::verdict::{DropReason, IfIndex, Verdict};
@@ -109,29 +108,15 @@ impl Engine {
                     return Verdict::Drop(DropReason::TtlExceeded);
                 }
                 set_address(pkt.data_mut(), &f, false, &c.vaddr);
-                let Some(route) = self.snapshot.route(p.dst) else {
-                    return Verdict::Drop(DropReason::NoRoute);
-                };
-                let v = fwd::send(pkt, &route, self.neighbors.lookup(route.next_hop));
+                let v = self.send_toward_client(pkt, p.dst);
                 self.count_out(c.dest, &p);
                 v
             }
             Direction::Input | Direction::InputOnly => {
-                let to = self.way_to_server(c.dest);
-                let v = match c.method() {
-                    ForwardMethod::Masq => {
-                        set_address(pkt.data_mut(), &f, true, &c.daddr);
-                        fwd::send(pkt, &to.egress, to.mac)
-                    }
-                    ForwardMethod::Route | ForwardMethod::Tunnel => {
-                        let mut ctx = fwd::Ctx {
-                            snapshot: &self.snapshot,
-                            ident: &mut self.ident,
-                            extra: &mut self.extra,
-                        };
-                        fwd::transmit(pkt, &p, &c, &to, &mut ctx)
-                    }
-                };
+                let v = self.send_toward_server(pkt, &c, &p, |frame| {
+                    set_address(frame, &f, true, &c.daddr);
+                    true
+                });
                 self.count_in(c.dest, &p);
                 v
             }

@@ -6,7 +6,7 @@ use rvs_wire::PacketBuf;
 use super::Engine;
 use crate::config::ForwardMethod;
 use crate::conn::bytes_addr;
-use crate::fwd::{self, nat};
+use crate::fwd::nat;
 use crate::icmp::{self, Icmp, Toward};
 use crate::parse::Parsed;
 use crate::verdict::{DropReason, IfIndex, Verdict};
@@ -38,26 +38,10 @@ impl Engine {
         if let Some(idx) = self.conns.find_in(&flow) {
             // From the client's side: to the real server.
             let c = *self.conns.get(idx);
-            let to = self.way_to_server(c.dest);
+            let verdict = self.send_toward_server(pkt, &c, &p, |frame| {
+                icmp::translate(frame, &e, Toward::Server, &c.daddr, c.dport).is_some()
+            });
             let method = c.method();
-            let verdict = match method {
-                ForwardMethod::Masq => {
-                    if icmp::translate(pkt.data_mut(), &e, Toward::Server, &c.daddr, c.dport)
-                        .is_none()
-                    {
-                        return Verdict::Drop(DropReason::Malformed);
-                    }
-                    fwd::send(pkt, &to.egress, to.mac)
-                }
-                ForwardMethod::Route | ForwardMethod::Tunnel => {
-                    let mut ctx = fwd::Ctx {
-                        snapshot: &self.snapshot,
-                        ident: &mut self.ident,
-                        extra: &mut self.extra,
-                    };
-                    fwd::transmit(pkt, &p, &c, &to, &mut ctx)
-                }
-            };
             if matches!(verdict, Verdict::Forward { .. }) {
                 self.count_in(c.dest, &p);
                 self.count_icmp(method == ForwardMethod::Masq);
@@ -76,10 +60,7 @@ impl Engine {
             if icmp::translate(pkt.data_mut(), &e, Toward::Client, &c.vaddr, c.vport).is_none() {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            let Some(route) = self.snapshot.route(p.dst) else {
-                return Verdict::Drop(DropReason::NoRoute);
-            };
-            let verdict = fwd::send(pkt, &route, self.neighbors.lookup(route.next_hop));
+            let verdict = self.send_toward_client(pkt, p.dst);
             if matches!(verdict, Verdict::Forward { .. }) {
                 self.count_out(c.dest, &p);
                 self.count_icmp(true);

@@ -424,6 +424,37 @@ impl Engine {
         self.transmit_in(pkt, &c, p)
     }
 
+    /// Sends a frame that is not a plain TCP/UDP packet of `c` (an ICMP
+    /// error, a later fragment) toward its real server: for NAT after
+    /// `nat_rewrite` translated it (false: the frame no longer holds what
+    /// was parsed), for DR and TUN by the method's transmitter, unchanged
+    /// inside.
+    fn send_toward_server(
+        &mut self,
+        pkt: &mut PacketBuf<'_>,
+        c: &Conn,
+        p: &Parsed,
+        nat_rewrite: impl FnOnce(&mut [u8]) -> bool,
+    ) -> Verdict {
+        if c.method() != crate::config::ForwardMethod::Masq {
+            return self.transmit_in(pkt, c, p);
+        }
+        if !nat_rewrite(pkt.data_mut()) {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        let to = self.way_to_server(c.dest);
+        fwd::send(pkt, &to.egress, to.mac)
+    }
+
+    /// Routes a rewritten server → client frame to `dst` (the director is
+    /// the client's router for NAT replies).
+    fn send_toward_client(&self, pkt: &mut PacketBuf<'_>, dst: IpAddr) -> Verdict {
+        let Some(route) = self.snapshot.route(dst) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        fwd::send(pkt, &route, self.neighbors.lookup(route.next_hop))
+    }
+
     /// Sends a client → server packet with the transmitter of the
     /// connection's method.
     fn transmit_in(&mut self, pkt: &mut PacketBuf<'_>, c: &Conn, p: &Parsed) -> Verdict {

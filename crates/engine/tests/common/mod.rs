@@ -410,3 +410,37 @@ pub fn icmp_v4(
     f.extend_from_slice(&icmp);
     f
 }
+
+/// A director with one IPv6 service [fd00:100::1]:80 of `protocol` and one
+/// real server fd00:2::11 (port 8080 for NAT, else 80) forwarded by
+/// `method`; the director has fd00:3::2 (front, default route via
+/// fd00:3::1) and fd00:2::10 (back, after a link-local address, which is
+/// no tunnel source); both next hops' MACs are known.
+pub fn ipv6_director(protocol: Protocol, method: ForwardMethod) -> Director {
+    let mut cfg = config(protocol, "rr", method, &[]);
+    cfg.interfaces[1].addrs.push((ip("fe80::10"), 64));
+    cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
+    cfg.interfaces[0].addrs.push((ip("fd00:3::2"), 64));
+    cfg.routes.push(Route {
+        dst: ip("::"),
+        prefix_len: 0,
+        egress: FRONT,
+        gateway: Some(ip("fd00:3::1")),
+    });
+    cfg.services[0].key.addr = ip("fd00:100::1");
+    let port = if method == ForwardMethod::Masq {
+        8080
+    } else {
+        80
+    };
+    cfg.services[0].dests = vec![Dest::new(ip("fd00:2::11"), port, method)];
+    let mut d = Director::new(cfg);
+    d.engine.set_neighbors(Arc::new(NeighborTable::new(
+        [
+            (ip("fd00:2::11"), mac(11)),
+            (ip("fd00:3::1"), mac(ROUTER_MAC)),
+        ],
+        2,
+    )));
+    d
+}
