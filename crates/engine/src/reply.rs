@@ -13,6 +13,32 @@ const GROWTH: usize = ipv4::HEADER_LEN + icmpv4::HEADER_LEN;
 /// RFC 1812 §4.3.2.3: an ICMP error is at most 576 bytes of IP.
 const MAX_REPLY_IP: usize = 576;
 
+/// The sender's MAC (the frame's source), the reply's destination.
+fn sender_mac(data: &[u8]) -> Result<EthernetAddress, DropReason> {
+    let m = data.get(6..12).ok_or(DropReason::Malformed)?;
+    Ok(EthernetAddress([m[0], m[1], m[2], m[3], m[4], m[5]]))
+}
+
+/// Grows the frame by `growth` bytes in front, moves the L2 header there
+/// with the MACs turned back toward `sender`: the original IP packet is
+/// then exactly where the quoted part belongs (after the new IP and ICMP
+/// headers). Returns the frame.
+fn make_room<'a>(
+    pkt: &'a mut PacketBuf<'_>,
+    l2_len: usize,
+    growth: usize,
+    our_mac: EthernetAddress,
+    sender: EthernetAddress,
+) -> Result<&'a mut [u8], DropReason> {
+    if !pkt.push_front(growth) {
+        return Err(DropReason::NoHeadroom);
+    }
+    let data = pkt.data_mut();
+    data.copy_within(growth..growth + l2_len, 0);
+    super::fwd::set_macs(data, our_mac, sender);
+    Ok(data)
+}
+
 /// Replaces the IPv4 frame in `pkt` (L2 header of `l2_len` bytes, kept, with
 /// MACs swapped and `our_mac` as source) by an ICMP error quoting it. The
 /// reply comes from the packet's destination (the VIP), like the kernel's
@@ -28,28 +54,17 @@ pub(crate) fn icmpv4_error(
 ) -> Result<(), DropReason> {
     let (client_mac, orig_src, orig_dst, orig_len) = {
         let data = pkt.data();
-        if data.len() < 12 {
-            return Err(DropReason::Malformed);
-        }
-        let mac = EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]);
         let ip = ipv4::Packet::new_checked(data.get(l2_len..).ok_or(DropReason::Malformed)?)
             .map_err(|_| DropReason::Malformed)?;
         (
-            mac,
+            sender_mac(data)?,
             ip.src_addr(),
             ip.dst_addr(),
             usize::from(ip.total_len()),
         )
     };
     let quoted = orig_len.min(MAX_REPLY_IP - GROWTH);
-    if !pkt.push_front(GROWTH) {
-        return Err(DropReason::NoHeadroom);
-    }
-    let data = pkt.data_mut();
-    // L2 header to the new front; the original IP packet is now exactly where
-    // the quoted part belongs (after the new IP and ICMP headers).
-    data.copy_within(GROWTH..GROWTH + l2_len, 0);
-    super::fwd::set_macs(data, our_mac, client_mac);
+    let data = make_room(pkt, l2_len, GROWTH, our_mac, client_mac)?;
     ipv4::emit_header(
         &mut data[l2_len..],
         &ipv4::HeaderFields {
@@ -96,26 +111,17 @@ pub(crate) fn icmpv6_error(
 ) -> Result<(), DropReason> {
     let (client_mac, orig_src, orig_dst, orig_len) = {
         let data = pkt.data();
-        if data.len() < 12 {
-            return Err(DropReason::Malformed);
-        }
-        let mac = EthernetAddress([data[6], data[7], data[8], data[9], data[10], data[11]]);
         let ip = ipv6::Packet::new_checked(data.get(l2_len..).ok_or(DropReason::Malformed)?)
             .map_err(|_| DropReason::Malformed)?;
         (
-            mac,
+            sender_mac(data)?,
             ip.src_addr(),
             ip.dst_addr(),
             ipv6::HEADER_LEN + usize::from(ip.payload_len()),
         )
     };
     let quoted = orig_len.min(MAX_REPLY_IP_V6 - GROWTH_V6);
-    if !pkt.push_front(GROWTH_V6) {
-        return Err(DropReason::NoHeadroom);
-    }
-    let data = pkt.data_mut();
-    data.copy_within(GROWTH_V6..GROWTH_V6 + l2_len, 0);
-    super::fwd::set_macs(data, our_mac, client_mac);
+    let data = make_room(pkt, l2_len, GROWTH_V6, our_mac, client_mac)?;
     let icmp_len = icmpv6::HEADER_LEN + quoted;
     ipv6::emit_header(
         &mut data[l2_len..],

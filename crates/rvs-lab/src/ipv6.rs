@@ -22,9 +22,9 @@
 //! IPv4 captures stay free of IPv6 chatter), so this turns it on first.
 
 use std::net::Ipv6Addr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::{find_decap, DirectorKind, Lab, LabError, Mode, SETUP_TIMEOUT};
+use crate::{find_decap, DirectorKind, Lab, LabError, Mode};
 
 /// The IPv6 virtual service address.
 pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x100, 0, 0, 0, 0, 0, 1);
@@ -130,7 +130,11 @@ impl Lab {
         }
         if decap.is_some() {
             for i in 1..=n {
-                self.wait_vip6(&format!("rs{i}"), Duration::from_secs(10))?;
+                self.wait_decap_addr(
+                    &format!("rs{i}"),
+                    std::net::IpAddr::V6(VIP6),
+                    Duration::from_secs(10),
+                )?;
             }
         }
         // The client reaches every server's nginx over IPv6 through the
@@ -141,27 +145,5 @@ impl Lab {
             Duration::from_secs(10),
         )
         .map(|_| ())
-    }
-
-    /// Waits until the IPv6 rvs-decap has put VIP6 on its device in `role`.
-    fn wait_vip6(&self, role: &str, timeout: Duration) -> Result<(), LabError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let out =
-                self.exec_timeout(role, &["ip", "-o", "-6", "addr", "show"], SETUP_TIMEOUT)?;
-            if out.contains(&format!("{VIP6}/128")) {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(LabError::Timeout {
-                    what: format!(
-                        "rvs-decap putting {VIP6} on its device in {}",
-                        self.ns(role)
-                    ),
-                    after: timeout,
-                });
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 }

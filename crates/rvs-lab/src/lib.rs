@@ -951,16 +951,32 @@ impl Lab {
 
     /// Waits until rvs-decap has put the VIP on its device in `role`.
     fn wait_vip(&self, role: &str, timeout: Duration) -> Result<(), LabError> {
+        self.wait_decap_addr(role, std::net::IpAddr::V4(VIP), timeout)
+    }
+
+    /// Waits until rvs-decap has put `vip` (a /32 or /128) on its device
+    /// in `role`.
+    fn wait_decap_addr(
+        &self,
+        role: &str,
+        vip: std::net::IpAddr,
+        timeout: Duration,
+    ) -> Result<(), LabError> {
+        let (family, prefix) = if vip.is_ipv6() {
+            ("-6", 128)
+        } else {
+            ("-4", 32)
+        };
         let deadline = Instant::now() + timeout;
         loop {
             let out =
-                self.exec_timeout(role, &["ip", "-o", "-4", "addr", "show"], SETUP_TIMEOUT)?;
-            if out.contains(&format!("{VIP}/32")) {
+                self.exec_timeout(role, &["ip", "-o", family, "addr", "show"], SETUP_TIMEOUT)?;
+            if out.contains(&format!("{vip}/{prefix}")) {
                 return Ok(());
             }
             if Instant::now() >= deadline {
                 return Err(LabError::Timeout {
-                    what: format!("rvs-decap putting {VIP} on its device in {}", self.ns(role)),
+                    what: format!("rvs-decap putting {vip} on its device in {}", self.ns(role)),
                     after: timeout,
                 });
             }
