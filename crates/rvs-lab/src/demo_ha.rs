@@ -166,9 +166,12 @@ pub(crate) fn run_ecmp(opts: &DemoOptions, directors: usize) -> Result<Spread, D
     let rvsd_bin = find_binary("rvsd")?;
     let rvsadm_bin = find_binary("rvsadm")?;
     let lab = lab(opts, directors, VipRoute::Announced)?;
-    let router_conf = router_bird_conf(directors);
-    println!("router's bird.conf:\n{router_conf}");
-    let _router = lab.start_bird("router", &router_conf)?;
+    println!(
+        "router's bird.conf:\n{}\nand beside it, copying BIRD's next hops into a resilient nexthop group:\n{}",
+        router_bird_conf(directors),
+        crate::ecmp::resilient_watcher()
+    );
+    let _router = lab.start_ecmp_router(directors)?;
     let mut birds = Vec::new();
     let mut rvsds = Vec::new();
     let check = "    [[service.real_server.check]]\n    type = \"tcp\"\n    connect_timeout = 1\n    delay_loop = 1\n    retry = 0\n    warmup = 0\n";

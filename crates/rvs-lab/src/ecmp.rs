@@ -3,9 +3,16 @@
 //! healthy.
 //!
 //! - **The router** runs BIRD with one eBGP session per director (BFD on,
-//!   3 s hold time) and installs the VIP as one multipath route (`merge
-//!   paths` in its kernel protocol); `fib_multipath_hash_policy = 1`
-//!   spreads flows by their L4 hash.
+//!   3 s hold time) and merges the directors' VIP routes into one multipath
+//!   route (`merge paths`) in kernel table [`BIRD_TABLE`];
+//!   `fib_multipath_hash_policy = 1` spreads flows by their L4 hash. Linux's
+//!   plain multipath (hash-threshold) moves up to half the flows when a
+//!   next hop returns; a *resilient* nexthop group moves only the ~1/N that
+//!   go to it. BIRD 2 cannot program nexthop groups, so a small watcher
+//!   ([`resilient_watcher`], [`Lab::start_ecmp_router`]) copies the next
+//!   hops of BIRD's route into resilient group [`GROUP_ID`] and routes the
+//!   VIP through it in the main table. A router with resilient ECMP in
+//!   hardware needs none of this.
 //! - **Each director** runs BIRD with a static protocol `vip` (a blackhole
 //!   route for the VIP, never installed in its kernel: the director's BIRD
 //!   has no kernel protocol) that starts disabled and is exported to the
@@ -40,6 +47,43 @@ pub const VIP_PROTOCOL: &str = "vip";
 
 const BFD: &str = "min rx interval 100 ms; min tx interval 100 ms; multiplier 3;";
 
+/// The kernel table the router's BIRD writes the VIP's multipath route to.
+pub const BIRD_TABLE: u32 = 100;
+/// The resilient nexthop group the VIP is routed through.
+pub const GROUP_ID: u32 = 100;
+
+/// The router's watcher: every 50 ms, the next hops of BIRD's VIP route in
+/// [`BIRD_TABLE`] become the members of resilient group [`GROUP_ID`]
+/// (128 buckets; an idle bucket moves after 1 s), through which the main
+/// table routes the VIP; no next hop, no route. Members keep their ids
+/// (1000 + the address's last byte), so a returning director gets back
+/// only buckets, never reshuffles the others'.
+pub fn resilient_watcher() -> String {
+    format!(
+        "last=x\n\
+         while :; do\n\
+         \x20 hops=$(ip -4 -o route show table {BIRD_TABLE} {VIP}/32 2>/dev/null | tr ' ' '\\n' | awk 'p {{ print; p = 0 }} $0 == \"via\" {{ p = 1 }}' | sort | tr '\\n' ' ')\n\
+         \x20 if [ \"$hops\" != \"$last\" ]; then\n\
+         \x20   if [ -z \"$hops\" ]; then\n\
+         \x20     ip route del {VIP}/32 2>/dev/null\n\
+         \x20     ip nexthop del id {GROUP_ID} 2>/dev/null\n\
+         \x20   else\n\
+         \x20     grp=\n\
+         \x20     for h in $hops; do\n\
+         \x20       id=$((1000 + ${{h##*.}}))\n\
+         \x20       ip nexthop replace id $id via $h dev brf\n\
+         \x20       grp=$grp${{grp:+/}}$id\n\
+         \x20     done\n\
+         \x20     ip nexthop replace id {GROUP_ID} group $grp type resilient buckets 128 idle_timer 1\n\
+         \x20     ip route replace {VIP}/32 nhid {GROUP_ID}\n\
+         \x20   fi\n\
+         \x20   last=$hops\n\
+         \x20 fi\n\
+         \x20 sleep 0.05\n\
+         done\n"
+    )
+}
+
 /// The router's bird.conf for `directors` directors.
 pub fn router_bird_conf(directors: usize) -> String {
     let mut s = format!(
@@ -47,7 +91,7 @@ pub fn router_bird_conf(directors: usize) -> String {
          # their VIP routes merge into one multipath route.\n\
          router id {ROUTER_DIR_IP};\n\
          protocol device {{ scan time 10; }}\n\
-         protocol kernel {{\n    ipv4 {{ import none; export all; }};\n    merge paths on;\n}}\n\
+         protocol kernel {{\n    kernel table {BIRD_TABLE};\n    ipv4 {{ import none; export all; }};\n    merge paths on;\n}}\n\
          protocol bfd {{\n    interface \"brf\" {{ {BFD} }};\n}}\n\
          template bgp director {{\n    local as {ROUTER_AS};\n    hold time 3;\n    \
          keepalive time 1;\n    connect retry time 1;\n    bfd on;\n    \
@@ -128,6 +172,14 @@ pub struct Bird {
 }
 
 impl Lab {
+    /// The ECMP router: BIRD with [`router_bird_conf`] and the
+    /// [`resilient_watcher`] beside it.
+    pub fn start_ecmp_router(&self, directors: usize) -> Result<Bird, LabError> {
+        let bird = self.start_bird("router", &router_bird_conf(directors))?;
+        self.spawn("router", &["sh", "-c", &resilient_watcher()])?;
+        Ok(bird)
+    }
+
     /// Starts `bird -f -c CONF -s SOCK -P PID` in `role` (files in the lab
     /// dir, never the machine's `/run/bird`) and waits until birdc answers.
     pub fn start_bird(&self, role: &str, conf: &str) -> Result<Bird, LabError> {
