@@ -802,10 +802,13 @@ int rvs_xdp(struct xdp_md *ctx)
 			return icmp_steer(ctx, cnt, slot, &key, (void *)ip + ihl, data_end);
 		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
 			return pass(cnt);
-		fk.saddr = ip->saddr;
-		fk.daddr = ip->daddr;
-		fk.id = ip->id;
-		fk.proto = proto;
+		if (frag_off & (IP_MF_ | IP_OFFSET_)) {
+			/* Only fragments need their datagram's key. */
+			fk.saddr = ip->saddr;
+			fk.daddr = ip->daddr;
+			fk.id = ip->id;
+			fk.proto = proto;
+		}
 		if (frag_off & IP_OFFSET_) {
 			/* Later fragment: no ports; its datagram's first fragment decides. */
 			if (bpf_map_lookup_elem(&frags4, &fk))
