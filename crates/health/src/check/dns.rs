@@ -8,10 +8,8 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
-
-use tokio::net::UdpSocket;
 
 use super::{fmt_duration, CheckResult};
 use crate::spec::{dns_name_wire, DnsSpec};
@@ -26,13 +24,7 @@ pub(super) async fn check(target: SocketAddr, timeout: Duration, spec: &DnsSpec)
     let what = format!("dns {target} {} {}", spec.query_type, spec.query_name);
     let id = random_id();
     let attempt = async {
-        let local: SocketAddr = if target.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(target).await?;
+        let sock = super::connected_udp(target).await?;
         sock.send(&query(id, spec)).await?;
         let mut buf = [0u8; 1500];
         loop {
@@ -87,6 +79,7 @@ fn response_rcode(packet: &[u8], id: u16) -> Option<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::net::UdpSocket;
 
     fn spec(t: &str, qtype: u16, name: &str) -> DnsSpec {
         DnsSpec {

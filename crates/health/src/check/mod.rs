@@ -65,6 +65,22 @@ pub async fn check_once(check: &CheckConfig) -> CheckResult {
     }
 }
 
+/// A UDP socket of `target`'s family, on any local address and port,
+/// connected to `target` (so ICMP port unreachable surfaces as
+/// ECONNREFUSED); for the UDP and DNS checks.
+pub(crate) async fn connected_udp(
+    target: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::UdpSocket> {
+    let local: std::net::SocketAddr = if target.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = tokio::net::UdpSocket::bind(local).await?;
+    sock.connect(target).await?;
+    Ok(sock)
+}
+
 pub(crate) fn fmt_duration(d: Duration) -> String {
     let s = format!("{:.3}", d.as_secs_f64());
     format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))

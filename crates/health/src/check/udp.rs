@@ -7,10 +7,8 @@
 //! wildcard half bytes aside; as keepalived, at most max + 1 bytes are read.
 
 use std::io::ErrorKind;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
-
-use tokio::net::UdpSocket;
 
 use super::{fmt_duration, CheckResult};
 use crate::spec::UdpSpec;
@@ -18,13 +16,7 @@ use crate::spec::UdpSpec;
 pub(super) async fn check(target: SocketAddr, timeout: Duration, spec: &UdpSpec) -> CheckResult {
     let what = format!("udp {target}");
     let attempt = async {
-        let local: SocketAddr = if target.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let sock = UdpSocket::bind(local).await?;
-        sock.connect(target).await?;
+        let sock = super::connected_udp(target).await?;
         sock.send(&spec.payload).await?;
         let mut buf = vec![0u8; usize::from(spec.reply_lengths.1) + 1];
         let n = sock.recv(&mut buf).await?;
