@@ -476,6 +476,25 @@ pub fn request_for(lab: &Lab, family: Family) -> Result<String, LabError> {
     .map(|b| b.trim().to_owned())
 }
 
+/// The demo's lab: `opts`' mode, servers and queues, `directors`
+/// directors with the VIP routed as `vip_route`.
+pub(crate) fn lab_spec(
+    opts: &DemoOptions,
+    directors: usize,
+    vip_route: crate::VipRoute,
+) -> LabSpec {
+    LabSpec {
+        prefix: opts.prefix.clone().unwrap_or_else(crate::unique_prefix),
+        mode: opts.mode,
+        servers: opts.weights.len(),
+        director: DirectorKind::None,
+        decap_bin: None,
+        queues: opts.queues,
+        directors,
+        vip_route,
+    }
+}
+
 /// Runs the demo, printing as it goes: the lab, the rvsadm commands, who
 /// answered each request, the per-server counts and the `rvsadm -Ln`
 /// listing. Everything is torn down on return (and on Ctrl-C).
@@ -513,17 +532,7 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
         opts.requests,
         opts.queues
     );
-    let spec = LabSpec {
-        prefix: opts.prefix.clone().unwrap_or_else(crate::unique_prefix),
-        mode: opts.mode,
-        servers: opts.weights.len(),
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: opts.queues,
-        directors: 1,
-        vip_route: crate::VipRoute::FirstDirector,
-    };
-    let lab = Lab::build(spec)?;
+    let lab = Lab::build(lab_spec(opts, 1, crate::VipRoute::FirstDirector))?;
     let v6 = opts.family == Family::V6;
     if v6 {
         lab.enable_ipv6()?;

@@ -9,24 +9,12 @@ use std::time::{Duration, Instant};
 use crate::demo::{find_binary, request, DemoError, DemoOptions, Rvsd, Spread, NO_ANSWER};
 use crate::ecmp::{announce_policy, director_bird_conf, router_bird_conf, withdraw_command};
 use crate::ha::{backup_sync_daemon, keepalived_conf};
-use crate::{
-    dir_front_ip, rs_ip, DirectorKind, Lab, LabError, LabSpec, Mode, VipRoute, FLOATING_FRONT_IP,
-    VIP,
-};
+use crate::{dir_front_ip, rs_ip, Lab, LabError, Mode, VipRoute, FLOATING_FRONT_IP, VIP};
 
 const BIRDC: &str = "/usr/sbin/birdc";
 
 fn lab(opts: &DemoOptions, directors: usize, vip_route: VipRoute) -> Result<Lab, DemoError> {
-    let lab = Lab::build(LabSpec {
-        prefix: opts.prefix.clone().unwrap_or_else(crate::unique_prefix),
-        mode: opts.mode,
-        servers: opts.weights.len(),
-        director: DirectorKind::None,
-        decap_bin: None,
-        queues: opts.queues,
-        directors,
-        vip_route,
-    })?;
+    let lab = Lab::build(crate::demo::lab_spec(opts, directors, vip_route))?;
     println!(
         "lab {} is up: client -> router -> {} on shared front, server and sync segments -> {}",
         lab.prefix(),
