@@ -22,7 +22,7 @@ const SOURCES: &[&str] = &["bpf/rvs_xdp.c"];
 const LIMITS: &str = "../engine/src/limits.rs";
 
 /// The C name of each size and its value.
-fn defines() -> [(&'static str, u32); 8] {
+fn defines() -> [(&'static str, u32); 9] {
     [
         ("MAX_IFACES", limits::MAX_INTERFACES),
         ("QUEUES_PER_IFACE", limits::MAX_QUEUES_PER_INTERFACE),
@@ -32,6 +32,7 @@ fn defines() -> [(&'static str, u32); 8] {
         ("MAX_DEST_SLOTS", limits::MAX_DEST_SLOTS),
         ("SMALL_IFINDEX", limits::SMALL_IFINDEX),
         ("FRAGMENT_STEERING", limits::FRAGMENT_STEERING),
+        ("CONN_WAYS", limits::CONN_WAYS),
     ]
 }
 const HELPERS: &str = "/usr/include/bpf/bpf_helpers.h";

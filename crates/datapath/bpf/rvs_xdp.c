@@ -53,13 +53,14 @@
  */
 #if !defined(MAX_IFACES) || !defined(QUEUES_PER_IFACE) || !defined(MAX_SERVICES) ||      \
 	!defined(MAX_VIPS) || !defined(MAX_NEXT_HOPS) || !defined(MAX_DEST_SLOTS) ||      \
-	!defined(SMALL_IFINDEX) || !defined(FRAGMENT_STEERING)
+	!defined(SMALL_IFINDEX) || !defined(FRAGMENT_STEERING) || !defined(CONN_WAYS)
 #error "the sizes come from rvs_engine::limits through build.rs"
 #endif
 /* Counters of frames arriving on an interface missing from `ifaces`. */
 #define SPARE_SLOT MAX_IFACES
-/* Placeholder: the loader sets 2 x the connection capacity. */
+/* Placeholders: the loader sets 2 x the connection capacity, and the slots. */
 #define DEFAULT_CONNS 65536
+#define DEFAULT_CONN_SLOTS 65536
 
 #define ETH_P_8021Q_ 0x8100
 #define ETH_P_8021AD_ 0x88A8
@@ -150,6 +151,26 @@ struct conn_entry {
 	};
 };
 
+/*
+ * One way of a set of `conn_slots4`: an IPv4 entry and its key in one cache
+ * line (the value array of an mmapable array map is page-aligned), so a hit
+ * costs one miss where the hash map's bucket, element header and value
+ * cost three.
+ *
+ * The writer (rvsd, through mmap; one at a time) keeps `seq` odd while it
+ * writes the slot and even otherwise; a reader copies the entry and takes
+ * it only if `seq` was even and unchanged around the copy. The key is
+ * `proto == 0` when the way is free.
+ */
+struct conn_slot4 {
+	__u64 seq;
+	union {
+		struct conn_key4 k;
+		__u64 w[2];
+	} key;
+	struct conn_entry entry;
+};
+
 struct next_hop {
 	__u32 ifindex;
 	__u8 src_mac[6];
@@ -210,6 +231,19 @@ struct addr_key {
 	__u8 addr[16];
 };
 
+/*
+ * IPv4 entries: sets of CONN_WAYS slots, the set picked by conn_hash4().
+ * The number of sets is a power of two, conn_set_mask + 1.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, DEFAULT_CONN_SLOTS);
+	__type(key, __u32);
+	__type(value, struct conn_slot4);
+} conn_slots4 SEC(".maps");
+
+/* IPv4 entries whose set was full when the engine wrote them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -322,6 +356,10 @@ struct {
 	__type(key, __u32);
 	__type(value, struct if_counters);
 } if_stats SEC(".maps");
+
+/* Set by the loader (.rodata): sets in conn_slots4 - 1, and the hash seed. */
+const volatile __u32 conn_set_mask = 0;
+const volatile __u64 conn_hash_seed = 0;
 
 static __always_inline int pass(struct if_counters *cnt)
 {
@@ -489,19 +527,106 @@ static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 i
 	return 0;
 }
 
+/* Result of lookup_conn(). */
+enum conn_lookup {
+	CONN_MISS = 0,
+	CONN_HIT = 1,
+	/* The entry is being rewritten: the engine decides this frame. */
+	CONN_BUSY = 2,
+};
+
+/*
+ * A found entry: a consistent copy, and where the program stamps its
+ * last_seen (racing a rewrite there is harmless: the writer stamps too).
+ */
+struct conn_found {
+	struct conn_entry e;
+	__u64 *last_seen;
+};
+
+/*
+ * 0, computed at run time from `v`: a load through `p + zero_after(v)` is
+ * ordered after the load of `v` on every CPU (an address dependency), where
+ * a compiler barrier alone would order it only on x86.
+ */
+static __always_inline __u64 zero_after(__u64 v)
+{
+	asm volatile("%[v] &= 0" : [v] "+r"(v));
+	return v;
+}
+
+/*
+ * The set of an IPv4 key: a multiply-xorshift mix of its two words under a
+ * per-load seed, so that nobody can aim flows at one set. The datapath's
+ * conn_table.rs computes the same function.
+ */
+static __always_inline __u32 conn_hash4(__u64 w0, __u64 w1)
+{
+	__u64 h = (w0 ^ conn_hash_seed) * 0x9E3779B97F4A7C15ULL;
+
+	h = (h ^ (h >> 32) ^ w1) * 0xBF58476D1CE4E5B9ULL;
+	h = (h ^ (h >> 29)) * 0x94D049BB133111EBULL;
+	return (__u32)(h ^ (h >> 32));
+}
+
+static __always_inline int copy_found(struct conn_entry *e, struct conn_found *f)
+{
+	if (!e)
+		return CONN_MISS;
+	__builtin_memcpy(&f->e, e, sizeof(f->e));
+	f->last_seen = &e->last_seen;
+	return CONN_HIT;
+}
+
+/* The IPv4 entry of `k`: its set in conn_slots4, else the overflow map. */
+static __always_inline int lookup_conn4(const struct conn_key4 *k, struct conn_found *f)
+{
+	__u64 w0, w1, seq, check;
+	__u32 set, i;
+
+	__builtin_memcpy(&w0, k, 8);
+	__builtin_memcpy(&w1, (const __u8 *)k + 8, 8);
+	set = conn_hash4(w0, w1) & conn_set_mask;
+#pragma unroll
+	for (i = 0; i < CONN_WAYS; i++) {
+		__u32 idx = set * CONN_WAYS + i;
+		struct conn_slot4 *s = bpf_map_lookup_elem(&conn_slots4, &idx);
+		__u64 *words;
+
+		if (!s)
+			break;
+		seq = *(volatile __u64 *)&s->seq;
+		s = (void *)s + zero_after(seq);
+		if (*(volatile __u64 *)&s->key.w[0] != w0 || *(volatile __u64 *)&s->key.w[1] != w1)
+			continue;
+		/* A torn key that matches: the writer is at work on this flow. */
+		if (seq & 1)
+			return CONN_BUSY;
+		__builtin_memcpy(&f->e, &s->entry, sizeof(f->e));
+		words = (__u64 *)&f->e;
+		check = words[0] ^ words[1] ^ words[2] ^ words[3] ^ words[4];
+		s = (void *)s + zero_after(check);
+		if (*(volatile __u64 *)&s->seq != seq)
+			return CONN_BUSY;
+		f->last_seen = &s->entry.last_seen;
+		return CONN_HIT;
+	}
+	return copy_found(bpf_map_lookup_elem(&conns4, k), f);
+}
+
 /* The connection entry of the frame whose 5-tuple is in `key`, if any. */
-static __always_inline struct conn_entry *lookup_conn(const struct conn_key *key)
+static __always_inline int lookup_conn(const struct conn_key *key, struct conn_found *f)
 {
 	struct conn_key4 k4 = {};
 
 	if (key->family == 6)
-		return bpf_map_lookup_elem(&conns6, key);
+		return copy_found(bpf_map_lookup_elem(&conns6, key), f);
 	__builtin_memcpy(&k4.saddr, key->saddr, 4);
 	__builtin_memcpy(&k4.daddr, key->daddr, 4);
 	k4.sport = key->sport;
 	k4.dport = key->dport;
 	k4.proto = key->proto;
-	return bpf_map_lookup_elem(&conns4, &k4);
+	return lookup_conn4(&k4, f);
 }
 
 /*
@@ -517,6 +642,7 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
 				      const struct conn_key *key, void *icmp, void *data_end)
 {
 	struct conn_key q = {};
+	struct conn_found found;
 	__be16 *ports;
 	__u8 type;
 
@@ -557,7 +683,7 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
 	q.family = key->family;
 	q.sport = ports[1];
 	q.dport = ports[0];
-	if (lookup_conn(&q))
+	if (lookup_conn(&q, &found) != CONN_MISS)
 		return to_user(ctx, cnt, slot);
 	return vip_or_pass(ctx, cnt, slot, key);
 }
@@ -567,11 +693,12 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
  * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
  */
 static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
-				   struct conn_entry *e, __u32 l2_len, __u8 family, __u8 proto,
+				   const struct conn_found *f, __u32 l2_len, __u8 family, __u8 proto,
 				   __u32 ip_len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
+	const struct conn_entry *e = &f->e;
 	__u8 action = e->action;
 	struct next_hop *hop;
 	struct dest_counters *dc;
@@ -711,9 +838,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		}
 	}
 	now = bpf_ktime_get_coarse_ns();
-	last = *(volatile __u64 *)&e->last_seen;
+	last = *(volatile __u64 *)f->last_seen;
 	if (now > last + LAST_SEEN_SLACK_NS)
-		*(volatile __u64 *)&e->last_seen = now;
+		*(volatile __u64 *)f->last_seen = now;
 
 	if (tx) {
 		cnt->fast_tx += 1;
@@ -734,7 +861,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	struct frag_key4 fk = {};
 	struct frag_key6 fk6 = {};
 	struct if_counters *cnt;
-	struct conn_entry *e;
+	struct conn_found found;
 	__u32 ifindex = ctx->ingress_ifindex;
 	__u32 slot = SPARE_SLOT, l2_len, ip_len, l4_len;
 	__u32 *slotp;
@@ -913,7 +1040,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		 * fragment of a tracked connection, and then its datagram's later
 		 * fragments (frags4; IPv4 only).
 		 */
-		if (first_frag && ports_ok && lookup_conn(&key)) {
+		if (first_frag && ports_ok && lookup_conn(&key, &found) != CONN_MISS) {
 			__u8 one = 1;
 
 			if (key.family == 4)
@@ -929,11 +1056,13 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (!ports_ok)
 		return vip_or_pass(ctx, cnt, slot, &key);
 
-	e = lookup_conn(&key);
-	if (e) {
+	switch (lookup_conn(&key, &found)) {
+	case CONN_HIT:
 		if (!valid)
 			return to_user(ctx, cnt, slot);
-		return forward(ctx, cnt, slot, e, l2_len, key.family, proto, ip_len);
+		return forward(ctx, cnt, slot, &found, l2_len, key.family, proto, ip_len);
+	case CONN_BUSY:
+		return to_user(ctx, cnt, slot);
 	}
 	if (!valid)
 		return vip_or_pass(ctx, cnt, slot, &key);

@@ -84,6 +84,25 @@ pub(crate) struct ConnEntry {
 // padding (checked in the tests); every bit pattern is valid.
 unsafe impl Pod for ConnEntry {}
 
+const _: () =
+    assert!(std::mem::size_of::<ConnEntry>() == 40 && std::mem::align_of::<ConnEntry>() == 8);
+
+impl ConnEntry {
+    /// The entry as the five words of its slot in `conn_slots4`.
+    pub(crate) fn to_words(self) -> [u64; 5] {
+        // SAFETY: both types are 40 bytes (asserted above) of plain
+        // integers without padding; every bit pattern is a valid [u64; 5].
+        unsafe { std::mem::transmute::<ConnEntry, [u64; 5]>(self) }
+    }
+
+    /// The inverse of [`to_words`](Self::to_words).
+    pub(crate) fn from_words(w: [u64; 5]) -> Self {
+        // SAFETY: as in `to_words`: every bit pattern is a valid ConnEntry
+        // (integers and byte arrays only).
+        unsafe { std::mem::transmute::<[u64; 5], ConnEntry>(w) }
+    }
+}
+
 /// `struct next_hop`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

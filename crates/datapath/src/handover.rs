@@ -9,7 +9,8 @@
 //!   process that attached it; the successor swaps its own program into the
 //!   same link (`bpf_link_update`), atomically, without a moment with no
 //!   program on the interface.
-//! - `conns4`, `conns6`: the connection maps of the program in force. The
+//! - `conn_slots4`, `conns4`, `conns6`: the connection maps of the program
+//!   in force (the IPv4 slot table, its overflow, IPv6). The
 //!   successor reads them ([`Inherited::flows`]), hands each forwarding
 //!   entry to the engine ([`rvs_engine::Engine::adopt`]) which writes it
 //!   into its own new maps, and only then swaps the program.
@@ -21,6 +22,7 @@
 
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsFd as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::{Path, PathBuf};
 
@@ -28,6 +30,7 @@ use aya::maps::{HashMap, MapData};
 use aya::programs::links::{FdLink, PinnedLink};
 use rvs_engine::{Adopted, ForwardMethod};
 
+use crate::conn_table::{SlotTable, SLOT_BYTES};
 use crate::fastpath::{action, ConnEntry, ConnKey, ConnKey4};
 use crate::maps::{chain, is_not_found, map_err};
 use crate::program::{monotonic_ns, XdpAttachMode};
@@ -126,9 +129,33 @@ impl PinDir {
         }
         Ok(Inherited {
             links,
+            slots4: self.open_slots()?,
             conns4: self.open_map("conns4")?,
             conns6: self.open_map("conns6")?,
         })
+    }
+
+    /// The pinned IPv4 slot table, mapped, if there is one of this layout.
+    fn open_slots(&self) -> Result<Option<SlotTable>, DatapathError> {
+        const NAME: &str = "conn_slots4";
+        let path = self.path.join(NAME);
+        if !path.exists() {
+            return Ok(None);
+        }
+        let data = MapData::from_pin(&path).map_err(|e| map_err(NAME, "open the pinned", e))?;
+        let info = data
+            .info()
+            .map_err(|e| map_err(NAME, "inspect the pinned", e))?;
+        if info.value_size() != SLOT_BYTES || !info.max_entries().is_power_of_two() {
+            tracing::warn!(
+                map = %path.display(),
+                value_size = info.value_size(),
+                "a pinned connection table of another layout (another RVS version?): its connections are not adopted"
+            );
+            return Ok(None);
+        }
+        // Only walked: the seed does not matter.
+        SlotTable::map(data.fd().as_fd(), info.max_entries(), 0).map(Some)
     }
 
     /// A pinned connection map of a layout this version reads, if any.
@@ -213,6 +240,7 @@ pub(crate) struct InheritedLink {
 #[derive(Debug, Default)]
 pub struct Inherited {
     pub(crate) links: Vec<InheritedLink>,
+    slots4: Option<SlotTable>,
     conns4: Option<HashMap<MapData, ConnKey4, ConnEntry>>,
     conns6: Option<HashMap<MapData, ConnKey, ConnEntry>>,
 }
@@ -232,7 +260,10 @@ pub struct InheritedFlows {
 impl Inherited {
     /// Whether anything was inherited.
     pub fn is_empty(&self) -> bool {
-        self.links.is_empty() && self.conns4.is_none() && self.conns6.is_none()
+        self.links.is_empty()
+            && self.slots4.is_none()
+            && self.conns4.is_none()
+            && self.conns6.is_none()
     }
 
     /// Interfaces with an inherited XDP link.
@@ -241,10 +272,16 @@ impl Inherited {
     }
 
     /// Every flow the old program forwards on its own, read from its maps
-    /// (one system call per entry: at start only).
+    /// (the slot table through memory, the hash maps with one system call
+    /// per entry: at start only).
     pub fn flows(&self) -> Result<InheritedFlows, DatapathError> {
         let now = monotonic_ns();
         let mut out = InheritedFlows::default();
+        if let Some(table) = &self.slots4 {
+            for (k, e) in table.entries() {
+                out.push(flow_of(&ConnKey::from_v4(&k), &e, now));
+            }
+        }
         if let Some(map) = &self.conns4 {
             for item in map.iter() {
                 match item {

@@ -24,6 +24,7 @@
 //! AF_XDP sockets and XDP attachments act on the network namespace of the
 //! calling *thread*: create them in the thread that has the right namespace.
 
+mod conn_table;
 mod error;
 mod fastpath;
 mod handover;
@@ -37,13 +38,14 @@ pub use error::DatapathError;
 pub use handover::{pin_dir_for_socket, Inherited, InheritedFlows, PinDir, DEFAULT_PIN_ROOT};
 pub use iface::{ifindex_by_name, name_by_ifindex};
 pub use program::{
-    monotonic_ns, AttachedInterface, XdpAttachMode, XdpDatapath, XdpModePolicy, XdpStats,
+    monotonic_ns, AttachedInterface, ConnCapacity, XdpAttachMode, XdpDatapath, XdpModePolicy,
+    XdpStats,
 };
 /// How many interfaces and RX queues per interface the program serves (the
 /// engine's limits, re-exported for the datapath's callers).
 pub use rvs_engine::limits::{MAX_INTERFACES, MAX_QUEUES_PER_INTERFACE};
 pub use rvs_wire::PacketBuf;
-pub use test_run::{TestRun, XdpAction};
+pub use test_run::{TestRun, TestRunner, XdpAction};
 pub use xsk::{
     BindMode, BindPolicy, RxFrame, XskConfig, XskGroup, XskSocketStats, XskStats, FRAME_SIZE,
 };

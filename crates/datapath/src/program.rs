@@ -27,18 +27,17 @@ use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use rvs_engine::limits::{
-    FRAGMENT_STEERING, MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS, MAX_QUEUES_PER_INTERFACE,
-    MAX_SERVICES, MAX_VIPS, SMALL_IFINDEX,
+    CONN_WAYS, FRAGMENT_STEERING, MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS,
+    MAX_QUEUES_PER_INTERFACE, MAX_SERVICES, MAX_VIPS, SMALL_IFINDEX,
 };
 use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 
-use crate::fastpath::{
-    check_dest, ConnEntry, ConnKey, ConnKey4, DestValue, IfCounters, NextHopValue,
-};
+use crate::conn_table::{slot_count, ConnMaps, SlotTable};
+use crate::fastpath::{check_dest, ConnEntry, ConnKey, DestValue, IfCounters, NextHopValue};
 use crate::handover::{Inherited, PinDir};
 use crate::iface::name_by_ifindex;
 use crate::maps::{chain, is_not_found, load_err, map_err, remove, take, AddrKey, L4Key};
-use crate::test_run::{self, TestRun};
+use crate::test_run::{self, TestRun, TestRunner};
 use crate::DatapathError;
 
 /// The object file built by build.rs from `bpf/rvs_xdp.c`.
@@ -48,6 +47,28 @@ const PROGRAM: &str = "rvs_xdp";
 
 /// Smallest `conns` map, whatever the connection capacity.
 const MIN_CONN_ENTRIES: u32 = 1024;
+
+/// How large the connection maps are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnCapacity {
+    /// The engine's connection table size (`max_connections`): the hash
+    /// maps `conns4` (IPv4 overflow) and `conns6` take two entries per
+    /// connection, at least 1024.
+    pub connections: u32,
+    /// Slots of the IPv4 table `conn_slots4` (`fast_path_slots`, 64 bytes
+    /// each), rounded up to a power of two; default two per connection.
+    pub fast_path_slots: Option<u32>,
+}
+
+impl From<u32> for ConnCapacity {
+    /// `connections`, with the default slot count.
+    fn from(connections: u32) -> Self {
+        Self {
+            connections,
+            fast_path_slots: None,
+        }
+    }
+}
 
 /// How the program ended up attached; generic mode works everywhere but is slower.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,7 +249,7 @@ impl Drop for XdpDatapath {
 }
 
 /// The maps a successor reads connections from.
-const CONN_MAPS: [&str; 2] = ["conns4", "conns6"];
+const CONN_MAPS: [&str; 3] = ["conn_slots4", "conns4", "conns6"];
 
 fn remove_pin(path: &std::path::Path) {
     match std::fs::remove_file(path) {
@@ -261,7 +282,7 @@ impl XdpDatapath {
     pub fn load(
         ifindexes: &[u32],
         policy: XdpModePolicy,
-        conn_capacity: u32,
+        conn_capacity: impl Into<ConnCapacity>,
     ) -> Result<Self, DatapathError> {
         let mut dp = Self::load_detached(ifindexes, conn_capacity)?;
         dp.attach(policy, None)?;
@@ -270,7 +291,11 @@ impl XdpDatapath {
 
     /// [`load`](Self::load) without attaching: fill the maps first (services,
     /// VIPs, adopted connections), then [`attach`](Self::attach).
-    pub fn load_detached(ifindexes: &[u32], conn_capacity: u32) -> Result<Self, DatapathError> {
+    pub fn load_detached(
+        ifindexes: &[u32],
+        conn_capacity: impl Into<ConnCapacity>,
+    ) -> Result<Self, DatapathError> {
+        let capacity = conn_capacity.into();
         if ifindexes.len() > MAX_INTERFACES as usize {
             return Err(DatapathError::InvalidArgument(format!(
                 "{} interfaces: the XDP program serves at most {MAX_INTERFACES}",
@@ -289,11 +314,17 @@ impl XdpDatapath {
                 name_by_ifindex(ifindex).ok_or(DatapathError::InterfaceIndexNotFound(ifindex))?,
             );
         }
-        let conn_entries = conn_capacity.saturating_mul(2).max(MIN_CONN_ENTRIES);
+        let conn_entries = capacity.connections.saturating_mul(2).max(MIN_CONN_ENTRIES);
+        let slots = slot_count(capacity.fast_path_slots, capacity.connections);
+        let set_mask = slots / CONN_WAYS - 1;
+        let seed = random_seed()?;
 
         // The engine's sizes (rvs_engine::limits), whatever the object
         // carries: the configurations the engine accepts fit exactly.
         let mut ebpf = EbpfLoader::new()
+            .map_max_entries("conn_slots4", slots)
+            .override_global("conn_set_mask", &set_mask, true)
+            .override_global("conn_hash_seed", &seed, true)
             .map_max_entries("conns4", conn_entries)
             .map_max_entries("conns6", conn_entries)
             .map_max_entries("next_hops", MAX_NEXT_HOPS)
@@ -350,11 +381,22 @@ impl XdpDatapath {
             }
         }
 
+        let slot_map = match ebpf.take_map("conn_slots4") {
+            Some(aya::maps::Map::Array(m)) => m,
+            _ => {
+                return Err(DatapathError::BpfLoad(
+                    "map `conn_slots4` missing from the object or not an array (build bug)".into(),
+                ))
+            }
+        };
+        let table = SlotTable::map(slot_map.fd().as_fd(), slots, seed)?;
         Ok(Self {
-            conns: ConnMaps {
-                v4: take(&mut ebpf, "conns4")?,
-                v6: take(&mut ebpf, "conns6")?,
-            },
+            conns: ConnMaps::new(
+                table,
+                slot_map,
+                take(&mut ebpf, "conns4")?,
+                take(&mut ebpf, "conns6")?,
+            ),
             next_hops: take(&mut ebpf, "next_hops")?,
             dest_stats: take(&mut ebpf, "dest_stats")?,
             services: take(&mut ebpf, "services")?,
@@ -452,10 +494,11 @@ impl XdpDatapath {
             remove_pin(&old.path);
         }
         // The successor reads connections from the maps in force now.
-        for (name, map) in CONN_MAPS
-            .iter()
-            .zip([self.conns.v4.map(), self.conns.v6.map()])
-        {
+        for (name, map) in CONN_MAPS.iter().zip([
+            &self.conns.slot_map,
+            self.conns.overflow.map(),
+            self.conns.v6.map(),
+        ]) {
             let path = dir.map_path(name);
             remove_pin(&path);
             map.pin(&path)
@@ -508,6 +551,17 @@ impl XdpDatapath {
     /// Size of the `conns` map (entries, two per NAT connection).
     pub fn conn_map_capacity(&self) -> u32 {
         self.conn_entries
+    }
+
+    /// Slots of the IPv4 table (`conn_slots4`).
+    pub fn conn_slots(&self) -> usize {
+        self.conns.slots.slots()
+    }
+
+    /// IPv4 entries in their slots and in the overflow map (`conns4`):
+    /// O(slots) reads of memory, for diagnostics and tests.
+    pub fn conn_slot_usage(&self) -> (usize, usize) {
+        self.conns.v4_counts()
     }
 
     /// The slot and name of one of the interfaces the program was loaded
@@ -725,7 +779,8 @@ impl XdpDatapath {
     /// Entries in `conns`, by walking the map: O(entries) system calls, for
     /// diagnostics and tests, not for a hot loop.
     pub fn conn_entry_count(&self) -> Result<usize, DatapathError> {
-        Ok(count(self.conns.v4.keys(), "conns4")? + count(self.conns.v6.keys(), "conns6")?)
+        let (slotted, overflow) = self.conns.v4_counts();
+        Ok(slotted + overflow + count(self.conns.v6.keys(), "conns6")?)
     }
 
     /// Kernel memory charged to the `conns` map, as its fdinfo reports it
@@ -733,7 +788,23 @@ impl XdpDatapath {
     /// allocator header (a NAT connection has two entries). See the README
     /// for measured figures.
     pub fn conn_map_memlock(&self) -> Result<u64, DatapathError> {
-        Ok(memlock(self.conns.v4.map())? + memlock(self.conns.v6.map())?)
+        Ok(memlock(&self.conns.slot_map)?
+            + memlock(self.conns.overflow.map())?
+            + memlock(self.conns.v6.map())?)
+    }
+
+    /// A handle that test-runs the program from another thread (it owns
+    /// a descriptor of the program; the maps are the live ones).
+    pub fn test_runner(&self) -> Result<TestRunner, DatapathError> {
+        let prog = program(&self.ebpf)?;
+        let fd = prog
+            .fd()
+            .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
+        let owned = fd
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|e| DatapathError::syscall("duplicating the program's descriptor", e))?;
+        Ok(TestRunner::new(owned))
     }
 
     /// Run the program once on `frame` with `BPF_PROG_TEST_RUN`, as if it
@@ -752,43 +823,6 @@ impl XdpDatapath {
             .fd()
             .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
         test_run::run(fd.as_fd(), frame, ingress_ifindex, rx_queue)
-    }
-}
-
-/// The connection maps: IPv4 keys in 16 bytes (`conns4`), IPv6 in 40
-/// (`conns6`); one is picked by the key's family.
-struct ConnMaps {
-    v4: HashMap<MapData, ConnKey4, ConnEntry>,
-    v6: HashMap<MapData, ConnKey, ConnEntry>,
-}
-
-impl ConnMaps {
-    fn insert(&mut self, k: &ConnKey, e: ConnEntry) -> Result<(), DatapathError> {
-        match k.v4() {
-            Some(k4) => self.v4.insert(k4, e, 0),
-            None => self.v6.insert(k, e, 0),
-        }
-        .map_err(|e| map_err(if k.family == 4 { "conns4" } else { "conns6" }, "insert", e))
-    }
-
-    /// Absent is fine.
-    fn remove(&mut self, k: &ConnKey) -> Result<(), DatapathError> {
-        match k.v4() {
-            Some(k4) => remove(&mut self.v4, &k4, "conns4"),
-            None => remove(&mut self.v6, k, "conns6"),
-        }
-    }
-
-    fn get(&self, k: &ConnKey) -> Result<Option<ConnEntry>, DatapathError> {
-        let (got, name) = match k.v4() {
-            Some(k4) => (self.v4.get(&k4, 0), "conns4"),
-            None => (self.v6.get(k, 0), "conns6"),
-        };
-        match got {
-            Ok(e) => Ok(Some(e)),
-            Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => Err(map_err(name, "read", e)),
-        }
     }
 }
 
@@ -833,6 +867,20 @@ fn memlock(map: &MapData) -> Result<u64, DatapathError> {
                 source: std::io::Error::other(format!("no memlock line in {path}")),
             })
     }
+}
+
+/// A hash seed nobody outside can guess (getrandom(2)).
+fn random_seed() -> Result<u64, DatapathError> {
+    let mut buf = [0u8; 8];
+    // SAFETY: writes at most 8 bytes into `buf`, which outlives the call.
+    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
+    if n != 8 {
+        return Err(DatapathError::syscall(
+            "getrandom for the connection table's hash seed",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(u64::from_ne_bytes(buf))
 }
 
 fn handover_err(what: &'static str, detail: String) -> DatapathError {

@@ -8,7 +8,7 @@
 
 use std::io;
 use std::mem::size_of;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd as _, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::DatapathError;
 
@@ -150,4 +150,28 @@ pub(crate) fn run(
         action: XdpAction::from_retval(attr.retval),
         frame: out,
     })
+}
+
+/// The program, to test-run from any thread while the datapath that loaded
+/// it is used elsewhere (say, one thread rewriting entries while another
+/// runs frames): it holds its own descriptor of the program.
+#[derive(Debug)]
+pub struct TestRunner {
+    prog: OwnedFd,
+}
+
+impl TestRunner {
+    pub(crate) fn new(prog: OwnedFd) -> Self {
+        Self { prog }
+    }
+
+    /// As [`crate::XdpDatapath::test_run`].
+    pub fn run(
+        &self,
+        frame: &[u8],
+        ingress_ifindex: u32,
+        rx_queue: u32,
+    ) -> Result<TestRun, DatapathError> {
+        run(self.prog.as_fd(), frame, ingress_ifindex, rx_queue)
+    }
 }

@@ -123,7 +123,12 @@ fn a_successor_adopts_the_connections_and_swaps_the_program_in_place() {
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    for want in ["conns4", "conns6", &format!("link-{ifx}-generic")] {
+    for want in [
+        "conn_slots4",
+        "conns4",
+        "conns6",
+        &format!("link-{ifx}-generic"),
+    ] {
         assert!(pinned.iter().any(|p| p == want), "{want} in {pinned:?}");
     }
 

@@ -238,6 +238,11 @@ pub struct Config {
     /// [`crate::fastpath`]); when false every frame of a tracked connection
     /// goes through the engine.
     pub fast_path: bool,
+    /// Slots of the XDP program's IPv4 connection table (64 bytes each,
+    /// allocated at start, rounded up to a power of two); `None`: two per
+    /// connection of `max_connections`. Entries that find their set full
+    /// are still forwarded, from a slower hash map.
+    pub fast_path_slots: Option<u32>,
     /// SYN-flood defence: IPVS's strategies (`drop_entry`, `drop_packet`,
     /// `secure_tcp`) with their sysctl semantics.
     pub defense: Defense,
@@ -342,6 +347,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             max_connections: 1 << 20,
             fast_path: true,
+            fast_path_slots: None,
             defense: Defense::default(),
             sloppy_tcp: false,
             sloppy_sctp: false,
@@ -503,6 +509,13 @@ pub enum ConfigError {
         /// Given MTU.
         mtu: u16,
     },
+    /// The fast-path table's size is out of range.
+    #[error(
+        "fast_path_slots = {0}: use {min} to {max} (64 bytes each)",
+        min = limits::MIN_FAST_PATH_SLOTS,
+        max = limits::MAX_FAST_PATH_SLOTS
+    )]
+    FastPathSlots(u32),
     /// The fragment table's size is out of range.
     #[error("max_fragment_datagrams = {0}: use 1 to {max}", max = limits::MAX_FRAGMENT_DATAGRAMS)]
     FragmentDatagrams(u32),
@@ -647,6 +660,11 @@ impl Validator {
         }
         if config.max_connections > limits::MAX_CONNECTIONS {
             return Err(ConfigError::TooManyConnections(config.max_connections));
+        }
+        if let Some(slots) = config.fast_path_slots {
+            if !(limits::MIN_FAST_PATH_SLOTS..=limits::MAX_FAST_PATH_SLOTS).contains(&slots) {
+                return Err(ConfigError::FastPathSlots(slots));
+            }
         }
         if !(1..=limits::MAX_FRAGMENT_DATAGRAMS).contains(&config.max_fragment_datagrams) {
             return Err(ConfigError::FragmentDatagrams(
@@ -1141,6 +1159,28 @@ mod tests {
         cfg.max_connections = MAX_CONNECTIONS + 1;
         let e = Snapshot::new(cfg).unwrap_err().to_string();
         assert!(e.contains("use at most 67108864 (MAX_CONNECTIONS)"), "{e}");
+    }
+
+    #[test]
+    fn fast_path_slots_outside_the_limits_are_refused() {
+        for ok in [None, Some(1024), Some(3000), Some(1 << 26)] {
+            let cfg = Config {
+                fast_path_slots: ok,
+                ..Config::default()
+            };
+            Snapshot::new(cfg).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
+        }
+        for bad in [0, 1023, (1 << 26) + 1] {
+            let cfg = Config {
+                fast_path_slots: Some(bad),
+                ..Config::default()
+            };
+            let e = Snapshot::new(cfg).unwrap_err().to_string();
+            assert_eq!(
+                e,
+                format!("fast_path_slots = {bad}: use 1024 to 67108864 (64 bytes each)")
+            );
+        }
     }
 
     #[test]

@@ -60,3 +60,16 @@ pub const MAX_FRAGMENT_DATAGRAMS: u32 = 1 << 20;
 /// too rather than to the kernel. Older datagrams are evicted first; a
 /// size, not a limit on what an operator configures.
 pub const FRAGMENT_STEERING: u32 = 1 << 14;
+
+/// Ways per set of the XDP program's IPv4 slot table (`conn_slots4`): a
+/// set is four 64-byte slots; an entry whose set is full goes to the
+/// overflow hash map instead, which costs the fast path two more cache
+/// misses per frame, not correctness.
+pub const CONN_WAYS: u32 = 4;
+
+/// The fewest slots of `conn_slots4`.
+pub const MIN_FAST_PATH_SLOTS: u32 = 1 << 10;
+
+/// The most slots of `conn_slots4` (64 bytes each: 4 GiB). An array map
+/// must fit the kernel's 32-bit size arithmetic.
+pub const MAX_FAST_PATH_SLOTS: u32 = 1 << 26;

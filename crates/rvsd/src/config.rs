@@ -95,6 +95,7 @@ pub(crate) fn engine_config(
             .max_fragment_datagrams
             .unwrap_or(Config::default().max_fragment_datagrams),
         fast_path: fast_path(file),
+        fast_path_slots: file.fast_path_slots,
         defense: defense(file),
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::Parser;
-use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
+use rvs_datapath::{ConnCapacity, XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
 use rvs_engine::{Engine, Snapshot};
 
 mod config;
@@ -176,7 +176,13 @@ fn run(args: Args) -> anyhow::Result<()> {
         // One XDP program on every interface, its maps shared by all of
         // them; attached once they hold what a frame may need.
         let ifindexes: Vec<u32> = ifaces.iter().map(|i| i.index.0).collect();
-        let mut datapath = XdpDatapath::load_detached(&ifindexes, config.max_connections)?;
+        let mut datapath = XdpDatapath::load_detached(
+            &ifindexes,
+            ConnCapacity {
+                connections: config.max_connections,
+                fast_path_slots: config.fast_path_slots,
+            },
+        )?;
         // A socket on every RX queue of every interface, one UMEM, one thread.
         let mut sockets = Vec::new();
         for i in &ifaces {

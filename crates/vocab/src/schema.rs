@@ -27,6 +27,9 @@ pub struct Config {
     pub max_fragment_datagrams: Option<u32>,
     /// Forward established flows in the XDP program (default: on).
     pub fast_path: Option<bool>,
+    /// Slots of the fast path's IPv4 table (default: 2 × max_connections).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path_slots: Option<u32>,
     /// Prometheus endpoint address ("127.0.0.1:9813").
     pub metrics_listen: Option<SocketAddr>,
     /// The user rvsd runs as once set up (it starts as root); absent: it

@@ -2,7 +2,7 @@
 //! XskGroup with a socket on every (interface, queue), registered in the
 //! program's socket map — in the current thread's namespace.
 
-use rvs_datapath::{XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
+use rvs_datapath::{ConnCapacity, XdpDatapath, XdpModePolicy, XskConfig, XskGroup};
 
 /// The program plus one group.
 pub struct Director {
@@ -20,12 +20,22 @@ impl Director {
 
     /// Attach to `ifaces` with `policy`, sockets on queues `0..queues` of each.
     pub fn start_with(ifaces: &[&str], queues: u32, policy: XdpModePolicy) -> Self {
+        Self::start_sized(ifaces, queues, policy, 4096.into())
+    }
+
+    /// [`start_with`](Self::start_with) with connection maps of `capacity`.
+    pub fn start_sized(
+        ifaces: &[&str],
+        queues: u32,
+        policy: XdpModePolicy,
+        capacity: ConnCapacity,
+    ) -> Self {
         let idx: Vec<u32> = ifaces
             .iter()
             .map(|i| rvs_datapath::ifindex_by_name(i).unwrap_or_else(|e| panic!("{i}: {e}")))
             .collect();
         let mut dp =
-            XdpDatapath::load(&idx, policy, 4096).unwrap_or_else(|e| panic!("load XDP: {e}"));
+            XdpDatapath::load(&idx, policy, capacity).unwrap_or_else(|e| panic!("load XDP: {e}"));
         let pairs: Vec<(u32, u32)> = idx
             .iter()
             .flat_map(|&i| (0..queues).map(move |q| (i, q)))

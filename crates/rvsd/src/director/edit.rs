@@ -154,6 +154,7 @@ impl Draft {
             timeouts: base.timeouts,
             max_connections: base.max_connections,
             fast_path: base.fast_path,
+            fast_path_slots: base.fast_path_slots,
             defense: base.defense,
             sloppy_tcp: base.sloppy_tcp,
             sloppy_sctp: base.sloppy_sctp,

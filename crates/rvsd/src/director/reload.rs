@@ -41,6 +41,9 @@ impl Director {
         {
             return Err(bad(format!("{}: max_connections changed; restart rvsd to resize the connection table (nothing was applied)", path.display())));
         }
+        if file.fast_path_slots != self.config.fast_path_slots {
+            return Err(bad(format!("{}: fast_path_slots changed; restart rvsd to resize the fast path's table (nothing was applied)", path.display())));
+        }
         // The running interfaces' facts: XDP is attached to them.
         let (mut next, plan) = config::engine_config(&file, &text, |name| {
             running

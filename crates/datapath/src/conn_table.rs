@@ -1,0 +1,383 @@
+//! The connection maps the XDP program looks frames up in, and how rvsd
+//! writes them.
+//!
+//! IPv4 entries live in `conn_slots4`: an mmapable array map of 64-byte
+//! slots, in sets of [`CONN_WAYS`], the set picked by a seeded hash of the
+//! key. Key and entry share one cache line, so a fast-path hit costs one
+//! memory access where a BPF hash map costs three (bucket, element header,
+//! value) — at many flows that was over half of the director's per-frame
+//! time. rvsd writes the slots through its own mapping (no system call per
+//! entry) under a per-slot sequence count, which the program reads around
+//! its copy of the entry (`struct conn_slot4` in `bpf/rvs_xdp.c`).
+//!
+//! An entry whose set is full goes to `conns4`, a BPF hash map the program
+//! looks in after the set; IPv6 entries all live in the hash map `conns6`.
+//! So the table never refuses what the engine tracks: a full set costs
+//! speed, not correctness.
+
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd as _, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{fence, AtomicU64, Ordering};
+
+use aya::maps::{HashMap, MapData};
+use rvs_engine::limits::{CONN_WAYS, MAX_FAST_PATH_SLOTS, MIN_FAST_PATH_SLOTS};
+
+use crate::fastpath::{ConnEntry, ConnKey, ConnKey4};
+use crate::maps::{is_not_found, map_err, remove};
+use crate::DatapathError;
+
+/// Bytes of a slot: `struct conn_slot4`.
+pub(crate) const SLOT_BYTES: u32 = 64;
+/// Words of a slot: sequence count, key (2), entry (5).
+const SLOT_WORDS: usize = 8;
+const KEY_WORD: usize = 1;
+const ENTRY_WORD: usize = 3;
+const WAYS: usize = CONN_WAYS as usize;
+
+/// The slot count for `requested` slots (or, with none, two per
+/// connection of `conn_capacity`, which keeps sets mostly below full at
+/// capacity): a power of two within the limits.
+pub(crate) fn slot_count(requested: Option<u32>, conn_capacity: u32) -> u32 {
+    requested
+        .unwrap_or_else(|| conn_capacity.saturating_mul(2))
+        .clamp(MIN_FAST_PATH_SLOTS, MAX_FAST_PATH_SLOTS)
+        .next_power_of_two()
+}
+
+/// A `ConnKey4` as the two words the program compares and hashes.
+fn key_words(k: &ConnKey4) -> [u64; 2] {
+    let a = [
+        k.saddr[0], k.saddr[1], k.saddr[2], k.saddr[3], k.daddr[0], k.daddr[1], k.daddr[2],
+        k.daddr[3],
+    ];
+    let b = [
+        k.sport[0], k.sport[1], k.dport[0], k.dport[1], k.proto, 0, 0, 0,
+    ];
+    [u64::from_ne_bytes(a), u64::from_ne_bytes(b)]
+}
+
+fn key_of_words(w: [u64; 2]) -> ConnKey4 {
+    let a = w[0].to_ne_bytes();
+    let b = w[1].to_ne_bytes();
+    ConnKey4 {
+        saddr: [a[0], a[1], a[2], a[3]],
+        daddr: [a[4], a[5], a[6], a[7]],
+        sport: [b[0], b[1]],
+        dport: [b[2], b[3]],
+        proto: b[4],
+        pad: [0; 3],
+    }
+}
+
+/// `conn_hash4` of the program: the same mix, the same seed.
+fn hash(seed: u64, w: [u64; 2]) -> u32 {
+    let h = (w[0] ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let h = (h ^ (h >> 32) ^ w[1]).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    let h = (h ^ (h >> 29)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (h ^ (h >> 32)) as u32
+}
+
+/// `conn_slots4` mapped into this process.
+pub(crate) struct SlotTable {
+    base: NonNull<AtomicU64>,
+    slots: usize,
+    seed: u64,
+}
+
+// SAFETY: the mapping belongs to this value alone (unmapped on drop) and is
+// only ever accessed through atomics, from any thread.
+unsafe impl Send for SlotTable {}
+// SAFETY: as above; `&self` methods only read, with atomic loads.
+unsafe impl Sync for SlotTable {}
+
+impl std::fmt::Debug for SlotTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SlotTable")
+            .field("slots", &self.slots)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for SlotTable {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of this length, unmapped once;
+        // no reference into it outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.slots * SLOT_BYTES as usize);
+        }
+    }
+}
+
+impl SlotTable {
+    /// Maps the value area of `fd`, an mmapable array map of `slots`
+    /// 64-byte values, shared with the kernel. `seed` is the program's
+    /// `conn_hash_seed` (any value, to walk an inherited table).
+    pub(crate) fn map(fd: BorrowedFd<'_>, slots: u32, seed: u64) -> Result<Self, DatapathError> {
+        if slots == 0 || !slots.is_power_of_two() {
+            return Err(DatapathError::InvalidArgument(format!(
+                "conn_slots4 has {slots} slots, not a power of two"
+            )));
+        }
+        let len = slots as usize * SLOT_BYTES as usize;
+        // SAFETY: a new shared mapping of the map's value area; the kernel
+        // checks `len` against the map's size and the fd is valid for the
+        // call. Nothing else in this process refers to the new range.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(DatapathError::syscall(
+                "mapping the connection slots (conn_slots4) into memory",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        let base = NonNull::new(p.cast()).ok_or_else(|| {
+            DatapathError::syscall(
+                "mapping the connection slots",
+                std::io::Error::other("mmap returned NULL"),
+            )
+        })?;
+        Ok(Self {
+            base,
+            slots: slots as usize,
+            seed,
+        })
+    }
+
+    fn words(&self) -> &[AtomicU64] {
+        // SAFETY: `base` is a live, page-aligned mapping of `slots` × 64
+        // bytes (see `map`); AtomicU64 has u64's layout, and this process
+        // reads and writes the range only through these atomics (the
+        // program's accesses are the kernel's, word-sized).
+        unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.slots * SLOT_WORDS) }
+    }
+
+    fn word(&self, slot: usize, word: usize) -> &AtomicU64 {
+        &self.words()[slot * SLOT_WORDS + word]
+    }
+
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// The first slot of `key`'s set.
+    fn set_of(&self, w: [u64; 2]) -> usize {
+        let sets = self.slots / WAYS;
+        (hash(self.seed, w) as usize & (sets - 1)) * WAYS
+    }
+
+    fn key_at(&self, slot: usize) -> [u64; 2] {
+        [
+            self.word(slot, KEY_WORD).load(Ordering::Relaxed),
+            self.word(slot, KEY_WORD + 1).load(Ordering::Relaxed),
+        ]
+    }
+
+    /// The slot holding `key`, if any.
+    fn find(&self, key: &ConnKey4) -> Option<usize> {
+        let w = key_words(key);
+        let set = self.set_of(w);
+        (set..set + WAYS).find(|&s| self.key_at(s) == w)
+    }
+
+    /// The entry of `key`, if it has a slot.
+    pub(crate) fn get(&self, key: &ConnKey4) -> Option<ConnEntry> {
+        self.find(key).map(|s| self.entry_at(s))
+    }
+
+    fn entry_at(&self, slot: usize) -> ConnEntry {
+        let mut w = [0u64; 5];
+        for (i, v) in w.iter_mut().enumerate() {
+            *v = self.word(slot, ENTRY_WORD + i).load(Ordering::Relaxed);
+        }
+        ConnEntry::from_words(w)
+    }
+
+    /// Writes `entry` for `key`: in its slot, else in a free way of its
+    /// set. False when the set is full (nothing written).
+    pub(crate) fn upsert(&mut self, key: &ConnKey4, entry: &ConnEntry) -> bool {
+        let w = key_words(key);
+        let set = self.set_of(w);
+        let slot = (set..set + WAYS)
+            .find(|&s| self.key_at(s) == w)
+            .or_else(|| (set..set + WAYS).find(|&s| self.key_at(s) == [0, 0]));
+        let Some(slot) = slot else { return false };
+        self.write(slot, Some(w), Some(entry));
+        true
+    }
+
+    /// Frees `key`'s slot; false if it had none.
+    pub(crate) fn remove(&mut self, key: &ConnKey4) -> bool {
+        match self.find(key) {
+            Some(slot) => {
+                self.write(slot, Some([0, 0]), None);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The sequence-count write the program's reader expects: odd while
+    /// anything changes, each step visible in order (the release fences
+    /// are `smp_wmb`).
+    fn write(&mut self, slot: usize, key: Option<[u64; 2]>, entry: Option<&ConnEntry>) {
+        let seq = self.word(slot, 0);
+        let start = seq.load(Ordering::Relaxed) | 1;
+        seq.store(start, Ordering::Relaxed);
+        fence(Ordering::Release);
+        if let Some(e) = entry {
+            for (i, v) in e.to_words().into_iter().enumerate() {
+                self.word(slot, ENTRY_WORD + i).store(v, Ordering::Relaxed);
+            }
+        }
+        if let Some(k) = key {
+            self.word(slot, KEY_WORD).store(k[0], Ordering::Relaxed);
+            self.word(slot, KEY_WORD + 1).store(k[1], Ordering::Relaxed);
+        }
+        fence(Ordering::Release);
+        self.word(slot, 0)
+            .store(start.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Every entry in the table: O(slots) reads of this process's memory.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = (ConnKey4, ConnEntry)> + '_ {
+        (0..self.slots).filter_map(|s| {
+            let w = self.key_at(s);
+            (w != [0, 0]).then(|| (key_of_words(w), self.entry_at(s)))
+        })
+    }
+}
+
+/// Every connection map of the program, written as the engine asks.
+pub(crate) struct ConnMaps {
+    pub(crate) slots: SlotTable,
+    /// `conn_slots4` itself, for pinning and its memory figure.
+    pub(crate) slot_map: MapData,
+    /// `conns4`: IPv4 entries whose set was full.
+    pub(crate) overflow: HashMap<MapData, ConnKey4, ConnEntry>,
+    /// The keys in `overflow`, so that a key is never in both places.
+    overflowed: HashSet<ConnKey4>,
+    /// `conns6`.
+    pub(crate) v6: HashMap<MapData, ConnKey, ConnEntry>,
+}
+
+impl ConnMaps {
+    pub(crate) fn new(
+        slots: SlotTable,
+        slot_map: MapData,
+        overflow: HashMap<MapData, ConnKey4, ConnEntry>,
+        v6: HashMap<MapData, ConnKey, ConnEntry>,
+    ) -> Self {
+        Self {
+            slots,
+            slot_map,
+            overflow,
+            overflowed: HashSet::new(),
+            v6,
+        }
+    }
+
+    pub(crate) fn insert(&mut self, k: &ConnKey, e: ConnEntry) -> Result<(), DatapathError> {
+        let Some(k4) = k.v4() else {
+            return self
+                .v6
+                .insert(k, e, 0)
+                .map_err(|e| map_err("conns6", "insert", e));
+        };
+        if !self.overflowed.contains(&k4) && self.slots.upsert(&k4, &e) {
+            return Ok(());
+        }
+        self.overflow
+            .insert(k4, e, 0)
+            .map_err(|e| map_err("conns4", "insert", e))?;
+        self.overflowed.insert(k4);
+        Ok(())
+    }
+
+    /// Absent is fine.
+    pub(crate) fn remove(&mut self, k: &ConnKey) -> Result<(), DatapathError> {
+        let Some(k4) = k.v4() else {
+            return remove(&mut self.v6, k, "conns6");
+        };
+        if self.overflowed.remove(&k4) {
+            return remove(&mut self.overflow, &k4, "conns4");
+        }
+        self.slots.remove(&k4);
+        Ok(())
+    }
+
+    pub(crate) fn get(&self, k: &ConnKey) -> Result<Option<ConnEntry>, DatapathError> {
+        let (got, name) = match k.v4() {
+            Some(k4) if !self.overflowed.contains(&k4) => return Ok(self.slots.get(&k4)),
+            Some(k4) => (self.overflow.get(&k4, 0), "conns4"),
+            None => (self.v6.get(k, 0), "conns6"),
+        };
+        match got {
+            Ok(e) => Ok(Some(e)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(map_err(name, "read", e)),
+        }
+    }
+
+    /// IPv4 entries in their slots, and in the overflow map.
+    pub(crate) fn v4_counts(&self) -> (usize, usize) {
+        (self.slots.entries().count(), self.overflowed.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slot_counts_are_powers_of_two_within_the_limits() {
+        assert_eq!(slot_count(None, 0), MIN_FAST_PATH_SLOTS);
+        assert_eq!(slot_count(None, 50_000), 131_072);
+        assert_eq!(slot_count(None, 1 << 20), 1 << 21);
+        assert_eq!(slot_count(Some(3000), 1 << 20), 4096);
+        assert_eq!(slot_count(Some(u32::MAX), 1), MAX_FAST_PATH_SLOTS);
+        assert_eq!(slot_count(None, u32::MAX), MAX_FAST_PATH_SLOTS);
+    }
+
+    #[test]
+    fn keys_round_trip_through_their_words() {
+        let k = ConnKey4 {
+            saddr: [10, 1, 2, 3],
+            daddr: [10, 9, 8, 7],
+            sport: [0x9c, 0x40],
+            dport: [0, 80],
+            proto: 6,
+            pad: [0; 3],
+        };
+        assert_eq!(key_of_words(key_words(&k)), k);
+        assert_ne!(key_words(&k), [0, 0], "a real key is never the free mark");
+    }
+
+    #[test]
+    fn the_hash_spreads_neighbouring_flows() {
+        // 4096 flows from one client that differ only in the source port
+        // land in nearly as many sets of 1024 as a uniform hash would fill.
+        let mut seen = HashSet::new();
+        for port in 0..4096u16 {
+            let k = ConnKey4 {
+                saddr: [10, 0, 0, 1],
+                daddr: [10, 0, 0, 100],
+                sport: port.to_be_bytes(),
+                dport: [0, 80],
+                proto: 17,
+                pad: [0; 3],
+            };
+            seen.insert(hash(0x1234_5678, key_words(&k)) & 1023);
+        }
+        // A uniform hash fills 1024 × (1 − e^−4) ≈ 1005 sets.
+        assert!(seen.len() > 980, "{} sets", seen.len());
+    }
+}
