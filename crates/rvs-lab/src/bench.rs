@@ -63,6 +63,9 @@ pub struct BenchOptions {
     pub only: Option<Vec<String>>,
     /// TX and RX queues of every veth ([`LabSpec::queues`]).
     pub queues: u32,
+    /// rvsd's `fast_path_slots` (`None`: its default, two per connection
+    /// of the default `max_connections`).
+    pub fast_path_slots: Option<u32>,
     /// Where to write the chart ([`Report::svg`]), if anywhere.
     pub svg: Option<std::path::PathBuf>,
 }
@@ -74,6 +77,7 @@ impl Default for BenchOptions {
             duration_secs: 5,
             only: None,
             queues: 1,
+            fast_path_slots: None,
             svg: None,
         }
     }
@@ -373,6 +377,8 @@ pub struct Report {
     pub duration_secs: u32,
     /// Queues per veth.
     pub queues: u32,
+    /// rvsd's `fast_path_slots`, when not its default.
+    pub fast_path_slots: Option<u32>,
     /// Whether the director was pinned alone on its CPU (needs 2 CPUs).
     pub pinned: bool,
     /// Wall time of the whole run.
@@ -420,6 +426,9 @@ impl Report {
             self.loadavg.0,
             self.loadavg.1
         );
+        if let Some(n) = self.fast_path_slots {
+            let _ = writeln!(out, "rvsd with fast_path_slots = {n}");
+        }
         let rows: Vec<(String, Vec<String>)> = Metric::ALL
             .iter()
             .map(|&m| {
@@ -606,6 +615,7 @@ pub fn measure(opts: &BenchOptions) -> Result<Report> {
         repetitions: opts.repetitions,
         duration_secs: opts.duration_secs,
         queues: opts.queues,
+        fast_path_slots: opts.fast_path_slots,
         pinned,
         elapsed: Duration::ZERO,
         loadavg: (loadavg(), String::new()),
@@ -713,7 +723,7 @@ fn bench_setup(
             }
         }
         Setup::Rvs(mode, fast_path) => {
-            let d = rvs::Rvsd::start(&lab, fast_path, cpu(DIRECTOR_CPU))?;
+            let d = rvs::Rvsd::start(&lab, fast_path, opts.fast_path_slots, cpu(DIRECTOR_CPU))?;
             d.configure(&lab, mode)?;
             director.processes = vec![d.pid()];
             rvsd = Some(d);
@@ -1149,6 +1159,7 @@ Transfer/sec:      4.19MB
             repetitions: 1,
             duration_secs: 1,
             queues: 1,
+            fast_path_slots: None,
             pinned: true,
             elapsed: Duration::from_secs(3),
             loadavg: ("0.10".into(), "1.00".into()),

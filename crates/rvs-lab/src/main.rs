@@ -94,6 +94,10 @@ enum Cmd {
         /// TX and RX queues of every veth.
         #[arg(long, default_value_t = 1)]
         queues: u32,
+        /// rvsd's `fast_path_slots` (default: its own, two per connection
+        /// of the default max_connections).
+        #[arg(long, value_name = "N")]
+        fast_path_slots: Option<u32>,
         /// Also write the results as an SVG chart to this file.
         #[arg(long, value_name = "FILE", default_value = "bench.svg")]
         svg: std::path::PathBuf,
@@ -208,12 +212,14 @@ fn main() -> Result<()> {
             duration,
             only,
             queues,
+            fast_path_slots,
             svg,
         } => rvs_lab::bench::run(&rvs_lab::bench::BenchOptions {
             repetitions,
             duration_secs: duration,
             only,
             queues,
+            fast_path_slots,
             svg: Some(svg),
         }),
         Cmd::Demo {

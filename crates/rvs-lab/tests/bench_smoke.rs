@@ -16,12 +16,18 @@ fn bench_measures_kernel_route_and_rvs_dr() {
         duration_secs: 1,
         only: Some(vec!["kernel-route".into(), "rvs-dr".into()]),
         queues: 2,
+        // A dense table: rvsd takes the key, and the table says so.
+        fast_path_slots: Some(1 << 17),
         svg: None,
     };
     let report = measure(&opts).expect("valid options");
     let table = report.table();
     println!("{table}");
     assert!(report.errors.is_empty(), "errors:\n{table}");
+    assert!(
+        table.contains("rvsd with fast_path_slots = 131072"),
+        "{table}"
+    );
     assert_eq!(report.setups, ["kernel-route", "rvs-dr"]);
 
     let all = [

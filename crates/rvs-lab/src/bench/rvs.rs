@@ -60,8 +60,13 @@ impl Rvsd {
     /// Starts rvsd on `front` and `back` with no services, the XDP fast
     /// path on or off (`fast_path` in its config), all its threads on `cpu`
     /// if given (it runs under `taskset -c CPU`), and waits until it says it
-    /// is ready.
-    pub(super) fn start(lab: &Lab, fast_path: bool, cpu: Option<usize>) -> Result<Rvsd> {
+    /// is ready. `slots`: its `fast_path_slots`, if not the default.
+    pub(super) fn start(
+        lab: &Lab,
+        fast_path: bool,
+        slots: Option<u32>,
+        cpu: Option<usize>,
+    ) -> Result<Rvsd> {
         let rvsd = find_bin("rvsd", "RVSD")?;
         let rvsadm = find_bin("rvsadm", "RVSADM")?;
         let config = lab.dir().join("rvsd.toml");
@@ -69,7 +74,8 @@ impl Rvsd {
             &config,
             format!(
                 "interfaces = [\"front\", \"back\"]\nmetrics_listen = \"{METRICS}\"\n\
-                 fast_path = {fast_path}\n"
+                 fast_path = {fast_path}\n{}",
+                slots.map_or(String::new(), |n| format!("fast_path_slots = {n}\n"))
             ),
         )
         .with_context(|| format!("writing {}", config.display()))?;
