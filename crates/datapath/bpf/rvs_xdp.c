@@ -6,7 +6,7 @@
  *   conns4/conns6[5-tuple] hit, Forward entry, frame fully understood
  *       -> rewrite (DR / NAT in / NAT out / IPIP), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
- *   conns hit, anything else (ToEngine entry, SYN/FIN/RST, IPv4 options,
+ *   conns hit, anything else (ToEngine entry, SYN/FIN/RST or no ACK, IPv4 options,
  *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
@@ -74,6 +74,7 @@
 #define TCP_FIN_ 0x01
 #define TCP_SYN_ 0x02
 #define TCP_RST_ 0x04
+#define TCP_ACK_ 0x10
 /* Outer TTL of IPIP, as the engine's fwd/tun.rs (the kernel default). */
 #define TUNNEL_TTL 64
 /*
@@ -743,8 +744,11 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 
 		if ((void *)(tcp + 1) > data_end)
 			return to_user(ctx, cnt, slot);
-		/* Every TCP state change is made by the engine. */
-		if (((__u8 *)tcp)[13] & (TCP_SYN_ | TCP_FIN_ | TCP_RST_))
+		/*
+		 * Every TCP state change is made by the engine: SYN, FIN, RST,
+		 * and a segment without ACK (IPVS moves the connection to CLOSE).
+		 */
+		if ((((__u8 *)tcp)[13] & (TCP_SYN_ | TCP_FIN_ | TCP_RST_ | TCP_ACK_)) != TCP_ACK_)
 			return to_user(ctx, cnt, slot);
 	} else {
 		if (l4 + sizeof(struct udphdr) > data_end)

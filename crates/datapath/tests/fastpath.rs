@@ -497,11 +497,21 @@ fn frames_the_engine_must_see_go_to_user_space_unchanged() {
             ("SYN+ACK", tcp_flags::SYN | tcp_flags::ACK),
             ("FIN", tcp_flags::FIN | tcp_flags::ACK),
             ("RST", tcp_flags::RST),
+            // No ACK: IPVS moves the connection to CLOSE.
+            ("no flags", 0),
+            ("PSH without ACK", tcp_flags::PSH),
         ] {
             let mut f = base.clone();
             f.flags = flags;
             env.assert_to_user(&f.frame(), what);
         }
+        let mut f = base.clone();
+        f.flags = tcp_flags::PSH | tcp_flags::ACK;
+        assert_eq!(
+            env.run(&f.frame()).0,
+            Verdict::FastRedirect,
+            "PSH+ACK is data"
+        );
 
         let mut f = base.clone();
         f.options = vec![1, 1, 1, 0]; // NOP NOP NOP EOL

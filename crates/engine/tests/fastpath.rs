@@ -38,7 +38,7 @@ fn dest_of(out: &[u8]) -> usize {
 }
 
 #[test]
-fn tcp_dr_entry_forwards_only_while_established() {
+fn tcp_dr_entry_forwards_from_established_until_it_expires() {
     let mut d = Director::new(config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]));
     let k = client_key(40000);
     d.run(&from_client(40000, SYN, b""), FRONT);
@@ -65,9 +65,20 @@ fn tcp_dr_entry_forwards_only_while_established() {
         d.run(&from_client(40000, ACK, b"data"), FRONT);
     }
     assert_eq!(d.maps.log.len(), writes, "no map write per packet");
-    // FIN: back to the engine (FIN_WAIT changes state on the next ACK).
+    // The FIN itself comes to the engine (the XDP program sends every FIN
+    // there) and moves the connection to FIN_WAIT, where an ACK changes
+    // nothing: the entry keeps forwarding the closing ACKs, unchanged.
     d.run(&from_client(40000, FINACK, b""), FRONT);
-    assert_eq!(d.maps.entries.get(&k), Some(&FastAction::ToEngine));
+    assert_eq!(d.engine.connections(d.now)[0].state, "FIN_WAIT");
+    assert_eq!(
+        forward(&d, &k).rewrite,
+        Rewrite::Route { server: ip(RS[0]) }
+    );
+    assert_eq!(d.maps.log.len(), writes, "no map write for the FIN");
+    // A RST moves it to CLOSE, where ACKs change nothing either.
+    d.run(&from_client(40000, RST, b""), FRONT);
+    assert_eq!(d.engine.connections(d.now)[0].state, "CLOSE");
+    forward(&d, &k);
     // Expiry removes it.
     assert_eq!(d.engine.fast_path_entries(), 1);
     d.advance(200);

@@ -126,10 +126,23 @@ fn out_key(c: &Conn) -> Option<FastKey> {
     })
 }
 
-/// States in which the slow path changes nothing but timers and counters.
+/// States in which the slow path changes nothing but timers and counters
+/// for every segment the XDP program forwards (ACK set, no SYN, FIN or
+/// RST): in IPVS's tables, both the normal and the `secure_tcp` one, an
+/// ACK leaves ESTABLISHED, FIN_WAIT, TIME_WAIT, CLOSE and CLOSE_WAIT as
+/// they are in every direction. (LAST_ACK is not among them: a client's
+/// ACK moves it to CLOSE.) So a connection's closing ACKs do not cost a
+/// trip through the engine; its FINs and RSTs still do.
 fn forwardable_state(c: &Conn) -> bool {
+    const FORWARDABLE: [TcpState; 5] = [
+        TcpState::Established,
+        TcpState::FinWait,
+        TcpState::TimeWait,
+        TcpState::Close,
+        TcpState::CloseWait,
+    ];
     match c.proto {
-        rvs_wire::ip_proto::TCP => c.state == TcpState::Established as u8,
+        rvs_wire::ip_proto::TCP => FORWARDABLE.iter().any(|&s| c.state == s as u8),
         _ => true,
     }
 }
