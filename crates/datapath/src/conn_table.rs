@@ -327,6 +327,11 @@ impl ConnMaps {
         }
     }
 
+    /// IPv4 entries in the overflow map (O(1)).
+    pub(crate) fn overflow_entries(&self) -> usize {
+        self.overflowed.len()
+    }
+
     /// IPv4 entries in their slots, and in the overflow map.
     pub(crate) fn v4_counts(&self) -> (usize, usize) {
         (self.slots.entries().count(), self.overflowed.len())

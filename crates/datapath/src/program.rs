@@ -558,6 +558,12 @@ impl XdpDatapath {
         self.conns.slots.slots()
     }
 
+    /// IPv4 entries in the overflow map because their set of slots was
+    /// full (O(1)): many of them say `fast_path_slots` is too small.
+    pub fn conn_overflow_entries(&self) -> usize {
+        self.conns.overflow_entries()
+    }
+
     /// IPv4 entries in their slots and in the overflow map (`conns4`):
     /// O(slots) reads of memory, for diagnostics and tests.
     pub fn conn_slot_usage(&self) -> (usize, usize) {

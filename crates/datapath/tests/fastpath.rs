@@ -1215,6 +1215,7 @@ fn full_sets_overflow_to_the_hash_map_and_still_forward() {
         assert_eq!(slotted + overflow, FLOWS as usize);
         assert!(slotted <= 1024 && slotted > 900, "{slotted} in slots");
         assert!(overflow >= 900, "{overflow} overflowed");
+        assert_eq!(env.dp().conn_overflow_entries(), overflow);
         assert_eq!(env.dp().conn_entry_count().unwrap(), FLOWS as usize);
 
         let out_mac = |env: &Env, f: &Flow| -> Option<[u8; 6]> {
