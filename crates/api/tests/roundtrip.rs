@@ -52,6 +52,7 @@ fn sample() -> Listing {
                 mcast_port: None,
                 mcast_ttl: Some(2),
                 sync_refresh_period: None,
+                sync_retries: None,
             },
             maxlen: 1472,
         }],

@@ -384,3 +384,64 @@ fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
     assert_eq!(refresh(&mut d), [40000]);
     assert_eq!(d.engine.connection_count(), 2, "both alive");
 }
+
+/// `sync_retries` (the worker calls `retry_fast_path_sync` period / 8
+/// after a refresh, up to that many times): a retry sends again only the
+/// connections the XDP program forwarded since the previous round, as the
+/// kernel resends a connection only when its packets come; a full refresh
+/// still sends every live one.
+#[test]
+fn a_retry_resends_only_what_was_forwarded_since_the_last_round() {
+    let cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
+    let mut d = master(cfg);
+    let key = |port| FastKey {
+        proto: 6,
+        saddr: ip(CLIENT),
+        sport: port,
+        daddr: ip(VIP),
+        dport: 80,
+    };
+    for port in [40000, 40001] {
+        d.run(&from_client(port, SYN, b""), FRONT);
+        d.run(&from_client(port, ACK, b""), FRONT);
+        d.maps.last_seen.insert(key(port), d.now);
+    }
+    sent(&mut d);
+    let round = |d: &mut Director, retry: bool| {
+        if retry {
+            d.engine.retry_fast_path_sync();
+        } else {
+            d.engine.refresh_fast_path_activity();
+        }
+        d.drain();
+        let mut ports: Vec<u16> = sent(d).iter().map(|c| c.client.1).collect();
+        ports.sort_unstable();
+        ports
+    };
+    d.advance(2);
+    d.maps.last_seen.insert(key(40000), d.now);
+    d.maps.last_seen.insert(key(40001), d.now);
+    assert_eq!(
+        round(&mut d, false),
+        [40000, 40001],
+        "a refresh: every live one"
+    );
+    d.advance(2);
+    d.maps.last_seen.insert(key(40001), d.now);
+    assert_eq!(
+        round(&mut d, true),
+        [40001],
+        "a retry: only the one with traffic"
+    );
+    d.advance(2);
+    assert_eq!(
+        round(&mut d, true),
+        Vec::<u16>::new(),
+        "nothing forwarded since"
+    );
+    assert_eq!(
+        round(&mut d, false),
+        [40000, 40001],
+        "the next refresh sends both"
+    );
+}

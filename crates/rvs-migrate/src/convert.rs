@@ -922,6 +922,7 @@ fn backup_sync_daemon(
         mcast_port: None,
         mcast_ttl: None,
         sync_refresh_period: None,
+        sync_retries: None,
     };
     for (k, v) in &s.extra {
         let ok = match k.as_str() {

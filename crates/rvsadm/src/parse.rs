@@ -198,9 +198,10 @@ enum Opt {
     Defense,
     Sysctl,
     SyncRefreshPeriod,
+    SyncRetries,
 }
 
-const OPTS: [Opt; 33] = [
+const OPTS: [Opt; 34] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -234,6 +235,7 @@ const OPTS: [Opt; 33] = [
     Opt::Defense,
     Opt::Sysctl,
     Opt::SyncRefreshPeriod,
+    Opt::SyncRetries,
 ];
 
 impl Opt {
@@ -276,6 +278,7 @@ impl Opt {
             Opt::Defense => "defense",
             Opt::Sysctl => "sysctl",
             Opt::SyncRefreshPeriod => "sync-refresh-period",
+            Opt::SyncRetries => "sync-retries",
         }
     }
 
@@ -308,7 +311,8 @@ impl Opt {
             },
             Cmd::StartDaemon => match self {
                 McastInterface => '+',
-                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl | SyncRefreshPeriod => ' ',
+                SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl | SyncRefreshPeriod
+                | SyncRetries => ' ',
                 _ => 'x',
             },
             Cmd::StopDaemon => match self {
@@ -394,6 +398,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("mcast-port", None, Arg::Required),
     ("mcast-ttl", None, Arg::Required),
     ("sync-refresh-period", None, Arg::Required),
+    ("sync-retries", None, Arg::Required),
     ("timeout", None, Arg::None),
     ("daemon", None, Arg::None),
     ("stats", None, Arg::None),
@@ -834,6 +839,7 @@ impl Default for Collected {
                 mcast_port: None,
                 mcast_ttl: None,
                 sync_refresh_period: None,
+                sync_retries: None,
             },
             sysctls: SysctlSettings::default(),
         }
@@ -1175,6 +1181,16 @@ fn collect_option(
                 || fail("illegal sync-refresh-period specified (1 to 86400 seconds)"),
                 Ok,
             )?);
+        }
+        // An RVS option (the kernel's sync_retries sysctl).
+        "sync-retries" => {
+            c.set(Opt::SyncRetries)?;
+            c.sync.sync_retries = Some(
+                number(&value, 0, u32::from(rvs_vocab::sync::MAX_SYNC_RETRIES)).map_or_else(
+                    || fail("illegal sync-retries specified (0 to 3)"),
+                    |n| Ok(n as u8),
+                )?,
+            );
         }
         "sort" => {} // ipvsadm: a no-op kept for compatibility
         "help" | "version" => {

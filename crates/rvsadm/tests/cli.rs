@@ -42,6 +42,7 @@ fn fake() -> FakeHandler {
                 mcast_port: None,
                 mcast_ttl: None,
                 sync_refresh_period: None,
+                sync_retries: None,
             },
             maxlen: 1472,
         }],

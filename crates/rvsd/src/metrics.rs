@@ -805,6 +805,7 @@ mod tests {
                     mcast_port: None,
                     mcast_ttl: None,
                     sync_refresh_period: None,
+                    sync_retries: None,
                 },
                 maxlen: 1472,
             }],

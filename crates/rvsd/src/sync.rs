@@ -111,8 +111,8 @@ pub(crate) struct MasterOut {
     socket: UdpSocket,
     encoder: Encoder,
     last_flush: Instant,
-    /// `sync_refresh_period`, and when the last refresh was asked for.
-    refresh: Option<(Duration, Instant)>,
+    /// When to ask for refresh rounds (`sync_refresh_period`, `sync_retries`).
+    refresh: Option<RefreshSchedule>,
     /// Datagrams sent, and those the socket refused.
     pub(crate) sent: u64,
     pub(crate) send_errors: u64,
@@ -134,9 +134,13 @@ impl MasterOut {
                 socket,
                 encoder: Encoder::new(d.syncid, usize::from(maxlen)),
                 last_flush: Instant::now(),
-                refresh: d
-                    .sync_refresh_period
-                    .map(|s| (Duration::from_secs(u64::from(s)), Instant::now())),
+                refresh: d.sync_refresh_period.map(|s| {
+                    RefreshSchedule::new(
+                        Duration::from_secs(u64::from(s)),
+                        d.sync_retries.unwrap_or(0),
+                        Instant::now(),
+                    )
+                }),
                 sent: 0,
                 send_errors: 0,
             },
@@ -151,17 +155,12 @@ impl MasterOut {
         }
     }
 
-    /// Whether a `sync_refresh_period` ended since the last call: the
-    /// worker then asks the activity of every forwarded connection, and
-    /// the engine sends those that were active again.
-    pub(crate) fn refresh_due(&mut self) -> bool {
-        match &mut self.refresh {
-            Some((period, last)) if last.elapsed() >= *period => {
-                *last = Instant::now();
-                true
-            }
-            _ => false,
-        }
+    /// Which refresh round is due, if any: a `sync_refresh_period` ended,
+    /// or one of its `sync_retries` came. The worker then asks the
+    /// activity of every forwarded connection, and the engine sends the
+    /// live ones again (a retry: those active since the previous round).
+    pub(crate) fn refresh_due(&mut self) -> Option<Round> {
+        self.refresh.as_mut().and_then(|r| r.due(Instant::now()))
     }
 
     /// Sends the partial datagram if it waited long enough.
@@ -430,9 +429,86 @@ impl Daemons {
     }
 }
 
+/// A round of resending live connections to the backups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Round {
+    /// Every `sync_refresh_period`: every live connection.
+    Refresh,
+    /// A `sync_retries` round: those with traffic since the previous round.
+    Retry,
+}
+
+/// The rounds of `sync_refresh_period` and its `sync_retries`, as the
+/// kernel spaces them: a round every period, and after each up to
+/// `retries` more, period / 8 apart (the kernel resends a connection
+/// whose last sync was at least that long ago, at most `retries` times
+/// per period, against lost datagrams).
+#[derive(Debug)]
+struct RefreshSchedule {
+    period: Duration,
+    retries: u8,
+    /// The last full round, and the last round of either kind.
+    round: Instant,
+    last: Instant,
+    retries_left: u8,
+}
+
+impl RefreshSchedule {
+    fn new(period: Duration, retries: u8, now: Instant) -> Self {
+        Self {
+            period,
+            retries,
+            round: now,
+            last: now,
+            retries_left: 0,
+        }
+    }
+
+    /// The round due at `now`, if any (it is then counted as done).
+    fn due(&mut self, now: Instant) -> Option<Round> {
+        if now.duration_since(self.round) >= self.period {
+            self.round = now;
+            self.last = now;
+            self.retries_left = self.retries;
+            return Some(Round::Refresh);
+        }
+        if self.retries_left > 0 && now.duration_since(self.last) >= self.period / 8 {
+            self.retries_left -= 1;
+            self.last = now;
+            return Some(Round::Retry);
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The rounds a schedule asks for over `span`, polled every 100 ms, as
+    /// offsets in whole 100 ms steps.
+    fn rounds(period_ms: u64, retries: u8, span_ms: u64) -> Vec<u64> {
+        let t0 = Instant::now();
+        let mut s = RefreshSchedule::new(Duration::from_millis(period_ms), retries, t0);
+        (1..=span_ms / 100)
+            .filter_map(|i| {
+                let round = s.due(t0 + Duration::from_millis(i * 100))?;
+                // Every period a full round, a retry otherwise.
+                assert_eq!(round == Round::Refresh, i % (period_ms / 100) == 0, "{i}");
+                Some(i)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refresh_rounds_come_every_period_and_retries_every_eighth_after_each() {
+        // 8 s period: rounds at 8 s and 16 s; no retries.
+        assert_eq!(rounds(8000, 0, 17_000), vec![80, 160]);
+        // Two retries, 1 s apart, after each round, never before the first.
+        assert_eq!(rounds(8000, 2, 17_000), vec![80, 90, 100, 160, 170]);
+        // Three, the kernel's most.
+        assert_eq!(rounds(8000, 3, 12_000), vec![80, 90, 100, 110]);
+    }
 
     fn daemon(group: Option<&str>) -> SyncDaemon {
         SyncDaemon {
@@ -444,6 +520,7 @@ mod tests {
             mcast_port: None,
             mcast_ttl: None,
             sync_refresh_period: None,
+            sync_retries: None,
         }
     }
 

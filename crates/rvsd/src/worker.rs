@@ -322,8 +322,10 @@ impl Worker {
     /// connection's activity, whose answers send the live ones again.
     fn send_sync(&mut self) {
         let Some(m) = &mut self.sync else { return };
-        if m.refresh_due() {
-            self.engine.refresh_fast_path_activity();
+        match m.refresh_due() {
+            Some(crate::sync::Round::Refresh) => self.engine.refresh_fast_path_activity(),
+            Some(crate::sync::Round::Retry) => self.engine.retry_fast_path_sync(),
+            None => {}
         }
         while let Some(c) = self.engine.poll_sync() {
             m.push(&c);

@@ -10,6 +10,8 @@ pub const DEFAULT_GROUP: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 81));
 pub const DEFAULT_PORT: u16 = 8848;
 /// The kernel's default multicast TTL.
 pub const DEFAULT_TTL: u8 = 1;
+/// The largest `sync_retries`, as the kernel's sysctl.
+pub const MAX_SYNC_RETRIES: u8 = 3;
 
 /// Which side of the sync a daemon is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -84,6 +86,16 @@ pub struct SyncDaemon {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub sync_refresh_period: Option<u32>,
+    /// Master only, the kernel's `sync_retries` sysctl (0 to 3; none: 0):
+    /// after each `sync_refresh_period` round, up to this many more rounds
+    /// every period / 8 send again what was active since the last round,
+    /// against lost datagrams. Needs `sync_refresh_period`.
+    /// `rvsadm --sync-retries` (an RVS option: ipvsadm has none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub sync_retries: Option<u8>,
 }
 
 impl SyncDaemon {
@@ -139,6 +151,24 @@ impl SyncDaemon {
             }
             (SyncRole::Master, Some(_)) => {}
         }
+        match (self.role, self.sync_retries, self.sync_refresh_period) {
+            (_, None, _) => {}
+            (SyncRole::Backup, Some(_), _) => {
+                return Err("sync_retries: a master's setting; remove it from the backup".into())
+            }
+            (SyncRole::Master, Some(r), _) if r > MAX_SYNC_RETRIES => {
+                return Err(format!(
+                    "sync_retries = {r}: from 0 to {MAX_SYNC_RETRIES}, as the kernel's sysctl"
+                ))
+            }
+            (SyncRole::Master, Some(r), None) if r > 0 => {
+                return Err(
+                    "sync_retries: retries space sync_refresh_period rounds; set sync_refresh_period too"
+                        .into(),
+                )
+            }
+            (SyncRole::Master, Some(_), _) => {}
+        }
         Ok(())
     }
 
@@ -170,6 +200,7 @@ mod refresh_tests {
             mcast_port: None,
             mcast_ttl: None,
             sync_refresh_period: refresh,
+            sync_retries: None,
         }
     }
 
@@ -182,5 +213,25 @@ mod refresh_tests {
         assert!(e.contains("master"), "{e}");
         let e = daemon(SyncRole::Master, Some(0)).check().unwrap_err();
         assert!(e.contains("leave it out"), "{e}");
+    }
+
+    #[test]
+    fn sync_retries_are_a_masters_0_to_3_with_a_refresh_period() {
+        let with = |role, refresh, retries| SyncDaemon {
+            sync_retries: retries,
+            ..daemon(role, refresh)
+        };
+        for r in 0..=3 {
+            assert!(with(SyncRole::Master, Some(10), Some(r)).check().is_ok());
+        }
+        assert!(with(SyncRole::Master, None, Some(0)).check().is_ok());
+        let e = with(SyncRole::Master, Some(10), Some(4))
+            .check()
+            .unwrap_err();
+        assert_eq!(e, "sync_retries = 4: from 0 to 3, as the kernel's sysctl");
+        let e = with(SyncRole::Master, None, Some(2)).check().unwrap_err();
+        assert!(e.contains("set sync_refresh_period too"), "{e}");
+        let e = with(SyncRole::Backup, None, Some(1)).check().unwrap_err();
+        assert!(e.contains("master"), "{e}");
     }
 }

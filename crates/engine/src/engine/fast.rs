@@ -73,6 +73,9 @@ pub(super) struct FastState {
     activity: Vec<u32>,
     /// Entries the connection map holds (a NAT connection has two).
     entries: u64,
+    /// The activity answers being waited for are a `sync_retries` round:
+    /// only connections with traffic since the previous round are sent.
+    retry_round: bool,
 }
 
 impl FastState {
@@ -87,6 +90,7 @@ impl FastState {
             },
             activity: Vec::new(),
             entries: 0,
+            retry_round: false,
         }
     }
 
@@ -411,6 +415,7 @@ impl Engine {
     /// Asks for the activity of connections due to expire while forwarded
     /// in XDP (from [`Engine::handle_timeout`]).
     pub(super) fn ask_activity(&mut self, list: Vec<u32>) {
+        self.fast.retry_round = false;
         for &idx in &list {
             let c = self.conns.get(idx);
             if due_for_activity_check(c) {
@@ -429,6 +434,15 @@ impl Engine {
         let mut live = Vec::new();
         self.conns.for_each_index(|idx| live.push(idx));
         self.ask_activity(live);
+    }
+
+    /// A `sync_retries` round: as [`Engine::refresh_fast_path_activity`],
+    /// but of the answers only the connections the XDP program forwarded
+    /// since the previous round are sent to the backups (the kernel
+    /// resends a connection only when its packets come).
+    pub fn retry_fast_path_sync(&mut self) {
+        self.refresh_fast_path_activity();
+        self.fast.retry_round = true;
     }
 
     /// The answer to a [`FastPathOp::ReadActivity`]: `last_seen` is when the
@@ -462,9 +476,12 @@ impl Engine {
             }
             let c = self.conns.get_mut(idx);
             c.fast &= !fast::PEER;
+            let moved = until > c.expires;
             self.conns.set_expiry(idx, until);
             // Renewed: the backups' copies are too.
-            self.sync_now(idx);
+            if moved || !self.fast.retry_round {
+                self.sync_now(idx);
+            }
             return;
         }
         let gone = self.conns.remove(idx);

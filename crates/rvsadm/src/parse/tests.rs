@@ -1253,6 +1253,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_port: None,
             mcast_ttl: None,
             sync_refresh_period: None,
+            sync_retries: None,
         })
     );
     assert_eq!(
@@ -1269,6 +1270,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_port: Some(8849),
             mcast_ttl: Some(2),
             sync_refresh_period: None,
+            sync_retries: None,
         })
     );
     assert_eq!(
@@ -1308,6 +1310,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_port: None,
             mcast_ttl: None,
             sync_refresh_period: Some(10),
+            sync_retries: None,
         })
     );
     assert_eq!(
@@ -1315,6 +1318,26 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
         "illegal sync-refresh-period specified (1 to 86400 seconds)"
     );
     assert!(err("-L --sync-refresh-period 5").contains("sync-refresh-period"));
+    // And for sync_retries.
+    assert_eq!(
+        cmd("--start-daemon master --mcast-interface eth0 --sync-refresh-period 10 --sync-retries 2"),
+        Command::StartDaemon(SyncDaemon {
+            role: SyncRole::Master,
+            mcast_interface: "eth0".into(),
+            syncid: 0,
+            sync_maxlen: None,
+            mcast_group: None,
+            mcast_port: None,
+            mcast_ttl: None,
+            sync_refresh_period: Some(10),
+            sync_retries: Some(2),
+        })
+    );
+    assert_eq!(
+        err("--start-daemon master --mcast-interface eth0 --sync-retries 4"),
+        "illegal sync-retries specified (0 to 3)"
+    );
+    assert!(err("-L --sync-retries 1").contains("sync-retries"));
     assert!(
         err("--start-daemon master").contains("mcast-interface"),
         "{}",
