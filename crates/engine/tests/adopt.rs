@@ -29,16 +29,6 @@ fn flow(port: u16, rs: usize, method: ForwardMethod) -> Adopted {
     }
 }
 
-fn in_key(port: u16) -> FastKey {
-    FastKey {
-        proto: 6,
-        saddr: ip(CLIENT),
-        sport: port,
-        daddr: ip(VIP),
-        dport: 80,
-    }
-}
-
 fn server_counts(d: &Director, rs: usize) -> (u32, u32, u32, u64) {
     let svc = &d.engine.status()[0];
     let s = svc
@@ -62,7 +52,7 @@ fn an_adopted_dr_flow_stays_on_its_server_established_and_forwarding() {
         .adopt(d.now, &flow(40000, 1, ForwardMethod::Route))
         .unwrap();
     d.drain();
-    match d.maps.entries.get(&in_key(40000)) {
+    match d.maps.entries.get(&client_key(40000)) {
         Some(FastAction::Forward(f)) => assert_eq!(f.rewrite, Rewrite::Route { server: ip(RS[1]) }),
         other => panic!("expected a forwarding entry, found {other:?}"),
     }
@@ -102,7 +92,7 @@ fn an_adopted_nat_flow_gets_both_entries_and_its_replies_are_translated() {
         dport: 40001,
     };
     assert!(matches!(
-        d.maps.entries.get(&in_key(40001)),
+        d.maps.entries.get(&client_key(40001)),
         Some(FastAction::Forward(_))
     ));
     assert!(

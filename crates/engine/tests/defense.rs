@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 
 use common::*;
 use proptest::prelude::*;
-use rvs_engine::{
-    Config, Defense, DropReason, FastKey, ForwardMethod, Persistence, Protocol, Verdict,
-};
+use rvs_engine::{Config, Defense, DropReason, ForwardMethod, Persistence, Protocol, Verdict};
 
 /// A NAT service of three servers with a table of `max` entries.
 fn nat(max: u32, defense: Defense) -> Config {
@@ -45,16 +43,6 @@ fn states(d: &Director) -> BTreeSet<(u16, &'static str)> {
         .collect()
 }
 
-fn in_key(port: u16) -> FastKey {
-    FastKey {
-        proto: 6,
-        saddr: ip(CLIENT),
-        sport: port,
-        daddr: ip(VIP),
-        dport: 80,
-    }
-}
-
 /// (active, inactive) summed over the servers.
 fn dest_counts(d: &Director) -> (u32, u32) {
     d.engine.status()[0]
@@ -76,7 +64,7 @@ fn a_full_table_evicts_the_oldest_half_open_and_never_an_established() {
     assert!(forwarded(d.run(&from_client(2001, SYN, b""), FRONT).0));
     d.advance(1);
     assert!(forwarded(d.run(&from_client(2002, SYN, b""), FRONT).0));
-    assert!(d.maps.entries.contains_key(&in_key(2001)));
+    assert!(d.maps.entries.contains_key(&client_key(2001)));
     // Full: the new SYN evicts 2001, the older half-open one.
     assert!(forwarded(d.run(&from_client(3000, SYN, b""), FRONT).0));
     let s = states(&d);
@@ -84,7 +72,7 @@ fn a_full_table_evicts_the_oldest_half_open_and_never_an_established() {
     assert!(s.contains(&(1001, "ESTABLISHED")) && s.contains(&(1002, "ESTABLISHED")));
     assert_eq!(d.engine.counters().conns_evicted, 1);
     // Forgotten properly: out of the fast path's map, uncounted on its server.
-    assert!(!d.maps.entries.contains_key(&in_key(2001)));
+    assert!(!d.maps.entries.contains_key(&client_key(2001)));
     assert_eq!(dest_counts(&d), (2, 2));
     // Twice more: the half-open ones go in age order, established stay.
     assert!(forwarded(d.run(&from_client(3001, SYN, b""), FRONT).0));

@@ -21,10 +21,6 @@ fn key(src: (&str, u16), dst: (&str, u16), proto: u8) -> FastKey {
     }
 }
 
-fn client_key(port: u16) -> FastKey {
-    key((CLIENT, port), (VIP, 80), 6)
-}
-
 fn forward(d: &Director, k: &FastKey) -> FastForward {
     match d.maps.entries.get(k) {
         Some(FastAction::Forward(f)) => *f,

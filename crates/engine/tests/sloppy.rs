@@ -13,16 +13,6 @@ use rvs_engine::{
     Snapshot, Time, Verdict,
 };
 
-fn client_key(port: u16) -> FastKey {
-    FastKey {
-        proto: 6,
-        saddr: ip(CLIENT),
-        sport: port,
-        daddr: ip(VIP),
-        dport: 80,
-    }
-}
-
 fn sloppy(mut cfg: Config) -> Config {
     cfg.sloppy_tcp = true;
     cfg

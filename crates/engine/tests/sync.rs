@@ -323,6 +323,25 @@ fn sync_persist_mode_sends_templates_only_and_a_sloppy_backup_follows_them() {
     }
 }
 
+/// What the worker asks for at a `sync_refresh_period` or `sync_retries`.
+#[derive(Clone, Copy)]
+enum Round {
+    Refresh,
+    Retry,
+}
+
+/// Runs a round; the client ports of the connections it sent, sorted.
+fn round(d: &mut Director, round: Round) -> Vec<u16> {
+    match round {
+        Round::Refresh => d.engine.refresh_fast_path_activity(),
+        Round::Retry => d.engine.retry_fast_path_sync(),
+    }
+    d.drain();
+    let mut ports: Vec<u16> = sent(d).iter().map(|c| c.client.1).collect();
+    ports.sort_unstable();
+    ports
+}
+
 /// `sync_refresh_period` (the worker calls `refresh_fast_path_activity`
 /// each period): a master re-sends the connections the XDP program here
 /// forwards, idle or not, but never echoes one a peer sent it and it did
@@ -333,18 +352,11 @@ fn sync_persist_mode_sends_templates_only_and_a_sloppy_backup_follows_them() {
 fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
     let cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
     let mut d = master(cfg);
-    let key = |port| FastKey {
-        proto: 6,
-        saddr: ip(CLIENT),
-        sport: port,
-        daddr: ip(VIP),
-        dport: 80,
-    };
     // Its own connection, forwarded in XDP (the datapath stamps an entry
     // when it writes it).
     d.run(&from_client(40000, SYN, b""), FRONT);
     d.run(&from_client(40000, ACK, b""), FRONT);
-    d.maps.last_seen.insert(key(40000), d.now);
+    d.maps.last_seen.insert(client_key(40000), d.now);
     // A peer's, installed from its sync (stamped at install, as here).
     let peer = SyncConn {
         protocol: 6,
@@ -358,30 +370,35 @@ fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
     };
     d.engine.apply_sync(d.now, &peer).unwrap();
     d.drain();
-    d.maps.last_seen.insert(key(40001), d.now);
+    d.maps.last_seen.insert(client_key(40001), d.now);
     sent(&mut d);
 
-    let refresh = |d: &mut Director| {
-        d.engine.refresh_fast_path_activity();
-        d.drain();
-        let mut ports: Vec<u16> = sent(d).iter().map(|c| c.client.1).collect();
-        ports.sort_unstable();
-        ports
-    };
     d.advance(2);
-    d.maps.last_seen.insert(key(40000), d.now);
-    assert_eq!(refresh(&mut d), [40000], "its own, not the peer's");
+    d.maps.last_seen.insert(client_key(40000), d.now);
+    assert_eq!(
+        round(&mut d, Round::Refresh),
+        [40000],
+        "its own, not the peer's"
+    );
     d.advance(2);
-    assert_eq!(refresh(&mut d), [40000], "idle, still its own and alive");
+    assert_eq!(
+        round(&mut d, Round::Refresh),
+        [40000],
+        "idle, still its own and alive"
+    );
     // The router moved the peer's flow here: forwarded in XDP now.
     d.advance(2);
-    d.maps.last_seen.insert(key(40001), d.now);
-    assert_eq!(refresh(&mut d), [40000, 40001], "forwarded here: ours");
+    d.maps.last_seen.insert(client_key(40001), d.now);
+    assert_eq!(
+        round(&mut d, Round::Refresh),
+        [40000, 40001],
+        "forwarded here: ours"
+    );
     // The peer took it back (its sync arrives again): not ours any more.
     d.engine.apply_sync(d.now, &peer).unwrap();
     d.drain();
     d.advance(2);
-    assert_eq!(refresh(&mut d), [40000]);
+    assert_eq!(round(&mut d, Round::Refresh), [40000]);
     assert_eq!(d.engine.connection_count(), 2, "both alive");
 }
 
@@ -394,53 +411,35 @@ fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
 fn a_retry_resends_only_what_was_forwarded_since_the_last_round() {
     let cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
     let mut d = master(cfg);
-    let key = |port| FastKey {
-        proto: 6,
-        saddr: ip(CLIENT),
-        sport: port,
-        daddr: ip(VIP),
-        dport: 80,
-    };
     for port in [40000, 40001] {
         d.run(&from_client(port, SYN, b""), FRONT);
         d.run(&from_client(port, ACK, b""), FRONT);
-        d.maps.last_seen.insert(key(port), d.now);
+        d.maps.last_seen.insert(client_key(port), d.now);
     }
     sent(&mut d);
-    let round = |d: &mut Director, retry: bool| {
-        if retry {
-            d.engine.retry_fast_path_sync();
-        } else {
-            d.engine.refresh_fast_path_activity();
-        }
-        d.drain();
-        let mut ports: Vec<u16> = sent(d).iter().map(|c| c.client.1).collect();
-        ports.sort_unstable();
-        ports
-    };
     d.advance(2);
-    d.maps.last_seen.insert(key(40000), d.now);
-    d.maps.last_seen.insert(key(40001), d.now);
+    d.maps.last_seen.insert(client_key(40000), d.now);
+    d.maps.last_seen.insert(client_key(40001), d.now);
     assert_eq!(
-        round(&mut d, false),
+        round(&mut d, Round::Refresh),
         [40000, 40001],
         "a refresh: every live one"
     );
     d.advance(2);
-    d.maps.last_seen.insert(key(40001), d.now);
+    d.maps.last_seen.insert(client_key(40001), d.now);
     assert_eq!(
-        round(&mut d, true),
+        round(&mut d, Round::Retry),
         [40001],
         "a retry: only the one with traffic"
     );
     d.advance(2);
     assert_eq!(
-        round(&mut d, true),
+        round(&mut d, Round::Retry),
         Vec::<u16>::new(),
         "nothing forwarded since"
     );
     assert_eq!(
-        round(&mut d, false),
+        round(&mut d, Round::Refresh),
         [40000, 40001],
         "the next refresh sends both"
     );

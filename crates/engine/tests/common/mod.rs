@@ -37,6 +37,17 @@ pub const VIP: &str = "10.0.100.1";
 pub const CLIENT: &str = "10.0.1.2";
 pub const RS: [&str; 3] = ["10.0.2.11", "10.0.2.12", "10.0.2.13"];
 
+/// The fast-path key of TCP client port `port` → VIP:80.
+pub fn client_key(port: u16) -> FastKey {
+    FastKey {
+        proto: 6,
+        saddr: ip(CLIENT),
+        sport: port,
+        daddr: ip(VIP),
+        dport: 80,
+    }
+}
+
 pub fn vip_key(protocol: Protocol) -> ServiceKey {
     ServiceKey {
         protocol,

@@ -1298,9 +1298,8 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
         err("--start-daemon master --mcast-interface eth0 --mcast-ttl 0"),
         "illegal mcast-ttl specified"
     );
-    // RVS's option for the kernel's sync_refresh_period sysctl.
-    assert_eq!(
-        cmd("--start-daemon master --mcast-interface eth0 --sync-refresh-period 10"),
+    // RVS's options for the kernel's sync_refresh_period and sync_retries.
+    let master = |sync_refresh_period, sync_retries| {
         Command::StartDaemon(SyncDaemon {
             role: SyncRole::Master,
             mcast_interface: "eth0".into(),
@@ -1309,29 +1308,22 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_group: None,
             mcast_port: None,
             mcast_ttl: None,
-            sync_refresh_period: Some(10),
-            sync_retries: None,
+            sync_refresh_period,
+            sync_retries,
         })
+    };
+    assert_eq!(
+        cmd("--start-daemon master --mcast-interface eth0 --sync-refresh-period 10"),
+        master(Some(10), None)
     );
     assert_eq!(
         err("--start-daemon master --mcast-interface eth0 --sync-refresh-period 0"),
         "illegal sync-refresh-period specified (1 to 86400 seconds)"
     );
     assert!(err("-L --sync-refresh-period 5").contains("sync-refresh-period"));
-    // And for sync_retries.
     assert_eq!(
         cmd("--start-daemon master --mcast-interface eth0 --sync-refresh-period 10 --sync-retries 2"),
-        Command::StartDaemon(SyncDaemon {
-            role: SyncRole::Master,
-            mcast_interface: "eth0".into(),
-            syncid: 0,
-            sync_maxlen: None,
-            mcast_group: None,
-            mcast_port: None,
-            mcast_ttl: None,
-            sync_refresh_period: Some(10),
-            sync_retries: Some(2),
-        })
+        master(Some(10), Some(2))
     );
     assert_eq!(
         err("--start-daemon master --mcast-interface eth0 --sync-retries 4"),
