@@ -3,7 +3,8 @@
  * RVS XDP program: one program, attached to every interface of the
  * director, all maps shared (docs/fastpath.md is the contract).
  *
- *   conns4/conns6[5-tuple] hit, Forward entry, frame fully understood
+ *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
+ *       IPv6: conns6), Forward entry, frame fully understood
  *       -> rewrite (DR / NAT in / NAT out / IPIP), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, SYN/FIN/RST or no ACK, IPv4 options,
@@ -160,8 +161,8 @@ struct conn_entry {
  *
  * The writer (rvsd, through mmap; one at a time) keeps `seq` odd while it
  * writes the slot and even otherwise; a reader copies the entry and takes
- * it only if `seq` was even and unchanged around the copy. The key is
- * `proto == 0` when the way is free.
+ * it only if `seq` was even and unchanged around the copy. A free way's
+ * key is all zero (no frame has that key).
  */
 struct conn_slot4 {
 	__u64 seq;
@@ -548,11 +549,12 @@ struct conn_found {
 /*
  * 0, computed at run time from `v`: a load through `p + zero_after(v)` is
  * ordered after the load of `v` on every CPU (an address dependency), where
- * a compiler barrier alone would order it only on x86.
+ * a compiler barrier alone would order it only on x86. The clobber is that
+ * compiler barrier: no load is moved or repeated across it.
  */
 static __always_inline __u64 zero_after(__u64 v)
 {
-	asm volatile("%[v] &= 0" : [v] "+r"(v));
+	asm volatile("%[v] &= 0" : [v] "+r"(v) : : "memory");
 	return v;
 }
 
