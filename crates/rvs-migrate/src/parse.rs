@@ -142,10 +142,7 @@ fn lex_file(
     out: &mut Vec<(Tok, Loc)>,
     notes: &mut Vec<Note>,
 ) -> Result<(), ParseError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ParseError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_text(path, shown.clone())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     lex_text(&text, shown, dir, base, depth, out, notes)
 }
@@ -225,6 +222,31 @@ fn lex_text(
         out.push((Tok::Newline, loc));
     }
     Ok(())
+}
+
+/// The text of `path` (`shown` as notes name it; `None`: the main file).
+/// Bytes that are not UTF-8 are an error naming their line.
+pub(crate) fn read_text(path: &Path, shown: Option<Arc<str>>) -> Result<String, ParseError> {
+    let bytes = std::fs::read(path).map_err(|source| ParseError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        let byte = e.as_bytes().get(valid.len()).copied().unwrap_or(0);
+        ParseError::Syntax {
+            loc: Loc {
+                file: shown,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+            },
+            msg: format!(
+                "not UTF-8 text (byte 0x{byte:02x} at column {column}): convert the file to \
+                 UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            ),
+        }
+    })
 }
 
 fn is_param_definition(s: &str) -> bool {
