@@ -757,11 +757,13 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                     ),
                 ),
             },
-            "ha_suspend" | "smtp_alert" | "snmp_name" | "net_mask" | "retry_delay" => note(
-                notes,
-                &c.loc,
-                format!("{} is ignored: it has no RVS equivalent", c.key),
-            ),
+            "ha_suspend" | "smtp_alert" | "snmp_name" | "net_mask" | "retry_delay" => {
+                note(
+                    notes,
+                    &c.loc,
+                    format!("{} is ignored: it has no RVS equivalent", c.key),
+                )
+            }
             other => note(
                 notes,
                 &c.loc,
@@ -1190,7 +1192,8 @@ fn expand_range(s: &str) -> Result<Vec<IpAddr>, RangeError> {
     if lo > hi {
         return Err(RangeError::Invalid);
     }
-    let count = hi - lo + 1;
+    // The whole IPv6 space has one address more than u128 counts.
+    let count = (hi - lo).saturating_add(1);
     if count > u128::from(MAX_RANGE) {
         return Err(RangeError::TooBig(count));
     }
@@ -1226,6 +1229,12 @@ mod tests {
         assert!(matches!(
             expand_range("10.0.0.0/16"),
             Err(RangeError::TooBig(65536))
+        ));
+        // Found by the corpus property test: counting ::/0 overflowed.
+        assert!(matches!(expand_range("::/0"), Err(RangeError::TooBig(_))));
+        assert!(matches!(
+            expand_range("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Err(RangeError::TooBig(_))
         ));
     }
 }

@@ -161,6 +161,9 @@ fn priority(words: &[String]) -> Result<i32, String> {
     Ok(base + offset)
 }
 
+/// Braces nested in one rule (sets of sets): reading them recurses.
+const MAX_SET_DEPTH: usize = 16;
+
 /// A chain as read: its base-chain hook and priority, and its rules.
 struct RawChain {
     name: String,
@@ -250,6 +253,10 @@ impl Parser {
                 }
                 Some(Tk::Open) => {
                     depth += 1;
+                    if depth > MAX_SET_DEPTH {
+                        let line = self.line();
+                        return Err(self.err(line, "sets nested too deeply"));
+                    }
                     out.extend(self.next());
                 }
                 Some(Tk::Close) => {
@@ -1400,5 +1407,11 @@ mod tests {
             .starts_with("r.nft line 3: unterminated"));
         assert!(err("table wat t {\n}\n").contains("not a table family"));
         assert!(err("table ip t {\n chain c {\n  type filter hook prerouting priority 0;\n  ip daddr { 10.0.0.1\n").contains("never closed"));
+        let deep = format!(
+            "table ip t {{\n chain c {{\n  ip daddr {}{} meta mark set 1\n }}\n}}\n",
+            "{ ".repeat(10_000),
+            "} ".repeat(10_000)
+        );
+        assert_eq!(err(&deep), "r.nft line 3: sets nested too deeply");
     }
 }
