@@ -757,7 +757,7 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                     ),
                 ),
             },
-            "ha_suspend" | "smtp_alert" | "snmp_name" | "net_mask" | "retry_delay" => {
+            "ha_suspend" | "hashed" | "smtp_alert" | "snmp_name" | "net_mask" | "retry_delay" => {
                 note(
                     notes,
                     &c.loc,
