@@ -6,8 +6,10 @@
 //! rules of the `.iptables`, `.ip6tables` and `.nft` files of the same name
 //! when there are any, and what it writes passes rvsd's validation.
 //! `UPDATE_GOLDEN=1 cargo test -p rvs-migrate --test corpus` rewrites the
-//! goldens (review the diff before committing). The property test that
-//! mutates these files is tests/corpus_mutations.rs.
+//! goldens (review the diff before committing). keepalived itself reads
+//! the corpus without complaint ([`keepalived_accepts_the_corpus`]), so it
+//! is keepalived's language and not ours. The property test that mutates
+//! these files is tests/corpus_mutations.rs.
 
 mod support;
 
@@ -133,7 +135,6 @@ const KEYWORDS: &[&str] = &[
     "tls_compliant",
     "enable_sni",
     "sni_name",
-    "username",
     // SMTP_CHECK.
     "helo_name",
     "host",
@@ -294,5 +295,60 @@ fn corpus_migrates_to_its_goldens_and_rvsd_accepts_them() {
             let want = std::fs::read_to_string(&path).ok();
             assert_eq!(got, want, "{case}: differs from {}", path.display());
         }
+    }
+}
+
+/// `keepalived --config-test` on every corpus file (and the VRRP-only
+/// files written from them) finds nothing but what depends on the machine
+/// (users, scripts and interfaces that do not exist here) or on
+/// keepalived's version (keywords newer than 2.2), and what the corpus
+/// means to show (a deprecated keyword, an SCTP service without a method).
+#[test]
+fn keepalived_accepts_the_corpus() {
+    let keepalived = ["/usr/sbin/keepalived", "/sbin/keepalived"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .expect(
+            "keepalived is not installed: `apt-get install keepalived` (scripts/test-all does)",
+        );
+    const EXPECTED: &[&str] = &[
+        "uid/gid",
+        "not found/accessible",
+        "doesn't exist",
+        "Non-existent interface",
+        "Unknown keyword 'tls_compliant'",
+        "Unknown keyword 'sni_name'",
+        "Unknown keyword 'dynamic'",
+        "nb_get_retry is deprecated",
+        "sctp:2905: no forwarding method set",
+    ];
+    let mut files: Vec<PathBuf> = cases()
+        .iter()
+        .map(|c| corpus_dir().join(format!("{c}.conf")))
+        .collect();
+    files.extend(
+        cases()
+            .iter()
+            .map(|c| corpus_dir().join(format!("{c}.keepalived.conf")))
+            .filter(|p| p.exists()),
+    );
+    for file in files {
+        let out = std::process::Command::new(keepalived)
+            .arg("--config-test")
+            .arg("--use-file")
+            .arg(&file)
+            .output()
+            .expect("running keepalived --config-test");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let unexpected: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !EXPECTED.iter().any(|e| l.contains(e)))
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "keepalived --config-test on {}:\n{}",
+            file.display(),
+            unexpected.join("\n")
+        );
     }
 }
