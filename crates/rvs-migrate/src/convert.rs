@@ -113,9 +113,13 @@ pub fn to_toml(
                 t
             }
         };
+        // keepalived makes a virtual server persistent (360 s) when one
+        // of its addresses has no port (check_data.c).
+        let portless = targets.iter().any(|t| matches!(t, Target::Addr(_, None)));
         for t in &targets {
-            if let Some(svc) = service(vs, t, &k.track_files, notes) {
-                if let (Target::Mark(mark, v6), Some(protocol)) = (t, svc_protocol(vs)) {
+            if let Some(svc) = service(vs, t, portless, &k.track_files, notes) {
+                if let Target::Mark(mark, v6) = t {
+                    let protocol = placeholder_protocol(vs);
                     let w = firewall::Wanted {
                         mark: *mark,
                         v6: *v6,
@@ -243,10 +247,13 @@ enum Target {
     Mark(u32, bool),
 }
 
-/// The protocol a virtual server's services get; `None` for one RVS does
-/// not carry over (SCTP).
-fn svc_protocol(vs: &VirtualServer) -> Option<Protocol> {
-    Protocol::from_name(vs.protocol.as_ref().map_or("TCP", |(p, _)| p.as_str()))
+/// The protocol of a fwmark service's placeholder rule: the one its
+/// virtual server names (keepalived ignores it for a fwmark), else TCP.
+fn placeholder_protocol(vs: &VirtualServer) -> Protocol {
+    match vs.protocol.as_ref().map(|(p, _)| p.as_str()) {
+        Some("UDP") => Protocol::Udp,
+        _ => Protocol::Tcp,
+    }
 }
 
 /// A fwmark service's address family (`true`: IPv6), as keepalived picks
@@ -288,16 +295,39 @@ fn secs(v: f64) -> u64 {
     v.ceil() as u64
 }
 
+/// One service of `vs` (`portless`: one of its addresses has no port).
 fn service(
     vs: &VirtualServer,
     target: &Target,
+    portless: bool,
     track_files: &[TrackFile],
     notes: &mut Vec<Note>,
 ) -> Option<schema::Service> {
+    // keepalived takes TCP, UDP and SCTP (any case) and ignores anything
+    // else; an address service without one is UDP (the kernel's default
+    // for protocol 0, which keepalived sets explicitly since 1.3.6). A
+    // fwmark service has no protocol.
     let (name, ploc) = match &vs.protocol {
-        Some((p, l)) => (p.as_str(), Some(l)),
-        None => ("TCP", None),
+        Some((p, l)) if matches!(p.as_str(), "TCP" | "UDP" | "SCTP") => (p.as_str(), Some(l)),
+        Some((p, l)) => {
+            push(
+                notes,
+                l,
+                format!("protocol {p}: not TCP, UDP or SCTP, so keepalived ignores it"),
+            );
+            ("UDP", None)
+        }
+        None => ("UDP", None),
     };
+    if ploc.is_none() && matches!(target, Target::Addr(..)) {
+        push(
+            notes,
+            &vs.loc,
+            "no protocol: keepalived makes this a UDP service (the kernel's default), and so \
+             does the migration: protocol = \"udp\"; add protocol TCP to the virtual_server if \
+             TCP was meant",
+        );
+    }
     let Some(protocol) = Protocol::from_name(name) else {
         push(
             notes,
@@ -315,14 +345,6 @@ fn service(
             s.protocol = Some(protocol);
             s.address = Some(*a);
             s.port = Some(p.unwrap_or(0));
-            if p.is_none() && vs.persistence_timeout.unwrap_or(0) == 0 {
-                push(
-                    notes,
-                    &vs.loc,
-                    "virtual server without a port is only valid with persistence_timeout; \
-                     written as port 0",
-                );
-            }
             *p
         }
         Target::Mark(m, v6) => {
@@ -373,8 +395,21 @@ fn service(
             ),
         }
     }
-    match vs.persistence_timeout {
-        Some(t) if t > 0 => {
+    let persistence = match vs.persistence_timeout {
+        Some(t) if t > 0 => Some(t),
+        _ if portless && !matches!(target, Target::Mark(..)) => {
+            push(
+                notes,
+                &vs.loc,
+                "an address without a port is only valid for a persistent service: \
+                 persistence_timeout 360 written, as keepalived sets it",
+            );
+            Some(360)
+        }
+        _ => None,
+    };
+    match persistence {
+        Some(t) => {
             s.persistence_timeout = Some(t);
             s.persistence_netmask = vs.persistence_granularity.clone();
         }

@@ -576,3 +576,65 @@ fn control_characters_in_firewall_rules_keep_the_file_valid() {
     assert_eq!(c.fwmarks.len(), 1, "{}", m.toml);
     assert!(m.toml.contains("\\u{1}"), "{}", m.toml);
 }
+
+/// keepalived's own fixes of an address virtual server (check_data.c),
+/// found by running keepalived --config-test on the corpus: without a
+/// protocol (or with one it does not know) it is UDP, and an address
+/// without a port makes the virtual server persistent (360 s), all of a
+/// group's services included.
+#[test]
+fn keepalived_makes_a_service_udp_and_a_portless_one_persistent() {
+    let migrate = |text: &str| {
+        let m = migrate_str(
+            text,
+            &Options {
+                interfaces: Some(vec!["eth0".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = Config::parse(&m.toml).unwrap();
+        validate(&c);
+        let notes: Vec<String> = m.notes.iter().map(ToString::to_string).collect();
+        (c, notes.join("\n"))
+    };
+    let (c, notes) = migrate("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n");
+    assert_eq!(service(&c, 0).protocol, Some(Protocol::Udp));
+    assert!(
+        notes.contains("line 1: no protocol: keepalived makes this a UDP service"),
+        "{notes}"
+    );
+    let (c, notes) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol http\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert_eq!(service(&c, 0).protocol, Some(Protocol::Udp));
+    assert!(
+        notes.contains("line 2: protocol HTTP: not TCP, UDP or SCTP"),
+        "{notes}"
+    );
+    let (c, notes) =
+        migrate("virtual_server 10.0.0.1 {\n protocol TCP\n real_server 10.0.0.2 {\n }\n}\n");
+    assert_eq!(
+        (service(&c, 0).port, service(&c, 0).persistence_timeout),
+        (Some(0), Some(360))
+    );
+    assert!(notes.contains("persistence_timeout 360 written"), "{notes}");
+    let (c, _) = migrate(
+        "virtual_server_group G {\n 10.0.0.1 80\n 10.0.0.2\n fwmark 3\n}\n\
+         virtual_server group G {\n protocol TCP\n lvs_method DR\n real_server 10.0.0.9 {\n }\n}\n",
+    );
+    let persistence: Vec<_> = c
+        .services
+        .iter()
+        .map(|s| s.get_ref().persistence_timeout)
+        .collect();
+    assert_eq!(
+        persistence,
+        [Some(360), Some(360), None],
+        "a fwmark service keeps its own"
+    );
+    let (c, _) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n persistence_timeout 50\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert_eq!(service(&c, 0).persistence_timeout, Some(50));
+}
