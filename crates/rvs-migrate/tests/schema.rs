@@ -637,4 +637,15 @@ fn keepalived_makes_a_service_udp_and_a_portless_one_persistent() {
         "virtual_server 10.0.0.1 80 {\n protocol TCP\n persistence_timeout 50\n real_server 10.0.0.2 80 {\n }\n}\n",
     );
     assert_eq!(service(&c, 0).persistence_timeout, Some(50));
+    // ops stays with UDP (the default), not with TCP.
+    let (c, _) = migrate("virtual_server 10.0.0.1 53 {\n ops\n real_server 10.0.0.2 53 {\n }\n}\n");
+    assert!(service(&c, 0).one_packet);
+    let (c, notes) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n ops\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert!(!service(&c, 0).one_packet);
+    assert!(
+        notes.contains("line 3: ops (one-packet scheduling) applies to UDP only"),
+        "{notes}"
+    );
 }
