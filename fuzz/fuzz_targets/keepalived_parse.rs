@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
     let opts = Options {
         interfaces: Some(vec!["eth0".into()]),
         source_name: "fuzz.conf".into(),
+        ..Default::default()
     };
     if let Ok(m) = rvs_migrate::migrate_str(text, &opts) {
         if let Err(e) = rvs_vocab::schema::Config::parse(&m.toml) {

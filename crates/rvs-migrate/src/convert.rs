@@ -13,6 +13,7 @@ use rvs_vocab::schema;
 use rvs_vocab::{sched, ForwardMethod, Protocol};
 use toml::Value;
 
+use crate::firewall;
 use crate::keepalived::{
     CheckKind, CheckOpts, Checker, GroupEntry, Keepalived, RealServer, TrackFile, VirtualServer,
     VsAddr,
@@ -26,6 +27,9 @@ pub struct Options {
     pub interfaces: Option<Vec<String>>,
     /// Shown in the header comment as the source.
     pub source_name: String,
+    /// The firewall's marking rules (`--iptables-save`, `--nft`), one
+    /// ruleset per file; empty: none given.
+    pub firewall: Vec<firewall::Ruleset>,
 }
 
 /// Renders the RVS configuration and adds a note for everything not carried
@@ -68,13 +72,13 @@ pub fn to_toml(
         file.timeouts = Some(schema::Timeouts { tcp, tcpfin, udp });
     }
 
-    // Commented [[fwmark]] rules for the operator to complete: not part of
-    // the configuration, so text the layout places before the services.
-    let mut fwmarks = String::new();
+    // The fwmark services' marks, each with the first virtual server using
+    // it (for notes) and the protocol of its placeholder rule.
+    let mut marks: Vec<(firewall::Wanted, Loc, Protocol)> = Vec::new();
     for vs in &k.virtual_servers {
-        let targets: Vec<(Target, Option<Loc>)> = match &vs.addr {
-            VsAddr::Ip(a, p) => vec![(Target::Addr(*a, *p), None)],
-            VsAddr::Fwmark(m) => vec![(Target::Mark(*m), None)],
+        let targets: Vec<Target> = match &vs.addr {
+            VsAddr::Ip(a, p) => vec![Target::Addr(*a, *p)],
+            VsAddr::Fwmark(m) => vec![Target::Mark(*m, fwmark_family(vs, None))],
             VsAddr::Group(name) => {
                 let g = k.groups.iter().find(|g| &g.name == name).ok_or_else(|| {
                     ParseError::Syntax {
@@ -87,12 +91,12 @@ pub fn to_toml(
                 let mut t = Vec::new();
                 for e in &g.entries {
                     match e {
-                        GroupEntry::Addrs(addrs, p, loc) => t.extend(
-                            addrs
-                                .iter()
-                                .map(|a| (Target::Addr(*a, *p), Some(loc.clone()))),
-                        ),
-                        GroupEntry::Fwmark(m, loc) => t.push((Target::Mark(*m), Some(loc.clone()))),
+                        GroupEntry::Addrs(addrs, p, _) => {
+                            t.extend(addrs.iter().map(|a| Target::Addr(*a, *p)))
+                        }
+                        GroupEntry::Fwmark(m, family, _) => {
+                            t.push(Target::Mark(*m, fwmark_family(vs, *family)))
+                        }
                     }
                 }
                 push(
@@ -109,13 +113,81 @@ pub fn to_toml(
                 t
             }
         };
-        for (t, _) in &targets {
-            if let Some(svc) = service(vs, t, &k.track_files, &mut fwmarks, notes) {
+        // keepalived makes a virtual server persistent (360 s) when one
+        // of its addresses has no port (check_data.c).
+        let portless = targets.iter().any(|t| matches!(t, Target::Addr(_, None)));
+        for t in &targets {
+            if let Some(svc) = service(vs, t, portless, &k.track_files, notes) {
+                if let Target::Mark(mark, v6) = t {
+                    let protocol = placeholder_protocol(vs);
+                    let w = firewall::Wanted {
+                        mark: *mark,
+                        v6: *v6,
+                    };
+                    if !marks.iter().any(|(x, _, _)| *x == w) {
+                        marks.push((w, vs.loc.clone(), protocol));
+                    }
+                }
                 // rvsd reads a span here; a written file has none yet.
                 file.services.push(toml::Spanned::new(0..0, svc));
             }
         }
     }
+
+    // rvsd marks packets itself ([[fwmark]] rules): from the firewall's
+    // rules when given, else commented placeholders to complete, which
+    // the layout places before the services.
+    let wanted: Vec<firewall::Wanted> = marks.iter().map(|(w, _, _)| *w).collect();
+    let chosen = firewall::select(&opts.firewall, &wanted, notes);
+    let mut placeholders = String::new();
+    for (w, loc, protocol) in &marks {
+        let covered = chosen
+            .iter()
+            .any(|c| c.rule.mark == w.mark && c.rule.address.contains(':') == w.v6);
+        if covered {
+            continue;
+        }
+        let family = if w.v6 { "IPv6" } else { "IPv4" };
+        let m = w.mark;
+        let why = if opts.firewall.is_empty() {
+            "no firewall rules were given to carry over (--iptables-save / --nft)".to_string()
+        } else {
+            format!(
+                "none of the firewall rules given sets mark {m} on {family} packets in a way \
+                 rvsd can express (see the notes on them)"
+            )
+        };
+        push(
+            notes,
+            loc,
+            format!(
+                "fwmark {m}: NO [[fwmark]] rule, so this service gets NO traffic: rvsd marks \
+                 packets only by its own [[fwmark]] rules (XDP sees no firewall marks), and \
+                 {why}; complete the commented rule for mark {m} (rvsd --check-config warns \
+                 until then)"
+            ),
+        );
+        let _ = write!(
+            placeholders,
+            "\n# NO rule gives {family} packets mark {m}: rvsd sends the fwmark {m} service no\n\
+             # traffic until one does. Fill in from your firewall's rules and uncomment\n\
+             # (rvsd refuses the address as it stands):\n\
+             # [[fwmark]]\n# mark = {m}\n# protocol = \"{}\"\n\
+             # address = \"FILL IN: the {family} destination address or prefix marked\"\n\
+             # ports = []                   # empty = all ports\n",
+            protocol.short_name()
+        );
+    }
+    let rule_comments: Vec<String> = chosen
+        .iter()
+        .map(|c| {
+            c.comment
+                .iter()
+                .map(|l| format!("# {}\n", comment_safe(l)))
+                .collect()
+        })
+        .collect();
+    file.fwmarks = chosen.into_iter().map(|c| c.rule).collect();
 
     let mut out = String::new();
     let _ = writeln!(
@@ -137,7 +209,7 @@ pub fn to_toml(
         }
     }
     out.push('\n');
-    out.push_str(&crate::render::render(&file, &fwmarks));
+    out.push_str(&crate::render::render(&file, &placeholders, &rule_comments));
     Ok(out)
 }
 
@@ -171,7 +243,43 @@ pub fn sort_notes(notes: &mut Vec<Note>) {
 
 enum Target {
     Addr(IpAddr, Option<u16>),
-    Mark(u32),
+    /// A mark and its service's family (`true`: IPv6).
+    Mark(u32, bool),
+}
+
+/// The protocol of a fwmark service's placeholder rule: the one its
+/// virtual server names (keepalived ignores it for a fwmark), else TCP.
+fn placeholder_protocol(vs: &VirtualServer) -> Protocol {
+    match vs.protocol.as_ref().map(|(p, _)| p.as_str()) {
+        Some("UDP") => Protocol::Udp,
+        _ => Protocol::Tcp,
+    }
+}
+
+/// A fwmark service's address family (`true`: IPv6), as keepalived picks
+/// it: the group entry's `inet6`, else `ip_family`, else that of the real
+/// and sorry servers not tunnelled (they must share the service's), else
+/// that of the tunnelled ones if they all agree, else IPv4.
+fn fwmark_family(vs: &VirtualServer, entry: Option<bool>) -> bool {
+    if let Some(v6) = entry.or(vs.ip_family) {
+        return v6;
+    }
+    let vs_method = vs.method.unwrap_or(ForwardMethod::Masq);
+    let mut servers: Vec<(IpAddr, ForwardMethod)> = vs
+        .real_servers
+        .iter()
+        .map(|rs| (rs.address, rs.method.unwrap_or(vs_method)))
+        .collect();
+    if let Some((a, _)) = vs.sorry_server {
+        servers.push((a, vs.sorry_server_method.unwrap_or(vs_method)));
+    }
+    if let Some((a, _)) = servers.iter().find(|(_, m)| *m != ForwardMethod::Tunnel) {
+        return a.is_ipv6();
+    }
+    match servers.first() {
+        Some((a, _)) if servers.iter().all(|(b, _)| b.is_ipv6() == a.is_ipv6()) => a.is_ipv6(),
+        _ => false,
+    }
 }
 
 fn push(notes: &mut Vec<Note>, loc: &Loc, msg: impl Into<String>) {
@@ -187,17 +295,39 @@ fn secs(v: f64) -> u64 {
     v.ceil() as u64
 }
 
+/// One service of `vs` (`portless`: one of its addresses has no port).
 fn service(
     vs: &VirtualServer,
     target: &Target,
+    portless: bool,
     track_files: &[TrackFile],
-    fwmarks: &mut String,
     notes: &mut Vec<Note>,
 ) -> Option<schema::Service> {
+    // keepalived takes TCP, UDP and SCTP (any case) and ignores anything
+    // else; an address service without one is UDP (the kernel's default
+    // for protocol 0, which keepalived sets explicitly since 1.3.6). A
+    // fwmark service has no protocol.
     let (name, ploc) = match &vs.protocol {
-        Some((p, l)) => (p.as_str(), Some(l)),
-        None => ("TCP", None),
+        Some((p, l)) if matches!(p.as_str(), "TCP" | "UDP" | "SCTP") => (p.as_str(), Some(l)),
+        Some((p, l)) => {
+            push(
+                notes,
+                l,
+                format!("protocol {p}: not TCP, UDP or SCTP, so keepalived ignores it"),
+            );
+            ("UDP", None)
+        }
+        None => ("UDP", None),
     };
+    if ploc.is_none() && matches!(target, Target::Addr(..)) {
+        push(
+            notes,
+            &vs.loc,
+            "no protocol: keepalived makes this a UDP service (the kernel's default), and so \
+             does the migration: protocol = \"udp\"; add protocol TCP to the virtual_server if \
+             TCP was meant",
+        );
+    }
     let Some(protocol) = Protocol::from_name(name) else {
         push(
             notes,
@@ -209,42 +339,18 @@ fn service(
         );
         return None;
     };
-    let proto = protocol.short_name();
     let mut s = schema::Service::default();
     let vport = match target {
         Target::Addr(a, p) => {
             s.protocol = Some(protocol);
             s.address = Some(*a);
             s.port = Some(p.unwrap_or(0));
-            if p.is_none() && vs.persistence_timeout.unwrap_or(0) == 0 {
-                push(
-                    notes,
-                    &vs.loc,
-                    "virtual server without a port is only valid with persistence_timeout; \
-                     written as port 0",
-                );
-            }
             *p
         }
-        Target::Mark(m) => {
+        Target::Mark(m, v6) => {
             s.fwmark = Some(*m);
-            if !fwmarks.contains(&format!("# mark = {m}\n")) {
-                push(
-                    notes,
-                    &vs.loc,
-                    format!(
-                        "fwmark {m}: keepalived relied on firewall rules to set the mark; RVS \
-                         classifies traffic itself: complete the commented [[fwmark]] rule for \
-                         mark {m} from your iptables/nftables rules"
-                    ),
-                );
-                let _ = write!(
-                    fwmarks,
-                    "\n# Traffic keepalived's firewall rules marked with {m}: fill in and uncomment.\n\
-                     # [[fwmark]]\n# mark = {m}\n# protocol = \"{proto}\"\n\
-                     # address = \"10.0.0.1\"       # the marked destination address or prefix\n\
-                     # ports = []                   # empty = all ports\n"
-                );
+            if *v6 {
+                s.family = Some("ipv6".into());
             }
             None
         }
@@ -289,8 +395,21 @@ fn service(
             ),
         }
     }
-    match vs.persistence_timeout {
-        Some(t) if t > 0 => {
+    let persistence = match vs.persistence_timeout {
+        Some(t) if t > 0 => Some(t),
+        _ if portless && !matches!(target, Target::Mark(..)) => {
+            push(
+                notes,
+                &vs.loc,
+                "an address without a port is only valid for a persistent service: \
+                 persistence_timeout 360 written, as keepalived sets it",
+            );
+            Some(360)
+        }
+        _ => None,
+    };
+    match persistence {
+        Some(t) => {
             s.persistence_timeout = Some(t);
             s.persistence_netmask = vs.persistence_granularity.clone();
         }

@@ -278,6 +278,9 @@ pub struct VirtualServer {
     pub virtualhost: Option<String>,
     /// `weight`: default weight of its real servers (keepalived's 1).
     pub weight: Option<u32>,
+    /// `ip_family inet|inet6` (`Some(true)`: inet6): a fwmark service's
+    /// address family.
+    pub ip_family: Option<bool>,
     /// Where each keyword of the block first stands, so notes point at the
     /// keyword rather than at the `virtual_server` line.
     pub keyword_locs: std::collections::BTreeMap<String, Loc>,
@@ -295,8 +298,8 @@ impl VirtualServer {
 pub enum GroupEntry {
     /// Addresses (a range expanded) with an optional port.
     Addrs(Vec<IpAddr>, Option<u16>, Loc),
-    /// `fwmark N`.
-    Fwmark(u32, Loc),
+    /// `fwmark N [inet|inet6]` (`Some(true)`: inet6).
+    Fwmark(u32, Option<bool>, Loc),
 }
 
 /// A `virtual_server_group` block.
@@ -650,6 +653,7 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         real_servers: Vec::new(),
         virtualhost: None,
         weight: None,
+        ip_family: None,
         keyword_locs: Default::default(),
     };
     for c in n.children() {
@@ -741,12 +745,25 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                 "persistence_engine is not supported by RVS; persistence is by client \
                  address only",
             ),
-            "ha_suspend" | "smtp_alert" | "snmp_name" | "ip_family" | "net_mask"
-            | "retry_delay" => note(
-                notes,
-                &c.loc,
-                format!("{} is ignored: it has no RVS equivalent", c.key),
-            ),
+            "ip_family" => match c.args.first().map(String::as_str) {
+                Some("inet") => vs.ip_family = Some(false),
+                Some("inet6") => vs.ip_family = Some(true),
+                _ => note(
+                    notes,
+                    &c.loc,
+                    format!(
+                        "ip_family '{}' is not inet or inet6: ignored, as keepalived does",
+                        c.args.join(" ")
+                    ),
+                ),
+            },
+            "ha_suspend" | "hashed" | "smtp_alert" | "snmp_name" | "net_mask" | "retry_delay" => {
+                note(
+                    notes,
+                    &c.loc,
+                    format!("{} is ignored: it has no RVS equivalent", c.key),
+                )
+            }
             other => note(
                 notes,
                 &c.loc,
@@ -1073,7 +1090,18 @@ fn group(n: &Node, notes: &mut Vec<Note>) -> Result<Group, ParseError> {
             let m = arg(c, 0, "a mark")?
                 .parse()
                 .map_err(|_| err(&c.loc, "fwmark: the mark is not a number"))?;
-            g.entries.push(GroupEntry::Fwmark(m, c.loc.clone()));
+            let family = match c.args.get(1).map(String::as_str) {
+                None => None,
+                Some("inet") => Some(false),
+                Some("inet6") => Some(true),
+                Some(other) => {
+                    return Err(err(
+                        &c.loc,
+                        format!("fwmark {m}: '{other}' is not inet or inet6"),
+                    ))
+                }
+            };
+            g.entries.push(GroupEntry::Fwmark(m, family, c.loc.clone()));
             continue;
         }
         let p = match c.args.first() {
@@ -1164,7 +1192,8 @@ fn expand_range(s: &str) -> Result<Vec<IpAddr>, RangeError> {
     if lo > hi {
         return Err(RangeError::Invalid);
     }
-    let count = hi - lo + 1;
+    // The whole IPv6 space has one address more than u128 counts.
+    let count = (hi - lo).saturating_add(1);
     if count > u128::from(MAX_RANGE) {
         return Err(RangeError::TooBig(count));
     }
@@ -1200,6 +1229,12 @@ mod tests {
         assert!(matches!(
             expand_range("10.0.0.0/16"),
             Err(RangeError::TooBig(65536))
+        ));
+        // Found by the corpus property test: counting ::/0 overflowed.
+        assert!(matches!(expand_range("::/0"), Err(RangeError::TooBig(_))));
+        assert!(matches!(
+            expand_range("::-ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+            Err(RangeError::TooBig(_))
         ));
     }
 }

@@ -9,6 +9,7 @@
 //! keepalived line.
 
 pub mod convert;
+pub mod firewall;
 pub mod keepalived;
 pub mod parse;
 mod render;

@@ -35,6 +35,15 @@ enum Cmd {
         /// rvsadm to switch the connection sync role.
         #[arg(long, value_name = "FILE")]
         vrrp_output: Option<PathBuf>,
+        /// The output of iptables-save (or ip6tables-save; give both): the
+        /// MARK rules of mangle PREROUTING become [[fwmark]] rules for the
+        /// fwmark services.
+        #[arg(long = "iptables-save", value_name = "FILE")]
+        iptables_save: Vec<PathBuf>,
+        /// The output of `nft list ruleset`: the `meta mark set` rules of
+        /// prerouting chains become [[fwmark]] rules for the fwmark services.
+        #[arg(long, value_name = "FILE")]
+        nft: Vec<PathBuf>,
     },
 }
 
@@ -54,10 +63,21 @@ fn run() -> anyhow::Result<()> {
         output,
         interfaces,
         vrrp_output,
+        iptables_save,
+        nft,
     } = Cli::parse().cmd;
+    // Read before anything is written: a malformed file stops it all.
+    let mut firewall = Vec::new();
+    for path in &iptables_save {
+        firewall.push(rvs_migrate::firewall::read_iptables_save(path)?);
+    }
+    for path in &nft {
+        firewall.push(rvs_migrate::firewall::read_nft(path)?);
+    }
     let opts = rvs_migrate::Options {
         interfaces: interfaces.map(|v| v.into_iter().filter(|s| !s.is_empty()).collect()),
         source_name: config.display().to_string(),
+        firewall,
     };
     let m = rvs_migrate::migrate_file(&config, &opts)?;
     match &output {

@@ -113,7 +113,11 @@ pub fn parse_file(path: &Path, notes: &mut Vec<Note>) -> Result<Vec<Node>, Parse
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut toks = Vec::new();
     lex_file(path, None, &base, 0, &mut toks, notes)?;
-    let mut p = TreeParser { toks, pos: 0 };
+    let mut p = TreeParser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     p.items(None)
 }
 
@@ -130,7 +134,11 @@ pub fn parse_str(text: &str, notes: &mut Vec<Note>) -> Result<Vec<Node>, ParseEr
         &mut toks,
         notes,
     )?;
-    let mut p = TreeParser { toks, pos: 0 };
+    let mut p = TreeParser {
+        toks,
+        pos: 0,
+        depth: 0,
+    };
     p.items(None)
 }
 
@@ -142,10 +150,7 @@ fn lex_file(
     out: &mut Vec<(Tok, Loc)>,
     notes: &mut Vec<Note>,
 ) -> Result<(), ParseError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ParseError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read_text(path, shown.clone())?;
     let dir = path.parent().unwrap_or(Path::new("."));
     lex_text(&text, shown, dir, base, depth, out, notes)
 }
@@ -225,6 +230,31 @@ fn lex_text(
         out.push((Tok::Newline, loc));
     }
     Ok(())
+}
+
+/// The text of `path` (`shown` as notes name it; `None`: the main file).
+/// Bytes that are not UTF-8 are an error naming their line.
+pub(crate) fn read_text(path: &Path, shown: Option<Arc<str>>) -> Result<String, ParseError> {
+    let bytes = std::fs::read(path).map_err(|source| ParseError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = valid.iter().rev().take_while(|&&b| b != b'\n').count() + 1;
+        let byte = e.as_bytes().get(valid.len()).copied().unwrap_or(0);
+        ParseError::Syntax {
+            loc: Loc {
+                file: shown,
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+            },
+            msg: format!(
+                "not UTF-8 text (byte 0x{byte:02x} at column {column}): convert the file to \
+                 UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+            ),
+        }
+    })
 }
 
 fn is_param_definition(s: &str) -> bool {
@@ -364,9 +394,15 @@ fn unescape(chars: &mut std::iter::Peekable<std::str::Chars<'_>>, out: &mut Stri
     }
 }
 
+/// Blocks nested deeper than this are refused: keepalived's go four or
+/// five deep, and parsing recurses once per level.
+const MAX_BLOCK_DEPTH: usize = 64;
+
 struct TreeParser {
     toks: Vec<(Tok, Loc)>,
     pos: usize,
+    /// Blocks open at this point.
+    depth: usize,
 }
 
 impl TreeParser {
@@ -381,6 +417,23 @@ impl TreeParser {
     }
 
     fn items(&mut self, open: Option<&Loc>) -> Result<Vec<Node>, ParseError> {
+        if let Some(o) = open {
+            self.depth += 1;
+            if self.depth > MAX_BLOCK_DEPTH {
+                return Err(syntax(
+                    o,
+                    format!("blocks nested more than {MAX_BLOCK_DEPTH} deep: a '}}' is missing?"),
+                ));
+            }
+        }
+        let nodes = self.items_inner(open);
+        if open.is_some() {
+            self.depth -= 1;
+        }
+        nodes
+    }
+
+    fn items_inner(&mut self, open: Option<&Loc>) -> Result<Vec<Node>, ParseError> {
         let mut nodes = Vec::new();
         loop {
             self.skip_newlines();
@@ -625,6 +678,14 @@ mod tests {
         assert!(e.starts_with("line 3: conditional"), "{e}");
         let e = parse("$X=1\n").unwrap_err().to_string();
         assert!(e.starts_with("line 1: parameter"), "{e}");
+        // Parsing recurses per block: a deep nest is refused, not a crash.
+        let deep = "a {\n".repeat(100_000) + &"}\n".repeat(100_000);
+        let e = parse(&deep).unwrap_err().to_string();
+        assert!(
+            e.starts_with("line 65: blocks nested more than 64 deep"),
+            "{e}"
+        );
+        assert!(parse(&("a {\n".repeat(64) + &"}\n".repeat(64))).is_ok());
     }
 
     #[test]

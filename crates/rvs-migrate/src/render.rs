@@ -3,8 +3,9 @@
 //! The `toml` serializer writes the schema types; this only arranges what
 //! it wrote (with `toml_edit`, which keeps everything but the layout): the
 //! tables of a service indented by their depth, long status-code lists
-//! wrapped ten to a line, and the commented `[[fwmark]]` rules the operator
-//! must complete placed before the services.
+//! wrapped ten to a line, each `[[fwmark]]` rule under a comment saying
+//! which firewall rule it comes from, and the commented `[[fwmark]]`
+//! rules the operator must complete placed before the services.
 
 use rvs_vocab::schema;
 use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
@@ -13,8 +14,9 @@ use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
 const CODES_PER_LINE: usize = 10;
 
 /// `file` as TOML text, with `comments` (whole comment lines, each block
-/// starting with a blank line) before the first `[[service]]`.
-pub(crate) fn render(file: &schema::Config, comments: &str) -> String {
+/// starting with a blank line) before the first `[[service]]`, and
+/// `rule_comments[i]` (whole comment lines) above the `i`th `[[fwmark]]`.
+pub(crate) fn render(file: &schema::Config, comments: &str, rule_comments: &[String]) -> String {
     // The schema is plain data: strings, numbers, booleans and tables.
     let text = match toml::to_string(file) {
         Ok(t) => t,
@@ -24,6 +26,9 @@ pub(crate) fn render(file: &schema::Config, comments: &str) -> String {
         Ok(d) => d,
         Err(e) => unreachable!("the toml crate's output parses: {e}"),
     };
+    for (rule, comment) in tables_mut(doc.get_mut("fwmark")).zip(rule_comments) {
+        rule.decor_mut().set_prefix(format!("\n{comment}"));
+    }
     let mut placed = comments.is_empty();
     for service in tables_mut(doc.get_mut("service")) {
         let prefix = if placed {

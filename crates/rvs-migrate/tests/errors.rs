@@ -168,3 +168,93 @@ fn script_user_is_carried_over() {
     assert!(!m.toml.contains("script_group"), "{}", m.toml);
     assert!(error_of("global_defs {\n  script_user\n}\n").contains("script_user needs USER"));
 }
+
+/// Runs `rvs-migrate keepalived` with `args` in `dir`.
+fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_rvs-migrate"))
+        .current_dir(dir)
+        .arg("keepalived")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A malformed --iptables-save or --nft file is an error naming the file
+/// and the line, and nothing is written; good ones become [[fwmark]] rules.
+#[test]
+fn malformed_firewall_rules_stop_the_migration_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(
+        p.join("k.conf"),
+        "virtual_server fwmark 1 {\n lvs_method DR\n real_server 10.0.1.1 {\n }\n}\n",
+    )
+    .unwrap();
+    let bad: [(&str, &str, &[u8], &str); 3] = [
+        (
+            "--iptables-save",
+            "rules.v4",
+            b"*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.0.0.300 -j MARK --set-mark 1\nCOMMIT\n",
+            "rules.v4 line 3: '10.0.0.300' is not an address or prefix",
+        ),
+        (
+            "--nft",
+            "ruleset.nft",
+            b"table ip mangle {\n\tchain pre {\n\t\ttype filter hook prerouting priority mangle;\n",
+            "ruleset.nft line 2: this '{' is never closed",
+        ),
+        (
+            "--iptables-save",
+            "latin1.v4",
+            b"*mangle\n-A PREROUTING -m comment --comment \"caf\xe9\" -j ACCEPT\nCOMMIT\n",
+            "latin1.v4 line 2: not UTF-8 text (byte 0xe9 at column 40)",
+        ),
+    ];
+    for (flag, name, text, want) in bad {
+        std::fs::write(p.join(name), text).unwrap();
+        let r = run_in(p, &["k.conf", "-o", "out.toml", flag, name]);
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{name}: {stderr}");
+        assert!(stderr.contains(want), "{name}: {stderr}");
+        assert!(!p.join("out.toml").exists(), "{name}: nothing is written");
+    }
+
+    std::fs::write(
+        p.join("good.v4"),
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.0.0.1/32 -p tcp -m tcp --dport 80 -j MARK --set-xmark 0x1/0xffffffff\n\
+         -A PREROUTING -i eth1 -d 10.0.0.2/32 -j MARK --set-xmark 0x1/0xffffffff\nCOMMIT\n",
+    )
+    .unwrap();
+    let r = run_in(
+        p,
+        &["k.conf", "-o", "out.toml", "--iptables-save", "good.v4"],
+    );
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("good.v4 line 4: mark 1 not carried over: -i eth1 (an interface match)"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(p.join("out.toml")).unwrap();
+    assert!(
+        text.contains(
+            "[[fwmark]]\nmark = 1\nprotocol = \"tcp\"\naddress = \"10.0.0.1\"\nports = [80]\n"
+        ),
+        "{text}"
+    );
+}
+
+/// A keepalived.conf that is not UTF-8 is refused naming the line.
+#[test]
+fn keepalived_conf_not_utf8_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k.conf");
+    std::fs::write(&path, b"# ok\n# Ren\xe9\n").unwrap();
+    let e = rvs_migrate::migrate_file(&path, &Options::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("line 2: not UTF-8 text (byte 0xe9 at column 6)"),
+        "{e}"
+    );
+}

@@ -1,22 +1,22 @@
 //! Golden-file tests: each keepalived.conf under tests/data migrates to
 //! exactly the .toml and .notes next to it (and, with VRRP, the
-//! VRRP-only `.keepalived.conf`). `UPDATE_GOLDEN=1 cargo test`
-//! rewrites them (review the diff before committing).
+//! VRRP-only `.keepalived.conf`), with the firewall rules of the
+//! `.iptables`, `.ip6tables` and `.nft` files of the same name when there
+//! are any. `UPDATE_GOLDEN=1 cargo test` rewrites them (review the diff
+//! before committing).
 
-use std::path::{Path, PathBuf};
+mod support;
+
+use std::path::Path;
 
 use rvs_migrate::{migrate_file, Options};
-
-fn data(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(name)
-}
+use support::{data, firewall};
 
 fn golden(case: &str, interfaces: Option<&[&str]>) {
     let opts = Options {
         interfaces: interfaces.map(|i| i.iter().map(|s| s.to_string()).collect()),
         source_name: format!("{case}.conf"),
+        firewall: firewall(case),
     };
     let m = migrate_file(&data(&format!("{case}.conf")), &opts)
         .unwrap_or_else(|e| panic!("{case}: {e}"));
@@ -108,6 +108,7 @@ fn keepalived_accepts_the_vrrp_only_file() {
         let opts = Options {
             interfaces: None,
             source_name: format!("{case}.conf"),
+            ..Default::default()
         };
         let m = migrate_file(&data(&format!("{case}.conf")), &opts).unwrap();
         let vrrp = m.vrrp.expect("a VRRP-only file");
@@ -149,4 +150,14 @@ fn every_checker_with_its_options() {
 #[test]
 fn keepalived_validation_rules() {
     golden("semantics", Some(&["eth0"]));
+}
+
+#[test]
+fn fwmark_rules_from_iptables_save() {
+    golden("fwmark_iptables", Some(&["eth0"]));
+}
+
+#[test]
+fn fwmark_rules_from_nft_list_ruleset() {
+    golden("fwmark_nft", Some(&["eth0"]));
 }

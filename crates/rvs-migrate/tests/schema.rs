@@ -3,31 +3,20 @@
 //! keys and checks pass rvs-health's validation (as rvsd runs it), and the
 //! parsed structure is the one the keepalived file describes.
 
+mod support;
+
 use std::path::Path;
 
-use rvs_health::spec::ServiceHealthSpec;
-use rvs_health::CheckSpec;
 use rvs_migrate::{migrate_file, migrate_str, Options};
 use rvs_vocab::schema::{Config, RealServer, Service};
 use rvs_vocab::{ForwardMethod, Protocol};
 use toml::Value;
 
-/// Every service's health keys and every check, through rvs-health, as
+/// Every service's health keys and checks, and every [[fwmark]] rule, as
 /// rvsd validates them.
 fn validate(c: &Config) {
-    for s in &c.services {
-        let s = s.get_ref();
-        let _: ServiceHealthSpec = Value::Table(s.health_table())
-            .try_into()
-            .unwrap_or_else(|e| panic!("health keys of {s:?}: {e}"));
-        for r in &s.real_servers {
-            for check in &r.check {
-                let _: CheckSpec = check
-                    .clone()
-                    .try_into()
-                    .unwrap_or_else(|e| panic!("check {check}: {e}"));
-            }
-        }
+    if let Err(e) = support::rvsd_validates(c) {
+        panic!("{e}");
     }
 }
 
@@ -74,6 +63,7 @@ fn load(case: &str, interfaces: Option<&[&str]>) -> Config {
     let opts = Options {
         interfaces: interfaces.map(|i| i.iter().map(|s| s.to_string()).collect()),
         source_name: case.into(),
+        firewall: support::firewall(case),
     };
     let m = migrate_file(&path, &opts).unwrap();
     let c = Config::parse(&m.toml).unwrap_or_else(|e| panic!("{case}: {e}\n{}", m.toml));
@@ -205,6 +195,7 @@ fn fwmark_structure() {
         c.fwmarks.is_empty(),
         "the [[fwmark]] rule is only a commented template"
     );
+    assert_eq!(support::marks_without_rules(&c), [7]);
     let s = service(&c, 0);
     assert_eq!((s.fwmark, s.protocol, s.address), (Some(7), None, None));
     assert_eq!(s.scheduler_flags, ["sh-port", "sh-fallback"]);
@@ -338,6 +329,7 @@ fn awkward_strings_stay_valid_toml() {
         &Options {
             interfaces: Some(vec!["e\"th0".into()]),
             source_name: "mem".into(),
+            ..Default::default()
         },
     )
     .unwrap();
@@ -460,5 +452,200 @@ fn checkers_structure() {
             int(key(udp, 1, "max_reply_length"))
         ),
         (Some("ab 12 0f 03"), Some("0x 8x"), Some(12), Some(512))
+    );
+}
+
+/// The [[fwmark]] rules of the iptables-save files: what rvsd would
+/// classify, in the order that gives each packet the firewall's mark.
+#[test]
+fn fwmark_rules_from_iptables_structure() {
+    let c = load("fwmark_iptables", Some(&["eth0"]));
+    let rules: Vec<(u32, Option<Protocol>, &str, Vec<u16>)> = c
+        .fwmarks
+        .iter()
+        .map(|r| (r.mark, r.protocol, r.address.as_str(), r.ports.clone()))
+        .collect();
+    let tcp = Some(Protocol::Tcp);
+    assert_eq!(
+        rules,
+        [
+            (1, tcp, "192.0.2.10", vec![80]),
+            (1, tcp, "192.0.2.10", vec![443]),
+            // The later MARK wins in iptables: mark 99 (no service's)
+            // first, so 192.0.2.16/29:8080 is not balanced, as before.
+            (99, tcp, "192.0.2.16/29", vec![8080]),
+            (1, tcp, "192.0.2.16/29", vec![80, 443, 8080, 8081, 8082]),
+            // 192.0.2.33-38 as prefixes; 192.0.2.34:587 is marked 1 later.
+            (2, tcp, "192.0.2.33", vec![25, 587]),
+            (1, tcp, "192.0.2.34", vec![587]),
+            (2, tcp, "192.0.2.34/31", vec![25, 587]),
+            (2, tcp, "192.0.2.36/31", vec![25, 587]),
+            (2, tcp, "192.0.2.38", vec![25, 587]),
+            (3, Some(Protocol::Udp), "192.0.2.53", vec![53]),
+            (6, tcp, "2001:db8:100::10", vec![443]),
+            (6, tcp, "2001:db8:100::1:0/116", vec![80]),
+        ]
+    );
+    let v6 = c
+        .services
+        .iter()
+        .map(|s| s.get_ref())
+        .find(|s| s.fwmark == Some(6))
+        .unwrap();
+    assert_eq!(
+        v6.family.as_deref(),
+        Some("ipv6"),
+        "its real server is IPv6"
+    );
+    // Mark 4's rules all match on what rvsd cannot express.
+    assert_eq!(support::marks_without_rules(&c), [4]);
+}
+
+#[test]
+fn fwmark_rules_from_nft_structure() {
+    let c = load("fwmark_nft", Some(&["eth0"]));
+    let marks: Vec<(u32, &str)> = c
+        .fwmarks
+        .iter()
+        .map(|r| (r.mark, r.address.as_str()))
+        .collect();
+    assert_eq!(
+        marks,
+        [
+            (99, "203.0.113.0/26"),
+            (11, "203.0.113.10"),
+            (11, "203.0.113.16/30"),
+            (11, "203.0.113.24/31"),
+            (11, "203.0.113.26"),
+            (12, "2001:db8:200::10"),
+            (12, "2001:db8:200::/120"),
+            // The later chain (priority filter + 10) marks 11 last.
+            (11, "203.0.113.52/30"),
+            (13, "203.0.113.53"),
+        ]
+    );
+    let families: Vec<(Option<u32>, Option<&str>)> = c
+        .services
+        .iter()
+        .map(|s| (s.get_ref().fwmark, s.get_ref().family.as_deref()))
+        .collect();
+    assert_eq!(
+        families,
+        [
+            (Some(11), None),
+            (Some(12), Some("ipv6")),
+            (Some(13), None),
+            (Some(14), None)
+        ]
+    );
+    assert_eq!(support::marks_without_rules(&c), [14]);
+}
+
+/// The limits the migration applies to a rule are rvsd's.
+#[test]
+fn rule_limits_are_the_engines() {
+    assert_eq!(
+        rvs_migrate::firewall::MAX_RULE_HOST_BITS,
+        rvs_engine::config::MAX_FWMARK_HOST_BITS
+    );
+    assert_eq!(
+        rvs_migrate::firewall::MAX_SERVICE_KEYS,
+        u64::from(rvs_engine::limits::MAX_SERVICES)
+    );
+}
+
+/// A firewall rule's text goes into a comment: control characters in it
+/// must not break the TOML.
+#[test]
+fn control_characters_in_firewall_rules_keep_the_file_valid() {
+    let rules = rvs_migrate::firewall::iptables::parse(
+        "*mangle\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -d 10.0.0.1/32 -m comment --comment \"a\u{1}b\" -j MARK --set-mark 5\nCOMMIT\n",
+        "fw\u{7f}",
+    )
+    .unwrap();
+    let m = migrate_str(
+        "virtual_server fwmark 5 {\n real_server 10.0.1.1 {\n }\n}\n",
+        &Options {
+            interfaces: Some(vec!["eth0".into()]),
+            firewall: vec![rules],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let c = Config::parse(&m.toml).unwrap_or_else(|e| panic!("{e}\n{}", m.toml));
+    assert_eq!(c.fwmarks.len(), 1, "{}", m.toml);
+    assert!(m.toml.contains("\\u{1}"), "{}", m.toml);
+}
+
+/// keepalived's own fixes of an address virtual server (check_data.c),
+/// found by running keepalived --config-test on the corpus: without a
+/// protocol (or with one it does not know) it is UDP, and an address
+/// without a port makes the virtual server persistent (360 s), all of a
+/// group's services included.
+#[test]
+fn keepalived_makes_a_service_udp_and_a_portless_one_persistent() {
+    let migrate = |text: &str| {
+        let m = migrate_str(
+            text,
+            &Options {
+                interfaces: Some(vec!["eth0".into()]),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let c = Config::parse(&m.toml).unwrap();
+        validate(&c);
+        let notes: Vec<String> = m.notes.iter().map(ToString::to_string).collect();
+        (c, notes.join("\n"))
+    };
+    let (c, notes) = migrate("virtual_server 10.0.0.1 80 {\n real_server 10.0.0.2 80 {\n }\n}\n");
+    assert_eq!(service(&c, 0).protocol, Some(Protocol::Udp));
+    assert!(
+        notes.contains("line 1: no protocol: keepalived makes this a UDP service"),
+        "{notes}"
+    );
+    let (c, notes) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol http\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert_eq!(service(&c, 0).protocol, Some(Protocol::Udp));
+    assert!(
+        notes.contains("line 2: protocol HTTP: not TCP, UDP or SCTP"),
+        "{notes}"
+    );
+    let (c, notes) =
+        migrate("virtual_server 10.0.0.1 {\n protocol TCP\n real_server 10.0.0.2 {\n }\n}\n");
+    assert_eq!(
+        (service(&c, 0).port, service(&c, 0).persistence_timeout),
+        (Some(0), Some(360))
+    );
+    assert!(notes.contains("persistence_timeout 360 written"), "{notes}");
+    let (c, _) = migrate(
+        "virtual_server_group G {\n 10.0.0.1 80\n 10.0.0.2\n fwmark 3\n}\n\
+         virtual_server group G {\n protocol TCP\n lvs_method DR\n real_server 10.0.0.9 {\n }\n}\n",
+    );
+    let persistence: Vec<_> = c
+        .services
+        .iter()
+        .map(|s| s.get_ref().persistence_timeout)
+        .collect();
+    assert_eq!(
+        persistence,
+        [Some(360), Some(360), None],
+        "a fwmark service keeps its own"
+    );
+    let (c, _) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n persistence_timeout 50\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert_eq!(service(&c, 0).persistence_timeout, Some(50));
+    // ops stays with UDP (the default), not with TCP.
+    let (c, _) = migrate("virtual_server 10.0.0.1 53 {\n ops\n real_server 10.0.0.2 53 {\n }\n}\n");
+    assert!(service(&c, 0).one_packet);
+    let (c, notes) = migrate(
+        "virtual_server 10.0.0.1 80 {\n protocol TCP\n ops\n real_server 10.0.0.2 80 {\n }\n}\n",
+    );
+    assert!(!service(&c, 0).one_packet);
+    assert!(
+        notes.contains("line 3: ops (one-packet scheduling) applies to UDP only"),
+        "{notes}"
     );
 }

@@ -135,6 +135,9 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
     }
     let privileges = crate::privilege::plan(&file).map_err(|e| anyhow!("{shown}: {e:#}"))?;
+    for w in fwmark_warnings(&file, &text) {
+        tracing::warn!("{shown}: {w}");
+    }
     Ok(Start {
         config,
         plan,
@@ -184,10 +187,21 @@ pub(crate) fn check(path: &Path) -> i32 {
                 .map(|e| format!("{e:#}")),
         )
         .collect();
+    // Warnings change nothing of the verdict: the file runs, but does
+    // not do what it seems to.
+    let warnings = fwmark_warnings(&file, &text);
+    for w in &warnings {
+        eprintln!("{shown}: warning: {w}");
+    }
     if errors.is_empty() {
         let servers: usize = services.iter().map(|s| s.dests.len()).sum();
+        let warned = match warnings.len() {
+            0 => String::new(),
+            1 => ", 1 warning".into(),
+            n => format!(", {n} warnings"),
+        };
         println!(
-            "{shown}: OK ({} services, {servers} real servers)",
+            "{shown}: OK ({} services, {servers} real servers){warned}",
             services.len()
         );
         0
@@ -198,6 +212,35 @@ pub(crate) fn check(path: &Path) -> i32 {
         eprintln!("{shown}: {} error(s); nothing was applied", errors.len());
         1
     }
+}
+
+/// The fwmark services no `[[fwmark]]` rule marks packets for (of their
+/// mark and address family), each with the line of its `[[service]]`:
+/// XDP sees no firewall marks and rvsd marks packets only by its own
+/// rules, so such a service is valid yet receives no traffic (a migrated
+/// keepalived fwmark virtual server whose rule was not filled in).
+pub(crate) fn fwmark_warnings(file: &schema::Config, text: &str) -> Vec<String> {
+    let lines = Lines::new(text);
+    file.services
+        .iter()
+        .filter_map(|s| {
+            let mark = s.get_ref().fwmark?;
+            let v6 = s.get_ref().family.as_deref() == Some("ipv6");
+            let covered = file.fwmarks.iter().any(|r| {
+                r.mark == mark && parse_prefix(&r.address).is_some_and(|(a, _)| a.is_ipv6() == v6)
+            });
+            let family = if v6 { "IPv6" } else { "IPv4" };
+            (!covered).then(|| {
+                format!(
+                    "line {}: [[service]] fwmark = {mark} has no [[fwmark]] rule with mark = \
+                     {mark} for {family} addresses: rvsd marks packets only by its [[fwmark]] \
+                     rules (XDP sees no firewall marks), so this service receives NO traffic; \
+                     add one (docs/rvsd.md, \"Persistence, firewall marks\")",
+                    lines.of(s.span().start)
+                )
+            })
+        })
+        .collect()
 }
 
 const NO_INTERFACES: &str =
@@ -614,6 +657,46 @@ one_packet = true
             .unwrap_err()
             .to_string()
             .contains("contiguous"));
+    }
+
+    #[test]
+    fn fwmark_services_without_a_rule_of_their_mark_and_family_are_warned_about() {
+        let text = r#"interfaces = ["eth0"]
+[[fwmark]]
+mark = 1
+address = "10.0.100.1"
+[[fwmark]]
+mark = 2
+address = "2001:db8::1"
+[[service]]
+fwmark = 1
+[[service]]
+fwmark = 2
+[[service]]
+fwmark = 2
+family = "ipv6"
+[[service]]
+fwmark = 3
+family = "ipv6"
+[[service]]
+protocol = "tcp"
+address = "10.0.100.1"
+port = 80
+"#;
+        let c = schema::Config::parse(text).unwrap();
+        let w = fwmark_warnings(&c, text);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("line 10: [[service]] fwmark = 2 has no [[fwmark]] rule with mark = 2 for IPv4 addresses"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with(
+                "line 15: [[service]] fwmark = 3 has no [[fwmark]] rule with mark = 3 for IPv6"
+            ),
+            "{w:?}"
+        );
+        assert!(w[1].contains("receives NO traffic"), "{w:?}");
     }
 
     #[test]

@@ -178,6 +178,38 @@ persistence_timeout = 60
     assert!(out.contains("OK (1 services, 1 real servers)"), "{out}");
 }
 
+/// A fwmark service without a [[fwmark]] rule of its mark is valid but
+/// gets no traffic: --check-config says so on stderr and still exits 0.
+#[test]
+fn check_config_warns_about_a_fwmark_service_without_a_rule() {
+    let file = r#"interfaces = ["lo"]
+[[fwmark]]
+mark = 1
+protocol = "tcp"
+address = "127.0.0.1"
+ports = [80]
+[[service]]
+fwmark = 1
+scheduler = "rr"
+[[service]]
+fwmark = 7
+scheduler = "rr"
+"#;
+    let (code, out, err) = check_config(file);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("OK (2 services, 0 real servers), 1 warning"),
+        "{out}"
+    );
+    assert!(
+        err.contains(
+            "warning: line 10: [[service]] fwmark = 7 has no [[fwmark]] rule with mark = 7"
+        ) && err.contains("receives NO traffic"),
+        "{err}"
+    );
+    assert!(!err.contains("fwmark = 1 has no"), "{err}");
+}
+
 /// A file whose firewall-mark rules, each in use, cover more virtual
 /// addresses than the XDP filter's VIP map holds (MAX_VIPS, 65,536):
 /// 17 rules of 4,096 addresses.

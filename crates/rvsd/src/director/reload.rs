@@ -73,6 +73,9 @@ impl Director {
             )));
         }
         self.diverged = false;
+        for w in config::fwmark_warnings(&file, &text) {
+            tracing::warn!("{}: {w}", path.display());
+        }
         let msg = format!(
             "reloaded {}: {} services",
             path.display(),
