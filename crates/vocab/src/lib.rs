@@ -16,8 +16,10 @@ pub mod sched;
 pub mod schema;
 pub mod sync;
 pub mod sysctl;
+pub mod tunnel;
 
 pub use sync::{SyncDaemon, SyncRole};
+pub use tunnel::{Tunnel, TunnelChecksum};
 
 /// Transport protocol of a virtual service; IPVS keys services by it.
 ///
@@ -97,8 +99,8 @@ pub enum ForwardMethod {
     /// NAT (`-m`): destination address and port rewritten; replies come
     /// back through the director.
     Masq,
-    /// IP-in-IP tunnel (TUN, `-i`): wrapped in an outer IPv4 header to the
-    /// server.
+    /// Tunnel (TUN, `-i`): wrapped in an outer IP header to the server,
+    /// IPIP, GUE or GRE as the destination's [`Tunnel`] says.
     Tunnel,
 }
 

@@ -235,6 +235,18 @@ pub struct RealServer {
     /// `dr` (default, as ipvsadm -g), `nat` or `tun`.
     #[serde(default, with = "crate::short_name")]
     pub method: ForwardMethod,
+    /// With `method = "tun"`: `ipip` (default), `gue` or `gre`
+    /// (ipvsadm's `--tun-type`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_type: Option<String>,
+    /// With `tun_type = "gue"`, required: the real server's GUE port
+    /// (`--tun-port`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_port: Option<u16>,
+    /// With `gue` or `gre`: `nocsum` (default), `csum`, or `remcsum` (GUE
+    /// only), ipvsadm's `--tun-nocsum | --tun-csum | --tun-remcsum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tun_checksum: Option<crate::TunnelChecksum>,
     /// `-x`; absent or 0 = none.
     pub upper_threshold: Option<u32>,
     /// `-y`; absent or 0 = none.
@@ -283,6 +295,26 @@ impl Default for Service {
 }
 
 impl RealServer {
+    /// Its tunnel, from `tun_type`, `tun_port` and `tun_checksum` with
+    /// ipvsadm's rules ([`crate::Tunnel::from_parts`]); IPIP when none is
+    /// written. The keys are refused on a server not forwarded by tunnel.
+    pub fn tunnel(&self) -> Result<crate::Tunnel, crate::tunnel::TunnelError> {
+        let written =
+            self.tun_type.is_some() || self.tun_port.is_some() || self.tun_checksum.is_some();
+        if self.method != ForwardMethod::Tunnel {
+            return if written {
+                Err(crate::tunnel::TunnelError::NotTunnelMethod)
+            } else {
+                Ok(crate::Tunnel::Ipip)
+            };
+        }
+        crate::Tunnel::from_parts(
+            self.tun_type.as_deref().unwrap_or("ipip"),
+            self.tun_port,
+            self.tun_checksum,
+        )
+    }
+
     /// A real server at `address` with the file's defaults (weight 1, DR).
     pub fn new(address: IpAddr) -> Self {
         RealServer {
@@ -290,6 +322,9 @@ impl RealServer {
             port: None,
             weight: default_weight(),
             method: ForwardMethod::default(),
+            tun_type: None,
+            tun_port: None,
+            tun_checksum: None,
             upper_threshold: None,
             lower_threshold: None,
             inhibit_on_failure: None,
@@ -374,6 +409,36 @@ mod tests {
             "interfaces = [\"eth0\"]\n\n[[service]]\nprotocol = \"udp\"\naddress = \"10.0.0.1\"\nport = 53\nscheduler = \"wlc\"\n\n[[service.real_server]]\naddress = \"10.0.0.2\"\nweight = 1\nmethod = \"dr\"\n"
         );
         assert_eq!(Config::parse(&back).unwrap().services, c.services);
+    }
+
+    #[test]
+    fn tunnel_keys_read_with_ipvsadm_s_rules() {
+        let rs = |keys: &str| {
+            let c = Config::parse(&format!(
+                "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"10.0.0.2\"\n{keys}\n"
+            ))
+            .unwrap();
+            c.services[0].get_ref().real_servers[0].tunnel()
+        };
+        assert_eq!(
+            rs("method = \"tun\"\ntun_type = \"gue\"\ntun_port = 6080\ntun_checksum = \"remcsum\""),
+            Ok(crate::Tunnel::Gue {
+                port: 6080,
+                checksum: crate::TunnelChecksum::Remcsum
+            })
+        );
+        assert_eq!(rs("method = \"tun\""), Ok(crate::Tunnel::Ipip));
+        assert_eq!(rs("method = \"dr\""), Ok(crate::Tunnel::Ipip));
+        let e = rs("method = \"dr\"\ntun_type = \"gre\"").unwrap_err();
+        assert!(e.to_string().contains("need method = \"tun\""), "{e}");
+        let e = rs("method = \"tun\"\ntun_type = \"gue\"").unwrap_err();
+        assert!(e.to_string().contains("--tun-port"), "{e}");
+        let e = Config::parse(
+            "[[service]]\nfwmark = 1\n[[service.real_server]]\naddress = \"10.0.0.2\"\ntun_checksum = \"yes\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("nocsum"), "{e}");
     }
 
     #[test]
