@@ -1,6 +1,6 @@
 //! Typed, zero-copy views over the packet headers an RVS director reads and
 //! rewrites: Ethernet (with up to two VLAN tags), IPv4, IPv6, TCP, UDP,
-//! ICMPv4, ICMPv6, plus IP-in-IP encapsulation and RFC 1071/1624 checksums.
+//! ICMPv4, ICMPv6, plus IP-in-IP, GUE and GRE encapsulation and RFC 1071/1624 checksums.
 //!
 //! The shape follows smoltcp's `wire` module: each header is a
 //! `Packet<T: AsRef<[u8]>>` wrapping a caller-owned buffer, so the data path
@@ -24,6 +24,8 @@ use core::str::FromStr;
 
 pub mod checksum;
 pub mod ethernet;
+pub mod gre;
+pub mod gue;
 pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipip;
