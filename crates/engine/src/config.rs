@@ -28,7 +28,8 @@ use crate::proto::Timeouts;
 use crate::sched;
 use crate::verdict::IfIndex;
 
-pub use rvs_vocab::{ForwardMethod, Protocol};
+pub use rvs_vocab::tunnel::TunnelError;
+pub use rvs_vocab::{ForwardMethod, Protocol, Tunnel, TunnelChecksum};
 
 /// A virtual service: (protocol, VIP, port), or a firewall mark (`-f`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -99,6 +100,9 @@ pub struct Dest {
     pub weight: u32,
     /// Forwarding method.
     pub method: ForwardMethod,
+    /// The encapsulation when `method` is TUN (`--tun-type`); IPIP, and
+    /// unused, for the other methods.
+    pub tunnel: Tunnel,
     /// Upper connection threshold (`-x`), 0 = none.
     pub upper_threshold: u32,
     /// Lower connection threshold (`-y`), 0 = none.
@@ -113,6 +117,7 @@ impl Dest {
             port,
             weight: 1,
             method,
+            tunnel: Tunnel::Ipip,
             upper_threshold: 0,
             lower_threshold: 0,
         }
@@ -121,6 +126,12 @@ impl Dest {
     /// Builder-style weight.
     pub fn weight(mut self, weight: u32) -> Self {
         self.weight = weight;
+        self
+    }
+
+    /// Builder-style tunnel type (for a TUN destination).
+    pub fn tunnel(mut self, tunnel: Tunnel) -> Self {
+        self.tunnel = tunnel;
         self
     }
 }
@@ -442,6 +453,17 @@ pub enum ConfigError {
         service_port: u16,
         /// Method name.
         method: &'static str,
+    },
+    /// A tunnel type on a server not forwarded by tunnel, or settings the
+    /// type does not allow.
+    #[error("service {service}: real server {addr}: {reason}")]
+    Tunnel {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+        /// What is wrong, in the operator's words.
+        reason: TunnelError,
     },
     /// Service and real server of different families (only same-family is supported).
     #[error("service {service}: real server {addr} is of another address family than the VIP")]
@@ -915,6 +937,18 @@ fn dest_values(key: ServiceKey, d: &Dest) -> Result<(), ConfigError> {
         return Err(ConfigError::FamilyMismatch {
             service: key,
             addr: d.addr,
+        });
+    }
+    let tunnel_error = if d.method != ForwardMethod::Tunnel && d.tunnel != Tunnel::Ipip {
+        Some(TunnelError::NotTunnelMethod)
+    } else {
+        d.tunnel.validate().err()
+    };
+    if let Some(reason) = tunnel_error {
+        return Err(ConfigError::Tunnel {
+            service: key,
+            addr: d.addr,
+            reason,
         });
     }
     if d.method != ForwardMethod::Masq && d.port != key.port {

@@ -36,7 +36,7 @@ mod verdict;
 pub use classify::{Steering, SteeringKey};
 pub use config::{
     Config, ConfigError, Defense, Dest, ForwardMethod, FwmarkRule, Interface, Persistence,
-    Protocol, Route, Service, ServiceKey, Snapshot, Validator,
+    Protocol, Route, Service, ServiceKey, Snapshot, Tunnel, TunnelChecksum, TunnelError, Validator,
 };
 pub use engine::{AdoptError, Adopted, DefenseStatus, Engine, SyncRefused};
 pub use fastpath::{

@@ -31,6 +31,7 @@ pub(super) struct DestRt {
     pub(super) port: u16,
     pub(super) weight: u32,
     pub(super) method: ForwardMethod,
+    pub(super) tunnel: rvs_vocab::Tunnel,
     pub(super) upper: u32,
     pub(super) lower: u32,
     pub(super) overloaded: bool,
@@ -188,6 +189,7 @@ impl Engine {
                     port: d.port,
                     weight: d.weight,
                     method: d.method,
+                    tunnel: d.tunnel,
                     upper: d.upper_threshold,
                     lower: d.lower_threshold,
                     overloaded: false,
@@ -226,6 +228,7 @@ impl Engine {
         rt.service_pos = pos;
         rt.weight = d.weight;
         rt.method = d.method;
+        rt.tunnel = d.tunnel;
         rt.upper = d.upper_threshold;
         rt.lower = d.lower_threshold;
         if rt.egress != egress {
@@ -276,6 +279,7 @@ impl Engine {
         ToServer {
             egress: d.egress,
             mac: d.mac(&self.neighbors),
+            tunnel: d.tunnel,
         }
     }
 

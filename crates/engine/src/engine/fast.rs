@@ -15,7 +15,7 @@ use std::net::IpAddr;
 use rvs_wire::EthernetAddress;
 
 use super::{secs, Engine};
-use crate::config::{ForwardMethod, Snapshot};
+use crate::config::{ForwardMethod, ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
 use crate::fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
@@ -393,9 +393,12 @@ impl Engine {
     pub(super) fn fast_config_changed(&mut self, previous: &Snapshot) {
         let (old, new) = (previous.config(), self.snapshot.config());
         let enabled = new.fast_path;
+        // A server whose tunnel type changed needs its connections'
+        // entries rewritten too: IPIP ones forward in XDP, the others not.
         let resync = enabled != self.fast.enabled
             || old.routes != new.routes
-            || old.interfaces != new.interfaces;
+            || old.interfaces != new.interfaces
+            || !tunnels_of(old).eq(tunnels_of(new));
         self.fast.enabled = enabled;
         if resync {
             let mut live = Vec::with_capacity(self.conns.len() as usize);
@@ -533,6 +536,19 @@ impl Engine {
             .filter(|(_, d)| d.live)
             .map(|(i, _)| DestSlot(i as u32))
     }
+}
+
+/// The servers of a configuration that tunnel other than by IPIP, in
+/// order: equal sequences mean no TUN server changed its type.
+fn tunnels_of(
+    config: &crate::config::Config,
+) -> impl Iterator<Item = (ServiceKey, IpAddr, u16, rvs_vocab::Tunnel)> + '_ {
+    config.services.iter().flat_map(|s| {
+        s.dests
+            .iter()
+            .filter(|d| d.tunnel != rvs_vocab::Tunnel::Ipip)
+            .map(move |d| (s.key, d.addr, d.port, d.tunnel))
+    })
 }
 
 fn flow_key(k: &FastKey) -> FlowKey {

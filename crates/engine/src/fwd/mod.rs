@@ -17,11 +17,14 @@ use crate::parse::Parsed;
 use crate::verdict::Verdict;
 
 /// The way to a real server (the kernel's destination with its cached route):
-/// where it leaves and, if the kernel has resolved it, the next hop's MAC.
+/// where it leaves, if the kernel has resolved it the next hop's MAC, and
+/// for TUN the tunnel type (the kernel's `dest->tun_type`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ToServer {
     pub(crate) egress: Egress,
     pub(crate) mac: Option<EthernetAddress>,
+    /// The encapsulation of a TUN server (IPIP for the other methods).
+    pub(crate) tunnel: rvs_vocab::Tunnel,
 }
 
 /// What a transmitter may need beyond the frame, its connection and the way

@@ -428,6 +428,11 @@ pub fn icmp_v4(
 /// fd00:3::1) and fd00:2::10 (back, after a link-local address, which is
 /// no tunnel source); both next hops' MACs are known.
 pub fn ipv6_director(protocol: Protocol, method: ForwardMethod) -> Director {
+    ipv6_director_with(ipv6_config(protocol, method))
+}
+
+/// The configuration [`ipv6_director`] runs.
+pub fn ipv6_config(protocol: Protocol, method: ForwardMethod) -> Config {
     let mut cfg = config(protocol, "rr", method, &[]);
     cfg.interfaces[1].addrs.push((ip("fe80::10"), 64));
     cfg.interfaces[1].addrs.push((ip("fd00:2::10"), 64));
@@ -445,6 +450,11 @@ pub fn ipv6_director(protocol: Protocol, method: ForwardMethod) -> Director {
         80
     };
     cfg.services[0].dests = vec![Dest::new(ip("fd00:2::11"), port, method)];
+    cfg
+}
+
+/// An IPv6 director for a configuration from [`ipv6_config`].
+pub fn ipv6_director_with(cfg: Config) -> Director {
     let mut d = Director::new(cfg);
     d.engine.set_neighbors(Arc::new(NeighborTable::new(
         [
