@@ -39,7 +39,7 @@ pub use server::{
 pub use types::{
     Command, ConnectionEntry, DefenseStatus, DestSpec, DestStatus, Family, ForwardMethod,
     FwmarkRuleSpec, HealthStatus, Listing, Protocol, ServiceKey, ServiceSpec, ServiceStatus, Stats,
-    SyncDaemonStatus, SysctlSettings, SysctlStatus, Timeouts,
+    SyncDaemonStatus, SysctlSettings, SysctlStatus, Timeouts, Tunnel, TunnelChecksum,
 };
 
 /// Where rvsd listens unless told otherwise.

@@ -926,6 +926,7 @@ mod tests {
                         port: 8443,
                         weight: 100,
                         method: ForwardMethod::Masq,
+                        tunnel: crate::Tunnel::Ipip,
                         upper_threshold: 10_000,
                         lower_threshold: 5_000,
                     },

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use rvs_vocab::{ForwardMethod, Protocol};
+pub use rvs_vocab::{ForwardMethod, Protocol, Tunnel, TunnelChecksum};
 
 /// Address family of a firewall-mark service (`-6` after `-f`); the family
 /// of an address-keyed service follows from its address.
@@ -254,10 +254,20 @@ pub struct DestSpec {
     pub weight: u32,
     /// How packets are forwarded to this server.
     pub method: ForwardMethod,
+    /// The encapsulation of a TUN server (`--tun-type`, `--tun-port`,
+    /// `--tun-*csum`); absent means IPIP, so older clients and files read
+    /// as before.
+    #[serde(default, skip_serializing_if = "is_ipip")]
+    pub tunnel: Tunnel,
     /// Upper connection threshold (`-x`); 0 means none.
     pub upper_threshold: u32,
     /// Lower connection threshold (`-y`); 0 means none.
     pub lower_threshold: u32,
+}
+
+/// Whether a destination tunnels by IPIP (the default, left out of JSON).
+fn is_ipip(t: &Tunnel) -> bool {
+    *t == Tunnel::Ipip
 }
 
 /// One change request, one ipvsadm command (`POST /v1/commands`).
@@ -880,5 +890,31 @@ mod tests {
             r#"{"protocol":"tcp","client":["10.0.0.9",40000],"virtual":["10.0.0.1",80],"dest":["10.0.0.2",80],"state":"ESTABLISHED","expires_secs":899,"template":false,"fwmark":null}"#
         );
         assert_eq!(serde_json::from_str::<ConnectionEntry>(&j).unwrap(), c);
+    }
+
+    #[test]
+    fn tunnel_is_left_out_for_ipip_and_spelled_out_otherwise() {
+        let mut d = DestSpec {
+            addr: "10.0.0.2".parse().unwrap(),
+            port: 80,
+            weight: 1,
+            method: ForwardMethod::Tunnel,
+            tunnel: Tunnel::Ipip,
+            upper_threshold: 0,
+            lower_threshold: 0,
+        };
+        let j = serde_json::to_string(&d).unwrap();
+        assert!(!j.contains("\"tunnel\":"), "{j}");
+        assert_eq!(serde_json::from_str::<DestSpec>(&j).unwrap(), d);
+        d.tunnel = Tunnel::Gue {
+            port: 6080,
+            checksum: TunnelChecksum::Csum,
+        };
+        let j = serde_json::to_string(&d).unwrap();
+        assert!(
+            j.contains(r#""tunnel":{"gue":{"port":6080,"checksum":"csum"}}"#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<DestSpec>(&j).unwrap(), d);
     }
 }

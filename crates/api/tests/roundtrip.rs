@@ -74,6 +74,7 @@ fn sample() -> Listing {
                         port: 80,
                         weight: 2_147_483_647,
                         method: ForwardMethod::Tunnel,
+                        tunnel: rvs_api::Tunnel::Ipip,
                         upper_threshold: 10,
                         lower_threshold: 5,
                     },

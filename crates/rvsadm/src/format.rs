@@ -1,5 +1,6 @@
 //! `Listing` → text, byte for byte as ipvsadm 1.31 prints `-L` (with
-//! `--stats`, `--rate`, `--thresholds`, `--persistent-conn`, `--exact`),
+//! `--stats`, `--rate`, `--thresholds`, `--persistent-conn`, `--tun-info`,
+//! `--exact`),
 //! `-L -c`, `-L --timeout` and `-S`; and RVS's firewall-mark rules
 //! (`--list-mark-rules`, `-L --mark-rules`, the rule lines of `-S`).
 //!
@@ -14,7 +15,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use rvs_api::{
     ConnectionEntry, DestStatus, Family, ForwardMethod, FwmarkRuleSpec, Listing, Protocol,
-    ServiceKey, ServiceStatus, Stats, Timeouts,
+    ServiceKey, ServiceStatus, Stats, Timeouts, Tunnel,
 };
 
 use rvs_vocab::sched;
@@ -137,10 +138,24 @@ fn title(out: &mut String, req: &ListRequest) {
             "{:<33} {:<9} {:<11} {:<10} {:<10}\n  -> RemoteAddress:Port",
             "Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn"
         );
+    } else if req.tun_info {
+        out.push_str(
+            "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n",
+        );
     } else {
         out.push_str(
             "Prot LocalAddress:Port Scheduler Flags\n  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n",
         );
+    }
+}
+
+/// ipvsadm 1.31's `fwd_tun_info`: the tunnel of a TUN server
+/// (`ipip`, `gue:6080:-c`, `gre:+c`), `n/a` for the other methods.
+fn tun_info(d: &DestStatus) -> String {
+    if d.spec.method == ForwardMethod::Tunnel {
+        d.spec.tunnel.listing()
+    } else {
+        "n/a".to_owned()
     }
 }
 
@@ -286,6 +301,16 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
                 out,
                 "  -> {dname:<28} {:<9} {:<11} {:<10} {:<10}",
                 d.spec.weight, d.persistent_conns, d.active_conns, d.inactive_conns
+            );
+        } else if req.tun_info {
+            let _ = writeln!(
+                out,
+                "  -> {dname:<28} {:<7} {:<13} {:<6} {:<10} {:<10}",
+                d.spec.method.name(),
+                tun_info(d),
+                d.spec.weight,
+                d.active_conns,
+                d.inactive_conns
             );
         } else {
             let _ = writeln!(
@@ -451,8 +476,16 @@ pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
                 method_switch(d.spec.method),
                 d.spec.weight
             );
+            // ipvsadm 1.31's print_tunnel_rule.
             if d.spec.method == ForwardMethod::Tunnel {
-                out.push_str(" --tun-type ipip");
+                let t = d.spec.tunnel;
+                let _ = write!(out, " --tun-type {}", t.type_name());
+                if let Tunnel::Gue { port, .. } = t {
+                    let _ = write!(out, " --tun-port {port}");
+                }
+                if t != Tunnel::Ipip {
+                    let _ = write!(out, " --tun-{}", t.checksum().name());
+                }
             }
             if d.spec.upper_threshold != 0 {
                 let _ = write!(out, " -x {}", d.spec.upper_threshold);

@@ -14,8 +14,10 @@ use rvs_api::{
     Command, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, Protocol, ServiceKey, ServiceSpec,
     SysctlSettings,
 };
+use rvs_vocab::tunnel::TUNNEL_TYPES;
 use rvs_vocab::{sched, sysctl};
 use rvs_vocab::{SyncDaemon, SyncRole};
+use rvs_vocab::{Tunnel, TunnelChecksum};
 
 /// ipvsadm's default persistence timeout (`-p` without a value).
 pub(crate) const DEFAULT_PERSISTENCE: u32 = 300;
@@ -64,6 +66,8 @@ pub(crate) struct ListRequest {
     pub(crate) defense: bool,
     /// `--sysctl` (RVS): every IPVS sysctl's value instead of the services.
     pub(crate) sysctl: bool,
+    /// `--tun-info`: the tunnel column (type, port, checksum flag).
+    pub(crate) tun_info: bool,
 }
 
 /// One invocation's intent.
@@ -161,8 +165,8 @@ impl Cmd {
 }
 
 /// Options in ipvsadm's `optnames` order (the order its checks report in),
-/// leaving out the sync-daemon, persistence-engine and tunnel options
-/// rvsadm refuses before any check; RVS's own options come last.
+/// leaving out the persistence-engine options rvsadm refuses before any
+/// check; RVS's own options come last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Opt {
     Numeric,
@@ -192,7 +196,12 @@ enum Opt {
     McastGroup,
     McastPort,
     McastTtl,
+    TunInfo,
     TunType,
+    TunPort,
+    TunNocsum,
+    TunCsum,
+    TunRemcsum,
     Ports,
     MarkRules,
     Defense,
@@ -201,7 +210,7 @@ enum Opt {
     SyncRetries,
 }
 
-const OPTS: [Opt; 34] = [
+const OPTS: [Opt; 39] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -229,7 +238,12 @@ const OPTS: [Opt; 34] = [
     Opt::McastGroup,
     Opt::McastPort,
     Opt::McastTtl,
+    Opt::TunInfo,
     Opt::TunType,
+    Opt::TunPort,
+    Opt::TunNocsum,
+    Opt::TunCsum,
+    Opt::TunRemcsum,
     Opt::Ports,
     Opt::MarkRules,
     Opt::Defense,
@@ -272,7 +286,12 @@ impl Opt {
             Opt::Exact => "exact",
             Opt::OnePacket => "ops",
             Opt::SchedFlags => "sched-flags",
+            Opt::TunInfo => "tun-info",
             Opt::TunType => "tun-type",
+            Opt::TunPort => "tun-port",
+            Opt::TunNocsum => "tun-nocsum",
+            Opt::TunCsum => "tun-csum",
+            Opt::TunRemcsum => "tun-remcsum",
             Opt::Ports => "ports",
             Opt::MarkRules => "mark-rules",
             Opt::Defense => "defense",
@@ -322,12 +341,13 @@ impl Opt {
             Cmd::List => match self {
                 Connection | Service | Timeout | Daemon | Defense | Sysctl => '1',
                 Numeric | Stats | Rate | Thresholds | PersistentConn | NoSort | Exact
-                | MarkRules => ' ',
+                | MarkRules | TunInfo => ' ',
                 _ => 'x',
             },
             Cmd::AddDest | Cmd::EditDest => match self {
                 Service | Server => '+',
-                Forward | Weight | UThreshold | LThreshold | TunType => ' ',
+                Forward | Weight | UThreshold | LThreshold | TunType | TunPort | TunNocsum
+                | TunCsum | TunRemcsum => ' ',
                 _ => 'x',
             },
             Cmd::DelDest => match self {
@@ -354,9 +374,8 @@ enum Arg {
 }
 
 /// (long name, short letter, argument). Entries for ipvsadm options rvsadm
-/// does not implement (sync daemon, SCTP, persistence engines, GUE/GRE
-/// tunnels) are listed so they get a precise error instead of "unknown
-/// option".
+/// does not implement (SCTP, persistence engines) are listed so they get a
+/// precise error instead of "unknown option".
 const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("add-service", Some('A'), Arg::None),
     ("edit-service", Some('E'), Arg::None),
@@ -412,6 +431,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("ops", Some('o'), Arg::None),
     ("pe", None, Arg::Required),
     ("sched-flags", Some('b'), Arg::Required),
+    ("tun-info", None, Arg::None),
     ("tun-type", None, Arg::Required),
     ("tun-port", None, Arg::Required),
     ("tun-nocsum", None, Arg::None),
@@ -793,6 +813,11 @@ struct Collected {
     one_packet: bool,
     server: Option<(IpAddr, Option<u16>)>,
     method: ForwardMethod,
+    /// `--tun-type` (ipvsadm's default: ipip), `--tun-port`, the checksum
+    /// flag; combined and checked after all options are read.
+    tun_type: &'static str,
+    tun_port: Option<u16>,
+    tun_checksum: Option<TunnelChecksum>,
     weight: u32,
     upper: u32,
     lower: u32,
@@ -823,6 +848,9 @@ impl Default for Collected {
             one_packet: false,
             server: None,
             method: ForwardMethod::Route,
+            tun_type: "ipip",
+            tun_port: None,
+            tun_checksum: None,
             weight: 1,
             upper: 0,
             lower: 0,
@@ -1110,14 +1138,25 @@ fn collect_option(
         }
         "tun-type" => {
             c.set(Opt::TunType)?;
-            match value.as_str() {
-                // IPIP is what -i means; accepted because -S writes it.
-                "ipip" => {}
-                "gue" | "gre" => {
-                    return fail(format!("tunnel type `{value}' is not supported by rvsd"))
-                }
-                _ => return fail("illegal tunnel type specified"),
-            }
+            c.tun_type = TUNNEL_TYPES
+                .into_iter()
+                .find(|t| *t == value)
+                .map_or_else(|| fail("illegal tunnel type specified"), Ok)?;
+        }
+        "tun-port" => {
+            c.set(Opt::TunPort)?;
+            let port = number(&value, 1, 65535)
+                .map_or_else(|| fail("illegal tunnel port specified"), Ok)?;
+            c.tun_port = u16::try_from(port).ok();
+        }
+        "tun-nocsum" | "tun-csum" | "tun-remcsum" => {
+            let (opt, checksum) = match tok.name {
+                "tun-nocsum" => (Opt::TunNocsum, TunnelChecksum::Nocsum),
+                "tun-csum" => (Opt::TunCsum, TunnelChecksum::Csum),
+                _ => (Opt::TunRemcsum, TunnelChecksum::Remcsum),
+            };
+            c.set(opt)?;
+            c.tun_checksum = Some(checksum);
         }
         "weight" => {
             c.set(Opt::Weight)?;
@@ -1223,6 +1262,7 @@ fn list_flag<'a>(list: &'a mut ListRequest, name: &str) -> Option<(Opt, &'a mut 
         "exact" => (Opt::Exact, &mut list.exact),
         "daemon" => (Opt::Daemon, &mut list.daemon),
         "mark-rules" => (Opt::MarkRules, &mut list.mark_rules),
+        "tun-info" => (Opt::TunInfo, &mut list.tun_info),
         _ => return None,
     })
 }
@@ -1439,14 +1479,16 @@ fn build_dest(cmd: Cmd, c: &Collected, service: ServiceKey) -> Result<Command, P
     if dest_family != service.family() && c.method != ForwardMethod::Tunnel {
         return fail("Different address family is allowed only for tunneling servers");
     }
-    if c.options & Opt::TunType.bit() != 0 && c.method != ForwardMethod::Tunnel {
+    if c.options & TUNNEL_OPTIONS != 0 && c.method != ForwardMethod::Tunnel {
         return fail("Tunnel options conflict with forward method");
     }
+    let tunnel = tunnel(c)?;
     let dest = DestSpec {
         addr,
         port,
         weight: c.weight,
         method: c.method,
+        tunnel,
         upper_threshold: c.upper,
         lower_threshold: c.lower,
     };
@@ -1454,6 +1496,66 @@ fn build_dest(cmd: Cmd, c: &Collected, service: ServiceKey) -> Result<Command, P
         Command::AddDest { service, dest }
     } else {
         Command::EditDest { service, dest }
+    })
+}
+
+/// Every `--tun-*` option of a real server.
+const TUNNEL_OPTIONS: u64 = (1 << Opt::TunType as u64)
+    | (1 << Opt::TunPort as u64)
+    | (1 << Opt::TunNocsum as u64)
+    | (1 << Opt::TunCsum as u64)
+    | (1 << Opt::TunRemcsum as u64);
+
+/// ipvsadm 1.31's `tunnel_opt_check` and what it builds: the options of
+/// `--tun-type`'s row of `tunnel_types_v_options` ('+' required, 'x'
+/// illegal, '1' at most one), checked in option order, then the tunnel.
+fn tunnel(c: &Collected) -> Result<Tunnel, ParseError> {
+    const TUN_OPTS: [Opt; 4] = [Opt::TunPort, Opt::TunNocsum, Opt::TunCsum, Opt::TunRemcsum];
+    let row: [char; 4] = match c.tun_type {
+        "gue" => ['+', '1', '1', '1'],
+        "gre" => ['x', '1', '1', 'x'],
+        _ => ['x', 'x', 'x', 'x'],
+    };
+    let mut first_exclusive: Option<Opt> = None;
+    for (opt, rule) in TUN_OPTS.into_iter().zip(row) {
+        let given = c.options & opt.bit() != 0;
+        match (rule, given) {
+            ('+', false) => {
+                return fail(format!(
+                    "You need to supply the '{}' option for the '{}' tunnel type",
+                    opt.name(),
+                    c.tun_type
+                ))
+            }
+            ('x', true) => {
+                return fail(format!(
+                    "Illegal '{}' option with the '{}' tunnel type",
+                    opt.name(),
+                    c.tun_type
+                ))
+            }
+            ('1', true) => match first_exclusive {
+                None => first_exclusive = Some(opt),
+                Some(first) => {
+                    return fail(format!(
+                        "The option '{}' conflicts with the '{}' option in the '{}' tunnel type",
+                        opt.name(),
+                        first.name(),
+                        c.tun_type
+                    ))
+                }
+            },
+            _ => {}
+        }
+    }
+    let checksum = c.tun_checksum.unwrap_or_default();
+    Ok(match c.tun_type {
+        "gue" => Tunnel::Gue {
+            port: c.tun_port.unwrap_or(0),
+            checksum,
+        },
+        "gre" => Tunnel::Gre { checksum },
+        _ => Tunnel::Ipip,
     })
 }
 

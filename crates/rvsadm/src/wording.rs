@@ -77,6 +77,7 @@ mod tests {
             port: 80,
             weight: 1,
             method: ForwardMethod::Route,
+            tunnel: rvs_api::Tunnel::Ipip,
             upper_threshold: 0,
             lower_threshold: 0,
         }

@@ -469,15 +469,21 @@ fn to_engine(file: &schema::Service, index: usize) -> anyhow::Result<Service> {
         dests: file
             .real_servers
             .iter()
-            .map(|r| Dest {
-                addr: r.address,
-                port: r.port.unwrap_or(svc_port),
-                weight: r.weight,
-                method: r.method,
-                upper_threshold: r.upper_threshold.unwrap_or(0),
-                lower_threshold: r.lower_threshold.unwrap_or(0),
+            .map(|r| {
+                let tunnel = r
+                    .tunnel()
+                    .map_err(|e| anyhow!("{}: real server {}: {e}", which(), r.address))?;
+                Ok(Dest {
+                    addr: r.address,
+                    port: r.port.unwrap_or(svc_port),
+                    weight: r.weight,
+                    method: r.method,
+                    tunnel,
+                    upper_threshold: r.upper_threshold.unwrap_or(0),
+                    lower_threshold: r.lower_threshold.unwrap_or(0),
+                })
             })
-            .collect(),
+            .collect::<anyhow::Result<_>>()?,
     })
 }
 
@@ -516,6 +522,47 @@ scheduler = "rr"
         assert_eq!((s[0].dests[0].port, s[0].dests[0].weight), (8080, 3));
         assert_eq!((s[0].dests[1].port, s[0].dests[1].weight), (80, 1));
         assert_eq!(s[0].dests[1].method, ForwardMethod::Route);
+    }
+
+    #[test]
+    fn tunnel_keys_reach_the_engine_and_mistakes_name_the_server() {
+        let file = |keys: &str| {
+            schema::Config::parse(&format!(
+                "interfaces = [\"eth0\"]\n[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 80\n[[service.real_server]]\naddress = \"10.0.2.11\"\n{keys}\n"
+            ))
+            .unwrap()
+        };
+        let s = engine_services(&file(
+            "method = \"tun\"\ntun_type = \"gue\"\ntun_port = 6080\ntun_checksum = \"csum\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            s[0].dests[0].tunnel,
+            rvs_engine::Tunnel::Gue {
+                port: 6080,
+                checksum: rvs_engine::TunnelChecksum::Csum
+            }
+        );
+        let s = engine_services(&file("method = \"tun\"\ntun_type = \"gre\"")).unwrap();
+        assert_eq!(
+            s[0].dests[0].tunnel,
+            rvs_engine::Tunnel::Gre {
+                checksum: rvs_engine::TunnelChecksum::Nocsum
+            }
+        );
+        let e = engine_services(&file(
+            "method = \"tun\"\ntun_type = \"gre\"\ntun_checksum = \"remcsum\"",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("real server 10.0.2.11") && e.contains("GUE tunnels only"),
+            "{e}"
+        );
+        let e = engine_services(&file("tun_type = \"gue\"\ntun_port = 1"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("need method = \"tun\""), "{e}");
     }
 
     #[test]

@@ -336,6 +336,7 @@ fn sorry_dest(s: &rvs_health::spec::SorryServerSpec, port: u16) -> Dest {
         port,
         weight: 1,
         method: s.method,
+        tunnel: rvs_engine::Tunnel::Ipip,
         upper_threshold: 0,
         lower_threshold: 0,
     }

@@ -122,7 +122,10 @@ mod tests {
     fn inner_reads_v0_and_direct_ip() {
         assert_eq!(inner(&[0, 4, 0, 0, 0x45]), Ok((ip_proto::IPIP, 4)));
         // hlen 1: one option word skipped.
-        assert_eq!(inner(&[1, 41, 0, 0, 0, 0, 0, 0, 0x60]), Ok((ip_proto::IPV6, 8)));
+        assert_eq!(
+            inner(&[1, 41, 0, 0, 0, 0, 0, 0, 0x60]),
+            Ok((ip_proto::IPV6, 8))
+        );
         assert_eq!(inner(&[0x45, 0]), Ok((ip_proto::IPIP, 0)));
         assert_eq!(inner(&[0x60]), Ok((ip_proto::IPV6, 0)));
         // Control message, options past the end, other protocol, version 2.

@@ -4,6 +4,7 @@
 use super::*;
 use rvs_api::{
     ConnectionEntry, DestSpec, Family, ForwardMethod, FwmarkRuleSpec, ServiceSpec, Stats, Timeouts,
+    TunnelChecksum,
 };
 
 fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
@@ -35,6 +36,7 @@ fn dst(
             port,
             weight,
             method,
+            tunnel: rvs_api::Tunnel::Ipip,
             upper_threshold: 0,
             lower_threshold: 0,
         },
@@ -43,6 +45,21 @@ fn dst(
         persistent_conns: 0,
         stats: Stats::default(),
     }
+}
+
+fn gue_dst(addr: &str, port: u16, tun_port: u16, checksum: TunnelChecksum) -> DestStatus {
+    let mut d = dst(addr, port, ForwardMethod::Tunnel, 1, 0, 0);
+    d.spec.tunnel = Tunnel::Gue {
+        port: tun_port,
+        checksum,
+    };
+    d
+}
+
+fn gre_dst(addr: &str, port: u16, checksum: TunnelChecksum) -> DestStatus {
+    let mut d = dst(addr, port, ForwardMethod::Tunnel, 1, 0, 0);
+    d.spec.tunnel = Tunnel::Gre { checksum };
+    d
 }
 
 fn numeric() -> ListRequest {
@@ -86,6 +103,35 @@ fn masq_matches_captured_ipvsadm_output() {
 \x20 -> 192.168.177.20:80            Masq    1      0          0         \n"
     );
     assert_eq!(show(vec![s], &numeric()), want);
+}
+
+#[test]
+fn tun_info_column_is_ipvsadm_1_31_s() {
+    // ipvsadm 1.31's `-L -n --tun-info`: "%-28s %-7s %-13s %-6d %-10u %-10u"
+    // with fwd_tun_info's "ipip", "gue:PORT:FLAG", "gre:FLAG", "n/a".
+    let mut s = svc(Protocol::Tcp, "10.0.100.1", 80, "rr");
+    s.dests = vec![
+        dst("10.0.2.11", 80, ForwardMethod::Route, 1, 0, 0),
+        dst("10.0.2.12", 80, ForwardMethod::Tunnel, 1, 2, 3),
+        gue_dst("10.0.2.13", 80, 6080, TunnelChecksum::Nocsum),
+        gre_dst("10.0.2.14", 80, TunnelChecksum::Csum),
+        gue_dst("10.0.2.15", 80, 65535, TunnelChecksum::Remcsum),
+    ];
+    let req = ListRequest {
+        numeric: true,
+        tun_info: true,
+        ..Default::default()
+    };
+    let want = "IP Virtual Server version 1.2.1 (size=4096)\n\
+Prot LocalAddress:Port Scheduler Flags\n\
+\x20 -> RemoteAddress:Port           Forward TunnelInfo    Weight ActiveConn InActConn\n\
+TCP  10.0.100.1:80 rr\n\
+\x20 -> 10.0.2.11:80                 Route   n/a           1      0          0         \n\
+\x20 -> 10.0.2.12:80                 Tunnel  ipip          1      2          3         \n\
+\x20 -> 10.0.2.13:80                 Tunnel  gue:6080:-c   1      0          0         \n\
+\x20 -> 10.0.2.14:80                 Tunnel  gre:+c        1      0          0         \n\
+\x20 -> 10.0.2.15:80                 Tunnel  gue:65535:r+c 1      0          0         \n";
+    assert_eq!(show(vec![s], &req), want);
 }
 
 #[test]
@@ -464,7 +510,11 @@ fn save_sample() -> Listing {
     nat.dests = vec![d];
     let mut dns = svc(Protocol::Udp, "10.0.100.1", 53, "wlc");
     dns.spec.one_packet = true;
-    dns.dests = vec![dst("10.0.2.13", 53, ForwardMethod::Route, 65535, 0, 0)];
+    dns.dests = vec![
+        dst("10.0.2.13", 53, ForwardMethod::Route, 65535, 0, 0),
+        gue_dst("10.0.2.14", 53, 6080, TunnelChecksum::Remcsum),
+        gre_dst("10.0.2.15", 53, TunnelChecksum::Csum),
+    ];
     let mut v6 = svc(Protocol::Tcp, "2001:db8::1", 0, "wlc");
     v6.spec.persistence_timeout = Some(300);
     v6.spec.netmask = Some(64);
@@ -489,6 +539,8 @@ const SAVED: &str = "\
 -a -t 10.0.100.1:443 -r 10.0.2.11:8443 -m -w 0 -x 100 -y 50
 -A -u 10.0.100.1:53 -s wlc -o
 -a -u 10.0.100.1:53 -r 10.0.2.13:53 -g -w 65535
+-a -u 10.0.100.1:53 -r 10.0.2.14:53 -i -w 1 --tun-type gue --tun-port 6080 --tun-remcsum
+-a -u 10.0.100.1:53 -r 10.0.2.15:53 -i -w 1 --tun-type gre --tun-csum
 -A -t [2001:db8::1]:0 -s wlc -p 300 -M 64
 -a -t [2001:db8::1]:0 -r [2001:db8::11]:0 -g -w 1
 -A -f 1 -s rr -p 300
@@ -558,7 +610,7 @@ fn save_then_restore_gives_the_same_table() {
             });
         }
     }
-    assert_eq!(want.len(), 13);
+    assert_eq!(want.len(), 15);
     assert_eq!(cmds, want);
 }
 
@@ -781,7 +833,7 @@ fn save_writes_mark_rules_first_in_match_order() {
         .into_iter()
         .map(rvs_api::Command::AddFwmarkRule)
         .collect();
-    assert_eq!(cmds.len(), 16);
+    assert_eq!(cmds.len(), 18);
     assert_eq!(cmds[..3], rules[..]);
     assert!(matches!(cmds[3], rvs_api::Command::AddService(_)));
 }

@@ -102,6 +102,7 @@ fn dest(addr: &str, port: u16, method: ForwardMethod, weight: u32) -> DestSpec {
         port,
         weight,
         method,
+        tunnel: rvs_api::Tunnel::Ipip,
         upper_threshold: 0,
         lower_threshold: 0,
     }
@@ -637,10 +638,6 @@ fn fwmark_services_and_ipv6() {
     assert_eq!(
         err("-a -f 1 -r 10.0.0.2 --tun-type ipip"),
         "Tunnel options conflict with forward method"
-    );
-    assert_eq!(
-        err("-a -f 1 -r 10.0.0.2 -i --tun-type gue"),
-        "tunnel type `gue' is not supported by rvsd"
     );
     assert_eq!(
         err("-a -f 1 -r 10.0.0.2 -i --tun-type x"),
@@ -1459,5 +1456,93 @@ fn sysctl_settings_and_listing() {
     assert_eq!(
         err("--sysctl sloppy_tcp=1 -L"),
         "multiple commands specified"
+    );
+}
+
+fn tunnel_dest(line: &str) -> rvs_api::Tunnel {
+    match cmd(line) {
+        Command::AddDest { dest, .. } | Command::EditDest { dest, .. } => {
+            assert_eq!(dest.method, ForwardMethod::Tunnel, "{line}");
+            dest.tunnel
+        }
+        other => panic!("{line}: {other:?}"),
+    }
+}
+
+#[test]
+fn tunnel_types_follow_ipvsadm_1_31() {
+    use rvs_api::{Tunnel, TunnelChecksum};
+    let svc = "-a -t 10.0.0.1:80 -r 10.0.0.2 -i";
+    assert_eq!(tunnel_dest(svc), Tunnel::Ipip);
+    assert_eq!(
+        tunnel_dest(&format!("{svc} --tun-type gue --tun-port 6080")),
+        Tunnel::Gue {
+            port: 6080,
+            checksum: TunnelChecksum::Nocsum
+        }
+    );
+    assert_eq!(
+        tunnel_dest(&format!("{svc} --tun-type gue --tun-port 1 --tun-remcsum")),
+        Tunnel::Gue {
+            port: 1,
+            checksum: TunnelChecksum::Remcsum
+        }
+    );
+    assert_eq!(
+        tunnel_dest("-e -t 10.0.0.1:80 -r 10.0.0.2 --tun-csum --tun-type gre -i"),
+        Tunnel::Gre {
+            checksum: TunnelChecksum::Csum
+        }
+    );
+    assert_eq!(
+        tunnel_dest(&format!("{svc} --tun-type gre --tun-nocsum")),
+        Tunnel::Gre {
+            checksum: TunnelChecksum::Nocsum
+        }
+    );
+    // ipvsadm's messages, its checks in its order.
+    for (args, message) in [
+        (
+            "--tun-type gue",
+            "You need to supply the 'tun-port' option for the 'gue' tunnel type",
+        ),
+        (
+            "--tun-port 6080",
+            "Illegal 'tun-port' option with the 'ipip' tunnel type",
+        ),
+        (
+            "--tun-csum",
+            "Illegal 'tun-csum' option with the 'ipip' tunnel type",
+        ),
+        (
+            "--tun-type gre --tun-port 6080",
+            "Illegal 'tun-port' option with the 'gre' tunnel type",
+        ),
+        (
+            "--tun-type gre --tun-remcsum",
+            "Illegal 'tun-remcsum' option with the 'gre' tunnel type",
+        ),
+        (
+            "--tun-type gue --tun-port 6080 --tun-remcsum --tun-nocsum",
+            "The option 'tun-remcsum' conflicts with the 'tun-nocsum' option in the 'gue' tunnel type",
+        ),
+        ("--tun-type gue --tun-port 0", "illegal tunnel port specified"),
+        ("--tun-type gue --tun-port 65536", "illegal tunnel port specified"),
+        ("--tun-type vxlan", "illegal tunnel type specified"),
+    ] {
+        assert_eq!(err(&format!("{svc} {args}")), message, "{args}");
+    }
+    assert_eq!(
+        err("-a -t 10.0.0.1:80 -r 10.0.0.2 -m --tun-csum"),
+        "Tunnel options conflict with forward method"
+    );
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --tun-type gue"),
+        "Illegal 'tun-type' option with the 'add-service' command"
+    );
+    assert!(list("-L -n --tun-info").tun_info);
+    assert_eq!(
+        err("-L --tun-info --tun-type gue"),
+        "Illegal 'tun-type' option with the 'list' command"
     );
 }

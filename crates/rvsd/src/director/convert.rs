@@ -55,6 +55,7 @@ pub(super) fn engine_dest(d: &DestSpec) -> Dest {
         port: d.port,
         weight: d.weight,
         method: d.method,
+        tunnel: d.tunnel,
         upper_threshold: d.upper_threshold,
         lower_threshold: d.lower_threshold,
     }
@@ -66,6 +67,7 @@ pub(super) fn api_dest(d: &Dest) -> DestSpec {
         port: d.port,
         weight: d.weight,
         method: d.method,
+        tunnel: d.tunnel,
         upper_threshold: d.upper_threshold,
         lower_threshold: d.lower_threshold,
     }

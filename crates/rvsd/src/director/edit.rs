@@ -383,6 +383,7 @@ mod tests {
             port: 80,
             weight,
             method: ForwardMethod::Route,
+            tunnel: rvs_api::Tunnel::Ipip,
             upper_threshold: 0,
             lower_threshold: 0,
         }

@@ -372,6 +372,7 @@ fn restore_and_check_cost() {
                         port: 0,
                         weight: 1,
                         method: ForwardMethod::Masq,
+                        tunnel: rvs_api::Tunnel::Ipip,
                         upper_threshold: 0,
                         lower_threshold: 0,
                     },
