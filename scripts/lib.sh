@@ -9,11 +9,12 @@
 # the paths it compares, the tests their tools).
 RVS_PACKAGES=(build-essential pkg-config clang llvm libbpf-dev iproute2 ethtool procps nginx-light curl)
 # What scripts/test-all adds: wrk, tcpdump, nftables, haproxy and ping for
-# the end-to-end tests, python3 for their helpers, systemd-analyze for the
+# the end-to-end tests, python3 for their helpers and python3-scapy to
+# dissect GUE and GRE captures, systemd-analyze for the
 # unit, prometheus's promtool for the alert rules, keepalived and bird2
 # for the high-availability and scale-out tests, and openssl for the TLS
 # health checks' test certificates.
-RVS_TEST_PACKAGES=(wrk tcpdump nftables haproxy iputils-ping python3 systemd prometheus keepalived bird2 openssl)
+RVS_TEST_PACKAGES=(wrk tcpdump nftables haproxy iputils-ping python3 python3-scapy systemd prometheus keepalived bird2 openssl)
 
 # The calling script, by an absolute path: it is re-run after the `cd` below.
 RVS_SCRIPT="$(cd "$(dirname "$0")" && pwd)/$(basename "$0")"

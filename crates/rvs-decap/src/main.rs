@@ -1,11 +1,12 @@
-//! `rvs-decap`: a user-space IPIP decapsulator for TUN-mode real servers.
+//! `rvs-decap`: a user-space tunnel decapsulator for TUN-mode real servers.
 //!
-//! On kernels without the `ipip` (or `ip6_tunnel`) module a real server
-//! cannot terminate the director's IPv4-in-IPv4 (IPv6-in-IPv6) tunnel. This
-//! program receives the tunnelled packets on a raw socket per family, checks
-//! them, and injects the inner packet into a TUN device that holds the VIPs,
-//! so the local stack answers the client directly with the VIP as source.
-//! See README.md.
+//! On kernels without the `ipip` (or `ip6_tunnel`, `fou`, `ip_gre`) module a
+//! real server cannot terminate the director's tunnel. This program receives
+//! the tunnelled packets — IPIP on a raw socket per family, GUE on a UDP
+//! socket per family (`--gue-port`), GRE on a raw socket per family
+//! (`--gre`) — checks them, and injects the inner packet into a TUN device
+//! that holds the VIPs, so the local stack answers the client directly with
+//! the VIP as source. See README.md.
 
 mod packet;
 mod tun;
@@ -22,20 +23,28 @@ use clap::Parser;
 use rvs_wire::ip_proto;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use packet::{decapsulate, decapsulate_v6, Drop};
+use packet::{
+    decapsulate, decapsulate_gre, decapsulate_gre_v6, decapsulate_gue, decapsulate_v6, Drop,
+};
 use tun::Tun;
 
 /// Command line: which VIPs to accept and what to call the device.
 #[derive(Parser, Debug)]
 #[command(
     version,
-    about = "Decapsulate IPIP (LVS TUN mode) into a TUN device holding the VIPs"
+    about = "Decapsulate IPIP, GUE and GRE (LVS TUN mode) into a TUN device holding the VIPs"
 )]
 struct Args {
     /// Virtual IP the director tunnels to this server (repeat for several;
     /// IPv4 VIPs arrive in IPIP, IPv6 VIPs in IPv6-in-IPv6).
     #[arg(long = "vip", required = true)]
     vips: Vec<IpAddr>,
+    /// Also receive GUE (`--tun-type gue --tun-port PORT`) on this UDP port.
+    #[arg(long)]
+    gue_port: Option<u16>,
+    /// Also receive GRE (`--tun-type gre`, protocol 47).
+    #[arg(long)]
+    gre: bool,
     /// Name of the TUN device to create; removed again on exit.
     #[arg(long, default_value = "rvsdecap0")]
     tun_name: String,
@@ -106,59 +115,60 @@ fn run(args: Args) -> Result<()> {
             IpAddr::V4(_) => None,
         })
         .collect();
-    // One raw socket per family that has a VIP.
-    let socket4 = (!vips4.is_empty())
-        .then(|| {
-            raw_socket(
-                Domain::IPV4,
-                ip_proto::IPIP,
-                "IPv4 socket for protocol 4 (IPIP)",
-            )
-        })
-        .transpose()?;
-    let socket6 = (!vips6.is_empty())
-        .then(|| {
-            raw_socket(
-                Domain::IPV6,
-                ip_proto::IPV6,
-                "IPv6 socket for next header 41 (IPv6 in IPv6)",
-            )
-        })
-        .transpose()?;
+    // Per family that has a VIP: a raw socket for IPIP, and as asked one
+    // for GRE and a UDP socket on the GUE port. Each gets a receive loop.
+    let (v4, v6) = (!vips4.is_empty(), !vips6.is_empty());
+    let mut receivers: Vec<(Socket, Decap<'_>)> = Vec::new();
+    if v4 {
+        let what = "IPv4 socket for protocol 4 (IPIP)";
+        let socket = raw_socket(Domain::IPV4, ip_proto::IPIP, what)?;
+        receivers.push((socket, Box::new(|b| decapsulate(b, &vips4))));
+    }
+    if v6 {
+        let what = "IPv6 socket for next header 41 (IPv6 in IPv6)";
+        let socket = raw_socket(Domain::IPV6, ip_proto::IPV6, what)?;
+        receivers.push((socket, Box::new(|b| decapsulate_v6(b, &vips6))));
+    }
+    if args.gre {
+        if v4 {
+            let socket = raw_socket(Domain::IPV4, ip_proto::GRE, "IPv4 socket for GRE")?;
+            receivers.push((socket, Box::new(|b| decapsulate_gre(b, &vips4))));
+        }
+        if v6 {
+            let socket = raw_socket(Domain::IPV6, ip_proto::GRE, "IPv6 socket for GRE")?;
+            receivers.push((socket, Box::new(|b| decapsulate_gre_v6(b, &vips6))));
+        }
+    }
+    if let Some(port) = args.gue_port {
+        for (family, wanted) in [(Domain::IPV4, v4), (Domain::IPV6, v6)] {
+            if wanted {
+                let socket = gue_socket(family, port)?;
+                receivers.push((socket, Box::new(|b| decapsulate_gue(b, &vips4, &vips6))));
+            }
+        }
+    }
 
-    let mut tun = Tun::open(&args.tun_name).with_context(|| {
+    let tun = Tun::open(&args.tun_name).with_context(|| {
         format!(
             "creating TUN device {} (needs /dev/net/tun and CAP_NET_ADMIN)",
             args.tun_name
         )
     })?;
     configure(tun.name(), &args.vips)?;
-    tracing::info!(device = tun.name(), vips = ?args.vips, "decapsulating");
+    tracing::info!(device = tun.name(), vips = ?args.vips, gue_port = ?args.gue_port, gre = args.gre, "decapsulating");
 
     let counters = std::thread::scope(|s| -> Result<Counters> {
-        let v6 = match &socket6 {
-            Some(sock) => {
-                let mut tun6 = tun.try_clone().context("duplicating the TUN descriptor")?;
-                let (stop, vips6) = (&stop, &vips6);
-                Some(s.spawn(move || {
-                    receive_loop(sock, &mut tun6, stop, |b| decapsulate_v6(b, vips6))
-                }))
-            }
-            None => None,
-        };
-        let mut total = match &socket4 {
-            Some(sock) => receive_loop(sock, &mut tun, &stop, |b| decapsulate(b, &vips4)),
-            None => {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(POLL);
-                }
-                Counters::default()
-            }
-        };
-        if let Some(h) = v6 {
+        let mut loops = Vec::new();
+        for (socket, decap) in &receivers {
+            let mut tun = tun.try_clone().context("duplicating the TUN descriptor")?;
+            let stop = &stop;
+            loops.push(s.spawn(move || receive_loop(socket, &mut tun, stop, decap)));
+        }
+        let mut total = Counters::default();
+        for h in loops {
             let c = h
                 .join()
-                .map_err(|_| anyhow::anyhow!("the IPv6 receive loop panicked"))?;
+                .map_err(|_| anyhow::anyhow!("a receive loop panicked"))?;
             total.add(&c);
         }
         Ok(total)
@@ -178,6 +188,52 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// What a receive loop does with each received buffer: the inner packet to
+/// inject, or why not.
+type Decap<'a> = Box<dyn for<'b> Fn(&'b [u8]) -> Result<&'b [u8], Drop> + Send + Sync + 'a>;
+
+/// A UDP socket of `domain` bound to the GUE `port` on every address. An
+/// IPv6 one accepts datagrams with a zero UDP checksum, which the
+/// director sends with `--tun-nocsum` as the kernel does (RFC 6935).
+fn gue_socket(domain: Domain, port: u16) -> Result<Socket> {
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))
+        .context("opening a UDP socket for GUE")?;
+    let addr: std::net::SocketAddr = if domain == Domain::IPV6 {
+        socket
+            .set_only_v6(true)
+            .context("IPV6_V6ONLY on the GUE socket")?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket descriptor, a c_int option value of the
+        // size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_UDP,
+                libc::UDP_NO_CHECK6_RX,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .context("UDP_NO_CHECK6_RX on the IPv6 GUE socket");
+        }
+        (Ipv6Addr::UNSPECIFIED, port).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, port).into()
+    };
+    socket
+        .bind(&addr.into())
+        .with_context(|| format!("binding the GUE socket to UDP port {port}"))?;
+    socket
+        .set_read_timeout(Some(POLL))
+        .context("setting the receive timeout on the GUE socket")?;
+    if let Err(e) = socket.set_recv_buffer_size(4 << 20) {
+        tracing::warn!("could not enlarge the receive buffer: {e}");
+    }
+    Ok(socket)
+}
+
 /// A raw socket of `domain` for IP protocol `proto`, with a receive timeout
 /// (so the loop sees the stop flag) and a large buffer (bursts queue rather
 /// than drop).
@@ -195,12 +251,7 @@ fn raw_socket(domain: Domain, proto: u8, what: &str) -> Result<Socket> {
 
 /// Receives until `stop` is set, injecting what `decap` accepts; one buffer
 /// for the whole run, no allocation per packet.
-fn receive_loop(
-    socket: &Socket,
-    tun: &mut Tun,
-    stop: &AtomicBool,
-    decap: impl Fn(&[u8]) -> Result<&[u8], Drop>,
-) -> Counters {
+fn receive_loop(socket: &Socket, tun: &mut Tun, stop: &AtomicBool, decap: &Decap<'_>) -> Counters {
     let mut counters = Counters::default();
     let mut buf = vec![0u8; 65536];
     let mut reader = socket;

@@ -125,7 +125,20 @@ impl Lab {
             if let Some(bin) = &decap {
                 let bin = bin.display().to_string();
                 let vip = VIP6.to_string();
-                self.spawn(&rs, &[&bin, "--vip", &vip, "--tun-name", "rvsdecap6"])?;
+                let gue_port = crate::GUE_PORT.to_string();
+                self.spawn(
+                    &rs,
+                    &[
+                        &bin,
+                        "--vip",
+                        &vip,
+                        "--tun-name",
+                        "rvsdecap6",
+                        "--gue-port",
+                        &gue_port,
+                        "--gre",
+                    ],
+                )?;
             }
         }
         if decap.is_some() {

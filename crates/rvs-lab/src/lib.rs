@@ -102,6 +102,9 @@ pub const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 pub const DIR_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
 /// The director's server-side address (`dir` back), the DIP.
 pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
+/// The UDP port the TUN servers' rvs-decap receives GUE on
+/// (`--tun-type gue --tun-port GUE_PORT`).
+pub const GUE_PORT: u16 = 6080;
 /// Most real servers a lab can have (10.0.2.11 ..= 10.0.2.99).
 pub const MAX_SERVERS: usize = 89;
 /// Most queues a lab's veths can have (the RVS XDP filter serves 64).
@@ -171,8 +174,9 @@ pub enum Mode {
     Dr,
     /// NAT: servers' default gateway is the director's back leg.
     Nat,
-    /// IPIP tunnel: each server runs `rvs-decap --vip VIP` and replies
-    /// through the router.
+    /// Tunnel: each server runs `rvs-decap --vip VIP` and replies through
+    /// the router; it takes IPIP, GUE on [`GUE_PORT`] and GRE, so the
+    /// director may use any `--tun-type`.
     Tun,
 }
 
@@ -918,7 +922,12 @@ impl Lab {
             )?;
             if let Some(bin) = decap {
                 let bin = bin.display().to_string();
-                self.spawn(&rs, &[&bin, "--vip", &VIP.to_string()])?;
+                let gue_port = GUE_PORT.to_string();
+                let vip = VIP.to_string();
+                self.spawn(
+                    &rs,
+                    &[&bin, "--vip", &vip, "--gue-port", &gue_port, "--gre"],
+                )?;
             }
         }
         for i in 1..=self.spec.servers {
