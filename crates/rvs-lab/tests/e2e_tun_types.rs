@@ -10,8 +10,11 @@
 //! not back through the director; `-Ln --tun-info` and `-S` list the
 //! tunnel as ipvsadm 1.31 does.
 //!
+//! The same over IPv6 (the lab made dual-stack) without checksums: GUE with
+//! a zero UDP checksum, which rvs-decap must accept, and plain GRE.
+//!
 //! Needs root, tcpdump and python3-scapy (`/usr/bin/python3`); builds
-//! rvsd/rvsadm/rvs-decap itself if needed. Load: 2 × 63 curl requests.
+//! rvsd/rvsadm/rvs-decap itself if needed. Load: 4 × 63 curl requests.
 
 #[allow(dead_code)]
 mod common;
@@ -21,61 +24,70 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use rvs_lab::{rs_ip, Lab, Mode, CLIENT_IP, DIR_BACK_IP, GUE_PORT, VIP};
+use std::net::IpAddr;
+
+use rvs_lab::demo::Family;
+use rvs_lab::{
+    rs_ip, rs_ip6, Lab, Mode, CLIENT_IP, CLIENT_IP6, DIR_BACK_IP, DIR_BACK_IP6, GUE_PORT, VIP, VIP6,
+};
 
 use common::{counts, mac, spread, Daemon};
 
 /// Reads the first packet of a pcap with scapy and prints what it sees as
-/// `key=value` lines: the outer IPv4 header, then the UDP and GUE headers
-/// (scapy has no GUE layer, so its 4 bytes are read here and the rest
-/// handed to scapy's IP) or scapy's GRE layer, then the inner IPv4/TCP.
-/// Checksums are recomputed by scapy (`*_ok`).
+/// `key=value` lines: the outer IPv4 or IPv6 header, then the UDP and GUE
+/// headers (scapy has no GUE layer, so its 4 bytes are read here and the
+/// rest handed to scapy's IP/IPv6) or scapy's GRE layer, then the inner
+/// packet and its TCP header. Checksums are recomputed by scapy (`*_ok`).
 const DISSECT: &str = r#"
 import sys
-from scapy.all import rdpcap, raw, IP, UDP, TCP, GRE
+from scapy.all import rdpcap, raw, Ether, IP, IPv6, UDP, TCP, GRE
 from scapy.utils import checksum
 
 def recomputed(pkt, layer):
     copy = pkt.copy()
     del copy[layer].chksum
-    return IP(raw(copy))[layer].chksum
+    return type(pkt)(raw(copy))[layer].chksum
+
+def fresh(ip):
+    return type(ip)(raw(ip))
 
 p = rdpcap(sys.argv[1])[0]
-ip = p[IP]
-out = {
-    "outer_src": ip.src,
-    "outer_dst": ip.dst,
-    "outer_proto": ip.proto,
-    "outer_csum_ok": IP(raw(ip)).chksum == recomputed(IP(raw(ip)), IP),
-}
-if ip.proto == 17:
+ip = p[Ether].payload
+v6 = isinstance(ip, IPv6)
+proto = ip.nh if v6 else ip.proto
+out = {"outer_src": ip.src, "outer_dst": ip.dst, "outer_proto": proto}
+if not v6:
+    out["outer_csum_ok"] = ip.chksum == recomputed(fresh(ip), IP)
+inner_class = IPv6 if v6 else IP
+if proto == 17:
     u = ip[UDP]
     out["udp_sport"] = u.sport
     out["udp_dport"] = u.dport
     out["udp_csum"] = u.chksum
-    out["udp_csum_ok"] = u.chksum == recomputed(IP(raw(ip)), UDP)
+    out["udp_csum_ok"] = u.chksum == recomputed(fresh(ip), UDP)
     gue = bytes(u.payload)
     out["gue_version"] = gue[0] >> 6
     out["gue_control"] = (gue[0] >> 5) & 1
     out["gue_hlen"] = gue[0] & 0x1F
     out["gue_proto"] = gue[1]
-    inner = IP(gue[4 + 4 * (gue[0] & 0x1F):])
-elif ip.proto == 47:
+    inner = inner_class(gue[4 + 4 * (gue[0] & 0x1F):])
+elif proto == 47:
     g = ip[GRE]
     out["gre_chksum_present"] = g.chksum_present
     out["gre_proto"] = hex(g.proto)
     out["gre_csum_ok"] = checksum(raw(g)) == 0
-    inner = g[IP]
+    inner = g[inner_class]
 else:
     sys.exit("neither UDP nor GRE: " + repr(p))
 out["inner_src"] = inner.src
 out["inner_dst"] = inner.dst
-out["inner_proto"] = inner.proto
-out["inner_csum_ok"] = inner.chksum == recomputed(IP(raw(inner)), IP)
+out["inner_proto"] = inner.nh if v6 else inner.proto
+if not v6:
+    out["inner_csum_ok"] = inner.chksum == recomputed(fresh(inner), IP)
 t = inner[TCP]
 out["tcp_dport"] = t.dport
 out["tcp_flags"] = str(t.flags)
-out["tcp_csum_ok"] = t.chksum == recomputed(IP(raw(inner)), TCP)
+out["tcp_csum_ok"] = t.chksum == recomputed(fresh(inner), TCP)
 for k, v in out.items():
     print(f"{k}={v}")
 "#;
@@ -103,18 +115,22 @@ fn dissect(lab: &Lab, pcap: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Three new connections while rs1 captures the first tunnelled packet
-/// (`filter`) and its first answer to the client: the tunnelled packet as
-/// scapy reads it, and the answer's destination MAC.
-fn capture(lab: &Lab, filter: &str) -> (BTreeMap<String, String>, [u8; 6]) {
+/// Three new connections to the `family` VIP while rs1 captures the first
+/// tunnelled packet (`filter`) and its first answer to the client: the
+/// tunnelled packet as scapy reads it, and the answer's destination MAC.
+fn capture(lab: &Lab, family: Family, filter: &str) -> (BTreeMap<String, String>, [u8; 6]) {
     let tunnelled = lab
         .capture("rs1", "eth0", filter, 1, Duration::from_secs(10))
         .expect("tcpdump on rs1");
-    let answer_filter = format!("tcp and src host {VIP} and src port 80 and dst host {CLIENT_IP}");
+    let (vip, client): (IpAddr, IpAddr) = match family {
+        Family::V4 => (VIP.into(), CLIENT_IP.into()),
+        Family::V6 => (VIP6.into(), CLIENT_IP6.into()),
+    };
+    let answer_filter = format!("tcp and src host {vip} and src port 80 and dst host {client}");
     let answer = lab
         .capture("rs1", "eth0", &answer_filter, 1, Duration::from_secs(10))
         .expect("tcpdump on rs1");
-    let seen = spread(lab, 3);
+    let seen = spread_for(lab, family, 3);
     assert_eq!(seen.get("rs1"), Some(&1), "rs1 answered once: {seen:?}");
     let fields = dissect(lab, &tunnelled.finish().expect("capture"));
     let frames = common::pcap_frames(&answer.finish().expect("capture"));
@@ -126,17 +142,44 @@ fn capture(lab: &Lab, filter: &str) -> (BTreeMap<String, String>, [u8; 6]) {
     (fields, dst_mac)
 }
 
+/// `n` new connections to the `family` VIP; who answered how often.
+fn spread_for(lab: &Lab, family: Family, n: usize) -> BTreeMap<String, usize> {
+    let mut seen = BTreeMap::new();
+    for i in 0..n {
+        let who = rvs_lab::demo::request_for(lab, family)
+            .unwrap_or_else(|e| panic!("request {}: {e}", i + 1));
+        *seen.entry(who).or_insert(0) += 1;
+    }
+    seen
+}
+
 /// The checks both types share: outer DIP → rs1, the client's SYN to the
 /// VIP inside with its checksums intact, the answer sent to the router.
-fn common_fields(lab: &Lab, f: &BTreeMap<String, String>, answer_mac: [u8; 6]) {
+fn common_fields(lab: &Lab, family: Family, f: &BTreeMap<String, String>, answer_mac: [u8; 6]) {
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
-    assert_eq!(get("outer_src"), DIR_BACK_IP.to_string(), "{f:?}");
-    assert_eq!(get("outer_dst"), rs_ip(1).to_string(), "{f:?}");
-    assert_eq!(get("outer_csum_ok"), "True", "{f:?}");
-    assert_eq!(get("inner_src"), CLIENT_IP.to_string(), "{f:?}");
-    assert_eq!(get("inner_dst"), VIP.to_string(), "{f:?}");
+    let (dir, rs1, client, vip): (IpAddr, IpAddr, IpAddr, IpAddr) = match family {
+        Family::V4 => (
+            DIR_BACK_IP.into(),
+            rs_ip(1).into(),
+            CLIENT_IP.into(),
+            VIP.into(),
+        ),
+        Family::V6 => (
+            DIR_BACK_IP6.into(),
+            rs_ip6(1).into(),
+            CLIENT_IP6.into(),
+            VIP6.into(),
+        ),
+    };
+    assert_eq!(get("outer_src"), dir.to_string(), "{f:?}");
+    assert_eq!(get("outer_dst"), rs1.to_string(), "{f:?}");
+    assert_eq!(get("inner_src"), client.to_string(), "{f:?}");
+    assert_eq!(get("inner_dst"), vip.to_string(), "{f:?}");
     assert_eq!(get("inner_proto"), "6", "{f:?}");
-    assert_eq!(get("inner_csum_ok"), "True", "{f:?}");
+    if family == Family::V4 {
+        assert_eq!(get("outer_csum_ok"), "True", "{f:?}");
+        assert_eq!(get("inner_csum_ok"), "True", "{f:?}");
+    }
     assert_eq!(get("tcp_dport"), "80", "{f:?}");
     assert_eq!(get("tcp_flags"), "S", "the client's SYN: {f:?}");
     assert_eq!(get("tcp_csum_ok"), "True", "{f:?}");
@@ -207,9 +250,9 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
         // GUE, configured with rvsadm.
         gue_service(&d);
         assert_eq!(spread(lab, 60), counts(&[20, 20, 20]), "gue: rr 1,1,1");
-        let (f, answer_mac) = capture(lab, &format!("udp and dst port {GUE_PORT}"));
+        let (f, answer_mac) = capture(lab, Family::V4, &format!("udp and dst port {GUE_PORT}"));
         eprintln!("gue, as scapy reads it: {f:?}");
-        common_fields(lab, &f, answer_mac);
+        common_fields(lab, Family::V4, &f, answer_mac);
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
         assert_eq!(get("outer_proto"), "17", "{f:?}");
         assert_eq!(get("udp_dport"), GUE_PORT.to_string(), "{f:?}");
@@ -242,9 +285,9 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
         d.write_config(&gre_file());
         d.rvsadm(&["--reload"]);
         assert_eq!(spread(lab, 60), counts(&[20, 20, 20]), "gre: rr 1,1,1");
-        let (f, answer_mac) = capture(lab, "ip proto 47");
+        let (f, answer_mac) = capture(lab, Family::V4, "ip proto 47");
         eprintln!("gre, as scapy reads it: {f:?}");
-        common_fields(lab, &f, answer_mac);
+        common_fields(lab, Family::V4, &f, answer_mac);
         let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
         assert_eq!(get("outer_proto"), "47", "{f:?}");
         assert_eq!(get("gre_proto"), "0x800", "GRE carries IPv4: {f:?}");
@@ -260,5 +303,63 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
             )),
             "{saved}"
         );
+    });
+}
+
+/// `rvsadm -C`, then [VIP6]:80 rr with rs1..rs3 (IPv6) on `tunnel`'s
+/// options.
+fn v6_service(d: &Daemon<'_>, tunnel: &[&str]) {
+    d.rvsadm(&["-C"]);
+    let svc = format!("[{VIP6}]:80");
+    d.rvsadm(&["-A", "-t", &svc, "-s", "rr"]);
+    for n in 1..=3 {
+        let rs = format!("[{}]:80", rs_ip6(n));
+        let mut args = vec!["-a", "-t", &svc, "-r", &rs, "-i"];
+        args.extend_from_slice(tunnel);
+        d.rvsadm(&args);
+    }
+}
+
+#[test]
+fn ipv6_gue_and_gre_without_checksums() {
+    common::with_lab("tun-types-v6", common::lab_spec(Mode::Tun, 1), |lab| {
+        lab.enable_ipv6().expect("making the lab dual-stack");
+        let d = Daemon::start(lab, "");
+        let port = GUE_PORT.to_string();
+
+        // GUE with a zero UDP checksum, as the kernel sends IPv6 GUE
+        // with --tun-nocsum: rvs-decap must take it.
+        v6_service(&d, &["--tun-type", "gue", "--tun-port", &port]);
+        assert_eq!(
+            spread_for(lab, Family::V6, 60),
+            counts(&[20, 20, 20]),
+            "ipv6 gue: rr 1,1,1"
+        );
+        let filter = format!("ip6 and udp and dst port {GUE_PORT}");
+        let (f, answer_mac) = capture(lab, Family::V6, &filter);
+        eprintln!("ipv6 gue, as scapy reads it: {f:?}");
+        common_fields(lab, Family::V6, &f, answer_mac);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
+        assert_eq!(get("outer_proto"), "17", "{f:?}");
+        assert_eq!(get("udp_dport"), port, "{f:?}");
+        assert_eq!(get("udp_csum"), "0", "--tun-nocsum: {f:?}");
+        assert_eq!(get("gue_proto"), "41", "GUE carries IPv6: {f:?}");
+
+        // GRE without checksum.
+        v6_service(&d, &["--tun-type", "gre"]);
+        assert_eq!(
+            spread_for(lab, Family::V6, 60),
+            counts(&[20, 20, 20]),
+            "ipv6 gre: rr 1,1,1"
+        );
+        let (f, answer_mac) = capture(lab, Family::V6, "ip6 proto 47");
+        eprintln!("ipv6 gre, as scapy reads it: {f:?}");
+        common_fields(lab, Family::V6, &f, answer_mac);
+        let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
+        assert_eq!(get("outer_proto"), "47", "{f:?}");
+        assert_eq!(get("gre_proto"), "0x86dd", "GRE carries IPv6: {f:?}");
+        assert_eq!(get("gre_chksum_present"), "0", "{f:?}");
+        let list = d.rvsadm(&["-Ln", "--tun-info"]);
+        assert!(list.contains(" gre:-c "), "{list}");
     });
 }
