@@ -5,7 +5,8 @@
  *
  *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
  *       IPv6: conns6), Forward entry, frame fully understood
- *       -> rewrite (DR / NAT in / NAT out / IPIP), count, last_seen,
+ *       -> rewrite (DR / NAT in / NAT out / IPIP, GUE or GRE without
+ *          checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, SYN/FIN/RST or no ACK, IPv4 options,
  *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
@@ -70,6 +71,7 @@
 #define IP_OFFSET_ 0x1FFF
 #define NEXTHDR_FRAGMENT_ 44
 #define IPPROTO_IPIP_ 4
+#define IPPROTO_GRE_ 47
 #define IPPROTO_ICMPV6_ 58
 #define ICMP_HEADER_LEN 8
 #define TCP_FIN_ 0x01
@@ -85,6 +87,33 @@
  * of 10 s and more, so one second of slack is invisible.
  */
 #define LAST_SEEN_SLACK_NS 1000000000ULL
+
+/*
+ * What a tunnel writes after the outer IPv4 header (the kernel's
+ * IP_VS_CONN_F_TUNNEL_TYPE_* numbers): nothing, UDP (checksum 0) and a
+ * 4-byte GUE version 0 header, or a 4-byte GRE header without checksum.
+ * Tunnels with a checksum stay with the engine.
+ */
+enum tun_encap {
+	ENCAP_IPIP = 0,
+	ENCAP_GUE = 1,
+	ENCAP_GRE = 2,
+};
+
+/* Bytes between the outer header and the inner packet; -1: unknown. */
+static __always_inline int encap_len(__u8 encap)
+{
+	switch (encap) {
+	case ENCAP_IPIP:
+		return 0;
+	case ENCAP_GUE:
+		return 12;
+	case ENCAP_GRE:
+		return 4;
+	default:
+		return -1;
+	}
+}
 
 enum conn_action {
 	ACT_TO_ENGINE = 0,
@@ -148,7 +177,10 @@ struct conn_entry {
 			__be32 src; /* outer source: the director */
 			__be32 dst; /* outer destination: the real server */
 			__u16 mtu;  /* egress MTU, host order */
-			__u8 pad[6];
+			__u8 encap; /* enum tun_encap: what follows the outer header */
+			__u8 pad;
+			__be16 gue_sport; /* GUE: UDP ports, chosen by the engine */
+			__be16 gue_dport;
 		} tun;
 	};
 };
@@ -457,13 +489,14 @@ static __always_inline void l4_csum_update(__u8 proto, __be16 *check, __u16 delt
 }
 
 /*
- * IPIP: trim Ethernet padding, grow the head by 20 bytes, move the L2
- * header to the front and write the outer IPv4 header after it. Returns 0
- * on success; on failure the frame is as it arrived (padding aside, which
- * the engine ignores).
+ * A tunnel: trim Ethernet padding, grow the head by `over` bytes (20 for
+ * the outer IPv4 header plus the encapsulation's, a constant at each call
+ * site), move the L2 header to the front and write the outer IPv4 header
+ * and the encapsulation after it. Returns 0 on success; on failure the
+ * frame is as it arrived (padding aside, which the engine ignores).
  */
-static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
-				       const struct conn_entry *e)
+static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+					 const struct conn_entry *e, const int over)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -483,36 +516,38 @@ static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 i
 	pad = (int)((long)data_end - (long)inner) - (int)ip_len;
 	if (pad > 0 && bpf_xdp_adjust_tail(ctx, -pad))
 		return -1;
-	if (bpf_xdp_adjust_head(ctx, -20))
+	if (bpf_xdp_adjust_head(ctx, -over))
 		return -1;
 
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	/* Room for the largest L2 header (two tags) plus the outer header. */
-	if (data + 22 + 20 + 20 > data_end) {
-		bpf_xdp_adjust_head(ctx, 20);
+	/* Room for the largest L2 header (two tags), the new headers and the
+	 * inner header. */
+	if (data + 22 + over + 20 > data_end) {
+		bpf_xdp_adjust_head(ctx, over);
 		return -1;
 	}
 	/* Copies run front to back and never overlap what they still read. */
 	if (l2_len == 14) {
-		__builtin_memcpy(data, data + 20, 14);
+		__builtin_memcpy(data, data + over, 14);
 	} else if (l2_len == 18) {
-		__builtin_memcpy(data, data + 20, 18);
+		__builtin_memcpy(data, data + over, 18);
 	} else {
-		__builtin_memcpy(data, data + 20, 20);
-		__builtin_memcpy(data + 20, data + 40, 2);
+		__builtin_memcpy(data, data + over, 20);
+		__builtin_memcpy(data + 20, data + over + 20, 2);
 	}
 	outer = data + l2_len;
-	if ((void *)(outer + 1) > data_end)
+	if ((void *)outer + over > data_end)
 		return -1; /* cannot happen: checked above */
 	outer->version = 4;
 	outer->ihl = 5;
 	outer->tos = tos;
-	outer->tot_len = bpf_htons(ip_len + 20);
+	outer->tot_len = bpf_htons(ip_len + over);
 	outer->id = bpf_htons(id);
 	outer->frag_off = bpf_htons(df);
 	outer->ttl = TUNNEL_TTL;
-	outer->protocol = IPPROTO_IPIP_;
+	outer->protocol = over == 20 + 12 ? IPPROTO_UDP :
+			  over == 20 + 4  ? IPPROTO_GRE_ : IPPROTO_IPIP_;
 	outer->check = 0;
 	outer->saddr = e->tun.src;
 	outer->daddr = e->tun.dst;
@@ -526,7 +561,45 @@ static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 i
 			s += w[i];
 	}
 	outer->check = (__u16)~fold(s);
+	if (over == 20 + 12) {
+		/* UDP, checksum 0 (--tun-nocsum), then GUE v0 carrying IPv4. */
+		struct udphdr *udp = (void *)(outer + 1);
+		__u8 *gue = (void *)(udp + 1);
+
+		udp->source = e->tun.gue_sport;
+		udp->dest = e->tun.gue_dport;
+		udp->len = bpf_htons(ip_len + 12);
+		udp->check = 0;
+		gue[0] = 0;
+		gue[1] = IPPROTO_IPIP_;
+		gue[2] = 0;
+		gue[3] = 0;
+	} else if (over == 20 + 4) {
+		/* GRE without checksum, version 0, EtherType IPv4. */
+		__u8 *gre = (void *)(outer + 1);
+
+		gre[0] = 0;
+		gre[1] = 0;
+		gre[2] = 0x08;
+		gre[3] = 0x00;
+	}
 	return 0;
+}
+
+/* The tunnel of `e`, each kind with its own constant head room. */
+static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+				       const struct conn_entry *e)
+{
+	switch (e->tun.encap) {
+	case ENCAP_IPIP:
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20);
+	case ENCAP_GUE:
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 12);
+	case ENCAP_GRE:
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 4);
+	default:
+		return -1;
+	}
 }
 
 /* Result of lookup_conn(). */
@@ -726,7 +799,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_MASQ_OUT && ip->ttl <= 1)
 			return to_user(ctx, cnt, slot);
-		if (action == ACT_TUNNEL && ip_len + 20 > e->tun.mtu)
+		if (action == ACT_TUNNEL &&
+		    (encap_len(e->tun.encap) < 0 ||
+		     ip_len + 20 + encap_len(e->tun.encap) > e->tun.mtu))
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct iphdr);
 	} else {

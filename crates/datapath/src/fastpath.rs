@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use aya::Pod;
 use rvs_engine::{
     fastpath::{MAX_DEST_SLOTS, MAX_NEXT_HOPS},
-    DestSlot, FastAction, FastKey, NextHop, NextHopId, Rewrite,
+    DestSlot, FastAction, FastKey, NextHop, NextHopId, Rewrite, TunnelEncap,
 };
 use rvs_wire::checksum;
 
@@ -29,6 +29,14 @@ pub(crate) mod action {
     pub(crate) const MASQ_IN: u8 = 2;
     pub(crate) const MASQ_OUT: u8 = 3;
     pub(crate) const TUNNEL: u8 = 4;
+}
+
+/// `tun.encap` of `struct conn_entry`: what follows the outer IPv4 header
+/// (the kernel's `IP_VS_CONN_F_TUNNEL_TYPE_*` numbers).
+pub(crate) mod encap {
+    pub(crate) const IPIP: u8 = 0;
+    pub(crate) const GUE: u8 = 1;
+    pub(crate) const GRE: u8 = 2;
 }
 
 /// `struct conn_key4`: the key of `conns4`, an IPv4 connection direction.
@@ -267,11 +275,28 @@ impl ConnEntry {
                 e.action = action::MASQ_OUT;
                 e.set_nat(key, addr, port, &key.saddr, key.sport)?;
             }
-            Rewrite::Tunnel { src, dst, mtu } => {
+            Rewrite::Tunnel {
+                src,
+                dst,
+                mtu,
+                encap,
+            } => {
                 e.action = action::TUNNEL;
                 e.addr[0..4].copy_from_slice(&src.octets());
                 e.addr[4..8].copy_from_slice(&dst.octets());
                 e.addr[8..10].copy_from_slice(&mtu.to_ne_bytes());
+                // tun.encap, tun.pad, tun.gue_sport, tun.gue_dport.
+                let (kind, ports) = match encap {
+                    TunnelEncap::Ipip => (encap::IPIP, [0; 4]),
+                    TunnelEncap::Gre => (encap::GRE, [0; 4]),
+                    TunnelEncap::Gue { src_port, dst_port } => {
+                        let (s, d) = (src_port.to_be_bytes(), dst_port.to_be_bytes());
+                        (encap::GUE, [s[0], s[1], d[0], d[1]])
+                    }
+                };
+                e.addr[10] = kind;
+                e.addr[11] = 0;
+                e.addr[12..16].copy_from_slice(&ports);
             }
         }
         Ok(e)
@@ -501,6 +526,10 @@ mod tests {
                 src: Ipv4Addr::new(1, 2, 3, 4),
                 dst: Ipv4Addr::new(5, 6, 7, 8),
                 mtu: 1500,
+                encap: TunnelEncap::Gue {
+                    src_port: 40000,
+                    dst_port: 6080,
+                },
             }),
             1,
         )
@@ -508,6 +537,8 @@ mod tests {
         assert_eq!(e.action, action::TUNNEL);
         assert_eq!(&e.addr[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(u16::from_ne_bytes([e.addr[8], e.addr[9]]), 1500);
+        // GUE (1), a pad byte, then both ports in network order.
+        assert_eq!(&e.addr[10..], &[1, 0, 0x9c, 0x40, 0x17, 0xc0]);
 
         // Wrong family, out-of-range ids.
         let v6 = forward(Rewrite::MasqOut {

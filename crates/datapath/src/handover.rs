@@ -434,6 +434,7 @@ mod tests {
                     src: "10.2.0.1".parse().unwrap(),
                     dst: "10.2.0.11".parse().unwrap(),
                     mtu: 1500,
+                    encap: rvs_engine::TunnelEncap::Ipip,
                 }),
                 Some((ForwardMethod::Tunnel, None)),
             ),

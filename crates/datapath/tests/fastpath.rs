@@ -396,6 +396,7 @@ fn tunnel_encapsulates_trims_padding_and_keeps_vlan_tags() {
                     src,
                     dst,
                     mtu: 1500,
+                    encap: rvs_engine::TunnelEncap::Ipip,
                 },
                 1,
                 6,
@@ -607,6 +608,7 @@ fn frames_the_engine_must_see_go_to_user_space_unchanged() {
             src: v4("10.211.0.2"),
             dst: v4("10.211.0.5"),
             mtu,
+            encap: rvs_engine::TunnelEncap::Ipip,
         };
         let ip_len = (f.frame().len() - 14) as u16;
         env.forward(&f, tun(ip_len + 19), 1, 0);

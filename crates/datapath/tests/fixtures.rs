@@ -21,7 +21,8 @@ use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use rvs_datapath::{XdpAction, XdpDatapath, XdpModePolicy, XdpStats};
 use rvs_engine::{
     Config, Dest, DestCounters, DestSlot, Engine, FastPathOp, ForwardMethod, IfIndex, Interface,
-    NeighborTable, PacketBuf, Protocol, Route, Service, ServiceKey, Snapshot, Time, Verdict,
+    NeighborTable, PacketBuf, Protocol, Route, Service, ServiceKey, Snapshot, Time, Tunnel,
+    TunnelChecksum, Verdict,
 };
 use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
@@ -204,14 +205,15 @@ fn fix_ipv4_checksum(h: &mut [u8]) {
 #[derive(Clone, Copy, Debug)]
 enum Expect {
     /// Forwarded in XDP: out of `egress`, to `dst_mac`, as IP `src` → `dst`
-    /// with these ports (outer addresses for a tunnel: `tunnel`).
+    /// with these ports (for a tunnel: outer addresses and protocol, 4 for
+    /// IPIP, 17 for GUE, 47 for GRE).
     Fast {
         egress: Leg,
         dst_mac: [u8; 6],
         src: &'static str,
         dst: &'static str,
         ports: (u16, u16),
-        tunnel: Option<(&'static str, &'static str)>,
+        tunnel: Option<(&'static str, &'static str, u8)>,
         /// The frame counts on the server as client → server (in) or back (out).
         out_direction: bool,
     },
@@ -222,6 +224,8 @@ enum Expect {
 struct Fixture {
     name: &'static str,
     method: ForwardMethod,
+    /// The server's tunnel type (TUN only).
+    tunnel: Tunnel,
     protocol: Protocol,
     v6: bool,
     /// The server on the front leg (one-armed DR: XDP_TX).
@@ -280,6 +284,7 @@ fn fixtures() -> Vec<Fixture> {
         t.push(Fixture {
             name: if v6 { "dr tcp v6" } else { "dr tcp v4" },
             method: ForwardMethod::Route,
+            tunnel: Tunnel::Ipip,
             protocol: Protocol::Tcp,
             v6,
             server_on_front: false,
@@ -301,6 +306,7 @@ fn fixtures() -> Vec<Fixture> {
         t.push(Fixture {
             name: if v6 { "dr udp v6" } else { "dr udp v4" },
             method: ForwardMethod::Route,
+            tunnel: Tunnel::Ipip,
             protocol: Protocol::Udp,
             v6,
             server_on_front: false,
@@ -337,6 +343,7 @@ fn fixtures() -> Vec<Fixture> {
                     (false, true) => "nat udp in v6",
                 },
                 method: ForwardMethod::Masq,
+                tunnel: Tunnel::Ipip,
                 protocol,
                 v6,
                 server_on_front: false,
@@ -360,6 +367,7 @@ fn fixtures() -> Vec<Fixture> {
                     (false, true) => "nat udp out v6",
                 },
                 method: ForwardMethod::Masq,
+                tunnel: Tunnel::Ipip,
                 protocol,
                 v6,
                 server_on_front: false,
@@ -392,6 +400,7 @@ fn fixtures() -> Vec<Fixture> {
         t.push(Fixture {
             name,
             method: ForwardMethod::Tunnel,
+            tunnel: Tunnel::Ipip,
             protocol: if tcp { Protocol::Tcp } else { Protocol::Udp },
             v6: false,
             server_on_front: false,
@@ -403,7 +412,56 @@ fn fixtures() -> Vec<Fixture> {
                 src: CLIENT.0,
                 dst: VIP.0,
                 ports: (CPORT, VPORT),
-                tunnel: Some(("10.0.2.10", RS.1)),
+                tunnel: Some(("10.0.2.10", RS.1, 4)),
+                out_direction: false,
+            },
+        });
+    }
+    // GUE and GRE without checksums, as the engine writes them.
+    for (name, tcp, tunnel, proto) in [
+        ("tun gue tcp v4", true, gue(TunnelChecksum::Nocsum), 17),
+        ("tun gue udp v4", false, gue(TunnelChecksum::Nocsum), 17),
+        (
+            "tun gre tcp v4",
+            true,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Nocsum,
+            },
+            47,
+        ),
+        (
+            "tun gre udp v4",
+            false,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Nocsum,
+            },
+            47,
+        ),
+    ] {
+        let setup = if tcp {
+            vec![
+                (client(false, Some(SYN)), Leg::Front),
+                (client(false, Some(ACK)), Leg::Front),
+            ]
+        } else {
+            vec![(client(false, None), Leg::Front)]
+        };
+        t.push(Fixture {
+            name,
+            method: ForwardMethod::Tunnel,
+            tunnel,
+            protocol: if tcp { Protocol::Tcp } else { Protocol::Udp },
+            v6: false,
+            server_on_front: false,
+            setup,
+            input: (client(false, tcp.then_some(ACK)), Leg::Front),
+            expect: Expect::Fast {
+                egress: Leg::Back,
+                dst_mac: RS.0,
+                src: CLIENT.0,
+                dst: VIP.0,
+                ports: (CPORT, VPORT),
+                tunnel: Some(("10.0.2.10", RS.1, proto)),
                 out_direction: false,
             },
         });
@@ -415,6 +473,7 @@ fn fixtures() -> Vec<Fixture> {
     t.push(Fixture {
         name: "tun udp v4 padded",
         method: ForwardMethod::Tunnel,
+        tunnel: Tunnel::Ipip,
         protocol: Protocol::Udp,
         v6: false,
         server_on_front: false,
@@ -426,7 +485,7 @@ fn fixtures() -> Vec<Fixture> {
             src: CLIENT.0,
             dst: VIP.0,
             ports: (CPORT, VPORT),
-            tunnel: Some(("10.0.2.10", RS.1)),
+            tunnel: Some(("10.0.2.10", RS.1, 4)),
             out_direction: false,
         },
     });
@@ -436,6 +495,7 @@ fn fixtures() -> Vec<Fixture> {
     t.push(Fixture {
         name: "nat udp in v4 vlan",
         method: ForwardMethod::Masq,
+        tunnel: Tunnel::Ipip,
         protocol: Protocol::Udp,
         v6: false,
         server_on_front: false,
@@ -456,6 +516,7 @@ fn fixtures() -> Vec<Fixture> {
     t.push(Fixture {
         name: "nat udp in v4 no checksum",
         method: ForwardMethod::Masq,
+        tunnel: Tunnel::Ipip,
         protocol: Protocol::Udp,
         v6: false,
         server_on_front: false,
@@ -475,6 +536,7 @@ fn fixtures() -> Vec<Fixture> {
     t.push(Fixture {
         name: "dr udp v4 one-armed",
         method: ForwardMethod::Route,
+        tunnel: Tunnel::Ipip,
         protocol: Protocol::Udp,
         v6: false,
         server_on_front: true,
@@ -534,6 +596,7 @@ fn fixtures() -> Vec<Fixture> {
         t.push(Fixture {
             name,
             method,
+            tunnel: Tunnel::Ipip,
             protocol,
             v6: false,
             server_on_front: false,
@@ -542,7 +605,52 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::ToEngine,
         });
     }
+    // GUE's 12 more bytes: a frame IPIP would carry is too big for GUE.
+    let mut gue_big = client(false, None);
+    gue_big.payload_len = 1500 - 20 - 8 - 22; // IP 1478: +20 fits, +32 does not
+                                              // And tunnels with a checksum stay with the engine.
+    for (name, tunnel, input) in [
+        (
+            "gue over the mtu goes to the engine",
+            gue(TunnelChecksum::Nocsum),
+            gue_big,
+        ),
+        (
+            "gue with csum stays with the engine",
+            gue(TunnelChecksum::Csum),
+            client(false, None),
+        ),
+        (
+            "gre with csum stays with the engine",
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Csum,
+            },
+            client(false, None),
+        ),
+    ] {
+        t.push(Fixture {
+            name,
+            method: ForwardMethod::Tunnel,
+            tunnel,
+            protocol: Protocol::Udp,
+            v6: false,
+            server_on_front: false,
+            setup: vec![(client(false, None), Leg::Front)],
+            input: (input, Leg::Front),
+            expect: Expect::ToEngine,
+        });
+    }
     t
+}
+
+/// The GUE port of the fixtures' GUE server.
+const GUE_PORT: u16 = 6080;
+
+fn gue(checksum: TunnelChecksum) -> Tunnel {
+    Tunnel::Gue {
+        port: GUE_PORT,
+        checksum,
+    }
 }
 
 /// The engine's configuration for a fixture, on the test's real interfaces.
@@ -560,7 +668,8 @@ fn config(f: &Fixture, legs: Legs) -> Config {
         VPORT
     };
     let mut svc = Service::new(ServiceKey::new(f.protocol, ip(vip), VPORT), "rr");
-    svc.dests.push(Dest::new(ip(rs), port, f.method));
+    svc.dests
+        .push(Dest::new(ip(rs), port, f.method).tunnel(f.tunnel));
     Config {
         interfaces: vec![
             Interface {
@@ -785,25 +894,43 @@ fn read_back(
     src: &str,
     dst: &str,
     ports: (u16, u16),
-    tunnel: Option<(&str, &str)>,
+    tunnel: Option<(&str, &str, u8)>,
 ) -> Result<(), String> {
     if out[0..6] != dst_mac {
         return Err(format!("destination MAC {:02x?}", &out[0..6]));
     }
     let s = SlicedPacket::from_ethernet(out).map_err(|e| format!("output does not parse: {e}"))?;
     let inner_ip: Vec<u8> = match (&s.net, tunnel) {
-        (Some(NetSlice::Ipv4(outer)), Some((osrc, odst))) => {
+        (Some(NetSlice::Ipv4(outer)), Some((osrc, odst, proto))) => {
             let h = outer.header();
             if h.source_addr() != osrc.parse::<std::net::Ipv4Addr>().unwrap()
                 || h.destination_addr() != odst.parse::<std::net::Ipv4Addr>().unwrap()
-                || h.protocol() != etherparse::IpNumber::IPV4
+                || h.protocol().0 != proto
             {
                 return Err(format!("outer header {:?}", h.to_header()));
             }
             if rvs_wire::checksum::compute(h.slice()) != 0 {
                 return Err("outer IPv4 checksum".into());
             }
-            outer.payload().payload.to_vec()
+            let payload = outer.payload().payload;
+            // GUE: UDP to the tunnel port, checksum 0, GUE v0 for IPv4;
+            // GRE: no flags, IPv4.
+            let start = match proto {
+                17 if payload.get(2..4) == Some(&GUE_PORT.to_be_bytes()[..])
+                    && payload.get(6..12) == Some(&[0, 0, 0, 4, 0, 0][..]) =>
+                {
+                    12
+                }
+                47 if payload.get(..4) == Some(&[0, 0, 8, 0][..]) => 4,
+                4 => 0,
+                _ => {
+                    return Err(format!(
+                        "tunnel header {:02x?}",
+                        &payload[..12.min(payload.len())]
+                    ))
+                }
+            };
+            payload[start..].to_vec()
         }
         _ => Vec::new(),
     };

@@ -119,13 +119,15 @@ pub enum Rewrite {
         /// Virtual port.
         port: u16,
     },
-    /// IPIP (RFC 2003): an outer IPv4 header `src` → `dst` between the L2
-    /// header and the inner packet (Ethernet padding dropped). Outer fields:
-    /// TOS and DF copied from the inner header, identification 0 when DF is
-    /// set (as the kernel's `ip_select_ident` does) and the inner packet's
-    /// identification otherwise, TTL 64, protocol 4, full header checksum.
-    /// A frame whose inner total length + 20 exceeds `mtu` goes to the engine
-    /// (which answers "fragmentation needed" or drops it).
+    /// A tunnel: an outer IPv4 header `src` → `dst` between the L2 header
+    /// and the inner packet (Ethernet padding dropped), and `encap`'s
+    /// header after it. Outer fields: TOS and DF copied from the inner
+    /// header, identification 0 when DF is set (as the kernel's
+    /// `ip_select_ident` does) and the inner packet's identification
+    /// otherwise, TTL 64, protocol 4 (IPIP), 17 (GUE) or 47 (GRE), full
+    /// header checksum. A frame whose inner total length plus the overhead
+    /// (20, 32 for GUE, 24 for GRE) exceeds `mtu` goes to the engine (which
+    /// answers "fragmentation needed" or fragments it).
     Tunnel {
         /// Outer source: the director's address on the egress interface.
         src: Ipv4Addr,
@@ -133,7 +135,45 @@ pub enum Rewrite {
         dst: Ipv4Addr,
         /// MTU of the egress interface.
         mtu: u16,
+        /// What follows the outer header.
+        encap: TunnelEncap,
     },
+}
+
+/// The header a fast-path tunnel writes after the outer IPv4 header. Only
+/// the checksum-free kinds: a GUE or GRE checksum sums the whole packet,
+/// which the engine does (such connections stay with it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TunnelEncap {
+    /// IPIP: nothing.
+    Ipip,
+    /// UDP `src_port` → `dst_port` with checksum 0, then GUE version 0
+    /// with protocol 4 (the engine's header, byte for byte: it chose the
+    /// source port from the flow's hash).
+    Gue {
+        /// UDP source port.
+        src_port: u16,
+        /// The real server's GUE port.
+        dst_port: u16,
+    },
+    /// GRE without checksum, protocol 0x0800.
+    Gre,
+}
+
+impl TunnelEncap {
+    /// Bytes between the outer IPv4 header and the inner packet.
+    pub const fn len(self) -> usize {
+        match self {
+            TunnelEncap::Ipip => 0,
+            TunnelEncap::Gue { .. } => 12,
+            TunnelEncap::Gre => 4,
+        }
+    }
+
+    /// Whether nothing is written between the headers (IPIP).
+    pub const fn is_empty(self) -> bool {
+        matches!(self, TunnelEncap::Ipip)
+    }
 }
 
 /// An entry of the next-hop table.

@@ -138,7 +138,8 @@ fn udp_forwards_from_the_first_datagram_and_tun_describes_its_tunnel() {
         Rewrite::Tunnel {
             src: "10.0.2.10".parse().unwrap(),
             dst: RS[0].parse().unwrap(),
-            mtu: 1400
+            mtu: 1400,
+            encap: rvs_engine::TunnelEncap::Ipip,
         }
     );
 }

@@ -1,15 +1,15 @@
 //! The TUN tunnel types (`--tun-type gue | gre`): the headers the kernel's
 //! `ipvs_gue_encap` / `ipvs_gre_encap` write between the outer IP header
 //! and the untouched inner packet, byte for byte, in both families; the
-//! path MTU accounting for their longer headers; and that their flows stay
-//! with the engine (the XDP program only writes IPIP).
+//! path MTU accounting for their longer headers; and which of their flows
+//! the XDP program may forward (those without a checksum).
 
 mod common;
 
 use common::*;
 use rvs_engine::{
-    Config, ConfigError, DropReason, FastAction, ForwardMethod, Protocol, Snapshot, Tunnel,
-    TunnelChecksum, Verdict,
+    Config, ConfigError, DropReason, FastAction, ForwardMethod, Protocol, Rewrite, Snapshot,
+    Tunnel, TunnelChecksum, TunnelEncap, Verdict,
 };
 use rvs_wire::{gre, ipv4, ipv6, udp};
 
@@ -278,24 +278,49 @@ fn ipv6_gue_and_gre_wrap_in_an_outer_ipv6_header() {
 }
 
 #[test]
-fn gue_and_gre_flows_stay_with_the_engine_ipip_ones_go_to_xdp() {
-    for (tunnel, in_xdp) in [
-        (Tunnel::Ipip, true),
-        (gue(TunnelChecksum::Nocsum), false),
-        (gre(TunnelChecksum::Csum), false),
+fn checksum_free_tunnels_go_to_xdp_summed_ones_stay_with_the_engine() {
+    for (tunnel, encap) in [
+        (Tunnel::Ipip, Some(TunnelEncap::Ipip)),
+        (gre(TunnelChecksum::Nocsum), Some(TunnelEncap::Gre)),
+        (gue(TunnelChecksum::Csum), None),
+        (gue(TunnelChecksum::Remcsum), None),
+        (gre(TunnelChecksum::Csum), None),
     ] {
         let mut d = Director::new(tunnel_config(tunnel, &[1]));
         d.run(&from_client(40000, SYN, b""), FRONT);
         d.run(&from_client(40000, ACK, b""), FRONT);
         let entry = d.maps.entries.get(&client_key(40000));
-        assert_eq!(
-            matches!(entry, Some(FastAction::Forward(_))),
-            in_xdp,
-            "{tunnel:?}: {entry:?}"
-        );
+        match (entry, encap) {
+            (Some(FastAction::Forward(f)), Some(want)) => {
+                assert!(
+                    matches!(f.rewrite, Rewrite::Tunnel { encap, .. } if encap == want),
+                    "{tunnel:?}: {f:?}"
+                );
+            }
+            (Some(FastAction::ToEngine), None) => {}
+            other => panic!("{tunnel:?}: {other:?}"),
+        }
     }
-    // Changing an IPIP server to GUE takes its established flows out of
-    // XDP (they would go on in IPIP), and back.
+    // GUE: the entry carries the UDP ports the engine writes itself, so
+    // the two paths send the same bytes.
+    let mut d = Director::new(tunnel_config(gue(TunnelChecksum::Nocsum), &[1]));
+    d.run(&from_client(40000, SYN, b""), FRONT);
+    let (_, out) = d.run(&from_client(40000, ACK, b""), FRONT);
+    let outer = outer_v4(&out);
+    let dgram = udp::Packet::new_checked(outer.payload()).unwrap();
+    let want = TunnelEncap::Gue {
+        src_port: dgram.src_port(),
+        dst_port: GUE_PORT,
+    };
+    match d.maps.entries.get(&client_key(40000)) {
+        Some(FastAction::Forward(f)) => assert!(
+            matches!(f.rewrite, Rewrite::Tunnel { encap, .. } if encap == want),
+            "{f:?}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Changing an IPIP server to GUE with a checksum takes its established
+    // flows out of XDP (they would go on in IPIP), and back.
     let cfg = tunnel_config(Tunnel::Ipip, &[1]);
     let mut d = Director::new(cfg.clone());
     d.run(&from_client(40000, SYN, b""), FRONT);
@@ -304,7 +329,7 @@ fn gue_and_gre_flows_stay_with_the_engine_ipip_ones_go_to_xdp() {
         d.maps.entries.get(&client_key(40000)),
         Some(FastAction::Forward(_))
     ));
-    d.reconfigure(tunnel_config(gue(TunnelChecksum::Nocsum), &[1]));
+    d.reconfigure(tunnel_config(gue(TunnelChecksum::Csum), &[1]));
     assert_eq!(
         d.maps.entries.get(&client_key(40000)),
         Some(&FastAction::ToEngine)

@@ -32,13 +32,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rvs_vocab::Tunnel;
+use rvs_vocab::{Tunnel, TunnelChecksum};
 use rvs_wire::ethernet::ethertype;
 use rvs_wire::{checksum, gre, gue, icmpv4, icmpv6, ip_proto, ipv4, ipv6, udp, PacketBuf};
 
 use super::{Ctx, ToServer};
 use crate::conn::Conn;
-use crate::fastpath::Rewrite;
+use crate::fastpath::{Rewrite, TunnelEncap};
 use crate::parse::Parsed;
 use crate::reply;
 use crate::verdict::{DropReason, Verdict};
@@ -385,18 +385,34 @@ fn too_big_v6(pkt: &mut PacketBuf<'_>, p: &Parsed, mtu: u16, ctx: &mut Ctx<'_>) 
     }
 }
 
-/// The XDP program's rewrite for this server: IPv4 IPIP only. IPv6
-/// tunnels, GUE and GRE take the slow path (the XDP program writes no
-/// UDP or GRE header).
+/// The XDP program's rewrite for this server: IPv4 only, and only the
+/// tunnels without a checksum (IPIP, GUE and GRE with `nocsum`): a GUE or
+/// GRE checksum sums the whole packet, which stays the engine's job. IPv6
+/// tunnels take the slow path too.
 pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
     let src = to.egress.source_v4?;
-    if c.v6() || to.tunnel != Tunnel::Ipip {
+    if c.v6() {
         return None;
     }
+    let encap = match to.tunnel {
+        Tunnel::Ipip => TunnelEncap::Ipip,
+        Tunnel::Gue {
+            port,
+            checksum: TunnelChecksum::Nocsum,
+        } => TunnelEncap::Gue {
+            src_port: gue::source_port(flow_hash(c)),
+            dst_port: port,
+        },
+        Tunnel::Gre {
+            checksum: TunnelChecksum::Nocsum,
+        } => TunnelEncap::Gre,
+        Tunnel::Gue { .. } | Tunnel::Gre { .. } => return None,
+    };
     Some(Rewrite::Tunnel {
         src,
         dst: Ipv4Addr::new(c.daddr[0], c.daddr[1], c.daddr[2], c.daddr[3]),
         mtu: to.egress.mtu,
+        encap,
     })
 }
 
