@@ -19,7 +19,7 @@ use rvs_datapath::{
 };
 use rvs_engine::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop,
-    NextHopId, Rewrite,
+    NextHopId, Rewrite, TcpSegments,
 };
 use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
@@ -116,6 +116,7 @@ impl Env {
             action: FastAction::Forward(FastForward {
                 rewrite,
                 next_hop: NextHopId(hop),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(dest),
             }),
         });
@@ -1014,6 +1015,7 @@ fn random_nat_frames_match_the_slow_path() {
                         action: FastAction::Forward(FastForward {
                             rewrite,
                             next_hop: NextHopId(l2),
+                            segments: TcpSegments::ACK,
                             dest: DestSlot(0),
                         }),
                     };
@@ -1081,6 +1083,7 @@ fn generic_mode_runs_the_same_program() {
             action: FastAction::Forward(FastForward {
                 rewrite: DR_SERVER,
                 next_hop: NextHopId(1),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(0),
             }),
         })
@@ -1138,6 +1141,7 @@ fn conns_memory_per_entry() {
                 FastAction::Forward(FastForward {
                     rewrite,
                     next_hop: NextHopId(1),
+                    segments: TcpSegments::ACK,
                     dest: DestSlot(1),
                 })
             };
@@ -1277,6 +1281,7 @@ fn an_entry_rewritten_while_frames_arrive_is_never_read_torn() {
                     port,
                 },
                 next_hop: NextHopId(hop),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(0),
             }),
         };
