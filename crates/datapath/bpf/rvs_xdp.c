@@ -72,6 +72,8 @@
 #define NEXTHDR_FRAGMENT_ 44
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_ICMPV6_ 58
+#define IPPROTO_SCTP_ 132
+#define SCTP_HEADER_LEN 12
 #define ICMP_HEADER_LEN 8
 #define TCP_FIN_ 0x01
 #define TCP_SYN_ 0x02
@@ -709,6 +711,12 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
  * A conns hit on a well-formed frame: forward it or hand it to the engine.
  * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
  */
+/* The transport protocols services use: connections and first packets. */
+static __always_inline int l4_tracked(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP_;
+}
+
 /* The SEG_* class of a TCP segment with header flags `flags`; 0 for none. */
 static __always_inline __u8 tcp_segment_class(__u8 flags)
 {
@@ -781,9 +789,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		 */
 		if (!(tcp_segment_class(((__u8 *)tcp)[13]) & e->tcp_segments))
 			return to_user(ctx, cnt, slot);
-	} else {
+	} else if (proto == IPPROTO_UDP) {
 		if (l4 + sizeof(struct udphdr) > data_end)
 			return to_user(ctx, cnt, slot);
+	} else {
+		/* SCTP: every packet is the engine's (it never writes Forward). */
+		return to_user(ctx, cnt, slot);
 	}
 
 	hop_id = e->next_hop;
@@ -962,7 +973,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		frag_off = bpf_ntohs(ip->frag_off);
 		if (proto == IPPROTO_ICMP && !(frag_off & (IP_MF_ | IP_OFFSET_)))
 			return icmp_steer(ctx, cnt, slot, &key, (void *)ip + ihl, data_end);
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		if (!l4_tracked(proto))
 			return pass(cnt);
 		if (frag_off & (IP_MF_ | IP_OFFSET_)) {
 			/* Only fragments need their datagram's key. */
@@ -1015,7 +1026,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			if ((void *)(fh + 1) > data_end || l4_len < sizeof(*fh))
 				return vip_or_pass(ctx, cnt, slot, &key);
 			proto = fh->nexthdr;
-			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			if (!l4_tracked(proto))
 				return pass(cnt);
 			__builtin_memcpy(fk6.saddr, &ip6->saddr, 16);
 			__builtin_memcpy(fk6.daddr, &ip6->daddr, 16);
@@ -1034,7 +1045,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			l4_len -= sizeof(*fh);
 		} else if (proto == IPPROTO_ICMPV6_) {
 			return icmp_steer(ctx, cnt, slot, &key, ip6 + 1, data_end);
-		} else if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+		} else if (!l4_tracked(proto)) {
 			return pass(cnt);
 		}
 	} else {
@@ -1042,7 +1053,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	}
 	key.proto = proto;
 
-	/* Ports, and the engine's tcp / udp check_len within the IP length. */
+	/* Ports, and the engine's tcp / udp / sctp check_len within the IP length. */
 	ports_ok = l4 + 4 <= data_end && l4_len >= 4;
 	valid = 0;
 	if (ports_ok) {
@@ -1058,6 +1069,9 @@ int rvs_xdp(struct xdp_md *ctx)
 
 				valid = ulen >= sizeof(*udp) && ulen <= l4_len;
 			}
+		} else if (proto == IPPROTO_SCTP_) {
+			/* The common header: ports, verification tag, checksum. */
+			valid = l4 + SCTP_HEADER_LEN <= data_end && l4_len >= SCTP_HEADER_LEN;
 		} else {
 			struct tcphdr *tcp = l4;
 

@@ -333,8 +333,8 @@ fn service(
             notes,
             ploc.unwrap_or(&vs.loc),
             format!(
-                "protocol {name}: RVS supports TCP and UDP only; this virtual server was \
-                 not carried over"
+                "protocol {name}: RVS supports TCP, UDP and SCTP only; this virtual server \
+                 was not carried over"
             ),
         );
         return None;

@@ -279,7 +279,11 @@ fn includes_structure() {
         .iter()
         .map(|s| s.get_ref().port.unwrap())
         .collect();
-    assert_eq!(ports, [80, 25], "sorted glob order; SCTP service left out");
+    assert_eq!(
+        ports,
+        [80, 25, 53],
+        "sorted glob order, then the included SCTP service"
+    );
     let mail = &service(&c, 1).real_servers[0];
     assert_eq!(
         (

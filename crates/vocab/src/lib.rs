@@ -21,7 +21,7 @@ pub use sync::{SyncDaemon, SyncRole};
 
 /// Transport protocol of a virtual service; IPVS keys services by it.
 ///
-/// JSON and TOML spell it `tcp` / `udp`.
+/// JSON and TOML spell it `tcp` / `udp` / `sctp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(
     feature = "serde",
@@ -33,14 +33,22 @@ pub enum Protocol {
     Tcp,
     /// UDP (`-u`): connections are flows that expire after the UDP timeout.
     Udp,
+    /// SCTP (`--sctp-service`): associations follow the IPVS SCTP state
+    /// machine (`ip_vs_proto_sctp.c`).
+    Sctp,
 }
 
 impl Protocol {
-    /// The IP protocol number (6, 17), what packets and the XDP maps carry.
+    /// Every protocol, in ipvsadm's order.
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    /// The IP protocol number (6, 17, 132), what packets and the XDP maps
+    /// carry.
     pub const fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            Protocol::Sctp => 132,
         }
     }
 
@@ -49,6 +57,7 @@ impl Protocol {
         match n {
             6 => Some(Protocol::Tcp),
             17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
             _ => None,
         }
     }
@@ -58,14 +67,13 @@ impl Protocol {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
         }
     }
 
     /// From ipvsadm's (and keepalived's) upper-case name.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Protocol::Tcp, Protocol::Udp]
-            .into_iter()
-            .find(|p| p.name() == name)
+        Protocol::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// Lower-case name, as the configuration file and the API spell it.
@@ -73,6 +81,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
     }
 }

@@ -149,6 +149,10 @@ fn forwardable_state(c: &Conn) -> bool {
     ];
     match c.proto {
         rvs_wire::ip_proto::TCP => FORWARDABLE.iter().any(|&s| c.state == s as u8),
+        // Every SCTP packet stays with the engine: its state follows chunks
+        // the XDP program does not read, and NAT needs a CRC32c over the
+        // whole packet.
+        rvs_wire::ip_proto::SCTP => false,
         _ => true,
     }
 }

@@ -524,6 +524,42 @@ fn save_format() {
     );
 }
 
+/// ipvsadm prints "SCTP  addr" ("%s  %s", as for TCP and UDP) in listings,
+/// `--sctp-service` in rules, and "%-3s" lets "SCTP" push the connection
+/// line one column right.
+#[test]
+fn sctp_services_and_connections() {
+    let mut s = svc(Protocol::Sctp, "10.0.0.1", 2905, "rr");
+    s.dests = vec![dst("10.0.0.2", 2905, ForwardMethod::Masq, 1, 1, 0)];
+    assert_eq!(
+        show(vec![s.clone()], &numeric()),
+        format!("{HEAD}SCTP  10.0.0.1:2905 rr\n  -> 10.0.0.2:2905                Masq    1      1          0         \n")
+    );
+    let l = Listing {
+        services: vec![s],
+        ..rvs_api::testing::empty_listing()
+    };
+    assert_eq!(
+        save(&l, &Numeric),
+        "-A --sctp-service 10.0.0.1:2905 -s rr\n\
+-a --sctp-service 10.0.0.1:2905 -r 10.0.0.2:2905 -m -w 1\n"
+    );
+    let c = conn(
+        Protocol::Sctp,
+        ("10.0.0.9", 40000),
+        ("10.0.0.1", 2905),
+        ("10.0.0.2", 2905),
+        "ESTABLISHED",
+        899,
+    );
+    assert_eq!(
+        connections(&[c], false, &Numeric),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination\n\
+SCTP 14:59  ESTABLISHED 10.0.0.9:40000     10.0.0.1:2905      10.0.0.2:2905\n"
+    );
+}
+
 #[test]
 fn save_then_restore_gives_the_same_table() {
     struct NoLookup;
