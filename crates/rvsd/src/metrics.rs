@@ -31,6 +31,9 @@ pub(crate) struct DaemonFacts {
     pub(crate) reloads: ReloadStats,
     /// Each health-checked service's quorum state.
     pub(crate) quorum: Vec<QuorumState>,
+    /// Health-check loops running: one per checked real server of each
+    /// service or service group (not one per group member).
+    pub(crate) check_loops: usize,
 }
 
 /// Reload outcomes since rvsd started.
@@ -686,6 +689,13 @@ fn render_daemon(r: &mut Registry, daemon: &DaemonFacts) {
         quorum.get_or_create(&lab).set(i64::from(q.up));
         sorry.get_or_create(&lab).set(i64::from(q.sorry_active));
     }
+    gauge(
+        r,
+        "rvs_health_check_loops",
+        "Health-check loops running: one per checked real server of a service or service group.",
+    )
+    .get_or_create(&Vec::new())
+    .set(g(daemon.check_loops as u64));
 }
 
 /// Serves `GET /metrics` on `addr` until the runtime stops.
@@ -863,6 +873,7 @@ mod tests {
                 up: false,
                 sorry_active: true,
             }],
+            check_loops: 3,
         };
         render(&listing, &[w], &[iface], &daemon)
     }
@@ -978,6 +989,7 @@ mod tests {
             text.contains("rvs_config_last_reload_success_timestamp_seconds 1800000000"),
             "{text}"
         );
+        assert!(text.contains("\nrvs_health_check_loops 3\n"), "{text}");
         assert_eq!(
             find("rvs_service_quorum_up", "service", "TCP 10.0.100.1:80"),
             Some(0.0)

@@ -244,6 +244,7 @@ impl Director {
                     sorry_active,
                 })
                 .collect(),
+            check_loops: self.health.check_loops(),
         };
         crate::metrics::render(&self.listing(), &[report], &interfaces, &daemon)
     }
