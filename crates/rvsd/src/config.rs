@@ -97,6 +97,22 @@ pub(crate) fn engine_config(
             Ok(mut h) => {
                 h.group = f.group.clone();
                 for m in &members {
+                    if f.group.is_some() {
+                        // A member's real server may differ in port (DR
+                        // takes the member's): health knows it as one.
+                        h.checked_as = f
+                            .real_servers
+                            .iter()
+                            .zip(&m.dests)
+                            .map(|(r, d)| {
+                                let port = if d.port == 0 { m.key.port } else { d.port };
+                                (
+                                    SocketAddr::new(d.addr, port),
+                                    checked_server(r, members[0].key),
+                                )
+                            })
+                            .collect();
+                    }
                     plan.insert(m.key, h.clone());
                 }
             }
@@ -453,7 +469,7 @@ fn health(file: &schema::Service, svc: &Service) -> Result<ServiceHealth, String
         .try_into()
         .map_err(|e: toml::de::Error| e.message().to_string())?;
     let mut servers = std::collections::HashMap::new();
-    for (r, d) in file.real_servers.iter().zip(&svc.dests) {
+    for r in &file.real_servers {
         let mut t = toml::Table::new();
         if let Some(i) = r.inhibit_on_failure {
             t.insert("inhibit_on_failure".into(), toml::Value::Boolean(i));
@@ -480,14 +496,21 @@ fn health(file: &schema::Service, svc: &Service) -> Result<ServiceHealth, String
         let rs: RealServerHealthSpec = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| format!("real server {}: {}", r.address, e.message()))?;
-        let port = if d.port == 0 { svc.key.port } else { d.port };
-        servers.insert(std::net::SocketAddr::new(d.addr, port), rs);
+        servers.insert(checked_server(r, svc.key), rs);
     }
     Ok(ServiceHealth {
         spec,
         servers,
         group: None,
+        checked_as: Default::default(),
     })
+}
+
+/// The address and port real server `r` of a `[[service]]` whose (first)
+/// service is `first` is checked at and known to health by: its port, else
+/// the service's. A group's real server is one whatever the members.
+fn checked_server(r: &schema::RealServer, first: ServiceKey) -> SocketAddr {
+    SocketAddr::new(r.address, r.port.unwrap_or(first.port))
 }
 
 /// The virtual services a `[[service]]` defines: its own, or each member
@@ -547,17 +570,6 @@ fn service_keys(file: &schema::Service, index: usize) -> anyhow::Result<Vec<Serv
         }
         keys.push(key);
     }
-    // One health check per real server needs one port to check it on.
-    if keys.iter().any(|k| k.port != keys[0].port) {
-        if let Some(r) = file.real_servers.iter().find(|r| r.port.is_none()) {
-            bail!(
-                "{}: real server {} has no port, and the members' ports differ, so its one \
-                 health check has no port to check: give it port = N",
-                which(),
-                r.address
-            );
-        }
-    }
     Ok(keys)
 }
 
@@ -614,7 +626,14 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
             .iter()
             .map(|r| Dest {
                 addr: r.address,
-                port: r.port.unwrap_or(svc_port),
+                // DR and TUN cannot change the port: in a group each
+                // member's real server gets the member's, as the kernel
+                // gets it from keepalived (a service of its own is
+                // refused with a wrong one instead).
+                port: match (&file.group, r.method) {
+                    (Some(_), m) if m != rvs_engine::ForwardMethod::Masq => svc_port,
+                    _ => r.port.unwrap_or(svc_port),
+                },
                 weight: r.weight,
                 method: r.method,
                 upper_threshold: r.upper_threshold.unwrap_or(0),
@@ -852,7 +871,8 @@ port = 80
     }
 
     const MEMBERS: &str = "  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  fwmark = 7\n";
-    const SERVER: &str = "  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 8080\n";
+    const SERVER: &str =
+        "  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 8080\n  method = \"nat\"\n";
 
     #[test]
     fn a_group_is_one_engine_service_per_member_with_one_health_plan() {
@@ -922,17 +942,35 @@ port = 80
                 format!("[[service]]\ngroup = \"a\"\n{MEMBERS}[[service]]\ngroup = \"a\"\n  [[service.member]]\n  fwmark = 9\n"),
                 "a group of that name is defined at line 1 already",
             ),
-            (
-                format!("[[service]]\ngroup = \"web\"\n{MEMBERS}  [[service.real_server]]\n  address = \"10.0.2.11\"\n"),
-                "real server 10.0.2.11 has no port, and the members' ports differ",
-            ),
         ] {
             let e = errors_of(&text);
             assert!(e.iter().any(|e| e.contains(says)), "{text}\n→ {e:?}\nwanted: {says}");
         }
-        // Members sharing one port need none on their real servers.
-        let same = "[[service]]\ngroup = \"web\"\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.2\"\n  port = 80\n  [[service.real_server]]\n  address = \"10.0.2.11\"\n";
-        assert_eq!(errors_of(same), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_dr_group_s_real_server_takes_each_member_s_port_and_is_checked_once() {
+        let text = "[[service]]\ngroup = \"web\"\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 443\n  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 80\n  [[service.real_server]]\n  address = \"10.0.2.12\"\n  port = 8080\n  method = \"nat\"\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, plan, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        let ports: Vec<Vec<u16>> = config
+            .services
+            .iter()
+            .map(|s| s.dests.iter().map(|d| d.port).collect())
+            .collect();
+        assert_eq!(
+            ports,
+            [[80, 8080], [443, 8080]],
+            "DR keeps the member's port, NAT its own"
+        );
+        let https = &plan[&config.services[1].key];
+        let as_checked = |a: &str| https.checked_as[&a.parse().unwrap()].to_string();
+        assert_eq!(as_checked("10.0.2.11:443"), "10.0.2.11:80");
+        assert_eq!(as_checked("10.0.2.12:8080"), "10.0.2.12:8080");
+        let mut keys: Vec<String> = https.servers.keys().map(ToString::to_string).collect();
+        keys.sort();
+        assert_eq!(keys, ["10.0.2.11:80", "10.0.2.12:8080"]);
+        assert!(errors_of(text).is_empty());
     }
 
     #[test]

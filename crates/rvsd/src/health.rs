@@ -34,6 +34,9 @@ pub(crate) struct ServiceHealth {
     /// The service group it is a member of (every member has the same
     /// `spec` and `servers`): its health and quorum are the group's.
     pub(crate) group: Option<String>,
+    /// A group member's real servers (address, port in this member) →
+    /// the one the group checks, where they differ (a DR member's port).
+    pub(crate) checked_as: HashMap<SocketAddr, SocketAddr>,
 }
 
 /// What one health state per real server and one quorum state belong to.
@@ -111,6 +114,16 @@ pub(crate) struct Health {
 fn server_addr(key: &ServiceKey, d: &Dest) -> SocketAddr {
     let port = if d.port == 0 { key.port } else { d.port };
     SocketAddr::new(d.addr, port)
+}
+
+/// The real server `d` of service `key` as its health is known: itself,
+/// or in a group member the group's server it is.
+fn checked_server(plan: &HealthPlan, key: &ServiceKey, d: &Dest) -> SocketAddr {
+    let addr = server_addr(key, d);
+    plan.get(key)
+        .and_then(|h| h.checked_as.get(&addr))
+        .copied()
+        .unwrap_or(addr)
 }
 
 impl Health {
@@ -202,7 +215,7 @@ impl Health {
                 .iter()
                 .flat_map(|s| s.dests.iter().map(|d| (s.key, d)))
             {
-                let addr = server_addr(&key, d);
+                let addr = checked_server(&self.plan, &key, d);
                 if servers.iter().any(|s| s.addr == addr) {
                     // The same real server in another member: one check.
                     continue;
@@ -276,7 +289,10 @@ impl Health {
                 .iter()
                 .flat_map(|s| {
                     let unit = &self.units[&s.key];
-                    s.dests.iter().map(move |d| (unit, server_addr(&s.key, d)))
+                    let plan = &self.plan;
+                    s.dests
+                        .iter()
+                        .map(move |d| (unit, checked_server(plan, &s.key, d)))
                 })
                 .collect()
         };
@@ -378,7 +394,7 @@ impl Health {
                 } else if let Some(d) = svc
                     .dests
                     .iter()
-                    .find(|d| server_addr(&svc.key, d) == entry.addr)
+                    .find(|d| checked_server(&self.plan, &svc.key, d) == entry.addr)
                 {
                     let mut d = d.clone();
                     d.weight = entry.weight;
@@ -429,7 +445,12 @@ impl Health {
                     .flatten()
                     .map(move |k| ServerHealth {
                         service: *k,
-                        server: *a,
+                        // As the member has it.
+                        server: self
+                            .plan
+                            .get(k)
+                            .and_then(|h| h.checked_as.iter().find(|(_, c)| *c == a))
+                            .map_or(*a, |(own, _)| *own),
                         up: *up,
                         reason: reason.clone(),
                     })
@@ -642,11 +663,26 @@ quorum_down = "/bin/true down"
                 command: "/bin/true down".into()
             }]
         );
+        // DR: each member's real servers take its port.
         for (svc, pool) in pools(&health, &base) {
-            assert_eq!(pool, ["10.0.2.12:80"], "{svc}");
+            let port = &svc[svc.rfind(':').unwrap() + 1..];
+            assert_eq!(pool, [format!("10.0.2.12:{port}")], "{svc}");
         }
-        let down: Vec<_> = health.statuses().into_iter().filter(|h| !h.up).collect();
-        assert_eq!(down.len(), 3, "reported down in each member: {down:?}");
+        let down: Vec<_> = health
+            .statuses()
+            .into_iter()
+            .filter(|h| !h.up)
+            .map(|h| format!("{} {}", h.service, h.server))
+            .collect();
+        assert_eq!(
+            down,
+            [
+                "TCP 10.0.100.1:80 10.0.2.11:80",
+                "TCP 10.0.100.1:443 10.0.2.11:443",
+                "TCP 10.0.100.2:80 10.0.2.11:80"
+            ],
+            "reported down in each member, as the member has it"
+        );
         assert!(health.quorum_states().iter().all(|(_, up, _)| !up));
 
         // Back up: quorum_up runs once for the group.
@@ -654,7 +690,12 @@ quorum_down = "/bin/true down"
         assert_eq!(commands.len(), 1, "{commands:?}");
         assert_eq!(commands[0].transition, QuorumTransition::Up);
         for (svc, pool) in pools(&health, &base) {
-            assert_eq!(pool, ["10.0.2.11:80", "10.0.2.12:80"], "{svc}");
+            let port = &svc[svc.rfind(':').unwrap() + 1..];
+            assert_eq!(
+                pool,
+                [format!("10.0.2.11:{port}"), format!("10.0.2.12:{port}")],
+                "{svc}"
+            );
         }
         // Stopping with omega would run quorum_down once too.
         assert!(health.shutdown().is_empty(), "no omega");
@@ -699,7 +740,7 @@ quorum_down = "/bin/true down"
             let port = &svc[svc.rfind(':').unwrap() + 1..];
             assert_eq!(
                 pool,
-                ["10.0.2.11:80".to_string(), format!("10.0.2.99:{port}")],
+                [format!("10.0.2.11:{port}"), format!("10.0.2.99:{port}")],
                 "{svc}: inhibited server kept at weight 0, sorry server on the member's port"
             );
         }
