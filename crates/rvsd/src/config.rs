@@ -291,16 +291,28 @@ pub(crate) fn fwmark_warnings(file: &schema::Config, text: &str) -> Vec<String> 
     let lines = Lines::new(text);
     file.services
         .iter()
-        .filter_map(|s| {
-            let mark = s.get_ref().fwmark?;
-            let v6 = s.get_ref().family.as_deref() == Some("ipv6");
+        .flat_map(|s| {
+            let f = s.get_ref();
+            let own = (f.fwmark, f.family.as_deref());
+            let members = f.members.iter().map(|m| (m.fwmark, m.family.as_deref()));
+            std::iter::once(own)
+                .chain(members)
+                .map(move |(mark, family)| (s, mark, family))
+        })
+        .filter_map(|(s, mark, family)| {
+            let mark = mark?;
+            let v6 = family == Some("ipv6");
             let covered = file.fwmarks.iter().any(|r| {
                 r.mark == mark && parse_prefix(&r.address).is_some_and(|(a, _)| a.is_ipv6() == v6)
             });
             let family = if v6 { "IPv6" } else { "IPv4" };
+            let what = match &s.get_ref().group {
+                Some(g) => format!("[[service]] group = \"{g}\": member fwmark = {mark}"),
+                None => format!("[[service]] fwmark = {mark}"),
+            };
             (!covered).then(|| {
                 format!(
-                    "line {}: [[service]] fwmark = {mark} has no [[fwmark]] rule with mark = \
+                    "line {}: {what} has no [[fwmark]] rule with mark = \
                      {mark} for {family} addresses: rvsd marks packets only by its [[fwmark]] \
                      rules (XDP sees no firewall marks), so this service receives NO traffic; \
                      add one (docs/rvsd.md, \"Persistence, firewall marks\")",
@@ -844,10 +856,20 @@ family = "ipv6"
 protocol = "tcp"
 address = "10.0.100.1"
 port = 80
+[[service]]
+group = "g"
+  [[service.member]]
+  fwmark = 1
+  [[service.member]]
+  fwmark = 4
 "#;
         let c = schema::Config::parse(text).unwrap();
         let w = fwmark_warnings(&c, text);
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[2].starts_with("line 22: [[service]] group = \"g\": member fwmark = 4 has no"),
+            "{w:?}"
+        );
         assert!(
             w[0].starts_with("line 10: [[service]] fwmark = 2 has no [[fwmark]] rule with mark = 2 for IPv4 addresses"),
             "{w:?}"
