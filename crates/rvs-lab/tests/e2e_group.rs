@@ -225,6 +225,14 @@ fn a_group_checks_each_real_server_once_for_all_its_members() {
                 2.0,
                 "one check loop per real server, not per member"
             );
+            let l = d.listing();
+            let groups: Vec<&str> = l["services"]
+                .as_array()
+                .expect("services")
+                .iter()
+                .map(|s| s["group"].as_str().unwrap_or("none"))
+                .collect();
+            assert_eq!(groups, ["web", "web"], "the API names the group: {l}");
 
             // rs2 stops: out of both members, quorum (2) lost once.
             let rs2 = Nginx::of(lab, 2);

@@ -160,6 +160,11 @@ impl Health {
         }
     }
 
+    /// The service group `key` is a member of, if any.
+    pub(crate) fn group_of(&self, key: &ServiceKey) -> Option<String> {
+        self.plan.get(key).and_then(|h| h.group.clone())
+    }
+
     /// How many check loops run: one per real server with checks of each
     /// service and group, never one per group member.
     pub(crate) fn check_loops(&self) -> usize {

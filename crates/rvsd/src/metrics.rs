@@ -791,6 +791,7 @@ mod tests {
                     cps: 4,
                     ..Stats::default()
                 },
+                group: None,
             }],
             counters: [("sync_installed".to_string(), 12u64)]
                 .into_iter()

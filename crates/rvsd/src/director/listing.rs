@@ -43,6 +43,7 @@ impl Director {
                     &svc_stats.get(&s.key).copied().unwrap_or_default(),
                     self.service_rates.rates(&s.key),
                 ),
+                group: self.health.group_of(&s.key),
             })
             .collect();
         let mut c = BTreeMap::new();
