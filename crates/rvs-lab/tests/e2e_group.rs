@@ -5,8 +5,8 @@
 //! it out of both members, traffic to either VIP goes to the other server
 //! only, quorum_down runs once (not once per member), and rvsd runs two
 //! check loops (one per real server, not one per member and server); it
-//! comes back into both, with one quorum_up. A reload then drops the second
-//! member.
+//! comes back into both, with one quorum_up. A reload of a member listed
+//! twice is refused whole; one dropping the second member is applied.
 //! Needs root; builds rvsd/rvsadm itself if needed.
 //!
 //! The lab (own prefix) and everything in it goes on teardown, also on a
@@ -271,6 +271,15 @@ fn a_group_checks_each_real_server_once_for_all_its_members() {
             for vip in vips {
                 assert_eq!(spread_to(lab, vip, 4).len(), 2, "both serve {vip} again");
             }
+
+            // A group listing a member twice is refused whole.
+            d.write_config(&group_config(&[VIP, VIP2, VIP], &log));
+            let refused = d.try_rvsadm(&["--reload"]);
+            let Err(e) = refused else {
+                panic!("a reload of a group with a member twice was applied: {refused:?}");
+            };
+            assert!(e.to_string().contains("list each member once"), "{e}");
+            wait_listing(&d, &both_members(&vips, &[1, 2]), Duration::from_secs(1));
 
             // A reload drops the second member; the group keeps its checks.
             d.write_config(&group_config(&[VIP], &log));
