@@ -71,6 +71,9 @@ pub(crate) struct QuorumState {
     pub(crate) up: bool,
     /// The sorry server has replaced the pool.
     pub(crate) sorry_active: bool,
+    /// The service group whose quorum this is, for a member: a `group`
+    /// label, so an alert can count a group's quorum once.
+    pub(crate) group: Option<String>,
 }
 
 /// AF_XDP socket counters of one interface, summed over its queues.
@@ -685,7 +688,10 @@ fn render_daemon(r: &mut Registry, daemon: &DaemonFacts) {
         "1 while the sorry server replaces the service's pool.",
     );
     for q in &daemon.quorum {
-        let lab = l(&[("service", q.service.clone())]);
+        let mut lab = l(&[("service", q.service.clone())]);
+        if let Some(g) = &q.group {
+            lab.push(("group".into(), g.clone()));
+        }
         quorum.get_or_create(&lab).set(i64::from(q.up));
         sorry.get_or_create(&lab).set(i64::from(q.sorry_active));
     }
@@ -869,11 +875,20 @@ mod tests {
                 failed: 1,
                 last_success_unix: Some(1_800_000_000),
             },
-            quorum: vec![QuorumState {
-                service: key.to_string(),
-                up: false,
-                sorry_active: true,
-            }],
+            quorum: vec![
+                QuorumState {
+                    service: key.to_string(),
+                    up: false,
+                    sorry_active: true,
+                    group: None,
+                },
+                QuorumState {
+                    service: "FWM 7".into(),
+                    up: true,
+                    sorry_active: false,
+                    group: Some("web".into()),
+                },
+            ],
             check_loops: 3,
         };
         render(&listing, &[w], &[iface], &daemon)
@@ -991,6 +1006,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("\nrvs_health_check_loops 3\n"), "{text}");
+        assert!(
+            text.contains("rvs_service_quorum_up{service=\"FWM 7\",group=\"web\"} 1\n"),
+            "{text}"
+        );
         assert_eq!(
             find("rvs_service_quorum_up", "service", "TCP 10.0.100.1:80"),
             Some(0.0)

@@ -243,6 +243,7 @@ impl Director {
                     service: api_key(&key).to_string(),
                     up,
                     sorry_active,
+                    group: self.health.group_of(&key),
                 })
                 .collect(),
             check_loops: self.health.check_loops(),
