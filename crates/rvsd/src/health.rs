@@ -107,6 +107,9 @@ pub(crate) struct Health {
     /// Each service's unit.
     units: HashMap<ServiceKey, Unit>,
     status: HashMap<(Unit, SocketAddr), (bool, String)>,
+    /// Each unit's real servers with the weight health started from (a
+    /// group's: that in its first member having the server).
+    configured: HashMap<Unit, HashMap<SocketAddr, u32>>,
     /// One per (unit, real server) with checks: the check loops running.
     check_loops: usize,
 }
@@ -137,6 +140,7 @@ impl Health {
             members: HashMap::new(),
             units: HashMap::new(),
             status: HashMap::new(),
+            configured: HashMap::new(),
             check_loops: 0,
         }
     }
@@ -204,6 +208,7 @@ impl Health {
         self.names.clear();
         self.units.clear();
         self.members.clear();
+        self.configured.clear();
         for unit in order {
             let services = &members[&unit];
             let first = services[0].key;
@@ -257,6 +262,10 @@ impl Health {
                     });
                 }
             }
+            self.configured.insert(
+                unit.clone(),
+                servers.iter().map(|s| (s.addr, s.weight)).collect(),
+            );
             let cfg = policy_config(&first, &sh.spec);
             let (quorum, hysteresis) = rvs_health::policy::effective_quorum(&cfg, &servers);
             if (quorum, hysteresis) != (cfg.quorum, cfg.hysteresis) {
@@ -379,9 +388,14 @@ impl Health {
     pub(crate) fn effective(&self, base: &Config) -> Config {
         let mut cfg = base.clone();
         for svc in &mut cfg.services {
-            let Some((_, e)) = self.units.get(&svc.key).and_then(|u| self.policies.get(u)) else {
+            let Some((unit, (_, e))) = self
+                .units
+                .get(&svc.key)
+                .and_then(|u| Some((u, self.policies.get(u)?)))
+            else {
                 continue;
             };
+            let configured = self.configured.get(unit);
             let spec = self
                 .plan
                 .get(&svc.key)
@@ -402,7 +416,15 @@ impl Health {
                     .find(|d| checked_server(&self.plan, &svc.key, d) == entry.addr)
                 {
                     let mut d = d.clone();
-                    d.weight = entry.weight;
+                    // Health's weight, unless it is the configured one: a
+                    // group member keeps its own then (an rvsadm edit of
+                    // one member's weight holds, as in the kernel).
+                    let unchanged = configured
+                        .and_then(|c| c.get(&entry.addr))
+                        .is_some_and(|w| *w == entry.weight);
+                    if !unchanged {
+                        d.weight = entry.weight;
+                    }
                     dests.push(d);
                 }
             }
@@ -704,6 +726,29 @@ quorum_down = "/bin/true down"
         }
         // Stopping with omega would run quorum_down once too.
         assert!(health.shutdown().is_empty(), "no omega");
+    }
+
+    /// An rvsadm edit of one member's weight holds while health leaves the
+    /// server alone; health's weight 0 (inhibit) reaches every member.
+    #[test]
+    fn a_member_keeps_its_own_weight_until_health_changes_it() {
+        let text = GROUP.replace("quorum = 2\n", "quorum = 1\ninhibit_on_failure = true\n");
+        let (mut health, mut base) = health_of(&text);
+        base.services[1].dests[0].weight = 5;
+        health.reconcile(&base);
+        let weights = |health: &Health| -> Vec<Vec<u32>> {
+            health
+                .effective(&base)
+                .services
+                .iter()
+                .map(|s| s.dests.iter().map(|d| d.weight).collect())
+                .collect()
+        };
+        assert_eq!(weights(&health), [[1, 1], [5, 1], [1, 1]]);
+        health.on_event(&event("group web", "10.0.2.11:80", false));
+        assert_eq!(weights(&health), [[0, 1], [0, 1], [0, 1]]);
+        health.on_event(&event("group web", "10.0.2.11:80", true));
+        assert_eq!(weights(&health), [[1, 1], [5, 1], [1, 1]]);
     }
 
     #[test]
