@@ -315,12 +315,16 @@ impl Health {
             .keys()
             .filter(|(u, a)| {
                 remain.contains(&(u, *a))
-                    && self.members[u].first().is_some_and(|k| {
-                        self.plan
-                            .get(k)
-                            .and_then(|h| h.servers.get(a))
-                            .is_some_and(|rs| !rs.check.is_empty())
-                    })
+                    && self
+                        .members
+                        .get(u)
+                        .and_then(|m| m.first())
+                        .is_some_and(|k| {
+                            self.plan
+                                .get(k)
+                                .and_then(|h| h.servers.get(a))
+                                .is_some_and(|rs| !rs.check.is_empty())
+                        })
             })
             .cloned()
             .collect();
@@ -726,6 +730,33 @@ quorum_down = "/bin/true down"
         }
         // Stopping with omega would run quorum_down once too.
         assert!(health.shutdown().is_empty(), "no omega");
+    }
+
+    /// A reload that adds a member keeps the group's health and quorum:
+    /// the new member starts without the failed server, and nothing runs.
+    #[test]
+    fn a_member_added_by_a_reload_takes_the_group_s_health() {
+        let (mut health, base) = health_of(GROUP);
+        health.reconcile(&base);
+        let (_, commands) = health.on_event(&event("group web", "10.0.2.11:80", false));
+        assert_eq!(commands.len(), 1, "quorum lost");
+        let more = GROUP.replace(
+            "  [[service.real_server]]\n  address = \"10.0.2.11\"",
+            "  [[service.member]]\n  fwmark = 9\n  [[service.real_server]]\n  address = \"10.0.2.11\"",
+        );
+        let file = rvs_vocab::schema::Config::parse(&more).unwrap();
+        let (next, plan, _) =
+            crate::config::engine_config(&file, &more, |_| unreachable!()).unwrap();
+        assert_eq!(next.services.len(), 4);
+        health.replace_plan(plan);
+        assert!(health.reconcile(&next).is_empty(), "no quorum change");
+        assert_eq!(health.check_loops(), 2);
+        let pools = pools(&health, &next);
+        assert_eq!(
+            pools[3],
+            ("FWM 9".to_string(), vec!["10.0.2.12:0".to_string()])
+        );
+        assert!(health.quorum_states().iter().all(|(_, up, _)| !up));
     }
 
     /// An rvsadm edit of one member's weight holds while health leaves the
