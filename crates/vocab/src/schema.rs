@@ -432,6 +432,30 @@ mod tests {
     }
 
     #[test]
+    fn a_group_s_members_read_and_write_back() {
+        let text = "[[service]]\ngroup = \"web\"\nscheduler = \"rr\"\n\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1\"\nport = 80\n\n\
+                    [[service.member]]\nfwmark = 3\nfamily = \"ipv6\"\n\n\
+                    [[service.real_server]]\naddress = \"10.0.0.2\"\nweight = 1\nmethod = \"dr\"\n";
+        let c = Config::parse(text).unwrap();
+        let s = c.services[0].get_ref();
+        assert_eq!(s.group.as_deref(), Some("web"));
+        assert_eq!(s.members.len(), 2);
+        assert_eq!(s.members[0].protocol, Some(Protocol::Tcp));
+        assert_eq!(
+            (s.members[1].fwmark, s.members[1].family.as_deref()),
+            (Some(3), Some("ipv6"))
+        );
+        assert_eq!(
+            toml::to_string(&c).unwrap(),
+            format!("interfaces = []\n\n{text}")
+        );
+        let e = Config::parse("[[service]]\ngroup = \"g\"\n[[service.member]]\nmark = 3\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `mark`"), "{e}");
+    }
+
+    #[test]
     fn health_keys_gather_into_one_table() {
         let c = Config::parse(
             "[[service]]\nfwmark = 1\nquorum = 2\nalpha = true\n[service.sorry_server]\naddress = \"10.0.0.9\"\n",
