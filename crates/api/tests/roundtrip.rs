@@ -94,6 +94,7 @@ fn sample() -> Listing {
                     },
                 }],
                 stats: Stats::default(),
+                group: Some("web".into()),
             },
             ServiceStatus {
                 spec: ServiceSpec {
@@ -109,6 +110,7 @@ fn sample() -> Listing {
                 },
                 dests: vec![],
                 stats: Stats::default(),
+                group: None,
             },
         ],
     }

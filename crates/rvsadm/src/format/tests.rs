@@ -18,6 +18,7 @@ fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
         },
         dests: vec![],
         stats: Stats::default(),
+        group: None,
     }
 }
 
@@ -86,6 +87,28 @@ fn masq_matches_captured_ipvsadm_output() {
 \x20 -> 192.168.177.20:80            Masq    1      0          0         \n"
     );
     assert_eq!(show(vec![s], &numeric()), want);
+}
+
+/// A group member lists as ipvsadm lists the service keepalived made of
+/// it: the group name is the API's, not the listing's.
+#[test]
+fn a_group_member_lists_as_a_service_of_its_own() {
+    let mut s = svc(Protocol::Tcp, "192.168.146.100", 80, "rr");
+    s.dests = vec![dst("192.168.177.10", 80, ForwardMethod::Route, 1, 0, 0)];
+    let mut member = s.clone();
+    member.group = Some("web".into());
+    for req in [
+        numeric(),
+        ListRequest {
+            stats: true,
+            ..numeric()
+        },
+    ] {
+        assert_eq!(
+            show(vec![member.clone()], &req),
+            show(vec![s.clone()], &req)
+        );
+    }
 }
 
 #[test]
