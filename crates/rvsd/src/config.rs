@@ -1000,7 +1000,7 @@ group = "g"
         let e = schema::Config::parse("interfaces = [\"a\"]\nmax_conections = 5\n").unwrap_err();
         assert!(e.to_string().contains("max_conections"), "{e}");
         let e = schema::Config::parse(
-            "[[service]]\nprotocol = \"sctp\"\naddress = \"10.0.0.1\"\nport = 1\n",
+            "[[service]]\nprotocol = \"icmp\"\naddress = \"10.0.0.1\"\nport = 1\n",
         )
         .unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");

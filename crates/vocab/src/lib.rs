@@ -175,13 +175,14 @@ mod tests {
 
     #[test]
     fn protocol_numbers_and_names_round_trip() {
-        for p in [Protocol::Tcp, Protocol::Udp] {
+        for p in Protocol::ALL {
             assert_eq!(Protocol::from_number(p.number()), Some(p));
             assert_eq!(Protocol::from_name(p.name()), Some(p));
         }
-        assert_eq!((Protocol::Tcp.number(), Protocol::Udp.number()), (6, 17));
+        assert_eq!(Protocol::ALL.map(Protocol::number), [6, 17, 132]);
         assert_eq!(Protocol::from_number(1), None);
-        assert_eq!(Protocol::from_name("SCTP"), None);
+        assert_eq!(Protocol::from_name("ICMP"), None);
+        assert_eq!(Protocol::from_name("sctp"), None, "upper case, as ipvsadm prints");
     }
 
     #[test]
