@@ -501,6 +501,12 @@ pub struct ServiceStatus {
     pub dests: Vec<DestStatus>,
     /// Its counters.
     pub stats: Stats,
+    /// The service group (rvsd's `group`: keepalived's
+    /// virtual_server_group) it is a member of, whose health and quorum it
+    /// shares; `None` for a service of its own and from older daemons.
+    /// ipvsadm's listing has no such column, so rvsadm's shows none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Reply to `GET /v1/services`: the whole table, what `ipvsadm -L` prints.

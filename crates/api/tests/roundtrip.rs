@@ -95,6 +95,7 @@ fn sample() -> Listing {
                     },
                 }],
                 stats: Stats::default(),
+                group: Some("web".into()),
             },
             ServiceStatus {
                 spec: ServiceSpec {
@@ -110,6 +111,7 @@ fn sample() -> Listing {
                 },
                 dests: vec![],
                 stats: Stats::default(),
+                group: None,
             },
         ],
     }

@@ -8,7 +8,8 @@
  *       -> rewrite (DR / NAT in / NAT out / IPIP, GUE or GRE without
  *          checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
- *   conns hit, anything else (ToEngine entry, SYN/FIN/RST or no ACK, IPv4 options,
+ *   conns hit, anything else (ToEngine entry, a TCP segment of a class the entry
+ *       does not forward (docs/fastpath.md), IPv4 options,
  *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
@@ -73,11 +74,21 @@
 #define IPPROTO_IPIP_ 4
 #define IPPROTO_GRE_ 47
 #define IPPROTO_ICMPV6_ 58
+#define IPPROTO_SCTP_ 132
+#define SCTP_HEADER_LEN 12
 #define ICMP_HEADER_LEN 8
 #define TCP_FIN_ 0x01
 #define TCP_SYN_ 0x02
 #define TCP_RST_ 0x04
 #define TCP_ACK_ 0x10
+/*
+ * Bits of conn_entry.tcp_segments: IPVS's classes of a TCP segment (RST if
+ * set, else SYN, else FIN, else ACK), in the kernel's row order.
+ */
+#define SEG_SYN 0x01
+#define SEG_FIN 0x02
+#define SEG_ACK 0x04
+#define SEG_RST 0x08
 /* Outer TTL of IPIP, as the engine's fwd/tun.rs (the kernel default). */
 #define TUNNEL_TTL 64
 /*
@@ -161,7 +172,12 @@ struct conn_entry {
 	__u32 next_hop; /* index into next_hops */
 	__u32 dest;     /* index into dest_stats */
 	__u8 action;    /* enum conn_action */
-	__u8 pad;
+	/*
+	 * SEG_* bits: the TCP segments this entry forwards, those on which
+	 * the engine's state table would change nothing in the connection's
+	 * state (ACKs once established; a NAT server's SYN+ACK in SYN_RECV).
+	 */
+	__u8 tcp_segments;
 	__be16 port; /* NAT: the new port */
 	/*
 	 * RFC 1624 deltas D = fold(sum ~old words + sum new words), host
@@ -768,6 +784,26 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
  * A conns hit on a well-formed frame: forward it or hand it to the engine.
  * `l2_len` is 14, 18 or 22; `ip_len` the IP total length.
  */
+/* The transport protocols services use: connections and first packets. */
+static __always_inline int l4_tracked(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP_;
+}
+
+/* The SEG_* class of a TCP segment with header flags `flags`; 0 for none. */
+static __always_inline __u8 tcp_segment_class(__u8 flags)
+{
+	if (flags & TCP_RST_)
+		return SEG_RST;
+	if (flags & TCP_SYN_)
+		return SEG_SYN;
+	if (flags & TCP_FIN_)
+		return SEG_FIN;
+	if (flags & TCP_ACK_)
+		return SEG_ACK;
+	return 0;
+}
+
 static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
 				   const struct conn_found *f, __u32 l2_len, __u8 family, __u8 proto,
 				   __u32 ip_len)
@@ -822,14 +858,18 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		if ((void *)(tcp + 1) > data_end)
 			return to_user(ctx, cnt, slot);
 		/*
-		 * Every TCP state change is made by the engine: SYN, FIN, RST,
-		 * and a segment without ACK (IPVS moves the connection to CLOSE).
+		 * Every TCP state change is made by the engine: only segments of
+		 * a class the entry lists pass (a segment without SYN, FIN, ACK
+		 * or RST is in none: IPVS moves the connection to CLOSE).
 		 */
-		if ((((__u8 *)tcp)[13] & (TCP_SYN_ | TCP_FIN_ | TCP_RST_ | TCP_ACK_)) != TCP_ACK_)
+		if (!(tcp_segment_class(((__u8 *)tcp)[13]) & e->tcp_segments))
 			return to_user(ctx, cnt, slot);
-	} else {
+	} else if (proto == IPPROTO_UDP) {
 		if (l4 + sizeof(struct udphdr) > data_end)
 			return to_user(ctx, cnt, slot);
+	} else {
+		/* SCTP: every packet is the engine's (it never writes Forward). */
+		return to_user(ctx, cnt, slot);
 	}
 
 	hop_id = e->next_hop;
@@ -1008,7 +1048,7 @@ int rvs_xdp(struct xdp_md *ctx)
 		frag_off = bpf_ntohs(ip->frag_off);
 		if (proto == IPPROTO_ICMP && !(frag_off & (IP_MF_ | IP_OFFSET_)))
 			return icmp_steer(ctx, cnt, slot, &key, (void *)ip + ihl, data_end);
-		if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		if (!l4_tracked(proto))
 			return pass(cnt);
 		if (frag_off & (IP_MF_ | IP_OFFSET_)) {
 			/* Only fragments need their datagram's key. */
@@ -1061,7 +1101,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			if ((void *)(fh + 1) > data_end || l4_len < sizeof(*fh))
 				return vip_or_pass(ctx, cnt, slot, &key);
 			proto = fh->nexthdr;
-			if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+			if (!l4_tracked(proto))
 				return pass(cnt);
 			__builtin_memcpy(fk6.saddr, &ip6->saddr, 16);
 			__builtin_memcpy(fk6.daddr, &ip6->daddr, 16);
@@ -1080,7 +1120,7 @@ int rvs_xdp(struct xdp_md *ctx)
 			l4_len -= sizeof(*fh);
 		} else if (proto == IPPROTO_ICMPV6_) {
 			return icmp_steer(ctx, cnt, slot, &key, ip6 + 1, data_end);
-		} else if (proto != IPPROTO_TCP && proto != IPPROTO_UDP) {
+		} else if (!l4_tracked(proto)) {
 			return pass(cnt);
 		}
 	} else {
@@ -1088,7 +1128,7 @@ int rvs_xdp(struct xdp_md *ctx)
 	}
 	key.proto = proto;
 
-	/* Ports, and the engine's tcp / udp check_len within the IP length. */
+	/* Ports, and the engine's tcp / udp / sctp check_len within the IP length. */
 	ports_ok = l4 + 4 <= data_end && l4_len >= 4;
 	valid = 0;
 	if (ports_ok) {
@@ -1104,6 +1144,9 @@ int rvs_xdp(struct xdp_md *ctx)
 
 				valid = ulen >= sizeof(*udp) && ulen <= l4_len;
 			}
+		} else if (proto == IPPROTO_SCTP_) {
+			/* The common header: ports, verification tag, checksum. */
+			valid = l4 + SCTP_HEADER_LEN <= data_end && l4_len >= SCTP_HEADER_LEN;
 		} else {
 			struct tcphdr *tcp = l4;
 

@@ -81,7 +81,8 @@ pub(crate) struct ConnEntry {
     pub(crate) next_hop: u32,
     pub(crate) dest: u32,
     pub(crate) action: u8,
-    pub(crate) pad: u8,
+    /// [`rvs_engine::TcpSegments`] bits: which TCP segments it forwards.
+    pub(crate) tcp_segments: u8,
     pub(crate) port: [u8; 2],
     pub(crate) ip_delta: u16,
     pub(crate) l4_delta: u16,
@@ -248,7 +249,7 @@ impl ConnEntry {
             next_hop: 0,
             dest: 0,
             action: action::TO_ENGINE,
-            pad: 0,
+            tcp_segments: 0,
             port: [0; 2],
             ip_delta: 0,
             l4_delta: 0,
@@ -261,6 +262,7 @@ impl ConnEntry {
         check_dest(f.dest)?;
         e.next_hop = f.next_hop.0;
         e.dest = f.dest.0;
+        e.tcp_segments = f.segments.bits();
         match f.rewrite {
             Rewrite::Route { server } => {
                 // Unused by the program; read back by a successor rvsd.
@@ -400,7 +402,7 @@ mod tests {
     use std::net::{Ipv4Addr, Ipv6Addr};
 
     use proptest::prelude::*;
-    use rvs_engine::FastForward;
+    use rvs_engine::{FastForward, TcpSegments};
 
     use super::*;
 
@@ -464,6 +466,7 @@ mod tests {
         FastAction::Forward(FastForward {
             rewrite,
             next_hop: NextHopId(7),
+            segments: TcpSegments::ACK,
             dest: DestSlot(9),
         })
     }
@@ -551,6 +554,7 @@ mod tests {
                 server: IpAddr::V4(Ipv4Addr::LOCALHOST),
             },
             next_hop: NextHopId(MAX_NEXT_HOPS),
+            segments: TcpSegments::ACK,
             dest: DestSlot(0),
         });
         assert!(ConnEntry::new(&k, &far, 1).is_err());
@@ -559,6 +563,7 @@ mod tests {
                 server: IpAddr::V4(Ipv4Addr::LOCALHOST),
             },
             next_hop: NextHopId(0),
+            segments: TcpSegments::ACK,
             dest: DestSlot(MAX_DEST_SLOTS),
         });
         assert!(ConnEntry::new(&k, &far, 1).is_err());

@@ -352,7 +352,7 @@ fn flow_of(k: &ConnKey, e: &ConnEntry, now_ns: u64) -> Option<Adopted> {
 mod tests {
     use super::*;
     use crate::fastpath::tests_support::entry;
-    use rvs_engine::{DestSlot, FastAction, FastForward, FastKey, NextHopId, Rewrite};
+    use rvs_engine::{DestSlot, FastAction, FastForward, FastKey, NextHopId, Rewrite, TcpSegments};
 
     #[test]
     fn pin_directories_are_named_after_the_socket() {
@@ -409,6 +409,7 @@ mod tests {
         FastAction::Forward(FastForward {
             rewrite,
             next_hop: NextHopId(1),
+            segments: TcpSegments::ACK,
             dest: DestSlot(2),
         })
     }

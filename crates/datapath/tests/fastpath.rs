@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 use common::director::Director;
-use common::frames::{self, tcp_flags, Flow, TCP, UDP};
+use common::frames::{self, tcp_flags, Flow, SCTP, TCP, UDP};
 use common::veth;
 use rvs_datapath::{
     monotonic_ns, ConnCapacity, TestRun, XdpAction, XdpAttachMode, XdpDatapath, XdpModePolicy,
@@ -19,7 +19,7 @@ use rvs_datapath::{
 };
 use rvs_engine::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop,
-    NextHopId, Rewrite,
+    NextHopId, Rewrite, TcpSegments,
 };
 use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
@@ -116,6 +116,7 @@ impl Env {
             action: FastAction::Forward(FastForward {
                 rewrite,
                 next_hop: NextHopId(hop),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(dest),
             }),
         });
@@ -648,6 +649,11 @@ fn misses_go_to_services_vips_or_the_kernel() {
             &Flow::tcp("fd00:210::1", 46000, "fd00:210::100", 443).frame(),
             "IPv6 service",
         );
+        env.dp().add_service(vip, SCTP, 2905).unwrap();
+        env.assert_to_user(
+            &Flow::sctp_init("10.210.0.1", 46000, "10.210.0.100", 2905).frame(),
+            "SCTP INIT to an SCTP service",
+        );
 
         let pass = |env: &Env, frame: &[u8], what: &str| {
             let (v, r) = env.run(frame);
@@ -664,6 +670,24 @@ fn misses_go_to_services_vips_or_the_kernel() {
             &Flow::udp("10.210.0.1", 46000, "10.210.0.2", 80).frame(),
             "the director's own address",
         );
+        pass(
+            env,
+            &Flow::sctp_init("10.210.0.1", 46000, "10.210.0.2", 2905).frame(),
+            "SCTP to the director's own address",
+        );
+        // A tracked SCTP association is always the engine's, even with a
+        // Forward entry (which the engine never writes for SCTP).
+        let assoc = Flow::sctp_init("10.210.0.1", 46002, "10.210.0.100", 2905);
+        env.hop(3, env.d0, D0_MAC, CLIENT_MAC);
+        env.forward(
+            &assoc,
+            Rewrite::Route {
+                server: ip("10.211.0.5"),
+            },
+            3,
+            0,
+        );
+        env.assert_to_user(&assoc.frame(), "tracked SCTP association");
 
         // The health-check case: the director talks to a NAT real server's
         // service port itself. The server's answer (RIP:8080 -> director)
@@ -1016,6 +1040,7 @@ fn random_nat_frames_match_the_slow_path() {
                         action: FastAction::Forward(FastForward {
                             rewrite,
                             next_hop: NextHopId(l2),
+                            segments: TcpSegments::ACK,
                             dest: DestSlot(0),
                         }),
                     };
@@ -1083,6 +1108,7 @@ fn generic_mode_runs_the_same_program() {
             action: FastAction::Forward(FastForward {
                 rewrite: DR_SERVER,
                 next_hop: NextHopId(1),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(0),
             }),
         })
@@ -1140,6 +1166,7 @@ fn conns_memory_per_entry() {
                 FastAction::Forward(FastForward {
                     rewrite,
                     next_hop: NextHopId(1),
+                    segments: TcpSegments::ACK,
                     dest: DestSlot(1),
                 })
             };
@@ -1279,6 +1306,7 @@ fn an_entry_rewritten_while_frames_arrive_is_never_read_torn() {
                     port,
                 },
                 next_hop: NextHopId(hop),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(0),
             }),
         };
@@ -1290,11 +1318,24 @@ fn an_entry_rewritten_while_frames_arrive_is_never_read_torn() {
         env.apply(ops[0]);
         let runner = env.d.dp.test_runner().unwrap();
         let done = std::sync::atomic::AtomicBool::new(false);
+        let writes_so_far = std::sync::atomic::AtomicUsize::new(0);
         let ingress = env.d0;
         let (seen, writes) = std::thread::scope(|s| {
             let reader = s.spawn(|| {
+                use std::sync::atomic::Ordering::Relaxed;
                 let mut seen = [0usize; 4]; // a, b, untouched, torn
-                for _ in 0..RUNS {
+                                            // On a loaded machine the writer may not run at first:
+                                            // race it only once it writes, and go on (bounded) until
+                                            // both versions were read.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while writes_so_far.load(Relaxed) == 0 && std::time::Instant::now() < deadline {
+                    std::thread::yield_now();
+                }
+                let mut runs = 0;
+                while (runs < RUNS || seen[0] == 0 || seen[1] == 0)
+                    && std::time::Instant::now() < deadline
+                {
+                    runs += 1;
                     let r = runner.run(&frame, ingress, 0).unwrap();
                     let i = if r.frame == a && r.action == XdpAction::Redirect {
                         0
@@ -1314,6 +1355,7 @@ fn an_entry_rewritten_while_frames_arrive_is_never_read_torn() {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
                 env.d.dp.apply(&ops[writes % ops.len()]).unwrap();
                 writes += 1;
+                writes_so_far.store(writes, std::sync::atomic::Ordering::Relaxed);
             }
             (reader.join().unwrap(), writes)
         });

@@ -359,6 +359,33 @@ fn fixtures() -> Vec<Fixture> {
                     out_direction: false,
                 },
             });
+            if tcp {
+                // The server's SYN+ACK while the connection is in SYN_RECV:
+                // the engine's state stays, so the XDP program forwards it.
+                t.push(Fixture {
+                    name: if v6 {
+                        "nat tcp syn-ack out v6"
+                    } else {
+                        "nat tcp syn-ack out v4"
+                    },
+                    method: ForwardMethod::Masq,
+                    tunnel: Tunnel::Ipip,
+                    protocol,
+                    v6,
+                    server_on_front: false,
+                    setup: vec![(client(v6, Some(SYN)), Leg::Front)],
+                    input: (server(v6, Some(SYNACK)), Leg::Back),
+                    expect: Expect::Fast {
+                        egress: Leg::Front,
+                        dst_mac: ROUTER.0,
+                        src: v,
+                        dst: c,
+                        ports: (VPORT, CPORT),
+                        tunnel: None,
+                        out_direction: true,
+                    },
+                });
+            }
             t.push(Fixture {
                 name: match (tcp, v6) {
                     (true, false) => "nat tcp out v4",
@@ -563,7 +590,29 @@ fn fixtures() -> Vec<Fixture> {
     let mut big = client(false, None);
     big.payload_len = 1500 - 20 - 8 - 10; // fits the link, not the tunnel
     big.dont_frag = true;
+    let syn_recv = vec![(client(false, Some(SYN)), Leg::Front)];
     for (name, method, protocol, setup, input) in [
+        (
+            "the client's ack in syn_recv goes to the engine",
+            ForwardMethod::Masq,
+            Protocol::Tcp,
+            syn_recv.clone(),
+            (client(false, Some(ACK)), Leg::Front),
+        ),
+        (
+            "a server's ack in syn_recv goes to the engine",
+            ForwardMethod::Masq,
+            Protocol::Tcp,
+            syn_recv,
+            (server(false, Some(ACK)), Leg::Back),
+        ),
+        (
+            "a syn-ack once established goes to the engine",
+            ForwardMethod::Masq,
+            Protocol::Tcp,
+            est_nat.clone(),
+            (server(false, Some(SYNACK)), Leg::Back),
+        ),
         (
             "fin goes to the engine",
             ForwardMethod::Masq,

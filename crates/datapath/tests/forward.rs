@@ -17,6 +17,7 @@ use common::{csum, mac, off, udp_dport, veth};
 use rvs_datapath::{BindMode, RxFrame, XdpAttachMode, XdpModePolicy, XskStats};
 use rvs_engine::{
     DestSlot, FastAction, FastForward, FastKey, FastPathOp, IfIndex, NextHop, NextHopId, Rewrite,
+    TcpSegments,
 };
 use rvs_netns::{spawn_in, Bed};
 use rvs_wire::EthernetAddress;
@@ -364,6 +365,7 @@ fn nat_round_trip_in_xdp(policy: XdpModePolicy) {
             action: FastAction::Forward(FastForward {
                 rewrite,
                 next_hop: NextHopId(hop),
+                segments: TcpSegments::ACK,
                 dest: DestSlot(3),
             }),
         };

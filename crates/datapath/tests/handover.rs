@@ -12,7 +12,7 @@ use common::veth;
 use rvs_datapath::{PinDir, XdpDatapath, XdpModePolicy};
 use rvs_engine::{
     Adopted, DestSlot, FastAction, FastForward, FastKey, FastPathOp, ForwardMethod, NextHopId,
-    Rewrite,
+    Rewrite, TcpSegments,
 };
 use rvs_netns::{run_in, Bed, BpfFs};
 
@@ -41,6 +41,7 @@ fn forward(rewrite: Rewrite) -> FastAction {
     FastAction::Forward(FastForward {
         rewrite,
         next_hop: NextHopId(1),
+        segments: TcpSegments::ACK,
         dest: DestSlot(1),
     })
 }

@@ -106,7 +106,7 @@ impl FwmarkMatch {
     fn keys(&self) -> impl Iterator<Item = SteeringKey> + '_ {
         let protocols: &[Protocol] = match &self.protocol {
             Some(p) => std::slice::from_ref(p),
-            None => &[Protocol::Tcp, Protocol::Udp],
+            None => &Protocol::ALL,
         };
         let ports: &[u16] = if self.ports.is_empty() {
             &[0]
@@ -289,7 +289,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rule_without_protocol_or_ports_steers_both_protocols_on_every_port() {
+    fn a_rule_without_protocol_or_ports_steers_every_protocol_on_every_port() {
         let mut cfg = Config::default();
         cfg.services
             .push(Service::new(ServiceKey::fwmark(3, true), "rr"));
@@ -304,11 +304,12 @@ mod tests {
         let s = snap.steering();
         let want: BTreeSet<SteeringKey> = ["2001:db8::10", "2001:db8::11"]
             .iter()
-            .flat_map(|h| [key(h, 6, 0), key(h, 17, 0)])
+            .flat_map(|h| [key(h, 6, 0), key(h, 17, 0), key(h, 132, 0)])
             .collect();
         assert_eq!(s.services, want);
         // The classifier marks exactly what is steered.
         assert_eq!(snap.classify(17, a("2001:db8::11"), 53), 3);
+        assert_eq!(snap.classify(132, a("2001:db8::10"), 2905), 3);
         assert_eq!(snap.classify(6, a("2001:db8::12"), 53), 0);
     }
 

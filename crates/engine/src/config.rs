@@ -407,9 +407,9 @@ pub enum ConfigError {
         /// What is wrong.
         what: String,
     },
-    /// One-packet scheduling on a TCP service.
+    /// One-packet scheduling on a TCP or SCTP service.
     #[error("service {0}: one-packet scheduling (-o) applies to UDP only")]
-    OnePacketTcp(ServiceKey),
+    OnePacketNotUdp(ServiceKey),
     /// A classifier rule that cannot match.
     #[error("firewall-mark rule for mark {mark}: {what}")]
     FwmarkRule {
@@ -841,8 +841,8 @@ impl Validator {
                 });
             }
         }
-        if svc.one_packet && !key.is_fwmark() && key.protocol == Protocol::Tcp {
-            return Err(ConfigError::OnePacketTcp(key));
+        if svc.one_packet && !key.is_fwmark() && key.protocol != Protocol::Udp {
+            return Err(ConfigError::OnePacketNotUdp(key));
         }
         // Every name in NAMES has its scheduler (a test of `sched` says so);
         // building one here would cost a Maglev table per service.

@@ -86,13 +86,17 @@ pub(crate) mod flag {
 pub(crate) mod fast {
     /// Its directions are in the map (to the engine or forwarding).
     pub(crate) const MAPPED: u8 = 1 << 0;
-    /// Its entries forward in XDP.
+    /// Its entries forward in XDP (the ACKs of an established or closing
+    /// TCP connection, every UDP datagram).
     pub(crate) const FORWARD: u8 = 1 << 1;
     /// Its state came from another director's sync, and the XDP program
     /// here has not forwarded a frame of it since: a master's refresh
     /// must not echo it back (only the director that forwards a
     /// connection sends it).
     pub(crate) const PEER: u8 = 1 << 2;
+    /// Its NAT reply entry forwards the real server's SYN+ACK (SYN_RECV);
+    /// the client's direction still goes to the engine.
+    pub(crate) const REPLY_SYN: u8 = 1 << 3;
 }
 
 /// One tracked connection (or persistence template). 88 bytes.

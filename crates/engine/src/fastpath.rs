@@ -14,9 +14,10 @@
 //! ([`FastAction::Forward`]) or must hand it to the engine
 //! ([`FastAction::ToEngine`]): that is how the XDP program knows a frame is
 //! part of a tracked connection and never swallows anything else. An entry
-//! forwards only in states where the slow path would change nothing but
-//! timers and counters (TCP ESTABLISHED, UDP), and never a TCP segment with
-//! SYN, FIN or RST: those always go to the engine.
+//! forwards only the segments on which the slow path would change nothing
+//! but timers and counters ([`TcpSegments`]): the ACKs of an ESTABLISHED or
+//! closing TCP connection, a NAT server's SYN+ACK while the connection is
+//! in SYN_RECV, every UDP datagram. Every other segment goes to the engine.
 //!
 //! Next hops are an indirection (an adjacency table): an entry names a
 //! [`NextHopId`], whose interface and MACs the engine sets with
@@ -79,10 +80,56 @@ pub struct FastForward {
     pub rewrite: Rewrite,
     /// Where the frame goes: interface and both MACs.
     pub next_hop: NextHopId,
+    /// Which TCP segments the XDP program forwards (ignored for UDP); the
+    /// others go to the engine.
+    pub segments: TcpSegments,
     /// Counters to add the frame to (client → server frames count as "in",
     /// [`Rewrite::MasqOut`] frames as "out"; bytes are IP bytes before any
     /// encapsulation, as the engine counts them).
     pub dest: DestSlot,
+}
+
+/// A set of TCP segment classes, as IPVS's state table classes a segment
+/// by its flags: RST if set, else SYN, else FIN, else ACK (a segment with
+/// none of them is in no class: it closes the connection, so the engine
+/// must see it). An entry forwards a segment only if its class is in the
+/// set: exactly those on which the engine's table, in the connection's
+/// state and the entry's direction, would leave the state as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TcpSegments(u8);
+
+impl TcpSegments {
+    /// No TCP segment.
+    pub const NONE: Self = Self(0);
+    /// SYN set, RST not (a SYN+ACK too).
+    pub const SYN: Self = Self(1 << 0);
+    /// FIN set, SYN and RST not.
+    pub const FIN: Self = Self(1 << 1);
+    /// ACK set, SYN, FIN and RST not.
+    pub const ACK: Self = Self(1 << 2);
+    /// RST set.
+    pub const RST: Self = Self(1 << 3);
+
+    /// The set as the XDP program's entry stores it (bit `1 << class`,
+    /// classes in the kernel's row order syn, fin, ack, rst).
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// The set of `bits`; unknown bits are dropped.
+    pub const fn from_bits(bits: u8) -> Self {
+        Self(bits & 0x0f)
+    }
+
+    /// Both sets.
+    pub const fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+
+    /// Whether every class of `other` is in the set.
+    pub const fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
+    }
 }
 
 /// The rewrite of one forwarding method, as its transmitter in `fwd/` does

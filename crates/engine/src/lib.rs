@@ -41,7 +41,7 @@ pub use config::{
 pub use engine::{AdoptError, Adopted, DefenseStatus, Engine, SyncRefused};
 pub use fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
-    Rewrite, TunnelEncap,
+    Rewrite, TcpSegments, TunnelEncap,
 };
 pub use neighbor::NeighborTable;
 pub use proto::Timeouts;

@@ -4,11 +4,11 @@
 
 use std::net::IpAddr;
 
-use rvs_wire::{ethernet, ip_proto, ipv4, ipv6, tcp, udp};
+use rvs_wire::{ethernet, ip_proto, ipv4, ipv6, sctp, tcp, udp};
 
 use crate::conn::{addr_bytes, FlowKey};
 use crate::frag::DatagramKey;
-use crate::proto::tcp as tcp_state;
+use crate::proto::{sctp as sctp_state, tcp as tcp_state};
 use crate::verdict::{DropReason, IfIndex};
 
 /// What the engine knows about the frame being processed. The offsets stay
@@ -28,6 +28,9 @@ pub(crate) struct Parsed {
     pub(crate) src: IpAddr,
     pub(crate) dst: IpAddr,
     pub(crate) tcp_flags: Option<tcp_state::Flags>,
+    /// SCTP: the packet's event for the state machine (`None`: not SCTP,
+    /// or a packet without a chunk, which changes no state).
+    pub(crate) sctp_event: Option<sctp_state::Event>,
     pub(crate) ingress: IfIndex,
     /// The first fragment of a fragmented datagram: its datagram, which
     /// the later fragments follow ([`crate::frag`]).
@@ -51,7 +54,7 @@ impl Parsed {
     }
 }
 
-/// Parses the headers the engine needs. `Ok(None)`: not IP/TCP/UDP, so not
+/// Parses the headers the engine needs. `Ok(None)`: not IP/TCP/UDP/SCTP, so not
 /// ours. Errors are drop reasons; [`DropReason::Fragment`] is an IPv4
 /// fragment other than the first ([`parse_later_fragment`] reads it). A
 /// first fragment is parsed like a whole packet, its transport header
@@ -117,6 +120,7 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         _ => return Ok(None),
     };
     let l4 = l3.get(l3_header..ip_len).ok_or(DropReason::Malformed)?;
+    let mut sctp_event = None;
     let (sport, dport, tcp_flags) = match proto {
         ip_proto::TCP => {
             let t = tcp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?;
@@ -138,6 +142,13 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
             };
             (u.src_port(), u.dst_port(), None)
         }
+        ip_proto::SCTP => {
+            let p = sctp::Packet::new_checked(l4).map_err(|_| DropReason::Malformed)?;
+            sctp_event = p
+                .first_chunk_type()
+                .map(|first| sctp_state::Event::of_chunks(first, p.second_chunk_type()));
+            (p.src_port(), p.dst_port(), None)
+        }
         _ => return Ok(None),
     };
     Ok(Some(Parsed {
@@ -157,6 +168,7 @@ pub(crate) fn parse(data: &[u8], ingress: IfIndex) -> Result<Option<Parsed>, Dro
         src,
         dst,
         tcp_flags,
+        sctp_event,
         ingress,
         first_fragment,
     }))

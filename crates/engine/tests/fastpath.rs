@@ -8,7 +8,7 @@ mod common;
 use common::*;
 use rvs_engine::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, ForwardMethod, NextHop,
-    Protocol, Rewrite, Time,
+    Protocol, Rewrite, TcpSegments, Time,
 };
 
 fn key(src: (&str, u16), dst: (&str, u16), proto: u8) -> FastKey {
@@ -89,14 +89,26 @@ fn nat_has_both_directions_from_the_syn_and_forwards_both_when_established() {
     let k_in = client_key(40000);
     let k_out = key((RS[0], 8080), (CLIENT, 40000), 6);
     d.run(&from_client(40000, SYN, b""), FRONT);
-    assert_eq!(d.maps.entries.get(&k_out), Some(&FastAction::ToEngine));
     assert_eq!(d.maps.entries.get(&k_in), Some(&FastAction::ToEngine));
     // The reply key must be in the map before the SYN leaves: the ops come
-    // with the verdict of the SYN itself.
+    // with the verdict of the SYN itself. In SYN_RECV the server's SYN+ACK
+    // changes nothing but the timer, so the XDP program forwards it; any
+    // other segment of the reply direction still comes here.
+    let syn_reply = forward(&d, &k_out);
+    assert_eq!(syn_reply.segments, TcpSegments::SYN);
     let reply = tcp_frame(11, BACK_MAC, (RS[0], 8080), (CLIENT, 40000), SYNACK, b"");
     d.run(&reply, BACK);
+    assert_eq!(d.engine.connections(d.now)[0].state, "SYN_RECV");
+    let writes = d.maps.log.len();
+    d.run(&reply, BACK);
+    assert_eq!(
+        d.maps.log.len(),
+        writes,
+        "a SYN+ACK again: nothing to write"
+    );
     d.run(&from_client(40000, ACK, b""), FRONT);
     let fin = forward(&d, &k_in);
+    assert_eq!(fin.segments, TcpSegments::ACK);
     assert_eq!(
         fin.rewrite,
         Rewrite::MasqIn {
@@ -112,6 +124,8 @@ fn nat_has_both_directions_from_the_syn_and_forwards_both_when_established() {
             port: 80
         }
     );
+    assert_eq!(fout.segments, TcpSegments::ACK, "no SYN once established");
+    assert_eq!(fout.next_hop, syn_reply.next_hop);
     assert_eq!(fin.dest, fout.dest, "both directions count on one server");
     assert_eq!(
         d.maps.next_hops.get(&fout.next_hop),
@@ -124,6 +138,53 @@ fn nat_has_both_directions_from_the_syn_and_forwards_both_when_established() {
     );
     assert_ne!(fout.next_hop, fin.next_hop);
     assert_eq!(d.engine.fast_path_entries(), d.maps.entries.len() as u64);
+}
+
+/// With `secure_tcp` possible, the server's SYN+ACK moves SYN_RECV to
+/// SYNACK (the kernel's `tcp_states_dos`): it must reach the engine. Turning
+/// the defence on rewrites the reply entry of a connection in SYN_RECV,
+/// turning it off again lets it forward.
+#[test]
+fn the_reply_syn_ack_stays_with_the_engine_while_secure_tcp_may_act() {
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[1]);
+    cfg.defense.secure_tcp = 1;
+    let mut d = Director::new(cfg.clone());
+    let k_out = key((RS[0], 8080), (CLIENT, 40000), 6);
+    d.run(&from_client(40000, SYN, b""), FRONT);
+    assert_eq!(d.maps.entries.get(&k_out), Some(&FastAction::ToEngine));
+
+    cfg.defense.secure_tcp = 0;
+    d.reconfigure(cfg.clone());
+    assert_eq!(forward(&d, &k_out).segments, TcpSegments::SYN);
+
+    cfg.defense.secure_tcp = 3;
+    d.reconfigure(cfg);
+    assert_eq!(d.maps.entries.get(&k_out), Some(&FastAction::ToEngine));
+    let reply = tcp_frame(11, BACK_MAC, (RS[0], 8080), (CLIENT, 40000), SYNACK, b"");
+    d.run(&reply, BACK);
+    assert_eq!(d.engine.connections(d.now)[0].state, "SYNACK");
+}
+
+/// A SYN_RECV connection whose reply entry forwards is asked for activity
+/// before it expires, as an established one is: the server's SYN+ACKs the
+/// XDP program forwarded restart its timer as they would in the kernel.
+#[test]
+fn a_syn_recv_connection_forwarded_in_xdp_expires_only_after_an_activity_check() {
+    let mut d = Director::new(config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[1]));
+    let k_out = key((RS[0], 8080), (CLIENT, 40000), 6);
+    d.run(&from_client(40000, SYN, b""), FRONT);
+    forward(&d, &k_out);
+    let syn_recv = u64::from(
+        d.engine.snapshot().config().timeouts.tcp[rvs_engine::proto::TcpState::SynRecv as usize],
+    );
+    // The XDP program saw a SYN+ACK just before the timeout.
+    d.advance(syn_recv - 1);
+    d.maps.last_seen.insert(k_out, d.now);
+    d.advance(1);
+    assert_eq!(d.engine.connection_count(), 1, "kept: seen a second ago");
+    d.advance(syn_recv + 1);
+    assert_eq!(d.engine.connection_count(), 0);
+    assert!(d.maps.entries.is_empty());
 }
 
 #[test]

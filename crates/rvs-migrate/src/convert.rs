@@ -76,6 +76,8 @@ pub fn to_toml(
     // it (for notes) and the protocol of its placeholder rule.
     let mut marks: Vec<(firewall::Wanted, Loc, Protocol)> = Vec::new();
     for vs in &k.virtual_servers {
+        // The virtual_server_group this virtual server is, if it is one.
+        let mut group: Option<&str> = None;
         let targets: Vec<Target> = match &vs.addr {
             VsAddr::Ip(a, p) => vec![Target::Addr(*a, *p)],
             VsAddr::Fwmark(m) => vec![Target::Mark(*m, fwmark_family(vs, None))],
@@ -99,38 +101,80 @@ pub fn to_toml(
                         }
                     }
                 }
+                group = Some(name.as_str());
                 push(
                     notes,
                     &vs.loc,
-                    format!(
-                        "virtual_server group {name} expanded into {} RVS service(s), one per \
-                         address and fwmark of virtual_server_group {name} ({}), each with the \
-                         same real servers and checks",
-                        t.len(),
-                        g.loc
-                    ),
+                    if t.is_empty() {
+                        format!(
+                            "virtual_server group {name}: virtual_server_group {name} ({}) has no \
+                             address or fwmark RVS can take; this virtual server was not carried \
+                             over",
+                            g.loc
+                        )
+                    } else {
+                        format!(
+                            "virtual_server group {name}: one RVS service group of {} member \
+                             service(s), one per address and fwmark of virtual_server_group \
+                             {name} ({}), with one health check per real server and one quorum \
+                             state, as keepalived runs it",
+                            t.len(),
+                            g.loc
+                        )
+                    },
                 );
                 t
             }
         };
         // keepalived makes a virtual server persistent (360 s) when one
-        // of its addresses has no port (check_data.c).
+        // of its addresses has no port (check_data.c), every member of
+        // its group included.
         let portless = targets.iter().any(|t| matches!(t, Target::Addr(_, None)));
-        for t in &targets {
-            if let Some(svc) = service(vs, t, portless, &k.track_files, notes) {
-                if let Target::Mark(mark, v6) = t {
-                    let protocol = placeholder_protocol(vs);
-                    let w = firewall::Wanted {
-                        mark: *mark,
-                        v6: *v6,
-                    };
-                    if !marks.iter().any(|(x, _, _)| *x == w) {
-                        marks.push((w, vs.loc.clone(), protocol));
-                    }
+        // A group's settings are those of its address services when it
+        // has any (protocol, persistence), as keepalived's virtual server.
+        let shown: Vec<&Target> = match group {
+            Some(_) => targets
+                .iter()
+                .find(|t| matches!(t, Target::Addr(..)))
+                .or(targets.first())
+                .into_iter()
+                .collect(),
+            None => targets.iter().collect(),
+        };
+        for t in shown {
+            let members = group.map(|_| targets.as_slice());
+            let Some(mut svc) = service(vs, t, portless, members, &k.track_files, notes) else {
+                continue;
+            };
+            let marked: Vec<(u32, bool)> = match group {
+                Some(_) => targets
+                    .iter()
+                    .filter_map(|t| match t {
+                        Target::Mark(m, v6) => Some((*m, *v6)),
+                        Target::Addr(..) => None,
+                    })
+                    .collect(),
+                None => match t {
+                    Target::Mark(m, v6) => vec![(*m, *v6)],
+                    Target::Addr(..) => Vec::new(),
+                },
+            };
+            for (mark, v6) in marked {
+                let protocol = placeholder_protocol(vs);
+                let w = firewall::Wanted { mark, v6 };
+                if !marks.iter().any(|(x, _, _)| *x == w) {
+                    marks.push((w, vs.loc.clone(), protocol));
                 }
-                // rvsd reads a span here; a written file has none yet.
-                file.services.push(toml::Spanned::new(0..0, svc));
             }
+            if let Some(name) = group {
+                let protocol = svc.protocol;
+                svc.members = targets.iter().map(|t| member(t, protocol)).collect();
+                svc.group = Some(name.to_string());
+                (svc.protocol, svc.address, svc.port) = (None, None, None);
+                (svc.fwmark, svc.family) = (None, None);
+            }
+            // rvsd reads a span here; a written file has none yet.
+            file.services.push(toml::Spanned::new(0..0, svc));
         }
     }
 
@@ -247,6 +291,23 @@ enum Target {
     Mark(u32, bool),
 }
 
+/// A group's member for `target` (`protocol`: the group's, for addresses).
+fn member(target: &Target, protocol: Option<Protocol>) -> schema::GroupMember {
+    match target {
+        Target::Addr(a, p) => schema::GroupMember {
+            protocol,
+            address: Some(*a),
+            port: Some(p.unwrap_or(0)),
+            ..Default::default()
+        },
+        Target::Mark(m, v6) => schema::GroupMember {
+            fwmark: Some(*m),
+            family: v6.then(|| "ipv6".to_string()),
+            ..Default::default()
+        },
+    }
+}
+
 /// The protocol of a fwmark service's placeholder rule: the one its
 /// virtual server names (keepalived ignores it for a fwmark), else TCP.
 fn placeholder_protocol(vs: &VirtualServer) -> Protocol {
@@ -295,11 +356,14 @@ fn secs(v: f64) -> u64 {
     v.ceil() as u64
 }
 
-/// One service of `vs` (`portless`: one of its addresses has no port).
+/// One service of `vs` (`portless`: one of its addresses has no port;
+/// `members`: those of its group if it is one, each with its own port, so
+/// its real servers keep the port written).
 fn service(
     vs: &VirtualServer,
     target: &Target,
     portless: bool,
+    members: Option<&[Target]>,
     track_files: &[TrackFile],
     notes: &mut Vec<Note>,
 ) -> Option<schema::Service> {
@@ -333,8 +397,8 @@ fn service(
             notes,
             ploc.unwrap_or(&vs.loc),
             format!(
-                "protocol {name}: RVS supports TCP and UDP only; this virtual server was \
-                 not carried over"
+                "protocol {name}: RVS supports TCP, UDP and SCTP only; this virtual server \
+                 was not carried over"
             ),
         );
         return None;
@@ -435,6 +499,18 @@ fn service(
         }
     }
     s.delay_loop = Some(int(secs(vs.opts.delay_loop.unwrap_or(60.0))));
+    // A group's real server is one for all its members: no one member's
+    // port is its (rvsd gives DR and TUN members' copies their own).
+    let group = members.is_some();
+    let vport = if group { None } else { vport };
+    let member_ports: Vec<u16> = members
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|t| match t {
+            Target::Addr(_, Some(p)) if *p != 0 => Some(*p),
+            _ => None,
+        })
+        .collect();
     // keepalived drops a real server listed twice (same address and port)
     // and keeps the first.
     let mut kept: Vec<(&RealServer, (IpAddr, Option<u16>))> = Vec::new();
@@ -477,9 +553,22 @@ fn service(
         let m = vs.sorry_server_method.unwrap_or(vs_method);
         let mut t = toml::Table::new();
         t.insert("address".into(), Value::String(a.to_string()));
-        if let Some(port) = server_port(*p, vport, m, vs.at("sorry_server"), "sorry_server", notes)
-        {
-            t.insert("port".into(), int(port));
+        let port = server_port(*p, vport, m, vs.at("sorry_server"), "sorry_server", notes);
+        match port {
+            // DR and TUN keep each member's port (one here would be refused).
+            Some(p) if group && m != ForwardMethod::Masq => push(
+                notes,
+                vs.at("sorry_server"),
+                format!(
+                    "sorry_server port {p} ignored: with {} the sorry server receives each \
+                     member's port",
+                    m.short_name().to_ascii_uppercase()
+                ),
+            ),
+            Some(p) => {
+                t.insert("port".into(), int(p));
+            }
+            None => {}
         }
         t.insert("method".into(), Value::String(m.short_name().into()));
         s.sorry_server = Some(Value::Table(t));
@@ -488,6 +577,23 @@ fn service(
         .iter()
         .map(|(rs, _)| real_server(vs, rs, vport, vs_method, track_files, notes))
         .collect();
+    for (r, (rs, _)) in s.real_servers.iter().zip(&kept) {
+        let other = r
+            .port
+            .and_then(|p| member_ports.iter().find(|q| **q != p).map(|q| (p, *q)));
+        if let (Some((p, q)), true) = (other, r.method != ForwardMethod::Masq) {
+            push(
+                notes,
+                &rs.loc,
+                format!(
+                    "real_server port {p}: with {} each member's copy receives the member's \
+                     port ({q} and others), as in keepalived; its checks connect to port {p} \
+                     unless they say otherwise",
+                    r.method.short_name().to_ascii_uppercase()
+                ),
+            );
+        }
+    }
     Some(s)
 }
 

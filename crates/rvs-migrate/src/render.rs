@@ -2,7 +2,8 @@
 //!
 //! The `toml` serializer writes the schema types; this only arranges what
 //! it wrote (with `toml_edit`, which keeps everything but the layout): the
-//! tables of a service indented by their depth, long status-code lists
+//! tables of a service (its group's members, sorry and real servers)
+//! indented by their depth, long status-code lists
 //! wrapped ten to a line, each `[[fwmark]]` rule under a comment saying
 //! which firewall rule it comes from, and the commented `[[fwmark]]`
 //! rules the operator must complete placed before the services.
@@ -40,6 +41,9 @@ pub(crate) fn render(file: &schema::Config, comments: &str, rule_comments: &[Str
         service.decor_mut().set_prefix(prefix);
         if let Some(sorry) = service.get_mut("sorry_server").and_then(Item::as_table_mut) {
             indent(sorry, 1);
+        }
+        for member in tables_mut(service.get_mut("member")) {
+            indent(member, 1);
         }
         for server in tables_mut(service.get_mut("real_server")) {
             indent(server, 1);

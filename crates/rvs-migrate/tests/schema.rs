@@ -279,7 +279,11 @@ fn includes_structure() {
         .iter()
         .map(|s| s.get_ref().port.unwrap())
         .collect();
-    assert_eq!(ports, [80, 25], "sorted glob order; SCTP service left out");
+    assert_eq!(
+        ports,
+        [80, 25, 53],
+        "sorted glob order, then the included SCTP service"
+    );
     let mail = &service(&c, 1).real_servers[0];
     assert_eq!(
         (
@@ -296,13 +300,13 @@ fn vrrp_group_structure() {
     assert_eq!(c.interfaces, ["eth0"]);
     let t = c.timeouts.as_ref().unwrap();
     assert_eq!((t.tcp, t.tcpfin, t.udp), (Some(7200), Some(60), Some(120)));
-    let got: Vec<_> = c
-        .services
+    // One service group: its members, one health check per real server.
+    assert_eq!(c.services.len(), 1);
+    assert_eq!(service(&c, 0).group.as_deref(), Some("WEB"));
+    let got: Vec<_> = service(&c, 0)
+        .members
         .iter()
-        .map(|s| {
-            let s = s.get_ref();
-            (s.address.map(|a| a.to_string()), s.port, s.fwmark)
-        })
+        .map(|m| (m.address.map(|a| a.to_string()), m.port, m.fwmark))
         .collect();
     assert_eq!(
         got,
@@ -318,7 +322,8 @@ fn vrrp_group_structure() {
         assert_eq!(int(s.delay_loop.as_ref()), Some(15));
         assert_eq!(string(key(&s.real_servers[0], 0, "path")), Some("/"));
     }
-    assert_eq!(service(&c, 1).real_servers[0].port, Some(8080));
+    // The port written, checked once; DR copies take each member's port.
+    assert_eq!(service(&c, 0).real_servers[0].port, Some(80));
 }
 
 #[test]
@@ -524,10 +529,17 @@ fn fwmark_rules_from_nft_structure() {
             (13, "203.0.113.53"),
         ]
     );
+    // The group MARKED's members, then the services.
+    assert_eq!(service(&c, 0).group.as_deref(), Some("MARKED"));
     let families: Vec<(Option<u32>, Option<&str>)> = c
         .services
         .iter()
-        .map(|s| (s.get_ref().fwmark, s.get_ref().family.as_deref()))
+        .map(|s| s.get_ref())
+        .flat_map(|s| {
+            let own = (s.fwmark, s.family.as_deref());
+            let members = s.members.iter().map(|m| (m.fwmark, m.family.as_deref()));
+            members.chain(s.members.is_empty().then_some(own))
+        })
         .collect();
     assert_eq!(
         families,
@@ -580,8 +592,9 @@ fn control_characters_in_firewall_rules_keep_the_file_valid() {
 /// keepalived's own fixes of an address virtual server (check_data.c),
 /// found by running keepalived --config-test on the corpus: without a
 /// protocol (or with one it does not know) it is UDP, and an address
-/// without a port makes the virtual server persistent (360 s), all of a
-/// group's services included.
+/// without a port makes the virtual server persistent (360 s), the whole
+/// group (every member gets the virtual server's persistence from
+/// ipvswrapper.c, a fwmark one too).
 #[test]
 fn keepalived_makes_a_service_udp_and_a_portless_one_persistent() {
     let migrate = |text: &str| {
@@ -623,16 +636,9 @@ fn keepalived_makes_a_service_udp_and_a_portless_one_persistent() {
         "virtual_server_group G {\n 10.0.0.1 80\n 10.0.0.2\n fwmark 3\n}\n\
          virtual_server group G {\n protocol TCP\n lvs_method DR\n real_server 10.0.0.9 {\n }\n}\n",
     );
-    let persistence: Vec<_> = c
-        .services
-        .iter()
-        .map(|s| s.get_ref().persistence_timeout)
-        .collect();
-    assert_eq!(
-        persistence,
-        [Some(360), Some(360), None],
-        "a fwmark service keeps its own"
-    );
+    assert_eq!(c.services.len(), 1, "one service group");
+    assert_eq!(service(&c, 0).members.len(), 3);
+    assert_eq!(service(&c, 0).persistence_timeout, Some(360));
     let (c, _) = migrate(
         "virtual_server 10.0.0.1 80 {\n protocol TCP\n persistence_timeout 50\n real_server 10.0.0.2 80 {\n }\n}\n",
     );

@@ -200,13 +200,10 @@ fn service_name(key: &ServiceKey, rule: bool, names: &dyn Names) -> String {
         } => {
             let vname = addrport(addr, port, protocol, names);
             if rule {
-                let opt = match protocol {
-                    Protocol::Tcp => "-t",
-                    Protocol::Udp => "-u",
-                };
-                format!("{opt} {vname}")
+                format!("{} {vname}", service_option(protocol))
             } else {
-                let name = format!("{:<4} {vname}", protocol.name());
+                // ipvsadm's "%s  %s": two spaces after TCP, UDP and SCTP.
+                let name = format!("{}  {vname}", protocol.name());
                 if addr.is_ipv6() {
                     name
                 } else {
@@ -376,12 +373,23 @@ pub(crate) fn listing(
     Ok(out)
 }
 
-/// `tcp`, `udp`, or `any` for a rule matching both (its option is `--any`).
+/// `tcp`, `udp`, `sctp`, or `any` for a rule matching every protocol (its option is `--any`).
 fn rule_protocol(p: Option<Protocol>) -> &'static str {
     match p {
         Some(Protocol::Tcp) => "tcp",
         Some(Protocol::Udp) => "udp",
+        Some(Protocol::Sctp) => "sctp",
         None => "any",
+    }
+}
+
+/// The option that names a service of `protocol` in ipvsadm's rules
+/// (`-t`, `-u`, `--sctp-service`).
+fn service_option(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Tcp => "-t",
+        Protocol::Udp => "-u",
+        Protocol::Sctp => "--sctp-service",
     }
 }
 
@@ -434,16 +442,12 @@ fn method_switch(m: ForwardMethod) -> &'static str {
 ///
 /// RVS's firewall-mark rules come first, in match order, as
 /// `--add-mark-rule 7 -t 10.0.100.32/30 --ports 80,443` lines (`--any` for
-/// both protocols), so `-R` brings them back; a table without rules saves
+/// every protocol), so `-R` brings them back; a table without rules saves
 /// exactly as before.
 pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
     let mut out = String::new();
     for r in &listing.fwmark_rules {
-        let opt = match r.protocol {
-            Some(Protocol::Tcp) => "-t",
-            Some(Protocol::Udp) => "-u",
-            None => "--any",
-        };
+        let opt = r.protocol.map_or("--any", service_option);
         let _ = write!(out, "--add-mark-rule {} {opt} {}", r.mark, rule_net(r));
         if !r.ports.is_empty() {
             let _ = write!(out, " --ports {}", port_list(&r.ports));

@@ -39,7 +39,7 @@ Usage:
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
-  {p} --add-mark-rule mark -t|-u|--any address[/prefix] [--ports port[,port...]]
+  {p} --add-mark-rule mark -t|-u|--sctp-service|--any address[/prefix] [--ports port[,port...]]
   {p} --delete-mark-rule mark
   {p} --list-mark-rules
   {p} --reload
@@ -85,6 +85,7 @@ RVS IPVS sysctls (/proc/sys/net/ipv4/vs names; the defence's above too):
 virtual-service:
   --tcp-service|-t  service-address   service-address is host[:port]
   --udp-service|-u  service-address   service-address is host[:port]
+  --sctp-service    service-address   service-address is host[:port]
   --fwmark-service|-f fwmark          fwmark is an integer greater than zero
 
 Options:
@@ -119,7 +120,7 @@ Options:
   --ops          -o                   one-packet scheduling
   --numeric      -n                   numeric output of addresses and ports
   --sched-flags  -b flags             scheduler flags (comma-separated)
-  --any          address[/prefix]     mark rule for TCP and UDP (-t/-u: only one)
+  --any          address[/prefix]     mark rule for TCP, UDP and SCTP (-t/-u/--sctp-service: one)
   --ports        port[,port...]       mark rule's destination ports (default all)
   --mark-rules                        -L also lists the firewall-mark rules
   --socket PATH                       rvsd control socket (default ${env}, else {sock})

@@ -374,7 +374,7 @@ enum Arg {
 }
 
 /// (long name, short letter, argument). Entries for ipvsadm options rvsadm
-/// does not implement (SCTP, persistence engines) are listed so they get a
+/// does not implement (persistence engines) are listed so they get a
 /// precise error instead of "unknown option".
 const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("add-service", Some('A'), Arg::None),
@@ -1051,12 +1051,12 @@ fn collect_option(
     lookup: &dyn Lookup,
 ) -> Result<(), ParseError> {
     match tok.name {
-        "tcp-service" | "udp-service" => {
+        "tcp-service" | "udp-service" | "sctp-service" => {
             c.set(Opt::Service)?;
-            let proto = if tok.name == "tcp-service" {
-                Protocol::Tcp
-            } else {
-                Protocol::Udp
+            let proto = match tok.name {
+                "tcp-service" => Protocol::Tcp,
+                "udp-service" => Protocol::Udp,
+                _ => Protocol::Sctp,
             };
             if c.cmd == Some(Cmd::AddMarkRule) {
                 // A prefix, parsed once the command line is checked.

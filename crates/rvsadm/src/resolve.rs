@@ -15,7 +15,8 @@ pub(crate) struct System;
 
 fn socktype(proto: Protocol) -> i32 {
     match proto {
-        Protocol::Tcp => libc::SOCK_STREAM,
+        // /etc/services names few SCTP ports; they are read as TCP's.
+        Protocol::Tcp | Protocol::Sctp => libc::SOCK_STREAM,
         Protocol::Udp => libc::SOCK_DGRAM,
     }
 }

@@ -88,6 +88,7 @@ fn fake() -> FakeHandler {
                 stats: Stats::default(),
             }],
             stats: Stats::default(),
+            group: None,
         }],
     };
     let connections = vec![ConnectionEntry {

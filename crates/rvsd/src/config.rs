@@ -12,7 +12,7 @@ use rvs_engine::{
     Timeouts, Validator,
 };
 use rvs_health::spec::{RealServerHealthSpec, ServiceHealthSpec};
-use rvs_vocab::schema;
+use rvs_vocab::{schema, Protocol};
 
 use crate::health::{Health, HealthPlan, ServiceHealth};
 use crate::kernel;
@@ -28,33 +28,98 @@ pub(crate) fn load(path: &Path) -> anyhow::Result<(schema::Config, String)> {
 
 /// The engine configuration `file` (parsed from `text`) describes, on the
 /// interfaces `interface` gives the facts of, with the kernel's routes;
-/// and its health plan. Or every error found, each service's with the line
-/// of its `[[service]]`.
+/// its health plan; and for each engine service the index of the
+/// `[[service]]` it comes from (a group gives one per member). Or every
+/// error found, each service's with the line of its `[[service]]`.
 pub(crate) fn engine_config(
     file: &schema::Config,
     text: &str,
     interface: impl Fn(&str) -> anyhow::Result<Interface>,
-) -> Result<(Config, HealthPlan), Vec<String>> {
+) -> Result<(Config, HealthPlan, Vec<usize>), Vec<String>> {
     let mut errors = Vec::new();
     let mut services = Vec::new();
+    let mut origins = Vec::new();
     let mut plan = HealthPlan::new();
     let lines = Lines::new(text);
+    // Who defines each service key so far, to refuse a group member that
+    // another service or group defines too, naming both.
+    let mut defined: std::collections::HashMap<ServiceKey, (String, bool)> = Default::default();
+    let mut groups: std::collections::HashMap<&str, usize> = Default::default();
     for (i, s) in file.services.iter().enumerate() {
-        let at = |e: String| format!("line {}: {e}", lines.of(s.span().start));
-        let svc = match to_engine(s.get_ref(), i) {
-            Ok(svc) => svc,
+        let line = lines.of(s.span().start);
+        let at = |e: String| format!("line {line}: {e}");
+        let f = s.get_ref();
+        let keys = match service_keys(f, i) {
+            Ok(k) => k,
             Err(e) => {
                 errors.push(at(e.to_string()));
                 continue;
             }
         };
-        match health(s.get_ref(), &svc) {
-            Ok(h) => {
-                plan.insert(svc.key, h);
+        let who = match &f.group {
+            Some(name) => format!("[[service]] group = \"{name}\" (line {line})"),
+            None => format!("[[service]] {} (line {line})", keys[0]),
+        };
+        if let Some(name) = &f.group {
+            if let Some(first) = groups.insert(name, line) {
+                errors.push(at(format!(
+                    "[[service]] group = \"{name}\": a group of that name is defined at line \
+                     {first} already; give each group its own name"
+                )));
             }
-            Err(e) => errors.push(at(format!("[[service]] {}: {e}", svc.key))),
         }
-        services.push(svc);
+        for k in &keys {
+            match defined.get(k) {
+                Some((other, in_group)) if f.group.is_some() || *in_group => {
+                    errors.push(at(format!(
+                        "{who}: service {k} is defined by {other} already; a service belongs \
+                         to one [[service]] or group only: remove one of them"
+                    )))
+                }
+                // Two plain services of one key: the engine says so.
+                _ => {
+                    defined.insert(*k, (who.clone(), f.group.is_some()));
+                }
+            }
+        }
+        let members = match keys
+            .iter()
+            .map(|k| to_engine(f, *k, i))
+            .collect::<anyhow::Result<Vec<Service>>>()
+        {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(at(e.to_string()));
+                continue;
+            }
+        };
+        match health(f, &members[0]) {
+            Ok(mut h) => {
+                h.group = f.group.clone();
+                for m in &members {
+                    if f.group.is_some() {
+                        // A member's real server may differ in port (DR
+                        // takes the member's): health knows it as one.
+                        h.checked_as = f
+                            .real_servers
+                            .iter()
+                            .zip(&m.dests)
+                            .map(|(r, d)| {
+                                let port = if d.port == 0 { m.key.port } else { d.port };
+                                (
+                                    SocketAddr::new(d.addr, port),
+                                    checked_server(r, members[0].key),
+                                )
+                            })
+                            .collect();
+                    }
+                    plan.insert(m.key, h.clone());
+                }
+            }
+            Err(e) => errors.push(at(format!("{who}: {e}"))),
+        }
+        origins.extend(std::iter::repeat_n(i, members.len()));
+        services.extend(members);
     }
     for (i, d) in file.sync_daemons.iter().enumerate() {
         if let Err(e) = d.check() {
@@ -101,7 +166,7 @@ pub(crate) fn engine_config(
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
         sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
     };
-    Ok((config, plan))
+    Ok((config, plan, origins))
 }
 
 /// What rvsd starts with.
@@ -126,7 +191,7 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         None => (schema::Config::default(), String::new()),
     };
     let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
-    let (config, plan) = engine_config(&file, &text, kernel::interface)
+    let (config, plan, _) = engine_config(&file, &text, kernel::interface)
         .map_err(|errs| anyhow!("{shown}: {}", errs.join(&format!("\n{shown}: "))))?;
     if file.interfaces.is_empty() {
         if path.is_some() {
@@ -174,10 +239,13 @@ pub(crate) fn check(path: &Path) -> i32 {
             errors.into_iter().chain(no_interfaces).collect(),
             Vec::new(),
         ),
-        Ok((config, _)) if no_interfaces.is_some() => {
+        Ok((config, _, _)) if no_interfaces.is_some() => {
             (no_interfaces.into_iter().collect(), config.services)
         }
-        Ok((config, plan)) => (validate(&file, &text, &config, plan), config.services),
+        Ok((config, plan, origins)) => (
+            validate(&file, &text, &config, plan, &origins),
+            config.services,
+        ),
     };
     let errors: Vec<String> = errors
         .into_iter()
@@ -223,16 +291,28 @@ pub(crate) fn fwmark_warnings(file: &schema::Config, text: &str) -> Vec<String> 
     let lines = Lines::new(text);
     file.services
         .iter()
-        .filter_map(|s| {
-            let mark = s.get_ref().fwmark?;
-            let v6 = s.get_ref().family.as_deref() == Some("ipv6");
+        .flat_map(|s| {
+            let f = s.get_ref();
+            let own = (f.fwmark, f.family.as_deref());
+            let members = f.members.iter().map(|m| (m.fwmark, m.family.as_deref()));
+            std::iter::once(own)
+                .chain(members)
+                .map(move |(mark, family)| (s, mark, family))
+        })
+        .filter_map(|(s, mark, family)| {
+            let mark = mark?;
+            let v6 = family == Some("ipv6");
             let covered = file.fwmarks.iter().any(|r| {
                 r.mark == mark && parse_prefix(&r.address).is_some_and(|(a, _)| a.is_ipv6() == v6)
             });
             let family = if v6 { "IPv6" } else { "IPv4" };
+            let what = match &s.get_ref().group {
+                Some(g) => format!("[[service]] group = \"{g}\": member fwmark = {mark}"),
+                None => format!("[[service]] fwmark = {mark}"),
+            };
             (!covered).then(|| {
                 format!(
-                    "line {}: [[service]] fwmark = {mark} has no [[fwmark]] rule with mark = \
+                    "line {}: {what} has no [[fwmark]] rule with mark = \
                      {mark} for {family} addresses: rvsd marks packets only by its [[fwmark]] \
                      rules (XDP sees no firewall marks), so this service receives NO traffic; \
                      add one (docs/rvsd.md, \"Persistence, firewall marks\")",
@@ -250,8 +330,14 @@ const NO_INTERFACES: &str =
 /// sorry server it may fall back to), so every faulty one is reported with
 /// its line, then the whole (services defined twice, what the XDP maps
 /// hold). Each service costs its own size: a large file is checked in
-/// linear time.
-fn validate(file: &schema::Config, text: &str, config: &Config, plan: HealthPlan) -> Vec<String> {
+/// linear time. `origins` gives each service's `[[service]]` index.
+fn validate(
+    file: &schema::Config,
+    text: &str,
+    config: &Config,
+    plan: HealthPlan,
+    origins: &[usize],
+) -> Vec<String> {
     let mut health = Health::new(None);
     health.replace_plan(plan);
     let config = health.with_sorry_servers(config);
@@ -261,9 +347,10 @@ fn validate(file: &schema::Config, text: &str, config: &Config, plan: HealthPlan
     };
     let lines = Lines::new(text);
     let mut errors = Vec::new();
-    for (svc, s) in config.services.iter().zip(&file.services) {
+    for (svc, &i) in config.services.iter().zip(origins) {
         if let Err(e) = validator.service(svc) {
-            errors.push(format!("line {}: {e}", lines.of(s.span().start)));
+            let line = file.services.get(i).map_or(0, |s| lines.of(s.span().start));
+            errors.push(format!("line {line}: {e}"));
         }
     }
     if errors.is_empty() {
@@ -340,11 +427,13 @@ fn timeouts(file: &schema::Config) -> Timeouts {
 /// The services in engine terms (the engine validates them further).
 #[cfg(test)]
 fn engine_services(file: &schema::Config) -> anyhow::Result<Vec<Service>> {
-    file.services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| to_engine(s.get_ref(), i))
-        .collect()
+    let mut services = Vec::new();
+    for (i, s) in file.services.iter().enumerate() {
+        for key in service_keys(s.get_ref(), i)? {
+            services.push(to_engine(s.get_ref(), key, i)?);
+        }
+    }
+    Ok(services)
 }
 
 /// The firewall-mark classifier rules.
@@ -392,7 +481,7 @@ fn health(file: &schema::Service, svc: &Service) -> Result<ServiceHealth, String
         .try_into()
         .map_err(|e: toml::de::Error| e.message().to_string())?;
     let mut servers = std::collections::HashMap::new();
-    for (r, d) in file.real_servers.iter().zip(&svc.dests) {
+    for r in &file.real_servers {
         let mut t = toml::Table::new();
         if let Some(i) = r.inhibit_on_failure {
             t.insert("inhibit_on_failure".into(), toml::Value::Boolean(i));
@@ -419,31 +508,109 @@ fn health(file: &schema::Service, svc: &Service) -> Result<ServiceHealth, String
         let rs: RealServerHealthSpec = toml::Value::Table(t)
             .try_into()
             .map_err(|e: toml::de::Error| format!("real server {}: {}", r.address, e.message()))?;
-        let port = if d.port == 0 { svc.key.port } else { d.port };
-        servers.insert(std::net::SocketAddr::new(d.addr, port), rs);
+        servers.insert(checked_server(r, svc.key), rs);
     }
-    Ok(ServiceHealth { spec, servers })
+    Ok(ServiceHealth {
+        spec,
+        servers,
+        group: None,
+        checked_as: Default::default(),
+    })
 }
 
-fn to_engine(file: &schema::Service, index: usize) -> anyhow::Result<Service> {
+/// The address and port real server `r` of a `[[service]]` whose (first)
+/// service is `first` is checked at and known to health by: its port, else
+/// the service's. A group's real server is one whatever the members.
+fn checked_server(r: &schema::RealServer, first: ServiceKey) -> SocketAddr {
+    SocketAddr::new(r.address, r.port.unwrap_or(first.port))
+}
+
+/// The virtual services a `[[service]]` defines: its own, or each member
+/// of its group.
+fn service_keys(file: &schema::Service, index: usize) -> anyhow::Result<Vec<ServiceKey>> {
     let which = || format!("[[service]] #{}", index + 1);
-    let key = match (file.fwmark, file.protocol, file.address, file.port) {
+    let Some(name) = &file.group else {
+        if !file.members.is_empty() {
+            bail!(
+                "{}: [[service.member]] tables need group = \"NAME\" in their [[service]] \
+                 (or write a [[service]] per member)",
+                which()
+            );
+        }
+        return Ok(vec![key_of(
+            (file.fwmark, file.protocol, file.address, file.port),
+            file.family.as_deref(),
+            &which(),
+        )?]);
+    };
+    let which = || format!("[[service]] group = \"{name}\"");
+    if name.trim().is_empty() {
+        bail!("{}: the group's name is empty; name it", which());
+    }
+    if file.fwmark.is_some()
+        || file.protocol.is_some()
+        || file.address.is_some()
+        || file.port.is_some()
+        || file.family.is_some()
+    {
+        bail!(
+            "{}: a group's services are its [[service.member]] tables: move protocol, \
+             address, port, fwmark and family into one",
+            which()
+        );
+    }
+    if file.members.is_empty() {
+        bail!(
+            "{}: the group has no members; add [[service.member]] tables (protocol, address \
+             and port, or fwmark)",
+            which()
+        );
+    }
+    let mut keys: Vec<ServiceKey> = Vec::with_capacity(file.members.len());
+    for (n, m) in file.members.iter().enumerate() {
+        let key = key_of(
+            (m.fwmark, m.protocol, m.address, m.port),
+            m.family.as_deref(),
+            &format!("{}, member #{}", which(), n + 1),
+        )?;
+        if keys.contains(&key) {
+            bail!(
+                "{}: member #{} is {key} again; list each member once",
+                which(),
+                n + 1
+            );
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// The key of a service or group member from what it names.
+fn key_of(
+    (fwmark, protocol, address, port): (Option<u32>, Option<Protocol>, Option<IpAddr>, Option<u16>),
+    family: Option<&str>,
+    which: &str,
+) -> anyhow::Result<ServiceKey> {
+    Ok(match (fwmark, protocol, address, port) {
         (Some(mark), None, None, None) => {
-            let v6 = match file.family.as_deref() {
+            let v6 = match family {
                 None | Some("ipv4") => false,
                 Some("ipv6") => true,
                 Some(other) => {
-                    bail!("{}: family '{other}' must be ipv4 or ipv6", which())
+                    bail!("{which}: family '{other}' must be ipv4 or ipv6")
                 }
             };
             ServiceKey::fwmark(mark, v6)
         }
         (None, Some(p), Some(a), Some(port)) => ServiceKey::new(p, a, port),
-        _ => bail!(
-            "{}: give either protocol, address and port, or fwmark (not both)",
-            which()
-        ),
-    };
+        _ => bail!("{which}: give either protocol, address and port, or fwmark (not both)"),
+    })
+}
+
+/// The engine service `file` describes under `key` (its own, or one of
+/// its group's members).
+fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::Result<Service> {
+    let which = || format!("[[service]] #{}", index + 1);
     let full = if key.addr.is_ipv4() { 32 } else { 128 };
     let prefix_len = match &file.persistence_netmask {
         None => full,
@@ -475,7 +642,14 @@ fn to_engine(file: &schema::Service, index: usize) -> anyhow::Result<Service> {
                     .map_err(|e| anyhow!("{}: real server {}: {e}", which(), r.address))?;
                 Ok(Dest {
                     addr: r.address,
-                    port: r.port.unwrap_or(svc_port),
+                    // DR and TUN cannot change the port: in a group each
+                    // member's real server gets the member's, as the kernel
+                    // gets it from keepalived (a service of its own is
+                    // refused with a wrong one instead).
+                    port: match (&file.group, r.method) {
+                        (Some(_), m) if m != rvs_engine::ForwardMethod::Masq => svc_port,
+                        _ => r.port.unwrap_or(svc_port),
+                    },
                     weight: r.weight,
                     method: r.method,
                     tunnel,
@@ -729,10 +903,20 @@ family = "ipv6"
 protocol = "tcp"
 address = "10.0.100.1"
 port = 80
+[[service]]
+group = "g"
+  [[service.member]]
+  fwmark = 1
+  [[service.member]]
+  fwmark = 4
 "#;
         let c = schema::Config::parse(text).unwrap();
         let w = fwmark_warnings(&c, text);
-        assert_eq!(w.len(), 2, "{w:?}");
+        assert_eq!(w.len(), 3, "{w:?}");
+        assert!(
+            w[2].starts_with("line 22: [[service]] group = \"g\": member fwmark = 4 has no"),
+            "{w:?}"
+        );
         assert!(
             w[0].starts_with("line 10: [[service]] fwmark = 2 has no [[fwmark]] rule with mark = 2 for IPv4 addresses"),
             "{w:?}"
@@ -746,12 +930,124 @@ port = 80
         assert!(w[1].contains("receives NO traffic"), "{w:?}");
     }
 
+    /// The errors `engine_config` finds in `text` (no interfaces).
+    fn errors_of(text: &str) -> Vec<String> {
+        let file = schema::Config::parse(text).unwrap_or_else(|e| panic!("{e}"));
+        match engine_config(&file, text, |_| unreachable!("no interfaces")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    const MEMBERS: &str = "  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  fwmark = 7\n";
+    const SERVER: &str =
+        "  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 8080\n  method = \"nat\"\n";
+
+    #[test]
+    fn a_group_is_one_engine_service_per_member_with_one_health_plan() {
+        let text = format!(
+            "[[service]]\nprotocol = \"udp\"\naddress = \"10.0.100.9\"\nport = 53\n\
+             [[service]]\ngroup = \"web\"\nscheduler = \"rr\"\npersistence_timeout = 60\n\
+             quorum = 1\n{MEMBERS}{SERVER}"
+        );
+        let file = schema::Config::parse(&text).unwrap();
+        let (config, plan, origins) = engine_config(&file, &text, |_| unreachable!()).unwrap();
+        let keys: Vec<String> = config.services.iter().map(|s| s.key.to_string()).collect();
+        assert_eq!(keys, ["UDP 10.0.100.9:53", "TCP 10.0.100.1:80", "FWM 7"]);
+        assert_eq!(origins, [0, 1, 1]);
+        for s in &config.services[1..] {
+            assert_eq!(
+                (s.scheduler.as_str(), s.persistence.unwrap().timeout),
+                ("rr", 60)
+            );
+            assert_eq!(s.dests.len(), 1);
+            assert_eq!(s.dests[0].port, 8080);
+            assert_eq!(plan[&s.key].group.as_deref(), Some("web"));
+        }
+        assert_eq!(plan[&config.services[0].key].group, None);
+    }
+
+    #[test]
+    fn bad_groups_are_refused_whole_with_what_to_write() {
+        let tcp80 = "[[service]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 80\n";
+        for (text, says) in [
+            (
+                format!("[[service]]\ngroup = \"web\"\n{SERVER}"),
+                "group = \"web\": the group has no members",
+            ),
+            (
+                format!("[[service]]\nfwmark = 3\n{MEMBERS}"),
+                "[[service.member]] tables need group = \"NAME\"",
+            ),
+            (
+                format!("[[service]]\ngroup = \"web\"\nfwmark = 3\n{MEMBERS}"),
+                "move protocol, address, port, fwmark and family into one",
+            ),
+            (
+                format!("[[service]]\ngroup = \" \"\n{MEMBERS}"),
+                "the group's name is empty",
+            ),
+            (
+                format!("[[service]]\ngroup = \"web\"\n{MEMBERS}  [[service.member]]\n  fwmark = 7\n"),
+                "member #3 is FWM 7 again",
+            ),
+            (
+                "[[service]]\ngroup = \"web\"\n  [[service.member]]\n  fwmark = 7\n  port = 3\n".to_string(),
+                "member #1: give either protocol, address and port, or fwmark",
+            ),
+            (
+                format!("{tcp80}[[service]]\ngroup = \"web\"\n{MEMBERS}"),
+                "line 5: [[service]] group = \"web\" (line 5): service TCP 10.0.100.1:80 is defined by [[service]] TCP 10.0.100.1:80 (line 1) already",
+            ),
+            (
+                format!("[[service]]\ngroup = \"web\"\n{MEMBERS}{tcp80}"),
+                "service TCP 10.0.100.1:80 is defined by [[service]] group = \"web\" (line 1) already",
+            ),
+            (
+                format!("[[service]]\ngroup = \"a\"\n{MEMBERS}[[service]]\ngroup = \"b\"\n{MEMBERS}"),
+                "is defined by [[service]] group = \"a\"",
+            ),
+            (
+                format!("[[service]]\ngroup = \"a\"\n{MEMBERS}[[service]]\ngroup = \"a\"\n  [[service.member]]\n  fwmark = 9\n"),
+                "a group of that name is defined at line 1 already",
+            ),
+        ] {
+            let e = errors_of(&text);
+            assert!(e.iter().any(|e| e.contains(says)), "{text}\n→ {e:?}\nwanted: {says}");
+        }
+    }
+
+    #[test]
+    fn a_dr_group_s_real_server_takes_each_member_s_port_and_is_checked_once() {
+        let text = "[[service]]\ngroup = \"web\"\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 443\n  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 80\n  [[service.real_server]]\n  address = \"10.0.2.12\"\n  port = 8080\n  method = \"nat\"\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, plan, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        let ports: Vec<Vec<u16>> = config
+            .services
+            .iter()
+            .map(|s| s.dests.iter().map(|d| d.port).collect())
+            .collect();
+        assert_eq!(
+            ports,
+            [[80, 8080], [443, 8080]],
+            "DR keeps the member's port, NAT its own"
+        );
+        let https = &plan[&config.services[1].key];
+        let as_checked = |a: &str| https.checked_as[&a.parse().unwrap()].to_string();
+        assert_eq!(as_checked("10.0.2.11:443"), "10.0.2.11:80");
+        assert_eq!(as_checked("10.0.2.12:8080"), "10.0.2.12:8080");
+        let mut keys: Vec<String> = https.servers.keys().map(ToString::to_string).collect();
+        keys.sort();
+        assert_eq!(keys, ["10.0.2.11:80", "10.0.2.12:8080"]);
+        assert!(errors_of(text).is_empty());
+    }
+
     #[test]
     fn unknown_keys_and_bad_values_are_refused_with_a_location() {
         let e = schema::Config::parse("interfaces = [\"a\"]\nmax_conections = 5\n").unwrap_err();
         assert!(e.to_string().contains("max_conections"), "{e}");
         let e = schema::Config::parse(
-            "[[service]]\nprotocol = \"sctp\"\naddress = \"10.0.0.1\"\nport = 1\n",
+            "[[service]]\nprotocol = \"icmp\"\naddress = \"10.0.0.1\"\nport = 1\n",
         )
         .unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");

@@ -31,6 +31,9 @@ pub(crate) struct DaemonFacts {
     pub(crate) reloads: ReloadStats,
     /// Each health-checked service's quorum state.
     pub(crate) quorum: Vec<QuorumState>,
+    /// Health-check loops running: one per checked real server of each
+    /// service or service group (not one per group member).
+    pub(crate) check_loops: usize,
 }
 
 /// Reload outcomes since rvsd started.
@@ -68,6 +71,9 @@ pub(crate) struct QuorumState {
     pub(crate) up: bool,
     /// The sorry server has replaced the pool.
     pub(crate) sorry_active: bool,
+    /// The service group whose quorum this is, for a member: a `group`
+    /// label, so an alert can count a group's quorum once.
+    pub(crate) group: Option<String>,
 }
 
 /// AF_XDP socket counters of one interface, summed over its queues.
@@ -682,10 +688,20 @@ fn render_daemon(r: &mut Registry, daemon: &DaemonFacts) {
         "1 while the sorry server replaces the service's pool.",
     );
     for q in &daemon.quorum {
-        let lab = l(&[("service", q.service.clone())]);
+        let mut lab = l(&[("service", q.service.clone())]);
+        if let Some(g) = &q.group {
+            lab.push(("group".into(), g.clone()));
+        }
         quorum.get_or_create(&lab).set(i64::from(q.up));
         sorry.get_or_create(&lab).set(i64::from(q.sorry_active));
     }
+    gauge(
+        r,
+        "rvs_health_check_loops",
+        "Health-check loops running: one per checked real server of a service or service group.",
+    )
+    .get_or_create(&Vec::new())
+    .set(g(daemon.check_loops as u64));
 }
 
 /// Serves `GET /metrics` on `addr` until the runtime stops.
@@ -782,6 +798,7 @@ mod tests {
                     cps: 4,
                     ..Stats::default()
                 },
+                group: None,
             }],
             counters: [("sync_installed".to_string(), 12u64)]
                 .into_iter()
@@ -859,11 +876,21 @@ mod tests {
                 failed: 1,
                 last_success_unix: Some(1_800_000_000),
             },
-            quorum: vec![QuorumState {
-                service: key.to_string(),
-                up: false,
-                sorry_active: true,
-            }],
+            quorum: vec![
+                QuorumState {
+                    service: key.to_string(),
+                    up: false,
+                    sorry_active: true,
+                    group: None,
+                },
+                QuorumState {
+                    service: "FWM 7".into(),
+                    up: true,
+                    sorry_active: false,
+                    group: Some("web".into()),
+                },
+            ],
+            check_loops: 3,
         };
         render(&listing, &[w], &[iface], &daemon)
     }
@@ -977,6 +1004,11 @@ mod tests {
         );
         assert!(
             text.contains("rvs_config_last_reload_success_timestamp_seconds 1800000000"),
+            "{text}"
+        );
+        assert!(text.contains("\nrvs_health_check_loops 3\n"), "{text}");
+        assert!(
+            text.contains("rvs_service_quorum_up{service=\"FWM 7\",group=\"web\"} 1\n"),
             "{text}"
         );
         assert_eq!(

@@ -40,5 +40,8 @@ fn every_example_passes_check_config() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 4, "dr, nat and tun examples and the packaged file");
+    assert_eq!(
+        checked, 5,
+        "dr, nat, tun and group examples and the packaged file"
+    );
 }

@@ -23,7 +23,7 @@ pub use tunnel::{Tunnel, TunnelChecksum};
 
 /// Transport protocol of a virtual service; IPVS keys services by it.
 ///
-/// JSON and TOML spell it `tcp` / `udp`.
+/// JSON and TOML spell it `tcp` / `udp` / `sctp`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(
     feature = "serde",
@@ -35,14 +35,22 @@ pub enum Protocol {
     Tcp,
     /// UDP (`-u`): connections are flows that expire after the UDP timeout.
     Udp,
+    /// SCTP (`--sctp-service`): associations follow the IPVS SCTP state
+    /// machine (`ip_vs_proto_sctp.c`).
+    Sctp,
 }
 
 impl Protocol {
-    /// The IP protocol number (6, 17), what packets and the XDP maps carry.
+    /// Every protocol, in ipvsadm's order.
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Sctp];
+
+    /// The IP protocol number (6, 17, 132), what packets and the XDP maps
+    /// carry.
     pub const fn number(self) -> u8 {
         match self {
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            Protocol::Sctp => 132,
         }
     }
 
@@ -51,6 +59,7 @@ impl Protocol {
         match n {
             6 => Some(Protocol::Tcp),
             17 => Some(Protocol::Udp),
+            132 => Some(Protocol::Sctp),
             _ => None,
         }
     }
@@ -60,14 +69,13 @@ impl Protocol {
         match self {
             Protocol::Tcp => "TCP",
             Protocol::Udp => "UDP",
+            Protocol::Sctp => "SCTP",
         }
     }
 
     /// From ipvsadm's (and keepalived's) upper-case name.
     pub fn from_name(name: &str) -> Option<Self> {
-        [Protocol::Tcp, Protocol::Udp]
-            .into_iter()
-            .find(|p| p.name() == name)
+        Protocol::ALL.into_iter().find(|p| p.name() == name)
     }
 
     /// Lower-case name, as the configuration file and the API spell it.
@@ -75,6 +83,7 @@ impl Protocol {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
         }
     }
 }
@@ -168,13 +177,18 @@ mod tests {
 
     #[test]
     fn protocol_numbers_and_names_round_trip() {
-        for p in [Protocol::Tcp, Protocol::Udp] {
+        for p in Protocol::ALL {
             assert_eq!(Protocol::from_number(p.number()), Some(p));
             assert_eq!(Protocol::from_name(p.name()), Some(p));
         }
-        assert_eq!((Protocol::Tcp.number(), Protocol::Udp.number()), (6, 17));
+        assert_eq!(Protocol::ALL.map(Protocol::number), [6, 17, 132]);
         assert_eq!(Protocol::from_number(1), None);
-        assert_eq!(Protocol::from_name("SCTP"), None);
+        assert_eq!(Protocol::from_name("ICMP"), None);
+        assert_eq!(
+            Protocol::from_name("sctp"),
+            None,
+            "upper case, as ipvsadm prints"
+        );
     }
 
     #[test]

@@ -170,10 +170,17 @@ pub struct Fwmark {
     pub ports: Vec<u16>,
 }
 
-/// `[[service]]`: either protocol, address and port, or fwmark.
+/// `[[service]]`: either protocol, address and port, or fwmark; or, for
+/// a service group (keepalived's `virtual_server_group`), a `group` name
+/// and its `[[service.member]]`s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
+    /// Makes this a service group of this name: one virtual service per
+    /// member in the data path (as the kernel has them), but one health
+    /// check per real server and one quorum state for them all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// TCP or UDP (address services).
     pub protocol: Option<Protocol>,
     /// The VIP (address services).
@@ -216,9 +223,32 @@ pub struct Service {
     pub quorum_down: Option<toml::Value>,
     /// `[service.sorry_server]`; see `delay_loop`.
     pub sorry_server: Option<toml::Value>,
+    /// `[[service.member]]`: the group's virtual services (with `group`).
+    #[serde(default, rename = "member", skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<GroupMember>,
     /// `[[service.real_server]]`, in the order they are added.
     #[serde(default, rename = "real_server", skip_serializing_if = "Vec::is_empty")]
     pub real_servers: Vec<RealServer>,
+}
+
+/// `[[service.member]]`: one virtual service of a group, either protocol,
+/// address and port, or fwmark (and family), as a `[[service]]` names its
+/// own.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMember {
+    /// TCP or UDP (address members).
+    pub protocol: Option<Protocol>,
+    /// The VIP (address members).
+    pub address: Option<IpAddr>,
+    /// The virtual port (address members); 0 = all, with persistence.
+    pub port: Option<u16>,
+    /// The firewall mark (mark members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fwmark: Option<u32>,
+    /// For fwmark members: "ipv4" (default) or "ipv6".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
 }
 
 /// `[[service.real_server]]`.
@@ -270,6 +300,7 @@ impl Default for Service {
     /// fills in either protocol, address and port, or fwmark.
     fn default() -> Self {
         Service {
+            group: None,
             protocol: None,
             address: None,
             port: None,
@@ -289,6 +320,7 @@ impl Default for Service {
             quorum_up: None,
             quorum_down: None,
             sorry_server: None,
+            members: Vec::new(),
             real_servers: Vec::new(),
         }
     }
@@ -462,6 +494,30 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn a_group_s_members_read_and_write_back() {
+        let text = "[[service]]\ngroup = \"web\"\nscheduler = \"rr\"\n\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.0.1\"\nport = 80\n\n\
+                    [[service.member]]\nfwmark = 3\nfamily = \"ipv6\"\n\n\
+                    [[service.real_server]]\naddress = \"10.0.0.2\"\nweight = 1\nmethod = \"dr\"\n";
+        let c = Config::parse(text).unwrap();
+        let s = c.services[0].get_ref();
+        assert_eq!(s.group.as_deref(), Some("web"));
+        assert_eq!(s.members.len(), 2);
+        assert_eq!(s.members[0].protocol, Some(Protocol::Tcp));
+        assert_eq!(
+            (s.members[1].fwmark, s.members[1].family.as_deref()),
+            (Some(3), Some("ipv6"))
+        );
+        assert_eq!(
+            toml::to_string(&c).unwrap(),
+            format!("interfaces = []\n\n{text}")
+        );
+        let e = Config::parse("[[service]]\ngroup = \"g\"\n[[service.member]]\nmark = 3\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `mark`"), "{e}");
     }
 
     #[test]

@@ -189,8 +189,8 @@ fn states(protocol: u8) -> Option<u16> {
     match protocol {
         crate::ip_proto::TCP => Some(11),
         crate::ip_proto::UDP => Some(1),
-        // SCTP
-        132 => Some(13),
+        // IP_VS_SCTP_S_LAST: NONE … CLOSED, 14 states since kernel 3.12.
+        crate::ip_proto::SCTP => Some(14),
         _ => None,
     }
 }

@@ -33,6 +33,7 @@ pub mod ipv4;
 pub mod ipv6;
 pub mod ipvs_sync;
 mod packet;
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
@@ -66,6 +67,8 @@ pub mod ip_proto {
     pub const IPV6_FRAGMENT: u8 = 44;
     /// ICMP for IPv6 (RFC 4443).
     pub const ICMPV6: u8 = 58;
+    /// Stream Control Transmission Protocol (RFC 9260).
+    pub const SCTP: u8 = 132;
 }
 
 /// A 48-bit Ethernet MAC address, as the DR forwarding method rewrites it.

@@ -27,6 +27,8 @@ pub mod tcp_flags {
 pub const TCP: u8 = 6;
 /// UDP.
 pub const UDP: u8 = 17;
+/// SCTP.
+pub const SCTP: u8 = 132;
 
 /// Everything that varies between test frames.
 #[derive(Clone, Debug)]
@@ -100,6 +102,18 @@ impl Flow {
         }
     }
 
+    /// An SCTP flow whose packets carry one INIT chunk (the payload holds
+    /// the chunks; verification tag 0, CRC32c right).
+    pub fn sctp_init(src: &str, sport: u16, dst: &str, dport: u16) -> Self {
+        let mut init = vec![1, 0, 0, 20];
+        init.extend_from_slice(&[0x11, 0x22, 0x33, 0x44, 0, 1, 0, 0, 0, 10, 0, 10, 0, 0, 0, 1]);
+        Self {
+            proto: SCTP,
+            payload: init,
+            ..Self::udp(src, sport, dst, dport)
+        }
+    }
+
     /// The same flow's frames in the other direction (addresses and ports swapped).
     pub fn reversed(&self) -> Self {
         Self {
@@ -133,6 +147,12 @@ impl Flow {
                 h[14..16].copy_from_slice(&64240u16.to_be_bytes());
                 l4.extend_from_slice(&h);
             }
+            SCTP => {
+                let mut h = [0u8; 12];
+                h[0..2].copy_from_slice(&self.sport.to_be_bytes());
+                h[2..4].copy_from_slice(&self.dport.to_be_bytes());
+                l4.extend_from_slice(&h);
+            }
             _ => {
                 let mut h = [0u8; 8];
                 h[0..2].copy_from_slice(&self.sport.to_be_bytes());
@@ -142,6 +162,16 @@ impl Flow {
             }
         }
         l4.extend_from_slice(&self.payload);
+        if self.proto == SCTP {
+            rvs_wire::sctp::Packet::new_unchecked(&mut l4[..]).fill_checksum();
+        } else {
+            self.fill_internet_checksum(&mut l4);
+        }
+        self.wrap(&l4)
+    }
+
+    /// The TCP/UDP checksum of `l4` (with the pseudo-header).
+    fn fill_internet_checksum(&self, l4: &mut [u8]) {
         let pseudo = match (self.src, self.dst) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
                 checksum::pseudo_header_v4(&s.octets(), &d.octets(), self.proto, l4.len() as u16)
@@ -151,7 +181,7 @@ impl Flow {
             }
             _ => panic!("mixed families"),
         };
-        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(&l4)));
+        let c = checksum::finish(checksum::combine(pseudo, checksum::sum(l4)));
         let at = if self.proto == TCP { 16 } else { 6 };
         let c = match (self.proto, c) {
             (UDP, _) if self.udp_no_checksum => 0,
@@ -159,7 +189,10 @@ impl Flow {
             (_, c) => c,
         };
         l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
 
+    /// The L2 and IP headers around `l4`.
+    fn wrap(&self, l4: &[u8]) -> Vec<u8> {
         let mut f = Vec::new();
         f.extend_from_slice(&self.dst_mac);
         f.extend_from_slice(&self.src_mac);
@@ -202,7 +235,7 @@ impl Flow {
             }
             _ => unreachable!(),
         }
-        f.extend_from_slice(&l4);
+        f.extend_from_slice(l4);
         f.extend(std::iter::repeat_n(0u8, self.padding));
         f
     }

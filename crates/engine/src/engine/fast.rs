@@ -2,9 +2,10 @@
 //! map entries each connection has, the next-hop table, activity checks
 //! before expiry, and folding the program's counters back in.
 //!
-//! Per connection two bits ([`crate::conn::fast`]) say what the maps hold:
-//! `MAPPED` (every direction has an entry) and `FORWARD` (the entries
-//! forward in XDP). [`Engine::fast_sync`] compares them with what the
+//! Per connection a few bits ([`crate::conn::fast`]) say what the maps
+//! hold: `MAPPED` (every direction has an entry), `FORWARD` (the entries
+//! forward in XDP) and `REPLY_SYN` (only the NAT reply entry forwards, and
+//! only the server's SYN+ACK). [`Engine::fast_sync`] compares them with what the
 //! connection's state calls for after every packet the engine sees, and
 //! emits ops only when they differ, so an established flow costs no map
 //! write per packet.
@@ -19,10 +20,11 @@ use crate::config::{ForwardMethod, ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
 use crate::fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
-    MAX_DEST_SLOTS, MAX_NEXT_HOPS,
+    TcpSegments, MAX_DEST_SLOTS, MAX_NEXT_HOPS,
 };
 use crate::fwd::{self, nat};
-use crate::proto::TcpState;
+use crate::proto::tcp::{self as tcp_state, Flags};
+use crate::proto::{Direction, TcpState};
 use crate::time::Time;
 use crate::verdict::IfIndex;
 
@@ -103,7 +105,7 @@ impl FastState {
 
 /// Whether expiry must first ask the XDP program when it last saw `c`.
 pub(super) fn due_for_activity_check(c: &Conn) -> bool {
-    c.fast & fast::FORWARD != 0
+    c.fast & (fast::FORWARD | fast::REPLY_SYN) != 0
 }
 
 /// The client → virtual direction of `c`.
@@ -147,8 +149,34 @@ fn forwardable_state(c: &Conn) -> bool {
     ];
     match c.proto {
         rvs_wire::ip_proto::TCP => FORWARDABLE.iter().any(|&s| c.state == s as u8),
+        // Every SCTP packet stays with the engine: its state follows chunks
+        // the XDP program does not read, and NAT needs a CRC32c over the
+        // whole packet.
+        rvs_wire::ip_proto::SCTP => false,
         _ => true,
     }
+}
+
+/// Whether the XDP program may forward a NAT real server's SYN+ACK on its
+/// own: the connection is in SYN_RECV, where IPVS's normal table leaves an
+/// OUTPUT SYN in SYN_RECV (nothing but the timer is reset), so the
+/// handshake costs one trip through the engine less. Never while the
+/// `secure_tcp` defence may turn on (`never_secure` false): its table
+/// moves SYN_RECV to SYNACK on that segment.
+fn reply_syn_forwardable(c: &Conn, never_secure: bool) -> bool {
+    const SYN: Flags = Flags {
+        syn: true,
+        fin: false,
+        ack: true,
+        rst: false,
+    };
+    let syn_recv = TcpState::SynRecv;
+    never_secure
+        && c.proto == rvs_wire::ip_proto::TCP
+        && c.method() == ForwardMethod::Masq
+        && c.state == syn_recv as u8
+        && c.flags & crate::conn::flag::NO_OUTPUT == 0
+        && tcp_state::next_state(syn_recv, Direction::Output, SYN) == syn_recv
 }
 
 impl Engine {
@@ -170,13 +198,23 @@ impl Engine {
         if c.is_template() {
             return;
         }
-        let eligible = self.fast.enabled && forwardable_state(c) && c.dest < MAX_DEST_SLOTS;
+        let usable = self.fast.enabled && c.dest < MAX_DEST_SLOTS;
+        let never_secure = self.snapshot.config().defense.secure_tcp == 0;
+        let wanted = if !usable {
+            0
+        } else if forwardable_state(c) {
+            fast::FORWARD
+        } else if reply_syn_forwardable(c, never_secure) {
+            fast::REPLY_SYN
+        } else {
+            0
+        };
         // The common case, once per packet the engine sees: nothing changes.
         if !force {
-            let settled = if eligible {
-                c.fast == fast::MAPPED | fast::FORWARD
-            } else {
+            let settled = if wanted == 0 {
                 c.fast == fast::MAPPED && c.out_hop == NIL
+            } else {
+                c.fast == fast::MAPPED | wanted
             };
             if settled {
                 return;
@@ -186,17 +224,16 @@ impl Engine {
         let out = out_key(&c);
         let mut actions = (FastAction::ToEngine, FastAction::ToEngine);
         let mut out_hop = NIL;
-        if eligible {
-            if let Some(forward) = self.forward_actions(&c, out.is_some()) {
+        if wanted != 0 {
+            if let Some(forward) = self.forward_actions(&c, out.is_some(), wanted) {
                 (actions, out_hop) = forward;
             }
         }
-        let bits = fast::MAPPED
-            | if matches!(actions.0, FastAction::Forward(_)) {
-                fast::FORWARD
-            } else {
-                0
-            };
+        let forwarding = matches!(
+            actions,
+            (FastAction::Forward(_), _) | (_, FastAction::Forward(_))
+        );
+        let bits = fast::MAPPED | if forwarding { wanted } else { 0 };
         self.fast.ops.push_back(FastPathOp::Upsert {
             key: in_key(&c),
             action: actions.0,
@@ -218,19 +255,32 @@ impl Engine {
         c.out_hop = out_hop;
     }
 
-    /// The Forward actions of both directions of `c` and the route hop the
-    /// reply direction holds a reference on; `None` if some part cannot be
-    /// forwarded in XDP (the connection then stays with the engine).
-    fn forward_actions(&mut self, c: &Conn, nat: bool) -> Option<((FastAction, FastAction), u32)> {
+    /// The actions of both directions of `c` for the [`fast`] bit `wanted`
+    /// (`FORWARD`: both forward; `REPLY_SYN`: only the NAT reply, only its
+    /// SYN+ACK) and the route hop the reply direction holds a reference on;
+    /// `None` if some part cannot be forwarded in XDP (the connection then
+    /// stays with the engine).
+    fn forward_actions(
+        &mut self,
+        c: &Conn,
+        nat: bool,
+        wanted: u8,
+    ) -> Option<((FastAction, FastAction), u32)> {
         let to = self.way_to_server(c.dest);
         let rewrite = fwd::fast_rewrite(c, &to)?;
-        self.send_dest_hop(c.dest);
         let slot = DestSlot(c.dest);
-        let in_action = FastAction::Forward(FastForward {
-            rewrite,
-            next_hop: NextHopId(c.dest),
-            dest: slot,
-        });
+        let (in_action, reply_segments) = if wanted == fast::FORWARD {
+            self.send_dest_hop(c.dest);
+            let in_action = FastAction::Forward(FastForward {
+                rewrite,
+                next_hop: NextHopId(c.dest),
+                segments: TcpSegments::ACK,
+                dest: slot,
+            });
+            (in_action, TcpSegments::ACK)
+        } else {
+            (FastAction::ToEngine, TcpSegments::SYN)
+        };
         if !nat {
             return Some(((in_action, FastAction::ToEngine), NIL));
         }
@@ -238,6 +288,7 @@ impl Engine {
         let out_action = FastAction::Forward(FastForward {
             rewrite: nat::fast_rewrite_out(c),
             next_hop: NextHopId(hop),
+            segments: reply_segments,
             dest: slot,
         });
         Some(((in_action, out_action), hop))
@@ -393,11 +444,14 @@ impl Engine {
     pub(super) fn fast_config_changed(&mut self, previous: &Snapshot) {
         let (old, new) = (previous.config(), self.snapshot.config());
         let enabled = new.fast_path;
-        // A server whose tunnel type changed needs its connections'
-        // entries rewritten too: IPIP ones forward in XDP, the others not.
+        // secure_tcp turning possible (or impossible) changes which
+        // SYN_RECV reply entries may forward the server's SYN+ACK; a
+        // server whose tunnel type changed needs its connections' entries
+        // rewritten too (only checksum-free tunnels forward in XDP).
         let resync = enabled != self.fast.enabled
             || old.routes != new.routes
             || old.interfaces != new.interfaces
+            || (old.defense.secure_tcp == 0) != (new.defense.secure_tcp == 0)
             || !tunnels_of(old).eq(tunnels_of(new));
         self.fast.enabled = enabled;
         if resync {

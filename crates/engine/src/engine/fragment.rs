@@ -96,6 +96,7 @@ impl Engine {
             src: bytes_addr(&f.datagram.src, v6),
             dst: bytes_addr(&f.datagram.dst, v6),
             tcp_flags: None,
+            sctp_event: None,
             ingress,
             first_fragment: None,
         };

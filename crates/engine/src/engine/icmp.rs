@@ -32,6 +32,7 @@ impl Engine {
             src: bytes_addr(&flow.daddr, e.v6),
             dst: bytes_addr(&e.dst(pkt.data()), e.v6),
             tcp_flags: None,
+            sctp_event: None,
             ingress,
             first_fragment: None,
         };

@@ -32,14 +32,14 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use rvs_wire::{icmpv4, PacketBuf};
+use rvs_wire::{icmpv4, ip_proto, PacketBuf};
 
 use crate::config::{ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, flag, Conn, ConnTable, FlowKey, NewConn, NIL};
 use crate::fwd::{self, nat};
 use crate::neighbor::NeighborTable;
 use crate::parse::{parse, Parsed};
-use crate::proto::{tcp as tcp_state, Direction, TcpState};
+use crate::proto::{sctp as sctp_state, tcp as tcp_state, Direction, SctpState, TcpState};
 use crate::reply;
 use crate::stats::Counters;
 use crate::time::Time;
@@ -201,8 +201,19 @@ impl Engine {
         if let Some(idx) = self.conns.find_in(&p.key) {
             let reuse = {
                 let c = self.conns.get(idx);
-                p.tcp_flags.is_some_and(|f| f.syn)
-                    && TcpState::from_u8(c.state).is_some_and(tcp_state::syn_reuses)
+                match p.key.proto {
+                    ip_proto::TCP => {
+                        p.tcp_flags.is_some_and(|f| f.syn)
+                            && TcpState::from_u8(c.state).is_some_and(tcp_state::syn_reuses)
+                    }
+                    // The kernel's is_new_conn_expected for SCTP: an INIT
+                    // on a CLOSED association.
+                    ip_proto::SCTP => {
+                        p.sctp_event == Some(sctp_state::Event::Init)
+                            && c.state == SctpState::Closed as u8
+                    }
+                    _ => false,
+                }
             };
             if !reuse {
                 return self.forward_in(now_s, pkt, idx, &p);
@@ -267,12 +278,28 @@ impl Engine {
                 return Verdict::Drop(DropReason::NoConnection);
             }
         }
+        if p.key.proto == ip_proto::SCTP {
+            // sctp_conn_schedule: only an INIT starts an association, or
+            // with sloppy_sctp any packet with a chunk but an ABORT.
+            let starts = match p.sctp_event {
+                Some(sctp_state::Event::Init) => true,
+                Some(sctp_state::Event::Abort) | None => false,
+                Some(_) => self.snapshot.config().sloppy_sctp,
+            };
+            if !starts {
+                return Verdict::Drop(DropReason::NoConnection);
+            }
+        }
         if self.defense.drop_this_one() {
             return Verdict::Drop(DropReason::DefenseDropPacket);
         }
         let (persistence, one_packet) = {
             let svc = &self.snapshot.config().services[pos];
-            (svc.persistence, svc.one_packet && p.tcp_flags.is_none())
+            // -o is for UDP only, as in the kernel.
+            (
+                svc.persistence,
+                svc.one_packet && p.key.proto == ip_proto::UDP,
+            )
         };
         let (template, dest_id) = match persistence {
             Some(pers) => match self.persistent_dest(now_s, pos, p, pers) {
@@ -298,11 +325,8 @@ impl Engine {
             dport,
             method,
             dest: dest_id,
-            state: if p.tcp_flags.is_some() {
-                TcpState::None as u8
-            } else {
-                0
-            },
+            // TCP's and SCTP's NONE; UDP's one state.
+            state: 0,
             expires: now_s.saturating_add(self.snapshot.config().timeouts.tcp[0]),
             control: template,
         };
@@ -324,8 +348,9 @@ impl Engine {
         }
         self.counters.conns_created += 1;
         self.bind(dest_id, false);
-        if p.tcp_flags.is_none() {
-            // UDP has one state: sent as it starts (TCP on its transitions).
+        if p.key.proto == ip_proto::UDP {
+            // UDP has one state: sent as it starts (TCP and SCTP on their
+            // transitions).
             self.sync_now(idx);
         }
         self.forward_in(now_s, pkt, idx, p)
@@ -375,11 +400,17 @@ impl Engine {
     /// does; returns the timeout of the state the connection is now in.
     fn transition(&mut self, idx: u32, dir: Direction, p: &Parsed) -> u32 {
         let timeouts = self.snapshot.config().timeouts;
-        let Some(flags) = p.tcp_flags else {
+        let sctp = p.key.proto == ip_proto::SCTP;
+        if p.tcp_flags.is_none() && !sctp {
             return timeouts.udp;
-        };
+        }
         let secure = self.defense.secure();
         let c = self.conns.get_mut(idx);
+        if sctp && p.sctp_event.is_none() {
+            // A packet without a chunk: set_sctp_state changes nothing.
+            let state = SctpState::from_u8(c.state).unwrap_or(SctpState::None);
+            return timeouts.sctp[state as usize];
+        }
         let dir = if c.flags & flag::NO_OUTPUT != 0 {
             if dir == Direction::Output {
                 c.flags &= !flag::NO_OUTPUT;
@@ -390,26 +421,40 @@ impl Engine {
         } else {
             dir
         };
-        if dir != Direction::Output && flags.ack && !flags.syn && !flags.rst {
-            c.client_acked = true;
-        }
-        let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
-        let new = tcp_state::next_state_in(secure, old, dir, flags);
+        // (old, new, whether new is ESTABLISHED, timeout of new)
+        let (old, new, established, timeout) = match (p.tcp_flags, p.sctp_event) {
+            (Some(flags), _) => {
+                if dir != Direction::Output && flags.ack && !flags.syn && !flags.rst {
+                    c.client_acked = true;
+                }
+                let old = TcpState::from_u8(c.state).unwrap_or(TcpState::None);
+                let new = tcp_state::next_state_in(secure, old, dir, flags);
+                let est = new == TcpState::Established;
+                (old as u8, new as u8, est, timeouts.tcp[new as usize])
+            }
+            (None, Some(event)) => {
+                let old = SctpState::from_u8(c.state).unwrap_or(SctpState::None);
+                let new = sctp_state::next_state(old, dir, event);
+                let est = new == SctpState::Established;
+                (old as u8, new as u8, est, timeouts.sctp[new as usize])
+            }
+            (None, None) => return timeouts.udp,
+        };
         if new != old {
             let d = &mut self.dests[c.dest as usize];
             let inactive = c.flags & flag::INACTIVE != 0;
-            if !inactive && new != TcpState::Established {
+            if !inactive && !established {
                 d.active -= 1;
                 d.inactive += 1;
                 c.flags |= flag::INACTIVE;
-            } else if inactive && new == TcpState::Established {
+            } else if inactive && established {
                 d.active += 1;
                 d.inactive -= 1;
                 c.flags &= !flag::INACTIVE;
             }
-            c.state = new as u8;
+            c.state = new;
         }
-        timeouts.tcp[new as usize]
+        timeout
     }
 
     fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {

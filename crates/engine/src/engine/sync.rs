@@ -11,6 +11,8 @@
 //! - a TCP connection entering ESTABLISHED, FIN_WAIT, CLOSE_WAIT, TIME_WAIT
 //!   or CLOSE (the kernel's "state change forces a sync" rule), and its
 //!   persistence template with its first sync;
+//! - an SCTP association entering ESTABLISHED, SHUTDOWN_SENT,
+//!   SHUTDOWN_RECEIVED, SHUTDOWN_ACK_SENT or CLOSED (the same rule);
 //! - a UDP connection when it is created;
 //! - a connection the XDP program keeps alive, each time its activity
 //!   check renews it (the kernel's `sync_refresh_period` behaviour), so a
@@ -30,7 +32,7 @@ use rvs_wire::ipvs_sync::{flags, SyncConn};
 use super::{secs, Engine};
 use crate::config::{ForwardMethod, ServiceKey};
 use crate::conn::{addr_bytes, bytes_addr, fast, flag, Conn, FlowKey, NIL};
-use crate::proto::TcpState;
+use crate::proto::{established_state, valid_state, SctpState, TcpState};
 use crate::time::Time;
 
 /// Connections waiting to be sent; beyond, the oldest are dropped (and
@@ -50,21 +52,36 @@ pub enum SyncRefused {
     #[error("the connection table is full")]
     TableFull,
     /// Addresses of two families or a protocol RVS does not track.
-    #[error("not a TCP or UDP connection of one address family")]
+    #[error("not a TCP, UDP or SCTP connection of one address family")]
     Malformed,
 }
 
-/// TCP states whose entry is sent.
-fn synced_state(state: u8) -> bool {
-    [
-        TcpState::Established,
-        TcpState::FinWait,
-        TcpState::Close,
-        TcpState::CloseWait,
-        TcpState::TimeWait,
-    ]
-    .iter()
-    .any(|s| *s as u8 == state)
+/// Whether a connection of IP protocol `proto` in `state` is sent
+/// (`ip_vs_sync_conn_needed`: TCP ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT,
+/// TIME_WAIT; SCTP ESTABLISHED, the three SHUTDOWN states, CLOSED; the
+/// one state of UDP).
+fn synced_state(proto: u8, state: u8) -> bool {
+    match proto {
+        rvs_wire::ip_proto::TCP => [
+            TcpState::Established,
+            TcpState::FinWait,
+            TcpState::Close,
+            TcpState::CloseWait,
+            TcpState::TimeWait,
+        ]
+        .iter()
+        .any(|s| *s as u8 == state),
+        rvs_wire::ip_proto::SCTP => [
+            SctpState::Established,
+            SctpState::ShutdownSent,
+            SctpState::ShutdownReceived,
+            SctpState::ShutdownAckSent,
+            SctpState::Closed,
+        ]
+        .iter()
+        .any(|s| *s as u8 == state),
+        _ => true,
+    }
 }
 
 fn method_flags(m: ForwardMethod) -> u32 {
@@ -91,14 +108,14 @@ impl Engine {
         self.sync_out.pop_front()
     }
 
-    /// A TCP connection's state changed from `old`: send it if the new
-    /// state is one IPVS sends, with its template the first time.
+    /// A TCP or SCTP connection's state changed from `old`: send it if the
+    /// new state is one IPVS sends, with its template the first time.
     pub(super) fn sync_on_transition(&mut self, idx: u32, old: u8) {
         if !self.sync_master {
             return;
         }
         let c = *self.conns.get(idx);
-        if c.state == old || !synced_state(c.state) {
+        if c.state == old || !synced_state(c.proto, c.state) {
             return;
         }
         if self.templates_only(&c) {
@@ -107,7 +124,7 @@ impl Engine {
             return;
         }
         self.queue_sync(&c);
-        if c.state == TcpState::Established as u8 && c.control != NIL {
+        if Some(c.state) == established_state(c.proto) && c.control != NIL {
             let t = *self.conns.get(c.control);
             self.queue_sync(&t);
         }
@@ -126,7 +143,7 @@ impl Engine {
             return;
         }
         let c = *self.conns.get(idx);
-        if c.proto == rvs_wire::ip_proto::TCP && !synced_state(c.state) {
+        if !synced_state(c.proto, c.state) {
             return;
         }
         if !self.templates_only(&c) {
@@ -163,10 +180,8 @@ impl Engine {
                 .and_then(|d| self.snapshot.config().services.get(d.service_pos as usize))
                 .and_then(|s| s.persistence)
                 .map_or(300, |p| p.timeout)
-        } else if c.proto == rvs_wire::ip_proto::TCP {
-            timeouts.tcp[usize::from(c.state).min(timeouts.tcp.len() - 1)]
         } else {
-            timeouts.udp
+            timeouts.for_state(c.proto, c.state)
         };
         let mut fl = method_flags(c.method());
         if c.is_template() {
@@ -211,10 +226,10 @@ impl Engine {
             return Err(SyncRefused::Malformed);
         }
         let template = c.flags & flags::TEMPLATE != 0;
-        let tcp = c.protocol == rvs_wire::ip_proto::TCP;
-        if !template && !tcp && c.protocol != rvs_wire::ip_proto::UDP {
+        if !template && crate::config::Protocol::from_number(c.protocol).is_none() {
             return Err(SyncRefused::Malformed);
         }
+        let stateful = established_state(c.protocol).is_some();
         let key = FlowKey {
             template,
             proto: c.protocol,
@@ -224,19 +239,18 @@ impl Engine {
             daddr: addr_bytes(c.virtual_addr.0),
             dport: c.virtual_addr.1,
         };
-        let state = if template || !tcp {
+        let state = if template || !stateful {
             0
         } else {
             u8::try_from(c.state).map_err(|_| SyncRefused::Malformed)?
         };
-        if tcp && !template && TcpState::from_u8(state).is_none() {
+        if !template && !valid_state(c.protocol, state) {
             return Err(SyncRefused::Malformed);
         }
         let timeouts = self.snapshot.config().timeouts;
         let timeout = match c.timeout {
             0 if template => 180,
-            0 if tcp => timeouts.tcp[usize::from(state).min(timeouts.tcp.len() - 1)],
-            0 => timeouts.udp,
+            0 => timeouts.for_state(c.protocol, state),
             t => t,
         };
         let expires = now_s.saturating_add(timeout);
@@ -279,7 +293,7 @@ impl Engine {
                 key, c.dest.0, c.dest.1, method, dest, state, expires, control,
             )
             .ok_or(SyncRefused::TableFull)?;
-        if tcp && !template && state == TcpState::Established as u8 {
+        if !template && Some(state) == established_state(c.protocol) {
             self.count_established(idx);
         }
         if !template {
@@ -310,21 +324,24 @@ impl Engine {
             })
     }
 
-    /// A synced TCP connection moves to `state`, counted on its server as
-    /// the kernel's backup recounts it.
+    /// A synced TCP or SCTP connection moves to `state`, counted on its
+    /// server as the kernel's backup recounts it.
     fn set_synced_state(&mut self, idx: u32, state: u8) {
         let c = self.conns.get_mut(idx);
-        if c.proto != rvs_wire::ip_proto::TCP || c.state == state {
+        let Some(established) = established_state(c.proto) else {
+            return;
+        };
+        if c.state == state {
             return;
         }
         c.state = state;
         let inactive = c.flags & flag::INACTIVE != 0;
         let d = &mut self.dests[c.dest as usize];
-        if !inactive && state != TcpState::Established as u8 {
+        if !inactive && state != established {
             d.active = d.active.saturating_sub(1);
             d.inactive += 1;
             c.flags |= flag::INACTIVE;
-        } else if inactive && state == TcpState::Established as u8 {
+        } else if inactive && state == established {
             d.inactive = d.inactive.saturating_sub(1);
             d.active += 1;
             c.flags &= !flag::INACTIVE;

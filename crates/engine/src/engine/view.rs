@@ -122,6 +122,10 @@ fn conn_info(c: &Conn, now_s: u32) -> ConnInfo {
             "NONE"
         } else if c.proto == ip_proto::TCP {
             TcpState::from_u8(c.state).unwrap_or(TcpState::None).name()
+        } else if c.proto == ip_proto::SCTP {
+            crate::proto::SctpState::from_u8(c.state)
+                .unwrap_or(crate::proto::SctpState::None)
+                .name()
         } else {
             crate::proto::udp::STATE_NAME
         },

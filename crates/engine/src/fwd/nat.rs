@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use rvs_wire::{ip_proto, ipv4, ipv6, tcp, udp, PacketBuf};
+use rvs_wire::{ip_proto, ipv4, ipv6, sctp, tcp, udp, PacketBuf};
 
 use super::ToServer;
 use crate::config::Snapshot;
@@ -140,6 +140,29 @@ fn rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: &AddrBytes, port: u16
                 Side::Src => u.set_src_port(port),
             }
             u.update_checksum(old, new);
+        }
+        ip_proto::SCTP => {
+            let mut sc = sctp::Packet::new_unchecked(l4);
+            let old_port = match side {
+                Side::Dst => sc.dst_port(),
+                Side::Src => sc.src_port(),
+            };
+            // As sctp_dnat_handler / sctp_snat_handler: the CRC32c covers
+            // the SCTP packet only (not the addresses) and is recomputed,
+            // over the whole packet, only when the port changes. A first
+            // fragment does not hold the whole packet: it cannot be given
+            // a right checksum, so it is refused (SCTP sets DF and avoids
+            // fragmentation; the kernel reassembles first).
+            if old_port != port {
+                if p.first_fragment.is_some() {
+                    return None;
+                }
+                match side {
+                    Side::Dst => sc.set_dst_port(port),
+                    Side::Src => sc.set_src_port(port),
+                }
+                sc.fill_checksum();
+            }
         }
         _ => return None,
     }

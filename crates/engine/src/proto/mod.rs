@@ -1,9 +1,11 @@
 //! Per-protocol connection state: one file per protocol, as in the kernel's
 //! `ip_vs_proto_<name>.c`.
 
+pub mod sctp;
 pub mod tcp;
 pub mod udp;
 
+pub use sctp::SctpState;
 pub use tcp::TcpState;
 
 /// Direction of a packet relative to the connection, as IPVS names it.
@@ -24,6 +26,8 @@ pub struct Timeouts {
     pub tcp: [u32; TcpState::COUNT],
     /// UDP "normal" state.
     pub udp: u32,
+    /// Indexed by [`SctpState`] (the kernel's table; no `ipvsadm --set`).
+    pub sctp: [u32; SctpState::COUNT],
 }
 
 impl Default for Timeouts {
@@ -31,6 +35,7 @@ impl Default for Timeouts {
         Timeouts {
             tcp: tcp::DEFAULT_TIMEOUTS,
             udp: udp::DEFAULT_TIMEOUT,
+            sctp: sctp::DEFAULT_TIMEOUTS,
         }
     }
 }
@@ -48,5 +53,38 @@ impl Timeouts {
         if udp != 0 {
             self.udp = udp;
         }
+    }
+
+    /// The timeout of a connection of IP protocol `proto` in `state` (UDP
+    /// and any one-state protocol: the UDP timeout; an out-of-range state
+    /// takes the last state's).
+    pub fn for_state(&self, proto: u8, state: u8) -> u32 {
+        let at = |table: &[u32]| table[usize::from(state).min(table.len() - 1)];
+        match proto {
+            rvs_wire::ip_proto::TCP => at(&self.tcp),
+            rvs_wire::ip_proto::SCTP => at(&self.sctp),
+            _ => self.udp,
+        }
+    }
+}
+
+/// The state number in which a connection of IP protocol `proto` counts as
+/// active (TCP's and SCTP's ESTABLISHED); `None` for one-state protocols,
+/// whose connections are never active (UDP).
+pub(crate) fn established_state(proto: u8) -> Option<u8> {
+    match proto {
+        rvs_wire::ip_proto::TCP => Some(TcpState::Established as u8),
+        rvs_wire::ip_proto::SCTP => Some(SctpState::Established as u8),
+        _ => None,
+    }
+}
+
+/// Whether `state` is a state number of IP protocol `proto` (one-state
+/// protocols: 0).
+pub(crate) fn valid_state(proto: u8, state: u8) -> bool {
+    match proto {
+        rvs_wire::ip_proto::TCP => TcpState::from_u8(state).is_some(),
+        rvs_wire::ip_proto::SCTP => SctpState::from_u8(state).is_some(),
+        _ => state == 0,
     }
 }

@@ -382,6 +382,13 @@ pub fn check_ip(ip: &[u8]) -> Seen {
         _ if h.protocol.0 == 4 => {
             seen.inner = Some(Box::new(check_ip(payload)));
         }
+        // SCTP: its CRC32c is the caller's to check (tests/sctp.rs).
+        _ if h.protocol.0 == 132 && payload.len() >= 4 => {
+            seen.ports = Some((
+                u16::from_be_bytes([payload[0], payload[1]]),
+                u16::from_be_bytes([payload[2], payload[3]]),
+            ));
+        }
         other => panic!("unexpected transport {other:?}"),
     }
     seen

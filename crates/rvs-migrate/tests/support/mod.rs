@@ -76,6 +76,25 @@ pub(crate) fn rvsd_validates(c: &Config) -> Result<(), String> {
                 return Err(format!("family '{f}' of {s:?}"));
             }
         }
+        // A group: members and nothing of its own, as rvsd requires.
+        let own = (s.protocol, s.address, s.port, s.fwmark, &s.family);
+        match &s.group {
+            Some(_) if s.members.is_empty() || own != (None, None, None, None, &None) => {
+                return Err(format!("group {s:?}"));
+            }
+            None if !s.members.is_empty() => return Err(format!("members without a group {s:?}")),
+            _ => {}
+        }
+        for m in &s.members {
+            let addressed = (m.protocol.is_some(), m.address.is_some(), m.port.is_some());
+            let ok = match m.fwmark {
+                Some(_) => addressed == (false, false, false),
+                None => addressed == (true, true, true) && m.family.is_none(),
+            };
+            if !ok || !matches!(m.family.as_deref(), None | Some("ipv4" | "ipv6")) {
+                return Err(format!("member {m:?}"));
+            }
+        }
     }
     let engine = rvs_engine::Config::default();
     let validator = rvs_engine::Validator::new(&engine).map_err(|e| e.to_string())?;
@@ -107,9 +126,14 @@ pub(crate) fn marks_without_rules(c: &Config) -> Vec<u32> {
     c.services
         .iter()
         .map(|s| s.get_ref())
-        .filter_map(|s| {
-            let mark = s.fwmark?;
-            let v6 = s.family.as_deref() == Some("ipv6");
+        .flat_map(|s| {
+            let own = (s.fwmark, s.family.clone());
+            let members = s.members.iter().map(|m| (m.fwmark, m.family.clone()));
+            std::iter::once(own).chain(members)
+        })
+        .filter_map(|(mark, family)| {
+            let mark = mark?;
+            let v6 = family.as_deref() == Some("ipv6");
             let covered = c
                 .fwmarks
                 .iter()

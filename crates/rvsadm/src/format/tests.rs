@@ -19,6 +19,7 @@ fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
         },
         dests: vec![],
         stats: Stats::default(),
+        group: None,
     }
 }
 
@@ -103,6 +104,28 @@ fn masq_matches_captured_ipvsadm_output() {
 \x20 -> 192.168.177.20:80            Masq    1      0          0         \n"
     );
     assert_eq!(show(vec![s], &numeric()), want);
+}
+
+/// A group member lists as ipvsadm lists the service keepalived made of
+/// it: the group name is the API's, not the listing's.
+#[test]
+fn a_group_member_lists_as_a_service_of_its_own() {
+    let mut s = svc(Protocol::Tcp, "192.168.146.100", 80, "rr");
+    s.dests = vec![dst("192.168.177.10", 80, ForwardMethod::Route, 1, 0, 0)];
+    let mut member = s.clone();
+    member.group = Some("web".into());
+    for req in [
+        numeric(),
+        ListRequest {
+            stats: true,
+            ..numeric()
+        },
+    ] {
+        assert_eq!(
+            show(vec![member.clone()], &req),
+            show(vec![s.clone()], &req)
+        );
+    }
 }
 
 #[test]
@@ -573,6 +596,42 @@ fn save_format() {
         save(&l, &Long),
         "-A -t a-very-long-virtual-host-name.example.internal:http -s rr\n\
 -a -t a-very-long-virtual-host-name.example.internal:http -r 10.0.0.2:http -g -w 1\n"
+    );
+}
+
+/// ipvsadm prints "SCTP  addr" ("%s  %s", as for TCP and UDP) in listings,
+/// `--sctp-service` in rules, and "%-3s" lets "SCTP" push the connection
+/// line one column right.
+#[test]
+fn sctp_services_and_connections() {
+    let mut s = svc(Protocol::Sctp, "10.0.0.1", 2905, "rr");
+    s.dests = vec![dst("10.0.0.2", 2905, ForwardMethod::Masq, 1, 1, 0)];
+    assert_eq!(
+        show(vec![s.clone()], &numeric()),
+        format!("{HEAD}SCTP  10.0.0.1:2905 rr\n  -> 10.0.0.2:2905                Masq    1      1          0         \n")
+    );
+    let l = Listing {
+        services: vec![s],
+        ..rvs_api::testing::empty_listing()
+    };
+    assert_eq!(
+        save(&l, &Numeric),
+        "-A --sctp-service 10.0.0.1:2905 -s rr\n\
+-a --sctp-service 10.0.0.1:2905 -r 10.0.0.2:2905 -m -w 1\n"
+    );
+    let c = conn(
+        Protocol::Sctp,
+        ("10.0.0.9", 40000),
+        ("10.0.0.1", 2905),
+        ("10.0.0.2", 2905),
+        "ESTABLISHED",
+        899,
+    );
+    assert_eq!(
+        connections(&[c], false, &Numeric),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination\n\
+SCTP 14:59  ESTABLISHED 10.0.0.9:40000     10.0.0.1:2905      10.0.0.2:2905\n"
     );
 }
 

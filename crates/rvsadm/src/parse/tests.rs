@@ -130,6 +130,32 @@ fn add_service_defaults_to_wlc() {
 }
 
 #[test]
+fn sctp_services_by_their_long_option() {
+    let sctp = |addr: &str, port| ServiceKey::addr(Protocol::Sctp, addr.parse().unwrap(), port);
+    assert_eq!(
+        cmd("-A --sctp-service 10.0.0.1:2905 -s rr"),
+        Command::AddService(spec(sctp("10.0.0.1", 2905), "rr"))
+    );
+    assert_eq!(
+        cmd("-a --sctp-service 10.0.0.1:2905 -r 10.0.0.2 -m"),
+        Command::AddDest {
+            service: sctp("10.0.0.1", 2905),
+            dest: dest("10.0.0.2", 2905, ForwardMethod::Masq, 1),
+        }
+    );
+    // Service names are looked up as for TCP; one service option only.
+    assert_eq!(
+        cmd("-D --sctp-service [2001:db8::1]:http"),
+        Command::DeleteService(sctp("2001:db8::1", 80))
+    );
+    assert!(p("-A --sctp-service 10.0.0.1:2905 -t 10.0.0.1:80").is_err());
+    assert!(
+        p("-A --sctp-service 10.0.0.1:2905 -o").is_err(),
+        "-o is UDP's"
+    );
+}
+
+#[test]
 fn persistence_optional_value() {
     let mut s = spec(tcp("10.0.0.1", 80), "rr");
     s.persistence_timeout = Some(300);

@@ -43,6 +43,7 @@ impl Director {
                     &svc_stats.get(&s.key).copied().unwrap_or_default(),
                     self.service_rates.rates(&s.key),
                 ),
+                group: self.health.group_of(&s.key),
             })
             .collect();
         let mut c = BTreeMap::new();
@@ -242,8 +243,10 @@ impl Director {
                     service: api_key(&key).to_string(),
                     up,
                     sorry_active,
+                    group: self.health.group_of(&key),
                 })
                 .collect(),
+            check_loops: self.health.check_loops(),
         };
         crate::metrics::render(&self.listing(), &[report], &interfaces, &daemon)
     }

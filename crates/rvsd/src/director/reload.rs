@@ -45,7 +45,7 @@ impl Director {
             return Err(bad(format!("{}: fast_path_slots changed; restart rvsd to resize the fast path's table (nothing was applied)", path.display())));
         }
         // The running interfaces' facts: XDP is attached to them.
-        let (mut next, plan) = config::engine_config(&file, &text, |name| {
+        let (mut next, plan, _) = config::engine_config(&file, &text, |name| {
             running
                 .iter()
                 .find(|i| i.name == name)
