@@ -211,7 +211,16 @@ fn lex_text(
                 } else {
                     dir.join(&raw)
                 };
-                let files = glob(&pattern.to_string_lossy());
+                let Some(files) = glob(&pattern.to_string_lossy()) else {
+                    return Err(syntax(
+                        &loc,
+                        format!(
+                            "include {raw}: more than {MAX_BRACES} brace expressions, or \
+                             braces that expand to more than {MAX_BRACE_EXPANSIONS} file \
+                             names"
+                        ),
+                    ));
+                };
                 if files.is_empty() {
                     notes.push(Note {
                         loc: loc.clone(),
@@ -498,11 +507,24 @@ impl TreeParser {
     }
 }
 
+/// Most file names one include's brace expressions may expand to: nested
+/// or repeated braces grow exponentially (`{a,b}` twenty times is a
+/// million names), and a config file must not hang the migration.
+const MAX_BRACE_EXPANSIONS: usize = 4096;
+/// Most `{` one include may hold (the expansion recurses once per brace).
+const MAX_BRACES: usize = 64;
+
 /// Expands `{a,b}` brace expressions, then wildcards (`*`, `?`, `[...]`)
-/// component by component; results are sorted like glob(3).
-fn glob(pattern: &str) -> Vec<PathBuf> {
+/// component by component; results are sorted like glob(3). `None`: more
+/// than [`MAX_BRACES`] braces, or more than [`MAX_BRACE_EXPANSIONS`] names.
+fn glob(pattern: &str) -> Option<Vec<PathBuf>> {
+    if pattern.matches('{').count() > MAX_BRACES {
+        return None;
+    }
+    let mut expanded = Vec::new();
+    expand_braces(pattern, &mut expanded)?;
     let mut out = Vec::new();
-    for p in expand_braces(pattern) {
+    for p in expanded {
         let mut found = glob_one(&p);
         found.sort();
         for f in found {
@@ -511,13 +533,19 @@ fn glob(pattern: &str) -> Vec<PathBuf> {
             }
         }
     }
-    out
+    Some(out)
 }
 
-fn expand_braces(p: &str) -> Vec<String> {
+/// Appends the expansions of `p`'s brace expressions to `out`; `None` once
+/// `out` would hold more than [`MAX_BRACE_EXPANSIONS`].
+fn expand_braces(p: &str, out: &mut Vec<String>) -> Option<()> {
     let bytes: Vec<char> = p.chars().collect();
     let Some(open) = bytes.iter().position(|&c| c == '{') else {
-        return vec![p.to_string()];
+        if out.len() >= MAX_BRACE_EXPANSIONS {
+            return None;
+        }
+        out.push(p.to_string());
+        return Some(());
     };
     let mut depth = 0;
     let mut close = None;
@@ -537,19 +565,22 @@ fn expand_braces(p: &str) -> Vec<String> {
         }
     }
     let Some(close) = close else {
-        return vec![p.to_string()];
+        if out.len() >= MAX_BRACE_EXPANSIONS {
+            return None;
+        }
+        out.push(p.to_string());
+        return Some(());
     };
     let prefix: String = bytes[..open].iter().collect();
     let suffix: String = bytes[close + 1..].iter().collect();
     let mut bounds = vec![open];
     bounds.extend(&commas);
     bounds.push(close);
-    let mut out = Vec::new();
     for w in bounds.windows(2) {
         let alt: String = bytes[w[0] + 1..w[1]].iter().collect();
-        out.extend(expand_braces(&format!("{prefix}{alt}{suffix}")));
+        expand_braces(&format!("{prefix}{alt}{suffix}"), out)?;
     }
-    out
+    Some(())
 }
 
 fn has_wild(s: &str) -> bool {
@@ -690,8 +721,20 @@ mod tests {
 
     #[test]
     fn braces_and_wildcards() {
-        assert_eq!(expand_braces("a{b,c{d,e}}f"), vec!["abf", "acdf", "acef"]);
-        assert_eq!(expand_braces("x{,y}"), vec!["x", "xy"]);
+        let expand = |p: &str| {
+            let mut v = Vec::new();
+            expand_braces(p, &mut v).map(|()| v)
+        };
+        assert_eq!(expand("a{b,c{d,e}}f").unwrap(), ["abf", "acdf", "acef"]);
+        assert_eq!(expand("x{,y}").unwrap(), ["x", "xy"]);
+        // 2^12 names is the limit; 2^13 is refused, without building them.
+        assert_eq!(expand(&"{a,b}".repeat(12)).unwrap().len(), 4096);
+        assert_eq!(expand(&"{a,b}".repeat(13)), None);
+        assert_eq!(expand(&"{a,b}".repeat(40)), None);
+        // Deep nests are refused before any recursion.
+        let nest = "{".repeat(10_000) + "a" + &"}".repeat(10_000);
+        assert_eq!(glob(&nest), None);
+        assert!(glob(&("{".repeat(64) + "a" + &"}".repeat(64))).is_some());
         assert!(wild_match("*.conf", "web.conf"));
         assert!(!wild_match("*.conf", "web.conf.bak"));
         assert!(wild_match("vs[0-9]?.c*", "vs1a.conf"));
