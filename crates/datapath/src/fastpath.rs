@@ -29,6 +29,8 @@ pub(crate) mod action {
     pub(crate) const MASQ_IN: u8 = 2;
     pub(crate) const MASQ_OUT: u8 = 3;
     pub(crate) const TUNNEL: u8 = 4;
+    pub(crate) const FNAT_IN: u8 = 5;
+    pub(crate) const FNAT_OUT: u8 = 6;
 }
 
 /// `tun.encap` of `struct conn_entry`: what follows the outer IPv4 header
@@ -277,6 +279,24 @@ impl ConnEntry {
                 e.action = action::MASQ_OUT;
                 e.set_nat(key, addr, port, &key.saddr, key.sport)?;
             }
+            Rewrite::FullNatIn {
+                src,
+                src_port,
+                dst,
+                dst_port,
+            } => {
+                e.action = action::FNAT_IN;
+                e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
+            }
+            Rewrite::FullNatOut {
+                src,
+                src_port,
+                dst,
+                dst_port,
+            } => {
+                e.action = action::FNAT_OUT;
+                e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
+            }
             Rewrite::Tunnel {
                 src,
                 dst,
@@ -335,6 +355,50 @@ impl ConnEntry {
         new[..alen].copy_from_slice(&new_addr[..alen]);
         new[alen..alen + 2].copy_from_slice(&self.port);
         self.l4_delta = csum_delta(&old[..alen + 2], &new[..alen + 2]);
+        Ok(())
+    }
+}
+
+impl ConnEntry {
+    /// FullNAT (IPv4 only: the entry has room for two IPv4 ends): the new
+    /// destination in `addr[0..4]`, the new source in `addr[4..8]`, the new
+    /// source port in `addr[8..10]` and the new destination port in
+    /// `port`; the deltas cover both ends at once (the engine's two
+    /// incremental updates sum to the same checksum).
+    fn set_fullnat(
+        &mut self,
+        key: &ConnKey,
+        src: (IpAddr, u16),
+        dst: (IpAddr, u16),
+    ) -> Result<(), DatapathError> {
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) else {
+            return Err(DatapathError::InvalidArgument(format!(
+                "FullNAT to {} from {} in XDP: IPv4 only",
+                dst.0, src.0
+            )));
+        };
+        if key.family != 4 {
+            return Err(DatapathError::InvalidArgument(
+                "FullNAT entry for an IPv6 key".into(),
+            ));
+        }
+        self.addr[0..4].copy_from_slice(&d.octets());
+        self.addr[4..8].copy_from_slice(&s.octets());
+        self.addr[8..10].copy_from_slice(&src.1.to_be_bytes());
+        self.port = dst.1.to_be_bytes();
+        // Old and new: source address, destination address, then ports.
+        let mut old = [0u8; 12];
+        let mut new = [0u8; 12];
+        old[0..4].copy_from_slice(&key.saddr[..4]);
+        old[4..8].copy_from_slice(&key.daddr[..4]);
+        old[8..10].copy_from_slice(&key.sport);
+        old[10..12].copy_from_slice(&key.dport);
+        new[0..4].copy_from_slice(&s.octets());
+        new[4..8].copy_from_slice(&d.octets());
+        new[8..10].copy_from_slice(&src.1.to_be_bytes());
+        new[10..12].copy_from_slice(&dst.1.to_be_bytes());
+        self.ip_delta = csum_delta(&old[..8], &new[..8]);
+        self.l4_delta = csum_delta(&old, &new);
         Ok(())
     }
 }

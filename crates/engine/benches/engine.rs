@@ -75,6 +75,8 @@ fn engine(method: ForwardMethod, max: u32, fast_path: bool) -> Engine {
             sched_flags: 0,
             persistence: None,
             one_packet: false,
+            local_addresses: Vec::new(),
+            toa: false,
             dests: (11..14)
                 .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
                 .collect(),

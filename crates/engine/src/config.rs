@@ -180,6 +180,16 @@ pub struct Service {
     pub persistence: Option<Persistence>,
     /// `-o`: schedule every UDP datagram on its own, tracking no connection.
     pub one_packet: bool,
+    /// FullNAT's local addresses (`--laddr`, an RVS extension): a FullNAT
+    /// connection's client side becomes one of these with a port of
+    /// [`Config::local_port_range`], taken in turn. Addresses of the
+    /// director that its real servers route back to (on a directly
+    /// connected network, or routed to it); the service's family.
+    pub local_addresses: Vec<IpAddr>,
+    /// FullNAT: tell the real server the client's address and port in a
+    /// TCP option (TOA, kind 254, as Alibaba's LVS and DPVS write it) on
+    /// the client's handshake-completing ACK (`--toa`, RVS's).
+    pub toa: bool,
 }
 
 impl Service {
@@ -192,6 +202,8 @@ impl Service {
             dests: Vec::new(),
             persistence: None,
             one_packet: false,
+            local_addresses: Vec::new(),
+            toa: false,
         }
     }
 }
@@ -276,7 +288,15 @@ pub struct Config {
     /// Fragmented datagrams tracked at once (see `crate::frag`): the
     /// table's memory, reserved at start (at most 128 bytes each).
     pub max_fragment_datagrams: u32,
+    /// The ports FullNAT allocates on each local address, both ends
+    /// included. The default stays below the kernel's ephemeral range
+    /// (32768–60999), so a connection the director's own kernel opens from
+    /// a local address never meets a port FullNAT gave out.
+    pub local_port_range: (u16, u16),
 }
+
+/// [`Config::local_port_range`]'s default.
+pub const DEFAULT_LOCAL_PORT_RANGE: (u16, u16) = (1024, 32767);
 
 /// IPVS's defence strategies against connection-table exhaustion (the
 /// kernel's `/proc/sys/net/ipv4/vs/` sysctls of the same names), with one
@@ -364,6 +384,7 @@ impl Default for Config {
             sloppy_sctp: false,
             sync_persist_mode: false,
             max_fragment_datagrams: 4096,
+            local_port_range: DEFAULT_LOCAL_PORT_RANGE,
         }
     }
 }
@@ -541,6 +562,40 @@ pub enum ConfigError {
     /// The fragment table's size is out of range.
     #[error("max_fragment_datagrams = {0}: use 1 to {max}", max = limits::MAX_FRAGMENT_DATAGRAMS)]
     FragmentDatagrams(u32),
+    /// A FullNAT server in a service without local addresses.
+    #[error("service {service}: real server {addr} is FullNAT, but the service has no local address to connect from; add local_addresses (rvsadm --laddr)")]
+    NoLocalAddress {
+        /// The service.
+        service: ServiceKey,
+        /// Server address.
+        addr: IpAddr,
+    },
+    /// A local address that cannot be used.
+    #[error("service {service}: local address {addr}: {reason}")]
+    LocalAddress {
+        /// The service.
+        service: ServiceKey,
+        /// The address.
+        addr: IpAddr,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A FullNAT setting on a service that cannot take it.
+    #[error("service {service}: {reason}")]
+    FullNat {
+        /// The service.
+        service: ServiceKey,
+        /// What is wrong, with the fix.
+        reason: &'static str,
+    },
+    /// An empty or reversed port range.
+    #[error("local_port_range = {lo}-{hi}: give the lowest port first, from 1 to 65535")]
+    LocalPortRange {
+        /// First port.
+        lo: u16,
+        /// Last port.
+        hi: u16,
+    },
     /// A connection limit of zero would drop everything.
     #[error("max_connections must be at least 1")]
     ZeroConnections,
@@ -694,6 +749,24 @@ impl Validator {
             ));
         }
         config.defense.validate()?;
+        let (lo, hi) = config.local_port_range;
+        if lo == 0 || lo > hi {
+            return Err(ConfigError::LocalPortRange { lo, hi });
+        }
+        let local: std::collections::HashSet<IpAddr> = config
+            .services
+            .iter()
+            .flat_map(|s| s.local_addresses.iter().copied())
+            .collect();
+        if local.len() > limits::MAX_LOCAL_ADDRESSES {
+            return Err(ConfigError::TooMany {
+                what: "FullNAT local addresses",
+                count: local.len(),
+                max: limits::MAX_LOCAL_ADDRESSES as u32,
+                limit: "MAX_LOCAL_ADDRESSES",
+                fix: "share local addresses between services",
+            });
+        }
         if config.interfaces.len() > limits::MAX_INTERFACES as usize {
             return Err(ConfigError::TooMany {
                 what: "interfaces",
@@ -844,6 +917,7 @@ impl Validator {
         if svc.one_packet && !key.is_fwmark() && key.protocol != Protocol::Udp {
             return Err(ConfigError::OnePacketNotUdp(key));
         }
+        local_addresses(svc)?;
         // Every name in NAMES has its scheduler (a test of `sched` says so);
         // building one here would cost a Maglev table per service.
         if !sched::NAMES.contains(&svc.scheduler.as_str()) {
@@ -882,6 +956,7 @@ impl Validator {
                 });
             }
             dest_values(key, d)?;
+            fullnat_dest(svc, d)?;
         }
         Ok(())
     }
@@ -914,6 +989,70 @@ impl Validator {
         }
         Ok(egress)
     }
+}
+
+/// A service's FullNAT settings on their own: local addresses of its
+/// family, none twice, none that cannot be a source; TOA only where TCP
+/// can be.
+fn local_addresses(svc: &Service) -> Result<(), ConfigError> {
+    let key = svc.key;
+    if svc.local_addresses.len() > limits::MAX_LOCAL_ADDRESSES {
+        return Err(ConfigError::TooMany {
+            what: "local addresses in one service",
+            count: svc.local_addresses.len(),
+            max: limits::MAX_LOCAL_ADDRESSES as u32,
+            limit: "MAX_LOCAL_ADDRESSES",
+            fix: "use fewer local addresses",
+        });
+    }
+    for (i, &addr) in svc.local_addresses.iter().enumerate() {
+        let reason = if addr.is_ipv4() != key.addr.is_ipv4() {
+            Some("not of the service's address family")
+        } else if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
+            Some("not a unicast address the real servers can answer")
+        } else if addr == IpAddr::V4(Ipv4Addr::BROADCAST) {
+            Some("not a unicast address the real servers can answer")
+        } else if svc.local_addresses[..i].contains(&addr) {
+            Some("listed twice")
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            return Err(ConfigError::LocalAddress {
+                service: key,
+                addr,
+                reason,
+            });
+        }
+    }
+    if svc.toa && !key.is_fwmark() && key.protocol != Protocol::Tcp {
+        return Err(ConfigError::FullNat {
+            service: key,
+            reason: "toa is a TCP option; drop it from a UDP or SCTP service",
+        });
+    }
+    Ok(())
+}
+
+/// A FullNAT real server needs its service's local addresses, and a
+/// connection to answer through (not `-o`).
+fn fullnat_dest(svc: &Service, d: &Dest) -> Result<(), ConfigError> {
+    if d.method != ForwardMethod::FullNat {
+        return Ok(());
+    }
+    if svc.local_addresses.is_empty() {
+        return Err(ConfigError::NoLocalAddress {
+            service: svc.key,
+            addr: d.addr,
+        });
+    }
+    if svc.one_packet {
+        return Err(ConfigError::FullNat {
+            service: svc.key,
+            reason: "one-packet scheduling (-o) tracks no connection, which a FullNAT reply needs; drop -o or use NAT",
+        });
+    }
+    Ok(())
 }
 
 /// A real server's own values, as its service's key allows them.
@@ -951,7 +1090,7 @@ fn dest_values(key: ServiceKey, d: &Dest) -> Result<(), ConfigError> {
             reason,
         });
     }
-    if d.method != ForwardMethod::Masq && d.port != key.port {
+    if !d.method.translates() && d.port != key.port {
         return Err(ConfigError::PortMapping {
             service: key,
             addr: d.addr,

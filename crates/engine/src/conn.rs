@@ -2,11 +2,12 @@
 //! side, expired by a timing wheel driven by the caller's clock.
 //!
 //! Memory layout, chosen for the bytes-per-connection budget:
-//! - a slab of fixed-size [`Conn`] entries (88 bytes), preallocated to the
+//! - a slab of fixed-size [`Conn`] entries (108 bytes), preallocated to the
 //!   configured maximum, with a free list threaded through `next`;
 //! - two `HashTable<u32>` indexes holding only slab indices (4 bytes + 1
 //!   control byte per bucket): `by_in` keyed by (proto, client, virtual), and
-//!   `by_out` keyed by (proto, real server, client) for NAT replies;
+//!   `by_out` keyed by (proto, real server, the client as the server sees
+//!   it) for NAT and FullNAT replies;
 //! - a timing wheel of 1-second slots, doubly linked through the slab, each
 //!   slot in the order its entries were linked (oldest first: a full table
 //!   evicts the oldest half-open entry, see `evict_candidate`).
@@ -71,7 +72,7 @@ pub(crate) mod flag {
     pub(crate) const NO_OUTPUT: u8 = 1 << 2;
     /// Entry in use.
     pub(crate) const LIVE: u8 = 1 << 3;
-    /// Indexed in `by_out` (NAT).
+    /// Indexed in `by_out` (NAT, FullNAT).
     pub(crate) const OUT_INDEXED: u8 = 1 << 4;
     /// Forwarding method, two bits.
     pub(crate) const METHOD_SHIFT: u8 = 5;
@@ -99,15 +100,19 @@ pub(crate) mod fast {
     pub(crate) const REPLY_SYN: u8 = 1 << 3;
 }
 
-/// One tracked connection (or persistence template). 88 bytes.
+/// One tracked connection (or persistence template). 108 bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Conn {
     pub(crate) caddr: AddrBytes,
     pub(crate) vaddr: AddrBytes,
     pub(crate) daddr: AddrBytes,
+    /// The client end as the real server sees it: the client itself, or
+    /// for FullNAT the local address and port the connection was given.
+    pub(crate) laddr: AddrBytes,
     pub(crate) cport: u16,
     pub(crate) vport: u16,
     pub(crate) dport: u16,
+    pub(crate) lport: u16,
     pub(crate) proto: u8,
     /// Protocol state (TcpState for TCP; 0 for UDP).
     pub(crate) state: u8,
@@ -129,7 +134,7 @@ pub(crate) struct Conn {
     pub(crate) out_hop: u32,
     /// The client sent an ACK (without SYN or RST): it answered the
     /// handshake, which a spoofed source never does. Kept in what was
-    /// padding, so the entry stays 88 bytes.
+    /// padding.
     pub(crate) client_acked: bool,
 }
 
@@ -142,7 +147,8 @@ impl Conn {
         match (self.flags & flag::METHOD_MASK) >> flag::METHOD_SHIFT {
             0 => ForwardMethod::Route,
             1 => ForwardMethod::Masq,
-            _ => ForwardMethod::Tunnel,
+            2 => ForwardMethod::Tunnel,
+            _ => ForwardMethod::FullNat,
         }
     }
 
@@ -157,9 +163,11 @@ impl Conn {
             caddr: n.key.saddr,
             vaddr: n.key.daddr,
             daddr: n.daddr,
+            laddr: n.laddr,
             cport: n.key.sport,
             vport: n.key.dport,
             dport: n.dport,
+            lport: n.lport,
             proto: n.key.proto,
             state: n.state,
             flags: method_bits(n.method) | if n.key.v6 { flag::V6 } else { 0 },
@@ -188,10 +196,16 @@ impl Conn {
     fn matches_out(&self, k: &FlowKey) -> bool {
         self.proto == k.proto
             && self.dport == k.sport
-            && self.cport == k.dport
+            && self.lport == k.dport
             && self.daddr == k.saddr
-            && self.caddr == k.daddr
+            && self.laddr == k.daddr
             && self.v6() == k.v6
+    }
+
+    /// Whether a FullNAT local port was taken for it (to give back when it
+    /// goes).
+    pub(crate) fn holds_local_port(&self) -> bool {
+        !self.is_template() && self.method() == ForwardMethod::FullNat
     }
 }
 
@@ -200,6 +214,7 @@ fn method_bits(m: ForwardMethod) -> u8 {
         ForwardMethod::Route => 0u8,
         ForwardMethod::Masq => 1,
         ForwardMethod::Tunnel => 2,
+        ForwardMethod::FullNat => 3,
     }) << flag::METHOD_SHIFT
 }
 
@@ -222,6 +237,10 @@ pub(crate) struct NewConn {
     pub(crate) key: FlowKey,
     pub(crate) daddr: AddrBytes,
     pub(crate) dport: u16,
+    /// The client end the real server sees: `key`'s source, or FullNAT's
+    /// local address and port.
+    pub(crate) laddr: AddrBytes,
+    pub(crate) lport: u16,
     pub(crate) method: ForwardMethod,
     pub(crate) dest: u32,
     pub(crate) state: u8,
@@ -331,7 +350,7 @@ impl ConnTable {
         }
         if n.key.template {
             flags |= flag::TEMPLATE;
-        } else if n.method != ForwardMethod::Masq {
+        } else if !n.method.translates() {
             flags |= flag::INACTIVE | flag::NO_OUTPUT;
         } else {
             flags |= flag::INACTIVE | flag::OUT_INDEXED;
@@ -372,12 +391,12 @@ impl ConnTable {
                 conn.proto,
                 &conn.daddr,
                 conn.dport,
-                &conn.caddr,
-                conn.cport,
+                &conn.laddr,
+                conn.lport,
             );
             self.by_out.insert_unique(h_out, idx, |&i| {
                 let c = &slab[i as usize];
-                hash_tuple(hasher, c.proto, &c.daddr, c.dport, &c.caddr, c.cport)
+                hash_tuple(hasher, c.proto, &c.daddr, c.dport, &c.laddr, c.lport)
             });
         }
         self.link(idx, n.expires);
@@ -588,8 +607,8 @@ impl ConnTable {
                 conn.proto,
                 &conn.daddr,
                 conn.dport,
-                &conn.caddr,
-                conn.cport,
+                &conn.laddr,
+                conn.lport,
             );
             if let Ok(e) = self.by_out.find_entry(h_out, |&i| i == idx) {
                 e.remove();
@@ -634,10 +653,13 @@ mod tests {
     }
 
     fn new_conn(port: u16, method: ForwardMethod, expires: u32) -> NewConn {
+        let key = key(port);
         NewConn {
-            key: key(port),
+            key,
             daddr: addr_bytes(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 11))),
             dport: 8080,
+            laddr: key.saddr,
+            lport: key.sport,
             method,
             dest: 7,
             state: 0,
@@ -647,8 +669,8 @@ mod tests {
     }
 
     #[test]
-    fn conn_entry_is_88_bytes() {
-        assert_eq!(std::mem::size_of::<Conn>(), 88);
+    fn conn_entry_is_108_bytes() {
+        assert_eq!(std::mem::size_of::<Conn>(), 108);
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub struct FastForward {
     /// others go to the engine.
     pub segments: TcpSegments,
     /// Counters to add the frame to (client → server frames count as "in",
-    /// [`Rewrite::MasqOut`] frames as "out"; bytes are IP bytes before any
+    /// [`Rewrite::MasqOut`] and [`Rewrite::FullNatOut`] frames as "out"; bytes are IP bytes before any
     /// encapsulation, as the engine counts them).
     pub dest: DestSlot,
 }
@@ -165,6 +165,32 @@ pub enum Rewrite {
         addr: IpAddr,
         /// Virtual port.
         port: u16,
+    },
+    /// FullNAT, client → real server: the source becomes the local address
+    /// and port, the destination the real server's; checksums as for
+    /// [`Rewrite::MasqIn`], TTL / hop limit unchanged.
+    FullNatIn {
+        /// Local address.
+        src: IpAddr,
+        /// Local port.
+        src_port: u16,
+        /// Real server address.
+        dst: IpAddr,
+        /// Real server port.
+        dst_port: u16,
+    },
+    /// FullNAT, real server → client: TTL / hop limit decremented first
+    /// (as for [`Rewrite::MasqOut`]), then the source becomes the virtual
+    /// address and port and the destination the client's.
+    FullNatOut {
+        /// Virtual address.
+        src: IpAddr,
+        /// Virtual port.
+        src_port: u16,
+        /// Client address.
+        dst: IpAddr,
+        /// Client port.
+        dst_port: u16,
     },
     /// A tunnel: an outer IPv4 header `src` → `dst` between the L2 header
     /// and the inner packet (Ethernet padding dropped), and `encap`'s

@@ -46,6 +46,10 @@ pub const MAX_DEST_SLOTS: u32 = 16_384;
 /// refuses a hash map of more than 2^27 buckets of 16 bytes (E2BIG).
 pub const MAX_CONNECTIONS: u32 = 1 << 26;
 
+/// Distinct FullNAT local addresses in one configuration: each has a
+/// bitmap of its ports in the engine (8 KiB), reserved when it appears.
+pub const MAX_LOCAL_ADDRESSES: usize = 1024;
+
 /// Interfaces with an ifindex below this find their slot by array lookup
 /// (the `ifslots` map), the others by hash: a size, not a limit.
 pub const SMALL_IFINDEX: u32 = 1024;

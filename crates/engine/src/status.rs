@@ -63,4 +63,7 @@ pub struct ConnInfo {
     pub expires_in_secs: u32,
     /// Forwarding method.
     pub method: ForwardMethod,
+    /// FullNAT: the local address and port the real server sees as the
+    /// client (`None` for the other methods).
+    pub local: Option<(IpAddr, u16)>,
 }

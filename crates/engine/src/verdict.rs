@@ -94,6 +94,9 @@ drop_reasons! {
     /// The connection table is at its configured maximum and holds no
     /// half-open connection to evict.
     ConnTableFull => "conn_table_full",
+    /// A FullNAT connection found every port of its service's local
+    /// addresses in use (IPv4: answered with ICMP port unreachable).
+    LocalPortsExhausted => "local_ports_exhausted",
     /// The `drop_packet` defence dropped a packet that would have created
     /// a connection (one in `rate`).
     DefenseDropPacket => "defense_drop_packet",
@@ -115,6 +118,7 @@ drop_reasons! {
     /// relayed to a real server blindly.
     IcmpNoConnection => "icmp_no_connection",
     /// An ICMP error the director cannot relay: its quote is cut short or
-    /// not a TCP/UDP packet.
+    /// not a TCP/UDP packet, or it is about a FullNAT connection (whose
+    /// errors RVS does not translate yet).
     IcmpUnrelayable => "icmp_unrelayable",
 }

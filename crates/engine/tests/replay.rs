@@ -28,22 +28,27 @@ fn is_from_client(frame: &[u8]) -> bool {
     frame[26..30] == v4(CLIENT)
 }
 
-/// Server → client frames, as a NAT real server (RIP:8080) would send them.
-fn as_real_server_reply(frame: &[u8], rip: &str) -> Vec<u8> {
+/// Server → client frames, as a NAT real server (RIP:8080) would send them
+/// to `to` (the client, or FullNAT's local address and port).
+fn as_real_server_reply(frame: &[u8], rip: &str, to: Option<(&str, u16)>) -> Vec<u8> {
     let mut f = frame.to_vec();
     let (src_mac, dst_mac) = (mac(13).0, mac(BACK_MAC).0);
     f[0..6].copy_from_slice(&dst_mac);
     f[6..12].copy_from_slice(&src_mac);
+    let src: std::net::Ipv4Addr = rip.parse().unwrap();
+    let dst: std::net::Ipv4Addr = to.map_or(CLIENT, |t| t.0).parse().unwrap();
     {
         let mut ip = rvs_wire::ipv4::Packet::new_checked(&mut f[14..]).unwrap();
-        ip.set_src_addr(rip.parse().unwrap());
+        ip.set_src_addr(src);
+        ip.set_dst_addr(dst);
         ip.fill_checksum();
     }
-    let src: std::net::Ipv4Addr = rip.parse().unwrap();
-    let dst: std::net::Ipv4Addr = CLIENT.parse().unwrap();
     let total = u16::from_be_bytes([f[16], f[17]]) as usize;
     let mut t = rvs_wire::tcp::Packet::new_checked(&mut f[34..14 + total]).unwrap();
     t.set_src_port(8080);
+    if let Some((_, port)) = to {
+        t.set_dst_port(port);
+    }
     t.fill_checksum_v4(&src, &dst);
     f
 }
@@ -57,7 +62,11 @@ fn replay(method: ForwardMethod) -> Vec<Vec<u8>> {
             f[0..6].copy_from_slice(&mac(FRONT_MAC).0);
             (FRONT, f)
         } else if method == ForwardMethod::Masq {
-            (BACK, as_real_server_reply(&frame, RS[2]))
+            (BACK, as_real_server_reply(&frame, RS[2], None))
+        } else if method == ForwardMethod::FullNat {
+            // The first port of the default range on the one local address.
+            let to = (LADDR, rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE.0);
+            (BACK, as_real_server_reply(&frame, RS[2], Some(to)))
         } else {
             continue; // DR/TUN replies bypass the director
         };
@@ -76,10 +85,11 @@ fn every_mode_emits_frames_a_real_parser_accepts() {
         (ForwardMethod::Route, "dr"),
         (ForwardMethod::Masq, "nat"),
         (ForwardMethod::Tunnel, "tun"),
+        (ForwardMethod::FullNat, "fullnat"),
     ] {
         let frames = replay(method);
         let client_frames = recorded().iter().filter(|f| is_from_client(f)).count();
-        let expected = if method == ForwardMethod::Masq {
+        let expected = if method.translates() {
             recorded().len()
         } else {
             client_frames
@@ -108,6 +118,11 @@ fn every_mode_emits_frames_a_real_parser_accepts() {
                 }
                 ForwardMethod::Masq => {
                     assert!(seen.dst == common::ip(RS[2]) || seen.src == common::ip(VIP));
+                }
+                ForwardMethod::FullNat => {
+                    let to_server = (seen.src, seen.dst) == (common::ip(LADDR), common::ip(RS[2]));
+                    let to_client = (seen.src, seen.dst) == (common::ip(VIP), common::ip(CLIENT));
+                    assert!(to_server || to_client, "{seen:?}");
                 }
             }
             n += 1;

@@ -431,6 +431,7 @@ fn method_switch(m: ForwardMethod) -> &'static str {
         ForwardMethod::Route => "-g",
         ForwardMethod::Masq => "-m",
         ForwardMethod::Tunnel => "-i",
+        ForwardMethod::FullNat => "--fullnat",
     }
 }
 

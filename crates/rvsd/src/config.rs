@@ -165,6 +165,7 @@ pub(crate) fn engine_config(
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
         sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
+        local_port_range: rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE,
     };
     Ok((config, plan, origins))
 }
@@ -633,6 +634,8 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
             prefix_len,
         }),
         one_packet: file.one_packet,
+        local_addresses: Vec::new(),
+        toa: false,
         dests: file
             .real_servers
             .iter()

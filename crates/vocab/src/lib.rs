@@ -111,14 +111,21 @@ pub enum ForwardMethod {
     /// Tunnel (TUN, `-i`): wrapped in an outer IP header to the server,
     /// IPIP, GUE or GRE as the destination's [`Tunnel`] says.
     Tunnel,
+    /// FullNAT (an RVS extension, as DPVS and Alibaba's LVS have it): both
+    /// ends rewritten, the client becoming one of the service's local
+    /// addresses and a port allocated for the connection, so replies come
+    /// back to the director from a server in any routed network, which
+    /// needs neither the director as gateway nor the VIP.
+    FullNat,
 }
 
 impl ForwardMethod {
     /// Every method, in ipvsadm's order.
-    pub const ALL: [ForwardMethod; 3] = [
+    pub const ALL: [ForwardMethod; 4] = [
         ForwardMethod::Route,
         ForwardMethod::Masq,
         ForwardMethod::Tunnel,
+        ForwardMethod::FullNat,
     ];
 
     /// The word ipvsadm prints in the `Forward` column (`Route`).
@@ -127,17 +134,26 @@ impl ForwardMethod {
             ForwardMethod::Route => "Route",
             ForwardMethod::Masq => "Masq",
             ForwardMethod::Tunnel => "Tunnel",
+            ForwardMethod::FullNat => "FullNat",
         }
     }
 
-    /// The configuration file's word (`dr`, `nat`, `tun`); keepalived's
-    /// `lvs_method` in lower case.
+    /// The configuration file's word (`dr`, `nat`, `tun`, `fullnat`);
+    /// keepalived's `lvs_method` in lower case (it has no FullNAT).
     pub const fn short_name(self) -> &'static str {
         match self {
             ForwardMethod::Route => "dr",
             ForwardMethod::Masq => "nat",
             ForwardMethod::Tunnel => "tun",
+            ForwardMethod::FullNat => "fullnat",
         }
+    }
+
+    /// Whether the director rewrites addresses and the server's replies
+    /// come back through it (NAT and FullNAT): the server's port may differ
+    /// from the service's, and replies are tracked.
+    pub const fn translates(self) -> bool {
+        matches!(self, ForwardMethod::Masq | ForwardMethod::FullNat)
     }
 
     /// From the configuration file's word.
@@ -165,7 +181,7 @@ pub mod short_name {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<ForwardMethod, D::Error> {
         let word = std::borrow::Cow::<str>::deserialize(d)?;
         ForwardMethod::from_short_name(&word).ok_or_else(|| {
-            const WORDS: [&str; 3] = ["dr", "nat", "tun"];
+            const WORDS: [&str; 4] = ["dr", "nat", "tun", "fullnat"];
             serde::de::Error::unknown_variant(&word, &WORDS)
         })
     }

@@ -54,6 +54,10 @@ pub enum AdoptError {
     /// The connection table is full.
     #[error("the connection table is full")]
     TableFull,
+    /// A FullNAT connection: its local port is not carried over, so a
+    /// successor does not take it (it ends with the restart).
+    #[error("FullNAT connections are not adopted")]
+    FullNat,
     /// Addresses of two families, or a protocol the engine does not track.
     #[error("not a TCP or UDP flow of one address family")]
     Malformed,
@@ -71,6 +75,9 @@ impl Engine {
         if !self.clock_started {
             self.conns.start_clock(now_s);
             self.clock_started = true;
+        }
+        if a.method == ForwardMethod::FullNat {
+            return Err(AdoptError::FullNat);
         }
         let v6 = a.client.is_ipv6();
         let tcp = match a.proto {
@@ -174,6 +181,8 @@ impl Engine {
             key,
             daddr: addr_bytes(server),
             dport,
+            laddr: key.saddr,
+            lport: key.sport,
             method,
             dest,
             state,

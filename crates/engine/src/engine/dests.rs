@@ -103,6 +103,8 @@ pub(super) struct ServiceRt {
     /// Destinations in the kernel's list order (newest first).
     list: Vec<DestInfo>,
     pub(super) stats: Stats,
+    /// The local address FullNAT tries first for the next connection.
+    pub(super) next_local: usize,
 }
 
 impl ServiceRt {
@@ -147,6 +149,7 @@ impl Engine {
                             .unwrap_or_else(|| Box::new(sched::RoundRobin::default())),
                         list: Vec::new(),
                         stats,
+                        next_local: 0,
                     }
                 }
             };
@@ -170,6 +173,7 @@ impl Engine {
                 self.free_dest(id);
             }
         }
+        self.local_ports.reconcile(snapshot.config());
         let previous = std::mem::replace(&mut self.snapshot, snapshot);
         self.fast_config_changed(&previous);
         self.defense_config_changed();

@@ -16,13 +16,13 @@ use std::net::IpAddr;
 use rvs_wire::EthernetAddress;
 
 use super::{secs, Engine};
-use crate::config::{ForwardMethod, ServiceKey, Snapshot};
+use crate::config::{ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
 use crate::fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
     TcpSegments, MAX_DEST_SLOTS, MAX_NEXT_HOPS,
 };
-use crate::fwd::{self, nat};
+use crate::fwd;
 use crate::proto::tcp::{self as tcp_state, Flags};
 use crate::proto::{Direction, TcpState};
 use crate::time::Time;
@@ -120,15 +120,16 @@ fn in_key(c: &Conn) -> FastKey {
     }
 }
 
-/// The real server → client direction of a NAT connection.
+/// The real server → client direction of a NAT or FullNAT connection:
+/// to the client, or to FullNAT's local address and port.
 fn out_key(c: &Conn) -> Option<FastKey> {
     let v6 = c.v6();
-    (c.method() == ForwardMethod::Masq).then(|| FastKey {
+    c.method().translates().then(|| FastKey {
         proto: c.proto,
         saddr: bytes_addr(&c.daddr, v6),
         sport: c.dport,
-        daddr: bytes_addr(&c.caddr, v6),
-        dport: c.cport,
+        daddr: bytes_addr(&c.laddr, v6),
+        dport: c.lport,
     })
 }
 
@@ -173,7 +174,7 @@ fn reply_syn_forwardable(c: &Conn, never_secure: bool) -> bool {
     let syn_recv = TcpState::SynRecv;
     never_secure
         && c.proto == rvs_wire::ip_proto::TCP
-        && c.method() == ForwardMethod::Masq
+        && c.method().translates()
         && c.state == syn_recv as u8
         && c.flags & crate::conn::flag::NO_OUTPUT == 0
         && tcp_state::next_state(syn_recv, Direction::Output, SYN) == syn_recv
@@ -284,9 +285,10 @@ impl Engine {
         if !nat {
             return Some(((in_action, FastAction::ToEngine), NIL));
         }
+        let reply_rewrite = fwd::fast_rewrite_out(c)?;
         let hop = self.take_route_hop(bytes_addr(&c.caddr, c.v6()))?;
         let out_action = FastAction::Forward(FastForward {
-            rewrite: nat::fast_rewrite_out(c),
+            rewrite: reply_rewrite,
             next_hop: NextHopId(hop),
             segments: reply_segments,
             dest: slot,

@@ -4,6 +4,7 @@
 use rvs_wire::{ipv4, ipv6, PacketBuf};
 
 use super::Engine;
+use crate::config::ForwardMethod;
 use crate::conn::{bytes_addr, Conn};
 use crate::frag::{DatagramKey, FragTable, Recorded, Refused, Route};
 use crate::fwd::nat;
@@ -109,13 +110,20 @@ impl Engine {
                     return Verdict::Drop(DropReason::TtlExceeded);
                 }
                 set_address(pkt.data_mut(), &f, false, &c.vaddr);
-                let v = self.send_toward_client(pkt, p.dst);
+                if c.method() == ForwardMethod::FullNat {
+                    set_address(pkt.data_mut(), &f, true, &c.caddr);
+                }
+                let client = bytes_addr(&c.caddr, v6);
+                let v = self.send_toward_client(pkt, client);
                 self.count_out(c.dest, &p);
                 v
             }
             Direction::Input | Direction::InputOnly => {
                 let v = self.send_toward_server(pkt, &c, &p, |frame| {
                     set_address(frame, &f, true, &c.daddr);
+                    if c.method() == ForwardMethod::FullNat {
+                        set_address(frame, &f, false, &c.laddr);
+                    }
                     true
                 });
                 self.count_in(c.dest, &p);
@@ -132,13 +140,13 @@ impl Engine {
 /// Whether connection `c` is still the one the datagram was recorded for.
 fn belongs(c: &Conn, d: &DatagramKey, dir: Direction) -> bool {
     match dir {
-        Direction::Output => c.daddr == d.src && c.caddr == d.dst && c.proto == d.proto,
+        Direction::Output => c.daddr == d.src && c.laddr == d.dst && c.proto == d.proto,
         _ => c.caddr == d.src && c.vaddr == d.dst && c.proto == d.proto,
     }
 }
 
-/// NAT for a later fragment: the destination (toward the server) or the
-/// source (toward the client) becomes `addr`, the IPv4 header checksum
+/// NAT for a later fragment: the destination or the source (FullNAT
+/// translates both) becomes `addr`, the IPv4 header checksum
 /// follows (IPv6 has none). The transport checksum is in the first
 /// fragment, already adjusted.
 fn set_address(frame: &mut [u8], f: &LaterFragment, destination: bool, addr: &[u8; 16]) {

@@ -36,6 +36,13 @@ impl Engine {
             ingress,
             first_fragment: None,
         };
+        let found = self
+            .conns
+            .find_in(&flow)
+            .or_else(|| self.conns.find_out(&flow));
+        if found.is_some_and(|idx| self.conns.get(idx).method() == ForwardMethod::FullNat) {
+            return Verdict::Drop(DropReason::IcmpUnrelayable);
+        }
         if let Some(idx) = self.conns.find_in(&flow) {
             // From the client's side: to the real server.
             let c = *self.conns.get(idx);

@@ -24,6 +24,7 @@ mod dests;
 mod fast;
 mod fragment;
 mod icmp;
+mod local_ports;
 mod persist;
 mod sync;
 mod view;
@@ -36,7 +37,7 @@ use rvs_wire::{icmpv4, ip_proto, PacketBuf};
 
 use crate::config::{ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, flag, Conn, ConnTable, FlowKey, NewConn, NIL};
-use crate::fwd::{self, nat};
+use crate::fwd;
 use crate::neighbor::NeighborTable;
 use crate::parse::{parse, Parsed};
 use crate::proto::{sctp as sctp_state, tcp as tcp_state, Direction, SctpState, TcpState};
@@ -50,6 +51,7 @@ use defense::DefenseRt;
 pub use defense::DefenseStatus;
 use dests::{DestRt, ServiceRt};
 use fast::FastState;
+use local_ports::LocalPorts;
 pub use sync::SyncRefused;
 
 /// The director's state: services, schedulers, connection table and
@@ -93,6 +95,8 @@ pub struct Engine {
     frags: crate::frag::FragTable,
     /// Frames the last verdict sends beyond its own ([`crate::extra`]).
     extra: crate::extra::ExtraFrames,
+    /// FullNAT's local addresses and the ports given out on them.
+    local_ports: LocalPorts,
 }
 
 impl std::fmt::Debug for Engine {
@@ -135,6 +139,7 @@ impl Engine {
                 hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
             ),
             extra: crate::extra::ExtraFrames::new(),
+            local_ports: LocalPorts::default(),
             frags: crate::frag::FragTable::new(
                 snapshot.config().max_fragment_datagrams,
                 [hash_seeds[3], hash_seeds[2], hash_seeds[1], hash_seeds[0]],
@@ -305,11 +310,11 @@ impl Engine {
             Some(pers) => match self.persistent_dest(now_s, pos, p, pers) {
                 Ok((t, d)) => (t, d),
                 Err(Some(reason)) => return Verdict::Drop(reason),
-                Err(None) => return self.no_destination(pkt, p),
+                Err(None) => return self.unreachable(pkt, p, DropReason::NoDestination),
             },
             None => match self.schedule(now_s, pos, p) {
                 Some(d) => (NIL, d),
-                None => return self.no_destination(pkt, p),
+                None => return self.unreachable(pkt, p, DropReason::NoDestination),
             },
         };
         let (daddr, dport, method) = {
@@ -319,10 +324,12 @@ impl Engine {
             let port = if d.port == 0 { p.key.dport } else { d.port };
             (d.addr, port, d.method)
         };
-        let new = NewConn {
+        let mut new = NewConn {
             key: p.key,
             daddr: addr_bytes(daddr),
             dport,
+            laddr: p.key.saddr,
+            lport: p.key.sport,
             method,
             dest: dest_id,
             // TCP's and SCTP's NONE; UDP's one state.
@@ -335,12 +342,22 @@ impl Engine {
             self.count_scheduled(dest_id);
             self.counters.conns_created += 1;
             self.count_in(dest_id, p);
-            return self.transmit_in(pkt, &Conn::ephemeral(&new), p);
+            return self.transmit_in(pkt, &Conn::ephemeral(&new), p, false);
         }
         if self.conns.len() >= self.conns.capacity() && !self.evict_half_open() {
             return Verdict::Drop(DropReason::ConnTableFull);
         }
+        if method == crate::config::ForwardMethod::FullNat {
+            let Some((laddr, lport)) = self.take_local_port(pos) else {
+                return self.unreachable(pkt, p, DropReason::LocalPortsExhausted);
+            };
+            (new.laddr, new.lport) = (addr_bytes(laddr), lport);
+        }
         let Some(idx) = self.conns.insert(new) else {
+            if method == crate::config::ForwardMethod::FullNat {
+                let laddr = crate::conn::bytes_addr(&new.laddr, p.v6);
+                self.local_ports.give_back(laddr, new.lport);
+            }
             return Verdict::Drop(DropReason::ConnTableFull);
         };
         if template != NIL {
@@ -356,11 +373,10 @@ impl Engine {
         self.forward_in(now_s, pkt, idx, p)
     }
 
-    /// No real server available: like `ip_vs_leave`, tell the client with
-    /// ICMP port unreachable (IPv4) so it fails fast; counted once, as a
-    /// `no_destination` drop.
-    fn no_destination(&mut self, pkt: &mut PacketBuf<'_>, p: &Parsed) -> Verdict {
-        let cause = DropReason::NoDestination;
+    /// No real server available (or, for FullNAT, no local port): like
+    /// `ip_vs_leave`, tell the client with ICMP port unreachable (IPv4) so
+    /// it fails fast; counted once, under `cause`.
+    fn unreachable(&mut self, pkt: &mut PacketBuf<'_>, p: &Parsed, cause: DropReason) -> Verdict {
         if p.v6 {
             return Verdict::Drop(cause);
         }
@@ -458,7 +474,10 @@ impl Engine {
     }
 
     fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {
-        let old = self.conns.get(idx).state;
+        let (old, acked) = {
+            let c = self.conns.get(idx);
+            (c.state, c.client_acked)
+        };
         let timeout = self.transition(idx, Direction::Input, p);
         self.sync_on_transition(idx, old);
         self.set_expiry(idx, now_s.saturating_add(timeout));
@@ -466,7 +485,9 @@ impl Engine {
         self.track_datagram(now_s, idx, Direction::Input, p);
         let c = *self.conns.get(idx);
         self.count_in(c.dest, p);
-        self.transmit_in(pkt, &c, p)
+        // TOA rides on the client's first ACK, which completes the handshake.
+        let toa = !acked && c.client_acked && self.wants_toa(&c);
+        self.transmit_in(pkt, &c, p, toa)
     }
 
     /// Sends a frame that is not a plain TCP/UDP packet of `c` (an ICMP
@@ -481,8 +502,8 @@ impl Engine {
         p: &Parsed,
         nat_rewrite: impl FnOnce(&mut [u8]) -> bool,
     ) -> Verdict {
-        if c.method() != crate::config::ForwardMethod::Masq {
-            return self.transmit_in(pkt, c, p);
+        if !c.method().translates() {
+            return self.transmit_in(pkt, c, p, false);
         }
         if !nat_rewrite(pkt.data_mut()) {
             return Verdict::Drop(DropReason::Malformed);
@@ -501,15 +522,44 @@ impl Engine {
     }
 
     /// Sends a client → server packet with the transmitter of the
-    /// connection's method.
-    fn transmit_in(&mut self, pkt: &mut PacketBuf<'_>, c: &Conn, p: &Parsed) -> Verdict {
+    /// connection's method (`toa`: FullNAT adds the client's address).
+    fn transmit_in(&mut self, pkt: &mut PacketBuf<'_>, c: &Conn, p: &Parsed, toa: bool) -> Verdict {
         let to = self.way_to_server(c.dest);
         let mut ctx = fwd::Ctx {
             snapshot: &self.snapshot,
             ident: &mut self.ident,
             extra: &mut self.extra,
         };
-        fwd::transmit(pkt, p, c, &to, &mut ctx)
+        fwd::transmit(pkt, p, c, &to, &mut ctx, toa)
+    }
+
+    /// Whether `c` is FullNAT on a service that asks for TOA.
+    fn wants_toa(&self, c: &Conn) -> bool {
+        c.method() == crate::config::ForwardMethod::FullNat
+            && self
+                .dests
+                .get(c.dest as usize)
+                .and_then(|d| self.snapshot.config().services.get(d.service_pos as usize))
+                .is_some_and(|s| s.toa)
+    }
+
+    /// A local address of service `pos` and a free port on it, the
+    /// addresses taken in turn; `None` when every port of every one is in
+    /// use (counted by the caller).
+    fn take_local_port(&mut self, pos: usize) -> Option<(IpAddr, u16)> {
+        let svc = &self.snapshot.config().services[pos];
+        let range = self.snapshot.config().local_port_range;
+        let count = svc.local_addresses.len();
+        let first = self.services[pos].next_local;
+        for i in 0..count {
+            let at = (first + i) % count;
+            let addr = svc.local_addresses[at];
+            if let Some(port) = self.local_ports.take(addr, range) {
+                self.services[pos].next_local = (at + 1) % count;
+                return Some((addr, port));
+            }
+        }
+        None
     }
 
     fn forward_out(
@@ -527,7 +577,7 @@ impl Engine {
         self.track_datagram(now_s, idx, Direction::Output, p);
         let c = *self.conns.get(idx);
         self.count_out(c.dest, p);
-        nat::transmit_out(pkt, p, &c, &self.snapshot, &self.neighbors)
+        fwd::transmit_out(pkt, p, &c, &self.snapshot, &self.neighbors)
     }
 
     /// Expires connections due at `now`. Call between batches. A template
@@ -584,10 +634,15 @@ impl Engine {
             .map(|s| Time::from_secs(u64::from(s)))
     }
 
-    /// A connection or template left the table: uncount it on its server
-    /// and take its fast-path entries out of the maps.
+    /// A connection or template left the table: uncount it on its server,
+    /// take its fast-path entries out of the maps and give back its FullNAT
+    /// local port.
     fn forget(&mut self, c: &Conn) {
         self.fast_remove(c);
         self.unbind(c);
+        if c.holds_local_port() {
+            let laddr = crate::conn::bytes_addr(&c.laddr, c.v6());
+            self.local_ports.give_back(laddr, c.lport);
+        }
     }
 }

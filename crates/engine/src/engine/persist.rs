@@ -59,6 +59,8 @@ impl Engine {
                 key: tkey,
                 daddr,
                 dport,
+                laddr: tkey.saddr,
+                lport: tkey.sport,
                 method,
                 dest,
                 state: 0,

@@ -84,11 +84,14 @@ fn synced_state(proto: u8, state: u8) -> bool {
     }
 }
 
-fn method_flags(m: ForwardMethod) -> u32 {
+/// IPVS's flags for a method; `None` for FullNAT, which IPVS's sync
+/// cannot carry (it has no field for the local address and port).
+fn method_flags(m: ForwardMethod) -> Option<u32> {
     match m {
-        ForwardMethod::Masq => flags::MASQ,
-        ForwardMethod::Tunnel => flags::TUNNEL,
-        ForwardMethod::Route => flags::DROUTE,
+        ForwardMethod::Masq => Some(flags::MASQ),
+        ForwardMethod::Tunnel => Some(flags::TUNNEL),
+        ForwardMethod::Route => Some(flags::DROUTE),
+        ForwardMethod::FullNat => None,
     }
 }
 
@@ -155,8 +158,12 @@ impl Engine {
         }
     }
 
+    /// Queues `c` for the backups; FullNAT connections (and templates) are
+    /// not sent: IPVS's sync cannot carry them.
     fn queue_sync(&mut self, c: &Conn) {
-        let entry = self.sync_entry(c);
+        let Some(entry) = self.sync_entry(c) else {
+            return;
+        };
         if self.sync_out.len() >= SYNC_QUEUE {
             self.sync_out.pop_front();
             self.counters.sync_dropped += 1;
@@ -165,8 +172,8 @@ impl Engine {
         self.counters.sync_sent += 1;
     }
 
-    /// `c` as a sync entry.
-    fn sync_entry(&self, c: &Conn) -> SyncConn {
+    /// `c` as a sync entry, if IPVS's sync can carry its method.
+    fn sync_entry(&self, c: &Conn) -> Option<SyncConn> {
         let v6 = c.v6();
         let svc = self
             .dests
@@ -183,7 +190,7 @@ impl Engine {
         } else {
             timeouts.for_state(c.proto, c.state)
         };
-        let mut fl = method_flags(c.method());
+        let mut fl = method_flags(c.method())?;
         if c.is_template() {
             fl |= flags::TEMPLATE;
         } else {
@@ -194,7 +201,7 @@ impl Engine {
                 fl |= flags::INACTIVE;
             }
         }
-        SyncConn {
+        Some(SyncConn {
             protocol: c.proto,
             flags: fl,
             state: if c.is_template() {
@@ -207,7 +214,7 @@ impl Engine {
             dest: (bytes_addr(&c.daddr, v6), c.dport),
             fwmark: svc.map_or(0, |k| k.fwmark),
             timeout,
-        }
+        })
     }
 
     /// Installs or updates a connection (or template) a master sent, as

@@ -100,6 +100,11 @@ impl Engine {
         }
     }
 
+    /// FullNAT ports in use on local address `addr`.
+    pub fn local_ports_in_use(&self, addr: std::net::IpAddr) -> u32 {
+        self.local_ports.in_use(addr)
+    }
+
     /// Drops every tracked connection (e.g. `ipvsadm -C` semantics).
     pub fn clear_connections(&mut self) {
         let mut bound: Vec<Conn> = Vec::with_capacity(self.conns.len() as usize);
@@ -131,5 +136,8 @@ fn conn_info(c: &Conn, now_s: u32) -> ConnInfo {
         },
         expires_in_secs: c.expires.saturating_sub(now_s),
         method: c.method(),
+        local: c
+            .holds_local_port()
+            .then(|| (bytes_addr(&c.laddr, v6), c.lport)),
     }
 }

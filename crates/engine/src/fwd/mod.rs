@@ -5,6 +5,7 @@
 //! path, so the two cannot drift apart.
 
 pub(crate) mod dr;
+pub(crate) mod fullnat;
 pub(crate) mod nat;
 pub(crate) mod tun;
 
@@ -44,18 +45,35 @@ impl Ctx<'_> {
     }
 }
 
-/// Sends a client → server packet of `c` with the transmitter of its method.
+/// Sends a client → server packet of `c` with the transmitter of its
+/// method; `toa`: FullNAT adds the client's address to this packet.
 pub(crate) fn transmit(
     pkt: &mut PacketBuf<'_>,
     p: &Parsed,
     c: &Conn,
     to: &ToServer,
     ctx: &mut Ctx<'_>,
+    toa: bool,
 ) -> Verdict {
     match c.method() {
         ForwardMethod::Route => dr::transmit(pkt, to),
         ForwardMethod::Masq => nat::transmit_in(pkt, p, c, to),
         ForwardMethod::Tunnel => tun::transmit(pkt, p, c, to, ctx),
+        ForwardMethod::FullNat => fullnat::transmit_in(pkt, p, c, to, toa),
+    }
+}
+
+/// Sends a real server → client packet of a NAT or FullNAT connection.
+pub(crate) fn transmit_out(
+    pkt: &mut PacketBuf<'_>,
+    p: &Parsed,
+    c: &Conn,
+    snapshot: &Snapshot,
+    neighbors: &crate::neighbor::NeighborTable,
+) -> Verdict {
+    match c.method() {
+        ForwardMethod::FullNat => fullnat::transmit_out(pkt, p, c, snapshot, neighbors),
+        _ => nat::transmit_out(pkt, p, c, snapshot, neighbors),
     }
 }
 
@@ -66,6 +84,18 @@ pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
         ForwardMethod::Route => Some(dr::fast_rewrite(c)),
         ForwardMethod::Masq => Some(nat::fast_rewrite_in(c)),
         ForwardMethod::Tunnel => tun::fast_rewrite(c, to),
+        ForwardMethod::FullNat => fullnat::fast_rewrite_in(c),
+    }
+}
+
+/// The fast-path rewrite of the server → client direction of a NAT or
+/// FullNAT connection (`None` for the methods whose replies bypass the
+/// director).
+pub(crate) fn fast_rewrite_out(c: &Conn) -> Option<Rewrite> {
+    match c.method() {
+        ForwardMethod::Masq => Some(nat::fast_rewrite_out(c)),
+        ForwardMethod::FullNat => fullnat::fast_rewrite_out(c),
+        ForwardMethod::Route | ForwardMethod::Tunnel => None,
     }
 }
 

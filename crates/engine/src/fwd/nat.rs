@@ -19,7 +19,7 @@ use crate::verdict::{DropReason, Verdict};
 
 /// Which end of the packet to rewrite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
+pub(super) enum Side {
     /// Destination (input direction: VIP → RIP).
     Dst,
     /// Source (output direction: RIP → VIP).
@@ -79,7 +79,13 @@ pub(crate) fn fast_rewrite_out(c: &Conn) -> Rewrite {
 /// works on any even run: the bytes [address, port]) and one of the IPv4
 /// header checksum for the address. `None` only if the frame no longer
 /// matches what was parsed.
-fn rewrite(frame: &mut [u8], p: &Parsed, side: Side, addr: &AddrBytes, port: u16) -> Option<()> {
+pub(super) fn rewrite(
+    frame: &mut [u8],
+    p: &Parsed,
+    side: Side,
+    addr: &AddrBytes,
+    port: u16,
+) -> Option<()> {
     let (header, l4) = p.ip_and_l4(frame)?;
     let alen = if p.v6 { 16 } else { 4 };
     let mut old = [0u8; 18];

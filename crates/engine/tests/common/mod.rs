@@ -36,6 +36,8 @@ pub fn v4(s: &str) -> [u8; 4] {
 pub const VIP: &str = "10.0.100.1";
 pub const CLIENT: &str = "10.0.1.2";
 pub const RS: [&str; 3] = ["10.0.2.11", "10.0.2.12", "10.0.2.13"];
+/// FullNAT's local address in [`config`] (on the servers' network).
+pub const LADDR: &str = "10.0.2.200";
 
 /// The fast-path key of TCP client port `port` → VIP:80.
 pub fn client_key(port: u16) -> FastKey {
@@ -83,11 +85,7 @@ pub fn config(
     method: ForwardMethod,
     weights: &[u32],
 ) -> Config {
-    let port = if method == ForwardMethod::Masq {
-        8080
-    } else {
-        80
-    };
+    let port = if method.translates() { 8080 } else { 80 };
     Config {
         interfaces: interfaces(),
         routes: vec![Route {
@@ -102,6 +100,12 @@ pub fn config(
             sched_flags: 0,
             persistence: None,
             one_packet: false,
+            local_addresses: if method == ForwardMethod::FullNat {
+                vec![ip(LADDR)]
+            } else {
+                Vec::new()
+            },
+            toa: false,
             dests: weights
                 .iter()
                 .enumerate()
@@ -451,11 +455,7 @@ pub fn ipv6_config(protocol: Protocol, method: ForwardMethod) -> Config {
         gateway: Some(ip("fd00:3::1")),
     });
     cfg.services[0].key.addr = ip("fd00:100::1");
-    let port = if method == ForwardMethod::Masq {
-        8080
-    } else {
-        80
-    };
+    let port = if method.translates() { 8080 } else { 80 };
     cfg.services[0].dests = vec![Dest::new(ip("fd00:2::11"), port, method)];
     cfg
 }

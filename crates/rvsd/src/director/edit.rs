@@ -158,6 +158,7 @@ impl Draft {
             defense: base.defense,
             sloppy_tcp: base.sloppy_tcp,
             sloppy_sctp: base.sloppy_sctp,
+            local_port_range: base.local_port_range,
             sync_persist_mode: base.sync_persist_mode,
             max_fragment_datagrams: base.max_fragment_datagrams,
         };
