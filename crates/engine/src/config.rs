@@ -1008,9 +1008,11 @@ fn local_addresses(svc: &Service) -> Result<(), ConfigError> {
     for (i, &addr) in svc.local_addresses.iter().enumerate() {
         let reason = if addr.is_ipv4() != key.addr.is_ipv4() {
             Some("not of the service's address family")
-        } else if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
-            Some("not a unicast address the real servers can answer")
-        } else if addr == IpAddr::V4(Ipv4Addr::BROADCAST) {
+        } else if addr.is_unspecified()
+            || addr.is_multicast()
+            || addr.is_loopback()
+            || addr == IpAddr::V4(Ipv4Addr::BROADCAST)
+        {
             Some("not a unicast address the real servers can answer")
         } else if svc.local_addresses[..i].contains(&addr) {
             Some("listed twice")
