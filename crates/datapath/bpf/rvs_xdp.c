@@ -5,12 +5,12 @@
  *
  *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
  *       IPv6: conns6), Forward entry, frame fully understood
- *       -> rewrite (DR / NAT in / NAT out / IPIP, GUE or GRE without
- *          checksum), count, last_seen,
+ *       -> rewrite (DR / NAT in / NAT out / IPv4 FullNAT in and out /
+ *          IPIP, GUE or GRE without checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, a TCP segment of a class the entry
  *       does not forward (docs/fastpath.md), IPv4 options,
- *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
+ *       bad IPv4 checksum, TTL <= 1 on a NAT or FullNAT reply, tunnel over the MTU,
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
  *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
@@ -132,6 +132,12 @@ enum conn_action {
 	ACT_MASQ_IN = 2,
 	ACT_MASQ_OUT = 3,
 	ACT_TUNNEL = 4,
+	/*
+	 * FullNAT (IPv4): both ends rewritten, `fnat` below; the reply
+	 * direction (OUT) is routed like a NAT reply (TTL first).
+	 */
+	ACT_FNAT_IN = 5,
+	ACT_FNAT_OUT = 6,
 };
 
 /*
@@ -189,6 +195,12 @@ struct conn_entry {
 	__u16 l4_delta;
 	union {
 		__u8 addr[16]; /* NAT: the new address (IPv4 in the first 4) */
+		struct {
+			__be32 daddr; /* the new destination */
+			__be32 saddr; /* the new source */
+			__be16 sport; /* the new source port (`port` is the destination's) */
+			__u8 pad[6];
+		} fnat;
 		struct {
 			__be32 src; /* outer source: the director */
 			__be32 dst; /* outer destination: the real server */
@@ -820,7 +832,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	void *l3, *l4;
 	int tx;
 
-	if (action == ACT_TO_ENGINE || action > ACT_TUNNEL)
+	if (action == ACT_TO_ENGINE || action > ACT_FNAT_OUT)
 		return to_user(ctx, cnt, slot);
 	if (l2_len > 22)
 		return to_user(ctx, cnt, slot);
@@ -833,7 +845,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		/* Options and bad checksums are the engine's. */
 		if (ip->ihl != 5 || !ipv4_csum_ok(ip))
 			return to_user(ctx, cnt, slot);
-		if (action == ACT_MASQ_OUT && ip->ttl <= 1)
+		if ((action == ACT_MASQ_OUT || action == ACT_FNAT_OUT) && ip->ttl <= 1)
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_TUNNEL &&
 		    (encap_len(e->tun.encap) < 0 ||
@@ -847,8 +859,11 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_MASQ_OUT && ip6->hop_limit <= 1)
 			return to_user(ctx, cnt, slot);
-		/* IPIP carries IPv4 only; the engine refuses the rest. */
-		if (action == ACT_TUNNEL)
+		/*
+		 * IPIP carries IPv4 only (the engine refuses the rest); an IPv6
+		 * FullNAT entry would not fit (the engine never writes one).
+		 */
+		if (action == ACT_TUNNEL || action == ACT_FNAT_IN || action == ACT_FNAT_OUT)
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct ipv6hdr);
 	}
@@ -933,6 +948,40 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		}
 		*port = e->port;
 		l4_csum_update(proto, check, e->l4_delta);
+	} else if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
+		struct iphdr *ip = l3;
+		__be16 *ports = l4, *check;
+		__u16 c;
+
+		if ((void *)(ip + 1) > data_end || (void *)(ports + 2) > data_end)
+			return to_user(ctx, cnt, slot);
+		if (proto == IPPROTO_TCP) {
+			struct tcphdr *tcp = l4;
+
+			if ((void *)(tcp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &tcp->check;
+		} else {
+			struct udphdr *udp = l4;
+
+			if ((void *)(udp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &udp->check;
+		}
+		c = bpf_ntohs(ip->check);
+		if (action == ACT_FNAT_OUT) {
+			/* Routed reply: TTL first, as the engine does. */
+			__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+
+			ip->ttl -= 1;
+			c = csum_replace16(c, old, old - 0x0100);
+		}
+		ip->saddr = e->fnat.saddr;
+		ip->daddr = e->fnat.daddr;
+		ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
+		ports[0] = e->fnat.sport;
+		ports[1] = e->port;
+		l4_csum_update(proto, check, e->l4_delta);
 	} else if (action == ACT_TUNNEL) {
 		if (encapsulate(ctx, l2_len, ip_len, e))
 			return to_user(ctx, cnt, slot);
@@ -950,7 +999,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	dest = e->dest;
 	dc = bpf_map_lookup_elem(&dest_stats, &dest);
 	if (dc) {
-		if (action == ACT_MASQ_OUT) {
+		if (action == ACT_MASQ_OUT || action == ACT_FNAT_OUT) {
 			dc->out_pkts += 1;
 			dc->out_bytes += ip_len;
 		} else {

@@ -41,6 +41,9 @@ const VIP: (&str, &str) = ("10.0.100.1", "fd00:100::1");
 const CPORT: u16 = 40_000;
 const VPORT: u16 = 80;
 const NAT_PORT: u16 = 8080;
+/// FullNAT's local address on the back leg, and the first port it gives.
+const LADDR: (&str, &str) = ("10.0.2.200", "fd00:2::200");
+const LPORT: u16 = rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE.0;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
@@ -263,6 +266,14 @@ fn server(v6: bool, tcp: Option<Tcp>) -> Frame {
     }
 }
 
+/// A FullNAT real server's frame: to the local address and port.
+fn fullnat_server(v6: bool, tcp: Option<Tcp>) -> Frame {
+    Frame {
+        dst: (if v6 { LADDR.1 } else { LADDR.0 }, LPORT),
+        ..server(v6, tcp)
+    }
+}
+
 fn rs_addr(v6: bool) -> &'static str {
     if v6 {
         RS.2
@@ -412,6 +423,84 @@ fn fixtures() -> Vec<Fixture> {
             });
         }
     }
+    // FullNAT (IPv4) both ways, TCP and UDP, and the server's SYN+ACK.
+    for tcp in [true, false] {
+        let setup = if tcp {
+            vec![
+                (client(false, Some(SYN)), Leg::Front),
+                (fullnat_server(false, Some(SYNACK)), Leg::Back),
+                (client(false, Some(ACK)), Leg::Front),
+            ]
+        } else {
+            vec![(client(false, None), Leg::Front)]
+        };
+        let flags = tcp.then_some(ACK);
+        let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
+        let into = Expect::Fast {
+            egress: Leg::Back,
+            dst_mac: RS.0,
+            src: LADDR.0,
+            dst: RS.1,
+            ports: (LPORT, NAT_PORT),
+            tunnel: None,
+            out_direction: false,
+        };
+        let back = Expect::Fast {
+            egress: Leg::Front,
+            dst_mac: ROUTER.0,
+            src: VIP.0,
+            dst: CLIENT.0,
+            ports: (VPORT, CPORT),
+            tunnel: None,
+            out_direction: true,
+        };
+        let rows = [
+            (
+                if tcp { "fullnat tcp in v4" } else { "fullnat udp in v4" },
+                setup.clone(),
+                (client(false, flags), Leg::Front),
+                into,
+            ),
+            (
+                if tcp { "fullnat tcp out v4" } else { "fullnat udp out v4" },
+                setup,
+                (fullnat_server(false, flags), Leg::Back),
+                back,
+            ),
+        ];
+        for (name, setup, input, expect) in rows {
+            t.push(Fixture {
+                name,
+                method: ForwardMethod::FullNat,
+                tunnel: Tunnel::Ipip,
+                protocol,
+                v6: false,
+                server_on_front: false,
+                setup,
+                input,
+                expect,
+            });
+        }
+    }
+    t.push(Fixture {
+        name: "fullnat tcp syn-ack out v4",
+        method: ForwardMethod::FullNat,
+        tunnel: Tunnel::Ipip,
+        protocol: Protocol::Tcp,
+        v6: false,
+        server_on_front: false,
+        setup: vec![(client(false, Some(SYN)), Leg::Front)],
+        input: (fullnat_server(false, Some(SYNACK)), Leg::Back),
+        expect: Expect::Fast {
+            egress: Leg::Front,
+            dst_mac: ROUTER.0,
+            src: VIP.0,
+            dst: CLIENT.0,
+            ports: (VPORT, CPORT),
+            tunnel: None,
+            out_direction: true,
+        },
+    });
     // IPIP (IPv4), TCP and UDP, DF set and clear (identification differs).
     for (name, tcp, df) in [("tun tcp v4 df", true, true), ("tun udp v4", false, false)] {
         let mut f = client(false, tcp.then_some(ACK));
@@ -591,6 +680,8 @@ fn fixtures() -> Vec<Fixture> {
     big.payload_len = 1500 - 20 - 8 - 10; // fits the link, not the tunnel
     big.dont_frag = true;
     let syn_recv = vec![(client(false, Some(SYN)), Leg::Front)];
+    let mut fullnat_ttl1 = fullnat_server(false, Some(ACK));
+    fullnat_ttl1.ttl = 1;
     for (name, method, protocol, setup, input) in [
         (
             "the client's ack in syn_recv goes to the engine",
@@ -641,6 +732,20 @@ fn fixtures() -> Vec<Fixture> {
             vec![(client(false, None), Leg::Front)],
             (big, Leg::Front),
         ),
+        (
+            "fullnat reply with ttl 1 goes to the engine",
+            ForwardMethod::FullNat,
+            Protocol::Tcp,
+            fullnat_established(false),
+            (fullnat_ttl1, Leg::Back),
+        ),
+        (
+            "fullnat fin goes to the engine",
+            ForwardMethod::FullNat,
+            Protocol::Tcp,
+            fullnat_established(false),
+            (fullnat_server(false, Some(FINACK)), Leg::Back),
+        ),
     ] {
         t.push(Fixture {
             name,
@@ -689,7 +794,40 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::ToEngine,
         });
     }
+    // IPv6 FullNAT: an entry has no room for two IPv6 ends; the engine
+    // forwards it.
+    for (name, input) in [
+        (
+            "fullnat tcp in v6 stays with the engine",
+            (client(true, Some(ACK)), Leg::Front),
+        ),
+        (
+            "fullnat tcp out v6 stays with the engine",
+            (fullnat_server(true, Some(ACK)), Leg::Back),
+        ),
+    ] {
+        t.push(Fixture {
+            name,
+            method: ForwardMethod::FullNat,
+            tunnel: Tunnel::Ipip,
+            protocol: Protocol::Tcp,
+            v6: true,
+            server_on_front: false,
+            setup: fullnat_established(true),
+            input,
+            expect: Expect::ToEngine,
+        });
+    }
     t
+}
+
+/// The frames that establish a FullNAT TCP connection.
+fn fullnat_established(v6: bool) -> Vec<(Frame, Leg)> {
+    vec![
+        (client(v6, Some(SYN)), Leg::Front),
+        (fullnat_server(v6, Some(SYNACK)), Leg::Back),
+        (client(v6, Some(ACK)), Leg::Front),
+    ]
 }
 
 /// The GUE port of the fixtures' GUE server.
@@ -711,12 +849,15 @@ fn config(f: &Fixture, legs: Legs) -> Config {
     } else {
         (VIP.0, RS.1)
     };
-    let port = if f.method == ForwardMethod::Masq {
+    let port = if f.method.translates() {
         NAT_PORT
     } else {
         VPORT
     };
     let mut svc = Service::new(ServiceKey::new(f.protocol, ip(vip), VPORT), "rr");
+    if f.method == ForwardMethod::FullNat {
+        svc.local_addresses = vec![ip(if f.v6 { LADDR.1 } else { LADDR.0 })];
+    }
     svc.dests
         .push(Dest::new(ip(rs), port, f.method).tunnel(f.tunnel));
     Config {
