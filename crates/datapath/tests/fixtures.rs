@@ -456,13 +456,21 @@ fn fixtures() -> Vec<Fixture> {
         };
         let rows = [
             (
-                if tcp { "fullnat tcp in v4" } else { "fullnat udp in v4" },
+                if tcp {
+                    "fullnat tcp in v4"
+                } else {
+                    "fullnat udp in v4"
+                },
                 setup.clone(),
                 (client(false, flags), Leg::Front),
                 into,
             ),
             (
-                if tcp { "fullnat tcp out v4" } else { "fullnat udp out v4" },
+                if tcp {
+                    "fullnat tcp out v4"
+                } else {
+                    "fullnat udp out v4"
+                },
                 setup,
                 (fullnat_server(false, flags), Leg::Back),
                 back,

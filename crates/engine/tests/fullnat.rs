@@ -189,10 +189,11 @@ fn ipv6_fullnat_with_toa() {
     svc.local_addresses = vec![ip(LADDR6)];
     svc.toa = true;
     let mut d = Director::new(cfg);
-    d.engine.set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
-        [(ip("fd00:3::1"), mac(ROUTER_MAC)), (ip(RS6), mac(11))],
-        2,
-    )));
+    d.engine
+        .set_neighbors(std::sync::Arc::new(rvs_engine::NeighborTable::new(
+            [(ip("fd00:3::1"), mac(ROUTER_MAC)), (ip(RS6), mac(11))],
+            2,
+        )));
     let frame6 = |src: (&str, u16), dst: (&str, u16), flags: Flags, payload: &[u8]| {
         let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap().octets();
         let mut b = PacketBuilder::ethernet2(mac(1).0, mac(2).0)
@@ -217,10 +218,7 @@ fn ipv6_fullnat_with_toa() {
         let Some(TransportSlice::Tcp(t)) = &p.transport else {
             panic!("not TCP")
         };
-        let want = t
-            .to_header()
-            .calc_checksum_ipv6(&h, t.payload())
-            .unwrap();
+        let want = t.to_header().calc_checksum_ipv6(&h, t.payload()).unwrap();
         assert_eq!(t.checksum(), want, "TCP checksum");
         (
             std::net::IpAddr::from(h.source),
@@ -243,11 +241,7 @@ fn ipv6_fullnat_with_toa() {
     want.extend_from_slice(&CLIENT6.parse::<std::net::Ipv6Addr>().unwrap().octets());
     assert_eq!(tcp_options(&out), want);
     // IPv6 FullNAT stays with the engine: its entries hand frames to it.
-    assert!(d
-        .maps
-        .entries
-        .values()
-        .all(|a| *a == FastAction::ToEngine));
+    assert!(d.maps.entries.values().all(|a| *a == FastAction::ToEngine));
 }
 
 #[test]
