@@ -8,8 +8,8 @@
  *       -> rewrite (DR / NAT in / NAT out / IPv4 FullNAT in and out /
  *          IPIP, GUE or GRE without checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
- *   conns hit, anything else (ToEngine entry, a TCP segment of a class the entry
- *       does not forward (docs/fastpath.md), IPv4 options,
+ *   conns hit, anything else (ToEngine entry, a TCP segment or SCTP packet of
+ *       a class the entry does not forward (docs/fastpath.md), IPv4 options,
  *       bad IPv4 checksum, TTL <= 1 on a NAT or FullNAT reply, tunnel over the MTU,
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
@@ -89,6 +89,11 @@
 #define SEG_FIN 0x02
 #define SEG_ACK 0x04
 #define SEG_RST 0x08
+/*
+ * Not a TCP class: an SCTP packet whose first chunk IPVS classes as its
+ * DATA event (every chunk type but those of sctp_chunk_class() below).
+ */
+#define SEG_SCTP_DATA 0x10
 /* Outer TTL of IPIP, as the engine's fwd/tun.rs (the kernel default). */
 #define TUNNEL_TTL 64
 /*
@@ -816,6 +821,21 @@ static __always_inline __u8 tcp_segment_class(__u8 flags)
 	return 0;
 }
 
+/*
+ * SEG_SCTP_DATA for a chunk type IPVS's SCTP table classes as DATA; 0 for
+ * INIT, INIT ACK, ABORT, SHUTDOWN, SHUTDOWN ACK, ERROR, COOKIE ECHO,
+ * COOKIE ACK and SHUTDOWN COMPLETE, which change an association's state.
+ */
+static __always_inline __u8 sctp_chunk_class(__u8 type)
+{
+	switch (type) {
+	case 1: case 2: case 6: case 7: case 8: case 9: case 10: case 11: case 14:
+		return 0;
+	default:
+		return SEG_SCTP_DATA;
+	}
+}
+
 static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
 				   const struct conn_found *f, __u32 l2_len, __u8 family, __u8 proto,
 				   __u32 ip_len)
@@ -882,8 +902,25 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	} else if (proto == IPPROTO_UDP) {
 		if (l4 + sizeof(struct udphdr) > data_end)
 			return to_user(ctx, cnt, slot);
+	} else if (proto == IPPROTO_SCTP_) {
+		__u8 *chunk = l4 + SCTP_HEADER_LEN;
+		__be16 *ports = l4;
+
+		/* The first chunk's header, within the IP length. */
+		if ((void *)(chunk + 4) > data_end ||
+		    ip_len < (__u32)((long)l4 - (long)l3) + SCTP_HEADER_LEN + 4)
+			return to_user(ctx, cnt, slot);
+		if (!(sctp_chunk_class(chunk[0]) & e->tcp_segments))
+			return to_user(ctx, cnt, slot);
+		/*
+		 * The CRC32c covers the ports, not the addresses: NAT that keeps
+		 * the port leaves it right; anything else is the engine's.
+		 */
+		if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT ||
+		    (action == ACT_MASQ_IN && ports[1] != e->port) ||
+		    (action == ACT_MASQ_OUT && ports[0] != e->port))
+			return to_user(ctx, cnt, slot);
 	} else {
-		/* SCTP: every packet is the engine's (it never writes Forward). */
 		return to_user(ctx, cnt, slot);
 	}
 
@@ -899,9 +936,11 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 
 	/* Every check passed: from here on the frame is rewritten. */
 	if (action == ACT_MASQ_IN || action == ACT_MASQ_OUT) {
-		__be16 *port, *check;
+		__be16 *port = 0, *check = 0;
 
-		if (proto == IPPROTO_TCP) {
+		if (proto == IPPROTO_SCTP_) {
+			/* The port stays (checked above): addresses only. */
+		} else if (proto == IPPROTO_TCP) {
 			struct tcphdr *tcp = l4;
 
 			if ((void *)(tcp + 1) > data_end)
@@ -946,8 +985,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 				__builtin_memcpy(&ip6->daddr, e->addr, 16);
 			}
 		}
-		*port = e->port;
-		l4_csum_update(proto, check, e->l4_delta);
+		if (port && check) {
+			*port = e->port;
+			l4_csum_update(proto, check, e->l4_delta);
+		}
 	} else if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
 		struct iphdr *ip = l3;
 		__be16 *ports = l4, *check;

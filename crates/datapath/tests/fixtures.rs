@@ -112,8 +112,10 @@ const FINACK: Tcp = Tcp {
 #[derive(Clone, Copy, Debug)]
 struct Frame {
     v6: bool,
-    /// Some(flags): TCP; None: UDP.
+    /// Some(flags): TCP; None: UDP (or SCTP, below).
     tcp: Option<Tcp>,
+    /// Some(chunk type): an SCTP packet with one chunk of that type.
+    sctp: Option<u8>,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     src: (&'static str, u16),
@@ -133,30 +135,37 @@ impl Frame {
         let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
         let payload: Vec<u8> = (0..self.payload_len).map(|i| (i * 7 + 3) as u8).collect();
         let mut out = Vec::new();
+        let sctp = self
+            .sctp
+            .map(|chunk| sctp_packet(self.src.1, self.dst.1, chunk, &payload));
         macro_rules! finish {
             ($b:expr) => {{
                 let b = $b;
-                match self.tcp {
-                    Some(f) => {
-                        let mut t = b.tcp(self.src.1, self.dst.1, 1000, 64000);
-                        if f.syn {
-                            t = t.syn();
+                if let Some(sctp) = &sctp {
+                    b.write(&mut out, etherparse::IpNumber::SCTP, sctp).unwrap();
+                } else {
+                    match self.tcp {
+                        Some(f) => {
+                            let mut t = b.tcp(self.src.1, self.dst.1, 1000, 64000);
+                            if f.syn {
+                                t = t.syn();
+                            }
+                            if f.ack {
+                                t = t.ack(5000);
+                            }
+                            if f.fin {
+                                t = t.fin();
+                            }
+                            if f.rst {
+                                t = t.rst();
+                            }
+                            t.write(&mut out, &payload).unwrap();
                         }
-                        if f.ack {
-                            t = t.ack(5000);
-                        }
-                        if f.fin {
-                            t = t.fin();
-                        }
-                        if f.rst {
-                            t = t.rst();
-                        }
-                        t.write(&mut out, &payload).unwrap();
+                        None => b
+                            .udp(self.src.1, self.dst.1)
+                            .write(&mut out, &payload)
+                            .unwrap(),
                     }
-                    None => b
-                        .udp(self.src.1, self.dst.1)
-                        .write(&mut out, &payload)
-                        .unwrap(),
                 }
             }};
         }
@@ -187,6 +196,21 @@ impl Frame {
         }
         out
     }
+}
+
+/// An SCTP packet (verification tag 0x01020304) with one chunk of type
+/// `chunk` carrying `payload`, padded to 4 bytes, its CRC32c filled in.
+fn sctp_packet(sport: u16, dport: u16, chunk: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16 + payload.len() + 3);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 0]);
+    p.extend_from_slice(&[chunk, 0]);
+    p.extend_from_slice(&((4 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(payload);
+    p.resize(p.len().next_multiple_of(4), 0);
+    rvs_wire::sctp::Packet::new_unchecked(&mut p[..]).fill_checksum();
+    p
 }
 
 fn v4(s: &str) -> [u8; 4] {
@@ -243,6 +267,7 @@ fn client(v6: bool, tcp: Option<Tcp>) -> Frame {
     Frame {
         v6,
         tcp,
+        sctp: None,
         src_mac: ROUTER.0,
         dst_mac: common::mac(FRONT_MAC),
         src: (if v6 { CLIENT.1 } else { CLIENT.0 }, CPORT),
@@ -263,6 +288,34 @@ fn server(v6: bool, tcp: Option<Tcp>) -> Frame {
         src: (if v6 { RS.2 } else { RS.1 }, NAT_PORT),
         dst: (if v6 { CLIENT.1 } else { CLIENT.0 }, CPORT),
         ..client(v6, tcp)
+    }
+}
+
+/// SCTP chunk types of the fixtures.
+const SCTP_DATA: u8 = 0;
+const SCTP_INIT: u8 = 1;
+const SCTP_INIT_ACK: u8 = 2;
+const SCTP_SACK: u8 = 3;
+const SCTP_SHUTDOWN: u8 = 7;
+const SCTP_COOKIE_ECHO: u8 = 10;
+const SCTP_COOKIE_ACK: u8 = 11;
+
+/// A client's SCTP packet with one chunk of type `chunk`.
+fn sctp_client(v6: bool, chunk: u8) -> Frame {
+    Frame {
+        sctp: Some(chunk),
+        ..client(v6, None)
+    }
+}
+
+/// A real server's SCTP packet, from the service's own port (NAT that
+/// keeps the port, which the fast path may take).
+fn sctp_server(v6: bool, chunk: u8) -> Frame {
+    let f = server(v6, None);
+    Frame {
+        sctp: Some(chunk),
+        src: (f.src.0, VPORT),
+        ..f
     }
 }
 
@@ -509,6 +562,126 @@ fn fixtures() -> Vec<Fixture> {
             out_direction: true,
         },
     });
+    // SCTP, established: DATA-class packets in DR, NAT to the same port
+    // (the CRC32c covers no address) and TUN.
+    for v6 in [false, true] {
+        let (c, v) = if v6 {
+            (CLIENT.1, VIP.1)
+        } else {
+            (CLIENT.0, VIP.0)
+        };
+        let one_way = vec![
+            (sctp_client(v6, SCTP_INIT), Leg::Front),
+            (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
+        ];
+        let both_ways = vec![
+            (sctp_client(v6, SCTP_INIT), Leg::Front),
+            (sctp_server(v6, SCTP_INIT_ACK), Leg::Back),
+            (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
+            (sctp_server(v6, SCTP_COOKIE_ACK), Leg::Back),
+        ];
+        let to_server = |dst| Expect::Fast {
+            egress: Leg::Back,
+            dst_mac: RS.0,
+            src: c,
+            dst,
+            ports: (CPORT, VPORT),
+            tunnel: None,
+            out_direction: false,
+        };
+        let rows = [
+            (
+                if v6 { "dr sctp v6" } else { "dr sctp v4" },
+                ForwardMethod::Route,
+                one_way.clone(),
+                (sctp_client(v6, SCTP_DATA), Leg::Front),
+                to_server(v),
+            ),
+            (
+                if v6 {
+                    "nat sctp in v6"
+                } else {
+                    "nat sctp in v4"
+                },
+                ForwardMethod::Masq,
+                both_ways.clone(),
+                (sctp_client(v6, SCTP_DATA), Leg::Front),
+                to_server(rs_addr(v6)),
+            ),
+            (
+                if v6 {
+                    "nat sctp out v6"
+                } else {
+                    "nat sctp out v4"
+                },
+                ForwardMethod::Masq,
+                both_ways,
+                (sctp_server(v6, SCTP_SACK), Leg::Back),
+                Expect::Fast {
+                    egress: Leg::Front,
+                    dst_mac: ROUTER.0,
+                    src: v,
+                    dst: c,
+                    ports: (VPORT, CPORT),
+                    tunnel: None,
+                    out_direction: true,
+                },
+            ),
+        ];
+        for (name, method, setup, input, expect) in rows {
+            t.push(Fixture {
+                name,
+                method,
+                tunnel: Tunnel::Ipip,
+                protocol: Protocol::Sctp,
+                v6,
+                server_on_front: false,
+                setup,
+                input,
+                expect,
+            });
+        }
+        if !v6 {
+            t.push(Fixture {
+                name: "tun sctp v4",
+                method: ForwardMethod::Tunnel,
+                tunnel: Tunnel::Ipip,
+                protocol: Protocol::Sctp,
+                v6,
+                server_on_front: false,
+                setup: one_way.clone(),
+                input: (sctp_client(v6, SCTP_DATA), Leg::Front),
+                expect: Expect::Fast {
+                    egress: Leg::Back,
+                    dst_mac: RS.0,
+                    src: c,
+                    dst: v,
+                    ports: (CPORT, VPORT),
+                    tunnel: Some(("10.0.2.10", RS.1, 4)),
+                    out_direction: false,
+                },
+            });
+            for (name, chunk) in [
+                ("sctp shutdown goes to the engine", SCTP_SHUTDOWN),
+                (
+                    "sctp init on an established association goes to the engine",
+                    SCTP_INIT,
+                ),
+            ] {
+                t.push(Fixture {
+                    name,
+                    method: ForwardMethod::Route,
+                    tunnel: Tunnel::Ipip,
+                    protocol: Protocol::Sctp,
+                    v6,
+                    server_on_front: false,
+                    setup: one_way.clone(),
+                    input: (sctp_client(v6, chunk), Leg::Front),
+                    expect: Expect::ToEngine,
+                });
+            }
+        }
+    }
     // IPIP (IPv4), TCP and UDP, DF set and clear (identification differs).
     for (name, tcp, df) in [("tun tcp v4 df", true, true), ("tun udp v4", false, false)] {
         let mut f = client(false, tcp.then_some(ACK));
@@ -857,7 +1030,8 @@ fn config(f: &Fixture, legs: Legs) -> Config {
     } else {
         (VIP.0, RS.1)
     };
-    let port = if f.method.translates() {
+    // SCTP's NAT keeps the port: the fast path may take it.
+    let port = if f.method.translates() && f.protocol != Protocol::Sctp {
         NAT_PORT
     } else {
         VPORT
@@ -1154,6 +1328,19 @@ fn read_back(
     let got = match &checked.transport {
         Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
         Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+        // etherparse has no SCTP: the ports by hand, the CRC32c by rvs-wire.
+        None => {
+            let l4 = match &checked.net {
+                Some(NetSlice::Ipv4(i)) if i.header().protocol().0 == 132 => i.payload().payload,
+                Some(NetSlice::Ipv6(i)) if i.header().next_header().0 == 132 => i.payload().payload,
+                _ => return Err("no TCP/UDP/SCTP".into()),
+            };
+            let p = rvs_wire::sctp::Packet::new_checked(l4).map_err(|_| "short SCTP")?;
+            if !p.verify_checksum() {
+                return Err("SCTP CRC32c".into());
+            }
+            (p.src_port(), p.dst_port())
+        }
         _ => return Err("no TCP/UDP".into()),
     };
     if got != ports {
