@@ -5,7 +5,7 @@
  *
  *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
  *       IPv6: conns6), Forward entry, frame fully understood
- *       -> rewrite (DR / NAT in / NAT out / IPv4 FullNAT in and out /
+ *       -> rewrite (DR / NAT in / NAT out / FullNAT in and out /
  *          IPIP, GUE or GRE without checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, a TCP segment or SCTP packet of
@@ -138,7 +138,8 @@ enum conn_action {
 	ACT_MASQ_OUT = 3,
 	ACT_TUNNEL = 4,
 	/*
-	 * FullNAT (IPv4): both ends rewritten, `fnat` below; the reply
+	 * FullNAT: both ends rewritten (IPv4: `fnat` below; IPv6: the new
+	 * destination in `addr`, the source in conn_entry6's tail); the reply
 	 * direction (OUT) is routed like a NAT reply (TTL first).
 	 */
 	ACT_FNAT_IN = 5,
@@ -238,6 +239,18 @@ struct conn_slot4 {
 	struct conn_entry entry;
 };
 
+/*
+ * The value of conns6: an entry and what two IPv6 ends need beyond its 16
+ * address bytes (FullNAT: the new source and its port; `e.addr` is the new
+ * destination and `e.port` its port).
+ */
+struct conn_entry6 {
+	struct conn_entry e;
+	__u8 src6[16];
+	__be16 sport6;
+	__u8 pad[6];
+};
+
 struct next_hop {
 	__u32 ifindex;
 	__u8 src_mac[6];
@@ -324,7 +337,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, DEFAULT_CONNS);
 	__type(key, struct conn_key);
-	__type(value, struct conn_entry);
+	__type(value, struct conn_entry6);
 } conns6 SEC(".maps");
 
 struct {
@@ -650,6 +663,9 @@ enum conn_lookup {
 struct conn_found {
 	struct conn_entry e;
 	__u64 *last_seen;
+	/* IPv6 only: conn_entry6's tail. */
+	__u8 src6[16];
+	__be16 sport6;
 };
 
 /*
@@ -728,8 +744,15 @@ static __always_inline int lookup_conn(const struct conn_key *key, struct conn_f
 {
 	struct conn_key4 k4 = {};
 
-	if (key->family == 6)
-		return copy_found(bpf_map_lookup_elem(&conns6, key), f);
+	if (key->family == 6) {
+		struct conn_entry6 *e6 = bpf_map_lookup_elem(&conns6, key);
+
+		if (!e6)
+			return CONN_MISS;
+		__builtin_memcpy(f->src6, e6->src6, 16);
+		f->sport6 = e6->sport6;
+		return copy_found(&e6->e, f);
+	}
 	__builtin_memcpy(&k4.saddr, key->saddr, 4);
 	__builtin_memcpy(&k4.daddr, key->daddr, 4);
 	k4.sport = key->sport;
@@ -879,11 +902,10 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_MASQ_OUT && ip6->hop_limit <= 1)
 			return to_user(ctx, cnt, slot);
-		/*
-		 * IPIP carries IPv4 only (the engine refuses the rest); an IPv6
-		 * FullNAT entry would not fit (the engine never writes one).
-		 */
-		if (action == ACT_TUNNEL || action == ACT_FNAT_IN || action == ACT_FNAT_OUT)
+		if (action == ACT_FNAT_OUT && ip6->hop_limit <= 1)
+			return to_user(ctx, cnt, slot);
+		/* Tunnels over IPv6 are the engine's. */
+		if (action == ACT_TUNNEL)
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct ipv6hdr);
 	}
@@ -990,11 +1012,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			l4_csum_update(proto, check, e->l4_delta);
 		}
 	} else if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
-		struct iphdr *ip = l3;
 		__be16 *ports = l4, *check;
-		__u16 c;
 
-		if ((void *)(ip + 1) > data_end || (void *)(ports + 2) > data_end)
+		if ((void *)(ports + 2) > data_end)
 			return to_user(ctx, cnt, slot);
 		if (proto == IPPROTO_TCP) {
 			struct tcphdr *tcp = l4;
@@ -1009,18 +1029,35 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 				return to_user(ctx, cnt, slot);
 			check = &udp->check;
 		}
-		c = bpf_ntohs(ip->check);
-		if (action == ACT_FNAT_OUT) {
-			/* Routed reply: TTL first, as the engine does. */
-			__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+		if (family == 4) {
+			struct iphdr *ip = l3;
+			__u16 c;
 
-			ip->ttl -= 1;
-			c = csum_replace16(c, old, old - 0x0100);
+			if ((void *)(ip + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			c = bpf_ntohs(ip->check);
+			if (action == ACT_FNAT_OUT) {
+				/* Routed reply: TTL first, as the engine does. */
+				__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+
+				ip->ttl -= 1;
+				c = csum_replace16(c, old, old - 0x0100);
+			}
+			ip->saddr = e->fnat.saddr;
+			ip->daddr = e->fnat.daddr;
+			ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
+			ports[0] = e->fnat.sport;
+		} else {
+			struct ipv6hdr *ip6 = l3;
+
+			if ((void *)(ip6 + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			if (action == ACT_FNAT_OUT)
+				ip6->hop_limit -= 1;
+			__builtin_memcpy(&ip6->saddr, f->src6, 16);
+			__builtin_memcpy(&ip6->daddr, e->addr, 16);
+			ports[0] = f->sport6;
 		}
-		ip->saddr = e->fnat.saddr;
-		ip->daddr = e->fnat.daddr;
-		ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
-		ports[0] = e->fnat.sport;
 		ports[1] = e->port;
 		l4_csum_update(proto, check, e->l4_delta);
 	} else if (action == ACT_TUNNEL) {

@@ -975,18 +975,36 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::ToEngine,
         });
     }
-    // IPv6 FullNAT: an entry has no room for two IPv6 ends; the engine
-    // forwards it.
-    for (name, input) in [
+    // IPv6 FullNAT: the new source rides in conns6's tail.
+    let rows = [
         (
-            "fullnat tcp in v6 stays with the engine",
+            "fullnat tcp in v6",
             (client(true, Some(ACK)), Leg::Front),
+            Expect::Fast {
+                egress: Leg::Back,
+                dst_mac: RS.0,
+                src: LADDR.1,
+                dst: RS.2,
+                ports: (LPORT, NAT_PORT),
+                tunnel: None,
+                out_direction: false,
+            },
         ),
         (
-            "fullnat tcp out v6 stays with the engine",
+            "fullnat tcp out v6",
             (fullnat_server(true, Some(ACK)), Leg::Back),
+            Expect::Fast {
+                egress: Leg::Front,
+                dst_mac: ROUTER.0,
+                src: VIP.1,
+                dst: CLIENT.1,
+                ports: (VPORT, CPORT),
+                tunnel: None,
+                out_direction: true,
+            },
         ),
-    ] {
+    ];
+    for (name, input, expect) in rows {
         t.push(Fixture {
             name,
             method: ForwardMethod::FullNat,
@@ -996,9 +1014,22 @@ fn fixtures() -> Vec<Fixture> {
             server_on_front: false,
             setup: fullnat_established(true),
             input,
-            expect: Expect::ToEngine,
+            expect,
         });
     }
+    let mut hop1 = fullnat_server(true, Some(ACK));
+    hop1.ttl = 1;
+    t.push(Fixture {
+        name: "fullnat v6 reply with hop limit 1 goes to the engine",
+        method: ForwardMethod::FullNat,
+        tunnel: Tunnel::Ipip,
+        protocol: Protocol::Tcp,
+        v6: true,
+        server_on_front: false,
+        setup: fullnat_established(true),
+        input: (hop1, Leg::Back),
+        expect: Expect::ToEngine,
+    });
     t
 }
 

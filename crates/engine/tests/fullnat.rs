@@ -240,8 +240,17 @@ fn ipv6_fullnat_with_toa() {
     want.extend_from_slice(&40_000u16.to_be_bytes());
     want.extend_from_slice(&CLIENT6.parse::<std::net::Ipv6Addr>().unwrap().octets());
     assert_eq!(tcp_options(&out), want);
-    // IPv6 FullNAT stays with the engine: its entries hand frames to it.
-    assert!(d.maps.entries.values().all(|a| *a == FastAction::ToEngine));
+    // Established: both directions forward in XDP, with IPv6 ends.
+    assert_eq!(d.maps.entries.len(), 2);
+    for a in d.maps.entries.values() {
+        let FastAction::Forward(f) = a else {
+            panic!("not forwarding: {a:?}")
+        };
+        assert!(matches!(
+            f.rewrite,
+            Rewrite::FullNatIn { src, .. } | Rewrite::FullNatOut { src, .. } if src.is_ipv6()
+        ));
+    }
 }
 
 #[test]
