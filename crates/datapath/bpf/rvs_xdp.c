@@ -72,6 +72,7 @@
 #define IP_OFFSET_ 0x1FFF
 #define NEXTHDR_FRAGMENT_ 44
 #define IPPROTO_IPIP_ 4
+#define IPPROTO_IPV6_ 41
 #define IPPROTO_GRE_ 47
 #define IPPROTO_ICMPV6_ 58
 #define IPPROTO_SCTP_ 132
@@ -144,6 +145,11 @@ enum conn_action {
 	 */
 	ACT_FNAT_IN = 5,
 	ACT_FNAT_OUT = 6,
+	/*
+	 * A tunnel over IPv6: `tun` as for ACT_TUNNEL but for its two IPv4
+	 * addresses; the outer addresses are in conn_entry6's tail.
+	 */
+	ACT_TUNNEL6 = 7,
 };
 
 /*
@@ -241,12 +247,14 @@ struct conn_slot4 {
 
 /*
  * The value of conns6: an entry and what two IPv6 ends need beyond its 16
- * address bytes (FullNAT: the new source and its port; `e.addr` is the new
- * destination and `e.port` its port).
+ * address bytes. FullNAT: the new source and its port (`e.addr` is the new
+ * destination and `e.port` its port). A tunnel: the outer source and
+ * destination.
  */
 struct conn_entry6 {
 	struct conn_entry e;
 	__u8 src6[16];
+	__u8 dst6[16];
 	__be16 sport6;
 	__u8 pad[6];
 };
@@ -648,6 +656,101 @@ static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 i
 	}
 }
 
+/*
+ * IPv6 in IPv6 (`over` 40), or GUE (40 + 12: UDP checksum 0, as the engine
+ * sends it) or GRE (40 + 4) over IPv6, between the L2 header and the inner
+ * packet, as the engine's fwd/tun.rs writes them: traffic class copied
+ * from the inner header, flow label 0, hop limit TUNNEL_TTL.
+ */
+static __always_inline int encapsulate6_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+					  const struct conn_entry *e, const __u8 *src,
+					  const __u8 *dst, const int over)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ipv6hdr *inner = data + l2_len;
+	struct ipv6hdr *outer;
+	__u8 tclass;
+	int pad;
+
+	if ((void *)(inner + 1) > data_end)
+		return -1;
+	tclass = (inner->priority << 4) | (inner->flow_lbl[0] >> 4);
+	pad = (int)((long)data_end - (long)inner) - (int)ip_len;
+	if (pad > 0 && bpf_xdp_adjust_tail(ctx, -pad))
+		return -1;
+	if (bpf_xdp_adjust_head(ctx, -over))
+		return -1;
+
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + 22 + over + 40 > data_end) {
+		bpf_xdp_adjust_head(ctx, over);
+		return -1;
+	}
+	if (l2_len == 14) {
+		__builtin_memcpy(data, data + over, 14);
+	} else if (l2_len == 18) {
+		__builtin_memcpy(data, data + over, 18);
+	} else {
+		__builtin_memcpy(data, data + over, 20);
+		__builtin_memcpy(data + 20, data + over + 20, 2);
+	}
+	outer = data + l2_len;
+	if ((void *)outer + over > data_end)
+		return -1; /* cannot happen: checked above */
+	outer->version = 6;
+	outer->priority = tclass >> 4;
+	outer->flow_lbl[0] = (tclass & 0x0f) << 4;
+	outer->flow_lbl[1] = 0;
+	outer->flow_lbl[2] = 0;
+	outer->payload_len = bpf_htons(ip_len + over - 40);
+	outer->nexthdr = over == 40 + 12 ? IPPROTO_UDP :
+			 over == 40 + 4  ? IPPROTO_GRE_ : IPPROTO_IPV6_;
+	outer->hop_limit = TUNNEL_TTL;
+	__builtin_memcpy(&outer->saddr, src, 16);
+	__builtin_memcpy(&outer->daddr, dst, 16);
+	if (over == 40 + 12) {
+		struct udphdr *udp = (void *)(outer + 1);
+		__u8 *gue = (void *)(udp + 1);
+
+		udp->source = e->tun.gue_sport;
+		udp->dest = e->tun.gue_dport;
+		udp->len = bpf_htons(ip_len + 12);
+		udp->check = 0;
+		gue[0] = 0;
+		gue[1] = IPPROTO_IPV6_;
+		gue[2] = 0;
+		gue[3] = 0;
+	} else if (over == 40 + 4) {
+		/* GRE without checksum, version 0, EtherType IPv6. */
+		__u8 *gre = (void *)(outer + 1);
+
+		gre[0] = 0;
+		gre[1] = 0;
+		gre[2] = 0x86;
+		gre[3] = 0xdd;
+	}
+	return 0;
+}
+
+/* The IPv6 tunnel of `e`, each kind with its own constant head room. */
+static __always_inline int encapsulate6(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+					const struct conn_entry *e, const __u8 *src,
+					const __u8 *dst)
+{
+	switch (e->tun.encap) {
+	case ENCAP_IPIP:
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40);
+	case ENCAP_GUE:
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 12);
+	case ENCAP_GRE:
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 4);
+	default:
+		return -1;
+	}
+}
+
 /* Result of lookup_conn(). */
 enum conn_lookup {
 	CONN_MISS = 0,
@@ -665,6 +768,7 @@ struct conn_found {
 	__u64 *last_seen;
 	/* IPv6 only: conn_entry6's tail. */
 	__u8 src6[16];
+	__u8 dst6[16];
 	__be16 sport6;
 };
 
@@ -750,6 +854,7 @@ static __always_inline int lookup_conn(const struct conn_key *key, struct conn_f
 		if (!e6)
 			return CONN_MISS;
 		__builtin_memcpy(f->src6, e6->src6, 16);
+		__builtin_memcpy(f->dst6, e6->dst6, 16);
 		f->sport6 = e6->sport6;
 		return copy_found(&e6->e, f);
 	}
@@ -875,7 +980,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	void *l3, *l4;
 	int tx;
 
-	if (action == ACT_TO_ENGINE || action > ACT_FNAT_OUT)
+	if (action == ACT_TO_ENGINE || action > ACT_TUNNEL6)
 		return to_user(ctx, cnt, slot);
 	if (l2_len > 22)
 		return to_user(ctx, cnt, slot);
@@ -889,6 +994,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		if (ip->ihl != 5 || !ipv4_csum_ok(ip))
 			return to_user(ctx, cnt, slot);
 		if ((action == ACT_MASQ_OUT || action == ACT_FNAT_OUT) && ip->ttl <= 1)
+			return to_user(ctx, cnt, slot);
+		if (action == ACT_TUNNEL6)
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_TUNNEL &&
 		    (encap_len(e->tun.encap) < 0 ||
@@ -904,8 +1011,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_FNAT_OUT && ip6->hop_limit <= 1)
 			return to_user(ctx, cnt, slot);
-		/* Tunnels over IPv6 are the engine's. */
+		/* An IPv4 tunnel carries IPv4 only (the engine refuses the rest). */
 		if (action == ACT_TUNNEL)
+			return to_user(ctx, cnt, slot);
+		if (action == ACT_TUNNEL6 &&
+		    (encap_len(e->tun.encap) < 0 ||
+		     ip_len + 40 + encap_len(e->tun.encap) > e->tun.mtu))
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct ipv6hdr);
 	}
@@ -1062,6 +1173,11 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		l4_csum_update(proto, check, e->l4_delta);
 	} else if (action == ACT_TUNNEL) {
 		if (encapsulate(ctx, l2_len, ip_len, e))
+			return to_user(ctx, cnt, slot);
+		data = (void *)(long)ctx->data;
+		data_end = (void *)(long)ctx->data_end;
+	} else if (action == ACT_TUNNEL6) {
+		if (encapsulate6(ctx, l2_len, ip_len, e, f->src6, f->dst6))
 			return to_user(ctx, cnt, slot);
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;

@@ -31,6 +31,7 @@ pub(crate) mod action {
     pub(crate) const TUNNEL: u8 = 4;
     pub(crate) const FNAT_IN: u8 = 5;
     pub(crate) const FNAT_OUT: u8 = 6;
+    pub(crate) const TUNNEL6: u8 = 7;
 }
 
 /// `tun.encap` of `struct conn_entry`: what follows the outer IPv4 header
@@ -239,11 +240,13 @@ pub(crate) fn csum_delta(old: &[u8], new: &[u8]) -> u16 {
     checksum::fold(acc)
 }
 
-/// What an IPv6 entry holds beyond a [`ConnEntry`] (FullNAT's new source:
-/// two IPv6 ends do not fit the entry's 16 address bytes).
+/// What an IPv6 entry holds beyond a [`ConnEntry`]: two IPv6 ends do not
+/// fit the entry's 16 address bytes (FullNAT's new source and its port; a
+/// tunnel's outer source and destination).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Tail6 {
     pub(crate) src: [u8; 16],
+    pub(crate) dst: [u8; 16],
     pub(crate) sport: [u8; 2],
 }
 
@@ -253,22 +256,24 @@ pub(crate) struct Tail6 {
 pub(crate) struct ConnEntry6 {
     pub(crate) entry: ConnEntry,
     pub(crate) src6: [u8; 16],
+    pub(crate) dst6: [u8; 16],
     pub(crate) sport6: [u8; 2],
     pub(crate) pad: [u8; 6],
 }
 
-// SAFETY: repr(C); 40 + 16 + 2 + 6 = 64 bytes with no padding (asserted
-// below); every bit pattern is valid.
+// SAFETY: repr(C); 40 + 16 + 16 + 2 + 6 = 80 bytes with no padding
+// (asserted below); every bit pattern is valid.
 unsafe impl Pod for ConnEntry6 {}
 
 const _: () =
-    assert!(std::mem::size_of::<ConnEntry6>() == 64 && std::mem::align_of::<ConnEntry6>() == 8);
+    assert!(std::mem::size_of::<ConnEntry6>() == 80 && std::mem::align_of::<ConnEntry6>() == 8);
 
 impl ConnEntry6 {
     pub(crate) fn new(entry: ConnEntry, tail: Tail6) -> Self {
         Self {
             entry,
             src6: tail.src,
+            dst6: tail.dst,
             sport6: tail.sport,
             pad: [0; 6],
         }
@@ -355,19 +360,23 @@ impl ConnEntry {
                 e.action = action::TUNNEL;
                 e.addr[0..4].copy_from_slice(&src.octets());
                 e.addr[4..8].copy_from_slice(&dst.octets());
-                e.addr[8..10].copy_from_slice(&mtu.to_ne_bytes());
-                // tun.encap, tun.pad, tun.gue_sport, tun.gue_dport.
-                let (kind, ports) = match encap {
-                    TunnelEncap::Ipip => (encap::IPIP, [0; 4]),
-                    TunnelEncap::Gre => (encap::GRE, [0; 4]),
-                    TunnelEncap::Gue { src_port, dst_port } => {
-                        let (s, d) = (src_port.to_be_bytes(), dst_port.to_be_bytes());
-                        (encap::GUE, [s[0], s[1], d[0], d[1]])
-                    }
-                };
-                e.addr[10] = kind;
-                e.addr[11] = 0;
-                e.addr[12..16].copy_from_slice(&ports);
+                e.set_tunnel(mtu, encap);
+            }
+            Rewrite::Tunnel6 {
+                src,
+                dst,
+                mtu,
+                encap,
+            } => {
+                if key.family != 6 {
+                    return Err(DatapathError::InvalidArgument(format!(
+                        "an IPv6 tunnel to {dst} for an IPv4 connection"
+                    )));
+                }
+                e.action = action::TUNNEL6;
+                e.set_tunnel(mtu, encap);
+                tail.src = src.octets();
+                tail.dst = dst.octets();
             }
         }
         Ok((e, tail))
@@ -409,6 +418,23 @@ impl ConnEntry {
 }
 
 impl ConnEntry {
+    /// A tunnel's MTU and encapsulation in `tun` (`addr[8..16]`): MTU in
+    /// host order, the kind, a pad byte, then GUE's ports in network order.
+    fn set_tunnel(&mut self, mtu: u16, encap: TunnelEncap) {
+        self.addr[8..10].copy_from_slice(&mtu.to_ne_bytes());
+        let (kind, ports) = match encap {
+            TunnelEncap::Ipip => (encap::IPIP, [0; 4]),
+            TunnelEncap::Gre => (encap::GRE, [0; 4]),
+            TunnelEncap::Gue { src_port, dst_port } => {
+                let (s, d) = (src_port.to_be_bytes(), dst_port.to_be_bytes());
+                (encap::GUE, [s[0], s[1], d[0], d[1]])
+            }
+        };
+        self.addr[10] = kind;
+        self.addr[11] = 0;
+        self.addr[12..16].copy_from_slice(&ports);
+    }
+
     /// FullNAT: the new destination in `addr` (IPv4: `addr[0..4]`) and its
     /// port in `port`; IPv4 keeps the new source in `addr[4..8]` and its
     /// port in `addr[8..10]`, IPv6 in the returned tail. The deltas cover
@@ -440,6 +466,7 @@ impl ConnEntry {
             tail = Tail6 {
                 src: s,
                 sport: src.1.to_be_bytes(),
+                ..Tail6::default()
             };
         }
         // Old and new: source address, destination address, then ports.

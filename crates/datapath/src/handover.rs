@@ -279,13 +279,13 @@ impl Inherited {
         let mut out = InheritedFlows::default();
         if let Some(table) = &self.slots4 {
             for (k, e) in table.entries() {
-                out.push(flow_of(&ConnKey::from_v4(&k), &e, now));
+                out.push(flow_of(&ConnKey::from_v4(&k), &e, None, now));
             }
         }
         if let Some(map) = &self.conns4 {
             for item in map.iter() {
                 match item {
-                    Ok((k, e)) => out.push(flow_of(&ConnKey::from_v4(&k), &e, now)),
+                    Ok((k, e)) => out.push(flow_of(&ConnKey::from_v4(&k), &e, None, now)),
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(map_err("conns4", "walk", e)),
                 }
@@ -294,7 +294,7 @@ impl Inherited {
         if let Some(map) = &self.conns6 {
             for item in map.iter() {
                 match item {
-                    Ok((k, e)) => out.push(flow_of(&k, &e.entry, now)),
+                    Ok((k, e)) => out.push(flow_of(&k, &e.entry, Some(e.dst6), now)),
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(map_err("conns6", "walk", e)),
                 }
@@ -313,8 +313,9 @@ impl InheritedFlows {
     }
 }
 
-/// The adoptable flow an entry describes, if it is one.
-fn flow_of(k: &ConnKey, e: &ConnEntry, now_ns: u64) -> Option<Adopted> {
+/// The adoptable flow an entry describes, if it is one; `dst6` is an IPv6
+/// entry's outer tunnel destination (`conn_entry6`'s tail).
+fn flow_of(k: &ConnKey, e: &ConnEntry, dst6: Option<[u8; 16]>, now_ns: u64) -> Option<Adopted> {
     let v4 = k.family == 4;
     let addr = |b: &[u8]| -> IpAddr {
         if v4 {
@@ -334,6 +335,7 @@ fn flow_of(k: &ConnKey, e: &ConnEntry, now_ns: u64) -> Option<Adopted> {
         ),
         // IPIP: the outer destination, bytes 4..8.
         action::TUNNEL if v4 => (ForwardMethod::Tunnel, addr(&e.addr[4..8]), None),
+        action::TUNNEL6 => (ForwardMethod::Tunnel, IpAddr::from(dst6?), None),
         _ => return None,
     };
     Some(Adopted {
@@ -450,7 +452,7 @@ mod tests {
         ];
         for (act, want) in cases {
             let (k, e) = entry(&key(6), &act, now - 3_500_000_000);
-            let got = flow_of(&k, &e, now);
+            let got = flow_of(&k, &e, None, now);
             match want {
                 None => assert_eq!(got, None, "{act:?}"),
                 Some((method, server_port)) => assert_eq!(
@@ -478,7 +480,7 @@ mod tests {
         };
         let rs6: IpAddr = "fd00:2::11".parse().unwrap();
         let (k, e) = entry(&k6, &forward(Rewrite::Route { server: rs6 }), now);
-        let got = flow_of(&k, &e, now).unwrap();
+        let got = flow_of(&k, &e, None, now).unwrap();
         assert_eq!(
             (got.server, got.client.port(), got.idle_secs),
             (rs6, 5000, 0)

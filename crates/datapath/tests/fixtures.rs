@@ -763,6 +763,61 @@ fn fixtures() -> Vec<Fixture> {
             },
         });
     }
+    // Tunnels over IPv6 (IPv6 in IPv6, GUE and GRE without checksums): the
+    // outer addresses ride in conns6's tail.
+    for (name, tcp, tunnel, proto) in [
+        ("tun ip6ip6 tcp v6", true, Tunnel::Ipip, 41),
+        ("tun gue udp v6", false, gue(TunnelChecksum::Nocsum), 17),
+        (
+            "tun gre tcp v6",
+            true,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Nocsum,
+            },
+            47,
+        ),
+    ] {
+        let setup = if tcp {
+            vec![
+                (client(true, Some(SYN)), Leg::Front),
+                (client(true, Some(ACK)), Leg::Front),
+            ]
+        } else {
+            vec![(client(true, None), Leg::Front)]
+        };
+        t.push(Fixture {
+            name,
+            method: ForwardMethod::Tunnel,
+            tunnel,
+            protocol: if tcp { Protocol::Tcp } else { Protocol::Udp },
+            v6: true,
+            server_on_front: false,
+            setup,
+            input: (client(true, tcp.then_some(ACK)), Leg::Front),
+            expect: Expect::Fast {
+                egress: Leg::Back,
+                dst_mac: RS.0,
+                src: CLIENT.1,
+                dst: VIP.1,
+                ports: (CPORT, VPORT),
+                tunnel: Some(("fd00:2::10", RS.2, proto)),
+                out_direction: false,
+            },
+        });
+    }
+    let mut big6 = client(true, None);
+    big6.payload_len = 1500 - 40 - 8 - 10; // fits the link, not the tunnel
+    t.push(Fixture {
+        name: "ipv6 tunnel over the mtu goes to the engine",
+        method: ForwardMethod::Tunnel,
+        tunnel: Tunnel::Ipip,
+        protocol: Protocol::Udp,
+        v6: true,
+        server_on_front: false,
+        setup: vec![(client(true, None), Leg::Front)],
+        input: (big6, Leg::Front),
+        expect: Expect::ToEngine,
+    });
     // A minimum-size frame with Ethernet padding: the tunnel drops the padding.
     let mut padded = client(false, None);
     padded.payload_len = 4;
@@ -1326,6 +1381,36 @@ fn read_back(
                 }
                 47 if payload.get(..4) == Some(&[0, 0, 8, 0][..]) => 4,
                 4 => 0,
+                _ => {
+                    return Err(format!(
+                        "tunnel header {:02x?}",
+                        &payload[..12.min(payload.len())]
+                    ))
+                }
+            };
+            payload[start..].to_vec()
+        }
+        (Some(NetSlice::Ipv6(outer)), Some((osrc, odst, proto))) => {
+            let h = outer.header();
+            if h.source_addr() != osrc.parse::<std::net::Ipv6Addr>().unwrap()
+                || h.destination_addr() != odst.parse::<std::net::Ipv6Addr>().unwrap()
+                || h.next_header().0 != proto
+                || h.hop_limit() != 64
+                || h.flow_label().value() != 0
+            {
+                return Err(format!("outer header {:?}", h.to_header()));
+            }
+            let payload = outer.payload().payload;
+            // GUE: UDP to the tunnel port, checksum 0, GUE v0 for IPv6;
+            // GRE: no flags, IPv6.
+            let start = match proto {
+                17 if payload.get(2..4) == Some(&GUE_PORT.to_be_bytes()[..])
+                    && payload.get(6..12) == Some(&[0, 0, 0, 41, 0, 0][..]) =>
+                {
+                    12
+                }
+                47 if payload.get(..4) == Some(&[0, 0, 0x86, 0xdd][..]) => 4,
+                41 => 0,
                 _ => {
                     return Err(format!(
                         "tunnel header {:02x?}",

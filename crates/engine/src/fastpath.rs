@@ -215,9 +215,25 @@ pub enum Rewrite {
         /// What follows the outer header.
         encap: TunnelEncap,
     },
+    /// A tunnel over IPv6, for an IPv6 connection: as [`Rewrite::Tunnel`]
+    /// with an outer IPv6 header `src` → `dst` (traffic class copied from
+    /// the inner header, flow label 0, hop limit 64, next header 41, 17 or
+    /// 47; GUE's UDP checksum 0, its header carrying protocol 41; GRE's
+    /// EtherType 0x86dd). The overhead is 40, 52 or 44 bytes against `mtu`.
+    Tunnel6 {
+        /// Outer source: the director's global address on the egress
+        /// interface.
+        src: std::net::Ipv6Addr,
+        /// Outer destination: the real server.
+        dst: std::net::Ipv6Addr,
+        /// MTU of the egress interface.
+        mtu: u16,
+        /// What follows the outer header.
+        encap: TunnelEncap,
+    },
 }
 
-/// The header a fast-path tunnel writes after the outer IPv4 header. Only
+/// The header a fast-path tunnel writes after the outer IP header. Only
 /// the checksum-free kinds: a GUE or GRE checksum sums the whole packet,
 /// which the engine does (such connections stay with it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

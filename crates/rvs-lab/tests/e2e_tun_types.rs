@@ -215,7 +215,7 @@ fn v4_service(d: &Daemon<'_>, tunnel: &[&str]) {
 /// rr 1,1,1 over 60 new connections gives 20/20/20, and their established
 /// segments (the requests) are forwarded by the XDP program: rvsd's
 /// front-leg redirect counter grows by at least one per connection.
-fn spread_in_xdp(lab: &Lab, d: &Daemon<'_>, what: &str) {
+fn spread_in_xdp(lab: &Lab, d: &Daemon<'_>, family: Family, what: &str) {
     let fast = || {
         d.counters()
             .get("xdp_front_fast_redirect")
@@ -223,7 +223,11 @@ fn spread_in_xdp(lab: &Lab, d: &Daemon<'_>, what: &str) {
             .unwrap_or(0)
     };
     let before = fast();
-    assert_eq!(spread(lab, 60), counts(&[20, 20, 20]), "{what}: rr 1,1,1");
+    assert_eq!(
+        spread_for(lab, family, 60),
+        counts(&[20, 20, 20]),
+        "{what}: rr 1,1,1"
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while fast() < before + 60 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
@@ -302,9 +306,9 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
 
         // Without checksums the XDP program encapsulates established flows.
         v4_service(&d, &gue);
-        spread_in_xdp(lab, &d, "gue nocsum");
+        spread_in_xdp(lab, &d, Family::V4, "gue nocsum");
         v4_service(&d, &["--tun-type", "gre"]);
-        spread_in_xdp(lab, &d, "gre nocsum");
+        spread_in_xdp(lab, &d, Family::V4, "gre nocsum");
 
         // GRE with a checksum, from the configuration file, applied by a
         // reload.
@@ -387,5 +391,12 @@ fn ipv6_gue_and_gre_without_checksums() {
         assert_eq!(get("gre_chksum_present"), "0", "{f:?}");
         let list = d.rvsadm(&["-Ln", "--tun-info"]);
         assert!(list.contains(" gre:-c "), "{list}");
+
+        // Established IPv6 flows of each type are encapsulated in XDP.
+        spread_in_xdp(lab, &d, Family::V6, "ipv6 gre nocsum");
+        v6_service(&d, &["--tun-type", "gue", "--tun-port", &port]);
+        spread_in_xdp(lab, &d, Family::V6, "ipv6 gue nocsum");
+        v6_service(&d, &["--tun-type", "ipip"]);
+        spread_in_xdp(lab, &d, Family::V6, "ipv6 in ipv6");
     });
 }

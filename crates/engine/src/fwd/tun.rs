@@ -385,15 +385,10 @@ fn too_big_v6(pkt: &mut PacketBuf<'_>, p: &Parsed, mtu: u16, ctx: &mut Ctx<'_>) 
     }
 }
 
-/// The XDP program's rewrite for this server: IPv4 only, and only the
-/// tunnels without a checksum (IPIP, GUE and GRE with `nocsum`): a GUE or
-/// GRE checksum sums the whole packet, which stays the engine's job. IPv6
-/// tunnels take the slow path too.
+/// The XDP program's rewrite for this server, only for the tunnels without
+/// a checksum (IPIP, GUE and GRE with `nocsum`): a GUE or GRE checksum sums
+/// the whole packet, which stays the engine's job.
 pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
-    let src = to.egress.source_v4?;
-    if c.v6() {
-        return None;
-    }
     let encap = match to.tunnel {
         Tunnel::Ipip => TunnelEncap::Ipip,
         Tunnel::Gue {
@@ -408,10 +403,19 @@ pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
         } => TunnelEncap::Gre,
         Tunnel::Gue { .. } | Tunnel::Gre { .. } => return None,
     };
+    let mtu = to.egress.mtu;
+    if c.v6() {
+        return Some(Rewrite::Tunnel6 {
+            src: to.egress.source_v6?,
+            dst: Ipv6Addr::from(c.daddr),
+            mtu,
+            encap,
+        });
+    }
     Some(Rewrite::Tunnel {
-        src,
+        src: to.egress.source_v4?,
         dst: Ipv4Addr::new(c.daddr[0], c.daddr[1], c.daddr[2], c.daddr[3]),
-        mtu: to.egress.mtu,
+        mtu,
         encap,
     })
 }
