@@ -230,6 +230,26 @@ pub(crate) enum Toward {
     /// To the client: outer source → VIP, quoted destination RIP:rport →
     /// VIP:vport.
     Client,
+    /// FullNAT's other end, to the real server: the quoted destination
+    /// CIP:cport → LIP:lport (after [`Toward::Server`]).
+    ServerPeer,
+    /// FullNAT's other end, to the client: outer destination LIP → CIP,
+    /// quoted source LIP:lport → CIP:cport (after [`Toward::Client`]).
+    ClientPeer,
+}
+
+impl Toward {
+    /// (whether the outer destination, not the source, changes; `None`:
+    /// no outer address changes) and whether the quoted packet's source,
+    /// not its destination, changes.
+    fn fields(self) -> (Option<bool>, bool) {
+        match self {
+            Toward::Server => (Some(true), true),
+            Toward::Client => (Some(false), false),
+            Toward::ServerPeer => (None, false),
+            Toward::ClientPeer => (Some(true), true),
+        }
+    }
 }
 
 /// NAT translation of an error in place: the outer address on `toward`'s
@@ -246,26 +266,29 @@ pub(crate) fn translate(
     let alen = if e.v6 { 16 } else { 4 };
     let end = e.l2_len + e.ip_len;
     let frame = frame.get_mut(..end)?;
-    // Outer header: destination (toward the server) or source (toward the
-    // client); its IPv4 checksum incrementally.
-    let outer =
-        e.l2_len + if e.v6 { 8 } else { 12 } + if toward == Toward::Server { alen } else { 0 };
-    let old_outer: AddrBytes = {
-        let mut a = [0u8; 16];
-        a[..alen].copy_from_slice(frame.get(outer..outer + alen)?);
-        a
-    };
-    frame[outer..outer + alen].copy_from_slice(&addr[..alen]);
-    if !e.v6 {
-        let c = u16::from_be_bytes([frame[e.l2_len + 10], frame[e.l2_len + 11]]);
-        let c = checksum::adjust(c, &old_outer[..4], &addr[..4]);
-        frame[e.l2_len + 10..e.l2_len + 12].copy_from_slice(&c.to_be_bytes());
+    let (outer_dst, quoted_src) = toward.fields();
+    // Outer header: destination or source; its IPv4 checksum
+    // incrementally.
+    if let Some(outer_dst) = outer_dst {
+        let outer = e.l2_len + if e.v6 { 8 } else { 12 } + if outer_dst { alen } else { 0 };
+        let old_outer: AddrBytes = {
+            let mut a = [0u8; 16];
+            a[..alen].copy_from_slice(frame.get(outer..outer + alen)?);
+            a
+        };
+        frame[outer..outer + alen].copy_from_slice(&addr[..alen]);
+        if !e.v6 {
+            let c = u16::from_be_bytes([frame[e.l2_len + 10], frame[e.l2_len + 11]]);
+            let c = checksum::adjust(c, &old_outer[..4], &addr[..4]);
+            frame[e.l2_len + 10..e.l2_len + 12].copy_from_slice(&c.to_be_bytes());
+        }
     }
-    // Quoted header: the source was ours (VIP) going to the client, the
-    // destination was the server's coming from the client.
-    let (addr_at, port_at) = match toward {
-        Toward::Server => (e.inner_start + if e.v6 { 8 } else { 12 }, e.inner_l4),
-        Toward::Client => (e.inner_start + if e.v6 { 24 } else { 16 }, e.inner_l4 + 2),
+    // Quoted header: its source (ours, going to the client) or its
+    // destination (the server's, coming from the client).
+    let (addr_at, port_at) = if quoted_src {
+        (e.inner_start + if e.v6 { 8 } else { 12 }, e.inner_l4)
+    } else {
+        (e.inner_start + if e.v6 { 24 } else { 16 }, e.inner_l4 + 2)
     };
     let mut old = [0u8; 18];
     let mut new = [0u8; 18];

@@ -118,7 +118,6 @@ drop_reasons! {
     /// relayed to a real server blindly.
     IcmpNoConnection => "icmp_no_connection",
     /// An ICMP error the director cannot relay: its quote is cut short or
-    /// not a TCP/UDP packet, or it is about a FullNAT connection (whose
-    /// errors RVS does not translate yet).
+    /// not a TCP/UDP packet.
     IcmpUnrelayable => "icmp_unrelayable",
 }

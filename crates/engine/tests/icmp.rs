@@ -223,3 +223,37 @@ fn ipv6_packet_too_big_is_translated_with_its_pseudo_header_checksum() {
     );
     assert_eq!(d.engine.counters().icmp_translated, 1);
 }
+
+/// FullNAT: an error about a reply reaches the server about the local end
+/// it talks to (LIP:lport), and the server's error about a packet from the
+/// local end reaches the client from the VIP, about the client's packet.
+#[test]
+fn fullnat_errors_are_translated_at_both_ends() {
+    let lport = rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE.0;
+    let mut d = established(ForwardMethod::FullNat);
+    let (v, out) = d.run(&frag_needed_about_reply(40000), FRONT);
+    assert_eq!(v, Verdict::Forward { egress: BACK });
+    let seen = check(&out);
+    assert_eq!((seen.src, seen.dst), (ip(ROUTER), ip(RS[0])));
+    assert_eq!(
+        quoted(&seen.ip_bytes),
+        (ip(RS[0]), ip(LADDR), (8080, lport)),
+        "the quoted reply is the one the server sent to the local end"
+    );
+
+    let translated = tcp_frame(BACK_MAC, 11, (LADDR, lport), (RS[0], 8080), ACK, b"");
+    let err = icmp_v4((11, BACK_MAC), RS[0], LADDR, 3, 3, 0, &translated);
+    let (v, out) = d.run(&err, BACK);
+    assert_eq!(v, Verdict::Forward { egress: FRONT });
+    let seen = check(&out);
+    assert_eq!((seen.src, seen.dst), (ip(VIP), ip(CLIENT)));
+    assert_eq!(seen.dst_mac, mac(ROUTER_MAC).0, "routed to the client");
+    assert_eq!(
+        quoted(&seen.ip_bytes),
+        (ip(CLIENT), ip(VIP), (40000, 80)),
+        "the quoted packet is the one the client sent"
+    );
+    let c = d.engine.counters();
+    assert_eq!((c.icmp_translated, c.icmp_relayed), (2, 0));
+    assert_eq!(c.accounted(), c.rx_packets);
+}

@@ -36,28 +36,26 @@ impl Engine {
             ingress,
             first_fragment: None,
         };
-        let found = self
-            .conns
-            .find_in(&flow)
-            .or_else(|| self.conns.find_out(&flow));
-        if found.is_some_and(|idx| self.conns.get(idx).method() == ForwardMethod::FullNat) {
-            return Verdict::Drop(DropReason::IcmpUnrelayable);
-        }
         if let Some(idx) = self.conns.find_in(&flow) {
-            // From the client's side: to the real server.
+            // From the client's side: to the real server (FullNAT: about
+            // the local end it knows).
             let c = *self.conns.get(idx);
+            let fullnat = c.method() == ForwardMethod::FullNat;
             let verdict = self.send_toward_server(pkt, &c, &p, |frame| {
                 icmp::translate(frame, &e, Toward::Server, &c.daddr, c.dport).is_some()
+                    && (!fullnat
+                        || icmp::translate(frame, &e, Toward::ServerPeer, &c.laddr, c.lport)
+                            .is_some())
             });
-            let method = c.method();
             if matches!(verdict, Verdict::Forward { .. }) {
                 self.count_in(c.dest, &p);
-                self.count_icmp(method == ForwardMethod::Masq);
+                self.count_icmp(c.method().translates());
             }
             return verdict;
         }
         if let Some(idx) = self.conns.find_out(&flow) {
-            // From the servers' side (NAT): to the client, as a routed reply.
+            // From the servers' side (NAT, FullNAT): to the client, as a
+            // routed reply.
             let c = *self.conns.get(idx);
             let Some(ip) = p.ip(pkt.data_mut()) else {
                 return Verdict::Drop(DropReason::Malformed);
@@ -68,7 +66,15 @@ impl Engine {
             if icmp::translate(pkt.data_mut(), &e, Toward::Client, &c.vaddr, c.vport).is_none() {
                 return Verdict::Drop(DropReason::Malformed);
             }
-            let verdict = self.send_toward_client(pkt, p.dst);
+            // FullNAT: the error was sent to the local end, about it.
+            if c.method() == ForwardMethod::FullNat
+                && icmp::translate(pkt.data_mut(), &e, Toward::ClientPeer, &c.caddr, c.cport)
+                    .is_none()
+            {
+                return Verdict::Drop(DropReason::Malformed);
+            }
+            let client = crate::conn::bytes_addr(&c.caddr, c.v6());
+            let verdict = self.send_toward_client(pkt, client);
             if matches!(verdict, Verdict::Forward { .. }) {
                 self.count_out(c.dest, &p);
                 self.count_icmp(true);
