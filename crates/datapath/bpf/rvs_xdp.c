@@ -17,7 +17,7 @@
  *   later fragment of a datagram in frags4 / frags6          -> AF_XDP
  *   miss, malformed or fragment, destination is a VIP        -> AF_XDP
  *       (the engine counts and drops; the kernel must not answer for a VIP)
- *   ICMP error quoting a TCP/UDP packet whose reversed flow is in conns,
+ *   ICMP error quoting a TCP/UDP/SCTP packet whose reversed flow is in conns,
  *       or sent to a VIP                                    -> AF_XDP
  *       (the engine relays it to whoever sent the quoted packet, or counts
  *       and drops it; crates/engine/src/icmp.rs)
@@ -913,7 +913,7 @@ static __always_inline int icmp_steer(struct xdp_md *ctx, struct if_counters *cn
 		__builtin_memcpy(q.daddr, &inner->saddr, 16);
 		ports = (void *)(inner + 1);
 	}
-	if (q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP)
+	if (q.proto != IPPROTO_TCP && q.proto != IPPROTO_UDP && q.proto != IPPROTO_SCTP_)
 		return pass(cnt);
 	if ((void *)(ports + 2) > data_end)
 		return vip_or_pass(ctx, cnt, slot, key);

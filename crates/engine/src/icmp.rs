@@ -180,7 +180,7 @@ pub(crate) fn parse(data: &[u8]) -> Result<Icmp, DropReason> {
         d[..4].copy_from_slice(&q.dst_addr().octets());
         (q.protocol(), q.header_len(), s, d)
     };
-    if proto != ip_proto::TCP && proto != ip_proto::UDP {
+    if ![ip_proto::TCP, ip_proto::UDP, ip_proto::SCTP].contains(&proto) {
         return Err(DropReason::IcmpUnrelayable);
     }
     // The kernel asks for the ports (8 bytes of the quoted transport header
@@ -304,8 +304,11 @@ pub(crate) fn translate(
         q.fill_checksum();
     }
     // The quoted TCP/UDP checksum, when quoted: address and port changed.
+    // SCTP's CRC32c covers the whole packet, which a quote does not hold:
+    // left as it is, as the kernel's ip_vs_nat_icmp leaves it.
     let check_at = e.inner_l4 + if e.proto == ip_proto::TCP { 16 } else { 6 };
-    if let Some(bytes) = frame.get_mut(check_at..check_at + 2) {
+    let checked = e.proto != ip_proto::SCTP;
+    if let Some(bytes) = frame.get_mut(check_at..check_at + 2).filter(|_| checked) {
         let c = u16::from_be_bytes([bytes[0], bytes[1]]);
         // UDP without a checksum stays without.
         if !(e.proto == ip_proto::UDP && c == 0) {

@@ -445,3 +445,41 @@ fn sctp_key() -> rvs_engine::FastKey {
         ..client_key(40000)
     }
 }
+
+/// An ICMP error about an SCTP association is relayed as IPVS relays it:
+/// a router's "fragmentation needed" about a reply reaches the NAT server
+/// with the quoted source translated (the quoted CRC32c left as it is, as
+/// the kernel leaves it), and one about nothing tracked is dropped.
+#[test]
+fn icmp_errors_about_an_association_are_relayed() {
+    let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
+    d.run(&from_client_sctp(40000, INIT), FRONT);
+    let reply = frame(
+        FRONT_MAC,
+        ROUTER_MAC,
+        (VIP, 80),
+        (CLIENT, 40000),
+        &[(DATA, &[0u8; 64])],
+    );
+    let err = icmp_v4((ROUTER_MAC, FRONT_MAC), "10.0.3.1", VIP, 3, 4, 1400, &reply);
+    let (v, out) = d.run(&err, FRONT);
+    assert_eq!(v, Verdict::Forward { egress: BACK });
+    let seen = check(&out); // outer IPv4 and ICMP checksums
+    assert_eq!(seen.dst, ip(RS[0]));
+    let q = &seen.ip_bytes[28..];
+    assert_eq!(q[9], 132, "the quote is SCTP");
+    assert_eq!(&q[12..16], &v4(RS[0]), "quoted source = RIP");
+    assert_eq!(&q[20..24], &[0x1f, 0x90, 0x9c, 0x40], "ports 8080 → 40000");
+    assert_eq!(d.engine.counters().icmp_translated, 1);
+
+    let stray = frame(
+        FRONT_MAC,
+        ROUTER_MAC,
+        (VIP, 80),
+        (CLIENT, 40001),
+        &[(DATA, b"x")],
+    );
+    let err = icmp_v4((ROUTER_MAC, FRONT_MAC), "10.0.3.1", VIP, 3, 4, 1400, &stray);
+    let (v, _) = d.run(&err, FRONT);
+    assert_eq!(v, Verdict::Drop(DropReason::IcmpNoConnection));
+}
