@@ -71,6 +71,8 @@ fn fake() -> FakeHandler {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             },
             dests: vec![DestStatus {
                 spec: DestSpec {
@@ -100,6 +102,7 @@ fn fake() -> FakeHandler {
         expires_secs: 899,
         template: false,
         fwmark: None,
+        local: None,
     }];
     FakeHandler::new(listing, connections).refusing(|c| match c {
         Command::AddService(s) if s.scheduler == "nosuch" => {
@@ -213,6 +216,8 @@ fn rvsadm_against_a_served_socket() {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             }),
             Command::AddDest {
                 service,
@@ -428,6 +433,8 @@ fn mark_rules_add_list_save_restore() {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             }),
             Command::AddDest {
                 service,

@@ -165,7 +165,7 @@ pub(crate) fn engine_config(
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
         sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
-        local_port_range: rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE,
+        local_port_range: local_port_range(file),
     };
     Ok((config, plan, origins))
 }
@@ -608,6 +608,13 @@ fn key_of(
     })
 }
 
+/// FullNAT's port range: the file's, or the engine's default (1024–32767).
+/// A reversed or zero range is the engine's to refuse, with its message.
+fn local_port_range(file: &schema::Config) -> (u16, u16) {
+    file.local_port_range
+        .map_or(rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE, |r| (r.0, r.1))
+}
+
 /// The engine service `file` describes under `key` (its own, or one of
 /// its group's members).
 fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::Result<Service> {
@@ -634,8 +641,9 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
             prefix_len,
         }),
         one_packet: file.one_packet,
-        local_addresses: Vec::new(),
-        toa: false,
+        // A group's members all connect from the group's local addresses.
+        local_addresses: file.local_addresses.clone(),
+        toa: file.toa,
         dests: file
             .real_servers
             .iter()
@@ -648,9 +656,10 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
                     // DR and TUN cannot change the port: in a group each
                     // member's real server gets the member's, as the kernel
                     // gets it from keepalived (a service of its own is
-                    // refused with a wrong one instead).
+                    // refused with a wrong one instead). NAT and FullNAT
+                    // translate it.
                     port: match (&file.group, r.method) {
-                        (Some(_), m) if m != rvs_engine::ForwardMethod::Masq => svc_port,
+                        (Some(_), m) if !m.translates() => svc_port,
                         _ => r.port.unwrap_or(svc_port),
                     },
                     weight: r.weight,
@@ -1043,6 +1052,37 @@ group = "g"
         keys.sort();
         assert_eq!(keys, ["10.0.2.11:80", "10.0.2.12:8080"]);
         assert!(errors_of(text).is_empty());
+    }
+
+    #[test]
+    fn fullnat_keys_reach_the_engine_and_a_group_s_members_take_the_group_s() {
+        let text = "local_port_range = [2000, 2999]\n[[service]]\ngroup = \"web\"\n\
+                    local_addresses = [\"10.0.2.200\", \"10.0.2.201\"]\ntoa = true\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 80\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 443\n\
+                    [[service.real_server]]\naddress = \"10.0.2.11\"\nport = 8080\nmethod = \"fullnat\"\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, _, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        assert_eq!(config.local_port_range, (2000, 2999));
+        let laddrs: Vec<IpAddr> =
+            vec!["10.0.2.200".parse().unwrap(), "10.0.2.201".parse().unwrap()];
+        assert_eq!(config.services.len(), 2);
+        for s in &config.services {
+            assert_eq!(s.local_addresses, laddrs, "{}", s.key);
+            assert!(s.toa, "{}", s.key);
+            // FullNAT translates the port: the server's own, not the member's.
+            assert_eq!(s.dests[0].method, ForwardMethod::FullNat);
+            assert_eq!(s.dests[0].port, 8080, "{}", s.key);
+        }
+        // Without the keys: none, off, the engine's default range.
+        let text = "[[service]]\nfwmark = 1\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, _, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        assert_eq!(
+            config.local_port_range,
+            rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE
+        );
+        assert!(config.services[0].local_addresses.is_empty() && !config.services[0].toa);
     }
 
     #[test]

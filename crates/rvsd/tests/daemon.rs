@@ -161,6 +161,8 @@ fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
         netmask: None,
         flags: vec![],
         one_packet: false,
+        local_addresses: vec![],
+        toa: false,
     };
     client
         .command(&Cmd::Restore(vec![

@@ -16,6 +16,8 @@ fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
             netmask: None,
             flags: vec![],
             one_packet: false,
+            local_addresses: vec![],
+            toa: false,
         },
         dests: vec![],
         stats: Stats::default(),
@@ -402,6 +404,7 @@ fn conn(
         expires_secs,
         template: false,
         fwmark: None,
+        local: None,
     }
 }
 

@@ -93,6 +93,8 @@ fn spec(key: ServiceKey, sched: &str) -> ServiceSpec {
         netmask: None,
         flags: vec![],
         one_packet: false,
+        local_addresses: vec![],
+        toa: false,
     }
 }
 
