@@ -201,7 +201,10 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
     }
     let privileges = crate::privilege::plan(&file).map_err(|e| anyhow!("{shown}: {e:#}"))?;
-    for w in fwmark_warnings(&file, &text) {
+    for w in fwmark_warnings(&file, &text)
+        .into_iter()
+        .chain(local_address_warnings(&file, &text, &config))
+    {
         tracing::warn!("{shown}: {w}");
     }
     Ok(Start {
@@ -235,6 +238,7 @@ pub(crate) fn check(path: &Path) -> i32 {
         .interfaces
         .is_empty()
         .then(|| NO_INTERFACES.to_string());
+    let mut local_warnings = Vec::new();
     let (errors, services) = match engine_config(&file, &text, kernel::interface) {
         Err(errors) => (
             errors.into_iter().chain(no_interfaces).collect(),
@@ -243,10 +247,13 @@ pub(crate) fn check(path: &Path) -> i32 {
         Ok((config, _, _)) if no_interfaces.is_some() => {
             (no_interfaces.into_iter().collect(), config.services)
         }
-        Ok((config, plan, origins)) => (
-            validate(&file, &text, &config, plan, &origins),
-            config.services,
-        ),
+        Ok((config, plan, origins)) => {
+            local_warnings = local_address_warnings(&file, &text, &config);
+            (
+                validate(&file, &text, &config, plan, &origins),
+                config.services,
+            )
+        }
     };
     let errors: Vec<String> = errors
         .into_iter()
@@ -258,7 +265,8 @@ pub(crate) fn check(path: &Path) -> i32 {
         .collect();
     // Warnings change nothing of the verdict: the file runs, but does
     // not do what it seems to.
-    let warnings = fwmark_warnings(&file, &text);
+    let mut warnings = fwmark_warnings(&file, &text);
+    warnings.extend(local_warnings);
     for w in &warnings {
         eprintln!("{shown}: warning: {w}");
     }
@@ -322,6 +330,46 @@ pub(crate) fn fwmark_warnings(file: &schema::Config, text: &str) -> Vec<String> 
             })
         })
         .collect()
+}
+
+/// FullNAT local addresses that no interface of `config` holds, each with
+/// the line of its `[[service]]`: the real servers answer them, and the
+/// kernel answers ARP and neighbour solicitations only for its own
+/// addresses, so replies reach the director only if a router routes the
+/// address to it. Valid, so a warning.
+pub(crate) fn local_address_warnings(
+    file: &schema::Config,
+    text: &str,
+    config: &Config,
+) -> Vec<String> {
+    let lines = Lines::new(text);
+    let held = |a: &IpAddr| {
+        config
+            .interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|(b, _)| b == a))
+    };
+    let mut warned: Vec<IpAddr> = Vec::new();
+    let mut out = Vec::new();
+    for s in &file.services {
+        for a in &s.get_ref().local_addresses {
+            if held(a) || warned.contains(a) {
+                continue;
+            }
+            warned.push(*a);
+            out.push(format!(
+                "line {}: local address {a} is not an address of any interface rvsd works \
+                 on ({}): real servers answer it, so unless a router routes it to the director \
+                 their replies are lost; add it to the servers' side, e.g. \
+                 ip addr add {a}/{} dev {}",
+                lines.of(s.span().start),
+                file.interfaces.join(", "),
+                if a.is_ipv4() { 24 } else { 64 },
+                file.interfaces.last().map_or("eth1", String::as_str),
+            ));
+        }
+    }
+    out
 }
 
 const NO_INTERFACES: &str =
@@ -1083,6 +1131,39 @@ group = "g"
             rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE
         );
         assert!(config.services[0].local_addresses.is_empty() && !config.services[0].toa);
+    }
+
+    #[test]
+    fn a_local_address_no_interface_holds_is_warned_about_once_with_its_line() {
+        let text = "interfaces = [\"front\", \"back\"]\n\
+                    [[service]]\nfwmark = 1\nlocal_addresses = [\"10.0.2.1\", \"10.0.2.200\"]\n\
+                    [[service]]\nfwmark = 2\nlocal_addresses = [\"10.0.2.200\", \"fd00::200\"]\n";
+        let file = schema::Config::parse(text).unwrap();
+        let config = Config {
+            interfaces: vec![rvs_engine::Interface {
+                index: rvs_engine::IfIndex(3),
+                name: "back".into(),
+                mac: rvs_wire::EthernetAddress([2, 0, 0, 0, 0, 3]),
+                addrs: vec![("10.0.2.1".parse().unwrap(), 24)],
+                mtu: 1500,
+            }],
+            ..Config::default()
+        };
+        let w = local_address_warnings(&file, text, &config);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("line 2: local address 10.0.2.200 is not an address of any interface rvsd works on (front, back)"),
+            "{w:?}"
+        );
+        assert!(
+            w[0].ends_with("ip addr add 10.0.2.200/24 dev back"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("line 5: local address fd00::200")
+                && w[1].ends_with("ip addr add fd00::200/64 dev back"),
+            "{w:?}"
+        );
     }
 
     #[test]
