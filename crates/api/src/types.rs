@@ -756,6 +756,11 @@ mod tests {
             "{j}"
         );
         assert_eq!(serde_json::from_str::<ServiceSpec>(&j).unwrap(), s);
+        // A FullNAT real server's method, as the README's API section names it.
+        assert_eq!(
+            serde_json::to_string(&ForwardMethod::FullNat).unwrap(),
+            r#""full_nat""#
+        );
         // Misspelt, refused by name as every command field is.
         let e = serde_json::from_str::<ServiceSpec>(
             r#"{"key":{"protocol":"tcp","addr":"10.0.0.1","port":80},"scheduler":"rr",
