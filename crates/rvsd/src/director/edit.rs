@@ -248,8 +248,8 @@ impl Draft {
                         },
                     });
                 }
-                validator.dest(entry.svc.key, &d).map_err(refused)?;
                 fullnat_dest(&entry.svc, &d)?;
+                validator.dest(entry.svc.key, &d).map_err(refused)?;
                 entry.push(d);
             }
             Command::EditDest { service, dest } => {
@@ -258,8 +258,8 @@ impl Draft {
                 let i = entry
                     .find(d.addr, d.port)
                     .ok_or_else(|| no_dest(dest.addr, dest.port))?;
-                validator.dest(entry.svc.key, &d).map_err(refused)?;
                 fullnat_dest(&entry.svc, &d)?;
+                validator.dest(entry.svc.key, &d).map_err(refused)?;
                 entry.dests[i] = Some(d);
             }
             Command::DeleteDest {
