@@ -5,12 +5,12 @@
  *
  *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
  *       IPv6: conns6), Forward entry, frame fully understood
- *       -> rewrite (DR / NAT in / NAT out / IPIP, GUE or GRE without
- *          checksum), count, last_seen,
+ *       -> rewrite (DR / NAT in / NAT out / FullNAT in and out /
+ *          IPIP, GUE or GRE without checksum), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
- *   conns hit, anything else (ToEngine entry, a TCP segment of a class the entry
- *       does not forward (docs/fastpath.md), IPv4 options,
- *       bad IPv4 checksum, TTL <= 1 on a NAT reply, tunnel over the MTU,
+ *   conns hit, anything else (ToEngine entry, a TCP segment or SCTP packet of
+ *       a class the entry does not forward (docs/fastpath.md), IPv4 options,
+ *       bad IPv4 checksum, TTL <= 1 on a NAT or FullNAT reply, tunnel over the MTU,
  *       invalid next hop, egress without a tx port, malformed L4)
  *       -> AF_XDP (the engine decides, exactly as without a fast path)
  *   miss, destination (addr, proto, port | 0) is a service  -> AF_XDP
@@ -89,6 +89,11 @@
 #define SEG_FIN 0x02
 #define SEG_ACK 0x04
 #define SEG_RST 0x08
+/*
+ * Not a TCP class: an SCTP packet whose first chunk IPVS classes as its
+ * DATA event (every chunk type but those of sctp_chunk_class() below).
+ */
+#define SEG_SCTP_DATA 0x10
 /* Outer TTL of IPIP, as the engine's fwd/tun.rs (the kernel default). */
 #define TUNNEL_TTL 64
 /*
@@ -132,6 +137,13 @@ enum conn_action {
 	ACT_MASQ_IN = 2,
 	ACT_MASQ_OUT = 3,
 	ACT_TUNNEL = 4,
+	/*
+	 * FullNAT: both ends rewritten (IPv4: `fnat` below; IPv6: the new
+	 * destination in `addr`, the source in conn_entry6's tail); the reply
+	 * direction (OUT) is routed like a NAT reply (TTL first).
+	 */
+	ACT_FNAT_IN = 5,
+	ACT_FNAT_OUT = 6,
 };
 
 /*
@@ -190,6 +202,12 @@ struct conn_entry {
 	union {
 		__u8 addr[16]; /* NAT: the new address (IPv4 in the first 4) */
 		struct {
+			__be32 daddr; /* the new destination */
+			__be32 saddr; /* the new source */
+			__be16 sport; /* the new source port (`port` is the destination's) */
+			__u8 pad[6];
+		} fnat;
+		struct {
 			__be32 src; /* outer source: the director */
 			__be32 dst; /* outer destination: the real server */
 			__u16 mtu;  /* egress MTU, host order */
@@ -219,6 +237,18 @@ struct conn_slot4 {
 		__u64 w[2];
 	} key;
 	struct conn_entry entry;
+};
+
+/*
+ * The value of conns6: an entry and what two IPv6 ends need beyond its 16
+ * address bytes (FullNAT: the new source and its port; `e.addr` is the new
+ * destination and `e.port` its port).
+ */
+struct conn_entry6 {
+	struct conn_entry e;
+	__u8 src6[16];
+	__be16 sport6;
+	__u8 pad[6];
 };
 
 struct next_hop {
@@ -307,7 +337,7 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, DEFAULT_CONNS);
 	__type(key, struct conn_key);
-	__type(value, struct conn_entry);
+	__type(value, struct conn_entry6);
 } conns6 SEC(".maps");
 
 struct {
@@ -633,6 +663,9 @@ enum conn_lookup {
 struct conn_found {
 	struct conn_entry e;
 	__u64 *last_seen;
+	/* IPv6 only: conn_entry6's tail. */
+	__u8 src6[16];
+	__be16 sport6;
 };
 
 /*
@@ -711,8 +744,15 @@ static __always_inline int lookup_conn(const struct conn_key *key, struct conn_f
 {
 	struct conn_key4 k4 = {};
 
-	if (key->family == 6)
-		return copy_found(bpf_map_lookup_elem(&conns6, key), f);
+	if (key->family == 6) {
+		struct conn_entry6 *e6 = bpf_map_lookup_elem(&conns6, key);
+
+		if (!e6)
+			return CONN_MISS;
+		__builtin_memcpy(f->src6, e6->src6, 16);
+		f->sport6 = e6->sport6;
+		return copy_found(&e6->e, f);
+	}
 	__builtin_memcpy(&k4.saddr, key->saddr, 4);
 	__builtin_memcpy(&k4.daddr, key->daddr, 4);
 	k4.sport = key->sport;
@@ -804,6 +844,21 @@ static __always_inline __u8 tcp_segment_class(__u8 flags)
 	return 0;
 }
 
+/*
+ * SEG_SCTP_DATA for a chunk type IPVS's SCTP table classes as DATA; 0 for
+ * INIT, INIT ACK, ABORT, SHUTDOWN, SHUTDOWN ACK, ERROR, COOKIE ECHO,
+ * COOKIE ACK and SHUTDOWN COMPLETE, which change an association's state.
+ */
+static __always_inline __u8 sctp_chunk_class(__u8 type)
+{
+	switch (type) {
+	case 1: case 2: case 6: case 7: case 8: case 9: case 10: case 11: case 14:
+		return 0;
+	default:
+		return SEG_SCTP_DATA;
+	}
+}
+
 static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, __u32 slot,
 				   const struct conn_found *f, __u32 l2_len, __u8 family, __u8 proto,
 				   __u32 ip_len)
@@ -820,7 +875,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	void *l3, *l4;
 	int tx;
 
-	if (action == ACT_TO_ENGINE || action > ACT_TUNNEL)
+	if (action == ACT_TO_ENGINE || action > ACT_FNAT_OUT)
 		return to_user(ctx, cnt, slot);
 	if (l2_len > 22)
 		return to_user(ctx, cnt, slot);
@@ -833,7 +888,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		/* Options and bad checksums are the engine's. */
 		if (ip->ihl != 5 || !ipv4_csum_ok(ip))
 			return to_user(ctx, cnt, slot);
-		if (action == ACT_MASQ_OUT && ip->ttl <= 1)
+		if ((action == ACT_MASQ_OUT || action == ACT_FNAT_OUT) && ip->ttl <= 1)
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_TUNNEL &&
 		    (encap_len(e->tun.encap) < 0 ||
@@ -847,7 +902,9 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_MASQ_OUT && ip6->hop_limit <= 1)
 			return to_user(ctx, cnt, slot);
-		/* IPIP carries IPv4 only; the engine refuses the rest. */
+		if (action == ACT_FNAT_OUT && ip6->hop_limit <= 1)
+			return to_user(ctx, cnt, slot);
+		/* Tunnels over IPv6 are the engine's. */
 		if (action == ACT_TUNNEL)
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct ipv6hdr);
@@ -867,8 +924,25 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	} else if (proto == IPPROTO_UDP) {
 		if (l4 + sizeof(struct udphdr) > data_end)
 			return to_user(ctx, cnt, slot);
+	} else if (proto == IPPROTO_SCTP_) {
+		__u8 *chunk = l4 + SCTP_HEADER_LEN;
+		__be16 *ports = l4;
+
+		/* The first chunk's header, within the IP length. */
+		if ((void *)(chunk + 4) > data_end ||
+		    ip_len < (__u32)((long)l4 - (long)l3) + SCTP_HEADER_LEN + 4)
+			return to_user(ctx, cnt, slot);
+		if (!(sctp_chunk_class(chunk[0]) & e->tcp_segments))
+			return to_user(ctx, cnt, slot);
+		/*
+		 * The CRC32c covers the ports, not the addresses: NAT that keeps
+		 * the port leaves it right; anything else is the engine's.
+		 */
+		if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT ||
+		    (action == ACT_MASQ_IN && ports[1] != e->port) ||
+		    (action == ACT_MASQ_OUT && ports[0] != e->port))
+			return to_user(ctx, cnt, slot);
 	} else {
-		/* SCTP: every packet is the engine's (it never writes Forward). */
 		return to_user(ctx, cnt, slot);
 	}
 
@@ -884,9 +958,11 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 
 	/* Every check passed: from here on the frame is rewritten. */
 	if (action == ACT_MASQ_IN || action == ACT_MASQ_OUT) {
-		__be16 *port, *check;
+		__be16 *port = 0, *check = 0;
 
-		if (proto == IPPROTO_TCP) {
+		if (proto == IPPROTO_SCTP_) {
+			/* The port stays (checked above): addresses only. */
+		} else if (proto == IPPROTO_TCP) {
 			struct tcphdr *tcp = l4;
 
 			if ((void *)(tcp + 1) > data_end)
@@ -931,7 +1007,58 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 				__builtin_memcpy(&ip6->daddr, e->addr, 16);
 			}
 		}
-		*port = e->port;
+		if (port && check) {
+			*port = e->port;
+			l4_csum_update(proto, check, e->l4_delta);
+		}
+	} else if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
+		__be16 *ports = l4, *check;
+
+		if ((void *)(ports + 2) > data_end)
+			return to_user(ctx, cnt, slot);
+		if (proto == IPPROTO_TCP) {
+			struct tcphdr *tcp = l4;
+
+			if ((void *)(tcp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &tcp->check;
+		} else {
+			struct udphdr *udp = l4;
+
+			if ((void *)(udp + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			check = &udp->check;
+		}
+		if (family == 4) {
+			struct iphdr *ip = l3;
+			__u16 c;
+
+			if ((void *)(ip + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			c = bpf_ntohs(ip->check);
+			if (action == ACT_FNAT_OUT) {
+				/* Routed reply: TTL first, as the engine does. */
+				__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+
+				ip->ttl -= 1;
+				c = csum_replace16(c, old, old - 0x0100);
+			}
+			ip->saddr = e->fnat.saddr;
+			ip->daddr = e->fnat.daddr;
+			ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
+			ports[0] = e->fnat.sport;
+		} else {
+			struct ipv6hdr *ip6 = l3;
+
+			if ((void *)(ip6 + 1) > data_end)
+				return to_user(ctx, cnt, slot);
+			if (action == ACT_FNAT_OUT)
+				ip6->hop_limit -= 1;
+			__builtin_memcpy(&ip6->saddr, f->src6, 16);
+			__builtin_memcpy(&ip6->daddr, e->addr, 16);
+			ports[0] = f->sport6;
+		}
+		ports[1] = e->port;
 		l4_csum_update(proto, check, e->l4_delta);
 	} else if (action == ACT_TUNNEL) {
 		if (encapsulate(ctx, l2_len, ip_len, e))
@@ -950,7 +1077,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	dest = e->dest;
 	dc = bpf_map_lookup_elem(&dest_stats, &dest);
 	if (dc) {
-		if (action == ACT_MASQ_OUT) {
+		if (action == ACT_MASQ_OUT || action == ACT_FNAT_OUT) {
 			dc->out_pkts += 1;
 			dc->out_bytes += ip_len;
 		} else {

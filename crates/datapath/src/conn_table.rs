@@ -23,7 +23,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering};
 use aya::maps::{HashMap, MapData};
 use rvs_engine::limits::{CONN_WAYS, MAX_FAST_PATH_SLOTS, MIN_FAST_PATH_SLOTS};
 
-use crate::fastpath::{ConnEntry, ConnKey, ConnKey4};
+use crate::fastpath::{ConnEntry, ConnEntry6, ConnKey, ConnKey4, Tail6};
 use crate::maps::{is_not_found, map_err, remove};
 use crate::DatapathError;
 
@@ -266,7 +266,7 @@ pub(crate) struct ConnMaps {
     /// The keys in `overflow`, so that a key is never in both places.
     overflowed: HashSet<ConnKey4>,
     /// `conns6`.
-    pub(crate) v6: HashMap<MapData, ConnKey, ConnEntry>,
+    pub(crate) v6: HashMap<MapData, ConnKey, ConnEntry6>,
 }
 
 impl ConnMaps {
@@ -274,7 +274,7 @@ impl ConnMaps {
         slots: SlotTable,
         slot_map: MapData,
         overflow: HashMap<MapData, ConnKey4, ConnEntry>,
-        v6: HashMap<MapData, ConnKey, ConnEntry>,
+        v6: HashMap<MapData, ConnKey, ConnEntry6>,
     ) -> Self {
         Self {
             slots,
@@ -285,11 +285,17 @@ impl ConnMaps {
         }
     }
 
-    pub(crate) fn insert(&mut self, k: &ConnKey, e: ConnEntry) -> Result<(), DatapathError> {
+    /// Writes `e` for `k`; an IPv6 entry takes `tail` with it.
+    pub(crate) fn insert(
+        &mut self,
+        k: &ConnKey,
+        e: ConnEntry,
+        tail: Tail6,
+    ) -> Result<(), DatapathError> {
         let Some(k4) = k.v4() else {
             return self
                 .v6
-                .insert(k, e, 0)
+                .insert(k, ConnEntry6::new(e, tail), 0)
                 .map_err(|e| map_err("conns6", "insert", e));
         };
         if !self.overflowed.contains(&k4) && self.slots.upsert(&k4, &e) {
@@ -318,7 +324,7 @@ impl ConnMaps {
         let (got, name) = match k.v4() {
             Some(k4) if !self.overflowed.contains(&k4) => return Ok(self.slots.get(&k4)),
             Some(k4) => (self.overflow.get(&k4, 0), "conns4"),
-            None => (self.v6.get(k, 0), "conns6"),
+            None => (self.v6.get(k, 0).map(|e6| e6.entry), "conns6"),
         };
         match got {
             Ok(e) => Ok(Some(e)),

@@ -239,13 +239,62 @@ pub(crate) fn csum_delta(old: &[u8], new: &[u8]) -> u16 {
     checksum::fold(acc)
 }
 
+/// What an IPv6 entry holds beyond a [`ConnEntry`] (FullNAT's new source:
+/// two IPv6 ends do not fit the entry's 16 address bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tail6 {
+    pub(crate) src: [u8; 16],
+    pub(crate) sport: [u8; 2],
+}
+
+/// `struct conn_entry6`, the value of `conns6`: an entry and its tail.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ConnEntry6 {
+    pub(crate) entry: ConnEntry,
+    pub(crate) src6: [u8; 16],
+    pub(crate) sport6: [u8; 2],
+    pub(crate) pad: [u8; 6],
+}
+
+// SAFETY: repr(C); 40 + 16 + 2 + 6 = 64 bytes with no padding (asserted
+// below); every bit pattern is valid.
+unsafe impl Pod for ConnEntry6 {}
+
+const _: () =
+    assert!(std::mem::size_of::<ConnEntry6>() == 64 && std::mem::align_of::<ConnEntry6>() == 8);
+
+impl ConnEntry6 {
+    pub(crate) fn new(entry: ConnEntry, tail: Tail6) -> Self {
+        Self {
+            entry,
+            src6: tail.src,
+            sport6: tail.sport,
+            pad: [0; 6],
+        }
+    }
+}
+
 impl ConnEntry {
-    /// The entry for `key`; `last_seen` is the caller's (now).
+    /// The entry for `key` alone (tests; an IPv6 FullNAT entry needs its
+    /// tail, see [`ConnEntry::build`]).
+    #[cfg(test)]
     pub(crate) fn new(
         key: &ConnKey,
         act: &FastAction,
         last_seen: u64,
     ) -> Result<Self, DatapathError> {
+        Self::build(key, act, last_seen).map(|(e, _)| e)
+    }
+
+    /// The entry for `key`, and what an IPv6 entry holds beyond it;
+    /// `last_seen` is the caller's (now).
+    pub(crate) fn build(
+        key: &ConnKey,
+        act: &FastAction,
+        last_seen: u64,
+    ) -> Result<(Self, Tail6), DatapathError> {
+        let mut tail = Tail6::default();
         let mut e = Self {
             last_seen,
             next_hop: 0,
@@ -258,7 +307,7 @@ impl ConnEntry {
             addr: [0; 16],
         };
         let FastAction::Forward(f) = act else {
-            return Ok(e);
+            return Ok((e, tail));
         };
         check_next_hop(f.next_hop)?;
         check_dest(f.dest)?;
@@ -286,7 +335,7 @@ impl ConnEntry {
                 dst_port,
             } => {
                 e.action = action::FNAT_IN;
-                e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
+                tail = e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
             }
             Rewrite::FullNatOut {
                 src,
@@ -295,7 +344,7 @@ impl ConnEntry {
                 dst_port,
             } => {
                 e.action = action::FNAT_OUT;
-                e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
+                tail = e.set_fullnat(key, (src, src_port), (dst, dst_port))?;
             }
             Rewrite::Tunnel {
                 src,
@@ -321,7 +370,7 @@ impl ConnEntry {
                 e.addr[12..16].copy_from_slice(&ports);
             }
         }
-        Ok(e)
+        Ok((e, tail))
     }
 
     /// NAT: the new address and port, and the deltas from the key's
@@ -360,46 +409,55 @@ impl ConnEntry {
 }
 
 impl ConnEntry {
-    /// FullNAT (IPv4 only: the entry has room for two IPv4 ends): the new
-    /// destination in `addr[0..4]`, the new source in `addr[4..8]`, the new
-    /// source port in `addr[8..10]` and the new destination port in
-    /// `port`; the deltas cover both ends at once (the engine's two
-    /// incremental updates sum to the same checksum).
+    /// FullNAT: the new destination in `addr` (IPv4: `addr[0..4]`) and its
+    /// port in `port`; IPv4 keeps the new source in `addr[4..8]` and its
+    /// port in `addr[8..10]`, IPv6 in the returned tail. The deltas cover
+    /// both ends at once (the engine's two incremental updates, one per
+    /// end, sum to the same checksum); IPv6 has no header checksum.
     fn set_fullnat(
         &mut self,
         key: &ConnKey,
         src: (IpAddr, u16),
         dst: (IpAddr, u16),
-    ) -> Result<(), DatapathError> {
-        let (IpAddr::V4(s), IpAddr::V4(d)) = (src.0, dst.0) else {
+    ) -> Result<Tail6, DatapathError> {
+        let (family, s) = family_addr(src.0);
+        let (dfamily, d) = family_addr(dst.0);
+        if family != key.family || dfamily != key.family {
             return Err(DatapathError::InvalidArgument(format!(
-                "FullNAT to {} from {} in XDP: IPv4 only",
-                dst.0, src.0
+                "FullNAT from {} to {} for an IPv{} connection",
+                src.0, dst.0, key.family
             )));
-        };
-        if key.family != 4 {
-            return Err(DatapathError::InvalidArgument(
-                "FullNAT entry for an IPv6 key".into(),
-            ));
         }
-        self.addr[0..4].copy_from_slice(&d.octets());
-        self.addr[4..8].copy_from_slice(&s.octets());
-        self.addr[8..10].copy_from_slice(&src.1.to_be_bytes());
+        let alen = addr_len(family);
+        let mut tail = Tail6::default();
         self.port = dst.1.to_be_bytes();
+        if family == 4 {
+            self.addr[0..4].copy_from_slice(&d[..4]);
+            self.addr[4..8].copy_from_slice(&s[..4]);
+            self.addr[8..10].copy_from_slice(&src.1.to_be_bytes());
+        } else {
+            self.addr = d;
+            tail = Tail6 {
+                src: s,
+                sport: src.1.to_be_bytes(),
+            };
+        }
         // Old and new: source address, destination address, then ports.
-        let mut old = [0u8; 12];
-        let mut new = [0u8; 12];
-        old[0..4].copy_from_slice(&key.saddr[..4]);
-        old[4..8].copy_from_slice(&key.daddr[..4]);
-        old[8..10].copy_from_slice(&key.sport);
-        old[10..12].copy_from_slice(&key.dport);
-        new[0..4].copy_from_slice(&s.octets());
-        new[4..8].copy_from_slice(&d.octets());
-        new[8..10].copy_from_slice(&src.1.to_be_bytes());
-        new[10..12].copy_from_slice(&dst.1.to_be_bytes());
-        self.ip_delta = csum_delta(&old[..8], &new[..8]);
-        self.l4_delta = csum_delta(&old, &new);
-        Ok(())
+        let mut old = [0u8; 36];
+        let mut new = [0u8; 36];
+        old[..alen].copy_from_slice(&key.saddr[..alen]);
+        old[alen..2 * alen].copy_from_slice(&key.daddr[..alen]);
+        old[2 * alen..2 * alen + 2].copy_from_slice(&key.sport);
+        old[2 * alen + 2..2 * alen + 4].copy_from_slice(&key.dport);
+        new[..alen].copy_from_slice(&s[..alen]);
+        new[alen..2 * alen].copy_from_slice(&d[..alen]);
+        new[2 * alen..2 * alen + 2].copy_from_slice(&src.1.to_be_bytes());
+        new[2 * alen + 2..2 * alen + 4].copy_from_slice(&dst.1.to_be_bytes());
+        if family == 4 {
+            self.ip_delta = csum_delta(&old[..8], &new[..8]);
+        }
+        self.l4_delta = csum_delta(&old[..2 * alen + 4], &new[..2 * alen + 4]);
+        Ok(tail)
     }
 }
 
@@ -453,7 +511,7 @@ pub(crate) mod tests_support {
     /// The key and entry `apply` would write for `key` and `act`.
     pub(crate) fn entry(key: &FastKey, act: &FastAction, last_seen: u64) -> (ConnKey, ConnEntry) {
         let k = ConnKey::new(key).unwrap();
-        let e = ConnEntry::new(&k, act, last_seen).unwrap();
+        let (e, _) = ConnEntry::build(&k, act, last_seen).unwrap();
         // What the program's map holds for IPv4: the compact key, widened.
         let k = k.v4().map_or(k, |k4| ConnKey::from_v4(&k4));
         (k, e)

@@ -159,10 +159,10 @@ impl PinDir {
     }
 
     /// A pinned connection map of a layout this version reads, if any.
-    fn open_map<K: aya::Pod>(
+    fn open_map<K: aya::Pod, V: aya::Pod>(
         &self,
         name: &'static str,
-    ) -> Result<Option<HashMap<MapData, K, ConnEntry>>, DatapathError> {
+    ) -> Result<Option<HashMap<MapData, K, V>>, DatapathError> {
         let path = self.path.join(name);
         if !path.exists() {
             return Ok(None);
@@ -242,7 +242,7 @@ pub struct Inherited {
     pub(crate) links: Vec<InheritedLink>,
     slots4: Option<SlotTable>,
     conns4: Option<HashMap<MapData, ConnKey4, ConnEntry>>,
-    conns6: Option<HashMap<MapData, ConnKey, ConnEntry>>,
+    conns6: Option<HashMap<MapData, ConnKey, crate::fastpath::ConnEntry6>>,
 }
 
 /// The flows of a previous rvsd's maps, and how many entries were not
@@ -294,7 +294,7 @@ impl Inherited {
         if let Some(map) = &self.conns6 {
             for item in map.iter() {
                 match item {
-                    Ok((k, e)) => out.push(flow_of(&k, &e, now)),
+                    Ok((k, e)) => out.push(flow_of(&k, &e.entry, now)),
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(map_err("conns6", "walk", e)),
                 }

@@ -682,8 +682,8 @@ impl XdpDatapath {
         match op {
             FastPathOp::Upsert { key, action } => {
                 let k = ConnKey::new(key)?;
-                let e = ConnEntry::new(&k, action, monotonic_ns())?;
-                self.conns.insert(&k, e)?;
+                let (e, tail) = ConnEntry::build(&k, action, monotonic_ns())?;
+                self.conns.insert(&k, e, tail)?;
             }
             FastPathOp::Remove { key } => self.conns.remove(&ConnKey::new(key)?)?,
             FastPathOp::SetNextHop { id, hop } => {

@@ -41,6 +41,9 @@ const VIP: (&str, &str) = ("10.0.100.1", "fd00:100::1");
 const CPORT: u16 = 40_000;
 const VPORT: u16 = 80;
 const NAT_PORT: u16 = 8080;
+/// FullNAT's local address on the back leg, and the first port it gives.
+const LADDR: (&str, &str) = ("10.0.2.200", "fd00:2::200");
+const LPORT: u16 = rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE.0;
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
@@ -109,8 +112,10 @@ const FINACK: Tcp = Tcp {
 #[derive(Clone, Copy, Debug)]
 struct Frame {
     v6: bool,
-    /// Some(flags): TCP; None: UDP.
+    /// Some(flags): TCP; None: UDP (or SCTP, below).
     tcp: Option<Tcp>,
+    /// Some(chunk type): an SCTP packet with one chunk of that type.
+    sctp: Option<u8>,
     src_mac: [u8; 6],
     dst_mac: [u8; 6],
     src: (&'static str, u16),
@@ -130,30 +135,37 @@ impl Frame {
         let eth = PacketBuilder::ethernet2(self.src_mac, self.dst_mac);
         let payload: Vec<u8> = (0..self.payload_len).map(|i| (i * 7 + 3) as u8).collect();
         let mut out = Vec::new();
+        let sctp = self
+            .sctp
+            .map(|chunk| sctp_packet(self.src.1, self.dst.1, chunk, &payload));
         macro_rules! finish {
             ($b:expr) => {{
                 let b = $b;
-                match self.tcp {
-                    Some(f) => {
-                        let mut t = b.tcp(self.src.1, self.dst.1, 1000, 64000);
-                        if f.syn {
-                            t = t.syn();
+                if let Some(sctp) = &sctp {
+                    b.write(&mut out, etherparse::IpNumber::SCTP, sctp).unwrap();
+                } else {
+                    match self.tcp {
+                        Some(f) => {
+                            let mut t = b.tcp(self.src.1, self.dst.1, 1000, 64000);
+                            if f.syn {
+                                t = t.syn();
+                            }
+                            if f.ack {
+                                t = t.ack(5000);
+                            }
+                            if f.fin {
+                                t = t.fin();
+                            }
+                            if f.rst {
+                                t = t.rst();
+                            }
+                            t.write(&mut out, &payload).unwrap();
                         }
-                        if f.ack {
-                            t = t.ack(5000);
-                        }
-                        if f.fin {
-                            t = t.fin();
-                        }
-                        if f.rst {
-                            t = t.rst();
-                        }
-                        t.write(&mut out, &payload).unwrap();
+                        None => b
+                            .udp(self.src.1, self.dst.1)
+                            .write(&mut out, &payload)
+                            .unwrap(),
                     }
-                    None => b
-                        .udp(self.src.1, self.dst.1)
-                        .write(&mut out, &payload)
-                        .unwrap(),
                 }
             }};
         }
@@ -184,6 +196,21 @@ impl Frame {
         }
         out
     }
+}
+
+/// An SCTP packet (verification tag 0x01020304) with one chunk of type
+/// `chunk` carrying `payload`, padded to 4 bytes, its CRC32c filled in.
+fn sctp_packet(sport: u16, dport: u16, chunk: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(16 + payload.len() + 3);
+    p.extend_from_slice(&sport.to_be_bytes());
+    p.extend_from_slice(&dport.to_be_bytes());
+    p.extend_from_slice(&[1, 2, 3, 4, 0, 0, 0, 0]);
+    p.extend_from_slice(&[chunk, 0]);
+    p.extend_from_slice(&((4 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(payload);
+    p.resize(p.len().next_multiple_of(4), 0);
+    rvs_wire::sctp::Packet::new_unchecked(&mut p[..]).fill_checksum();
+    p
 }
 
 fn v4(s: &str) -> [u8; 4] {
@@ -240,6 +267,7 @@ fn client(v6: bool, tcp: Option<Tcp>) -> Frame {
     Frame {
         v6,
         tcp,
+        sctp: None,
         src_mac: ROUTER.0,
         dst_mac: common::mac(FRONT_MAC),
         src: (if v6 { CLIENT.1 } else { CLIENT.0 }, CPORT),
@@ -260,6 +288,42 @@ fn server(v6: bool, tcp: Option<Tcp>) -> Frame {
         src: (if v6 { RS.2 } else { RS.1 }, NAT_PORT),
         dst: (if v6 { CLIENT.1 } else { CLIENT.0 }, CPORT),
         ..client(v6, tcp)
+    }
+}
+
+/// SCTP chunk types of the fixtures.
+const SCTP_DATA: u8 = 0;
+const SCTP_INIT: u8 = 1;
+const SCTP_INIT_ACK: u8 = 2;
+const SCTP_SACK: u8 = 3;
+const SCTP_SHUTDOWN: u8 = 7;
+const SCTP_COOKIE_ECHO: u8 = 10;
+const SCTP_COOKIE_ACK: u8 = 11;
+
+/// A client's SCTP packet with one chunk of type `chunk`.
+fn sctp_client(v6: bool, chunk: u8) -> Frame {
+    Frame {
+        sctp: Some(chunk),
+        ..client(v6, None)
+    }
+}
+
+/// A real server's SCTP packet, from the service's own port (NAT that
+/// keeps the port, which the fast path may take).
+fn sctp_server(v6: bool, chunk: u8) -> Frame {
+    let f = server(v6, None);
+    Frame {
+        sctp: Some(chunk),
+        src: (f.src.0, VPORT),
+        ..f
+    }
+}
+
+/// A FullNAT real server's frame: to the local address and port.
+fn fullnat_server(v6: bool, tcp: Option<Tcp>) -> Frame {
+    Frame {
+        dst: (if v6 { LADDR.1 } else { LADDR.0 }, LPORT),
+        ..server(v6, tcp)
     }
 }
 
@@ -410,6 +474,212 @@ fn fixtures() -> Vec<Fixture> {
                     out_direction: true,
                 },
             });
+        }
+    }
+    // FullNAT (IPv4) both ways, TCP and UDP, and the server's SYN+ACK.
+    for tcp in [true, false] {
+        let setup = if tcp {
+            vec![
+                (client(false, Some(SYN)), Leg::Front),
+                (fullnat_server(false, Some(SYNACK)), Leg::Back),
+                (client(false, Some(ACK)), Leg::Front),
+            ]
+        } else {
+            vec![(client(false, None), Leg::Front)]
+        };
+        let flags = tcp.then_some(ACK);
+        let protocol = if tcp { Protocol::Tcp } else { Protocol::Udp };
+        let into = Expect::Fast {
+            egress: Leg::Back,
+            dst_mac: RS.0,
+            src: LADDR.0,
+            dst: RS.1,
+            ports: (LPORT, NAT_PORT),
+            tunnel: None,
+            out_direction: false,
+        };
+        let back = Expect::Fast {
+            egress: Leg::Front,
+            dst_mac: ROUTER.0,
+            src: VIP.0,
+            dst: CLIENT.0,
+            ports: (VPORT, CPORT),
+            tunnel: None,
+            out_direction: true,
+        };
+        let rows = [
+            (
+                if tcp {
+                    "fullnat tcp in v4"
+                } else {
+                    "fullnat udp in v4"
+                },
+                setup.clone(),
+                (client(false, flags), Leg::Front),
+                into,
+            ),
+            (
+                if tcp {
+                    "fullnat tcp out v4"
+                } else {
+                    "fullnat udp out v4"
+                },
+                setup,
+                (fullnat_server(false, flags), Leg::Back),
+                back,
+            ),
+        ];
+        for (name, setup, input, expect) in rows {
+            t.push(Fixture {
+                name,
+                method: ForwardMethod::FullNat,
+                tunnel: Tunnel::Ipip,
+                protocol,
+                v6: false,
+                server_on_front: false,
+                setup,
+                input,
+                expect,
+            });
+        }
+    }
+    t.push(Fixture {
+        name: "fullnat tcp syn-ack out v4",
+        method: ForwardMethod::FullNat,
+        tunnel: Tunnel::Ipip,
+        protocol: Protocol::Tcp,
+        v6: false,
+        server_on_front: false,
+        setup: vec![(client(false, Some(SYN)), Leg::Front)],
+        input: (fullnat_server(false, Some(SYNACK)), Leg::Back),
+        expect: Expect::Fast {
+            egress: Leg::Front,
+            dst_mac: ROUTER.0,
+            src: VIP.0,
+            dst: CLIENT.0,
+            ports: (VPORT, CPORT),
+            tunnel: None,
+            out_direction: true,
+        },
+    });
+    // SCTP, established: DATA-class packets in DR, NAT to the same port
+    // (the CRC32c covers no address) and TUN.
+    for v6 in [false, true] {
+        let (c, v) = if v6 {
+            (CLIENT.1, VIP.1)
+        } else {
+            (CLIENT.0, VIP.0)
+        };
+        let one_way = vec![
+            (sctp_client(v6, SCTP_INIT), Leg::Front),
+            (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
+        ];
+        let both_ways = vec![
+            (sctp_client(v6, SCTP_INIT), Leg::Front),
+            (sctp_server(v6, SCTP_INIT_ACK), Leg::Back),
+            (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
+            (sctp_server(v6, SCTP_COOKIE_ACK), Leg::Back),
+        ];
+        let to_server = |dst| Expect::Fast {
+            egress: Leg::Back,
+            dst_mac: RS.0,
+            src: c,
+            dst,
+            ports: (CPORT, VPORT),
+            tunnel: None,
+            out_direction: false,
+        };
+        let rows = [
+            (
+                if v6 { "dr sctp v6" } else { "dr sctp v4" },
+                ForwardMethod::Route,
+                one_way.clone(),
+                (sctp_client(v6, SCTP_DATA), Leg::Front),
+                to_server(v),
+            ),
+            (
+                if v6 {
+                    "nat sctp in v6"
+                } else {
+                    "nat sctp in v4"
+                },
+                ForwardMethod::Masq,
+                both_ways.clone(),
+                (sctp_client(v6, SCTP_DATA), Leg::Front),
+                to_server(rs_addr(v6)),
+            ),
+            (
+                if v6 {
+                    "nat sctp out v6"
+                } else {
+                    "nat sctp out v4"
+                },
+                ForwardMethod::Masq,
+                both_ways,
+                (sctp_server(v6, SCTP_SACK), Leg::Back),
+                Expect::Fast {
+                    egress: Leg::Front,
+                    dst_mac: ROUTER.0,
+                    src: v,
+                    dst: c,
+                    ports: (VPORT, CPORT),
+                    tunnel: None,
+                    out_direction: true,
+                },
+            ),
+        ];
+        for (name, method, setup, input, expect) in rows {
+            t.push(Fixture {
+                name,
+                method,
+                tunnel: Tunnel::Ipip,
+                protocol: Protocol::Sctp,
+                v6,
+                server_on_front: false,
+                setup,
+                input,
+                expect,
+            });
+        }
+        if !v6 {
+            t.push(Fixture {
+                name: "tun sctp v4",
+                method: ForwardMethod::Tunnel,
+                tunnel: Tunnel::Ipip,
+                protocol: Protocol::Sctp,
+                v6,
+                server_on_front: false,
+                setup: one_way.clone(),
+                input: (sctp_client(v6, SCTP_DATA), Leg::Front),
+                expect: Expect::Fast {
+                    egress: Leg::Back,
+                    dst_mac: RS.0,
+                    src: c,
+                    dst: v,
+                    ports: (CPORT, VPORT),
+                    tunnel: Some(("10.0.2.10", RS.1, 4)),
+                    out_direction: false,
+                },
+            });
+            for (name, chunk) in [
+                ("sctp shutdown goes to the engine", SCTP_SHUTDOWN),
+                (
+                    "sctp init on an established association goes to the engine",
+                    SCTP_INIT,
+                ),
+            ] {
+                t.push(Fixture {
+                    name,
+                    method: ForwardMethod::Route,
+                    tunnel: Tunnel::Ipip,
+                    protocol: Protocol::Sctp,
+                    v6,
+                    server_on_front: false,
+                    setup: one_way.clone(),
+                    input: (sctp_client(v6, chunk), Leg::Front),
+                    expect: Expect::ToEngine,
+                });
+            }
         }
     }
     // IPIP (IPv4), TCP and UDP, DF set and clear (identification differs).
@@ -591,6 +861,8 @@ fn fixtures() -> Vec<Fixture> {
     big.payload_len = 1500 - 20 - 8 - 10; // fits the link, not the tunnel
     big.dont_frag = true;
     let syn_recv = vec![(client(false, Some(SYN)), Leg::Front)];
+    let mut fullnat_ttl1 = fullnat_server(false, Some(ACK));
+    fullnat_ttl1.ttl = 1;
     for (name, method, protocol, setup, input) in [
         (
             "the client's ack in syn_recv goes to the engine",
@@ -641,6 +913,20 @@ fn fixtures() -> Vec<Fixture> {
             vec![(client(false, None), Leg::Front)],
             (big, Leg::Front),
         ),
+        (
+            "fullnat reply with ttl 1 goes to the engine",
+            ForwardMethod::FullNat,
+            Protocol::Tcp,
+            fullnat_established(false),
+            (fullnat_ttl1, Leg::Back),
+        ),
+        (
+            "fullnat fin goes to the engine",
+            ForwardMethod::FullNat,
+            Protocol::Tcp,
+            fullnat_established(false),
+            (fullnat_server(false, Some(FINACK)), Leg::Back),
+        ),
     ] {
         t.push(Fixture {
             name,
@@ -689,7 +975,71 @@ fn fixtures() -> Vec<Fixture> {
             expect: Expect::ToEngine,
         });
     }
+    // IPv6 FullNAT: the new source rides in conns6's tail.
+    let rows = [
+        (
+            "fullnat tcp in v6",
+            (client(true, Some(ACK)), Leg::Front),
+            Expect::Fast {
+                egress: Leg::Back,
+                dst_mac: RS.0,
+                src: LADDR.1,
+                dst: RS.2,
+                ports: (LPORT, NAT_PORT),
+                tunnel: None,
+                out_direction: false,
+            },
+        ),
+        (
+            "fullnat tcp out v6",
+            (fullnat_server(true, Some(ACK)), Leg::Back),
+            Expect::Fast {
+                egress: Leg::Front,
+                dst_mac: ROUTER.0,
+                src: VIP.1,
+                dst: CLIENT.1,
+                ports: (VPORT, CPORT),
+                tunnel: None,
+                out_direction: true,
+            },
+        ),
+    ];
+    for (name, input, expect) in rows {
+        t.push(Fixture {
+            name,
+            method: ForwardMethod::FullNat,
+            tunnel: Tunnel::Ipip,
+            protocol: Protocol::Tcp,
+            v6: true,
+            server_on_front: false,
+            setup: fullnat_established(true),
+            input,
+            expect,
+        });
+    }
+    let mut hop1 = fullnat_server(true, Some(ACK));
+    hop1.ttl = 1;
+    t.push(Fixture {
+        name: "fullnat v6 reply with hop limit 1 goes to the engine",
+        method: ForwardMethod::FullNat,
+        tunnel: Tunnel::Ipip,
+        protocol: Protocol::Tcp,
+        v6: true,
+        server_on_front: false,
+        setup: fullnat_established(true),
+        input: (hop1, Leg::Back),
+        expect: Expect::ToEngine,
+    });
     t
+}
+
+/// The frames that establish a FullNAT TCP connection.
+fn fullnat_established(v6: bool) -> Vec<(Frame, Leg)> {
+    vec![
+        (client(v6, Some(SYN)), Leg::Front),
+        (fullnat_server(v6, Some(SYNACK)), Leg::Back),
+        (client(v6, Some(ACK)), Leg::Front),
+    ]
 }
 
 /// The GUE port of the fixtures' GUE server.
@@ -711,12 +1061,16 @@ fn config(f: &Fixture, legs: Legs) -> Config {
     } else {
         (VIP.0, RS.1)
     };
-    let port = if f.method == ForwardMethod::Masq {
+    // SCTP's NAT keeps the port: the fast path may take it.
+    let port = if f.method.translates() && f.protocol != Protocol::Sctp {
         NAT_PORT
     } else {
         VPORT
     };
     let mut svc = Service::new(ServiceKey::new(f.protocol, ip(vip), VPORT), "rr");
+    if f.method == ForwardMethod::FullNat {
+        svc.local_addresses = vec![ip(if f.v6 { LADDR.1 } else { LADDR.0 })];
+    }
     svc.dests
         .push(Dest::new(ip(rs), port, f.method).tunnel(f.tunnel));
     Config {
@@ -1005,6 +1359,19 @@ fn read_back(
     let got = match &checked.transport {
         Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
         Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+        // etherparse has no SCTP: the ports by hand, the CRC32c by rvs-wire.
+        None => {
+            let l4 = match &checked.net {
+                Some(NetSlice::Ipv4(i)) if i.header().protocol().0 == 132 => i.payload().payload,
+                Some(NetSlice::Ipv6(i)) if i.header().next_header().0 == 132 => i.payload().payload,
+                _ => return Err("no TCP/UDP/SCTP".into()),
+            };
+            let p = rvs_wire::sctp::Packet::new_checked(l4).map_err(|_| "short SCTP")?;
+            if !p.verify_checksum() {
+                return Err("SCTP CRC32c".into());
+            }
+            (p.src_port(), p.dst_port())
+        }
         _ => return Err("no TCP/UDP".into()),
     };
     if got != ports {

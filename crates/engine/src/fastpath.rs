@@ -109,6 +109,10 @@ impl TcpSegments {
     pub const ACK: Self = Self(1 << 2);
     /// RST set.
     pub const RST: Self = Self(1 << 3);
+    /// Not a TCP class: on an SCTP entry, the packets whose first chunk
+    /// IPVS classes as its DATA event (every chunk type but INIT, INIT
+    /// ACK, ABORT, the SHUTDOWNs, ERROR and the COOKIEs).
+    pub const SCTP_DATA: Self = Self(1 << 4);
 
     /// The set as the XDP program's entry stores it (bit `1 << class`,
     /// classes in the kernel's row order syn, fin, ack, rst).
@@ -118,7 +122,7 @@ impl TcpSegments {
 
     /// The set of `bits`; unknown bits are dropped.
     pub const fn from_bits(bits: u8) -> Self {
-        Self(bits & 0x0f)
+        Self(bits & 0x1f)
     }
 
     /// Both sets.

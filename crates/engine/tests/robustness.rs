@@ -8,15 +8,29 @@ use proptest::prelude::*;
 use rvs_engine::{ForwardMethod, PacketBuf, Protocol, Time};
 
 fn director(method: ForwardMethod) -> Director {
-    Director::new(config(Protocol::Tcp, "rr", method, &[1, 2, 3]))
+    let mut cfg = config(Protocol::Tcp, "rr", method, &[1, 2, 3]);
+    // FullNAT with TOA, so mutated first ACKs grow too.
+    cfg.services[0].toa = method == ForwardMethod::FullNat;
+    Director::new(cfg)
 }
 
 fn method_strategy() -> impl Strategy<Value = ForwardMethod> {
     prop_oneof![
         Just(ForwardMethod::Route),
         Just(ForwardMethod::Masq),
-        Just(ForwardMethod::Tunnel)
+        Just(ForwardMethod::Tunnel),
+        Just(ForwardMethod::FullNat)
     ]
+}
+
+/// The client end a real server answers: FullNAT's first local port, or
+/// the client.
+fn client_end(method: ForwardMethod) -> (&'static str, u16) {
+    if method == ForwardMethod::FullNat {
+        (LADDR, rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE.0)
+    } else {
+        (CLIENT, 40000)
+    }
 }
 
 proptest! {
@@ -44,7 +58,7 @@ proptest! {
         // Establish a flow so lookups in both directions are exercised.
         d.run(&from_client(40000, SYN, b""), FRONT);
         let mut frame = if from_server {
-            tcp_frame(13, BACK_MAC, (RS[2], 8080), (CLIENT, 40000), ACK, &payload)
+            tcp_frame(13, BACK_MAC, (RS[2], 8080), client_end(method), ACK, &payload)
         } else {
             from_client(40000, ACK, &payload)
         };
@@ -77,9 +91,9 @@ proptest! {
         d.run(&from_client(40000, SYN, b""), FRONT);
         let (quoted, src, dst, macs, ingress) = if from_server {
             (
-                tcp_frame(BACK_MAC, 13, (CLIENT, 40000), (RS[2], 8080), ACK, b""),
+                tcp_frame(BACK_MAC, 13, client_end(method), (RS[2], 8080), ACK, b""),
                 RS[2],
-                CLIENT,
+                client_end(method).0,
                 (13, BACK_MAC),
                 BACK,
             )

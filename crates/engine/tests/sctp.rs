@@ -366,3 +366,82 @@ fn an_ipv6_nat_association_is_translated_with_a_fresh_crc() {
     assert_eq!(out[14 + 8..14 + 24], v6("fd00:100::1"));
     assert_eq!(state(&d), "C-SENT");
 }
+
+/// Once established, an association's DATA-class packets are the XDP
+/// program's where its rewrite leaves the CRC32c right (DR, TUN, NAT to
+/// the service's own port), with the SCTP class only; NAT to another port
+/// keeps every packet with the engine (it recomputes the CRC).
+#[test]
+fn established_associations_go_to_the_fast_path_where_the_crc_holds() {
+    use rvs_engine::TcpSegments;
+    let establish = |d: &mut Director, server_port: u16| {
+        d.run(&from_client_sctp(40000, INIT), FRONT);
+        d.run(&from_server_sctp(RS[0], 11, server_port, INIT_ACK), BACK);
+        d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
+        d.run(&from_server_sctp(RS[0], 11, server_port, COOKIE_ACK), BACK);
+    };
+    for method in [ForwardMethod::Route, ForwardMethod::Tunnel] {
+        let mut d = Director::new(config(Protocol::Sctp, "rr", method, &[1]));
+        d.run(&from_client_sctp(40000, INIT), FRONT);
+        d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
+        assert_eq!(state(&d), "ESTABLISHED");
+        let Some(FastAction::Forward(f)) = d.maps.entries.get(&sctp_key()) else {
+            panic!("{method:?}: {:?}", d.maps.entries)
+        };
+        assert_eq!(f.segments, TcpSegments::SCTP_DATA, "{method:?}");
+        d.run(&from_client_sctp(40000, SHUTDOWN), FRONT);
+        assert!(
+            matches!(
+                d.maps.entries.get(&sctp_key()),
+                Some(FastAction::Forward(_))
+            ),
+            "{method:?}: SHUTDOWN_RECEIVED keeps DATA as it is"
+        );
+        d.run(&from_client_sctp(40000, ABORT), FRONT);
+        assert_eq!(
+            d.maps.entries.get(&sctp_key()),
+            Some(&FastAction::ToEngine),
+            "{method:?}: closed"
+        );
+    }
+    // NAT to port 8080: the CRC changes with the port.
+    let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
+    establish(&mut d, 40000);
+    assert_eq!(state(&d), "ESTABLISHED");
+    assert!(d.maps.entries.values().all(|a| *a == FastAction::ToEngine));
+    // NAT to the service's port: both directions forward.
+    let mut cfg = config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]);
+    cfg.services[0].dests[0].port = 80;
+    let mut d = Director::new(cfg);
+    d.run(&from_client_sctp(40000, INIT), FRONT);
+    let reply = |t| {
+        let mut f = from_server_sctp(RS[0], 11, 40000, t);
+        // The server answers from the service's port.
+        f[34..36].copy_from_slice(&80u16.to_be_bytes());
+        let crc = crc32c(&{
+            let mut s = f[34..].to_vec();
+            s[8..12].fill(0);
+            s
+        });
+        f[42..46].copy_from_slice(&crc.to_le_bytes());
+        f
+    };
+    d.run(&reply(INIT_ACK), BACK);
+    d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
+    d.run(&reply(COOKIE_ACK), BACK);
+    assert_eq!(state(&d), "ESTABLISHED");
+    assert_eq!(d.maps.entries.len(), 2);
+    assert!(d
+        .maps
+        .entries
+        .values()
+        .all(|a| matches!(a, FastAction::Forward(f) if f.segments == TcpSegments::SCTP_DATA)));
+}
+
+/// The client → VIP direction of the test association.
+fn sctp_key() -> rvs_engine::FastKey {
+    rvs_engine::FastKey {
+        proto: 132,
+        ..client_key(40000)
+    }
+}

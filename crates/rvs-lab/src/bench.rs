@@ -85,7 +85,7 @@ impl Default for BenchOptions {
 
 /// Names of the setups, in table order, for `--only`. `-slow`: rvsd with
 /// `fast_path = false` (every packet through AF_XDP and the engine).
-pub const SETUPS: [&str; 9] = [
+pub const SETUPS: [&str; 10] = [
     "kernel-route",
     "nft-dnat",
     "haproxy",
@@ -95,6 +95,7 @@ pub const SETUPS: [&str; 9] = [
     "rvs-nat-slow",
     "rvs-tun",
     "rvs-tun-slow",
+    "rvs-fullnat",
 ];
 
 /// The setup whose medians the ratio table divides by.
@@ -138,7 +139,7 @@ enum Setup {
 }
 
 impl Setup {
-    fn all() -> [Setup; 9] {
+    fn all() -> [Setup; 10] {
         [
             Setup::KernelRoute,
             Setup::NftDnat,
@@ -149,6 +150,7 @@ impl Setup {
             Setup::Rvs(Mode::Nat, false),
             Setup::Rvs(Mode::Tun, true),
             Setup::Rvs(Mode::Tun, false),
+            Setup::Rvs(Mode::FullNat, true),
         ]
     }
 
@@ -163,6 +165,7 @@ impl Setup {
             Setup::Rvs(Mode::Nat, false) => "rvs-nat-slow",
             Setup::Rvs(Mode::Tun, true) => "rvs-tun",
             Setup::Rvs(Mode::Tun, false) => "rvs-tun-slow",
+            Setup::Rvs(Mode::FullNat, _) => "rvs-fullnat",
         }
     }
 

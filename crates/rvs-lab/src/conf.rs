@@ -40,6 +40,10 @@ http {{
         location = / {{
             return 200 \"{name}\\n\";
         }}
+        # The peer as the server sees it (FullNAT: a local address and port).
+        location = /peer {{
+            return 200 \"$remote_addr $remote_port\\n\";
+        }}
         location = /big {{
             default_type application/octet-stream;
             try_files /big =404;

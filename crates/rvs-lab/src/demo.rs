@@ -85,6 +85,7 @@ pub fn method_flag(mode: Mode) -> &'static str {
         Mode::Dr => "-g",
         Mode::Nat => "-m",
         Mode::Tun => "-i",
+        Mode::FullNat => "--fullnat",
     }
 }
 
@@ -108,7 +109,7 @@ pub fn real_server_arg(mode: Mode, n: usize) -> String {
 /// [`real_server_arg`] for either family.
 pub fn real_server_arg_for(mode: Mode, n: usize, family: Family) -> String {
     match (family, mode) {
-        (Family::V4, Mode::Nat) => format!("{}:80", rs_ip(n)),
+        (Family::V4, Mode::Nat | Mode::FullNat) => format!("{}:80", rs_ip(n)),
         (Family::V4, Mode::Dr | Mode::Tun) => rs_ip(n).to_string(),
         (Family::V6, _) => format!("[{}]:80", rs_ip6(n)),
     }
@@ -377,9 +378,17 @@ impl<'a> Rvsd<'a> {
     ) -> Result<Vec<String>, LabError> {
         let mode = self.lab.spec().mode;
         let svc = service_arg_for(family);
-        let mut cmds: Vec<Vec<String>> = vec![["-A", "-t", &svc, "-s", sched.name()]
+        let mut service = ["-A", "-t", &svc, "-s", sched.name()]
             .map(String::from)
-            .to_vec()];
+            .to_vec();
+        if mode == Mode::FullNat {
+            let local = match family {
+                Family::V4 => crate::LOCAL_IP.to_string(),
+                Family::V6 => crate::LOCAL_IP6.to_string(),
+            };
+            service.extend(["--laddr".to_owned(), local]);
+        }
+        let mut cmds: Vec<Vec<String>> = vec![service];
         for (i, w) in weights.iter().enumerate() {
             let rs = real_server_arg_for(mode, i + 1, family);
             cmds.push(

@@ -35,6 +35,7 @@ fn service(opts: &DemoOptions, extra: &str, check: &str) -> String {
         Mode::Dr => "dr",
         Mode::Nat => "nat",
         Mode::Tun => "tun",
+        Mode::FullNat => "fullnat",
     };
     let mut s = format!(
         "[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"{}\"\n{extra}",

@@ -105,6 +105,9 @@ impl Lab {
         route("router", &format!("{VIP6}/128"), DIR_FRONT_IP6)?;
         addr("dir", "front", DIR_FRONT_IP6, 64)?;
         addr("dir", "back", DIR_BACK_IP6, 64)?;
+        if self.spec.mode == Mode::FullNat {
+            addr("dir", "back", crate::LOCAL_IP6, 64)?;
+        }
         route("dir", "default", ROUTER_DIR_IP6)?;
         self.set_sysctl("dir", "net.ipv6.conf.all.forwarding", "1")?;
         let gateway = match (self.spec.director, self.spec.mode) {

@@ -102,6 +102,10 @@ pub const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 pub const DIR_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
 /// The director's server-side address (`dir` back), the DIP.
 pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
+/// FullNAT's local address, on the director's back leg in [`Mode::FullNat`].
+pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 200);
+/// [`LOCAL_IP`] of a dual-stack lab.
+pub const LOCAL_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 0x200);
 /// The UDP port the TUN servers' rvs-decap receives GUE on
 /// (`--tun-type gue --tun-port GUE_PORT`).
 pub const GUE_PORT: u16 = 6080;
@@ -178,6 +182,10 @@ pub enum Mode {
     /// the router; it takes IPIP, GUE on [`GUE_PORT`] and GRE, so the
     /// director may use any `--tun-type`.
     Tun,
+    /// FullNAT (RVS's extension): servers hold no VIP and their default
+    /// gateway is the router, not the director; the director holds the
+    /// local address [`LOCAL_IP`] on its back leg, which servers answer.
+    FullNat,
 }
 
 /// What, if anything, the lab itself runs as the director, so benchmarks can
@@ -800,6 +808,12 @@ impl Lab {
             self.bridge_port(&port("p"), "br0")?;
             self.addr_up(dir, "front", &format!("{}/24", dir_front_ip(k)))?;
             self.addr_up(dir, "back", &format!("{}/24", dir_back_ip(k)))?;
+            if self.spec.mode == Mode::FullNat && k <= 1 {
+                self.ip(
+                    dir,
+                    &["addr", "add", &format!("{LOCAL_IP}/24"), "dev", "back"],
+                )?;
+            }
             self.ip(
                 dir,
                 &["route", "add", "default", "via", &ROUTER_DIR_IP.to_string()],

@@ -109,6 +109,9 @@ enum ModeArg {
     Dr,
     Nat,
     Tun,
+    /// FullNAT (RVS's extension): servers need neither the director as
+    /// gateway nor the VIP.
+    Fullnat,
 }
 
 /// `--family`: the service's address family.
@@ -143,6 +146,7 @@ impl From<ModeArg> for Mode {
             ModeArg::Dr => Mode::Dr,
             ModeArg::Nat => Mode::Nat,
             ModeArg::Tun => Mode::Tun,
+            ModeArg::Fullnat => Mode::FullNat,
         }
     }
 }
@@ -172,11 +176,7 @@ fn main() -> Result<()> {
         } => {
             let spec = LabSpec {
                 prefix: prefix.unwrap_or_else(unique_prefix),
-                mode: match mode {
-                    ModeArg::Dr => Mode::Dr,
-                    ModeArg::Nat => Mode::Nat,
-                    ModeArg::Tun => Mode::Tun,
-                },
+                mode: mode.into(),
                 servers,
                 director: match kind {
                     KindArg::None => DirectorKind::None,

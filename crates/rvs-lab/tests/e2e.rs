@@ -1,6 +1,6 @@
 //! End to end: the real rvsd in a lab's director namespace, configured with
-//! the real rvsadm, serving curl and wrk from the client, for DR, NAT and
-//! TUN. Needs root; builds rvsd/rvsadm/rvs-decap itself if needed.
+//! the real rvsadm, serving curl and wrk from the client, for DR, NAT, TUN
+//! and FullNAT. Needs root; builds rvsd/rvsadm/rvs-decap itself if needed.
 //!
 //! One lab and one rvsd per mode; every check starts by replacing the
 //! service (`rvsadm -C`, `-A`, `-a`), so checks do not depend on each other,
@@ -102,16 +102,22 @@ fn tun_end_to_end() {
     suite(Mode::Tun, "tun");
 }
 
+#[test]
+fn fullnat_end_to_end() {
+    suite(Mode::FullNat, "fullnat");
+}
+
 /// A request's first segment as rs1 receives it, against the seed's walk of
 /// each mode (shared/seed): DR rewrites only the MACs, NAT the destination
-/// address, TUN wraps the untouched packet in DIP → RIP IPIP.
+/// address, TUN wraps the untouched packet in DIP → RIP IPIP; FullNAT
+/// rewrites both addresses (LIP → RIP).
 fn capture_check(lab: &Lab, rvsd: &Rvsd<'_>, mode: Mode) {
     reset(rvsd, Scheduler::Rr, &[1, 1, 1]);
     let rs1_mac = mac(lab, "rs1", "eth0");
     let back_mac = mac(lab, "dir", "back");
     let filter = match mode {
         Mode::Dr => format!("tcp and dst host {VIP} and dst port 80"),
-        Mode::Nat => format!("tcp and dst host {} and dst port 80", rs_ip(1)),
+        Mode::Nat | Mode::FullNat => format!("tcp and dst host {} and dst port 80", rs_ip(1)),
         Mode::Tun => "ip proto 4".to_owned(),
     };
     let cap = lab
@@ -136,7 +142,7 @@ fn capture_check(lab: &Lab, rvsd: &Rvsd<'_>, mode: Mode) {
         "IPv4 header checksum of {outer:?}"
     );
     let (inner, l4) = match mode {
-        Mode::Dr | Mode::Nat => (outer, rest),
+        Mode::Dr | Mode::Nat | Mode::FullNat => (outer, rest),
         Mode::Tun => {
             assert_eq!(outer.protocol, IpNumber::IPV4, "outer protocol 4 (IPIP)");
             assert_eq!(Ipv4Addr::from(outer.source), DIR_BACK_IP, "outer source");
@@ -151,14 +157,18 @@ fn capture_check(lab: &Lab, rvsd: &Rvsd<'_>, mode: Mode) {
         }
     };
     let want_dst = match mode {
-        Mode::Nat => rs_ip(1),
+        Mode::Nat | Mode::FullNat => rs_ip(1),
         Mode::Dr | Mode::Tun => VIP,
+    };
+    let want_src = match mode {
+        Mode::FullNat => rvs_lab::LOCAL_IP,
+        Mode::Dr | Mode::Nat | Mode::Tun => CLIENT_IP,
     };
     assert_eq!(inner.protocol, IpNumber::TCP, "{inner:?}");
     assert_eq!(
         Ipv4Addr::from(inner.source),
-        CLIENT_IP,
-        "source is the client"
+        want_src,
+        "source is the client (FullNAT: the local address)"
     );
     assert_eq!(Ipv4Addr::from(inner.destination), want_dst, "destination");
     let l4_len = usize::from(inner.total_len) - inner.header_len();

@@ -1,6 +1,7 @@
 //! IPv6 end to end (issue 11, item 1): the lab made dual-stack, an IPv6
-//! service `[fd00:100::1]:80` with IPv6 real servers, in DR, NAT and TUN
-//! (IPv6-in-IPv6), mirroring the IPv4 suite: rr 1,1,1 gives 20/20/20 and
+//! service `[fd00:100::1]:80` with IPv6 real servers, in DR, NAT, TUN
+//! (IPv6-in-IPv6) and FullNAT (from the local address fd00:2::200, to
+//! servers whose gateway is the router), mirroring the IPv4 suite: rr 1,1,1 gives 20/20/20 and
 //! wrr 1,2,3 gives 10/20/30 over 60 new connections, a capture on rs1 shows
 //! the packet walk of the mode, a wrk keep-alive run has no error, and
 //! `rvsadm -Ln` prints the addresses as ipvsadm does (`[addr]:port`).
@@ -29,7 +30,12 @@ fn vip() -> String {
 /// weight, forwarded by the lab's mode.
 fn reset(d: &Daemon<'_>, mode: Mode, sched: &str, weights: &[u32]) {
     d.rvsadm(&["-C"]);
-    d.rvsadm(&["-A", "-t", &vip(), "-s", sched]);
+    let (local, svc) = (rvs_lab::LOCAL_IP6.to_string(), vip());
+    let mut service = vec!["-A", "-t", &svc, "-s", sched];
+    if mode == Mode::FullNat {
+        service.extend(["--laddr", &local]);
+    }
+    d.rvsadm(&service);
     let flag = rvs_lab::demo::method_flag(mode);
     for (i, w) in weights.iter().enumerate() {
         let rs = format!("[{}]:80", rs_ip6(i + 1));
@@ -66,7 +72,9 @@ fn capture_check(lab: &Lab, d: &Daemon<'_>, mode: Mode) {
     reset(d, mode, "rr", &[1, 1, 1]);
     let filter = match mode {
         Mode::Dr => format!("ip6 and tcp and dst host {VIP6} and dst port 80"),
-        Mode::Nat => format!("ip6 and tcp and dst host {} and dst port 80", rs_ip6(1)),
+        Mode::Nat | Mode::FullNat => {
+            format!("ip6 and tcp and dst host {} and dst port 80", rs_ip6(1))
+        }
         Mode::Tun => "ip6 proto 41".to_owned(),
     };
     let cap = lab
@@ -88,7 +96,7 @@ fn capture_check(lab: &Lab, d: &Daemon<'_>, mode: Mode) {
     );
     let (outer, rest) = Ipv6Header::from_slice(rest).expect("IPv6 header");
     let (inner, l4) = match mode {
-        Mode::Dr | Mode::Nat => (outer, rest),
+        Mode::Dr | Mode::Nat | Mode::FullNat => (outer, rest),
         Mode::Tun => {
             assert_eq!(outer.next_header, IpNumber::IPV6, "IPv6 in IPv6");
             assert_eq!(Ipv6Addr::from(outer.source), DIR_BACK_IP6, "outer source");
@@ -97,12 +105,21 @@ fn capture_check(lab: &Lab, d: &Daemon<'_>, mode: Mode) {
         }
     };
     assert_eq!(inner.next_header, IpNumber::TCP, "{inner:?}");
+    let want_src = if mode == Mode::FullNat {
+        rvs_lab::LOCAL_IP6
+    } else {
+        CLIENT_IP6
+    };
     assert_eq!(
         Ipv6Addr::from(inner.source),
-        CLIENT_IP6,
-        "source is the client"
+        want_src,
+        "source is the client (FullNAT: the local address)"
     );
-    let want_dst = if mode == Mode::Nat { rs_ip6(1) } else { VIP6 };
+    let want_dst = if matches!(mode, Mode::Nat | Mode::FullNat) {
+        rs_ip6(1)
+    } else {
+        VIP6
+    };
     assert_eq!(Ipv6Addr::from(inner.destination), want_dst, "destination");
     let (tcp, payload) =
         TcpHeader::from_slice(&l4[..usize::from(inner.payload_length)]).expect("TCP header");
@@ -169,4 +186,9 @@ fn ipv6_nat() {
 #[test]
 fn ipv6_tun() {
     suite(Mode::Tun, "ipv6-tun");
+}
+
+#[test]
+fn ipv6_fullnat() {
+    suite(Mode::FullNat, "ipv6-fullnat");
 }

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use rvs_wire::EthernetAddress;
 
 use super::{secs, Engine};
-use crate::config::{ServiceKey, Snapshot};
+use crate::config::{ForwardMethod, ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
 use crate::fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
@@ -140,6 +140,12 @@ fn out_key(c: &Conn) -> Option<FastKey> {
 /// they are in every direction. (LAST_ACK is not among them: a client's
 /// ACK moves it to CLOSE.) So a connection's closing ACKs do not cost a
 /// trip through the engine; its FINs and RSTs still do.
+///
+/// SCTP: the states past the handshake in which IPVS's table leaves the
+/// association as it is for a DATA-class packet in every direction
+/// (ESTABLISHED and the SHUTDOWN states), for the methods whose rewrite
+/// leaves the CRC32c right: DR, TUN, and NAT to the service's own port (a
+/// CRC covers ports, not addresses; FullNAT always changes a port).
 fn forwardable_state(c: &Conn) -> bool {
     const FORWARDABLE: [TcpState; 5] = [
         TcpState::Established,
@@ -150,12 +156,30 @@ fn forwardable_state(c: &Conn) -> bool {
     ];
     match c.proto {
         rvs_wire::ip_proto::TCP => FORWARDABLE.iter().any(|&s| c.state == s as u8),
-        // Every SCTP packet stays with the engine: its state follows chunks
-        // the XDP program does not read, and NAT needs a CRC32c over the
-        // whole packet.
-        rvs_wire::ip_proto::SCTP => false,
+        rvs_wire::ip_proto::SCTP => {
+            let keeps_crc = match c.method() {
+                ForwardMethod::Route | ForwardMethod::Tunnel => true,
+                ForwardMethod::Masq => c.dport == c.vport,
+                ForwardMethod::FullNat => false,
+            };
+            keeps_crc && sctp_data_keeps(c.state)
+        }
         _ => true,
     }
+}
+
+/// Whether an SCTP association in `state` (past its handshake) stays there
+/// for a DATA-class packet in every direction.
+fn sctp_data_keeps(state: u8) -> bool {
+    use crate::proto::{sctp, SctpState};
+    let Some(s) = SctpState::from_u8(state) else {
+        return false;
+    };
+    !sctp::half_open(s)
+        && s != SctpState::Closed
+        && [Direction::Input, Direction::Output, Direction::InputOnly]
+            .into_iter()
+            .all(|dir| sctp::next_state(s, dir, sctp::Event::Data) == s)
 }
 
 /// Whether the XDP program may forward a NAT real server's SYN+ACK on its
@@ -270,15 +294,20 @@ impl Engine {
         let to = self.way_to_server(c.dest);
         let rewrite = fwd::fast_rewrite(c, &to)?;
         let slot = DestSlot(c.dest);
+        let forwarded = if c.proto == rvs_wire::ip_proto::SCTP {
+            TcpSegments::SCTP_DATA
+        } else {
+            TcpSegments::ACK
+        };
         let (in_action, reply_segments) = if wanted == fast::FORWARD {
             self.send_dest_hop(c.dest);
             let in_action = FastAction::Forward(FastForward {
                 rewrite,
                 next_hop: NextHopId(c.dest),
-                segments: TcpSegments::ACK,
+                segments: forwarded,
                 dest: slot,
             });
-            (in_action, TcpSegments::ACK)
+            (in_action, forwarded)
         } else {
             (FastAction::ToEngine, TcpSegments::SYN)
         };
@@ -516,13 +545,7 @@ impl Engine {
         if !due_for_activity_check(&c) {
             return; // the engine saw a state change since: its timers rule
         }
-        let timeouts = &self.snapshot.config().timeouts;
-        let timeout = match c.proto {
-            rvs_wire::ip_proto::TCP => {
-                timeouts.tcp[usize::from(c.state).min(timeouts.tcp.len() - 1)]
-            }
-            _ => timeouts.udp,
-        };
+        let timeout = self.snapshot.config().timeouts.for_state(c.proto, c.state);
         let until = last_seen.map_or(0, |t| secs(t).saturating_add(timeout));
         let now_s = secs(now);
         if until > now_s {

@@ -81,25 +81,26 @@ pub(crate) fn transmit_out(
     super::send(pkt, &route, neighbors.lookup(route.next_hop))
 }
 
-/// The XDP program's client → server rewrite; IPv4 only (an entry holds
-/// two IPv4 ends, not two IPv6 ones: IPv6 FullNAT stays with the engine).
-pub(crate) fn fast_rewrite_in(c: &Conn) -> Option<Rewrite> {
-    (!c.v6()).then(|| Rewrite::FullNatIn {
-        src: bytes_addr(&c.laddr, false),
+/// The XDP program's client → server rewrite.
+pub(crate) fn fast_rewrite_in(c: &Conn) -> Rewrite {
+    let v6 = c.v6();
+    Rewrite::FullNatIn {
+        src: bytes_addr(&c.laddr, v6),
         src_port: c.lport,
-        dst: bytes_addr(&c.daddr, false),
+        dst: bytes_addr(&c.daddr, v6),
         dst_port: c.dport,
-    })
+    }
 }
 
-/// The XDP program's server → client rewrite; IPv4 only, as above.
-pub(crate) fn fast_rewrite_out(c: &Conn) -> Option<Rewrite> {
-    (!c.v6()).then(|| Rewrite::FullNatOut {
-        src: bytes_addr(&c.vaddr, false),
+/// The XDP program's server → client rewrite.
+pub(crate) fn fast_rewrite_out(c: &Conn) -> Rewrite {
+    let v6 = c.v6();
+    Rewrite::FullNatOut {
+        src: bytes_addr(&c.vaddr, v6),
         src_port: c.vport,
-        dst: bytes_addr(&c.caddr, false),
+        dst: bytes_addr(&c.caddr, v6),
         dst_port: c.cport,
-    })
+    }
 }
 
 /// Inserts the TOA option after the TCP header's options, moving the

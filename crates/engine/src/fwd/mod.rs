@@ -84,7 +84,7 @@ pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
         ForwardMethod::Route => Some(dr::fast_rewrite(c)),
         ForwardMethod::Masq => Some(nat::fast_rewrite_in(c)),
         ForwardMethod::Tunnel => tun::fast_rewrite(c, to),
-        ForwardMethod::FullNat => fullnat::fast_rewrite_in(c),
+        ForwardMethod::FullNat => Some(fullnat::fast_rewrite_in(c)),
     }
 }
 
@@ -94,7 +94,7 @@ pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
 pub(crate) fn fast_rewrite_out(c: &Conn) -> Option<Rewrite> {
     match c.method() {
         ForwardMethod::Masq => Some(nat::fast_rewrite_out(c)),
-        ForwardMethod::FullNat => fullnat::fast_rewrite_out(c),
+        ForwardMethod::FullNat => Some(fullnat::fast_rewrite_out(c)),
         ForwardMethod::Route | ForwardMethod::Tunnel => None,
     }
 }

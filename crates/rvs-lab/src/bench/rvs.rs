@@ -139,14 +139,15 @@ impl Rvsd {
     /// TCP VIP:80 and UDP VIP:9, round robin over every real server, with
     /// the forwarding method of `mode`.
     pub(super) fn configure(&self, lab: &Lab, mode: Mode) -> Result<()> {
-        let method = match mode {
-            Mode::Dr => "-g",
-            Mode::Nat => "-m",
-            Mode::Tun => "-i",
-        };
+        let method = crate::demo::method_flag(mode);
+        let local = crate::LOCAL_IP.to_string();
         for (proto, port) in [("-t", 80), ("-u", 9)] {
             let svc = format!("{VIP}:{port}");
-            self.rvsadm(lab, &["-A", proto, &svc, "-s", "rr"])?;
+            let mut service = vec!["-A", proto, &svc, "-s", "rr"];
+            if mode == Mode::FullNat {
+                service.extend(["--laddr", &local]);
+            }
+            self.rvsadm(lab, &service)?;
             for i in 1..=lab.spec().servers {
                 let rs = format!("{}:{port}", rs_ip(i));
                 self.rvsadm(lab, &["-a", proto, &svc, "-r", &rs, method])?;

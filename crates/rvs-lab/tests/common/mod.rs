@@ -643,6 +643,7 @@ pub(crate) fn method_name(mode: Mode) -> &'static str {
         Mode::Dr => "dr",
         Mode::Nat => "nat",
         Mode::Tun => "tun",
+        Mode::FullNat => "fullnat",
     }
 }
 

@@ -1,0 +1,230 @@
+//! FullNAT end to end (issue 16, item 2), on veths with 4 RX queues: the
+//! real rvsd in the lab's director namespace, configured from its file
+//! (`method = "fullnat"`, `local_addresses`, `toa`), in front of three
+//! nginx real servers that have no route to the client at all (their
+//! default route is deleted: neither the director nor the router is their
+//! gateway) and no VIP; they answer the director's local address
+//! 10.0.2.200, which it holds on its back leg.
+//!
+//! - rr 1,1,1 gives 20/20/20 over 60 new connections;
+//! - the handshake's ACK reaches rs1 from the local address with the TOA
+//!   option (kind 254: the client's port and address), read with
+//!   etherparse; its checksums hold;
+//! - 10 000 sequential connections from one client reach the servers from
+//!   10 000 distinct (local address, port) pairs, as the servers saw them
+//!   (nginx's `$remote_addr $remote_port`);
+//! - established flows are forwarded by the XDP program (its counters grow
+//!   with the requests);
+//! - with a pool of 20 ports (a reload), the 21st concurrent connection is
+//!   refused at once (ICMP port unreachable: curl says "refused") and
+//!   counted as `local_ports_exhausted`; nothing else is dropped.
+//!
+//! Needs root, nginx, curl; builds rvsd/rvsadm itself if needed. Load: 60 +
+//! 3 + 10 000 + 21 requests, each bounded by curl's timeout.
+
+#[allow(dead_code)]
+mod common;
+
+use std::collections::HashSet;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use etherparse::{Ipv4Header, TcpHeader};
+use rvs_lab::{rs_ip, Lab, Mode, CLIENT_IP, LOCAL_IP, VIP};
+
+use common::{counts, spread, Daemon};
+
+/// The service in rvsd's file: VIP:80 rr over rs1..rs3 by FullNAT from
+/// [`LOCAL_IP`], with TOA; `top` goes before it (e.g. a port range).
+fn config(top: &str) -> String {
+    let mut s = format!(
+        "{top}\n[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
+         local_addresses = [\"{LOCAL_IP}\"]\ntoa = true\n"
+    );
+    for n in 1..=3 {
+        s.push_str(&format!(
+            "[[service.real_server]]\naddress = \"{}\"\nport = 80\nmethod = \"fullnat\"\n",
+            rs_ip(n)
+        ));
+    }
+    s
+}
+
+/// The real servers lose every route but their own network's.
+fn no_gateway(lab: &Lab) {
+    for n in 1..=3 {
+        let rs = format!("rs{n}");
+        lab.exec(&rs, &["ip", "route", "del", "default"])
+            .unwrap_or_else(|e| panic!("deleting {rs}'s default route: {e}"));
+        let routes = lab.exec(&rs, &["ip", "route", "show"]).expect("ip route");
+        assert!(!routes.contains("default"), "{rs}: {routes}");
+    }
+}
+
+/// The TOA option of a TCP header's options, if any: (port, address).
+fn toa(options: &[u8]) -> Option<(u16, Ipv4Addr)> {
+    let mut i = 0;
+    while i < options.len() {
+        match options[i] {
+            0 => return None,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(*options.get(i + 1)?);
+                if len < 2 {
+                    return None;
+                }
+                let body = options.get(i + 2..i + len)?;
+                if kind == 254 && len == 8 {
+                    let port = u16::from_be_bytes([body[0], body[1]]);
+                    return Some((port, Ipv4Addr::new(body[2], body[3], body[4], body[5])));
+                }
+                i += len;
+            }
+        }
+    }
+    None
+}
+
+/// The first pure ACK from the local address that reaches rs1 (the one
+/// that completes the handshake) carries TOA with the client's address.
+fn toa_check(lab: &Lab) {
+    let filter = format!("tcp and src host {LOCAL_IP} and dst port 80 and tcp[13] = 0x10");
+    let cap = lab
+        .capture("rs1", "eth0", &filter, 1, Duration::from_secs(10))
+        .expect("tcpdump on rs1");
+    let seen = spread(lab, 3);
+    assert_eq!(seen.get("rs1"), Some(&1), "rs1 answered once: {seen:?}");
+    let frames = common::pcap_frames(&cap.finish().expect("capture"));
+    let frame = frames
+        .first()
+        .unwrap_or_else(|| panic!("no ACK from {LOCAL_IP} reached rs1"));
+    let (ip, rest) = Ipv4Header::from_slice(&frame[14..]).expect("IPv4 header");
+    assert_eq!(ip.header_checksum, ip.calc_header_checksum());
+    assert_eq!(Ipv4Addr::from(ip.source), LOCAL_IP);
+    assert_eq!(Ipv4Addr::from(ip.destination), rs_ip(1));
+    let l4_len = usize::from(ip.total_len) - ip.header_len();
+    let (tcp, payload) = TcpHeader::from_slice(&rest[..l4_len]).expect("TCP header");
+    assert_eq!(
+        tcp.checksum,
+        tcp.calc_checksum_ipv4(&ip, payload).expect("checksum"),
+        "TCP checksum with TOA added"
+    );
+    let (port, addr) = toa(tcp.options.as_slice())
+        .unwrap_or_else(|| panic!("no TOA in the handshake's ACK: {tcp:?}"));
+    assert_eq!(addr, CLIENT_IP, "TOA carries the client's address");
+    assert!(port >= 1024, "TOA carries the client's port: {port}");
+    assert!(
+        (1024..=32767).contains(&tcp.source_port),
+        "a port of the default local range: {}",
+        tcp.source_port
+    );
+}
+
+/// `n` sequential new connections to `/peer` in one curl: the servers'
+/// view of each peer.
+fn peers(lab: &Lab, n: usize) -> Vec<(String, u16)> {
+    let url = format!("http://{VIP}/peer?[1-{n}]");
+    let out = lab
+        .exec_timeout(
+            "client",
+            &[
+                "curl",
+                "-s",
+                "-S",
+                "-m",
+                "5",
+                "-H",
+                "Connection: close",
+                &url,
+            ],
+            Duration::from_secs(300),
+        )
+        .unwrap_or_else(|e| panic!("{n} requests to /peer: {e}"));
+    out.lines()
+        .map(|l| {
+            let (a, p) = l
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("not `addr port`: {l:?}"));
+            (a.to_owned(), p.parse().expect("port"))
+        })
+        .collect()
+}
+
+#[test]
+fn fullnat_serves_servers_without_a_gateway() {
+    common::with_lab("fullnat", common::lab_spec(Mode::FullNat, 4), |lab| {
+        no_gateway(lab);
+        let d = Daemon::start(lab, &config(""));
+
+        assert_eq!(spread(lab, 60), counts(&[20, 20, 20]), "rr 1,1,1");
+        toa_check(lab);
+
+        // 10 000 connections, one client: 10 000 distinct local pairs.
+        let fast = |d: &Daemon<'_>| {
+            d.counters()
+                .get("xdp_front_fast_redirect")
+                .copied()
+                .unwrap_or(0)
+        };
+        let before = fast(&d);
+        let seen = peers(lab, 10_000);
+        assert_eq!(seen.len(), 10_000, "every request answered");
+        let local = LOCAL_IP.to_string();
+        assert!(
+            seen.iter().all(|(a, _)| *a == local),
+            "every server saw the local address"
+        );
+        let distinct: HashSet<u16> = seen.iter().map(|(_, p)| *p).collect();
+        assert_eq!(
+            distinct.len(),
+            10_000,
+            "distinct (local address, port) pairs"
+        );
+        assert!(distinct.iter().all(|p| (1024..=32767).contains(p)));
+        let forwarded = fast(&d) - before;
+        eprintln!("fullnat: 10 000 connections; the XDP program forwarded {forwarded} of their frames from the front");
+        assert!(
+            forwarded >= 9_000,
+            "each connection's request is forwarded in XDP: {forwarded}"
+        );
+        let listing = d.rvsadm(&["-Ln"]);
+        assert!(listing.contains("FullNat"), "{listing}");
+
+        // A pool of 20 ports: connections in TIME_WAIT hold theirs, so the
+        // 21st is refused and counted; nothing else is dropped for it.
+        d.write_config(&config("local_port_range = [40000, 40019]"));
+        d.rvsadm(&["--reload"]);
+        let before = d.counters();
+        let held = peers(lab, 20);
+        assert!(
+            held.iter().all(|(_, p)| (40000..=40019).contains(p)),
+            "{held:?}"
+        );
+        let refused = lab.exec_timeout(
+            "client",
+            &["curl", "-s", "-S", "-m", "5", &format!("http://{VIP}/")],
+            Duration::from_secs(10),
+        );
+        let err = refused.expect_err("the 21st connection must fail");
+        assert!(
+            err.to_string().contains("refused"),
+            "refused at once (ICMP port unreachable): {err}"
+        );
+        let after = d.counters();
+        let delta = common::deltas(&before, &after);
+        assert!(
+            delta
+                .get("drop_local_ports_exhausted")
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "counted: {delta:?}"
+        );
+        let other_drops: Vec<_> = delta
+            .iter()
+            .filter(|(k, _)| k.starts_with("drop_") && *k != "drop_local_ports_exhausted")
+            .collect();
+        assert!(other_drops.is_empty(), "no other drop: {other_drops:?}");
+        d.stop();
+    });
+}
