@@ -273,8 +273,9 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
     // RVS's FullNAT: the local addresses on a line of their own, only for
     // a service that has them (ipvsadm's services have none, and list as
     // ipvsadm lists them), and not among --stats' and --rate's columns.
-    if !spec_laddrs(svc).is_empty() && !req.stats && !req.rate {
-        let _ = writeln!(out, "  local addresses: {}", spec_laddrs(svc).join(" "));
+    let laddrs = spec_laddrs(svc);
+    if !laddrs.is_empty() && !req.stats && !req.rate {
+        let _ = writeln!(out, "  local addresses: {}", laddrs.join(" "));
     }
 
     for d in sorted_dests(svc, req.nosort) {
