@@ -907,6 +907,8 @@ mod tests {
                 netmask: Some(64),
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             }));
             for d in 0..2u16 {
                 let rs = std::net::Ipv6Addr::new(

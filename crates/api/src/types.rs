@@ -240,6 +240,21 @@ pub struct ServiceSpec {
     /// connection entry is kept.
     #[serde(default)]
     pub one_packet: bool,
+    /// FullNAT's local addresses (`--laddr`, an RVS extension, not in
+    /// ipvsadm): the director's addresses, of the service's family, that a
+    /// FullNAT connection's real server sees as its client. Empty (and left
+    /// out of JSON) for a service without FullNAT servers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_addresses: Vec<IpAddr>,
+    /// FullNAT: pass the client's address and port to the real server in a
+    /// TCP option (TOA, `--toa`, RVS's). Left out of JSON when off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub toa: bool,
+}
+
+/// Whether a flag is off (left out of JSON).
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Configuration of one real server ("destination"), as given with `-a/-e`.
@@ -626,6 +641,10 @@ pub struct ConnectionEntry {
     /// The service's firewall mark, if the connection belongs to one.
     #[serde(default)]
     pub fwmark: Option<u32>,
+    /// FullNAT's local address and port: the client end the real server
+    /// sees (an RVS extension). Absent for the other methods and templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<(IpAddr, u16)>,
 }
 
 #[cfg(test)]
@@ -712,6 +731,46 @@ mod tests {
         };
         let back: Command = serde_json::from_str(&serde_json::to_string(&d).unwrap()).unwrap();
         assert_eq!(back, d);
+    }
+
+    #[test]
+    fn fullnat_settings_are_left_out_when_unset_and_kept_when_set() {
+        let mut s = ServiceSpec {
+            key: ServiceKey::addr(Protocol::Tcp, "10.0.0.1".parse().unwrap(), 80),
+            scheduler: "rr".into(),
+            persistence_timeout: None,
+            netmask: None,
+            flags: vec![],
+            one_packet: false,
+            local_addresses: vec![],
+            toa: false,
+        };
+        let j = serde_json::to_string(&s).unwrap();
+        assert!(!j.contains("local_addresses") && !j.contains("toa"), "{j}");
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&j).unwrap(), s);
+        s.local_addresses = vec!["10.0.2.200".parse().unwrap(), "10.0.2.201".parse().unwrap()];
+        s.toa = true;
+        let j = serde_json::to_string(&s).unwrap();
+        assert!(
+            j.contains(r#""local_addresses":["10.0.2.200","10.0.2.201"],"toa":true"#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<ServiceSpec>(&j).unwrap(), s);
+        // A FullNAT real server's method, as the README's API section names it.
+        assert_eq!(
+            serde_json::to_string(&ForwardMethod::FullNat).unwrap(),
+            r#""full_nat""#
+        );
+        // Misspelt, refused by name as every command field is.
+        let e = serde_json::from_str::<ServiceSpec>(
+            r#"{"key":{"protocol":"tcp","addr":"10.0.0.1","port":80},"scheduler":"rr",
+                "persistence_timeout":null,"netmask":null,"local_address":["10.0.2.200"]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("unknown field `local_address`"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -889,6 +948,7 @@ mod tests {
             expires_secs: 899,
             template: false,
             fwmark: None,
+            local: None,
         };
         let j = serde_json::to_string(&c).unwrap();
         assert_eq!(
@@ -896,6 +956,17 @@ mod tests {
             r#"{"protocol":"tcp","client":["10.0.0.9",40000],"virtual":["10.0.0.1",80],"dest":["10.0.0.2",80],"state":"ESTABLISHED","expires_secs":899,"template":false,"fwmark":null}"#
         );
         assert_eq!(serde_json::from_str::<ConnectionEntry>(&j).unwrap(), c);
+        // A FullNAT connection carries its local end.
+        let f = ConnectionEntry {
+            local: Some(("10.0.2.200".parse().unwrap(), 1024)),
+            ..c
+        };
+        let j = serde_json::to_string(&f).unwrap();
+        assert!(
+            j.ends_with(r#""fwmark":null,"local":["10.0.2.200",1024]}"#),
+            "{j}"
+        );
+        assert_eq!(serde_json::from_str::<ConnectionEntry>(&j).unwrap(), f);
     }
 
     #[test]

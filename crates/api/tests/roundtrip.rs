@@ -17,16 +17,30 @@ fn key() -> ServiceKey {
 }
 
 fn conns() -> Vec<ConnectionEntry> {
-    vec![ConnectionEntry {
-        protocol: Protocol::Udp,
-        client: ("10.10.0.9".parse().unwrap(), 0),
-        virtual_: ("0.0.0.0".parse().unwrap(), 0),
-        dest: ("10.10.0.11".parse().unwrap(), 53),
-        state: "NONE".into(),
-        expires_secs: 299,
-        template: true,
-        fwmark: Some(5),
-    }]
+    vec![
+        ConnectionEntry {
+            protocol: Protocol::Udp,
+            client: ("10.10.0.9".parse().unwrap(), 0),
+            virtual_: ("0.0.0.0".parse().unwrap(), 0),
+            dest: ("10.10.0.11".parse().unwrap(), 53),
+            state: "NONE".into(),
+            expires_secs: 299,
+            template: true,
+            fwmark: Some(5),
+            local: None,
+        },
+        ConnectionEntry {
+            protocol: Protocol::Tcp,
+            client: ("192.0.2.7".parse().unwrap(), 51000),
+            virtual_: ("10.10.0.100".parse().unwrap(), 80),
+            dest: ("10.10.0.11".parse().unwrap(), 8080),
+            state: "ESTABLISHED".into(),
+            expires_secs: 899,
+            template: false,
+            fwmark: None,
+            local: Some(("10.10.0.200".parse().unwrap(), 1024)),
+        },
+    ]
 }
 
 fn sample() -> Listing {
@@ -67,6 +81,11 @@ fn sample() -> Listing {
                     netmask: Some(24),
                     flags: vec!["sh-port".into()],
                     one_packet: false,
+                    local_addresses: vec![
+                        "10.10.0.200".parse().unwrap(),
+                        "10.10.0.201".parse().unwrap(),
+                    ],
+                    toa: true,
                 },
                 dests: vec![DestStatus {
                     spec: DestSpec {
@@ -108,6 +127,8 @@ fn sample() -> Listing {
                     netmask: None,
                     flags: vec![],
                     one_packet: true,
+                    local_addresses: vec![],
+                    toa: false,
                 },
                 dests: vec![],
                 stats: Stats::default(),

@@ -265,8 +265,18 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
         if spec.one_packet {
             out.push_str(" ops");
         }
+        if spec.toa {
+            out.push_str(" toa");
+        }
     }
     out.push('\n');
+    // RVS's FullNAT: the local addresses on a line of their own, only for
+    // a service that has them (ipvsadm's services have none, and list as
+    // ipvsadm lists them), and not among --stats' and --rate's columns.
+    let laddrs = spec_laddrs(svc);
+    if !laddrs.is_empty() && !req.stats && !req.rate {
+        let _ = writeln!(out, "  local addresses: {}", laddrs.join(" "));
+    }
 
     for d in sorted_dests(svc, req.nosort) {
         let mut dname = addrport(d.spec.addr, d.spec.port, key.protocol(), names);
@@ -320,6 +330,15 @@ fn service_entry(out: &mut String, svc: &ServiceStatus, req: &ListRequest, names
             );
         }
     }
+}
+
+/// A service's FullNAT local addresses, numeric: they are the director's.
+fn spec_laddrs(svc: &ServiceStatus) -> Vec<String> {
+    svc.spec
+        .local_addresses
+        .iter()
+        .map(IpAddr::to_string)
+        .collect()
 }
 
 fn sorted_services(listing: &Listing, nosort: bool) -> Vec<&ServiceStatus> {
@@ -471,6 +490,13 @@ pub(crate) fn save(listing: &Listing, names: &dyn Names) -> String {
         }
         if let Some(f) = sched_flags(&spec.scheduler, &spec.flags) {
             let _ = write!(out, " -b {f}");
+        }
+        // RVS's FullNAT settings, so a restore brings them back.
+        for a in spec_laddrs(svc) {
+            let _ = write!(out, " --laddr {a}");
+        }
+        if spec.toa {
+            out.push_str(" --toa");
         }
         out.push('\n');
         for d in sorted_dests(svc, false) {
@@ -643,7 +669,7 @@ pub(crate) fn connections(
             }
         };
         let expire = format!("{:02}:{:02}", c.expires_secs / 60, c.expires_secs % 60);
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{proto:<3} {expire:<6} {:<11} {:<18} {:<18} {}",
             c.state,
@@ -651,6 +677,12 @@ pub(crate) fn connections(
             name(vaddr, vport),
             name(c.dest.0, c.dest.1),
         );
+        // RVS's FullNAT: the client end the server sees, after ipvsadm's
+        // columns, on FullNAT entries only.
+        if let Some((addr, port)) = c.local {
+            let _ = write!(out, " local {}", name(addr, port));
+        }
+        out.push('\n');
     }
     out
 }

@@ -98,6 +98,12 @@ Options:
   --gatewaying   -g                   gatewaying (direct routing) (default)
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
+  --fullnat                           FullNAT: client and server ends both translated
+                                      (RVS, not ipvsadm; the service needs --laddr)
+  --laddr         address             FullNAT local address of the service (RVS;
+                                      repeat for more; -E without it removes them)
+  --toa                               FullNAT: tell TCP servers the client's address
+                                      in a TCP option (RVS; TOA, kind 254)
   --tun-type      type                one of ipip|gue|gre,
                                       the default tunnel type is ipip.
   --tun-port      port                tunnel destination port

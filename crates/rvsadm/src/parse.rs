@@ -208,9 +208,11 @@ enum Opt {
     Sysctl,
     SyncRefreshPeriod,
     SyncRetries,
+    LocalAddress,
+    Toa,
 }
 
-const OPTS: [Opt; 39] = [
+const OPTS: [Opt; 41] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -250,6 +252,8 @@ const OPTS: [Opt; 39] = [
     Opt::Sysctl,
     Opt::SyncRefreshPeriod,
     Opt::SyncRetries,
+    Opt::LocalAddress,
+    Opt::Toa,
 ];
 
 impl Opt {
@@ -298,6 +302,8 @@ impl Opt {
             Opt::Sysctl => "sysctl",
             Opt::SyncRefreshPeriod => "sync-refresh-period",
             Opt::SyncRetries => "sync-retries",
+            Opt::LocalAddress => "laddr",
+            Opt::Toa => "toa",
         }
     }
 
@@ -308,7 +314,9 @@ impl Opt {
         match cmd {
             Cmd::Add | Cmd::Edit => match self {
                 Service => '+',
-                Scheduler | Persistent | Netmask | OnePacket | SchedFlags => ' ',
+                Scheduler | Persistent | Netmask | OnePacket | SchedFlags | LocalAddress | Toa => {
+                    ' '
+                }
                 _ => 'x',
             },
             Cmd::Del => match self {
@@ -437,6 +445,10 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("tun-nocsum", None, Arg::None),
     ("tun-csum", None, Arg::None),
     ("tun-remcsum", None, Arg::None),
+    // RVS: FullNAT (not in ipvsadm, whose 1.31 owns the short letters).
+    ("fullnat", None, Arg::None),
+    ("laddr", None, Arg::Required),
+    ("toa", None, Arg::None),
     ("socket", None, Arg::Required),
     // RVS's firewall-mark classifier; ipvsadm has no equivalent.
     ("add-mark-rule", None, Arg::Required),
@@ -629,6 +641,21 @@ fn parse_addr_port(s: &str, proto: Protocol, lookup: &dyn Lookup) -> Option<(IpA
     Some((addr, port))
 }
 
+/// `--laddr`: an address of the director, written as an address (a name
+/// could resolve to anything; `[v6]` is taken as ipvsadm writes IPv6).
+fn parse_local_address(s: &str) -> Result<IpAddr, ParseError> {
+    let bare = s
+        .strip_prefix('[')
+        .and_then(|v| v.strip_suffix(']'))
+        .unwrap_or(s);
+    bare.parse().or_else(|_| {
+        fail(format!(
+            "illegal local address '{s}' specified: --laddr takes an IP address of the director \
+             that the real servers route back to, e.g. --laddr 10.0.2.200"
+        ))
+    })
+}
+
 /// `-M`: dotted mask for IPv4 (must be contiguous here), prefix for IPv6.
 /// Full masks (/32, /128) are normalized to `None`.
 fn parse_netmask(s: &str, v6: bool, lookup: &dyn Lookup) -> Result<Option<u8>, ParseError> {
@@ -811,6 +838,9 @@ struct Collected {
     netmask_raw: Option<String>,
     flags_raw: Option<String>,
     one_packet: bool,
+    /// `--laddr`s in the order given, and `--toa` (FullNAT, RVS's).
+    local_addresses: Vec<IpAddr>,
+    toa: bool,
     server: Option<(IpAddr, Option<u16>)>,
     method: ForwardMethod,
     /// `--tun-type` (ipvsadm's default: ipip), `--tun-port`, the checksum
@@ -846,6 +876,8 @@ impl Default for Collected {
             netmask_raw: None,
             flags_raw: None,
             one_packet: false,
+            local_addresses: Vec::new(),
+            toa: false,
             server: None,
             method: ForwardMethod::Route,
             tun_type: "ipip",
@@ -1128,13 +1160,23 @@ fn collect_option(
                     .map_or_else(|| fail("illegal real server address[:port] specified"), Ok)?,
             );
         }
-        "gatewaying" | "masquerading" | "ipip" => {
+        "gatewaying" | "masquerading" | "ipip" | "fullnat" => {
             c.set(Opt::Forward)?;
             c.method = match tok.name {
                 "gatewaying" => ForwardMethod::Route,
                 "masquerading" => ForwardMethod::Masq,
+                "fullnat" => ForwardMethod::FullNat,
                 _ => ForwardMethod::Tunnel,
             };
+        }
+        "laddr" => {
+            // Repeatable: one local address each.
+            c.options |= Opt::LocalAddress.bit();
+            c.local_addresses.push(parse_local_address(&value)?);
+        }
+        "toa" => {
+            c.set(Opt::Toa)?;
+            c.toa = true;
         }
         "tun-type" => {
             c.set(Opt::TunType)?;
@@ -1451,6 +1493,8 @@ fn build_service(
         netmask,
         flags,
         one_packet: c.one_packet,
+        local_addresses: c.local_addresses.clone(),
+        toa: c.toa,
     })
 }
 
@@ -1468,7 +1512,7 @@ fn build_dest(cmd: Cmd, c: &Collected, service: ServiceKey) -> Result<Command, P
             port,
         });
     }
-    if service.fwmark().is_none() && c.method != ForwardMethod::Masq {
+    if service.fwmark().is_none() && !c.method.translates() {
         port = service.port();
     }
     let dest_family = if addr.is_ipv6() {

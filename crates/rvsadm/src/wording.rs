@@ -95,6 +95,8 @@ mod tests {
             netmask: None,
             flags: vec![],
             one_packet: false,
+            local_addresses: vec![],
+            toa: false,
         };
         let add_dest = Command::AddDest {
             service: key(),

@@ -71,6 +71,8 @@ fn fake() -> FakeHandler {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             },
             dests: vec![DestStatus {
                 spec: DestSpec {
@@ -100,6 +102,7 @@ fn fake() -> FakeHandler {
         expires_secs: 899,
         template: false,
         fwmark: None,
+        local: None,
     }];
     FakeHandler::new(listing, connections).refusing(|c| match c {
         Command::AddService(s) if s.scheduler == "nosuch" => {
@@ -213,6 +216,8 @@ fn rvsadm_against_a_served_socket() {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             }),
             Command::AddDest {
                 service,
@@ -428,6 +433,8 @@ fn mark_rules_add_list_save_restore() {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             }),
             Command::AddDest {
                 service,
@@ -605,4 +612,145 @@ fn sysctl_set_and_list() {
         "{out:?}"
     );
     assert_eq!(served.handler.seen().len(), before, "nothing was sent");
+}
+
+/// RVS's FullNAT end to end: the options reach rvsd, the listing shows
+/// them, and what -S saves -R restores.
+#[test]
+fn fullnat_add_list_save_restore() {
+    let service = ServiceKey::addr(Protocol::Tcp, "10.10.0.100".parse().unwrap(), 80);
+    let spec = ServiceSpec {
+        key: service,
+        scheduler: "rr".into(),
+        persistence_timeout: None,
+        netmask: None,
+        flags: vec![],
+        one_packet: false,
+        local_addresses: vec![
+            "10.10.0.200".parse().unwrap(),
+            "10.10.0.201".parse().unwrap(),
+        ],
+        toa: true,
+    };
+    let dest = DestSpec {
+        addr: "10.10.0.11".parse().unwrap(),
+        port: 8080,
+        weight: 2,
+        method: ForwardMethod::FullNat,
+        tunnel: rvs_api::Tunnel::Ipip,
+        upper_threshold: 0,
+        lower_threshold: 0,
+    };
+    let listing = Listing {
+        services: vec![ServiceStatus {
+            spec: spec.clone(),
+            dests: vec![DestStatus {
+                spec: dest.clone(),
+                active_conns: 1,
+                inactive_conns: 0,
+                persistent_conns: 0,
+                stats: Stats::default(),
+            }],
+            stats: Stats::default(),
+            group: None,
+        }],
+        ..rvs_api::testing::empty_listing()
+    };
+    let conns = vec![ConnectionEntry {
+        protocol: Protocol::Tcp,
+        client: ("192.0.2.7".parse().unwrap(), 51000),
+        virtual_: ("10.10.0.100".parse().unwrap(), 80),
+        dest: ("10.10.0.11".parse().unwrap(), 8080),
+        state: "ESTABLISHED".into(),
+        expires_secs: 899,
+        template: false,
+        fwmark: None,
+        local: Some(("10.10.0.200".parse().unwrap(), 1024)),
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rvsd.sock");
+    let served = Served::start(&path, FakeHandler::new(listing, conns)).unwrap();
+
+    let out = rvsadm(
+        &path,
+        &[
+            "-A",
+            "-t",
+            "10.10.0.100:80",
+            "-s",
+            "rr",
+            "--laddr",
+            "10.10.0.200",
+            "--laddr",
+            "10.10.0.201",
+            "--toa",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        served.handler.last(),
+        Some(Command::AddService(spec.clone()))
+    );
+    let out = rvsadm(
+        &path,
+        &[
+            "-a",
+            "-t",
+            "10.10.0.100:80",
+            "-r",
+            "10.10.0.11:8080",
+            "--fullnat",
+            "-w",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        served.handler.last(),
+        Some(Command::AddDest {
+            service,
+            dest: dest.clone()
+        })
+    );
+    // The short letters are ipvsadm's: FullNAT has none.
+    let out = rvsadm(
+        &path,
+        &["-a", "-t", "10.10.0.100:80", "-r", "10.10.0.11", "-F"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+
+    let out = rvsadm(&path, &["-Ln"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "IP Virtual Server version 1.2.1 (size=4096)\n\
+         Prot LocalAddress:Port Scheduler Flags\n\
+         \x20 -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n\
+         TCP  10.10.0.100:80 rr toa\n\
+         \x20 local addresses: 10.10.0.200 10.10.0.201\n\
+         \x20 -> 10.10.0.11:8080              FullNat 2      1          0         \n"
+    );
+    let out = rvsadm(&path, &["-Lnc"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8(out.stdout)
+        .unwrap()
+        .ends_with("10.10.0.11:8080 local 10.10.0.200:1024\n"),);
+
+    let out = rvsadm(&path, &["-S", "-n"]);
+    assert!(out.status.success(), "{out:?}");
+    let rules = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        rules,
+        "-A -t 10.10.0.100:80 -s rr --laddr 10.10.0.200 --laddr 10.10.0.201 --toa\n\
+         -a -t 10.10.0.100:80 -r 10.10.0.11:8080 --fullnat -w 2\n"
+    );
+    let out = rvsadm_stdin(&path, &["-R"], &rules);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        served.handler.last(),
+        Some(Command::Restore(vec![
+            Command::AddService(spec),
+            Command::AddDest { service, dest },
+        ]))
+    );
 }

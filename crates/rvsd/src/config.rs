@@ -165,7 +165,7 @@ pub(crate) fn engine_config(
         sloppy_tcp: sysctl_switch(file, |s| s.sloppy_tcp),
         sloppy_sctp: sysctl_switch(file, |s| s.sloppy_sctp),
         sync_persist_mode: sysctl_switch(file, |s| s.sync_persist_mode),
-        local_port_range: rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE,
+        local_port_range: local_port_range(file),
     };
     Ok((config, plan, origins))
 }
@@ -201,7 +201,10 @@ pub(crate) fn start(path: Option<&Path>) -> anyhow::Result<Start> {
         tracing::warn!("started without a configuration file: the control API answers, but no interface carries traffic until rvsd runs with --config");
     }
     let privileges = crate::privilege::plan(&file).map_err(|e| anyhow!("{shown}: {e:#}"))?;
-    for w in fwmark_warnings(&file, &text) {
+    for w in fwmark_warnings(&file, &text)
+        .into_iter()
+        .chain(local_address_warnings(&file, &text, &config))
+    {
         tracing::warn!("{shown}: {w}");
     }
     Ok(Start {
@@ -235,6 +238,7 @@ pub(crate) fn check(path: &Path) -> i32 {
         .interfaces
         .is_empty()
         .then(|| NO_INTERFACES.to_string());
+    let mut local_warnings = Vec::new();
     let (errors, services) = match engine_config(&file, &text, kernel::interface) {
         Err(errors) => (
             errors.into_iter().chain(no_interfaces).collect(),
@@ -243,10 +247,13 @@ pub(crate) fn check(path: &Path) -> i32 {
         Ok((config, _, _)) if no_interfaces.is_some() => {
             (no_interfaces.into_iter().collect(), config.services)
         }
-        Ok((config, plan, origins)) => (
-            validate(&file, &text, &config, plan, &origins),
-            config.services,
-        ),
+        Ok((config, plan, origins)) => {
+            local_warnings = local_address_warnings(&file, &text, &config);
+            (
+                validate(&file, &text, &config, plan, &origins),
+                config.services,
+            )
+        }
     };
     let errors: Vec<String> = errors
         .into_iter()
@@ -258,7 +265,8 @@ pub(crate) fn check(path: &Path) -> i32 {
         .collect();
     // Warnings change nothing of the verdict: the file runs, but does
     // not do what it seems to.
-    let warnings = fwmark_warnings(&file, &text);
+    let mut warnings = fwmark_warnings(&file, &text);
+    warnings.extend(local_warnings);
     for w in &warnings {
         eprintln!("{shown}: warning: {w}");
     }
@@ -322,6 +330,46 @@ pub(crate) fn fwmark_warnings(file: &schema::Config, text: &str) -> Vec<String> 
             })
         })
         .collect()
+}
+
+/// FullNAT local addresses that no interface of `config` holds, each with
+/// the line of its `[[service]]`: the real servers answer them, and the
+/// kernel answers ARP and neighbour solicitations only for its own
+/// addresses, so replies reach the director only if a router routes the
+/// address to it. Valid, so a warning.
+pub(crate) fn local_address_warnings(
+    file: &schema::Config,
+    text: &str,
+    config: &Config,
+) -> Vec<String> {
+    let lines = Lines::new(text);
+    let held = |a: &IpAddr| {
+        config
+            .interfaces
+            .iter()
+            .any(|i| i.addrs.iter().any(|(b, _)| b == a))
+    };
+    let mut warned: Vec<IpAddr> = Vec::new();
+    let mut out = Vec::new();
+    for s in &file.services {
+        for a in &s.get_ref().local_addresses {
+            if held(a) || warned.contains(a) {
+                continue;
+            }
+            warned.push(*a);
+            out.push(format!(
+                "line {}: local address {a} is not an address of any interface rvsd works \
+                 on ({}): real servers answer it, so unless a router routes it to the director \
+                 their replies are lost; add it to the servers' side, e.g. \
+                 ip addr add {a}/{} dev {}",
+                lines.of(s.span().start),
+                file.interfaces.join(", "),
+                if a.is_ipv4() { 24 } else { 64 },
+                file.interfaces.last().map_or("eth1", String::as_str),
+            ));
+        }
+    }
+    out
 }
 
 const NO_INTERFACES: &str =
@@ -608,6 +656,13 @@ fn key_of(
     })
 }
 
+/// FullNAT's port range: the file's, or the engine's default (1024–32767).
+/// A reversed or zero range is the engine's to refuse, with its message.
+fn local_port_range(file: &schema::Config) -> (u16, u16) {
+    file.local_port_range
+        .map_or(rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE, |r| (r.0, r.1))
+}
+
 /// The engine service `file` describes under `key` (its own, or one of
 /// its group's members).
 fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::Result<Service> {
@@ -634,8 +689,9 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
             prefix_len,
         }),
         one_packet: file.one_packet,
-        local_addresses: Vec::new(),
-        toa: false,
+        // A group's members all connect from the group's local addresses.
+        local_addresses: file.local_addresses.clone(),
+        toa: file.toa,
         dests: file
             .real_servers
             .iter()
@@ -648,9 +704,10 @@ fn to_engine(file: &schema::Service, key: ServiceKey, index: usize) -> anyhow::R
                     // DR and TUN cannot change the port: in a group each
                     // member's real server gets the member's, as the kernel
                     // gets it from keepalived (a service of its own is
-                    // refused with a wrong one instead).
+                    // refused with a wrong one instead). NAT and FullNAT
+                    // translate it.
                     port: match (&file.group, r.method) {
-                        (Some(_), m) if m != rvs_engine::ForwardMethod::Masq => svc_port,
+                        (Some(_), m) if !m.translates() => svc_port,
                         _ => r.port.unwrap_or(svc_port),
                     },
                     weight: r.weight,
@@ -1043,6 +1100,70 @@ group = "g"
         keys.sort();
         assert_eq!(keys, ["10.0.2.11:80", "10.0.2.12:8080"]);
         assert!(errors_of(text).is_empty());
+    }
+
+    #[test]
+    fn fullnat_keys_reach_the_engine_and_a_group_s_members_take_the_group_s() {
+        let text = "local_port_range = [2000, 2999]\n[[service]]\ngroup = \"web\"\n\
+                    local_addresses = [\"10.0.2.200\", \"10.0.2.201\"]\ntoa = true\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 80\n\
+                    [[service.member]]\nprotocol = \"tcp\"\naddress = \"10.0.100.1\"\nport = 443\n\
+                    [[service.real_server]]\naddress = \"10.0.2.11\"\nport = 8080\nmethod = \"fullnat\"\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, _, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        assert_eq!(config.local_port_range, (2000, 2999));
+        let laddrs: Vec<IpAddr> =
+            vec!["10.0.2.200".parse().unwrap(), "10.0.2.201".parse().unwrap()];
+        assert_eq!(config.services.len(), 2);
+        for s in &config.services {
+            assert_eq!(s.local_addresses, laddrs, "{}", s.key);
+            assert!(s.toa, "{}", s.key);
+            // FullNAT translates the port: the server's own, not the member's.
+            assert_eq!(s.dests[0].method, ForwardMethod::FullNat);
+            assert_eq!(s.dests[0].port, 8080, "{}", s.key);
+        }
+        // Without the keys: none, off, the engine's default range.
+        let text = "[[service]]\nfwmark = 1\n";
+        let file = schema::Config::parse(text).unwrap();
+        let (config, _, _) = engine_config(&file, text, |_| unreachable!()).unwrap();
+        assert_eq!(
+            config.local_port_range,
+            rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE
+        );
+        assert!(config.services[0].local_addresses.is_empty() && !config.services[0].toa);
+    }
+
+    #[test]
+    fn a_local_address_no_interface_holds_is_warned_about_once_with_its_line() {
+        let text = "interfaces = [\"front\", \"back\"]\n\
+                    [[service]]\nfwmark = 1\nlocal_addresses = [\"10.0.2.1\", \"10.0.2.200\"]\n\
+                    [[service]]\nfwmark = 2\nlocal_addresses = [\"10.0.2.200\", \"fd00::200\"]\n";
+        let file = schema::Config::parse(text).unwrap();
+        let config = Config {
+            interfaces: vec![rvs_engine::Interface {
+                index: rvs_engine::IfIndex(3),
+                name: "back".into(),
+                mac: rvs_wire::EthernetAddress([2, 0, 0, 0, 0, 3]),
+                addrs: vec![("10.0.2.1".parse().unwrap(), 24)],
+                mtu: 1500,
+            }],
+            ..Config::default()
+        };
+        let w = local_address_warnings(&file, text, &config);
+        assert_eq!(w.len(), 2, "{w:?}");
+        assert!(
+            w[0].starts_with("line 2: local address 10.0.2.200 is not an address of any interface rvsd works on (front, back)"),
+            "{w:?}"
+        );
+        assert!(
+            w[0].ends_with("ip addr add 10.0.2.200/24 dev back"),
+            "{w:?}"
+        );
+        assert!(
+            w[1].starts_with("line 5: local address fd00::200")
+                && w[1].ends_with("ip addr add fd00::200/64 dev back"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -347,6 +347,11 @@ pub(crate) fn render(
         "rvs_fast_path_map_update_errors",
         "Fast-path map updates the kernel refused.",
     );
+    let local_ports = gauge(
+        &mut r,
+        "rvs_local_ports_in_use",
+        "FullNAT ports held by connections on each local address (of local_port_range's ports); when a service's addresses run out, new connections count as rvs_worker_drops{reason=\"local_ports_exhausted\"}.",
+    );
     let diverged = gauge(
         &mut r,
         "rvs_config_diverged",
@@ -462,6 +467,11 @@ pub(crate) fn render(
             w_icmp
                 .get_or_create(&l(&[("worker", worker.clone()), ("how", how.into())]))
                 .inc_by(n);
+        }
+        for (addr, n) in &w.local_ports {
+            local_ports
+                .get_or_create(&l(&[("address", addr.to_string())]))
+                .inc_by(i64::from(*n));
         }
         w_conns.get_or_create(&lab).set(i64::from(w.connections));
         w_capacity
@@ -770,6 +780,8 @@ mod tests {
                     netmask: None,
                     flags: vec![],
                     one_packet: false,
+                    local_addresses: vec!["10.0.2.200".parse().unwrap()],
+                    toa: false,
                 },
                 dests: vec![DestStatus {
                     spec: DestSpec {
@@ -857,6 +869,7 @@ mod tests {
         w.fast_entries = 14;
         w.fast_slots = 2048;
         w.fast_overflow = 3;
+        w.local_ports = vec![("10.0.2.200".parse().unwrap(), 5)];
         let iface = InterfaceView {
             name: "front".into(),
             xdp: XdpStats {
@@ -937,6 +950,15 @@ mod tests {
         assert_eq!(
             find("rvs_worker_drops_total", "reason", "malformed"),
             Some(1.0)
+        );
+        assert_eq!(
+            find("rvs_local_ports_in_use", "address", "10.0.2.200"),
+            Some(5.0)
+        );
+        // The drop reasons come from the engine's list: FullNAT's is there.
+        assert_eq!(
+            find("rvs_worker_drops_total", "reason", "local_ports_exhausted"),
+            Some(0.0)
         );
         assert_eq!(find("rvs_worker_connections", "worker", "0"), Some(9.0));
         assert_eq!(find("rvs_worker_batches_total", "worker", "0"), Some(3.0));

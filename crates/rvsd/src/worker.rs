@@ -108,6 +108,8 @@ pub(crate) struct Report {
     pub(crate) sync_refused: u64,
     /// The SYN-flood defence's live state.
     pub(crate) defense: Option<DefenseStatus>,
+    /// FullNAT ports in use on each local address of the configuration.
+    pub(crate) local_ports: Vec<(IpAddr, u32)>,
 }
 
 pub(crate) struct Worker {
@@ -395,6 +397,48 @@ impl Worker {
                 g.sync_send_errors = m.send_errors;
             }
             g.defense = Some(self.engine.defense());
+            g.local_ports = local_ports(&self.engine);
         }
+    }
+}
+
+/// FullNAT ports in use on every local address of the engine's
+/// configuration, each address once, in the order the services list them.
+pub(crate) fn local_ports(engine: &Engine) -> Vec<(IpAddr, u32)> {
+    let mut seen: Vec<IpAddr> = Vec::new();
+    for s in &engine.snapshot().config().services {
+        for a in &s.local_addresses {
+            if !seen.contains(a) {
+                seen.push(*a);
+            }
+        }
+    }
+    seen.into_iter()
+        .map(|a| (a, engine.local_ports_in_use(a)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rvs_engine::{Config, Protocol, Service};
+
+    #[test]
+    fn local_ports_name_each_local_address_of_the_configuration_once() {
+        let a: IpAddr = "10.0.2.200".parse().unwrap();
+        let b: IpAddr = "10.0.2.201".parse().unwrap();
+        let service = |port, laddrs: &[IpAddr]| Service {
+            local_addresses: laddrs.to_vec(),
+            ..Service::new(
+                ServiceKey::new(Protocol::Tcp, "10.0.100.1".parse().unwrap(), port),
+                "rr",
+            )
+        };
+        let config = Config {
+            services: vec![service(80, &[a, b]), service(81, &[]), service(443, &[b])],
+            ..Config::default()
+        };
+        let engine = Engine::new(Snapshot::new(config).unwrap(), [1, 2, 3, 4]);
+        assert_eq!(local_ports(&engine), [(a, 0), (b, 0)]);
     }
 }

@@ -161,6 +161,8 @@ fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
         netmask: None,
         flags: vec![],
         one_packet: false,
+        local_addresses: vec![],
+        toa: false,
     };
     client
         .command(&Cmd::Restore(vec![
@@ -189,6 +191,64 @@ fn a_restore_may_zero_counters_as_ipvsadm_restore_does() {
         "command 1 of the restore: service FWM 8 does not exist"
     );
     assert_eq!(client.listing().unwrap().services.len(), 1);
+}
+
+/// FullNAT's settings through a running rvsd: kept and listed as given,
+/// replaced by -E, and a FullNAT real server on a service without local
+/// addresses refused with what to add.
+#[test]
+fn fullnat_settings_are_kept_listed_and_required() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = socket_in(&dir);
+    let _d = Daemon::ready(&socket);
+    let client = Client::new(&socket);
+    let key = ServiceKey::Fwmark {
+        mark: 9,
+        af: rvs_api::Family::Ipv4,
+    };
+    let mut spec = ServiceSpec {
+        key,
+        scheduler: "rr".into(),
+        persistence_timeout: None,
+        netmask: None,
+        flags: vec![],
+        one_packet: false,
+        local_addresses: vec!["10.9.0.200".parse().unwrap(), "10.9.0.201".parse().unwrap()],
+        toa: true,
+    };
+    client.command(&Cmd::AddService(spec.clone())).unwrap();
+    assert_eq!(client.listing().unwrap().services[0].spec, spec);
+    spec.local_addresses.clear();
+    spec.toa = false;
+    client.command(&Cmd::EditService(spec.clone())).unwrap();
+    assert_eq!(client.listing().unwrap().services[0].spec, spec);
+    let e = client
+        .command(&Cmd::AddDest {
+            service: key,
+            dest: rvs_api::DestSpec {
+                addr: "10.9.0.11".parse().unwrap(),
+                port: 80,
+                weight: 1,
+                method: rvs_api::ForwardMethod::FullNat,
+                tunnel: rvs_api::Tunnel::Ipip,
+                upper_threshold: 0,
+                lower_threshold: 0,
+            },
+        })
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("add local_addresses (rvsadm --laddr)"),
+        "{e}"
+    );
+    // A local address of the other family is refused by name.
+    spec.local_addresses = vec!["fd00::200".parse().unwrap()];
+    let e = client.command(&Cmd::EditService(spec)).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("local address fd00::200: not of the service's address family"),
+        "{e}"
+    );
 }
 
 /// The `Key:` line of a /proc status file, its words joined by one space.

@@ -41,7 +41,7 @@ fn every_example_passes_check_config() {
         checked += 1;
     }
     assert_eq!(
-        checked, 5,
-        "dr, nat, tun and group examples and the packaged file"
+        checked, 6,
+        "dr, nat, tun, fullnat and group examples and the packaged file"
     );
 }

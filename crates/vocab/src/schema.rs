@@ -63,6 +63,10 @@ pub struct Config {
     /// and a backup may run at once).
     #[serde(default, rename = "sync_daemon", skip_serializing_if = "Vec::is_empty")]
     pub sync_daemons: Vec<crate::SyncDaemon>,
+    /// FullNAT's local ports, `[first, last]`, both included (default: the
+    /// engine's, 1024–32767, below the kernel's ephemeral range).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_port_range: Option<PortRange>,
     /// The virtual services, each with where it starts in the file.
     #[serde(default, rename = "service", skip_serializing_if = "Vec::is_empty")]
     pub services: Vec<toml::Spanned<Service>>,
@@ -204,6 +208,15 @@ pub struct Service {
     /// `-o` (UDP and mark services).
     #[serde(default, skip_serializing_if = "is_false")]
     pub one_packet: bool,
+    /// FullNAT's local addresses (rvsadm `--laddr`, an RVS extension): the
+    /// director's addresses its FullNAT real servers see connections come
+    /// from. A group's apply to every member.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local_addresses: Vec<IpAddr>,
+    /// FullNAT: pass the client's address to the real servers in a TCP
+    /// option (TOA, rvsadm `--toa`).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub toa: bool,
     /// Health policy, keepalived's virtual_server keys; validated by
     /// rvs-health (see [`Service::health_table`]).
     pub delay_loop: Option<toml::Value>,
@@ -311,6 +324,8 @@ impl Default for Service {
             persistence_timeout: None,
             persistence_netmask: None,
             one_packet: false,
+            local_addresses: Vec::new(),
+            toa: false,
             delay_loop: None,
             quorum: None,
             hysteresis: None,
@@ -363,6 +378,46 @@ impl RealServer {
             notify_up: None,
             notify_down: None,
             check: Vec::new(),
+        }
+    }
+}
+
+/// `local_port_range = [first, last]`: two ports, written as a TOML array
+/// so the file reads as the kernel's `ip_local_port_range` does; anything
+/// else is refused with the form to write. Whether the first is at most
+/// the last is the engine's to check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange(pub u16, pub u16);
+
+impl Serialize for PortRange {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        [self.0, self.1].serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let refuse = |what: String| {
+            serde::de::Error::custom(format!(
+                "local_port_range: {what}; write two ports, the first at most the last, e.g. [1024, 32767]"
+            ))
+        };
+        let value = toml::Value::deserialize(d)?;
+        let toml::Value::Array(items) = &value else {
+            return Err(refuse(format!("{value} is not a list")));
+        };
+        let ports = items
+            .iter()
+            .map(|v| match v {
+                toml::Value::Integer(n) => {
+                    u16::try_from(*n).map_err(|_| refuse(format!("{n} is not a port (0 to 65535)")))
+                }
+                other => Err(refuse(format!("{other} is not a port number"))),
+            })
+            .collect::<Result<Vec<u16>, D::Error>>()?;
+        match ports[..] {
+            [lo, hi] => Ok(PortRange(lo, hi)),
+            _ => Err(refuse(format!("{} ports given", ports.len()))),
         }
     }
 }
@@ -494,6 +549,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_conections"), "{e}");
+    }
+
+    #[test]
+    fn fullnat_keys_read_and_write_back_and_a_bad_port_range_says_the_form() {
+        let text = "local_port_range = [2000, 3000]\n\n[[service]]\nprotocol = \"tcp\"\n\
+                    address = \"10.0.0.1\"\nport = 80\nscheduler = \"rr\"\n\
+                    local_addresses = [\"10.0.2.200\", \"10.0.2.201\"]\ntoa = true\n\n\
+                    [[service.real_server]]\naddress = \"10.0.2.2\"\nweight = 1\nmethod = \"fullnat\"\n";
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.local_port_range, Some(PortRange(2000, 3000)));
+        let s = c.services[0].get_ref();
+        assert_eq!(
+            s.local_addresses,
+            [
+                "10.0.2.200".parse::<IpAddr>().unwrap(),
+                "10.0.2.201".parse().unwrap()
+            ]
+        );
+        assert!(s.toa);
+        assert_eq!(s.real_servers[0].method, ForwardMethod::FullNat);
+        assert_eq!(
+            toml::to_string(&c).unwrap(),
+            format!("interfaces = []\n{text}")
+        );
+        // Left out when unset.
+        let plain = Config::parse("[[service]]\nfwmark = 1\n").unwrap();
+        assert_eq!(plain.local_port_range, None);
+        let back = toml::to_string(&plain).unwrap();
+        assert!(!back.contains("local_") && !back.contains("toa"), "{back}");
+        for (bad, why) in [
+            ("[1024]", "1 ports given"),
+            ("[1, 2, 3]", "3 ports given"),
+            ("[1024, 70000]", "70000 is not a port"),
+            ("\"1024-32767\"", "is not a list"),
+            ("[1024, \"x\"]", "is not a port number"),
+        ] {
+            let e = Config::parse(&format!("local_port_range = {bad}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(why) && e.contains("e.g. [1024, 32767]"),
+                "{bad}: {e}"
+            );
+        }
+        let e = Config::parse(
+            "[[service]]\ngroup = \"g\"\n[[service.member]]\nfwmark = 3\ntoa = true\n",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `toa`"), "{e}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ fn svc(proto: Protocol, addr: &str, port: u16, sched: &str) -> ServiceStatus {
             netmask: None,
             flags: vec![],
             one_packet: false,
+            local_addresses: vec![],
+            toa: false,
         },
         dests: vec![],
         stats: Stats::default(),
@@ -402,6 +404,7 @@ fn conn(
         expires_secs,
         template: false,
         fwmark: None,
+        local: None,
     }
 }
 
@@ -531,6 +534,10 @@ fn save_sample() -> Listing {
     d.spec.upper_threshold = 100;
     d.spec.lower_threshold = 50;
     nat.dests = vec![d];
+    let mut full = svc(Protocol::Tcp, "10.0.100.2", 80, "rr");
+    full.spec.local_addresses = vec!["10.0.2.200".parse().unwrap(), "10.0.2.201".parse().unwrap()];
+    full.spec.toa = true;
+    full.dests = vec![dst("10.0.2.16", 8080, ForwardMethod::FullNat, 1, 0, 0)];
     let mut dns = svc(Protocol::Udp, "10.0.100.1", 53, "wlc");
     dns.spec.one_packet = true;
     dns.dests = vec![
@@ -541,6 +548,7 @@ fn save_sample() -> Listing {
     let mut v6 = svc(Protocol::Tcp, "2001:db8::1", 0, "wlc");
     v6.spec.persistence_timeout = Some(300);
     v6.spec.netmask = Some(64);
+    v6.spec.local_addresses = vec!["2001:db8::200".parse().unwrap()];
     v6.dests = vec![dst("2001:db8::11", 0, ForwardMethod::Route, 1, 0, 0)];
     let mut f = fwm_svc(1, Family::Ipv4, "rr");
     f.spec.persistence_timeout = Some(300);
@@ -549,7 +557,7 @@ fn save_sample() -> Listing {
     f6.spec.flags = vec!["mh-port".into()];
     f6.dests = vec![dst("2001:db8::12", 8080, ForwardMethod::Masq, 3, 0, 0)];
     Listing {
-        services: vec![f6, f, v6, dns, nat, web],
+        services: vec![f6, f, v6, dns, full, nat, web],
         ..rvs_api::testing::empty_listing()
     }
 }
@@ -560,11 +568,13 @@ const SAVED: &str = "\
 -a -t 10.0.100.1:80 -r 10.0.2.12:80 -i -w 2 --tun-type ipip
 -A -t 10.0.100.1:443 -s sh -p 600 -M 255.255.255.0 -b sh-fallback,sh-port
 -a -t 10.0.100.1:443 -r 10.0.2.11:8443 -m -w 0 -x 100 -y 50
+-A -t 10.0.100.2:80 -s rr --laddr 10.0.2.200 --laddr 10.0.2.201 --toa
+-a -t 10.0.100.2:80 -r 10.0.2.16:8080 --fullnat -w 1
 -A -u 10.0.100.1:53 -s wlc -o
 -a -u 10.0.100.1:53 -r 10.0.2.13:53 -g -w 65535
 -a -u 10.0.100.1:53 -r 10.0.2.14:53 -i -w 1 --tun-type gue --tun-port 6080 --tun-remcsum
 -a -u 10.0.100.1:53 -r 10.0.2.15:53 -i -w 1 --tun-type gre --tun-csum
--A -t [2001:db8::1]:0 -s wlc -p 300 -M 64
+-A -t [2001:db8::1]:0 -s wlc -p 300 -M 64 --laddr 2001:db8::200
 -a -t [2001:db8::1]:0 -r [2001:db8::11]:0 -g -w 1
 -A -f 1 -s rr -p 300
 -a -f 1 -r 10.0.2.11:0 -g -w 1
@@ -669,7 +679,7 @@ fn save_then_restore_gives_the_same_table() {
             });
         }
     }
-    assert_eq!(want.len(), 15);
+    assert_eq!(want.len(), 17);
     assert_eq!(cmds, want);
 }
 
@@ -892,7 +902,59 @@ fn save_writes_mark_rules_first_in_match_order() {
         .into_iter()
         .map(rvs_api::Command::AddFwmarkRule)
         .collect();
-    assert_eq!(cmds.len(), 18);
+    assert_eq!(cmds.len(), 20);
     assert_eq!(cmds[..3], rules[..]);
     assert!(matches!(cmds[3], rvs_api::Command::AddService(_)));
+}
+
+/// RVS's FullNAT: the Forward column's word, `toa` among the flags and the
+/// local addresses on a line of their own; a service without them lists
+/// as ipvsadm lists it. `-c` names a FullNAT entry's local end after
+/// ipvsadm's columns.
+#[test]
+fn fullnat_listing() {
+    let mut s = svc(Protocol::Tcp, "10.0.100.2", 80, "rr");
+    s.spec.local_addresses = vec!["10.0.2.200".parse().unwrap(), "10.0.2.201".parse().unwrap()];
+    s.spec.toa = true;
+    s.dests = vec![dst("10.0.2.16", 8080, ForwardMethod::FullNat, 1, 2, 0)];
+    let plain = svc(Protocol::Tcp, "10.0.100.3", 80, "rr");
+    assert_eq!(
+        show(vec![s.clone(), plain.clone()], &numeric()),
+        format!(
+            "{HEAD}TCP  10.0.100.2:80 rr toa\n\
+\x20 local addresses: 10.0.2.200 10.0.2.201\n\
+\x20 -> 10.0.2.16:8080               FullNat 1      2          0         \n\
+TCP  10.0.100.3:80 rr\n"
+        )
+    );
+    // Not among the counters of --stats.
+    let stats = ListRequest {
+        stats: true,
+        ..numeric()
+    };
+    assert!(!show(vec![s.clone()], &stats).contains("local addresses"));
+    // Without toa and addresses nothing is added.
+    s.spec.toa = false;
+    s.spec.local_addresses.clear();
+    assert_eq!(
+        show(vec![s], &numeric()),
+        format!("{HEAD}TCP  10.0.100.2:80 rr\n  -> 10.0.2.16:8080               FullNat 1      2          0         \n")
+    );
+    let mut c = conn(
+        Protocol::Tcp,
+        ("192.0.2.7", 51000),
+        ("10.0.100.2", 80),
+        ("10.0.2.16", 8080),
+        "ESTABLISHED",
+        899,
+    );
+    let nat = c.clone();
+    c.local = Some(("10.0.2.200".parse().unwrap(), 1024));
+    assert_eq!(
+        connections(&[c, nat], false, &Numeric),
+        "IPVS connection entries\n\
+pro expire state       source             virtual            destination\n\
+TCP 14:59  ESTABLISHED 192.0.2.7:51000    10.0.100.2:80      10.0.2.16:8080 local 10.0.2.200:1024\n\
+TCP 14:59  ESTABLISHED 192.0.2.7:51000    10.0.100.2:80      10.0.2.16:8080\n"
+    );
 }

@@ -93,6 +93,8 @@ fn spec(key: ServiceKey, sched: &str) -> ServiceSpec {
         netmask: None,
         flags: vec![],
         one_packet: false,
+        local_addresses: vec![],
+        toa: false,
     }
 }
 
@@ -1570,5 +1572,74 @@ fn tunnel_types_follow_ipvsadm_1_31() {
     assert_eq!(
         err("-L --tun-info --tun-type gue"),
         "Illegal 'tun-type' option with the 'list' command"
+    );
+}
+
+/// RVS's FullNAT options: long only, `--laddr` repeatable on -A/-E,
+/// `--fullnat` one of the forwarding methods of -a/-e.
+#[test]
+fn fullnat_options() {
+    let laddrs =
+        |v: &[&str]| -> Vec<std::net::IpAddr> { v.iter().map(|a| a.parse().unwrap()).collect() };
+    assert_eq!(
+        cmd("-A -t 10.0.0.1:80 -s rr --laddr 10.0.2.200 --laddr 10.0.2.201 --toa"),
+        Command::AddService(ServiceSpec {
+            local_addresses: laddrs(&["10.0.2.200", "10.0.2.201"]),
+            toa: true,
+            ..spec(tcp("10.0.0.1", 80), "rr")
+        })
+    );
+    // IPv6, bare or bracketed as ipvsadm writes IPv6 addresses.
+    assert_eq!(
+        cmd("-E -t [2001:db8::1]:80 -s rr --laddr 2001:db8::200 --laddr=[2001:db8::201]"),
+        Command::EditService(ServiceSpec {
+            local_addresses: laddrs(&["2001:db8::200", "2001:db8::201"]),
+            ..spec(
+                ServiceKey::addr(Protocol::Tcp, "2001:db8::1".parse().unwrap(), 80),
+                "rr"
+            )
+        })
+    );
+    // -E without --laddr sends none: -E replaces the settings.
+    assert_eq!(
+        cmd("-E -t 10.0.0.1:80 -s rr"),
+        Command::EditService(spec(tcp("10.0.0.1", 80), "rr"))
+    );
+    // --fullnat keeps the real server's own port, as -m does.
+    assert_eq!(
+        cmd("-a -t 10.0.0.1:80 -r 10.0.2.16:8080 --fullnat -w 3"),
+        Command::AddDest {
+            service: tcp("10.0.0.1", 80),
+            dest: dest("10.0.2.16", 8080, ForwardMethod::FullNat, 3),
+        }
+    );
+    assert_eq!(
+        cmd("-e -t 10.0.0.1:80 -r 10.0.2.16 --fullnat"),
+        Command::EditDest {
+            service: tcp("10.0.0.1", 80),
+            dest: dest("10.0.2.16", 80, ForwardMethod::FullNat, 1),
+        }
+    );
+    assert!(err("-A -t 10.0.0.1:80 --laddr web1").contains("--laddr takes an IP address"));
+    assert!(err("-A -t 10.0.0.1:80 --laddr").contains("laddr"));
+    assert_eq!(
+        err("-a -t 10.0.0.1:80 -r 10.0.2.16 -m --fullnat"),
+        "multiple 'forwarding-method' options specified"
+    );
+    assert_eq!(
+        err("-a -t 10.0.0.1:80 -r 10.0.2.16 --fullnat --laddr 10.0.2.200"),
+        "Illegal 'laddr' option with the 'add-server' command"
+    );
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --fullnat"),
+        "Illegal 'forwarding-method' option with the 'add-service' command"
+    );
+    assert_eq!(
+        err("-A -t 10.0.0.1:80 --toa --toa"),
+        "multiple 'toa' options specified"
+    );
+    assert_eq!(
+        err("-a -t 10.0.0.1:80 -r 10.0.2.16 --fullnat --tun-type gre"),
+        "Tunnel options conflict with forward method"
     );
 }

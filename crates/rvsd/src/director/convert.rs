@@ -21,6 +21,8 @@ pub(super) fn api_spec(s: &Service) -> ServiceSpec {
             .and_then(|p| (p.prefix_len != full).then_some(p.prefix_len)),
         flags,
         one_packet: s.one_packet,
+        local_addresses: s.local_addresses.clone(),
+        toa: s.toa,
     }
 }
 
@@ -109,5 +111,6 @@ pub(super) fn api_connection(c: &ConnInfo) -> ConnectionEntry {
         expires_secs: c.expires_in_secs,
         template: c.template,
         fwmark,
+        local: c.local,
     }
 }

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use rvs_api::{Command, ControlError, Entity, ServiceSpec};
-use rvs_engine::{Config, Dest, Persistence, Service, ServiceKey, Validator};
+use rvs_engine::{
+    Config, ConfigError, Dest, ForwardMethod, Persistence, Service, ServiceKey, Validator,
+};
 
 use super::convert::{engine_dest, engine_key, refused};
 
@@ -220,8 +222,12 @@ impl Draft {
             Command::EditService(spec) => {
                 let entry = entry(services, index, &spec.key)?;
                 apply_spec(&mut entry.svc, spec)?;
-                // Its real servers depend on the key only, which stays.
+                // Its real servers depend on the key only, which stays,
+                // but for FullNAT's on the local addresses the spec set.
                 validator.settings(&entry.svc).map_err(refused)?;
+                for d in entry.dests.iter().flatten() {
+                    fullnat_dest(&entry.svc, d)?;
+                }
             }
             Command::DeleteService(key) => {
                 let pos = index
@@ -242,6 +248,7 @@ impl Draft {
                         },
                     });
                 }
+                fullnat_dest(&entry.svc, &d)?;
                 validator.dest(entry.svc.key, &d).map_err(refused)?;
                 entry.push(d);
             }
@@ -251,6 +258,7 @@ impl Draft {
                 let i = entry
                     .find(d.addr, d.port)
                     .ok_or_else(|| no_dest(dest.addr, dest.port))?;
+                fullnat_dest(&entry.svc, &d)?;
                 validator.dest(entry.svc.key, &d).map_err(refused)?;
                 entry.dests[i] = Some(d);
             }
@@ -330,11 +338,40 @@ fn entry<'a>(
         .ok_or_else(missing)
 }
 
+/// A FullNAT real server needs local addresses on its service and a
+/// connection to answer through (not `-o`): checked as the edit is made, so
+/// a restore names the line at fault. The engine checks the same of the
+/// whole configuration; its `Validator` takes one real server by its
+/// service's key alone.
+fn fullnat_dest(svc: &Service, d: &Dest) -> Result<(), ControlError> {
+    if d.method != ForwardMethod::FullNat {
+        return Ok(());
+    }
+    if svc.local_addresses.is_empty() {
+        return Err(refused(ConfigError::NoLocalAddress {
+            service: svc.key,
+            addr: d.addr,
+        }));
+    }
+    if svc.one_packet {
+        return Err(refused(ConfigError::FullNat {
+            service: svc.key,
+            reason: "one-packet scheduling (-o) tracks no connection, which a FullNAT reply needs; drop -o or use NAT",
+        }));
+    }
+    Ok(())
+}
+
 fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError> {
     svc.scheduler = spec.scheduler.clone();
     svc.sched_flags = rvs_vocab::sched::flag_bits(&spec.flags)
         .map_err(|e| ControlError::bad_request(e.to_string()))?;
     svc.one_packet = spec.one_packet;
+    // -E replaces every setting the spec names, as ipvsadm's -E does: a
+    // spec without local addresses leaves the service none (rvsadm -E
+    // without --laddr), so a FullNAT server left on it is refused by name.
+    svc.local_addresses = spec.local_addresses.clone();
+    svc.toa = spec.toa;
     let full = if svc.key.addr.is_ipv4() { 32 } else { 128 };
     svc.persistence = spec.persistence_timeout.map(|timeout| Persistence {
         timeout,
@@ -375,6 +412,8 @@ mod tests {
             netmask: None,
             flags: vec![],
             one_packet: false,
+            local_addresses: vec![],
+            toa: false,
         }
     }
 
@@ -587,6 +626,8 @@ mod tests {
                 netmask: None,
                 flags: vec![],
                 one_packet: false,
+                local_addresses: vec![],
+                toa: false,
             })
         };
         let (next, zero) = restore(
@@ -605,5 +646,60 @@ mod tests {
             e.to_string(),
             "command 1 of the restore: service FWM 2 does not exist"
         );
+    }
+
+    #[test]
+    fn fullnat_servers_need_the_local_addresses_their_service_is_given() {
+        let laddr: IpAddr = "10.0.2.200".parse().unwrap();
+        let fullnat = |port| Command::AddDest {
+            service: key(port),
+            dest: DestSpec {
+                method: ForwardMethod::FullNat,
+                port: 8080,
+                ..dest(5, 1)
+            },
+        };
+        let with_laddr = |toa| ServiceSpec {
+            local_addresses: vec![laddr],
+            toa,
+            ..spec(80, "rr")
+        };
+        // -A carries the local addresses and TOA into the engine's service.
+        let (c, _) = restore(
+            &base(),
+            &[Command::AddService(with_laddr(true)), fullnat(80)],
+        )
+        .unwrap();
+        assert_eq!(c.services[0].local_addresses, [laddr]);
+        assert!(c.services[0].toa);
+        assert_eq!(c.services[0].dests[0].method, ForwardMethod::FullNat);
+        // -E replaces them as it replaces every setting: without --laddr a
+        // FullNAT server would be left without any, which is refused.
+        let e = edit(&c, &Command::EditService(spec(80, "wlc"))).unwrap_err();
+        assert!(
+            e.to_string().contains("no local address to connect from"),
+            "{e}"
+        );
+        let c2 = edit(&c, &Command::EditService(with_laddr(false))).unwrap();
+        assert_eq!(c2.services[0].local_addresses, [laddr]);
+        assert!(!c2.services[0].toa);
+        // A FullNAT server on a service without local addresses is refused
+        // at its line of a restore.
+        match restore(&base(), &[Command::AddService(spec(81, "rr")), fullnat(81)]) {
+            Err(ControlError::Refused { index: 1, cause }) => assert!(
+                cause
+                    .to_string()
+                    .contains("add local_addresses (rvsadm --laddr)"),
+                "{cause}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        // A local address of the wrong family is the engine's to refuse.
+        let v6 = ServiceSpec {
+            local_addresses: vec!["2001:db8::1".parse().unwrap()],
+            ..spec(82, "rr")
+        };
+        let e = edit(&base(), &Command::AddService(v6)).unwrap_err();
+        assert!(e.to_string().contains("address family"), "{e}");
     }
 }

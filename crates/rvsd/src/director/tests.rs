@@ -117,6 +117,8 @@ fn add_service(addr: IpAddr, port: u16) -> Command {
         netmask: None,
         flags: vec![],
         one_packet: false,
+        local_addresses: vec![],
+        toa: false,
     })
 }
 
@@ -364,6 +366,8 @@ fn restore_and_check_cost() {
                     netmask: None,
                     flags: vec![],
                     one_packet: false,
+                    local_addresses: vec![],
+                    toa: false,
                 }));
                 cmds.push(Command::AddDest {
                     service: key(i),
