@@ -937,6 +937,13 @@ impl Validator {
         self.dest_route(service, d).map(|_| ())
     }
 
+    /// What a real server asks of its whole service beyond its key: a
+    /// FullNAT server needs local addresses and a connection to answer
+    /// through (not `-o`).
+    pub fn dest_in_service(svc: &Service, d: &Dest) -> Result<(), ConfigError> {
+        fullnat_dest(svc, d)
+    }
+
     /// A firewall-mark classifier rule on its own.
     pub fn fwmark_rule(&self, r: &FwmarkRule) -> Result<(), ConfigError> {
         FwmarkMatch::new(r).map(|_| ())

@@ -219,8 +219,17 @@ fn fullnat_serves_servers_without_a_gateway() {
             "answered, not timed out: {:?}",
             started.elapsed()
         );
-        let after = d.counters();
-        let delta = common::deltas(&before, &after);
+        // The worker's counters reach the listing within a second or so.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let delta = loop {
+            let delta = common::deltas(&before, &d.counters());
+            if delta.contains_key("drop_local_ports_exhausted")
+                || std::time::Instant::now() > deadline
+            {
+                break delta;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
         assert!(
             delta
                 .get("drop_local_ports_exhausted")

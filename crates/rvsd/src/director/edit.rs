@@ -12,9 +12,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use rvs_api::{Command, ControlError, Entity, ServiceSpec};
-use rvs_engine::{
-    Config, ConfigError, Dest, ForwardMethod, Persistence, Service, ServiceKey, Validator,
-};
+use rvs_engine::{Config, Dest, Persistence, Service, ServiceKey, Validator};
 
 use super::convert::{engine_dest, engine_key, refused};
 
@@ -338,28 +336,11 @@ fn entry<'a>(
         .ok_or_else(missing)
 }
 
-/// A FullNAT real server needs local addresses on its service and a
-/// connection to answer through (not `-o`): checked as the edit is made, so
-/// a restore names the line at fault. The engine checks the same of the
-/// whole configuration; its `Validator` takes one real server by its
-/// service's key alone.
+/// A real server's demands on its whole service (FullNAT: local addresses,
+/// no `-o`), checked as the edit is made, so a restore names the line at
+/// fault.
 fn fullnat_dest(svc: &Service, d: &Dest) -> Result<(), ControlError> {
-    if d.method != ForwardMethod::FullNat {
-        return Ok(());
-    }
-    if svc.local_addresses.is_empty() {
-        return Err(refused(ConfigError::NoLocalAddress {
-            service: svc.key,
-            addr: d.addr,
-        }));
-    }
-    if svc.one_packet {
-        return Err(refused(ConfigError::FullNat {
-            service: svc.key,
-            reason: "one-packet scheduling (-o) tracks no connection, which a FullNAT reply needs; drop -o or use NAT",
-        }));
-    }
-    Ok(())
+    Validator::dest_in_service(svc, d).map_err(refused)
 }
 
 fn apply_spec(svc: &mut Service, spec: &ServiceSpec) -> Result<(), ControlError> {
