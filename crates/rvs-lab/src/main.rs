@@ -88,7 +88,8 @@ enum Cmd {
         duration: u32,
         /// Only these setups (comma-separated): kernel-route, nft-dnat,
         /// haproxy, rvs-dr, rvs-dr-slow, rvs-nat, rvs-nat-slow, rvs-tun,
-        /// rvs-tun-slow (`-slow`: rvsd with `fast_path = false`).
+        /// rvs-tun-slow, rvs-fullnat (`-slow`: rvsd with `fast_path =
+        /// false`).
         #[arg(long, value_delimiter = ',')]
         only: Option<Vec<String>>,
         /// TX and RX queues of every veth.
