@@ -182,7 +182,8 @@ pub struct Service {
     pub one_packet: bool,
     /// FullNAT's local addresses (`--laddr`, an RVS extension): a FullNAT
     /// connection's client side becomes one of these with a port of
-    /// [`Config::local_port_range`], taken in turn. Addresses of the
+    /// [`Config::local_port_range`] (each protocol has its own), taken in
+    /// turn. Addresses of the
     /// director that its real servers route back to (on a directly
     /// connected network, or routed to it); the service's family.
     pub local_addresses: Vec<IpAddr>,

@@ -47,7 +47,8 @@ pub const MAX_DEST_SLOTS: u32 = 16_384;
 pub const MAX_CONNECTIONS: u32 = 1 << 26;
 
 /// Distinct FullNAT local addresses in one configuration: each has a
-/// bitmap of its ports in the engine (8 KiB), reserved when it appears.
+/// bitmap of its ports in the engine (8 KiB per protocol its services
+/// balance), reserved when it appears.
 pub const MAX_LOCAL_ADDRESSES: usize = 1024;
 
 /// Interfaces with an ifindex below this find their slot by array lookup

@@ -102,8 +102,16 @@ pub const ROUTER_LAN_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 1);
 pub const DIR_FRONT_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 3, 2);
 /// The director's server-side address (`dir` back), the DIP.
 pub const DIR_BACK_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 10);
-/// FullNAT's local address, on the director's back leg in [`Mode::FullNat`].
-pub const LOCAL_IP: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 200);
+/// FullNAT's local addresses, on the director's back leg in
+/// [`Mode::FullNat`]: three, so that the bench's 64 000 UDP flows from one
+/// client find ports (31 744 per address and protocol by default).
+pub const LOCAL_IPS: [Ipv4Addr; 3] = [
+    Ipv4Addr::new(10, 0, 2, 200),
+    Ipv4Addr::new(10, 0, 2, 201),
+    Ipv4Addr::new(10, 0, 2, 202),
+];
+/// The first of [`LOCAL_IPS`], what a service with one local address uses.
+pub const LOCAL_IP: Ipv4Addr = LOCAL_IPS[0];
 /// [`LOCAL_IP`] of a dual-stack lab.
 pub const LOCAL_IP6: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 0x200);
 /// The UDP port the TUN servers' rvs-decap receives GUE on

@@ -1,11 +1,14 @@
 //! FullNAT's local addresses and their ports: the client end a real server
-//! sees. Every (local address, port) pair belongs to one connection at a
-//! time, whatever its real server, so a server's reply names its connection
-//! by its destination alone and two connections never share a 4-tuple.
+//! sees. Every (local address, protocol, port) belongs to one connection at
+//! a time, whatever its real server, so a server's reply names its
+//! connection by its destination alone and two connections never share a
+//! 5-tuple. Protocols have ports of their own, as the kernel's sockets do:
+//! UDP flows do not use up TCP's ports.
 //!
-//! Each local address has a bitmap of its 65 536 ports (8 KiB), made when a
-//! configuration first lists the address and kept while any of its ports
-//! is in use (a reload that drops the address lets its connections drain).
+//! Each local address has a bitmap of its 65 536 ports (8 KiB) per protocol
+//! its services balance, made when a configuration first lists the address
+//! and kept while any of its ports is in use (a reload that drops the
+//! address lets its connections drain).
 //! Ports are handed out next-fit from a cursor that moves on after each
 //! one, so a port comes back into use as late as the range allows: a real
 //! server may still hold the previous connection on it in TIME_WAIT.
@@ -13,7 +16,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use crate::config::Config;
+use crate::config::{Config, Protocol};
 
 const WORDS: usize = 65_536 / 64;
 
@@ -81,41 +84,53 @@ fn free_in(pool: &Pool, from: u16, to: u16) -> Option<u16> {
     None
 }
 
-/// Every local address's pool.
+/// Every (local address, IP protocol) pool.
 #[derive(Debug, Default)]
 pub(super) struct LocalPorts {
-    pools: HashMap<IpAddr, Pool>,
+    pools: HashMap<(IpAddr, u8), Pool>,
 }
 
 impl LocalPorts {
     /// A new configuration is in force: pools for the addresses it lists,
-    /// and those no longer listed go once no connection holds a port.
+    /// one per protocol of the services listing them (a firewall-mark
+    /// service balances them all), and those no longer listed go once no
+    /// connection holds a port.
     pub(super) fn reconcile(&mut self, config: &Config) {
         for pool in self.pools.values_mut() {
             pool.listed = false;
         }
         let start = config.local_port_range.0;
-        for &addr in config.services.iter().flat_map(|s| &s.local_addresses) {
-            self.pools
-                .entry(addr)
-                .or_insert_with(|| Pool::new(start))
-                .listed = true;
+        for svc in &config.services {
+            let protocols: &[Protocol] = if svc.key.is_fwmark() {
+                &Protocol::ALL
+            } else {
+                std::slice::from_ref(&svc.key.protocol)
+            };
+            for &addr in &svc.local_addresses {
+                for proto in protocols {
+                    self.pools
+                        .entry((addr, proto.number()))
+                        .or_insert_with(|| Pool::new(start))
+                        .listed = true;
+                }
+            }
         }
         self.pools.retain(|_, p| p.listed || p.in_use > 0);
     }
 
-    /// A free port of `range` on `addr`; `None` when all are in use (or the
-    /// address has no pool).
-    pub(super) fn take(&mut self, addr: IpAddr, range: (u16, u16)) -> Option<u16> {
+    /// A free port of `range` on `addr` for IP protocol `proto`; `None`
+    /// when all are in use (or the address has no pool for it).
+    pub(super) fn take(&mut self, addr: IpAddr, proto: u8, range: (u16, u16)) -> Option<u16> {
         self.pools
-            .get_mut(&addr)
+            .get_mut(&(addr, proto))
             .filter(|p| p.listed)
             .and_then(|p| p.take(range.0, range.1))
     }
 
     /// Gives back a port [`LocalPorts::take`] handed out.
-    pub(super) fn give_back(&mut self, addr: IpAddr, port: u16) {
-        let Some(pool) = self.pools.get_mut(&addr) else {
+    pub(super) fn give_back(&mut self, addr: IpAddr, proto: u8, port: u16) {
+        let key = (addr, proto);
+        let Some(pool) = self.pools.get_mut(&key) else {
             return;
         };
         if pool.is_used(port) {
@@ -123,13 +138,17 @@ impl LocalPorts {
             pool.in_use -= 1;
         }
         if pool.in_use == 0 && !pool.listed {
-            self.pools.remove(&addr);
+            self.pools.remove(&key);
         }
     }
 
-    /// Ports in use on `addr`.
+    /// Ports in use on `addr`, every protocol's.
     pub(super) fn in_use(&self, addr: IpAddr) -> u32 {
-        self.pools.get(&addr).map_or(0, |p| p.in_use)
+        self.pools
+            .iter()
+            .filter(|((a, _), _)| *a == addr)
+            .map(|(_, p)| p.in_use)
+            .sum()
     }
 }
 
@@ -157,19 +176,22 @@ mod tests {
         s.parse().unwrap()
     }
 
+    const TCP: u8 = 6;
+    const UDP: u8 = 17;
+
     #[test]
     fn hands_out_every_port_of_the_range_once_then_refuses() {
         let mut lp = LocalPorts::default();
         lp.reconcile(&config(&["10.0.1.2"], (1000, 1199)));
         let mut got: Vec<u16> = (0..200)
-            .map(|_| lp.take(la("10.0.1.2"), (1000, 1199)).unwrap())
+            .map(|_| lp.take(la("10.0.1.2"), TCP, (1000, 1199)).unwrap())
             .collect();
-        assert_eq!(lp.take(la("10.0.1.2"), (1000, 1199)), None);
+        assert_eq!(lp.take(la("10.0.1.2"), TCP, (1000, 1199)), None);
         got.sort_unstable();
         assert_eq!(got, (1000..1200).collect::<Vec<_>>());
         assert_eq!(lp.in_use(la("10.0.1.2")), 200);
-        lp.give_back(la("10.0.1.2"), 1077);
-        assert_eq!(lp.take(la("10.0.1.2"), (1000, 1199)), Some(1077));
+        lp.give_back(la("10.0.1.2"), TCP, 1077);
+        assert_eq!(lp.take(la("10.0.1.2"), TCP, (1000, 1199)), Some(1077));
     }
 
     #[test]
@@ -177,11 +199,13 @@ mod tests {
         let mut lp = LocalPorts::default();
         lp.reconcile(&config(&["10.0.1.2"], (2000, 2009)));
         let a = la("10.0.1.2");
-        let first = lp.take(a, (2000, 2009)).unwrap();
-        lp.give_back(a, first);
-        let next: Vec<u16> = (0..9).map(|_| lp.take(a, (2000, 2009)).unwrap()).collect();
+        let first = lp.take(a, TCP, (2000, 2009)).unwrap();
+        lp.give_back(a, TCP, first);
+        let next: Vec<u16> = (0..9)
+            .map(|_| lp.take(a, TCP, (2000, 2009)).unwrap())
+            .collect();
         assert_eq!(next, (2001..2010).collect::<Vec<_>>());
-        assert_eq!(lp.take(a, (2000, 2009)), Some(first));
+        assert_eq!(lp.take(a, TCP, (2000, 2009)), Some(first));
     }
 
     #[test]
@@ -189,13 +213,37 @@ mod tests {
         let mut lp = LocalPorts::default();
         lp.reconcile(&config(&["10.0.1.2", "10.0.1.3"], (1024, 32767)));
         let b = la("10.0.1.3");
-        let port = lp.take(b, (1024, 32767)).unwrap();
+        let port = lp.take(b, TCP, (1024, 32767)).unwrap();
         lp.reconcile(&config(&["10.0.1.2"], (1024, 32767)));
-        assert_eq!(lp.take(b, (1024, 32767)), None, "no new port once unlisted");
+        assert_eq!(
+            lp.take(b, TCP, (1024, 32767)),
+            None,
+            "no new port once unlisted"
+        );
         assert_eq!(lp.in_use(b), 1);
-        lp.give_back(b, port);
-        assert!(!lp.pools.contains_key(&b));
-        assert_eq!(lp.take(la("10.0.1.9"), (1024, 32767)), None, "never listed");
+        lp.give_back(b, TCP, port);
+        assert!(!lp.pools.contains_key(&(b, TCP)));
+        assert_eq!(
+            lp.take(la("10.0.1.9"), TCP, (1024, 32767)),
+            None,
+            "never listed"
+        );
+    }
+
+    #[test]
+    fn protocols_have_ports_of_their_own() {
+        let mut lp = LocalPorts::default();
+        let mut cfg = config(&["10.0.1.2"], (3000, 3000));
+        let mut udp = cfg.services[0].clone();
+        udp.key.protocol = Protocol::Udp;
+        cfg.services.push(udp);
+        lp.reconcile(&cfg);
+        let a = la("10.0.1.2");
+        assert_eq!(lp.take(a, TCP, (3000, 3000)), Some(3000));
+        assert_eq!(lp.take(a, TCP, (3000, 3000)), None);
+        assert_eq!(lp.take(a, UDP, (3000, 3000)), Some(3000), "UDP's own");
+        assert_eq!(lp.take(a, 132, (3000, 3000)), None, "no SCTP service");
+        assert_eq!(lp.in_use(a), 2);
     }
 
     proptest! {
@@ -211,7 +259,7 @@ mod tests {
             let mut held: Vec<u16> = Vec::new();
             for (take, pick) in ops {
                 if take || held.is_empty() {
-                    match lp.take(a, (lo, hi)) {
+                    match lp.take(a, TCP, (lo, hi)) {
                         Some(p) => {
                             prop_assert!((lo..=hi).contains(&p));
                             prop_assert!(!held.contains(&p));
@@ -221,7 +269,7 @@ mod tests {
                     }
                 } else {
                     let p = held.swap_remove(usize::from(pick) % held.len());
-                    lp.give_back(a, p);
+                    lp.give_back(a, TCP, p);
                 }
                 prop_assert_eq!(lp.in_use(a) as usize, held.len());
             }

@@ -348,7 +348,7 @@ impl Engine {
             return Verdict::Drop(DropReason::ConnTableFull);
         }
         if method == crate::config::ForwardMethod::FullNat {
-            let Some((laddr, lport)) = self.take_local_port(pos) else {
+            let Some((laddr, lport)) = self.take_local_port(pos, p.key.proto) else {
                 return self.unreachable(pkt, p, DropReason::LocalPortsExhausted);
             };
             (new.laddr, new.lport) = (addr_bytes(laddr), lport);
@@ -356,7 +356,7 @@ impl Engine {
         let Some(idx) = self.conns.insert(new) else {
             if method == crate::config::ForwardMethod::FullNat {
                 let laddr = crate::conn::bytes_addr(&new.laddr, p.v6);
-                self.local_ports.give_back(laddr, new.lport);
+                self.local_ports.give_back(laddr, p.key.proto, new.lport);
             }
             return Verdict::Drop(DropReason::ConnTableFull);
         };
@@ -543,10 +543,10 @@ impl Engine {
                 .is_some_and(|s| s.toa)
     }
 
-    /// A local address of service `pos` and a free port on it, the
-    /// addresses taken in turn; `None` when every port of every one is in
-    /// use (counted by the caller).
-    fn take_local_port(&mut self, pos: usize) -> Option<(IpAddr, u16)> {
+    /// A local address of service `pos` and a free port of IP protocol
+    /// `proto` on it, the addresses taken in turn; `None` when every port
+    /// of every one is in use (counted by the caller).
+    fn take_local_port(&mut self, pos: usize, proto: u8) -> Option<(IpAddr, u16)> {
         let svc = &self.snapshot.config().services[pos];
         let range = self.snapshot.config().local_port_range;
         let count = svc.local_addresses.len();
@@ -554,7 +554,7 @@ impl Engine {
         for i in 0..count {
             let at = (first + i) % count;
             let addr = svc.local_addresses[at];
-            if let Some(port) = self.local_ports.take(addr, range) {
+            if let Some(port) = self.local_ports.take(addr, proto, range) {
                 self.services[pos].next_local = (at + 1) % count;
                 return Some((addr, port));
             }
@@ -642,7 +642,7 @@ impl Engine {
         self.unbind(c);
         if c.holds_local_port() {
             let laddr = crate::conn::bytes_addr(&c.laddr, c.v6());
-            self.local_ports.give_back(laddr, c.lport);
+            self.local_ports.give_back(laddr, c.proto, c.lport);
         }
     }
 }

@@ -140,12 +140,14 @@ impl Rvsd {
     /// the forwarding method of `mode`.
     pub(super) fn configure(&self, lab: &Lab, mode: Mode) -> Result<()> {
         let method = crate::demo::method_flag(mode);
-        let local = crate::LOCAL_IP.to_string();
+        let locals: Vec<String> = crate::LOCAL_IPS.iter().map(|a| a.to_string()).collect();
         for (proto, port) in [("-t", 80), ("-u", 9)] {
             let svc = format!("{VIP}:{port}");
             let mut service = vec!["-A", proto, &svc, "-s", "rr"];
             if mode == Mode::FullNat {
-                service.extend(["--laddr", &local]);
+                for local in &locals {
+                    service.extend(["--laddr", local.as_str()]);
+                }
             }
             self.rvsadm(lab, &service)?;
             for i in 1..=lab.spec().servers {
