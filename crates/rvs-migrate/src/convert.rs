@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::net::IpAddr;
 
 use rvs_vocab::schema;
-use rvs_vocab::{sched, ForwardMethod, Protocol};
+use rvs_vocab::{sched, ForwardMethod, Protocol, Tunnel, TunnelChecksum};
 use toml::Value;
 
 use crate::firewall;
@@ -571,6 +571,17 @@ fn service(
             None => {}
         }
         t.insert("method".into(), Value::String(m.short_name().into()));
+        let tunnel = vs.sorry_server_tunnel.or(vs.tunnel);
+        if let Some((kind, _, _)) = tunnel.and_then(|t| tunnel_fields(m, t)) {
+            push(
+                notes,
+                vs.at("sorry_server"),
+                format!(
+                    "sorry_server: its {kind} tunnel is not carried over; rvsd's sorry server \
+                     tunnels with ipip"
+                ),
+            );
+        }
         s.sorry_server = Some(Value::Table(t));
     }
     s.real_servers = kept
@@ -595,6 +606,24 @@ fn service(
         }
     }
     Some(s)
+}
+
+/// A TUN server's tunnel as the file's `tun_type`, `tun_port` and
+/// `tun_checksum`, each written only when it says more than the default
+/// (IPIP, no checksum); `None` for IPIP or another method.
+fn tunnel_fields(
+    method: ForwardMethod,
+    tunnel: Tunnel,
+) -> Option<(&'static str, Option<u16>, Option<TunnelChecksum>)> {
+    if method != ForwardMethod::Tunnel || tunnel == Tunnel::Ipip {
+        return None;
+    }
+    let port = match tunnel {
+        Tunnel::Gue { port, .. } => Some(port),
+        _ => None,
+    };
+    let checksum = Some(tunnel.checksum()).filter(|c| *c != TunnelChecksum::Nocsum);
+    Some((tunnel.type_name(), port, checksum))
 }
 
 /// keepalived's validation (check_data.c): a quorum above the real
@@ -681,6 +710,18 @@ fn real_server(
     r.port = server_port(rs.port, vport, m, &rs.loc, "real_server", notes);
     r.weight = rs.weight.or(vs.weight).unwrap_or(1);
     r.method = m;
+    // A real server's own lvs_method sets its tunnel (IPIP without a
+    // type); without one it takes the virtual server's, as in keepalived.
+    let tunnel = if rs.method.is_some() {
+        rs.tunnel
+    } else {
+        vs.tunnel
+    };
+    if let Some((kind, port, checksum)) = tunnel.and_then(|t| tunnel_fields(m, t)) {
+        r.tun_type = Some(kind.to_owned());
+        r.tun_port = port;
+        r.tun_checksum = checksum;
+    }
     r.upper_threshold = rs.uthreshold;
     r.lower_threshold = rs.lthreshold;
     r.inhibit_on_failure = Some(rs.inhibit_on_failure.unwrap_or(vs.inhibit_on_failure));

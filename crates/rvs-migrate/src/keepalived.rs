@@ -9,7 +9,7 @@
 
 use std::net::IpAddr;
 
-use rvs_vocab::ForwardMethod;
+use rvs_vocab::{ForwardMethod, Tunnel, TunnelChecksum};
 
 use crate::parse::{Loc, Node, Note, ParseError};
 
@@ -211,6 +211,8 @@ pub struct RealServer {
     pub weight: Option<u32>,
     /// Per-server `lvs_method`.
     pub method: Option<ForwardMethod>,
+    /// Its tunnel (`lvs_method TUN type …`; IPIP for the other methods).
+    pub tunnel: Option<Tunnel>,
     /// `inhibit_on_failure` set on the real server.
     pub inhibit_on_failure: Option<bool>,
     /// `uthreshold`.
@@ -242,6 +244,8 @@ pub struct VirtualServer {
     pub sched_flags: Vec<(String, Loc)>,
     /// `lvs_method` / `lb_kind`.
     pub method: Option<ForwardMethod>,
+    /// Its tunnel (`lvs_method TUN type …`), the real servers' default.
+    pub tunnel: Option<Tunnel>,
     /// `persistence_timeout` (value given or keepalived's 360 without one).
     pub persistence_timeout: Option<u32>,
     /// `persistence_granularity`.
@@ -268,6 +272,8 @@ pub struct VirtualServer {
     pub sorry_server_inhibit: bool,
     /// `sorry_server_lvs_method`.
     pub sorry_server_method: Option<ForwardMethod>,
+    /// Its tunnel.
+    pub sorry_server_tunnel: Option<Tunnel>,
     /// `ops`.
     pub ops: bool,
     /// Checker defaults set on the virtual server.
@@ -410,17 +416,23 @@ fn port(n: &Node, s: &str) -> Result<u16, ParseError> {
         .map_err(|_| err(&n.loc, format!("{}: '{s}' is not a port (0..65535)", n.key)))
 }
 
-/// `lvs_method` / legacy `lb_kind`: keepalived's words are rvsd's
-/// short names in upper case. keepalived compares them case-sensitively
-/// and ignores anything else (the default then applies: NAT, or the
-/// virtual server's method for a real server): `None`, with a note.
-fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<ForwardMethod>, ParseError> {
+/// `lvs_method` / legacy `lb_kind`: NAT, DR or TUN (keepalived's words,
+/// upper case), TUN with keepalived's tunnel options (`type {ipip|gue port
+/// N|gre} [nocsum|csum|remcsum]`, check_parser.c's rules). keepalived
+/// refuses another word; a word in the wrong case is read as keepalived
+/// would not read it: `None`, with a note, and the default applies.
+fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<(ForwardMethod, Tunnel)>, ParseError> {
     let s = arg(n, 0, "NAT, DR or TUN")?;
-    let Some(m) = ForwardMethod::from_short_name(&s.to_ascii_lowercase()) else {
-        return Err(err(
-            &n.loc,
-            format!("{}: '{s}' is not NAT, DR or TUN", n.key),
-        ));
+    let m = match s.to_ascii_uppercase().as_str() {
+        "NAT" => ForwardMethod::Masq,
+        "DR" => ForwardMethod::Route,
+        "TUN" => ForwardMethod::Tunnel,
+        _ => {
+            return Err(err(
+                &n.loc,
+                format!("{}: '{s}' is not NAT, DR or TUN", n.key),
+            ))
+        }
     };
     if s != s.to_ascii_uppercase() {
         note(
@@ -437,18 +449,7 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<ForwardMethod>, Pars
         );
         return Ok(None);
     }
-    if n.args.len() > 1 {
-        note(
-            notes,
-            &n.loc,
-            format!(
-                "{} {}: tunnel options '{}' are not supported; RVS tunnels with ipip",
-                n.key,
-                s,
-                n.args[1..].join(" ")
-            ),
-        );
-    }
+    let tunnel = tunnel_options(n, m)?;
     if n.key.starts_with("lb_kind") {
         note(
             notes,
@@ -456,7 +457,75 @@ fn method(n: &Node, notes: &mut Vec<Note>) -> Result<Option<ForwardMethod>, Pars
             "legacy lb_kind read as lvs_method".to_string(),
         );
     }
-    Ok(Some(m))
+    Ok(Some((m, tunnel)))
+}
+
+/// The options after `lvs_method TUN`, as keepalived reads them: `type`
+/// and `port` take a value, the last checksum word wins; a GUE tunnel
+/// needs a port and nothing else may have one, IPIP takes no checksum
+/// choice, GRE no `remcsum`. Options after another method are refused.
+fn tunnel_options(n: &Node, m: ForwardMethod) -> Result<Tunnel, ParseError> {
+    let rest = &n.args[1..];
+    if rest.is_empty() {
+        return Ok(Tunnel::Ipip);
+    }
+    if m != ForwardMethod::Tunnel {
+        return Err(err(
+            &n.loc,
+            format!("{}: tunnel options '{}' need TUN", n.key, rest.join(" ")),
+        ));
+    }
+    let (mut kind, mut port, mut checksum) = ("ipip", None, None);
+    let mut words = rest.iter();
+    while let Some(w) = words.next() {
+        match w.as_str() {
+            "type" => {
+                kind = match words.next().map(String::as_str) {
+                    Some(t @ ("ipip" | "gue" | "gre")) => t,
+                    Some(other) => {
+                        return Err(err(
+                            &n.loc,
+                            format!(
+                                "{}: unknown tunnel type '{other}'; write ipip, gue or gre",
+                                n.key
+                            ),
+                        ))
+                    }
+                    None => {
+                        return Err(err(
+                            &n.loc,
+                            format!("{}: type needs ipip, gue or gre", n.key),
+                        ))
+                    }
+                }
+            }
+            "port" => {
+                let p = words
+                    .next()
+                    .ok_or_else(|| err(&n.loc, format!("{}: port needs a number", n.key)))?;
+                port = Some(self::port(n, p)?).filter(|&p| p != 0);
+                if port.is_none() {
+                    return Err(err(&n.loc, format!("{}: a GUE port is 1..65535", n.key)));
+                }
+            }
+            c => match TunnelChecksum::from_name(c) {
+                Some(c) => checksum = Some(c),
+                None => {
+                    return Err(err(
+                        &n.loc,
+                        format!(
+                            "{}: '{c}' is not a tunnel option (type, port, nocsum, csum, remcsum)",
+                            n.key
+                        ),
+                    ))
+                }
+            },
+        }
+    }
+    // keepalived writes nocsum when none is given, which IPIP accepts.
+    let checksum = checksum.filter(|c| kind != "ipip" || *c != TunnelChecksum::Nocsum);
+    Tunnel::from_parts(kind, port, checksum)
+        .map_err(|e| err(&n.loc, format!("{} {}: {e}", n.key, n.args.join(" "))))
 }
 
 fn addr_port(n: &Node) -> Result<(IpAddr, Option<u16>), ParseError> {
@@ -635,6 +704,7 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         sched: None,
         sched_flags: Vec::new(),
         method: None,
+        tunnel: None,
         persistence_timeout: None,
         persistence_granularity: None,
         protocol: None,
@@ -648,6 +718,7 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
         sorry_server: None,
         sorry_server_inhibit: false,
         sorry_server_method: None,
+        sorry_server_tunnel: None,
         ops: false,
         opts: CheckOpts::default(),
         real_servers: Vec::new(),
@@ -689,8 +760,9 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                 }
             }
             "lvs_method" | "lb_kind" => {
-                if let Some(m) = method(c, notes)? {
-                    vs.method = Some(m)
+                if let Some((m, t)) = method(c, notes)? {
+                    vs.method = Some(m);
+                    vs.tunnel = Some(t);
                 }
             }
             flag if rvs_vocab::sched::flag_number(flag).is_some() => {
@@ -732,8 +804,9 @@ fn virtual_server(n: &Node, notes: &mut Vec<Note>) -> Result<VirtualServer, Pars
                 }
             }
             "sorry_server_lvs_method" => {
-                if let Some(m) = method(c, notes)? {
-                    vs.sorry_server_method = Some(m)
+                if let Some((m, t)) = method(c, notes)? {
+                    vs.sorry_server_method = Some(m);
+                    vs.sorry_server_tunnel = Some(t);
                 }
             }
             "ops" => vs.ops = true,
@@ -782,6 +855,7 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         port,
         weight: None,
         method: None,
+        tunnel: None,
         inhibit_on_failure: None,
         uthreshold: None,
         lthreshold: None,
@@ -802,8 +876,9 @@ fn real_server(n: &Node, notes: &mut Vec<Note>) -> Result<RealServer, ParseError
         match c.key.as_str() {
             "weight" => rs.weight = Some(weight(c)?),
             "lvs_method" => {
-                if let Some(m) = method(c, notes)? {
-                    rs.method = Some(m)
+                if let Some((m, t)) = method(c, notes)? {
+                    rs.method = Some(m);
+                    rs.tunnel = Some(t);
                 }
             }
             "inhibit_on_failure" => rs.inhibit_on_failure = Some(boolean(c)?),

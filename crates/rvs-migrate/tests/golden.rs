@@ -59,6 +59,41 @@ fn golden(case: &str, interfaces: Option<&[&str]>) {
 }
 
 #[test]
+fn tunnel_types_are_carried_over() {
+    golden("tun_types", Some(&["eth0"]));
+}
+
+/// keepalived's refusals of tunnel options (check_parser.c), refused here
+/// whole, naming the line.
+#[test]
+fn impossible_tunnel_options_are_refused() {
+    let opts = Options {
+        interfaces: Some(vec!["eth0".into()]),
+        source_name: "t.conf".into(),
+        firewall: Default::default(),
+    };
+    for (options, why) in [
+        ("TUN type gue", "GUE tunnels need a port"),
+        ("TUN type gre port 6080", "a tunnel port is for GUE"),
+        ("TUN type gre remcsum", "remote checksum offload"),
+        ("TUN type ipip csum", "IPIP tunnels have no checksum"),
+        ("TUN type vxlan", "unknown tunnel type 'vxlan'"),
+        ("TUN type gue port 0", "a GUE port is 1..65535"),
+        ("TUN bogus", "'bogus' is not a tunnel option"),
+        ("NAT type gue port 6080", "need TUN"),
+    ] {
+        let conf = format!(
+            "virtual_server 10.20.0.1 80 {{\n  protocol TCP\n  lvs_method {options}\n  real_server 10.20.1.11 80 {{\n  }}\n}}\n"
+        );
+        let e = rvs_migrate::migrate_str(&conf, &opts)
+            .err()
+            .unwrap_or_else(|| panic!("`lvs_method {options}` must be refused"))
+            .to_string();
+        assert!(e.contains(why) && e.contains("line 3"), "{options}: {e}");
+    }
+}
+
+#[test]
 fn dr_web_farm_with_http_get() {
     golden("dr_web", Some(&["eth0"]));
 }
