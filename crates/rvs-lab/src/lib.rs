@@ -192,7 +192,7 @@ pub enum Mode {
     Tun,
     /// FullNAT (RVS's extension): servers hold no VIP and their default
     /// gateway is the router, not the director; the director holds the
-    /// local address [`LOCAL_IP`] on its back leg, which servers answer.
+    /// local addresses [`LOCAL_IPS`] on its back leg, which servers answer.
     FullNat,
 }
 
@@ -817,10 +817,10 @@ impl Lab {
             self.addr_up(dir, "front", &format!("{}/24", dir_front_ip(k)))?;
             self.addr_up(dir, "back", &format!("{}/24", dir_back_ip(k)))?;
             if self.spec.mode == Mode::FullNat && k <= 1 {
-                self.ip(
-                    dir,
-                    &["addr", "add", &format!("{LOCAL_IP}/24"), "dev", "back"],
-                )?;
+                for local in LOCAL_IPS {
+                    let local = format!("{local}/24");
+                    self.ip(dir, &["addr", "add", &local, "dev", "back"])?;
+                }
             }
             self.ip(
                 dir,

@@ -3,8 +3,8 @@
 //! (`method = "fullnat"`, `local_addresses`, `toa`), in front of three
 //! nginx real servers that have no route to the client at all (their
 //! default route is deleted: neither the director nor the router is their
-//! gateway) and no VIP; they answer the director's local address
-//! 10.0.2.200, which it holds on its back leg.
+//! gateway) and no VIP; they answer the director's local addresses
+//! 10.0.2.200–202, which it holds on its back leg.
 //!
 //! - rr 1,1,1 gives 20/20/20 over 60 new connections;
 //! - the handshake's ACK reaches rs1 from the local address with the TOA
@@ -12,10 +12,11 @@
 //!   etherparse; its checksums hold;
 //! - 10 000 sequential connections from one client reach the servers from
 //!   10 000 distinct (local address, port) pairs, as the servers saw them
-//!   (nginx's `$remote_addr $remote_port`);
+//!   (nginx's `$remote_addr $remote_port`), the three local addresses
+//!   taken in turn;
 //! - established flows are forwarded by the XDP program (its counters grow
 //!   with the requests);
-//! - with a pool of 20 ports (a reload), the 21st concurrent connection is
+//! - with a pool of 21 ports (a reload), the 22nd concurrent connection is
 //!   refused at once (ICMP port unreachable: curl says "refused") and
 //!   counted as `local_ports_exhausted`; nothing else is dropped.
 //!
@@ -30,16 +31,19 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use etherparse::{Ipv4Header, TcpHeader};
-use rvs_lab::{rs_ip, Lab, Mode, CLIENT_IP, LOCAL_IP, VIP};
+use rvs_lab::{rs_ip, Lab, Mode, CLIENT_IP, LOCAL_IPS, VIP};
 
 use common::{counts, spread, Daemon};
 
 /// The service in rvsd's file: VIP:80 rr over rs1..rs3 by FullNAT from
-/// [`LOCAL_IP`], with TOA; `top` goes before it (e.g. a port range).
+/// the lab's three [`LOCAL_IPS`], with TOA; `top` goes before it (e.g. a
+/// port range).
 fn config(top: &str) -> String {
+    let locals: Vec<String> = LOCAL_IPS.iter().map(|a| format!("\"{a}\"")).collect();
     let mut s = format!(
         "{top}\n[[service]]\nprotocol = \"tcp\"\naddress = \"{VIP}\"\nport = 80\nscheduler = \"rr\"\n\
-         local_addresses = [\"{LOCAL_IP}\"]\ntoa = true\n"
+         local_addresses = [{}]\ntoa = true\n",
+        locals.join(", ")
     );
     for n in 1..=3 {
         s.push_str(&format!(
@@ -88,7 +92,11 @@ fn toa(options: &[u8]) -> Option<(u16, Ipv4Addr)> {
 /// The first pure ACK from the local address that reaches rs1 (the one
 /// that completes the handshake) carries TOA with the client's address.
 fn toa_check(lab: &Lab) {
-    let filter = format!("tcp and src host {LOCAL_IP} and dst port 80 and tcp[13] = 0x10");
+    let from: Vec<String> = LOCAL_IPS.iter().map(|a| format!("src host {a}")).collect();
+    let filter = format!(
+        "tcp and ({}) and dst port 80 and tcp[13] = 0x10",
+        from.join(" or ")
+    );
     let cap = lab
         .capture("rs1", "eth0", &filter, 1, Duration::from_secs(10))
         .expect("tcpdump on rs1");
@@ -97,10 +105,10 @@ fn toa_check(lab: &Lab) {
     let frames = common::pcap_frames(&cap.finish().expect("capture"));
     let frame = frames
         .first()
-        .unwrap_or_else(|| panic!("no ACK from {LOCAL_IP} reached rs1"));
+        .unwrap_or_else(|| panic!("no ACK from a local address reached rs1"));
     let (ip, rest) = Ipv4Header::from_slice(&frame[14..]).expect("IPv4 header");
     assert_eq!(ip.header_checksum, ip.calc_header_checksum());
-    assert_eq!(Ipv4Addr::from(ip.source), LOCAL_IP);
+    assert!(LOCAL_IPS.contains(&Ipv4Addr::from(ip.source)), "{ip:?}");
     assert_eq!(Ipv4Addr::from(ip.destination), rs_ip(1));
     let l4_len = usize::from(ip.total_len) - ip.header_len();
     let (tcp, payload) = TcpHeader::from_slice(&rest[..l4_len]).expect("TCP header");
@@ -169,18 +177,22 @@ fn fullnat_serves_servers_without_a_gateway() {
         let before = fast(&d);
         let seen = peers(lab, 10_000);
         assert_eq!(seen.len(), 10_000, "every request answered");
-        let local = LOCAL_IP.to_string();
+        let locals: Vec<String> = LOCAL_IPS.iter().map(|a| a.to_string()).collect();
         assert!(
-            seen.iter().all(|(a, _)| *a == local),
-            "every server saw the local address"
+            seen.iter().all(|(a, _)| locals.contains(a)),
+            "every server saw a local address"
         );
-        let distinct: HashSet<u16> = seen.iter().map(|(_, p)| *p).collect();
+        for local in &locals {
+            let n = seen.iter().filter(|(a, _)| a == local).count();
+            assert!((3300..=3400).contains(&n), "{local} taken in turn: {n}");
+        }
+        let distinct: HashSet<&(String, u16)> = seen.iter().collect();
         assert_eq!(
             distinct.len(),
             10_000,
             "distinct (local address, port) pairs"
         );
-        assert!(distinct.iter().all(|p| (1024..=32767).contains(p)));
+        assert!(seen.iter().all(|(_, p)| (1024..=32767).contains(p)));
         let forwarded = fast(&d) - before;
         eprintln!("fullnat: 10 000 connections; the XDP program forwarded {forwarded} of their frames from the front");
         assert!(
@@ -190,14 +202,15 @@ fn fullnat_serves_servers_without_a_gateway() {
         let listing = d.rvsadm(&["-Ln"]);
         assert!(listing.contains("FullNat"), "{listing}");
 
-        // A pool of 20 ports: connections in TIME_WAIT hold theirs, so the
-        // 21st is refused and counted; nothing else is dropped for it.
-        d.write_config(&config("local_port_range = [40000, 40019]"));
+        // A pool of 21 ports (7 on each local address): connections in
+        // TIME_WAIT hold theirs, so the 22nd is refused and counted;
+        // nothing else is dropped for it.
+        d.write_config(&config("local_port_range = [40000, 40006]"));
         d.rvsadm(&["--reload"]);
         let before = d.counters();
-        let held = peers(lab, 20);
+        let held = peers(lab, 21);
         assert!(
-            held.iter().all(|(_, p)| (40000..=40019).contains(p)),
+            held.iter().all(|(_, p)| (40000..=40006).contains(p)),
             "{held:?}"
         );
         let started = std::time::Instant::now();
