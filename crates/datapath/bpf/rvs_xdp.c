@@ -549,35 +549,29 @@ static __always_inline void l4_csum_update(__u8 proto, __be16 *check, __u16 delt
  * and the encapsulation after it. Returns 0 on success; on failure the
  * frame is as it arrived (padding aside, which the engine ignores).
  */
-static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
-					 const struct conn_entry *e, const int over)
+/*
+ * Makes room for `over` bytes of new headers between the L2 header and the
+ * inner packet (Ethernet padding after it dropped first) and moves the L2
+ * header to the front: 0, or -1 when the frame cannot take them (then the
+ * caller hands it to the engine). `inner_len` is the inner header's size,
+ * which must follow the room.
+ */
+static __always_inline int open_room(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+				     const int over, const int inner_len)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *inner = data + l2_len;
-	struct iphdr *outer;
-	__u16 df, id;
-	__u8 tos;
-	__u32 s;
-	int pad;
+	int pad = (int)((long)data_end - (long)(data + l2_len)) - (int)ip_len;
 
-	if ((void *)(inner + 1) > data_end)
-		return -1;
-	tos = inner->tos;
-	df = bpf_ntohs(inner->frag_off) & IP_DF_;
-	/* As the kernel's ip_select_ident: 0 when DF is set. */
-	id = df ? 0 : bpf_ntohs(inner->id);
-	pad = (int)((long)data_end - (long)inner) - (int)ip_len;
 	if (pad > 0 && bpf_xdp_adjust_tail(ctx, -pad))
 		return -1;
 	if (bpf_xdp_adjust_head(ctx, -over))
 		return -1;
-
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
 	/* Room for the largest L2 header (two tags), the new headers and the
 	 * inner header. */
-	if (data + 22 + over + 20 > data_end) {
+	if (data + 22 + over + inner_len > data_end) {
 		bpf_xdp_adjust_head(ctx, over);
 		return -1;
 	}
@@ -590,6 +584,58 @@ static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32
 		__builtin_memcpy(data, data + over, 20);
 		__builtin_memcpy(data + 20, data + over + 20, 2);
 	}
+	return 0;
+}
+
+/*
+ * What follows the outer header at `at` (`extra` bytes: 12 for GUE, 4 for
+ * GRE, 0 for IPIP, checked by the caller): UDP with checksum 0
+ * (--tun-nocsum) and a GUE version 0 header carrying `inner_proto` (4 or
+ * 41), or GRE without checksum, version 0, carrying `ethertype`.
+ */
+static __always_inline void write_encap(__u8 *at, const struct conn_entry *e, __u32 ip_len,
+					const int extra, __u8 inner_proto, __u16 ethertype)
+{
+	if (extra == 12) {
+		struct udphdr *udp = (void *)at;
+
+		udp->source = e->tun.gue_sport;
+		udp->dest = e->tun.gue_dport;
+		udp->len = bpf_htons(ip_len + 12);
+		udp->check = 0;
+		at[8] = 0;
+		at[9] = inner_proto;
+		at[10] = 0;
+		at[11] = 0;
+	} else if (extra == 4) {
+		at[0] = 0;
+		at[1] = 0;
+		at[2] = ethertype >> 8;
+		at[3] = ethertype & 0xff;
+	}
+}
+
+static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
+					 const struct conn_entry *e, const int over)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct iphdr *inner = data + l2_len;
+	struct iphdr *outer;
+	__u16 df, id;
+	__u8 tos;
+	__u32 s;
+
+	if ((void *)(inner + 1) > data_end)
+		return -1;
+	tos = inner->tos;
+	df = bpf_ntohs(inner->frag_off) & IP_DF_;
+	/* As the kernel's ip_select_ident: 0 when DF is set. */
+	id = df ? 0 : bpf_ntohs(inner->id);
+	if (open_room(ctx, l2_len, ip_len, over, 20))
+		return -1;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
 	outer = data + l2_len;
 	if ((void *)outer + over > data_end)
 		return -1; /* cannot happen: checked above */
@@ -615,28 +661,7 @@ static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32
 			s += w[i];
 	}
 	outer->check = (__u16)~fold(s);
-	if (over == 20 + 12) {
-		/* UDP, checksum 0 (--tun-nocsum), then GUE v0 carrying IPv4. */
-		struct udphdr *udp = (void *)(outer + 1);
-		__u8 *gue = (void *)(udp + 1);
-
-		udp->source = e->tun.gue_sport;
-		udp->dest = e->tun.gue_dport;
-		udp->len = bpf_htons(ip_len + 12);
-		udp->check = 0;
-		gue[0] = 0;
-		gue[1] = IPPROTO_IPIP_;
-		gue[2] = 0;
-		gue[3] = 0;
-	} else if (over == 20 + 4) {
-		/* GRE without checksum, version 0, EtherType IPv4. */
-		__u8 *gre = (void *)(outer + 1);
-
-		gre[0] = 0;
-		gre[1] = 0;
-		gre[2] = 0x08;
-		gre[3] = 0x00;
-	}
+	write_encap((__u8 *)(outer + 1), e, ip_len, over - 20, IPPROTO_IPIP_, ETH_P_IP);
 	return 0;
 }
 
@@ -671,31 +696,14 @@ static __always_inline int encapsulate6_n(struct xdp_md *ctx, __u32 l2_len, __u3
 	struct ipv6hdr *inner = data + l2_len;
 	struct ipv6hdr *outer;
 	__u8 tclass;
-	int pad;
 
 	if ((void *)(inner + 1) > data_end)
 		return -1;
 	tclass = (inner->priority << 4) | (inner->flow_lbl[0] >> 4);
-	pad = (int)((long)data_end - (long)inner) - (int)ip_len;
-	if (pad > 0 && bpf_xdp_adjust_tail(ctx, -pad))
+	if (open_room(ctx, l2_len, ip_len, over, 40))
 		return -1;
-	if (bpf_xdp_adjust_head(ctx, -over))
-		return -1;
-
 	data = (void *)(long)ctx->data;
 	data_end = (void *)(long)ctx->data_end;
-	if (data + 22 + over + 40 > data_end) {
-		bpf_xdp_adjust_head(ctx, over);
-		return -1;
-	}
-	if (l2_len == 14) {
-		__builtin_memcpy(data, data + over, 14);
-	} else if (l2_len == 18) {
-		__builtin_memcpy(data, data + over, 18);
-	} else {
-		__builtin_memcpy(data, data + over, 20);
-		__builtin_memcpy(data + 20, data + over + 20, 2);
-	}
 	outer = data + l2_len;
 	if ((void *)outer + over > data_end)
 		return -1; /* cannot happen: checked above */
@@ -710,27 +718,7 @@ static __always_inline int encapsulate6_n(struct xdp_md *ctx, __u32 l2_len, __u3
 	outer->hop_limit = TUNNEL_TTL;
 	__builtin_memcpy(&outer->saddr, src, 16);
 	__builtin_memcpy(&outer->daddr, dst, 16);
-	if (over == 40 + 12) {
-		struct udphdr *udp = (void *)(outer + 1);
-		__u8 *gue = (void *)(udp + 1);
-
-		udp->source = e->tun.gue_sport;
-		udp->dest = e->tun.gue_dport;
-		udp->len = bpf_htons(ip_len + 12);
-		udp->check = 0;
-		gue[0] = 0;
-		gue[1] = IPPROTO_IPV6_;
-		gue[2] = 0;
-		gue[3] = 0;
-	} else if (over == 40 + 4) {
-		/* GRE without checksum, version 0, EtherType IPv6. */
-		__u8 *gre = (void *)(outer + 1);
-
-		gre[0] = 0;
-		gre[1] = 0;
-		gre[2] = 0x86;
-		gre[3] = 0xdd;
-	}
+	write_encap((__u8 *)(outer + 1), e, ip_len, over - 40, IPPROTO_IPV6_, ETH_P_IPV6);
 	return 0;
 }
 
