@@ -62,23 +62,15 @@ pub(crate) fn transmit_out(
     snapshot: &Snapshot,
     neighbors: &NeighborTable,
 ) -> Verdict {
-    let Some(ip) = p.ip(pkt.data_mut()) else {
-        return Verdict::Drop(DropReason::Malformed);
+    let reply = nat::Reply {
+        snapshot,
+        neighbors,
+        client: bytes_addr(&c.caddr, c.v6()),
     };
-    if !nat::decrement_ttl(ip, p.v6) {
-        return Verdict::Drop(DropReason::TtlExceeded);
-    }
-    let frame = pkt.data_mut();
-    if nat::rewrite(frame, p, Side::Src, &c.vaddr, c.vport).is_none()
-        || nat::rewrite(frame, p, Side::Dst, &c.caddr, c.cport).is_none()
-    {
-        return Verdict::Drop(DropReason::Malformed);
-    }
-    let client = bytes_addr(&c.caddr, c.v6());
-    let Some(route) = snapshot.route(client) else {
-        return Verdict::Drop(DropReason::NoRoute);
-    };
-    super::send(pkt, &route, neighbors.lookup(route.next_hop))
+    reply.send(pkt, p, |frame| {
+        nat::rewrite(frame, p, Side::Src, &c.vaddr, c.vport)?;
+        nat::rewrite(frame, p, Side::Dst, &c.caddr, c.cport)
+    })
 }
 
 /// The XDP program's client → server rewrite.

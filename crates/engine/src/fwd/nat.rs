@@ -43,19 +43,48 @@ pub(crate) fn transmit_out(
     snapshot: &Snapshot,
     neighbors: &NeighborTable,
 ) -> Verdict {
-    let Some(ip) = p.ip(pkt.data_mut()) else {
-        return Verdict::Drop(DropReason::Malformed);
+    let reply = Reply {
+        snapshot,
+        neighbors,
+        client: p.dst,
     };
-    if !decrement_ttl(ip, p.v6) {
-        return Verdict::Drop(DropReason::TtlExceeded);
+    reply.send(pkt, p, |frame| {
+        rewrite(frame, p, Side::Src, &c.vaddr, c.vport)
+    })
+}
+
+/// A reply the director routes to the client (NAT's and FullNAT's way
+/// back): where to, and the tables that say how.
+pub(super) struct Reply<'a> {
+    pub(super) snapshot: &'a Snapshot,
+    pub(super) neighbors: &'a NeighborTable,
+    pub(super) client: std::net::IpAddr,
+}
+
+impl Reply<'_> {
+    /// TTL / hop limit down first (the director is the client's router),
+    /// then the method's `rewrite` of the frame, then the route to the
+    /// client.
+    pub(super) fn send(
+        &self,
+        pkt: &mut PacketBuf<'_>,
+        p: &Parsed,
+        rewrite: impl FnOnce(&mut [u8]) -> Option<()>,
+    ) -> Verdict {
+        let Some(ip) = p.ip(pkt.data_mut()) else {
+            return Verdict::Drop(DropReason::Malformed);
+        };
+        if !decrement_ttl(ip, p.v6) {
+            return Verdict::Drop(DropReason::TtlExceeded);
+        }
+        if rewrite(pkt.data_mut()).is_none() {
+            return Verdict::Drop(DropReason::Malformed);
+        }
+        let Some(route) = self.snapshot.route(self.client) else {
+            return Verdict::Drop(DropReason::NoRoute);
+        };
+        super::send(pkt, &route, self.neighbors.lookup(route.next_hop))
     }
-    if rewrite(pkt.data_mut(), p, Side::Src, &c.vaddr, c.vport).is_none() {
-        return Verdict::Drop(DropReason::Malformed);
-    }
-    let Some(route) = snapshot.route(p.dst) else {
-        return Verdict::Drop(DropReason::NoRoute);
-    };
-    super::send(pkt, &route, neighbors.lookup(route.next_hop))
 }
 
 /// The XDP program's client → server rewrite.
