@@ -63,6 +63,7 @@ fn requests(lab: &Lab, n: usize, spread: &mut Spread) {
 
 /// Two directors, keepalived VRRP on each; the master crashes.
 pub(crate) fn run_vrrp(opts: &DemoOptions) -> Result<Spread, DemoError> {
+    no_fullnat(opts)?;
     let rvsd_bin = find_binary("rvsd")?;
     let rvsadm_bin = find_binary("rvsadm")?;
     let lab = lab(opts, 2, VipRoute::Floating)?;
@@ -143,9 +144,23 @@ fn show_spread(lab: &Lab) -> Result<(), DemoError> {
     Ok(())
 }
 
+/// The HA demos do not run FullNAT: its connections are not synced (the
+/// IPVS sync format has no field for the local end), and the lab gives
+/// local addresses to the first director only.
+fn no_fullnat(opts: &DemoOptions) -> Result<(), DemoError> {
+    if opts.mode == Mode::FullNat {
+        return Err(DemoError::Invalid(
+            "--ha and --directors run dr, nat or tun: FullNAT connections are not synced between directors"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// N directors behind the router's ECMP, BIRD on each; one leaves and
 /// comes back.
 pub(crate) fn run_ecmp(opts: &DemoOptions, directors: usize) -> Result<Spread, DemoError> {
+    no_fullnat(opts)?;
     if opts.mode == Mode::Nat {
         return Err(DemoError::Invalid(
             "--directors needs --mode dr or tun: behind ECMP a NAT reply may reach another director"
