@@ -25,6 +25,8 @@ const BACK: IfIndex = IfIndex(3);
 const VIP: [u8; 4] = [10, 0, 100, 1];
 const ROUTER: [u8; 4] = [10, 0, 3, 1];
 const SERVERS: u8 = 3;
+/// FullNAT's local address; its connections' ports start at the range's.
+const LOCAL: [u8; 4] = [10, 0, 2, 200];
 
 #[derive(Arbitrary, Debug)]
 struct Setup {
@@ -79,16 +81,14 @@ fn client(c: u8) -> ([u8; 4], u16) {
 }
 
 fn config(s: &Setup) -> Config {
-    let method = match s.method % 3 {
+    let method = match s.method % 4 {
         0 => ForwardMethod::Route,
         1 => ForwardMethod::Masq,
-        _ => ForwardMethod::Tunnel,
+        2 => ForwardMethod::Tunnel,
+        _ => ForwardMethod::FullNat,
     };
-    let port = if method == ForwardMethod::Masq {
-        8080
-    } else {
-        80
-    };
+    let port = if method.translates() { 8080 } else { 80 };
+    let fullnat = method == ForwardMethod::FullNat;
     let names = rvs_vocab::sched::NAMES;
     let scheduler = names[usize::from(s.scheduler) % names.len()];
     Config {
@@ -128,6 +128,12 @@ fn config(s: &Setup) -> Config {
                 prefix_len: 32,
             }),
             one_packet: false,
+            local_addresses: if fullnat {
+                vec![Ipv4Addr::from(LOCAL).into()]
+            } else {
+                Vec::new()
+            },
+            toa: fullnat && !s.udp,
             dests: (0..SERVERS)
                 .map(|k| {
                     Dest::new(Ipv4Addr::from(server_ip(k)).into(), port, method)
@@ -143,12 +149,13 @@ fn config(s: &Setup) -> Config {
 }
 
 /// Ethernet and IPv4 of a client's packet to the VIP (`from_server`
-/// `None`) or of real server `k`'s answer to that client; the leg it
-/// arrives on and its (source, destination) ports.
+/// `None`) or of real server `k`'s answer to that client (FullNAT: to the
+/// local address, at one of the first ports it gives); the leg it arrives
+/// on and its (source, destination) ports.
 fn head(
     from_server: Option<u8>,
     c: u8,
-    server_port: u16,
+    method: ForwardMethod,
 ) -> (
     etherparse::PacketBuilderStep<etherparse::IpHeaders>,
     IfIndex,
@@ -156,6 +163,12 @@ fn head(
     u16,
 ) {
     let (cip, cport) = client(c);
+    let server_port = if method.translates() { 8080 } else { 80 };
+    let (to, to_port) = if method == ForwardMethod::FullNat {
+        (LOCAL, 1024 + u16::from(c % 16))
+    } else {
+        (cip, cport)
+    };
     match from_server {
         None => (
             PacketBuilder::ethernet2(mac(1).0, mac(0xf0).0).ipv4(cip, VIP, 64),
@@ -166,19 +179,18 @@ fn head(
         Some(k) => (
             PacketBuilder::ethernet2(mac(11 + k % SERVERS).0, mac(0xb0).0).ipv4(
                 server_ip(k),
-                cip,
+                to,
                 64,
             ),
             BACK,
             server_port,
-            cport,
+            to_port,
         ),
     }
 }
 
 /// The frame's bytes, the leg it arrives on, and whether it is well formed.
-fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
-    let server_port = if masq { 8080 } else { 80 };
+fn build(frame: &Frame, method: ForwardMethod) -> (Vec<u8>, IfIndex, bool) {
     let (bytes, leg, flip) = match frame {
         Frame::Raw { back, bytes } => {
             return (bytes.clone(), if *back { BACK } else { FRONT }, false);
@@ -190,7 +202,7 @@ fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
             payload,
             flip,
         } => {
-            let (head, leg, sport, dport) = head(*from_server, *c, server_port);
+            let (head, leg, sport, dport) = head(*from_server, *c, method);
             let mut b = head.tcp(sport, dport, 1000, 64000);
             if flags & 1 != 0 {
                 b = b.syn();
@@ -215,7 +227,7 @@ fn build(frame: &Frame, masq: bool) -> (Vec<u8>, IfIndex, bool) {
             payload,
             flip,
         } => {
-            let (head, leg, sport, dport) = head(*from_server, *c, server_port);
+            let (head, leg, sport, dport) = head(*from_server, *c, method);
             let b = head.udp(sport, dport);
             let body = vec![0x62; usize::from(*payload)];
             let mut out = Vec::with_capacity(b.size(body.len()));
@@ -273,7 +285,7 @@ fn check_ipv4(ip: &[u8]) {
 
 fuzz_target!(|input: Input| {
     let cfg = config(&input.setup);
-    let masq = cfg.services[0].dests[0].method == ForwardMethod::Masq;
+    let method = cfg.services[0].dests[0].method;
     let Ok(snapshot) = Snapshot::new(cfg) else {
         return;
     };
@@ -288,7 +300,7 @@ fuzz_target!(|input: Input| {
     let mut buf = vec![0u8; 4096];
     for (frame, tick) in input.frames.iter().take(128) {
         now += u64::from(*tick % 64);
-        let (bytes, leg, intact) = build(frame, masq);
+        let (bytes, leg, intact) = build(frame, method);
         let len = bytes.len().min(buf.len() - 256);
         buf[256..256 + len].copy_from_slice(&bytes[..len]);
         let Some(mut pkt) = PacketBuf::new(&mut buf, 256, len) else {

@@ -30,6 +30,8 @@ fn engine() -> Engine {
         sched_flags: 0,
         persistence,
         one_packet: false,
+        local_addresses: Vec::new(),
+        toa: false,
         dests: (11..14)
             // A port-0 service's servers keep the packet's port.
             .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
