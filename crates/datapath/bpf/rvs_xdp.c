@@ -525,6 +525,33 @@ static __always_inline int ipv4_csum_ok(const struct iphdr *ip)
 }
 
 /* Rewrite the TCP/UDP checksum at `check` (network order in the packet). */
+/*
+ * The TCP or UDP checksum field of the segment at `l4`, or 0 when its
+ * header is cut short.
+ */
+static __always_inline __be16 *l4_check_field(__u8 proto, void *l4, void *data_end)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+
+		return (void *)(tcp + 1) > data_end ? 0 : &tcp->check;
+	} else {
+		struct udphdr *udp = l4;
+
+		return (void *)(udp + 1) > data_end ? 0 : &udp->check;
+	}
+}
+
+/* TTL down by one on a routed IPv4 packet; `c` its header checksum (host
+ * order), returned updated (RFC 1624 on the TTL/protocol word). */
+static __always_inline __u16 ipv4_ttl_down(struct iphdr *ip, __u16 c)
+{
+	__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
+
+	ip->ttl -= 1;
+	return csum_replace16(c, old, old - 0x0100);
+}
+
 static __always_inline void l4_csum_update(__u8 proto, __be16 *check, __u16 delta)
 {
 	__u16 c = bpf_ntohs(*check);
@@ -1056,25 +1083,19 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		return to_user(ctx, cnt, slot);
 
 	/* Every check passed: from here on the frame is rewritten. */
-	if (action == ACT_MASQ_IN || action == ACT_MASQ_OUT) {
-		__be16 *port = 0, *check = 0;
+	if (action == ACT_MASQ_IN || action == ACT_MASQ_OUT ||
+	    action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
+		int fnat = action == ACT_FNAT_IN || action == ACT_FNAT_OUT;
+		int reply = action == ACT_MASQ_OUT || action == ACT_FNAT_OUT;
+		__be16 *ports = l4, *check = 0;
 
-		if (proto == IPPROTO_SCTP_) {
-			/* The port stays (checked above): addresses only. */
-		} else if (proto == IPPROTO_TCP) {
-			struct tcphdr *tcp = l4;
-
-			if ((void *)(tcp + 1) > data_end)
+		if ((void *)(ports + 2) > data_end)
+			return to_user(ctx, cnt, slot);
+		/* SCTP: the port stays (checked above), addresses only. */
+		if (proto != IPPROTO_SCTP_) {
+			check = l4_check_field(proto, l4, data_end);
+			if (!check)
 				return to_user(ctx, cnt, slot);
-			check = &tcp->check;
-			port = action == ACT_MASQ_IN ? &tcp->dest : &tcp->source;
-		} else {
-			struct udphdr *udp = l4;
-
-			if ((void *)(udp + 1) > data_end)
-				return to_user(ctx, cnt, slot);
-			check = &udp->check;
-			port = action == ACT_MASQ_IN ? &udp->dest : &udp->source;
 		}
 		if (family == 4) {
 			struct iphdr *ip = l3;
@@ -1083,82 +1104,42 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			if ((void *)(ip + 1) > data_end)
 				return to_user(ctx, cnt, slot);
 			c = bpf_ntohs(ip->check);
-			if (action == ACT_MASQ_OUT) {
-				/* Routed reply: TTL first, as the engine does. */
-				__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
-
-				ip->ttl -= 1;
-				c = csum_replace16(c, old, old - 0x0100);
+			/* A routed reply: TTL first, as the engine does. */
+			if (reply)
+				c = ipv4_ttl_down(ip, c);
+			if (fnat) {
+				ip->saddr = e->fnat.saddr;
+				ip->daddr = e->fnat.daddr;
+			} else if (reply) {
 				__builtin_memcpy(&ip->saddr, e->addr, 4);
 			} else {
 				__builtin_memcpy(&ip->daddr, e->addr, 4);
 			}
 			ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
+			if (fnat)
+				ports[0] = e->fnat.sport;
 		} else {
 			struct ipv6hdr *ip6 = l3;
 
 			if ((void *)(ip6 + 1) > data_end)
 				return to_user(ctx, cnt, slot);
-			if (action == ACT_MASQ_OUT) {
+			if (reply)
 				ip6->hop_limit -= 1;
+			if (fnat) {
+				__builtin_memcpy(&ip6->saddr, f->src6, 16);
+				__builtin_memcpy(&ip6->daddr, e->addr, 16);
+				ports[0] = f->sport6;
+			} else if (reply) {
 				__builtin_memcpy(&ip6->saddr, e->addr, 16);
 			} else {
 				__builtin_memcpy(&ip6->daddr, e->addr, 16);
 			}
 		}
-		if (port && check) {
-			*port = e->port;
+		if (check) {
+			/* NAT rewrites the server's port, FullNAT the destination's. */
+			ports[fnat || !reply ? 1 : 0] = e->port;
 			l4_csum_update(proto, check, e->l4_delta);
 		}
-	} else if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT) {
-		__be16 *ports = l4, *check;
-
-		if ((void *)(ports + 2) > data_end)
-			return to_user(ctx, cnt, slot);
-		if (proto == IPPROTO_TCP) {
-			struct tcphdr *tcp = l4;
-
-			if ((void *)(tcp + 1) > data_end)
-				return to_user(ctx, cnt, slot);
-			check = &tcp->check;
-		} else {
-			struct udphdr *udp = l4;
-
-			if ((void *)(udp + 1) > data_end)
-				return to_user(ctx, cnt, slot);
-			check = &udp->check;
-		}
-		if (family == 4) {
-			struct iphdr *ip = l3;
-			__u16 c;
-
-			if ((void *)(ip + 1) > data_end)
-				return to_user(ctx, cnt, slot);
-			c = bpf_ntohs(ip->check);
-			if (action == ACT_FNAT_OUT) {
-				/* Routed reply: TTL first, as the engine does. */
-				__u16 old = ((__u16)ip->ttl << 8) | ip->protocol;
-
-				ip->ttl -= 1;
-				c = csum_replace16(c, old, old - 0x0100);
-			}
-			ip->saddr = e->fnat.saddr;
-			ip->daddr = e->fnat.daddr;
-			ip->check = bpf_htons(csum_add_delta(c, e->ip_delta));
-			ports[0] = e->fnat.sport;
-		} else {
-			struct ipv6hdr *ip6 = l3;
-
-			if ((void *)(ip6 + 1) > data_end)
-				return to_user(ctx, cnt, slot);
-			if (action == ACT_FNAT_OUT)
-				ip6->hop_limit -= 1;
-			__builtin_memcpy(&ip6->saddr, f->src6, 16);
-			__builtin_memcpy(&ip6->daddr, e->addr, 16);
-			ports[0] = f->sport6;
-		}
-		ports[1] = e->port;
-		l4_csum_update(proto, check, e->l4_delta);
 	} else if (action == ACT_TUNNEL) {
 		if (encapsulate(ctx, l2_len, ip_len, e))
 			return to_user(ctx, cnt, slot);
