@@ -6,7 +6,7 @@
  *   conns[5-tuple] hit (IPv4: its set of conn_slots4, else conns4;
  *       IPv6: conns6), Forward entry, frame fully understood
  *       -> rewrite (DR / NAT in / NAT out / FullNAT in and out /
- *          IPIP, GUE or GRE without checksum), count, last_seen,
+ *          IPIP, GUE or GRE), count, last_seen,
  *          XDP_TX (egress == ingress) or redirect through tx_ports
  *   conns hit, anything else (ToEngine entry, a TCP segment or SCTP packet of
  *       a class the entry does not forward (docs/fastpath.md), IPv4 options,
@@ -106,10 +106,10 @@
 #define LAST_SEEN_SLACK_NS 1000000000ULL
 
 /*
- * What a tunnel writes after the outer IPv4 header (the kernel's
- * IP_VS_CONN_F_TUNNEL_TYPE_* numbers): nothing, UDP (checksum 0) and a
- * 4-byte GUE version 0 header, or a 4-byte GRE header without checksum.
- * Tunnels with a checksum stay with the engine.
+ * What a tunnel writes after the outer IP header (the kernel's
+ * IP_VS_CONN_F_TUNNEL_TYPE_* numbers): nothing, UDP and a 4-byte GUE
+ * version 0 header, or a GRE header (4 bytes, 8 with a checksum). The
+ * entry's `csum` says whether GUE's UDP checksum or GRE's is filled.
  */
 enum tun_encap {
 	ENCAP_IPIP = 0,
@@ -118,7 +118,7 @@ enum tun_encap {
 };
 
 /* Bytes between the outer header and the inner packet; -1: unknown. */
-static __always_inline int encap_len(__u8 encap)
+static __always_inline int encap_len(__u8 encap, __u8 csum)
 {
 	switch (encap) {
 	case ENCAP_IPIP:
@@ -126,7 +126,7 @@ static __always_inline int encap_len(__u8 encap)
 	case ENCAP_GUE:
 		return 12;
 	case ENCAP_GRE:
-		return 4;
+		return csum ? 8 : 4;
 	default:
 		return -1;
 	}
@@ -218,7 +218,7 @@ struct conn_entry {
 			__be32 dst; /* outer destination: the real server */
 			__u16 mtu;  /* egress MTU, host order */
 			__u8 encap; /* enum tun_encap: what follows the outer header */
-			__u8 pad;
+			__u8 csum;  /* 1: GUE's UDP checksum or GRE's is filled */
 			__be16 gue_sport; /* GUE: UDP ports, chosen by the engine */
 			__be16 gue_dport;
 		} tun;
@@ -499,6 +499,17 @@ static __always_inline __u16 fold(__u32 s)
 	return (__u16)s;
 }
 
+/* One's complement sum of `n` 16-bit words at `p`, as read (network order). */
+#define SUM_WORDS(p, n)                                   \
+	({                                                \
+		const __u16 *w_ = (const __u16 *)(p);     \
+		__u32 s_ = 0;                             \
+		int i_;                                   \
+		_Pragma("unroll") for (i_ = 0; i_ < (n); i_++) \
+			s_ += w_[i_];                     \
+		s_;                                       \
+	})
+
 /* RFC 1624 eqn. 3 with a precomputed delta: ~fold(~check + D). Host order. */
 static __always_inline __u16 csum_add_delta(__u16 check, __u16 delta)
 {
@@ -514,14 +525,7 @@ static __always_inline __u16 csum_replace16(__u16 check, __u16 old, __u16 new)
 /* The 20-byte header sums to -0 when its checksum is right. */
 static __always_inline int ipv4_csum_ok(const struct iphdr *ip)
 {
-	const __u16 *w = (const __u16 *)ip;
-	__u32 s = 0;
-	int i;
-
-#pragma unroll
-	for (i = 0; i < 10; i++)
-		s += w[i];
-	return fold(s) == 0xffff;
+	return fold(SUM_WORDS(ip, 10)) == 0xffff;
 }
 
 /* Rewrite the TCP/UDP checksum at `check` (network order in the packet). */
@@ -615,16 +619,60 @@ static __always_inline int open_room(struct xdp_md *ctx, __u32 l2_len, __u32 ip_
 }
 
 /*
- * What follows the outer header at `at` (`extra` bytes: 12 for GUE, 4 for
- * GRE, 0 for IPIP, checked by the caller): UDP with checksum 0
- * (--tun-nocsum) and a GUE version 0 header carrying `inner_proto` (4 or
- * 41), or GRE without checksum, version 0, carrying `ethertype`.
+ * The one's complement sum of the inner packet (`ip_len` bytes at `l3`,
+ * its L4 header at `l4`), which a GUE or GRE checksum covers, from its
+ * headers alone, as the kernel's local checksum offload (lco_csum()) does:
+ * a TCP or UDP segment whose checksum is right sums to the complement of
+ * its pseudo-header, and an IPv4 header whose checksum is right (checked
+ * before) to -0. Equal to the sum of the bytes for every packet whose
+ * checksums are right; a packet whose inner checksum is wrong gets an
+ * outer checksum that is wrong too, so the real server drops it one layer
+ * sooner than the engine's frame. -1 where it does not hold (UDP without a
+ * checksum, SCTP's CRC): that frame is the engine's.
+ */
+static __always_inline __s64 inner_sum(void *l3, void *l4, void *data_end, __u8 family,
+				       __u8 proto, __u32 ip_len)
+{
+	__be16 *check;
+	__u32 s;
+
+	if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+		return -1;
+	check = l4_check_field(proto, l4, data_end);
+	if (!check || (proto == IPPROTO_UDP && *check == 0))
+		return -1;
+	if (family == 4) {
+		struct iphdr *ip = l3;
+
+		if ((void *)(ip + 1) > data_end)
+			return -1;
+		s = SUM_WORDS(&ip->saddr, 4) + bpf_htons(proto) + bpf_htons(ip_len - 20);
+		return (__u16)~fold(s);
+	} else {
+		struct ipv6hdr *ip6 = l3;
+
+		if ((void *)(ip6 + 1) > data_end)
+			return -1;
+		s = SUM_WORDS(&ip6->saddr, 16) + bpf_htons(proto) + bpf_htons(ip_len - 40);
+		return (__u32)(__u16)~fold(s) + SUM_WORDS(ip6, 20);
+	}
+}
+
+/*
+ * What follows the outer header at `at` (`extra` bytes: 12 for GUE, 4 or 8
+ * for GRE, 0 for IPIP, checked by the caller): UDP and a GUE version 0
+ * header carrying `inner_proto` (4 or 41), or GRE version 0 carrying
+ * `ethertype`. With `e->tun.csum` the UDP checksum (over the outer
+ * pseudo-header, whose addresses sum to `addr_sum`) or GRE's is filled
+ * from `inner` (inner_sum()); without, GUE's is 0 (--tun-nocsum).
  */
 static __always_inline void write_encap(__u8 *at, const struct conn_entry *e, __u32 ip_len,
-					const int extra, __u8 inner_proto, __u16 ethertype)
+					const int extra, __u8 inner_proto, __u16 ethertype,
+					__u32 addr_sum, __u32 inner)
 {
 	if (extra == 12) {
 		struct udphdr *udp = (void *)at;
+		__u16 c;
 
 		udp->source = e->tun.gue_sport;
 		udp->dest = e->tun.gue_dport;
@@ -634,31 +682,43 @@ static __always_inline void write_encap(__u8 *at, const struct conn_entry *e, __
 		at[9] = inner_proto;
 		at[10] = 0;
 		at[11] = 0;
-	} else if (extra == 4) {
-		at[0] = 0;
+		if (e->tun.csum) {
+			c = ~fold(addr_sum + bpf_htons(IPPROTO_UDP) + udp->len +
+				  SUM_WORDS(at, 6) + inner);
+			/* RFC 768: a computed 0 is sent as all ones. */
+			udp->check = c ? c : 0xffff;
+		}
+	} else if (extra == 4 || extra == 8) {
+		at[0] = extra == 8 ? 0x80 : 0; /* C: a checksum follows */
 		at[1] = 0;
 		at[2] = ethertype >> 8;
 		at[3] = ethertype & 0xff;
+		if (extra == 8) {
+			__u16 *check = (__u16 *)(at + 4);
+
+			check[0] = 0;
+			check[1] = 0; /* reserved */
+			check[0] = ~fold(SUM_WORDS(at, 4) + inner);
+		}
 	}
 }
 
 static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
-					 const struct conn_entry *e, const int over)
+					 const struct conn_entry *e, const int over, __u32 inner)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct iphdr *inner = data + l2_len;
+	struct iphdr *inner_ip = data + l2_len;
 	struct iphdr *outer;
 	__u16 df, id;
 	__u8 tos;
-	__u32 s;
 
-	if ((void *)(inner + 1) > data_end)
+	if ((void *)(inner_ip + 1) > data_end)
 		return -1;
-	tos = inner->tos;
-	df = bpf_ntohs(inner->frag_off) & IP_DF_;
+	tos = inner_ip->tos;
+	df = bpf_ntohs(inner_ip->frag_off) & IP_DF_;
 	/* As the kernel's ip_select_ident: 0 when DF is set. */
-	id = df ? 0 : bpf_ntohs(inner->id);
+	id = df ? 0 : bpf_ntohs(inner_ip->id);
 	if (open_room(ctx, l2_len, ip_len, over, 20))
 		return -1;
 	data = (void *)(long)ctx->data;
@@ -673,60 +733,55 @@ static __always_inline int encapsulate_n(struct xdp_md *ctx, __u32 l2_len, __u32
 	outer->id = bpf_htons(id);
 	outer->frag_off = bpf_htons(df);
 	outer->ttl = TUNNEL_TTL;
-	outer->protocol = over == 20 + 12 ? IPPROTO_UDP :
-			  over == 20 + 4  ? IPPROTO_GRE_ : IPPROTO_IPIP_;
+	outer->protocol = over == 20 + 12			? IPPROTO_UDP :
+			  over == 20 + 4 || over == 20 + 8 ? IPPROTO_GRE_ :
+							     IPPROTO_IPIP_;
 	outer->check = 0;
 	outer->saddr = e->tun.src;
 	outer->daddr = e->tun.dst;
-	{
-		const __u16 *w = (const __u16 *)outer;
-		int i;
-
-		s = 0;
-#pragma unroll
-		for (i = 0; i < 10; i++)
-			s += w[i];
-	}
-	outer->check = (__u16)~fold(s);
-	write_encap((__u8 *)(outer + 1), e, ip_len, over - 20, IPPROTO_IPIP_, ETH_P_IP);
+	outer->check = (__u16)~fold(SUM_WORDS(outer, 10));
+	write_encap((__u8 *)(outer + 1), e, ip_len, over - 20, IPPROTO_IPIP_, ETH_P_IP,
+		    SUM_WORDS(&outer->saddr, 4), inner);
 	return 0;
 }
 
 /* The tunnel of `e`, each kind with its own constant head room. */
 static __always_inline int encapsulate(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
-				       const struct conn_entry *e)
+				       const struct conn_entry *e, __u32 inner)
 {
 	switch (e->tun.encap) {
 	case ENCAP_IPIP:
-		return encapsulate_n(ctx, l2_len, ip_len, e, 20);
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20, inner);
 	case ENCAP_GUE:
-		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 12);
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 12, inner);
 	case ENCAP_GRE:
-		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 4);
+		if (e->tun.csum)
+			return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 8, inner);
+		return encapsulate_n(ctx, l2_len, ip_len, e, 20 + 4, inner);
 	default:
 		return -1;
 	}
 }
 
 /*
- * IPv6 in IPv6 (`over` 40), or GUE (40 + 12: UDP checksum 0, as the engine
- * sends it) or GRE (40 + 4) over IPv6, between the L2 header and the inner
- * packet, as the engine's fwd/tun.rs writes them: traffic class copied
- * from the inner header, flow label 0, hop limit TUNNEL_TTL.
+ * IPv6 in IPv6 (`over` 40), or GUE (40 + 12) or GRE (40 + 4, 40 + 8 with a
+ * checksum) over IPv6, between the L2 header and the inner packet, as the
+ * engine's fwd/tun.rs writes them: traffic class copied from the inner
+ * header, flow label 0, hop limit TUNNEL_TTL.
  */
 static __always_inline int encapsulate6_n(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
 					  const struct conn_entry *e, const __u8 *src,
-					  const __u8 *dst, const int over)
+					  const __u8 *dst, const int over, __u32 inner)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct ipv6hdr *inner = data + l2_len;
+	struct ipv6hdr *inner_ip = data + l2_len;
 	struct ipv6hdr *outer;
 	__u8 tclass;
 
-	if ((void *)(inner + 1) > data_end)
+	if ((void *)(inner_ip + 1) > data_end)
 		return -1;
-	tclass = (inner->priority << 4) | (inner->flow_lbl[0] >> 4);
+	tclass = (inner_ip->priority << 4) | (inner_ip->flow_lbl[0] >> 4);
 	if (open_room(ctx, l2_len, ip_len, over, 40))
 		return -1;
 	data = (void *)(long)ctx->data;
@@ -740,27 +795,31 @@ static __always_inline int encapsulate6_n(struct xdp_md *ctx, __u32 l2_len, __u3
 	outer->flow_lbl[1] = 0;
 	outer->flow_lbl[2] = 0;
 	outer->payload_len = bpf_htons(ip_len + over - 40);
-	outer->nexthdr = over == 40 + 12 ? IPPROTO_UDP :
-			 over == 40 + 4  ? IPPROTO_GRE_ : IPPROTO_IPV6_;
+	outer->nexthdr = over == 40 + 12			 ? IPPROTO_UDP :
+			 over == 40 + 4 || over == 40 + 8 ? IPPROTO_GRE_ :
+							    IPPROTO_IPV6_;
 	outer->hop_limit = TUNNEL_TTL;
 	__builtin_memcpy(&outer->saddr, src, 16);
 	__builtin_memcpy(&outer->daddr, dst, 16);
-	write_encap((__u8 *)(outer + 1), e, ip_len, over - 40, IPPROTO_IPV6_, ETH_P_IPV6);
+	write_encap((__u8 *)(outer + 1), e, ip_len, over - 40, IPPROTO_IPV6_, ETH_P_IPV6,
+		    SUM_WORDS(&outer->saddr, 16), inner);
 	return 0;
 }
 
 /* The IPv6 tunnel of `e`, each kind with its own constant head room. */
 static __always_inline int encapsulate6(struct xdp_md *ctx, __u32 l2_len, __u32 ip_len,
 					const struct conn_entry *e, const __u8 *src,
-					const __u8 *dst)
+					const __u8 *dst, __u32 inner)
 {
 	switch (e->tun.encap) {
 	case ENCAP_IPIP:
-		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40);
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40, inner);
 	case ENCAP_GUE:
-		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 12);
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 12, inner);
 	case ENCAP_GRE:
-		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 4);
+		if (e->tun.csum)
+			return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 8, inner);
+		return encapsulate6_n(ctx, l2_len, ip_len, e, src, dst, 40 + 4, inner);
 	default:
 		return -1;
 	}
@@ -993,6 +1052,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	__u32 hop_id, egress, dest;
 	__u64 now, last;
 	void *l3, *l4;
+	__u32 inner = 0; /* a tunnel checksum's inner sum (inner_sum()) */
 	int tx;
 
 	if (action == ACT_TO_ENGINE || action > ACT_TUNNEL6)
@@ -1013,8 +1073,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		if (action == ACT_TUNNEL6)
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_TUNNEL &&
-		    (encap_len(e->tun.encap) < 0 ||
-		     ip_len + 20 + encap_len(e->tun.encap) > e->tun.mtu))
+		    (encap_len(e->tun.encap, e->tun.csum) < 0 ||
+		     ip_len + 20 + encap_len(e->tun.encap, e->tun.csum) > e->tun.mtu))
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct iphdr);
 	} else {
@@ -1030,8 +1090,8 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		if (action == ACT_TUNNEL)
 			return to_user(ctx, cnt, slot);
 		if (action == ACT_TUNNEL6 &&
-		    (encap_len(e->tun.encap) < 0 ||
-		     ip_len + 40 + encap_len(e->tun.encap) > e->tun.mtu))
+		    (encap_len(e->tun.encap, e->tun.csum) < 0 ||
+		     ip_len + 40 + encap_len(e->tun.encap, e->tun.csum) > e->tun.mtu))
 			return to_user(ctx, cnt, slot);
 		l4 = l3 + sizeof(struct ipv6hdr);
 	}
@@ -1070,6 +1130,13 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 	} else {
 		return to_user(ctx, cnt, slot);
+	}
+	if ((action == ACT_TUNNEL || action == ACT_TUNNEL6) && e->tun.csum) {
+		__s64 s = inner_sum(l3, l4, data_end, family, proto, ip_len);
+
+		if (s < 0)
+			return to_user(ctx, cnt, slot);
+		inner = s;
 	}
 
 	hop_id = e->next_hop;
@@ -1141,12 +1208,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			l4_csum_update(proto, check, e->l4_delta);
 		}
 	} else if (action == ACT_TUNNEL) {
-		if (encapsulate(ctx, l2_len, ip_len, e))
+		if (encapsulate(ctx, l2_len, ip_len, e, inner))
 			return to_user(ctx, cnt, slot);
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;
 	} else if (action == ACT_TUNNEL6) {
-		if (encapsulate6(ctx, l2_len, ip_len, e, f->src6, f->dst6))
+		if (encapsulate6(ctx, l2_len, ip_len, e, f->src6, f->dst6, inner))
 			return to_user(ctx, cnt, slot);
 		data = (void *)(long)ctx->data;
 		data_end = (void *)(long)ctx->data_end;

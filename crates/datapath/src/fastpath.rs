@@ -419,19 +419,24 @@ impl ConnEntry {
 
 impl ConnEntry {
     /// A tunnel's MTU and encapsulation in `tun` (`addr[8..16]`): MTU in
-    /// host order, the kind, a pad byte, then GUE's ports in network order.
+    /// host order, the kind, whether its checksum is filled, then GUE's
+    /// ports in network order.
     fn set_tunnel(&mut self, mtu: u16, encap: TunnelEncap) {
         self.addr[8..10].copy_from_slice(&mtu.to_ne_bytes());
-        let (kind, ports) = match encap {
-            TunnelEncap::Ipip => (encap::IPIP, [0; 4]),
-            TunnelEncap::Gre => (encap::GRE, [0; 4]),
-            TunnelEncap::Gue { src_port, dst_port } => {
+        let (kind, checksum, ports) = match encap {
+            TunnelEncap::Ipip => (encap::IPIP, false, [0; 4]),
+            TunnelEncap::Gre { checksum } => (encap::GRE, checksum, [0; 4]),
+            TunnelEncap::Gue {
+                src_port,
+                dst_port,
+                checksum,
+            } => {
                 let (s, d) = (src_port.to_be_bytes(), dst_port.to_be_bytes());
-                (encap::GUE, [s[0], s[1], d[0], d[1]])
+                (encap::GUE, checksum, [s[0], s[1], d[0], d[1]])
             }
         };
         self.addr[10] = kind;
-        self.addr[11] = 0;
+        self.addr[11] = u8::from(checksum);
         self.addr[12..16].copy_from_slice(&ports);
     }
 
@@ -681,6 +686,7 @@ mod tests {
                 encap: TunnelEncap::Gue {
                     src_port: 40000,
                     dst_port: 6080,
+                    checksum: true,
                 },
             }),
             1,
@@ -689,8 +695,8 @@ mod tests {
         assert_eq!(e.action, action::TUNNEL);
         assert_eq!(&e.addr[..8], &[1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(u16::from_ne_bytes([e.addr[8], e.addr[9]]), 1500);
-        // GUE (1), a pad byte, then both ports in network order.
-        assert_eq!(&e.addr[10..], &[1, 0, 0x9c, 0x40, 0x17, 0xc0]);
+        // GUE (1), its checksum filled, then both ports in network order.
+        assert_eq!(&e.addr[10..], &[1, 1, 0x9c, 0x40, 0x17, 0xc0]);
 
         // Wrong family, out-of-range ids.
         let v6 = forward(Rewrite::MasqOut {

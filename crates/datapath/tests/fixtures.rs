@@ -714,10 +714,35 @@ fn fixtures() -> Vec<Fixture> {
             },
         });
     }
-    // GUE and GRE without checksums, as the engine writes them.
+    // GUE and GRE, as the engine writes them; their checksums, where
+    // asked for, filled by the program from the headers alone.
     for (name, tcp, tunnel, proto) in [
         ("tun gue tcp v4", true, gue(TunnelChecksum::Nocsum), 17),
         ("tun gue udp v4", false, gue(TunnelChecksum::Nocsum), 17),
+        ("tun gue csum tcp v4", true, gue(TunnelChecksum::Csum), 17),
+        ("tun gue csum udp v4", false, gue(TunnelChecksum::Csum), 17),
+        (
+            "tun gue remcsum tcp v4",
+            true,
+            gue(TunnelChecksum::Remcsum),
+            17,
+        ),
+        (
+            "tun gre csum tcp v4",
+            true,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Csum,
+            },
+            47,
+        ),
+        (
+            "tun gre csum udp v4",
+            false,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Csum,
+            },
+            47,
+        ),
         (
             "tun gre tcp v4",
             true,
@@ -763,11 +788,21 @@ fn fixtures() -> Vec<Fixture> {
             },
         });
     }
-    // Tunnels over IPv6 (IPv6 in IPv6, GUE and GRE without checksums): the
-    // outer addresses ride in conns6's tail.
+    // Tunnels over IPv6 (IPv6 in IPv6, GUE and GRE): the outer addresses
+    // ride in conns6's tail.
     for (name, tcp, tunnel, proto) in [
         ("tun ip6ip6 tcp v6", true, Tunnel::Ipip, 41),
         ("tun gue udp v6", false, gue(TunnelChecksum::Nocsum), 17),
+        ("tun gue csum tcp v6", true, gue(TunnelChecksum::Csum), 17),
+        ("tun gue csum udp v6", false, gue(TunnelChecksum::Csum), 17),
+        (
+            "tun gre csum tcp v6",
+            true,
+            Tunnel::Gre {
+                checksum: TunnelChecksum::Csum,
+            },
+            47,
+        ),
         (
             "tun gre tcp v6",
             true,
@@ -998,7 +1033,12 @@ fn fixtures() -> Vec<Fixture> {
     // GUE's 12 more bytes: a frame IPIP would carry is too big for GUE.
     let mut gue_big = client(false, None);
     gue_big.payload_len = 1500 - 20 - 8 - 22; // IP 1478: +20 fits, +32 does not
-                                              // And tunnels with a checksum stay with the engine.
+    let mut gre_csum_big = client(false, None);
+    gre_csum_big.payload_len = 1500 - 20 - 8 - 4; // IP 1476: +24 fits, +28 does not
+                                                  // A UDP datagram without a checksum gives no sum to fill a tunnel's
+                                                  // checksum from: the engine sums its bytes.
+    let mut no_udp_checksum = client(false, None);
+    no_udp_checksum.udp_zero_checksum = true;
     for (name, tunnel, input) in [
         (
             "gue over the mtu goes to the engine",
@@ -1006,16 +1046,16 @@ fn fixtures() -> Vec<Fixture> {
             gue_big,
         ),
         (
-            "gue with csum stays with the engine",
-            gue(TunnelChecksum::Csum),
-            client(false, None),
-        ),
-        (
-            "gre with csum stays with the engine",
+            "gre with csum over the mtu goes to the engine",
             Tunnel::Gre {
                 checksum: TunnelChecksum::Csum,
             },
-            client(false, None),
+            gre_csum_big,
+        ),
+        (
+            "gue csum of udp without a checksum goes to the engine",
+            gue(TunnelChecksum::Csum),
+            no_udp_checksum,
         ),
     ] {
         t.push(Fixture {
@@ -1345,6 +1385,44 @@ fn ip_len(frame: &[u8]) -> u64 {
     }
 }
 
+/// The length of a GUE (`proto` 17) or GRE (47) header before an inner
+/// packet of `family`, after checking it: GUE is UDP to the tunnel port,
+/// then version 0 naming the inner protocol, its UDP checksum 0 or right
+/// over `pseudo` (the outer pseudo-header); GRE version 0 names the inner
+/// EtherType, with no flags or with a checksum (8 bytes) that is right.
+fn tunnel_header(payload: &[u8], proto: u8, family: u8, pseudo: u32) -> Result<usize, String> {
+    use rvs_wire::checksum::{combine, compute, finish, sum};
+    let bad = || format!("tunnel header {:02x?}", &payload[..12.min(payload.len())]);
+    let (inner_proto, ethertype) = if family == 4 {
+        (4, [8, 0])
+    } else {
+        (41, [0x86, 0xdd])
+    };
+    if proto == 17 {
+        if payload.len() < 12
+            || payload[2..4] != GUE_PORT.to_be_bytes()
+            || usize::from(u16::from_be_bytes([payload[4], payload[5]])) != payload.len()
+            || payload[8..12] != [0, inner_proto, 0, 0]
+        {
+            return Err(bad());
+        }
+        if payload[6..8] != [0, 0] && finish(combine(pseudo, sum(payload))) != 0 {
+            return Err(format!("GUE's UDP checksum is wrong: {}", bad()));
+        }
+        return Ok(12);
+    }
+    match payload.get(..4) {
+        Some([0, 0, t0, t1]) if [*t0, *t1] == ethertype => Ok(4),
+        Some([0x80, 0, t0, t1]) if [*t0, *t1] == ethertype => {
+            if payload.len() < 8 || payload[6..8] != [0, 0] || compute(payload) != 0 {
+                return Err(format!("GRE checksum is wrong: {}", bad()));
+            }
+            Ok(8)
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// Reads the output with etherparse: MACs, addresses, ports, checksums.
 fn read_back(
     out: &[u8],
@@ -1371,15 +1449,14 @@ fn read_back(
                 return Err("outer IPv4 checksum".into());
             }
             let payload = outer.payload().payload;
-            // GUE: UDP to the tunnel port, checksum 0, GUE v0 for IPv4;
-            // GRE: no flags, IPv4.
+            let pseudo = rvs_wire::checksum::pseudo_header_v4(
+                &h.source_addr().octets(),
+                &h.destination_addr().octets(),
+                17,
+                payload.len() as u16,
+            );
             let start = match proto {
-                17 if payload.get(2..4) == Some(&GUE_PORT.to_be_bytes()[..])
-                    && payload.get(6..12) == Some(&[0, 0, 0, 4, 0, 0][..]) =>
-                {
-                    12
-                }
-                47 if payload.get(..4) == Some(&[0, 0, 8, 0][..]) => 4,
+                17 | 47 => tunnel_header(payload, proto, 4, pseudo)?,
                 4 => 0,
                 _ => {
                     return Err(format!(
@@ -1401,15 +1478,14 @@ fn read_back(
                 return Err(format!("outer header {:?}", h.to_header()));
             }
             let payload = outer.payload().payload;
-            // GUE: UDP to the tunnel port, checksum 0, GUE v0 for IPv6;
-            // GRE: no flags, IPv6.
+            let pseudo = rvs_wire::checksum::pseudo_header_v6(
+                &h.source_addr().octets(),
+                &h.destination_addr().octets(),
+                17,
+                payload.len() as u32,
+            );
             let start = match proto {
-                17 if payload.get(2..4) == Some(&GUE_PORT.to_be_bytes()[..])
-                    && payload.get(6..12) == Some(&[0, 0, 0, 41, 0, 0][..]) =>
-                {
-                    12
-                }
-                47 if payload.get(..4) == Some(&[0, 0, 0x86, 0xdd][..]) => 4,
+                17 | 47 => tunnel_header(payload, proto, 6, pseudo)?,
                 41 => 0,
                 _ => {
                     return Err(format!(

@@ -203,8 +203,8 @@ pub enum Rewrite {
     /// `ip_select_ident` does) and the inner packet's identification
     /// otherwise, TTL 64, protocol 4 (IPIP), 17 (GUE) or 47 (GRE), full
     /// header checksum. A frame whose inner total length plus the overhead
-    /// (20, 32 for GUE, 24 for GRE) exceeds `mtu` goes to the engine (which
-    /// answers "fragmentation needed" or fragments it).
+    /// (20 plus [`TunnelEncap::len`]) exceeds `mtu` goes to the engine
+    /// (which answers "fragmentation needed" or fragments it).
     Tunnel {
         /// Outer source: the director's address on the egress interface.
         src: Ipv4Addr,
@@ -218,8 +218,7 @@ pub enum Rewrite {
     /// A tunnel over IPv6, for an IPv6 connection: as [`Rewrite::Tunnel`]
     /// with an outer IPv6 header `src` → `dst` (traffic class copied from
     /// the inner header, flow label 0, hop limit 64, next header 41, 17 or
-    /// 47; GUE's UDP checksum 0, its header carrying protocol 41; GRE's
-    /// EtherType 0x86dd). The overhead is 40, 52 or 44 bytes against `mtu`.
+    /// 47). The overhead is 40 plus [`TunnelEncap::len`] against `mtu`.
     Tunnel6 {
         /// Outer source: the director's global address on the egress
         /// interface.
@@ -233,33 +232,45 @@ pub enum Rewrite {
     },
 }
 
-/// The header a fast-path tunnel writes after the outer IP header. Only
-/// the checksum-free kinds: a GUE or GRE checksum sums the whole packet,
-/// which the engine does (such connections stay with it).
+/// The header a fast-path tunnel writes after the outer IP header.
+///
+/// A GUE or GRE checksum (`--tun-csum`, `--tun-remcsum`) is filled from
+/// the headers alone, as the kernel's local checksum offload does: a TCP
+/// or UDP segment whose checksum is right sums to the complement of its
+/// pseudo-header, so the inner packet's sum needs no pass over its
+/// payload. That equals the engine's sum over the bytes for every packet
+/// whose checksums are right; the program hands the rest of the cases
+/// (UDP without a checksum, SCTP) to the engine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TunnelEncap {
     /// IPIP: nothing.
     Ipip,
-    /// UDP `src_port` → `dst_port` with checksum 0, then GUE version 0
-    /// with protocol 4 (the engine's header, byte for byte: it chose the
-    /// source port from the flow's hash).
+    /// UDP `src_port` → `dst_port`, then GUE version 0 with protocol 4
+    /// (IPv6: 41), the engine's header byte for byte: it chose the source
+    /// port from the flow's hash.
     Gue {
         /// UDP source port.
         src_port: u16,
         /// The real server's GUE port.
         dst_port: u16,
+        /// The UDP checksum is filled (else 0).
+        checksum: bool,
     },
-    /// GRE without checksum, protocol 0x0800.
-    Gre,
+    /// GRE version 0 with EtherType 0x0800 (IPv6: 0x86dd).
+    Gre {
+        /// The checksum flag is set and the checksum follows (8 bytes, else 4).
+        checksum: bool,
+    },
 }
 
 impl TunnelEncap {
-    /// Bytes between the outer IPv4 header and the inner packet.
+    /// Bytes between the outer IP header and the inner packet.
     pub const fn len(self) -> usize {
         match self {
             TunnelEncap::Ipip => 0,
             TunnelEncap::Gue { .. } => 12,
-            TunnelEncap::Gre => 4,
+            TunnelEncap::Gre { checksum: false } => 4,
+            TunnelEncap::Gre { checksum: true } => 8,
         }
     }
 

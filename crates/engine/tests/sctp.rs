@@ -404,6 +404,17 @@ fn established_associations_go_to_the_fast_path_where_the_crc_holds() {
             "{method:?}: closed"
         );
     }
+    // A tunnel whose checksum XDP fills from the headers (true of TCP and
+    // UDP only) keeps the association with the engine.
+    let mut cfg = config(Protocol::Sctp, "rr", ForwardMethod::Tunnel, &[1]);
+    cfg.services[0].dests[0].tunnel = rvs_engine::Tunnel::Gre {
+        checksum: rvs_engine::TunnelChecksum::Csum,
+    };
+    let mut d = Director::new(cfg);
+    d.run(&from_client_sctp(40000, INIT), FRONT);
+    d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
+    assert_eq!(state(&d), "ESTABLISHED");
+    assert_eq!(d.maps.entries.get(&sctp_key()), Some(&FastAction::ToEngine));
     // NAT to port 8080: the CRC changes with the port.
     let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
     establish(&mut d, 40000);

@@ -278,49 +278,54 @@ fn ipv6_gue_and_gre_wrap_in_an_outer_ipv6_header() {
 }
 
 #[test]
-fn checksum_free_tunnels_go_to_xdp_summed_ones_stay_with_the_engine() {
-    for (tunnel, encap) in [
-        (Tunnel::Ipip, Some(TunnelEncap::Ipip)),
-        (gre(TunnelChecksum::Nocsum), Some(TunnelEncap::Gre)),
-        (gue(TunnelChecksum::Csum), None),
-        (gue(TunnelChecksum::Remcsum), None),
-        (gre(TunnelChecksum::Csum), None),
+fn every_tunnel_kind_goes_to_xdp_with_its_checksum_choice() {
+    for (tunnel, checksum, len) in [
+        (Tunnel::Ipip, false, 0),
+        (gre(TunnelChecksum::Nocsum), false, 4),
+        (gre(TunnelChecksum::Csum), true, 8),
+        (gue(TunnelChecksum::Nocsum), false, 12),
+        (gue(TunnelChecksum::Csum), true, 12),
+        // RVS sends remcsum as a full checksum (see fwd/tun.rs).
+        (gue(TunnelChecksum::Remcsum), true, 12),
     ] {
         let mut d = Director::new(tunnel_config(tunnel, &[1]));
         d.run(&from_client(40000, SYN, b""), FRONT);
-        d.run(&from_client(40000, ACK, b""), FRONT);
-        let entry = d.maps.entries.get(&client_key(40000));
-        match (entry, encap) {
-            (Some(FastAction::Forward(f)), Some(want)) => {
-                assert!(
-                    matches!(f.rewrite, Rewrite::Tunnel { encap, .. } if encap == want),
-                    "{tunnel:?}: {f:?}"
-                );
+        let (_, out) = d.run(&from_client(40000, ACK, b""), FRONT);
+        let Some(FastAction::Forward(f)) = d.maps.entries.get(&client_key(40000)) else {
+            panic!("{tunnel:?}: {:?}", d.maps.entries)
+        };
+        let Rewrite::Tunnel { encap, .. } = f.rewrite else {
+            panic!("{tunnel:?}: {f:?}")
+        };
+        assert_eq!(encap.len(), len, "{tunnel:?}");
+        let outer = outer_v4(&out);
+        match (tunnel, encap) {
+            (Tunnel::Ipip, TunnelEncap::Ipip) => {}
+            (Tunnel::Gre { .. }, TunnelEncap::Gre { checksum: c }) => {
+                assert_eq!(c, checksum, "{tunnel:?}");
+                // The engine's own header says the same.
+                assert_eq!(outer.payload()[0] & 0x80 != 0, checksum, "{tunnel:?}");
             }
-            (Some(FastAction::ToEngine), None) => {}
-            other => panic!("{tunnel:?}: {other:?}"),
+            // GUE: the entry carries the UDP ports the engine writes
+            // itself, so the two paths send the same bytes.
+            (
+                Tunnel::Gue { port, .. },
+                TunnelEncap::Gue {
+                    src_port,
+                    dst_port,
+                    checksum: c,
+                },
+            ) => {
+                let dgram = udp::Packet::new_checked(outer.payload()).unwrap();
+                assert_eq!((src_port, dst_port), (dgram.src_port(), port));
+                assert_eq!(c, checksum, "{tunnel:?}");
+                assert_eq!(dgram.checksum() != 0, checksum, "{tunnel:?}");
+            }
+            other => panic!("{other:?}"),
         }
     }
-    // GUE: the entry carries the UDP ports the engine writes itself, so
-    // the two paths send the same bytes.
-    let mut d = Director::new(tunnel_config(gue(TunnelChecksum::Nocsum), &[1]));
-    d.run(&from_client(40000, SYN, b""), FRONT);
-    let (_, out) = d.run(&from_client(40000, ACK, b""), FRONT);
-    let outer = outer_v4(&out);
-    let dgram = udp::Packet::new_checked(outer.payload()).unwrap();
-    let want = TunnelEncap::Gue {
-        src_port: dgram.src_port(),
-        dst_port: GUE_PORT,
-    };
-    match d.maps.entries.get(&client_key(40000)) {
-        Some(FastAction::Forward(f)) => assert!(
-            matches!(f.rewrite, Rewrite::Tunnel { encap, .. } if encap == want),
-            "{f:?}"
-        ),
-        other => panic!("{other:?}"),
-    }
-    // Changing an IPIP server to GUE with a checksum takes its established
-    // flows out of XDP (they would go on in IPIP), and back.
+    // Changing an IPIP server to GUE with a checksum rewrites its
+    // established flows' entries (they would go on in IPIP), and back.
     let cfg = tunnel_config(Tunnel::Ipip, &[1]);
     let mut d = Director::new(cfg.clone());
     d.run(&from_client(40000, SYN, b""), FRONT);
@@ -330,16 +335,20 @@ fn checksum_free_tunnels_go_to_xdp_summed_ones_stay_with_the_engine() {
         Some(FastAction::Forward(_))
     ));
     d.reconfigure(tunnel_config(gue(TunnelChecksum::Csum), &[1]));
-    assert_eq!(
+    assert!(matches!(
         d.maps.entries.get(&client_key(40000)),
-        Some(&FastAction::ToEngine)
-    );
+        Some(FastAction::Forward(f)) if matches!(
+            f.rewrite,
+            Rewrite::Tunnel { encap: TunnelEncap::Gue { checksum: true, .. }, .. }
+        )
+    ));
     let (_, out) = d.run(&from_client(40000, ACK, b""), FRONT);
     assert_eq!(outer_v4(&out).protocol(), 17, "the engine now sends GUE");
     d.reconfigure(cfg);
     assert!(matches!(
         d.maps.entries.get(&client_key(40000)),
-        Some(FastAction::Forward(_))
+        Some(FastAction::Forward(f))
+            if matches!(f.rewrite, Rewrite::Tunnel { encap: TunnelEncap::Ipip, .. })
     ));
 }
 

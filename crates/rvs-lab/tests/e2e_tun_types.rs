@@ -10,15 +10,19 @@
 //! not back through the director; `-Ln --tun-info` and `-S` list the
 //! tunnel as ipvsadm 1.31 does.
 //!
-//! Without checksums (`--tun-nocsum`, the default) GUE and GRE flows are
-//! encapsulated by the XDP program once established: 20/20/20 again, and
-//! rvsd's fast-path counter counts their requests.
+//! With checksums and without (`--tun-nocsum`, the default), GUE and GRE
+//! flows are encapsulated by the XDP program once established: 20/20/20
+//! again, rvsd's fast-path counter counts their requests, and a request
+//! captured on rs1 carries a tunnel checksum scapy recomputes (the program
+//! fills it from the headers).
 //!
-//! The same over IPv6 (the lab made dual-stack) without checksums: GUE with
-//! a zero UDP checksum, which rvs-decap must accept, and plain GRE.
+//! The same over IPv6 (the lab made dual-stack): GUE with a zero UDP
+//! checksum, which rvs-decap must accept, plain GRE, and GUE with a
+//! checksum.
 //!
 //! Needs root, tcpdump and python3-scapy (`/usr/bin/python3`); builds
-//! rvsd/rvsadm/rvs-decap itself if needed. Load: 6 × 60 + 4 × 3 curl requests.
+//! rvsd/rvsadm/rvs-decap itself if needed. Load: 9 × 60 + 7 × 3 curl
+//! requests.
 
 #[allow(dead_code)]
 mod common;
@@ -144,6 +148,35 @@ fn capture(lab: &Lab, family: Family, filter: &str) -> (BTreeMap<String, String>
     let mut dst_mac = [0u8; 6];
     dst_mac.copy_from_slice(&first[..6]);
     (fields, dst_mac)
+}
+
+/// Three new connections to the `family` VIP while rs1 captures the first
+/// tunnelled (`filter`) request: an established segment, which the XDP
+/// program encapsulates; as scapy reads it, after checking what every
+/// tunnel shares (the inner packet, its checksums, that it carries data).
+fn capture_request(lab: &Lab, family: Family, filter: &str) -> BTreeMap<String, String> {
+    // A SYN in the largest tunnel is 146 bytes; a request is more.
+    let tunnelled = lab
+        .capture(
+            "rs1",
+            "eth0",
+            &format!("({filter}) and greater 150"),
+            1,
+            Duration::from_secs(10),
+        )
+        .expect("tcpdump on rs1");
+    let seen = spread_for(lab, family, 3);
+    assert_eq!(seen.get("rs1"), Some(&1), "rs1 answered once: {seen:?}");
+    let f = dissect(lab, &tunnelled.finish().expect("capture"));
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("<missing>");
+    assert_eq!(get("tcp_dport"), "80", "{f:?}");
+    assert_eq!(get("tcp_flags"), "PA", "the client's request: {f:?}");
+    assert_eq!(get("tcp_csum_ok"), "True", "{f:?}");
+    if family == Family::V4 {
+        assert_eq!(get("outer_csum_ok"), "True", "{f:?}");
+        assert_eq!(get("inner_csum_ok"), "True", "{f:?}");
+    }
+    f
 }
 
 /// `n` new connections to the `family` VIP; who answered how often.
@@ -304,7 +337,15 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
             "{saved}"
         );
 
-        // Without checksums the XDP program encapsulates established flows.
+        // The XDP program encapsulates established flows, filling the
+        // checksum from the headers.
+        spread_in_xdp(lab, &d, Family::V4, "gue csum");
+        let f = capture_request(lab, Family::V4, &format!("udp and dst port {GUE_PORT}"));
+        eprintln!("gue request, as scapy reads it: {f:?}");
+        assert_ne!(f["udp_csum"], "0", "--tun-csum in XDP: {f:?}");
+        assert_eq!(f["udp_csum_ok"], "True", "{f:?}");
+
+        // And without checksums.
         v4_service(&d, &gue);
         spread_in_xdp(lab, &d, Family::V4, "gue nocsum");
         v4_service(&d, &["--tun-type", "gre"]);
@@ -323,6 +364,11 @@ fn gue_and_gre_tunnels_balance_and_show_their_headers() {
         assert_eq!(get("gre_proto"), "0x800", "GRE carries IPv4: {f:?}");
         assert_eq!(get("gre_chksum_present"), "1", "{f:?}");
         assert_eq!(get("gre_csum_ok"), "True", "{f:?}");
+        spread_in_xdp(lab, &d, Family::V4, "gre csum");
+        let f = capture_request(lab, Family::V4, "ip proto 47");
+        eprintln!("gre request, as scapy reads it: {f:?}");
+        assert_eq!(f["gre_chksum_present"], "1", "{f:?}");
+        assert_eq!(f["gre_csum_ok"], "True", "{f:?}");
         let list = d.rvsadm(&["-Ln", "--tun-info"]);
         assert_eq!(tun_info_row(&list, 3)[2..4], ["Tunnel", "gre:+c"]);
         let saved = d.rvsadm(&["-S", "-n"]);
@@ -351,7 +397,7 @@ fn v6_service(d: &Daemon<'_>, tunnel: &[&str]) {
 }
 
 #[test]
-fn ipv6_gue_and_gre_without_checksums() {
+fn ipv6_gue_and_gre() {
     common::with_lab("tun-types-v6", common::lab_spec(Mode::Tun, 1), |lab| {
         lab.enable_ipv6().expect("making the lab dual-stack");
         let d = Daemon::start(lab, "");
@@ -398,5 +444,20 @@ fn ipv6_gue_and_gre_without_checksums() {
         spread_in_xdp(lab, &d, Family::V6, "ipv6 gue nocsum");
         v6_service(&d, &["--tun-type", "ipip"]);
         spread_in_xdp(lab, &d, Family::V6, "ipv6 in ipv6");
+
+        // GUE with a checksum over IPv6, filled by the XDP program.
+        v6_service(
+            &d,
+            &["--tun-type", "gue", "--tun-port", &port, "--tun-csum"],
+        );
+        spread_in_xdp(lab, &d, Family::V6, "ipv6 gue csum");
+        let f = capture_request(
+            lab,
+            Family::V6,
+            &format!("ip6 and udp and dst port {GUE_PORT}"),
+        );
+        eprintln!("ipv6 gue request, as scapy reads it: {f:?}");
+        assert_ne!(f["udp_csum"], "0", "--tun-csum in XDP: {f:?}");
+        assert_eq!(f["udp_csum_ok"], "True", "{f:?}");
     });
 }

@@ -32,7 +32,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use rvs_vocab::{Tunnel, TunnelChecksum};
+use rvs_vocab::Tunnel;
 use rvs_wire::ethernet::ethertype;
 use rvs_wire::{checksum, gre, gue, icmpv4, icmpv6, ip_proto, ipv4, ipv6, udp, PacketBuf};
 
@@ -385,23 +385,22 @@ fn too_big_v6(pkt: &mut PacketBuf<'_>, p: &Parsed, mtu: u16, ctx: &mut Ctx<'_>) 
     }
 }
 
-/// The XDP program's rewrite for this server, only for the tunnels without
-/// a checksum (IPIP, GUE and GRE with `nocsum`): a GUE or GRE checksum sums
-/// the whole packet, which stays the engine's job.
+/// The XDP program's rewrite for this server. A GUE or GRE checksum is
+/// filled there from the headers ([`TunnelEncap`]), which holds for TCP and
+/// UDP only: SCTP connections through such a tunnel stay with the engine.
 pub(crate) fn fast_rewrite(c: &Conn, to: &ToServer) -> Option<Rewrite> {
+    let checksum = to.tunnel.checksum().summed();
+    if checksum && c.proto == ip_proto::SCTP {
+        return None;
+    }
     let encap = match to.tunnel {
         Tunnel::Ipip => TunnelEncap::Ipip,
-        Tunnel::Gue {
-            port,
-            checksum: TunnelChecksum::Nocsum,
-        } => TunnelEncap::Gue {
+        Tunnel::Gue { port, .. } => TunnelEncap::Gue {
             src_port: gue::source_port(flow_hash(c)),
             dst_port: port,
+            checksum,
         },
-        Tunnel::Gre {
-            checksum: TunnelChecksum::Nocsum,
-        } => TunnelEncap::Gre,
-        Tunnel::Gue { .. } | Tunnel::Gre { .. } => return None,
+        Tunnel::Gre { .. } => TunnelEncap::Gre { checksum },
     };
     let mtu = to.egress.mtu;
     if c.v6() {
