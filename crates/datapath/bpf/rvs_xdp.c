@@ -448,6 +448,12 @@ struct {
 /* Set by the loader (.rodata): sets in conn_slots4 - 1, and the hash seed. */
 const volatile __u32 conn_set_mask = 0;
 const volatile __u64 conn_hash_seed = 0;
+/*
+ * x^(8 * 2^k) modulo CRC32c's polynomial, bit-reflected, k = 0..15: what
+ * carries a CRC over 2^k zero bytes. Set by the loader
+ * (crates/datapath/src/crc32c_shift.rs computes them).
+ */
+const volatile __u32 crc32c_zeros[16] = {};
 
 static __always_inline int pass(struct if_counters *cnt)
 {
@@ -571,6 +577,82 @@ static __always_inline void l4_csum_update(__u8 proto, __be16 *check, __u16 delt
 		c = csum_add_delta(c, delta);
 	}
 	*check = bpf_htons(c);
+}
+
+/* CRC32c's (Castagnoli's) polynomial, bit-reflected, as SCTP uses it. */
+#define CRC32C_POLY 0x82f63b78
+
+/* One step of a bit-reflected CRC: the state times x. */
+static __always_inline __u32 crc32c_times_x(__u32 s)
+{
+	return (s >> 1) ^ (CRC32C_POLY & -(s & 1));
+}
+
+/* a * b modulo the polynomial, both bit-reflected (bit 31 is x^0). */
+static __always_inline __u32 crc32c_mul(__u32 a, __u32 b)
+{
+	__u32 r = 0;
+	int i;
+
+#pragma nounroll
+	for (i = 0; i < 32; i++) {
+		r ^= b & -((a >> (31 - i)) & 1);
+		b = crc32c_times_x(b);
+	}
+	return r;
+}
+
+/*
+ * What an SCTP packet's CRC32c changes by when its first 4 bytes (the
+ * ports) change by `delta` (old XOR new, read as a bit-reflected CRC reads
+ * bytes: the first lowest) and `n` bytes follow them. A CRC is linear, so
+ * that is the raw CRC of `delta` followed by `n` zero bytes: the 4 bytes'
+ * CRC carried over those zeros by the factors in crc32c_zeros.
+ *
+ * A global function, so the verifier walks its loops once, not once per
+ * place forward() is inlined.
+ */
+__attribute__((noinline)) __u32 crc32c_port_change(__u32 delta, __u32 n)
+{
+	__u32 s = delta;
+	int i;
+
+#pragma nounroll
+	for (i = 0; i < 32; i++)
+		s = crc32c_times_x(s);
+#pragma nounroll
+	for (i = 0; i < 16; i++)
+		if (n & (1u << i))
+			s = crc32c_mul(crc32c_zeros[i], s);
+	return s;
+}
+
+/*
+ * An SCTP packet of `len` bytes at `l4` whose ports changed by `delta`
+ * (old XOR new, as the bytes lie): its CRC32c updated without reading the
+ * packet again. Equal to a full recompute for a packet whose CRC was
+ * right; one that was wrong stays wrong by as much (the engine, as the
+ * kernel, would recompute it right). -1 when the checksum field is cut
+ * short.
+ */
+static __always_inline int sctp_crc_update(__u8 *l4, void *data_end, const __u8 *delta,
+					   __u32 len)
+{
+	__u8 *c = l4 + 8;
+	__u32 d, crc;
+
+	if ((void *)(c + 4) > data_end)
+		return -1;
+	d = delta[0] | (__u32)delta[1] << 8 | (__u32)delta[2] << 16 | (__u32)delta[3] << 24;
+	if (!d)
+		return 0;
+	crc = c[0] | (__u32)c[1] << 8 | (__u32)c[2] << 16 | (__u32)c[3] << 24;
+	crc ^= crc32c_port_change(d, len - 4);
+	c[0] = crc;
+	c[1] = crc >> 8;
+	c[2] = crc >> 16;
+	c[3] = crc >> 24;
+	return 0;
 }
 
 /*
@@ -1112,21 +1194,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 			return to_user(ctx, cnt, slot);
 	} else if (proto == IPPROTO_SCTP_) {
 		__u8 *chunk = l4 + SCTP_HEADER_LEN;
-		__be16 *ports = l4;
 
 		/* The first chunk's header, within the IP length. */
 		if ((void *)(chunk + 4) > data_end ||
 		    ip_len < (__u32)((long)l4 - (long)l3) + SCTP_HEADER_LEN + 4)
 			return to_user(ctx, cnt, slot);
 		if (!(sctp_chunk_class(chunk[0]) & e->tcp_segments))
-			return to_user(ctx, cnt, slot);
-		/*
-		 * The CRC32c covers the ports, not the addresses: NAT that keeps
-		 * the port leaves it right; anything else is the engine's.
-		 */
-		if (action == ACT_FNAT_IN || action == ACT_FNAT_OUT ||
-		    (action == ACT_MASQ_IN && ports[1] != e->port) ||
-		    (action == ACT_MASQ_OUT && ports[0] != e->port))
 			return to_user(ctx, cnt, slot);
 	} else {
 		return to_user(ctx, cnt, slot);
@@ -1155,10 +1228,12 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 		int fnat = action == ACT_FNAT_IN || action == ACT_FNAT_OUT;
 		int reply = action == ACT_MASQ_OUT || action == ACT_FNAT_OUT;
 		__be16 *ports = l4, *check = 0;
+		__u8 old_ports[4];
 
 		if ((void *)(ports + 2) > data_end)
 			return to_user(ctx, cnt, slot);
-		/* SCTP: the port stays (checked above), addresses only. */
+		__builtin_memcpy(old_ports, ports, 4);
+		/* SCTP's CRC32c is updated below, once the ports are written. */
 		if (proto != IPPROTO_SCTP_) {
 			check = l4_check_field(proto, l4, data_end);
 			if (!check)
@@ -1202,10 +1277,21 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 				__builtin_memcpy(&ip6->daddr, e->addr, 16);
 			}
 		}
+		/* NAT rewrites the server's port, FullNAT the destination's. */
+		ports[fnat || !reply ? 1 : 0] = e->port;
 		if (check) {
-			/* NAT rewrites the server's port, FullNAT the destination's. */
-			ports[fnat || !reply ? 1 : 0] = e->port;
 			l4_csum_update(proto, check, e->l4_delta);
+		} else {
+			/* SCTP (a CRC covers the ports, not the addresses). */
+			__u8 *p = (__u8 *)ports, delta[4];
+			int i;
+
+#pragma unroll
+			for (i = 0; i < 4; i++)
+				delta[i] = old_ports[i] ^ p[i];
+			if (sctp_crc_update(l4, data_end, delta,
+					    ip_len - (__u32)((long)l4 - (long)l3)))
+				return to_user(ctx, cnt, slot); /* cannot happen: checked above */
 		}
 	} else if (action == ACT_TUNNEL) {
 		if (encapsulate(ctx, l2_len, ip_len, e, inner))

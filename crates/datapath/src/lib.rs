@@ -25,6 +25,7 @@
 //! calling *thread*: create them in the thread that has the right namespace.
 
 mod conn_table;
+mod crc32c_shift;
 mod error;
 mod fastpath;
 mod handover;

@@ -45,6 +45,9 @@ static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), 
 
 const PROGRAM: &str = "rvs_xdp";
 
+/// The program's `crc32c_zeros` (see [`crate::crc32c_shift`]).
+static CRC32C_ZEROS: [u32; 16] = crate::crc32c_shift::zeros_operators();
+
 /// Smallest `conns` map, whatever the connection capacity.
 const MIN_CONN_ENTRIES: u32 = 1024;
 
@@ -325,6 +328,7 @@ impl XdpDatapath {
             .map_max_entries("conn_slots4", slots)
             .override_global("conn_set_mask", &set_mask, true)
             .override_global("conn_hash_seed", &seed, true)
+            .override_global("crc32c_zeros", &CRC32C_ZEROS, true)
             .map_max_entries("conns4", conn_entries)
             .map_max_entries("conns6", conn_entries)
             .map_max_entries("next_hops", MAX_NEXT_HOPS)

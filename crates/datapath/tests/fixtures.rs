@@ -308,14 +308,19 @@ fn sctp_client(v6: bool, chunk: u8) -> Frame {
     }
 }
 
-/// A real server's SCTP packet, from the service's own port (NAT that
-/// keeps the port, which the fast path may take).
+/// A NAT real server's SCTP packet (from its own port, NAT_PORT).
 fn sctp_server(v6: bool, chunk: u8) -> Frame {
-    let f = server(v6, None);
     Frame {
         sctp: Some(chunk),
-        src: (f.src.0, VPORT),
-        ..f
+        ..server(v6, None)
+    }
+}
+
+/// A FullNAT real server's SCTP packet: to the local address and port.
+fn sctp_fullnat_server(v6: bool, chunk: u8) -> Frame {
+    Frame {
+        sctp: Some(chunk),
+        ..fullnat_server(v6, None)
     }
 }
 
@@ -562,8 +567,9 @@ fn fixtures() -> Vec<Fixture> {
             out_direction: true,
         },
     });
-    // SCTP, established: DATA-class packets in DR, NAT to the same port
-    // (the CRC32c covers no address) and TUN.
+    // SCTP, established: DATA-class packets in DR, TUN, and NAT and
+    // FullNAT to another port (the program updates the CRC32c for the
+    // changed ports; it covers no address).
     for v6 in [false, true] {
         let (c, v) = if v6 {
             (CLIENT.1, VIP.1)
@@ -580,22 +586,43 @@ fn fixtures() -> Vec<Fixture> {
             (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
             (sctp_server(v6, SCTP_COOKIE_ACK), Leg::Back),
         ];
-        let to_server = |dst| Expect::Fast {
+        let fullnat_both_ways = vec![
+            (sctp_client(v6, SCTP_INIT), Leg::Front),
+            (sctp_fullnat_server(v6, SCTP_INIT_ACK), Leg::Back),
+            (sctp_client(v6, SCTP_COOKIE_ECHO), Leg::Front),
+            (sctp_fullnat_server(v6, SCTP_COOKIE_ACK), Leg::Back),
+        ];
+        let to_server = |src, dst, ports| Expect::Fast {
             egress: Leg::Back,
             dst_mac: RS.0,
-            src: c,
+            src,
             dst,
-            ports: (CPORT, VPORT),
+            ports,
             tunnel: None,
             out_direction: false,
         };
+        let to_client = Expect::Fast {
+            egress: Leg::Front,
+            dst_mac: ROUTER.0,
+            src: v,
+            dst: c,
+            ports: (VPORT, CPORT),
+            tunnel: None,
+            out_direction: true,
+        };
+        // A long packet: its length's higher bits take their factors too.
+        let long_data = Frame {
+            payload_len: 1200,
+            ..sctp_client(v6, SCTP_DATA)
+        };
+        let laddr = if v6 { LADDR.1 } else { LADDR.0 };
         let rows = [
             (
                 if v6 { "dr sctp v6" } else { "dr sctp v4" },
                 ForwardMethod::Route,
                 one_way.clone(),
                 (sctp_client(v6, SCTP_DATA), Leg::Front),
-                to_server(v),
+                to_server(c, v, (CPORT, VPORT)),
             ),
             (
                 if v6 {
@@ -606,7 +633,18 @@ fn fixtures() -> Vec<Fixture> {
                 ForwardMethod::Masq,
                 both_ways.clone(),
                 (sctp_client(v6, SCTP_DATA), Leg::Front),
-                to_server(rs_addr(v6)),
+                to_server(c, rs_addr(v6), (CPORT, NAT_PORT)),
+            ),
+            (
+                if v6 {
+                    "nat sctp in v6 long"
+                } else {
+                    "nat sctp in v4 long"
+                },
+                ForwardMethod::Masq,
+                both_ways.clone(),
+                (long_data, Leg::Front),
+                to_server(c, rs_addr(v6), (CPORT, NAT_PORT)),
             ),
             (
                 if v6 {
@@ -617,15 +655,29 @@ fn fixtures() -> Vec<Fixture> {
                 ForwardMethod::Masq,
                 both_ways,
                 (sctp_server(v6, SCTP_SACK), Leg::Back),
-                Expect::Fast {
-                    egress: Leg::Front,
-                    dst_mac: ROUTER.0,
-                    src: v,
-                    dst: c,
-                    ports: (VPORT, CPORT),
-                    tunnel: None,
-                    out_direction: true,
+                to_client,
+            ),
+            (
+                if v6 {
+                    "fullnat sctp in v6"
+                } else {
+                    "fullnat sctp in v4"
                 },
+                ForwardMethod::FullNat,
+                fullnat_both_ways.clone(),
+                (sctp_client(v6, SCTP_DATA), Leg::Front),
+                to_server(laddr, rs_addr(v6), (LPORT, NAT_PORT)),
+            ),
+            (
+                if v6 {
+                    "fullnat sctp out v6"
+                } else {
+                    "fullnat sctp out v4"
+                },
+                ForwardMethod::FullNat,
+                fullnat_both_ways,
+                (sctp_fullnat_server(v6, SCTP_SACK), Leg::Back),
+                to_client,
             ),
         ];
         for (name, method, setup, input, expect) in rows {
@@ -1156,8 +1208,7 @@ fn config(f: &Fixture, legs: Legs) -> Config {
     } else {
         (VIP.0, RS.1)
     };
-    // SCTP's NAT keeps the port: the fast path may take it.
-    let port = if f.method.translates() && f.protocol != Protocol::Sctp {
+    let port = if f.method.translates() {
         NAT_PORT
     } else {
         VPORT

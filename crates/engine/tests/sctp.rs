@@ -368,11 +368,12 @@ fn an_ipv6_nat_association_is_translated_with_a_fresh_crc() {
 }
 
 /// Once established, an association's DATA-class packets are the XDP
-/// program's where its rewrite leaves the CRC32c right (DR, TUN, NAT to
-/// the service's own port), with the SCTP class only; NAT to another port
-/// keeps every packet with the engine (it recomputes the CRC).
+/// program's, with the SCTP class only, in DR, TUN and NAT to either port
+/// (the program updates the CRC32c for changed ports); a tunnel whose
+/// checksum the program fills from TCP/UDP headers keeps them with the
+/// engine.
 #[test]
-fn established_associations_go_to_the_fast_path_where_the_crc_holds() {
+fn established_associations_go_to_the_fast_path() {
     use rvs_engine::TcpSegments;
     let establish = |d: &mut Director, server_port: u16| {
         d.run(&from_client_sctp(40000, INIT), FRONT);
@@ -415,11 +416,16 @@ fn established_associations_go_to_the_fast_path_where_the_crc_holds() {
     d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
     assert_eq!(state(&d), "ESTABLISHED");
     assert_eq!(d.maps.entries.get(&sctp_key()), Some(&FastAction::ToEngine));
-    // NAT to port 8080: the CRC changes with the port.
+    // NAT to port 8080: both directions forward, the CRC updated in XDP.
     let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
     establish(&mut d, 40000);
     assert_eq!(state(&d), "ESTABLISHED");
-    assert!(d.maps.entries.values().all(|a| *a == FastAction::ToEngine));
+    assert_eq!(d.maps.entries.len(), 2);
+    assert!(d
+        .maps
+        .entries
+        .values()
+        .all(|a| matches!(a, FastAction::Forward(f) if f.segments == TcpSegments::SCTP_DATA)));
     // NAT to the service's port: both directions forward.
     let mut cfg = config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]);
     cfg.services[0].dests[0].port = 80;

@@ -16,7 +16,7 @@ use std::net::IpAddr;
 use rvs_wire::EthernetAddress;
 
 use super::{secs, Engine};
-use crate::config::{ForwardMethod, ServiceKey, Snapshot};
+use crate::config::{ServiceKey, Snapshot};
 use crate::conn::{addr_bytes, bytes_addr, fast, Conn, FlowKey, NIL};
 use crate::fastpath::{
     DestCounters, DestSlot, FastAction, FastForward, FastKey, FastPathOp, NextHop, NextHopId,
@@ -143,9 +143,9 @@ fn out_key(c: &Conn) -> Option<FastKey> {
 ///
 /// SCTP: the states past the handshake in which IPVS's table leaves the
 /// association as it is for a DATA-class packet in every direction
-/// (ESTABLISHED and the SHUTDOWN states), for the methods whose rewrite
-/// leaves the CRC32c right: DR, TUN, and NAT to the service's own port (a
-/// CRC covers ports, not addresses; FullNAT always changes a port).
+/// (ESTABLISHED and the SHUTDOWN states), in every method: where the
+/// rewrite changes a port (NAT to another port, FullNAT) the program
+/// updates the CRC32c for the changed ports (docs/fastpath.md).
 fn forwardable_state(c: &Conn) -> bool {
     const FORWARDABLE: [TcpState; 5] = [
         TcpState::Established,
@@ -156,14 +156,7 @@ fn forwardable_state(c: &Conn) -> bool {
     ];
     match c.proto {
         rvs_wire::ip_proto::TCP => FORWARDABLE.iter().any(|&s| c.state == s as u8),
-        rvs_wire::ip_proto::SCTP => {
-            let keeps_crc = match c.method() {
-                ForwardMethod::Route | ForwardMethod::Tunnel => true,
-                ForwardMethod::Masq => c.dport == c.vport,
-                ForwardMethod::FullNat => false,
-            };
-            keeps_crc && sctp_data_keeps(c.state)
-        }
+        rvs_wire::ip_proto::SCTP => sctp_data_keeps(c.state),
         _ => true,
     }
 }
