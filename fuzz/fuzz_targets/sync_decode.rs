@@ -1,8 +1,9 @@
 //! IPVS sync datagrams as a master, kernel or not, might send them:
 //! `ipvs_sync::decode` on any bytes, then what decodes re-encoded and
 //! decoded again (the same entries), and installed in a backup engine
-//! with `apply_sync` and expired. Checked: no panic, the round trip, and
-//! the table within its bound.
+//! with `apply_sync` and expired. Checked: no panic, the round trip, the
+//! table within its bound, and FullNAT's local ports held by exactly the
+//! connections that list them, before and after expiry.
 #![no_main]
 
 use std::net::Ipv4Addr;
@@ -16,6 +17,9 @@ use rvs_wire::ipvs_sync::{decode, Encoder};
 use rvs_wire::EthernetAddress;
 
 const MAX_CONNS: u32 = 64;
+
+/// The FullNAT service's local address.
+const LOCAL: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 200);
 
 fn engine() -> Engine {
     let mac = |n| EthernetAddress([2, 0, 0, 0, 0, n]);
@@ -37,6 +41,8 @@ fn engine() -> Engine {
             .map(|i| Dest::new(Ipv4Addr::new(10, 0, 2, i).into(), port, method))
             .collect(),
     };
+    let mut fullnat = service(Protocol::Tcp, 443, ForwardMethod::FullNat, None);
+    fullnat.local_addresses = vec![LOCAL.into()];
     let cfg = Config {
         interfaces: vec![Interface {
             index: IfIndex(2),
@@ -62,6 +68,7 @@ fn engine() -> Engine {
                     prefix_len: 24,
                 }),
             ),
+            fullnat,
         ],
         max_connections: MAX_CONNS,
         ..Config::default()
@@ -82,12 +89,22 @@ fuzz_target!(|data: &[u8]| {
 
     let mut engine = engine();
     let mut now = Time::from_secs(1000);
+    let ports_match = |engine: &Engine, now: Time| {
+        let held = engine
+            .connections(now)
+            .iter()
+            .filter(|c| c.local.is_some_and(|l| l.0 == LOCAL))
+            .count();
+        assert_eq!(engine.local_ports_in_use(LOCAL.into()) as usize, held);
+    };
     for c in &d.conns {
         let _ = engine.apply_sync(now, c);
         assert!(engine.connection_count() <= MAX_CONNS);
     }
+    ports_match(&engine, now);
     while engine.poll_fast_path().is_some() {}
     now = Time::from_secs(1000 + u64::from(u32::MAX));
     engine.handle_timeout(now);
     while engine.poll_fast_path().is_some() {}
+    ports_match(&engine, now);
 });

@@ -31,7 +31,7 @@ use aya::programs::links::{FdLink, PinnedLink};
 use rvs_engine::{Adopted, ForwardMethod};
 
 use crate::conn_table::{SlotTable, SLOT_BYTES};
-use crate::fastpath::{action, ConnEntry, ConnKey, ConnKey4};
+use crate::fastpath::{action, ConnEntry, ConnEntry6, ConnKey, ConnKey4};
 use crate::maps::{chain, is_not_found, map_err};
 use crate::program::{monotonic_ns, XdpAttachMode};
 use crate::DatapathError;
@@ -294,7 +294,7 @@ impl Inherited {
         if let Some(map) = &self.conns6 {
             for item in map.iter() {
                 match item {
-                    Ok((k, e)) => out.push(flow_of(&k, &e.entry, Some(e.dst6), now)),
+                    Ok((k, e)) => out.push(flow_of(&k, &e.entry, Some(&e), now)),
                     Err(e) if is_not_found(&e) => {}
                     Err(e) => return Err(map_err("conns6", "walk", e)),
                 }
@@ -313,9 +313,10 @@ impl InheritedFlows {
     }
 }
 
-/// The adoptable flow an entry describes, if it is one; `dst6` is an IPv6
-/// entry's outer tunnel destination (`conn_entry6`'s tail).
-fn flow_of(k: &ConnKey, e: &ConnEntry, dst6: Option<[u8; 16]>, now_ns: u64) -> Option<Adopted> {
+/// The adoptable flow an entry describes, if it is one; `e6` is an IPv6
+/// entry whole, whose tail holds a tunnel's outer destination or
+/// FullNAT's local end.
+fn flow_of(k: &ConnKey, e: &ConnEntry, e6: Option<&ConnEntry6>, now_ns: u64) -> Option<Adopted> {
     let v4 = k.family == 4;
     let addr = |b: &[u8]| -> IpAddr {
         if v4 {
@@ -326,6 +327,7 @@ fn flow_of(k: &ConnKey, e: &ConnEntry, dst6: Option<[u8; 16]>, now_ns: u64) -> O
             IpAddr::from(a)
         }
     };
+    let mut local = None;
     let (method, server, server_port) = match e.action {
         action::ROUTE => (ForwardMethod::Route, addr(&e.addr), None),
         action::MASQ_IN => (
@@ -335,7 +337,26 @@ fn flow_of(k: &ConnKey, e: &ConnEntry, dst6: Option<[u8; 16]>, now_ns: u64) -> O
         ),
         // IPIP: the outer destination, bytes 4..8.
         action::TUNNEL if v4 => (ForwardMethod::Tunnel, addr(&e.addr[4..8]), None),
-        action::TUNNEL6 => (ForwardMethod::Tunnel, IpAddr::from(dst6?), None),
+        action::TUNNEL6 => (ForwardMethod::Tunnel, IpAddr::from(e6?.dst6), None),
+        // FullNAT, client to server: the local end in `fnat` (IPv4: bytes
+        // 4..8 and 8..10) or the tail (IPv6).
+        action::FNAT_IN => {
+            local = Some(match e6 {
+                None if v4 => SocketAddr::new(
+                    addr(&e.addr[4..8]),
+                    u16::from_be_bytes([e.addr[8], e.addr[9]]),
+                ),
+                Some(t) if !v4 => {
+                    SocketAddr::new(IpAddr::from(t.src6), u16::from_be_bytes(t.sport6))
+                }
+                _ => return None,
+            });
+            (
+                ForwardMethod::FullNat,
+                addr(&e.addr),
+                Some(u16::from_be_bytes(e.port)),
+            )
+        }
         _ => return None,
     };
     Some(Adopted {
@@ -345,6 +366,7 @@ fn flow_of(k: &ConnKey, e: &ConnEntry, dst6: Option<[u8; 16]>, now_ns: u64) -> O
         server,
         server_port,
         method,
+        local,
         idle_secs: u32::try_from(now_ns.saturating_sub(e.last_seen) / 1_000_000_000)
             .unwrap_or(u32::MAX),
     })
@@ -423,14 +445,27 @@ mod tests {
         let cases = [
             (
                 forward(Rewrite::Route { server: rs }),
-                Some((ForwardMethod::Route, None)),
+                Some((ForwardMethod::Route, None, None)),
             ),
             (
                 forward(Rewrite::MasqIn {
                     addr: rs,
                     port: 8080,
                 }),
-                Some((ForwardMethod::Masq, Some(8080))),
+                Some((ForwardMethod::Masq, Some(8080), None)),
+            ),
+            (
+                forward(Rewrite::FullNatIn {
+                    src: "10.2.0.200".parse().unwrap(),
+                    src_port: 31000,
+                    dst: rs,
+                    dst_port: 8080,
+                }),
+                Some((
+                    ForwardMethod::FullNat,
+                    Some(8080),
+                    Some("10.2.0.200:31000".parse().unwrap()),
+                )),
             ),
             (
                 forward(Rewrite::Tunnel {
@@ -439,7 +474,7 @@ mod tests {
                     mtu: 1500,
                     encap: rvs_engine::TunnelEncap::Ipip,
                 }),
-                Some((ForwardMethod::Tunnel, None)),
+                Some((ForwardMethod::Tunnel, None, None)),
             ),
             (
                 forward(Rewrite::MasqOut {
@@ -455,7 +490,7 @@ mod tests {
             let got = flow_of(&k, &e, None, now);
             match want {
                 None => assert_eq!(got, None, "{act:?}"),
-                Some((method, server_port)) => assert_eq!(
+                Some((method, server_port, local)) => assert_eq!(
                     got,
                     Some(Adopted {
                         proto: 6,
@@ -464,6 +499,7 @@ mod tests {
                         server: rs,
                         server_port,
                         method,
+                        local,
                         idle_secs: 3,
                     }),
                     "{act:?}"

@@ -151,6 +151,7 @@ fn a_successor_adopts_the_connections_and_swaps_the_program_in_place() {
                 server: rs,
                 server_port: None,
                 method: ForwardMethod::Route,
+                local: None,
                 idle_secs: 0,
             };
             let idle: Vec<u32> = got.flows.iter().map(|f| f.idle_secs).collect();

@@ -25,6 +25,7 @@ fn flow(port: u16, rs: usize, method: ForwardMethod) -> Adopted {
         server: ip(RS[rs]),
         server_port: (method == ForwardMethod::Masq).then_some(8080),
         method,
+        local: None,
         idle_secs: 0,
     }
 }
@@ -230,4 +231,45 @@ fn what_cannot_be_placed_is_refused_with_its_reason_and_changes_nothing() {
     assert_eq!(d.engine.counters().conns_adopted, 2);
     assert_eq!(server_counts(&d, 0), (1, 0, 0, 0));
     assert_eq!(server_counts(&d, 1), (1, 0, 0, 0));
+}
+
+/// A FullNAT flow keeps its local end: the successor holds that port on
+/// that local address, lists it and forwards from it; a local address no
+/// service lists, or a port held already, is refused.
+#[test]
+fn an_adopted_fullnat_flow_keeps_its_local_end() {
+    let mut d = Director::new(config(Protocol::Tcp, "rr", ForwardMethod::FullNat, &[1]));
+    let fullnat = |port: u16, local: SocketAddr| Adopted {
+        server_port: Some(8080),
+        local: Some(local),
+        ..flow(port, 0, ForwardMethod::FullNat)
+    };
+    let local = sock(LADDR, 31000);
+    d.engine.adopt(d.now, &fullnat(40000, local)).unwrap();
+    d.drain();
+    let conns = d.engine.connections(d.now);
+    assert_eq!(conns[0].local, Some((local.ip(), local.port())));
+    assert_eq!(d.engine.local_ports_in_use(local.ip()), 1);
+    match d.maps.entries.get(&client_key(40000)) {
+        Some(FastAction::Forward(f)) => assert!(
+            matches!(f.rewrite, Rewrite::FullNatIn { src, src_port, .. } if src == local.ip() && src_port == 31000),
+            "{f:?}"
+        ),
+        other => panic!("expected a forwarding entry, found {other:?}"),
+    }
+    assert_eq!(
+        d.engine.adopt(d.now, &fullnat(40001, local)),
+        Err(AdoptError::LocalPort)
+    );
+    assert_eq!(
+        d.engine
+            .adopt(d.now, &fullnat(40002, sock("10.0.2.99", 31000))),
+        Err(AdoptError::LocalPort)
+    );
+    let without = Adopted {
+        local: None,
+        ..fullnat(40003, local)
+    };
+    assert_eq!(d.engine.adopt(d.now, &without), Err(AdoptError::Malformed));
+    assert_eq!(d.engine.local_ports_in_use(local.ip()), 1, "nothing leaked");
 }

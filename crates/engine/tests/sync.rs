@@ -75,6 +75,7 @@ fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
             dest: (ip(RS[0]), 80),
             fwmark: 0,
             timeout: 900,
+            local: None,
         }
     );
     m.run(&from_client(40000, ACK, b"more"), FRONT);
@@ -184,6 +185,7 @@ fn a_state_update_recounts_and_the_timeout_sent_rules_expiry() {
         dest: (ip(RS[0]), 8080),
         fwmark: 0,
         timeout: 30,
+        local: None,
     };
     b.engine.apply_sync(b.now, &e).unwrap();
     let counts = |d: &Director| {
@@ -217,6 +219,7 @@ fn entries_this_director_cannot_place_are_refused() {
         dest: (ip(RS[0]), 8080),
         fwmark: 0,
         timeout: 0,
+        local: None,
     };
     let cases = [
         (
@@ -367,6 +370,7 @@ fn a_refresh_resends_what_this_director_forwards_and_echoes_nothing() {
         dest: (ip(RS[0]), 80),
         fwmark: 0,
         timeout: 900,
+        local: None,
     };
     d.engine.apply_sync(d.now, &peer).unwrap();
     d.drain();
@@ -443,4 +447,77 @@ fn a_retry_resends_only_what_was_forwarded_since_the_last_round() {
         [40000, 40001],
         "the next refresh sends both"
     );
+}
+
+/// FullNAT (RVS's): the master sends the local end as its parameter, the
+/// backup takes that very port on that local address, lists the
+/// connection with it and sends the next segment from it; what it cannot
+/// honour is refused: a port it holds, a local address it does not list,
+/// a server that is FullNAT on one side only.
+#[test]
+fn fullnat_connections_are_synced_with_their_local_end() {
+    let cfg = config(Protocol::Tcp, "rr", ForwardMethod::FullNat, &[1]);
+    let mut m = master(cfg.clone());
+    let mut b = Director::new(cfg.clone());
+    m.run(&from_client(40000, SYN, b""), FRONT);
+    let local = m.engine.connections(m.now)[0].local.expect("a local end");
+    let laddr = local.0.to_string();
+    m.run(
+        &tcp_frame(11, BACK_MAC, (RS[0], 8080), (&laddr, local.1), SYNACK, b""),
+        BACK,
+    );
+    m.run(&from_client(40000, ACK, b""), FRONT);
+    let entries = over_the_wire(&sent(&mut m));
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].local, Some(local));
+    assert_eq!(entries[0].flags & flags::FWD_MASK, flags::MASQ);
+    b.engine.apply_sync(b.now, &entries[0]).unwrap();
+    b.drain();
+    let listed = b.engine.connections(b.now);
+    assert_eq!(listed[0].local, Some(local));
+    assert_eq!(listed[0].method, ForwardMethod::FullNat);
+    assert_eq!(b.engine.local_ports_in_use(local.0), 1);
+    // After a takeover: from the same local end to the same server.
+    let (v, out) = b.run(&from_client(40000, ACK, b"x"), FRONT);
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    let seen = check(&out);
+    assert_eq!((seen.src, seen.ports.unwrap().0), local);
+    assert_eq!(seen.dst, ip(RS[0]));
+    // The backup's own new connection does not take that port.
+    let (_, out) = b.run(&from_client(40001, SYN, b""), FRONT);
+    assert_ne!(check(&out).ports.unwrap().0, local.1);
+
+    // Another client on the same local end: the port is held.
+    let other = SyncConn {
+        client: (ip(CLIENT), 40002),
+        ..entries[0]
+    };
+    assert_eq!(
+        b.engine.apply_sync(b.now, &other),
+        Err(SyncRefused::LocalPort)
+    );
+    // A local address this director does not list.
+    let elsewhere = SyncConn {
+        client: (ip(CLIENT), 40003),
+        local: Some((ip("10.0.2.99"), 5000)),
+        ..entries[0]
+    };
+    assert_eq!(
+        b.engine.apply_sync(b.now, &elsewhere),
+        Err(SyncRefused::LocalPort)
+    );
+    // FullNAT on one side only, either way.
+    let plain = SyncConn {
+        client: (ip(CLIENT), 40004),
+        local: None,
+        ..entries[0]
+    };
+    assert_eq!(b.engine.apply_sync(b.now, &plain), Err(SyncRefused::Method));
+    let mut nat = Director::new(config(Protocol::Tcp, "rr", ForwardMethod::Masq, &[1]));
+    assert_eq!(
+        nat.engine.apply_sync(nat.now, &entries[0]),
+        Err(SyncRefused::Method)
+    );
+    nat.drain();
+    assert_eq!(b.engine.local_ports_in_use(local.0), 2, "nothing leaked");
 }

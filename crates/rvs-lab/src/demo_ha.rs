@@ -144,13 +144,14 @@ fn show_spread(lab: &Lab) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// The HA demos do not run FullNAT: its connections are not synced (the
-/// IPVS sync format has no field for the local end), and the lab gives
-/// local addresses to the first director only.
+/// The HA demos do not run FullNAT: its connections are synced with their
+/// local end, but the lab gives local addresses to the first director
+/// only, and VRRP here moves the VIP alone, not the local addresses a
+/// backup would need to take the connections over.
 fn no_fullnat(opts: &DemoOptions) -> Result<(), DemoError> {
     if opts.mode == Mode::FullNat {
         return Err(DemoError::Invalid(
-            "--ha and --directors run dr, nat or tun: FullNAT connections are not synced between directors"
+            "--ha and --directors run dr, nat or tun: the lab holds FullNAT's local addresses on the first director only"
                 .into(),
         ));
     }

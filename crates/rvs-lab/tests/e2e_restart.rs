@@ -4,12 +4,13 @@
 //! (SIGKILL), and established connections keep flowing: the XDP program
 //! forwards them while no rvsd runs, and the next rvsd adopts them.
 //!
-//! In each mode (DR, NAT, TUN; 2 RX queues per veth), wrk holds 20
+//! In each mode (DR, NAT, TUN, FullNAT; 2 RX queues per veth), wrk holds 20
 //! keep-alive connections through the VIP for 24 s while rvsd is handed
 //! over twice and then killed and started again: wrk must see no error, and
 //! every new rvsd must have adopted the connections (they show as
-//! ESTABLISHED in `rvsadm -Lnc` and as active connections in `-Ln`). The
-//! pin directory is gone after the last, ordinary stop.
+//! ESTABLISHED in `rvsadm -Lnc` and as active connections in `-Ln`;
+//! FullNAT's keep their local ends, as `-Lnc` shows). The pin directory is
+//! gone after the last, ordinary stop.
 //!
 //! Needs root; builds rvsd/rvsadm itself if needed. Every test has its own
 //! lab (own prefix), its own bpffs under /tmp (unmounted on exit, also on
@@ -20,7 +21,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use rvs_lab::{Mode, VIP};
+use rvs_lab::{Mode, LOCAL_IPS, VIP};
 use rvs_netns::BpfFs;
 
 use common::{parse_wrk, wrk_args, Daemon};
@@ -65,11 +66,18 @@ fn suite(mode: Mode, name: &str) {
     let pins = fs.path().join("rvsd");
     common::with_lab(name, spec, |lab| {
         let pin_arg = pins.display().to_string();
-        let mut d = Daemon::start_with(
-            lab,
-            &common::rr_service(common::method_name(mode), &[1, 2, 3]),
-            &["--pin-dir", &pin_arg],
-        );
+        let mut conf = common::rr_service(common::method_name(mode), &[1, 2, 3]);
+        if mode == Mode::FullNat {
+            conf = conf.replacen(
+                "scheduler = \"rr\"\n",
+                &format!(
+                    "scheduler = \"rr\"\nlocal_addresses = [\"{}\"]\n",
+                    LOCAL_IPS[0]
+                ),
+                1,
+            );
+        }
+        let mut d = Daemon::start_with(lab, &conf, &["--pin-dir", &pin_arg]);
         assert!(pins.exists(), "rvsd pinned its state in {}", pins.display());
 
         let args = wrk_args(WRK_SECONDS);
@@ -103,6 +111,16 @@ fn suite(mode: Mode, name: &str) {
                 took >= 20 && after >= 20,
                 "{name}: after the {what}: {took} adopted, {after} established"
             );
+            if mode == Mode::FullNat {
+                // Adopted with their local ends, which the servers know.
+                let list = d.rvsadm(&["-Lnc"]);
+                let local = format!(" local {}:", LOCAL_IPS[0]);
+                let with_local = list
+                    .lines()
+                    .filter(|l| l.contains("ESTABLISHED") && l.contains(&local))
+                    .count();
+                assert!(with_local >= 20, "{name}: after the {what}:\n{list}");
+            }
             // The listing's counts are published every 200 ms.
             let deadline = Instant::now() + Duration::from_secs(2);
             while active(&d) < 20 && Instant::now() < deadline {
@@ -154,4 +172,9 @@ fn dr_connections_survive_two_handovers_and_a_crash() {
 #[test]
 fn tun_connections_survive_two_handovers_and_a_crash() {
     suite(Mode::Tun, "restart-tun");
+}
+
+#[test]
+fn fullnat_connections_survive_two_handovers_and_a_crash() {
+    suite(Mode::FullNat, "restart-fullnat");
 }

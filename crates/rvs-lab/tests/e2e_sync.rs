@@ -7,9 +7,13 @@
 //! state — and counts them on the same servers; datagrams of another sync
 //! id, a truncated one and one with a bad entry are counted and ignored.
 //!
+//! FullNAT connections (an RVS extension, carried in a parameter of RVS's
+//! own) reach the backup with their local ends: it lists each with the
+//! local address and port the master gave it.
+//!
 //! Needs root; builds rvsd/rvsadm itself if needed. The lab and the backup
 //! namespace (with its end of the link and its rvsd) are removed on exit,
-//! also on failure. Load: `wrk -t1 -c10` for 8 s.
+//! also on failure. Load: `wrk -t1 -c10` for 8 s, then for 6 s.
 
 #[allow(dead_code)]
 mod common;
@@ -19,7 +23,7 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use rvs_lab::{rs_ip, Mode, VIP};
+use rvs_lab::{rs_ip, Mode, LOCAL_IPS, VIP};
 use rvs_netns::{run_in, Bed, End, Veth};
 use rvs_wire::ipvs_sync::{flags, Encoder, SyncConn};
 
@@ -102,15 +106,17 @@ fn send_raw(lab_dir_ns: &str, datagram: Vec<u8>) {
 /// The second director's rvsd in `dir2`, with the lab's NAT service and
 /// `daemon` (its `[[sync_daemon]]`); returns once it is ready.
 fn spawn_backup(lab: &rvs_lab::Lab, dir2: &str, daemon: &str) -> Backup {
+    spawn_backup_with(lab, dir2, &common::rr_service("nat", &[1, 2, 3]), daemon)
+}
+
+/// [`spawn_backup`] with `service` in its file.
+fn spawn_backup_with(lab: &rvs_lab::Lab, dir2: &str, service: &str, daemon: &str) -> Backup {
     let tmp = lab.dir().join("backup");
     std::fs::create_dir_all(&tmp).unwrap();
     let config = tmp.join("rvsd.toml");
     std::fs::write(
         &config,
-        format!(
-            "interfaces = [\"sync1\"]\n{}{daemon}",
-            common::rr_service("nat", &[1, 2, 3]),
-        ),
+        format!("interfaces = [\"sync1\"]\n{service}{daemon}"),
     )
     .unwrap();
     let socket = tmp.join("rvsd.sock");
@@ -143,22 +149,28 @@ fn spawn_backup(lab: &rvs_lab::Lab, dir2: &str, daemon: &str) -> Backup {
     backup
 }
 
+/// The second director's namespace and the sync link `sync0` (the lab's
+/// director, 10.250.0.1) – `sync1` (its, 10.250.0.2); removed with the bed.
+fn second_director(lab: &rvs_lab::Lab) -> (Bed, String) {
+    let mut bed = Bed::new();
+    let dir2 = bed.add("dir2");
+    Veth::new(
+        End::new(&lab.ns("dir"), "sync0").addr("10.250.0.1/24"),
+        End::new(&dir2, "sync1").addr("10.250.0.2/24"),
+    )
+    .up()
+    .create()
+    .unwrap_or_else(|e| panic!("{e}"));
+    bed.ip(&dir2, &["route", "add", "10.0.2.0/24", "via", "10.250.0.1"]);
+    (bed, dir2)
+}
+
 #[test]
 fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
     let spec = common::lab_spec(Mode::Nat, 2);
     common::with_lab("sync", spec, |lab| {
-        // The second director's namespace and the sync link.
-        let mut bed = Bed::new();
-        let dir2 = bed.add("dir2");
+        let (bed, dir2) = second_director(lab);
         let dir = lab.ns("dir");
-        Veth::new(
-            End::new(&dir, "sync0").addr("10.250.0.1/24"),
-            End::new(&dir2, "sync1").addr("10.250.0.2/24"),
-        )
-        .up()
-        .create()
-        .unwrap_or_else(|e| panic!("{e}"));
-        bed.ip(&dir2, &["route", "add", "10.0.2.0/24", "via", "10.250.0.1"]);
 
         let master = Daemon::start(
             lab,
@@ -240,6 +252,7 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
             dest: (rs_ip(1).into(), 80),
             fwmark: 0,
             timeout: 900,
+            local: None,
         };
         let gram = |syncid: u8, e: &SyncConn| {
             let mut enc = Encoder::new(syncid, 1472);
@@ -286,6 +299,81 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
             get(&b, "sync_installed")
         );
         assert!(get(&b, "sync_installed") >= 10);
+        master.stop();
+        drop(backup);
+        drop(bed);
+    });
+}
+
+/// (client, local end) of each ESTABLISHED FullNAT entry of `rvsadm -Lnc`
+/// (` local LIP:lport` after ipvsadm's columns).
+fn local_ends(listing: &str) -> BTreeSet<(String, String)> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with("TCP") && l.contains("ESTABLISHED"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let at = f.iter().position(|w| *w == "local")?;
+            Some((f.get(3)?.to_string(), f.get(at + 1)?.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn fullnat_connections_reach_the_backup_with_their_local_ends() {
+    let spec = common::lab_spec(Mode::FullNat, 2);
+    common::with_lab("sync-fullnat", spec, |lab| {
+        let (bed, dir2) = second_director(lab);
+        let service = common::rr_service("fullnat", &[1, 2, 3]).replacen(
+            "scheduler = \"rr\"\n",
+            &format!(
+                "scheduler = \"rr\"\nlocal_addresses = [\"{}\"]\n",
+                LOCAL_IPS[0]
+            ),
+            1,
+        );
+        let master = Daemon::start(lab, &format!("{service}{}", sync_daemon("master", "sync0")));
+        let backup = spawn_backup_with(lab, &dir2, &service, &sync_daemon("backup", "sync1"));
+        let wrk = lab
+            .spawn(
+                "client",
+                &["wrk", "-t1", "-c10", "-d6s", &format!("http://{VIP}/")],
+            )
+            .expect("starting wrk");
+        std::thread::sleep(Duration::from_secs(3));
+        let on_master = local_ends(&master.rvsadm(&["-Lnc"]));
+        assert!(
+            on_master.len() >= 10
+                && on_master
+                    .iter()
+                    .all(|(_, l)| l.starts_with(&format!("{}:", LOCAL_IPS[0]))),
+            "wrk's connections on the master, with local ends: {on_master:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut on_backup = local_ends(&backup.rvsadm(&["-Lnc"]));
+        while !on_master.is_subset(&on_backup) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+            on_backup = local_ends(&backup.rvsadm(&["-Lnc"]));
+        }
+        assert!(
+            on_master.is_subset(&on_backup),
+            "on the master but not on the backup with the same local end: {:?}\nbackup:\n{}\nlog:\n{}",
+            on_master.difference(&on_backup).collect::<Vec<_>>(),
+            backup.rvsadm(&["-Lnc"]),
+            backup.log()
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while wrk.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
+        assert!(status.success(), "wrk: {out}");
+        assert!(common::parse_wrk(&out).errors.is_empty(), "wrk: {out}");
+        let refused = counters_of(&get_listing(&backup.socket))
+            .get("sync_refused")
+            .copied()
+            .unwrap_or(0);
+        assert_eq!(refused, 0, "backup log:\n{}", backup.log());
         master.stop();
         drop(backup);
         drop(bed);

@@ -23,6 +23,13 @@
 //! the damage are kept, as the kernel has applied them by then); a single
 //! entry is skipped when its protocol, state or a mandatory parameter is
 //! not understood. Nothing here panics on any input.
+//!
+//! One extension, RVS's own: a FullNAT connection carries the client end
+//! its real server sees (the director's local address and port) in a
+//! mandatory parameter of type [`LOCAL_PARAM`], outside the kernel's
+//! numbers. The kernel's backup skips an entry with a mandatory parameter
+//! it does not know, and it could not FullNAT the connection anyway; an
+//! RVS backup takes it over.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -53,6 +60,12 @@ mod param {
     /// Set on a parameter a receiver may ignore.
     pub(super) const OPTIONAL: u8 = 1 << 6;
 }
+
+/// The parameter type of a FullNAT connection's local end (RVS's; the
+/// kernel's are 1 to 3, with 0x40 marking optional ones): the local
+/// address (4 or 16 bytes, the entry's family) then the port. Mandatory,
+/// so that a kernel backup skips the entry.
+pub const LOCAL_PARAM: u8 = 0x30;
 
 /// The kernel's `IP_VS_CONN_F_*` connection flags.
 pub mod flags {
@@ -108,6 +121,10 @@ pub struct SyncConn {
     pub fwmark: u32,
     /// Timeout of its state in seconds; 0 (version 0): the state's default.
     pub timeout: u32,
+    /// FullNAT (RVS): the client end the real server sees, the director's
+    /// local address and port ([`LOCAL_PARAM`]); `None` for every other
+    /// method.
+    pub local: Option<(IpAddr, u16)>,
 }
 
 impl SyncConn {
@@ -116,13 +133,23 @@ impl SyncConn {
         self.client.0.is_ipv6()
     }
 
+    /// Bytes of one address of this entry's family.
+    fn addr_len(&self) -> usize {
+        if self.is_ipv6() {
+            16
+        } else {
+            4
+        }
+    }
+
     /// Bytes this entry takes in a version-1 datagram, padding excluded.
     pub fn encoded_len(&self) -> usize {
-        if self.is_ipv6() {
+        let fixed = if self.is_ipv6() {
             ENTRY_V6_LEN
         } else {
             ENTRY_V4_LEN
-        }
+        };
+        fixed + self.local.map_or(0, |_| 2 + self.addr_len() + 2)
     }
 }
 
@@ -308,10 +335,13 @@ fn decode_v1(buf: &[u8], out: &mut Decoded) -> Result<(), SyncError> {
             dest: (addr(2), be16(e, 14)),
             fwmark: be32(e, 16),
             timeout: be32(e, 20),
+            local: None,
         };
-        match parameters(&e[fixed..]) {
-            Ok(None) => keep(out, conn),
-            Ok(Some(skip)) => out.skipped.push(skip),
+        match parameters(&e[fixed..], ipv6) {
+            Ok(Params { skip: None, local }) => keep(out, SyncConn { local, ..conn }),
+            Ok(Params {
+                skip: Some(skip), ..
+            }) => out.skipped.push(skip),
             Err(()) => return Err(SyncError::BadEntry { index }),
         }
         // The next entry starts on a 4-byte boundary.
@@ -320,11 +350,20 @@ fn decode_v1(buf: &[u8], out: &mut Decoded) -> Result<(), SyncError> {
     Ok(())
 }
 
-/// Walks an entry's parameters: `Err` when they do not add up (the
-/// datagram is dropped), `Ok(Some)` when the entry must be skipped.
-fn parameters(mut p: &[u8]) -> Result<Option<Skipped>, ()> {
+/// What an entry's parameters say.
+struct Params {
+    /// Why the entry must be skipped, if it must.
+    skip: Option<Skipped>,
+    /// A FullNAT connection's local end ([`LOCAL_PARAM`]).
+    local: Option<(IpAddr, u16)>,
+}
+
+/// Walks an entry's parameters (`ipv6`: the entry's family): `Err` when
+/// they do not add up (the datagram is dropped).
+fn parameters(mut p: &[u8], ipv6: bool) -> Result<Params, ()> {
     let mut seen = 0u8;
     let mut skip = None;
+    let mut local = None;
     while !p.is_empty() {
         if p.len() < 2 {
             return Err(());
@@ -356,6 +395,14 @@ fn parameters(mut p: &[u8]) -> Result<Option<Skipped>, ()> {
                 seen |= bit;
                 skip = Some(Skipped::Parameter(kind));
             }
+            LOCAL_PARAM => {
+                let alen = if ipv6 { 16 } else { 4 };
+                if len != alen + 2 || local.is_some() {
+                    return Err(());
+                }
+                let addr = if ipv6 { v6(p, 2) } else { v4(p, 2) };
+                local = Some((addr, be16(p, 2 + alen)));
+            }
             other => {
                 if kind & param::OPTIONAL == 0 {
                     skip = skip.or(Some(Skipped::Parameter(other)));
@@ -364,7 +411,7 @@ fn parameters(mut p: &[u8]) -> Result<Option<Skipped>, ()> {
         }
         p = &p[2 + len..];
     }
-    Ok(skip)
+    Ok(Params { skip, local })
 }
 
 fn decode_v0(buf: &[u8], out: &mut Decoded) -> Result<(), SyncError> {
@@ -395,6 +442,7 @@ fn decode_v0(buf: &[u8], out: &mut Decoded) -> Result<(), SyncError> {
                 dest: (v4(e, 16), be16(e, 6)),
                 fwmark: 0,
                 timeout: 0,
+                local: None,
             },
         );
     }
@@ -484,8 +532,18 @@ fn write_entry(buf: &mut Vec<u8>, c: &SyncConn) {
             IpAddr::V6(a) if c.is_ipv6() => buf.extend_from_slice(&a.octets()),
             // Mixed families cannot be expressed: the client's decides,
             // the other address written as unspecified.
-            _ => buf.extend(std::iter::repeat_n(0, if c.is_ipv6() { 16 } else { 4 })),
+            _ => buf.extend(std::iter::repeat_n(0, c.addr_len())),
         }
+    }
+    if let Some((addr, port)) = c.local {
+        buf.push(LOCAL_PARAM);
+        buf.push((c.addr_len() + 2) as u8);
+        match addr {
+            IpAddr::V4(a) if !c.is_ipv6() => buf.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) if c.is_ipv6() => buf.extend_from_slice(&a.octets()),
+            _ => buf.extend(std::iter::repeat_n(0, c.addr_len())),
+        }
+        buf.extend_from_slice(&port.to_be_bytes());
     }
 }
 
@@ -504,6 +562,7 @@ mod tests {
             dest: ("10.0.2.11".parse().unwrap(), 80),
             fwmark: 0,
             timeout: 900,
+            local: None,
         }
     }
 
@@ -554,6 +613,7 @@ mod tests {
             dest: ("fd00:2::11".parse().unwrap(), 5300),
             fwmark: 7,
             timeout: 300,
+            local: None,
         };
         e.push(&a);
         e.push(&tcp(1));
@@ -623,6 +683,38 @@ mod tests {
     }
 
     #[test]
+    fn a_fullnat_entry_carries_its_local_end_in_a_mandatory_parameter() {
+        let mut c = tcp(40000);
+        c.flags = flags::MASQ | flags::SYNC;
+        c.local = Some(("10.0.2.200".parse().unwrap(), 1024));
+        let mut e = Encoder::new(7, 1472);
+        e.push(&c);
+        let out = e.flush().unwrap();
+        // The entry's size counts the parameter: 36 + 2 + 4 + 2.
+        assert_eq!(&out[HEADER_LEN + 2..HEADER_LEN + 4], &[0x00, 0x2c]);
+        assert_eq!(
+            &out[HEADER_LEN + ENTRY_V4_LEN..],
+            &[LOCAL_PARAM, 6, 10, 0, 2, 200, 0x04, 0x00]
+        );
+        const { assert!(LOCAL_PARAM & param::OPTIONAL == 0, "mandatory") };
+        assert_eq!(decode(&out).unwrap().conns, vec![c]);
+        // A receiver that does not know the type (the kernel's) skips the
+        // entry, as it skips any unknown mandatory parameter.
+        let mut unknown = out.clone();
+        unknown[HEADER_LEN + ENTRY_V4_LEN] = LOCAL_PARAM + 1;
+        let d = decode(&unknown).unwrap();
+        assert_eq!(d.conns, vec![]);
+        assert_eq!(d.skipped, vec![Skipped::Parameter(LOCAL_PARAM + 1)]);
+        // A local end of the wrong length drops the datagram.
+        let mut short = out;
+        short[HEADER_LEN + ENTRY_V4_LEN + 1] = 5;
+        assert_eq!(
+            decode(&short).unwrap().error,
+            Some(SyncError::BadEntry { index: 0 })
+        );
+    }
+
+    #[test]
     fn version_0_datagrams_are_read() {
         let v0: [u8; 28] = [
             1, 9, 0, 28, // 1 entry, syncid 9, size 28
@@ -651,8 +743,9 @@ mod tests {
             any::<(u16, u16, u16, u32, u32)>(),
             0u16..11,
             any::<u32>(),
+            proptest::option::of((any::<[u8; 16]>(), any::<u16>())),
         )
-            .prop_map(|((c, v6), va, da, protocol, ports, state, fl)| {
+            .prop_map(|((c, v6), va, da, protocol, ports, state, fl, local)| {
                 let other = |b: [u8; 16]| {
                     if v6 {
                         IpAddr::from(b)
@@ -675,6 +768,7 @@ mod tests {
                     dest: (other(da), ports.2),
                     fwmark: ports.3,
                     timeout: ports.4,
+                    local: local.map(|(a, p)| (other(a), p)),
                 }
             })
     }

@@ -32,6 +32,9 @@ pub struct Adopted {
     pub server_port: Option<u16>,
     /// The forwarding method the entry applies.
     pub method: ForwardMethod,
+    /// FullNAT: the client end the real server sees (the director's local
+    /// address and port), which the successor keeps.
+    pub local: Option<SocketAddr>,
     /// Seconds since the old program last forwarded a frame of it.
     pub idle_secs: u32,
 }
@@ -54,10 +57,10 @@ pub enum AdoptError {
     /// The connection table is full.
     #[error("the connection table is full")]
     TableFull,
-    /// A FullNAT connection: its local port is not carried over, so a
-    /// successor does not take it (it ends with the restart).
-    #[error("FullNAT connections are not adopted")]
-    FullNat,
+    /// A FullNAT connection whose local address no service here lists,
+    /// or whose local port is taken.
+    #[error("its FullNAT local address is not one of the service's, or its port is taken")]
+    LocalPort,
     /// Addresses of two families, or a protocol the engine does not track.
     #[error("not a TCP or UDP flow of one address family")]
     Malformed,
@@ -76,16 +79,17 @@ impl Engine {
             self.conns.start_clock(now_s);
             self.clock_started = true;
         }
-        if a.method == ForwardMethod::FullNat {
-            return Err(AdoptError::FullNat);
-        }
         let v6 = a.client.is_ipv6();
         let tcp = match a.proto {
             rvs_wire::ip_proto::TCP => true,
             rvs_wire::ip_proto::UDP => false,
             _ => return Err(AdoptError::Malformed),
         };
-        if a.virtual_addr.is_ipv6() != v6 || a.server.is_ipv6() != v6 {
+        if a.virtual_addr.is_ipv6() != v6
+            || a.server.is_ipv6() != v6
+            || a.local.is_some_and(|l| l.is_ipv6() != v6)
+            || (a.method == ForwardMethod::FullNat) != a.local.is_some()
+        {
             return Err(AdoptError::Malformed);
         }
         let key = FlowKey {
@@ -118,6 +122,10 @@ impl Engine {
         if self.conns.len() >= self.conns.capacity() {
             return Err(AdoptError::TableFull);
         }
+        let local = a.local.map(|l| (l.ip(), l.port()));
+        if !self.claim_local_port(a.proto, local) {
+            return Err(AdoptError::LocalPort);
+        }
         let dest_port = self.dests[dest as usize].port;
         let template = match self.snapshot.config().services[pos].persistence {
             Some(pers) => {
@@ -134,8 +142,10 @@ impl Engine {
                             0,
                             now_s.saturating_add(pers.timeout),
                             NIL,
+                            None,
                         )
-                        .ok_or(AdoptError::TableFull)?,
+                        .ok_or(AdoptError::TableFull)
+                        .inspect_err(|_| self.release_local_port(a.proto, local))?,
                 }
             }
             None => NIL,
@@ -151,8 +161,10 @@ impl Engine {
                 state,
                 now_s.saturating_add(left),
                 template,
+                local,
             )
-            .ok_or(AdoptError::TableFull)?;
+            .ok_or(AdoptError::TableFull)
+            .inspect_err(|_| self.release_local_port(a.proto, local))?;
         if tcp {
             self.count_established(idx);
         }
@@ -161,9 +173,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Takes FullNAT local end `local` (if any) for a connection of IP
+    /// protocol `proto` that a predecessor or a master made: false when no
+    /// service here lists the address or the port is taken.
+    pub(super) fn claim_local_port(&mut self, proto: u8, local: Option<(IpAddr, u16)>) -> bool {
+        local.is_none_or(|(addr, port)| self.local_ports.claim(addr, proto, port))
+    }
+
+    /// Gives back what [`Engine::claim_local_port`] took.
+    pub(super) fn release_local_port(&mut self, proto: u8, local: Option<(IpAddr, u16)>) {
+        if let Some((addr, port)) = local {
+            self.local_ports.give_back(addr, proto, port);
+        }
+    }
+
     /// Puts a connection (or, for a template key, a template) on real
     /// server `dest` into the table, counted on it (inactive; see
-    /// [`Engine::count_established`]) and under template `control`.
+    /// [`Engine::count_established`]) and under template `control`; a
+    /// FullNAT connection with its local end `local` (claimed already).
     /// `None`: the table is full.
     #[allow(clippy::too_many_arguments)] // reason: one connection's fields, named at each call.
     pub(super) fn install_conn(
@@ -176,13 +203,15 @@ impl Engine {
         state: u8,
         expires: u32,
         control: u32,
+        local: Option<(IpAddr, u16)>,
     ) -> Option<u32> {
+        let (laddr, lport) = local.map_or((key.saddr, key.sport), |(a, p)| (addr_bytes(a), p));
         let idx = self.conns.insert(NewConn {
             key,
             daddr: addr_bytes(server),
             dport,
-            laddr: key.saddr,
-            lport: key.sport,
+            laddr,
+            lport,
             method,
             dest,
             state,

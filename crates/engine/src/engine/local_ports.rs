@@ -127,7 +127,22 @@ impl LocalPorts {
             .and_then(|p| p.take(range.0, range.1))
     }
 
-    /// Gives back a port [`LocalPorts::take`] handed out.
+    /// Takes `port` itself on `addr` for IP protocol `proto` (a
+    /// connection another director or a predecessor made): false when no
+    /// service lists the address for the protocol or the port is in use.
+    pub(super) fn claim(&mut self, addr: IpAddr, proto: u8, port: u16) -> bool {
+        match self.pools.get_mut(&(addr, proto)) {
+            Some(pool) if pool.listed && !pool.is_used(port) => {
+                pool.set(port, true);
+                pool.in_use += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives back a port [`LocalPorts::take`] or [`LocalPorts::claim`]
+    /// handed out.
     pub(super) fn give_back(&mut self, addr: IpAddr, proto: u8, port: u16) {
         let key = (addr, proto);
         let Some(pool) = self.pools.get_mut(&key) else {
@@ -178,6 +193,23 @@ mod tests {
 
     const TCP: u8 = 6;
     const UDP: u8 = 17;
+
+    #[test]
+    fn a_claimed_port_is_not_handed_out_and_a_taken_one_cannot_be_claimed() {
+        let mut lp = LocalPorts::default();
+        lp.reconcile(&config(&["10.0.1.2"], (1000, 1001)));
+        assert!(lp.claim(la("10.0.1.2"), TCP, 1000));
+        assert!(!lp.claim(la("10.0.1.2"), TCP, 1000), "held twice");
+        assert!(!lp.claim(la("10.0.1.3"), TCP, 5000), "not a local address");
+        assert!(!lp.claim(la("10.0.1.2"), UDP, 5000), "no UDP service");
+        // Outside the range too: another director may have another.
+        assert!(lp.claim(la("10.0.1.2"), TCP, 40000));
+        assert_eq!(lp.take(la("10.0.1.2"), TCP, (1000, 1001)), Some(1001));
+        assert_eq!(lp.take(la("10.0.1.2"), TCP, (1000, 1001)), None);
+        assert_eq!(lp.in_use(la("10.0.1.2")), 3);
+        lp.give_back(la("10.0.1.2"), TCP, 1000);
+        assert_eq!(lp.take(la("10.0.1.2"), TCP, (1000, 1001)), Some(1000));
+    }
 
     #[test]
     fn hands_out_every_port_of_the_range_once_then_refuses() {

@@ -54,6 +54,14 @@ pub enum SyncRefused {
     /// Addresses of two families or a protocol RVS does not track.
     #[error("not a TCP, UDP or SCTP connection of one address family")]
     Malformed,
+    /// FullNAT on one director and not on the other: the entry carries a
+    /// local end and the real server here is not FullNAT, or the reverse.
+    #[error("its real server forwards by FullNAT on one director only")]
+    Method,
+    /// A FullNAT connection whose local address no service here lists, or
+    /// whose local port this director holds already.
+    #[error("its FullNAT local address is not one of the service's here, or its port is taken")]
+    LocalPort,
 }
 
 /// Whether a connection of IP protocol `proto` in `state` is sent
@@ -84,14 +92,14 @@ fn synced_state(proto: u8, state: u8) -> bool {
     }
 }
 
-/// IPVS's flags for a method; `None` for FullNAT, which IPVS's sync
-/// cannot carry (it has no field for the local address and port).
-fn method_flags(m: ForwardMethod) -> Option<u32> {
+/// IPVS's flags for a method. FullNAT, which IPVS does not have, is sent
+/// as NAT with its local end in [`rvs_wire::ipvs_sync::LOCAL_PARAM`] (a
+/// parameter the kernel's backup does not know, so it skips the entry).
+fn method_flags(m: ForwardMethod) -> u32 {
     match m {
-        ForwardMethod::Masq => Some(flags::MASQ),
-        ForwardMethod::Tunnel => Some(flags::TUNNEL),
-        ForwardMethod::Route => Some(flags::DROUTE),
-        ForwardMethod::FullNat => None,
+        ForwardMethod::Masq | ForwardMethod::FullNat => flags::MASQ,
+        ForwardMethod::Tunnel => flags::TUNNEL,
+        ForwardMethod::Route => flags::DROUTE,
     }
 }
 
@@ -158,12 +166,9 @@ impl Engine {
         }
     }
 
-    /// Queues `c` for the backups; FullNAT connections (and templates) are
-    /// not sent: IPVS's sync cannot carry them.
+    /// Queues `c` for the backups.
     fn queue_sync(&mut self, c: &Conn) {
-        let Some(entry) = self.sync_entry(c) else {
-            return;
-        };
+        let entry = self.sync_entry(c);
         if self.sync_out.len() >= SYNC_QUEUE {
             self.sync_out.pop_front();
             self.counters.sync_dropped += 1;
@@ -172,8 +177,8 @@ impl Engine {
         self.counters.sync_sent += 1;
     }
 
-    /// `c` as a sync entry, if IPVS's sync can carry its method.
-    fn sync_entry(&self, c: &Conn) -> Option<SyncConn> {
+    /// `c` as a sync entry.
+    fn sync_entry(&self, c: &Conn) -> SyncConn {
         let v6 = c.v6();
         let svc = self
             .dests
@@ -190,7 +195,7 @@ impl Engine {
         } else {
             timeouts.for_state(c.proto, c.state)
         };
-        let mut fl = method_flags(c.method())?;
+        let mut fl = method_flags(c.method());
         if c.is_template() {
             fl |= flags::TEMPLATE;
         } else {
@@ -201,7 +206,7 @@ impl Engine {
                 fl |= flags::INACTIVE;
             }
         }
-        Some(SyncConn {
+        SyncConn {
             protocol: c.proto,
             flags: fl,
             state: if c.is_template() {
@@ -214,7 +219,10 @@ impl Engine {
             dest: (bytes_addr(&c.daddr, v6), c.dport),
             fwmark: svc.map_or(0, |k| k.fwmark),
             timeout,
-        })
+            local: c
+                .holds_local_port()
+                .then(|| (bytes_addr(&c.laddr, v6), c.lport)),
+        }
     }
 
     /// Installs or updates a connection (or template) a master sent, as
@@ -284,6 +292,21 @@ impl Engine {
             })
             .ok_or(SyncRefused::NoServer)?;
         let method = self.dests[dest as usize].method;
+        let local = if template {
+            None
+        } else {
+            match (method, c.local) {
+                (ForwardMethod::FullNat, Some((addr, _))) if addr.is_ipv6() != v6 => {
+                    return Err(SyncRefused::Malformed)
+                }
+                (ForwardMethod::FullNat, Some(local)) => Some(local),
+                (ForwardMethod::FullNat, None) | (_, Some(_)) => return Err(SyncRefused::Method),
+                (_, None) => None,
+            }
+        };
+        if !self.claim_local_port(c.protocol, local) {
+            return Err(SyncRefused::LocalPort);
+        }
         let control = if template {
             NIL
         } else {
@@ -297,9 +320,10 @@ impl Engine {
         };
         let idx = self
             .install_conn(
-                key, c.dest.0, c.dest.1, method, dest, state, expires, control,
+                key, c.dest.0, c.dest.1, method, dest, state, expires, control, local,
             )
-            .ok_or(SyncRefused::TableFull)?;
+            .ok_or(SyncRefused::TableFull)
+            .inspect_err(|_| self.release_local_port(c.protocol, local))?;
         if !template && Some(state) == established_state(c.protocol) {
             self.count_established(idx);
         }
