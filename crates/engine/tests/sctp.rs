@@ -420,12 +420,7 @@ fn established_associations_go_to_the_fast_path() {
     let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
     establish(&mut d, 40000);
     assert_eq!(state(&d), "ESTABLISHED");
-    assert_eq!(d.maps.entries.len(), 2);
-    assert!(d
-        .maps
-        .entries
-        .values()
-        .all(|a| matches!(a, FastAction::Forward(f) if f.segments == TcpSegments::SCTP_DATA)));
+    assert_forwards_data_both_ways(&d);
     // NAT to the service's port: both directions forward.
     let mut cfg = config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]);
     cfg.services[0].dests[0].port = 80;
@@ -447,6 +442,13 @@ fn established_associations_go_to_the_fast_path() {
     d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
     d.run(&reply(COOKIE_ACK), BACK);
     assert_eq!(state(&d), "ESTABLISHED");
+    assert_forwards_data_both_ways(&d);
+}
+
+/// Both directions of the association are in the fast path, for its
+/// DATA-class packets only.
+fn assert_forwards_data_both_ways(d: &Director) {
+    use rvs_engine::TcpSegments;
     assert_eq!(d.maps.entries.len(), 2);
     assert!(d
         .maps

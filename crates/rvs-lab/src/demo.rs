@@ -621,6 +621,9 @@ pub fn run(opts: &DemoOptions) -> Result<Spread, DemoError> {
     if let Some(n) = spread.get(NO_ANSWER) {
         println!("  {NO_ANSWER}: {n}");
     }
+    // rvsd publishes its counts every 200 ms: the last requests' closing
+    // states (inactive connections) show after the next report.
+    std::thread::sleep(std::time::Duration::from_millis(500));
     println!("# rvsadm -Ln");
     print!("{}", rvsd.rvsadm(&["-Ln"])?);
     match rvsd.stop() {

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use crate::demo::{find_binary, request, DemoError, DemoOptions, Rvsd, Spread, NO_ANSWER};
 use crate::ecmp::{announce_policy, director_bird_conf, router_bird_conf, withdraw_command};
 use crate::ha::{backup_sync_daemon, keepalived_conf};
-use crate::{dir_front_ip, rs_ip, Lab, LabError, Mode, VipRoute, FLOATING_FRONT_IP, VIP};
+use crate::{
+    dir_front_ip, rs_ip, Lab, LabError, Mode, VipRoute, FLOATING_FRONT_IP, LOCAL_IPS, VIP,
+};
 
 const BIRDC: &str = "/usr/sbin/birdc";
 
@@ -63,18 +65,28 @@ fn requests(lab: &Lab, n: usize, spread: &mut Spread) {
 
 /// Two directors, keepalived VRRP on each; the master crashes.
 pub(crate) fn run_vrrp(opts: &DemoOptions) -> Result<Spread, DemoError> {
-    no_fullnat(opts)?;
     let rvsd_bin = find_binary("rvsd")?;
     let rvsadm_bin = find_binary("rvsadm")?;
     let lab = lab(opts, 2, VipRoute::Floating)?;
+    // FullNAT: the local addresses keepalived moves with the VIP.
+    let locals = match opts.mode {
+        Mode::FullNat => {
+            let list: Vec<String> = LOCAL_IPS.iter().map(|a| format!("\"{a}\"")).collect();
+            format!("local_addresses = [{}]\n", list.join(", "))
+        }
+        _ => String::new(),
+    };
     let config = format!(
         "interfaces = [\"front\", \"back\"]\n{}{}",
         backup_sync_daemon(),
-        service(opts, "", "")
+        service(opts, &locals, "")
     );
     let mut rvsds = Vec::new();
     let mut kas = Vec::new();
     for (k, role) in lab.directors().iter().enumerate() {
+        if opts.mode == Mode::FullNat {
+            lab.guard_local_ports(role)?;
+        }
         let rvsd = Rvsd::start_on(&lab, role, &config, &rvsd_bin, &rvsadm_bin)?;
         let hook = format!(
             "/usr/bin/env RVSD_SOCKET={} {}",
@@ -110,6 +122,7 @@ pub(crate) fn run_vrrp(opts: &DemoOptions) -> Result<Spread, DemoError> {
     requests(&lab, opts.requests, &mut spread);
     println!("# dir2: rvsadm -L --daemon");
     print!("{}", backup.rvsadm(&["-L", "--daemon"])?);
+    std::thread::sleep(Duration::from_millis(500)); // rvsd's next 200 ms report
     println!("# dir2: rvsadm -Ln");
     print!("{}", backup.rvsadm(&["-Ln"])?);
     backup_ka.stop()?;
@@ -144,14 +157,13 @@ fn show_spread(lab: &Lab) -> Result<(), DemoError> {
     Ok(())
 }
 
-/// The HA demos do not run FullNAT: its connections are synced with their
-/// local end, but the lab gives local addresses to the first director
-/// only, and VRRP here moves the VIP alone, not the local addresses a
-/// backup would need to take the connections over.
+/// The ECMP demo does not run FullNAT: behind ECMP each director would
+/// need local addresses of its own, and the lab gives them to the first
+/// director only.
 fn no_fullnat(opts: &DemoOptions) -> Result<(), DemoError> {
     if opts.mode == Mode::FullNat {
         return Err(DemoError::Invalid(
-            "--ha and --directors run dr, nat or tun: the lab holds FullNAT's local addresses on the first director only"
+            "--directors runs dr or tun: the lab holds FullNAT's local addresses on its first director only"
                 .into(),
         ));
     }

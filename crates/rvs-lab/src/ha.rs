@@ -7,7 +7,8 @@
 //! always on (`[[sync_daemon]] role = "backup"` in its file), and
 //! keepalived whose `vrrp_sync_group` moves [`FLOATING_FRONT_IP`] (the
 //! router's next hop for the VIP) and, for NAT, [`FLOATING_BACK_IP`] (the
-//! real servers' gateway) together. Becoming MASTER starts rvsd's master
+//! real servers' gateway) or, for FullNAT, the local addresses
+//! [`LOCAL_IPS`] (which the real servers answer) together. Becoming MASTER starts rvsd's master
 //! sync daemon (`rvsadm --start-daemon master`); BACKUP and FAULT stop it
 //! (`rvsadm --stop-daemon master`). One rvsadm command per hook, so
 //! keepalived runs it directly, no shell. A director that was backup
@@ -18,9 +19,11 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+
+use rvs_engine::config::DEFAULT_LOCAL_PORT_RANGE;
 use std::time::{Duration, Instant};
 
-use crate::{cmd, Lab, LabError, Mode, Spawned, FLOATING_BACK_IP, FLOATING_FRONT_IP};
+use crate::{cmd, Lab, LabError, Mode, Spawned, FLOATING_BACK_IP, FLOATING_FRONT_IP, LOCAL_IPS};
 
 /// The sync id the lab's directors use.
 pub const SYNC_ID: u8 = 7;
@@ -62,13 +65,16 @@ pub fn sync_daemon(role: &str) -> String {
 
 /// keepalived.conf for director `k` of an active/passive pair: VRRP only
 /// (no `virtual_server`: rvsd balances), both instances in one sync group
-/// so the VIP's next hop and the NAT gateway move together, and notify
+/// so the VIP's next hop and the NAT gateway (or FullNAT's local
+/// addresses) move together, and notify
 /// hooks running `rvsadm_hook` (the rvsadm command line, e.g.
 /// `/usr/sbin/rvsadm` or `/usr/bin/env RVSD_SOCKET=… rvsadm`).
 pub fn keepalived_conf(k: usize, mode: Mode, rvsadm_hook: &str) -> String {
-    let mut instances = vec![("RVS_FRONT", "front", 51, FLOATING_FRONT_IP)];
-    if mode == Mode::Nat {
-        instances.push(("RVS_BACK", "back", 52, FLOATING_BACK_IP));
+    let mut instances = vec![("RVS_FRONT", "front", 51, vec![FLOATING_FRONT_IP])];
+    match mode {
+        Mode::Nat => instances.push(("RVS_BACK", "back", 52, vec![FLOATING_BACK_IP])),
+        Mode::FullNat => instances.push(("RVS_BACK", "back", 52, LOCAL_IPS.to_vec())),
+        Mode::Dr | Mode::Tun => {}
     }
     let mut s = format!(
         "# Written by rvs-lab: VRRP only. rvsd balances; keepalived moves the\n\
@@ -89,16 +95,42 @@ pub fn keepalived_conf(k: usize, mode: Mode, rvsadm_hook: &str) -> String {
     s.push_str(&format!(
         "    }}\n    notify_master \"{start}\"\n    notify_backup \"{stop}\"\n    notify_fault \"{stop}\"\n}}\n"
     ));
-    for (name, dev, vrid, addr) in instances {
+    for (name, dev, vrid, addrs) in instances {
+        let addrs: String = addrs
+            .iter()
+            .map(|a| format!("        {a}/24 dev {dev}\n"))
+            .collect();
         s.push_str(&format!(
             "\nvrrp_instance {name} {{\n    state BACKUP\n    interface {dev}\n    \
              virtual_router_id {vrid}\n    priority {prio}\n    advert_int {ADVERT_INT}\n    \
              preempt_delay {PREEMPT_DELAY_SECS}\n    \
-             virtual_ipaddress {{\n        {addr}/24 dev {dev}\n    }}\n}}\n",
+             virtual_ipaddress {{\n{addrs}    }}\n}}\n",
             prio = vrrp_priority(k)
         ));
     }
     s
+}
+
+/// The nftables table that keeps a FullNAT director's kernel from
+/// answering the local addresses' FullNAT ports (`range`: the
+/// configuration's `local_port_range`) when no XDP program takes those
+/// packets: a director whose rvsd died still holds the addresses until
+/// the other takes them, and its TCP stack would reset every connection
+/// whose server reply reaches it. Dropped instead, the reply is sent
+/// again and reaches the new master. While rvsd runs, its XDP program
+/// takes these packets before nftables sees them. The director's own
+/// connections use the kernel's ephemeral ports, above the range.
+pub fn local_port_guard(range: (u16, u16)) -> Vec<String> {
+    let addrs: Vec<String> = LOCAL_IPS.iter().map(ToString::to_string).collect();
+    let (lo, hi) = range;
+    vec![
+        "add table inet rvs_fullnat".into(),
+        "add chain inet rvs_fullnat input { type filter hook input priority 0 ; }".into(),
+        format!(
+            "add rule inet rvs_fullnat input ip daddr {{ {} }} meta l4proto {{ tcp, udp, sctp }} th dport {lo}-{hi} drop",
+            addrs.join(", ")
+        ),
+    ]
 }
 
 /// keepalived running in a director namespace (VRRP subsystem only).
@@ -110,6 +142,17 @@ pub struct Keepalived {
 }
 
 impl Lab {
+    /// Installs [`local_port_guard`] for the default local port range in
+    /// director `role`.
+    pub fn guard_local_ports(&self, role: &str) -> Result<(), LabError> {
+        for command in local_port_guard(DEFAULT_LOCAL_PORT_RANGE) {
+            let mut args = vec!["nft"];
+            args.extend(command.split(' '));
+            self.exec(role, &args)?;
+        }
+        Ok(())
+    }
+
     /// Starts `keepalived -P -n -l -D` in director `role` on `conf`, with
     /// its pid files and configuration in the lab dir (never the
     /// machine's `/run/keepalived*`).

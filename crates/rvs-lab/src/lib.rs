@@ -816,7 +816,11 @@ impl Lab {
             self.bridge_port(&port("p"), "br0")?;
             self.addr_up(dir, "front", &format!("{}/24", dir_front_ip(k)))?;
             self.addr_up(dir, "back", &format!("{}/24", dir_back_ip(k)))?;
-            if self.spec.mode == Mode::FullNat && k <= 1 {
+            // With VRRP (a floating VIP route) keepalived moves them.
+            if self.spec.mode == Mode::FullNat
+                && k <= 1
+                && self.spec.vip_route != VipRoute::Floating
+            {
                 for local in LOCAL_IPS {
                     let local = format!("{local}/24");
                     self.ip(dir, &["addr", "add", &local, "dev", "back"])?;

@@ -8,7 +8,9 @@
 //! and wrk must see no socket error and no non-2xx answer: the backup
 //! already had the connections from sync and forwards them from their
 //! first packet. NAT (the real servers' gateway fails over in the same
-//! VRRP sync group) and DR, one after the other.
+//! VRRP sync group), DR, and FullNAT (the local addresses the servers
+//! answer fail over in that group; the backup had each connection with its
+//! local end and port), one after the other.
 //!
 //! Needs root, keepalived and wrk; builds rvsd/rvsadm itself if needed.
 //! Everything runs in the lab's namespaces and goes with them. Load:
@@ -21,10 +23,22 @@ use std::time::{Duration, Instant};
 
 use rvs_lab::demo::Rvsd;
 use rvs_lab::ha::{backup_sync_daemon, keepalived_conf};
-use rvs_lab::{LabSpec, Mode, VipRoute, FLOATING_BACK_IP, FLOATING_FRONT_IP, VIP};
+use std::net::Ipv4Addr;
+
+use rvs_lab::{LabSpec, Mode, VipRoute, FLOATING_BACK_IP, FLOATING_FRONT_IP, LOCAL_IPS, VIP};
 
 /// The takeover the issue asks for.
 const TAKEOVER_BOUND: Duration = Duration::from_secs(3);
+
+/// The address of the back leg's VRRP instance that must move with the
+/// VIP: the NAT servers' gateway or FullNAT's first local address.
+fn floating_back(mode: Mode) -> Option<Ipv4Addr> {
+    match mode {
+        Mode::Nat => Some(FLOATING_BACK_IP),
+        Mode::FullNat => Some(LOCAL_IPS[0]),
+        Mode::Dr | Mode::Tun => None,
+    }
+}
 
 fn failover(mode: Mode) {
     let spec = LabSpec {
@@ -40,6 +54,12 @@ fn failover(mode: Mode) {
             common::rr_service(common::method_name(mode), &[1, 2, 3]),
             backup_sync_daemon()
         );
+        if mode == Mode::FullNat {
+            for role in lab.directors() {
+                lab.guard_local_ports(&role)
+                    .unwrap_or_else(|e| panic!("nftables in {role}: {e}"));
+            }
+        }
         let mut directors = Vec::new();
         let mut keepaliveds = Vec::new();
         for (k, role) in lab.directors().iter().enumerate() {
@@ -63,8 +83,8 @@ fn failover(mode: Mode) {
         // dir (priority 150) becomes master and starts its master daemon.
         lab.wait_holds("dir", FLOATING_FRONT_IP, Duration::from_secs(10))
             .unwrap_or_else(|e| panic!("{e}\nkeepalived:\n{}", master_ka.log()));
-        if mode == Mode::Nat {
-            lab.wait_holds("dir", FLOATING_BACK_IP, Duration::from_secs(5))
+        if let Some(back) = floating_back(mode) {
+            lab.wait_holds("dir", back, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("{e}\nkeepalived:\n{}", master_ka.log()));
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -120,6 +140,17 @@ fn failover(mode: Mode) {
             synced >= 10,
             "wrk's connections are not on the backup before the crash:\n{on_backup}"
         );
+        if mode == Mode::FullNat {
+            let local = format!(" local {}:", LOCAL_IPS[0]);
+            let with_local = on_backup
+                .lines()
+                .filter(|l| l.contains("ESTABLISHED") && l.contains(&local))
+                .count();
+            assert!(
+                with_local >= 10,
+                "the backup lacks the local ends:\n{on_backup}"
+            );
+        }
         let before = backup.rvsadm(&["-Ln", "--stats", "--exact"]).unwrap();
 
         let crashed = Instant::now();
@@ -129,8 +160,8 @@ fn failover(mode: Mode) {
             .wait_holds("dir2", FLOATING_FRONT_IP, Duration::from_secs(10))
             .map(|_| crashed.elapsed())
             .unwrap_or_else(|e| panic!("{e}\nbackup keepalived:\n{}", backup_ka.log()));
-        if mode == Mode::Nat {
-            lab.wait_holds("dir2", FLOATING_BACK_IP, Duration::from_secs(5))
+        if let Some(back) = floating_back(mode) {
+            lab.wait_holds("dir2", back, Duration::from_secs(5))
                 .unwrap_or_else(|e| panic!("{e}\nbackup keepalived:\n{}", backup_ka.log()));
         }
         eprintln!("{name}: the backup holds {FLOATING_FRONT_IP} {takeover:.2?} after the crash");
@@ -249,4 +280,9 @@ fn the_backup_takes_over_under_load_without_errors() {
     for mode in [Mode::Nat, Mode::Dr] {
         failover(mode);
     }
+}
+
+#[test]
+fn the_backup_takes_fullnat_connections_over_with_their_local_ends() {
+    failover(Mode::FullNat);
 }

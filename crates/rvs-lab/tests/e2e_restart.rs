@@ -66,17 +66,7 @@ fn suite(mode: Mode, name: &str) {
     let pins = fs.path().join("rvsd");
     common::with_lab(name, spec, |lab| {
         let pin_arg = pins.display().to_string();
-        let mut conf = common::rr_service(common::method_name(mode), &[1, 2, 3]);
-        if mode == Mode::FullNat {
-            conf = conf.replacen(
-                "scheduler = \"rr\"\n",
-                &format!(
-                    "scheduler = \"rr\"\nlocal_addresses = [\"{}\"]\n",
-                    LOCAL_IPS[0]
-                ),
-                1,
-            );
-        }
+        let conf = common::rr_service(common::method_name(mode), &[1, 2, 3]);
         let mut d = Daemon::start_with(lab, &conf, &["--pin-dir", &pin_arg]);
         assert!(pins.exists(), "rvsd pinned its state in {}", pins.display());
 

@@ -103,6 +103,40 @@ fn send_raw(lab_dir_ns: &str, datagram: Vec<u8>) {
     });
 }
 
+/// Waits until the backup's `rvsadm -Lnc`, as `read` reads it, has every
+/// entry of `want` (the master's); the master sends within a second (a
+/// partial datagram waits 1 s), so 5 s is ample.
+fn wait_on_backup<T: Ord + std::fmt::Debug>(
+    backup: &Backup,
+    want: &BTreeSet<T>,
+    read: fn(&str) -> BTreeSet<T>,
+) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut on_backup = read(&backup.rvsadm(&["-Lnc"]));
+    while !want.is_subset(&on_backup) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        on_backup = read(&backup.rvsadm(&["-Lnc"]));
+    }
+    assert!(
+        want.is_subset(&on_backup),
+        "on the master but not on the backup: {:?}\nbackup:\n{}\nlog:\n{}",
+        want.difference(&on_backup).collect::<Vec<_>>(),
+        backup.rvsadm(&["-Lnc"]),
+        backup.log()
+    );
+}
+
+/// Waits for `wrk` to finish (20 s at most) and checks it saw no error.
+fn wrk_without_errors(wrk: rvs_lab::Spawned) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while wrk.is_running() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
+    assert!(status.success(), "wrk: {out}");
+    assert!(common::parse_wrk(&out).errors.is_empty(), "wrk: {out}");
+}
+
 /// The second director's rvsd in `dir2`, with the lab's NAT service and
 /// `daemon` (its `[[sync_daemon]]`); returns once it is ready.
 fn spawn_backup(lab: &rvs_lab::Lab, dir2: &str, daemon: &str) -> Backup {
@@ -207,19 +241,7 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
             established.len() >= 10,
             "wrk's connections on the master: {on_master:?}"
         );
-        // The master sends within a second (a partial datagram waits 1 s).
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut on_backup = conns(&backup.rvsadm(&["-Lnc"]));
-        while !established.is_subset(&on_backup) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-            on_backup = conns(&backup.rvsadm(&["-Lnc"]));
-        }
-        assert!(
-            established.is_subset(&on_backup),
-            "established on the master but not on the backup: {:?}\nbackup log:\n{}",
-            established.difference(&on_backup).collect::<Vec<_>>(),
-            backup.log()
-        );
+        wait_on_backup(&backup, &established, conns);
         // Counted on the same servers.
         let active = |ln: &str| -> Vec<(String, u64)> {
             ln.lines()
@@ -233,13 +255,7 @@ fn a_backup_lists_the_masters_connections_and_ignores_bad_datagrams() {
         let backup_active: u64 = active(&backup.rvsadm(&["-Ln"])).iter().map(|a| a.1).sum();
         assert!(backup_active >= 10, "{}", backup.rvsadm(&["-Ln"]));
 
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while wrk.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
-        assert!(status.success(), "wrk: {out}");
-        assert!(common::parse_wrk(&out).errors.is_empty(), "wrk: {out}");
+        wrk_without_errors(wrk);
 
         // Datagrams the backup must count and ignore.
         let before = counters_of(&get_listing(&backup.socket));
@@ -324,14 +340,7 @@ fn fullnat_connections_reach_the_backup_with_their_local_ends() {
     let spec = common::lab_spec(Mode::FullNat, 2);
     common::with_lab("sync-fullnat", spec, |lab| {
         let (bed, dir2) = second_director(lab);
-        let service = common::rr_service("fullnat", &[1, 2, 3]).replacen(
-            "scheduler = \"rr\"\n",
-            &format!(
-                "scheduler = \"rr\"\nlocal_addresses = [\"{}\"]\n",
-                LOCAL_IPS[0]
-            ),
-            1,
-        );
+        let service = common::rr_service("fullnat", &[1, 2, 3]);
         let master = Daemon::start(lab, &format!("{service}{}", sync_daemon("master", "sync0")));
         let backup = spawn_backup_with(lab, &dir2, &service, &sync_daemon("backup", "sync1"));
         let wrk = lab
@@ -349,26 +358,8 @@ fn fullnat_connections_reach_the_backup_with_their_local_ends() {
                     .all(|(_, l)| l.starts_with(&format!("{}:", LOCAL_IPS[0]))),
             "wrk's connections on the master, with local ends: {on_master:?}"
         );
-        let deadline = Instant::now() + Duration::from_secs(5);
-        let mut on_backup = local_ends(&backup.rvsadm(&["-Lnc"]));
-        while !on_master.is_subset(&on_backup) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-            on_backup = local_ends(&backup.rvsadm(&["-Lnc"]));
-        }
-        assert!(
-            on_master.is_subset(&on_backup),
-            "on the master but not on the backup with the same local end: {:?}\nbackup:\n{}\nlog:\n{}",
-            on_master.difference(&on_backup).collect::<Vec<_>>(),
-            backup.rvsadm(&["-Lnc"]),
-            backup.log()
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while wrk.is_running() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        let (status, out) = wrk.stop(Duration::from_secs(2)).expect("wrk");
-        assert!(status.success(), "wrk: {out}");
-        assert!(common::parse_wrk(&out).errors.is_empty(), "wrk: {out}");
+        wait_on_backup(&backup, &on_master, local_ends);
+        wrk_without_errors(wrk);
         let refused = counters_of(&get_listing(&backup.socket))
             .get("sync_refused")
             .copied()

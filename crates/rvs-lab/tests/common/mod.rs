@@ -648,12 +648,19 @@ pub(crate) fn method_name(mode: Mode) -> &'static str {
 }
 
 /// A TCP service on VIP:80, round robin, with real servers `n` (port 80)
-/// forwarded by `method` (`dr`, `nat`, `tun`), as rvsd's file writes it.
+/// forwarded by `method` (`dr`, `nat`, `tun`, `fullnat`: from the lab's
+/// first local address), as rvsd's file writes it.
 pub(crate) fn rr_service(method: &str, servers: &[usize]) -> String {
     let mut s = format!(
         "[[service]]\nprotocol = \"tcp\"\naddress = \"{}\"\nport = 80\nscheduler = \"rr\"\n",
         rvs_lab::VIP
     );
+    if method == "fullnat" {
+        s.push_str(&format!(
+            "local_addresses = [\"{}\"]\n",
+            rvs_lab::LOCAL_IPS[0]
+        ));
+    }
     for n in servers {
         s.push_str(&format!(
             "  [[service.real_server]]\n  address = \"{}\"\n  port = 80\n  method = \"{method}\"\n",
