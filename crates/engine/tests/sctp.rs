@@ -445,6 +445,38 @@ fn established_associations_go_to_the_fast_path() {
     assert_forwards_data_both_ways(&d);
 }
 
+/// A full table evicts an association that has seen only its client's
+/// INIT (all a spoofed INIT flood leaves; the kernel's drop_entry takes
+/// the same states), never an established one.
+#[test]
+fn a_full_table_evicts_an_init_only_association_never_an_established_one() {
+    let mut cfg = config(Protocol::Sctp, "rr", ForwardMethod::Route, &[1]);
+    cfg.max_connections = 2;
+    let mut d = Director::new(cfg);
+    d.run(&from_client_sctp(40000, INIT), FRONT);
+    d.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);
+    d.run(&from_client_sctp(40001, INIT), FRONT);
+    let (v, _) = d.run(&from_client_sctp(40002, INIT), FRONT);
+    assert!(matches!(v, Verdict::Forward { .. }), "{v:?}");
+    assert_eq!(d.engine.counters().conns_evicted, 1);
+    let listed = |d: &Director| {
+        let mut v: Vec<(u16, &str)> = d
+            .engine
+            .connections(d.now)
+            .iter()
+            .map(|c| (c.client.1, c.state))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(listed(&d), vec![(40000, "ESTABLISHED"), (40002, "INIT1")]);
+    // Established both: nothing to evict, the next INIT is refused.
+    d.run(&from_client_sctp(40002, COOKIE_ECHO), FRONT);
+    let (v, _) = d.run(&from_client_sctp(40003, INIT), FRONT);
+    assert_eq!(v, Verdict::Drop(DropReason::ConnTableFull));
+    assert_eq!(d.engine.counters().conns_evicted, 1);
+}
+
 /// Both directions of the association are in the fast path, for its
 /// DATA-class packets only.
 fn assert_forwards_data_both_ways(d: &Director) {

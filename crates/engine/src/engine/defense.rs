@@ -8,14 +8,15 @@
 //! memory is the table's free entries and `amemthresh` counts entries.
 //!
 //! - **Eviction** (beyond IPVS, always on): a new connection that finds the
-//!   table full evicts the oldest half-open TCP entry among a bounded scan
+//!   table full evicts the oldest half-open TCP entry, or SCTP association
+//!   that has seen only its client's INIT, among a bounded scan
 //!   ([`crate::conn::ConnTable::evict_candidate`]); ESTABLISHED and other
 //!   states, UDP flows, templates and connections whose client has sent an
 //!   ACK (a spoofed source never does) are never evicted.
 //! - **drop_entry**: while active, once a second, 1/32 of the table (at most
 //!   [`DROP_ENTRY_MAX_SCAN`] slots) from a random place is scanned and its
-//!   SYN_RECV / SYNACK entries removed, except those whose client has sent
-//!   an ACK (with `secure_tcp` a real NAT client's connection stays in
+//!   SYN_RECV / SYNACK entries (SCTP: INIT1 / INIT) removed, except those
+//!   whose client has sent an ACK (with `secure_tcp` a real NAT client's connection stays in
 //!   SYNACK until the server's first answer). The kernel also drops ESTABLISHED
 //!   and UDP entries older than 60 s with at most 8 packets in; RVS keeps
 //!   no per-connection packet count and never drops established ones.
@@ -28,7 +29,7 @@
 use super::{secs, Engine};
 use crate::config::Defense;
 use crate::conn::{flag, Conn};
-use crate::proto::{tcp as tcp_state, TcpState};
+use crate::proto::{tcp as tcp_state, SctpState, TcpState};
 use crate::time::Time;
 
 /// Most table slots one `drop_entry` pass looks at (1/32 of a table of
@@ -239,20 +240,38 @@ impl Engine {
 /// Eviction may take TCP connections whose handshake is not complete and
 /// whose client never acknowledged (a spoofed source never does; the
 /// secure table keeps a real NAT client's connection in SYNACK until the
-/// server answers it); never a template, an established connection or
-/// another protocol's flow.
+/// server answers it), and SCTP associations that have seen nothing but
+/// their client's INIT ([`sctp_init_only`]); never a template, an
+/// established connection or another protocol's flow.
 pub(super) fn evictable(c: &Conn) -> bool {
     c.flags & flag::TEMPLATE == 0
-        && !c.client_acked
-        && c.proto == rvs_wire::ip_proto::TCP
-        && TcpState::from_u8(c.state).is_some_and(tcp_state::half_open)
+        && match c.proto {
+            rvs_wire::ip_proto::TCP => {
+                !c.client_acked && TcpState::from_u8(c.state).is_some_and(tcp_state::half_open)
+            }
+            rvs_wire::ip_proto::SCTP => sctp_init_only(c),
+            _ => false,
+        }
+}
+
+/// An SCTP association in INIT1 or INIT: only the client's INIT seen, all
+/// a spoofed INIT flood leaves (the states the kernel's drop_entry takes
+/// for SCTP). A client that goes on sends a COOKIE ECHO, which moves it on.
+fn sctp_init_only(c: &Conn) -> bool {
+    c.state == SctpState::Init1 as u8 || c.state == SctpState::Init as u8
 }
 
 /// What `drop_entry` removes: the kernel's SYN_RECV and SYNACK entries,
-/// sparing, as eviction does, those whose client acknowledged.
+/// sparing, as eviction does, those whose client acknowledged, and its
+/// SCTP INIT1 and INIT ones.
 fn drop_entry_target(c: &Conn) -> bool {
     c.flags & flag::TEMPLATE == 0
-        && !c.client_acked
-        && c.proto == rvs_wire::ip_proto::TCP
-        && (c.state == TcpState::SynRecv as u8 || c.state == TcpState::SynAck as u8)
+        && match c.proto {
+            rvs_wire::ip_proto::TCP => {
+                !c.client_acked
+                    && (c.state == TcpState::SynRecv as u8 || c.state == TcpState::SynAck as u8)
+            }
+            rvs_wire::ip_proto::SCTP => sctp_init_only(c),
+            _ => false,
+        }
 }
