@@ -273,3 +273,34 @@ fn an_adopted_fullnat_flow_keeps_its_local_end() {
     assert_eq!(d.engine.adopt(d.now, &without), Err(AdoptError::Malformed));
     assert_eq!(d.engine.local_ports_in_use(local.ip()), 1, "nothing leaked");
 }
+
+/// An SCTP association the old program forwarded comes back ESTABLISHED
+/// on its server, active there, its DATA-class packets in the fast path.
+#[test]
+fn an_adopted_sctp_association_is_established_and_forwarding() {
+    let mut d = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Route, &[1, 1]));
+    let sctp = Adopted {
+        proto: 132,
+        ..flow(40000, 1, ForwardMethod::Route)
+    };
+    d.engine.adopt(d.now, &sctp).unwrap();
+    d.drain();
+    let conns = d.engine.connections(d.now);
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0].state, "ESTABLISHED");
+    assert_eq!(conns[0].dest.0, ip(RS[1]));
+    assert_eq!(server_counts(&d, 1).0, 1, "active on its server");
+    let key = FastKey {
+        proto: 132,
+        saddr: ip(CLIENT),
+        sport: 40000,
+        daddr: ip(VIP),
+        dport: 80,
+    };
+    match d.maps.entries.get(&key) {
+        Some(FastAction::Forward(f)) => {
+            assert_eq!(f.segments, rvs_engine::TcpSegments::SCTP_DATA)
+        }
+        other => panic!("expected a forwarding entry, found {other:?}"),
+    }
+}

@@ -6,20 +6,21 @@
 //!
 //! Only what a map entry proves is adopted: a flow the old program
 //! forwarded on its own, which the slow path had put there only in a state
-//! where nothing but timers and counters change (TCP ESTABLISHED, UDP).
+//! where nothing but timers and counters change (TCP and SCTP ESTABLISHED,
+//! UDP).
 
 use std::net::{IpAddr, SocketAddr};
 
 use super::{secs, Engine};
 use crate::config::ForwardMethod;
 use crate::conn::{addr_bytes, flag, FlowKey, NewConn, NIL};
-use crate::proto::TcpState;
+use crate::proto::established_state;
 use crate::time::Time;
 
 /// A connection found forwarding in a previous rvsd's maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Adopted {
-    /// IP protocol number (TCP 6, UDP 17).
+    /// IP protocol number (TCP 6, UDP 17, SCTP 132).
     pub proto: u8,
     /// The client's address and port.
     pub client: SocketAddr,
@@ -62,12 +63,12 @@ pub enum AdoptError {
     #[error("its FullNAT local address is not one of the service's, or its port is taken")]
     LocalPort,
     /// Addresses of two families, or a protocol the engine does not track.
-    #[error("not a TCP or UDP flow of one address family")]
+    #[error("not a TCP, UDP or SCTP flow of one address family")]
     Malformed,
 }
 
 impl Engine {
-    /// Takes `a` into the connection table at `now`: established (TCP) on
+    /// Takes `a` into the connection table at `now`: established (TCP, SCTP) on
     /// its real server, with the state's timeout less the time it was idle,
     /// under its persistence template (made if the client has none, as a
     /// synced connection makes one in IPVS). It is not counted as a
@@ -80,11 +81,15 @@ impl Engine {
             self.clock_started = true;
         }
         let v6 = a.client.is_ipv6();
-        let tcp = match a.proto {
-            rvs_wire::ip_proto::TCP => true,
-            rvs_wire::ip_proto::UDP => false,
-            _ => return Err(AdoptError::Malformed),
-        };
+        if ![
+            rvs_wire::ip_proto::TCP,
+            rvs_wire::ip_proto::UDP,
+            rvs_wire::ip_proto::SCTP,
+        ]
+        .contains(&a.proto)
+        {
+            return Err(AdoptError::Malformed);
+        }
         if a.virtual_addr.is_ipv6() != v6
             || a.server.is_ipv6() != v6
             || a.local.is_some_and(|l| l.is_ipv6() != v6)
@@ -108,13 +113,10 @@ impl Engine {
             .classify_flow(&key, a.virtual_addr.ip())
             .ok_or(AdoptError::NoService)?;
         let dest = self.adopted_dest(pos, a).ok_or(AdoptError::NoServer)?;
-        let timeouts = self.snapshot.config().timeouts;
-        let (state, timeout) = if tcp {
-            let s = TcpState::Established;
-            (s as u8, timeouts.tcp[s as usize])
-        } else {
-            (0, timeouts.udp)
-        };
+        // TCP and SCTP: ESTABLISHED (UDP has one state, 0).
+        let established = established_state(a.proto);
+        let state = established.unwrap_or(0);
+        let timeout = self.snapshot.config().timeouts.for_state(a.proto, state);
         let left = timeout
             .checked_sub(a.idle_secs)
             .filter(|&l| l > 0)
@@ -165,7 +167,7 @@ impl Engine {
             )
             .ok_or(AdoptError::TableFull)
             .inspect_err(|_| self.release_local_port(a.proto, local))?;
-        if tcp {
+        if established.is_some() {
             self.count_established(idx);
         }
         self.counters.conns_adopted += 1;
