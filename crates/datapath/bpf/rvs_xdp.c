@@ -320,8 +320,8 @@ struct addr_key {
 };
 
 /*
- * IPv4 entries: sets of CONN_WAYS slots, the set picked by conn_hash4().
- * The number of sets is a power of two, conn_set_mask + 1.
+ * IPv4 entries: sets of CONN_WAYS slots, the set picked by conn_hash4()
+ * among the sets in use (conn_geometry).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -330,6 +330,19 @@ struct {
 	__type(key, __u32);
 	__type(value, struct conn_slot4);
 } conn_slots4 SEC(".maps");
+
+/*
+ * The sets of conn_slots4 in use - 1 (a power of two - 1). rvsd keeps the
+ * entries in a prefix of the table that it doubles as they grow: a frame
+ * costs the misses of its slot, fewer in a dense prefix than anywhere in a
+ * table sized for max_connections (crates/datapath/src/conn_table.rs).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} conn_geometry SEC(".maps");
 
 /* IPv4 entries whose set was full when the engine wrote them. */
 struct {
@@ -445,8 +458,7 @@ struct {
 	__type(value, struct if_counters);
 } if_stats SEC(".maps");
 
-/* Set by the loader (.rodata): sets in conn_slots4 - 1, and the hash seed. */
-const volatile __u32 conn_set_mask = 0;
+/* Set by the loader (.rodata): the hash seed of conn_slots4. */
 const volatile __u64 conn_hash_seed = 0;
 /*
  * x^(8 * 2^k) modulo CRC32c's polynomial, bit-reflected, k = 0..15: what
@@ -967,11 +979,19 @@ static __always_inline int copy_found(struct conn_entry *e, struct conn_found *f
 static __always_inline int lookup_conn4(const struct conn_key4 *k, struct conn_found *f)
 {
 	__u64 w0, w1, seq, check;
-	__u32 set, i;
+	__u32 set, i, zero = 0, *mask;
 
 	__builtin_memcpy(&w0, k, 8);
 	__builtin_memcpy(&w1, (const __u8 *)k + 8, 8);
-	set = conn_hash4(w0, w1) & conn_set_mask;
+	mask = bpf_map_lookup_elem(&conn_geometry, &zero);
+	if (!mask)
+		return copy_found(bpf_map_lookup_elem(&conns4, k), f);
+	/*
+	 * A mask read while rvsd doubles the sets finds the entry all the
+	 * same: rvsd copies it before it publishes the mask and frees the old
+	 * copy after.
+	 */
+	set = conn_hash4(w0, w1) & *(volatile __u32 *)mask;
 #pragma unroll
 	for (i = 0; i < CONN_WAYS; i++) {
 		__u32 idx = set * CONN_WAYS + i;

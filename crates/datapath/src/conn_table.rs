@@ -14,13 +14,24 @@
 //! looks in after the set; IPv6 entries all live in the hash map `conns6`.
 //! So the table never refuses what the engine tracks: a full set costs
 //! speed, not correctness.
+//!
+//! Only a prefix of the sets is in use: [`START_SLOTS`] at first, doubled
+//! whenever the entries fill more than half of it, up to the whole table.
+//! The table is sized for `max_connections`, but a frame's cost is the
+//! cache and TLB misses of its slot: 64 k flows spread over the default
+//! 128 MiB cost a TLB miss per frame, the same flows in a 16 MiB prefix far
+//! fewer. The program reads the prefix's set mask from `conn_geometry`.
+//! Growing from S to 2S sets moves an entry of set s either nowhere or to
+//! set s + S, which only set s feeds, so it always has room: the entries
+//! are copied there first, the mask published, then the old copies freed,
+//! and a frame finds its entry under either mask throughout.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd as _, BorrowedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use rvs_engine::limits::{CONN_WAYS, MAX_FAST_PATH_SLOTS, MIN_FAST_PATH_SLOTS};
 
 use crate::fastpath::{ConnEntry, ConnEntry6, ConnKey, ConnKey4, Tail6};
@@ -70,6 +81,9 @@ fn key_of_words(w: [u64; 2]) -> ConnKey4 {
     }
 }
 
+/// Slots in use when a table is new (256 KiB), unless the table is smaller.
+pub(crate) const START_SLOTS: usize = 4096;
+
 /// `conn_hash4` of the program: the same mix, the same seed.
 fn hash(seed: u64, w: [u64; 2]) -> u32 {
     let h = (w[0] ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -83,6 +97,10 @@ pub(crate) struct SlotTable {
     base: NonNull<AtomicU64>,
     slots: usize,
     seed: u64,
+    /// Sets in use, a power of two: the program's mask + 1.
+    active_sets: usize,
+    /// Keys in slots.
+    used: usize,
 }
 
 // SAFETY: the mapping belongs to this value alone (unmapped on drop) and is
@@ -95,6 +113,8 @@ impl std::fmt::Debug for SlotTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SlotTable")
             .field("slots", &self.slots)
+            .field("active_sets", &self.active_sets)
+            .field("used", &self.used)
             .finish_non_exhaustive()
     }
 }
@@ -112,7 +132,9 @@ impl Drop for SlotTable {
 impl SlotTable {
     /// Maps the value area of `fd`, an mmapable array map of `slots`
     /// 64-byte values, shared with the kernel. `seed` is the program's
-    /// `conn_hash_seed` (any value, to walk an inherited table).
+    /// `conn_hash_seed` (any value, to walk an inherited table). A new
+    /// table is empty and uses its first [`START_SLOTS`]; call
+    /// [`SlotTable::set_mask`] for what the program must be told.
     pub(crate) fn map(fd: BorrowedFd<'_>, slots: u32, seed: u64) -> Result<Self, DatapathError> {
         if slots == 0 || !slots.is_power_of_two() {
             return Err(DatapathError::InvalidArgument(format!(
@@ -145,10 +167,13 @@ impl SlotTable {
                 std::io::Error::other("mmap returned NULL"),
             )
         })?;
+        let slots = slots as usize;
         Ok(Self {
             base,
-            slots: slots as usize,
+            slots,
             seed,
+            active_sets: START_SLOTS.min(slots).max(WAYS) / WAYS,
+            used: 0,
         })
     }
 
@@ -168,10 +193,69 @@ impl SlotTable {
         self.slots
     }
 
+    /// Slots in use: the prefix the program looks in.
+    pub(crate) fn active_slots(&self) -> usize {
+        self.active_sets * WAYS
+    }
+
+    /// The program's `conn_geometry` value: sets in use - 1.
+    pub(crate) fn set_mask(&self) -> u32 {
+        (self.active_sets - 1) as u32
+    }
+
+    /// The first slot of `key`'s set among `sets` sets.
+    fn set_in(&self, w: [u64; 2], sets: usize) -> usize {
+        (hash(self.seed, w) as usize & (sets - 1)) * WAYS
+    }
+
     /// The first slot of `key`'s set.
     fn set_of(&self, w: [u64; 2]) -> usize {
-        let sets = self.slots / WAYS;
-        (hash(self.seed, w) as usize & (sets - 1)) * WAYS
+        self.set_in(w, self.active_sets)
+    }
+
+    /// Whether the entries fill more than half of the slots in use and the
+    /// table has more.
+    pub(crate) fn wants_to_grow(&self) -> bool {
+        self.active_slots() < self.slots && self.used * 2 > self.active_slots()
+    }
+
+    /// Doubles the slots in use. `publish` tells the program the new mask;
+    /// if it fails, the table is as it was.
+    pub(crate) fn grow<E>(&mut self, publish: impl FnOnce(u32) -> Result<(), E>) -> Result<(), E> {
+        let old = self.active_sets;
+        let new = old * 2;
+        debug_assert!(new * WAYS <= self.slots);
+        // Copies in set s + old of the entries that move; the old ones stay
+        // until the program knows the new mask.
+        let mut moved = Vec::new();
+        for set in 0..old {
+            let mut free = (set + old) * WAYS;
+            for slot in set * WAYS..(set + 1) * WAYS {
+                let w = self.key_at(slot);
+                if w == [0, 0] || self.set_in(w, new) == set * WAYS {
+                    continue;
+                }
+                let entry = self.entry_at(slot);
+                self.write(free, Some(w), Some(&entry));
+                moved.push((slot, free));
+                free += 1;
+            }
+        }
+        if let Err(e) = publish((new - 1) as u32) {
+            for &(_, copy) in &moved {
+                self.write(copy, Some([0, 0]), None);
+            }
+            return Err(e);
+        }
+        self.active_sets = new;
+        for (slot, copy) in moved {
+            // The program may have stamped the old copy meanwhile.
+            let seen = self.word(slot, ENTRY_WORD).load(Ordering::Relaxed);
+            self.word(copy, ENTRY_WORD)
+                .fetch_max(seen, Ordering::Relaxed);
+            self.write(slot, Some([0, 0]), None);
+        }
+        Ok(())
     }
 
     fn key_at(&self, slot: usize) -> [u64; 2] {
@@ -210,6 +294,9 @@ impl SlotTable {
             .find(|&s| self.key_at(s) == w)
             .or_else(|| (set..set + WAYS).find(|&s| self.key_at(s) == [0, 0]));
         let Some(slot) = slot else { return false };
+        if self.key_at(slot) != w {
+            self.used += 1;
+        }
         self.write(slot, Some(w), Some(entry));
         true
     }
@@ -219,6 +306,7 @@ impl SlotTable {
         match self.find(key) {
             Some(slot) => {
                 self.write(slot, Some([0, 0]), None);
+                self.used -= 1;
                 true
             }
             None => false,
@@ -261,6 +349,8 @@ pub(crate) struct ConnMaps {
     pub(crate) slots: SlotTable,
     /// `conn_slots4` itself, for pinning and its memory figure.
     pub(crate) slot_map: MapData,
+    /// `conn_geometry`: the set mask of the slots in use, for the program.
+    geometry: Array<MapData, u32>,
     /// `conns4`: IPv4 entries whose set was full.
     pub(crate) overflow: HashMap<MapData, ConnKey4, ConnEntry>,
     /// The keys in `overflow`, so that a key is never in both places.
@@ -270,19 +360,54 @@ pub(crate) struct ConnMaps {
 }
 
 impl ConnMaps {
+    /// Tells the program the slots in use of the new, empty `slots`.
     pub(crate) fn new(
         slots: SlotTable,
         slot_map: MapData,
+        mut geometry: Array<MapData, u32>,
         overflow: HashMap<MapData, ConnKey4, ConnEntry>,
         v6: HashMap<MapData, ConnKey, ConnEntry6>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, DatapathError> {
+        publish_mask(&mut geometry, slots.set_mask())?;
+        Ok(Self {
             slots,
             slot_map,
+            geometry,
             overflow,
             overflowed: HashSet::new(),
             v6,
+        })
+    }
+
+    /// Doubles the slots in use while the entries fill more than half of
+    /// them, then brings the overflowed entries that now fit into slots.
+    fn grow_if_due(&mut self) -> Result<(), DatapathError> {
+        if !self.slots.wants_to_grow() {
+            return Ok(());
         }
+        while self.slots.wants_to_grow() {
+            let geometry = &mut self.geometry;
+            self.slots.grow(|mask| publish_mask(geometry, mask))?;
+        }
+        tracing::debug!(
+            active_slots = self.slots.active_slots(),
+            entries = self.slots.used,
+            "fast-path slot table grown"
+        );
+        let keys: Vec<ConnKey4> = self.overflowed.iter().copied().collect();
+        for k4 in keys {
+            let e = match self.overflow.get(&k4, 0) {
+                Ok(e) => e,
+                Err(e) if is_not_found(&e) => continue,
+                Err(e) => return Err(map_err("conns4", "read", e)),
+            };
+            // The slot first: the program looks there before the map.
+            if self.slots.upsert(&k4, &e) {
+                self.overflowed.remove(&k4);
+                remove(&mut self.overflow, &k4, "conns4")?;
+            }
+        }
+        Ok(())
     }
 
     /// Writes `e` for `k`; an IPv6 entry takes `tail` with it.
@@ -299,7 +424,7 @@ impl ConnMaps {
                 .map_err(|e| map_err("conns6", "insert", e));
         };
         if !self.overflowed.contains(&k4) && self.slots.upsert(&k4, &e) {
-            return Ok(());
+            return self.grow_if_due();
         }
         self.overflow
             .insert(k4, e, 0)
@@ -344,6 +469,12 @@ impl ConnMaps {
     }
 }
 
+fn publish_mask(geometry: &mut Array<MapData, u32>, mask: u32) -> Result<(), DatapathError> {
+    geometry
+        .set(0, mask, 0)
+        .map_err(|e| map_err("conn_geometry", "update", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,6 +501,113 @@ mod tests {
         };
         assert_eq!(key_of_words(key_words(&k)), k);
         assert_ne!(key_words(&k), [0, 0], "a real key is never the free mark");
+    }
+
+    /// A table over anonymous shared memory (the layout of the map's
+    /// value area), and its file.
+    fn memory_table(slots: u32) -> (SlotTable, std::os::fd::OwnedFd) {
+        use std::os::fd::{AsFd as _, FromRawFd as _};
+        // SAFETY: a new anonymous file; the name is a NUL-terminated literal.
+        let fd = unsafe { libc::memfd_create(c"rvs-slots".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        // SAFETY: `fd` was just created and is owned here alone.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        // SAFETY: `fd` is a valid file; the length fits i64.
+        let r = unsafe { libc::ftruncate(fd.as_raw_fd(), i64::from(slots) * 64) };
+        assert_eq!(r, 0, "ftruncate: {}", std::io::Error::last_os_error());
+        let table = SlotTable::map(fd.as_fd(), slots, 0x5eed).unwrap();
+        (table, fd)
+    }
+
+    fn flow(i: u32) -> ConnKey4 {
+        ConnKey4 {
+            saddr: [10, 1, (i >> 8) as u8, i as u8],
+            daddr: [10, 0, 0, 100],
+            sport: ((i >> 16) as u16 + 1024).to_be_bytes(),
+            dport: [0, 80],
+            proto: 6,
+            pad: [0; 3],
+        }
+    }
+
+    fn entry(i: u32) -> ConnEntry {
+        ConnEntry::from_words([u64::from(i) + 1, u64::from(i) << 32, 7, 0, 0])
+    }
+
+    #[test]
+    fn the_slots_in_use_double_at_half_full_and_every_entry_stays_found() {
+        const FLOWS: u32 = 20_000;
+        let (mut t, _fd) = memory_table(1 << 16);
+        assert_eq!(t.active_slots(), START_SLOTS);
+        let mut masks = vec![t.set_mask()];
+        // A full set refuses (ConnMaps sends that entry to the hash map).
+        let mut placed = Vec::new();
+        for i in 0..FLOWS {
+            if t.upsert(&flow(i), &entry(i)) {
+                placed.push(i);
+            }
+            while t.wants_to_grow() {
+                t.grow(|m| {
+                    masks.push(m);
+                    Ok::<(), ()>(())
+                })
+                .unwrap();
+            }
+            // Every entry so far is where the program would look.
+            if i % 4999 == 0 {
+                for &j in &placed {
+                    assert_eq!(t.get(&flow(j)), Some(entry(j)), "flow {j} after {i}");
+                }
+            }
+        }
+        assert!(
+            placed.len() > FLOWS as usize * 9 / 10,
+            "{} placed",
+            placed.len()
+        );
+        // 20,000 entries: 32,768 slots fill 61 %, 65,536 would be 31 %.
+        assert_eq!(t.active_slots(), 1 << 16);
+        assert_eq!(
+            masks,
+            vec![1023, 2047, 4095, 8191, 16383],
+            "one doubling at a time"
+        );
+        assert_eq!(t.entries().count(), placed.len(), "no copy left behind");
+        for &i in &placed {
+            assert_eq!(t.get(&flow(i)), Some(entry(i)));
+            assert!(t.remove(&flow(i)));
+        }
+        assert_eq!(t.used, 0);
+        assert_eq!(t.entries().count(), 0);
+    }
+
+    #[test]
+    fn a_growth_the_program_was_not_told_of_leaves_the_table_as_it_was() {
+        let (mut t, _fd) = memory_table(1 << 14);
+        let mut i = 0;
+        while !t.wants_to_grow() {
+            t.upsert(&flow(i), &entry(i));
+            i += 1;
+        }
+        let before: Vec<_> = t.entries().collect();
+        assert_eq!(t.grow(|_| Err("refused")), Err("refused"));
+        assert_eq!(t.active_slots(), START_SLOTS);
+        assert_eq!(
+            t.entries().collect::<Vec<_>>(),
+            before,
+            "the copies were freed"
+        );
+        for (k, e) in before {
+            assert_eq!(t.get(&k), Some(e));
+        }
+    }
+
+    #[test]
+    fn a_small_table_is_in_use_whole() {
+        let (t, _fd) = memory_table(1024);
+        assert_eq!(t.active_slots(), 1024);
+        assert_eq!(t.set_mask(), 255);
+        assert!(!t.wants_to_grow());
     }
 
     #[test]

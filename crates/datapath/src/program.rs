@@ -27,8 +27,8 @@ use aya::programs::xdp::{XdpLink, XdpLinkId};
 use aya::programs::{Xdp, XdpMode};
 use aya::{Ebpf, EbpfLoader};
 use rvs_engine::limits::{
-    CONN_WAYS, FRAGMENT_STEERING, MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS,
-    MAX_QUEUES_PER_INTERFACE, MAX_SERVICES, MAX_VIPS, SMALL_IFINDEX,
+    FRAGMENT_STEERING, MAX_DEST_SLOTS, MAX_INTERFACES, MAX_NEXT_HOPS, MAX_QUEUES_PER_INTERFACE,
+    MAX_SERVICES, MAX_VIPS, SMALL_IFINDEX,
 };
 use rvs_engine::{DestCounters, DestSlot, FastKey, FastPathOp};
 
@@ -319,14 +319,12 @@ impl XdpDatapath {
         }
         let conn_entries = capacity.connections.saturating_mul(2).max(MIN_CONN_ENTRIES);
         let slots = slot_count(capacity.fast_path_slots, capacity.connections);
-        let set_mask = slots / CONN_WAYS - 1;
         let seed = random_seed()?;
 
         // The engine's sizes (rvs_engine::limits), whatever the object
         // carries: the configurations the engine accepts fit exactly.
         let mut ebpf = EbpfLoader::new()
             .map_max_entries("conn_slots4", slots)
-            .override_global("conn_set_mask", &set_mask, true)
             .override_global("conn_hash_seed", &seed, true)
             .override_global("crc32c_zeros", &CRC32C_ZEROS, true)
             .map_max_entries("conns4", conn_entries)
@@ -398,9 +396,10 @@ impl XdpDatapath {
             conns: ConnMaps::new(
                 table,
                 slot_map,
+                take(&mut ebpf, "conn_geometry")?,
                 take(&mut ebpf, "conns4")?,
                 take(&mut ebpf, "conns6")?,
-            ),
+            )?,
             next_hops: take(&mut ebpf, "next_hops")?,
             dest_stats: take(&mut ebpf, "dest_stats")?,
             services: take(&mut ebpf, "services")?,
@@ -560,6 +559,12 @@ impl XdpDatapath {
     /// Slots of the IPv4 table (`conn_slots4`).
     pub fn conn_slots(&self) -> usize {
         self.conns.slots.slots()
+    }
+
+    /// Slots of the IPv4 table in use: the prefix the program looks in,
+    /// doubled whenever its entries fill more than half of it.
+    pub fn conn_active_slots(&self) -> usize {
+        self.conns.slots.active_slots()
     }
 
     /// IPv4 entries in the overflow map because their set of slots was

@@ -1282,6 +1282,111 @@ fn full_sets_overflow_to_the_hash_map_and_still_forward() {
     });
 }
 
+/// The slots in use start small and double as entries come
+/// (`conn_geometry`); while they do, frames of the entries already there
+/// keep finding them: another thread runs frames of 256 established flows
+/// through the program while 20,000 more are written, and none of them
+/// misses its entry. Afterwards every flow is forwarded in XDP.
+#[test]
+fn the_slots_in_use_grow_under_traffic_and_no_frame_misses_its_entry() {
+    const WATCHED: u32 = 256;
+    const FLOWS: u32 = 20_000;
+    let capacity = ConnCapacity {
+        connections: 65_536,
+        fast_path_slots: None,
+    };
+    with_director_sized(capacity, |env| {
+        let (d0, d1) = (env.d0, env.d1);
+        env.hop(1, d1, D1_MAC, RS_MAC);
+        let flows: Vec<Flow> = (0..WATCHED + FLOWS)
+            .map(|i| {
+                let client = format!("10.210.{}.{}", 10 + (i >> 8), i & 255);
+                Flow::udp(&client, 40000, "10.210.0.100", 80)
+            })
+            .collect();
+        for f in &flows[..WATCHED as usize] {
+            env.forward(f, DR_SERVER, 1, 0);
+        }
+        assert_eq!(env.dp().conn_slots(), 131_072);
+        assert_eq!(
+            env.dp().conn_active_slots(),
+            4096,
+            "a new table starts small"
+        );
+        let frames: Vec<Vec<u8>> = flows[..WATCHED as usize].iter().map(Flow::frame).collect();
+        let runner = env.d.dp.test_runner().unwrap();
+        let done = std::sync::atomic::AtomicBool::new(false);
+        // Frames forwarded, sent to user space untouched (an entry being
+        // written: the engine forwards those), and missed (to the kernel).
+        let (seen, growths) = std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut seen = [0usize; 3];
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                let mut i = 0;
+                while !done.load(std::sync::atomic::Ordering::Relaxed)
+                    && std::time::Instant::now() < deadline
+                {
+                    let frame = &frames[i % frames.len()];
+                    i += 1;
+                    let r = runner.run(frame, d0, 0).unwrap();
+                    let at = if r.action == XdpAction::Redirect && r.frame[..6] == RS_MAC {
+                        0
+                    } else if r.action == XdpAction::Redirect && r.frame == *frame {
+                        1
+                    } else {
+                        2
+                    };
+                    seen[at] += 1;
+                }
+                seen
+            });
+            let mut growths = 0;
+            let mut active = env.d.dp.conn_active_slots();
+            for f in &flows[WATCHED as usize..] {
+                env.d
+                    .dp
+                    .apply(&FastPathOp::Upsert {
+                        key: key(f),
+                        action: FastAction::Forward(FastForward {
+                            rewrite: DR_SERVER,
+                            next_hop: NextHopId(1),
+                            segments: TcpSegments::ACK,
+                            dest: DestSlot(0),
+                        }),
+                    })
+                    .unwrap();
+                if env.d.dp.conn_active_slots() != active {
+                    active = env.d.dp.conn_active_slots();
+                    growths += 1;
+                }
+            }
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            (reader.join().unwrap(), growths)
+        });
+        println!(
+            "{growths} doublings; watched frames forwarded {}, to user space {}, missed {}",
+            seen[0], seen[1], seen[2]
+        );
+        assert_eq!(seen[2], 0, "a frame missed its entry while the table grew");
+        assert!(seen[0] > 1000, "{seen:?}: the reader raced the growth");
+        // 20,256 entries fill more than half of 32,768 slots.
+        assert_eq!(growths, 4);
+        assert_eq!(env.dp().conn_active_slots(), 65_536);
+        let (slotted, overflow) = env.dp().conn_slot_usage();
+        assert_eq!(slotted + overflow, flows.len());
+        // At most half full, a set of four is full for about 1 % of them.
+        assert!(
+            overflow < flows.len() * 3 / 100,
+            "{overflow} entries overflowed"
+        );
+        for f in &flows {
+            let (v, r) = env.run(&f.frame());
+            assert_eq!(v, Verdict::FastRedirect, "{f:?}");
+            assert_eq!(r.frame[..6], RS_MAC);
+        }
+    });
+}
+
 /// One thread rewrites a NAT entry back and forth (two rewrites that
 /// differ in address, port, checksum deltas and next hop; and removal)
 /// while another runs frames of it through the program: every frame comes

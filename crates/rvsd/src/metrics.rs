@@ -332,6 +332,11 @@ pub(crate) fn render(
         "rvs_fast_path_slots",
         "Slots of the XDP program's IPv4 connection table (fast_path_slots).",
     );
+    let fast_active_slots = gauge(
+        &mut r,
+        "rvs_fast_path_active_slots",
+        "Slots of the IPv4 connection table in use: a prefix doubled whenever its entries fill more than half of it, so that a few flows stay dense in memory.",
+    );
     let fast_overflow = gauge(
         &mut r,
         "rvs_fast_path_overflow_entries",
@@ -508,6 +513,9 @@ pub(crate) fn render(
             .get_or_create(&Vec::new())
             .set(g(w.fast_entries));
         fast_slots.get_or_create(&Vec::new()).set(g(w.fast_slots));
+        fast_active_slots
+            .get_or_create(&Vec::new())
+            .set(g(w.fast_active_slots));
         fast_overflow
             .get_or_create(&Vec::new())
             .set(g(w.fast_overflow));
@@ -868,6 +876,7 @@ mod tests {
         w.batches = 3;
         w.fast_entries = 14;
         w.fast_slots = 2048;
+        w.fast_active_slots = 1024;
         w.fast_overflow = 3;
         w.local_ports = vec![("10.0.2.200".parse().unwrap(), 5)];
         let iface = InterfaceView {
@@ -972,6 +981,7 @@ mod tests {
         );
         assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
         assert!(text.contains("rvs_fast_path_slots 2048"), "{text}");
+        assert!(text.contains("rvs_fast_path_active_slots 1024"), "{text}");
         assert!(text.contains("rvs_fast_path_overflow_entries 3"), "{text}");
         assert!(text.contains("rvs_conns_evicted_total 6"), "{text}");
         assert!(

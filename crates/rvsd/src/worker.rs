@@ -95,9 +95,10 @@ pub(crate) struct Report {
     pub(crate) fast_op_errors: u64,
     /// Entries in the XDP connection map.
     pub(crate) fast_entries: u64,
-    /// Slots of its IPv4 table, and IPv4 entries that found their set
-    /// full (in the overflow hash map).
+    /// Slots of its IPv4 table, those in use, and IPv4 entries that found
+    /// their set full (in the overflow hash map).
     pub(crate) fast_slots: u64,
+    pub(crate) fast_active_slots: u64,
     pub(crate) fast_overflow: u64,
     /// The AF_XDP sockets' counters (ours and the kernel's).
     pub(crate) xsk: XskStats,
@@ -387,6 +388,7 @@ impl Worker {
             g.fast_entries = self.engine.fast_path_entries();
             if let Ok(dp) = self.datapath.lock() {
                 g.fast_slots = dp.conn_slots() as u64;
+                g.fast_active_slots = dp.conn_active_slots() as u64;
                 g.fast_overflow = dp.conn_overflow_entries() as u64;
             }
             g.connections = self.engine.connection_count();

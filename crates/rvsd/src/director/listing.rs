@@ -91,6 +91,7 @@ impl Director {
         c.insert("fast_path_op_errors".into(), report.fast_op_errors);
         c.insert("fast_path_entries".into(), report.fast_entries);
         c.insert("fast_path_slots".into(), report.fast_slots);
+        c.insert("fast_path_active_slots".into(), report.fast_active_slots);
         c.insert("fast_path_overflow_entries".into(), report.fast_overflow);
         for r in rvs_engine::DropReason::ALL {
             c.insert(format!("drop_{}", r.label()), counters.dropped(*r));
