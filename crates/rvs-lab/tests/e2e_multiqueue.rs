@@ -486,10 +486,15 @@ fn thousand(lab: &Lab, d: &Daemon<'_>, mode: Mode) {
     let servers = tally(got.iter().map(|e| e.who.as_str()));
     let mut per_server: Vec<usize> = servers.values().copied().collect();
     per_server.sort_unstable();
+    // The director's own view (Conns per server: what rr picked) tells a
+    // scheduling fault from a delivery fault when this fails.
     assert_eq!(
         per_server,
         vec![333, 333, 334],
-        "rr over three servers: {servers:?}"
+        "rr over three servers by their answers: {servers:?}; the director's listing:\n{}\n\
+         its counters: {:?}",
+        d.rvsadm(&["-Ln", "--stats", "--exact"]),
+        deltas(&before.counters, &d.counters())
     );
     assert_spread("front (client → VIP)", &front, 10);
     if mode == Mode::Nat {
