@@ -24,7 +24,10 @@
 //! Growing from S to 2S sets moves an entry of set s either nowhere or to
 //! set s + S, which only set s feeds, so it always has room: the entries
 //! are copied there first, the mask published, then the old copies freed,
-//! and a frame finds its entry under either mask throughout.
+//! and a frame finds its entry under either mask throughout. Both sweeps
+//! go [`STEP_SETS`] sets per write, so no write waits for a whole table
+//! (a doubling to 2 M slots in one go took about 100 ms); while the copy
+//! runs, a write to a set already copied is made in its copy too.
 
 use std::collections::HashSet;
 use std::os::fd::{AsRawFd as _, BorrowedFd};
@@ -84,6 +87,38 @@ fn key_of_words(w: [u64; 2]) -> ConnKey4 {
 /// Slots in use when a table is new (256 KiB), unless the table is smaller.
 pub(crate) const START_SLOTS: usize = 4096;
 
+/// Sets a doubling copies or frees per write (1,024 slots, 64 KiB: tens of
+/// microseconds). A doubling is due again only after as many new entries
+/// as the table then has sets, far more writes than its two sweeps take.
+const STEP_SETS: usize = 256;
+
+/// Where a doubling of the sets in use stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Growth {
+    Steady,
+    /// Sets `0..next` of the sets in use have their moving entries copied
+    /// to set s + (sets in use); the program does not look there yet.
+    Copying {
+        next: usize,
+    },
+    /// The program uses the doubled sets; sets `next..` of the old half
+    /// may still hold the old copies of entries that moved.
+    Freeing {
+        next: usize,
+    },
+}
+
+/// What a step of [`SlotTable::advance_growth`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum GrowthStep {
+    /// Nothing to do.
+    Idle,
+    /// A sweep went on.
+    Working,
+    /// The program was told the doubled mask.
+    Published,
+}
+
 /// `conn_hash4` of the program: the same mix, the same seed.
 fn hash(seed: u64, w: [u64; 2]) -> u32 {
     let h = (w[0] ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -99,8 +134,9 @@ pub(crate) struct SlotTable {
     seed: u64,
     /// Sets in use, a power of two: the program's mask + 1.
     active_sets: usize,
-    /// Keys in slots.
+    /// Keys in slots (old copies and copies not yet in use not counted).
     used: usize,
+    growth: Growth,
 }
 
 // SAFETY: the mapping belongs to this value alone (unmapped on drop) and is
@@ -115,6 +151,7 @@ impl std::fmt::Debug for SlotTable {
             .field("slots", &self.slots)
             .field("active_sets", &self.active_sets)
             .field("used", &self.used)
+            .field("growth", &self.growth)
             .finish_non_exhaustive()
     }
 }
@@ -174,6 +211,7 @@ impl SlotTable {
             seed,
             active_sets: START_SLOTS.min(slots).max(WAYS) / WAYS,
             used: 0,
+            growth: Growth::Steady,
         })
     }
 
@@ -214,48 +252,139 @@ impl SlotTable {
     }
 
     /// Whether the entries fill more than half of the slots in use and the
-    /// table has more.
+    /// table has more (and no doubling is under way).
     pub(crate) fn wants_to_grow(&self) -> bool {
-        self.active_slots() < self.slots && self.used * 2 > self.active_slots()
+        self.growth == Growth::Steady
+            && self.active_slots() < self.slots
+            && self.used * 2 > self.active_slots()
     }
 
-    /// Doubles the slots in use. `publish` tells the program the new mask;
-    /// if it fails, the table is as it was.
-    pub(crate) fn grow<E>(&mut self, publish: impl FnOnce(u32) -> Result<(), E>) -> Result<(), E> {
-        let old = self.active_sets;
-        let new = old * 2;
-        debug_assert!(new * WAYS <= self.slots);
-        // Copies in set s + old of the entries that move; the old ones stay
-        // until the program knows the new mask.
-        let mut moved = Vec::new();
-        for set in 0..old {
-            let mut free = (set + old) * WAYS;
-            for slot in set * WAYS..(set + 1) * WAYS {
-                let w = self.key_at(slot);
-                if w == [0, 0] || self.set_in(w, new) == set * WAYS {
-                    continue;
+    /// Takes a doubling of the sets in use a step further (`sets` sets of a
+    /// sweep), starting one if [`SlotTable::wants_to_grow`]. `publish` tells
+    /// the program the new mask once every moving entry has its copy; if
+    /// it fails, the copies are dropped and the table is as before.
+    pub(crate) fn advance_growth<E>(
+        &mut self,
+        sets: usize,
+        publish: impl FnOnce(u32) -> Result<(), E>,
+    ) -> Result<GrowthStep, E> {
+        match self.growth {
+            Growth::Steady if self.wants_to_grow() => {
+                self.growth = Growth::Copying { next: 0 };
+                self.advance_growth(sets, publish)
+            }
+            Growth::Steady => Ok(GrowthStep::Idle),
+            Growth::Copying { next } => {
+                let old = self.active_sets;
+                let end = (next + sets).min(old);
+                for set in next..end {
+                    self.copy_moving(set);
                 }
-                let entry = self.entry_at(slot);
-                self.write(free, Some(w), Some(&entry));
-                moved.push((slot, free));
-                free += 1;
+                if end < old {
+                    self.growth = Growth::Copying { next: end };
+                    return Ok(GrowthStep::Working);
+                }
+                if let Err(e) = publish((old * 2 - 1) as u32) {
+                    for slot in old * WAYS..old * 2 * WAYS {
+                        if self.key_at(slot) != [0, 0] {
+                            self.write(slot, Some([0, 0]), None);
+                        }
+                    }
+                    self.growth = Growth::Steady;
+                    return Err(e);
+                }
+                self.active_sets = old * 2;
+                self.growth = Growth::Freeing { next: 0 };
+                Ok(GrowthStep::Published)
+            }
+            Growth::Freeing { next } => {
+                let half = self.active_sets / 2;
+                let end = (next + sets).min(half);
+                for set in next..end {
+                    self.free_old_copies(set);
+                }
+                self.growth = if end < half {
+                    Growth::Freeing { next: end }
+                } else {
+                    Growth::Steady
+                };
+                Ok(GrowthStep::Working)
             }
         }
-        if let Err(e) = publish((new - 1) as u32) {
-            for &(_, copy) in &moved {
-                self.write(copy, Some([0, 0]), None);
-            }
-            return Err(e);
+    }
+
+    /// The set (first slot) where the doubled table will hold `w`, if it
+    /// differs from its set now.
+    fn destination(&self, w: [u64; 2]) -> Option<usize> {
+        let to = self.set_in(w, self.active_sets * 2);
+        (to != self.set_of(w)).then_some(to)
+    }
+
+    /// During a copy, the slot in its future set that `w` has or gets: only
+    /// for a key that moves, of a set already copied.
+    fn copy_slot(&self, w: [u64; 2]) -> Option<usize> {
+        let Growth::Copying { next } = self.growth else {
+            return None;
+        };
+        if self.set_of(w) >= next * WAYS {
+            return None;
         }
-        self.active_sets = new;
-        for (slot, copy) in moved {
-            // The program may have stamped the old copy meanwhile.
+        let to = self.destination(w)?;
+        (to..to + WAYS)
+            .find(|&s| self.key_at(s) == w)
+            .or_else(|| (to..to + WAYS).find(|&s| self.key_at(s) == [0, 0]))
+    }
+
+    /// The slot of `w`'s second copy while a doubling holds two: the copy
+    /// not in use yet, or the old one not freed yet.
+    fn other_copy(&self, w: [u64; 2]) -> Option<usize> {
+        let set = match self.growth {
+            Growth::Steady => return None,
+            Growth::Copying { .. } => return self.copy_slot(w).filter(|&c| self.key_at(c) == w),
+            Growth::Freeing { .. } => self.set_in(w, self.active_sets / 2),
+        };
+        (set != self.set_of(w))
+            .then(|| (set..set + WAYS).find(|&s| self.key_at(s) == w))
+            .flatten()
+    }
+
+    /// Copies set `set`'s entries that move into set `set + sets in use`
+    /// (which only this set feeds: it has room for all four).
+    fn copy_moving(&mut self, set: usize) {
+        let mut free = (set + self.active_sets) * WAYS;
+        for slot in set * WAYS..(set + 1) * WAYS {
+            let w = self.key_at(slot);
+            if w == [0, 0] || self.destination(w).is_none() {
+                continue;
+            }
+            let entry = self.entry_at(slot);
+            self.write(free, Some(w), Some(&entry));
+            free += 1;
+        }
+    }
+
+    /// Frees the old copies in set `set` of entries that moved, keeping
+    /// the later `last_seen` (the program may have stamped the old one
+    /// before it read the new mask).
+    fn free_old_copies(&mut self, set: usize) {
+        for slot in set * WAYS..(set + 1) * WAYS {
+            let w = self.key_at(slot);
+            if w == [0, 0] || self.set_of(w) == set * WAYS {
+                continue;
+            }
             let seen = self.word(slot, ENTRY_WORD).load(Ordering::Relaxed);
-            self.word(copy, ENTRY_WORD)
-                .fetch_max(seen, Ordering::Relaxed);
+            if let Some(live) = self.find_words(w) {
+                self.word(live, ENTRY_WORD)
+                    .fetch_max(seen, Ordering::Relaxed);
+            }
             self.write(slot, Some([0, 0]), None);
         }
-        Ok(())
+    }
+
+    /// Whether `slot` holds a key the program finds there: not an old copy
+    /// of an entry that moved, not a copy it does not use yet.
+    fn holds_live_key(&self, slot: usize, w: [u64; 2]) -> bool {
+        w != [0, 0] && slot < self.active_slots() && self.set_of(w) == slot / WAYS * WAYS
     }
 
     fn key_at(&self, slot: usize) -> [u64; 2] {
@@ -267,7 +396,10 @@ impl SlotTable {
 
     /// The slot holding `key`, if any.
     fn find(&self, key: &ConnKey4) -> Option<usize> {
-        let w = key_words(key);
+        self.find_words(key_words(key))
+    }
+
+    fn find_words(&self, w: [u64; 2]) -> Option<usize> {
         let set = self.set_of(w);
         (set..set + WAYS).find(|&s| self.key_at(s) == w)
     }
@@ -287,15 +419,19 @@ impl SlotTable {
 
     /// Writes `entry` for `key`: in its slot, else in a free way of its
     /// set. False when the set is full (nothing written).
+    /// A way whose old copy a doubling has yet to free counts as free.
     pub(crate) fn upsert(&mut self, key: &ConnKey4, entry: &ConnEntry) -> bool {
         let w = key_words(key);
         let set = self.set_of(w);
         let slot = (set..set + WAYS)
             .find(|&s| self.key_at(s) == w)
-            .or_else(|| (set..set + WAYS).find(|&s| self.key_at(s) == [0, 0]));
+            .or_else(|| (set..set + WAYS).find(|&s| !self.holds_live_key(s, self.key_at(s))));
         let Some(slot) = slot else { return false };
         if self.key_at(slot) != w {
             self.used += 1;
+        }
+        if let Some(copy) = self.copy_slot(w) {
+            self.write(copy, Some(w), Some(entry));
         }
         self.write(slot, Some(w), Some(entry));
         true
@@ -305,6 +441,12 @@ impl SlotTable {
     pub(crate) fn remove(&mut self, key: &ConnKey4) -> bool {
         match self.find(key) {
             Some(slot) => {
+                let w = self.key_at(slot);
+                // Its other copy too: a reader of an inherited table must not
+                // find a removed key.
+                if let Some(other) = self.other_copy(w) {
+                    self.write(other, Some([0, 0]), None);
+                }
                 self.write(slot, Some([0, 0]), None);
                 self.used -= 1;
                 true
@@ -335,12 +477,40 @@ impl SlotTable {
             .store(start.wrapping_add(1), Ordering::Relaxed);
     }
 
-    /// Every entry in the table: O(slots) reads of this process's memory.
+    /// Every entry the program finds in the table: O(slots) reads of this
+    /// process's memory.
     pub(crate) fn entries(&self) -> impl Iterator<Item = (ConnKey4, ConnEntry)> + '_ {
-        (0..self.slots).filter_map(|s| {
+        (0..self.active_slots()).filter_map(|s| {
             let w = self.key_at(s);
-            (w != [0, 0]).then(|| (key_of_words(w), self.entry_at(s)))
+            self.holds_live_key(s, w)
+                .then(|| (key_of_words(w), self.entry_at(s)))
         })
+    }
+
+    /// Every key in any slot, with its entry, for a table another rvsd
+    /// wrote (whose mask and seed this one does not know): a key that a
+    /// doubling under way holds twice comes once, with the later
+    /// `last_seen`.
+    pub(crate) fn inherited_entries(&self) -> Vec<(ConnKey4, ConnEntry)> {
+        let mut seen: std::collections::HashMap<[u64; 2], ConnEntry> =
+            std::collections::HashMap::new();
+        for slot in 0..self.slots {
+            let w = self.key_at(slot);
+            if w == [0, 0] {
+                continue;
+            }
+            let e = self.entry_at(slot);
+            seen.entry(w)
+                .and_modify(|had| {
+                    if e.last_seen > had.last_seen {
+                        *had = e;
+                    }
+                })
+                .or_insert(e);
+        }
+        seen.into_iter()
+            .map(|(w, e)| (key_of_words(w), e))
+            .collect()
     }
 }
 
@@ -379,20 +549,33 @@ impl ConnMaps {
         })
     }
 
-    /// Doubles the slots in use while the entries fill more than half of
-    /// them, then brings the overflowed entries that now fit into slots.
-    fn grow_if_due(&mut self) -> Result<(), DatapathError> {
-        if !self.slots.wants_to_grow() {
-            return Ok(());
+    /// Takes a doubling of the slots in use a step further, or starts one
+    /// when the entries fill more than half of them. A doubling that fails
+    /// costs speed, not the entry just written: logged, tried again later.
+    fn advance_growth(&mut self) {
+        if let Err(e) = self.try_advance_growth() {
+            tracing::warn!(
+                error = %e,
+                active_slots = self.slots.active_slots(),
+                "the fast path's IPv4 slot table could not grow; it keeps its size for now"
+            );
         }
-        while self.slots.wants_to_grow() {
-            let geometry = &mut self.geometry;
-            self.slots.grow(|mask| publish_mask(geometry, mask))?;
+    }
+
+    /// [`ConnMaps::advance_growth`]; once the program uses the doubled
+    /// sets, brings the overflowed entries that now fit into slots.
+    fn try_advance_growth(&mut self) -> Result<(), DatapathError> {
+        let geometry = &mut self.geometry;
+        let step = self
+            .slots
+            .advance_growth(STEP_SETS, |mask| publish_mask(geometry, mask))?;
+        if step != GrowthStep::Published {
+            return Ok(());
         }
         tracing::debug!(
             active_slots = self.slots.active_slots(),
             entries = self.slots.used,
-            "fast-path slot table grown"
+            "fast-path slot table doubled"
         );
         let keys: Vec<ConnKey4> = self.overflowed.iter().copied().collect();
         for k4 in keys {
@@ -423,13 +606,13 @@ impl ConnMaps {
                 .insert(k, ConnEntry6::new(e, tail), 0)
                 .map_err(|e| map_err("conns6", "insert", e));
         };
-        if !self.overflowed.contains(&k4) && self.slots.upsert(&k4, &e) {
-            return self.grow_if_due();
+        if self.overflowed.contains(&k4) || !self.slots.upsert(&k4, &e) {
+            self.overflow
+                .insert(k4, e, 0)
+                .map_err(|e| map_err("conns4", "insert", e))?;
+            self.overflowed.insert(k4);
         }
-        self.overflow
-            .insert(k4, e, 0)
-            .map_err(|e| map_err("conns4", "insert", e))?;
-        self.overflowed.insert(k4);
+        self.advance_growth();
         Ok(())
     }
 
@@ -534,6 +717,21 @@ mod tests {
         ConnEntry::from_words([u64::from(i) + 1, u64::from(i) << 32, 7, 0, 0])
     }
 
+    /// Takes every doubling that is due to its end, a few sets per step;
+    /// the masks published.
+    fn grow_fully(t: &mut SlotTable, masks: &mut Vec<u32>) {
+        while t.advance_growth(16, |m| {
+            masks.push(m);
+            Ok::<(), ()>(())
+        }) != Ok(GrowthStep::Idle)
+        {}
+    }
+
+    /// Keys in any slot, copies included.
+    fn raw_keys(t: &SlotTable) -> usize {
+        (0..t.slots()).filter(|&s| t.key_at(s) != [0, 0]).count()
+    }
+
     #[test]
     fn the_slots_in_use_double_at_half_full_and_every_entry_stays_found() {
         const FLOWS: u32 = 20_000;
@@ -546,20 +744,22 @@ mod tests {
             if t.upsert(&flow(i), &entry(i)) {
                 placed.push(i);
             }
-            while t.wants_to_grow() {
-                t.grow(|m| {
-                    masks.push(m);
-                    Ok::<(), ()>(())
-                })
-                .unwrap();
-            }
-            // Every entry so far is where the program would look.
-            if i % 4999 == 0 {
+            // One step per write, as ConnMaps takes them.
+            t.advance_growth(STEP_SETS, |m| {
+                masks.push(m);
+                Ok::<(), ()>(())
+            })
+            .unwrap();
+            // Every entry so far is where the program would look, also
+            // halfway through a doubling.
+            if i % 2999 == 0 {
                 for &j in &placed {
                     assert_eq!(t.get(&flow(j)), Some(entry(j)), "flow {j} after {i}");
                 }
+                assert_eq!(t.entries().count(), t.used, "after {i}: {:?}", t.growth);
             }
         }
+        grow_fully(&mut t, &mut masks);
         assert!(
             placed.len() > FLOWS as usize * 9 / 10,
             "{} placed",
@@ -572,17 +772,99 @@ mod tests {
             vec![1023, 2047, 4095, 8191, 16383],
             "one doubling at a time"
         );
-        assert_eq!(t.entries().count(), placed.len(), "no copy left behind");
+        assert_eq!(t.entries().count(), placed.len());
+        assert_eq!(raw_keys(&t), placed.len(), "no copy left behind");
         for &i in &placed {
             assert_eq!(t.get(&flow(i)), Some(entry(i)));
             assert!(t.remove(&flow(i)));
         }
         assert_eq!(t.used, 0);
-        assert_eq!(t.entries().count(), 0);
+        assert_eq!(raw_keys(&t), 0);
     }
 
     #[test]
-    fn a_growth_the_program_was_not_told_of_leaves_the_table_as_it_was() {
+    fn writes_during_a_doubling_reach_both_copies() {
+        let (mut t, _fd) = memory_table(1 << 14);
+        let mut live = std::collections::BTreeMap::new();
+        let mut i = 0;
+        while !t.wants_to_grow() {
+            if t.upsert(&flow(i), &entry(i)) {
+                live.insert(i, entry(i));
+            }
+            i += 1;
+        }
+        let mut masks = Vec::new();
+        let publish = |m: u32, masks: &mut Vec<u32>| {
+            masks.push(m);
+            Ok::<(), ()>(())
+        };
+        // Halfway through the copy, then halfway through the freeing:
+        // remove a third, rewrite a third, add as many new ones.
+        for phase in 0..2 {
+            while !matches!(
+                (phase, t.growth),
+                (0, Growth::Copying { next }) | (1, Growth::Freeing { next }) if next >= 512
+            ) {
+                t.advance_growth(64, |m| publish(m, &mut masks)).unwrap();
+            }
+            let keys: Vec<u32> = live.keys().copied().collect();
+            for (n, k) in keys.into_iter().enumerate() {
+                match n % 3 {
+                    0 => {
+                        assert!(t.remove(&flow(k)));
+                        live.remove(&k);
+                    }
+                    1 => {
+                        let e = entry(k + 1_000_000);
+                        assert!(t.upsert(&flow(k), &e));
+                        live.insert(k, e);
+                    }
+                    _ => {}
+                }
+            }
+            for _ in 0..500 {
+                if t.upsert(&flow(i), &entry(i)) {
+                    live.insert(i, entry(i));
+                }
+                i += 1;
+            }
+        }
+        grow_fully(&mut t, &mut masks);
+        assert_eq!(masks, vec![2047]);
+        assert_eq!(t.used, live.len());
+        assert_eq!(raw_keys(&t), live.len(), "a removed key left a copy");
+        for (&k, e) in &live {
+            assert_eq!(t.get(&flow(k)), Some(*e), "flow {k}");
+        }
+        let removed = (0..i).filter(|k| !live.contains_key(k));
+        for k in removed {
+            assert_eq!(t.get(&flow(k)), None, "flow {k} was removed");
+        }
+    }
+
+    #[test]
+    fn an_inherited_table_halfway_through_a_doubling_lists_each_key_once() {
+        let (mut t, fd) = memory_table(1 << 14);
+        let mut i = 0;
+        while !t.wants_to_grow() {
+            t.upsert(&flow(i), &entry(i));
+            i += 1;
+        }
+        let want = t.used;
+        t.advance_growth(128, |_| Ok::<(), ()>(())).unwrap();
+        assert!(matches!(t.growth, Growth::Copying { .. }));
+        assert!(raw_keys(&t) > want, "some entries have two copies");
+        use std::os::fd::AsFd as _;
+        let other = SlotTable::map(fd.as_fd(), 1 << 14, 0).unwrap();
+        let listed = other.inherited_entries();
+        assert_eq!(listed.len(), want);
+        for (k, e) in listed {
+            assert_eq!(t.get(&k), Some(e));
+        }
+    }
+
+    #[test]
+    fn a_doubling_the_program_was_not_told_of_leaves_the_table_as_it_was() {
         let (mut t, _fd) = memory_table(1 << 14);
         let mut i = 0;
         while !t.wants_to_grow() {
@@ -590,13 +872,18 @@ mod tests {
             i += 1;
         }
         let before: Vec<_> = t.entries().collect();
-        assert_eq!(t.grow(|_| Err("refused")), Err("refused"));
+        let mut refused = Ok(GrowthStep::Idle);
+        for _ in 0..100 {
+            refused = t.advance_growth(64, |_| Err("refused"));
+            if refused.is_err() {
+                break;
+            }
+        }
+        assert_eq!(refused, Err("refused"));
         assert_eq!(t.active_slots(), START_SLOTS);
-        assert_eq!(
-            t.entries().collect::<Vec<_>>(),
-            before,
-            "the copies were freed"
-        );
+        assert_eq!(t.growth, Growth::Steady);
+        assert_eq!(t.entries().collect::<Vec<_>>(), before);
+        assert_eq!(raw_keys(&t), before.len(), "the copies were dropped");
         for (k, e) in before {
             assert_eq!(t.get(&k), Some(e));
         }

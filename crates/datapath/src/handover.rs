@@ -278,7 +278,7 @@ impl Inherited {
         let now = monotonic_ns();
         let mut out = InheritedFlows::default();
         if let Some(table) = &self.slots4 {
-            for (k, e) in table.entries() {
+            for (k, e) in table.inherited_entries() {
                 out.push(flow_of(&ConnKey::from_v4(&k), &e, None, now));
             }
         }

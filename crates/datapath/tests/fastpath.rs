@@ -80,6 +80,20 @@ fn with_director_sized<T: Send + 'static>(
     r.unwrap_or_else(|e| std::panic::resume_unwind(e))
 }
 
+/// An entry that forwards `flow`'s established segments (ACKs) with
+/// `rewrite` through next hop `hop`, counted on `dest`.
+fn upsert(flow: &Flow, rewrite: Rewrite, hop: u32, dest: u32) -> FastPathOp {
+    FastPathOp::Upsert {
+        key: key(flow),
+        action: FastAction::Forward(FastForward {
+            rewrite,
+            next_hop: NextHopId(hop),
+            segments: TcpSegments::ACK,
+            dest: DestSlot(dest),
+        }),
+    }
+}
+
 struct Env {
     d: Director,
     d0: u32,
@@ -111,15 +125,7 @@ impl Env {
     }
 
     fn forward(&mut self, flow: &Flow, rewrite: Rewrite, hop: u32, dest: u32) {
-        self.apply(FastPathOp::Upsert {
-            key: key(flow),
-            action: FastAction::Forward(FastForward {
-                rewrite,
-                next_hop: NextHopId(hop),
-                segments: TcpSegments::ACK,
-                dest: DestSlot(dest),
-            }),
-        });
+        self.apply(upsert(flow, rewrite, hop, dest));
     }
 
     /// Run `frame` in on d0 queue 0; the verdict from the counter that moved.
@@ -1103,16 +1109,7 @@ fn generic_mode_runs_the_same_program() {
         })
         .unwrap();
         let f = Flow::tcp("10.212.0.1", 40000, "10.212.0.100", 80);
-        dp.apply(&FastPathOp::Upsert {
-            key: key(&f),
-            action: FastAction::Forward(FastForward {
-                rewrite: DR_SERVER,
-                next_hop: NextHopId(1),
-                segments: TcpSegments::ACK,
-                dest: DestSlot(0),
-            }),
-        })
-        .unwrap();
+        dp.apply(&upsert(&f, DR_SERVER, 1, 0)).unwrap();
         let r = dp.test_run(&f.frame(), idx[0], 0).unwrap();
         assert_eq!(r.action, XdpAction::Redirect);
         assert_eq!(&r.frame[..6], &RS_MAC);
@@ -1343,18 +1340,7 @@ fn the_slots_in_use_grow_under_traffic_and_no_frame_misses_its_entry() {
             let mut growths = 0;
             let mut active = env.d.dp.conn_active_slots();
             for f in &flows[WATCHED as usize..] {
-                env.d
-                    .dp
-                    .apply(&FastPathOp::Upsert {
-                        key: key(f),
-                        action: FastAction::Forward(FastForward {
-                            rewrite: DR_SERVER,
-                            next_hop: NextHopId(1),
-                            segments: TcpSegments::ACK,
-                            dest: DestSlot(0),
-                        }),
-                    })
-                    .unwrap();
+                env.d.dp.apply(&upsert(f, DR_SERVER, 1, 0)).unwrap();
                 if env.d.dp.conn_active_slots() != active {
                     active = env.d.dp.conn_active_slots();
                     growths += 1;
