@@ -727,6 +727,16 @@ mod tests {
         {}
     }
 
+    /// Entries until a doubling is due; how many were written.
+    fn fill_to_half(t: &mut SlotTable) -> u32 {
+        let mut i = 0;
+        while !t.wants_to_grow() {
+            t.upsert(&flow(i), &entry(i));
+            i += 1;
+        }
+        i
+    }
+
     /// Keys in any slot, copies included.
     fn raw_keys(t: &SlotTable) -> usize {
         (0..t.slots()).filter(|&s| t.key_at(s) != [0, 0]).count()
@@ -785,14 +795,9 @@ mod tests {
     #[test]
     fn writes_during_a_doubling_reach_both_copies() {
         let (mut t, _fd) = memory_table(1 << 14);
-        let mut live = std::collections::BTreeMap::new();
-        let mut i = 0;
-        while !t.wants_to_grow() {
-            if t.upsert(&flow(i), &entry(i)) {
-                live.insert(i, entry(i));
-            }
-            i += 1;
-        }
+        let mut i = fill_to_half(&mut t);
+        let mut live: std::collections::BTreeMap<u32, ConnEntry> =
+            (0..i).filter_map(|k| Some((k, t.get(&flow(k))?))).collect();
         let mut masks = Vec::new();
         let publish = |m: u32, masks: &mut Vec<u32>| {
             masks.push(m);
@@ -845,11 +850,7 @@ mod tests {
     #[test]
     fn an_inherited_table_halfway_through_a_doubling_lists_each_key_once() {
         let (mut t, fd) = memory_table(1 << 14);
-        let mut i = 0;
-        while !t.wants_to_grow() {
-            t.upsert(&flow(i), &entry(i));
-            i += 1;
-        }
+        fill_to_half(&mut t);
         let want = t.used;
         t.advance_growth(128, |_| Ok::<(), ()>(())).unwrap();
         assert!(matches!(t.growth, Growth::Copying { .. }));
@@ -866,11 +867,7 @@ mod tests {
     #[test]
     fn a_doubling_the_program_was_not_told_of_leaves_the_table_as_it_was() {
         let (mut t, _fd) = memory_table(1 << 14);
-        let mut i = 0;
-        while !t.wants_to_grow() {
-            t.upsert(&flow(i), &entry(i));
-            i += 1;
-        }
+        fill_to_half(&mut t);
         let before: Vec<_> = t.entries().collect();
         let mut refused = Ok(GrowthStep::Idle);
         for _ in 0..100 {
