@@ -56,6 +56,15 @@ fn with_director_sized<T: Send + 'static>(
 ) -> T {
     let mut lab = Bed::new();
     let ns = lab.add("dir");
+    // The kernel's own IPv6 frames (router solicitations, MLD reports)
+    // would cross the pair while a test counts one frame's verdict.
+    for k in [
+        "net.ipv6.conf.all.disable_ipv6=1",
+        "net.ipv6.conf.default.disable_ipv6=1",
+    ] {
+        let o = lab.exec(&ns, &["sysctl", "-qw", k]);
+        assert!(o.status.success(), "sysctl {k}: {o:?}");
+    }
     veth(
         &ns,
         "d0",
