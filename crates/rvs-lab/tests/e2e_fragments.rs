@@ -254,8 +254,11 @@ fn suite(mode: Mode, family: Family, name: &str) {
             flooded(&c) >= 4 * 1024,
             "{name}: the flood reached the engine: {c:?}"
         );
+        // A flooded IP id may meet a datagram of the echoes above still in
+        // the table (same addresses, protocol and id): it takes that entry
+        // without evicting one, at most once per earlier datagram.
         assert!(
-            c["fragments_evicted"] >= flooded(&c) - 1024,
+            c["fragments_evicted"] + tracked_before >= flooded(&c) - 1024,
             "{name}: the 1,024-entry table held, older datagrams were evicted: {c:?}"
         );
         let out = run_python(lab, "client", &client_script(family, &[4000]), name);
