@@ -330,9 +330,15 @@ impl SlotTable {
             return None;
         }
         let to = self.destination(w)?;
-        (to..to + WAYS)
+        self.way_for(to, w, |s| self.key_at(s) == [0, 0])
+    }
+
+    /// The way of the set starting at `set` that holds `w`, else the first
+    /// way `free` accepts.
+    fn way_for(&self, set: usize, w: [u64; 2], free: impl Fn(usize) -> bool) -> Option<usize> {
+        (set..set + WAYS)
             .find(|&s| self.key_at(s) == w)
-            .or_else(|| (to..to + WAYS).find(|&s| self.key_at(s) == [0, 0]))
+            .or_else(|| (set..set + WAYS).find(|&s| free(s)))
     }
 
     /// The slot of `w`'s second copy while a doubling holds two: the copy
@@ -423,10 +429,9 @@ impl SlotTable {
     pub(crate) fn upsert(&mut self, key: &ConnKey4, entry: &ConnEntry) -> bool {
         let w = key_words(key);
         let set = self.set_of(w);
-        let slot = (set..set + WAYS)
-            .find(|&s| self.key_at(s) == w)
-            .or_else(|| (set..set + WAYS).find(|&s| !self.holds_live_key(s, self.key_at(s))));
-        let Some(slot) = slot else { return false };
+        let Some(slot) = self.way_for(set, w, |s| !self.holds_live_key(s, self.key_at(s))) else {
+            return false;
+        };
         if self.key_at(slot) != w {
             self.used += 1;
         }
