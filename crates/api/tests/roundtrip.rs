@@ -67,6 +67,11 @@ fn sample() -> Listing {
                 mcast_ttl: Some(2),
                 sync_refresh_period: None,
                 sync_retries: None,
+                // (a master's setting: here only to cross the wire)
+                sync_threshold: Some(rvs_vocab::sync::SyncThreshold {
+                    threshold: 5,
+                    period: 100,
+                }),
             },
             maxlen: 1472,
         }],

@@ -136,7 +136,18 @@ pub(crate) struct Conn {
     /// handshake, which a spoofed source never does. Kept in what was
     /// padding.
     pub(crate) client_acked: bool,
+    /// The kernel's `in_pkts`: packets from the client the engine counted,
+    /// modulo the sync period (saturating when the period is 0), for the
+    /// sync threshold. In what was padding.
+    pub(crate) in_pkts: u16,
+    /// The kernel's `old_state`: the state this connection was last sent
+    /// to the backups in, or [`NEVER_SENT`]. In what was padding.
+    pub(crate) sent_state: u8,
 }
+
+/// [`Conn::sent_state`] of a connection never sent (no protocol has a state
+/// this high).
+pub(crate) const NEVER_SENT: u8 = u8::MAX;
 
 impl Conn {
     pub(crate) fn v6(&self) -> bool {
@@ -180,6 +191,8 @@ impl Conn {
             control: NIL,
             out_hop: NIL,
             client_acked: false,
+            in_pkts: 0,
+            sent_state: NEVER_SENT,
         }
     }
 

@@ -286,7 +286,8 @@ fn one_packet_scheduling_is_refused_for_sctp() {
 #[test]
 fn an_established_association_is_synced_and_a_backup_installs_it() {
     let mut m = Director::new(config(Protocol::Sctp, "rr", ForwardMethod::Masq, &[1]));
-    m.engine.set_sync_master(true);
+    m.engine
+        .set_sync_master(Some(rvs_vocab::sync::SyncThreshold::DEFAULT));
     m.run(&from_client_sctp(40000, INIT), FRONT);
     m.run(&from_server_sctp(RS[0], 11, 40000, INIT_ACK), BACK);
     m.run(&from_client_sctp(40000, COOKIE_ECHO), FRONT);

@@ -11,11 +11,12 @@ use common::*;
 use rvs_engine::{
     Config, FastAction, FastKey, ForwardMethod, Persistence, Protocol, SyncRefused, Verdict,
 };
+use rvs_vocab::sync::SyncThreshold;
 use rvs_wire::ipvs_sync::{decode, flags, Encoder, SyncConn};
 
 fn master(cfg: Config) -> Director {
     let mut d = Director::new(cfg);
-    d.engine.set_sync_master(true);
+    d.engine.set_sync_master(Some(SyncThreshold::DEFAULT));
     d
 }
 
@@ -56,11 +57,27 @@ fn listing(d: &Director) -> Vec<Row> {
     v
 }
 
+/// Sends `n` more segments of the client's connection on port 40000 (its
+/// 1-based packet numbers `from..from + n`) and returns the numbers of
+/// those after which the master sent something, with what it sent.
+fn packets_sent(d: &mut Director, from: u32, n: u32) -> Vec<(u32, Vec<SyncConn>)> {
+    (from..from + n)
+        .filter_map(|i| {
+            d.run(&from_client(40000, ACK, b"more"), FRONT);
+            let s = sent(d);
+            (!s.is_empty()).then_some((i, s))
+        })
+        .collect()
+}
+
 #[test]
 fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
     let mut m = master(config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]));
     m.run(&from_client(40000, SYN, b""), FRONT);
     assert!(sent(&mut m).is_empty(), "SYN_RECV is not sent");
+    // ESTABLISHED on packet 2: the XDP program takes the connection over
+    // here, so it is sent now rather than on the 3rd packet, which the
+    // engine may never see.
     m.run(&from_client(40000, ACK, b""), FRONT);
     let s = sent(&mut m);
     assert_eq!(s.len(), 1, "{s:?}");
@@ -78,14 +95,120 @@ fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
             local: None,
         }
     );
-    m.run(&from_client(40000, ACK, b"more"), FRONT);
-    assert!(sent(&mut m).is_empty(), "no change, nothing sent");
+    // The packets the engine still sees are counted as the kernel counts
+    // them: the 3rd, then every 50th (sync_threshold 3 50).
+    let at: Vec<u32> = packets_sent(&mut m, 3, 101)
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(at, vec![3, 53, 103]);
     m.run(&from_client(40000, FINACK, b""), FRONT);
     let s = sent(&mut m);
     assert_eq!(s.len(), 1);
     assert_eq!((s[0].state, s[0].timeout), (4, 120), "FIN_WAIT");
     assert_ne!(s[0].flags & flags::INACTIVE, 0);
-    assert_eq!(m.engine.counters().sync_sent, 2);
+    assert_eq!(m.engine.counters().sync_sent, 5);
+}
+
+#[test]
+fn without_the_fast_path_a_connection_is_sent_by_its_packet_count_alone() {
+    let slow = |threshold| {
+        let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
+        cfg.fast_path = false;
+        let mut d = Director::new(cfg);
+        d.engine.set_sync_master(Some(threshold));
+        d.run(&from_client(40000, SYN, b""), FRONT);
+        d.run(&from_client(40000, ACK, b""), FRONT);
+        d
+    };
+    // The kernel's default: ESTABLISHED is sent on the 3rd packet, not
+    // as it is entered on the 2nd, then on the 53rd, 103rd ...
+    let mut m = slow(SyncThreshold::DEFAULT);
+    assert!(sent(&mut m).is_empty(), "ESTABLISHED alone is not sent");
+    let runs = packets_sent(&mut m, 3, 151);
+    let at: Vec<u32> = runs.iter().map(|(i, _)| *i).collect();
+    assert_eq!(at, vec![3, 53, 103, 153]);
+    assert!(runs.iter().all(|(_, s)| s.len() == 1 && s[0].state == 1));
+    // A closing state is sent whatever the count.
+    m.run(&from_client(40000, FINACK, b""), FRONT);
+    assert_eq!(
+        sent(&mut m).iter().map(|s| s.state).collect::<Vec<_>>(),
+        vec![4]
+    );
+
+    // Another threshold and period.
+    let mut m = slow(SyncThreshold {
+        threshold: 10,
+        period: 20,
+    });
+    let at: Vec<u32> = packets_sent(&mut m, 3, 50)
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(at, vec![10, 30, 50]);
+    // Period 0: the threshold's packet, once.
+    let mut m = slow(SyncThreshold {
+        threshold: 5,
+        period: 0,
+    });
+    let at: Vec<u32> = packets_sent(&mut m, 3, 200)
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(at, vec![5]);
+    // Threshold 0: no packet count is 0 modulo 50 before the 50th.
+    let mut m = slow(SyncThreshold {
+        threshold: 0,
+        period: 50,
+    });
+    let at: Vec<u32> = packets_sent(&mut m, 3, 100)
+        .iter()
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(at, vec![50, 100]);
+
+    // UDP too: its 3rd datagram, not its first.
+    let mut cfg = config(Protocol::Udp, "rr", ForwardMethod::Masq, &[1]);
+    cfg.fast_path = false;
+    let mut m = Director::new(cfg);
+    m.engine.set_sync_master(Some(SyncThreshold::DEFAULT));
+    let mut at = Vec::new();
+    for i in 1..=60u32 {
+        m.run(&udp_frame((CLIENT, 5353), (VIP, 80), b"q"), FRONT);
+        if !sent(&mut m).is_empty() {
+            at.push(i);
+        }
+    }
+    assert_eq!(at, vec![3, 53]);
+}
+
+#[test]
+fn a_template_is_sent_with_every_packet_of_its_connections() {
+    let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1, 1]);
+    cfg.fast_path = false;
+    cfg.services[0].persistence = Some(Persistence {
+        timeout: 300,
+        prefix_len: 32,
+    });
+    let mut m = master(cfg);
+    let kinds = |s: Vec<SyncConn>| {
+        s.iter()
+            .map(|e| e.flags & flags::TEMPLATE != 0)
+            .collect::<Vec<_>>()
+    };
+    // The SYN: its connection is not sent (SYN_RECV), its template is.
+    m.run(&from_client(40000, SYN, b""), FRONT);
+    let s = sent(&mut m);
+    assert_eq!(kinds(s.clone()), vec![true], "{s:?}");
+    assert_eq!(
+        s[0].timeout, 300,
+        "a template carries the persistence timeout"
+    );
+    m.run(&from_client(40000, ACK, b""), FRONT);
+    assert_eq!(kinds(sent(&mut m)), vec![true]);
+    // The 3rd packet: the connection, then its template.
+    m.run(&from_client(40000, ACK, b"x"), FRONT);
+    assert_eq!(kinds(sent(&mut m)), vec![false, true]);
 }
 
 #[test]

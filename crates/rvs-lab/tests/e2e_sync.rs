@@ -11,9 +11,14 @@
 //! own) reach the backup with their local ends: it lists each with the
 //! local address and port the master gave it.
 //!
+//! `sync_threshold` (from the file, then from `rvsadm --start-daemon`)
+//! picks which datagrams of a UDP flow the master sends it on, counted by
+//! the engine with the fast path off.
+//!
 //! Needs root; builds rvsd/rvsadm itself if needed. The lab and the backup
 //! namespace (with its end of the link and its rvsd) are removed on exit,
-//! also on failure. Load: `wrk -t1 -c10` for 8 s, then for 6 s.
+//! also on failure. Load: `wrk -t1 -c10` for 8 s, then for 6 s; two runs
+//! of 20 UDP datagrams.
 
 #[allow(dead_code)]
 mod common;
@@ -472,6 +477,104 @@ fn sync_runs_over_an_ipv6_multicast_group() {
         assert!(status.success(), "wrk: {out}");
         let b = counters_of(&get_listing(&backup.socket));
         assert!(b.get("sync_installed").copied().unwrap_or(0) >= 4, "{b:?}");
+        master.stop();
+        drop(backup);
+        drop(bed);
+    });
+}
+
+/// The UDP service of the threshold test: VIP:53 by NAT to rs1's port 53.
+fn udp_service() -> String {
+    format!(
+        "[[service]]\nprotocol = \"udp\"\naddress = \"{VIP}\"\nport = 53\nscheduler = \"rr\"\n  \
+         [[service.real_server]]\n  address = \"{}\"\n  port = 53\n  method = \"nat\"\n",
+        rs_ip(1)
+    )
+}
+
+/// (client, state) of each UDP entry of `rvsadm -Lnc`.
+fn udp_conns(listing: &str) -> BTreeSet<(String, String)> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with("UDP"))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 6).then(|| (f[3].into(), f[2].into()))
+        })
+        .collect()
+}
+
+/// `sync_threshold` end to end (file, rvsadm, worker, engine): with the
+/// fast path off the engine counts every datagram of a UDP flow, and a
+/// master sends the flow on the ones the threshold and period pick.
+#[test]
+fn a_master_sends_a_flow_on_the_packets_its_sync_threshold_picks() {
+    let spec = common::lab_spec(Mode::Nat, 2);
+    common::with_lab("synthr", spec, |lab| {
+        let (bed, dir2) = second_director(lab);
+        let master = Daemon::start(
+            lab,
+            &format!(
+                "fast_path = false\n{}{}sync_threshold = [2, 4]\n",
+                udp_service(),
+                sync_daemon("master", "sync0")
+            ),
+        );
+        let backup = spawn_backup_with(lab, &dir2, &udp_service(), &sync_daemon("backup", "sync1"));
+        // Something listens on rs1, so no ICMP error comes back.
+        let sink = lab
+            .spawn(
+                "rs1",
+                &[
+                    "python3",
+                    "-c",
+                    "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                     s.bind(('', 53))\nwhile True: s.recv(2048)",
+                ],
+            )
+            .expect("starting a UDP sink on rs1");
+        // 20 datagrams from one client port; waits until the backup lists
+        // the flow and the master's counters have settled, and returns how
+        // many entries the master sent meanwhile.
+        let flow = |port: u16| -> u64 {
+            let before = master.counters().get("sync_sent").copied().unwrap_or(0);
+            let send = format!(
+                "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+                 s.bind(('', {port}))\nfor _ in range(20): s.sendto(b'q', ('{VIP}', 53))"
+            );
+            lab.exec("client", &["python3", "-c", &send])
+                .expect("sending 20 datagrams");
+            let client = format!("{}:{port}", rvs_lab::CLIENT_IP);
+            let want = BTreeSet::from([(client.clone(), "UDP".to_string())]);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !udp_conns(&backup.rvsadm(&["-Lnc"])).is_superset(&want) {
+                assert!(
+                    Instant::now() < deadline,
+                    "{client} not on the backup:\n{}\nmaster:\n{}",
+                    backup.rvsadm(&["-Lnc"]),
+                    master.rvsadm(&["-Lnc"])
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            std::thread::sleep(Duration::from_millis(600));
+            master.counters().get("sync_sent").copied().unwrap_or(0) - before
+        };
+        // [2, 4]: datagrams 2, 6, 10, 14 and 18.
+        assert_eq!(flow(40001), 5, "entries sent for 20 datagrams at [2, 4]");
+        // rvsadm's way, a period of 0: datagram 1 alone.
+        master.rvsadm(&["--stop-daemon", "master"]);
+        master.rvsadm(&[
+            "--start-daemon",
+            "master",
+            "--mcast-interface",
+            "sync0",
+            "--syncid",
+            &SYNCID.to_string(),
+            "--sync-threshold",
+            "1,0",
+        ]);
+        assert_eq!(flow(40002), 1, "entries sent for 20 datagrams at 1,0");
+        drop(sink);
         master.stop();
         drop(backup);
         drop(bed);

@@ -1189,6 +1189,7 @@ fn backup_sync_daemon(
         mcast_ttl: None,
         sync_refresh_period: None,
         sync_retries: None,
+        sync_threshold: None,
     };
     for (k, v) in &s.extra {
         let ok = match k.as_str() {

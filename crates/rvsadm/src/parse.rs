@@ -208,11 +208,12 @@ enum Opt {
     Sysctl,
     SyncRefreshPeriod,
     SyncRetries,
+    SyncThreshold,
     LocalAddress,
     Toa,
 }
 
-const OPTS: [Opt; 41] = [
+const OPTS: [Opt; 42] = [
     Opt::Numeric,
     Opt::Connection,
     Opt::Service,
@@ -252,6 +253,7 @@ const OPTS: [Opt; 41] = [
     Opt::Sysctl,
     Opt::SyncRefreshPeriod,
     Opt::SyncRetries,
+    Opt::SyncThreshold,
     Opt::LocalAddress,
     Opt::Toa,
 ];
@@ -302,6 +304,7 @@ impl Opt {
             Opt::Sysctl => "sysctl",
             Opt::SyncRefreshPeriod => "sync-refresh-period",
             Opt::SyncRetries => "sync-retries",
+            Opt::SyncThreshold => "sync-threshold",
             Opt::LocalAddress => "laddr",
             Opt::Toa => "toa",
         }
@@ -339,7 +342,7 @@ impl Opt {
             Cmd::StartDaemon => match self {
                 McastInterface => '+',
                 SyncId | SyncMaxlen | McastGroup | McastPort | McastTtl | SyncRefreshPeriod
-                | SyncRetries => ' ',
+                | SyncRetries | SyncThreshold => ' ',
                 _ => 'x',
             },
             Cmd::StopDaemon => match self {
@@ -426,6 +429,7 @@ const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("mcast-ttl", None, Arg::Required),
     ("sync-refresh-period", None, Arg::Required),
     ("sync-retries", None, Arg::Required),
+    ("sync-threshold", None, Arg::Required),
     ("timeout", None, Arg::None),
     ("daemon", None, Arg::None),
     ("stats", None, Arg::None),
@@ -900,6 +904,7 @@ impl Default for Collected {
                 mcast_ttl: None,
                 sync_refresh_period: None,
                 sync_retries: None,
+                sync_threshold: None,
             },
             sysctls: SysctlSettings::default(),
         }
@@ -1273,6 +1278,16 @@ fn collect_option(
                 )?,
             );
         }
+        // An RVS option (the kernel's sync_threshold sysctl).
+        "sync-threshold" => {
+            c.set(Opt::SyncThreshold)?;
+            c.sync.sync_threshold = Some(
+                value
+                    .parse()
+                    .map_err(|e| format!("illegal sync-threshold specified: {e}"))
+                    .or_else(fail)?,
+            );
+        }
         "sort" => {} // ipvsadm: a no-op kept for compatibility
         "help" | "version" => {
             // ipvsadm only honours these as the first option.
@@ -1457,7 +1472,11 @@ fn build(
         Cmd::DelMarkRule => Action::Command(Command::DeleteFwmarkRule { mark: c.rule_mark }),
         Cmd::ListMarkRules => Action::ListMarkRules,
         Cmd::Reload => Action::Command(Command::Reload),
-        Cmd::StartDaemon => Action::Command(Command::StartDaemon(c.sync)),
+        Cmd::StartDaemon => {
+            // What rvsd would refuse, refused here with the same words.
+            c.sync.check().or_else(fail)?;
+            Action::Command(Command::StartDaemon(c.sync))
+        }
         Cmd::StopDaemon => Action::Command(Command::StopDaemon(c.sync.role)),
         Cmd::Sysctl => Action::Command(Command::SetSysctl(c.sysctls)),
         Cmd::AddDest | Cmd::EditDest | Cmd::DelDest => {

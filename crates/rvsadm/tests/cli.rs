@@ -43,6 +43,7 @@ fn fake() -> FakeHandler {
                 mcast_ttl: None,
                 sync_refresh_period: None,
                 sync_retries: None,
+                sync_threshold: None,
             },
             maxlen: 1472,
         }],

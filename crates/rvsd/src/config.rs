@@ -999,6 +999,35 @@ group = "g"
         }
     }
 
+    #[test]
+    fn a_masters_sync_threshold_is_read_and_checked() {
+        let daemon = |extra: &str| {
+            format!("[[sync_daemon]]\nrole = \"master\"\nmcast_interface = \"eth2\"\n{extra}\n")
+        };
+        let text = daemon("sync_threshold = [10, 20]");
+        let file = schema::Config::parse(&text).unwrap();
+        assert_eq!(
+            file.sync_daemons[0].threshold(),
+            rvs_vocab::sync::SyncThreshold {
+                threshold: 10,
+                period: 20
+            }
+        );
+        assert!(errors_of(&text).is_empty());
+        assert_eq!(
+            schema::Config::parse(&daemon("")).unwrap().sync_daemons[0].threshold(),
+            rvs_vocab::sync::SyncThreshold::DEFAULT
+        );
+        assert_eq!(
+            errors_of(&daemon("sync_threshold = [50, 50]")),
+            vec![
+                "[[sync_daemon]] master: sync_threshold = [50, 50]: the threshold must be \
+                  below the period (or the period 0)"
+            ]
+        );
+        assert!(schema::Config::parse(&daemon("sync_threshold = [3]")).is_err());
+    }
+
     const MEMBERS: &str = "  [[service.member]]\n  protocol = \"tcp\"\n  address = \"10.0.100.1\"\n  port = 80\n  [[service.member]]\n  fwmark = 7\n";
     const SERVER: &str =
         "  [[service.real_server]]\n  address = \"10.0.2.11\"\n  port = 8080\n  method = \"nat\"\n";

@@ -844,6 +844,7 @@ mod tests {
                     mcast_ttl: None,
                     sync_refresh_period: None,
                     sync_retries: None,
+                    sync_threshold: None,
                 },
                 maxlen: 1472,
             }],

@@ -113,6 +113,8 @@ pub(crate) struct MasterOut {
     last_flush: Instant,
     /// When to ask for refresh rounds (`sync_refresh_period`, `sync_retries`).
     refresh: Option<RefreshSchedule>,
+    /// The engine's packet counting (`sync_threshold`).
+    pub(crate) threshold: rvs_vocab::sync::SyncThreshold,
     /// Datagrams sent, and those the socket refused.
     pub(crate) sent: u64,
     pub(crate) send_errors: u64,
@@ -141,6 +143,7 @@ impl MasterOut {
                         Instant::now(),
                     )
                 }),
+                threshold: d.threshold(),
                 sent: 0,
                 send_errors: 0,
             },
@@ -521,6 +524,7 @@ mod tests {
             mcast_ttl: None,
             sync_refresh_period: None,
             sync_retries: None,
+            sync_threshold: None,
         }
     }
 

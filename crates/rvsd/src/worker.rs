@@ -339,7 +339,7 @@ impl Worker {
     fn command(&mut self, cmd: WorkerCommand, tally: &mut Tally) {
         match cmd {
             WorkerCommand::SyncMaster(m) => {
-                self.engine.set_sync_master(m.is_some());
+                self.engine.set_sync_master(m.as_ref().map(|m| m.threshold));
                 self.sync = m;
             }
             WorkerCommand::Synced(conns) => {

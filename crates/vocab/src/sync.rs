@@ -13,6 +13,92 @@ pub const DEFAULT_TTL: u8 = 1;
 /// The largest `sync_retries`, as the kernel's sysctl.
 pub const MAX_SYNC_RETRIES: u8 = 3;
 
+/// The kernel's `sync_threshold` sysctl (`net.ipv4.vs.sync_threshold = 3
+/// 50`): a master sends a connection when its count of packets from the
+/// client reaches `threshold`, then each time the count is `threshold`
+/// modulo `period` (period 0: that once). State changes are sent whatever
+/// the count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(from = "[u16; 2]", into = "[u16; 2]")
+)]
+pub struct SyncThreshold {
+    /// The packet that is sent first (the sysctl's first number).
+    pub threshold: u16,
+    /// Sent again every this many packets; 0: never again (the second).
+    pub period: u16,
+}
+
+impl SyncThreshold {
+    /// The kernel's default, `3 50`.
+    pub const DEFAULT: SyncThreshold = SyncThreshold {
+        threshold: 3,
+        period: 50,
+    };
+
+    /// What is wrong with it, if anything: the kernel's rule (the threshold
+    /// below a period that is not 0), and a count RVS keeps in 16 bits.
+    pub fn check(self) -> Result<(), String> {
+        if self.period != 0 && self.threshold >= self.period {
+            return Err(format!(
+                "sync_threshold = [{}, {}]: the threshold must be below the period (or the period 0)",
+                self.threshold, self.period
+            ));
+        }
+        if self.period == 0 && self.threshold == u16::MAX {
+            return Err(format!(
+                "sync_threshold = [{}, 0]: a threshold up to {}",
+                self.threshold,
+                u16::MAX - 1
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for SyncThreshold {
+    fn default() -> Self {
+        SyncThreshold::DEFAULT
+    }
+}
+
+impl From<[u16; 2]> for SyncThreshold {
+    fn from([threshold, period]: [u16; 2]) -> Self {
+        SyncThreshold { threshold, period }
+    }
+}
+
+impl From<SyncThreshold> for [u16; 2] {
+    fn from(t: SyncThreshold) -> Self {
+        [t.threshold, t.period]
+    }
+}
+
+impl std::fmt::Display for SyncThreshold {
+    /// As `rvsadm --sync-threshold` takes it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{},{}", self.threshold, self.period)
+    }
+}
+
+impl std::str::FromStr for SyncThreshold {
+    type Err = String;
+
+    /// `T,P` (as the sysctl's `T P`, with a comma).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s}: give THRESHOLD,PERIOD (the kernel's `3,50`), each 0 to 65535");
+        let (t, p) = s.split_once(',').ok_or_else(bad)?;
+        let t = SyncThreshold {
+            threshold: t.trim().parse().map_err(|_| bad())?,
+            period: p.trim().parse().map_err(|_| bad())?,
+        };
+        t.check()?;
+        Ok(t)
+    }
+}
+
 /// Which side of the sync a daemon is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(
@@ -96,6 +182,16 @@ pub struct SyncDaemon {
         serde(default, skip_serializing_if = "Option::is_none")
     )]
     pub sync_retries: Option<u8>,
+    /// Master only, the kernel's `sync_threshold` sysctl as `[threshold,
+    /// period]` (none: `[3, 50]`). The engine counts the packets it sees;
+    /// a connection the XDP program forwards is sent as the program takes
+    /// it over instead (see [`SyncThreshold`]).
+    /// `rvsadm --sync-threshold T,P` (an RVS option: ipvsadm has none).
+    #[cfg_attr(
+        feature = "serde",
+        serde(default, skip_serializing_if = "Option::is_none")
+    )]
+    pub sync_threshold: Option<SyncThreshold>,
 }
 
 impl SyncDaemon {
@@ -169,7 +265,19 @@ impl SyncDaemon {
             }
             (SyncRole::Master, Some(_), _) => {}
         }
+        match (self.role, self.sync_threshold) {
+            (_, None) => {}
+            (SyncRole::Backup, Some(_)) => {
+                return Err("sync_threshold: a master's setting; remove it from the backup".into())
+            }
+            (SyncRole::Master, Some(t)) => t.check()?,
+        }
         Ok(())
+    }
+
+    /// The threshold in force (a master's; the kernel's default).
+    pub fn threshold(&self) -> SyncThreshold {
+        self.sync_threshold.unwrap_or_default()
     }
 
     /// ipvsadm's `-L --daemon` line, with `maxlen` the one in force.
@@ -201,7 +309,46 @@ mod refresh_tests {
             mcast_ttl: None,
             sync_refresh_period: refresh,
             sync_retries: None,
+            sync_threshold: None,
         }
+    }
+
+    #[test]
+    fn sync_threshold_is_a_masters_below_its_period() {
+        let with = |role, t: &str| SyncDaemon {
+            sync_threshold: Some(t.parse().unwrap()),
+            ..daemon(role, None)
+        };
+        assert_eq!(
+            daemon(SyncRole::Master, None).threshold(),
+            SyncThreshold::DEFAULT
+        );
+        for t in ["3,50", "0,1", "49,50", "7,0", "65534,0", "0,65535"] {
+            assert!(with(SyncRole::Master, t).check().is_ok(), "{t}");
+        }
+        assert_eq!(
+            with(SyncRole::Master, "3, 50").threshold(),
+            SyncThreshold::DEFAULT
+        );
+        let e = with(SyncRole::Backup, "3,50").check().unwrap_err();
+        assert!(e.contains("master"), "{e}");
+        for (t, why) in [
+            ("50,50", "below the period"),
+            ("65535,0", "up to 65534"),
+            ("3", "THRESHOLD,PERIOD"),
+            ("3,x", "THRESHOLD,PERIOD"),
+            ("-1,50", "THRESHOLD,PERIOD"),
+            ("3,70000", "THRESHOLD,PERIOD"),
+        ] {
+            let e = t.parse::<SyncThreshold>().unwrap_err();
+            assert!(e.contains(why), "{t}: {e}");
+        }
+        // Written by hand in a file, checked as a whole.
+        let t = SyncDaemon {
+            sync_threshold: Some(SyncThreshold::from([60, 50])),
+            ..daemon(SyncRole::Master, None)
+        };
+        assert!(t.check().unwrap_err().contains("below the period"));
     }
 
     #[test]

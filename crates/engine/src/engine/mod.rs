@@ -90,6 +90,8 @@ pub struct Engine {
     sync_out: std::collections::VecDeque<rvs_wire::ipvs_sync::SyncConn>,
     /// A sync master runs ([`Engine::set_sync_master`]).
     sync_master: bool,
+    /// Its `sync_threshold` (the last one set; the kernel's default before).
+    sync_threshold: rvs_vocab::sync::SyncThreshold,
     defense: DefenseRt,
     /// Fragmented datagrams in flight ([`crate::frag`]).
     frags: crate::frag::FragTable,
@@ -134,6 +136,7 @@ impl Engine {
             fast: FastState::new(snapshot.config().fast_path),
             sync_out: std::collections::VecDeque::with_capacity(sync::SYNC_QUEUE),
             sync_master: false,
+            sync_threshold: rvs_vocab::sync::SyncThreshold::DEFAULT,
             defense: DefenseRt::new(
                 snapshot.config().defense,
                 hash_seeds[1] ^ hash_seeds[2].rotate_left(17),
@@ -365,11 +368,6 @@ impl Engine {
         }
         self.counters.conns_created += 1;
         self.bind(dest_id, false);
-        if p.key.proto == ip_proto::UDP {
-            // UDP has one state: sent as it starts (TCP and SCTP on their
-            // transitions).
-            self.sync_now(idx);
-        }
         self.forward_in(now_s, pkt, idx, p)
     }
 
@@ -474,14 +472,11 @@ impl Engine {
     }
 
     fn forward_in(&mut self, now_s: u32, pkt: &mut PacketBuf<'_>, idx: u32, p: &Parsed) -> Verdict {
-        let (old, acked) = {
-            let c = self.conns.get(idx);
-            (c.state, c.client_acked)
-        };
+        let acked = self.conns.get(idx).client_acked;
         let timeout = self.transition(idx, Direction::Input, p);
-        self.sync_on_transition(idx, old);
         self.set_expiry(idx, now_s.saturating_add(timeout));
         self.fast_sync(idx);
+        self.sync_after_input(idx);
         self.track_datagram(now_s, idx, Direction::Input, p);
         let c = *self.conns.get(idx);
         self.count_in(c.dest, p);

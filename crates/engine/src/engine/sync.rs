@@ -4,23 +4,34 @@
 //! it is sent ([`Engine::apply_sync`]); rvsd carries them as IPVS sync
 //! datagrams ([`rvs_wire::ipvs_sync`]).
 //!
-//! When a connection is sent. The kernel counts packets per connection
-//! and sends on the third (`sync_threshold`) and then every 50th; RVS's
-//! engine does not see the packets the XDP program forwards, so it sends
-//! on what it does see, which IPVS sends on too:
-//! - a TCP connection entering ESTABLISHED, FIN_WAIT, CLOSE_WAIT, TIME_WAIT
-//!   or CLOSE (the kernel's "state change forces a sync" rule), and its
-//!   persistence template with its first sync;
-//! - an SCTP association entering ESTABLISHED, SHUTDOWN_SENT,
-//!   SHUTDOWN_RECEIVED, SHUTDOWN_ACK_SENT or CLOSED (the same rule);
-//! - a UDP connection when it is created;
-//! - a connection the XDP program keeps alive, each time its activity
-//!   check renews it (the kernel's `sync_refresh_period` behaviour), so a
-//!   backup's copy does not expire while the master's flows;
+//! When a connection is sent, by the kernel's rules
+//! (`ip_vs_sync_conn_needed`) on every packet from the client the engine
+//! sees, which it counts (the kernel's `in_pkts`):
+//! - a TCP connection entering FIN_WAIT, CLOSE_WAIT, TIME_WAIT or CLOSE,
+//!   an SCTP association entering SHUTDOWN_SENT, SHUTDOWN_RECEIVED,
+//!   SHUTDOWN_ACK_SENT or CLOSED ("a state change forces a sync");
+//! - in ESTABLISHED (TCP, SCTP) and for UDP, the packet whose count is
+//!   `sync_threshold` modulo its period (the 3rd, 53rd, 103rd ... by
+//!   default; period 0: the threshold's packet only);
+//! - its persistence template with every packet of a connection it
+//!   controls (the kernel: "templates: rate can be reduced only with
+//!   sync_refresh_period"), or only at the threshold with a period of 0;
 //! - never a one-packet (`-o`) datagram;
 //! - with `sync_persist_mode`, a connection a persistence template
-//!   controls is sent as its template alone, whenever it would have been
-//!   sent (as the kernel's `ip_vs_sync_conn` skips to the controller).
+//!   controls is never sent itself, only its template (as the kernel's
+//!   `ip_vs_sync_conn` skips to the controller).
+//!
+//! Where the XDP program forwards, the engine sees few packets and cannot
+//! count the others, so it also sends what the kernel would have sent on
+//! them:
+//! - a connection whose packets the XDP program takes over (a TCP or SCTP
+//!   connection entering ESTABLISHED, a UDP one as it starts), unless it
+//!   was sent in that state already;
+//! - a connection the XDP program keeps alive, each time its activity
+//!   check renews it (what its later packets would have sent), so a
+//!   backup's copy does not expire while the master's flows;
+//! - a state change a server's packet makes (NAT) at once: the kernel
+//!   sends it with the client's next packet, which the engine may not see.
 //!
 //! The timeout sent is the state's (the persistence timeout for a
 //! template); a backup's copy expires that long after it was last sent.
@@ -28,6 +39,8 @@
 use std::net::IpAddr;
 
 use rvs_wire::ipvs_sync::{flags, SyncConn};
+
+use rvs_vocab::sync::SyncThreshold;
 
 use super::{secs, Engine};
 use crate::config::{ForwardMethod, ServiceKey};
@@ -92,6 +105,12 @@ fn synced_state(proto: u8, state: u8) -> bool {
     }
 }
 
+/// Whether the XDP program forwards `c`'s packets from the client (the
+/// engine counts no more of them) and `c` was not sent in its state yet.
+fn taken_over_unsent(c: &Conn) -> bool {
+    c.fast & fast::FORWARD != 0 && c.state != c.sent_state && synced_state(c.proto, c.state)
+}
+
 /// IPVS's flags for a method. FullNAT, which IPVS does not have, is sent
 /// as NAT with its local end in [`rvs_wire::ipvs_sync::LOCAL_PARAM`] (a
 /// parameter the kernel's backup does not know, so it skips the entry).
@@ -103,14 +122,68 @@ fn method_flags(m: ForwardMethod) -> u32 {
     }
 }
 
+/// `count` (a connection's `in_pkts`) after one more packet: modulo the
+/// period, so that "the count modulo the period is the threshold" is a
+/// comparison; up to `u16::MAX` with a period of 0.
+fn next_count(t: SyncThreshold, count: u16) -> u16 {
+    match t.period {
+        0 => count.saturating_add(1),
+        p => (count % p + 1) % p,
+    }
+}
+
 impl Engine {
-    /// Start or stop emitting connection state for backups (`--start-daemon
-    /// master` / `--stop-daemon master`).
-    pub fn set_sync_master(&mut self, on: bool) {
-        self.sync_master = on;
-        if !on {
-            self.sync_out.clear();
+    /// Start emitting connection state for backups with the master's
+    /// `sync_threshold` (`--start-daemon master`), or stop (`None`,
+    /// `--stop-daemon master`).
+    pub fn set_sync_master(&mut self, threshold: Option<SyncThreshold>) {
+        self.sync_master = threshold.is_some();
+        match threshold {
+            Some(t) => self.sync_threshold = t,
+            None => self.sync_out.clear(),
         }
+    }
+
+    /// After a packet from the client (the kernel's `ip_vs_in`, which
+    /// counts it and calls `ip_vs_sync_conn`): counts it and sends the
+    /// connection and its template by the rules of the module doc.
+    pub(super) fn sync_after_input(&mut self, idx: u32) {
+        let t = self.sync_threshold;
+        let c = self.conns.get_mut(idx);
+        c.in_pkts = next_count(t, c.in_pkts);
+        if !self.sync_master {
+            return;
+        }
+        let c = *c;
+        if !self.templates_only(&c) && (self.due(&c) || taken_over_unsent(&c)) {
+            self.send(idx);
+        }
+        if c.control != NIL {
+            let tpl = self.conns.get_mut(c.control);
+            tpl.in_pkts = next_count(t, tpl.in_pkts);
+            if t.period > 0 || tpl.in_pkts == t.threshold {
+                self.send(c.control);
+            }
+        }
+    }
+
+    /// `ip_vs_sync_conn_needed` for a connection after a packet from the
+    /// client (the refresh period's timing is rvsd's rounds here).
+    fn due(&self, c: &Conn) -> bool {
+        let counted = c.in_pkts == self.sync_threshold.threshold;
+        match established_state(c.proto) {
+            None => counted,
+            Some(_) if !synced_state(c.proto, c.state) => false,
+            Some(established) => (c.state != c.sent_state && c.state != established) || counted,
+        }
+    }
+
+    /// Queues connection (or template) `idx` and notes the state sent.
+    fn send(&mut self, idx: u32) {
+        let c = self.conns.get_mut(idx);
+        c.sent_state = c.state;
+        let c = *c;
+        self.queue_sync(&c);
     }
 
     /// The next connection to send to the backups, in order. Drain after
@@ -119,25 +192,22 @@ impl Engine {
         self.sync_out.pop_front()
     }
 
-    /// A TCP or SCTP connection's state changed from `old`: send it if the
-    /// new state is one IPVS sends, with its template the first time.
+    /// A server's packet changed a TCP or SCTP connection's state from
+    /// `old` (NAT): send it at once if the new state is one IPVS sends,
+    /// with its template (the kernel waits for the client's next packet).
     pub(super) fn sync_on_transition(&mut self, idx: u32, old: u8) {
         if !self.sync_master {
             return;
         }
         let c = *self.conns.get(idx);
-        if c.state == old || !synced_state(c.proto, c.state) {
+        if c.state == old || c.state == c.sent_state || !synced_state(c.proto, c.state) {
             return;
         }
-        if self.templates_only(&c) {
-            let t = *self.conns.get(c.control);
-            self.queue_sync(&t);
-            return;
+        if !self.templates_only(&c) {
+            self.send(idx);
         }
-        self.queue_sync(&c);
-        if Some(c.state) == established_state(c.proto) && c.control != NIL {
-            let t = *self.conns.get(c.control);
-            self.queue_sync(&t);
+        if c.control != NIL {
+            self.send(c.control);
         }
     }
 
@@ -147,8 +217,8 @@ impl Engine {
         self.snapshot.config().sync_persist_mode && c.control != NIL
     }
 
-    /// A connection (and its template) was created, or renewed by the
-    /// fast path's activity: send it (UDP on creation; any on renewal).
+    /// A connection the XDP program forwards was renewed by its activity:
+    /// send it and its template (what its packets would have sent).
     pub(super) fn sync_now(&mut self, idx: u32) {
         if !self.sync_master {
             return;
@@ -158,11 +228,10 @@ impl Engine {
             return;
         }
         if !self.templates_only(&c) {
-            self.queue_sync(&c);
+            self.send(idx);
         }
         if c.control != NIL {
-            let t = *self.conns.get(c.control);
-            self.queue_sync(&t);
+            self.send(c.control);
         }
     }
 
@@ -275,6 +344,7 @@ impl Engine {
             }
             self.conns.set_expiry(idx, expires);
             self.conns.get_mut(idx).fast |= fast::PEER;
+            self.count_as_synced(idx);
             self.counters.sync_received += 1;
             return Ok(());
         }
@@ -333,7 +403,18 @@ impl Engine {
         self.counters.sync_received += 1;
         self.fast_sync(idx);
         self.conns.get_mut(idx).fast |= fast::PEER;
+        self.count_as_synced(idx);
         Ok(())
+    }
+
+    /// As the kernel's backup leaves a connection it was sent: counted at
+    /// the threshold and sent in its state, so that as a master this
+    /// director sends it again at the next period or state change.
+    fn count_as_synced(&mut self, idx: u32) {
+        let threshold = self.sync_threshold.threshold;
+        let c = self.conns.get_mut(idx);
+        c.in_pkts = threshold;
+        c.sent_state = c.state;
     }
 
     /// The service a synced entry belongs to: its firewall mark's, or by

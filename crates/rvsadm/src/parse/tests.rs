@@ -1279,6 +1279,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_ttl: None,
             sync_refresh_period: None,
             sync_retries: None,
+            sync_threshold: None,
         })
     );
     assert_eq!(
@@ -1296,6 +1297,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_ttl: Some(2),
             sync_refresh_period: None,
             sync_retries: None,
+            sync_threshold: None,
         })
     );
     assert_eq!(
@@ -1335,6 +1337,7 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
             mcast_ttl: None,
             sync_refresh_period,
             sync_retries,
+            sync_threshold: None,
         })
     };
     assert_eq!(
@@ -1355,6 +1358,34 @@ fn sync_daemons_start_stop_and_list_as_ipvsadm_takes_them() {
         "illegal sync-retries specified (0 to 3)"
     );
     assert!(err("-L --sync-retries 1").contains("sync-retries"));
+    // And for the kernel's sync_threshold.
+    assert_eq!(
+        cmd("--start-daemon master --mcast-interface eth0 --sync-threshold 5,100"),
+        Command::StartDaemon(SyncDaemon {
+            sync_threshold: Some(rvs_vocab::sync::SyncThreshold {
+                threshold: 5,
+                period: 100,
+            }),
+            ..match master(None, None) {
+                Command::StartDaemon(d) => d,
+                _ => unreachable!(),
+            }
+        })
+    );
+    for bad in ["100,100", "5", "5,x"] {
+        let e = err(&format!(
+            "--start-daemon master --mcast-interface eth0 --sync-threshold {bad}"
+        ));
+        assert!(
+            e.starts_with("illegal sync-threshold specified"),
+            "{bad}: {e}"
+        );
+    }
+    assert!(
+        err("--start-daemon backup --mcast-interface eth0 --sync-threshold 3,50")
+            .contains("master")
+    );
+    assert!(err("-L --sync-threshold 3,50").contains("sync-threshold"));
     assert!(
         err("--start-daemon master").contains("mcast-interface"),
         "{}",
