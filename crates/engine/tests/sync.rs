@@ -70,6 +70,11 @@ fn packets_sent(d: &mut Director, from: u32, n: u32) -> Vec<(u32, Vec<SyncConn>)
         .collect()
 }
 
+/// The numbers alone of [`packets_sent`].
+fn packets_sent_at(d: &mut Director, from: u32, n: u32) -> Vec<u32> {
+    packets_sent(d, from, n).iter().map(|(i, _)| *i).collect()
+}
+
 #[test]
 fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
     let mut m = master(config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]));
@@ -97,11 +102,7 @@ fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
     );
     // The packets the engine still sees are counted as the kernel counts
     // them: the 3rd, then every 50th (sync_threshold 3 50).
-    let at: Vec<u32> = packets_sent(&mut m, 3, 101)
-        .iter()
-        .map(|(i, _)| *i)
-        .collect();
-    assert_eq!(at, vec![3, 53, 103]);
+    assert_eq!(packets_sent_at(&mut m, 3, 101), vec![3, 53, 103]);
     m.run(&from_client(40000, FINACK, b""), FRONT);
     let s = sent(&mut m);
     assert_eq!(s.len(), 1);
@@ -112,18 +113,19 @@ fn a_tcp_connection_is_sent_on_the_states_ipvs_sends() {
 
 #[test]
 fn without_the_fast_path_a_connection_is_sent_by_its_packet_count_alone() {
-    let slow = |threshold| {
+    let slow = |threshold, period| {
         let mut cfg = config(Protocol::Tcp, "rr", ForwardMethod::Route, &[1]);
         cfg.fast_path = false;
         let mut d = Director::new(cfg);
-        d.engine.set_sync_master(Some(threshold));
+        d.engine
+            .set_sync_master(Some(SyncThreshold { threshold, period }));
         d.run(&from_client(40000, SYN, b""), FRONT);
         d.run(&from_client(40000, ACK, b""), FRONT);
         d
     };
     // The kernel's default: ESTABLISHED is sent on the 3rd packet, not
     // as it is entered on the 2nd, then on the 53rd, 103rd ...
-    let mut m = slow(SyncThreshold::DEFAULT);
+    let mut m = slow(3, 50);
     assert!(sent(&mut m).is_empty(), "ESTABLISHED alone is not sent");
     let runs = packets_sent(&mut m, 3, 151);
     let at: Vec<u32> = runs.iter().map(|(i, _)| *i).collect();
@@ -137,35 +139,14 @@ fn without_the_fast_path_a_connection_is_sent_by_its_packet_count_alone() {
     );
 
     // Another threshold and period.
-    let mut m = slow(SyncThreshold {
-        threshold: 10,
-        period: 20,
-    });
-    let at: Vec<u32> = packets_sent(&mut m, 3, 50)
-        .iter()
-        .map(|(i, _)| *i)
-        .collect();
-    assert_eq!(at, vec![10, 30, 50]);
+    let mut m = slow(10, 20);
+    assert_eq!(packets_sent_at(&mut m, 3, 50), vec![10, 30, 50]);
     // Period 0: the threshold's packet, once.
-    let mut m = slow(SyncThreshold {
-        threshold: 5,
-        period: 0,
-    });
-    let at: Vec<u32> = packets_sent(&mut m, 3, 200)
-        .iter()
-        .map(|(i, _)| *i)
-        .collect();
-    assert_eq!(at, vec![5]);
+    let mut m = slow(5, 0);
+    assert_eq!(packets_sent_at(&mut m, 3, 200), vec![5]);
     // Threshold 0: no packet count is 0 modulo 50 before the 50th.
-    let mut m = slow(SyncThreshold {
-        threshold: 0,
-        period: 50,
-    });
-    let at: Vec<u32> = packets_sent(&mut m, 3, 100)
-        .iter()
-        .map(|(i, _)| *i)
-        .collect();
-    assert_eq!(at, vec![50, 100]);
+    let mut m = slow(0, 50);
+    assert_eq!(packets_sent_at(&mut m, 3, 100), vec![50, 100]);
 
     // UDP too: its 3rd datagram, not its first.
     let mut cfg = config(Protocol::Udp, "rr", ForwardMethod::Masq, &[1]);
