@@ -124,11 +124,15 @@ fn method_flags(m: ForwardMethod) -> u32 {
 
 /// `count` (a connection's `in_pkts`) after one more packet: modulo the
 /// period, so that "the count modulo the period is the threshold" is a
-/// comparison; up to `u16::MAX` with a period of 0.
+/// comparison; up to `u16::MAX` with a period of 0. (No division: this
+/// runs for every packet the engine sees; a count left from a longer
+/// period starts over.)
 fn next_count(t: SyncThreshold, count: u16) -> u16 {
+    let next = count.saturating_add(1);
     match t.period {
-        0 => count.saturating_add(1),
-        p => (count % p + 1) % p,
+        0 => next,
+        p if next >= p => 0,
+        _ => next,
     }
 }
 
