@@ -39,6 +39,9 @@ Usage:
   {p} -L|l [virtual-service] [options]
   {p} -Z [virtual-service]
   {p} --set tcp tcpfin udp
+  {p} --start-daemon master|backup --mcast-interface interface [daemon-options]
+  {p} --stop-daemon master|backup
+  {p} -L --daemon
   {p} --add-mark-rule mark -t|-u|--sctp-service|--any address[/prefix] [--ports port[,port...]]
   {p} --delete-mark-rule mark
   {p} --list-mark-rules
@@ -63,6 +66,8 @@ Either long or short options are allowed.
   --list            -L|-l     list the table
   --zero            -Z        zero counters in a service or all services
   --set tcp tcpfin udp        set connection timeout values
+  --start-daemon    state     start a connection sync daemon (master or backup)
+  --stop-daemon     state     stop a connection sync daemon
   --help            -h        display this help message
   --version         -v        display the version
 RVS firewall-mark classifier (XDP sees no iptables/nft marks; no ipvsadm equivalent):
@@ -129,13 +134,35 @@ Options:
   --any          address[/prefix]     mark rule for TCP, UDP and SCTP (-t/-u/--sctp-service: one)
   --ports        port[,port...]       mark rule's destination ports (default all)
   --mark-rules                        -L also lists the firewall-mark rules
+  --daemon                            -L: the sync daemons, one line each
   --socket PATH                       rvsd control socket (default ${env}, else {sock})
+
+Daemon options (--start-daemon):
+  --mcast-interface interface         the interface sync datagrams leave or arrive on
+  --syncid       sid                  0-255: a master's id; a backup takes only its
+                                      master's (0: every master's), default 0
+  --sync-maxlen  length               largest datagram payload (default: the MTU
+                                      less the IP and UDP headers)
+  --mcast-group  address              IPv4 or IPv6 multicast group (default {group})
+  --mcast-port   port                 UDP port (default {port})
+  --mcast-ttl    ttl                  multicast TTL or hop limit (default {ttl})
+  --sync-refresh-period seconds       master: re-send every live connection this
+                                      often (RVS; the kernel's sysctl of that name)
+  --sync-retries count                master, 0-3: more rounds every period / 8 (RVS;
+                                      the kernel's sync_retries)
+  --sync-threshold T,P                master: send a connection on its T-th packet,
+                                      then every P-th (RVS; the kernel's
+                                      sync_threshold, default {threshold})
 ",
         scheds = rvs_vocab::sched::NAMES.join("|"),
         sched = rvs_vocab::sched::DEFAULT,
         pers = parse::DEFAULT_PERSISTENCE,
         env = rvs_api::SOCKET_ENV,
         sock = rvs_api::DEFAULT_SOCKET,
+        group = rvs_vocab::sync::DEFAULT_GROUP,
+        port = rvs_vocab::sync::DEFAULT_PORT,
+        ttl = rvs_vocab::sync::DEFAULT_TTL,
+        threshold = rvs_vocab::sync::SyncThreshold::DEFAULT,
     )
 }
 
@@ -335,5 +362,26 @@ fn restore(program: &str, client: &Client) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(REFUSED))
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `-h` names every option rvsadm takes (all but `--pe`, which it
+    /// refuses), so none is there for the parser alone.
+    #[test]
+    fn the_help_names_every_option() {
+        let help = super::usage("rvsadm");
+        let missing: Vec<&str> = crate::parse::TABLE
+            .iter()
+            .map(|(long, _, _)| *long)
+            .filter(|long| *long != "pe")
+            .filter(|long| {
+                !help
+                    .split(|c: char| c.is_whitespace() || c == '|')
+                    .any(|w| w == format!("--{long}"))
+            })
+            .collect();
+        assert!(missing.is_empty(), "not in rvsadm -h: {missing:?}");
     }
 }

@@ -378,7 +378,7 @@ impl Opt {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arg {
+pub(crate) enum Arg {
     None,
     Required,
     Optional,
@@ -387,7 +387,7 @@ enum Arg {
 /// (long name, short letter, argument). Entries for ipvsadm options rvsadm
 /// does not implement (persistence engines) are listed so they get a
 /// precise error instead of "unknown option".
-const TABLE: &[(&str, Option<char>, Arg)] = &[
+pub(crate) const TABLE: &[(&str, Option<char>, Arg)] = &[
     ("add-service", Some('A'), Arg::None),
     ("edit-service", Some('E'), Arg::None),
     ("delete-service", Some('D'), Arg::None),
