@@ -207,7 +207,13 @@ impl Engine {
         if c.state == old || c.state == c.sent_state || !synced_state(c.proto, c.state) {
             return;
         }
-        if !self.templates_only(&c) {
+        self.send_with_template(idx, &c);
+    }
+
+    /// Sends connection `idx` (`c`), unless `sync_persist_mode` sends its
+    /// template alone, then its template.
+    fn send_with_template(&mut self, idx: u32, c: &Conn) {
+        if !self.templates_only(c) {
             self.send(idx);
         }
         if c.control != NIL {
@@ -231,12 +237,7 @@ impl Engine {
         if !synced_state(c.proto, c.state) {
             return;
         }
-        if !self.templates_only(&c) {
-            self.send(idx);
-        }
-        if c.control != NIL {
-            self.send(c.control);
-        }
+        self.send_with_template(idx, &c);
     }
 
     /// Queues `c` for the backups.
