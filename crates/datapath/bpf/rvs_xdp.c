@@ -1356,8 +1356,7 @@ static __always_inline int forward(struct xdp_md *ctx, struct if_counters *cnt, 
 	return XDP_REDIRECT;
 }
 
-SEC("xdp")
-int rvs_xdp(struct xdp_md *ctx)
+static __always_inline int rvs_frame(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -1589,6 +1588,26 @@ int rvs_xdp(struct xdp_md *ctx)
 	if (bpf_map_lookup_elem(&services, &svc))
 		return to_user(ctx, cnt, slot);
 	return pass(cnt);
+}
+
+SEC("xdp")
+int rvs_xdp(struct xdp_md *ctx)
+{
+	return rvs_frame(ctx);
+}
+
+/*
+ * The same program under a second name, sharing every map. rvsd moves an
+ * interface's link to it (and later back) when the interface gains RX
+ * queues: an atomic update that makes the driver give the program to the
+ * new queues too. veth gives an attached program only to the queues it has
+ * at the time, and an update to the program already attached changes
+ * nothing.
+ */
+SEC("xdp")
+int rvs_xdp_twin(struct xdp_md *ctx)
+{
+	return rvs_frame(ctx);
 }
 
 char _license[] SEC("license") = "Dual BSD/GPL";

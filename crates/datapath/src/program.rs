@@ -44,6 +44,8 @@ use crate::DatapathError;
 static XDP_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rvs_xdp.o"));
 
 const PROGRAM: &str = "rvs_xdp";
+/// The same program under a second name (see `reattach`).
+const TWIN: &str = "rvs_xdp_twin";
 
 /// The program's `crc32c_zeros` (see [`crate::crc32c_shift`]).
 static CRC32C_ZEROS: [u32; 16] = crate::crc32c_shift::zeros_operators();
@@ -219,6 +221,11 @@ pub struct XdpDatapath {
     /// With a pin directory: the pinned links, which keep the program
     /// attached until their pins go.
     pins: Option<Pins>,
+    /// Without a pin directory: (ifindex, link) of each attachment, which
+    /// the program running there owns.
+    unpinned: Vec<(u32, XdpLinkId)>,
+    /// Interfaces whose link runs [`TWIN`] now (see `reattach`).
+    on_twin: Vec<u32>,
     // Last: owns the program and its unpinned links; dropping it detaches.
     ebpf: Ebpf,
 }
@@ -226,7 +233,8 @@ pub struct XdpDatapath {
 /// What this datapath pinned (see crate::handover).
 struct Pins {
     dir: PinDir,
-    links: Vec<(std::path::PathBuf, FdLink)>,
+    /// (ifindex, pin path, link).
+    links: Vec<(u32, std::path::PathBuf, FdLink)>,
     /// Leave everything pinned on drop, for a successor to take over.
     keep: bool,
 }
@@ -240,7 +248,7 @@ impl Drop for XdpDatapath {
             tracing::info!(dir = %pins.dir.path().display(), "XDP program left attached, its state pinned for the next rvsd");
             return;
         }
-        for (path, _) in &pins.links {
+        for (_, path, _) in &pins.links {
             remove_pin(path);
         }
         for name in CONN_MAPS {
@@ -342,9 +350,11 @@ impl XdpDatapath {
             .map_max_entries("if_stats", MAX_INTERFACES + 1)
             .load(XDP_OBJECT)
             .map_err(load_err)?;
-        program_mut(&mut ebpf)?
-            .load()
-            .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
+        for name in [PROGRAM, TWIN] {
+            xdp_mut(&mut ebpf, name)?
+                .load()
+                .map_err(|e| DatapathError::BpfLoad(chain(&e).into()))?;
+        }
 
         // Interfaces are known to the maps before the program sees a frame.
         {
@@ -410,6 +420,8 @@ impl XdpDatapath {
             interfaces: Vec::new(),
             conn_entries,
             pins: None,
+            unpinned: Vec::new(),
+            on_twin: Vec::new(),
             ebpf,
         })
     }
@@ -470,7 +482,7 @@ impl XdpDatapath {
                                 (p, FdLink::from(fd))
                             }
                         };
-                        pinned.push((path, fd));
+                        pinned.push((ifindex, path, fd));
                     }
                     Err(e) => {
                         // A netlink attachment (kernel < 5.9): it went with
@@ -480,6 +492,8 @@ impl XdpDatapath {
                         attach(prog, ifindex, &name, policy)?;
                     }
                 }
+            } else {
+                self.unpinned.push((ifindex, id));
             }
             self.interfaces.push(AttachedInterface {
                 ifindex,
@@ -512,6 +526,60 @@ impl XdpDatapath {
             links: pinned,
             keep: false,
         });
+        Ok(())
+    }
+
+    /// Moves `ifindex`'s link to the program's twin (the same code and
+    /// maps under a second name), or back: an atomic link update, never a
+    /// moment without the program. A driver that gives each RX queue the
+    /// program then gives it to queues added since it was attached: veth
+    /// does not give one added by `ethtool -L` the program otherwise, and
+    /// an update to the program already attached changes nothing.
+    pub fn reattach(&mut self, ifindex: u32) -> Result<(), DatapathError> {
+        let twin = self.on_twin.contains(&ifindex);
+        let (from, to) = if twin {
+            (TWIN, PROGRAM)
+        } else {
+            (PROGRAM, TWIN)
+        };
+        let update = |e: aya::programs::ProgramError| {
+            handover_err("updating the XDP link to the program's twin", chain(&e))
+        };
+        let pinned = self.pins.as_mut().and_then(|p| {
+            let i = p.links.iter().position(|(x, _, _)| *x == ifindex)?;
+            Some((p, i))
+        });
+        if let Some((pins, i)) = pinned {
+            // The pin keeps the link attached while this fd changes hands.
+            let (x, path, fd) = pins.links.swap_remove(i);
+            let link = XdpLink::try_from(fd)
+                .map_err(|e| handover_err("reading a pinned XDP link", chain(&e)))?;
+            let prog = xdp_mut(&mut self.ebpf, to)?;
+            let id = prog.attach_to_link(link).map_err(update)?;
+            let fd = FdLink::try_from(prog.take_link(id).map_err(update)?)
+                .map_err(|e| handover_err("taking the XDP link", chain(&e)))?;
+            pins.links.push((x, path, fd));
+        } else {
+            let Some(i) = self.unpinned.iter().position(|(x, _)| *x == ifindex) else {
+                return Err(DatapathError::InvalidArgument(format!(
+                    "{} has no XDP link of this program to update",
+                    crate::iface::describe(ifindex)
+                )));
+            };
+            let (x, id) = self.unpinned.swap_remove(i);
+            let link = xdp_mut(&mut self.ebpf, from)?
+                .take_link(id)
+                .map_err(update)?;
+            let id = xdp_mut(&mut self.ebpf, to)?
+                .attach_to_link(link)
+                .map_err(update)?;
+            self.unpinned.push((x, id));
+        }
+        if twin {
+            self.on_twin.retain(|&x| x != ifindex);
+        } else {
+            self.on_twin.push(ifindex);
+        }
         Ok(())
     }
 
@@ -910,8 +978,15 @@ fn program(ebpf: &Ebpf) -> Result<&Xdp, DatapathError> {
 }
 
 fn program_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, DatapathError> {
-    ebpf.program_mut(PROGRAM)
-        .ok_or_else(|| DatapathError::BpfLoad("program rvs_xdp missing (build bug)".into()))?
+    xdp_mut(ebpf, PROGRAM)
+}
+
+/// The program `name` of the object.
+fn xdp_mut<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp, DatapathError> {
+    ebpf.program_mut(name)
+        .ok_or_else(|| {
+            DatapathError::BpfLoad(format!("program {name} missing (build bug)").into())
+        })?
         .try_into()
         .map_err(|e: aya::programs::ProgramError| DatapathError::BpfLoad(chain(&e).into()))
 }

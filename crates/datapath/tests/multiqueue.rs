@@ -142,3 +142,155 @@ fn one_group_receives_from_every_queue() {
     assert_eq!(tx, 1, "the bounced frame completed: {xsk:?}");
     drop(lab);
 }
+
+/// `ethtool -L` on `dev` in `ns`: `queues` RX and TX queues in use.
+fn set_channels(lab: &Bed, ns: &str, dev: &str, queues: u32) {
+    let n = queues.to_string();
+    let out = lab.exec(ns, &["ethtool", "-L", dev, "rx", &n, "tx", &n]);
+    assert!(
+        out.status.success(),
+        "ethtool -L {dev} rx {n} tx {n} in {ns}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// An interface that gains RX queues while the group runs (`ethtool -L`
+/// from 2 to 4): `add_queue` binds a socket on each new one to the same
+/// UMEM, from frames `spare_sockets` kept for them, and first packets that
+/// arrive there reach the group instead of being dropped as
+/// `to_user_failed`. A queue that has a socket already is refused.
+#[test]
+fn queues_gained_at_run_time_get_sockets_and_frames() {
+    let mut lab = Bed::new();
+    let cli = lab.add("cli");
+    let dir = lab.add("dir");
+    Veth::new(
+        End::new(&cli, "eth0")
+            .mac("02:00:00:00:06:01")
+            .addr("10.206.0.1/24"),
+        End::new(&dir, "eth0")
+            .mac("02:00:00:00:06:02")
+            .addr("10.206.0.2/24"),
+    )
+    .queues(QUEUES)
+    .ethtool(&["tx", "off", "gro", "on"])
+    .up()
+    .create()
+    .unwrap();
+    lab.ip(&dir, &["addr", "add", "10.206.0.100/32", "dev", "eth0"]);
+    // Two queues in use of the four allocated, as on a NIC before `ethtool -L`.
+    set_channels(&lab, &cli, "eth0", 2);
+    set_channels(&lab, &dir, "eth0", 2);
+    let vip = Ipv4Addr::new(10, 206, 0, 100);
+
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let (grown_tx, grown_rx) = mpsc::channel::<()>();
+    let (added_tx, added_rx) = mpsc::channel();
+    let director = spawn_in(&dir, move || {
+        let ifx = rvs_datapath::ifindex_by_name("eth0").unwrap();
+        let mut dp = rvs_datapath::XdpDatapath::load(&[ifx], XdpModePolicy::Auto, 4096_u32)
+            .expect("load XDP");
+        let cfg = rvs_datapath::XskConfig {
+            spare_sockets: 2,
+            ..rvs_datapath::XskConfig::default()
+        };
+        let mut group =
+            rvs_datapath::XskGroup::with_queues(&[(ifx, 0), (ifx, 1)], &cfg).expect("two sockets");
+        for slot in 0..group.len() {
+            dp.register_socket(ifx, group.queue(slot).unwrap(), group.socket_fd(slot))
+                .unwrap();
+        }
+        dp.add_service(IpAddr::V4(vip), UDP, 5000).unwrap();
+        dp.add_vip(IpAddr::V4(vip)).unwrap();
+        let free_before = group.free_frames();
+        ready_tx.send(()).unwrap();
+        grown_rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("queues added");
+        for queue in [2, 3] {
+            let slot = group
+                .add_queue(ifx, queue)
+                .expect("a socket on a new queue");
+            assert_eq!(group.queue(slot), Some(queue));
+            dp.register_socket(ifx, queue, group.socket_fd(slot))
+                .unwrap();
+        }
+        dp.reattach(ifx)
+            .expect("the program put in place of itself");
+        let again = group.add_queue(ifx, 2).unwrap_err();
+        assert!(
+            again.to_string().contains("queue 2 has a socket already"),
+            "{again}"
+        );
+        assert_eq!(group.len(), 4);
+        let free_after = group.free_frames();
+        assert!(
+            free_after < free_before && free_after > 0,
+            "the new sockets took their FILL share from the free pool, leaving some: {free_before} -> {free_after}"
+        );
+        added_tx.send(()).unwrap();
+
+        let mut seen: BTreeMap<u16, u32> = BTreeMap::new();
+        let mut batch = [RxFrame::default(); 16];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while seen.len() < usize::from(FLOWS) && Instant::now() < deadline {
+            let n = group.recv(&mut batch);
+            for rx in &batch[..n] {
+                let queue = group.queue(rx.iface).unwrap();
+                let f = group.frame_mut(rx.addr, rx.len).expect("received frame");
+                let data = f.data();
+                let sport = u16::from_be_bytes([data[off::UDP], data[off::UDP + 1]]);
+                seen.insert(sport, queue);
+                group.release(rx.addr);
+            }
+            group.flush();
+            if n == 0 {
+                group.poll(Duration::from_millis(20));
+            }
+        }
+        (seen, dp.iface_stats(ifx).unwrap(), group.stats())
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("director ready");
+    // The receiving end first: with XDP attached, a veth takes no more TX
+    // queues from its peer than it has RX queues.
+    set_channels(&lab, &dir, "eth0", QUEUES);
+    set_channels(&lab, &cli, "eth0", QUEUES);
+    grown_tx.send(()).unwrap();
+    added_rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("sockets added");
+    let ping = lab.exec(&cli, &["ping", "-c", "1", "-W", "2", "10.206.0.100"]);
+    assert!(ping.status.success(), "ARP/ping to the VIP");
+    spawn_in(&cli, move || {
+        for i in 0..FLOWS {
+            let s = UdpSocket::bind(("10.206.0.1", 43000 + i)).unwrap();
+            s.send_to(b"first", SocketAddr::from((vip, 5000))).unwrap();
+        }
+    })
+    .join()
+    .expect("client");
+    let (seen, stats, xsk) = director.join().expect("director");
+
+    assert_eq!(
+        seen.len(),
+        usize::from(FLOWS),
+        "every first packet reached the group: {seen:?}\nXDP: {stats:?}\nsockets: {xsk:?}"
+    );
+    let queues: BTreeSet<u32> = seen.values().copied().collect();
+    assert!(
+        queues.iter().any(|&q| q >= 2),
+        "flows arrived on the queues added at run time: {queues:?}"
+    );
+    assert_eq!(stats.to_user_failed, 0, "{stats:?}");
+    assert_eq!(stats.to_user, u64::from(FLOWS), "{stats:?}");
+    for s in &xsk.sockets {
+        assert_eq!(
+            s.fill_ring_empty, 0,
+            "socket on queue {} ran out of frames: {s:?}",
+            s.queue
+        );
+    }
+    drop(lab);
+}

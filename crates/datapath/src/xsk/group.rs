@@ -27,6 +27,8 @@ const MAX_SLOTS: usize =
     (rvs_engine::limits::MAX_INTERFACES * rvs_engine::limits::MAX_QUEUES_PER_INTERFACE) as usize;
 /// Frames each socket's FILL ring gets when `XskConfig::frame_count` is 0.
 const AUTO_FRAMES_PER_SOCKET: u32 = 1024;
+/// Frames per spare socket (`XskConfig::spare_sockets`) when the count is 0.
+const AUTO_FRAMES_PER_SPARE: u32 = 256;
 /// Frames on top of those, for frames in flight on TX and with the caller.
 const AUTO_FRAMES_SPARE: u32 = 2048;
 /// Bounds of the automatic UMEM size (16 MiB .. 1 GiB of 4 KiB frames).
@@ -87,12 +89,22 @@ pub struct XskGroup {
     tx_slots: Vec<(u32, usize)>,
     alloc_offset: u32,
     kick_always: bool,
+    /// Sockets the FILL share is sized for: those bound and the spare ones.
+    room: u32,
+    /// What the sockets were made with, for those added later.
+    cfg: XskConfig,
 }
 
 // SAFETY: the raw pointers inside point into mappings owned by this value
 // (rings, UMEM); nothing else aliases them in user space, so moving the group
 // to another thread (the worker) is sound. It is not Sync: all use takes &mut.
 unsafe impl Send for XskGroup {}
+
+/// Frames each of `sockets` keeps on its FILL ring: as many as it can
+/// take, leaving one socket's share for frames in flight on TX.
+fn fill_target(cfg: &XskConfig, frames: u32, sockets: u32) -> u32 {
+    cfg.fill_size.min(frames / (sockets + 1)).max(1)
+}
 
 fn check_pow2(name: &str, v: u32) -> Result<(), DatapathError> {
     if v == 0 || !v.is_power_of_two() {
@@ -144,8 +156,10 @@ impl XskGroup {
         check_pow2("fill_size", cfg.fill_size)?;
         check_pow2("comp_size", cfg.comp_size)?;
         let n = sockets.len() as u32;
+        let spare = cfg.spare_sockets.min(MAX_SLOTS as u32 - n);
         let frame_count = if cfg.frame_count == 0 {
-            (n * AUTO_FRAMES_PER_SOCKET + AUTO_FRAMES_SPARE).clamp(AUTO_FRAMES_MIN, AUTO_FRAMES_MAX)
+            (n * AUTO_FRAMES_PER_SOCKET + spare * AUTO_FRAMES_PER_SPARE + AUTO_FRAMES_SPARE)
+                .clamp(AUTO_FRAMES_MIN, AUTO_FRAMES_MAX)
         } else {
             cfg.frame_count
         };
@@ -201,7 +215,7 @@ impl XskGroup {
     }
 
     fn assemble(socks: Vec<XskSocket>, umem: Umem, cfg: &XskConfig) -> Self {
-        let n = socks.len() as u32;
+        let room = (socks.len() as u32 + cfg.spare_sockets).min(MAX_SLOTS as u32);
         let frames = umem.frame_count();
         let pollfds = socks
             .iter()
@@ -217,8 +231,7 @@ impl XskGroup {
                 tx_slots.push((s.ifindex, i));
             }
         }
-        // Leave as many frames for in-flight TX as one socket's FILL share.
-        let fill_target = cfg.fill_size.min(frames / (n + 1)).max(1);
+        let fill_target = fill_target(cfg, frames, room);
         let free: Vec<u64> = (0..u64::from(frames))
             .rev()
             .map(|i| i * u64::from(FRAME_SIZE))
@@ -245,11 +258,69 @@ impl XskGroup {
             tx_slots,
             alloc_offset: cfg.headroom + KERNEL_HEADROOM,
             kick_always,
+            room,
+            cfg: cfg.clone(),
         };
         for i in 0..g.slots.len() {
             g.refill(i);
         }
         g
+    }
+
+    /// Binds one more socket, on `(ifindex, queue)`, to the group's UMEM
+    /// and returns its slot: for an RX queue an interface gained while the
+    /// group runs (`ethtool -L`). The UMEM keeps its size: the new socket
+    /// takes its FILL share from the free pool, which
+    /// [`XskConfig::spare_sockets`] kept for it; past those, every
+    /// socket's share shrinks.
+    pub fn add_queue(&mut self, ifindex: u32, queue: u32) -> Result<usize, DatapathError> {
+        if self.slot_of(ifindex, queue).is_some() {
+            return Err(DatapathError::InvalidArgument(format!(
+                "{} queue {queue} has a socket already",
+                crate::iface::describe(ifindex)
+            )));
+        }
+        if self.slots.len() >= MAX_SLOTS {
+            return Err(DatapathError::InvalidArgument(format!(
+                "an XskGroup holds at most {MAX_SLOTS} sockets"
+            )));
+        }
+        let owner = self.slots[0].sock.raw_fd();
+        let sock = XskSocket::new(&self.umem, ifindex, queue, &self.cfg, Bind::Shared(owner))?;
+        self.pollfds.push(libc::pollfd {
+            fd: sock.raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        let slot = self.slots.len();
+        if !self.tx_slots.iter().any(|&(x, _)| x == ifindex) {
+            self.tx_slots.push((ifindex, slot));
+        }
+        self.slots.push(Slot {
+            sock,
+            in_fill: 0,
+            tx_outstanding: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+            tx_ring_full: 0,
+        });
+        // Beyond the room made at the start, every socket's share shrinks.
+        self.room = self.room.max(self.slots.len() as u32);
+        self.fill_target = fill_target(&self.cfg, self.umem.frame_count(), self.room);
+        self.refill(slot);
+        Ok(slot)
+    }
+
+    /// The interfaces the group has sockets on, in slot order.
+    pub fn ifindexes(&self) -> Vec<u32> {
+        self.tx_slots.iter().map(|&(ifindex, _)| ifindex).collect()
+    }
+
+    /// The slot bound to `(ifindex, queue)`, if any.
+    pub fn slot_of(&self, ifindex: u32, queue: u32) -> Option<usize> {
+        self.slots
+            .iter()
+            .position(|s| s.sock.ifindex == ifindex && s.sock.queue == queue)
     }
 
     /// Number of sockets (slots).

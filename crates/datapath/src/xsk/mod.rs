@@ -41,8 +41,9 @@ pub enum BindPolicy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct XskConfig {
     /// Frames in the shared UMEM (each [`FRAME_SIZE`] bytes); 0 (the
-    /// default) sizes it from the socket count: 1024 per socket plus 2048,
-    /// at least 4096 (16 MiB) and at most 262144 (1 GiB).
+    /// default) sizes it from the socket count: 1024 per socket, 256 per
+    /// spare socket, plus 2048, at least 4096 (16 MiB) and at most 262144
+    /// (1 GiB).
     pub frame_count: u32,
     /// Extra headroom before packet data, on top of the kernel's 256 bytes,
     /// so encapsulation (IPIP: 20 bytes) can be prepended in place.
@@ -59,6 +60,13 @@ pub struct XskConfig {
     pub bind: BindPolicy,
     /// Use XDP_USE_NEED_WAKEUP (fewer syscalls when the kernel does not need kicking).
     pub need_wakeup: bool,
+    /// Sockets [`XskGroup::add_queue`] may add later (queues an interface
+    /// can gain with `ethtool -L`). The automatic UMEM size gives each 256
+    /// frames, and every socket's FILL share is sized as if they were
+    /// bound: frames on the FILL ring of a queue that sees no traffic
+    /// never come back, so a share taken before they are added would
+    /// leave them none.
+    pub spare_sockets: u32,
 }
 
 impl Default for XskConfig {
@@ -72,6 +80,7 @@ impl Default for XskConfig {
             comp_size: 2048,
             bind: BindPolicy::Auto,
             need_wakeup: true,
+            spare_sockets: 0,
         }
     }
 }
