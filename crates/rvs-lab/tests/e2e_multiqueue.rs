@@ -20,7 +20,8 @@
 //!   while wrk loads the VIP, and failing when nginx stops;
 //!
 //! and NAT once more with `fast_path = false`, so the slow path alone stays
-//! covered.
+//! covered, and once on links that gain queues while rvsd runs (`ethtool
+//! -L`), which rvsd must start serving.
 //!
 //! Needs root; builds rvsd/rvsadm/rvs-decap itself if needed. Every test
 //! builds its own lab (own prefix) and rvsd; the lab's teardown (also on a
@@ -936,6 +937,86 @@ fn nat_without_fast_path() {
             0,
             "nothing forwarded in XDP since start with fast_path = false"
         );
+        d.stop();
+    });
+}
+
+/// `ethtool -L dev rx n tx n` in `role`.
+fn set_channels(lab: &Lab, role: &str, dev: &str, n: u32) {
+    let n = n.to_string();
+    lab.exec(role, &["ethtool", "-L", dev, "rx", &n, "tx", &n])
+        .unwrap_or_else(|e| panic!("ethtool -L {dev} rx {n} tx {n} in {role}: {e}"));
+}
+
+/// Waits up to 5 s (rvsd looks for new queues every second and reports
+/// every 200 ms) until `front` and `back` have `n` AF_XDP sockets each.
+fn wait_for_sockets(d: &Daemon<'_>, n: u32, what: &str) {
+    let sockets = || {
+        let c = d.counters();
+        [c.get("xsk_front_sockets"), c.get("xsk_back_sockets")].map(|n| n.copied())
+    };
+    let want = [Some(u64::from(n)); 2];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sockets() != want {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: sockets on front and back {:?}, want {n} each",
+            sockets()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The director's legs and their router-side peers, receiving end first.
+const LEGS: [(&str, &str, &str, &str); 2] = [
+    ("dir", "front", "router", "rt-dir"),
+    ("dir", "back", "router", "p-dir"),
+];
+
+/// NAT on links that gain queues while rvsd runs, as `ethtool -L` does on
+/// a NIC: rvsd starts with 2 of the 4 queues in use on every leg, then all
+/// 4 are put in use. Within seconds rvsd serves them
+/// (`xsk_IF_sockets` 4), and 300 sequential connections, spread over the
+/// new queues too, all succeed with no frame for rvsd dropped for want of
+/// a socket (`to_user_failed`).
+#[test]
+fn nat_serves_queues_the_links_gain_while_it_runs() {
+    common::with_lab("nat-grow", common::lab_spec(Mode::Nat, QUEUES), |lab| {
+        for (dir, dev, router, peer) in LEGS {
+            set_channels(lab, dir, dev, 2);
+            set_channels(lab, router, peer, 2);
+        }
+        let d = Daemon::start(lab, "");
+        service(&d, Mode::Nat, &["-s", "rr"], [&[], &[], &[]]);
+        wait_for_sockets(&d, 2, "one socket per queue in use at the start");
+        // The director's end first: with XDP attached, a veth refuses a
+        // peer with more TX queues than it has RX queues.
+        for (dir, dev, router, peer) in LEGS {
+            set_channels(lab, dir, dev, QUEUES);
+            set_channels(lab, router, peer, QUEUES);
+        }
+        wait_for_sockets(&d, QUEUES, "the queues put in use get sockets");
+        let before = Accounting::settled(&d);
+        let front = xdp_per_queue(lab, "front");
+        let back = xdp_per_queue(lab, "back");
+        let got = exchanges(lab, 300);
+        let front = queue_deltas(lab, "front", &front);
+        let back = queue_deltas(lab, "back", &back);
+        eprintln!("  XDP frames per RX queue: front {front:?}, back {back:?}");
+        assert!(
+            front[2..].iter().chain(&back[2..]).any(|&n| n > 0),
+            "no frame arrived on the queues put in use: front {front:?}, back {back:?}"
+        );
+        assert_eq!(
+            tally(got.iter().map(|e| e.who.as_str())),
+            BTreeMap::from([(rs(1), 100), (rs(2), 100), (rs(3), 100)]),
+            "rr over three servers"
+        );
+        let c = deltas(&before.counters, &d.counters());
+        for key in ["xdp_front_to_user_failed", "xdp_back_to_user_failed"] {
+            assert_eq!(c.get(key), None, "frames for rvsd dropped: {c:?}");
+        }
+        before.check(&d, 300, true, Mode::Nat);
         d.stop();
     });
 }

@@ -843,7 +843,24 @@ fn poke(addr: IpAddr) {
     }
 }
 
-/// RX queues of an interface (one AF_XDP worker per queue).
+/// RX queues the kernel allocated for an interface (IFLA_NUM_RX_QUEUES):
+/// the most it can have in use after `ethtool -L`; 1 when not reported.
+pub(crate) fn rx_queue_capacity(name: &str) -> anyhow::Result<u32> {
+    let mut nl = Rtnl::open()?;
+    let Some(l) = link(&mut nl, LinkKey::Name(name))? else {
+        bail!("interface {name} not found: check `interfaces` in the config");
+    };
+    Ok(l.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::NumRxQueues(n) => Some(*n),
+            _ => None,
+        })
+        .unwrap_or(1)
+        .max(1))
+}
+
+/// RX queues an interface has in use (one AF_XDP socket each).
 ///
 /// Read from sysfs, not netlink: IFLA_NUM_RX_QUEUES is the number of queues
 /// allocated, while AF_XDP binds only below the number in use, which is what

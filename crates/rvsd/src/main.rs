@@ -183,15 +183,26 @@ fn run(args: Args) -> anyhow::Result<()> {
                 fast_path_slots: config.fast_path_slots,
             },
         )?;
-        // A socket on every RX queue of every interface, one UMEM, one thread.
+        // A socket on every RX queue of every interface, one UMEM, one
+        // thread; room for the queues an interface may gain later (the
+        // worker binds them as they appear).
         let mut sockets = Vec::new();
+        let mut spare_sockets = 0;
         for i in &ifaces {
-            for q in 0..kernel::rx_queues(&i.name) {
+            let in_use = kernel::rx_queues(&i.name).min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            for q in 0..in_use {
                 sockets.push((i.index.0, q));
             }
+            let capacity =
+                kernel::rx_queue_capacity(&i.name)?.min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            spare_sockets += capacity.saturating_sub(in_use);
         }
-        let group = XskGroup::with_queues(&sockets, &XskConfig::default())
-            .context("setting up AF_XDP sockets")?;
+        let xsk_config = XskConfig {
+            spare_sockets,
+            ..XskConfig::default()
+        };
+        let group =
+            XskGroup::with_queues(&sockets, &xsk_config).context("setting up AF_XDP sockets")?;
         for (slot, &(ifindex, queue)) in sockets.iter().enumerate() {
             datapath.register_socket(ifindex, queue, group.socket_fd(slot))?;
         }
@@ -208,6 +219,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             resolve: resolve_tx.clone(),
             commands: command_rx,
             sync: None,
+            queue_failures: Vec::new(),
         };
         if let Some(c) = &carried {
             let flows = c

@@ -79,6 +79,8 @@ pub(crate) struct QuorumState {
 /// AF_XDP socket counters of one interface, summed over its queues.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct XskTotals {
+    /// Sockets: the RX queues served.
+    pub(crate) sockets: u64,
     pub(crate) rx_packets: u64,
     pub(crate) tx_packets: u64,
     pub(crate) rx_dropped: u64,
@@ -90,6 +92,7 @@ pub(crate) struct XskTotals {
 
 impl XskTotals {
     pub(crate) fn add(&mut self, s: &XskSocketStats) {
+        self.sockets += 1;
         self.rx_packets += s.rx_packets;
         self.tx_packets += s.tx_packets;
         self.rx_dropped += s.rx_dropped;
@@ -140,6 +143,7 @@ impl InterfaceView {
             c.insert(format!("xdp_{name}_{k}"), v);
         }
         c.insert(format!("xdp_{name}_parse_errors"), self.xdp.parse_errors);
+        c.insert(format!("xsk_{name}_sockets"), self.xsk.sockets);
         c.insert(format!("xsk_{name}_rx_packets"), self.xsk.rx_packets);
         c.insert(format!("xsk_{name}_tx_packets"), self.xsk.tx_packets);
         for (k, v) in self.xsk.losses() {
@@ -322,6 +326,11 @@ pub(crate) fn render(
         "rvs_xsk_drops",
         "Frames lost at the AF_XDP sockets, by interface and reason (kernel XDP_STATISTICS and our TX ring).",
     );
+    let xsk_sockets = gauge(
+        &mut r,
+        "rvs_xsk_sockets",
+        "AF_XDP sockets by interface: the RX queues rvsd serves (every queue in use; one the interface gains is bound within a second).",
+    );
     let fast_entries = gauge(
         &mut r,
         "rvs_fast_path_entries",
@@ -495,6 +504,9 @@ pub(crate) fn render(
         xdp_parse_errors
             .get_or_create(&l(&[("interface", v.name.clone())]))
             .inc_by(v.xdp.parse_errors);
+        xsk_sockets
+            .get_or_create(&l(&[("interface", v.name.clone())]))
+            .set(g(v.xsk.sockets));
         for (reason, n) in v.xsk.losses() {
             xsk_losses
                 .get_or_create(&l(&[
@@ -889,6 +901,7 @@ mod tests {
                 ..XdpStats::default()
             },
             xsk: XskTotals {
+                sockets: 4,
                 rx_ring_full: 2,
                 ..XskTotals::default()
             },
@@ -980,6 +993,7 @@ mod tests {
             find("rvs_xsk_drops_total", "reason", "rx_ring_full"),
             Some(2.0)
         );
+        assert_eq!(find("rvs_xsk_sockets", "interface", "front"), Some(4.0));
         assert!(text.contains("rvs_fast_path_entries 14"), "{text}");
         assert!(text.contains("rvs_fast_path_slots 2048"), "{text}");
         assert!(text.contains("rvs_fast_path_active_slots 1024"), "{text}");

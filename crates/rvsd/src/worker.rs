@@ -28,6 +28,8 @@ const BATCH: usize = 64;
 const REPORT_EVERY: Duration = Duration::from_millis(200);
 /// How often expiry runs.
 const TIMER_EVERY: Duration = Duration::from_millis(100);
+/// How often the worker looks for RX queues an interface gained.
+const QUEUE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// What the control plane shares with the worker.
 pub(crate) struct Shared {
@@ -123,6 +125,8 @@ pub(crate) struct Worker {
     pub(crate) commands: Receiver<WorkerCommand>,
     /// The sync master's socket and datagram, while one runs.
     pub(crate) sync: Option<crate::sync::MasterOut>,
+    /// (ifindex, queue) pairs whose socket could not be added (logged once).
+    pub(crate) queue_failures: Vec<(u32, u32)>,
 }
 
 /// Counters the loop keeps besides the engine's.
@@ -141,6 +145,7 @@ impl Worker {
         let mut tally = Tally::default();
         let mut last_report = Instant::now();
         let mut last_timer = Instant::now();
+        let mut last_queue_check = Instant::now();
         while !self.shared.stop.load(Ordering::Relaxed) {
             let snap = self.shared.snapshot.load();
             if !Arc::ptr_eq(&snap, self.engine.snapshot()) {
@@ -174,6 +179,10 @@ impl Worker {
                 self.fold_fast_path_counters();
                 self.publish(&tally);
                 last_report = Instant::now();
+            }
+            if last_queue_check.elapsed() >= QUEUE_CHECK_EVERY {
+                self.serve_new_queues();
+                last_queue_check = Instant::now();
             }
         }
         self.fold_fast_path_counters();
@@ -214,6 +223,61 @@ impl Worker {
             "connections taken over from the previous rvsd"
         );
         adopted
+    }
+
+    /// Binds a socket on every RX queue an interface gained since the last
+    /// look (`ethtool -L`): until then the XDP program has no socket there
+    /// and drops that queue's frames for user space (`to_user_failed`), and
+    /// RSS keeps sending the same flows to it. A queue taken away keeps its
+    /// socket, which then receives nothing.
+    fn serve_new_queues(&mut self) {
+        for ifindex in self.group.ifindexes() {
+            let Some(name) = rvs_datapath::name_by_ifindex(ifindex) else {
+                continue;
+            };
+            let in_use =
+                crate::kernel::rx_queues(&name).min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            let mut added = 0;
+            for queue in 0..in_use {
+                if self.group.slot_of(ifindex, queue).is_some()
+                    || self.queue_failures.contains(&(ifindex, queue))
+                {
+                    continue;
+                }
+                match self.add_queue(ifindex, queue) {
+                    Ok(()) => {
+                        added += 1;
+                        tracing::info!(interface = %name, queue, "RX queue added: its AF_XDP socket is bound");
+                    }
+                    Err(e) => {
+                        self.queue_failures.push((ifindex, queue));
+                        tracing::warn!(interface = %name, queue, error = %e, "RX queue added but not served: its frames for rvsd are dropped (to_user_failed); restart rvsd");
+                    }
+                }
+            }
+            if added > 0 {
+                // Sockets first, then the program on the new queues.
+                let done = match self.datapath.lock() {
+                    Ok(mut dp) => dp.reattach(ifindex).map_err(anyhow::Error::from),
+                    Err(_) => Err(anyhow::anyhow!("datapath lock poisoned")),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(interface = %name, error = %e, "the XDP program could not be given to the added RX queues; restart rvsd");
+                }
+            }
+        }
+    }
+
+    /// A socket on `(ifindex, queue)`, registered with the XDP program.
+    fn add_queue(&mut self, ifindex: u32, queue: u32) -> anyhow::Result<()> {
+        let slot = self.group.add_queue(ifindex, queue)?;
+        let fd = self.group.socket_fd(slot);
+        let mut dp = self
+            .datapath
+            .lock()
+            .map_err(|_| anyhow::anyhow!("datapath lock poisoned"))?;
+        dp.register_socket(ifindex, queue, fd)?;
+        Ok(())
     }
 
     /// One received frame: through the engine, then out or back to the pool.
