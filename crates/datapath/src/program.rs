@@ -593,7 +593,8 @@ impl XdpDatapath {
     }
 
     /// The kernel's id of this program (what `ip link` shows as
-    /// `prog/xdp id N` on an interface it is attached to).
+    /// `prog/xdp id N` on an interface it is attached to; one that gained
+    /// RX queues may run its twin instead, see `reattach`).
     pub fn program_id(&self) -> Result<u32, DatapathError> {
         let prog = program(&self.ebpf)?;
         prog.info()

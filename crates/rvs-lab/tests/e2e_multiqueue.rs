@@ -170,6 +170,18 @@ fn queue_deltas(lab: &Lab, dev: &str, before: &[u64]) -> Vec<u64> {
         .collect()
 }
 
+/// [`exchanges`], and the frames each RX queue of the director's `front`
+/// and `back` carried meanwhile.
+fn exchanges_per_queue(lab: &Lab, n: usize) -> (Vec<Exchange>, Vec<u64>, Vec<u64>) {
+    let front = xdp_per_queue(lab, "front");
+    let back = xdp_per_queue(lab, "back");
+    let got = exchanges(lab, n);
+    let front = queue_deltas(lab, "front", &front);
+    let back = queue_deltas(lab, "back", &back);
+    eprintln!("  XDP frames per RX queue: front {front:?}, back {back:?}");
+    (got, front, back)
+}
+
 /// At least two RX queues carried `percent` of the frames each: the flows
 /// really were spread, and more than one queue's frames reached the worker
 /// and the fast path. (The lab's router never uses the fourth queue of its
@@ -474,16 +486,9 @@ fn thousand(lab: &Lab, d: &Daemon<'_>, mode: Mode) {
     quiesce(d);
     service(d, mode, &["-s", "rr"], [&[], &[], &[]]);
     let before = Accounting::settled(d);
-    let front = xdp_per_queue(lab, "front");
-    let back = xdp_per_queue(lab, "back");
     let t = Instant::now();
-    let got = exchanges(lab, N);
-    let took = t.elapsed();
-    let front = queue_deltas(lab, "front", &front);
-    let back = queue_deltas(lab, "back", &back);
-    eprintln!(
-        "  {N} connections in {took:.1?}; XDP frames per RX queue: front {front:?}, back {back:?}"
-    );
+    let (got, front, back) = exchanges_per_queue(lab, N);
+    eprintln!("  {N} connections in {:.1?}", t.elapsed());
     let servers = tally(got.iter().map(|e| e.who.as_str()));
     let mut per_server: Vec<usize> = servers.values().copied().collect();
     per_server.sort_unstable();
@@ -917,12 +922,7 @@ fn nat_without_fast_path() {
         }
         let d = Daemon::start(lab, &cfg);
         let before = Accounting::settled(&d);
-        let front = xdp_per_queue(lab, "front");
-        let back = xdp_per_queue(lab, "back");
-        let got = exchanges(lab, 300);
-        let front = queue_deltas(lab, "front", &front);
-        let back = queue_deltas(lab, "back", &back);
-        eprintln!("  XDP frames per RX queue: front {front:?}, back {back:?}");
+        let (got, front, back) = exchanges_per_queue(lab, 300);
         assert_eq!(
             tally(got.iter().map(|e| e.who.as_str())),
             BTreeMap::from([(rs(1), 100), (rs(2), 100), (rs(3), 100)]),
@@ -997,12 +997,7 @@ fn nat_serves_queues_the_links_gain_while_it_runs() {
         }
         wait_for_sockets(&d, QUEUES, "the queues put in use get sockets");
         let before = Accounting::settled(&d);
-        let front = xdp_per_queue(lab, "front");
-        let back = xdp_per_queue(lab, "back");
-        let got = exchanges(lab, 300);
-        let front = queue_deltas(lab, "front", &front);
-        let back = queue_deltas(lab, "back", &back);
-        eprintln!("  XDP frames per RX queue: front {front:?}, back {back:?}");
+        let (got, front, back) = exchanges_per_queue(lab, 300);
         assert!(
             front[2..].iter().chain(&back[2..]).any(|&n| n > 0),
             "no frame arrived on the queues put in use: front {front:?}, back {back:?}"

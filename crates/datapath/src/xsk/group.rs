@@ -61,6 +61,28 @@ struct Slot {
     tx_ring_full: u64,
 }
 
+impl Slot {
+    fn new(sock: XskSocket) -> Slot {
+        Slot {
+            sock,
+            in_fill: 0,
+            tx_outstanding: 0,
+            rx_packets: 0,
+            tx_packets: 0,
+            tx_ring_full: 0,
+        }
+    }
+}
+
+/// What `poll` waits on for a socket: frames to receive.
+fn pollfd(sock: &XskSocket) -> libc::pollfd {
+    libc::pollfd {
+        fd: sock.raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    }
+}
+
 /// One UMEM plus one AF_XDP socket per (interface, queue) pair.
 ///
 /// Sockets are numbered in the order given to [`with_queues`](Self::with_queues)
@@ -217,14 +239,7 @@ impl XskGroup {
     fn assemble(socks: Vec<XskSocket>, umem: Umem, cfg: &XskConfig) -> Self {
         let room = (socks.len() as u32 + cfg.spare_sockets).min(MAX_SLOTS as u32);
         let frames = umem.frame_count();
-        let pollfds = socks
-            .iter()
-            .map(|s| libc::pollfd {
-                fd: s.raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            })
-            .collect();
+        let pollfds = socks.iter().map(pollfd).collect();
         let mut tx_slots: Vec<(u32, usize)> = Vec::new();
         for (i, s) in socks.iter().enumerate() {
             if !tx_slots.iter().any(|&(x, _)| x == s.ifindex) {
@@ -238,17 +253,7 @@ impl XskGroup {
             .collect();
         let kick_always = !cfg.need_wakeup;
         let mut g = Self {
-            slots: socks
-                .into_iter()
-                .map(|sock| Slot {
-                    sock,
-                    in_fill: 0,
-                    tx_outstanding: 0,
-                    rx_packets: 0,
-                    tx_packets: 0,
-                    tx_ring_full: 0,
-                })
-                .collect(),
+            slots: socks.into_iter().map(Slot::new).collect(),
             umem,
             free,
             owner: vec![Owner::Free; frames as usize],
@@ -287,23 +292,12 @@ impl XskGroup {
         }
         let owner = self.slots[0].sock.raw_fd();
         let sock = XskSocket::new(&self.umem, ifindex, queue, &self.cfg, Bind::Shared(owner))?;
-        self.pollfds.push(libc::pollfd {
-            fd: sock.raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        });
+        self.pollfds.push(pollfd(&sock));
         let slot = self.slots.len();
         if !self.tx_slots.iter().any(|&(x, _)| x == ifindex) {
             self.tx_slots.push((ifindex, slot));
         }
-        self.slots.push(Slot {
-            sock,
-            in_fill: 0,
-            tx_outstanding: 0,
-            rx_packets: 0,
-            tx_packets: 0,
-            tx_ring_full: 0,
-        });
+        self.slots.push(Slot::new(sock));
         // Beyond the room made at the start, every socket's share shrinks.
         self.room = self.room.max(self.slots.len() as u32);
         self.fill_target = fill_target(&self.cfg, self.umem.frame_count(), self.room);
