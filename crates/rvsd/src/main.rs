@@ -185,7 +185,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         )?;
         // A socket on every RX queue of every interface, one UMEM, one
         // thread; room for the queues an interface may gain later (the
-        // worker binds them as they appear).
+        // worker binds them as they appear): up to what the kernel
+        // allocated, but no more than doubling the queues in use or one
+        // queue per CPU, since NICs allocate far more than anyone runs.
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
         let mut sockets = Vec::new();
         let mut spare_sockets = 0;
         for i in &ifaces {
@@ -195,7 +198,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             }
             let capacity =
                 kernel::rx_queue_capacity(&i.name)?.min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
-            spare_sockets += capacity.saturating_sub(in_use);
+            spare_sockets += capacity.saturating_sub(in_use).min(in_use.max(cpus));
         }
         let xsk_config = XskConfig {
             spare_sockets,
