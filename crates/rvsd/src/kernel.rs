@@ -844,7 +844,8 @@ fn poke(addr: IpAddr) {
 }
 
 /// RX queues the kernel allocated for an interface (IFLA_NUM_RX_QUEUES):
-/// the most it can have in use after `ethtool -L`; 1 when not reported.
+/// the most it can have in use after `ethtool -L` (1 when not reported),
+/// at most the queues per interface the XDP program can hand to sockets.
 pub(crate) fn rx_queue_capacity(name: &str) -> anyhow::Result<u32> {
     let mut nl = Rtnl::open()?;
     let Some(l) = link(&mut nl, LinkKey::Name(name))? else {
@@ -857,10 +858,11 @@ pub(crate) fn rx_queue_capacity(name: &str) -> anyhow::Result<u32> {
             _ => None,
         })
         .unwrap_or(1)
-        .max(1))
+        .clamp(1, rvs_datapath::MAX_QUEUES_PER_INTERFACE))
 }
 
-/// RX queues an interface has in use (one AF_XDP socket each).
+/// RX queues an interface has in use (one AF_XDP socket each), at most
+/// the queues per interface the XDP program can hand to sockets.
 ///
 /// Read from sysfs, not netlink: IFLA_NUM_RX_QUEUES is the number of queues
 /// allocated, while AF_XDP binds only below the number in use, which is what
@@ -873,5 +875,5 @@ pub(crate) fn rx_queues(name: &str) -> u32 {
                 .count() as u32
         })
         .unwrap_or(1)
-        .max(1)
+        .clamp(1, rvs_datapath::MAX_QUEUES_PER_INTERFACE)
 }

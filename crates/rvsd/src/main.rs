@@ -192,12 +192,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         let mut sockets = Vec::new();
         let mut spare_sockets = 0;
         for i in &ifaces {
-            let in_use = kernel::rx_queues(&i.name).min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            let in_use = kernel::rx_queues(&i.name);
             for q in 0..in_use {
                 sockets.push((i.index.0, q));
             }
-            let capacity =
-                kernel::rx_queue_capacity(&i.name)?.min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            let capacity = kernel::rx_queue_capacity(&i.name)?;
             spare_sockets += capacity.saturating_sub(in_use).min(in_use.max(cpus));
         }
         let xsk_config = XskConfig {

@@ -235,8 +235,7 @@ impl Worker {
             let Some(name) = rvs_datapath::name_by_ifindex(ifindex) else {
                 continue;
             };
-            let in_use =
-                crate::kernel::rx_queues(&name).min(rvs_datapath::MAX_QUEUES_PER_INTERFACE);
+            let in_use = crate::kernel::rx_queues(&name);
             let mut added = 0;
             for queue in 0..in_use {
                 if self.group.slot_of(ifindex, queue).is_some()

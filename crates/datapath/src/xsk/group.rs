@@ -207,7 +207,7 @@ impl XskGroup {
         let mut last_err = None;
         for &mode in modes {
             match Self::bind_all(&umem, sockets, cfg, mode) {
-                Ok(socks) => return Ok(Self::assemble(socks, umem, cfg)),
+                Ok(socks) => return Ok(Self::assemble(socks, umem, cfg, n + spare)),
                 Err(e @ DatapathError::PermissionDenied { .. }) => return Err(e),
                 Err(e) => {
                     tracing::debug!(?mode, error = %e, "AF_XDP bind mode unavailable");
@@ -236,8 +236,8 @@ impl XskGroup {
         Ok(socks)
     }
 
-    fn assemble(socks: Vec<XskSocket>, umem: Umem, cfg: &XskConfig) -> Self {
-        let room = (socks.len() as u32 + cfg.spare_sockets).min(MAX_SLOTS as u32);
+    /// The group over `socks`, its FILL shares sized for `room` sockets.
+    fn assemble(socks: Vec<XskSocket>, umem: Umem, cfg: &XskConfig, room: u32) -> Self {
         let frames = umem.frame_count();
         let pollfds = socks.iter().map(pollfd).collect();
         let mut tx_slots: Vec<(u32, usize)> = Vec::new();
